@@ -1,0 +1,3 @@
+module turnout/bench/loadgen
+
+go 1.19

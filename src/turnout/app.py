@@ -1,0 +1,66 @@
+"""The composition root: build every service from `Settings`, and take them down again.
+
+Started inside the running event loop (the HTTP client, the fake upstreams and the database all
+belong to it). The web edge receives the finished `Services`; nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from turnout.config.settings import Settings
+from turnout.keys.index import KeyIndex
+from turnout.keys.store import MasterKeyOutcome, load_hash_secret, load_keys
+from turnout.limits.admission import Admission
+from turnout.pipeline import Pipeline
+from turnout.providers.http.client import HttpClient
+from turnout.providers.registry import ProviderRegistry
+from turnout.routing.catalog import Catalog
+from turnout.routing.router import Router
+from turnout.spend.budgets import Budgets
+from turnout.storage.database import Database
+
+log = logging.getLogger("turnout")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    database: Database
+    client: HttpClient
+    registry: ProviderRegistry
+    catalog: Catalog
+    keys: KeyIndex
+    budgets: Budgets
+    pipeline: Pipeline
+    master_key: MasterKeyOutcome
+    started_at: float = field(default_factory=time.time)
+    draining: bool = False
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Services:
+        database = await Database.open(settings.storage.database_url)
+        client: HttpClient | None = None
+        try:
+            keys = KeyIndex(load_hash_secret(settings.auth.key_hash_secret, settings.storage.data_dir))
+            master = await load_keys(database, keys, settings.auth.master_key)
+            client = HttpClient()
+            registry = await ProviderRegistry.start(settings.providers, client)
+            catalog = Catalog(settings.models, registry)
+            budgets = Budgets()
+            pipeline = Pipeline(keys, catalog, Router(), Admission(), budgets)
+        except BaseException:
+            if client is not None:
+                await client.aclose()
+            await database.close()
+            raise
+        for warning in settings.warnings:
+            log.warning("%s", warning)
+        return cls(settings, database, client, registry, catalog, keys, budgets, pipeline, master)
+
+    async def aclose(self) -> None:
+        await self.registry.aclose()
+        await self.client.aclose()
+        await self.database.close()

@@ -1,0 +1,1 @@
+"""Configuration: one YAML file (or the environment) turned into frozen, validated `Settings`."""

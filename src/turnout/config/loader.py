@@ -1,0 +1,444 @@
+"""Second stage of configuration: YAML (or the environment) → checked, resolved, frozen `Settings`.
+
+Every problem is reported with the dotted path of the value at fault and, where one helps, a hint:
+`models.gpt-4o.targets[1].provider: unknown provider 'opneai' (known: azure-east, openai)`.
+All problems are collected before failing, so one run shows them all.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import msgspec
+import yaml
+
+from turnout.config import schema
+from turnout.config.env_defaults import config_from_environment
+from turnout.config.provider_kinds import AZURE_DEFAULT_API_VERSION, PROVIDER_KINDS
+from turnout.config.secrets import REFERENCE_HINT, Secret, SecretError, is_reference, resolve
+from turnout.config.settings import (
+    AuthSettings,
+    FakeSettings,
+    ModelSettings,
+    ProviderSettings,
+    ServerSettings,
+    Settings,
+    StorageSettings,
+    TargetSettings,
+    Timeouts,
+)
+from turnout.config.units import parse_duration, parse_size
+
+T = TypeVar("T")
+
+_ALIAS = re.compile(r"^[^\s*]+\*?$|^\*$")
+_PROVIDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_MSGSPEC_PATH = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used. `problems` holds one line per fault, each with its path."""
+
+    def __init__(self, problems: list[str], source: str) -> None:
+        self.problems = problems
+        self.source = source
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+    def render(self) -> str:
+        lines = [f"configuration {self.source} has {len(self.problems)} problem(s):"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A YAML loader that refuses duplicate keys instead of silently keeping the last one."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def default_config_path(environ: Mapping[str, str]) -> Path | None:
+    value = environ.get("TURNOUT_CONFIG")
+    return Path(value) if value else None
+
+
+def read_config_file(path: Path) -> object:
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError([f"cannot read the file: {error.strerror}"], source) from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError([f"{where}invalid YAML ({problem})"], source) from None
+    return {} if data is None else data
+
+
+def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read `path` (or, without one, configure providers from the standard environment variables)."""
+    env = os.environ if environ is None else environ
+    if path is not None:
+        return build_settings(read_config_file(path), env, source=str(path))
+    return build_settings(config_from_environment(env), env, source="environment")
+
+
+def build_settings(data: object, environ: Mapping[str, str], *, source: str) -> Settings:
+    return _Builder(environ, source).build(data)
+
+
+class _Builder:
+    def __init__(self, environ: Mapping[str, str], source: str) -> None:
+        self.environ = environ
+        self.source = source
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+
+    # ------------------------------------------------------------------ helpers
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}" if path else message)
+
+    def convert(self, data: object, typ: type[T], path: str) -> T | None:
+        try:
+            return msgspec.convert(data, typ)
+        except msgspec.ValidationError as error:
+            self.problem(*_describe(error, typ, path))
+            return None
+
+    def unit(self, value: object, parse: Callable[[object], T], path: str, default: T) -> T:
+        if value is None:
+            return default
+        try:
+            return parse(value)
+        except ValueError as error:
+            self.problem(path, str(error))
+            return default
+
+    def secret(self, value: str | None, path: str) -> Secret | None:
+        if value is None:
+            return None
+        try:
+            return resolve(value, self.environ)
+        except SecretError as error:
+            self.problem(path, str(error))
+            return None
+
+    def timeouts(self, cfg: schema.TimeoutsConfig | None, base: Timeouts, path: str) -> Timeouts:
+        if cfg is None:
+            return base
+        t = Timeouts(
+            connect=self.unit(cfg.connect, parse_duration, f"{path}.connect", base.connect),
+            first_byte=self.unit(cfg.first_byte, parse_duration, f"{path}.first_byte", base.first_byte),
+            idle=self.unit(cfg.idle, parse_duration, f"{path}.idle", base.idle),
+            total=self.unit(cfg.total, parse_duration, f"{path}.total", base.total),
+        )
+        if t.connect > t.total or t.first_byte > t.total:
+            self.problem(
+                path,
+                f"connect ({t.connect:g}s) and first_byte ({t.first_byte:g}s) "
+                f"must not exceed total ({t.total:g}s)",
+            )
+        return t
+
+    # ------------------------------------------------------------------ the document
+
+    def build(self, data: object) -> Settings:
+        if not isinstance(data, dict):
+            raise ConfigError(
+                ["the top level must be a mapping of sections (server, providers, models ...)"], self.source
+            )
+        cfg = self.convert(data, schema.ConfigFile, "")
+        if cfg is None:
+            raise ConfigError(self.problems, self.source)
+        defaults = self.timeouts(cfg.defaults.timeouts, Timeouts(), "defaults.timeouts")
+        server = self.server(cfg.server)
+        auth = AuthSettings(master_key=self.master_key(cfg.auth), key_hash_secret=self.hash_secret(cfg.auth))
+        storage = self.storage(cfg.storage)
+        providers = {
+            name: p
+            for name, raw in cfg.providers.items()
+            if (p := self.provider(str(name), raw, defaults)) is not None
+        }
+        models = {
+            alias: m
+            for alias, raw in cfg.models.items()
+            if (m := self.model(str(alias), raw, providers, cfg.providers)) is not None
+        }
+        if self.problems:
+            raise ConfigError(self.problems, self.source)
+        if not models:
+            self.warnings.append(
+                "no models are configured: every request will get 404 model_not_found "
+                "(set OPENAI_API_KEY or another provider's key, or write a config file)"
+            )
+        return Settings(
+            server=server,
+            auth=auth,
+            storage=storage,
+            providers=providers,
+            models=models,
+            source=self.source,
+            warnings=tuple(self.warnings),
+        )
+
+    def server(self, cfg: schema.ServerConfig) -> ServerSettings:
+        if not 0 < cfg.port < 65536:
+            self.problem("server.port", f"must be between 1 and 65535, got {cfg.port}")
+        return ServerSettings(
+            host=cfg.host,
+            port=cfg.port,
+            max_request_bytes=self.unit(
+                cfg.max_request_bytes, parse_size, "server.max_request_bytes", 32 * 1024 * 1024
+            ),
+            shutdown_grace=self.unit(cfg.shutdown_grace, parse_duration, "server.shutdown_grace", 30.0),
+            access_log=cfg.access_log,
+        )
+
+    def master_key(self, cfg: schema.AuthConfig) -> Secret | None:
+        if cfg.master_key is not None:
+            return self.secret(cfg.master_key, "auth.master_key")
+        if self.environ.get("TURNOUT_MASTER_KEY"):
+            return self.secret("env:TURNOUT_MASTER_KEY", "auth.master_key")
+        return None
+
+    def hash_secret(self, cfg: schema.AuthConfig) -> Secret | None:
+        if cfg.key_hash_secret is not None:
+            return self.secret(cfg.key_hash_secret, "auth.key_hash_secret")
+        if self.environ.get("TURNOUT_KEY_HASH_SECRET"):
+            return self.secret("env:TURNOUT_KEY_HASH_SECRET", "auth.key_hash_secret")
+        return None
+
+    def storage(self, cfg: schema.StorageConfig) -> StorageSettings:
+        if cfg.data_dir:
+            data_dir = Path(cfg.data_dir).expanduser()
+        elif self.environ.get("TURNOUT_DATA_DIR"):
+            data_dir = Path(self.environ["TURNOUT_DATA_DIR"]).expanduser()
+        else:
+            xdg = self.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+            data_dir = Path(xdg) / "turnout"
+        url = cfg.database_url
+        if url is not None and is_reference(url):
+            secret = self.secret(url, "storage.database_url")
+            url = secret.reveal() if secret else None
+        elif url is not None and urlsplit(url).password:
+            self.problem(
+                "storage.database_url",
+                f"holds a password; {REFERENCE_HINT.replace('OPENAI_API_KEY', 'DATABASE_URL')}",
+            )
+        if url is None:
+            url = f"sqlite+aiosqlite:///{data_dir / 'turnout.db'}"
+        return StorageSettings(data_dir=data_dir, database_url=url)
+
+    # ------------------------------------------------------------------ providers
+
+    def provider(self, name: str, raw: object, defaults: Timeouts) -> ProviderSettings | None:
+        path = f"providers.{name}"
+        if not _PROVIDER_NAME.match(name):
+            self.problem(path, "a provider name may hold only letters, digits, '_', '-' and '.'")
+            return None
+        cfg = self.convert(raw, schema.ProviderConfig, path)
+        if cfg is None:
+            return None
+        kind = PROVIDER_KINDS.get(cfg.type)
+        if kind is None:
+            self.problem(f"{path}.type", _unknown("provider type", cfg.type, PROVIDER_KINDS))
+            return None
+        base_url = cfg.base_url
+        if base_url is None and kind.base_url_env and self.environ.get(kind.base_url_env):
+            base_url = self.environ[kind.base_url_env]
+        base_url = base_url or kind.default_base_url
+        if kind.wire == "fake":
+            base_url = base_url or "http://127.0.0.1"
+        if base_url is None:
+            env_hint = f" (or set {kind.base_url_env})" if kind.base_url_env else ""
+            self.problem(f"{path}.base_url", f"required for a {kind.title} provider{env_hint}")
+            return None
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            self.problem(f"{path}.base_url", f"must be an http:// or https:// URL, got {base_url!r}")
+            return None
+        if parts.password or parts.query:
+            self.problem(
+                f"{path}.base_url", "must not hold credentials or a query string; use api_key and api_version"
+            )
+            return None
+        api_key = self.secret(cfg.api_key, f"{path}.api_key")
+        if cfg.api_key is None and kind.key_required:
+            env_hint = f", e.g. env:{kind.api_key_env}" if kind.api_key_env else ""
+            self.problem(f"{path}.api_key", f"required for a {kind.title} provider{env_hint}")
+        if cfg.api_version is not None and not kind.azure_paths:
+            self.problem(f"{path}.api_version", f"only Azure providers take an api_version, not {kind.name}")
+        headers: list[tuple[str, str | Secret]] = []
+        for header, value in (cfg.headers or {}).items():
+            if is_reference(value):
+                secret = self.secret(value, f"{path}.headers.{header}")
+                if secret is not None:
+                    headers.append((header, secret))
+            elif header.lower() in ("authorization", "api-key", "x-api-key", "proxy-authorization"):
+                self.problem(f"{path}.headers.{header}", f"carries a credential; {REFERENCE_HINT}")
+            else:
+                headers.append((header, value))
+        fake = None
+        if cfg.fake is not None and kind.wire != "fake":
+            self.problem(f"{path}.fake", f"only fake providers take this section, not {kind.name}")
+        if kind.wire == "fake":
+            fake = self.fake(cfg.fake or schema.FakeConfig(), f"{path}.fake")
+        return ProviderSettings(
+            name=name,
+            kind=kind,
+            base_url=base_url.rstrip("/"),
+            api_key=api_key,
+            api_version=(cfg.api_version or AZURE_DEFAULT_API_VERSION) if kind.azure_paths else None,
+            headers=tuple(headers),
+            timeouts=self.timeouts(cfg.timeouts, defaults, f"{path}.timeouts"),
+            unsupported_params=cfg.unsupported_params or "reject",
+            stream_usage=kind.stream_usage if cfg.stream_usage is None else cfg.stream_usage,
+            embeddings_base64=kind.embeddings_base64
+            if cfg.embeddings_base64 is None
+            else cfg.embeddings_base64,
+            fake=fake,
+        )
+
+    def fake(self, cfg: schema.FakeConfig, path: str) -> FakeSettings:
+        if cfg.chunks < 1:
+            self.problem(f"{path}.chunks", f"must be at least 1, got {cfg.chunks}")
+        return FakeSettings(
+            latency=self.unit(cfg.latency, parse_duration, f"{path}.latency", 0.0),
+            chunks=max(1, cfg.chunks),
+            chunk_gap=self.unit(cfg.chunk_gap, parse_duration, f"{path}.chunk_gap", 0.0),
+            port=cfg.port,
+            models=tuple(cfg.models or ()),
+        )
+
+    # ------------------------------------------------------------------ models
+
+    def model(
+        self, alias: str, raw: object, providers: Mapping[str, ProviderSettings], declared: Mapping[str, Any]
+    ) -> ModelSettings | None:
+        path = f"models.{alias}"
+        if not _ALIAS.match(alias):
+            self.problem(path, "an alias has no spaces, and '*' only as its last character (e.g. groq/*)")
+            return None
+        cfg = self.convert(raw, schema.ModelConfig, path)
+        if cfg is None:
+            return None
+        if cfg.targets is not None:
+            if cfg.provider is not None or cfg.model is not None or cfg.timeouts is not None:
+                self.problem(path, "give either 'targets' or 'provider' + 'model', not both")
+                return None
+            targets_cfg = cfg.targets
+            target_path = f"{path}.targets"
+        elif cfg.provider is not None and cfg.model is not None:
+            targets_cfg = [schema.TargetConfig(provider=cfg.provider, model=cfg.model, timeouts=cfg.timeouts)]
+            target_path = ""
+        else:
+            missing = "model" if cfg.provider is not None else "provider"
+            self.problem(path, f"missing '{missing}' (or give a list of 'targets')")
+            return None
+        if not targets_cfg:
+            self.problem(f"{path}.targets", "needs at least one target")
+            return None
+        targets = []
+        for i, t in enumerate(targets_cfg):
+            tpath = f"{target_path}[{i}]" if target_path else path
+            provider = providers.get(t.provider)
+            if provider is None:
+                if t.provider not in declared:  # a broken provider has been reported already
+                    self.problem(f"{tpath}.provider", _unknown("provider", t.provider, declared))
+                continue
+            if "*" in t.model and not (alias.endswith("*") and t.model.count("*") == 1):
+                self.problem(
+                    f"{tpath}.model", "'*' in a target's model needs a wildcard alias such as 'groq/*'"
+                )
+                continue
+            targets.append(
+                TargetSettings(
+                    provider=t.provider,
+                    model=t.model,
+                    timeouts=self.timeouts(t.timeouts, provider.timeouts, f"{tpath}.timeouts"),
+                )
+            )
+        if len(targets) != len(targets_cfg):
+            return None
+        return ModelSettings(alias=alias, targets=tuple(targets))
+
+
+def _unknown(what: str, value: str, known: Mapping[str, Any]) -> str:
+    names = sorted(str(k) for k in known)
+    close = difflib.get_close_matches(value, names, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    listing = ", ".join(names) if names else "none are configured"
+    return f"unknown {what} '{value}'{hint} (known: {listing})"
+
+
+def _describe(error: msgspec.ValidationError, typ: type, base: str) -> tuple[str, str]:
+    """A msgspec failure → (dotted path, message with a hint)."""
+    match = _MSGSPEC_PATH.match(str(error))
+    assert match is not None
+    what, sub = match["what"], (match["path"] or "").lstrip(".")
+    path = ".".join(p for p in (base, sub) if p).replace(".[", "[")
+    unknown = re.match(r"Object contains unknown field `(?P<field>[^`]+)`", what)
+    if unknown:
+        field = unknown["field"]
+        owner = _struct_at(typ, sub)
+        fields = list(getattr(owner, "__struct_fields__", ()))
+        close = difflib.get_close_matches(field, fields, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(fields)}"
+        return (f"{path}.{field}" if path else field), f"unknown key ({hint})"
+    missing = re.match(r"Object missing required field `(?P<field>[^`]+)`", what)
+    if missing:
+        field = missing["field"]
+        return (f"{path}.{field}" if path else field), "required"
+    expected = re.match(r"Expected `(?P<expected>[^`]+)`, got `(?P<got>[^`]+)`", what)
+    if expected:
+        wanted = expected["expected"].replace("float", "number").replace("str", "string")
+        return path, f"expected {wanted}, got {expected['got']}"
+    return path, what[0].lower() + what[1:] if what else "invalid value"
+
+
+def _struct_at(typ: type, path: str) -> type | None:
+    """The struct type found at a msgspec path such as `.targets[1]` under `typ`."""
+    current: Any = typ
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        if part.startswith("["):
+            continue
+        info = msgspec.inspect.type_info(current)
+        fields = {f.name: f for f in getattr(info, "fields", ())}
+        if part not in fields:
+            return None
+        current = _unwrap(fields[part].type)
+        if current is None:
+            return None
+    return current if isinstance(current, type) and hasattr(current, "__struct_fields__") else None
+
+
+def _unwrap(info: msgspec.inspect.Type) -> type | None:
+    if isinstance(info, msgspec.inspect.StructType):
+        return info.cls
+    if isinstance(info, msgspec.inspect.UnionType):
+        for t in info.types:
+            if (found := _unwrap(t)) is not None:
+                return found
+    if isinstance(info, msgspec.inspect.ListType):
+        return _unwrap(info.item_type)
+    return None

@@ -1,0 +1,48 @@
+"""Human units in configuration: durations ("250ms", "5s", "2m") and sizes ("32MiB")."""
+
+from __future__ import annotations
+
+import re
+
+_DURATION = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h)?\s*$")
+_DURATION_FACTORS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_SIZE = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
+_SIZE_FACTORS = {
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number (seconds) or a string such as "250ms", "5s", "2m", "1h"."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 5s or 250ms, got a boolean")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m["n"]) * _DURATION_FACTORS[m["unit"]]
+    else:
+        raise ValueError(f"expected a duration such as 5s, 250ms or 2m, got {value!r}")
+    if seconds <= 0:
+        raise ValueError(f"a duration must be positive, got {value!r}")
+    return seconds
+
+
+def parse_size(value: object) -> int:
+    """Bytes from an integer or a string such as "32MiB", "512KB"."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 32MiB, got a boolean")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str) and (m := _SIZE.match(value)):
+        size = int(float(m["n"]) * _SIZE_FACTORS[(m["unit"] or "b").lower()])
+    else:
+        raise ValueError(f"expected a size such as 32MiB or 1048576, got {value!r}")
+    if size <= 0:
+        raise ValueError(f"a size must be positive, got {value!r}")
+    return size

@@ -1,0 +1,354 @@
+"""The canonical chat request (OpenAI Chat Completions shape), typed and validated.
+
+Parsing is two-stage: the body is decoded once into a plain dict, which is forwarded faithfully
+(unknown and vendor-specific fields included), and that dict is converted into these structs to
+validate it and to give the rest of turnout typed access. Types, required fields and documented
+ranges are checked here; enumerations that providers extend often (service tiers, reasoning
+effort, verbosity) are left to the upstream to judge.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from turnout.domain.errors import InvalidRequest
+from turnout.domain.validation import convert
+
+# ----------------------------------------------------------------------------- content parts
+
+
+class ImageURL(msgspec.Struct, frozen=True):
+    url: str
+    detail: str | None = None
+
+
+class InputAudio(msgspec.Struct, frozen=True):
+    data: str
+    format: str
+
+
+class FileRef(msgspec.Struct, frozen=True):
+    filename: str | None = None
+    file_data: str | None = None
+    file_id: str | None = None
+
+
+class ContentPart(msgspec.Struct, frozen=True):
+    """One part of a multi-part message. Known types are checked; unknown ones (a vendor's
+    `video_url`, say) travel unchanged to OpenAI-compatible upstreams."""
+
+    type: str
+    text: str | None = None
+    image_url: ImageURL | None = None
+    input_audio: InputAudio | None = None
+    file: FileRef | None = None
+    refusal: str | None = None
+
+
+_PART_FIELD = {
+    "text": "text",
+    "image_url": "image_url",
+    "input_audio": "input_audio",
+    "file": "file",
+    "refusal": "refusal",
+}
+
+Content = str | list[ContentPart]
+
+# ----------------------------------------------------------------------------- messages
+
+
+class FunctionCall(msgspec.Struct, frozen=True):
+    name: str
+    arguments: str
+
+
+class CustomCall(msgspec.Struct, frozen=True):
+    name: str
+    input: str
+
+
+class ToolCall(msgspec.Struct, frozen=True):
+    id: str
+    type: str
+    function: FunctionCall | None = None
+    custom: CustomCall | None = None
+
+
+class AudioRef(msgspec.Struct, frozen=True):
+    id: str
+
+
+class SystemMessage(msgspec.Struct, tag_field="role", tag="system", frozen=True):
+    content: Content
+    name: str | None = None
+
+
+class DeveloperMessage(msgspec.Struct, tag_field="role", tag="developer", frozen=True):
+    content: Content
+    name: str | None = None
+
+
+class UserMessage(msgspec.Struct, tag_field="role", tag="user", frozen=True):
+    content: Content
+    name: str | None = None
+
+
+class AssistantMessage(msgspec.Struct, tag_field="role", tag="assistant", frozen=True):
+    content: Content | None = None
+    refusal: str | None = None
+    name: str | None = None
+    audio: AudioRef | None = None
+    tool_calls: list[ToolCall] | None = None
+    function_call: FunctionCall | None = None
+
+
+class ToolMessage(msgspec.Struct, tag_field="role", tag="tool", frozen=True):
+    content: Content
+    tool_call_id: str
+
+
+class FunctionMessage(msgspec.Struct, tag_field="role", tag="function", frozen=True):
+    content: str | None
+    name: str
+
+
+Message = SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | ToolMessage | FunctionMessage
+
+# ----------------------------------------------------------------------------- tools and formats
+
+
+class FunctionDefinition(msgspec.Struct, frozen=True):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class CustomToolDefinition(msgspec.Struct, frozen=True):
+    name: str
+    description: str | None = None
+    format: dict[str, Any] | None = None
+
+
+class Tool(msgspec.Struct, frozen=True):
+    type: Literal["function", "custom"]
+    function: FunctionDefinition | None = None
+    custom: CustomToolDefinition | None = None
+
+
+class NamedFunction(msgspec.Struct, frozen=True):
+    name: str
+
+
+class ToolChoiceObject(msgspec.Struct, frozen=True):
+    type: Literal["function", "custom", "allowed_tools"]
+    function: NamedFunction | None = None
+    custom: NamedFunction | None = None
+    allowed_tools: dict[str, Any] | None = None
+
+
+class JsonSchemaFormat(msgspec.Struct, frozen=True):
+    name: str
+    description: str | None = None
+    schema: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ResponseFormat(msgspec.Struct, frozen=True):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
+class StreamOptions(msgspec.Struct, frozen=True):
+    include_usage: bool | None = None
+    include_obfuscation: bool | None = None
+
+
+class Prediction(msgspec.Struct, frozen=True):
+    type: Literal["content"]
+    content: Content
+
+
+class AudioOutput(msgspec.Struct, frozen=True):
+    voice: str | dict[str, Any]
+    format: str
+
+
+# ----------------------------------------------------------------------------- the request
+
+Temperature = Annotated[float, msgspec.Meta(ge=0, le=2)]
+TopP = Annotated[float, msgspec.Meta(ge=0, le=1)]
+Penalty = Annotated[float, msgspec.Meta(ge=-2, le=2)]
+ChoiceCount = Annotated[int, msgspec.Meta(ge=1, le=128)]
+TopLogprobs = Annotated[int, msgspec.Meta(ge=0, le=20)]
+
+
+class ChatRequest(msgspec.Struct, frozen=True):
+    """`POST /v1/chat/completions`, as documented by OpenAI. Unknown fields are not kept here;
+    they stay in the raw body that is forwarded."""
+
+    model: str
+    messages: list[Message]
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    n: ChoiceCount | None = None
+    stop: str | list[str] | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    logit_bias: dict[str, int] | None = None
+    logprobs: bool | None = None
+    top_logprobs: TopLogprobs | None = None
+    user: str | None = None
+    safety_identifier: str | None = None
+    seed: int | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | ToolChoiceObject | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    functions: list[FunctionDefinition] | None = None
+    function_call: Literal["none", "auto"] | NamedFunction | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+    modalities: list[str] | None = None
+    audio: AudioOutput | None = None
+    prediction: Prediction | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: str | None = None
+    web_search_options: dict[str, Any] | None = None
+
+    @property
+    def wants_usage_in_stream(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    @property
+    def output_token_limit(self) -> int | None:
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+
+def parse_chat_request(body: object) -> ChatRequest:
+    """Validate a decoded JSON body; raise `InvalidRequest` naming the offending parameter."""
+    request = convert(body, ChatRequest)
+    _check(request)
+    return request
+
+
+def _check(request: ChatRequest) -> None:
+    """What the types alone cannot say."""
+    if not request.messages:
+        raise InvalidRequest(
+            "'messages' must contain at least one message.", param="messages", code="empty_array"
+        )
+    for i, message in enumerate(request.messages):
+        content = getattr(message, "content", None)
+        if isinstance(content, list):
+            if not content:
+                raise InvalidRequest(
+                    f"'messages[{i}].content' must not be an empty array.",
+                    param=f"messages[{i}].content",
+                    code="empty_array",
+                )
+            for j, part in enumerate(content):
+                _check_part(part, f"messages[{i}].content[{j}]", type(message))
+        if isinstance(message, AssistantMessage) and message.tool_calls:
+            for j, call in enumerate(message.tool_calls):
+                _check_tool_call(call, f"messages[{i}].tool_calls[{j}]")
+    if request.stop is not None and isinstance(request.stop, list) and not 1 <= len(request.stop) <= 4:
+        raise InvalidRequest("'stop' must hold between 1 and 4 sequences.", param="stop")
+    if request.top_logprobs is not None and request.logprobs is not True:
+        raise InvalidRequest("'top_logprobs' is only allowed when 'logprobs' is true.", param="top_logprobs")
+    if request.logit_bias:
+        for token, bias in request.logit_bias.items():
+            if not -100 <= bias <= 100:
+                raise InvalidRequest(
+                    f"'logit_bias' values must be between -100 and 100 (token {token!r} has {bias}).",
+                    param="logit_bias",
+                )
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = getattr(request, name)
+        if value is not None and value < 1:
+            raise InvalidRequest(f"'{name}' must be at least 1.", param=name)
+    if request.tools is not None:
+        for i, tool in enumerate(request.tools):
+            if getattr(tool, tool.type) is None:
+                raise InvalidRequest(
+                    f"Missing required parameter: 'tools[{i}].{tool.type}'.",
+                    param=f"tools[{i}].{tool.type}",
+                    code="missing_required_parameter",
+                )
+    if isinstance(request.tool_choice, ToolChoiceObject):
+        kind = request.tool_choice.type
+        if getattr(request.tool_choice, kind) is None:
+            raise InvalidRequest(
+                f"Missing required parameter: 'tool_choice.{kind}'.",
+                param=f"tool_choice.{kind}",
+                code="missing_required_parameter",
+            )
+    fmt = request.response_format
+    if fmt is not None and fmt.type == "json_schema" and fmt.json_schema is None:
+        raise InvalidRequest(
+            "Missing required parameter: 'response_format.json_schema'.",
+            param="response_format.json_schema",
+            code="missing_required_parameter",
+        )
+
+
+_TEXT_ONLY = (SystemMessage, DeveloperMessage, ToolMessage)
+
+
+def _check_part(part: ContentPart, path: str, role: type) -> None:
+    field = _PART_FIELD.get(part.type)
+    if field is None:
+        if role is not UserMessage:
+            raise InvalidRequest(
+                f"Invalid value for '{path}.type': {part.type!r} is not a content part type "
+                f"this message role accepts.",
+                param=f"{path}.type",
+            )
+        return  # a vendor extension: the upstream decides
+    if getattr(part, field) is None:
+        raise InvalidRequest(
+            f"Missing required parameter: '{path}.{field}'.",
+            param=f"{path}.{field}",
+            code="missing_required_parameter",
+        )
+    allowed = (
+        ("text",)
+        if role in _TEXT_ONLY
+        else ("text", "refusal")
+        if role is AssistantMessage
+        else ("text", "image_url", "input_audio", "file")
+    )
+    if part.type not in allowed:
+        raise InvalidRequest(
+            f"Invalid value for '{path}.type': {part.type!r} parts are not allowed in this message.",
+            param=f"{path}.type",
+        )
+
+
+def _check_tool_call(call: ToolCall, path: str) -> None:
+    field = "function" if call.type == "function" else "custom" if call.type == "custom" else None
+    if field is None:
+        raise InvalidRequest(
+            f"Invalid value for '{path}.type': expected 'function' or 'custom'.", param=f"{path}.type"
+        )
+    if getattr(call, field) is None:
+        raise InvalidRequest(
+            f"Missing required parameter: '{path}.{field}'.",
+            param=f"{path}.{field}",
+            code="missing_required_parameter",
+        )
+
+
+def message_has_images(message: Message) -> bool:
+    content = getattr(message, "content", None)
+    return isinstance(content, list) and any(p.type == "image_url" for p in content)

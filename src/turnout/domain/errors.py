@@ -1,0 +1,234 @@
+"""The error tree: every failure turnout reports, with its HTTP status and OpenAI error type/code.
+
+Caller errors (`ClientError`) are never retried. Upstream errors (`UpstreamError`) may be retried
+or failed over (`retryable`); they are what circuit breakers and fallbacks react to. Rendering to
+the wire happens in one place (`turnout.server.errors`); nothing here knows about HTTP frameworks.
+"""
+
+from __future__ import annotations
+
+
+class TurnoutError(Exception):
+    """Base of every error turnout reports to a client."""
+
+    status: int = 500
+    error_type: str = "server_error"
+    code: str | None = None
+    retryable: bool = False
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """Extra response headers this error carries (e.g. Retry-After)."""
+        return []
+
+
+# --------------------------------------------------------------------------- caller errors
+
+
+class ClientError(TurnoutError):
+    """The request itself is at fault; retrying it unchanged cannot help."""
+
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class InvalidRequest(ClientError):
+    """Malformed JSON, a wrong type, a missing field or a value out of range (400)."""
+
+    code = "invalid_value"
+
+
+class UnsupportedFeature(ClientError):
+    """The request needs a capability no target of its model has (400)."""
+
+    code = "unsupported_feature"
+
+
+class AuthenticationFailed(ClientError):
+    """No key, or a key turnout does not know (401)."""
+
+    status = 401
+    code = "invalid_api_key"
+
+
+class PermissionDenied(ClientError):
+    """A valid key that may not do this (403)."""
+
+    status = 403
+    code = "permission_denied"
+
+
+class ModelNotFound(ClientError):
+    """The requested model alias does not exist, or the key may not see it (404)."""
+
+    status = 404
+    code = "model_not_found"
+
+
+class RouteNotFound(ClientError):
+    """No such endpoint (404)."""
+
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(ClientError):
+    """The endpoint exists but not for this HTTP method (405)."""
+
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, *, allowed: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"allow", ", ".join(self.allowed).encode())]
+
+
+class RequestTooLarge(ClientError):
+    """The body is over the configured limit; refused before it is read in full (413)."""
+
+    status = 413
+    code = "request_too_large"
+
+
+class UnsupportedMediaType(ClientError):
+    """The body is not JSON (415)."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
+class UpstreamRejected(ClientError):
+    """The provider refused the request as invalid (its own 4xx), passed on faithfully."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        error_type: str,
+        param: str | None,
+        code: str | None,
+        retry_after: str | None = None,
+    ) -> None:
+        super().__init__(message, param=param)
+        self.status = status
+        self.error_type = error_type
+        self.code = code
+        self.retry_after = retry_after
+        # A provider's 429 means "that provider is busy", which another deployment may not be.
+        self.retryable = status in (408, 409, 429)
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", self.retry_after.encode())] if self.retry_after else []
+
+
+# --------------------------------------------------------------------------- upstream errors
+
+
+class UpstreamError(TurnoutError):
+    """The provider failed us; another attempt or another deployment may succeed."""
+
+    status = 502
+    error_type = "upstream_error"
+    retryable = True
+
+    def __init__(
+        self, message: str, *, deployment: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.deployment = deployment
+        self.retry_after = retry_after
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        if self.retry_after is None:
+            return []
+        return [(b"retry-after", str(max(1, round(self.retry_after))).encode())]
+
+
+class UpstreamConnectionError(UpstreamError):
+    """Could not connect, or the connection broke (502)."""
+
+    code = "upstream_connection_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    """The provider did not answer in time: connect, first byte, idle or total (504)."""
+
+    status = 504
+    error_type = "timeout_error"
+    code = "upstream_timeout"
+
+    def __init__(self, message: str, *, phase: str, deployment: str | None = None) -> None:
+        super().__init__(message, deployment=deployment)
+        self.phase = phase
+
+
+class UpstreamServerError(UpstreamError):
+    """The provider answered 5xx (502, or 503 when it says it is overloaded/unavailable)."""
+
+    code = "upstream_server_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        upstream_status: int,
+        deployment: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, deployment=deployment, retry_after=retry_after)
+        self.upstream_status = upstream_status
+        if upstream_status in (503, 529):
+            self.status = 503
+            self.code = "upstream_unavailable"
+
+
+class UpstreamAuthError(UpstreamError):
+    """The provider rejected turnout's own credentials: an operator must fix them (502).
+
+    Never reported as 401, which would tell the client its (valid) turnout key is wrong.
+    """
+
+    code = "upstream_auth_error"
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The provider's answer was not what its wire format promises (502)."""
+
+    code = "bad_upstream_response"
+
+
+class NoUpstreamAvailable(UpstreamError):
+    """No deployment can take the request now (503)."""
+
+    status = 503
+    error_type = "service_unavailable"
+    code = "no_upstream_available"
+
+
+# --------------------------------------------------------------------------- our own failures
+
+
+class ServiceUnavailable(TurnoutError):
+    """turnout itself cannot serve now: starting, draining, or a store it needs is down (503)."""
+
+    status = 503
+    error_type = "service_unavailable"
+    code = "service_unavailable"
+
+
+class InternalError(TurnoutError):
+    """A bug in turnout. The message never carries details of it (500)."""
+
+    status = 500
+    error_type = "server_error"
+    code = "internal_error"

@@ -1,0 +1,28 @@
+"""Who is calling: the identity a key resolves to."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Role = Literal["owner", "admin", "member", "viewer"]
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    key_id: str
+    name: str
+    role: Role
+    kind: Literal["master", "virtual"] = "virtual"
+    allowed_models: tuple[str, ...] | None = None  # None: every model
+    team_id: str | None = None
+    user_id: str | None = None
+
+    def may_use(self, model: str) -> bool:
+        allowed = self.allowed_models
+        if allowed is None:
+            return True
+        for pattern in allowed:
+            if pattern == model or (pattern.endswith("*") and model.startswith(pattern[:-1])):
+                return True
+        return False

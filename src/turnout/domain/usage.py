@@ -1,0 +1,54 @@
+"""Token usage in one canonical shape, whatever the provider's wire format calls it."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Usage(msgspec.Struct, frozen=True, kw_only=True):
+    """Tokens one request consumed, by kind. `estimated` marks counts turnout computed itself."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class _PromptDetails(msgspec.Struct, frozen=True):
+    cached_tokens: int | None = None
+    cache_write_tokens: int | None = None
+
+
+class _CompletionDetails(msgspec.Struct, frozen=True):
+    reasoning_tokens: int | None = None
+
+
+class OpenAIUsage(msgspec.Struct, frozen=True):
+    """The `usage` object of OpenAI's chat and embeddings responses (every field optional, as
+    OpenAI-compatible servers fill them unevenly)."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    prompt_tokens_details: _PromptDetails | None = None
+    completion_tokens_details: _CompletionDetails | None = None
+
+    def canonical(self) -> Usage:
+        prompt = self.prompt_tokens or 0
+        completion = self.completion_tokens
+        if completion is None:
+            completion = max(0, (self.total_tokens or 0) - prompt)
+        pd, cd = self.prompt_tokens_details, self.completion_tokens_details
+        return Usage(
+            input_tokens=prompt,
+            output_tokens=completion,
+            cached_input_tokens=(pd.cached_tokens or 0) if pd else 0,
+            cache_write_tokens=(pd.cache_write_tokens or 0) if pd else 0,
+            reasoning_tokens=(cd.reasoning_tokens or 0) if cd else 0,
+        )

@@ -1,0 +1,1 @@
+"""Admission control: rate, token and concurrency limits (memory, or Redis for many instances)."""

@@ -1,0 +1,136 @@
+"""The request lifecycle, in the order the product promises it:
+
+    authenticate → authorise model → admit (limits) → reserve budget → route → respond → settle
+
+Each step is one call to the service that owns it; the web edge supplies an `Inbound` (the
+request) and a `Responder` (how to answer), so nothing here knows about HTTP frameworks.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Protocol
+
+from turnout.domain.chat import ChatRequest, message_has_images, parse_chat_request
+from turnout.domain.embeddings import parse_embedding_request
+from turnout.domain.errors import InvalidRequest, ModelNotFound, UnsupportedFeature
+from turnout.domain.principal import Principal
+from turnout.domain.usage import Usage
+from turnout.keys.index import KeyIndex
+from turnout.limits.admission import Admission
+from turnout.providers.base import ChatResult
+from turnout.routing.catalog import Catalog, Route
+from turnout.routing.first_chunk import PeekedStream
+from turnout.routing.router import Router, Served
+from turnout.spend.budgets import Budgets
+
+_MODEL_NAME = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,255}$")
+
+
+class Inbound(Protocol):
+    def credential(self) -> str | None: ...
+
+    async def json(self) -> Any: ...
+
+
+class Responder(Protocol):
+    async def answer(self, body: bytes, served: Served) -> None: ...
+
+    async def stream(self, stream: PeekedStream, served: Served) -> Usage | None: ...
+
+
+class Pipeline:
+    def __init__(
+        self, keys: KeyIndex, catalog: Catalog, router: Router, admission: Admission, budgets: Budgets
+    ) -> None:
+        self.keys = keys
+        self.catalog = catalog
+        self.router = router
+        self.admission = admission
+        self.budgets = budgets
+
+    async def chat_completion(self, inbound: Inbound, respond: Responder) -> None:
+        principal = self.keys.authenticate(inbound.credential())
+        body = await inbound.json()
+        request = parse_chat_request(body)
+        route = self.authorise(principal, request.model)
+        check_capabilities(route, request)
+        ticket = self.admission.admit(principal, route)
+        reservation = self.budgets.reserve(principal, route)
+        usage: Usage | None = None
+        answered = False
+        try:
+            if request.stream:
+                stream, served = await self.router.stream(
+                    route, request, body, wants_usage=request.wants_usage_in_stream
+                )
+                answered = True
+                usage = await respond.stream(stream, served)
+            else:
+                result, served = await self.router.complete(route, request, body, wants_usage=False)
+                answered = True
+                await respond.answer(result.body, served)
+                usage = result.usage
+        finally:
+            ticket.release()
+            self.budgets.settle(reservation, usage, answered=answered)
+
+    async def embeddings(self, inbound: Inbound, respond: Responder) -> None:
+        principal = self.keys.authenticate(inbound.credential())
+        body = await inbound.json()
+        request = parse_embedding_request(body)
+        route = self.authorise(principal, request.model)
+        if not route.targets[0].adapter.capabilities.embeddings:
+            raise UnsupportedFeature(f"The model '{request.model}' does not offer embeddings.", param="model")
+        ticket = self.admission.admit(principal, route)
+        reservation = self.budgets.reserve(principal, route)
+        usage: Usage | None = None
+        answered = False
+        try:
+            result, served = await self.router.embed(route, request, body)
+            answered = True
+            await respond.answer(result.body, served)
+            usage = result.usage
+        finally:
+            ticket.release()
+            self.budgets.settle(reservation, usage, answered=answered)
+
+    def authenticate(self, inbound: Inbound) -> Principal:
+        return self.keys.authenticate(inbound.credential())
+
+    def authorise(self, principal: Principal, model: str) -> Route:
+        """The route for `model`, if it exists and the caller may use it (404 either way, so a key
+        cannot probe for models it is not allowed to see)."""
+        if not _MODEL_NAME.match(model):
+            raise InvalidRequest("'model' must be 1-256 printable characters.", param="model")
+        route = self.catalog.resolve(model)
+        if route is None or (not principal.may_use(route.alias) and not principal.may_use(model)):
+            raise ModelNotFound(
+                f"The model '{model}' does not exist or you do not have access to it.", param="model"
+            )
+        return route
+
+    def visible(self, principal: Principal, name: str) -> bool:
+        route = self.catalog.resolve(name)
+        return route is not None and (principal.may_use(route.alias) or principal.may_use(name))
+
+
+def check_capabilities(route: Route, request: ChatRequest) -> None:
+    """A request needing something its model cannot do is refused up front, naming the feature."""
+    caps = route.targets[0].adapter.capabilities
+    fmt = request.response_format
+    if fmt is not None and fmt.type == "json_schema" and not caps.json_schema:
+        raise UnsupportedFeature(
+            f"The model '{request.model}' does not support structured outputs "
+            "(response_format type 'json_schema'); use 'json_object' or another model.",
+            param="response_format",
+        )
+    if request.tools and not caps.tools:
+        raise UnsupportedFeature(f"The model '{request.model}' does not support tools.", param="tools")
+    if request.stream and not caps.streaming:
+        raise UnsupportedFeature(f"The model '{request.model}' does not support streaming.", param="stream")
+    if not caps.images and any(message_has_images(m) for m in request.messages):
+        raise UnsupportedFeature(f"The model '{request.model}' does not accept images.", param="messages")
+
+
+__all__ = ["ChatResult", "Inbound", "Pipeline", "Responder"]

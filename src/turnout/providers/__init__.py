@@ -1,0 +1,1 @@
+"""Upstream providers: one package per wire format, over one shared HTTP client."""

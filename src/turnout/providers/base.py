@@ -1,0 +1,101 @@
+"""The adapter contract every wire format implements, and the values that cross it.
+
+A call is canonical (OpenAI-shaped): the typed request plus the raw body it was parsed from, so a
+same-format upstream gets every field faithfully and a translating one gets typed access.
+Results are canonical too: an OpenAI-format body, kept as bytes when the upstream already spoke
+OpenAI (forwarded without re-serialising), and the usage read from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from turnout.config.settings import Timeouts
+from turnout.domain.chat import ChatRequest
+from turnout.domain.embeddings import EmbeddingRequest
+from turnout.domain.usage import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What an adapter (for a model) can carry. A request needing more gets a 400 naming it."""
+
+    streaming: bool = True
+    tools: bool = True
+    parallel_tool_calls: bool = True
+    images: bool = True
+    json_schema: bool = True
+    usage_in_stream: bool = True
+    embeddings: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCall:
+    request: ChatRequest
+    body: dict[str, Any]
+    model: str
+    timeouts: Timeouts
+    client_wants_usage: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingCall:
+    request: EmbeddingRequest
+    body: dict[str, Any]
+    model: str
+    timeouts: Timeouts
+
+
+@dataclass(slots=True)
+class ChatResult:
+    """A complete chat answer as an OpenAI `chat.completion` JSON body."""
+
+    body: bytes
+    usage: Usage | None
+    _data: dict[str, Any] | None = field(default=None, repr=False)
+
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = orjson.loads(self.body)
+        return self._data
+
+
+@dataclass(slots=True)
+class EmbeddingResult:
+    body: bytes
+    usage: Usage | None
+
+
+class ChatStream(Protocol):
+    """An answer arriving chunk by chunk: each item is one OpenAI `chat.completion.chunk` JSON.
+
+    Iteration raises an `UpstreamError` if the upstream fails mid-way or ends without finishing.
+    `usage` is set once the upstream has reported it (normally with the last chunk).
+    """
+
+    usage: Usage | None
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Adapter(Protocol):
+    """One configured provider. Built once from settings; safe for concurrent calls."""
+
+    name: str
+    capabilities: Capabilities
+
+    async def complete(self, call: ChatCall) -> ChatResult: ...
+
+    async def stream(self, call: ChatCall) -> ChatStream: ...
+
+    async def embed(self, call: EmbeddingCall) -> EmbeddingResult: ...
+
+    async def list_models(self) -> list[str]: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,346 @@
+"""One keep-alive HTTP/1.1 connection to an upstream, and the response read from it.
+
+Chosen over aiohttp/httpx by measurement (docs/architecture.md): on the benchmark's request this
+costs ~50 µs of CPU per call against ~200 µs for aiohttp's client. Responses are parsed by
+httptools (the parser uvicorn uses). Every phase of the exchange is timed by one timer that is
+re-armed lazily, so a hung upstream always ends in `UpstreamTimeout`, never a stuck client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import zlib
+from collections.abc import AsyncIterator, Callable
+from typing import cast
+
+import httptools
+
+from turnout.domain.errors import UpstreamConnectionError, UpstreamProtocolError, UpstreamTimeout
+
+HIGH_WATER = 512 * 1024  # pause reading the upstream when this much is waiting for the client
+LOW_WATER = 128 * 1024
+
+
+class StaleConnection(Exception):
+    """A reused keep-alive connection was closed by the server before it answered; safe to resend."""
+
+
+class Deadlines:
+    """When each phase of one exchange must end, on the event loop's clock."""
+
+    __slots__ = ("first_byte", "idle", "total")
+
+    def __init__(self, now: float, first_byte: float, idle: float, total: float) -> None:
+        self.total = now + total
+        self.first_byte = min(now + first_byte, self.total)
+        self.idle = idle
+
+
+class Connection(asyncio.Protocol):
+    """An upstream connection. It carries one exchange at a time and returns itself to its pool."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, release: Callable[[Connection], None]) -> None:
+        self.loop = loop
+        self._release = release
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.reused = False
+        self.idle_since = 0.0
+        self.response: UpstreamResponse | None = None
+        self._header_name = b""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        response = self.response
+        if response is not None and not response.complete:
+            if self.reused and not response.got_bytes:
+                response.fail(StaleConnection())
+            else:
+                response.fail(
+                    UpstreamConnectionError(
+                        "the upstream closed the connection before the response was complete"
+                    )
+                )
+
+    def eof_received(self) -> bool:
+        with contextlib.suppress(httptools.HttpParserError):
+            self.parser.feed_data(b"")  # lets a close-delimited body finish
+        return False
+
+    @property
+    def usable(self) -> bool:
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    # ------------------------------------------------------------------ one exchange
+
+    def send(self, head: bytes, body: bytes, deadlines: Deadlines) -> UpstreamResponse:
+        assert self.transport is not None
+        self.response = response = UpstreamResponse(self, deadlines)
+        self.parser = httptools.HttpResponseParser(self)
+        if len(body) < 16384:
+            self.transport.write(head + body)
+        else:
+            self.transport.writelines((head, body))
+        return response
+
+    def data_received(self, data: bytes) -> None:
+        response = self.response
+        if response is None:  # bytes while idle: the server is not speaking HTTP/1.1 as agreed
+            self.close()
+            return
+        response.last_activity = self.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            response.fail(UpstreamProtocolError("the upstream tried to switch protocols"))
+            self.close()
+        except httptools.HttpParserError:
+            response.fail(UpstreamProtocolError("the upstream sent a malformed HTTP response"))
+            self.close()
+
+    # httptools callbacks ------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        assert self.response is not None
+        self.response.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        response = self.response
+        assert response is not None
+        response.status = self.parser.get_status_code()
+        response.keep_alive = self.parser.should_keep_alive()
+        response.got_bytes = True
+        response.headers_received()
+
+    def on_body(self, body: bytes) -> None:
+        assert self.response is not None
+        self.response.feed(body)
+
+    def on_message_complete(self) -> None:
+        response = self.response
+        assert response is not None
+        response.finish()
+
+    # ------------------------------------------------------------------ flow control
+
+    def pause(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def exchange_done(self, response: UpstreamResponse, reusable: bool) -> None:
+        """The consumer is finished with `response`: reuse the connection or drop it."""
+        if self.response is not response:
+            return
+        self.response = None
+        if reusable and self.usable:
+            self.reused = True
+            self.idle_since = self.loop.time()
+            self._release(self)
+        else:
+            self.close()
+
+
+class UpstreamResponse:
+    """An upstream's answer: status and headers first, then the body in full or chunk by chunk."""
+
+    def __init__(self, conn: Connection, deadlines: Deadlines) -> None:
+        self._conn = conn
+        self._loop = conn.loop
+        self._deadlines = deadlines
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.keep_alive = False
+        self.got_bytes = False
+        self.got_body_byte = False
+        self.complete = False
+        self.last_activity = self._loop.time()
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._paused = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._headers_waiter: asyncio.Future[None] | None = self._loop.create_future()
+        self._decoder: zlib._Decompress | None = None
+        self._released = False
+        self._timer = self._loop.call_at(deadlines.first_byte, self._on_timer)
+
+    # ------------------------------------------------------------------ fed by the connection
+
+    def headers_received(self) -> None:
+        encoding = self.header(b"content-encoding")
+        if encoding:
+            kind = encoding.strip().lower()
+            if kind in (b"gzip", b"x-gzip"):
+                self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            elif kind == b"deflate":
+                self._decoder = zlib.decompressobj()
+            elif kind != b"identity":
+                self.fail(
+                    UpstreamProtocolError(
+                        f"the upstream used an unsupported content-encoding ({kind.decode('latin-1')[:20]})"
+                    )
+                )
+                self._conn.close()
+                return
+        if self._headers_waiter is not None and not self._headers_waiter.done():
+            self._headers_waiter.set_result(None)
+
+    def feed(self, body: bytes) -> None:
+        if self._decoder is not None:
+            try:
+                body = self._decoder.decompress(body)
+            except zlib.error:
+                self.fail(UpstreamProtocolError("the upstream sent a corrupt compressed body"))
+                self._conn.close()
+                return
+            if not body:
+                return
+        if not self.got_body_byte:
+            self.got_body_byte = True
+            self._timer.cancel()
+            d = self._deadlines
+            self._timer = self._loop.call_at(min(self.last_activity + d.idle, d.total), self._on_timer)
+        self._chunks.append(body)
+        self._buffered += len(body)
+        if self._buffered > HIGH_WATER and not self._paused:
+            self._paused = True
+            self._conn.pause()
+        self._wake()
+
+    def finish(self) -> None:
+        if self._decoder is not None:
+            tail = self._decoder.flush()
+            if tail:
+                self._chunks.append(tail)
+        self.complete = True
+        self.got_body_byte = True
+        self._timer.cancel()
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        if self.complete or self._error is not None:
+            return
+        self._error = error
+        self._timer.cancel()
+        if self._headers_waiter is not None and not self._headers_waiter.done():
+            self._headers_waiter.set_exception(error)
+            self._headers_waiter.exception()  # retrieved here; raised again by the reader
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # ------------------------------------------------------------------ timing
+
+    def _on_timer(self) -> None:
+        now = self._loop.time()
+        d = self._deadlines
+        if now >= d.total:
+            self._time_out("total")
+        elif not self.got_body_byte:
+            if now >= d.first_byte:
+                self._time_out("first_byte")
+            else:
+                self._timer = self._loop.call_at(d.first_byte, self._on_timer)
+        elif now >= (idle_end := self.last_activity + d.idle):
+            self._time_out("idle")
+        else:
+            self._timer = self._loop.call_at(min(idle_end, d.total), self._on_timer)
+
+    def _time_out(self, phase: str) -> None:
+        descriptions = {
+            "first_byte": "did not start answering in time",
+            "idle": "stopped sending in the middle of the response",
+            "total": "did not finish the response in time",
+        }
+        self.fail(UpstreamTimeout(f"the upstream {descriptions[phase]} ({phase} timeout)", phase=phase))
+        self._conn.close()
+
+    # ------------------------------------------------------------------ read by the consumer
+
+    async def wait_headers(self) -> None:
+        waiter = self._headers_waiter
+        if waiter is not None:
+            try:
+                await waiter
+            finally:
+                self._headers_waiter = None
+        if self._error is not None:
+            raise self._error
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    async def _next(self) -> bytes | None:
+        while True:
+            if self._chunks:
+                chunk = self._chunks.popleft()
+                self._buffered -= len(chunk)
+                if self._paused and self._buffered < LOW_WATER:
+                    self._paused = False
+                    self._conn.resume()
+                return chunk
+            if self._error is not None:
+                raise self._error
+            if self.complete:
+                return None
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    async def read(self, limit: int) -> bytes:
+        """The whole body (at most `limit` bytes), then the connection goes back to its pool."""
+        parts: list[bytes] = []
+        size = 0
+        try:
+            while (chunk := await self._next()) is not None:
+                size += len(chunk)
+                if size > limit:
+                    raise UpstreamProtocolError(f"the upstream's response is larger than {limit} bytes")
+                parts.append(chunk)
+        except BaseException:
+            self.release()
+            raise
+        self.release()
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives. Stopping early drops the connection (it is mid-response)."""
+        try:
+            while (chunk := await self._next()) is not None:
+                yield chunk
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Give the connection back (if the exchange ended cleanly) or drop it."""
+        if self._released:
+            return
+        self._released = True
+        self._timer.cancel()
+        clean = self.complete and self._error is None and self.keep_alive
+        self._conn.exchange_done(self, clean)

@@ -1,0 +1,180 @@
+"""The adapter for OpenAI's wire format, configured per deployment (OpenAI, Azure, vLLM, Groq...).
+
+Same format in and out, so requests and answers are forwarded, not translated: the body is
+re-serialised once with the target's model, the answer's bytes are passed on as they came, and
+only `usage` (and, for streams, each chunk's shape) is read on the way.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from typing import Any
+from urllib.parse import quote
+
+import msgspec
+import orjson
+
+from turnout.config.settings import ProviderSettings, Timeouts
+from turnout.domain.errors import TurnoutError, UpstreamProtocolError
+from turnout.providers.base import Capabilities, ChatCall, ChatResult, EmbeddingCall, EmbeddingResult
+from turnout.providers.http.client import Endpoint, HttpClient
+from turnout.providers.http.connection import UpstreamResponse
+from turnout.providers.openai_compatible import request as build
+from turnout.providers.openai_compatible.stream import OpenAIStream
+from turnout.providers.openai_compatible.wire import (
+    completion_decoder,
+    embeddings_decoder,
+    models_decoder,
+    parse_error_body,
+)
+from turnout.providers.upstream_errors import map_upstream_error, parse_retry_after
+
+MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+MAX_ERROR_BYTES = 64 * 1024
+LIST_TIMEOUTS = Timeouts(connect=5.0, first_byte=10.0, idle=10.0, total=15.0)
+
+
+class OpenAICompatibleAdapter:
+    def __init__(self, settings: ProviderSettings, client: HttpClient) -> None:
+        self.name = settings.name
+        self.capabilities = Capabilities(
+            embeddings=settings.kind.embeddings, json_schema=settings.kind.json_schema
+        )
+        self.settings = settings
+        self.client = client
+        self._headers = _static_headers(settings)
+        self._endpoints: dict[tuple[str, str], Endpoint] = {}
+
+    def _endpoint(self, operation: str, model: str) -> Endpoint:
+        """`operation` is `chat/completions`, `embeddings` or `models`; Azure addresses a
+        deployment (the target's model) in the URL, everyone else names the model in the body."""
+        per_deployment = self.settings.kind.azure_paths and self.settings.api_version != "v1"
+        key = (operation, model if per_deployment else "")
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            s = self.settings
+            if s.kind.azure_paths and s.api_version == "v1":
+                url = f"{s.base_url}/openai/v1/{operation}"
+            elif s.kind.azure_paths:
+                where = (
+                    "models" if operation == "models" else f"deployments/{quote(model, safe='')}/{operation}"
+                )
+                url = f"{s.base_url}/openai/{where}?api-version={s.api_version}"
+            else:
+                url = f"{s.base_url}/{operation}"
+            method = "GET" if operation == "models" else "POST"
+            endpoint = Endpoint(method, url, self._headers)
+            self._endpoints[key] = endpoint
+        return endpoint
+
+    async def _send(self, operation: str, model: str, body: bytes, timeouts: Timeouts) -> UpstreamResponse:
+        response = await self.client.send(self._endpoint(operation, model), body, timeouts)
+        if response.status >= 300:
+            raise await self._error(response)
+        return response
+
+    async def _error(self, response: UpstreamResponse) -> TurnoutError:
+        retry_after = parse_retry_after(response.header(b"retry-after-ms"), response.header(b"retry-after"))
+        try:
+            raw = await response.read(MAX_ERROR_BYTES)
+        except TurnoutError:
+            raw = b""
+        return map_upstream_error(
+            response.status, parse_error_body(raw), provider=self.name, retry_after=retry_after
+        )
+
+    # ------------------------------------------------------------------ chat
+
+    async def complete(self, call: ChatCall) -> ChatResult:
+        body = build.chat_body(call.body, call.model, self.settings, stream=False)
+        response = await self._send("chat/completions", call.model, body, call.timeouts)
+        data = await response.read(MAX_RESPONSE_BYTES)
+        try:
+            peek = completion_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise UpstreamProtocolError(
+                f"The provider '{self.name}' answered with something that is not a chat completion."
+            ) from None
+        return ChatResult(body=data, usage=peek.usage.canonical() if peek.usage else None)
+
+    async def stream(self, call: ChatCall) -> OpenAIStream:
+        body = build.chat_body(call.body, call.model, self.settings, stream=True)
+        response = await self._send("chat/completions", call.model, body, call.timeouts)
+        content_type = response.header(b"content-type") or b""
+        if not content_type.startswith(b"text/event-stream"):
+            response.release()
+            raise UpstreamProtocolError(
+                f"The provider '{self.name}' did not answer the streaming request with an event stream."
+            )
+        return OpenAIStream(
+            response,
+            provider=self.name,
+            drop_usage_chunk=not call.client_wants_usage and self.settings.stream_usage,
+        )
+
+    # ------------------------------------------------------------------ embeddings
+
+    async def embed(self, call: EmbeddingCall) -> EmbeddingResult:
+        wants_base64 = call.request.encoding_format == "base64"
+        convert = wants_base64 and not self.settings.embeddings_base64
+        body = build.embeddings_body(
+            call.body, call.model, self.settings, encoding_format="float" if convert else None
+        )
+        response = await self._send("embeddings", call.model, body, call.timeouts)
+        data = await response.read(MAX_RESPONSE_BYTES)
+        try:
+            peek = embeddings_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise UpstreamProtocolError(
+                f"The provider '{self.name}' answered with something that is not an embeddings list."
+            ) from None
+        indices = [item.index for item in peek.data]
+        if convert or indices != sorted(indices):
+            data = _reshape_embeddings(data, to_base64=convert)
+        return EmbeddingResult(body=data, usage=peek.usage.canonical() if peek.usage else None)
+
+    # ------------------------------------------------------------------ models
+
+    async def list_models(self) -> list[str]:
+        if self.settings.kind.azure_paths and self.settings.api_version != "v1":
+            return []  # dated Azure versions list base models, not the deployments requests name
+        response = await self._send("models", "", b"", LIST_TIMEOUTS)
+        data = await response.read(8 * 1024 * 1024)
+        try:
+            return [m.id for m in models_decoder.decode(data).data]
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise UpstreamProtocolError(f"The provider '{self.name}' sent a malformed model list.") from None
+
+    async def aclose(self) -> None:
+        self._endpoints.clear()
+
+
+def _static_headers(settings: ProviderSettings) -> list[tuple[str, str]]:
+    headers = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("user-agent", "turnout/0.1"),
+    ]
+    key = settings.api_key.reveal() if settings.api_key else None
+    if key and settings.kind.auth == "bearer":
+        headers.append(("authorization", f"Bearer {key}"))
+    elif key and settings.kind.auth == "api-key":
+        headers.append(("api-key", key))
+    for name, value in settings.headers:
+        headers.append((name, value if isinstance(value, str) else value.reveal()))
+    return headers
+
+
+def _reshape_embeddings(data: bytes, *, to_base64: bool) -> bytes:
+    """Put embeddings in input order and, for upstreams that only return floats, encode them as
+    the little-endian float32 base64 that OpenAI returns for `encoding_format: base64`."""
+    doc: dict[str, Any] = orjson.loads(data)
+    items = sorted(doc.get("data", []), key=lambda item: item.get("index", 0))
+    if to_base64:
+        for item in items:
+            vector = item.get("embedding")
+            if isinstance(vector, list):
+                item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    doc["data"] = items
+    return orjson.dumps(doc)

@@ -1,0 +1,77 @@
+"""Build the upstream request body from the client's: the one serialisation on the hot path.
+
+The client's body is copied shallowly, its `model` set to the target's, usage asked for in
+streams (so every stream can be accounted for), and the provider's documented gaps applied:
+parameters it names differently are renamed, ones it lacks are refused with a 400 naming them
+(or dropped, when the provider is configured with `unsupported_params: drop`). A parameter set
+to the value the provider behaves as anyway (`n: 1`) is dropped silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from turnout.config.provider_kinds import ANY_VALUE
+from turnout.config.settings import ProviderSettings
+from turnout.domain.errors import UnsupportedFeature
+
+
+def chat_body(body: dict[str, Any], model: str, provider: ProviderSettings, *, stream: bool) -> bytes:
+    out = dict(body)
+    out["model"] = model
+    if stream:
+        options = out.get("stream_options")
+        if provider.stream_usage:
+            if not (isinstance(options, dict) and options.get("include_usage")):
+                out["stream_options"] = (
+                    {**options, "include_usage": True}
+                    if isinstance(options, dict)
+                    else {"include_usage": True}
+                )
+        elif options is not None:
+            del out["stream_options"]
+    apply_parameter_policy(out, provider)
+    return orjson.dumps(out)
+
+
+def embeddings_body(
+    body: dict[str, Any], model: str, provider: ProviderSettings, *, encoding_format: str | None
+) -> bytes:
+    out = dict(body)
+    out["model"] = model
+    if encoding_format is not None:
+        out["encoding_format"] = encoding_format
+    _rename(out, provider.kind.renamed_embedding_params)
+    return orjson.dumps(out)
+
+
+def _rename(body: dict[str, Any], renames: Any) -> None:
+    for old, new in renames.items():
+        if old in body:
+            value = body.pop(old)
+            body.setdefault(new, value)
+
+
+def apply_parameter_policy(body: dict[str, Any], provider: ProviderSettings) -> None:
+    kind = provider.kind
+    _rename(body, kind.renamed_params)
+    for name, harmless in kind.unsupported_params.items():
+        if name not in body:
+            continue
+        value = body[name]
+        if (
+            value is None
+            or ANY_VALUE in harmless
+            or value in harmless
+            or provider.unsupported_params == "drop"
+        ):
+            del body[name]
+            continue
+        raise UnsupportedFeature(
+            f"The provider '{provider.name}' ({kind.title}) does not support '{name}'"
+            f"{'' if not harmless else f' other than {harmless[0]!r}'}. Remove it from the request, "
+            f"or configure providers.{provider.name}.unsupported_params: drop.",
+            param=name,
+        )

@@ -1,0 +1,46 @@
+"""Build one adapter per configured provider (and start the fake upstreams they need)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from turnout.config.settings import ProviderSettings
+from turnout.providers.base import Adapter
+from turnout.providers.fake.server import FakeUpstream
+from turnout.providers.http.client import HttpClient
+from turnout.providers.openai_compatible.adapter import OpenAICompatibleAdapter
+
+
+class ProviderRegistry:
+    def __init__(self, adapters: dict[str, Adapter], fakes: dict[str, FakeUpstream]) -> None:
+        self.adapters = adapters
+        self.fakes = fakes
+
+    @classmethod
+    async def start(cls, providers: Mapping[str, ProviderSettings], client: HttpClient) -> ProviderRegistry:
+        adapters: dict[str, Adapter] = {}
+        fakes: dict[str, FakeUpstream] = {}
+        try:
+            for name, settings in providers.items():
+                if settings.kind.wire == "fake":
+                    assert settings.fake is not None
+                    fake = FakeUpstream(settings.fake, name)
+                    port = await fake.start()
+                    fakes[name] = fake
+                    settings = dataclasses.replace(settings, base_url=f"http://127.0.0.1:{port}/v1")
+                adapters[name] = OpenAICompatibleAdapter(settings, client)
+        except BaseException:
+            for fake in fakes.values():
+                await fake.stop()
+            raise
+        return cls(adapters, fakes)
+
+    def __getitem__(self, name: str) -> Adapter:
+        return self.adapters[name]
+
+    async def aclose(self) -> None:
+        for adapter in self.adapters.values():
+            await adapter.aclose()
+        for fake in self.fakes.values():
+            await fake.stop()

@@ -1,0 +1,83 @@
+"""Map a provider's error answer (status + its own error fields) onto the error tree, once.
+
+Each wire format parses its own error body into `UpstreamErrorBody`; this module decides what the
+client sees. Upstream 4xx pass through faithfully (status, message, type, param, code), with
+credentials scrubbed from the message. The provider rejecting *turnout's* credentials (401/403/407)
+is an operator problem, reported as 502, never as the client's 401. 5xx become 502 (503 when the
+provider says it is overloaded or unavailable).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from dataclasses import dataclass
+
+from turnout.domain.errors import (
+    TurnoutError,
+    UpstreamAuthError,
+    UpstreamRejected,
+    UpstreamServerError,
+)
+from turnout.observability.redaction import redact
+
+log = logging.getLogger("turnout.upstream")
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamErrorBody:
+    message: str | None = None
+    type: str | None = None
+    param: str | None = None
+    code: str | None = None
+
+
+def parse_retry_after(retry_after_ms: bytes | None, retry_after: bytes | None) -> float | None:
+    """Seconds to wait, from `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
+    if retry_after_ms:
+        try:
+            return max(0.0, float(retry_after_ms) / 1000)
+        except ValueError:
+            pass
+    if not retry_after:
+        return None
+    text = retry_after.decode("latin-1").strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def map_upstream_error(
+    status: int, body: UpstreamErrorBody, *, provider: str, retry_after: float | None
+) -> TurnoutError:
+    message = redact(body.message) if body.message else None
+    if status in (401, 403, 407):
+        log.error("provider %s rejected turnout's credentials (HTTP %d): %s", provider, status, message)
+        return UpstreamAuthError(
+            f"The provider '{provider}' rejected turnout's credentials (HTTP {status}); "
+            "an operator must fix this provider's API key.",
+            deployment=provider,
+        )
+    if 400 <= status < 500:
+        return UpstreamRejected(
+            message or f"The provider '{provider}' rejected the request (HTTP {status}).",
+            status=status,
+            error_type=body.type or "invalid_request_error",
+            param=body.param,
+            code=body.code,
+            retry_after=None if retry_after is None else str(max(1, round(retry_after))),
+        )
+    log.warning("provider %s failed with HTTP %d: %s", provider, status, message)
+    return UpstreamServerError(
+        f"The provider '{provider}' failed to answer (HTTP {status}).",
+        upstream_status=status,
+        deployment=provider,
+        retry_after=retry_after,
+    )

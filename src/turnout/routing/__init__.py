@@ -1,0 +1,1 @@
+"""Which upstream serves a request: alias resolution, and (later) strategies, retries and failover."""

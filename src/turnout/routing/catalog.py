@@ -1,0 +1,111 @@
+"""The public model catalog: a requested name → its alias and concrete upstream targets.
+
+Exact aliases win; then the wildcard alias with the longest prefix (`groq/*`); then `*`.
+Resolutions are cached, so a request pays one dict lookup.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from turnout.config.settings import ModelSettings, Timeouts
+from turnout.domain.errors import TurnoutError
+from turnout.providers.base import Adapter
+from turnout.providers.registry import ProviderRegistry
+
+log = logging.getLogger("turnout.catalog")
+
+MAX_CACHED_ROUTES = 4096
+UPSTREAM_LIST_TTL = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One deployment a request can go to."""
+
+    provider: str
+    model: str
+    timeouts: Timeouts
+    adapter: Adapter
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    alias: str
+    requested: str
+    targets: tuple[Target, ...]
+
+
+class Catalog:
+    def __init__(self, models: Mapping[str, ModelSettings], registry: ProviderRegistry) -> None:
+        self._models = models
+        self._registry = registry
+        self._exact = {alias: m for alias, m in models.items() if not m.is_wildcard}
+        self._wildcards = sorted(
+            (m for m in models.values() if m.is_wildcard), key=lambda m: len(m.alias), reverse=True
+        )
+        self._cache: dict[str, Route | None] = {}
+        self._upstream_lists: dict[str, tuple[float, list[str]]] = {}
+
+    def resolve(self, name: str) -> Route | None:
+        try:
+            return self._cache[name]
+        except KeyError:
+            pass
+        route = self._resolve(name)
+        if len(self._cache) >= MAX_CACHED_ROUTES:
+            self._cache.clear()
+        self._cache[name] = route
+        return route
+
+    def _resolve(self, name: str) -> Route | None:
+        model = self._exact.get(name)
+        if model is not None:
+            return self._route(model, name, "")
+        for model in self._wildcards:
+            prefix = model.alias[:-1]
+            if name.startswith(prefix) and len(name) > len(prefix):
+                return self._route(model, name, name[len(prefix) :])
+        return None
+
+    def _route(self, model: ModelSettings, requested: str, matched: str) -> Route:
+        targets = tuple(
+            Target(t.provider, t.model.replace("*", matched), t.timeouts, self._registry[t.provider])
+            for t in model.targets
+        )
+        return Route(alias=model.alias, requested=requested, targets=targets)
+
+    # ------------------------------------------------------------------ listing
+
+    async def list_names(self) -> list[str]:
+        """Every name a client can ask for: exact aliases, and the upstream models behind wildcards
+        (fetched from the providers, cached for five minutes, skipped when a provider is down)."""
+        names = list(self._exact)
+        for model in sorted(self._wildcards, key=lambda m: m.alias):
+            prefix = model.alias[:-1]
+            for target in model.targets:
+                if target.model != "*":
+                    continue
+                for upstream in await self._upstream_models(target.provider):
+                    names.append(prefix + upstream)
+        return list(dict.fromkeys(names))
+
+    async def _upstream_models(self, provider: str) -> list[str]:
+        cached = self._upstream_lists.get(provider)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < UPSTREAM_LIST_TTL:
+            return cached[1]
+        try:
+            names = await self._registry[provider].list_models()
+        except TurnoutError as error:
+            log.warning("cannot list the models of provider %s: %s", provider, error.message)
+            names = cached[1] if cached else []
+        self._upstream_lists[provider] = (now, names)
+        return names

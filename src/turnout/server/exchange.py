@@ -1,0 +1,202 @@
+"""One HTTP exchange over ASGI: reads the request (within its size limit) and writes the answer.
+
+It is the pipeline's `Inbound` and `Responder`. Bodies over the limit are refused with 413 as
+soon as that is known (from Content-Length, or while reading) and the connection is closed, so
+the rest is never read. Streams are relayed chunk by chunk, each flushed at once; a client that
+goes away stops the upstream call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from turnout.domain.errors import InvalidRequest, RequestTooLarge, TurnoutError
+from turnout.domain.usage import Usage
+from turnout.providers.sse import DONE
+from turnout.routing.first_chunk import PeekedStream
+from turnout.routing.router import Served
+from turnout.server.errors import error_body, error_event
+
+log = logging.getLogger("turnout.server")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON_TYPE = (b"content-type", b"application/json")
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class ClientGone(Exception):
+    """The client disconnected before the request was read."""
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+class Exchange:
+    __slots__ = ("_disconnected", "max_body", "receive", "request_id", "scope", "send", "started")
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, max_body: int) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.max_body = max_body
+        self.request_id = new_request_id()
+        self.started = False
+        self._disconnected = False
+
+    # ------------------------------------------------------------------ request
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.scope["headers"]:
+            if key == name:
+                return bytes(value)
+        return None
+
+    def credential(self) -> str | None:
+        """The API key: `Authorization: Bearer KEY`, or `x-api-key` / `api-key` (Anthropic and
+        Azure clients send those)."""
+        for key, value in self.scope["headers"]:
+            if key == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() == b"bearer" and token.strip():
+                    return bytes(token.strip()).decode("latin-1")
+                return None
+            if key in (b"x-api-key", b"api-key"):
+                return bytes(value).decode("latin-1").strip() or None
+        return None
+
+    async def body(self) -> bytes:
+        length = self.header(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            raise self._too_large()
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > self.max_body:
+                    raise self._too_large()
+                parts.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _too_large(self) -> RequestTooLarge:
+        return RequestTooLarge(f"The request body is larger than the limit of {self.max_body} bytes.")
+
+    async def json(self) -> Any:
+        raw = await self.body()
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise InvalidRequest(
+                "We could not parse the JSON body of your request. Send a JSON object with "
+                "'Content-Type: application/json'.",
+                code="invalid_json",
+            ) from None
+
+    # ------------------------------------------------------------------ response
+
+    def _headers(self, served: Served | None) -> list[tuple[bytes, bytes]]:
+        headers = [(b"x-request-id", self.request_id.encode())]
+        if served is not None:
+            headers.append((b"x-turnout-deployment", served.target.label.encode("ascii", "replace")))
+            headers.append((b"x-turnout-attempts", str(served.attempts).encode()))
+        return headers
+
+    async def send_json(
+        self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        self.started = True
+        await self.send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [JSON_TYPE, *self._headers(None), *(headers or ())],
+            }
+        )
+        await self.send({"type": "http.response.body", "body": body})
+
+    async def answer(self, body: bytes, served: Served) -> None:
+        self.started = True
+        await self.send(
+            {"type": "http.response.start", "status": 200, "headers": [JSON_TYPE, *self._headers(served)]}
+        )
+        await self.send({"type": "http.response.body", "body": body})
+
+    async def error(self, error: TurnoutError) -> None:
+        if self.started:
+            return
+        headers = error.headers()
+        if isinstance(error, RequestTooLarge):
+            headers = [*headers, (b"connection", b"close")]  # do not read the rest of the body
+        if error.status == 401:
+            headers = [*headers, (b"www-authenticate", b'Bearer realm="turnout"')]
+        await self.send_json(error.status, error_body(error), headers)
+
+    async def stream(self, stream: PeekedStream, served: Served) -> Usage | None:
+        """Relay `stream` as SSE; returns the usage the upstream reported (also when cut short)."""
+        self.started = True
+        send = self.send
+        watcher = asyncio.get_running_loop().create_task(self._watch_disconnect(stream))
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [*SSE_HEADERS, *self._headers(served)],
+                }
+            )
+            if stream.first is not None:
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"data: " + stream.first + b"\n\n",
+                        "more_body": True,
+                    }
+                )
+            try:
+                async for chunk in stream.rest():
+                    await send(
+                        {"type": "http.response.body", "body": b"data: " + chunk + b"\n\n", "more_body": True}
+                    )
+            except TurnoutError as error:
+                if not self._disconnected:
+                    log.warning("stream %s failed after its first byte: %s", self.request_id, error.message)
+                    await send({"type": "http.response.body", "body": error_event(error)})
+                return stream.usage
+            if not self._disconnected:
+                await send({"type": "http.response.body", "body": DONE})
+            return stream.usage
+        finally:
+            watcher.cancel()
+            await stream.aclose()
+
+    async def _watch_disconnect(self, stream: PeekedStream) -> None:
+        """Wait for the client to go away; then stop the upstream (its tokens cost money)."""
+        with contextlib.suppress(asyncio.CancelledError):
+            while True:
+                message = await self.receive()
+                if message["type"] == "http.disconnect":
+                    self._disconnected = True
+                    await stream.aclose()
+                    return

@@ -1,0 +1,66 @@
+"""The endpoints: each parses nothing itself and hands the exchange to the pipeline or a service."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from urllib.parse import unquote
+
+import orjson
+
+from turnout.app import Services
+from turnout.domain.errors import ModelNotFound
+from turnout.server.exchange import Exchange
+
+Handler = Callable[[Exchange], Awaitable[None]]
+
+OWNED_BY = "turnout"
+READY_CHECK_TIMEOUT = 2.0
+
+
+class Endpoints:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.pipeline = services.pipeline
+
+    async def chat_completions(self, x: Exchange) -> None:
+        await self.pipeline.chat_completion(x, x)
+
+    async def embeddings(self, x: Exchange) -> None:
+        await self.pipeline.embeddings(x, x)
+
+    def _model(self, name: str) -> dict[str, object]:
+        return {"id": name, "object": "model", "created": int(self.services.started_at), "owned_by": OWNED_BY}
+
+    async def list_models(self, x: Exchange) -> None:
+        principal = self.pipeline.authenticate(x)
+        names = await self.services.catalog.list_names()
+        data = [self._model(n) for n in names if "*" not in n and self.pipeline.visible(principal, n)]
+        await x.send_json(200, orjson.dumps({"object": "list", "data": data}))
+
+    async def retrieve_model(self, x: Exchange, raw_id: str) -> None:
+        principal = self.pipeline.authenticate(x)
+        name = unquote(raw_id)
+        if not name or "*" in name or not self.pipeline.visible(principal, name):
+            raise ModelNotFound(
+                f"The model '{name}' does not exist or you do not have access to it.", param="model"
+            )
+        await x.send_json(200, orjson.dumps(self._model(name)))
+
+    async def live(self, x: Exchange) -> None:
+        await x.send_json(200, b'{"status":"alive"}')
+
+    async def ready(self, x: Exchange) -> None:
+        s = self.services
+        detail: dict[str, object] = {"models": len(s.settings.models), "providers": len(s.settings.providers)}
+        if s.draining:
+            await x.send_json(503, orjson.dumps({"status": "draining", **detail}))
+            return
+        try:
+            await asyncio.wait_for(s.database.ping(), READY_CHECK_TIMEOUT)
+        except Exception:  # any failure to reach the store means "not ready"
+            await x.send_json(
+                503, orjson.dumps({"status": "unavailable", "database": "unreachable", **detail})
+            )
+            return
+        await x.send_json(200, orjson.dumps({"status": "ready", "database": "ok", **detail}))

@@ -1,0 +1,113 @@
+"""Run the gateway: start the services, serve HTTP with uvicorn, drain gracefully, stop the services.
+
+On SIGTERM or SIGINT: readiness turns to 503 (load balancers stop sending), no new connections are
+accepted, requests in flight — streams included — run to completion (up to
+`server.shutdown_grace`), and only then are the services closed. The signal is not re-raised
+afterwards, so whatever the services flush on close is never cut short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import threading
+from collections.abc import Callable, Generator
+from typing import Any
+
+import uvicorn
+
+from turnout.app import Services
+from turnout.config.settings import Settings
+from turnout.server.asgi import create_app
+
+# Load balancers commonly keep idle upstream connections for 60 s; a gateway that closed them
+# sooner would race them and turn requests into 502s.
+KEEP_ALIVE_SECONDS = 75
+
+
+class GatewayServer(uvicorn.Server):
+    def __init__(
+        self,
+        services: Services,
+        *,
+        host: str,
+        port: int,
+        on_started: Callable[[GatewayServer], None] | None = None,
+    ) -> None:
+        settings = services.settings.server
+        config = uvicorn.Config(
+            create_app(services),
+            host=host,
+            port=port,
+            loop="none",
+            http="httptools",
+            ws="none",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+            timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        )
+        super().__init__(config)
+        self.services = services
+        self._on_started = on_started
+
+    @property
+    def port(self) -> int:
+        for server in self.servers:
+            for sock in server.sockets:
+                if sock.family in (socket.AF_INET, socket.AF_INET6):
+                    return int(sock.getsockname()[1])
+        raise RuntimeError("the server is not listening")
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self._on_started is not None:
+            self._on_started(self)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.services.draining = True
+        super().handle_exit(sig, frame)
+
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown (what SIGTERM does), from inside the event loop."""
+        self.services.draining = True
+        self.should_exit = True
+
+
+async def serve(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    on_started: Callable[[GatewayServer], None] | None = None,
+) -> None:
+    services = await Services.start(settings)
+    try:
+        server = GatewayServer(
+            services,
+            host=settings.server.host if host is None else host,
+            port=settings.server.port if port is None else port,
+            on_started=on_started,
+        )
+        await server.serve()
+    finally:
+        await services.aclose()

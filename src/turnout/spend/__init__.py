@@ -1,0 +1,1 @@
+"""Spend: prices, budgets (reserve before, settle after) and the ledger."""

@@ -1,0 +1,1 @@
+"""Durable state: SQLite by default (one file, WAL), PostgreSQL for several instances."""
