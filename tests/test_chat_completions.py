@@ -56,25 +56,47 @@ def test_every_documented_field_reaches_the_upstream(client: openai.OpenAI, upst
     messages: list[Any] = [
         {"role": "developer", "content": "Be brief."},
         {"role": "system", "content": [{"type": "text", "text": "You are a travel assistant."}]},
-        {"role": "user", "name": "ada", "content": [
-            {"type": "text", "text": "What is in this image?"},
-            {"type": "image_url", "image_url": {"url": "https://example.com/boardwalk.jpg", "detail": "low"}},
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
-        ]},
-        {"role": "assistant", "content": None, "tool_calls": [{
-            "id": "call_1", "type": "function",
-            "function": {"name": "get_current_weather", "arguments": '{"location":"Boston"}'}}]},
+        {
+            "role": "user",
+            "name": "ada",
+            "content": [
+                {"type": "text", "text": "What is in this image?"},
+                {
+                    "type": "image_url",
+                    "image_url": {"url": "https://example.com/boardwalk.jpg", "detail": "low"},
+                },
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_current_weather", "arguments": '{"location":"Boston"}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_1", "content": '{"temp": 21}'},
     ]
-    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
-              "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "string"}},
+        "required": ["answer"],
+        "additionalProperties": False,
+    }
     client.chat.completions.create(
         model="gpt-4o",
         messages=messages,
         tools=[WEATHER_TOOL],
         tool_choice={"type": "function", "function": {"name": "get_current_weather"}},
         parallel_tool_calls=False,
-        response_format={"type": "json_schema", "json_schema": {"name": "reply", "schema": schema, "strict": True}},
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "reply", "schema": schema, "strict": True},
+        },
         n=2,
         seed=42,
         stop=["\n\n", "END"],
@@ -101,22 +123,42 @@ def test_every_documented_field_reaches_the_upstream(client: openai.OpenAI, upst
     assert sent["tools"] == [WEATHER_TOOL]
     assert sent["tool_choice"] == {"type": "function", "function": {"name": "get_current_weather"}}
     assert sent["response_format"]["json_schema"]["schema"] == schema
-    for name, value in [("parallel_tool_calls", False), ("n", 2), ("seed", 42), ("stop", ["\n\n", "END"]),
-                        ("temperature", 0.3), ("top_p", 0.9), ("max_tokens", 300),
-                        ("max_completion_tokens", 256), ("logprobs", True), ("top_logprobs", 3),
-                        ("frequency_penalty", 0.5), ("presence_penalty", -0.5), ("logit_bias", {"50256": -100}),
-                        ("user", "user-1234"), ("metadata", {"ticket": "T-1"}), ("store", False),
-                        ("service_tier", "auto"), ("reasoning_effort", "low"),
-                        ("prediction", {"type": "content", "content": "Paris"}), ("top_k", 20),
-                        ("repetition_penalty", 1.1)]:
+    for name, value in [
+        ("parallel_tool_calls", False),
+        ("n", 2),
+        ("seed", 42),
+        ("stop", ["\n\n", "END"]),
+        ("temperature", 0.3),
+        ("top_p", 0.9),
+        ("max_tokens", 300),
+        ("max_completion_tokens", 256),
+        ("logprobs", True),
+        ("top_logprobs", 3),
+        ("frequency_penalty", 0.5),
+        ("presence_penalty", -0.5),
+        ("logit_bias", {"50256": -100}),
+        ("user", "user-1234"),
+        ("metadata", {"ticket": "T-1"}),
+        ("store", False),
+        ("service_tier", "auto"),
+        ("reasoning_effort", "low"),
+        ("prediction", {"type": "content", "content": "Paris"}),
+        ("top_k", 20),
+        ("repetition_penalty", 1.1),
+    ]:
         assert sent[name] == value, name
 
 
-@pytest.mark.parametrize("fixture", ["chat_completion_tools.json", "chat_completion_logprobs.json",
-                                     "chat_completion_image.json"])
-def test_tool_calls_logprobs_and_details_come_back(client: openai.OpenAI, upstream: Upstream, fixture: str) -> None:
+@pytest.mark.parametrize(
+    "fixture", ["chat_completion_tools.json", "chat_completion_logprobs.json", "chat_completion_image.json"]
+)
+def test_tool_calls_logprobs_and_details_come_back(
+    client: openai.OpenAI, upstream: Upstream, fixture: str
+) -> None:
     upstream.reply_fixture(fixture)
-    raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=USER, tools=[WEATHER_TOOL])
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=USER, tools=[WEATHER_TOOL]
+    )
     assert json.loads(raw.content) == fixture_json(fixture)
     validate_openai("CreateChatCompletionResponse", json.loads(raw.content))
     choice = raw.parse().choices[0]
@@ -154,8 +196,9 @@ def _content(chunks: list[Any]) -> str:
 
 
 def test_stream_with_usage(client: openai.OpenAI, upstream: Upstream) -> None:
-    stream = client.chat.completions.create(model="gpt-4o", messages=USER, stream=True,
-                                            stream_options={"include_usage": True})
+    stream = client.chat.completions.create(
+        model="gpt-4o", messages=USER, stream=True, stream_options={"include_usage": True}
+    )
     chunks = list(stream)
     assert _content(chunks) == "Hello! How can I assist you today?"
     assert chunks[-1].choices == []
@@ -165,8 +208,9 @@ def test_stream_with_usage(client: openai.OpenAI, upstream: Upstream) -> None:
     assert upstream.requests[-1].json["stream_options"] == {"include_usage": True}
 
 
-def test_stream_without_usage_still_accounts_for_it(client: openai.OpenAI, upstream: Upstream,
-                                                    gateway: Gateway) -> None:
+def test_stream_without_usage_still_accounts_for_it(
+    client: openai.OpenAI, upstream: Upstream, gateway: Gateway
+) -> None:
     chunks = list(client.chat.completions.create(model="gpt-4o", messages=USER, stream=True))
     assert _content(chunks) == "Hello! How can I assist you today?"
     assert all(c.choices for c in chunks), "the client did not ask for the usage chunk"
@@ -178,8 +222,9 @@ def test_stream_without_usage_still_accounts_for_it(client: openai.OpenAI, upstr
 
 def test_streamed_tool_call(client: openai.OpenAI, upstream: Upstream) -> None:
     upstream.reply_sse("chat_stream_tools.sse")
-    chunks = list(client.chat.completions.create(model="gpt-4o", messages=USER, tools=[WEATHER_TOOL],
-                                                 stream=True))
+    chunks = list(
+        client.chat.completions.create(model="gpt-4o", messages=USER, tools=[WEATHER_TOOL], stream=True)
+    )
     deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
     assert deltas[0].id == "call_abc123"
     assert deltas[0].function is not None and deltas[0].function.name == "get_current_weather"
@@ -189,13 +234,19 @@ def test_streamed_tool_call(client: openai.OpenAI, upstream: Upstream) -> None:
 
 
 @pytest.mark.parametrize("include_usage", [True, False])
-def test_every_streamed_chunk_is_valid_and_flushed_as_sse(gateway: Gateway, upstream: Upstream,
-                                                          include_usage: bool) -> None:
+def test_every_streamed_chunk_is_valid_and_flushed_as_sse(
+    gateway: Gateway, upstream: Upstream, include_usage: bool
+) -> None:
     body = {"model": "gpt-4o", "messages": USER, "stream": True}
     if include_usage:
         body["stream_options"] = {"include_usage": True}
-    with httpx.stream("POST", gateway.base_url + "/chat/completions", json=body, timeout=10,
-                      headers={"Authorization": f"Bearer {MASTER_KEY}"}) as response:
+    with httpx.stream(
+        "POST",
+        gateway.base_url + "/chat/completions",
+        json=body,
+        timeout=10,
+        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+    ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         text = response.read().decode()
@@ -205,8 +256,7 @@ def test_every_streamed_chunk_is_valid_and_flushed_as_sse(gateway: Gateway, upst
     payloads = [json.loads(e.removeprefix("data: ")) for e in events[:-1]]
     for payload in payloads:
         validate_openai("CreateChatCompletionStreamResponse", payload)
-    expected = [json.loads(e.removeprefix(b"data: ")) for e in sse_events(
-        "chat_stream_usage.sse")[:-1]]
+    expected = [json.loads(e.removeprefix(b"data: ")) for e in sse_events("chat_stream_usage.sse")[:-1]]
     if not include_usage:
         expected = expected[:-1]  # the usage chunk is dropped, the rest untouched
     assert payloads == expected
@@ -216,8 +266,9 @@ def test_n_choices_and_json_object(client: openai.OpenAI, upstream: Upstream) ->
     body = fixture_json("chat_completion.json")
     body["choices"].append({**body["choices"][0], "index": 1})
     upstream.reply_json(body)
-    completion = client.chat.completions.create(model="gpt-4o", messages=USER, n=2,
-                                                response_format={"type": "json_object"})
+    completion = client.chat.completions.create(
+        model="gpt-4o", messages=USER, n=2, response_format={"type": "json_object"}
+    )
     assert [c.index for c in completion.choices] == [0, 1]
     assert upstream.requests[-1].json["response_format"] == {"type": "json_object"}
     assert upstream.requests[-1].json["n"] == 2

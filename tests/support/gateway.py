@@ -11,12 +11,11 @@ from typing import Any, TypeVar
 
 import uvloop
 
+from support.upstream import Upstream
 from turnout.app import Services
 from turnout.config.loader import build_settings
 from turnout.config.settings import Settings
 from turnout.server.runner import GatewayServer, serve
-
-from support.upstream import Upstream
 
 MASTER_KEY = "sk-test-master-0123456789"
 UPSTREAM_KEY = "sk-upstream-secret-abcdef0123456789"
@@ -101,8 +100,14 @@ class Gateway:
 def openai_doc(upstream: Upstream, **provider: Any) -> dict[str, Any]:
     """A config with one OpenAI-compatible provider at `upstream` and a few aliases on it."""
     return {
-        "providers": {"up": {"type": "openai_compatible", "base_url": upstream.base_url,
-                             "api_key": "env:UPSTREAM_KEY", **provider}},
+        "providers": {
+            "up": {
+                "type": "openai_compatible",
+                "base_url": upstream.base_url,
+                "api_key": "env:UPSTREAM_KEY",
+                **provider,
+            }
+        },
         "models": {
             "gpt-4o": {"provider": "up", "model": "gpt-4o-2024-08-06"},
             "embed": {"provider": "up", "model": "text-embedding-3-small"},

@@ -20,7 +20,7 @@ def openai_components() -> dict[str, Any]:
     """The spec's components (parsed once per machine: the YAML is 3 MB)."""
     cache = Path(tempfile.gettempdir()) / f"turnout-openai-spec-v2-{OPENAI_SPEC.stat().st_mtime_ns}.pickle"
     if cache.exists():
-        return pickle.loads(cache.read_bytes())  # noqa: S301 - our own cache file
+        return pickle.loads(cache.read_bytes())
     spec = yaml.load(OPENAI_SPEC.read_text(), Loader=yaml.CSafeLoader)
     components = {"components": _nullable_to_31(spec["components"])}
     cache.write_bytes(pickle.dumps(components))
@@ -49,7 +49,9 @@ def validate_openai(schema_name: str, document: Any) -> None:
     """Raise if `document` is not a valid `schema_name` (e.g. CreateChatCompletionResponse)."""
     errors = sorted(_validator(schema_name).iter_errors(document), key=lambda e: list(e.path))
     if errors:
-        details = "\n".join(f"  at {'/'.join(map(str, e.path)) or '(root)'}: {e.message[:300]}" for e in errors[:5])
+        details = "\n".join(
+            f"  at {'/'.join(map(str, e.path)) or '(root)'}: {e.message[:300]}" for e in errors[:5]
+        )
         raise AssertionError(f"not a valid {schema_name}:\n{details}")
 
 

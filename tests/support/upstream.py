@@ -129,8 +129,9 @@ class Upstream:
             self._script.extend([action] * times)
         return self
 
-    def reply_json(self, body: Any, status: int = 200, headers: dict[str, str] | None = None,
-                   times: int = 1) -> Upstream:
+    def reply_json(
+        self, body: Any, status: int = 200, headers: dict[str, str] | None = None, times: int = 1
+    ) -> Upstream:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
 
         async def action(request: web.Request) -> web.StreamResponse:
@@ -138,8 +139,9 @@ class Upstream:
 
         return self.then(action, times)
 
-    def reply_fixture(self, name: str, status: int = 200, headers: dict[str, str] | None = None,
-                      times: int = 1) -> Upstream:
+    def reply_fixture(
+        self, name: str, status: int = 200, headers: dict[str, str] | None = None, times: int = 1
+    ) -> Upstream:
         return self.reply_json(fixture_bytes(name), status, headers, times)
 
     def reply_raw(self, body: bytes, status: int = 200, content_type: str = "text/plain") -> Upstream:
@@ -148,8 +150,14 @@ class Upstream:
 
         return self.then(action)
 
-    def reply_sse(self, events: list[bytes] | str, *, gap: float = 0.0, cut_after: int | None = None,
-                  hang_after: int | None = None) -> Upstream:
+    def reply_sse(
+        self,
+        events: list[bytes] | str,
+        *,
+        gap: float = 0.0,
+        cut_after: int | None = None,
+        hang_after: int | None = None,
+    ) -> Upstream:
         """Stream `events` (or a fixture's); `cut_after=k` drops the connection after k events,
         `hang_after=k` goes silent after k events."""
         chosen = sse_events(events) if isinstance(events, str) else events
@@ -202,8 +210,15 @@ class Upstream:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         with self._lock:
-            self.requests.append(Recorded(request.method, request.path, dict(request.query),
-                                          {k.lower(): v for k, v in request.headers.items()}, body))
+            self.requests.append(
+                Recorded(
+                    request.method,
+                    request.path,
+                    dict(request.query),
+                    {k.lower(): v for k, v in request.headers.items()},
+                    body,
+                )
+            )
             action = self._script.popleft() if self._script else None
         if action is not None:
             return await action(request)
@@ -227,5 +242,9 @@ class Upstream:
                 await response.write_eof()
                 return response
             return web.Response(body=fixture_bytes("chat_completion.json"), content_type="application/json")
-        return web.Response(status=404, body=b'{"error":{"message":"no such route","type":"invalid_request_error",'
-                                             b'"param":null,"code":null}}', content_type="application/json")
+        return web.Response(
+            status=404,
+            body=b'{"error":{"message":"no such route","type":"invalid_request_error",'
+            b'"param":null,"code":null}}',
+            content_type="application/json",
+        )

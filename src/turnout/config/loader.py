@@ -33,7 +33,7 @@ from turnout.config.settings import (
     TargetSettings,
     Timeouts,
 )
-from turnout.config.units import parse_duration, parse_size
+from turnout.config.units import parse_delay, parse_duration, parse_size
 
 T = TypeVar("T")
 
@@ -202,8 +202,8 @@ class _Builder:
         )
 
     def server(self, cfg: schema.ServerConfig) -> ServerSettings:
-        if not 0 < cfg.port < 65536:
-            self.problem("server.port", f"must be between 1 and 65535, got {cfg.port}")
+        if not 0 <= cfg.port < 65536:
+            self.problem("server.port", f"must be between 0 (any free port) and 65535, got {cfg.port}")
         return ServerSettings(
             host=cfg.host,
             port=cfg.port,
@@ -211,6 +211,7 @@ class _Builder:
                 cfg.max_request_bytes, parse_size, "server.max_request_bytes", 32 * 1024 * 1024
             ),
             shutdown_grace=self.unit(cfg.shutdown_grace, parse_duration, "server.shutdown_grace", 30.0),
+            drain_delay=self.unit(cfg.drain_delay, parse_delay, "server.drain_delay", 0.0),
             access_log=cfg.access_log,
         )
 
@@ -323,9 +324,9 @@ class _Builder:
         if cfg.chunks < 1:
             self.problem(f"{path}.chunks", f"must be at least 1, got {cfg.chunks}")
         return FakeSettings(
-            latency=self.unit(cfg.latency, parse_duration, f"{path}.latency", 0.0),
+            latency=self.unit(cfg.latency, parse_delay, f"{path}.latency", 0.0),
             chunks=max(1, cfg.chunks),
-            chunk_gap=self.unit(cfg.chunk_gap, parse_duration, f"{path}.chunk_gap", 0.0),
+            chunk_gap=self.unit(cfg.chunk_gap, parse_delay, f"{path}.chunk_gap", 0.0),
             port=cfg.port,
             models=tuple(cfg.models or ()),
         )

@@ -66,6 +66,7 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     port: int = 4000
     max_request_bytes: SizeValue = "32MiB"
     shutdown_grace: DurationValue = "30s"
+    drain_delay: DurationValue = 0
     access_log: bool = False
 
 

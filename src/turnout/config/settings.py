@@ -71,6 +71,7 @@ class ServerSettings:
     port: int = 4000
     max_request_bytes: int = 32 * 1024 * 1024
     shutdown_grace: float = 30.0
+    drain_delay: float = 0.0
     access_log: bool = False
 
 

@@ -19,7 +19,15 @@ _SIZE_FACTORS = {
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from a number (seconds) or a string such as "250ms", "5s", "2m", "1h"."""
+    """Seconds (> 0) from a number (seconds) or a string such as "250ms", "5s", "2m", "1h"."""
+    seconds = parse_delay(value)
+    if seconds <= 0:
+        raise ValueError(f"a duration must be positive, got {value!r}")
+    return seconds
+
+
+def parse_delay(value: object) -> float:
+    """Like `parse_duration`, but zero is allowed (meaning: no delay)."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 5s or 250ms, got a boolean")
     if isinstance(value, int | float):
@@ -28,8 +36,8 @@ def parse_duration(value: object) -> float:
         seconds = float(m["n"]) * _DURATION_FACTORS[m["unit"]]
     else:
         raise ValueError(f"expected a duration such as 5s, 250ms or 2m, got {value!r}")
-    if seconds <= 0:
-        raise ValueError(f"a duration must be positive, got {value!r}")
+    if seconds < 0:
+        raise ValueError(f"a duration cannot be negative, got {value!r}")
     return seconds
 
 

@@ -1,9 +1,10 @@
 """Run the gateway: start the services, serve HTTP with uvicorn, drain gracefully, stop the services.
 
-On SIGTERM or SIGINT: readiness turns to 503 (load balancers stop sending), no new connections are
+On SIGTERM or SIGINT: readiness turns to 503 at once, and the gateway keeps serving for
+`server.drain_delay` (so load balancers notice and stop sending); then no new connections are
 accepted, requests in flight — streams included — run to completion (up to
-`server.shutdown_grace`), and only then are the services closed. The signal is not re-raised
-afterwards, so whatever the services flush on close is never cut short.
+`server.shutdown_grace`), and only then are the services closed. A second SIGINT forces exit.
+The signal is not re-raised afterwards, so whatever the services flush on close is never cut short.
 """
 
 from __future__ import annotations
@@ -84,12 +85,21 @@ class GatewayServer(uvicorn.Server):
                 loop.remove_signal_handler(sig)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        self.services.draining = True
-        super().handle_exit(sig, frame)
+        if self.services.draining:
+            super().handle_exit(sig, frame)  # a second signal: uvicorn forces the exit on SIGINT
+            return
+        self.request_stop()
 
     def request_stop(self) -> None:
         """Begin a graceful shutdown (what SIGTERM does), from inside the event loop."""
         self.services.draining = True
+        delay = self.services.settings.server.drain_delay
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self._stop_serving)
+        else:
+            self._stop_serving()
+
+    def _stop_serving(self) -> None:
         self.should_exit = True
 
 

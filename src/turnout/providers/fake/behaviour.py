@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl
 
 from turnout.config.settings import FakeSettings
-from turnout.config.units import parse_duration
+from turnout.config.units import parse_delay
 
 FAILURES = (
     "400",
@@ -71,9 +71,9 @@ def behaviour_for(model: str, defaults: FakeSettings) -> Behaviour:
 
 def _apply(b: Behaviour, key: str, value: str) -> Behaviour:
     if key == "latency":
-        return replace(b, latency=parse_duration(value))
+        return replace(b, latency=parse_delay(value))
     if key == "gap":
-        return replace(b, gap=parse_duration(value))
+        return replace(b, gap=parse_delay(value))
     if key == "chunks":
         return replace(b, chunks=_positive(value))
     if key == "after":

@@ -1,0 +1,52 @@
+"""The SSE decoder, fed the way sockets deliver: split anywhere, any line ending."""
+
+from __future__ import annotations
+
+import pytest
+
+from turnout.providers.sse import Event, SSEDecoder, encode
+
+STREAM = (
+    b'data: {"a":1}\n\n'
+    b": keep-alive comment\n\n"
+    b'event: error\ndata: {"error":{}}\n\n'
+    b"data: line one\ndata: line two\n\n"
+    b"id: 7\nretry: 100\ndata: [DONE]\n\n"
+)
+EXPECTED = [
+    Event(b'{"a":1}'),
+    Event(b'{"error":{}}', b"error"),
+    Event(b"line one\nline two"),
+    Event(b"[DONE]"),
+]
+
+
+def _decode(chunks: list[bytes]) -> list[Event]:
+    decoder = SSEDecoder()
+    events = [e for chunk in chunks for e in decoder.feed(chunk)]
+    return events + decoder.flush()
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b"\r"])
+def test_every_split_point_and_line_ending_gives_the_same_events(ending: bytes) -> None:
+    stream = STREAM.replace(b"\n", ending)
+    assert _decode([stream]) == EXPECTED
+    for cut in range(1, len(stream)):
+        assert _decode([stream[:cut], stream[cut:]]) == EXPECTED, cut
+
+
+def test_byte_by_byte() -> None:
+    assert _decode([bytes([b]) for b in STREAM.replace(b"\n", b"\r\n")]) == EXPECTED
+
+
+def test_an_unterminated_last_event_is_returned_by_flush() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b'data: {"a":1}\n\ndata: [DONE]') == [Event(b'{"a":1}')]
+    assert decoder.pending
+    assert decoder.flush() == [Event(b"[DONE]")]
+
+
+def test_field_without_space_and_encoding() -> None:
+    assert _decode([b"data:x\n\n"]) == [Event(b"x")]
+    assert encode(b"{}") == b"data: {}\n\n"
+    assert encode(b"{}", b"ping") == b"event: ping\ndata: {}\n\n"
