@@ -143,7 +143,8 @@ def main() -> None:
                 o500 = run_load(url, BODY, stream=False, rate=500, duration=args.duration, headers=headers)
                 rows.append((name, jmax, smax, o500, (cpu_per_req, cpu_per_stream), proc.rss_mib()[1]))
     print(
-        "| stack | max json req/s | max stream req/s | p50 / p99 ms @500 (added) | CPU ms/req json / stream | peak RSS MiB |"
+        "| stack | max json req/s | max stream req/s | p50 / p99 ms @500 (added) "
+        "| CPU ms/req json / stream | peak RSS MiB |"
     )
     print("|---|---|---|---|---|---|")
     base = d500["latency_ms"]  # type: ignore[index]
@@ -155,8 +156,8 @@ def main() -> None:
         errs = int(jmax["errors"]) + int(smax["errors"]) + int(o500["errors"])
         print(
             f"| {name} | {jmax['achieved_rps']:.0f} | {smax['achieved_rps']:.0f} | {added} | "
-            f"{'' if cpu is None else f'{cpu[0]:.3f} / {cpu[1]:.3f}'} | {'' if rss is None else f'{rss:.0f}'} |"
-            + (f" errors={errs}" if errs else "")
+            f"{'' if cpu is None else f'{cpu[0]:.3f} / {cpu[1]:.3f}'} | "
+            f"{'' if rss is None else f'{rss:.0f}'} |" + (f" errors={errs}" if errs else "")
         )
 
 

@@ -1,4 +1,6 @@
-"""The prototype of a minimal keep-alive HTTP/1.1 client on asyncio + httptools (what turnout's own client grew from)."""
+"""The prototype of a minimal keep-alive HTTP/1.1 client on asyncio + httptools.
+
+turnout's own client (src/turnout/providers/http) grew from it."""
 
 import asyncio
 
@@ -48,7 +50,10 @@ class Pool:
         else:
             conn = (await loop.create_connection(_Conn, self.host, self.port))[1]
         conn.queue = asyncio.Queue()
-        head = f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{headers}Content-Length: {len(body)}\r\n\r\n"
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{headers}"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
         conn.transport.writelines((head.encode(), body))  # type: ignore[union-attr]
         return await conn.status, conn
 
