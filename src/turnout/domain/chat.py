@@ -243,25 +243,21 @@ def parse_chat_request(body: object) -> ChatRequest:
 
 
 def _check(request: ChatRequest) -> None:
-    """What the types alone cannot say."""
+    """What the types alone cannot say. Paths for messages are built only when something is wrong."""
     if not request.messages:
         raise InvalidRequest(
             "'messages' must contain at least one message.", param="messages", code="empty_array"
         )
     for i, message in enumerate(request.messages):
-        content = getattr(message, "content", None)
-        if isinstance(content, list):
-            if not content:
-                raise InvalidRequest(
-                    f"'messages[{i}].content' must not be an empty array.",
-                    param=f"messages[{i}].content",
-                    code="empty_array",
-                )
-            for j, part in enumerate(content):
-                _check_part(part, f"messages[{i}].content[{j}]", type(message))
-        if isinstance(message, AssistantMessage) and message.tool_calls:
-            for j, call in enumerate(message.tool_calls):
-                _check_tool_call(call, f"messages[{i}].tool_calls[{j}]")
+        kind = type(message)
+        if kind is FunctionMessage:
+            continue
+        content = message.content
+        if content.__class__ is list:
+            _check_parts(content, i, kind)
+        if kind is AssistantMessage and message.tool_calls:  # type: ignore[union-attr]
+            for j, call in enumerate(message.tool_calls):  # type: ignore[union-attr]
+                _check_tool_call(call, i, j)
     if request.stop is not None and isinstance(request.stop, list) and not 1 <= len(request.stop) <= 4:
         raise InvalidRequest("'stop' must hold between 1 and 4 sequences.", param="stop")
     if request.top_logprobs is not None and request.logprobs is not True:
@@ -286,11 +282,11 @@ def _check(request: ChatRequest) -> None:
                     code="missing_required_parameter",
                 )
     if isinstance(request.tool_choice, ToolChoiceObject):
-        kind = request.tool_choice.type
-        if getattr(request.tool_choice, kind) is None:
+        kind_name = request.tool_choice.type
+        if getattr(request.tool_choice, kind_name) is None:
             raise InvalidRequest(
-                f"Missing required parameter: 'tool_choice.{kind}'.",
-                param=f"tool_choice.{kind}",
+                f"Missing required parameter: 'tool_choice.{kind_name}'.",
+                param=f"tool_choice.{kind_name}",
                 code="missing_required_parameter",
             )
     fmt = request.response_format
@@ -302,46 +298,56 @@ def _check(request: ChatRequest) -> None:
         )
 
 
-_TEXT_ONLY = (SystemMessage, DeveloperMessage, ToolMessage)
+_ALLOWED_PARTS: dict[type, tuple[str, ...]] = {
+    SystemMessage: ("text",),
+    DeveloperMessage: ("text",),
+    ToolMessage: ("text",),
+    AssistantMessage: ("text", "refusal"),
+    UserMessage: ("text", "image_url", "input_audio", "file"),
+}
 
 
-def _check_part(part: ContentPart, path: str, role: type) -> None:
-    field = _PART_FIELD.get(part.type)
-    if field is None:
-        if role is not UserMessage:
+def _check_parts(parts: list[ContentPart], i: int, role: type) -> None:
+    if not parts:
+        raise InvalidRequest(
+            f"'messages[{i}].content' must not be an empty array.",
+            param=f"messages[{i}].content",
+            code="empty_array",
+        )
+    allowed = _ALLOWED_PARTS[role]
+    for j, part in enumerate(parts):
+        field = _PART_FIELD.get(part.type)
+        if field is None:
+            if role is UserMessage:
+                continue  # a vendor extension: the upstream decides
             raise InvalidRequest(
-                f"Invalid value for '{path}.type': {part.type!r} is not a content part type "
-                f"this message role accepts.",
-                param=f"{path}.type",
+                f"Invalid value for 'messages[{i}].content[{j}].type': {part.type!r} is not a content part "
+                "type this message role accepts.",
+                param=f"messages[{i}].content[{j}].type",
             )
-        return  # a vendor extension: the upstream decides
-    if getattr(part, field) is None:
-        raise InvalidRequest(
-            f"Missing required parameter: '{path}.{field}'.",
-            param=f"{path}.{field}",
-            code="missing_required_parameter",
-        )
-    allowed = (
-        ("text",)
-        if role in _TEXT_ONLY
-        else ("text", "refusal")
-        if role is AssistantMessage
-        else ("text", "image_url", "input_audio", "file")
-    )
-    if part.type not in allowed:
-        raise InvalidRequest(
-            f"Invalid value for '{path}.type': {part.type!r} parts are not allowed in this message.",
-            param=f"{path}.type",
-        )
+        if getattr(part, field) is None:
+            raise InvalidRequest(
+                f"Missing required parameter: 'messages[{i}].content[{j}].{field}'.",
+                param=f"messages[{i}].content[{j}].{field}",
+                code="missing_required_parameter",
+            )
+        if part.type not in allowed:
+            raise InvalidRequest(
+                f"Invalid value for 'messages[{i}].content[{j}].type': {part.type!r} parts are not allowed "
+                "in this message.",
+                param=f"messages[{i}].content[{j}].type",
+            )
 
 
-def _check_tool_call(call: ToolCall, path: str) -> None:
+def _check_tool_call(call: ToolCall, i: int, j: int) -> None:
     field = "function" if call.type == "function" else "custom" if call.type == "custom" else None
     if field is None:
+        path = f"messages[{i}].tool_calls[{j}]"
         raise InvalidRequest(
             f"Invalid value for '{path}.type': expected 'function' or 'custom'.", param=f"{path}.type"
         )
     if getattr(call, field) is None:
+        path = f"messages[{i}].tool_calls[{j}]"
         raise InvalidRequest(
             f"Missing required parameter: '{path}.{field}'.",
             param=f"{path}.{field}",

@@ -41,6 +41,8 @@ class Deadlines:
 class Connection(asyncio.Protocol):
     """An upstream connection. It carries one exchange at a time and returns itself to its pool."""
 
+    __slots__ = ("_release", "closed", "idle_since", "loop", "parser", "response", "reused", "transport")
+
     def __init__(self, loop: asyncio.AbstractEventLoop, release: Callable[[Connection], None]) -> None:
         self.loop = loop
         self._release = release
@@ -50,7 +52,6 @@ class Connection(asyncio.Protocol):
         self.reused = False
         self.idle_since = 0.0
         self.response: UpstreamResponse | None = None
-        self._header_name = b""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -159,6 +160,28 @@ class Connection(asyncio.Protocol):
 
 class UpstreamResponse:
     """An upstream's answer: status and headers first, then the body in full or chunk by chunk."""
+
+    __slots__ = (
+        "_buffered",
+        "_chunks",
+        "_conn",
+        "_deadlines",
+        "_decoder",
+        "_error",
+        "_headers_waiter",
+        "_loop",
+        "_paused",
+        "_released",
+        "_timer",
+        "_waiter",
+        "complete",
+        "got_body_byte",
+        "got_bytes",
+        "headers",
+        "keep_alive",
+        "last_activity",
+        "status",
+    )
 
     def __init__(self, conn: Connection, deadlines: Deadlines) -> None:
         self._conn = conn
