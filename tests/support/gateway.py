@@ -11,11 +11,12 @@ from typing import Any, TypeVar
 
 import uvloop
 
-from support.upstream import Upstream
 from turnout.app import Services
 from turnout.config.loader import build_settings
 from turnout.config.settings import Settings
 from turnout.server.runner import GatewayServer, serve
+
+from support.upstream import Upstream
 
 MASTER_KEY = "sk-test-master-0123456789"
 UPSTREAM_KEY = "sk-upstream-secret-abcdef0123456789"
@@ -86,6 +87,15 @@ class Gateway:
         self.loop.call_soon_threadsafe(run)
         done.wait(10)
         return result[0]
+
+    def finish_now(self) -> None:
+        """End a graceful shutdown already under way without waiting out its drain delay."""
+        assert self.server is not None and self._thread is not None
+        server = self.server
+        self.call(lambda: setattr(server, "should_exit", True))
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "the gateway did not stop"
+        self.server = None
 
     def stop(self) -> None:
         if self.server is not None and self.loop is not None and self._thread is not None:

@@ -12,10 +12,11 @@ from collections.abc import Iterator
 import pytest
 from aiohttp import web
 
-from support.upstream import Upstream
 from turnout.config.settings import Timeouts
 from turnout.domain.errors import UpstreamConnectionError, UpstreamProtocolError, UpstreamTimeout
 from turnout.providers.http.client import Endpoint, HttpClient
+
+from support.upstream import Upstream
 
 FAST = Timeouts(connect=2, first_byte=2, idle=2, total=5)
 

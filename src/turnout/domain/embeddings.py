@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -11,13 +11,13 @@ from turnout.domain.validation import convert
 
 MAX_INPUTS = 2048
 
-TokenList = Annotated[list[int], msgspec.Meta(min_length=1)]
-EmbeddingInput = str | list[str] | list[int] | list[TokenList]
-
 
 class EmbeddingRequest(msgspec.Struct, frozen=True):
+    """`input` is a string, or a list of strings, of token ids, or of token-id lists (msgspec cannot
+    express a union of list types, so the list's shape is checked in `parse_embedding_request`)."""
+
     model: str
-    input: EmbeddingInput
+    input: str | list[Any]
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: Annotated[int, msgspec.Meta(ge=1)] | None = None
     user: str | None = None
@@ -33,11 +33,35 @@ class EmbeddingRequest(msgspec.Struct, frozen=True):
 
 def parse_embedding_request(body: object) -> EmbeddingRequest:
     request = convert(body, EmbeddingRequest)
-    if isinstance(request.input, list):
-        if not request.input:
+    items = request.input
+    if isinstance(items, list):
+        if not items:
             raise InvalidRequest("'input' must not be an empty array.", param="input", code="empty_array")
-        if len(request.input) > MAX_INPUTS:
+        if len(items) > MAX_INPUTS:
             raise InvalidRequest(
-                f"'input' may hold at most {MAX_INPUTS} items, got {len(request.input)}.", param="input"
+                f"'input' may hold at most {MAX_INPUTS} items, got {len(items)}.", param="input"
+            )
+        if not (_all(items, _is_text) or _all(items, _is_token) or _all(items, _is_token_list)):
+            raise InvalidRequest(
+                "Invalid type for 'input': expected a string, an array of strings, an array of token ids, "
+                "or an array of non-empty arrays of token ids.",
+                param="input",
+                code="invalid_type",
             )
     return request
+
+
+def _all(items: list[Any], check: Any) -> bool:
+    return all(check(item) for item in items)
+
+
+def _is_text(item: object) -> bool:
+    return isinstance(item, str)
+
+
+def _is_token(item: object) -> bool:
+    return type(item) is int
+
+
+def _is_token_list(item: object) -> bool:
+    return isinstance(item, list) and bool(item) and all(type(t) is int for t in item)

@@ -20,6 +20,7 @@ log = logging.getLogger("turnout.catalog")
 
 MAX_CACHED_ROUTES = 4096
 UPSTREAM_LIST_TTL = 300.0
+FAILED_LIST_RETRY = 15.0  # a provider that could not list its models is asked again this soon
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,5 +108,6 @@ class Catalog:
         except TurnoutError as error:
             log.warning("cannot list the models of provider %s: %s", provider, error.message)
             names = cached[1] if cached else []
+            now -= UPSTREAM_LIST_TTL - FAILED_LIST_RETRY  # keep what we had, but ask again soon
         self._upstream_lists[provider] = (now, names)
         return names

@@ -182,6 +182,12 @@ class _Connection(asyncio.Protocol):
         if path.endswith("/chat/completions"):
             if stream:
                 await self._stream(request, b, failure, keep_alive)
+            elif failure == "malformed":
+                body = b'{"id": "broken", "choices": ['
+                self._head(200, "application/json", keep_alive, length=len(body))
+                self._send(body)
+            elif failure == "error_event":
+                self._error(500, "the fake model failed", keep_alive)
             elif failure == "truncate":
                 body = orjson.dumps(
                     responses.completion(request, b, ident=self.upstream.next_id(), created=int(time.time()))

@@ -21,7 +21,7 @@ class CompletionPeek(msgspec.Struct):
 class ChunkPeek(msgspec.Struct):
     choices: list[msgspec.Raw] = []
     usage: OpenAIUsage | None = None
-    error: msgspec.Raw | None = None
+    error: Any = None  # present only when the upstream reports a failure mid-stream
 
 
 class EmbeddingIndex(msgspec.Struct):
