@@ -14,6 +14,7 @@ from turnout.config.settings import Settings
 from turnout.keys.index import KeyIndex
 from turnout.keys.store import MasterKeyOutcome, load_hash_secret, load_keys
 from turnout.limits.admission import Admission
+from turnout.observability.redaction import register_secrets
 from turnout.pipeline import Pipeline
 from turnout.providers.http.client import HttpClient
 from turnout.providers.registry import ProviderRegistry
@@ -41,6 +42,7 @@ class Services:
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
+        register_secrets(*_secret_values(settings))
         database = await Database.open(settings.storage.database_url)
         client: HttpClient | None = None
         try:
@@ -64,3 +66,13 @@ class Services:
         await self.registry.aclose()
         await self.client.aclose()
         await self.database.close()
+
+
+def _secret_values(settings: Settings) -> list[str]:
+    """Every secret the configuration resolved: removed by value from anything logged or relayed."""
+    values = [s.reveal() for s in (settings.auth.master_key, settings.auth.key_hash_secret) if s is not None]
+    for provider in settings.providers.values():
+        if provider.api_key is not None:
+            values.append(provider.api_key.reveal())
+        values += [value.reveal() for _, value in provider.headers if not isinstance(value, str)]
+    return values

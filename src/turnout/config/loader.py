@@ -144,21 +144,21 @@ class _Builder:
             return None
 
     def timeouts(self, cfg: schema.TimeoutsConfig | None, base: Timeouts, path: str) -> Timeouts:
+        """`base` overridden by what `cfg` writes. Inherited phases longer than a written `total`
+        are shortened to it; only values written here are checked against each other."""
         if cfg is None:
             return base
-        t = Timeouts(
-            connect=self.unit(cfg.connect, parse_duration, f"{path}.connect", base.connect),
-            first_byte=self.unit(cfg.first_byte, parse_duration, f"{path}.first_byte", base.first_byte),
-            idle=self.unit(cfg.idle, parse_duration, f"{path}.idle", base.idle),
-            total=self.unit(cfg.total, parse_duration, f"{path}.total", base.total),
-        )
-        if t.connect > t.total or t.first_byte > t.total:
-            self.problem(
-                path,
-                f"connect ({t.connect:g}s) and first_byte ({t.first_byte:g}s) "
-                f"must not exceed total ({t.total:g}s)",
-            )
-        return t
+        total = self.unit(cfg.total, parse_duration, f"{path}.total", base.total)
+        phases = {}
+        for phase in ("connect", "first_byte", "idle"):
+            written = getattr(cfg, phase)
+            value = self.unit(written, parse_duration, f"{path}.{phase}", getattr(base, phase))
+            if value > total:
+                if written is not None:
+                    self.problem(f"{path}.{phase}", f"{value:g}s is longer than total ({total:g}s)")
+                value = total
+            phases[phase] = value
+        return Timeouts(total=total, **phases)
 
     # ------------------------------------------------------------------ the document
 

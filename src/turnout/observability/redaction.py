@@ -21,8 +21,23 @@ _PATTERNS = (
 )
 
 
+_known: frozenset[str] = frozenset()
+MIN_KNOWN_SECRET = 6  # shorter values would blank out ordinary words
+
+
+def register_secrets(*values: str) -> None:
+    """Remember secret values (provider keys, the master key) so that `redact` removes them by value,
+    whatever they look like (an Azure key is 32 hex digits, like many harmless identifiers)."""
+    global _known
+    _known = _known | {v for v in values if len(v) >= MIN_KNOWN_SECRET}
+
+
 def redact(text: str, limit: int = 1000) -> str:
-    """`text` with anything that looks like a credential replaced, cut to `limit` characters."""
+    """`text` with every known secret and anything that looks like a credential replaced, cut to
+    `limit` characters."""
+    for secret in _known:
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
     for pattern in _PATTERNS:
         text = pattern.sub(_replacement, text)
     if len(text) > limit:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -33,25 +34,34 @@ class UpstreamErrorBody:
     code: str | None = None
 
 
+MAX_RETRY_AFTER = 86_400.0  # a day: anything longer (or not a number) is not a useful hint
+
+
 def parse_retry_after(retry_after_ms: bytes | None, retry_after: bytes | None) -> float | None:
-    """Seconds to wait, from `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
+    """Seconds to wait, from `retry-after-ms` or `retry-after` (seconds or an HTTP date), capped."""
     if retry_after_ms:
         try:
-            return max(0.0, float(retry_after_ms) / 1000)
+            return _bounded(float(retry_after_ms) / 1000)
         except ValueError:
             pass
     if not retry_after:
         return None
     text = retry_after.decode("latin-1").strip()
     try:
-        return max(0.0, float(text))
+        return _bounded(float(text))
     except ValueError:
         pass
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return _bounded(when.timestamp() - time.time())
+
+
+def _bounded(seconds: float) -> float | None:
+    if not math.isfinite(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 def map_upstream_error(

@@ -360,10 +360,14 @@ class UpstreamResponse:
             self.release()
 
     def release(self) -> None:
-        """Give the connection back (if the exchange ended cleanly) or drop it."""
+        """Give the connection back (if the exchange ended cleanly) or drop it. A reader still
+        waiting for the rest of the body is woken with an error, never left waiting."""
         if self._released:
             return
         self._released = True
         self._timer.cancel()
         clean = self.complete and self._error is None and self.keep_alive
+        if not self.complete and self._error is None:
+            self._error = UpstreamConnectionError("the upstream call was abandoned before it finished")
+            self._wake()
         self._conn.exchange_done(self, clean)
