@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import msgspec
@@ -39,6 +39,7 @@ T = TypeVar("T")
 
 _ALIAS = re.compile(r"^[^\s*]+\*?$|^\*$")
 _PROVIDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_CREDENTIAL_HEADER = re.compile(r"(?i)auth|key|token|secret|password|cookie|credential|signature")
 _MSGSPEC_PATH = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 
 
@@ -125,6 +126,14 @@ class _Builder:
             self.problem(*_describe(error, typ, path))
             return None
 
+    def section(self, data: dict[str, Any], name: str, default: T) -> T:
+        """One top-level section, checked on its own; its default when absent, empty or broken."""
+        raw = data.get(name)
+        if raw is None:
+            return default
+        converted: Any = self.convert(raw, schema.SECTIONS[name], name)
+        return default if converted is None else cast(T, converted)
+
     def unit(self, value: object, parse: Callable[[object], T], path: str, default: T) -> T:
         if value is None:
             return default
@@ -167,22 +176,28 @@ class _Builder:
             raise ConfigError(
                 ["the top level must be a mapping of sections (server, providers, models ...)"], self.source
             )
-        cfg = self.convert(data, schema.ConfigFile, "")
-        if cfg is None:
+        top = self.convert(data, schema.ConfigFile, "")
+        if top is None:
             raise ConfigError(self.problems, self.source)
-        defaults = self.timeouts(cfg.defaults.timeouts, Timeouts(), "defaults.timeouts")
-        server = self.server(cfg.server)
-        auth = AuthSettings(master_key=self.master_key(cfg.auth), key_hash_secret=self.hash_secret(cfg.auth))
-        storage = self.storage(cfg.storage)
+        server_cfg = self.section(data, "server", schema.ServerConfig())
+        auth_cfg = self.section(data, "auth", schema.AuthConfig())
+        storage_cfg = self.section(data, "storage", schema.StorageConfig())
+        defaults_cfg = self.section(data, "defaults", schema.DefaultsConfig())
+        declared_providers: dict[str, Any] = self.section(data, "providers", {})
+        declared_models: dict[str, Any] = self.section(data, "models", {})
+        defaults = self.timeouts(defaults_cfg.timeouts, Timeouts(), "defaults.timeouts")
+        server = self.server(server_cfg)
+        auth = AuthSettings(master_key=self.master_key(auth_cfg), key_hash_secret=self.hash_secret(auth_cfg))
+        storage = self.storage(storage_cfg)
         providers = {
             name: p
-            for name, raw in cfg.providers.items()
+            for name, raw in declared_providers.items()
             if (p := self.provider(str(name), raw, defaults)) is not None
         }
         models = {
             alias: m
-            for alias, raw in cfg.models.items()
-            if (m := self.model(str(alias), raw, providers, cfg.providers)) is not None
+            for alias, raw in declared_models.items()
+            if (m := self.model(str(alias), raw, providers, declared_providers)) is not None
         }
         if self.problems:
             raise ConfigError(self.problems, self.source)
@@ -274,9 +289,14 @@ class _Builder:
             env_hint = f" (or set {kind.base_url_env})" if kind.base_url_env else ""
             self.problem(f"{path}.base_url", f"required for a {kind.title} provider{env_hint}")
             return None
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            self.problem(f"{path}.base_url", f"must be an http:// or https:// URL, got {base_url!r}")
+        try:
+            parts = urlsplit(base_url)
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            parts, port_ok = urlsplit(""), False
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+            shown = f"a '{parts.scheme}:' URL" if parts.scheme else "something else"
+            self.problem(f"{path}.base_url", f"must be an http:// or https:// URL with a host, got {shown}")
             return None
         if parts.password or parts.query:
             self.problem(
@@ -295,8 +315,8 @@ class _Builder:
                 secret = self.secret(value, f"{path}.headers.{header}")
                 if secret is not None:
                     headers.append((header, secret))
-            elif header.lower() in ("authorization", "api-key", "x-api-key", "proxy-authorization"):
-                self.problem(f"{path}.headers.{header}", f"carries a credential; {REFERENCE_HINT}")
+            elif _CREDENTIAL_HEADER.search(header):
+                self.problem(f"{path}.headers.{header}", f"looks like a credential; {REFERENCE_HINT}")
             else:
                 headers.append((header, value))
         fake = None
@@ -367,7 +387,10 @@ class _Builder:
                 if t.provider not in declared:  # a broken provider has been reported already
                     self.problem(f"{tpath}.provider", _unknown("provider", t.provider, declared))
                 continue
-            if "*" in t.model and not (alias.endswith("*") and t.model.count("*") == 1):
+            if t.model.count("*") > 1:
+                self.problem(f"{tpath}.model", "'*' may appear only once in a target's model")
+                continue
+            if "*" in t.model and not alias.endswith("*"):
                 self.problem(
                     f"{tpath}.model", "'*' in a target's model needs a wildcard alias such as 'groq/*'"
                 )
@@ -392,8 +415,18 @@ def _unknown(what: str, value: str, known: Mapping[str, Any]) -> str:
     return f"unknown {what} '{value}'{hint} (known: {listing})"
 
 
+_KEY_PATH = re.compile(r"^(?P<what>.*?) - at `key` in `\$(?P<path>[^`]*)`$", re.DOTALL)
+NON_STRING_KEY = (
+    "every key must be a string (YAML reads unquoted on/off/yes/no, numbers and ~ as other types: quote them)"
+)
+
+
 def _describe(error: msgspec.ValidationError, typ: type, base: str) -> tuple[str, str]:
     """A msgspec failure → (dotted path, message with a hint)."""
+    key = _KEY_PATH.match(str(error))
+    if key:
+        sub = key["path"].lstrip(".")
+        return ".".join(p for p in (base, sub) if p).replace(".[", "[") or "(top level)", NON_STRING_KEY
     match = _MSGSPEC_PATH.match(str(error))
     assert match is not None
     what, sub = match["what"], (match["path"] or "").lstrip(".")

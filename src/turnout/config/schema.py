@@ -85,9 +85,22 @@ class DefaultsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class ConfigFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    server: ServerConfig = ServerConfig()
-    auth: AuthConfig = AuthConfig()
-    storage: StorageConfig = StorageConfig()
-    defaults: DefaultsConfig = DefaultsConfig()
-    providers: dict[str, Any] = {}
-    models: dict[str, Any] = {}
+    """The top level: which sections exist. Each section is then checked on its own (`SECTIONS`),
+    so a problem in one does not hide the problems in the others."""
+
+    server: Any = None
+    auth: Any = None
+    storage: Any = None
+    defaults: Any = None
+    providers: Any = None
+    models: Any = None
+
+
+SECTIONS: dict[str, type] = {
+    "server": ServerConfig,
+    "auth": AuthConfig,
+    "storage": StorageConfig,
+    "defaults": DefaultsConfig,
+    "providers": dict[str, Any],
+    "models": dict[str, Any],
+}

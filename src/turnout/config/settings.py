@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -84,7 +84,7 @@ class AuthSettings:
 @dataclass(frozen=True, slots=True)
 class StorageSettings:
     data_dir: Path
-    database_url: str
+    database_url: str = field(repr=False)  # may carry a password resolved from a secret reference
 
 
 @dataclass(frozen=True, slots=True)

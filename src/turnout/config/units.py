@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _DURATION = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h)?\s*$")
@@ -30,7 +31,7 @@ def parse_delay(value: object) -> float:
     """Like `parse_duration`, but zero is allowed (meaning: no delay)."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 5s or 250ms, got a boolean")
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and math.isfinite(value):
         seconds = float(value)
     elif isinstance(value, str) and (m := _DURATION.match(value)):
         seconds = float(m["n"]) * _DURATION_FACTORS[m["unit"]]

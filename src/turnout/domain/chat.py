@@ -21,12 +21,12 @@ from turnout.domain.validation import convert
 
 class ImageURL(msgspec.Struct, frozen=True):
     url: str
-    detail: str | None = None
+    detail: Literal["auto", "low", "high"] | None = None
 
 
 class InputAudio(msgspec.Struct, frozen=True):
     data: str
-    format: str
+    format: Literal["wav", "mp3"]
 
 
 class FileRef(msgspec.Struct, frozen=True):
@@ -127,10 +127,31 @@ class FunctionDefinition(msgspec.Struct, frozen=True):
     strict: bool | None = None
 
 
+class LegacyFunction(msgspec.Struct, frozen=True):
+    """An entry of the deprecated `functions` list."""
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class TextFormat(msgspec.Struct, tag_field="type", tag="text", frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class Grammar(msgspec.Struct, frozen=True):
+    definition: str
+    syntax: Literal["lark", "regex"]
+
+
+class GrammarFormat(msgspec.Struct, tag_field="type", tag="grammar", frozen=True, forbid_unknown_fields=True):
+    grammar: Grammar
+
+
 class CustomToolDefinition(msgspec.Struct, frozen=True):
     name: str
     description: str | None = None
-    format: dict[str, Any] | None = None
+    format: TextFormat | GrammarFormat | None = None
 
 
 class Tool(msgspec.Struct, frozen=True):
@@ -143,11 +164,16 @@ class NamedFunction(msgspec.Struct, frozen=True):
     name: str
 
 
+class AllowedTools(msgspec.Struct, frozen=True):
+    mode: Literal["auto", "required"]
+    tools: list[dict[str, Any]]
+
+
 class ToolChoiceObject(msgspec.Struct, frozen=True):
     type: Literal["function", "custom", "allowed_tools"]
     function: NamedFunction | None = None
     custom: NamedFunction | None = None
-    allowed_tools: dict[str, Any] | None = None
+    allowed_tools: AllowedTools | None = None
 
 
 class JsonSchemaFormat(msgspec.Struct, frozen=True):
@@ -172,9 +198,30 @@ class Prediction(msgspec.Struct, frozen=True):
     content: Content
 
 
+class CustomVoice(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: str
+
+
 class AudioOutput(msgspec.Struct, frozen=True):
-    voice: str | dict[str, Any]
-    format: str
+    voice: str | CustomVoice
+    format: Literal["wav", "aac", "mp3", "flac", "opus", "pcm16"]
+
+
+class WebSearchLocation(msgspec.Struct, frozen=True):
+    country: str | None = None
+    region: str | None = None
+    city: str | None = None
+    timezone: str | None = None
+
+
+class UserLocation(msgspec.Struct, frozen=True):
+    type: Literal["approximate"]
+    approximate: WebSearchLocation
+
+
+class WebSearchOptions(msgspec.Struct, frozen=True):
+    user_location: UserLocation | None = None
+    search_context_size: Literal["low", "medium", "high"] | None = None
 
 
 # ----------------------------------------------------------------------------- the request
@@ -184,6 +231,8 @@ TopP = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Penalty = Annotated[float, msgspec.Meta(ge=-2, le=2)]
 ChoiceCount = Annotated[int, msgspec.Meta(ge=1, le=128)]
 TopLogprobs = Annotated[int, msgspec.Meta(ge=0, le=20)]
+SafetyIdentifier = Annotated[str, msgspec.Meta(max_length=64)]
+LegacyFunctions = Annotated[list[LegacyFunction], msgspec.Meta(min_length=1, max_length=128)]
 
 
 class ChatRequest(msgspec.Struct, frozen=True):
@@ -202,19 +251,19 @@ class ChatRequest(msgspec.Struct, frozen=True):
     max_completion_tokens: int | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
-    logit_bias: dict[str, int] | None = None
+    logit_bias: dict[str, Any] | None = None  # values checked in _check, so errors can name the key
     logprobs: bool | None = None
     top_logprobs: TopLogprobs | None = None
     user: str | None = None
-    safety_identifier: str | None = None
+    safety_identifier: SafetyIdentifier | None = None
     seed: int | None = None
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | ToolChoiceObject | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
-    functions: list[FunctionDefinition] | None = None
+    functions: LegacyFunctions | None = None
     function_call: Literal["none", "auto"] | NamedFunction | None = None
-    metadata: dict[str, str] | None = None
+    metadata: dict[str, Any] | None = None  # values checked in _check, so errors can name the key
     store: bool | None = None
     service_tier: str | None = None
     reasoning_effort: str | None = None
@@ -224,7 +273,7 @@ class ChatRequest(msgspec.Struct, frozen=True):
     prediction: Prediction | None = None
     prompt_cache_key: str | None = None
     prompt_cache_retention: str | None = None
-    web_search_options: dict[str, Any] | None = None
+    web_search_options: WebSearchOptions | None = None
 
     @property
     def wants_usage_in_stream(self) -> bool:
@@ -264,10 +313,38 @@ def _check(request: ChatRequest) -> None:
         raise InvalidRequest("'top_logprobs' is only allowed when 'logprobs' is true.", param="top_logprobs")
     if request.logit_bias:
         for token, bias in request.logit_bias.items():
+            if type(bias) is not int:
+                raise InvalidRequest(
+                    f"Invalid type for 'logit_bias.{token}': expected an integer.",
+                    param=f"logit_bias.{token}",
+                    code="invalid_type",
+                )
             if not -100 <= bias <= 100:
                 raise InvalidRequest(
-                    f"'logit_bias' values must be between -100 and 100 (token {token!r} has {bias}).",
-                    param="logit_bias",
+                    f"Invalid 'logit_bias.{token}': expected a value between -100 and 100, got {bias}.",
+                    param=f"logit_bias.{token}",
+                )
+    if request.metadata:
+        for key, value in request.metadata.items():
+            if not isinstance(value, str):
+                raise InvalidRequest(
+                    f"Invalid type for 'metadata.{key}': expected a string.",
+                    param=f"metadata.{key}",
+                    code="invalid_type",
+                )
+    if request.prediction is not None and isinstance(request.prediction.content, list):
+        parts = request.prediction.content
+        if not parts:
+            raise InvalidRequest(
+                "'prediction.content' must not be an empty array.",
+                param="prediction.content",
+                code="empty_array",
+            )
+        for j, part in enumerate(parts):
+            if part.type != "text" or part.text is None:
+                raise InvalidRequest(
+                    f"Invalid value for 'prediction.content[{j}]': only text parts are allowed.",
+                    param=f"prediction.content[{j}]",
                 )
     for name in ("max_tokens", "max_completion_tokens"):
         value = getattr(request, name)

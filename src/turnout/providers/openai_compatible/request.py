@@ -15,7 +15,7 @@ import orjson
 
 from turnout.config.provider_kinds import ANY_VALUE
 from turnout.config.settings import ProviderSettings
-from turnout.domain.errors import UnsupportedFeature
+from turnout.domain.errors import InvalidRequest, UnsupportedFeature
 
 
 def chat_body(body: dict[str, Any], model: str, provider: ProviderSettings, *, stream: bool) -> bytes:
@@ -33,7 +33,7 @@ def chat_body(body: dict[str, Any], model: str, provider: ProviderSettings, *, s
         elif options is not None:
             del out["stream_options"]
     apply_parameter_policy(out, provider)
-    return orjson.dumps(out)
+    return _dumps(out)
 
 
 def embeddings_body(
@@ -44,7 +44,14 @@ def embeddings_body(
     if encoding_format is not None:
         out["encoding_format"] = encoding_format
     _rename(out, provider.kind.renamed_embedding_params)
-    return orjson.dumps(out)
+    return _dumps(out)
+
+
+def _dumps(body: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:  # deeper than orjson will write (it reads deeper than it writes)
+        raise InvalidRequest("The request body is nested too deeply.", code="invalid_json") from None
 
 
 def _rename(body: dict[str, Any], renames: Any) -> None:
