@@ -41,7 +41,7 @@ def ensure_go() -> str:
 
 def build_loadgen() -> Path:
     """Compile the load generator and mock upstream (stdlib-only Go) unless it is up to date."""
-    sources = list(LOADGEN_SRC.glob("*.go")) + [LOADGEN_SRC / "go.mod"]
+    sources = [*LOADGEN_SRC.glob("*.go"), LOADGEN_SRC / "go.mod"]
     newest = max(p.stat().st_mtime for p in sources)
     if LOADGEN_BIN.exists() and LOADGEN_BIN.stat().st_mtime >= newest:
         return LOADGEN_BIN
@@ -117,6 +117,7 @@ def started(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     log_dir: Path = BUILD_DIR,
+    timeout: float = 60.0,
 ) -> Iterator[Process]:
     """Start `cmd` pinned to `cpus`, wait until it listens on `port`, stop it afterwards."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -127,7 +128,7 @@ def started(
             full, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
         )
     try:
-        wait_for_port(port, proc)
+        wait_for_port(port, proc, timeout)
         yield Process(name, proc, log_path)
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -150,8 +151,15 @@ def run_load(
     warmup: float = 2,
     headers: Sequence[str] = (),
     cpus: str | None = "0",
+    drain: float = 15,
+    max_in_flight: int = 20000,
+    request_timeout: float = 30,
 ) -> dict[str, object]:
-    """Drive `url` with the load generator and return its JSON report."""
+    """Drive `url` with the load generator and return its JSON report.
+
+    A target that cannot keep up is bounded: in the open loop, once `max_in_flight` requests are
+    outstanding new ones count as errors, and answers later than `drain` after the end are dropped.
+    """
     cmd = [
         str(LOADGEN_BIN),
         "load",
@@ -164,7 +172,11 @@ def run_load(
         "--warmup",
         f"{warmup}s",
         "--drain",
-        "15s",
+        f"{drain}s",
+        "--max-in-flight",
+        str(max_in_flight),
+        "--timeout",
+        f"{request_timeout}s",
     ]
     if stream:
         cmd.append("--stream")
@@ -173,6 +185,12 @@ def run_load(
         cmd += ["--header", h]
     if cpus:
         cmd = ["taskset", "-c", cpus, *cmd]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=duration + warmup + 60)
+    out = subprocess.run(
+        cmd,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=duration + warmup + drain + request_timeout + 60,
+    )
     report: dict[str, object] = json.loads(out.stdout)
     return report

@@ -1,0 +1,210 @@
+"""The benchmark's results (what run.py records) and the markdown tables printed from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# The issue's goals for turnout: one core, the realistic request.
+GOAL_RPS = 2500.0
+GOAL_ADDED_P50_MS = 0.7
+GOAL_ADDED_P99_MS = 2.0
+GOAL_TTFB_MS = 1.0
+GOAL_RSS_MIB = 80.0
+SATURATED = 0.95  # achieved below this share of the offered rate: the target could not keep up
+
+
+@dataclass
+class Load:
+    """One load generator run: an open loop at `rate` req/s, or the closed loop when rate is None."""
+
+    label: str
+    rate: float | None
+    report: dict[str, Any] = field(default_factory=dict)
+    cpu_ms_per_req: float | None = None
+    error: str | None = None
+
+    def ok(self) -> int:
+        return int(self.report.get("ok", 0))
+
+    def errors(self) -> int:
+        return int(self.report.get("errors", 0))
+
+    def ms(self, metric: str, q: str) -> float | None:
+        """A latency figure ("latency_ms" or "ttfb_ms", q in p50/p90/p99/max), None without answers."""
+        return float(self.report[metric][q]) if self.ok() else None
+
+    def saturated(self) -> bool:
+        rps = float(self.report.get("achieved_rps", 0))
+        return self.rate is not None and rps < SATURATED * self.rate
+
+
+@dataclass
+class TargetMode:
+    """Every load run against one target in one mode ("json" or "stream"), with its memory."""
+
+    target: str
+    mode: str
+    version: str = ""
+    loads: list[Load] = field(default_factory=list)
+    rss_idle_mib: float | None = None
+    rss_peak_mib: float | None = None
+    rss_after_mib: float | None = None
+    error: str | None = None
+    log: str | None = None
+
+    def at(self, rate: float | None) -> Load | None:
+        return next((x for x in self.loads if x.rate == rate and not x.error), None)
+
+
+def _num(v: float | None, signed: bool = False) -> str:
+    if v is None:
+        return "-"
+    sign = "+" if signed and v >= 0 else ""
+    if abs(v) >= 100:
+        return f"{sign}{v:,.0f}"
+    return f"{sign}{v:.1f}" if abs(v) >= 10 else f"{sign}{v:.2f}"
+
+
+def _delta(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _added(load: Load, base: Load | None, metric: str, q: str) -> float | None:
+    if load.rate is None or base is None:
+        return None
+    return _delta(load.ms(metric, q), base.ms(metric, q))
+
+
+def mode_table(results: list[TargetMode], mode: str) -> str:
+    """One markdown table for a mode: a row per target and load, then the errors seen."""
+    stream = mode == "stream"
+    direct = next((r for r in results if r.target == "direct" and r.mode == mode), None)
+    head = ["target", "load", "req/s", "errors", "p50", "p90", "p99", "max", "+p50", "+p99"]
+    if stream:
+        head += ["TTFB p50", "TTFB p99", "+TTFB p50", "+TTFB p99"]
+    head += ["CPU ms/req", "RSS MiB peak / after"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    notes: list[str] = []
+    for tm in (r for r in results if r.mode == mode):
+        name = f"{tm.target} {tm.version}".strip()
+        if tm.error and not tm.loads:
+            lines.append(f"| {name} | failed: {tm.error} |" + " |" * (len(head) - 2))
+            continue
+        for i, load in enumerate(tm.loads):
+            last = i == len(tm.loads) - 1
+            rss = f"{_num(tm.rss_peak_mib)} / {_num(tm.rss_after_mib)}" if last and tm.rss_peak_mib else "-"
+            if load.error:
+                lines.append(f"| {name} | {load.label} | failed: {load.error} |" + " |" * (len(head) - 3))
+                continue
+            base = direct.at(load.rate) if direct and tm is not direct else None
+            rps = _num(float(load.report["achieved_rps"])) + ("*" if load.saturated() else "")
+            row = [name, load.label, rps, str(load.errors())]
+            row += [_num(load.ms("latency_ms", q)) for q in ("p50", "p90", "p99", "max")]
+            row += [_num(_added(load, base, "latency_ms", q), signed=True) for q in ("p50", "p99")]
+            if stream:
+                row += [_num(load.ms("ttfb_ms", q)) for q in ("p50", "p99")]
+                row += [_num(_added(load, base, "ttfb_ms", q), signed=True) for q in ("p50", "p99")]
+            row += [_num(load.cpu_ms_per_req), rss]
+            lines.append("| " + " | ".join(row) + " |")
+            if load.errors():
+                kinds = ", ".join(f"{n} {k}" for k, n in sorted(load.report["error_samples"].items()))
+                notes.append(f"- {name} {mode} {load.label}: {load.errors()} errors ({kinds})")
+        if tm.error:
+            notes.append(f"- {name} {mode}: {tm.error} (log: {tm.log})")
+    legend = (
+        "Latencies in ms, measured from each request's intended send time. +p50/+p99: added to the "
+        "same percentile calling the mock directly at the same rate. * achieved below "
+        f"{SATURATED:.0%} of the offered rate (saturated). CPU: the gateway's user+system time per "
+        "answered request over the measured window. RSS: whole process tree, peak over the mode's "
+        "runs / after them."
+    )
+    return "\n".join([*lines, "", legend, *(["", *notes] if notes else [])])
+
+
+def _check(label: str, value: float | None, unit: str, goal: str, ok: bool, errors: int = 0) -> str:
+    shown = f"{_num(value)} {unit}" if value is not None else "not measured"
+    if errors:
+        shown += f" ({errors} errors)"
+    verdict = "PASS" if value is not None and ok and not errors else "MISS"
+    return f"| {label} | {shown} | {goal} | {verdict} |"
+
+
+def goals(results: list[TargetMode], ref_rate: float) -> str:
+    """The issue's goals for turnout, measured value and PASS/MISS each."""
+
+    def load(target: str, mode: str, rate: float | None) -> Load | None:
+        tm = next((r for r in results if r.target == target and r.mode == mode), None)
+        return tm.at(rate) if tm else None
+
+    def added(mode: str, metric: str, q: str) -> tuple[float | None, int]:
+        mine, base = load("turnout", mode, ref_rate), load("direct", mode, ref_rate)
+        if mine is None or base is None:
+            return None, 0
+        return _delta(mine.ms(metric, q), base.ms(metric, q)), mine.errors() + base.errors()
+
+    closed = load("turnout", "json", None)
+    rps = float(closed.report["achieved_rps"]) if closed else None
+    p50, p50_errors = added("json", "latency_ms", "p50")
+    p99, p99_errors = added("json", "latency_ms", "p99")
+    ttfb, ttfb_errors = added("stream", "ttfb_ms", "p50")
+    peaks = [r.rss_peak_mib for r in results if r.target == "turnout" and r.rss_peak_mib]
+    rss = max(peaks) if peaks else None
+    at = f"@ {ref_rate:g} req/s"
+    rows = [
+        "| goal (turnout, gateway on one core) | measured | target | result |",
+        "|---|---|---|---|",
+        _check(
+            "non-streaming throughput, closed loop",
+            rps,
+            "req/s",
+            f"≥ {GOAL_RPS:,.0f} req/s",
+            rps is not None and rps >= GOAL_RPS,
+            closed.errors() if closed else 0,
+        ),
+        _check(
+            f"added latency p50 {at} (json)",
+            p50,
+            "ms",
+            f"≤ {GOAL_ADDED_P50_MS:g} ms",
+            p50 is not None and p50 <= GOAL_ADDED_P50_MS,
+            p50_errors,
+        ),
+        _check(
+            f"added latency p99 {at} (json)",
+            p99,
+            "ms",
+            f"≤ {GOAL_ADDED_P99_MS:g} ms",
+            p99 is not None and p99 <= GOAL_ADDED_P99_MS,
+            p99_errors,
+        ),
+        _check(
+            f"stream TTFB overhead p50 {at}",
+            ttfb,
+            "ms",
+            f"≤ {GOAL_TTFB_MS:g} ms",
+            ttfb is not None and ttfb <= GOAL_TTFB_MS,
+            ttfb_errors,
+        ),
+        _check(
+            "RSS, peak over all runs",
+            rss,
+            "MiB",
+            f"≤ {GOAL_RSS_MIB:g} MiB",
+            rss is not None and rss <= GOAL_RSS_MIB,
+        ),
+    ]
+    return "\n".join(rows)
+
+
+def render(results: list[TargetMode], ref_rate: float, preamble: str = "") -> str:
+    parts = [
+        *([preamble] if preamble else []),
+        "## Non-streaming (json)",
+        mode_table(results, "json"),
+        "## Streaming (SSE)",
+        mode_table(results, "stream"),
+        "## Goals",
+        goals(results, ref_rate),
+    ]
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,203 @@
+"""The benchmark's targets: the mock upstream, and each gateway started in front of it.
+
+Every target is a context manager yielding an `Endpoint`; gateways run alone on core 1, the mock
+upstream (and the load generator) on core 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from harness import BUILD_DIR, LOADGEN_BIN, Process, free_port, started
+
+LOAD_CPUS = "0"
+GATEWAY_CPUS = "1"
+MASTER_KEY = "sk-bench-master"
+MODEL = "bench-model"
+CHAT_PATH = "/v1/chat/completions"
+
+LITELLM_VENV = BUILD_DIR / "litellm-venv"
+LITELLM_VERSION = "1.109.1"
+# 1.109.1 pins releases of these that the package index lacks; any release of them will do here.
+LITELLM_RELAXED = ("certifi", "litellm-proxy-extras", "litellm-enterprise")
+# Never fetch anything at start-up (model cost map, beta headers, presets ...), send no telemetry.
+LITELLM_OFFLINE = {
+    "LITELLM_OFFLINE_MODE": "true",
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "LITELLM_TELEMETRY": "False",
+}
+# Run inside the LiteLLM venv: print litellm's own and its [proxy] requirements, relaxed.
+_LITELLM_REQUIREMENTS = """
+import sys
+from importlib.metadata import requires
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+out = set()
+for line in requires("litellm") or []:
+    req = Requirement(line)
+    if req.marker and not any(req.marker.evaluate({"extra": e}) for e in ("", "proxy")):
+        continue
+    req.marker = None
+    if req.name in sys.argv[1:]:
+        req.specifier = SpecifierSet()
+    out.add(str(req))
+print("\\n".join(sorted(out)))
+"""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where to send the load, and the gateway process to watch (None when calling the mock)."""
+
+    name: str
+    url: str
+    process: Process | None
+    version: str
+
+
+# A target starts in front of the mock upstream on the given port, logging to bench/.build/<log>.log.
+Target = Callable[[int, str], AbstractContextManager[Endpoint]]
+
+
+@contextlib.contextmanager
+def mock_upstream(chunks: int = 20) -> Iterator[int]:
+    """Start the Go mock upstream on the load generator's core; yield its port."""
+    port = free_port()
+    cmd = [str(LOADGEN_BIN), "mock", "--addr", f"127.0.0.1:{port}", "--chunks", str(chunks)]
+    with started("mock", cmd, port, LOAD_CPUS):
+        yield port
+
+
+@contextlib.contextmanager
+def direct(mock_port: int, log: str) -> Iterator[Endpoint]:
+    """The mock itself: the physical limit of this machine and load generator."""
+    yield Endpoint("direct", f"http://127.0.0.1:{mock_port}{CHAT_PATH}", None, "")
+
+
+@contextlib.contextmanager
+def turnout(mock_port: int, log: str) -> Iterator[Endpoint]:
+    """The project's gateway, from the virtualenv running this script, with a fresh data dir."""
+    exe = Path(sys.executable).parent / "turnout"
+    binary = str(exe) if exe.exists() else shutil.which("turnout")
+    if not binary:
+        raise RuntimeError("the 'turnout' command is not installed in this Python environment")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="turnout-bench-") as tmp:
+        config = Path(tmp) / "turnout.yaml"
+        config.write_text(
+            f"server: {{host: 127.0.0.1, port: {port}}}\n"
+            f"storage: {{data_dir: {tmp}/data}}\n"
+            "providers:\n"
+            f"  mock: {{type: openai_compatible, base_url: http://127.0.0.1:{mock_port}/v1}}\n"
+            "models:\n"
+            f"  {MODEL}: {{provider: mock, model: {MODEL}}}\n"
+        )
+        env = {**_clean_env(), "TURNOUT_MASTER_KEY": MASTER_KEY}
+        cmd = [binary, "serve", "--config", str(config)]
+        with started(log, cmd, port, GATEWAY_CPUS, env=env, cwd=Path(tmp)) as proc:
+            yield Endpoint(
+                "turnout", f"http://127.0.0.1:{port}{CHAT_PATH}", proc, metadata.version("turnout")
+            )
+
+
+@contextlib.contextmanager
+def litellm(mock_port: int, log: str) -> Iterator[Endpoint]:
+    """LiteLLM's proxy: 1 worker, master key, no database, offline, on 127.0.0.1 only."""
+    venv, version = ensure_litellm()
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="litellm-bench-") as tmp:
+        config = Path(tmp) / "litellm.yaml"
+        config.write_text(
+            "model_list:\n"
+            f"  - model_name: {MODEL}\n"
+            "    litellm_params:\n"
+            f"      model: openai/{MODEL}\n"
+            f"      api_base: http://127.0.0.1:{mock_port}/v1\n"
+            "      api_key: sk-mock\n"
+            "general_settings:\n"
+            f"  master_key: {MASTER_KEY}\n"
+            "litellm_settings:\n"
+            "  telemetry: false\n"
+        )
+        env = {**_clean_env(), **LITELLM_OFFLINE}
+        cmd = [
+            str(venv / "bin" / "litellm"),
+            *("--config", str(config), "--host", "127.0.0.1", "--port", str(port)),
+            *("--num_workers", "1", "--telemetry", "False"),
+        ]
+        with started(log, cmd, port, GATEWAY_CPUS, env=env, cwd=Path(tmp), timeout=180) as proc:
+            yield Endpoint("litellm", f"http://127.0.0.1:{port}{CHAT_PATH}", proc, version)
+
+
+TARGETS: dict[str, Target] = {"direct": direct, "turnout": turnout, "litellm": litellm}
+
+
+def _clean_env() -> dict[str, str]:
+    """This environment without anything that would point a gateway at a database or a proxy."""
+    drop = {"DATABASE_URL", "REDIS_URL", "TURNOUT_CONFIG", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"}
+    return {k: v for k, v in os.environ.items() if k.upper() not in drop}
+
+
+def ensure_litellm() -> tuple[Path, str]:
+    """Install LiteLLM's proxy into its own virtualenv under bench/.build once; return (venv, version).
+
+    First litellm 1.109.1 with --no-deps plus its requirements with three unavailable pins relaxed,
+    else whatever `pip install 'litellm[proxy]'` resolves to.
+    """
+    marker = LITELLM_VENV / "bench-installed"
+    if marker.exists():
+        return LITELLM_VENV, marker.read_text().strip()
+    log = BUILD_DIR / "litellm-install.log"
+    print(f"installing LiteLLM into {LITELLM_VENV} (log: {log}) ...", flush=True)
+    attempts: list[tuple[str, Callable[[Path], None]]] = [
+        (f"litellm {LITELLM_VERSION} with relaxed pins", _install_pinned),
+        ("litellm[proxy] as resolved", lambda py: _pip(py, "litellm[proxy]")),
+    ]
+    for label, install in attempts:
+        shutil.rmtree(LITELLM_VENV, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+        python = LITELLM_VENV / "bin" / "python"
+        try:
+            install(python)
+            _run(python, "-c", "import litellm.proxy.proxy_server")
+        except subprocess.CalledProcessError as exc:
+            print(f"  {label}: failed (exit {exc.returncode}), see {log}", flush=True)
+            continue
+        version = _run(python, "-c", "import importlib.metadata as m; print(m.version('litellm'))").strip()
+        marker.write_text(version + "\n")
+        print(f"  installed litellm {version} ({label})", flush=True)
+        return LITELLM_VENV, version
+    raise RuntimeError(f"could not install LiteLLM, see {log}")
+
+
+def _install_pinned(python: Path) -> None:
+    _pip(python, "--no-deps", f"litellm=={LITELLM_VERSION}", "packaging")
+    reqs = _run(python, "-c", _LITELLM_REQUIREMENTS, *LITELLM_RELAXED).splitlines()
+    _pip(python, *reqs)
+
+
+def _pip(python: Path, *args: str) -> None:
+    _run(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *args)
+
+
+def _run(python: Path, *args: str) -> str:
+    """Run the venv's python, appending its output to the install log; return its stdout."""
+    with open(BUILD_DIR / "litellm-install.log", "a") as log:
+        log.write(f"$ {python} {' '.join(args)[:200]}\n")
+        log.flush()
+        env = {**_clean_env(), **LITELLM_OFFLINE}
+        done = subprocess.run(
+            [str(python), *args], check=True, stdout=subprocess.PIPE, stderr=log, text=True, env=env
+        )
+        log.write(done.stdout)
+    return done.stdout
