@@ -71,7 +71,10 @@ class EmbeddingResult:
 
 
 class ChatStream(Protocol):
-    """An answer arriving chunk by chunk: each item is one OpenAI `chat.completion.chunk` JSON.
+    """An answer arriving chunk by chunk. Each item is a batch: every OpenAI
+    `chat.completion.chunk` JSON that became available together (what one upstream read carried),
+    so the edge writes them in one go. A batch is yielded as soon as it is complete; none waits
+    for more.
 
     Iteration raises an `UpstreamError` if the upstream fails mid-way or ends without finishing.
     `usage` is set once the upstream has reported it (normally with the last chunk).
@@ -79,7 +82,7 @@ class ChatStream(Protocol):
 
     usage: Usage | None
 
-    def __aiter__(self) -> AsyncIterator[bytes]: ...
+    def __aiter__(self) -> AsyncIterator[list[bytes]]: ...
 
     async def aclose(self) -> None: ...
 

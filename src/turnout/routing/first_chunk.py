@@ -10,20 +10,17 @@ from turnout.providers.base import ChatStream
 
 
 class PeekedStream:
-    """A stream whose first chunk is already in hand."""
+    """A stream whose first batch of chunks is already in hand (`first`; empty if the upstream
+    finished without any). `rest` yields the remaining batches."""
 
-    def __init__(self, stream: ChatStream, iterator: AsyncIterator[bytes], first: bytes | None) -> None:
+    def __init__(self, stream: ChatStream, rest: AsyncIterator[list[bytes]], first: list[bytes]) -> None:
         self._stream = stream
-        self._iterator = iterator
+        self.rest = rest
         self.first = first
 
     @property
     def usage(self) -> Usage | None:
         return self._stream.usage
-
-    async def rest(self) -> AsyncIterator[bytes]:
-        async for chunk in self._iterator:
-            yield chunk
 
     async def aclose(self) -> None:
         await self._stream.aclose()
@@ -32,7 +29,7 @@ class PeekedStream:
 async def peek_first(stream: ChatStream) -> PeekedStream:
     iterator = aiter(stream)
     try:
-        first = await anext(iterator, None)
+        first: list[bytes] = await anext(iterator, [])
     except BaseException:
         await stream.aclose()
         raise

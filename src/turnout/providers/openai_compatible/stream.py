@@ -35,13 +35,14 @@ class OpenAIStream:
         self.usage: Usage | None = None
         self.chunks = 0
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
+    def __aiter__(self) -> AsyncIterator[list[bytes]]:
         return self._relay()
 
-    async def _relay(self) -> AsyncIterator[bytes]:
+    async def _relay(self) -> AsyncIterator[list[bytes]]:
         decoder = SSEDecoder()
         done = False
         async for raw in self._response.iter_chunks():
+            batch: list[bytes] = []
             for event in decoder.feed(raw):
                 if done:
                     continue  # after [DONE]: read on so the connection can be reused
@@ -63,8 +64,10 @@ class OpenAIStream:
                     self.usage = peek.usage.canonical()
                     if self._drop_usage_chunk and not peek.choices:
                         continue
-                self.chunks += 1
-                yield data
+                batch.append(data)
+            if batch:
+                self.chunks += len(batch)
+                yield batch
         if not done:
             trailing = decoder.flush()
             if trailing and trailing[-1].data == b"[DONE]":
