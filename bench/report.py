@@ -57,6 +57,46 @@ class TargetMode:
         return next((x for x in self.loads if x.rate == rate and not x.error), None)
 
 
+@dataclass
+class PairedRounds:
+    """The goal measurements: at one rate, `direct` then `turnout` back to back, several times, so
+    that each round's difference is taken under the same machine conditions."""
+
+    mode: str
+    rate: float
+    direct: list[Load] = field(default_factory=list)
+    turnout: list[Load] = field(default_factory=list)
+    bare: list[Load] = field(default_factory=list)
+
+    def added(self, metric: str, q: str, target: str = "turnout") -> list[float]:
+        out = []
+        for base, mine in zip(self.direct, getattr(self, target), strict=False):
+            delta = _delta(mine.ms(metric, q), base.ms(metric, q))
+            if delta is not None and not mine.errors() and not base.errors():
+                out.append(delta)
+        return out
+
+    def errors(self) -> int:
+        return sum(x.errors() for x in self.direct + self.turnout)
+
+    def yardstick(self, metric: str, q: str) -> str:
+        """The bare proxy's figure from the same rounds, for comparison."""
+        values = self.added(metric, q, "bare")
+        return (
+            f"; bare Python proxy, same rounds: median {_num(median(values), signed=True)} ms"
+            if values
+            else ""
+        )
+
+
+def median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def _num(v: float | None, signed: bool = False) -> str:
     if v is None:
         return "-"
@@ -130,14 +170,26 @@ def _check(label: str, value: float | None, unit: str, goal: str, ok: bool, erro
     return f"| {label} | {shown} | {goal} | {verdict} |"
 
 
-def goals(results: list[TargetMode], ref_rate: float) -> str:
-    """The issue's goals for turnout, measured value and PASS/MISS each."""
+def goals(results: list[TargetMode], ref_rate: float, paired: list[PairedRounds] | None = None) -> str:
+    """The issue's goals for turnout, measured value and PASS/MISS each. Latency goals use the
+    paired rounds when they were run (median of the per-round differences)."""
 
     def load(target: str, mode: str, rate: float | None) -> Load | None:
         tm = next((r for r in results if r.target == target and r.mode == mode), None)
         return tm.at(rate) if tm else None
 
+    notes: list[str] = []
+
     def added(mode: str, metric: str, q: str) -> tuple[float | None, int]:
+        rounds = next((p for p in paired or [] if p.mode == mode and p.rate == ref_rate), None)
+        if rounds is not None:
+            values = rounds.added(metric, q)
+            if values:
+                notes.append(
+                    f"{mode} {metric.removesuffix('_ms')} {q}: median of {len(values)} paired rounds "
+                    f"({', '.join(_num(v, signed=True) for v in values)} ms){rounds.yardstick(metric, q)}"
+                )
+            return median(values), rounds.errors()
         mine, base = load("turnout", mode, ref_rate), load("direct", mode, ref_rate)
         if mine is None or base is None:
             return None, 0
@@ -194,10 +246,12 @@ def goals(results: list[TargetMode], ref_rate: float) -> str:
             rss is not None and rss <= GOAL_RSS_MIB,
         ),
     ]
-    return "\n".join(rows)
+    return "\n".join(rows) + ("\n\n" + "\n".join(f"- {n}" for n in notes) if notes else "")
 
 
-def render(results: list[TargetMode], ref_rate: float, preamble: str = "") -> str:
+def render(
+    results: list[TargetMode], ref_rate: float, preamble: str = "", paired: list[PairedRounds] | None = None
+) -> str:
     parts = [
         *([preamble] if preamble else []),
         "## Non-streaming (json)",
@@ -205,6 +259,6 @@ def render(results: list[TargetMode], ref_rate: float, preamble: str = "") -> st
         "## Streaming (SSE)",
         mode_table(results, "stream"),
         "## Goals",
-        goals(results, ref_rate),
+        goals(results, ref_rate, paired),
     ]
     return "\n\n".join(parts) + "\n"

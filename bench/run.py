@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from report import Load, TargetMode, render
+from report import Load, PairedRounds, TargetMode, render
 from targets import LOAD_CPUS, MASTER_KEY, TARGETS, Endpoint, ensure_litellm, mock_upstream
 
 from harness import BENCH_DIR, Process, build_loadgen, run_load
@@ -47,10 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--drain", type=float, default=10, help="wait this long for late answers, s")
     p.add_argument("--wait-quiet", type=float, help="wait up to this long for other load to stop, s")
     p.add_argument("--chunks", type=int, default=20, help="content chunks per streamed answer")
+    p.add_argument("--rounds", type=int, help="paired direct/turnout rounds for the goals (default 3)")
     args = p.parse_args(argv)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
     args.wait_quiet = args.wait_quiet if args.wait_quiet is not None else (0.0 if args.quick else 120.0)
+    args.rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
     args.rate_list = [float(r) for r in args.rates.split(",") if r.strip()]
     args.mode_list = [m.strip() for m in args.modes.split(",") if m.strip()]
     names = [t.strip() for t in args.only.split(",")] if args.only else list(TARGETS)
@@ -174,6 +176,27 @@ def run_target(name: str, mode: str, mock_port: int, args: argparse.Namespace) -
     return tm
 
 
+def paired_rounds(mode: str, mock_port: int, args: argparse.Namespace) -> PairedRounds:
+    """Direct, the bare reference proxy and turnout in turn at the reference rate, `args.rounds`
+    times (one process each for all rounds): each round's differences are taken under the same
+    conditions, and the bare proxy shows what any Python proxy gets in them."""
+    rounds = PairedRounds(mode, args.ref_rate)
+    with (
+        TARGETS["direct"](mock_port, "direct") as base,
+        TARGETS["bare"](mock_port, f"bare-{mode}-paired") as bare,
+        TARGETS["turnout"](mock_port, f"turnout-{mode}-paired") as mine,
+    ):
+        measure(mine, mode, args.ref_rate, args)  # warm the gateways up once, unrecorded
+        measure(bare, mode, args.ref_rate, args)
+        for i in range(args.rounds):
+            for endpoint, into in ((base, rounds.direct), (bare, rounds.bare), (mine, rounds.turnout)):
+                settle(endpoint.process)
+                load = measure(endpoint, mode, args.ref_rate, args)
+                into.append(load)
+                print(f"  round {i + 1} {endpoint.name:8} {mode:6}: {progress(load)}", flush=True)
+    return rounds
+
+
 def progress(load: Load) -> str:
     if load.error:
         return load.error
@@ -226,12 +249,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{total} loads of {args.warmup:g}+{args.duration:g} s, at least {est / 60:.1f} min", flush=True)
     busy = [wait_quiet(args.wait_quiet)]
     results: list[TargetMode] = []
+    paired: list[PairedRounds] = []
     with mock_upstream(args.chunks) as mock_port:
         for mode in args.mode_list:
             print(f"== {mode}", flush=True)
             if mode != args.mode_list[0]:
                 busy.append(wait_quiet(args.wait_quiet))
             results += [run_target(name, mode, mock_port, args) for name in args.targets]
+            if args.rounds and {"direct", "turnout"} <= set(args.targets):
+                print(
+                    f"== {mode}: {args.rounds} paired rounds at {args.ref_rate:g} req/s for the goals",
+                    flush=True,
+                )
+                paired.append(paired_rounds(mode, mock_port, args))
     info = machine()
     preamble = (
         f"{started_at:%Y-%m-%d %H:%M} · {info['cpu']} · turnout {info['git']} · gateway alone on core 1, "
@@ -239,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         f"measured per load · other load on the machine before each mode: "
         + ", ".join(f"{b:.0%}" for b in busy)
     )
-    text = render(results, args.ref_rate, preamble)
+    text = render(results, args.ref_rate, preamble, paired)
     RESULTS_DIR.mkdir(exist_ok=True)
     stem = RESULTS_DIR / f"bench-{started_at:%Y%m%d-%H%M%S}"
     meta = {
@@ -249,7 +279,11 @@ def main(argv: list[str] | None = None) -> int:
         "busy_before_each_mode": busy,
         "args": {k: v for k, v in vars(args).items() if k not in {"rate_list", "mode_list"}},
     }
-    payload = {"meta": meta, "results": [dataclasses.asdict(r) for r in results]}
+    payload = {
+        "meta": meta,
+        "results": [dataclasses.asdict(r) for r in results],
+        "paired": [dataclasses.asdict(p) for p in paired],
+    }
     stem.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
     stem.with_suffix(".md").write_text(text)
     print("\n" + text)

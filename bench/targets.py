@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from harness import BUILD_DIR, LOADGEN_BIN, Process, free_port, started
+from harness import BENCH_DIR, BUILD_DIR, LOADGEN_BIN, Process, free_port, started
 
 LOAD_CPUS = "0"
 GATEWAY_CPUS = "1"
@@ -85,6 +85,35 @@ def direct(mock_port: int, log: str) -> Iterator[Endpoint]:
 
 
 @contextlib.contextmanager
+def bare(mock_port: int, log: str) -> Iterator[Endpoint]:
+    """A bare ~100-line Python proxy (bench/choices/asgi_raw.py: raw ASGI on uvicorn, a minimal
+    httptools client, key check, parse + re-serialise): the yardstick for what any Python gateway
+    gets on this machine, measured in the same conditions as turnout."""
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--no-proxy-headers",
+        "asgi_raw:app",
+    ]
+    env = {**_clean_env(), "UPSTREAM": f"http://127.0.0.1:{mock_port}", "BENCH_KEY": MASTER_KEY}
+    with started(log, cmd, port, GATEWAY_CPUS, env=env, cwd=BENCH_DIR / "choices") as proc:
+        yield Endpoint("bare", f"http://127.0.0.1:{port}{CHAT_PATH}", proc, "reference")
+
+
+@contextlib.contextmanager
 def turnout(mock_port: int, log: str) -> Iterator[Endpoint]:
     """The project's gateway, from the virtualenv running this script, with a fresh data dir."""
     exe = Path(sys.executable).parent / "turnout"
@@ -139,7 +168,7 @@ def litellm(mock_port: int, log: str) -> Iterator[Endpoint]:
             yield Endpoint("litellm", f"http://127.0.0.1:{port}{CHAT_PATH}", proc, version)
 
 
-TARGETS: dict[str, Target] = {"direct": direct, "turnout": turnout, "litellm": litellm}
+TARGETS: dict[str, Target] = {"direct": direct, "bare": bare, "turnout": turnout, "litellm": litellm}
 
 
 def _clean_env() -> dict[str, str]:

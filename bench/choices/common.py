@@ -5,7 +5,7 @@ import os
 import orjson
 
 UPSTREAM = os.environ.get("UPSTREAM", "http://127.0.0.1:9100") + "/v1/chat/completions"
-KEY = b"Bearer sk-bench"
+KEY = b"Bearer " + os.environ.get("BENCH_KEY", "sk-bench").encode()
 
 
 def rewrite(body: bytes) -> tuple[bytes, bool]:

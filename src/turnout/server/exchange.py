@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -50,8 +51,13 @@ def _frame(batch: list[bytes]) -> bytes:
     return b"data: " + b"\n\ndata: ".join(batch) + b"\n\n"
 
 
+_ID_PREFIX = "req_" + os.urandom(6).hex()  # random per process: ids never repeat across restarts
+_id_counter = itertools.count(1)
+
+
 def new_request_id() -> str:
-    return "req_" + os.urandom(12).hex()
+    """Unique per request without a syscall: a per-process random prefix and a counter."""
+    return f"{_ID_PREFIX}{next(_id_counter):010x}"
 
 
 class Exchange:

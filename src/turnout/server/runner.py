@@ -27,11 +27,6 @@ from turnout.server.asgi import create_app
 # Load balancers commonly keep idle upstream connections for 60 s; a gateway that closed them
 # sooner would race them and turn requests into 502s.
 KEEP_ALIVE_SECONDS = 75
-# Each request allocates a few hundred short-lived objects; with the default threshold (700) the
-# cyclic collector ran every couple of requests and walked everything start-up had created.
-# Freezing start-up objects and collecting young objects less often measured +14-27% throughput
-# (docs/architecture.md). Refcounting still frees almost everything at once.
-GC_YOUNG_THRESHOLD = 50_000
 
 
 class GatewayServer(uvicorn.Server):
@@ -73,9 +68,11 @@ class GatewayServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        # Everything built so far (libraries, settings, services) lives as long as the process.
+        # Without this, each full collection walked all of it: 54 ms pauses, a dozen every 8 s at
+        # full load; frozen, they take 0.7 ms (docs/architecture.md).
         gc.collect()
         gc.freeze()
-        gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
         if self.started and self._on_started is not None:
             self._on_started(self)
 
