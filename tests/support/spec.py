@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import pickle
 import tempfile
 from pathlib import Path
@@ -11,8 +12,12 @@ from typing import Any
 import yaml
 from openapi_schema_validator import OAS31Validator
 
-SPECS = Path(__file__).resolve().parents[3] / "shared" / "specs"
+# The team's copy of the published specs lives beside the checkout (../shared/specs); set
+# TURNOUT_SPECS_DIR to use another copy.
+SPECS = Path(os.environ.get("TURNOUT_SPECS_DIR") or Path(__file__).resolve().parents[3] / "shared" / "specs")
 OPENAI_SPEC = SPECS / "openai-openapi.yaml"
+if not OPENAI_SPEC.is_file():
+    raise RuntimeError(f"OpenAI's OpenAPI spec is not at {OPENAI_SPEC}; set TURNOUT_SPECS_DIR to its folder")
 
 
 @functools.cache
