@@ -52,6 +52,15 @@ def build_loadgen() -> Path:
     return LOADGEN_BIN
 
 
+def uvicorn_command(python: str, port: int, app: str) -> list[str]:
+    """uvicorn as the reference proxies run it: httptools, uvloop, no logging or proxy headers."""
+    return [
+        python, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop",
+        "--http", "httptools", "--no-access-log", "--log-level", "warning", "--no-proxy-headers",
+        "--no-server-header", "--no-date-header", app,
+    ]  # fmt: skip
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

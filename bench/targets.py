@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from harness import BENCH_DIR, BUILD_DIR, LOADGEN_BIN, Process, free_port, started
+from harness import BENCH_DIR, BUILD_DIR, LOADGEN_BIN, Process, free_port, started, uvicorn_command
 
 LOAD_CPUS = "0"
 GATEWAY_CPUS = "1"
@@ -90,24 +90,7 @@ def bare(mock_port: int, log: str) -> Iterator[Endpoint]:
     httptools client, key check, parse + re-serialise): the yardstick for what any Python gateway
     gets on this machine, measured in the same conditions as turnout."""
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        "--no-proxy-headers",
-        "asgi_raw:app",
-    ]
+    cmd = uvicorn_command(sys.executable, port, "asgi_raw:app")
     env = {**_clean_env(), "UPSTREAM": f"http://127.0.0.1:{mock_port}", "BENCH_KEY": MASTER_KEY}
     with started(log, cmd, port, GATEWAY_CPUS, env=env, cwd=BENCH_DIR / "choices") as proc:
         yield Endpoint("bare", f"http://127.0.0.1:{port}{CHAT_PATH}", proc, "reference")

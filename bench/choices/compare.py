@@ -14,7 +14,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from harness import BENCH_DIR, build_loadgen, free_port, run_load, started  # noqa: E402
+from harness import BENCH_DIR, build_loadgen, free_port, run_load, started, uvicorn_command  # noqa: E402
 
 PY = sys.executable
 BODY = BENCH_DIR / "bodies" / "chat_10msg_2tools.json"
@@ -22,25 +22,6 @@ STREAM_BODY = BENCH_DIR / "bodies" / "chat_10msg_2tools_stream.json"
 
 
 def candidates(port: int) -> dict[str, list[str]]:
-    uvicorn = [
-        PY,
-        "-m",
-        "uvicorn",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        "--no-proxy-headers",
-        "--no-server-header",
-        "--no-date-header",
-    ]
     granian = [
         PY,
         "-m",
@@ -61,7 +42,7 @@ def candidates(port: int) -> dict[str, list[str]]:
     ]
     return {
         "aiohttp server + aiohttp client": [PY, "aiohttp_server.py", str(port)],
-        "uvicorn raw ASGI + aiohttp client": [*uvicorn, "asgi_aiohttp:app"],
+        "uvicorn raw ASGI + aiohttp client": uvicorn_command(PY, port, "asgi_aiohttp:app"),
         "granian RSGI + aiohttp client": [
             PY,
             "-m",
@@ -104,10 +85,10 @@ def candidates(port: int) -> dict[str, list[str]]:
             "warning",
             "asgi_aiohttp:app",
         ],
-        "uvicorn raw ASGI + httpx client": [*uvicorn, "asgi_httpx:app"],
-        "uvicorn raw ASGI + httptools client": [*uvicorn, "asgi_raw:app"],
+        "uvicorn raw ASGI + httpx client": uvicorn_command(PY, port, "asgi_httpx:app"),
+        "uvicorn raw ASGI + httptools client": uvicorn_command(PY, port, "asgi_raw:app"),
         "granian ASGI + httptools client": [*granian, "--interface", "asgi", "asgi_raw:app"],
-        "uvicorn Starlette + aiohttp client": [*uvicorn, "starlette_app:app"],
+        "uvicorn Starlette + aiohttp client": uvicorn_command(PY, port, "starlette_app:app"),
     }
 
 

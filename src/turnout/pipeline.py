@@ -18,7 +18,6 @@ from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
 from turnout.keys.index import KeyIndex
 from turnout.limits.admission import Admission
-from turnout.providers.base import ChatResult
 from turnout.routing.catalog import Catalog, Route
 from turnout.routing.first_chunk import PeekedStream
 from turnout.routing.router import Router, Served
@@ -131,6 +130,3 @@ def check_capabilities(route: Route, request: ChatRequest) -> None:
         raise UnsupportedFeature(f"The model '{request.model}' does not support streaming.", param="stream")
     if not caps.images and any(message_has_images(m) for m in request.messages):
         raise UnsupportedFeature(f"The model '{request.model}' does not accept images.", param="messages")
-
-
-__all__ = ["ChatResult", "Inbound", "Pipeline", "Responder"]
