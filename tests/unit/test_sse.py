@@ -13,11 +13,11 @@ STREAM = (
     b"data: line one\ndata: line two\n\n"
     b"id: 7\nretry: 100\ndata: [DONE]\n\n"
 )
-EXPECTED = [
-    Event(b'{"a":1}'),
-    Event(b'{"error":{}}', b"error"),
-    Event(b"line one\nline two"),
-    Event(b"[DONE]"),
+EXPECTED: list[Event] = [
+    (b'{"a":1}', None),
+    (b'{"error":{}}', b"error"),
+    (b"line one\nline two", None),
+    (b"[DONE]", None),
 ]
 
 
@@ -41,12 +41,12 @@ def test_byte_by_byte() -> None:
 
 def test_an_unterminated_last_event_is_returned_by_flush() -> None:
     decoder = SSEDecoder()
-    assert decoder.feed(b'data: {"a":1}\n\ndata: [DONE]') == [Event(b'{"a":1}')]
+    assert decoder.feed(b'data: {"a":1}\n\ndata: [DONE]') == [(b'{"a":1}', None)]
     assert decoder.pending
-    assert decoder.flush() == [Event(b"[DONE]")]
+    assert decoder.flush() == [(b"[DONE]", None)]
 
 
 def test_field_without_space_and_encoding() -> None:
-    assert _decode([b"data:x\n\n"]) == [Event(b"x")]
+    assert _decode([b"data:x\n\n"]) == [(b"x", None)]
     assert encode(b"{}") == b"data: {}\n\n"
     assert encode(b"{}", b"ping") == b"event: ping\ndata: {}\n\n"

@@ -148,10 +148,10 @@ async def _streamed(client: HttpClient, chat: Endpoint) -> None:
     decoder, first, chunks, usage = SSEDecoder(), 0.0, 0, None
     click.echo("   -> ", nl=False)
     async for raw in response.iter_chunks():
-        for event in decoder.feed(raw):
-            if event.data == b"[DONE]":
+        for data, _ in decoder.feed(raw):
+            if data == b"[DONE]":
                 continue
-            chunk = orjson.loads(event.data)
+            chunk = orjson.loads(data)
             usage = chunk.get("usage") or usage
             for choice in chunk.get("choices", []):
                 text = choice.get("delta", {}).get("content")

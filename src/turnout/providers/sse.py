@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-
-class Event(NamedTuple):
-    data: bytes
-    event: bytes | None = None
+Event = tuple[bytes, bytes | None]
+"""One event: its data and its `event:` name (None for the default, unnamed kind)."""
 
 
 class SSEDecoder:
@@ -24,6 +20,10 @@ class SSEDecoder:
         self._pending_cr = False
 
     def feed(self, chunk: bytes) -> list[Event]:
+        if not self._buffer and not self._pending_cr and chunk[:6] == b"data: " and chunk[-2:] == b"\n\n":
+            body = chunk[6:-2]
+            if b"\n" not in body and b"\r" not in body:
+                return [(body, None)]  # the common read: exactly one single-line data event
         if self._pending_cr:
             chunk = b"\r" + chunk
             self._pending_cr = False
@@ -37,10 +37,11 @@ class SSEDecoder:
             self._buffer = buffer
             return []
         *blocks, self._buffer = buffer.split(b"\n\n")
-        events = []
+        events: list[Event] = []
         for block in blocks:
-            event = _parse_block(block)
-            if event is not None:
+            if block[:6] == b"data: " and b"\n" not in block:
+                events.append((block[6:], None))  # the common case, inline: one data line
+            elif (event := _parse_block(block)) is not None:
                 events.append(event)
         return events
 
@@ -56,8 +57,6 @@ class SSEDecoder:
 
 
 def _parse_block(block: bytes) -> Event | None:
-    if block.startswith(b"data: ") and b"\n" not in block:
-        return Event(block[6:])  # the common case, one line
     data: list[bytes] = []
     name: bytes | None = None
     for line in block.split(b"\n"):
@@ -72,7 +71,7 @@ def _parse_block(block: bytes) -> Event | None:
             name = value
     if not data and name is None:
         return None
-    return Event(b"\n".join(data), name)
+    return b"\n".join(data), name
 
 
 def encode(data: bytes, event: bytes | None = None) -> bytes:

@@ -316,7 +316,9 @@ class UpstreamResponse:
                 return value
         return None
 
-    async def _next(self) -> bytes | None:
+    async def next_chunk(self) -> bytes | None:
+        """The next piece of the body as it arrives; None once it is complete. The caller must
+        `release()` the response when done with it."""
         while True:
             if self._chunks:
                 chunk = self._chunks.popleft()
@@ -340,7 +342,7 @@ class UpstreamResponse:
         parts: list[bytes] = []
         size = 0
         try:
-            while (chunk := await self._next()) is not None:
+            while (chunk := await self.next_chunk()) is not None:
                 size += len(chunk)
                 if size > limit:
                     raise UpstreamProtocolError(f"the upstream's response is larger than {limit} bytes")
@@ -354,7 +356,7 @@ class UpstreamResponse:
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives. Stopping early drops the connection (it is mid-response)."""
         try:
-            while (chunk := await self._next()) is not None:
+            while (chunk := await self.next_chunk()) is not None:
                 yield chunk
         finally:
             self.release()

@@ -40,37 +40,41 @@ class OpenAIStream:
 
     async def _relay(self) -> AsyncIterator[list[bytes]]:
         decoder = SSEDecoder()
+        decode = chunk_decoder.decode
+        next_chunk = self._response.next_chunk
         done = False
-        async for raw in self._response.iter_chunks():
-            batch: list[bytes] = []
-            for event in decoder.feed(raw):
-                if done:
-                    continue  # after [DONE]: read on so the connection can be reused
-                data = event.data
-                if data == b"[DONE]":
-                    done = True
-                    continue
-                try:
-                    peek = chunk_decoder.decode(data)
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    if event.event == b"error":
-                        raise self._error(data) from None
-                    raise UpstreamProtocolError(
-                        f"The provider '{self._provider}' sent a malformed stream chunk."
-                    ) from None
-                if peek.error is not None or event.event == b"error":
-                    raise self._error(data)
-                if peek.usage is not None:
-                    self.usage = peek.usage.canonical()
-                    if self._drop_usage_chunk and not peek.choices:
+        try:
+            while (raw := await next_chunk()) is not None:
+                batch: list[bytes] = []
+                for data, name in decoder.feed(raw):
+                    if done:
+                        continue  # after [DONE]: read on so the connection can be reused
+                    if data == b"[DONE]":
+                        done = True
                         continue
-                batch.append(data)
-            if batch:
-                self.chunks += len(batch)
-                yield batch
+                    try:
+                        peek = decode(data)
+                    except (msgspec.DecodeError, msgspec.ValidationError):
+                        if name == b"error":
+                            raise self._error(data) from None
+                        raise UpstreamProtocolError(
+                            f"The provider '{self._provider}' sent a malformed stream chunk."
+                        ) from None
+                    if peek.error is not None or name == b"error":
+                        raise self._error(data)
+                    if peek.usage is not None:
+                        self.usage = peek.usage.canonical()
+                        if self._drop_usage_chunk and not peek.choices:
+                            continue
+                    batch.append(data)
+                if batch:
+                    self.chunks += len(batch)
+                    yield batch
+        finally:
+            self._response.release()
         if not done:
             trailing = decoder.flush()
-            if trailing and trailing[-1].data == b"[DONE]":
+            if trailing and trailing[-1][0] == b"[DONE]":
                 return
             raise UpstreamConnectionError(
                 f"The provider '{self._provider}' ended the stream before it was complete."
