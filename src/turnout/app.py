@@ -75,4 +75,6 @@ def _secret_values(settings: Settings) -> list[str]:
         if provider.api_key is not None:
             values.append(provider.api_key.reveal())
         values += [value.reveal() for _, value in provider.headers if not isinstance(value, str)]
+        if provider.proxy is not None and provider.proxy.authorization is not None:
+            values.append(provider.proxy.authorization.reveal())
     return values

@@ -21,12 +21,14 @@ import yaml
 from turnout.config import schema
 from turnout.config.env_defaults import config_from_environment
 from turnout.config.provider_kinds import AZURE_DEFAULT_API_VERSION, PROVIDER_KINDS
+from turnout.config.proxies import NO_PROXY_VALUE, ProxyError, from_environment, parse_proxy
 from turnout.config.secrets import REFERENCE_HINT, Secret, SecretError, is_reference, resolve
 from turnout.config.settings import (
     AuthSettings,
     FakeSettings,
     ModelSettings,
     ProviderSettings,
+    ProxySettings,
     ServerSettings,
     Settings,
     StorageSettings,
@@ -319,6 +321,14 @@ class _Builder:
                 self.problem(f"{path}.headers.{header}", f"looks like a credential; {REFERENCE_HINT}")
             else:
                 headers.append((header, value))
+        proxy = None if kind.wire == "fake" else self.proxy(cfg.proxy, base_url, f"{path}.proxy")
+        ca_file = None
+        if cfg.tls_ca_file is not None:
+            ca_file = Path(cfg.tls_ca_file).expanduser()
+            if parts.scheme != "https":
+                self.problem(f"{path}.tls_ca_file", "only an https:// base_url uses TLS")
+            elif not ca_file.is_file():
+                self.problem(f"{path}.tls_ca_file", f"no such file: {ca_file}")
         fake = None
         if cfg.fake is not None and kind.wire != "fake":
             self.problem(f"{path}.fake", f"only fake providers take this section, not {kind.name}")
@@ -338,7 +348,36 @@ class _Builder:
             if cfg.embeddings_base64 is None
             else cfg.embeddings_base64,
             fake=fake,
+            proxy=proxy,
+            tls_ca_file=ca_file,
         )
+
+    def proxy(self, written: str | None, base_url: str, path: str) -> ProxySettings | None:
+        """The proxy to reach `base_url` through: written here (`none` for none), else from the
+        environment. Credentials in a proxy URL must come from a secret reference."""
+        if written == NO_PROXY_VALUE:
+            return None
+        if written is None:
+            url = from_environment(base_url, self.environ)
+            where = path + " (from the environment)"
+        elif is_reference(written):
+            secret = self.secret(written, path)
+            url, where = (secret.reveal() if secret else None), path
+        elif urlsplit(written if "://" in written else "http://" + written).password:
+            self.problem(
+                path, f"holds credentials; {REFERENCE_HINT.replace('OPENAI_API_KEY', 'HTTPS_PROXY')}"
+            )
+            return None
+        else:
+            url, where = written, path
+        if url is None:
+            return None
+        try:
+            host, port, authorization = parse_proxy(url)
+        except ProxyError as error:
+            self.problem(where, str(error))
+            return None
+        return ProxySettings(host=host, port=port, authorization=authorization)
 
     def fake(self, cfg: schema.FakeConfig, path: str) -> FakeSettings:
         if cfg.chunks < 1:

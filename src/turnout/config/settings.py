@@ -31,6 +31,19 @@ class FakeSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxySettings:
+    """An HTTP proxy to reach a provider through (CONNECT for https:// providers)."""
+
+    host: str
+    port: int
+    authorization: Secret | None = None  # the Proxy-Authorization header's value
+
+    @property
+    def display(self) -> str:
+        return f"http://{self.host}:{self.port}" + (" (with credentials)" if self.authorization else "")
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderSettings:
     name: str
     kind: ProviderKind
@@ -43,6 +56,8 @@ class ProviderSettings:
     stream_usage: bool
     embeddings_base64: bool
     fake: FakeSettings | None = None
+    proxy: ProxySettings | None = None
+    tls_ca_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,9 @@
-"""The one shared HTTP client: keep-alive connection pools per upstream origin.
+"""The one shared HTTP client: keep-alive connection pools per upstream route.
 
-Adapters prepare an `Endpoint` once (origin, path, static headers as bytes), so a request costs a
-concatenation and a write. Connection failures are mapped here, once, to the error tree.
+Adapters prepare an `Endpoint` once (route, path, static headers as bytes), so a request costs a
+concatenation and a write. A route is an origin, optionally reached through an HTTP proxy
+(CONNECT for https), with the CA certificates to trust. Connection failures are mapped here, once,
+to the error tree.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from turnout.config.settings import Timeouts
@@ -48,14 +50,46 @@ def split_url(url: str) -> tuple[Origin, str]:
     return Origin(parts.scheme, parts.hostname, port), target
 
 
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """An HTTP proxy; `authorization` is the Proxy-Authorization value (never shown)."""
+
+    host: str
+    port: int
+    authorization: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How to reach an origin: directly or through a proxy, trusting the system's CAs or a file's."""
+
+    origin: Origin
+    proxy: Proxy | None = None
+    ca_file: str | None = None
+
+
 class Endpoint:
     """A prepared upstream URL: the request head up to (not including) per-request headers."""
 
-    __slots__ = ("head_prefix", "origin", "target")
+    __slots__ = ("head_prefix", "route", "target")
 
-    def __init__(self, method: str, url: str, headers: list[tuple[str, str]]) -> None:
-        self.origin, self.target = split_url(url)
-        lines = [f"{method} {self.target} HTTP/1.1", f"host: {self.origin.host_header}"]
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        *,
+        proxy: Proxy | None = None,
+        ca_file: str | None = None,
+    ) -> None:
+        origin, self.target = split_url(url)
+        self.route = Route(origin, proxy, ca_file)
+        request_target = self.target
+        if proxy is not None and not origin.tls:  # a forward proxy wants the absolute URL
+            request_target = f"http://{origin.host_header}{self.target}"
+            if proxy.authorization:
+                headers = [*headers, ("proxy-authorization", proxy.authorization)]
+        lines = [f"{method} {request_target} HTTP/1.1", f"host: {origin.host_header}"]
         lines += [f"{name}: {value}" for name, value in headers]
         for line in lines:
             if "\r" in line or "\n" in line:
@@ -63,19 +97,46 @@ class Endpoint:
         self.head_prefix = ("\r\n".join(lines) + "\r\n").encode("latin-1")
 
 
+class _TunnelReply(asyncio.Protocol):
+    """Reads a proxy's answer to CONNECT (status line and headers, nothing more)."""
+
+    MAX_HEAD = 64 * 1024
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.head: asyncio.Future[bytes] = loop.create_future()
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if self.head.done():
+            return
+        if end >= 0:
+            self.head.set_result(bytes(self.buffer[:end]))
+        elif len(self.buffer) > self.MAX_HEAD:
+            self.head.set_exception(UpstreamConnectionError("the proxy sent an oversized answer to CONNECT"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.head.done():
+            self.head.set_exception(
+                UpstreamConnectionError("the proxy closed the connection instead of opening a tunnel")
+            )
+
+
 class OriginPool:
-    """Idle keep-alive connections to one origin, most recently used first."""
+    """Idle keep-alive connections along one route, most recently used first."""
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        origin: Origin,
+        route: Route,
         ssl_context: ssl.SSLContext | None,
         max_idle: int,
         idle_ttl: float,
     ) -> None:
         self.loop = loop
-        self.origin = origin
+        self.route = route
+        self.origin = route.origin
         self.ssl_context = ssl_context
         self.max_idle = max_idle
         self.idle_ttl = idle_ttl
@@ -97,16 +158,14 @@ class OriginPool:
             conn.close()
 
     async def _connect(self, connect_timeout: float) -> Connection:
-        o = self.origin
+        proxy = self.route.proxy
         try:
             async with asyncio.timeout(connect_timeout):
-                _, conn = await self.loop.create_connection(
-                    lambda: Connection(self.loop, self.release),
-                    o.host,
-                    o.port,
-                    ssl=self.ssl_context,
-                    server_hostname=o.host if self.ssl_context else None,
-                )
+                if proxy is None:
+                    return await self._open(self.origin.host, self.origin.port, self.ssl_context)
+                if not self.origin.tls:
+                    return await self._open(proxy.host, proxy.port, None)
+                return await self._tunnel(proxy)
         except TimeoutError:
             raise UpstreamTimeout(
                 "could not connect to the upstream in time (connect timeout)", phase="connect"
@@ -120,14 +179,58 @@ class OriginPool:
                 f"TLS handshake with the upstream failed ({error.reason})"
             ) from None
         except socket.gaierror:
-            raise UpstreamConnectionError("cannot resolve the upstream's host name") from None
+            where = "proxy" if proxy else "upstream"
+            raise UpstreamConnectionError(f"cannot resolve the {where}'s host name") from None
         except ConnectionRefusedError:
-            raise UpstreamConnectionError("the upstream refused the connection") from None
+            where = "proxy" if proxy else "upstream"
+            raise UpstreamConnectionError(f"the {where} refused the connection") from None
         except OSError as error:
             reason = error.strerror or type(error).__name__
-            raise UpstreamConnectionError(f"cannot connect to the upstream ({reason})") from None
-        assert isinstance(conn, Connection)
+            where = "proxy" if proxy else "upstream"
+            raise UpstreamConnectionError(f"cannot connect to the {where} ({reason})") from None
+
+    async def _open(self, host: str, port: int, context: ssl.SSLContext | None) -> Connection:
+        _, conn = await self.loop.create_connection(
+            lambda: Connection(self.loop, self.release),
+            host,
+            port,
+            ssl=context,
+            server_hostname=self.origin.host if context else None,
+        )
         return conn
+
+    async def _tunnel(self, proxy: Proxy) -> Connection:
+        """CONNECT through `proxy` to the origin, then TLS inside the tunnel."""
+        transport, reply = await self.loop.create_connection(
+            lambda: _TunnelReply(self.loop), proxy.host, proxy.port
+        )
+        try:
+            target = self.origin.host_header if self.origin.port != 443 else f"{self.origin.host_header}:443"
+            lines = [f"CONNECT {target} HTTP/1.1", f"host: {target}"]
+            if proxy.authorization:
+                lines.append(f"proxy-authorization: {proxy.authorization}")
+            transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            head = await reply.head
+            status_line = head.split(b"\r\n", 1)[0].split()
+            status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0
+            if status == 407:
+                raise UpstreamConnectionError("the proxy refused turnout's proxy credentials (HTTP 407)")
+            if status != 200:
+                raise UpstreamConnectionError(
+                    f"the proxy would not open a tunnel to the upstream (HTTP {status})"
+                )
+            conn = Connection(self.loop, self.release)
+            assert self.ssl_context is not None
+            tls = await self.loop.start_tls(
+                transport, conn, self.ssl_context, server_hostname=self.origin.host
+            )
+            if tls is None:
+                raise UpstreamConnectionError("TLS through the proxy's tunnel could not be started")
+            conn.connection_made(tls)
+            return conn
+        except BaseException:
+            transport.close()
+            raise
 
     def close(self) -> None:
         for conn in self.idle:
@@ -142,25 +245,26 @@ class HttpClient:
         self.loop = asyncio.get_running_loop()
         self.max_idle = max_idle_per_origin
         self.idle_ttl = idle_ttl
-        self._pools: dict[Origin, OriginPool] = {}
-        self._ssl: ssl.SSLContext | None = None
+        self._pools: dict[Route, OriginPool] = {}
+        self._ssl: dict[str | None, ssl.SSLContext] = {}
 
-    def pool(self, origin: Origin) -> OriginPool:
-        pool = self._pools.get(origin)
+    def pool(self, route: Route) -> OriginPool:
+        pool = self._pools.get(route)
         if pool is None:
-            if origin.tls and self._ssl is None:
-                self._ssl = ssl.create_default_context()
-            pool = OriginPool(
-                self.loop, origin, self._ssl if origin.tls else None, self.max_idle, self.idle_ttl
-            )
-            self._pools[origin] = pool
+            context = None
+            if route.origin.tls:
+                context = self._ssl.get(route.ca_file)
+                if context is None:  # building one reads the CA store: once per CA file
+                    context = self._ssl[route.ca_file] = ssl.create_default_context(cafile=route.ca_file)
+            pool = OriginPool(self.loop, route, context, self.max_idle, self.idle_ttl)
+            self._pools[route] = pool
         return pool
 
     async def send(
         self, endpoint: Endpoint, body: bytes, timeouts: Timeouts, extra_headers: bytes = b""
     ) -> UpstreamResponse:
         """Send the request; return once the response head has arrived (or raise)."""
-        pool = self.pool(endpoint.origin)
+        pool = self.pool(endpoint.route)
         deadlines = Deadlines(self.loop.time(), timeouts.first_byte, timeouts.idle, timeouts.total)
         head = b"%s%scontent-length: %d\r\n\r\n" % (endpoint.head_prefix, extra_headers, len(body))
         for attempt in range(2):

@@ -18,7 +18,7 @@ import orjson
 from turnout.config.settings import ProviderSettings, Timeouts
 from turnout.domain.errors import TurnoutError, UpstreamProtocolError
 from turnout.providers.base import Capabilities, ChatCall, ChatResult, EmbeddingCall, EmbeddingResult
-from turnout.providers.http.client import Endpoint, HttpClient
+from turnout.providers.http.client import Endpoint, HttpClient, Proxy
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.providers.openai_compatible import request as build
 from turnout.providers.openai_compatible.stream import OpenAIStream
@@ -45,6 +45,13 @@ class OpenAICompatibleAdapter:
         self.client = client
         self._headers = _static_headers(settings)
         self._endpoints: dict[tuple[str, str], Endpoint] = {}
+        proxy = settings.proxy
+        self._proxy = (
+            None
+            if proxy is None
+            else Proxy(proxy.host, proxy.port, proxy.authorization.reveal() if proxy.authorization else None)
+        )
+        self._ca_file = str(settings.tls_ca_file) if settings.tls_ca_file else None
 
     def _endpoint(self, operation: str, model: str) -> Endpoint:
         """`operation` is `chat/completions`, `embeddings` or `models`; Azure addresses a
@@ -64,7 +71,7 @@ class OpenAICompatibleAdapter:
             else:
                 url = f"{s.base_url}/{operation}"
             method = "GET" if operation == "models" else "POST"
-            endpoint = Endpoint(method, url, self._headers)
+            endpoint = Endpoint(method, url, self._headers, proxy=self._proxy, ca_file=self._ca_file)
             self._endpoints[key] = endpoint
         return endpoint
 
