@@ -23,6 +23,12 @@ ANSWER = f"You said: {QUESTION}"
 USER = [{"role": "user", "content": QUESTION}]
 
 FAKE_DOC = {
+    # one attempt, and breakers that never open: each test sees the fake's own behaviour, however
+    # many failures the tests before it provoked (failover has its own tests)
+    "routing": {
+        "retries": {"attempts": 1},
+        "breaker": {"consecutive_failures": 10000, "min_requests": 10000},
+    },
     "providers": {
         "fake": {"type": "fake", "fake": {"chunks": CHUNKS, "models": ["fake-small", "fake-large"]}},
         # a short wait for the first byte, so that a hanging upstream fails the request soon

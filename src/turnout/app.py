@@ -52,7 +52,8 @@ class Services:
             registry = await ProviderRegistry.start(settings.providers, client)
             catalog = Catalog(settings.models, registry)
             budgets = Budgets()
-            pipeline = Pipeline(keys, catalog, Router(), Admission(), budgets)
+            router = Router(catalog, settings.routing)
+            pipeline = Pipeline(keys, catalog, router, Admission(), budgets)
         except BaseException:
             if client is not None:
                 await client.aclose()

@@ -11,16 +11,17 @@ from __future__ import annotations
 import re
 from typing import Any, Protocol
 
-from turnout.domain.chat import ChatRequest, message_has_images, parse_chat_request
+from turnout.domain.chat import ChatRequest, parse_chat_request
 from turnout.domain.embeddings import parse_embedding_request
 from turnout.domain.errors import InvalidRequest, ModelNotFound, UnsupportedFeature
 from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
 from turnout.keys.index import KeyIndex
 from turnout.limits.admission import Admission
+from turnout.routing.capabilities import first_unmet, needs
 from turnout.routing.catalog import Catalog, Route
-from turnout.routing.first_chunk import PeekedStream
-from turnout.routing.router import Router, Served
+from turnout.routing.relay import RelayStream
+from turnout.routing.router import Router, Served, Steering
 from turnout.spend.budgets import Budgets
 
 _MODEL_NAME = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,255}$")
@@ -29,13 +30,15 @@ _MODEL_NAME = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,255}$")
 class Inbound(Protocol):
     def credential(self) -> str | None: ...
 
+    def steering(self) -> Steering: ...
+
     async def json(self) -> Any: ...
 
 
 class Responder(Protocol):
     async def answer(self, body: bytes, served: Served) -> None: ...
 
-    async def stream(self, stream: PeekedStream, served: Served) -> Usage | None: ...
+    async def stream(self, stream: RelayStream, served: Served) -> Usage | None: ...
 
 
 class Pipeline:
@@ -61,12 +64,18 @@ class Pipeline:
         try:
             if request.stream:
                 stream, served = await self.router.stream(
-                    route, request, body, wants_usage=request.wants_usage_in_stream
+                    route,
+                    request,
+                    body,
+                    wants_usage=request.wants_usage_in_stream,
+                    steering=inbound.steering(),
                 )
                 answered = True
                 usage = await respond.stream(stream, served)
             else:
-                result, served = await self.router.complete(route, request, body, wants_usage=False)
+                result, served = await self.router.complete(
+                    route, request, body, wants_usage=False, steering=inbound.steering()
+                )
                 answered = True
                 await respond.answer(result.body, served)
                 usage = result.usage
@@ -79,14 +88,14 @@ class Pipeline:
         body = await inbound.json()
         request = parse_embedding_request(body)
         route = self.authorise(principal, request.model)
-        if not route.targets[0].adapter.capabilities.embeddings:
+        if not any(t.adapter.capabilities.embeddings for t in route.targets):
             raise UnsupportedFeature(f"The model '{request.model}' does not offer embeddings.", param="model")
         ticket = self.admission.admit(principal, route)
         reservation = self.budgets.reserve(principal, route)
         usage: Usage | None = None
         answered = False
         try:
-            result, served = await self.router.embed(route, request, body)
+            result, served = await self.router.embed(route, request, body, inbound.steering())
             answered = True
             await respond.answer(result.body, served)
             usage = result.usage
@@ -115,18 +124,14 @@ class Pipeline:
 
 
 def check_capabilities(route: Route, request: ChatRequest) -> None:
-    """A request needing something its model cannot do is refused up front, naming the feature."""
-    caps = route.targets[0].adapter.capabilities
-    fmt = request.response_format
-    if fmt is not None and fmt.type == "json_schema" and not caps.json_schema:
+    """A request needing something no deployment of its model can do is refused up front, naming
+    the feature (deployments that lack it are skipped by the router)."""
+    wanted = needs(request)
+    if not wanted:
+        return
+    unmet = [first_unmet(t.adapter.capabilities, wanted) for t in route.targets]
+    missing = next((need for need in unmet if need is not None), None)
+    if missing is not None and all(need is not None for need in unmet):
         raise UnsupportedFeature(
-            f"The model '{request.model}' does not support structured outputs "
-            "(response_format type 'json_schema'); use 'json_object' or another model.",
-            param="response_format",
+            f"The model '{request.model}' does not support {missing.feature}.", param=missing.param
         )
-    if request.tools and not caps.tools:
-        raise UnsupportedFeature(f"The model '{request.model}' does not support tools.", param="tools")
-    if request.stream and not caps.streaming:
-        raise UnsupportedFeature(f"The model '{request.model}' does not support streaming.", param="stream")
-    if not caps.images and any(message_has_images(m) for m in request.messages):
-        raise UnsupportedFeature(f"The model '{request.model}' does not accept images.", param="messages")

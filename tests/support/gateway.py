@@ -108,8 +108,14 @@ class Gateway:
 
 
 def openai_doc(upstream: Upstream, **provider: Any) -> dict[str, Any]:
-    """A config with one OpenAI-compatible provider at `upstream` and a few aliases on it."""
+    """A config with one OpenAI-compatible provider at `upstream` and a few aliases on it. One
+    attempt per request and a breaker that does not open, so that tests see each scripted upstream
+    answer as it is (retries, breakers and failover have their own tests)."""
     return {
+        "routing": {
+            "retries": {"attempts": 1},
+            "breaker": {"consecutive_failures": 10000, "min_requests": 10000},
+        },
         "providers": {
             "up": {
                 "type": "openai_compatible",

@@ -25,10 +25,14 @@ from turnout.config.proxies import NO_PROXY_VALUE, ProxyError, from_environment,
 from turnout.config.secrets import REFERENCE_HINT, Secret, SecretError, is_reference, resolve
 from turnout.config.settings import (
     AuthSettings,
+    BreakerSettings,
     FakeSettings,
     ModelSettings,
+    Price,
     ProviderSettings,
     ProxySettings,
+    RetrySettings,
+    RoutingSettings,
     ServerSettings,
     Settings,
     StorageSettings,
@@ -40,6 +44,7 @@ from turnout.config.units import parse_delay, parse_duration, parse_size
 T = TypeVar("T")
 
 _ALIAS = re.compile(r"^[^\s*]+\*?$|^\*$")
+_DEPLOYMENT_NAME = re.compile(r"^[\x21-\x2b\x2d-\x7e]{1,128}$")
 _PROVIDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CREDENTIAL_HEADER = re.compile(r"(?i)auth|key|token|secret|password|cookie|credential|signature")
 _MSGSPEC_PATH = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
@@ -187,6 +192,7 @@ class _Builder:
         defaults_cfg = self.section(data, "defaults", schema.DefaultsConfig())
         declared_providers: dict[str, Any] = self.section(data, "providers", {})
         declared_models: dict[str, Any] = self.section(data, "models", {})
+        routing = self.routing(self.section(data, "routing", schema.RoutingConfig()))
         defaults = self.timeouts(defaults_cfg.timeouts, Timeouts(), "defaults.timeouts")
         server = self.server(server_cfg)
         auth = AuthSettings(master_key=self.master_key(auth_cfg), key_hash_secret=self.hash_secret(auth_cfg))
@@ -199,8 +205,9 @@ class _Builder:
         models = {
             alias: m
             for alias, raw in declared_models.items()
-            if (m := self.model(str(alias), raw, providers, declared_providers)) is not None
+            if (m := self.model(str(alias), raw, providers, declared_providers, routing)) is not None
         }
+        self.check_fallbacks(models, declared_models)
         if self.problems:
             raise ConfigError(self.problems, self.source)
         if not models:
@@ -214,6 +221,7 @@ class _Builder:
             storage=storage,
             providers=providers,
             models=models,
+            routing=routing,
             source=self.source,
             warnings=tuple(self.warnings),
         )
@@ -393,7 +401,12 @@ class _Builder:
     # ------------------------------------------------------------------ models
 
     def model(
-        self, alias: str, raw: object, providers: Mapping[str, ProviderSettings], declared: Mapping[str, Any]
+        self,
+        alias: str,
+        raw: object,
+        providers: Mapping[str, ProviderSettings],
+        declared: Mapping[str, Any],
+        routing: RoutingSettings,
     ) -> ModelSettings | None:
         path = f"models.{alias}"
         if not _ALIAS.match(alias):
@@ -403,13 +416,23 @@ class _Builder:
         if cfg is None:
             return None
         if cfg.targets is not None:
-            if cfg.provider is not None or cfg.model is not None or cfg.timeouts is not None:
-                self.problem(path, "give either 'targets' or 'provider' + 'model', not both")
+            if any(v is not None for v in (cfg.provider, cfg.model, cfg.timeouts, cfg.context_window)):
+                self.problem(
+                    path,
+                    "give either 'targets' or 'provider' + 'model', not both",
+                )
                 return None
             targets_cfg = cfg.targets
             target_path = f"{path}.targets"
         elif cfg.provider is not None and cfg.model is not None:
-            targets_cfg = [schema.TargetConfig(provider=cfg.provider, model=cfg.model, timeouts=cfg.timeouts)]
+            targets_cfg = [
+                schema.TargetConfig(
+                    provider=cfg.provider,
+                    model=cfg.model,
+                    timeouts=cfg.timeouts,
+                    context_window=cfg.context_window,
+                )
+            ]
             target_path = ""
         else:
             missing = "model" if cfg.provider is not None else "provider"
@@ -434,16 +457,156 @@ class _Builder:
                     f"{tpath}.model", "'*' in a target's model needs a wildcard alias such as 'groq/*'"
                 )
                 continue
-            targets.append(
-                TargetSettings(
-                    provider=t.provider,
-                    model=t.model,
-                    timeouts=self.timeouts(t.timeouts, provider.timeouts, f"{tpath}.timeouts"),
-                )
-            )
+            target = self.target(t, tpath, i, provider)
+            if target is not None:
+                targets.append(target)
         if len(targets) != len(targets_cfg):
             return None
-        return ModelSettings(alias=alias, targets=tuple(targets))
+        names = [t.name for t in targets]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                self.problem(
+                    f"{target_path}[{i}].name" if target_path else path,
+                    f"two targets are both called '{name}': give each a distinct 'name'",
+                )
+                return None
+        if cfg.attempts is not None and cfg.attempts < 1:
+            self.problem(f"{path}.attempts", f"must be at least 1, got {cfg.attempts}")
+        hedge = self.unit(cfg.hedge_after, parse_duration, f"{path}.hedge_after", routing.hedge_after)
+        return ModelSettings(
+            alias=alias,
+            targets=tuple(targets),
+            strategy=cfg.strategy or routing.strategy,
+            attempts=max(1, cfg.attempts or routing.retries.attempts),
+            fallbacks=tuple(cfg.fallbacks or ()),
+            context_window_fallbacks=tuple(cfg.context_window_fallbacks or ()),
+            content_policy_fallbacks=tuple(cfg.content_policy_fallbacks or ()),
+            hedge_after=hedge,
+            stream_resume=routing.stream_resume if cfg.stream_resume is None else cfg.stream_resume,
+        )
+
+    def target(
+        self, t: schema.TargetConfig, path: str, index: int, provider: ProviderSettings
+    ) -> TargetSettings | None:
+        ok = True
+        for field in ("rpm", "tpm", "context_window"):
+            value = getattr(t, field)
+            if value is not None and value < 1:
+                self.problem(f"{path}.{field}", f"must be at least 1, got {value}")
+                ok = False
+        if t.weight is not None and not (t.weight >= 0 and t.weight < float("inf")):
+            self.problem(f"{path}.weight", f"must be zero or more, got {t.weight}")
+            ok = False
+        if t.price is not None and (t.price.input < 0 or t.price.output < 0):
+            self.problem(f"{path}.price", "prices cannot be negative")
+            ok = False
+        if t.name is not None and not _DEPLOYMENT_NAME.match(t.name):
+            self.problem(
+                f"{path}.name", "a deployment name is 1-128 printable characters without spaces or ','"
+            )
+            ok = False
+        tags = frozenset(t.tags or ())
+        for tag in tags:
+            if not _DEPLOYMENT_NAME.match(tag):
+                self.problem(
+                    f"{path}.tags", f"a tag is 1-128 printable characters without spaces or ',': {tag!r}"
+                )
+                ok = False
+        if not ok:
+            return None
+        return TargetSettings(
+            provider=t.provider,
+            model=t.model,
+            timeouts=self.timeouts(t.timeouts, provider.timeouts, f"{path}.timeouts"),
+            name=t.name or f"{t.provider}/{t.model}",
+            weight=1.0 if t.weight is None else t.weight,
+            priority=index if t.priority is None else t.priority,
+            tags=tags,
+            rpm=t.rpm,
+            tpm=t.tpm,
+            context_window=t.context_window,
+            price=Price(t.price.input, t.price.output) if t.price is not None else None,
+        )
+
+    def check_fallbacks(self, models: Mapping[str, ModelSettings], declared: Mapping[str, Any]) -> None:
+        """Every fallback names an alias that exists (a wildcard's match counts), and not its own."""
+        wildcards = [a[:-1] for a in models if a.endswith("*")]
+        for alias, model in models.items():
+            for kind in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+                for i, target in enumerate(getattr(model, kind)):
+                    path = f"models.{alias}.{kind}[{i}]"
+                    if target == alias:
+                        self.problem(path, "an alias cannot fall back to itself")
+                    elif (
+                        target not in models
+                        and not any(target.startswith(w) for w in wildcards)
+                        and target not in declared  # a broken alias has been reported already
+                    ):
+                        self.problem(path, _unknown("model alias", target, declared))
+
+    # ------------------------------------------------------------------ routing
+
+    def routing(self, cfg: schema.RoutingConfig) -> RoutingSettings:
+        base = RoutingSettings()
+        r, b = cfg.retries or schema.RetriesConfig(), cfg.breaker or schema.BreakerConfig()
+        dr, db = base.retries, base.breaker
+        path = "routing.retries"
+        retries = RetrySettings(
+            attempts=self.count(r.attempts, f"{path}.attempts", dr.attempts),
+            backoff_base=self.unit(r.backoff_base, parse_delay, f"{path}.backoff_base", dr.backoff_base),
+            backoff_max=self.unit(r.backoff_max, parse_delay, f"{path}.backoff_max", dr.backoff_max),
+            max_retry_after=self.unit(
+                r.max_retry_after, parse_delay, f"{path}.max_retry_after", dr.max_retry_after
+            ),
+            budget_ratio=self.share(r.budget_ratio, f"{path}.budget_ratio", dr.budget_ratio, upper=10.0),
+            budget_per_second=self.share(
+                r.budget_per_second, f"{path}.budget_per_second", dr.budget_per_second, upper=1e6
+            ),
+            budget_window=self.unit(
+                r.budget_window, parse_duration, f"{path}.budget_window", dr.budget_window
+            ),
+        )
+        path = "routing.breaker"
+        breaker = BreakerSettings(
+            consecutive_failures=self.count(
+                b.consecutive_failures, f"{path}.consecutive_failures", db.consecutive_failures
+            ),
+            error_rate=self.share(b.error_rate, f"{path}.error_rate", db.error_rate, upper=1.0),
+            min_requests=self.count(b.min_requests, f"{path}.min_requests", db.min_requests),
+            window=self.unit(b.window, parse_duration, f"{path}.window", db.window),
+            open_for=self.unit(b.open_for, parse_duration, f"{path}.open_for", db.open_for),
+            max_open_for=self.unit(b.max_open_for, parse_duration, f"{path}.max_open_for", db.max_open_for),
+            half_open_probes=self.count(b.half_open_probes, f"{path}.half_open_probes", db.half_open_probes),
+            close_after=self.count(b.close_after, f"{path}.close_after", db.close_after),
+        )
+        if breaker.max_open_for < breaker.open_for:
+            self.problem(f"{path}.max_open_for", "must not be shorter than open_for")
+        return RoutingSettings(
+            strategy=cfg.strategy or base.strategy,
+            retries=retries,
+            breaker=breaker,
+            stream_resume=base.stream_resume if cfg.stream_resume is None else cfg.stream_resume,
+            hedge_after=self.unit(cfg.hedge_after, parse_duration, "routing.hedge_after", None),
+            health_check_interval=self.unit(
+                cfg.health_check_interval, parse_duration, "routing.health_check_interval", None
+            ),
+        )
+
+    def count(self, value: int | None, path: str, default: int) -> int:
+        if value is None:
+            return default
+        if value < 1:
+            self.problem(path, f"must be at least 1, got {value}")
+            return default
+        return value
+
+    def share(self, value: float | None, path: str, default: float, *, upper: float) -> float:
+        if value is None:
+            return default
+        if not 0 <= value <= upper:
+            self.problem(path, f"must be between 0 and {upper:g}, got {value}")
+            return default
+        return value
 
 
 def _unknown(what: str, value: str, known: Mapping[str, Any]) -> str:

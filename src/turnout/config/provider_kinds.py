@@ -47,6 +47,9 @@ class ProviderKind:
     embeddings: bool = True
     embeddings_base64: bool = True
     json_schema: bool = True
+    # How to ask for the continuation of a partial answer (stream resumption): Mistral's
+    # `prefix: true`, vLLM's `continue_final_message`, or an instruction message for everyone else.
+    continuation: Literal["prefix", "continue_final_message", "instruction"] = "instruction"
 
 
 AZURE_DEFAULT_API_VERSION = "2024-10-21"  # the latest GA dated version; "v1" selects Azure's v1 API
@@ -92,6 +95,7 @@ _KINDS = (
             modalities=(["text"],),
         ),
         stream_usage=False,
+        continuation="prefix",
     ),
     ProviderKind(
         "deepseek",
@@ -151,6 +155,7 @@ _KINDS = (
         base_url_env="VLLM_BASE_URL",
         api_key_env="VLLM_API_KEY",
         key_required=False,
+        continuation="continue_final_message",
     ),
     ProviderKind(
         "ollama",
@@ -180,7 +185,9 @@ _KINDS = (
         "openai",
         key_required=False,
     ),
-    ProviderKind("fake", "turnout's fake upstream", "fake", key_required=False, auth="none"),
+    ProviderKind(
+        "fake", "turnout's fake upstream", "fake", key_required=False, auth="none", continuation="prefix"
+    ),
 )
 
 PROVIDER_KINDS: Mapping[str, ProviderKind] = MappingProxyType({k.name: k for k in _KINDS})

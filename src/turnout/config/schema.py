@@ -48,10 +48,30 @@ class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     fake: FakeConfig | None = None
 
 
+Strategy = Literal["priority", "weighted", "least_busy", "lowest_latency", "lowest_cost"]
+
+
+class PriceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """USD per million tokens."""
+
+    input: float
+    output: float
+
+
 class TargetConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One deployment of an alias."""
+
     provider: str
     model: str
     timeouts: TimeoutsConfig | None = None
+    name: str | None = None
+    weight: float | None = None
+    priority: int | None = None
+    tags: list[str] | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    context_window: int | None = None
+    price: PriceConfig | None = None
 
 
 class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -61,6 +81,46 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     provider: str | None = None
     model: str | None = None
     timeouts: TimeoutsConfig | None = None
+    context_window: int | None = None
+    strategy: Strategy | None = None
+    attempts: int | None = None
+    fallbacks: list[str] | None = None
+    context_window_fallbacks: list[str] | None = None
+    content_policy_fallbacks: list[str] | None = None
+    hedge_after: DurationValue | None = None
+    stream_resume: bool | None = None
+
+
+class RetriesConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    attempts: int | None = None
+    backoff_base: DurationValue | None = None
+    backoff_max: DurationValue | None = None
+    max_retry_after: DurationValue | None = None
+    budget_ratio: float | None = None
+    budget_per_second: float | None = None
+    budget_window: DurationValue | None = None
+
+
+class BreakerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    consecutive_failures: int | None = None
+    error_rate: float | None = None
+    min_requests: int | None = None
+    window: DurationValue | None = None
+    open_for: DurationValue | None = None
+    max_open_for: DurationValue | None = None
+    half_open_probes: int | None = None
+    close_after: int | None = None
+
+
+class RoutingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Routing defaults for every alias, and the gateway-wide retry budget and breakers."""
+
+    strategy: Strategy | None = None
+    retries: RetriesConfig | None = None
+    breaker: BreakerConfig | None = None
+    stream_resume: bool | None = None
+    hedge_after: DurationValue | None = None
+    health_check_interval: DurationValue | None = None
 
 
 class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -96,6 +156,7 @@ class ConfigFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     defaults: Any = None
     providers: Any = None
     models: Any = None
+    routing: Any = None
 
 
 SECTIONS: dict[str, type] = {
@@ -103,6 +164,7 @@ SECTIONS: dict[str, type] = {
     "auth": AuthConfig,
     "storage": StorageConfig,
     "defaults": DefaultsConfig,
+    "routing": RoutingConfig,
     "providers": dict[str, Any],
     "models": dict[str, Any],
 }

@@ -60,11 +60,67 @@ class ProviderSettings:
     tls_ca_file: Path | None = None
 
 
+Strategy = Literal["priority", "weighted", "least_busy", "lowest_latency", "lowest_cost"]
+STRATEGIES: tuple[Strategy, ...] = ("priority", "weighted", "least_busy", "lowest_latency", "lowest_cost")
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySettings:
+    attempts: int = 3  # upstream attempts per client request, first try and fallbacks included
+    backoff_base: float = 0.1  # seconds; retry n of the same deployment waits up to base * 2**(n-1) ...
+    backoff_max: float = 2.0  # ... capped here (full jitter: a uniform draw below the bound)
+    max_retry_after: float = 10.0  # a deployment asking for a longer pause is skipped, not waited for
+    budget_ratio: float = 0.2  # retries may add at most this share of recent requests ...
+    budget_per_second: float = 1.0  # ... plus this many a second, so quiet periods can still retry
+    budget_window: float = 10.0  # seconds of history the budget looks at
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSettings:
+    consecutive_failures: int = 5  # open after this many failures in a row ...
+    error_rate: float = 0.5  # ... or when this share of the window's requests failed
+    min_requests: int = 10  # (the rate applies once the window holds this many)
+    window: float = 30.0  # seconds of history the error rate looks at
+    open_for: float = 10.0  # first cool-down; doubled on each failed probe, up to max_open_for
+    max_open_for: float = 120.0
+    half_open_probes: int = 1  # requests let through at once while half-open
+    close_after: int = 2  # successful probes in a row that close the breaker
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingSettings:
+    """Defaults for every alias (each alias may override strategy, attempts, stream_resume,
+    hedge_after), and the settings that are one per gateway (breakers, retry budget)."""
+
+    strategy: Strategy = "priority"
+    retries: RetrySettings = RetrySettings()
+    breaker: BreakerSettings = BreakerSettings()
+    stream_resume: bool = True
+    hedge_after: float | None = None
+    health_check_interval: float | None = None  # active checks (a free models-list call); off
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million tokens."""
+
+    input: float
+    output: float
+
+
 @dataclass(frozen=True, slots=True)
 class TargetSettings:
     provider: str
     model: str
     timeouts: Timeouts
+    name: str = ""  # the deployment's name (x-turnout-deployment); default provider/model
+    weight: float = 1.0
+    priority: int = 0
+    tags: frozenset[str] = frozenset()
+    rpm: int | None = None
+    tpm: int | None = None
+    context_window: int | None = None  # tokens, when known: for context-window fallbacks
+    price: Price | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +130,20 @@ class ModelSettings:
 
     alias: str
     targets: tuple[TargetSettings, ...]
+    strategy: Strategy = "priority"
+    attempts: int = 3
+    fallbacks: tuple[str, ...] = ()  # aliases tried when every target failed or is unavailable
+    context_window_fallbacks: tuple[str, ...] = ()  # ... when the request is too long for it
+    content_policy_fallbacks: tuple[str, ...] = ()  # ... when a provider refused on content policy
+    hedge_after: float | None = None  # seconds without a first token before a second attempt starts
+    stream_resume: bool = True  # continue a stream cut after its first byte on another deployment
+
+    def chain(self, kind: str) -> tuple[str, ...]:
+        if kind == "context_window":
+            return self.context_window_fallbacks
+        if kind == "content_policy":
+            return self.content_policy_fallbacks
+        return self.fallbacks
 
     @property
     def is_wildcard(self) -> bool:
@@ -110,4 +180,5 @@ class Settings:
     providers: Mapping[str, ProviderSettings]
     models: Mapping[str, ModelSettings]
     source: str
+    routing: RoutingSettings = RoutingSettings()
     warnings: tuple[str, ...] = ()

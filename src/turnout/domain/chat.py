@@ -435,3 +435,21 @@ def _check_tool_call(call: ToolCall, i: int, j: int) -> None:
 def message_has_images(message: Message) -> bool:
     content = getattr(message, "content", None)
     return isinstance(content, list) and any(p.type == "image_url" for p in content)
+
+
+CHARS_PER_TOKEN = 4  # English text averages about four characters a token in OpenAI's tokenizers
+
+
+def estimated_prompt_tokens(request: ChatRequest) -> int:
+    """A quick lower-bound estimate of the prompt's tokens from its text (images not counted)."""
+    chars = 0
+    for message in request.messages:
+        content = getattr(message, "content", None)
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            chars += sum(len(p.text) for p in content if p.text)
+        for call in getattr(message, "tool_calls", None) or ():
+            if call.function is not None:
+                chars += len(call.function.arguments) + len(call.function.name)
+    return chars // CHARS_PER_TOKEN

@@ -15,6 +15,7 @@ class TurnoutError(Exception):
     error_type: str = "server_error"
     code: str | None = None
     retryable: bool = False
+    attempts: int = 0  # upstream attempts made before this error was reported
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)

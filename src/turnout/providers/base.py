@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -31,6 +31,8 @@ class Capabilities:
     json_schema: bool = True
     usage_in_stream: bool = True
     embeddings: bool = True
+    # How a stream cut after its first byte is continued here (see turnout.routing.resume).
+    continuation: Literal["prefix", "continue_final_message", "instruction"] = "instruction"
 
 
 @dataclass(frozen=True, slots=True)

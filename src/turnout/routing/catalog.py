@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from turnout.config.settings import ModelSettings, Timeouts
+from turnout.config.settings import ModelSettings, Price, TargetSettings, Timeouts
 from turnout.domain.errors import TurnoutError
 from turnout.providers.base import Adapter
 from turnout.providers.registry import ProviderRegistry
@@ -31,10 +31,23 @@ class Target:
     model: str
     timeouts: Timeouts
     adapter: Adapter
+    name: str = ""  # the deployment's name: x-turnout-deployment, steering, health detail
+    weight: float = 1.0
+    priority: int = 0
+    tags: frozenset[str] = frozenset()
+    rpm: int | None = None
+    tpm: int | None = None
+    context_window: int | None = None
+    price: Price | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.provider}/{self.model}"
+        return self.name or f"{self.provider}/{self.model}"
+
+    @property
+    def cost(self) -> float | None:
+        """A blended price for ordering by cost (input counts 3:1, as chat prompts outweigh answers)."""
+        return None if self.price is None else (3 * self.price.input + self.price.output) / 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +55,7 @@ class Route:
     alias: str
     requested: str
     targets: tuple[Target, ...]
+    policy: ModelSettings
 
 
 class Catalog:
@@ -77,11 +91,26 @@ class Catalog:
         return None
 
     def _route(self, model: ModelSettings, requested: str, matched: str) -> Route:
-        targets = tuple(
-            Target(t.provider, t.model.replace("*", matched), t.timeouts, self._registry[t.provider])
-            for t in model.targets
+        targets = tuple(self._target(t, matched) for t in model.targets)
+        return Route(alias=model.alias, requested=requested, targets=targets, policy=model)
+
+    def _target(self, t: TargetSettings, matched: str) -> Target:
+        model = t.model.replace("*", matched)
+        name = t.name.replace("*", matched) if t.name else f"{t.provider}/{model}"
+        return Target(
+            provider=t.provider,
+            model=model,
+            timeouts=t.timeouts,
+            adapter=self._registry[t.provider],
+            name=name,
+            weight=t.weight,
+            priority=t.priority,
+            tags=t.tags,
+            rpm=t.rpm,
+            tpm=t.tpm,
+            context_window=t.context_window,
+            price=t.price,
         )
-        return Route(alias=model.alias, requested=requested, targets=targets)
 
     # ------------------------------------------------------------------ listing
 

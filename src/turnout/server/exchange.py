@@ -21,8 +21,8 @@ import orjson
 from turnout.domain.errors import InvalidRequest, RequestTooLarge, TurnoutError
 from turnout.domain.usage import Usage
 from turnout.providers.sse import DONE
-from turnout.routing.first_chunk import PeekedStream
-from turnout.routing.router import Served
+from turnout.routing.relay import RelayStream
+from turnout.routing.router import NO_STEERING, Served, Steering
 from turnout.server.errors import error_body, error_event
 
 log = logging.getLogger("turnout.server")
@@ -93,6 +93,19 @@ class Exchange:
                 return bytes(value).decode("latin-1").strip() or None
         return None
 
+    def steering(self) -> Steering:
+        """The client's routing wishes: `x-turnout-deployment` pins a deployment by name,
+        `x-turnout-tags` (comma-separated) keeps to deployments carrying every tag."""
+        deployment = tags = None
+        for key, value in self.scope["headers"]:
+            if key == b"x-turnout-deployment":
+                deployment = bytes(value).decode("latin-1").strip() or None
+            elif key == b"x-turnout-tags":
+                tags = frozenset(t for t in bytes(value).decode("latin-1").replace(" ", "").split(",") if t)
+        if deployment is None and not tags:
+            return NO_STEERING
+        return Steering(deployment, tags or frozenset())
+
     async def body(self) -> bytes:
         length = self.header(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
@@ -134,6 +147,10 @@ class Exchange:
         if served is not None:
             headers.append((b"x-turnout-deployment", served.target.label.encode("ascii", "replace")))
             headers.append((b"x-turnout-attempts", str(served.attempts).encode()))
+            if served.resumable:
+                headers.append((b"x-turnout-stream-resume", b"enabled"))
+            if served.hedged:
+                headers.append((b"x-turnout-hedged", b"true"))
         return headers
 
     async def send_json(
@@ -164,9 +181,15 @@ class Exchange:
             headers = [*headers, (b"connection", b"close")]  # do not read the rest of the body
         if error.status == 401:
             headers = [*headers, (b"www-authenticate", b'Bearer realm="turnout"')]
+        if error.attempts:
+            headers = [*headers, (b"x-turnout-attempts", str(error.attempts).encode())]
+            if error.attempts > 1:
+                # turnout has already retried and failed over: an SDK retrying on top would only
+                # multiply the attempts (the official SDKs obey this header)
+                headers = [*headers, (b"x-should-retry", b"false")]
         await self.send_json(error.status, error_body(error), headers)
 
-    async def stream(self, stream: PeekedStream, served: Served) -> Usage | None:
+    async def stream(self, stream: RelayStream, served: Served) -> Usage | None:
         """Relay `stream` as SSE; returns the usage the upstream reported (also when cut short)."""
         self.started = True
         send = self.send
@@ -196,7 +219,7 @@ class Exchange:
             watcher.cancel()
             await stream.aclose()
 
-    async def _watch_disconnect(self, stream: PeekedStream) -> None:
+    async def _watch_disconnect(self, stream: RelayStream) -> None:
         """Wait for the client to go away; then stop the upstream (its tokens cost money)."""
         with contextlib.suppress(asyncio.CancelledError):
             while True:

@@ -39,7 +39,9 @@ class OpenAICompatibleAdapter:
     def __init__(self, settings: ProviderSettings, client: HttpClient) -> None:
         self.name = settings.name
         self.capabilities = Capabilities(
-            embeddings=settings.kind.embeddings, json_schema=settings.kind.json_schema
+            embeddings=settings.kind.embeddings,
+            json_schema=settings.kind.json_schema,
+            continuation=settings.kind.continuation,
         )
         self.settings = settings
         self.client = client
