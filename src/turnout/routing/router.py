@@ -315,8 +315,6 @@ class Router:
         wait = self._short_wait(walk)
         if wait is not None:
             walk.waited = True
-            for stage in walk.stages:
-                stage.limit = stage.attempts + 1
             log.info("%s: every deployment is cooling down; waiting %.2f s as asked", route.requested, wait)
             await self._sleep(wait)
             return await self.walk(route, walk, attempt, holds=holds, retry=True)
@@ -482,6 +480,7 @@ class Router:
         waits = [
             c.state.cooldown_until - now
             for s in walk.stages
+            if s.attempts < s.limit
             for c in s.candidates
             if c.state.breaker.available() and c.state.has_capacity(now)
         ]
