@@ -55,6 +55,9 @@ class Upstream:
     port: int = 0
     requests: list[Recorded] = field(default_factory=list)
     ssl_context: ssl.SSLContext | None = None  # serve HTTPS with this context
+    # How unscripted chat requests are answered: "ok" (the fixtures), "500", "hang" (until the
+    # test ends), or "cut" (streams drop the connection after two events; plain answers get 500).
+    mode: str = "ok"
 
     def __post_init__(self) -> None:
         self._script: collections.deque[Action] = collections.deque()
@@ -120,6 +123,7 @@ class Upstream:
         if self._loop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
+            self._loop = self._thread = None
 
     # ------------------------------------------------------------------ scripting
 
@@ -234,6 +238,22 @@ class Upstream:
             return web.Response(body=fixture_bytes("models.json"), content_type="application/json")
         if path.endswith("/embeddings"):
             return web.Response(body=fixture_bytes("embeddings.json"), content_type="application/json")
+        if path.endswith("/chat/completions") and self.mode != "ok":
+            data = json.loads(body)
+            if self.mode == "hang":
+                await self._wait_released()
+            if self.mode == "cut" and data.get("stream"):
+                response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+                await response.prepare(request)
+                for event in sse_events("chat_stream_usage.sse")[:2]:
+                    await response.write(event)
+                assert request.transport is not None
+                request.transport.abort()
+                return response
+            return web.json_response(
+                {"error": {"message": "upstream trouble", "type": "server_error", "code": None}},
+                status=500,
+            )
         if path.endswith("/chat/completions"):
             data = json.loads(body)
             if data.get("stream"):

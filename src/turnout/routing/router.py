@@ -71,6 +71,9 @@ POLICY_CODES = frozenset(
 )
 
 
+TIMER_SLACK = 0.005  # event-loop timers may fire a little early: wake after the cool-down, not in it
+
+
 @dataclass(slots=True)
 class Served:
     """Which deployment answered, after how many upstream attempts, and what failed on the way."""
@@ -316,7 +319,7 @@ class Router:
         if wait is not None:
             walk.waited = True
             log.info("%s: every deployment is cooling down; waiting %.2f s as asked", route.requested, wait)
-            await self._sleep(wait)
+            await self._sleep(wait + TIMER_SLACK)
             return await self.walk(route, walk, attempt, holds=holds, retry=True)
         raise self._give_up(route, walk)
 
