@@ -67,17 +67,21 @@ class PairedRounds:
     direct: list[Load] = field(default_factory=list)
     turnout: list[Load] = field(default_factory=list)
     bare: list[Load] = field(default_factory=list)
+    weighted: list[Load] = field(default_factory=list)  # turnout-3: three deployments, weighted
+
+    def of(self, target: str) -> list[Load]:
+        return self.weighted if target == "turnout-3" else list(getattr(self, target))
 
     def added(self, metric: str, q: str, target: str = "turnout") -> list[float]:
         out = []
-        for base, mine in zip(self.direct, getattr(self, target), strict=False):
+        for base, mine in zip(self.direct, self.of(target), strict=False):
             delta = _delta(mine.ms(metric, q), base.ms(metric, q))
             if delta is not None and not mine.errors() and not base.errors():
                 out.append(delta)
         return out
 
-    def errors(self) -> int:
-        return sum(x.errors() for x in self.direct + self.turnout)
+    def errors(self, target: str = "turnout") -> int:
+        return sum(x.errors() for x in self.direct + self.of(target))
 
     def yardstick(self, metric: str, q: str) -> str:
         """The bare proxy's figure from the same rounds, for comparison."""
@@ -170,7 +174,12 @@ def _check(label: str, value: float | None, unit: str, goal: str, ok: bool, erro
     return f"| {label} | {shown} | {goal} | {verdict} |"
 
 
-def goals(results: list[TargetMode], ref_rate: float, paired: list[PairedRounds] | None = None) -> str:
+def goals(
+    results: list[TargetMode],
+    ref_rate: float,
+    paired: list[PairedRounds] | None = None,
+    target: str = "turnout",
+) -> str:
     """The issue's goals for turnout, measured value and PASS/MISS each. Latency goals use the
     paired rounds when they were run (median of the per-round differences)."""
 
@@ -183,28 +192,28 @@ def goals(results: list[TargetMode], ref_rate: float, paired: list[PairedRounds]
     def added(mode: str, metric: str, q: str) -> tuple[float | None, int]:
         rounds = next((p for p in paired or [] if p.mode == mode and p.rate == ref_rate), None)
         if rounds is not None:
-            values = rounds.added(metric, q)
+            values = rounds.added(metric, q, target)
             if values:
                 notes.append(
                     f"{mode} {metric.removesuffix('_ms')} {q}: median of {len(values)} paired rounds "
                     f"({', '.join(_num(v, signed=True) for v in values)} ms){rounds.yardstick(metric, q)}"
                 )
-            return median(values), rounds.errors()
-        mine, base = load("turnout", mode, ref_rate), load("direct", mode, ref_rate)
+            return median(values), rounds.errors(target)
+        mine, base = load(target, mode, ref_rate), load("direct", mode, ref_rate)
         if mine is None or base is None:
             return None, 0
         return _delta(mine.ms(metric, q), base.ms(metric, q)), mine.errors() + base.errors()
 
-    closed = load("turnout", "json", None)
+    closed = load(target, "json", None)
     rps = float(closed.report["achieved_rps"]) if closed else None
     p50, p50_errors = added("json", "latency_ms", "p50")
     p99, p99_errors = added("json", "latency_ms", "p99")
     ttfb, ttfb_errors = added("stream", "ttfb_ms", "p50")
-    peaks = [r.rss_peak_mib for r in results if r.target == "turnout" and r.rss_peak_mib]
+    peaks = [r.rss_peak_mib for r in results if r.target == target and r.rss_peak_mib]
     rss = max(peaks) if peaks else None
     at = f"@ {ref_rate:g} req/s"
     rows = [
-        "| goal (turnout, gateway on one core) | measured | target | result |",
+        f"| goal ({target}, gateway on one core) | measured | target | result |",
         "|---|---|---|---|",
         _check(
             "non-streaming throughput, closed loop",
@@ -261,4 +270,9 @@ def render(
         "## Goals",
         goals(results, ref_rate, paired),
     ]
+    if any(r.target == "turnout-3" for r in results):
+        parts += [
+            "## Goals with three deployments behind a weighted alias",
+            goals(results, ref_rate, paired, "turnout-3"),
+        ]
     return "\n\n".join(parts) + "\n"

@@ -7,6 +7,7 @@ Prints a markdown table per mode and the issue's goals; writes everything to ben
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -181,19 +182,22 @@ def paired_rounds(mode: str, mock_port: int, args: argparse.Namespace) -> Paired
     times (one process each for all rounds): each round's differences are taken under the same
     conditions, and the bare proxy shows what any Python proxy gets in them."""
     rounds = PairedRounds(mode, args.ref_rate)
-    with (
-        TARGETS["direct"](mock_port, "direct") as base,
-        TARGETS["bare"](mock_port, f"bare-{mode}-paired") as bare,
-        TARGETS["turnout"](mock_port, f"turnout-{mode}-paired") as mine,
-    ):
-        measure(mine, mode, args.ref_rate, args)  # warm the gateways up once, unrecorded
-        measure(bare, mode, args.ref_rate, args)
+    with contextlib.ExitStack() as stack:
+        base = stack.enter_context(TARGETS["direct"](mock_port, "direct"))
+        bare = stack.enter_context(TARGETS["bare"](mock_port, f"bare-{mode}-paired"))
+        mine = stack.enter_context(TARGETS["turnout"](mock_port, f"turnout-{mode}-paired"))
+        lineup = [(base, rounds.direct), (bare, rounds.bare), (mine, rounds.turnout)]
+        if "turnout-3" in args.targets:
+            weighted = stack.enter_context(TARGETS["turnout-3"](mock_port, f"turnout-3-{mode}-paired"))
+            lineup.append((weighted, rounds.weighted))
+        for endpoint, _ in lineup[1:]:
+            measure(endpoint, mode, args.ref_rate, args)  # warm the gateways up once, unrecorded
         for i in range(args.rounds):
-            for endpoint, into in ((base, rounds.direct), (bare, rounds.bare), (mine, rounds.turnout)):
+            for endpoint, into in lineup:
                 settle(endpoint.process)
                 load = measure(endpoint, mode, args.ref_rate, args)
                 into.append(load)
-                print(f"  round {i + 1} {endpoint.name:8} {mode:6}: {progress(load)}", flush=True)
+                print(f"  round {i + 1} {endpoint.name:9} {mode:6}: {progress(load)}", flush=True)
     return rounds
 
 

@@ -96,8 +96,30 @@ def bare(mock_port: int, log: str) -> Iterator[Endpoint]:
         yield Endpoint("bare", f"http://127.0.0.1:{port}{CHAT_PATH}", proc, "reference")
 
 
+ONE_DEPLOYMENT = (
+    "providers:\n"
+    "  mock: {{type: openai_compatible, base_url: http://127.0.0.1:{port}/v1}}\n"
+    "models:\n"
+    f"  {MODEL}: {{{{provider: mock, model: {MODEL}}}}}\n"
+)
+# Three deployments (three providers at the same mock) behind one weighted alias: what routing costs.
+THREE_DEPLOYMENTS = (
+    "providers:\n"
+    "  mock-a: {{type: openai_compatible, base_url: http://127.0.0.1:{port}/v1}}\n"
+    "  mock-b: {{type: openai_compatible, base_url: http://127.0.0.1:{port}/v1}}\n"
+    "  mock-c: {{type: openai_compatible, base_url: http://127.0.0.1:{port}/v1}}\n"
+    "models:\n"
+    f"  {MODEL}:\n"
+    "    strategy: weighted\n"
+    "    targets:\n"
+    f"      - {{{{provider: mock-a, model: {MODEL}, weight: 3}}}}\n"
+    f"      - {{{{provider: mock-b, model: {MODEL}, weight: 2}}}}\n"
+    f"      - {{{{provider: mock-c, model: {MODEL}, weight: 1}}}}\n"
+)
+
+
 @contextlib.contextmanager
-def turnout(mock_port: int, log: str) -> Iterator[Endpoint]:
+def _turnout(name: str, routing: str, mock_port: int, log: str) -> Iterator[Endpoint]:
     """The project's gateway, from the virtualenv running this script, with a fresh data dir."""
     exe = Path(sys.executable).parent / "turnout"
     binary = str(exe) if exe.exists() else shutil.which("turnout")
@@ -108,18 +130,22 @@ def turnout(mock_port: int, log: str) -> Iterator[Endpoint]:
         config = Path(tmp) / "turnout.yaml"
         config.write_text(
             f"server: {{host: 127.0.0.1, port: {port}}}\n"
-            f"storage: {{data_dir: {tmp}/data}}\n"
-            "providers:\n"
-            f"  mock: {{type: openai_compatible, base_url: http://127.0.0.1:{mock_port}/v1}}\n"
-            "models:\n"
-            f"  {MODEL}: {{provider: mock, model: {MODEL}}}\n"
+            f"storage: {{data_dir: {tmp}/data}}\n" + routing.format(port=mock_port)
         )
         env = {**_clean_env(), "TURNOUT_MASTER_KEY": MASTER_KEY}
         cmd = [binary, "serve", "--config", str(config)]
         with started(log, cmd, port, GATEWAY_CPUS, env=env, cwd=Path(tmp)) as proc:
-            yield Endpoint(
-                "turnout", f"http://127.0.0.1:{port}{CHAT_PATH}", proc, metadata.version("turnout")
-            )
+            yield Endpoint(name, f"http://127.0.0.1:{port}{CHAT_PATH}", proc, metadata.version("turnout"))
+
+
+def turnout(mock_port: int, log: str) -> AbstractContextManager[Endpoint]:
+    """turnout with one deployment behind the model."""
+    return _turnout("turnout", ONE_DEPLOYMENT, mock_port, log)
+
+
+def turnout_weighted(mock_port: int, log: str) -> AbstractContextManager[Endpoint]:
+    """turnout with three deployments behind the model, weighted 3:2:1."""
+    return _turnout("turnout-3", THREE_DEPLOYMENTS, mock_port, log)
 
 
 @contextlib.contextmanager
@@ -151,7 +177,13 @@ def litellm(mock_port: int, log: str) -> Iterator[Endpoint]:
             yield Endpoint("litellm", f"http://127.0.0.1:{port}{CHAT_PATH}", proc, version)
 
 
-TARGETS: dict[str, Target] = {"direct": direct, "bare": bare, "turnout": turnout, "litellm": litellm}
+TARGETS: dict[str, Target] = {
+    "direct": direct,
+    "bare": bare,
+    "turnout": turnout,
+    "turnout-3": turnout_weighted,
+    "litellm": litellm,
+}
 
 
 def _clean_env() -> dict[str, str]:

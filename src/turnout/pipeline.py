@@ -126,6 +126,8 @@ class Pipeline:
 def check_capabilities(route: Route, request: ChatRequest) -> None:
     """A request needing something no deployment of its model can do is refused up front, naming
     the feature (deployments that lack it are skipped by the router)."""
+    if any(t.adapter.capabilities.full_chat for t in route.targets):
+        return
     wanted = needs(request)
     if not wanted:
         return

@@ -34,6 +34,11 @@ class Capabilities:
     # How a stream cut after its first byte is continued here (see turnout.routing.resume).
     continuation: Literal["prefix", "continue_final_message", "instruction"] = "instruction"
 
+    @property
+    def full_chat(self) -> bool:
+        """Can it serve any chat request (so no request needs checking against it)?"""
+        return self.streaming and self.tools and self.images and self.json_schema
+
 
 @dataclass(frozen=True, slots=True)
 class ChatCall:

@@ -271,18 +271,21 @@ class Router:
     def _stage(
         self, route: Route, request: ChatRequest | None, steering: Steering, avoid: DeploymentState | None
     ) -> Stage:
-        wanted = needs(request) if request is not None else ()
+        wanted = None
         candidates = []
         for t in route.targets:
             if steering.deployment is not None and steering.deployment not in (t.label, t.provider):
                 continue
             if not steering.tags <= t.tags:
                 continue
-            if request is not None and (
-                first_unmet(t.adapter.capabilities, wanted) is not None
-                or not fits_context(t.context_window, request)
-            ):
-                continue
+            if request is not None:
+                caps = t.adapter.capabilities
+                if not caps.full_chat:
+                    wanted = needs(request) if wanted is None else wanted
+                    if first_unmet(caps, wanted) is not None:
+                        continue
+                if t.context_window is not None and not fits_context(t.context_window, request):
+                    continue
             candidates.append(Candidate(t, self.deployments.get(t.provider, t.model, t.label, t.rpm, t.tpm)))
         ordered = order(route.policy.strategy, candidates, self._draw)
         if avoid is not None:  # the deployment that just failed goes last
