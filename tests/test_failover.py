@@ -487,11 +487,23 @@ def pair() -> Iterator[tuple[Upstream, Upstream]]:
     b.stop()
 
 
-def test_clients_do_not_notice_an_upstream_failing_every_way_under_load(
-    pair: tuple[Upstream, Upstream], start_gateway: Callable[..., Gateway]
+# Each scenario: after how many finished requests upstream `a` starts behaving how ("refused"
+# stops its server, "restart:<mode>" starts it again on the same port). It recovers ("ok") for the
+# last part of the run.
+SCENARIOS = {
+    "every-way": [(30, "500"), (70, "refused"), (110, "restart:hang"), (150, "cut"), (175, "ok")],
+    "429-storm": [(30, "429"), (150, "ok")],
+    "malformed-sse": [(30, "malformed"), (150, "ok")],
+}
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_clients_do_not_notice_an_upstream_failing_under_load(
+    pair: tuple[Upstream, Upstream], start_gateway: Callable[..., Gateway], scenario: str
 ) -> None:
-    """200 requests, 20 at a time, half of them streams, while one of two upstreams answers 500s,
-    then refuses connections, then hangs, then cuts its streams, then recovers."""
+    """200 requests, 20 at a time, half of them streams, while one of two upstreams fails — 500s,
+    refused connections, hangs, cut streams, a 429 storm with Retry-After, malformed SSE — and then
+    recovers: no client request fails, the breaker opens, and traffic returns to the upstream."""
     a, b = pair
     quick = {"first_byte": "500ms", "idle": "2s", "total": "10s"}
     doc = {
@@ -516,10 +528,11 @@ def test_clients_do_not_notice_an_upstream_failing_every_way_under_load(
         },
     }
     gateway = start_gateway(doc, ENV)
+    phases = dict(SCENARIOS[scenario])
     restarted: list[Upstream] = []
     lock = threading.Lock()
     done = 0
-    opened_during: dict[str, int] = {}
+    opened_before_recovery: list[int] = []
 
     def a_now() -> Upstream:
         return restarted[-1] if restarted else a
@@ -528,17 +541,15 @@ def test_clients_do_not_notice_an_upstream_failing_every_way_under_load(
         nonlocal done
         with lock:
             done += 1
-            if done == 30:
-                a.mode = "500"
-            elif done == 70:
-                opened_during["500s"] = deployment_state(gateway, "a")["opened"]
+            change = phases.get(done)
+            if change == "ok":
+                opened_before_recovery.append(deployment_state(gateway, "a")["opened"])
+            if change == "refused":
                 a.stop()  # connections refused from now on
-            elif done == 110:
-                restarted.append(Upstream(port=a.port, mode="hang").start())
-            elif done == 150:
-                a_now().mode = "cut"
-            elif done == 175:
-                a_now().mode = "ok"
+            elif change is not None and change.startswith("restart:"):
+                restarted.append(Upstream(port=a.port, mode=change.removeprefix("restart:")).start())
+            elif change is not None:
+                a_now().mode = change
 
     failures: list[str] = []
 
@@ -562,7 +573,7 @@ def test_clients_do_not_notice_an_upstream_failing_every_way_under_load(
         list(pool.map(one, range(200)))
     try:
         assert failures == []
-        assert opened_during["500s"] >= 1  # the breaker opened while a answered 500s
+        assert opened_before_recovery[0] >= 1  # the breaker opened while a was failing
         # a recovered: traffic returns to it and its breaker closes
         seen = len(a_now().requests)
         deadline = time.monotonic() + 20

@@ -55,8 +55,10 @@ class Upstream:
     port: int = 0
     requests: list[Recorded] = field(default_factory=list)
     ssl_context: ssl.SSLContext | None = None  # serve HTTPS with this context
-    # How unscripted chat requests are answered: "ok" (the fixtures), "500", "hang" (until the
-    # test ends), or "cut" (streams drop the connection after two events; plain answers get 500).
+    # How unscripted chat requests are answered: "ok" (the fixtures), "500", "429" (with
+    # Retry-After: 1), "hang" (until the test ends), "cut" (streams drop the connection after two
+    # events) or "malformed" (streams send a broken event after two); plain answers to the last
+    # two get 500.
     mode: str = "ok"
 
     def __post_init__(self) -> None:
@@ -242,14 +244,25 @@ class Upstream:
             data = json.loads(body)
             if self.mode == "hang":
                 await self._wait_released()
-            if self.mode == "cut" and data.get("stream"):
+            if self.mode in ("cut", "malformed") and data.get("stream"):
                 response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
                 await response.prepare(request)
                 for event in sse_events("chat_stream_usage.sse")[:2]:
                     await response.write(event)
+                if self.mode == "malformed":
+                    await response.write(b'data: {"id": "chatcmpl-123", "choices": [{"delta": \n\n')
+                    await response.write(b"data: [DONE]\n\n")
+                    await response.write_eof()
+                    return response
                 assert request.transport is not None
                 request.transport.abort()
                 return response
+            if self.mode == "429":
+                return web.json_response(
+                    {"error": {"message": "rate limited", "type": "rate_limit_error", "code": None}},
+                    status=429,
+                    headers={"Retry-After": "1"},
+                )
             return web.json_response(
                 {"error": {"message": "upstream trouble", "type": "server_error", "code": None}},
                 status=500,

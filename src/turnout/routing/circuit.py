@@ -101,6 +101,12 @@ class CircuitBreaker:
         ):
             self._open(now, self._open_for)
 
+    def probe_now(self) -> None:
+        """An active check found the deployment answering: let probes through without waiting out
+        the cool-down (they still decide whether it closes)."""
+        if self.state is State.OPEN:
+            self._open_until = self._clock()
+
     def release_probe(self) -> None:
         """A probe that ended without a verdict (the client went away, a caller error)."""
         if self.state is State.HALF_OPEN:
