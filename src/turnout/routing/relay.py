@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("turnout.routing")
 
+FOLD_EVERY = 256
+
 
 class RelayStream:
     """`first` is the first batch of chunks; iterate `rest` for the others. `served` names the
@@ -48,7 +50,10 @@ class RelayStream:
         self.served = served
         self.first = peeked.first
         self.resumable = route.policy.stream_resume and not (request.n or 1) > 1
+        # what the client was sent, while the stream can be resumed: raw chunks, folded into
+        # `_partial` (text only) every FOLD_EVERY chunks so a long answer does not pile up bytes
         self._sent: list[bytes] | None = list(peeked.first) if self.resumable else None
+        self._partial = Partial()
         self._rewriter: Rewriter | None = None
         self._failed_state: DeploymentState | None = None
         self.resumed: list[dict[str, Any]] = []
@@ -74,10 +79,15 @@ class RelayStream:
                             continue
                     if sent is not None:
                         sent.extend(batch)
+                        if len(sent) >= FOLD_EVERY:
+                            read_partial(sent, self._partial)
+                            sent.clear()
                     yield batch
             except TurnoutError as error:
                 first = await self._continue(error)
                 if first:
+                    if sent is not None:
+                        sent.extend(first)
                     yield first
                 continue
             usage = self._stream.usage
@@ -97,7 +107,9 @@ class RelayStream:
             if isinstance(error, UpstreamError):
                 state.failed(now, error.message, error.retry_after)
             served.state = None
-        partial = read_partial(self._sent) if self._sent is not None else None
+        partial = read_partial(self._sent, self._partial) if self._sent is not None else None
+        if self._sent is not None:
+            self._sent.clear()
         if not self.resumable or partial is None or not isinstance(error, UpstreamError):
             raise error
         if partial.finished:  # the answer was complete but its end (usage, [DONE]) was lost

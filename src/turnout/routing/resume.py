@@ -39,17 +39,22 @@ CONTINUE_INSTRUCTION = (
 class Partial:
     """What the client has received so far."""
 
-    text: str = ""
+    parts: list[str] = field(default_factory=list)
     id: str | None = None
     created: int | None = None
     model: str | None = None
     finished: bool = False  # a finish_reason has already been sent: the answer is complete
     obstacle: str | None = None  # why it cannot be continued, if it cannot
 
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
 
-def read_partial(chunks: list[bytes]) -> Partial:
-    partial = Partial()
-    parts: list[str] = []
+
+def read_partial(chunks: list[bytes], partial: Partial | None = None) -> Partial:
+    """What `chunks` (OpenAI chunk JSONs) told the client, added to `partial` if given."""
+    partial = Partial() if partial is None else partial
+    parts = partial.parts
     for raw in chunks:
         try:
             chunk = orjson.loads(raw)
@@ -75,7 +80,6 @@ def read_partial(chunks: list[bytes]) -> Partial:
             content = delta.get("content")
             if isinstance(content, str):
                 parts.append(content)
-    partial.text = "".join(parts)
     return partial
 
 
