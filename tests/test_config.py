@@ -765,10 +765,19 @@ def _turnout(*args: str, home: Path, **environ: str) -> subprocess.CompletedProc
 
 
 def _routing_table(stdout: str) -> dict[str, list[str]]:
-    table = stdout.split("models (alias -> targets, in order):\n", 1)[1].split("\n\n")[0]
-    rows = [re.fullmatch(r"  (\S+)\s+-> (.+)", line) for line in table.splitlines()]
-    assert all(rows), table
-    return {row.group(1): row.group(2).split(", ") for row in rows if row}
+    """Each alias's deployments (`name = provider/model`, or just `provider/model`), in order."""
+    table = stdout.split("models (alias: strategy, deployments in order, fallback chains):\n", 1)[1]
+    aliases: dict[str, list[str]] = {}
+    for line in table.split("\n\n")[0].splitlines():
+        alias = re.fullmatch(r"  (\S+)  strategy=.+", line)
+        target = re.fullmatch(r"    - (\S+(?: = \S+)?)(?:  .+)?", line)
+        if alias:
+            current = aliases.setdefault(alias.group(1), [])
+        elif target:
+            current.append(target.group(1))
+        else:
+            assert re.fullmatch(r"    (fallbacks|context window|content policy) -> .+", line), line
+    return aliases
 
 
 def test_config_check_prints_the_routing_table(tmp_path: Path) -> None:

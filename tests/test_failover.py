@@ -3,6 +3,7 @@ upstreams (turnout's fake provider, and scriptable OpenAI-format servers) that f
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import threading
 import time
@@ -586,3 +587,23 @@ def test_clients_do_not_notice_an_upstream_failing_under_load(
     finally:
         for u in restarted:
             u.stop()
+
+
+def test_an_active_check_lets_probes_through_before_the_cool_down_ends(
+    start_gateway: Callable[..., Gateway],
+) -> None:
+    breaker = {"consecutive_failures": 1, "open_for": "5m", "max_open_for": "1h"}
+    gateway = start_gateway(
+        fake_doc(TWO, "alpha", "beta", routing={"breaker": breaker, "health_check_interval": "1h"})
+    )
+    served_by(gateway)  # alpha fails once: its breaker opens for five minutes
+    assert deployment_state(gateway, "alpha")["state"] == "open"
+    checks = gateway.services.health_checks
+    assert checks is not None and gateway.loop is not None
+    # the fake provider lists its models (the check is free), so the deployment may be probed now
+    recovered = asyncio.run_coroutine_threadsafe(checks.check_once(), gateway.loop).result(10)
+    assert recovered == 1
+    assert deployment_state(gateway, "alpha")["retry_in_s"] == 0
+    served_by(gateway)  # the probe goes to alpha, which still fails: open again, for twice as long
+    state = deployment_state(gateway, "alpha")
+    assert state["state"] == "open" and state["retry_in_s"] > 590

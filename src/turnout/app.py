@@ -16,9 +16,12 @@ from turnout.keys.store import MasterKeyOutcome, load_hash_secret, load_keys
 from turnout.limits.admission import Admission
 from turnout.observability.redaction import register_secrets
 from turnout.pipeline import Pipeline
+from turnout.providers.capabilities import capabilities_for
 from turnout.providers.http.client import HttpClient
 from turnout.providers.registry import ProviderRegistry
 from turnout.routing.catalog import Catalog
+from turnout.routing.chain_check import chain_warnings
+from turnout.routing.health_checks import ActiveHealthChecks
 from turnout.routing.router import Router
 from turnout.spend.budgets import Budgets
 from turnout.storage.database import Database
@@ -37,6 +40,7 @@ class Services:
     budgets: Budgets
     pipeline: Pipeline
     master_key: MasterKeyOutcome
+    health_checks: ActiveHealthChecks | None = None
     started_at: float = field(default_factory=time.time)
     draining: bool = False
 
@@ -59,11 +63,17 @@ class Services:
                 await client.aclose()
             await database.close()
             raise
-        for warning in settings.warnings:
+        for warning in (*settings.warnings, *chain_warnings(settings, capabilities_for)):
             log.warning("%s", warning)
-        return cls(settings, database, client, registry, catalog, keys, budgets, pipeline, master)
+        checks = None
+        if settings.routing.health_check_interval is not None:
+            checks = ActiveHealthChecks(router.deployments, registry, settings.routing.health_check_interval)
+            checks.start()
+        return cls(settings, database, client, registry, catalog, keys, budgets, pipeline, master, checks)
 
     async def aclose(self) -> None:
+        if self.health_checks is not None:
+            await self.health_checks.aclose()
         await self.registry.aclose()
         await self.client.aclose()
         await self.database.close()

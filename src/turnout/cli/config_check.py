@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy.engine import make_url
 
-from turnout.config.settings import Settings, Timeouts
+from turnout.config.settings import ModelSettings, RoutingSettings, Settings, TargetSettings, Timeouts
+from turnout.providers.capabilities import capabilities_for
+from turnout.routing.chain_check import chain_warnings
 
 
 def _seconds(value: float) -> str:
@@ -40,13 +42,80 @@ def describe(settings: Settings) -> str:
         extra = f", api-version {p.api_version}" if p.api_version else ""
         lines.append(f"  {name:<{width}}  {p.kind.title} at {p.base_url} ({key}{extra})")
         lines.append(f"  {'':<{width}}  timeouts: {_timeouts(p.timeouts)}")
-    lines += ["", "models (alias -> targets, in order):"]
+    lines += [
+        "",
+        *_routing(s.routing),
+        "",
+        "models (alias: strategy, deployments in order, fallback chains):",
+    ]
     if not s.models:
         lines.append("  (none)")
-    width = max((len(a) for a in s.models), default=0)
-    for alias, m in sorted(s.models.items()):
-        targets = ", ".join(f"{t.provider}/{t.model}" for t in m.targets)
-        lines.append(f"  {alias:<{width}}  -> {targets}")
-    if s.warnings:
-        lines += ["", "warnings:"] + [f"  - {w}" for w in s.warnings]
+    for _, m in sorted(s.models.items()):
+        lines += _model(m, s.routing)
+    warnings = [*s.warnings, *chain_warnings(s, capabilities_for)]
+    if warnings:
+        lines += ["", "warnings:"] + [f"  - {w}" for w in warnings]
     return "\n".join(lines)
+
+
+def _routing(r: RoutingSettings) -> list[str]:
+    t, b = r.retries, r.breaker
+    hedge = f"after {_seconds(r.hedge_after)}" if r.hedge_after is not None else "off"
+    checks = f"every {_seconds(r.health_check_interval)}" if r.health_check_interval is not None else "off"
+    return [
+        "routing:",
+        f"  defaults:  strategy {r.strategy}, stream resume {_on(r.stream_resume)}, hedging {hedge}, "
+        f"health checks {checks}",
+        f"  retries:   {t.attempts} attempts per alias and request, backoff {_seconds(t.backoff_base)} "
+        f"doubling up to {_seconds(t.backoff_max)} (full jitter), Retry-After waited up to "
+        f"{_seconds(t.max_retry_after)}",
+        f"  budget:    retries add at most {t.budget_ratio:.0%} of requests + {t.budget_per_second:g}/s "
+        f"over {_seconds(t.budget_window)}",
+        f"  breaker:   opens after {b.consecutive_failures} failures in a row or {b.error_rate:.0%} errors "
+        f"over {_seconds(b.window)} (at least {b.min_requests} requests); open {_seconds(b.open_for)} "
+        f"doubling up to {_seconds(b.max_open_for)}, {b.half_open_probes} probe(s) at a time, "
+        f"closes after {b.close_after} success(es)",
+    ]
+
+
+def _model(m: ModelSettings, r: RoutingSettings) -> list[str]:
+    policy = [f"strategy={m.strategy}"]
+    if m.attempts != r.retries.attempts:
+        policy.append(f"attempts={m.attempts}")
+    if m.hedge_after is not None:
+        policy.append(f"hedge_after={_seconds(m.hedge_after)}")
+    if m.stream_resume != r.stream_resume:
+        policy.append(f"stream_resume={_on(m.stream_resume)}")
+    lines = [f"  {m.alias}  {' '.join(policy)}"]
+    for i, t in enumerate(m.targets):
+        lines.append(f"    - {_target(t, i)}")
+    for label, chain in (
+        ("fallbacks", m.fallbacks),
+        ("context window", m.context_window_fallbacks),
+        ("content policy", m.content_policy_fallbacks),
+    ):
+        if chain:
+            lines.append(f"    {label} -> {', '.join(chain)}")
+    return lines
+
+
+def _target(t: TargetSettings, index: int) -> str:
+    where = f"{t.provider}/{t.model}"
+    text = where if t.name == where else f"{t.name} = {where}"
+    details = []
+    if t.weight != 1.0:
+        details.append(f"weight={t.weight:g}")
+    if t.priority != index:
+        details.append(f"priority={t.priority}")
+    if t.tags:
+        details.append(f"tags={','.join(sorted(t.tags))}")
+    details += [
+        f"{k}={v}" for k, v in (("rpm", t.rpm), ("tpm", t.tpm), ("context_window", t.context_window)) if v
+    ]
+    if t.price is not None:
+        details.append(f"price={t.price.input:g}/{t.price.output:g}")
+    return "  ".join([text, " ".join(details)]) if details else text
+
+
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"

@@ -539,7 +539,7 @@ class _Builder:
                         self.problem(path, "an alias cannot fall back to itself")
                     elif (
                         target not in models
-                        and not any(target.startswith(w) for w in wildcards)
+                        and not any(target.startswith(w) and len(target) > len(w) for w in wildcards)
                         and target not in declared  # a broken alias has been reported already
                     ):
                         self.problem(path, _unknown("model alias", target, declared))

@@ -218,7 +218,7 @@ class Router:
             t = c.target
             return await t.adapter.embed(EmbeddingCall(request, body, t.model, t.timeouts))
 
-        walk = self.plan(route, None, steering)
+        walk = self.plan(route, None, steering, embeddings=True)
         result, served = await self.walk(route, walk, attempt)
         self.settle(served, result.usage.total_tokens if result.usage else 0)
         return result, served
@@ -239,12 +239,13 @@ class Router:
         *,
         chain: str = "errors",
         avoid: DeploymentState | None = None,
+        embeddings: bool = False,
     ) -> Walk:
         """The stages for `route`: its own deployments (unless `chain` names a refusal chain, which
         replaces them), then the fallback aliases of `chain`."""
         stages: list[Stage] = []
         if chain == "errors":
-            stage = self._stage(route, request, steering, avoid)
+            stage = self._stage(route, request, steering, avoid, embeddings)
             if steering.deployment is not None and not stage.candidates:
                 raise InvalidRequest(
                     f"The model '{route.requested}' has no deployment named '{steering.deployment}'"
@@ -265,11 +266,16 @@ class Router:
             for alias in route.policy.chain(chain):
                 fallback = self.catalog.resolve(alias)
                 if fallback is not None:
-                    stages.append(self._stage(fallback, request, steering, avoid))
+                    stages.append(self._stage(fallback, request, steering, avoid, embeddings))
         return Walk([s for s in stages if s.candidates], request)
 
     def _stage(
-        self, route: Route, request: ChatRequest | None, steering: Steering, avoid: DeploymentState | None
+        self,
+        route: Route,
+        request: ChatRequest | None,
+        steering: Steering,
+        avoid: DeploymentState | None,
+        embeddings: bool = False,
     ) -> Stage:
         wanted = None
         candidates = []
@@ -277,6 +283,8 @@ class Router:
             if steering.deployment is not None and steering.deployment not in (t.label, t.provider):
                 continue
             if not steering.tags <= t.tags:
+                continue
+            if embeddings and not t.adapter.capabilities.embeddings:
                 continue
             if request is not None:
                 caps = t.adapter.capabilities

@@ -17,7 +17,8 @@ import orjson
 
 from turnout.config.settings import ProviderSettings, Timeouts
 from turnout.domain.errors import TurnoutError, UpstreamProtocolError
-from turnout.providers.base import Capabilities, ChatCall, ChatResult, EmbeddingCall, EmbeddingResult
+from turnout.providers.base import ChatCall, ChatResult, EmbeddingCall, EmbeddingResult
+from turnout.providers.capabilities import capabilities_for
 from turnout.providers.http.client import Endpoint, HttpClient, Proxy
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.providers.openai_compatible import request as build
@@ -38,11 +39,7 @@ LIST_TIMEOUTS = Timeouts(connect=5.0, first_byte=10.0, idle=10.0, total=15.0)
 class OpenAICompatibleAdapter:
     def __init__(self, settings: ProviderSettings, client: HttpClient) -> None:
         self.name = settings.name
-        self.capabilities = Capabilities(
-            embeddings=settings.kind.embeddings,
-            json_schema=settings.kind.json_schema,
-            continuation=settings.kind.continuation,
-        )
+        self.capabilities = capabilities_for(settings)
         self.settings = settings
         self.client = client
         self._headers = _static_headers(settings)
