@@ -607,3 +607,17 @@ def test_an_active_check_lets_probes_through_before_the_cool_down_ends(
     served_by(gateway)  # the probe goes to alpha, which still fails: open again, for twice as long
     state = deployment_state(gateway, "alpha")
     assert state["state"] == "open" and state["retry_in_s"] > 590
+
+
+def test_a_deployment_at_its_token_capacity_is_skipped(start_gateway: Callable[..., Gateway]) -> None:
+    models = {
+        "chat": {
+            "targets": [
+                {"provider": "alpha", "model": "m", "name": "alpha", "tpm": 10},
+                {"provider": "beta", "model": "m", "name": "beta"},
+            ]
+        }
+    }
+    gateway = start_gateway(fake_doc(models, "alpha", "beta"))
+    assert served_by(gateway)[0] == "alpha"  # its answer's tokens fill alpha's minute
+    assert [served_by(gateway)[0] for _ in range(3)] == ["beta", "beta", "beta"]

@@ -185,8 +185,8 @@ class Router:
             return await t.adapter.complete(ChatCall(request, body, t.model, t.timeouts, wants_usage))
 
         walk = self.plan(route, request, steering)
-        result, served = await self.walk(route, walk, attempt)
-        self.settle(served, result.usage.total_tokens if result.usage else 0)
+        result, served = await self.walk(route, walk, attempt, holds=True)
+        self.settle(served, result.usage.total_tokens if result.usage else 0)  # counts toward its tpm
         return result, served
 
     async def stream(
@@ -219,8 +219,8 @@ class Router:
             return await t.adapter.embed(EmbeddingCall(request, body, t.model, t.timeouts))
 
         walk = self.plan(route, None, steering, embeddings=True)
-        result, served = await self.walk(route, walk, attempt)
-        self.settle(served, result.usage.total_tokens if result.usage else 0)
+        result, served = await self.walk(route, walk, attempt, holds=True)
+        self.settle(served, result.usage.total_tokens if result.usage else 0)  # counts toward its tpm
         return result, served
 
     def settle(self, served: Served, tokens: int = 0) -> None:
