@@ -1,4 +1,4 @@
-"""`turnout serve | config check | demo | reset-master-key`."""
+"""`turnout serve | config check | status | demo | reset-master-key`."""
 
 from __future__ import annotations
 
@@ -70,6 +70,27 @@ def config_check(config_path: Path | None) -> None:
     from turnout.cli.config_check import describe
 
     click.echo(describe(_settings(config_path)))
+
+
+@main.command()
+@click.option(
+    "--url",
+    default=lambda: os.environ.get("TURNOUT_URL", "http://127.0.0.1:4000"),
+    show_default="http://127.0.0.1:4000 or $TURNOUT_URL",
+    help="The gateway's address.",
+)
+@click.option(
+    "--key",
+    default=lambda: os.environ.get("TURNOUT_MASTER_KEY"),
+    show_default="$TURNOUT_MASTER_KEY",
+    help="The master key (or another admin key).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON of /health/ready.")
+def status(url: str, key: str | None, as_json: bool) -> None:
+    """Show a running gateway's readiness and each deployment's circuit breaker."""
+    from turnout.cli.status import run
+
+    sys.exit(run(url, key, as_json))
 
 
 @main.command()

@@ -9,7 +9,7 @@ from urllib.parse import unquote
 import orjson
 
 from turnout.app import Services
-from turnout.domain.errors import ModelNotFound
+from turnout.domain.errors import ModelNotFound, TurnoutError
 from turnout.server.exchange import Exchange
 
 Handler = Callable[[Exchange], Awaitable[None]]
@@ -50,9 +50,44 @@ class Endpoints:
     async def live(self, x: Exchange) -> None:
         await x.send_json(200, b'{"status":"alive"}')
 
+    def _admin(self, x: Exchange) -> bool:
+        """Does the request carry the master key (or another admin's)? Never an error: anonymous
+        callers simply get the summary."""
+        if x.credential() is None:
+            return False
+        try:
+            principal = self.pipeline.authenticate(x)
+        except TurnoutError:
+            return False
+        return principal.kind == "master" or principal.role in ("owner", "admin")
+
+    def _deployments(self) -> list[dict[str, object]]:
+        """Every deployment's live state: the configured ones (used or not) and any a wildcard alias
+        has reached, each once, with the aliases that use it."""
+        router = self.pipeline.router
+        now = router.clock()
+        aliases: dict[tuple[str, str], list[str]] = {}
+        for alias, model in self.services.settings.models.items():
+            for t in model.targets:
+                if model.is_wildcard or "*" in t.model:
+                    continue
+                router.deployments.get(t.provider, t.model, t.name, t.rpm, t.tpm)
+                aliases.setdefault((t.provider, t.model), []).append(alias)
+        out = []
+        for state in router.deployments.all():
+            detail = state.describe(now)
+            detail["aliases"] = aliases.get(state.key, [])
+            out.append(detail)
+        return out
+
     async def ready(self, x: Exchange) -> None:
         s = self.services
         detail: dict[str, object] = {"models": len(s.settings.models), "providers": len(s.settings.providers)}
+        if self._admin(x):
+            deployments = self._deployments()
+            detail["deployments_total"] = len(deployments)
+            detail["deployments_available"] = sum(1 for d in deployments if d["state"] == "closed")
+            detail["deployments"] = deployments
         if s.draining:
             await x.send_json(503, orjson.dumps({"status": "draining", **detail}))
             return
