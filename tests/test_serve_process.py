@@ -209,3 +209,10 @@ def test_demo_answers_streams_and_reports_usage(env: dict[str, str]) -> None:
     assert "the model calls get_weather" in text
     assert "HTTP 503 upstream_unavailable" in text
     assert re.search(r"Tokens accounted for so far: [1-9]\d* across 4 requests", text)
+    # the outage scene: alpha goes down and comes back, no client request fails
+    assert "fake-alpha goes down" in text and "fake-alpha is back up" in text
+    assert "alpha's circuit breaker opens" in text and "its breaker closed" in text
+    assert "<- failed over" in text
+    summary = re.search(r"(\d+) requests, 0 failed; served (\d+) by alpha, (\d+) by beta\.", text)
+    assert summary is not None and int(summary[2]) > 0 and int(summary[3]) > 0
+    assert "FAILED" not in text

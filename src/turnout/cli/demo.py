@@ -11,6 +11,7 @@ from typing import Any
 import click
 import orjson
 
+from turnout.cli.outage import outage_scene
 from turnout.cli.serve import _event_loop_runner
 from turnout.config.loader import build_settings
 from turnout.config.settings import Settings, Timeouts
@@ -26,14 +27,26 @@ def demo_settings(port: int, data_dir: str) -> Settings:
     doc: dict[str, Any] = {
         "server": {"port": port},
         "storage": {"data_dir": data_dir},
+        # quick breakers, so that the outage scene shows one open and close within seconds
+        "routing": {"breaker": {"consecutive_failures": 3, "open_for": "2s", "close_after": 2}},
         "providers": {
             "fake-alpha": {
                 "type": "fake",
                 "fake": {"latency": "150ms", "chunks": 10, "chunk_gap": "60ms", "models": ["alpha-1"]},
             },
+            "fake-beta": {
+                "type": "fake",
+                "fake": {"latency": "120ms", "chunks": 10, "chunk_gap": "50ms", "models": ["beta-1"]},
+            },
         },
         "models": {
-            "demo-chat": {"provider": "fake-alpha", "model": "alpha-1"},
+            "demo-chat": {
+                "strategy": "weighted",
+                "targets": [
+                    {"provider": "fake-alpha", "model": "alpha-1", "name": "alpha"},
+                    {"provider": "fake-beta", "model": "beta-1", "name": "beta"},
+                ],
+            },
             "fake/*": {"provider": "fake-alpha", "model": "*"},
         },
     }
@@ -99,6 +112,7 @@ async def _tour(server: GatewayServer, exit_after: bool) -> None:
         totals = server.services.budgets.totals.values()
         used = sum(t.input_tokens + t.output_tokens for t in totals)
         _say(f"\nTokens accounted for so far: {used} across {sum(t.requests for t in totals)} requests.")
+        await outage_scene(server, client, chat)
     except Exception as error:  # the tour is a demonstration: report, do not hang
         _say(f"\nThe demonstration failed: {error!r}", fg="red")
         server.request_stop()

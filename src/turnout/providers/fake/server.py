@@ -59,7 +59,9 @@ class FakeUpstream:
 
     async def start(self, host: str = "127.0.0.1") -> int:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), host, self.settings.port or 0)
+        # a restart takes the port it had, so clients see the same upstream come back
+        port = self.settings.port or self.port or 0
+        self._server = await loop.create_server(lambda: _Connection(self), host, port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
