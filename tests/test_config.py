@@ -33,6 +33,7 @@ ENV = {"OPENAI_KEY": SECRET, "AZURE_KEY": SECRET + "-azure", "MASTER": SECRET + 
 OPENAI = {"type": "openai", "api_key": "env:OPENAI_KEY"}
 AZURE = {"type": "azure", "base_url": "https://east.openai.azure.com", "api_key": "env:AZURE_KEY"}
 KNOWN_TYPES = [
+    "anthropic",
     "azure",
     "deepseek",
     "fake",
@@ -652,6 +653,7 @@ ZERO_CONFIG = [
         "azure",
         "https://east.openai.azure.com",
     ),
+    ({"ANTHROPIC_API_KEY": SECRET}, "anthropic", "https://api.anthropic.com/v1"),
     ({"MISTRAL_API_KEY": SECRET}, "mistral", "https://api.mistral.ai/v1"),
     ({"DEEPSEEK_API_KEY": SECRET}, "deepseek", "https://api.deepseek.com/v1"),
     ({"GROQ_API_KEY": SECRET}, "groq", "https://api.groq.com/openai/v1"),

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-WireFormat = Literal["openai", "fake"]
-AuthStyle = Literal["bearer", "api-key", "none"]
+WireFormat = Literal["openai", "anthropic", "fake"]
+AuthStyle = Literal["bearer", "api-key", "x-api-key", "none"]
 
 ANY_VALUE = "<any value>"  # in a parameter's harmless values: it only labels the request; drop it always
 
@@ -75,6 +75,40 @@ _KINDS = (
         api_key_env="AZURE_OPENAI_API_KEY",
         auth="api-key",
         azure_paths=True,
+    ),
+    ProviderKind(
+        "anthropic",
+        "Anthropic",
+        "anthropic",
+        default_base_url="https://api.anthropic.com/v1",
+        base_url_env="ANTHROPIC_BASE_URL",
+        api_key_env="ANTHROPIC_API_KEY",
+        auth="x-api-key",
+        # What the Messages API has no equivalent for; labels and cache hints are dropped harmlessly.
+        unsupported_params=_unsupported(
+            n=(1,),
+            logprobs=(False,),
+            top_logprobs=(),
+            logit_bias=(),
+            presence_penalty=(),
+            frequency_penalty=(),
+            seed=(),
+            store=(False,),
+            service_tier=("auto", "default"),
+            reasoning_effort=(),
+            verbosity=(),
+            modalities=(["text"],),
+            audio=(),
+            prediction=(),
+            web_search_options=(),
+            functions=(),
+            function_call=(),
+            metadata=(ANY_VALUE,),
+            prompt_cache_key=(ANY_VALUE,),
+            prompt_cache_retention=(ANY_VALUE,),
+        ),
+        embeddings=False,
+        continuation="prefix",  # a final assistant turn is a prefill Anthropic continues
     ),
     ProviderKind(
         "mistral",

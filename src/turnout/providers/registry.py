@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from turnout.config.settings import ProviderSettings
+from turnout.providers.anthropic.adapter import AnthropicAdapter
 from turnout.providers.base import Adapter
 from turnout.providers.fake.server import FakeUpstream
 from turnout.providers.http.client import HttpClient
@@ -29,7 +30,10 @@ class ProviderRegistry:
                     port = await fake.start()
                     fakes[name] = fake
                     settings = dataclasses.replace(settings, base_url=f"http://127.0.0.1:{port}/v1")
-                adapters[name] = OpenAICompatibleAdapter(settings, client)
+                if settings.kind.wire == "anthropic":
+                    adapters[name] = AnthropicAdapter(settings, client)
+                else:
+                    adapters[name] = OpenAICompatibleAdapter(settings, client)
         except BaseException:
             for fake in fakes.values():
                 await fake.stop()

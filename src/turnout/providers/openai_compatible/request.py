@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 
-from turnout.config.provider_kinds import ANY_VALUE
 from turnout.config.settings import ProviderSettings
-from turnout.domain.errors import InvalidRequest, UnsupportedFeature
+from turnout.domain.errors import InvalidRequest
+from turnout.providers.parameters import apply_parameter_policy, rename
 
 
 def chat_body(body: dict[str, Any], model: str, provider: ProviderSettings, *, stream: bool) -> bytes:
@@ -43,7 +43,7 @@ def embeddings_body(
     out["model"] = model
     if encoding_format is not None:
         out["encoding_format"] = encoding_format
-    _rename(out, provider.kind.renamed_embedding_params)
+    rename(out, provider.kind.renamed_embedding_params)
     return _dumps(out)
 
 
@@ -52,33 +52,3 @@ def _dumps(body: dict[str, Any]) -> bytes:
         return orjson.dumps(body)
     except orjson.JSONEncodeError:  # deeper than orjson will write (it reads deeper than it writes)
         raise InvalidRequest("The request body is nested too deeply.", code="invalid_json") from None
-
-
-def _rename(body: dict[str, Any], renames: Any) -> None:
-    for old, new in renames.items():
-        if old in body:
-            value = body.pop(old)
-            body.setdefault(new, value)
-
-
-def apply_parameter_policy(body: dict[str, Any], provider: ProviderSettings) -> None:
-    kind = provider.kind
-    _rename(body, kind.renamed_params)
-    for name, harmless in kind.unsupported_params.items():
-        if name not in body:
-            continue
-        value = body[name]
-        if (
-            value is None
-            or ANY_VALUE in harmless
-            or value in harmless
-            or provider.unsupported_params == "drop"
-        ):
-            del body[name]
-            continue
-        raise UnsupportedFeature(
-            f"The provider '{provider.name}' ({kind.title}) does not support '{name}'"
-            f"{'' if not harmless else f' other than {harmless[0]!r}'}. Remove it from the request, "
-            f"or configure providers.{provider.name}.unsupported_params: drop.",
-            param=name,
-        )

@@ -1,0 +1,304 @@
+"""OpenAI chat ⇄ Anthropic Messages, as pure functions.
+
+Request: system and developer messages become `system`; consecutive messages of one role are
+merged (Anthropic alternates user and assistant); tool results become `tool_result` blocks in a
+user turn; images become `image` blocks (a data URL as base64, an http(s) URL as a URL source);
+tools, tool_choice and parallel_tool_calls map to their Anthropic forms; `max_tokens` is required
+there, so a request without one gets `DEFAULT_MAX_TOKENS`. Structured outputs (`json_schema`,
+`json_object`) use Anthropic's documented technique: one tool whose input schema is the wanted
+schema, forced with `tool_choice`; its input is returned as the message's JSON text.
+
+Response: text blocks → `content`, tool_use → `tool_calls`, thinking → `reasoning_content`,
+stop reasons mapped exactly (end_turn/stop_sequence → stop, max_tokens → length, tool_use →
+tool_calls, refusal → content_filter), usage with cache reads and writes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from turnout.domain.chat import (
+    AssistantMessage,
+    ChatRequest,
+    Content,
+    DeveloperMessage,
+    FunctionMessage,
+    SystemMessage,
+    ToolMessage,
+    UserMessage,
+)
+from turnout.domain.errors import InvalidRequest, UnsupportedFeature
+from turnout.providers.anthropic.wire import Message
+
+DEFAULT_MAX_TOKENS = 4096
+JSON_TOOL = "json_output"
+JSON_TOOL_DESCRIPTION = "Respond with the answer as this tool's input: it must match the schema exactly."
+
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class JsonMode:
+    """The request asked for JSON: the answer comes back as this tool's input."""
+
+    tool: str
+
+
+def finish_reason(stop_reason: str | None, json_mode: JsonMode | None) -> str | None:
+    if stop_reason is None:
+        return None
+    if json_mode is not None and stop_reason == "tool_use":
+        return "stop"
+    return FINISH_REASONS.get(stop_reason, "stop")
+
+
+# ----------------------------------------------------------------------------- request
+
+
+def request_body(request: ChatRequest, model: str, *, stream: bool) -> tuple[dict[str, Any], JsonMode | None]:
+    """The Anthropic request for `request` (its unsupported parameters already dealt with)."""
+    system, messages = _messages(request)
+    body: dict[str, Any] = {
+        "model": model,
+        "max_tokens": request.output_token_limit or DEFAULT_MAX_TOKENS,
+        "messages": messages,
+    }
+    if system:
+        body["system"] = system
+    if stream:
+        body["stream"] = True
+    if request.temperature is not None:
+        if request.temperature > 1:
+            raise InvalidRequest(
+                f"Anthropic models take a temperature between 0 and 1, got {request.temperature}.",
+                param="temperature",
+            )
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.stop is not None:
+        body["stop_sequences"] = [request.stop] if isinstance(request.stop, str) else list(request.stop)
+    user = request.user or request.safety_identifier
+    if user:
+        body["metadata"] = {"user_id": user}
+    json_mode = _tools(request, body)
+    return body, json_mode
+
+
+def _tools(request: ChatRequest, body: dict[str, Any]) -> JsonMode | None:
+    fmt = request.response_format
+    if fmt is not None and fmt.type in ("json_schema", "json_object"):
+        if request.tools:
+            raise UnsupportedFeature(
+                "Anthropic models cannot combine tools with response_format JSON modes in one request.",
+                param="response_format",
+            )
+        schema: dict[str, Any] = {"type": "object"}
+        name, description = JSON_TOOL, JSON_TOOL_DESCRIPTION
+        if fmt.type == "json_schema" and fmt.json_schema is not None:
+            schema = fmt.json_schema.schema or schema
+            description = fmt.json_schema.description or description
+        body["tools"] = [{"name": name, "description": description, "input_schema": schema}]
+        body["tool_choice"] = {"type": "tool", "name": name}
+        return JsonMode(name)
+    if not request.tools:
+        if request.tool_choice not in (None, "none", "auto"):
+            raise InvalidRequest("'tool_choice' needs 'tools'.", param="tool_choice")
+        return None
+    tools = []
+    for i, tool in enumerate(request.tools):
+        if tool.type != "function" or tool.function is None:
+            raise UnsupportedFeature("Anthropic models take function tools only.", param=f"tools[{i}].type")
+        f = tool.function
+        entry: dict[str, Any] = {"name": f.name, "input_schema": f.parameters or {"type": "object"}}
+        if f.description:
+            entry["description"] = f.description
+        tools.append(entry)
+    body["tools"] = tools
+    choice: dict[str, Any] | None = None
+    tc = request.tool_choice
+    if tc == "auto":
+        choice = {"type": "auto"}
+    elif tc == "required":
+        choice = {"type": "any"}
+    elif tc == "none":
+        choice = {"type": "none"}
+    elif tc is not None:
+        if tc.type != "function" or tc.function is None:
+            raise UnsupportedFeature(
+                "Anthropic models take tool_choice of type 'function' only.", param="tool_choice"
+            )
+        choice = {"type": "tool", "name": tc.function.name}
+    if request.parallel_tool_calls is False:
+        choice = choice or {"type": "auto"}
+        if choice["type"] != "none":
+            choice["disable_parallel_tool_use"] = True
+    if choice is not None:
+        body["tool_choice"] = choice
+    return None
+
+
+def _messages(request: ChatRequest) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    system: list[dict[str, Any]] = []
+    turns: list[dict[str, Any]] = []
+
+    def add(role: str, blocks: list[dict[str, Any]]) -> None:
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+
+    for i, m in enumerate(request.messages):
+        where = f"messages[{i}]"
+        if isinstance(m, SystemMessage | DeveloperMessage):
+            system.extend(b for b in _blocks(m.content, where, images=False))
+        elif isinstance(m, UserMessage):
+            add("user", _blocks(m.content, where, images=True))
+        elif isinstance(m, AssistantMessage):
+            blocks = _blocks(m.content, where, images=False) if m.content else []
+            for call in m.tool_calls or ():
+                if call.function is None:
+                    raise UnsupportedFeature("Anthropic models take function tool calls only.", param=where)
+                try:
+                    arguments = orjson.loads(call.function.arguments or "{}")
+                except orjson.JSONDecodeError:
+                    raise InvalidRequest(
+                        "A tool call's 'arguments' must be a JSON object to send it to an Anthropic model.",
+                        param=f"{where}.tool_calls",
+                    ) from None
+                blocks.append(
+                    {"type": "tool_use", "id": call.id, "name": call.function.name, "input": arguments}
+                )
+            if blocks:
+                add("assistant", blocks)
+        elif isinstance(m, ToolMessage):
+            content = m.content if isinstance(m.content, str) else _blocks(m.content, where, images=True)
+            add("user", [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": content}])
+        elif isinstance(m, FunctionMessage):
+            raise UnsupportedFeature("Anthropic models do not take legacy 'function' messages.", param=where)
+    if not turns or turns[0]["role"] != "user":
+        turns.insert(0, {"role": "user", "content": [{"type": "text", "text": "(continue)"}]})
+    last = turns[-1]
+    if last["role"] == "assistant" and last["content"][-1].get("type") == "text":
+        # a final assistant turn is a prefill, which Anthropic continues; it must not end in whitespace
+        last["content"][-1]["text"] = last["content"][-1]["text"].rstrip()
+    return system, turns
+
+
+def _blocks(content: Content, where: str, *, images: bool) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks: list[dict[str, Any]] = []
+    for j, part in enumerate(content):
+        if part.type == "text" and part.text is not None:
+            if part.text:
+                blocks.append({"type": "text", "text": part.text})
+        elif part.type == "image_url" and part.image_url is not None and images:
+            blocks.append(
+                {"type": "image", "source": image_source(part.image_url.url, f"{where}.content[{j}]")}
+            )
+        elif part.type == "refusal" and part.refusal is not None:
+            blocks.append({"type": "text", "text": part.refusal})
+        else:
+            raise UnsupportedFeature(
+                f"Anthropic models do not take '{part.type}' content here.", param=f"{where}.content[{j}]"
+            )
+    return blocks
+
+
+MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+
+
+def image_source(url: str, where: str) -> dict[str, Any]:
+    if url.startswith("data:"):
+        header, sep, data = url[5:].partition(",")
+        media_type, _, encoding = header.partition(";")
+        if not sep or encoding != "base64" or media_type not in MEDIA_TYPES:
+            raise InvalidRequest(
+                "An image for an Anthropic model must be a base64 data URL of a JPEG, PNG, GIF or WebP "
+                "image (data:image/png;base64,...) or an http(s) URL.",
+                param=where,
+            )
+        return {"type": "base64", "media_type": media_type, "data": data}
+    if url.startswith(("https://", "http://")):
+        return {"type": "url", "url": url}
+    raise InvalidRequest("An image URL must be http(s) or a base64 data URL.", param=where)
+
+
+# ----------------------------------------------------------------------------- response
+
+
+def completion(message: Message, json_mode: JsonMode | None, *, requested_model: str) -> dict[str, Any]:
+    """An OpenAI `chat.completion` for an Anthropic message."""
+    texts: list[str] = []
+    thinking: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for block in message.content:
+        if block.type == "text" and block.text is not None:
+            texts.append(block.text)
+        elif block.type == "thinking" and block.thinking:
+            thinking.append(block.thinking)
+        elif block.type == "tool_use":
+            arguments = orjson.dumps(block.input if block.input is not None else {}).decode()
+            if json_mode is not None and block.name == json_mode.tool:
+                texts.append(arguments)
+            else:
+                calls.append(
+                    {
+                        "id": block.id,
+                        "type": "function",
+                        "function": {"name": block.name, "arguments": arguments},
+                    }
+                )
+    out_message: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(texts) if texts or not calls else None,
+        "refusal": None,
+    }
+    if calls:
+        out_message["tool_calls"] = calls
+    if thinking:
+        out_message["reasoning_content"] = "".join(thinking)
+    body: dict[str, Any] = {
+        "id": chat_id(message.id),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": message.model or requested_model,
+        "choices": [
+            {
+                "index": 0,
+                "message": out_message,
+                "logprobs": None,
+                "finish_reason": finish_reason(message.stop_reason, json_mode) or "stop",
+            }
+        ],
+    }
+    if message.usage is not None:
+        body["usage"] = openai_usage(message.usage.canonical())
+    return body
+
+
+def chat_id(message_id: str) -> str:
+    return f"chatcmpl-{message_id}"
+
+
+def openai_usage(usage: Any) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
