@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import pickle
 import tempfile
@@ -62,3 +63,22 @@ def validate_openai(schema_name: str, document: Any) -> None:
 
 def is_valid_openai(schema_name: str, document: Any) -> bool:
     return _validator(schema_name).is_valid(document)
+
+
+ANTHROPIC_SPEC = SPECS / "anthropic-openapi.json"
+
+
+@functools.cache
+def _anthropic_validator(schema_name: str) -> OAS31Validator:
+    spec = json.loads(ANTHROPIC_SPEC.read_text())
+    return OAS31Validator({"$ref": f"#/components/schemas/{schema_name}", "components": spec["components"]})
+
+
+def validate_anthropic(schema_name: str, document: Any) -> None:
+    """Raise if `document` is not a valid `schema_name` of Anthropic's spec (e.g. Message)."""
+    errors = sorted(_anthropic_validator(schema_name).iter_errors(document), key=lambda e: list(e.path))
+    if errors:
+        details = "\n".join(
+            f"  at {'/'.join(map(str, e.path)) or '(root)'}: {e.message[:300]}" for e in errors[:5]
+        )
+        raise AssertionError(f"not a valid Anthropic {schema_name}:\n{details}")

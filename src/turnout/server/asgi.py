@@ -34,12 +34,13 @@ class GatewayApp:
         routes: dict[str, dict[str, Handler]] = {
             "/v1/chat/completions": {"POST": e.chat_completions},
             "/v1/embeddings": {"POST": e.embeddings},
+            "/v1/messages": {"POST": e.messages},
             "/v1/models": {"GET": e.list_models},
             "/health/live": {"GET": e.live, "HEAD": e.live},
             "/health/ready": {"GET": e.ready, "HEAD": e.ready},
         }
         # Clients configured with a base URL without /v1 reach the same endpoints.
-        for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/models"):
+        for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/messages"):
             routes[path[3:]] = routes[path]
         self.routes = routes
 

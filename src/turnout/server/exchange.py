@@ -14,7 +14,7 @@ import itertools
 import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -23,7 +23,8 @@ from turnout.domain.usage import Usage
 from turnout.providers.sse import DONE
 from turnout.routing.relay import RelayStream
 from turnout.routing.router import NO_STEERING, Served, Steering
-from turnout.server.errors import error_body, error_event
+from turnout.server.errors import error_body
+from turnout.server.errors import error_event as openai_error_event
 
 log = logging.getLogger("turnout.server")
 
@@ -38,6 +39,16 @@ SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+
+
+class Framing(Protocol):
+    """How another API writes a stream: (frame a batch of chunks, the end, a terminal error)."""
+
+    def parts(
+        self,
+    ) -> tuple[
+        Callable[[list[bytes]], bytes], bytes | Callable[[], bytes], Callable[[TurnoutError], bytes]
+    ]: ...
 
 
 class ClientGone(Exception):
@@ -61,7 +72,16 @@ def new_request_id() -> str:
 
 
 class Exchange:
-    __slots__ = ("_disconnected", "max_body", "receive", "request_id", "scope", "send", "started")
+    __slots__ = (
+        "_disconnected",
+        "max_body",
+        "receive",
+        "render_error",
+        "request_id",
+        "scope",
+        "send",
+        "started",
+    )
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, max_body: int) -> None:
         self.scope = scope
@@ -71,6 +91,7 @@ class Exchange:
         self.request_id = new_request_id()
         self.started = False
         self._disconnected = False
+        self.render_error = error_body  # the API's own error format (Anthropic's on /v1/messages)
 
     # ------------------------------------------------------------------ request
 
@@ -142,7 +163,7 @@ class Exchange:
 
     # ------------------------------------------------------------------ response
 
-    def _headers(self, served: Served | None) -> list[tuple[bytes, bytes]]:
+    def response_headers(self, served: Served | None) -> list[tuple[bytes, bytes]]:
         headers = [(b"x-request-id", self.request_id.encode())]
         if served is not None:
             headers.append((b"x-turnout-deployment", served.target.label.encode("ascii", "replace")))
@@ -161,7 +182,7 @@ class Exchange:
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [JSON_TYPE, *self._headers(None), *(headers or ())],
+                "headers": [JSON_TYPE, *self.response_headers(None), *(headers or ())],
             }
         )
         await self.send({"type": "http.response.body", "body": body})
@@ -169,7 +190,11 @@ class Exchange:
     async def answer(self, body: bytes, served: Served) -> None:
         self.started = True
         await self.send(
-            {"type": "http.response.start", "status": 200, "headers": [JSON_TYPE, *self._headers(served)]}
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [JSON_TYPE, *self.response_headers(served)],
+            }
         )
         await self.send({"type": "http.response.body", "body": body})
 
@@ -187,10 +212,14 @@ class Exchange:
                 # turnout has already retried and failed over: an SDK retrying on top would only
                 # multiply the attempts (the official SDKs obey this header)
                 headers = [*headers, (b"x-should-retry", b"false")]
-        await self.send_json(error.status, error_body(error), headers)
+        await self.send_json(error.status, self.render_error(error), headers)
 
-    async def stream(self, stream: RelayStream, served: Served) -> Usage | None:
-        """Relay `stream` as SSE; returns the usage the upstream reported (also when cut short)."""
+    async def stream(
+        self, stream: RelayStream, served: Served, framing: Framing | None = None
+    ) -> Usage | None:
+        """Relay `stream` as SSE (OpenAI's framing unless another API's is given); returns the
+        usage the upstream reported (also when cut short)."""
+        frame, end, error_event = (_frame, DONE, openai_error_event) if framing is None else framing.parts()
         self.started = True
         send = self.send
         watcher = asyncio.get_running_loop().create_task(self._watch_disconnect(stream))
@@ -199,21 +228,21 @@ class Exchange:
                 {
                     "type": "http.response.start",
                     "status": 200,
-                    "headers": [*SSE_HEADERS, *self._headers(served)],
+                    "headers": [*SSE_HEADERS, *self.response_headers(served)],
                 }
             )
             if stream.first:
-                await send({"type": "http.response.body", "body": _frame(stream.first), "more_body": True})
+                await send({"type": "http.response.body", "body": frame(stream.first), "more_body": True})
             try:
                 async for batch in stream.rest:
-                    await send({"type": "http.response.body", "body": _frame(batch), "more_body": True})
+                    await send({"type": "http.response.body", "body": frame(batch), "more_body": True})
             except TurnoutError as error:
                 if not self._disconnected:
                     log.warning("stream %s failed after its first byte: %s", self.request_id, error.message)
                     await send({"type": "http.response.body", "body": error_event(error)})
                 return stream.usage
             if not self._disconnected:
-                await send({"type": "http.response.body", "body": DONE})
+                await send({"type": "http.response.body", "body": end() if callable(end) else end})
             return stream.usage
         finally:
             watcher.cancel()

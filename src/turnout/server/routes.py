@@ -11,6 +11,7 @@ import orjson
 from turnout.app import Services
 from turnout.domain.errors import ModelNotFound, TurnoutError
 from turnout.server.exchange import Exchange
+from turnout.server.messages import MessagesExchange
 
 Handler = Callable[[Exchange], Awaitable[None]]
 
@@ -25,6 +26,10 @@ class Endpoints:
 
     async def chat_completions(self, x: Exchange) -> None:
         await self.pipeline.chat_completion(x, x)
+
+    async def messages(self, x: Exchange) -> None:
+        inbound = MessagesExchange(x)
+        await self.pipeline.chat_completion(inbound, inbound)
 
     async def embeddings(self, x: Exchange) -> None:
         await self.pipeline.embeddings(x, x)

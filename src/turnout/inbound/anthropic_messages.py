@@ -1,0 +1,412 @@
+"""Anthropic's Messages API inbound: an Anthropic request as an OpenAI chat request, and an OpenAI
+answer (whole, or chunk by chunk) as Anthropic's message and stream events. Pure functions; the
+server edge does the I/O.
+
+Request: `system` becomes a system message; `tool_result` blocks become tool messages; images
+become image parts (base64 as a data URL); tools, tool_choice (auto / any / tool / none and
+`disable_parallel_tool_use`), stop_sequences, temperature, top_p and `metadata.user_id` map
+across. Fields with no OpenAI equivalent (`top_k`, `thinking`, documents...) are refused with a
+400 naming them. Thinking blocks in earlier assistant turns are not carried (no other provider
+could read them).
+
+Answer: content → text block, tool_calls → tool_use blocks, finish_reason → stop_reason
+(stop → end_turn, length → max_tokens, tool_calls → tool_use, content_filter → refusal), usage
+with cache reads split out as Anthropic counts them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from turnout.domain.errors import InvalidRequest, TurnoutError
+
+STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "content_filter": "refusal",
+}
+UNSUPPORTED = ("top_k", "thinking", "container", "mcp_servers", "service_tier", "context_management")
+DELTA_USAGE = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "server_tool_use",
+)
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+}
+
+
+def _require(condition: bool, message: str, param: str) -> None:
+    if not condition:
+        raise InvalidRequest(message, param=param)
+
+
+# ----------------------------------------------------------------------------- request
+
+
+def to_openai(body: object) -> dict[str, Any]:
+    """The OpenAI chat body for an Anthropic Messages request (validated on the way)."""
+    _require(isinstance(body, dict), "The request body must be a JSON object.", "body")
+    assert isinstance(body, dict)
+    for name in UNSUPPORTED:
+        if body.get(name) is not None:
+            raise InvalidRequest(f"turnout does not support '{name}' on /v1/messages yet.", param=name)
+    model = body.get("model")
+    _require(isinstance(model, str) and bool(model), "'model' is required and must be a string.", "model")
+    max_tokens = body.get("max_tokens")
+    _require(
+        isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens >= 1,
+        "'max_tokens' is required and must be a positive integer.",
+        "max_tokens",
+    )
+    messages: list[dict[str, Any]] = []
+    system = body.get("system")
+    if system is not None:
+        messages.append({"role": "system", "content": _text_of(system, "system")})
+    raw_messages = body.get("messages")
+    _require(
+        isinstance(raw_messages, list) and bool(raw_messages),
+        "'messages' must be a non-empty list.",
+        "messages",
+    )
+    assert isinstance(raw_messages, list)
+    for i, m in enumerate(raw_messages):
+        messages.extend(_message(m, f"messages[{i}]"))
+    out: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens}
+    for src, dst in (("temperature", "temperature"), ("top_p", "top_p")):
+        if body.get(src) is not None:
+            out[dst] = body[src]
+    if body.get("stop_sequences") is not None:
+        stops = body["stop_sequences"]
+        _require(
+            isinstance(stops, list) and all(isinstance(s, str) for s in stops),
+            "must be a list of strings.",
+            "stop_sequences",
+        )
+        out["stop"] = stops
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
+        out["user"] = metadata["user_id"]
+    if body.get("stream"):
+        out["stream"] = True
+        out["stream_options"] = {"include_usage": True}
+    _tools(body, out)
+    return out
+
+
+def _text_of(content: object, where: str) -> str:
+    if isinstance(content, str):
+        return content
+    _require(isinstance(content, list), "must be a string or a list of text blocks.", where)
+    assert isinstance(content, list)
+    texts = []
+    for j, block in enumerate(content):
+        _require(
+            isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str),
+            "only text blocks are allowed here.",
+            f"{where}[{j}]",
+        )
+        texts.append(block["text"])
+    return "\n\n".join(texts)
+
+
+def _message(m: object, where: str) -> Iterator[dict[str, Any]]:
+    _require(isinstance(m, dict), "each message must be an object.", where)
+    assert isinstance(m, dict)
+    role = m.get("role")
+    _require(role in ("user", "assistant"), "'role' must be 'user' or 'assistant'.", f"{where}.role")
+    content = m.get("content")
+    if isinstance(content, str):
+        yield {"role": role, "content": content}
+        return
+    _require(isinstance(content, list), "'content' must be a string or a list of blocks.", f"{where}.content")
+    assert isinstance(content, list)
+    parts: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    for j, block in enumerate(content):
+        at = f"{where}.content[{j}]"
+        _require(
+            isinstance(block, dict) and isinstance(block.get("type"), str), "each block needs a 'type'.", at
+        )
+        kind = block["type"]
+        if kind == "text":
+            _require(isinstance(block.get("text"), str), "'text' must be a string.", at)
+            parts.append({"type": "text", "text": block["text"]})
+        elif kind == "image" and role == "user":
+            parts.append({"type": "image_url", "image_url": {"url": _image_url(block.get("source"), at)}})
+        elif kind == "tool_use" and role == "assistant":
+            _require(
+                isinstance(block.get("id"), str) and isinstance(block.get("name"), str),
+                "needs 'id' and 'name'.",
+                at,
+            )
+            arguments = orjson.dumps(block.get("input") or {}).decode()
+            calls.append(
+                {
+                    "id": block["id"],
+                    "type": "function",
+                    "function": {"name": block["name"], "arguments": arguments},
+                }
+            )
+        elif kind == "tool_result" and role == "user":
+            _require(isinstance(block.get("tool_use_id"), str), "needs 'tool_use_id'.", at)
+            result = block.get("content")
+            text = "" if result is None else _text_of(result, f"{at}.content")
+            if block.get("is_error"):
+                text = f"Error: {text}"
+            results.append({"role": "tool", "tool_call_id": block["tool_use_id"], "content": text})
+        elif kind in ("thinking", "redacted_thinking") and role == "assistant":
+            continue  # earlier reasoning: no provider but the one that wrote it can read it
+        else:
+            raise InvalidRequest(
+                f"turnout does not support '{kind}' blocks in {role} messages yet.", param=at
+            )
+    yield from results  # tool results answer the previous assistant turn: they come first
+    if role == "assistant":
+        text = "".join(p["text"] for p in parts)
+        message: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if calls:
+            message["tool_calls"] = calls
+        if text or calls:
+            yield message
+    elif parts:
+        yield {"role": "user", "content": parts}
+
+
+def _image_url(source: object, where: str) -> str:
+    _require(isinstance(source, dict), "an image needs a 'source'.", f"{where}.source")
+    assert isinstance(source, dict)
+    if source.get("type") == "base64":
+        _require(
+            isinstance(source.get("media_type"), str) and isinstance(source.get("data"), str),
+            "a base64 image needs 'media_type' and 'data'.",
+            f"{where}.source",
+        )
+        return f"data:{source['media_type']};base64,{source['data']}"
+    if source.get("type") == "url" and isinstance(source.get("url"), str):
+        return str(source["url"])
+    raise InvalidRequest("an image source must be of type 'base64' or 'url'.", param=f"{where}.source")
+
+
+def _tools(body: dict[str, Any], out: dict[str, Any]) -> None:
+    tools = body.get("tools")
+    if tools is not None:
+        _require(isinstance(tools, list), "'tools' must be a list.", "tools")
+        functions = []
+        for i, tool in enumerate(tools):
+            _require(
+                isinstance(tool, dict) and isinstance(tool.get("name"), str),
+                "each tool needs a 'name'.",
+                f"tools[{i}]",
+            )
+            if tool.get("type") not in (None, "custom"):
+                raise InvalidRequest(
+                    f"turnout does not support server tools ('{tool.get('type')}') yet.", param=f"tools[{i}]"
+                )
+            function: dict[str, Any] = {
+                "name": tool["name"],
+                "parameters": tool.get("input_schema") or {"type": "object"},
+            }
+            if tool.get("description"):
+                function["description"] = tool["description"]
+            functions.append({"type": "function", "function": function})
+        out["tools"] = functions
+    choice = body.get("tool_choice")
+    if choice is None:
+        return
+    _require(isinstance(choice, dict), "'tool_choice' must be an object.", "tool_choice")
+    kind = choice.get("type")
+    if kind == "auto":
+        out["tool_choice"] = "auto"
+    elif kind == "any":
+        out["tool_choice"] = "required"
+    elif kind == "none":
+        out["tool_choice"] = "none"
+    elif kind == "tool" and isinstance(choice.get("name"), str):
+        out["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+    else:
+        raise InvalidRequest(
+            "'tool_choice.type' must be auto, any, tool (with a name) or none.", param="tool_choice"
+        )
+    if choice.get("disable_parallel_tool_use"):
+        out["parallel_tool_calls"] = False
+
+
+# ----------------------------------------------------------------------------- answer
+
+
+def usage_of(usage: dict[str, Any] | None) -> dict[str, Any]:
+    """Anthropic's usage (the fields its spec requires; what turnout cannot know is null)."""
+    usage = usage or {}
+    cached = ((usage.get("prompt_tokens_details") or {}).get("cached_tokens")) or 0
+    return {
+        "input_tokens": max(0, (usage.get("prompt_tokens") or 0) - cached),
+        "output_tokens": usage.get("completion_tokens") or 0,
+        "cache_read_input_tokens": cached,
+        "cache_creation_input_tokens": 0,
+        "cache_creation": None,
+        "server_tool_use": None,
+        "inference_geo": None,
+        "service_tier": None,
+    }
+
+
+def message_id(openai_id: object) -> str:
+    ident = str(openai_id or "turnout")
+    return "msg_" + ident.removeprefix("chatcmpl-").removeprefix("msg_")
+
+
+def to_message(completion: dict[str, Any], model: str) -> dict[str, Any]:
+    choice = (completion.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    content: list[dict[str, Any]] = []
+    if message.get("content"):
+        content.append({"type": "text", "text": message["content"], "citations": None})
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") or {}
+        try:
+            arguments = orjson.loads(function.get("arguments") or "{}")
+        except orjson.JSONDecodeError:
+            arguments = {"_raw": function.get("arguments")}
+        content.append(
+            {"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": arguments}
+        )
+    return {
+        "id": message_id(completion.get("id")),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": STOP_REASONS.get(choice.get("finish_reason") or "stop", "end_turn"),
+        "stop_sequence": None,
+        "stop_details": None,
+        "container": None,
+        "usage": usage_of(completion.get("usage")),
+    }
+
+
+def error_type(error: TurnoutError) -> str:
+    return ERROR_TYPES.get(error.status, "api_error")
+
+
+def error_json(error: TurnoutError, request_id: str | None = None) -> bytes:
+    body: dict[str, Any] = {"type": "error", "error": {"type": error_type(error), "message": error.message}}
+    if request_id is not None:
+        body["request_id"] = request_id
+    return orjson.dumps(body)
+
+
+def sse(event: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+class EventWriter:
+    """OpenAI chunks in, Anthropic stream events out (as SSE bytes)."""
+
+    def __init__(self, model: str, request_id: str | None = None) -> None:
+        self.model = model
+        self.request_id = request_id
+        self.started = False
+        self.index = -1
+        self.open: str | None = None  # "text" or "tool:<openai index>"
+        self.stop_reason = "end_turn"
+        self.usage: dict[str, Any] = usage_of(None)
+
+    def chunk(self, raw: bytes) -> bytes:
+        data = orjson.loads(raw)
+        out = []
+        if not self.started:
+            self.started = True
+            start: dict[str, Any] = {
+                "id": message_id(data.get("id")),
+                "type": "message",
+                "role": "assistant",
+                "model": self.model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "stop_details": None,
+                "container": None,
+                "usage": usage_of(None),
+            }
+            out.append(sse("message_start", {"type": "message_start", "message": start}))
+        if data.get("usage"):
+            self.usage = usage_of(data["usage"])
+        for choice in data.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                if self.open != "text":
+                    out.append(self._open("text", {"type": "text", "text": "", "citations": None}))
+                out.append(self._delta({"type": "text_delta", "text": delta["content"]}))
+            for call in delta.get("tool_calls") or ():
+                key = f"tool:{call.get('index', 0)}"
+                function = call.get("function") or {}
+                if self.open != key:
+                    block: dict[str, Any] = {
+                        "type": "tool_use",
+                        "id": call.get("id") or f"toolu_{self.index + 1}",
+                        "name": function.get("name") or "",
+                        "input": {},
+                        "caller": {"type": "direct"},
+                    }
+                    out.append(self._open(key, block))
+                if function.get("arguments"):
+                    out.append(
+                        self._delta({"type": "input_json_delta", "partial_json": function["arguments"]})
+                    )
+            if choice.get("finish_reason"):
+                self.stop_reason = STOP_REASONS.get(choice["finish_reason"], "end_turn")
+        return b"".join(out)
+
+    def _open(self, key: str, block: dict[str, Any]) -> bytes:
+        closing = self._close()
+        self.index += 1
+        self.open = key
+        return closing + sse(
+            "content_block_start",
+            {"type": "content_block_start", "index": self.index, "content_block": block},
+        )
+
+    def _close(self) -> bytes:
+        if self.open is None:
+            return b""
+        self.open = None
+        return sse("content_block_stop", {"type": "content_block_stop", "index": self.index})
+
+    def _delta(self, delta: dict[str, Any]) -> bytes:
+        return sse(
+            "content_block_delta", {"type": "content_block_delta", "index": self.index, "delta": delta}
+        )
+
+    def finish(self) -> bytes:
+        end = {
+            "stop_reason": self.stop_reason,
+            "stop_sequence": None,
+            "stop_details": None,
+            "container": None,
+        }
+        usage = {k: self.usage[k] for k in DELTA_USAGE}
+        return (
+            self._close()
+            + sse("message_delta", {"type": "message_delta", "delta": end, "usage": usage})
+            + sse("message_stop", {"type": "message_stop"})
+        )
+
+    def error(self, error: TurnoutError) -> bytes:
+        return b"event: error\ndata: " + error_json(error, self.request_id) + b"\n\n"

@@ -1,0 +1,161 @@
+"""Anthropic's Messages API inbound: the official `anthropic` SDK against turnout, routed to an
+OpenAI-format upstream (turnout's fake provider) and to an Anthropic-format one."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+
+from support.gateway import MASTER_KEY, UPSTREAM_KEY, Gateway
+from support.spec import validate_anthropic
+from support.upstream import Upstream, fixture_bytes, sse_events
+
+QUESTION = "What does a turnout do?"
+ANSWER = f"You said: {QUESTION}"
+USER: list[Any] = [{"role": "user", "content": QUESTION}]
+WEATHER: Any = {
+    "name": "get_weather",
+    "description": "Weather at a place",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+@pytest.fixture
+def gateway(upstream: Upstream, start_gateway: Callable[..., Gateway]) -> Gateway:
+    doc = {
+        "routing": {"retries": {"attempts": 1}},
+        "providers": {
+            "fake": {"type": "fake", "fake": {"chunks": 6}},
+            "claude": {"type": "anthropic", "base_url": upstream.base_url, "api_key": "env:UPSTREAM_KEY"},
+        },
+        "models": {
+            "chat": {"provider": "fake", "model": "m"},
+            "down": {"provider": "fake", "model": "m?fail=503"},
+            "claude": {"provider": "claude", "model": "claude-sonnet-4-5-20250929"},
+        },
+    }
+    return start_gateway(doc, {"UPSTREAM_KEY": UPSTREAM_KEY})
+
+
+@pytest.fixture
+def client(gateway: Gateway) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=gateway.root_url, api_key=MASTER_KEY, max_retries=0, timeout=20) as c:
+        yield c
+
+
+def test_a_message_from_an_openai_format_provider(client: anthropic.Anthropic) -> None:
+    raw = client.messages.with_raw_response.create(
+        model="chat", max_tokens=200, system="Be brief.", messages=USER
+    )
+    validate_anthropic("Message", json.loads(raw.http_response.content))
+    message = raw.parse()
+    assert message.type == "message" and message.role == "assistant" and message.model == "chat"
+    assert message.id.startswith("msg_")
+    assert [b.type for b in message.content] == ["text"]
+    assert message.content[0].text == ANSWER  # type: ignore[union-attr]
+    assert message.stop_reason == "end_turn"
+    assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
+    assert raw.headers["x-turnout-deployment"] == "fake/m"
+
+
+def test_a_streamed_message_with_the_exact_event_sequence(
+    client: anthropic.Anthropic, gateway: Gateway
+) -> None:
+    with client.messages.stream(model="chat", max_tokens=200, messages=USER) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == ANSWER
+    assert final.stop_reason == "end_turn" and final.usage.output_tokens > 0
+    with httpx.Client(timeout=20) as http:
+        response = http.post(
+            gateway.root_url + "/v1/messages",
+            headers={"x-api-key": MASTER_KEY, "anthropic-version": "2023-06-01"},
+            json={"model": "chat", "max_tokens": 100, "messages": USER, "stream": True},
+        )
+    kinds = [
+        line.removeprefix("event: ") for line in response.text.splitlines() if line.startswith("event: ")
+    ]
+    assert kinds[0] == "message_start" and kinds[1] == "content_block_start"
+    assert set(kinds[2:-3]) == {"content_block_delta"}
+    assert kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    assert "[DONE]" not in response.text
+
+
+def test_tools_round_trip_through_an_openai_format_provider(client: anthropic.Anthropic) -> None:
+    message = client.messages.create(model="chat", max_tokens=200, messages=USER, tools=[WEATHER])
+    assert message.stop_reason == "tool_use"
+    call = next(b for b in message.content if b.type == "tool_use")
+    assert call.name == "get_weather" and call.input == {"city": "example"}  # type: ignore[union-attr]
+    follow_up = client.messages.create(
+        model="chat",
+        max_tokens=200,
+        tools=[WEATHER],
+        messages=[
+            *USER,
+            {"role": "assistant", "content": [c.model_dump() for c in message.content]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "18 C"}]},  # type: ignore[union-attr]
+        ],
+    )
+    assert follow_up.content[0].text == "The tool returned: 18 C"  # type: ignore[union-attr]
+
+
+def test_a_streamed_tool_call_is_assembled_by_the_sdk(client: anthropic.Anthropic) -> None:
+    with client.messages.stream(model="chat", max_tokens=200, messages=USER, tools=[WEATHER]) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use"
+    call = next(b for b in final.content if b.type == "tool_use")
+    assert call.input == {"city": "example"}  # type: ignore[union-attr]
+
+
+def test_claude_through_turnout_keeps_its_answer(upstream: Upstream, client: anthropic.Anthropic) -> None:
+    upstream.reply_json(fixture_bytes("message.json", "anthropic"))
+    message = client.messages.create(model="claude", max_tokens=100, messages=USER)
+    assert message.content[0].text == "Hi! My name is Claude."  # type: ignore[union-attr]
+    assert message.stop_reason == "end_turn"
+    assert (
+        message.usage.input_tokens,
+        message.usage.cache_read_input_tokens,
+        message.usage.output_tokens,
+    ) == (
+        2095 + 100,
+        1000,
+        503,
+    )
+    upstream.reply_sse(sse_events("stream_tool_use.sse", "anthropic"))
+    with client.messages.stream(model="claude", max_tokens=100, messages=USER, tools=[WEATHER]) as stream:
+        final = stream.get_final_message()
+    assert [b.type for b in final.content] == ["text", "tool_use"]
+    assert final.content[1].input == {"location": "San Francisco, CA"}  # type: ignore[union-attr]
+
+
+def test_errors_come_in_anthropics_format(client: anthropic.Anthropic, gateway: Gateway) -> None:
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        client.messages.create(model="nope", max_tokens=10, messages=USER)
+    assert isinstance(missing.value.body, dict) and missing.value.body["error"]["type"] == "not_found_error"
+    with (
+        anthropic.Anthropic(base_url=gateway.root_url, api_key="sk-wrong", max_retries=0) as wrong,
+        pytest.raises(anthropic.AuthenticationError),
+    ):
+        wrong.messages.create(model="chat", max_tokens=10, messages=USER)
+    with pytest.raises(anthropic.APIStatusError) as down:
+        client.messages.create(model="down", max_tokens=10, messages=USER)
+    assert down.value.status_code == 503
+    assert isinstance(down.value.body, dict) and down.value.body["error"]["type"] == "overloaded_error"
+    with pytest.raises(anthropic.BadRequestError) as unsupported:
+        client.messages.create(model="chat", max_tokens=10, messages=USER, extra_body={"top_k": 5})
+    assert "top_k" in unsupported.value.message
+    with httpx.Client(timeout=10) as http:
+        response = http.post(
+            gateway.root_url + "/v1/messages",
+            headers={"x-api-key": MASTER_KEY},
+            json={"model": "chat", "messages": USER},
+        )
+    assert response.status_code == 400
+    body = json.loads(response.content)
+    validate_anthropic("ErrorResponse", body)
+    assert body["type"] == "error" and "max_tokens" in body["error"]["message"]
