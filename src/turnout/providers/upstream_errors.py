@@ -13,7 +13,9 @@ import email.utils
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from turnout.domain.errors import (
     TurnoutError,
@@ -22,6 +24,9 @@ from turnout.domain.errors import (
     UpstreamServerError,
 )
 from turnout.observability.redaction import redact
+
+if TYPE_CHECKING:
+    from turnout.providers.http.connection import UpstreamResponse
 
 log = logging.getLogger("turnout.upstream")
 
@@ -91,3 +96,19 @@ def map_upstream_error(
         deployment=provider,
         retry_after=retry_after,
     )
+
+
+MAX_ERROR_BYTES = 64 * 1024
+
+
+async def error_from_response(
+    response: UpstreamResponse, parse_body: Callable[[bytes], UpstreamErrorBody], *, provider: str
+) -> TurnoutError:
+    """The error for an upstream's non-2xx answer: its body read (up to 64 KiB) and parsed by the
+    wire format's `parse_body`, its Retry-After honoured."""
+    retry_after = parse_retry_after(response.header(b"retry-after-ms"), response.header(b"retry-after"))
+    try:
+        raw = await response.read(MAX_ERROR_BYTES)
+    except TurnoutError:
+        raw = b""
+    return map_upstream_error(response.status, parse_body(raw), provider=provider, retry_after=retry_after)

@@ -21,10 +21,9 @@ from turnout.providers.capabilities import capabilities_for
 from turnout.providers.http.client import Endpoint, HttpClient, Proxy
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.providers.parameters import apply_parameter_policy
-from turnout.providers.upstream_errors import map_upstream_error, parse_retry_after
+from turnout.providers.upstream_errors import error_from_response
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
-MAX_ERROR_BYTES = 64 * 1024
 LIST_TIMEOUTS = Timeouts(connect=5.0, first_byte=10.0, idle=10.0, total=15.0)
 
 
@@ -64,14 +63,7 @@ class AnthropicAdapter:
         return response
 
     async def _error(self, response: UpstreamResponse) -> TurnoutError:
-        retry_after = parse_retry_after(response.header(b"retry-after-ms"), response.header(b"retry-after"))
-        try:
-            raw = await response.read(MAX_ERROR_BYTES)
-        except TurnoutError:
-            raw = b""
-        return map_upstream_error(
-            response.status, parse_error_body(raw), provider=self.name, retry_after=retry_after
-        )
+        return await error_from_response(response, parse_error_body, provider=self.name)
 
     def _body(self, call: ChatCall, *, stream: bool) -> tuple[bytes, translate.JsonMode | None]:
         apply_parameter_policy(dict(call.body), self.settings)  # refuses what Anthropic lacks

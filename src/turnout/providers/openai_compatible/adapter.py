@@ -29,10 +29,9 @@ from turnout.providers.openai_compatible.wire import (
     models_decoder,
     parse_error_body,
 )
-from turnout.providers.upstream_errors import map_upstream_error, parse_retry_after
+from turnout.providers.upstream_errors import error_from_response
 
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
-MAX_ERROR_BYTES = 64 * 1024
 LIST_TIMEOUTS = Timeouts(connect=5.0, first_byte=10.0, idle=10.0, total=15.0)
 
 
@@ -81,14 +80,7 @@ class OpenAICompatibleAdapter:
         return response
 
     async def _error(self, response: UpstreamResponse) -> TurnoutError:
-        retry_after = parse_retry_after(response.header(b"retry-after-ms"), response.header(b"retry-after"))
-        try:
-            raw = await response.read(MAX_ERROR_BYTES)
-        except TurnoutError:
-            raw = b""
-        return map_upstream_error(
-            response.status, parse_error_body(raw), provider=self.name, retry_after=retry_after
-        )
+        return await error_from_response(response, parse_error_body, provider=self.name)
 
     # ------------------------------------------------------------------ chat
 
