@@ -9,6 +9,7 @@ from turnout.config.settings import ProviderSettings
 from turnout.providers.anthropic.adapter import AnthropicAdapter
 from turnout.providers.base import Adapter
 from turnout.providers.fake.server import FakeUpstream
+from turnout.providers.gemini.adapter import GeminiAdapter
 from turnout.providers.http.client import HttpClient
 from turnout.providers.openai_compatible.adapter import OpenAICompatibleAdapter
 
@@ -32,6 +33,8 @@ class ProviderRegistry:
                     settings = dataclasses.replace(settings, base_url=f"http://127.0.0.1:{port}/v1")
                 if settings.kind.wire == "anthropic":
                     adapters[name] = AnthropicAdapter(settings, client)
+                elif settings.kind.wire == "gemini":
+                    adapters[name] = GeminiAdapter(settings, client)
                 else:
                     adapters[name] = OpenAICompatibleAdapter(settings, client)
         except BaseException:

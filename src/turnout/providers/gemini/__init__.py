@@ -1,0 +1,2 @@
+"""Google's Gemini API (`generateContent`, `streamGenerateContent`, `batchEmbedContents`), behind
+OpenAI's chat and embeddings formats."""
