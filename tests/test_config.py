@@ -35,6 +35,7 @@ AZURE = {"type": "azure", "base_url": "https://east.openai.azure.com", "api_key"
 KNOWN_TYPES = [
     "anthropic",
     "azure",
+    "cohere",
     "deepseek",
     "fake",
     "gemini",
@@ -655,6 +656,7 @@ ZERO_CONFIG = [
         "https://east.openai.azure.com",
     ),
     ({"ANTHROPIC_API_KEY": SECRET}, "anthropic", "https://api.anthropic.com/v1"),
+    ({"CO_API_KEY": SECRET}, "cohere", "https://api.cohere.com/v2"),
     ({"GEMINI_API_KEY": SECRET}, "gemini", "https://generativelanguage.googleapis.com/v1beta"),
     ({"MISTRAL_API_KEY": SECRET}, "mistral", "https://api.mistral.ai/v1"),
     ({"DEEPSEEK_API_KEY": SECRET}, "deepseek", "https://api.deepseek.com/v1"),

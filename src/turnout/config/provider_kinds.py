@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-WireFormat = Literal["openai", "anthropic", "gemini", "fake"]
+WireFormat = Literal["openai", "anthropic", "gemini", "cohere", "fake"]
 AuthStyle = Literal["bearer", "api-key", "x-api-key", "x-goog-api-key", "none"]
 
 ANY_VALUE = "<any value>"  # in a parameter's harmless values: it only labels the request; drop it always
@@ -118,6 +118,37 @@ _KINDS = (
         base_url_env="GEMINI_BASE_URL",
         api_key_env="GEMINI_API_KEY",
         auth="x-goog-api-key",
+        unsupported_params=_unsupported(
+            n=(1,),
+            logprobs=(False,),
+            top_logprobs=(),
+            logit_bias=(),
+            parallel_tool_calls=(True,),
+            store=(False,),
+            service_tier=("auto", "default"),
+            reasoning_effort=(),
+            verbosity=(),
+            modalities=(["text"],),
+            audio=(),
+            prediction=(),
+            web_search_options=(),
+            functions=(),
+            function_call=(),
+            user=(ANY_VALUE,),
+            safety_identifier=(ANY_VALUE,),
+            metadata=(ANY_VALUE,),
+            prompt_cache_key=(ANY_VALUE,),
+            prompt_cache_retention=(ANY_VALUE,),
+        ),
+        embeddings_base64=False,
+    ),
+    ProviderKind(
+        "cohere",
+        "Cohere",
+        "cohere",
+        default_base_url="https://api.cohere.com/v2",
+        base_url_env="CO_API_URL",
+        api_key_env="CO_API_KEY",
         unsupported_params=_unsupported(
             n=(1,),
             logprobs=(False,),

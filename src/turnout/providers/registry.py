@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from turnout.config.settings import ProviderSettings
 from turnout.providers.anthropic.adapter import AnthropicAdapter
 from turnout.providers.base import Adapter
+from turnout.providers.cohere.adapter import CohereAdapter
 from turnout.providers.fake.server import FakeUpstream
 from turnout.providers.gemini.adapter import GeminiAdapter
 from turnout.providers.http.client import HttpClient
@@ -35,6 +36,8 @@ class ProviderRegistry:
                     adapters[name] = AnthropicAdapter(settings, client)
                 elif settings.kind.wire == "gemini":
                     adapters[name] = GeminiAdapter(settings, client)
+                elif settings.kind.wire == "cohere":
+                    adapters[name] = CohereAdapter(settings, client)
                 else:
                     adapters[name] = OpenAICompatibleAdapter(settings, client)
         except BaseException:

@@ -1,0 +1,138 @@
+"""OpenAI chat ⇄ Cohere v2 chat, as pure functions. Cohere's v2 messages are close to OpenAI's:
+roles, tool calls and tool results carry over; `top_p` is `p`, `stop` is `stop_sequences`,
+`tool_choice` is `REQUIRED` / `NONE`, JSON modes are `response_format: json_object` (with
+`json_schema`). Answers: text content → `content`, `tool_plan` and thinking → `reasoning_content`,
+finish reasons mapped (COMPLETE / STOP_SEQUENCE → stop, MAX_TOKENS → length, TOOL_CALL →
+tool_calls)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from turnout.domain.chat import ChatRequest
+from turnout.domain.errors import UnsupportedFeature
+from turnout.providers.cohere.wire import ChatResponse, CohereUsage
+
+FINISH_REASONS = {
+    "COMPLETE": "stop",
+    "STOP_SEQUENCE": "stop",
+    "MAX_TOKENS": "length",
+    "TOOL_CALL": "tool_calls",
+    "ERROR": "stop",
+    "TIMEOUT": "length",
+}
+
+
+def finish_reason(reason: str | None) -> str:
+    return FINISH_REASONS.get(reason or "COMPLETE", "stop")
+
+
+def request_body(request: ChatRequest, body: dict[str, Any], model: str, *, stream: bool) -> dict[str, Any]:
+    """Cohere's request: the client's messages and tools pass through (same shapes), the rest is
+    renamed. `body` is the client's validated JSON (its unsupported parameters dealt with)."""
+    out: dict[str, Any] = {"model": model, "messages": [_message(m) for m in body["messages"]]}
+    if stream:
+        out["stream"] = True
+    for src, dst in (
+        ("temperature", "temperature"),
+        ("top_p", "p"),
+        ("seed", "seed"),
+        ("presence_penalty", "presence_penalty"),
+        ("frequency_penalty", "frequency_penalty"),
+    ):
+        if body.get(src) is not None:
+            out[dst] = body[src]
+    if request.output_token_limit is not None:
+        out["max_tokens"] = request.output_token_limit
+    if request.stop is not None:
+        out["stop_sequences"] = [request.stop] if isinstance(request.stop, str) else list(request.stop)
+    if body.get("tools"):
+        out["tools"] = body["tools"]
+    choice = request.tool_choice
+    if choice == "required":
+        out["tool_choice"] = "REQUIRED"
+    elif choice == "none":
+        out["tool_choice"] = "NONE"
+    elif choice is not None and choice != "auto":
+        raise UnsupportedFeature(
+            "Cohere models take tool_choice auto, required or none.", param="tool_choice"
+        )
+    fmt = request.response_format
+    if fmt is not None and fmt.type in ("json_object", "json_schema"):
+        out["response_format"] = {"type": "json_object"}
+        if fmt.type == "json_schema" and fmt.json_schema is not None and fmt.json_schema.schema is not None:
+            out["response_format"]["json_schema"] = fmt.json_schema.schema
+    return out
+
+
+def _message(m: dict[str, Any]) -> dict[str, Any]:
+    role = m.get("role")
+    if role == "developer":
+        role = "system"
+    out: dict[str, Any] = {"role": role}
+    content = m.get("content")
+    if content is not None:
+        out["content"] = content
+    if role == "assistant" and m.get("tool_calls"):
+        out["tool_calls"] = m["tool_calls"]
+    if role == "tool":
+        out["tool_call_id"] = m.get("tool_call_id")
+    return out
+
+
+def openai_usage(usage: CohereUsage | None) -> dict[str, Any] | None:
+    if usage is None:
+        return None
+    u = usage.canonical()
+    return {
+        "prompt_tokens": u.input_tokens,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": u.input_tokens + u.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cached_input_tokens},
+    }
+
+
+def completion(response: ChatResponse, *, model: str) -> dict[str, Any]:
+    message = response.message
+    text = "".join(c.text or "" for c in (message.content or ()) if c.type == "text") if message else ""
+    thinking = (
+        "".join(c.thinking or "" for c in (message.content or ()) if c.type == "thinking") if message else ""
+    )
+    calls = [
+        {
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.function.name, "arguments": call.function.arguments or "{}"},
+        }
+        for call in (message.tool_calls or () if message else ())
+        if call.function is not None
+    ]
+    out_message: dict[str, Any] = {
+        "role": "assistant",
+        "content": text or (None if calls else ""),
+        "refusal": None,
+    }
+    if calls:
+        out_message["tool_calls"] = calls
+    reasoning = thinking or (message.tool_plan if message else None)
+    if reasoning:
+        out_message["reasoning_content"] = reasoning
+    body: dict[str, Any] = {
+        "id": f"chatcmpl-{response.id}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": out_message,
+                "logprobs": None,
+                "finish_reason": finish_reason(response.finish_reason),
+            }
+        ],
+    }
+    usage = openai_usage(response.usage)
+    if usage is not None:
+        body["usage"] = usage
+    return body
