@@ -92,9 +92,21 @@ class ErrorBody(msgspec.Struct, frozen=True):
     id: str | None = None
 
 
+class Embeddings(msgspec.Struct, frozen=True):
+    floats: list[list[float]] = msgspec.field(name="float")
+
+
+class BilledUnits(msgspec.Struct, frozen=True):
+    input_tokens: float | None = None
+
+
+class EmbedMeta(msgspec.Struct, frozen=True):
+    billed_units: BilledUnits | None = None
+
+
 class EmbedResponse(msgspec.Struct, frozen=True):
-    embeddings: dict[str, Any]
-    meta: dict[str, Any] | None = None
+    embeddings: Embeddings
+    meta: EmbedMeta | None = None
 
 
 class ModelEntry(msgspec.Struct, frozen=True):

@@ -7,20 +7,18 @@ only `usage` (and, for streams, each chunk's shape) is read on the way.
 
 from __future__ import annotations
 
-import base64
-import struct
 from typing import Any
 from urllib.parse import quote
 
-import msgspec
 import orjson
 
 from turnout.config.settings import ProviderSettings, Timeouts
-from turnout.domain.errors import TurnoutError, UpstreamProtocolError
 from turnout.providers.base import ChatCall, ChatResult, EmbeddingCall, EmbeddingResult
 from turnout.providers.capabilities import capabilities_for
-from turnout.providers.http.client import Endpoint, HttpClient, Proxy
+from turnout.providers.embeddings import float32_base64
+from turnout.providers.http.client import Endpoint, HttpClient
 from turnout.providers.http.connection import UpstreamResponse
+from turnout.providers.link import LIST_TIMEOUTS, ProviderLink, request_headers
 from turnout.providers.openai_compatible import request as build
 from turnout.providers.openai_compatible.stream import OpenAIStream
 from turnout.providers.openai_compatible.wire import (
@@ -29,10 +27,8 @@ from turnout.providers.openai_compatible.wire import (
     models_decoder,
     parse_error_body,
 )
-from turnout.providers.upstream_errors import error_from_response
 
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
-LIST_TIMEOUTS = Timeouts(connect=5.0, first_byte=10.0, idle=10.0, total=15.0)
 
 
 class OpenAICompatibleAdapter:
@@ -40,16 +36,8 @@ class OpenAICompatibleAdapter:
         self.name = settings.name
         self.capabilities = capabilities_for(settings)
         self.settings = settings
-        self.client = client
-        self._headers = _static_headers(settings)
+        self.link = ProviderLink(settings, client, parse_error_body, request_headers(settings))
         self._endpoints: dict[tuple[str, str], Endpoint] = {}
-        proxy = settings.proxy
-        self._proxy = (
-            None
-            if proxy is None
-            else Proxy(proxy.host, proxy.port, proxy.authorization.reveal() if proxy.authorization else None)
-        )
-        self._ca_file = str(settings.tls_ca_file) if settings.tls_ca_file else None
 
     def _endpoint(self, operation: str, model: str) -> Endpoint:
         """`operation` is `chat/completions`, `embeddings` or `models`; Azure addresses a
@@ -69,18 +57,12 @@ class OpenAICompatibleAdapter:
             else:
                 url = f"{s.base_url}/{operation}"
             method = "GET" if operation == "models" else "POST"
-            endpoint = Endpoint(method, url, self._headers, proxy=self._proxy, ca_file=self._ca_file)
+            endpoint = self.link.endpoint(method, url)
             self._endpoints[key] = endpoint
         return endpoint
 
     async def _send(self, operation: str, model: str, body: bytes, timeouts: Timeouts) -> UpstreamResponse:
-        response = await self.client.send(self._endpoint(operation, model), body, timeouts)
-        if response.status >= 300:
-            raise await self._error(response)
-        return response
-
-    async def _error(self, response: UpstreamResponse) -> TurnoutError:
-        return await error_from_response(response, parse_error_body, provider=self.name)
+        return await self.link.send(self._endpoint(operation, model), body, timeouts)
 
     # ------------------------------------------------------------------ chat
 
@@ -88,25 +70,16 @@ class OpenAICompatibleAdapter:
         body = build.chat_body(call.body, call.model, self.settings, stream=False)
         response = await self._send("chat/completions", call.model, body, call.timeouts)
         data = await response.read(MAX_RESPONSE_BYTES)
-        try:
-            peek = completion_decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise UpstreamProtocolError(
-                f"The provider '{self.name}' answered with something that is not a chat completion."
-            ) from None
+        peek = self.link.decode(
+            completion_decoder, data, "answered with something that is not a chat completion"
+        )
         return ChatResult(body=data, usage=peek.usage.canonical() if peek.usage else None)
 
     async def stream(self, call: ChatCall) -> OpenAIStream:
         body = build.chat_body(call.body, call.model, self.settings, stream=True)
         response = await self._send("chat/completions", call.model, body, call.timeouts)
-        content_type = response.header(b"content-type") or b""
-        if not content_type.startswith(b"text/event-stream"):
-            response.release()
-            raise UpstreamProtocolError(
-                f"The provider '{self.name}' did not answer the streaming request with an event stream."
-            )
         return OpenAIStream(
-            response,
+            self.link.event_stream(response),
             provider=self.name,
             drop_usage_chunk=not call.client_wants_usage and self.settings.stream_usage,
         )
@@ -121,12 +94,9 @@ class OpenAICompatibleAdapter:
         )
         response = await self._send("embeddings", call.model, body, call.timeouts)
         data = await response.read(MAX_RESPONSE_BYTES)
-        try:
-            peek = embeddings_decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise UpstreamProtocolError(
-                f"The provider '{self.name}' answered with something that is not an embeddings list."
-            ) from None
+        peek = self.link.decode(
+            embeddings_decoder, data, "answered with something that is not an embeddings list"
+        )
         indices = [item.index for item in peek.data]
         if convert or indices != sorted(indices):
             data = _reshape_embeddings(data, to_base64=convert)
@@ -139,29 +109,10 @@ class OpenAICompatibleAdapter:
             return []  # dated Azure versions list base models, not the deployments requests name
         response = await self._send("models", "", b"", LIST_TIMEOUTS)
         data = await response.read(8 * 1024 * 1024)
-        try:
-            return [m.id for m in models_decoder.decode(data).data]
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise UpstreamProtocolError(f"The provider '{self.name}' sent a malformed model list.") from None
+        return [m.id for m in self.link.decode(models_decoder, data, "sent a malformed model list").data]
 
     async def aclose(self) -> None:
         self._endpoints.clear()
-
-
-def _static_headers(settings: ProviderSettings) -> list[tuple[str, str]]:
-    headers = [
-        ("content-type", "application/json"),
-        ("accept", "application/json, text/event-stream"),
-        ("user-agent", "turnout/0.1"),
-    ]
-    key = settings.api_key.reveal() if settings.api_key else None
-    if key and settings.kind.auth == "bearer":
-        headers.append(("authorization", f"Bearer {key}"))
-    elif key and settings.kind.auth == "api-key":
-        headers.append(("api-key", key))
-    for name, value in settings.headers:
-        headers.append((name, value if isinstance(value, str) else value.reveal()))
-    return headers
 
 
 def _reshape_embeddings(data: bytes, *, to_base64: bool) -> bytes:
@@ -173,6 +124,6 @@ def _reshape_embeddings(data: bytes, *, to_base64: bool) -> bytes:
         for item in items:
             vector = item.get("embedding")
             if isinstance(vector, list):
-                item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+                item["embedding"] = float32_base64(vector)
     doc["data"] = items
     return orjson.dumps(doc)
