@@ -2,30 +2,22 @@
 
 message_start → the role chunk; text_delta → content; a tool_use block → a tool call (id and name
 first, then its `input_json_delta`s as argument fragments); thinking_delta → `reasoning_content`;
-message_delta → the finish chunk; message_stop → the usage chunk (when the client asked for it).
-`ping` is skipped; an `error` event fails the stream (`overloaded_error` as a retryable upstream
-failure). A stream that ends before `message_stop` is truncated, and reported as such.
+message_delta → the finish chunk; message_stop ends it (the usage chunk follows when the client
+asked for it). `ping` is skipped; an `error` event fails the stream (`overloaded_error` as a
+retryable upstream failure). A stream that ends before `message_stop` is truncated.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator
-from typing import Any
-
-import msgspec
-import orjson
-
-from turnout.domain.errors import TurnoutError, UpstreamConnectionError, UpstreamProtocolError
-from turnout.domain.usage import Usage
+from turnout.domain.errors import TurnoutError
 from turnout.providers.anthropic.errors import error_from_event
-from turnout.providers.anthropic.translate import JsonMode, chat_id, finish_reason, openai_usage
+from turnout.providers.anthropic.translate import JsonMode, chat_id, finish_reason
 from turnout.providers.anthropic.wire import AnthropicUsage, Event, event_decoder
 from turnout.providers.http.connection import UpstreamResponse
-from turnout.providers.sse import SSEDecoder
+from turnout.providers.translated_stream import TranslatedStream
 
 
-class AnthropicStream:
+class AnthropicStream(TranslatedStream):
     def __init__(
         self,
         response: UpstreamResponse,
@@ -35,80 +27,40 @@ class AnthropicStream:
         json_mode: JsonMode | None,
         include_usage: bool,
     ) -> None:
-        self._response = response
-        self._provider = provider
+        super().__init__(response, provider=provider, model=requested_model, include_usage=include_usage)
+        self._base["id"] = "chatcmpl-anthropic"
         self._json_mode = json_mode
-        self._include_usage = include_usage
-        self.usage: Usage | None = None
-        self._base: dict[str, Any] = {
-            "id": "chatcmpl-anthropic",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": requested_model,
-        }
         self._tool_index: dict[int, int] = {}  # Anthropic block index → OpenAI tool call index
         self._json_blocks: set[int] = set()  # blocks carrying the JSON-mode answer
         self._input: AnthropicUsage | None = None
 
-    def __aiter__(self) -> AsyncIterator[list[bytes]]:
-        return self._relay()
-
-    async def _relay(self) -> AsyncIterator[list[bytes]]:
-        decoder = SSEDecoder()
-        finished = False
-        try:
-            while (raw := await self._response.next_chunk()) is not None:
-                batch: list[bytes] = []
-                for data, _name in decoder.feed(raw):
-                    try:
-                        event = event_decoder.decode(data)
-                    except (msgspec.DecodeError, msgspec.ValidationError):
-                        raise UpstreamProtocolError(
-                            f"The provider '{self._provider}' sent a malformed stream event."
-                        ) from None
-                    if event.type == "message_stop":
-                        finished = True
-                        if self._include_usage and self.usage is not None:
-                            batch.append(self._chunk([], usage=openai_usage(self.usage)))
-                        continue
-                    chunk = self._translate(event)
-                    if chunk is not None:
-                        batch.append(chunk)
-                if batch:
-                    yield batch
-                if finished:
-                    break
-        finally:
-            self._response.release()
-        if not finished:
-            raise UpstreamConnectionError(
-                f"The provider '{self._provider}' ended the stream before it was complete."
-            )
-
-    def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        return orjson.dumps({**self._base, "choices": choices, **extra})
-
-    def _delta(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return self._chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
+    def _event(self, data: bytes, batch: list[bytes]) -> bool:
+        event = self._decode(event_decoder, data)
+        if event.type == "message_stop":
+            return True
+        chunk = self._translate(event)
+        if chunk is not None:
+            batch.append(chunk)
+        return False
 
     def _translate(self, event: Event) -> bytes | None:
         kind = event.type
         if kind == "content_block_delta" and event.delta is not None:
             d = event.delta
             if d.type == "text_delta" and d.text:
-                return self._delta({"content": d.text})
+                return self._chunk({"content": d.text})
             if d.type == "input_json_delta" and d.partial_json:
                 index = event.index or 0
                 if index in self._json_blocks:
-                    return self._delta({"content": d.partial_json})
+                    return self._chunk({"content": d.partial_json})
                 call = self._tool_index.get(index)
                 if call is None:
                     return None
-                return self._delta(
+                return self._chunk(
                     {"tool_calls": [{"index": call, "function": {"arguments": d.partial_json}}]}
                 )
             if d.type == "thinking_delta" and d.thinking:
-                return self._delta({"reasoning_content": d.thinking})
+                return self._chunk({"reasoning_content": d.thinking})
             return None
         if kind == "content_block_start" and event.content_block is not None:
             block = event.content_block
@@ -119,7 +71,7 @@ class AnthropicStream:
                     return None
                 call = len(self._tool_index)
                 self._tool_index[index] = call
-                return self._delta(
+                return self._chunk(
                     {
                         "tool_calls": [
                             {
@@ -132,18 +84,18 @@ class AnthropicStream:
                     }
                 )
             if block.type == "text" and block.text:
-                return self._delta({"content": block.text})
+                return self._chunk({"content": block.text})
             return None
         if kind == "message_start" and event.message is not None:
             message = event.message
             self._base["id"] = chat_id(message.id)
             self._base["model"] = message.model or self._base["model"]
             self._input = message.usage
-            return self._delta({"role": "assistant", "content": ""})
+            return self._chunk({"role": "assistant", "content": ""})
         if kind == "message_delta":
             self._settle_usage(event.usage)
             reason = finish_reason(event.delta.stop_reason if event.delta else None, self._json_mode)
-            return self._delta({}, reason or "stop")
+            return self._chunk({}, reason or "stop")
         if kind == "error":
             raise self._error(event)
         return None  # ping, content_block_stop, and event types added later
@@ -165,6 +117,3 @@ class AnthropicStream:
 
     def _error(self, event: Event) -> TurnoutError:
         return error_from_event(event.error, self._provider)
-
-    async def aclose(self) -> None:
-        self._response.release()

@@ -286,19 +286,9 @@ def completion(message: Message, json_mode: JsonMode | None, *, requested_model:
         ],
     }
     if message.usage is not None:
-        body["usage"] = openai_usage(message.usage.canonical())
+        body["usage"] = message.usage.canonical().openai()
     return body
 
 
 def chat_id(message_id: str) -> str:
     return f"chatcmpl-{message_id}"
-
-
-def openai_usage(usage: Any) -> dict[str, Any]:
-    return {
-        "prompt_tokens": usage.input_tokens,
-        "completion_tokens": usage.output_tokens,
-        "total_tokens": usage.input_tokens + usage.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
-        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-    }

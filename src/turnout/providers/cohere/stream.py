@@ -6,67 +6,22 @@ truncated, and reported as such."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import msgspec
-import orjson
-
-from turnout.domain.errors import UpstreamConnectionError, UpstreamProtocolError, UpstreamServerError
-from turnout.domain.usage import Usage
-from turnout.providers.cohere.translate import finish_reason, openai_usage
+from turnout.domain.errors import UpstreamServerError
+from turnout.providers.cohere.translate import finish_reason
 from turnout.providers.cohere.wire import DeltaContent, StreamEvent, ToolCall, event_decoder
 from turnout.providers.http.connection import UpstreamResponse
-from turnout.providers.sse import SSEDecoder
+from turnout.providers.translated_stream import TranslatedStream
 
 
-class CohereStream:
+class CohereStream(TranslatedStream):
     def __init__(self, response: UpstreamResponse, *, provider: str, model: str, include_usage: bool) -> None:
-        self._response = response
-        self._provider = provider
-        self._include_usage = include_usage
-        self.usage: Usage | None = None
-        self._base: dict[str, Any] = {
-            "id": "chatcmpl-cohere",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": model,
-        }
+        super().__init__(response, provider=provider, model=model, include_usage=include_usage)
+        self._base["id"] = "chatcmpl-cohere"
 
-    def __aiter__(self) -> AsyncIterator[list[bytes]]:
-        return self._relay()
-
-    async def _relay(self) -> AsyncIterator[list[bytes]]:
-        decoder = SSEDecoder()
-        finished = False
-        try:
-            while (raw := await self._response.next_chunk()) is not None:
-                batch: list[bytes] = []
-                for data, _name in decoder.feed(raw):
-                    if data == b"[DONE]":
-                        continue
-                    try:
-                        event = event_decoder.decode(data)
-                    except (msgspec.DecodeError, msgspec.ValidationError):
-                        raise UpstreamProtocolError(
-                            f"The provider '{self._provider}' sent a malformed stream event."
-                        ) from None
-                    finished = self._translate(event, batch) or finished
-                if batch:
-                    yield batch
-                if finished:
-                    break
-        finally:
-            self._response.release()
-        if not finished:
-            raise UpstreamConnectionError(
-                f"The provider '{self._provider}' ended the stream before it was complete."
-            )
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return orjson.dumps({**self._base, "choices": [choice]})
+    def _event(self, data: bytes, batch: list[bytes]) -> bool:
+        return self._translate(self._decode(event_decoder, data), batch)
 
     def _translate(self, event: StreamEvent, batch: list[bytes]) -> bool:
         kind = event.type
@@ -109,12 +64,5 @@ class CohereStream:
             if delta is not None and delta.usage is not None:
                 self.usage = delta.usage.canonical()
             batch.append(self._chunk({}, finish_reason(delta.finish_reason if delta else None)))
-            if self._include_usage and delta is not None:
-                usage = openai_usage(delta.usage)
-                if usage is not None:
-                    batch.append(orjson.dumps({**self._base, "choices": [], "usage": usage}))
             return True
         return False
-
-    async def aclose(self) -> None:
-        self._response.release()

@@ -12,7 +12,7 @@ from typing import Any
 
 from turnout.domain.chat import ChatRequest
 from turnout.domain.errors import UnsupportedFeature
-from turnout.providers.cohere.wire import ChatResponse, CohereUsage
+from turnout.providers.cohere.wire import ChatResponse
 
 FINISH_REASONS = {
     "COMPLETE": "stop",
@@ -81,18 +81,6 @@ def _message(m: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def openai_usage(usage: CohereUsage | None) -> dict[str, Any] | None:
-    if usage is None:
-        return None
-    u = usage.canonical()
-    return {
-        "prompt_tokens": u.input_tokens,
-        "completion_tokens": u.output_tokens,
-        "total_tokens": u.input_tokens + u.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": u.cached_input_tokens},
-    }
-
-
 def completion(response: ChatResponse, *, model: str) -> dict[str, Any]:
     message = response.message
     text = "".join(c.text or "" for c in (message.content or ()) if c.type == "text") if message else ""
@@ -132,7 +120,6 @@ def completion(response: ChatResponse, *, model: str) -> dict[str, Any]:
             }
         ],
     }
-    usage = openai_usage(response.usage)
-    if usage is not None:
-        body["usage"] = usage
+    if response.usage is not None:
+        body["usage"] = response.usage.canonical().openai()
     return body

@@ -6,75 +6,23 @@ finish reason is truncated, and reported as such."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator
-from typing import Any
-
-import msgspec
-import orjson
-
-from turnout.domain.errors import UpstreamConnectionError, UpstreamProtocolError
-from turnout.domain.usage import Usage
 from turnout.providers.gemini.translate import calls_of, finish_reason
 from turnout.providers.gemini.wire import GenerateContentResponse, response_decoder
 from turnout.providers.http.connection import UpstreamResponse
-from turnout.providers.sse import SSEDecoder
+from turnout.providers.translated_stream import TranslatedStream
 
 
-class GeminiStream:
+class GeminiStream(TranslatedStream):
+    stops_at_finish = False  # usage may still come after the finish reason
+
     def __init__(self, response: UpstreamResponse, *, provider: str, model: str, include_usage: bool) -> None:
-        self._response = response
-        self._provider = provider
-        self._include_usage = include_usage
-        self.usage: Usage | None = None
-        self._base: dict[str, Any] = {
-            "id": "chatcmpl-gemini",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": model,
-        }
+        super().__init__(response, provider=provider, model=model, include_usage=include_usage)
+        self._base["id"] = "chatcmpl-gemini"
         self._started = False
         self._calls = 0
 
-    def __aiter__(self) -> AsyncIterator[list[bytes]]:
-        return self._relay()
-
-    async def _relay(self) -> AsyncIterator[list[bytes]]:
-        decoder = SSEDecoder()
-        finished = False
-        try:
-            while (raw := await self._response.next_chunk()) is not None:
-                batch: list[bytes] = []
-                for data, _name in decoder.feed(raw):
-                    try:
-                        response = response_decoder.decode(data)
-                    except (msgspec.DecodeError, msgspec.ValidationError):
-                        raise UpstreamProtocolError(
-                            f"The provider '{self._provider}' sent a malformed stream event."
-                        ) from None
-                    finished = self._translate(response, batch) or finished
-                if batch:
-                    yield batch
-        finally:
-            self._response.release()
-        if not finished:
-            raise UpstreamConnectionError(
-                f"The provider '{self._provider}' ended the stream before it was complete."
-            )
-        if self._include_usage and self.usage is not None:
-            u = self.usage
-            usage = {
-                "prompt_tokens": u.input_tokens,
-                "completion_tokens": u.output_tokens,
-                "total_tokens": u.input_tokens + u.output_tokens,
-                "prompt_tokens_details": {"cached_tokens": u.cached_input_tokens},
-                "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
-            }
-            yield [orjson.dumps({**self._base, "choices": [], "usage": usage})]
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return orjson.dumps({**self._base, "choices": [choice]})
+    def _event(self, data: bytes, batch: list[bytes]) -> bool:
+        return self._translate(self._decode(response_decoder, data), batch)
 
     def _translate(self, response: GenerateContentResponse, batch: list[bytes]) -> bool:
         """Append the chunks for one streamed response; True once the answer is finished."""
@@ -104,6 +52,3 @@ class GeminiStream:
             batch.append(self._chunk({}, finish_reason(candidate.finish_reason, self._calls > 0)))
             return True
         return False
-
-    async def aclose(self) -> None:
-        self._response.release()

@@ -256,12 +256,5 @@ def completion(response: GenerateContentResponse, *, model: str) -> dict[str, An
         "choices": choices,
     }
     if response.usage_metadata is not None:
-        u = response.usage_metadata.canonical()
-        body["usage"] = {
-            "prompt_tokens": u.input_tokens,
-            "completion_tokens": u.output_tokens,
-            "total_tokens": u.input_tokens + u.output_tokens,
-            "prompt_tokens_details": {"cached_tokens": u.cached_input_tokens},
-            "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
-        }
+        body["usage"] = response.usage_metadata.canonical().openai()
     return body

@@ -1,0 +1,83 @@
+"""The frame every translated stream shares: read the upstream's server-sent events, let the wire
+format turn each into OpenAI `chat.completion.chunk`s, yield them one upstream read at a time, and
+end with the usage chunk when the client asked for it. A malformed event is a protocol error; a
+stream that ends before the wire format's finish is truncated, and reported as such."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+import msgspec
+import orjson
+
+from turnout.domain.errors import UpstreamConnectionError, UpstreamProtocolError
+from turnout.domain.usage import Usage
+from turnout.providers.http.connection import UpstreamResponse
+from turnout.providers.sse import SSEDecoder
+
+T = TypeVar("T")
+
+
+class TranslatedStream:
+    """Subclasses implement `_event`. `stops_at_finish`: stop reading once the answer is finished
+    (the wire format sends nothing after it); otherwise later events (usage) are still read."""
+
+    stops_at_finish = True
+
+    def __init__(self, response: UpstreamResponse, *, provider: str, model: str, include_usage: bool) -> None:
+        self._response = response
+        self._provider = provider
+        self._include_usage = include_usage
+        self.usage: Usage | None = None
+        self._base: dict[str, Any] = {
+            "id": "chatcmpl-turnout",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
+
+    def __aiter__(self) -> AsyncIterator[list[bytes]]:
+        return self._relay()
+
+    async def _relay(self) -> AsyncIterator[list[bytes]]:
+        decoder = SSEDecoder()
+        finished = False
+        try:
+            while (raw := await self._response.next_chunk()) is not None:
+                batch: list[bytes] = []
+                for data, _name in decoder.feed(raw):
+                    if data != b"[DONE]" and not (finished and self.stops_at_finish):
+                        finished = self._event(data, batch) or finished
+                if batch:
+                    yield batch
+                if finished and self.stops_at_finish:
+                    break
+        finally:
+            self._response.release()
+        if not finished:
+            raise UpstreamConnectionError(
+                f"The provider '{self._provider}' ended the stream before it was complete."
+            )
+        if self._include_usage and self.usage is not None:
+            yield [orjson.dumps({**self._base, "choices": [], "usage": self.usage.openai()})]
+
+    def _event(self, data: bytes, batch: list[bytes]) -> bool:
+        """Append the chunks for one event's `data`; True once the answer is finished."""
+        raise NotImplementedError
+
+    def _decode(self, decoder: msgspec.json.Decoder[T], data: bytes) -> T:
+        try:
+            return decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise UpstreamProtocolError(
+                f"The provider '{self._provider}' sent a malformed stream event."
+            ) from None
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return orjson.dumps({**self._base, "choices": [choice]})
+
+    async def aclose(self) -> None:
+        self._response.release()
