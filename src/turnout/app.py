@@ -25,6 +25,7 @@ from turnout.routing.health_checks import ActiveHealthChecks
 from turnout.routing.router import Router
 from turnout.spend.budgets import Budgets
 from turnout.storage.database import Database
+from turnout.storage.stored_responses import ResponseStore
 
 log = logging.getLogger("turnout")
 
@@ -40,6 +41,7 @@ class Services:
     budgets: Budgets
     pipeline: Pipeline
     master_key: MasterKeyOutcome
+    responses: ResponseStore
     health_checks: ActiveHealthChecks | None = None
     started_at: float = field(default_factory=time.time)
     draining: bool = False
@@ -65,17 +67,22 @@ class Services:
             raise
         for warning in (*settings.warnings, *chain_warnings(settings, capabilities_for)):
             log.warning("%s", warning)
+        responses = ResponseStore(database)
+        responses.start()
         checks = None
         if settings.routing.health_check_interval is not None:
             checks = ActiveHealthChecks(router.deployments, registry, settings.routing.health_check_interval)
             checks.start()
-        return cls(settings, database, client, registry, catalog, keys, budgets, pipeline, master, checks)
+        return cls(
+            settings, database, client, registry, catalog, keys, budgets, pipeline, master, responses, checks
+        )
 
     async def aclose(self) -> None:
         if self.health_checks is not None:
             await self.health_checks.aclose()
         await self.registry.aclose()
         await self.client.aclose()
+        await self.responses.aclose()  # writes the responses still pending
         await self.database.close()
 
 

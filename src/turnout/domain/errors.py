@@ -79,6 +79,13 @@ class RouteNotFound(ClientError):
     code = "not_found"
 
 
+class ResourceNotFound(ClientError):
+    """No such object (a stored response, say), or one the key may not see (404)."""
+
+    status = 404
+    code = "not_found"
+
+
 class MethodNotAllowed(ClientError):
     """The endpoint exists but not for this HTTP method (405)."""
 

@@ -18,6 +18,7 @@ log = logging.getLogger("turnout.server")
 access_log = logging.getLogger("turnout.access")
 
 MODEL_PREFIXES = ("/v1/models/", "/models/")
+RESPONSE_PREFIXES = ("/v1/responses/", "/responses/")
 
 
 def create_app(services: Services) -> GatewayApp:
@@ -35,12 +36,13 @@ class GatewayApp:
             "/v1/chat/completions": {"POST": e.chat_completions},
             "/v1/embeddings": {"POST": e.embeddings},
             "/v1/messages": {"POST": e.messages},
+            "/v1/responses": {"POST": e.responses},
             "/v1/models": {"GET": e.list_models},
             "/health/live": {"GET": e.live, "HEAD": e.live},
             "/health/ready": {"GET": e.ready, "HEAD": e.ready},
         }
         # Clients configured with a base URL without /v1 reach the same endpoints.
-        for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/messages"):
+        for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/messages", "/v1/responses"):
             routes[path[3:]] = routes[path]
         self.routes = routes
 
@@ -93,7 +95,27 @@ class GatewayApp:
                 model_id = bytes(raw).split(b"?", 1)[0].decode("latin-1")[len(prefix) :]
                 await self.endpoints.retrieve_model(x, model_id)
                 return
+        for prefix in RESPONSE_PREFIXES:
+            if path.startswith(prefix):
+                await self.stored_response(path[len(prefix) :], method, x)
+                return
         raise RouteNotFound(f"Unknown request URL: {method} {path}.")
+
+    async def stored_response(self, rest: str, method: str, x: Exchange) -> None:
+        """/v1/responses/{id} (GET, DELETE) and /v1/responses/{id}/input_items (GET)."""
+        stored = self.endpoints.stored_responses
+        response_id, _, sub = rest.partition("/")
+        if not response_id or sub not in ("", "input_items"):
+            raise RouteNotFound(f"Unknown request URL: {method} /v1/responses/{rest}.")
+        allowed = ("GET", "DELETE") if sub == "" else ("GET",)
+        if method not in allowed:
+            raise MethodNotAllowed(f"{method} is not allowed here.", allowed=allowed)
+        if sub == "input_items":
+            await stored.input_items(x, response_id)
+        elif method == "GET":
+            await stored.retrieve(x, response_id)
+        else:
+            await stored.delete(x, response_id)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -12,6 +12,7 @@ from turnout.app import Services
 from turnout.domain.errors import ModelNotFound, TurnoutError
 from turnout.server.exchange import Exchange
 from turnout.server.messages import MessagesExchange
+from turnout.server.responses import ResponsesExchange, StoredResponses
 
 Handler = Callable[[Exchange], Awaitable[None]]
 
@@ -23,12 +24,17 @@ class Endpoints:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.pipeline = services.pipeline
+        self.stored_responses = StoredResponses(services.responses, services.keys)
 
     async def chat_completions(self, x: Exchange) -> None:
         await self.pipeline.chat_completion(x, x)
 
     async def messages(self, x: Exchange) -> None:
         inbound = MessagesExchange(x)
+        await self.pipeline.chat_completion(inbound, inbound)
+
+    async def responses(self, x: Exchange) -> None:
+        inbound = ResponsesExchange(x, self.services.responses, self.services.keys)
         await self.pipeline.chat_completion(inbound, inbound)
 
     async def embeddings(self, x: Exchange) -> None:

@@ -26,3 +26,17 @@ api_keys = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
 )
+
+# Responses created through /v1/responses with `store: true` (kept for retrieval and for
+# `previous_response_id`); the JSON columns hold orjson-encoded documents.
+stored_responses = sa.Table(
+    "stored_responses",
+    metadata,
+    sa.Column("id", sa.String(80), primary_key=True),
+    sa.Column("key_id", sa.String(40), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("response", sa.LargeBinary, nullable=False),
+    sa.Column("input_items", sa.LargeBinary, nullable=False),
+    sa.Column("conversation", sa.LargeBinary, nullable=False),
+)
