@@ -37,6 +37,12 @@ def gateway(upstream: Upstream, start_gateway: Callable[..., Gateway]) -> Gatewa
             "chat": {"provider": "fake", "model": "m"},
             "down": {"provider": "fake", "model": "m?fail=503"},
             "claude": {"provider": "claude", "model": "claude-sonnet-4-5-20250929"},
+            "mixed": {
+                "targets": [
+                    {"provider": "fake", "model": "m", "name": "fake"},
+                    {"provider": "claude", "model": "claude-sonnet-4-5-20250929", "name": "claude"},
+                ]
+            },
         },
     }
     return start_gateway(doc, {"UPSTREAM_KEY": UPSTREAM_KEY})
@@ -114,23 +120,91 @@ def test_a_streamed_tool_call_is_assembled_by_the_sdk(client: anthropic.Anthropi
 
 def test_claude_through_turnout_keeps_its_answer(upstream: Upstream, client: anthropic.Anthropic) -> None:
     upstream.reply_json(fixture_bytes("message.json", "anthropic"))
-    message = client.messages.create(model="claude", max_tokens=100, messages=USER)
+    raw = client.messages.with_raw_response.create(model="claude", max_tokens=100, messages=USER)
+    # same format both ways: the upstream's answer is passed on byte for byte
+    assert raw.http_response.content == fixture_bytes("message.json", "anthropic")
+    message = raw.parse()
     assert message.content[0].text == "Hi! My name is Claude."  # type: ignore[union-attr]
-    assert message.stop_reason == "end_turn"
-    assert (
-        message.usage.input_tokens,
-        message.usage.cache_read_input_tokens,
-        message.usage.output_tokens,
-    ) == (
-        2095 + 100,
-        1000,
-        503,
-    )
+    assert message.usage.cache_creation_input_tokens == 100 and message.usage.input_tokens == 2095
+    assert upstream.requests[-1].json["model"] == "claude-sonnet-4-5-20250929"
     upstream.reply_sse(sse_events("stream_tool_use.sse", "anthropic"))
     with client.messages.stream(model="claude", max_tokens=100, messages=USER, tools=[WEATHER]) as stream:
         final = stream.get_final_message()
     assert [b.type for b in final.content] == ["text", "tool_use"]
     assert final.content[1].input == {"location": "San Francisco, CA"}  # type: ignore[union-attr]
+
+
+NATIVE_ONLY: dict[str, Any] = {
+    "thinking": {"type": "enabled", "budget_tokens": 2048},
+    "top_k": 5,
+    "tools": [WEATHER, {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}],
+}
+DOCUMENT = {
+    "role": "user",
+    "content": [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "Rails."}},
+        {"type": "text", "text": QUESTION, "cache_control": {"type": "ephemeral"}},
+    ],
+}
+
+
+def test_what_only_anthropic_can_carry_goes_through_whole(
+    upstream: Upstream, client: anthropic.Anthropic
+) -> None:
+    upstream.reply_json(fixture_bytes("message_thinking.json", "anthropic"))
+    raw = client.messages.with_raw_response.create(
+        model="claude",
+        max_tokens=4096,
+        messages=[DOCUMENT],
+        extra_headers={"anthropic-beta": "interleaved-thinking-2025-05-14"},
+        thinking=NATIVE_ONLY["thinking"],
+        tools=NATIVE_ONLY["tools"],
+        extra_body={"top_k": 5},
+    )
+    sent = upstream.requests[-1]
+    assert sent.json == {
+        "model": "claude-sonnet-4-5-20250929",
+        "max_tokens": 4096,
+        "messages": [DOCUMENT],
+        **NATIVE_ONLY,
+    }
+    assert sent.headers["anthropic-beta"] == "interleaved-thinking-2025-05-14"
+    message = raw.parse()
+    thinking = message.content[0]
+    assert thinking.type == "thinking" and thinking.signature.startswith("WaUjzkyp")  # type: ignore[union-attr]
+    assert raw.headers["x-turnout-deployment"] == "claude/claude-sonnet-4-5-20250929"
+
+
+def test_a_native_stream_is_passed_on_event_for_event(upstream: Upstream, gateway: Gateway) -> None:
+    upstream.reply_sse(sse_events("stream_thinking.sse", "anthropic"))
+    with httpx.Client(timeout=20) as http:
+        response = http.post(
+            gateway.root_url + "/v1/messages",
+            headers={"x-api-key": MASTER_KEY},
+            json={"model": "claude", "max_tokens": 4096, "messages": USER, "stream": True, **NATIVE_ONLY},
+        )
+    expected = fixture_bytes("stream_thinking.sse", "anthropic").decode()
+    assert [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")] == [
+        json.loads(line[6:]) for line in expected.splitlines() if line.startswith("data: ")
+    ]
+    kinds = [line[7:] for line in response.text.splitlines() if line.startswith("event: ")]
+    assert kinds == [line[7:] for line in expected.splitlines() if line.startswith("event: ")]
+
+
+def test_native_only_requests_go_to_anthropic_deployments_only(
+    upstream: Upstream, client: anthropic.Anthropic
+) -> None:
+    upstream.reply_json(fixture_bytes("message_thinking.json", "anthropic"))
+    # "mixed" prefers the fake (OpenAI-format) deployment, which could not carry `thinking`
+    raw = client.messages.with_raw_response.create(
+        model="mixed", max_tokens=4096, messages=USER, thinking={"type": "enabled", "budget_tokens": 2048}
+    )
+    assert raw.headers["x-turnout-deployment"] == "claude"
+    plain = client.messages.with_raw_response.create(model="mixed", max_tokens=100, messages=USER)
+    assert plain.headers["x-turnout-deployment"] == "fake"
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client.messages.create(model="chat", max_tokens=100, messages=[DOCUMENT])
+    assert "messages[0].content[0] (document)" in refused.value.message
 
 
 def test_errors_come_in_anthropics_format(client: anthropic.Anthropic, gateway: Gateway) -> None:

@@ -18,6 +18,7 @@ from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
 from turnout.keys.index import KeyIndex
 from turnout.limits.admission import Admission
+from turnout.providers.base import NativeRequest
 from turnout.routing.capabilities import first_unmet, needs
 from turnout.routing.catalog import Catalog, Route
 from turnout.routing.relay import RelayStream
@@ -34,9 +35,17 @@ class Inbound(Protocol):
 
     async def json(self) -> Any: ...
 
+    def native(self) -> NativeRequest | None:
+        """The request in the client's own wire format, for deployments that speak it."""
+        ...
+
 
 class Responder(Protocol):
     async def answer(self, body: bytes, served: Served) -> None: ...
+
+    async def answer_native(self, body: bytes, served: Served) -> None:
+        """The upstream's own answer to the native request, passed on as it is."""
+        ...
 
     async def stream(self, stream: RelayStream, served: Served) -> Usage | None: ...
 
@@ -56,7 +65,8 @@ class Pipeline:
         body = await inbound.json()
         request = parse_chat_request(body)
         route = self.authorise(principal, request.model)
-        check_capabilities(route, request)
+        native = inbound.native()
+        check_capabilities(route, request, native)
         ticket = self.admission.admit(principal, route)
         reservation = self.budgets.reserve(principal, route)
         usage: Usage | None = None
@@ -69,15 +79,19 @@ class Pipeline:
                     body,
                     wants_usage=request.wants_usage_in_stream,
                     steering=inbound.steering(),
+                    native=native,
                 )
                 answered = True
                 usage = await respond.stream(stream, served)
             else:
                 result, served = await self.router.complete(
-                    route, request, body, wants_usage=False, steering=inbound.steering()
+                    route, request, body, wants_usage=False, steering=inbound.steering(), native=native
                 )
                 answered = True
-                await respond.answer(result.body, served)
+                if result.native is not None:
+                    await respond.answer_native(result.native, served)
+                else:
+                    await respond.answer(result.body, served)
                 usage = result.usage
         finally:
             ticket.release()
@@ -123,9 +137,20 @@ class Pipeline:
         return route is not None and (principal.may_use(route.alias) or principal.may_use(name))
 
 
-def check_capabilities(route: Route, request: ChatRequest) -> None:
+def check_capabilities(route: Route, request: ChatRequest, native: NativeRequest | None = None) -> None:
     """A request needing something no deployment of its model can do is refused up front, naming
     the feature (deployments that lack it are skipped by the router)."""
+    if (
+        native is not None
+        and native.requires
+        and not any(t.adapter.capabilities.native_wire == native.wire for t in route.targets)
+    ):
+        name = native.requires[0]
+        raise UnsupportedFeature(
+            f"The model '{request.model}' has no {native.wire.capitalize()}-format deployment, and only "
+            f"those can carry '{name}'.",
+            param=name.split(" ", 1)[0],
+        )
     if any(t.adapter.capabilities.full_chat for t in route.targets):
         return
     wanted = needs(request)

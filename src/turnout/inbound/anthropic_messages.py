@@ -5,9 +5,10 @@ server edge does the I/O.
 Request: `system` becomes a system message; `tool_result` blocks become tool messages; images
 become image parts (base64 as a data URL); tools, tool_choice (auto / any / tool / none and
 `disable_parallel_tool_use`), stop_sequences, temperature, top_p and `metadata.user_id` map
-across. Fields with no OpenAI equivalent (`top_k`, `thinking`, documents...) are refused with a
-400 naming them. Thinking blocks in earlier assistant turns are not carried (no other provider
-could read them).
+across. What has no OpenAI equivalent (`top_k`, `thinking`, documents, server tools...) is
+listed as native-only: such a request goes whole to Anthropic-format deployments only, and is
+refused with a 400 naming it when the model has none. Thinking blocks in earlier assistant turns
+are carried only natively (no other provider could read them).
 
 Answer: content → text block, tool_calls → tool_use blocks, finish_reason → stop_reason
 (stop → end_turn, length → max_tokens, tool_calls → tool_use, content_filter → refusal), usage
@@ -29,7 +30,7 @@ STOP_REASONS = {
     "tool_calls": "tool_use",
     "content_filter": "refusal",
 }
-UNSUPPORTED = ("top_k", "thinking", "container", "mcp_servers", "service_tier", "context_management")
+NATIVE_ONLY = ("top_k", "thinking", "container", "mcp_servers", "service_tier", "context_management")
 DELTA_USAGE = (
     "input_tokens",
     "output_tokens",
@@ -57,13 +58,13 @@ def _require(condition: bool, message: str, param: str) -> None:
 # ----------------------------------------------------------------------------- request
 
 
-def to_openai(body: object) -> dict[str, Any]:
-    """The OpenAI chat body for an Anthropic Messages request (validated on the way)."""
+def to_openai(body: object, native_only: list[str] | None = None) -> dict[str, Any]:
+    """The OpenAI chat body for an Anthropic Messages request (validated on the way). What it
+    cannot carry is named in `native_only` (and left out); without that list, it is refused."""
     _require(isinstance(body, dict), "The request body must be a JSON object.", "body")
     assert isinstance(body, dict)
-    for name in UNSUPPORTED:
-        if body.get(name) is not None:
-            raise InvalidRequest(f"turnout does not support '{name}' on /v1/messages yet.", param=name)
+    found: list[str] = [] if native_only is None else native_only
+    found.extend(name for name in NATIVE_ONLY if body.get(name) is not None)
     model = body.get("model")
     _require(isinstance(model, str) and bool(model), "'model' is required and must be a string.", "model")
     max_tokens = body.get("max_tokens")
@@ -84,7 +85,7 @@ def to_openai(body: object) -> dict[str, Any]:
     )
     assert isinstance(raw_messages, list)
     for i, m in enumerate(raw_messages):
-        messages.extend(_message(m, f"messages[{i}]"))
+        messages.extend(_message(m, f"messages[{i}]", found))
     out: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens}
     for src, dst in (("temperature", "temperature"), ("top_p", "top_p")):
         if body.get(src) is not None:
@@ -103,7 +104,9 @@ def to_openai(body: object) -> dict[str, Any]:
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
-    _tools(body, out)
+    _tools(body, out, found)
+    if found and native_only is None:
+        raise InvalidRequest(f"turnout cannot translate '{found[0]}' to another format.", param=found[0])
     return out
 
 
@@ -123,7 +126,7 @@ def _text_of(content: object, where: str) -> str:
     return "\n\n".join(texts)
 
 
-def _message(m: object, where: str) -> Iterator[dict[str, Any]]:
+def _message(m: object, where: str, native_only: list[str]) -> Iterator[dict[str, Any]]:
     _require(isinstance(m, dict), "each message must be an object.", where)
     assert isinstance(m, dict)
     role = m.get("role")
@@ -172,9 +175,7 @@ def _message(m: object, where: str) -> Iterator[dict[str, Any]]:
         elif kind in ("thinking", "redacted_thinking") and role == "assistant":
             continue  # earlier reasoning: no provider but the one that wrote it can read it
         else:
-            raise InvalidRequest(
-                f"turnout does not support '{kind}' blocks in {role} messages yet.", param=at
-            )
+            native_only.append(f"{at} ({kind})")
     yield from results  # tool results answer the previous assistant turn: they come first
     if role == "assistant":
         text = "".join(p["text"] for p in parts)
@@ -202,7 +203,7 @@ def _image_url(source: object, where: str) -> str:
     raise InvalidRequest("an image source must be of type 'base64' or 'url'.", param=f"{where}.source")
 
 
-def _tools(body: dict[str, Any], out: dict[str, Any]) -> None:
+def _tools(body: dict[str, Any], out: dict[str, Any], native_only: list[str]) -> None:
     tools = body.get("tools")
     if tools is not None:
         _require(isinstance(tools, list), "'tools' must be a list.", "tools")
@@ -214,9 +215,8 @@ def _tools(body: dict[str, Any], out: dict[str, Any]) -> None:
                 f"tools[{i}]",
             )
             if tool.get("type") not in (None, "custom"):
-                raise InvalidRequest(
-                    f"turnout does not support server tools ('{tool.get('type')}') yet.", param=f"tools[{i}]"
-                )
+                native_only.append(f"tools[{i}] ({tool.get('type')})")  # a server tool
+                continue
             function: dict[str, Any] = {
                 "name": tool["name"],
                 "parameters": tool.get("input_schema") or {"type": "object"},
@@ -224,7 +224,8 @@ def _tools(body: dict[str, Any], out: dict[str, Any]) -> None:
             if tool.get("description"):
                 function["description"] = tool["description"]
             functions.append({"type": "function", "function": function})
-        out["tools"] = functions
+        if functions:
+            out["tools"] = functions
     choice = body.get("tool_choice")
     if choice is None:
         return
@@ -308,6 +309,11 @@ def error_json(error: TurnoutError, request_id: str | None = None) -> bytes:
     if request_id is not None:
         body["request_id"] = request_id
     return orjson.dumps(body)
+
+
+def error_event(error: TurnoutError, request_id: str | None = None) -> bytes:
+    """The `error` event that ends a stream which failed after its first byte."""
+    return b"event: error\ndata: " + error_json(error, request_id) + b"\n\n"
 
 
 def sse(event: str, data: dict[str, Any]) -> bytes:
@@ -409,4 +415,4 @@ class EventWriter:
         )
 
     def error(self, error: TurnoutError) -> bytes:
-        return b"event: error\ndata: " + error_json(error, self.request_id) + b"\n\n"
+        return error_event(error, self.request_id)

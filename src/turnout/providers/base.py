@@ -33,11 +33,27 @@ class Capabilities:
     embeddings: bool = True
     # How a stream cut after its first byte is continued here (see turnout.routing.resume).
     continuation: Literal["prefix", "continue_final_message", "instruction"] = "instruction"
+    # The inbound wire format it can take whole (a NativeRequest of that format), if any.
+    native_wire: str | None = None
 
     @property
     def full_chat(self) -> bool:
         """Can it serve any chat request (so no request needs checking against it)?"""
         return self.streaming and self.tools and self.images and self.json_schema
+
+
+@dataclass(frozen=True, slots=True)
+class NativeRequest:
+    """The client's request in its own wire format (e.g. Anthropic's, on /v1/messages). A
+    deployment speaking that format sends it on whole and answers in it, so nothing the
+    canonical form cannot carry is lost; any other deployment uses the canonical request."""
+
+    wire: str
+    body: dict[str, Any]
+    headers: tuple[tuple[str, str], ...] = ()  # the client's format-specific headers to pass on
+    # What only a deployment of this wire format can carry (the fields' names, for the 400 when
+    # the model has no such deployment); deployments of other formats are skipped for it.
+    requires: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +63,7 @@ class ChatCall:
     model: str
     timeouts: Timeouts
     client_wants_usage: bool = False
+    native: NativeRequest | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +76,13 @@ class EmbeddingCall:
 
 @dataclass(slots=True)
 class ChatResult:
-    """A complete chat answer as an OpenAI `chat.completion` JSON body."""
+    """A complete chat answer as an OpenAI `chat.completion` JSON body; `native` is the
+    upstream's own answer, when it answered the call's native request."""
 
     body: bytes
     usage: Usage | None
     _data: dict[str, Any] | None = field(default=None, repr=False)
+    native: bytes | None = None
 
     def data(self) -> dict[str, Any]:
         if self._data is None:
@@ -85,9 +104,13 @@ class ChatStream(Protocol):
 
     Iteration raises an `UpstreamError` if the upstream fails mid-way or ends without finishing.
     `usage` is set once the upstream has reported it (normally with the last chunk).
+
+    A `native` stream answers the call's native request: its batches are the upstream's own
+    events, already framed for the client (SSE bytes), not OpenAI chunks.
     """
 
     usage: Usage | None
+    native: bool
 
     def __aiter__(self) -> AsyncIterator[list[bytes]]: ...
 

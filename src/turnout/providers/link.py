@@ -62,20 +62,28 @@ class ProviderLink:
         )
         self._ca_file = str(settings.tls_ca_file) if settings.tls_ca_file else None
 
-    def endpoint(self, method: str, url: str) -> Endpoint:
-        return Endpoint(method, url, self.headers, proxy=self._proxy, ca_file=self._ca_file)
+    def endpoint(self, method: str, url: str, headers: list[tuple[str, str]] | None = None) -> Endpoint:
+        """`url` through this provider's proxy and CA, with its headers (or `headers` instead)."""
+        chosen = self.headers if headers is None else headers
+        return Endpoint(method, url, chosen, proxy=self._proxy, ca_file=self._ca_file)
 
-    async def send(self, endpoint: Endpoint, body: bytes, timeouts: Timeouts) -> UpstreamResponse:
-        """The upstream's answer if it is a 2xx; its error (on the error tree) otherwise."""
-        response = await self.client.send(endpoint, body, timeouts)
+    async def send(
+        self, endpoint: Endpoint, body: bytes, timeouts: Timeouts, *, extra_headers: bytes = b""
+    ) -> UpstreamResponse:
+        """The upstream's answer if it is a 2xx; its error (on the error tree) otherwise.
+        `extra_headers` are this request's own (`name: value\\r\\n` lines), e.g. a fresh token."""
+        response = await self.client.send(endpoint, body, timeouts, extra_headers)
         if response.status >= 300:
             raise await error_from_response(response, self._parse_error_body, provider=self.provider)
         return response
 
-    def event_stream(self, response: UpstreamResponse) -> UpstreamResponse:
-        """`response`, checked to be the event stream a streaming request must get."""
+    def event_stream(
+        self, response: UpstreamResponse, kind: bytes = b"text/event-stream"
+    ) -> UpstreamResponse:
+        """`response`, checked to be the event stream (of content type `kind`) a streaming request
+        must get."""
         content_type = response.header(b"content-type") or b""
-        if not content_type.startswith(b"text/event-stream"):
+        if not content_type.startswith(kind):
             response.release()
             raise UpstreamProtocolError(
                 f"The provider '{self.provider}' did not answer the streaming request with an event stream."

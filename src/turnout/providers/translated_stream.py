@@ -1,13 +1,14 @@
-"""The frame every translated stream shares: read the upstream's server-sent events, let the wire
-format turn each into OpenAI `chat.completion.chunk`s, yield them one upstream read at a time, and
-end with the usage chunk when the client asked for it. A malformed event is a protocol error; a
-stream that ends before the wire format's finish is truncated, and reported as such."""
+"""The frame every translated stream shares: read the upstream's server-sent events (or the wire
+format's own framing), let the wire format turn each into OpenAI `chat.completion.chunk`s, yield
+them one upstream read at a time, and end with the usage chunk when the client asked for it. A
+malformed event is a protocol error; a stream that ends before the wire format's finish is
+truncated, and reported as such."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 import orjson
@@ -20,11 +21,18 @@ from turnout.providers.sse import SSEDecoder
 T = TypeVar("T")
 
 
+class EventDecoder(Protocol):
+    """Raw upstream bytes in, the events completed so far out: (data, name) pairs."""
+
+    def feed(self, chunk: bytes) -> Sequence[tuple[bytes, bytes | None]]: ...
+
+
 class TranslatedStream:
     """Subclasses implement `_event`. `stops_at_finish`: stop reading once the answer is finished
     (the wire format sends nothing after it); otherwise later events (usage) are still read."""
 
     stops_at_finish = True
+    native = False
 
     def __init__(self, response: UpstreamResponse, *, provider: str, model: str, include_usage: bool) -> None:
         self._response = response
@@ -42,14 +50,14 @@ class TranslatedStream:
         return self._relay()
 
     async def _relay(self) -> AsyncIterator[list[bytes]]:
-        decoder = SSEDecoder()
+        decoder = self._decoder()
         finished = False
         try:
             while (raw := await self._response.next_chunk()) is not None:
                 batch: list[bytes] = []
-                for data, _name in decoder.feed(raw):
+                for data, name in decoder.feed(raw):
                     if data != b"[DONE]" and not (finished and self.stops_at_finish):
-                        finished = self._event(data, batch) or finished
+                        finished = self._named_event(data, name, batch) or finished
                 if batch:
                     yield batch
                 if finished and self.stops_at_finish:
@@ -62,6 +70,15 @@ class TranslatedStream:
             )
         if self._include_usage and self.usage is not None:
             yield [orjson.dumps({**self._base, "choices": [], "usage": self.usage.openai()})]
+
+    def _decoder(self) -> EventDecoder:
+        """How the upstream's bytes become events: server-sent events, unless the wire format
+        frames its own (Bedrock's binary event stream)."""
+        return SSEDecoder()
+
+    def _named_event(self, data: bytes, name: bytes | None, batch: list[bytes]) -> bool:
+        """`_event`, for wire formats that tell their events apart by name rather than by data."""
+        return self._event(data, batch)
 
     def _event(self, data: bytes, batch: list[bytes]) -> bool:
         """Append the chunks for one event's `data`; True once the answer is finished."""

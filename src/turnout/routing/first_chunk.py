@@ -22,6 +22,10 @@ class PeekedStream:
     def usage(self) -> Usage | None:
         return self._stream.usage
 
+    @property
+    def native(self) -> bool:
+        return self._stream.native
+
     async def aclose(self) -> None:
         await self._stream.aclose()
 

@@ -49,7 +49,9 @@ class RelayStream:
         self._serving = served  # whose deployment is in flight now
         self.served = served
         self.first = peeked.first
-        self.resumable = route.policy.stream_resume and not (request.n or 1) > 1
+        # a native stream (the upstream's own events) cannot be continued in another format
+        self.native = peeked.native
+        self.resumable = route.policy.stream_resume and not (request.n or 1) > 1 and not self.native
         # what the client was sent, while the stream can be resumed: raw chunks, folded into
         # `_partial` (text only) every FOLD_EVERY chunks so a long answer does not pile up bytes
         self._sent: list[bytes] | None = list(peeked.first) if self.resumable else None

@@ -43,7 +43,7 @@ from turnout.domain.errors import (
     UpstreamError,
     UpstreamRejected,
 )
-from turnout.providers.base import ChatCall, ChatResult, EmbeddingCall, EmbeddingResult
+from turnout.providers.base import ChatCall, ChatResult, EmbeddingCall, EmbeddingResult, NativeRequest
 from turnout.routing.capabilities import first_unmet, fits_context, needs
 from turnout.routing.catalog import Catalog, Route, Target
 from turnout.routing.deployments import DeploymentRegistry, DeploymentState
@@ -179,12 +179,13 @@ class Router:
         *,
         wants_usage: bool,
         steering: Steering = NO_STEERING,
+        native: NativeRequest | None = None,
     ) -> tuple[ChatResult, Served]:
         async def attempt(c: Candidate) -> ChatResult:
             t = c.target
-            return await t.adapter.complete(ChatCall(request, body, t.model, t.timeouts, wants_usage))
+            return await t.adapter.complete(ChatCall(request, body, t.model, t.timeouts, wants_usage, native))
 
-        walk = self.plan(route, request, steering)
+        walk = self.plan(route, request, steering, native=native)
         result, served = await self.walk(route, walk, attempt, holds=True)
         self.settle(served, result.usage.total_tokens if result.usage else 0)  # counts toward its tpm
         return result, served
@@ -197,15 +198,17 @@ class Router:
         *,
         wants_usage: bool,
         steering: Steering = NO_STEERING,
+        native: NativeRequest | None = None,
     ) -> tuple[RelayStream, Served]:
         """The stream's deployment stays `in_flight` until the stream ends or is closed."""
 
         async def attempt(c: Candidate) -> PeekedStream:
             t = c.target
-            stream = await t.adapter.stream(ChatCall(request, body, t.model, t.timeouts, wants_usage))
+            call = ChatCall(request, body, t.model, t.timeouts, wants_usage, native)
+            stream = await t.adapter.stream(call)
             return await peek_first(stream)  # committed only once the first chunk is here
 
-        walk = self.plan(route, request, steering)
+        walk = self.plan(route, request, steering, native=native)
         peeked, served = await self.walk(route, walk, attempt, holds=True)
         relay = RelayStream(self, route, request, body, steering, wants_usage, peeked, served)
         served.resumable = relay.resumable
@@ -240,12 +243,13 @@ class Router:
         chain: str = "errors",
         avoid: DeploymentState | None = None,
         embeddings: bool = False,
+        native: NativeRequest | None = None,
     ) -> Walk:
         """The stages for `route`: its own deployments (unless `chain` names a refusal chain, which
         replaces them), then the fallback aliases of `chain`."""
         stages: list[Stage] = []
         if chain == "errors":
-            stage = self._stage(route, request, steering, avoid, embeddings)
+            stage = self._stage(route, request, steering, avoid, embeddings, native)
             if steering.deployment is not None and not stage.candidates:
                 raise InvalidRequest(
                     f"The model '{route.requested}' has no deployment named '{steering.deployment}'"
@@ -266,7 +270,7 @@ class Router:
             for alias in route.policy.chain(chain):
                 fallback = self.catalog.resolve(alias)
                 if fallback is not None:
-                    stages.append(self._stage(fallback, request, steering, avoid, embeddings))
+                    stages.append(self._stage(fallback, request, steering, avoid, embeddings, native))
         return Walk([s for s in stages if s.candidates], request)
 
     def _stage(
@@ -276,10 +280,14 @@ class Router:
         steering: Steering,
         avoid: DeploymentState | None,
         embeddings: bool = False,
+        native: NativeRequest | None = None,
     ) -> Stage:
         wanted = None
         candidates = []
+        native_only = native.wire if native is not None and native.requires else None
         for t in route.targets:
+            if native_only is not None and t.adapter.capabilities.native_wire != native_only:
+                continue  # the request holds what only its own format can carry
             if steering.deployment is not None and steering.deployment not in (t.label, t.provider):
                 continue
             if not steering.tags <= t.tags:

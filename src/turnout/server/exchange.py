@@ -127,6 +127,9 @@ class Exchange:
             return NO_STEERING
         return Steering(deployment, tags or frozenset())
 
+    def native(self) -> None:
+        """OpenAI-format requests need no native form: same-format deployments get the body as is."""
+
     async def body(self) -> bytes:
         length = self.header(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
@@ -197,6 +200,9 @@ class Exchange:
             }
         )
         await self.send({"type": "http.response.body", "body": body})
+
+    async def answer_native(self, body: bytes, served: Served) -> None:
+        await self.answer(body, served)
 
     async def error(self, error: TurnoutError) -> None:
         if self.started:

@@ -1,9 +1,12 @@
 """`POST /v1/messages`: Anthropic's Messages API in front of every provider. The request is
 translated to the canonical chat request and goes through the same pipeline as a chat completion;
-the answer, its stream and its errors are written in Anthropic's format."""
+the answer, its stream and its errors are written in Anthropic's format. An Anthropic-format
+deployment gets the request whole (the native request) and its answer is passed on as it came,
+so nothing the translation could not carry is lost on the way through."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -11,10 +14,13 @@ import orjson
 
 from turnout.domain.errors import TurnoutError
 from turnout.domain.usage import Usage
-from turnout.inbound.anthropic_messages import EventWriter, error_json, to_message, to_openai
+from turnout.inbound.anthropic_messages import EventWriter, error_event, error_json, to_message, to_openai
+from turnout.providers.base import NativeRequest
 from turnout.routing.relay import RelayStream
 from turnout.routing.router import Served, Steering
 from turnout.server.exchange import Exchange
+
+PASSED_HEADERS = (b"anthropic-beta",)  # the client's Anthropic headers a native request carries
 
 
 class MessagesExchange:
@@ -24,6 +30,7 @@ class MessagesExchange:
         self.x = x
         x.render_error = lambda error: error_json(error, x.request_id)
         self.model = ""
+        self._native: NativeRequest | None = None
 
     def credential(self) -> str | None:
         return self.x.credential()
@@ -33,18 +40,35 @@ class MessagesExchange:
 
     async def json(self) -> Any:
         body = await self.x.json()
-        translated = to_openai(body)
+        native_only: list[str] = []
+        translated = to_openai(body, native_only)
         self.model = translated["model"]
+        headers = tuple(
+            (name.decode(), value.decode("latin-1"))
+            for name in PASSED_HEADERS
+            if (value := self.x.header(name)) is not None
+        )
+        self._native = NativeRequest("anthropic", body, headers, tuple(native_only))
         return translated
+
+    def native(self) -> NativeRequest | None:
+        return self._native
 
     async def answer(self, body: bytes, served: Served) -> None:
         await self.x.answer(orjson.dumps(to_message(orjson.loads(body), self.model)), served)
 
+    async def answer_native(self, body: bytes, served: Served) -> None:
+        await self.x.answer(body, served)
+
     async def stream(self, stream: RelayStream, served: Served) -> Usage | None:
+        if stream.native:
+            return await self.x.stream(stream, served, _NativeFraming(self.x.request_id))
         return await self.x.stream(stream, served, _EventFraming(self.model, self.x.request_id))
 
 
 class _EventFraming:
+    """OpenAI chunks written as Anthropic's events."""
+
     def __init__(self, model: str, request_id: str) -> None:
         self.writer = EventWriter(model, request_id)
 
@@ -53,3 +77,13 @@ class _EventFraming:
     ) -> tuple[Callable[[list[bytes]], bytes], Callable[[], bytes], Callable[[TurnoutError], bytes]]:
         writer = self.writer
         return (lambda batch: b"".join(writer.chunk(c) for c in batch)), writer.finish, writer.error
+
+
+class _NativeFraming:
+    """Anthropic's own events, already framed: passed on as they are (message_stop included)."""
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+
+    def parts(self) -> tuple[Callable[[list[bytes]], bytes], bytes, Callable[[TurnoutError], bytes]]:
+        return b"".join, b"", functools.partial(error_event, request_id=self.request_id)

@@ -70,6 +70,12 @@ class ResponsesExchange:
         self._request = parse(body, history)
         return self._request.chat
 
+    def native(self) -> None:
+        """No provider speaks the Responses format natively (yet): every one is translated."""
+
+    async def answer_native(self, body: bytes, served: Served) -> None:
+        await self.x.answer(body, served)  # not reached: there is no native request
+
     async def answer(self, body: bytes, served: Served) -> None:
         response = to_response(orjson.loads(body), self.request, self.response_id)
         self._save(response)

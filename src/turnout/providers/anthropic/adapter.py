@@ -13,7 +13,7 @@ from turnout.config.settings import ProviderSettings
 from turnout.domain.errors import UnsupportedFeature
 from turnout.providers.anthropic import translate
 from turnout.providers.anthropic.errors import parse_error_body
-from turnout.providers.anthropic.stream import AnthropicStream
+from turnout.providers.anthropic.stream import AnthropicStream, NativeAnthropicStream
 from turnout.providers.anthropic.wire import API_VERSION, message_decoder, models_decoder
 from turnout.providers.base import ChatCall, ChatResult, EmbeddingCall, EmbeddingResult
 from turnout.providers.capabilities import capabilities_for
@@ -39,7 +39,24 @@ class AnthropicAdapter:
         body, json_mode = translate.request_body(call.request, call.model, stream=stream)
         return orjson.dumps(body), json_mode
 
+    def _native(self, call: ChatCall) -> tuple[bytes, bytes] | None:
+        """The client's own Anthropic request for this deployment's model, and its headers."""
+        native = call.native
+        if native is None or native.wire != "anthropic":
+            return None
+        headers = b"".join(b"%s: %s\r\n" % (n.encode(), v.encode("latin-1")) for n, v in native.headers)
+        return orjson.dumps({**native.body, "model": call.model}), headers
+
     async def complete(self, call: ChatCall) -> ChatResult:
+        native = self._native(call)
+        if native is not None:
+            response = await self.link.send(self._messages, native[0], call.timeouts, extra_headers=native[1])
+            data = await response.read(MAX_RESPONSE_BYTES)
+            message = self.link.decode(
+                message_decoder, data, "answered with something that is not an Anthropic message"
+            )
+            usage = message.usage.canonical() if message.usage else None
+            return ChatResult(body=data, usage=usage, native=data)
         body, json_mode = self._body(call, stream=False)
         response = await self.link.send(self._messages, body, call.timeouts)
         data = await response.read(MAX_RESPONSE_BYTES)
@@ -51,6 +68,16 @@ class AnthropicAdapter:
         return ChatResult(body=orjson.dumps(out), usage=usage, _data=out)
 
     async def stream(self, call: ChatCall) -> AnthropicStream:
+        native = self._native(call)
+        if native is not None:
+            response = await self.link.send(self._messages, native[0], call.timeouts, extra_headers=native[1])
+            return NativeAnthropicStream(
+                self.link.event_stream(response),
+                provider=self.name,
+                requested_model=call.model,
+                json_mode=None,
+                include_usage=False,
+            )
         body, json_mode = self._body(call, stream=True)
         response = await self.link.send(self._messages, body, call.timeouts)
         return AnthropicStream(

@@ -117,3 +117,23 @@ class AnthropicStream(TranslatedStream):
 
     def _error(self, event: Event) -> TurnoutError:
         return error_from_event(event.error, self._provider)
+
+
+class NativeAnthropicStream(AnthropicStream):
+    """The upstream's own events, passed on as they came (for a client speaking Anthropic's
+    format): each re-framed as SSE, nothing translated. Usage is read on the way; an `error`
+    event fails the stream as in the translated one."""
+
+    native = True
+
+    def _event(self, data: bytes, batch: list[bytes]) -> bool:
+        event = self._decode(event_decoder, data)
+        kind = event.type
+        if kind == "message_start" and event.message is not None:
+            self._input = event.message.usage
+        elif kind == "message_delta":
+            self._settle_usage(event.usage)
+        elif kind == "error":
+            raise self._error(event)
+        batch.append(b"event: %s\ndata: %s\n\n" % (kind.encode(), data))
+        return kind == "message_stop"

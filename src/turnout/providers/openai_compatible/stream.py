@@ -28,6 +28,8 @@ from turnout.providers.sse import SSEDecoder
 
 
 class OpenAIStream:
+    native = False  # same-format requests are forwarded as they are; their answers too
+
     def __init__(self, response: UpstreamResponse, *, provider: str, drop_usage_chunk: bool) -> None:
         self._response = response
         self._provider = provider
