@@ -35,6 +35,7 @@ AZURE = {"type": "azure", "base_url": "https://east.openai.azure.com", "api_key"
 KNOWN_TYPES = [
     "anthropic",
     "azure",
+    "bedrock",
     "cohere",
     "deepseek",
     "fake",
@@ -47,6 +48,7 @@ KNOWN_TYPES = [
     "openai_compatible",
     "openrouter",
     "together",
+    "vertex",
     "vllm",
 ]
 

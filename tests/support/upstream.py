@@ -41,6 +41,7 @@ class Recorded:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    raw_path: str = ""  # as sent, percent-encoding kept (`path` is decoded)
 
     @property
     def json(self) -> Any:
@@ -167,13 +168,16 @@ class Upstream:
         gap: float = 0.0,
         cut_after: int | None = None,
         hang_after: int | None = None,
+        content_type: str = "text/event-stream",
+        headers: dict[str, str] | None = None,
     ) -> Upstream:
         """Stream `events` (or a fixture's); `cut_after=k` drops the connection after k events,
-        `hang_after=k` goes silent after k events."""
+        `hang_after=k` goes silent after k events. `content_type` for other framings (each event
+        is written as given: any bytes)."""
         chosen = sse_events(events) if isinstance(events, str) else events
 
         async def action(request: web.Request) -> web.StreamResponse:
-            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            response = web.StreamResponse(headers={"Content-Type": content_type, **(headers or {})})
             await response.prepare(request)
             for i, event in enumerate(chosen):
                 if cut_after is not None and i == cut_after:
@@ -227,6 +231,7 @@ class Upstream:
                     dict(request.query),
                     {k.lower(): v for k, v in request.headers.items()},
                     body,
+                    request.raw_path,
                 )
             )
             action = self._script.popleft() if self._script else None

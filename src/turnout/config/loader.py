@@ -19,6 +19,7 @@ import msgspec
 import yaml
 
 from turnout.config import schema
+from turnout.config.aws import bedrock_base_url, check_aws
 from turnout.config.env_defaults import config_from_environment
 from turnout.config.provider_kinds import AZURE_DEFAULT_API_VERSION, PROVIDER_KINDS
 from turnout.config.proxies import NO_PROXY_VALUE, ProxyError, from_environment, parse_proxy
@@ -40,6 +41,7 @@ from turnout.config.settings import (
     Timeouts,
 )
 from turnout.config.units import parse_delay, parse_duration, parse_size
+from turnout.config.vertex import check_vertex, vertex_base_url
 
 T = TypeVar("T")
 
@@ -295,6 +297,35 @@ class _Builder:
         base_url = base_url or kind.default_base_url
         if kind.wire == "fake":
             base_url = base_url or "http://127.0.0.1"
+        vertex = None
+        if cfg.vertex is not None and kind.name != "vertex":
+            self.problem(f"{path}.vertex", f"only Vertex AI providers take this section, not {kind.name}")
+        if kind.name == "vertex":
+            express = cfg.api_key is not None
+            vertex = check_vertex(
+                cfg.vertex, express=express, environ=self.environ, path=f"{path}.vertex", problem=self.problem
+            )
+            if vertex is None:
+                return None
+            base_url = base_url or vertex_base_url(vertex.location)
+        key_reference, aws = cfg.api_key, None
+        if cfg.aws is not None and kind.wire != "bedrock":
+            self.problem(f"{path}.aws", f"only Bedrock providers take this section, not {kind.name}")
+        if kind.wire == "bedrock":
+            explicit = None if base_url == kind.default_base_url else base_url
+            checked = check_aws(
+                cfg.aws,
+                api_key=cfg.api_key,
+                base_url=explicit,
+                environ=self.environ,
+                path=f"{path}.aws",
+                problem=self.problem,
+                secret=self.secret,
+            )
+            if checked is None:
+                return None
+            aws, key_reference = checked
+            base_url = explicit or bedrock_base_url(aws.region or "")
         if base_url is None:
             env_hint = f" (or set {kind.base_url_env})" if kind.base_url_env else ""
             self.problem(f"{path}.base_url", f"required for a {kind.title} provider{env_hint}")
@@ -313,7 +344,7 @@ class _Builder:
                 f"{path}.base_url", "must not hold credentials or a query string; use api_key and api_version"
             )
             return None
-        api_key = self.secret(cfg.api_key, f"{path}.api_key")
+        api_key = self.secret(key_reference, f"{path}.api_key")
         if cfg.api_key is None and kind.key_required:
             env_hint = f", e.g. env:{kind.api_key_env}" if kind.api_key_env else ""
             self.problem(f"{path}.api_key", f"required for a {kind.title} provider{env_hint}")
@@ -358,6 +389,8 @@ class _Builder:
             fake=fake,
             proxy=proxy,
             tls_ca_file=ca_file,
+            vertex=vertex,
+            aws=aws,
         )
 
     def proxy(self, written: str | None, base_url: str, path: str) -> ProxySettings | None:

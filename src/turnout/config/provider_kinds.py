@@ -8,11 +8,11 @@ OpenAI-compatible service is one entry here, not a new adapter.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Literal
 
-WireFormat = Literal["openai", "anthropic", "gemini", "cohere", "fake"]
+WireFormat = Literal["openai", "anthropic", "gemini", "cohere", "bedrock", "fake"]
 AuthStyle = Literal["bearer", "api-key", "x-api-key", "x-goog-api-key", "none"]
 
 ANY_VALUE = "<any value>"  # in a parameter's harmless values: it only labels the request; drop it always
@@ -174,6 +174,44 @@ _KINDS = (
         embeddings_base64=False,
     ),
     ProviderKind(
+        "bedrock",
+        "Amazon Bedrock",
+        "bedrock",
+        # The region fills it in (aws.region, else AWS_REGION / AWS_DEFAULT_REGION).
+        default_base_url="https://bedrock-runtime.{region}.amazonaws.com",
+        base_url_env="AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+        api_key_env="AWS_BEARER_TOKEN_BEDROCK",  # a Bedrock API key; else SigV4 with access keys
+        key_required=False,
+        # What the Converse API (botocore's bedrock-runtime model) has no field for; labels and
+        # cache hints are dropped harmlessly. Parallel tool calls cannot be switched off there.
+        unsupported_params=_unsupported(
+            n=(1,),
+            logprobs=(False,),
+            top_logprobs=(),
+            logit_bias=(),
+            presence_penalty=(),
+            frequency_penalty=(),
+            seed=(),
+            parallel_tool_calls=(True,),
+            store=(False,),
+            service_tier=("auto", "default"),
+            reasoning_effort=(),
+            verbosity=(),
+            modalities=(["text"],),
+            audio=(),
+            prediction=(),
+            web_search_options=(),
+            functions=(),
+            function_call=(),
+            user=(ANY_VALUE,),
+            safety_identifier=(ANY_VALUE,),
+            metadata=(ANY_VALUE,),
+            prompt_cache_key=(ANY_VALUE,),
+            prompt_cache_retention=(ANY_VALUE,),
+        ),
+        embeddings=False,
+    ),
+    ProviderKind(
         "mistral",
         "Mistral",
         "openai",
@@ -287,4 +325,17 @@ _KINDS = (
     ),
 )
 
-PROVIDER_KINDS: Mapping[str, ProviderKind] = MappingProxyType({k.name: k for k in _KINDS})
+# Vertex AI serves Gemini over the same wire format, with the same gaps, from Google Cloud: its URL
+# comes from the `vertex:` block (project, location), its credentials from a service account (an
+# OAuth2 access token per request), or an express-mode API key sent as `x-goog-api-key`.
+_VERTEX = replace(
+    next(k for k in _KINDS if k.name == "gemini"),
+    name="vertex",
+    title="Google Vertex AI",
+    default_base_url=None,
+    base_url_env=None,
+    api_key_env=None,
+    key_required=False,
+)
+
+PROVIDER_KINDS: Mapping[str, ProviderKind] = MappingProxyType({k.name: k for k in (*_KINDS, _VERTEX)})

@@ -33,6 +33,23 @@ class FakeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     models: list[str] | None = None
 
 
+class VertexConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Where a `type: vertex` provider's models run and whose service account calls them."""
+
+    project: str | None = None
+    location: str | None = None
+    credentials_file: str | None = None
+
+
+class AwsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A `type: bedrock` provider's region and access keys (secrets as env:/file: references)."""
+
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+
+
 class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     type: str
     base_url: str | None = None
@@ -46,6 +63,8 @@ class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     proxy: str | None = None
     tls_ca_file: str | None = None
     fake: FakeConfig | None = None
+    vertex: VertexConfig | None = None
+    aws: AwsConfig | None = None
 
 
 Strategy = Literal["priority", "weighted", "least_busy", "lowest_latency", "lowest_cost"]

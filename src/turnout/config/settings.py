@@ -44,6 +44,28 @@ class ProxySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class VertexSettings:
+    """A Vertex AI provider's deployment: models under `projects/{project}/locations/{location}`,
+    called with a service account's access tokens; or, in express mode (an API key, no project),
+    under the global `publishers/google/models`."""
+
+    location: str
+    project: str | None = None  # None in express mode
+    credentials_file: Path | None = None  # a service-account key file; None in express mode
+
+
+@dataclass(frozen=True, slots=True)
+class AwsSettings:
+    """A Bedrock provider's AWS side: its region, and the access keys it signs requests with (SigV4);
+    no keys when it authenticates with a Bedrock API key (`api_key`) instead."""
+
+    region: str | None = None  # None only with an API key and an explicit base_url
+    access_key_id: Secret | None = None
+    secret_access_key: Secret | None = None
+    session_token: Secret | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderSettings:
     name: str
     kind: ProviderKind
@@ -58,6 +80,8 @@ class ProviderSettings:
     fake: FakeSettings | None = None
     proxy: ProxySettings | None = None
     tls_ca_file: Path | None = None
+    vertex: VertexSettings | None = None
+    aws: AwsSettings | None = None
 
 
 Strategy = Literal["priority", "weighted", "least_busy", "lowest_latency", "lowest_cost"]

@@ -11,6 +11,7 @@ from turnout.providers.base import Adapter
 from turnout.providers.cohere.adapter import CohereAdapter
 from turnout.providers.fake.server import FakeUpstream
 from turnout.providers.gemini.adapter import GeminiAdapter
+from turnout.providers.gemini.vertex import VertexAdapter
 from turnout.providers.http.client import HttpClient
 from turnout.providers.openai_compatible.adapter import OpenAICompatibleAdapter
 
@@ -35,9 +36,15 @@ class ProviderRegistry:
                 if settings.kind.wire == "anthropic":
                     adapters[name] = AnthropicAdapter(settings, client)
                 elif settings.kind.wire == "gemini":
-                    adapters[name] = GeminiAdapter(settings, client)
+                    vertex = settings.kind.name == "vertex"
+                    adapters[name] = (VertexAdapter if vertex else GeminiAdapter)(settings, client)
                 elif settings.kind.wire == "cohere":
                     adapters[name] = CohereAdapter(settings, client)
+                elif settings.kind.wire == "bedrock":
+                    # imported only when configured: it loads botocore (SigV4, event streams)
+                    from turnout.providers.bedrock.adapter import BedrockAdapter
+
+                    adapters[name] = BedrockAdapter(settings, client)
                 else:
                     adapters[name] = OpenAICompatibleAdapter(settings, client)
         except BaseException:

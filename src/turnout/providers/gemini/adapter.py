@@ -1,5 +1,5 @@
 """The adapter for Google's Gemini API (the Developer API at generativelanguage.googleapis.com;
-Vertex AI's endpoints are not supported yet). The key goes in `x-goog-api-key`; the model is part
+Vertex AI's deployment of it is `vertex.py`). The key goes in `x-goog-api-key`; the model is part
 of each URL (`models/<model>:generateContent`)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import orjson
 
-from turnout.config.settings import ProviderSettings
+from turnout.config.settings import ProviderSettings, Timeouts
 from turnout.domain.chat import CHARS_PER_TOKEN
 from turnout.domain.usage import Usage
 from turnout.providers.base import ChatCall, ChatResult, EmbeddingCall, EmbeddingResult
@@ -19,6 +19,7 @@ from turnout.providers.gemini.errors import parse_error_body
 from turnout.providers.gemini.stream import GeminiStream
 from turnout.providers.gemini.wire import embed_decoder, models_decoder, response_decoder
 from turnout.providers.http.client import Endpoint, HttpClient
+from turnout.providers.http.connection import UpstreamResponse
 from turnout.providers.link import LIST_TIMEOUTS, ProviderLink, request_headers
 from turnout.providers.parameters import apply_parameter_policy
 
@@ -33,17 +34,23 @@ class GeminiAdapter:
         self.link = ProviderLink(settings, client, parse_error_body, request_headers(settings))
         self._endpoints: dict[tuple[str, str], Endpoint] = {}
 
+    def _url(self, model: str, method: str) -> str:
+        base = self.settings.base_url
+        if method == "list":
+            return f"{base}/models?pageSize=1000"
+        return f"{base}/models/{quote(model, safe='')}:{method}"
+
     def _endpoint(self, model: str, method: str) -> Endpoint:
         key = (model, method)
         endpoint = self._endpoints.get(key)
         if endpoint is None:
-            base = self.settings.base_url
-            if method == "list":
-                endpoint = self.link.endpoint("GET", f"{base}/models?pageSize=1000")
-            else:
-                endpoint = self.link.endpoint("POST", f"{base}/models/{quote(model, safe='')}:{method}")
+            endpoint = self.link.endpoint("GET" if method == "list" else "POST", self._url(model, method))
             self._endpoints[key] = endpoint
         return endpoint
+
+    async def _send(self, endpoint: Endpoint, body: bytes, timeouts: Timeouts) -> UpstreamResponse:
+        """Send with the provider's static headers (a deployment may add per-request ones)."""
+        return await self.link.send(endpoint, body, timeouts)
 
     def _body(self, call: ChatCall) -> bytes:
         apply_parameter_policy(dict(call.body), self.settings)  # refuses what Gemini lacks
@@ -51,7 +58,7 @@ class GeminiAdapter:
 
     async def complete(self, call: ChatCall) -> ChatResult:
         endpoint = self._endpoint(call.model, "generateContent")
-        response = await self.link.send(endpoint, self._body(call), call.timeouts)
+        response = await self._send(endpoint, self._body(call), call.timeouts)
         data = await response.read(MAX_RESPONSE_BYTES)
         answer = self.link.decode(
             response_decoder, data, "answered with something that is not a Gemini response"
@@ -62,7 +69,7 @@ class GeminiAdapter:
 
     async def stream(self, call: ChatCall) -> GeminiStream:
         endpoint = self._endpoint(call.model, "streamGenerateContent?alt=sse")
-        response = await self.link.send(endpoint, self._body(call), call.timeouts)
+        response = await self._send(endpoint, self._body(call), call.timeouts)
         return GeminiStream(
             self.link.event_stream(response),
             provider=self.name,
@@ -82,7 +89,7 @@ class GeminiAdapter:
                 entry["outputDimensionality"] = call.request.dimensions
             requests.append(entry)
         endpoint = self._endpoint(call.model, "batchEmbedContents")
-        response = await self.link.send(endpoint, orjson.dumps({"requests": requests}), call.timeouts)
+        response = await self._send(endpoint, orjson.dumps({"requests": requests}), call.timeouts)
         data = await response.read(MAX_RESPONSE_BYTES)
         embeddings = self.link.decode(embed_decoder, data, "sent malformed embeddings").embeddings
         tokens = sum(len(t) for t in texts) // CHARS_PER_TOKEN  # Gemini does not count them: estimated
@@ -95,7 +102,7 @@ class GeminiAdapter:
         return EmbeddingResult(body=orjson.dumps(out), usage=Usage(input_tokens=tokens, estimated=True))
 
     async def list_models(self) -> list[str]:
-        response = await self.link.send(self._endpoint("", "list"), b"", LIST_TIMEOUTS)
+        response = await self._send(self._endpoint("", "list"), b"", LIST_TIMEOUTS)
         data = await response.read(8 * 1024 * 1024)
         models = self.link.decode(models_decoder, data, "sent a malformed model list").models
         return [m.name.removeprefix("models/") for m in models]

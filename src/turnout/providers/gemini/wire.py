@@ -1,6 +1,6 @@
-"""Gemini API wire types: what turnout reads from Gemini, decoded with msgspec (camelCase on the
-wire). Requests are built
-as plain dicts in translate.py."""
+"""Gemini API wire types: what turnout reads from Gemini (and from Vertex AI's embeddings
+`:predict`), decoded with msgspec (camelCase on the wire). Requests are built as plain dicts in
+translate.py."""
 
 from __future__ import annotations
 
@@ -82,6 +82,32 @@ class BatchEmbedResponse(msgspec.Struct, frozen=True, rename="camel"):
     embeddings: list[Embedding]
 
 
+class EmbeddingStatistics(msgspec.Struct, frozen=True):
+    """Vertex AI's `:predict` writes `token_count`; its REST reference says `tokenCount`."""
+
+    token_count: int | None = None
+    token_count_camel: int | None = msgspec.field(default=None, name="tokenCount")
+
+    @property
+    def tokens(self) -> int | None:
+        return self.token_count if self.token_count is not None else self.token_count_camel
+
+
+class PredictedEmbedding(msgspec.Struct, frozen=True):
+    values: list[float]
+    statistics: EmbeddingStatistics | None = None
+
+
+class Prediction(msgspec.Struct, frozen=True):
+    embeddings: PredictedEmbedding
+
+
+class PredictResponse(msgspec.Struct, frozen=True):
+    """Vertex AI's text-embedding `:predict` answer: one prediction per instance, in order."""
+
+    predictions: list[Prediction]
+
+
 class ModelEntry(msgspec.Struct, frozen=True, rename="camel"):
     name: str
     supported_generation_methods: list[str] = []
@@ -95,3 +121,4 @@ response_decoder = msgspec.json.Decoder(GenerateContentResponse)
 error_decoder = msgspec.json.Decoder(ErrorBody)
 embed_decoder = msgspec.json.Decoder(BatchEmbedResponse)
 models_decoder = msgspec.json.Decoder(ModelList)
+predict_decoder = msgspec.json.Decoder(PredictResponse)

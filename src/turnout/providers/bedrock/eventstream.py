@@ -1,0 +1,56 @@
+"""The `application/vnd.amazon.eventstream` framing ConverseStream answers with, decoded by
+botocore's `EventStreamBuffer` (which checks both CRCs of each message).
+
+Each message is a prelude (total length, headers length, CRC), typed headers, a payload and a CRC.
+`:message-type` says what it is: an `event` (named by `:event-type`, the payload its JSON), an
+`exception` (named by `:exception-type`, the payload `{"message": ...}`) or an `error` (the code and
+message in `:error-code` / `:error-message` headers, no payload). Each becomes one `(payload, name)`
+pair, the name prefixed with its message type: `event:contentBlockDelta`,
+`exception:throttlingException`, `error:<code>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, cast
+
+import orjson
+from botocore.eventstream import EventStreamBuffer, ParserError
+
+from turnout.domain.errors import UpstreamProtocolError
+
+Event = tuple[bytes, bytes]
+
+
+class EventStreamDecoder:
+    """Feed raw bytes as they arrive; get back the messages completed so far."""
+
+    def __init__(self, provider: str) -> None:
+        self._buffer = EventStreamBuffer()
+        self._provider = provider
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        self._buffer.add_data(chunk)
+        events: list[Event] = []
+        try:
+            for message in self._buffer:
+                # (botocore-stubs type `headers` as int; it is the decoded header dict)
+                events.append(_event(cast(Mapping[str, Any], message.headers), message.payload))
+        except ParserError:  # a CRC mismatch, or a length out of bounds
+            raise UpstreamProtocolError(
+                f"The provider '{self._provider}' sent a corrupt event-stream message."
+            ) from None
+        return events
+
+
+def _event(headers: Mapping[str, Any], payload: bytes) -> Event:
+    kind = headers.get(":message-type")
+    if kind == "event":
+        return payload, b"event:" + str(headers.get(":event-type", "")).encode()
+    if kind == "exception":
+        return payload, b"exception:" + str(headers.get(":exception-type", "")).encode()
+    if kind != "error":
+        return payload, b"other:" + str(kind).encode()  # a message type added later: skipped
+    code = str(headers.get(":error-code", "unknown"))
+    message = headers.get(":error-message")
+    return orjson.dumps({"message": None if message is None else str(message)}), b"error:" + code.encode()
