@@ -102,7 +102,7 @@ class Pipeline:
         body = await inbound.json()
         request = parse_embedding_request(body)
         route = self.authorise(principal, request.model)
-        if not any(t.adapter.capabilities.embeddings for t in route.targets):
+        if not any(t.capabilities.embeddings for t in route.targets):
             raise UnsupportedFeature(f"The model '{request.model}' does not offer embeddings.", param="model")
         ticket = self.admission.admit(principal, route)
         reservation = self.budgets.reserve(principal, route)
@@ -143,7 +143,7 @@ def check_capabilities(route: Route, request: ChatRequest, native: NativeRequest
     if (
         native is not None
         and native.requires
-        and not any(t.adapter.capabilities.native_wire == native.wire for t in route.targets)
+        and not any(t.capabilities.native_wire == native.wire for t in route.targets)
     ):
         name = native.requires[0]
         raise UnsupportedFeature(
@@ -151,12 +151,12 @@ def check_capabilities(route: Route, request: ChatRequest, native: NativeRequest
             f"those can carry '{name}'.",
             param=name.split(" ", 1)[0],
         )
-    if any(t.adapter.capabilities.full_chat for t in route.targets):
+    if any(t.capabilities.full_chat for t in route.targets):
         return
     wanted = needs(request)
     if not wanted:
         return
-    unmet = [first_unmet(t.adapter.capabilities, wanted) for t in route.targets]
+    unmet = [first_unmet(t.capabilities, wanted) for t in route.targets]
     missing = next((need for need in unmet if need is not None), None)
     if missing is not None and all(need is not None for need in unmet):
         raise UnsupportedFeature(

@@ -449,7 +449,15 @@ class _Builder:
         if cfg is None:
             return None
         if cfg.targets is not None:
-            if any(v is not None for v in (cfg.provider, cfg.model, cfg.timeouts, cfg.context_window)):
+            shorthand = (
+                cfg.provider,
+                cfg.model,
+                cfg.timeouts,
+                cfg.context_window,
+                cfg.supports,
+                cfg.unsupported_params,
+            )
+            if any(v is not None for v in shorthand):
                 self.problem(
                     path,
                     "give either 'targets' or 'provider' + 'model', not both",
@@ -464,6 +472,8 @@ class _Builder:
                     model=cfg.model,
                     timeouts=cfg.timeouts,
                     context_window=cfg.context_window,
+                    supports=cfg.supports,
+                    unsupported_params=cfg.unsupported_params,
                 )
             ]
             target_path = ""
@@ -559,6 +569,12 @@ class _Builder:
             tpm=t.tpm,
             context_window=t.context_window,
             price=Price(t.price.input, t.price.output) if t.price is not None else None,
+            supports=tuple(
+                (name, value)
+                for name in schema.SupportsConfig.__struct_fields__
+                if t.supports is not None and (value := getattr(t.supports, name)) is not None
+            ),
+            unsupported_params=t.unsupported_params,
         )
 
     def check_fallbacks(self, models: Mapping[str, ModelSettings], declared: Mapping[str, Any]) -> None:

@@ -77,6 +77,16 @@ class PriceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     output: float
 
 
+class SupportsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """What a deployment's model can do where it differs from its provider's defaults (e.g. a
+    text-only model on a provider whose other models see images)."""
+
+    images: bool | None = None
+    tools: bool | None = None
+    json_schema: bool | None = None
+    streaming: bool | None = None
+
+
 class TargetConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """One deployment of an alias."""
 
@@ -91,6 +101,8 @@ class TargetConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     tpm: int | None = None
     context_window: int | None = None
     price: PriceConfig | None = None
+    supports: SupportsConfig | None = None
+    unsupported_params: Literal["reject", "drop"] | None = None  # overrides the provider's policy
 
 
 class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -101,6 +113,8 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     model: str | None = None
     timeouts: TimeoutsConfig | None = None
     context_window: int | None = None
+    supports: SupportsConfig | None = None
+    unsupported_params: Literal["reject", "drop"] | None = None
     strategy: Strategy | None = None
     attempts: int | None = None
     fallbacks: list[str] | None = None

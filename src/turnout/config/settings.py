@@ -145,6 +145,8 @@ class TargetSettings:
     tpm: int | None = None
     context_window: int | None = None  # tokens, when known: for context-window fallbacks
     price: Price | None = None
+    supports: tuple[tuple[str, bool], ...] = ()  # capabilities declared for this model
+    unsupported_params: Literal["reject", "drop"] | None = None  # None: the provider's policy
 
 
 @dataclass(frozen=True, slots=True)

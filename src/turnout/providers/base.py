@@ -64,6 +64,8 @@ class ChatCall:
     timeouts: Timeouts
     client_wants_usage: bool = False
     native: NativeRequest | None = None
+    # the deployment's own policy for parameters its provider lacks (None: the provider's)
+    unsupported_params: Literal["reject", "drop"] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,9 @@ what configuration promises and what routing does cannot drift apart.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from turnout.config.settings import ProviderSettings
 from turnout.providers.base import Capabilities
 
@@ -21,3 +24,11 @@ def capabilities_for(settings: ProviderSettings) -> Capabilities:
         continuation=kind.continuation,
         native_wire="anthropic" if kind.wire == "anthropic" else None,
     )
+
+
+def with_declared(caps: Capabilities, supports: tuple[tuple[str, bool], ...]) -> Capabilities:
+    """`caps` with what a model declares for itself (`supports:` on its target) put over them."""
+    if not supports:
+        return caps
+    declared: dict[str, Any] = dict(supports)  # the names are checked by the config's schema
+    return dataclasses.replace(caps, **declared)

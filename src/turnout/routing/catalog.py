@@ -9,11 +9,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from turnout.config.settings import ModelSettings, Price, TargetSettings, Timeouts
+from turnout.domain.chat import ChatRequest
 from turnout.domain.errors import TurnoutError
-from turnout.providers.base import Adapter
+from turnout.providers.base import Adapter, Capabilities, ChatCall, NativeRequest
+from turnout.providers.capabilities import with_declared
 from turnout.providers.registry import ProviderRegistry
 
 log = logging.getLogger("turnout.catalog")
@@ -39,6 +42,21 @@ class Target:
     tpm: int | None = None
     context_window: int | None = None
     price: Price | None = None
+    # what this deployment's model can carry: its provider's, with the model's own declarations
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    unsupported_params: Literal["reject", "drop"] | None = None
+
+    def call(
+        self,
+        request: ChatRequest,
+        body: dict[str, Any],
+        wants_usage: bool,
+        native: NativeRequest | None = None,
+    ) -> ChatCall:
+        """The chat call this deployment makes for a request."""
+        return ChatCall(
+            request, body, self.model, self.timeouts, wants_usage, native, self.unsupported_params
+        )
 
     @property
     def label(self) -> str:
@@ -97,11 +115,12 @@ class Catalog:
     def _target(self, t: TargetSettings, matched: str) -> Target:
         model = t.model.replace("*", matched)
         name = t.name.replace("*", matched) if t.name else f"{t.provider}/{model}"
+        adapter = self._registry[t.provider]
         return Target(
             provider=t.provider,
             model=model,
             timeouts=t.timeouts,
-            adapter=self._registry[t.provider],
+            adapter=adapter,
             name=name,
             weight=t.weight,
             priority=t.priority,
@@ -110,6 +129,8 @@ class Catalog:
             tpm=t.tpm,
             context_window=t.context_window,
             price=t.price,
+            capabilities=with_declared(adapter.capabilities, t.supports),
+            unsupported_params=t.unsupported_params,
         )
 
     # ------------------------------------------------------------------ listing

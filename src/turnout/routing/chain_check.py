@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from turnout.config.settings import ModelSettings, ProviderSettings, Settings
 from turnout.providers.base import Capabilities
+from turnout.providers.capabilities import with_declared
 
 CHAINS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
 
@@ -101,8 +102,12 @@ def _feature_gaps(
     shown: str,
     caps: Mapping[str, Capabilities],
 ) -> list[str]:
-    primary_caps = [caps[t.provider] for t in primary.targets if t.provider in caps]
-    fallback_caps = [caps[t.provider] for t in fallback.targets if t.provider in caps]
+    primary_caps = [
+        with_declared(caps[t.provider], t.supports) for t in primary.targets if t.provider in caps
+    ]
+    fallback_caps = [
+        with_declared(caps[t.provider], t.supports) for t in fallback.targets if t.provider in caps
+    ]
 
     def missing(feature: _Feature) -> bool:
         accepted = any(getattr(c, feature.attribute) for c in primary_caps)

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 from turnout.domain.chat import ChatRequest, parse_chat_request
 from turnout.domain.errors import NoUpstreamAvailable, TurnoutError, UpstreamError
 from turnout.domain.usage import Usage
-from turnout.providers.base import ChatCall
 from turnout.routing.catalog import Route
 from turnout.routing.deployments import DeploymentState
 from turnout.routing.first_chunk import PeekedStream, peek_first
@@ -144,7 +143,7 @@ class RelayStream:
             "cause": error.message,
         }
         self.resumed.append(mark)
-        echoed = partial.text if continued.target.adapter.capabilities.continuation == "prefix" else ""
+        echoed = partial.text if continued.target.capabilities.continuation == "prefix" else ""
         self._rewriter = Rewriter(partial, echoed, {"resumed": self.resumed})
         self._stream = peeked
         self._serving = continued
@@ -157,12 +156,12 @@ class RelayStream:
 
         async def attempt(c: Candidate) -> PeekedStream:
             t = c.target
-            style = t.adapter.capabilities.continuation
+            style = t.capabilities.continuation
             if style not in bodies:
                 body = continuation_body(self._body, partial.text, style)
                 bodies[style] = (parse_chat_request(body), body)
             request, body = bodies[style]
-            call = ChatCall(request, body, t.model, t.timeouts, self._wants_usage)
+            call = t.call(request, body, self._wants_usage)
             return await peek_first(await t.adapter.stream(call))
 
         walk = router.plan(route, self._request, self._steering, avoid=self._failed_state)

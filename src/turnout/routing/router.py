@@ -43,7 +43,7 @@ from turnout.domain.errors import (
     UpstreamError,
     UpstreamRejected,
 )
-from turnout.providers.base import ChatCall, ChatResult, EmbeddingCall, EmbeddingResult, NativeRequest
+from turnout.providers.base import ChatResult, EmbeddingCall, EmbeddingResult, NativeRequest
 from turnout.routing.capabilities import first_unmet, fits_context, needs
 from turnout.routing.catalog import Catalog, Route, Target
 from turnout.routing.deployments import DeploymentRegistry, DeploymentState
@@ -183,7 +183,7 @@ class Router:
     ) -> tuple[ChatResult, Served]:
         async def attempt(c: Candidate) -> ChatResult:
             t = c.target
-            return await t.adapter.complete(ChatCall(request, body, t.model, t.timeouts, wants_usage, native))
+            return await t.adapter.complete(t.call(request, body, wants_usage, native))
 
         walk = self.plan(route, request, steering, native=native)
         result, served = await self.walk(route, walk, attempt, holds=True)
@@ -204,8 +204,7 @@ class Router:
 
         async def attempt(c: Candidate) -> PeekedStream:
             t = c.target
-            call = ChatCall(request, body, t.model, t.timeouts, wants_usage, native)
-            stream = await t.adapter.stream(call)
+            stream = await t.adapter.stream(t.call(request, body, wants_usage, native))
             return await peek_first(stream)  # committed only once the first chunk is here
 
         walk = self.plan(route, request, steering, native=native)
@@ -286,16 +285,16 @@ class Router:
         candidates = []
         native_only = native.wire if native is not None and native.requires else None
         for t in route.targets:
-            if native_only is not None and t.adapter.capabilities.native_wire != native_only:
+            if native_only is not None and t.capabilities.native_wire != native_only:
                 continue  # the request holds what only its own format can carry
             if steering.deployment is not None and steering.deployment not in (t.label, t.provider):
                 continue
             if not steering.tags <= t.tags:
                 continue
-            if embeddings and not t.adapter.capabilities.embeddings:
+            if embeddings and not t.capabilities.embeddings:
                 continue
             if request is not None:
-                caps = t.adapter.capabilities
+                caps = t.capabilities
                 if not caps.full_chat:
                     wanted = needs(request) if wanted is None else wanted
                     if first_unmet(caps, wanted) is not None:

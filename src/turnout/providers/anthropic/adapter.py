@@ -35,7 +35,9 @@ class AnthropicAdapter:
         self._models = self.link.endpoint("GET", f"{settings.base_url}/models?limit=1000")
 
     def _body(self, call: ChatCall, *, stream: bool) -> tuple[bytes, translate.JsonMode | None]:
-        apply_parameter_policy(dict(call.body), self.settings)  # refuses what Anthropic lacks
+        apply_parameter_policy(
+            dict(call.body), self.settings, call.unsupported_params
+        )  # refuses what Anthropic lacks
         body, json_mode = translate.request_body(call.request, call.model, stream=stream)
         return orjson.dumps(body), json_mode
 

@@ -90,7 +90,9 @@ class BedrockAdapter:
         return await self.link.send(prepared, body, timeouts, extra_headers=signed)
 
     def _body(self, call: ChatCall) -> tuple[bytes, translate.JsonMode | None]:
-        apply_parameter_policy(dict(call.body), self.settings)  # refuses what Converse lacks
+        apply_parameter_policy(
+            dict(call.body), self.settings, call.unsupported_params
+        )  # refuses what Converse lacks
         body, json_mode = translate.request_body(call.request)
         return orjson.dumps(body), json_mode
 

@@ -35,7 +35,7 @@ class CohereAdapter:
 
     def _body(self, call: ChatCall, *, stream: bool) -> bytes:
         body = dict(call.body)
-        apply_parameter_policy(body, self.settings)  # refuses what Cohere lacks
+        apply_parameter_policy(body, self.settings, call.unsupported_params)  # refuses what Cohere lacks
         return orjson.dumps(translate.request_body(call.request, body, call.model, stream=stream))
 
     async def complete(self, call: ChatCall) -> ChatResult:

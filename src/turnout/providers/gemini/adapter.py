@@ -53,7 +53,9 @@ class GeminiAdapter:
         return await self.link.send(endpoint, body, timeouts)
 
     def _body(self, call: ChatCall) -> bytes:
-        apply_parameter_policy(dict(call.body), self.settings)  # refuses what Gemini lacks
+        apply_parameter_policy(
+            dict(call.body), self.settings, call.unsupported_params
+        )  # refuses what Gemini lacks
         return orjson.dumps(translate.request_body(call.request))
 
     async def complete(self, call: ChatCall) -> ChatResult:

@@ -67,7 +67,9 @@ class OpenAICompatibleAdapter:
     # ------------------------------------------------------------------ chat
 
     async def complete(self, call: ChatCall) -> ChatResult:
-        body = build.chat_body(call.body, call.model, self.settings, stream=False)
+        body = build.chat_body(
+            call.body, call.model, self.settings, stream=False, policy=call.unsupported_params
+        )
         response = await self._send("chat/completions", call.model, body, call.timeouts)
         data = await response.read(MAX_RESPONSE_BYTES)
         peek = self.link.decode(
@@ -76,7 +78,9 @@ class OpenAICompatibleAdapter:
         return ChatResult(body=data, usage=peek.usage.canonical() if peek.usage else None)
 
     async def stream(self, call: ChatCall) -> OpenAIStream:
-        body = build.chat_body(call.body, call.model, self.settings, stream=True)
+        body = build.chat_body(
+            call.body, call.model, self.settings, stream=True, policy=call.unsupported_params
+        )
         response = await self._send("chat/completions", call.model, body, call.timeouts)
         return OpenAIStream(
             self.link.event_stream(response),

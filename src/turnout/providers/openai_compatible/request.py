@@ -9,7 +9,7 @@ to the value the provider behaves as anyway (`n: 1`) is dropped silently.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -18,7 +18,14 @@ from turnout.domain.errors import InvalidRequest
 from turnout.providers.parameters import apply_parameter_policy, rename
 
 
-def chat_body(body: dict[str, Any], model: str, provider: ProviderSettings, *, stream: bool) -> bytes:
+def chat_body(
+    body: dict[str, Any],
+    model: str,
+    provider: ProviderSettings,
+    *,
+    stream: bool,
+    policy: Literal["reject", "drop"] | None = None,
+) -> bytes:
     out = dict(body)
     out["model"] = model
     if stream:
@@ -32,7 +39,7 @@ def chat_body(body: dict[str, Any], model: str, provider: ProviderSettings, *, s
                 )
         elif options is not None:
             del out["stream_options"]
-    apply_parameter_policy(out, provider)
+    apply_parameter_policy(out, provider, policy)
     return _dumps(out)
 
 
