@@ -11,6 +11,8 @@ GOAL_ADDED_P50_MS = 0.7
 GOAL_ADDED_P99_MS = 2.0
 GOAL_TTFB_MS = 1.0
 GOAL_RSS_MIB = 80.0
+# The translated path (OpenAI client → Anthropic upstream) against the same-format path, @ ref rate.
+GOAL_TRANSLATED_EXTRA_MS = 0.3
 SATURATED = 0.95  # achieved below this share of the offered rate: the target could not keep up
 
 
@@ -68,9 +70,11 @@ class PairedRounds:
     turnout: list[Load] = field(default_factory=list)
     bare: list[Load] = field(default_factory=list)
     weighted: list[Load] = field(default_factory=list)  # turnout-3: three deployments, weighted
+    translated: list[Load] = field(default_factory=list)  # turnout-anthropic: an Anthropic upstream
 
     def of(self, target: str) -> list[Load]:
-        return self.weighted if target == "turnout-3" else list(getattr(self, target))
+        field_name = {"turnout-3": "weighted", "turnout-anthropic": "translated"}.get(target, target)
+        return list(getattr(self, field_name))
 
     def added(self, metric: str, q: str, target: str = "turnout") -> list[float]:
         out = []
@@ -190,19 +194,13 @@ def goals(
     notes: list[str] = []
 
     def added(mode: str, metric: str, q: str) -> tuple[float | None, int]:
-        rounds = next((p for p in paired or [] if p.mode == mode and p.rate == ref_rate), None)
-        if rounds is not None:
-            values = rounds.added(metric, q, target)
-            if values:
-                notes.append(
-                    f"{mode} {metric.removesuffix('_ms')} {q}: median of {len(values)} paired rounds "
-                    f"({', '.join(_num(v, signed=True) for v in values)} ms){rounds.yardstick(metric, q)}"
-                )
-            return median(values), rounds.errors(target)
-        mine, base = load(target, mode, ref_rate), load("direct", mode, ref_rate)
-        if mine is None or base is None:
-            return None, 0
-        return _delta(mine.ms(metric, q), base.ms(metric, q)), mine.errors() + base.errors()
+        value, errors, values, rounds = _added_at(results, paired, ref_rate, mode, metric, q, target)
+        if rounds is not None and values:
+            notes.append(
+                f"{mode} {metric.removesuffix('_ms')} {q}: median of {len(values)} paired rounds "
+                f"({', '.join(_num(v, signed=True) for v in values)} ms){rounds.yardstick(metric, q)}"
+            )
+        return value, errors
 
     closed = load(target, "json", None)
     rps = float(closed.report["achieved_rps"]) if closed else None
@@ -258,6 +256,98 @@ def goals(
     return "\n".join(rows) + ("\n\n" + "\n".join(f"- {n}" for n in notes) if notes else "")
 
 
+def _added_at(
+    results: list[TargetMode],
+    paired: list[PairedRounds] | None,
+    ref_rate: float,
+    mode: str,
+    metric: str,
+    q: str,
+    target: str,
+) -> tuple[float | None, int, list[float], PairedRounds | None]:
+    """What `target` adds to calling the mock directly @ ref rate: (the median of the paired rounds'
+    differences, errors in those rounds, the differences, the rounds), or without paired rounds
+    for it the difference in the per-target tables (no rounds then)."""
+    rounds = next((p for p in paired or [] if p.mode == mode and p.rate == ref_rate), None)
+    if rounds is not None and rounds.of(target):
+        values = rounds.added(metric, q, target)
+        return median(values), rounds.errors(target), values, rounds
+
+    def load(name: str) -> Load | None:
+        tm = next((r for r in results if r.target == name and r.mode == mode), None)
+        return tm.at(ref_rate) if tm else None
+
+    mine, base = load(target), load("direct")
+    if mine is None or base is None:
+        return None, 0, [], None
+    return _delta(mine.ms(metric, q), base.ms(metric, q)), mine.errors() + base.errors(), [], None
+
+
+def _direct_errors(
+    results: list[TargetMode], paired: list[PairedRounds] | None, ref_rate: float, mode: str
+) -> int:
+    """Errors calling the mock directly @ ref rate: in the paired rounds, else in the tables."""
+    rounds = next((p for p in paired or [] if p.mode == mode and p.rate == ref_rate), None)
+    if rounds is not None:
+        return sum(x.errors() for x in rounds.direct)
+    tm = next((r for r in results if r.target == "direct" and r.mode == mode), None)
+    base = tm.at(ref_rate) if tm else None
+    return base.errors() if base else 0
+
+
+def translated_goals(
+    results: list[TargetMode], ref_rate: float, paired: list[PairedRounds] | None = None
+) -> str:
+    """The translated path (OpenAI client → turnout → Anthropic upstream) against the same-format
+    path (→ OpenAI-format upstream): the difference of their added latencies @ ref rate, each the
+    median over the paired rounds. The p50 rows are goals, the p99 rows information."""
+    same, translated = "turnout", "turnout-anthropic"
+    at = f"@ {ref_rate:g} req/s"
+    rows = [
+        "| goal (turnout-anthropic vs turnout, gateway on one core) | measured | target | result |",
+        "|---|---|---|---|",
+    ]
+    notes: list[str] = []
+    checks = [
+        ("json", "latency_ms", "p50", True, "added latency p50"),
+        ("json", "latency_ms", "p99", False, "added latency p99"),
+        ("stream", "ttfb_ms", "p50", True, "added TTFB p50"),
+        ("stream", "ttfb_ms", "p99", False, "added TTFB p99"),
+    ]
+    for mode, metric, q, is_goal, what in checks:
+        # Both from the paired rounds, or (without turnout-anthropic in them) both from the tables.
+        both = paired if any(p.mode == mode and p.translated for p in paired or []) else None
+        mine, mine_err, mine_values, rounds = _added_at(results, both, ref_rate, mode, metric, q, translated)
+        base, base_err, base_values, _ = _added_at(results, both, ref_rate, mode, metric, q, same)
+        extra = _delta(mine, base)
+        errors = max(0, mine_err + base_err - _direct_errors(results, both, ref_rate, mode))  # direct: twice
+        label = f"translated path (Anthropic upstream) {what} {at} ({mode})"
+        if extra is None:
+            shown = "not measured"
+        else:
+            shown = (
+                f"{_num(extra, signed=True)} ms over same-format "
+                f"({_num(mine, signed=True)} vs {_num(base, signed=True)} ms)"
+            )
+        if errors:
+            shown += f" ({errors} errors)"
+        if is_goal:
+            ok = extra is not None and extra <= GOAL_TRANSLATED_EXTRA_MS and not errors
+            goal, verdict = f"≤ same-format + {GOAL_TRANSLATED_EXTRA_MS:g} ms", "PASS" if ok else "MISS"
+        else:
+            goal, verdict = "(information)", "-"
+        rows.append(f"| {label} | {shown} | {goal} | {verdict} |")
+        if rounds is not None and mine_values:
+            notes.append(
+                f"{mode} {metric.removesuffix('_ms')} {q}: medians of {len(mine_values)} paired rounds; "
+                f"translated {', '.join(_num(v, signed=True) for v in mine_values)} ms, same-format "
+                f"{', '.join(_num(v, signed=True) for v in base_values)} ms"
+            )
+    if not any(p.translated for p in paired or []):
+        notes.append("no paired rounds with turnout-anthropic: figures from the per-target tables")
+    return "\n".join(rows) + ("\n\n" + "\n".join(f"- {n}" for n in notes) if notes else "")
+
+
 def render(
     results: list[TargetMode], ref_rate: float, preamble: str = "", paired: list[PairedRounds] | None = None
 ) -> str:
@@ -274,5 +364,10 @@ def render(
         parts += [
             "## Goals with three deployments behind a weighted alias",
             goals(results, ref_rate, paired, "turnout-3"),
+        ]
+    if any(r.target == "turnout-anthropic" for r in results):
+        parts += [
+            "## Goals for the translated path (OpenAI client → Anthropic upstream)",
+            translated_goals(results, ref_rate, paired),
         ]
     return "\n\n".join(parts) + "\n"

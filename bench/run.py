@@ -153,7 +153,7 @@ def measure(endpoint: Endpoint, mode: str, rate: float | None, args: argparse.Na
 
 def run_target(name: str, mode: str, mock_port: int, args: argparse.Namespace) -> TargetMode:
     tm = TargetMode(name, mode)
-    print(f"  {name:8} {mode:6} starting ...", flush=True)
+    print(f"  {name:17} {mode:6} starting ...", flush=True)
     try:
         with TARGETS[name](mock_port, f"{name}-{mode}") as endpoint:
             tm.version = endpoint.version
@@ -164,7 +164,7 @@ def run_target(name: str, mode: str, mock_port: int, args: argparse.Namespace) -
             for rate in [*args.rate_list, None]:
                 load = measure(endpoint, mode, rate, args)
                 tm.loads.append(load)
-                print(f"  {name:8} {mode:6} {load.label:>11}: {progress(load)}", flush=True)
+                print(f"  {name:17} {mode:6} {load.label:>11}: {progress(load)}", flush=True)
                 if proc and proc.proc.poll() is not None:
                     tm.error = f"gateway exited with {proc.proc.returncode} during the run"
                     break
@@ -173,14 +173,15 @@ def run_target(name: str, mode: str, mock_port: int, args: argparse.Namespace) -
                 tm.rss_after_mib, tm.rss_peak_mib = proc.rss_mib()
     except (RuntimeError, TimeoutError, OSError) as exc:
         tm.error = f"{type(exc).__name__}: {exc}"
-        print(f"  {name:8} {mode:6}: FAILED {tm.error}", flush=True)
+        print(f"  {name:17} {mode:6}: FAILED {tm.error}", flush=True)
     return tm
 
 
 def paired_rounds(mode: str, mock_port: int, args: argparse.Namespace) -> PairedRounds:
-    """Direct, the bare reference proxy and turnout in turn at the reference rate, `args.rounds`
-    times (one process each for all rounds): each round's differences are taken under the same
-    conditions, and the bare proxy shows what any Python proxy gets in them."""
+    """Direct, the bare reference proxy and turnout (then turnout-3 and turnout-anthropic when they
+    are among the targets) in turn at the reference rate, `args.rounds` times (one process each for
+    all rounds): each round's differences are taken under the same conditions, and the bare proxy
+    shows what any Python proxy gets in them."""
     rounds = PairedRounds(mode, args.ref_rate)
     with contextlib.ExitStack() as stack:
         base = stack.enter_context(TARGETS["direct"](mock_port, "direct"))
@@ -190,6 +191,11 @@ def paired_rounds(mode: str, mock_port: int, args: argparse.Namespace) -> Paired
         if "turnout-3" in args.targets:
             weighted = stack.enter_context(TARGETS["turnout-3"](mock_port, f"turnout-3-{mode}-paired"))
             lineup.append((weighted, rounds.weighted))
+        if "turnout-anthropic" in args.targets:
+            translated = stack.enter_context(
+                TARGETS["turnout-anthropic"](mock_port, f"turnout-anthropic-{mode}-paired")
+            )
+            lineup.append((translated, rounds.translated))
         for endpoint, _ in lineup[1:]:
             measure(endpoint, mode, args.ref_rate, args)  # warm the gateways up once, unrecorded
         for i in range(args.rounds):
@@ -197,7 +203,7 @@ def paired_rounds(mode: str, mock_port: int, args: argparse.Namespace) -> Paired
                 settle(endpoint.process)
                 load = measure(endpoint, mode, args.ref_rate, args)
                 into.append(load)
-                print(f"  round {i + 1} {endpoint.name:9} {mode:6}: {progress(load)}", flush=True)
+                print(f"  round {i + 1} {endpoint.name:17} {mode:6}: {progress(load)}", flush=True)
     return rounds
 
 

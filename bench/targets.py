@@ -117,9 +117,24 @@ THREE_DEPLOYMENTS = (
     f"      - {{{{provider: mock-c, model: {MODEL}, weight: 1}}}}\n"
 )
 
+# The translated path: the same OpenAI-format load, to an Anthropic Messages API upstream (the mock's
+# /v1/messages), so turnout translates the request, the answer and the stream.
+ANTHROPIC_KEY_ENV = "BENCH_ANTHROPIC_API_KEY"
+ANTHROPIC_DEPLOYMENT = (
+    "providers:\n"
+    "  mock-anthropic:\n"
+    "    type: anthropic\n"
+    "    base_url: http://127.0.0.1:{port}/v1\n"
+    f"    api_key: 'env:{ANTHROPIC_KEY_ENV}'\n"
+    "models:\n"
+    f"  {MODEL}: {{{{provider: mock-anthropic, model: {MODEL}}}}}\n"
+)
+
 
 @contextlib.contextmanager
-def _turnout(name: str, routing: str, mock_port: int, log: str) -> Iterator[Endpoint]:
+def _turnout(
+    name: str, routing: str, mock_port: int, log: str, extra_env: dict[str, str] | None = None
+) -> Iterator[Endpoint]:
     """The project's gateway, from the virtualenv running this script, with a fresh data dir."""
     exe = Path(sys.executable).parent / "turnout"
     binary = str(exe) if exe.exists() else shutil.which("turnout")
@@ -132,7 +147,7 @@ def _turnout(name: str, routing: str, mock_port: int, log: str) -> Iterator[Endp
             f"server: {{host: 127.0.0.1, port: {port}}}\n"
             f"storage: {{data_dir: {tmp}/data}}\n" + routing.format(port=mock_port)
         )
-        env = {**_clean_env(), "TURNOUT_MASTER_KEY": MASTER_KEY}
+        env = {**_clean_env(), "TURNOUT_MASTER_KEY": MASTER_KEY, **(extra_env or {})}
         cmd = [binary, "serve", "--config", str(config)]
         with started(log, cmd, port, GATEWAY_CPUS, env=env, cwd=Path(tmp)) as proc:
             yield Endpoint(name, f"http://127.0.0.1:{port}{CHAT_PATH}", proc, metadata.version("turnout"))
@@ -146,6 +161,12 @@ def turnout(mock_port: int, log: str) -> AbstractContextManager[Endpoint]:
 def turnout_weighted(mock_port: int, log: str) -> AbstractContextManager[Endpoint]:
     """turnout with three deployments behind the model, weighted 3:2:1."""
     return _turnout("turnout-3", THREE_DEPLOYMENTS, mock_port, log)
+
+
+def turnout_anthropic(mock_port: int, log: str) -> AbstractContextManager[Endpoint]:
+    """turnout with one Anthropic deployment behind the model: OpenAI format in, Anthropic's out."""
+    env = {ANTHROPIC_KEY_ENV: "sk-ant-bench"}
+    return _turnout("turnout-anthropic", ANTHROPIC_DEPLOYMENT, mock_port, log, env)
 
 
 @contextlib.contextmanager
@@ -182,6 +203,7 @@ TARGETS: dict[str, Target] = {
     "bare": bare,
     "turnout": turnout,
     "turnout-3": turnout_weighted,
+    "turnout-anthropic": turnout_anthropic,
     "litellm": litellm,
 }
 

@@ -1,5 +1,6 @@
 // Command turnout-loadgen is the benchmark's compiled half: `mock` serves a fast
-// OpenAI-format upstream, `load` drives a target at a fixed rate or concurrency.
+// OpenAI-format upstream (and an Anthropic Messages API one on /v1/messages), `load` drives a
+// target at a fixed rate or concurrency.
 package main
 
 import (
