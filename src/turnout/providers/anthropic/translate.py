@@ -15,7 +15,6 @@ tool_calls, refusal → content_filter), usage with cache reads and writes.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +32,7 @@ from turnout.domain.chat import (
 )
 from turnout.domain.errors import InvalidRequest, UnsupportedFeature
 from turnout.providers.anthropic.wire import Message
+from turnout.providers.chat_completion import chat_completion, choice, function_call
 
 DEFAULT_MAX_TOKENS = 4096
 JSON_TOOL = "json_output"
@@ -255,39 +255,11 @@ def completion(message: Message, json_mode: JsonMode | None, *, requested_model:
             if json_mode is not None and block.name == json_mode.tool:
                 texts.append(arguments)
             else:
-                calls.append(
-                    {
-                        "id": block.id,
-                        "type": "function",
-                        "function": {"name": block.name, "arguments": arguments},
-                    }
-                )
-    out_message: dict[str, Any] = {
-        "role": "assistant",
-        "content": "".join(texts) if texts or not calls else None,
-        "refusal": None,
-    }
-    if calls:
-        out_message["tool_calls"] = calls
-    if thinking:
-        out_message["reasoning_content"] = "".join(thinking)
-    body: dict[str, Any] = {
-        "id": chat_id(message.id),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": message.model or requested_model,
-        "choices": [
-            {
-                "index": 0,
-                "message": out_message,
-                "logprobs": None,
-                "finish_reason": finish_reason(message.stop_reason, json_mode) or "stop",
-            }
-        ],
-    }
-    if message.usage is not None:
-        body["usage"] = message.usage.canonical().openai()
-    return body
+                calls.append(function_call(block.id, block.name, arguments))
+    finish = finish_reason(message.stop_reason, json_mode) or "stop"
+    answer = choice("".join(texts), calls, "".join(thinking), finish)
+    usage = message.usage.canonical() if message.usage is not None else None
+    return chat_completion(chat_id(message.id), message.model or requested_model, [answer], usage)
 
 
 def chat_id(message_id: str) -> str:

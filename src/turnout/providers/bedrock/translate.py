@@ -19,7 +19,6 @@ cache reads and writes.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +36,7 @@ from turnout.domain.chat import (
 )
 from turnout.domain.errors import InvalidRequest, UnsupportedFeature
 from turnout.providers.bedrock.wire import ConverseResponse
+from turnout.providers.chat_completion import chat_completion, choice, function_call
 
 JSON_TOOL = "json_output"
 JSON_TOOL_DESCRIPTION = "Respond with the answer as this tool's input: it must match the schema exactly."
@@ -278,36 +278,7 @@ def completion(
             if json_mode is not None and use.name == json_mode.tool:
                 texts.append(arguments)
             else:
-                calls.append(
-                    {
-                        "id": use.tool_use_id,
-                        "type": "function",
-                        "function": {"name": use.name, "arguments": arguments},
-                    }
-                )
-    out_message: dict[str, Any] = {
-        "role": "assistant",
-        "content": "".join(texts) if texts or not calls else None,
-        "refusal": None,
-    }
-    if calls:
-        out_message["tool_calls"] = calls
-    if reasoning:
-        out_message["reasoning_content"] = "".join(reasoning)
-    body: dict[str, Any] = {
-        "id": chat_id,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": out_message,
-                "logprobs": None,
-                "finish_reason": finish_reason(response.stop_reason, json_mode),
-            }
-        ],
-    }
-    if response.usage is not None:
-        body["usage"] = response.usage.canonical().openai()
-    return body
+                calls.append(function_call(use.tool_use_id, use.name, arguments))
+    answer = choice("".join(texts), calls, "".join(reasoning), finish_reason(response.stop_reason, json_mode))
+    usage = response.usage.canonical() if response.usage is not None else None
+    return chat_completion(chat_id, model, [answer], usage)

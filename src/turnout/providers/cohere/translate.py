@@ -7,11 +7,11 @@ tool_calls)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from turnout.domain.chat import ChatRequest
 from turnout.domain.errors import UnsupportedFeature
+from turnout.providers.chat_completion import chat_completion, choice, function_call
 from turnout.providers.cohere.wire import ChatResponse
 
 FINISH_REASONS = {
@@ -88,38 +88,11 @@ def completion(response: ChatResponse, *, model: str) -> dict[str, Any]:
         "".join(c.thinking or "" for c in (message.content or ()) if c.type == "thinking") if message else ""
     )
     calls = [
-        {
-            "id": call.id,
-            "type": "function",
-            "function": {"name": call.function.name, "arguments": call.function.arguments or "{}"},
-        }
+        function_call(call.id, call.function.name, call.function.arguments or "{}")
         for call in (message.tool_calls or () if message else ())
         if call.function is not None
     ]
-    out_message: dict[str, Any] = {
-        "role": "assistant",
-        "content": text or (None if calls else ""),
-        "refusal": None,
-    }
-    if calls:
-        out_message["tool_calls"] = calls
-    reasoning = thinking or (message.tool_plan if message else None)
-    if reasoning:
-        out_message["reasoning_content"] = reasoning
-    body: dict[str, Any] = {
-        "id": f"chatcmpl-{response.id}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": out_message,
-                "logprobs": None,
-                "finish_reason": finish_reason(response.finish_reason),
-            }
-        ],
-    }
-    if response.usage is not None:
-        body["usage"] = response.usage.canonical().openai()
-    return body
+    reasoning = thinking or (message.tool_plan if message else None) or ""
+    answer = choice(text, calls, reasoning, finish_reason(response.finish_reason))
+    usage = response.usage.canonical() if response.usage is not None else None
+    return chat_completion(f"chatcmpl-{response.id}", model, [answer], usage)

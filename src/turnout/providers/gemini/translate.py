@@ -17,7 +17,6 @@ a function call → tool_calls), a prompt blocked before any candidate → conte
 from __future__ import annotations
 
 import mimetypes
-import time
 from typing import Any
 
 import orjson
@@ -33,6 +32,7 @@ from turnout.domain.chat import (
     UserMessage,
 )
 from turnout.domain.errors import InvalidRequest, UnsupportedFeature
+from turnout.providers.chat_completion import chat_completion, choice
 from turnout.providers.gemini.wire import Candidate, GenerateContentResponse
 
 FILTERED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"}
@@ -222,39 +222,10 @@ def completion(response: GenerateContentResponse, *, model: str) -> dict[str, An
         text = "".join(p.text for p in parts if p.text is not None and not p.thought)
         thoughts = "".join(p.text for p in parts if p.text is not None and p.thought)
         calls = calls_of(candidate)
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": text or (None if calls else ""),
-            "refusal": None,
-        }
-        if calls:
-            message["tool_calls"] = calls
-        if thoughts:
-            message["reasoning_content"] = thoughts
-        choices.append(
-            {
-                "index": candidate.index,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": finish_reason(candidate.finish_reason or "STOP", bool(calls)),
-            }
-        )
+        finish = finish_reason(candidate.finish_reason or "STOP", bool(calls))
+        choices.append(choice(text, calls, thoughts, finish, candidate.index))
     if not choices:  # the prompt itself was blocked
-        choices.append(
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "", "refusal": None},
-                "logprobs": None,
-                "finish_reason": "content_filter",
-            }
-        )
-    body: dict[str, Any] = {
-        "id": f"chatcmpl-{response.response_id or 'gemini'}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": response.model_version or model,
-        "choices": choices,
-    }
-    if response.usage_metadata is not None:
-        body["usage"] = response.usage_metadata.canonical().openai()
-    return body
+        choices.append(choice("", [], "", "content_filter"))
+    usage = response.usage_metadata.canonical() if response.usage_metadata is not None else None
+    chat_id = f"chatcmpl-{response.response_id or 'gemini'}"
+    return chat_completion(chat_id, response.model_version or model, choices, usage)
