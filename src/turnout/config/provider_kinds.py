@@ -26,6 +26,34 @@ def _unsupported(**items: tuple[object, ...]) -> Mapping[str, tuple[object, ...]
     return MappingProxyType(items)
 
 
+# What no translated wire format (Anthropic, Gemini, Cohere, Bedrock) has a field for: OpenAI's own
+# features, refused unless harmless (`n: 1`); labels and cache hints dropped harmlessly.
+_TRANSLATED_GAPS: dict[str, tuple[object, ...]] = {
+    "n": (1,),
+    "logprobs": (False,),
+    "top_logprobs": (),
+    "logit_bias": (),
+    "store": (False,),
+    "service_tier": ("auto", "default"),
+    "reasoning_effort": (),
+    "verbosity": (),
+    "modalities": (["text"],),
+    "audio": (),
+    "prediction": (),
+    "web_search_options": (),
+    "functions": (),
+    "function_call": (),
+    "metadata": (ANY_VALUE,),
+    "prompt_cache_key": (ANY_VALUE,),
+    "prompt_cache_retention": (ANY_VALUE,),
+}
+
+
+def _translated(**extra: tuple[object, ...]) -> Mapping[str, tuple[object, ...]]:
+    """A translated wire format's gaps: the common ones and its own (`extra`)."""
+    return MappingProxyType({**_TRANSLATED_GAPS, **extra})
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderKind:
     name: str
@@ -85,28 +113,7 @@ _KINDS = (
         api_key_env="ANTHROPIC_API_KEY",
         auth="x-api-key",
         # What the Messages API has no equivalent for; labels and cache hints are dropped harmlessly.
-        unsupported_params=_unsupported(
-            n=(1,),
-            logprobs=(False,),
-            top_logprobs=(),
-            logit_bias=(),
-            presence_penalty=(),
-            frequency_penalty=(),
-            seed=(),
-            store=(False,),
-            service_tier=("auto", "default"),
-            reasoning_effort=(),
-            verbosity=(),
-            modalities=(["text"],),
-            audio=(),
-            prediction=(),
-            web_search_options=(),
-            functions=(),
-            function_call=(),
-            metadata=(ANY_VALUE,),
-            prompt_cache_key=(ANY_VALUE,),
-            prompt_cache_retention=(ANY_VALUE,),
-        ),
+        unsupported_params=_translated(presence_penalty=(), frequency_penalty=(), seed=()),
         embeddings=False,
         continuation="prefix",  # a final assistant turn is a prefill Anthropic continues
     ),
@@ -118,27 +125,8 @@ _KINDS = (
         base_url_env="GEMINI_BASE_URL",
         api_key_env="GEMINI_API_KEY",
         auth="x-goog-api-key",
-        unsupported_params=_unsupported(
-            n=(1,),
-            logprobs=(False,),
-            top_logprobs=(),
-            logit_bias=(),
-            parallel_tool_calls=(True,),
-            store=(False,),
-            service_tier=("auto", "default"),
-            reasoning_effort=(),
-            verbosity=(),
-            modalities=(["text"],),
-            audio=(),
-            prediction=(),
-            web_search_options=(),
-            functions=(),
-            function_call=(),
-            user=(ANY_VALUE,),
-            safety_identifier=(ANY_VALUE,),
-            metadata=(ANY_VALUE,),
-            prompt_cache_key=(ANY_VALUE,),
-            prompt_cache_retention=(ANY_VALUE,),
+        unsupported_params=_translated(
+            parallel_tool_calls=(True,), user=(ANY_VALUE,), safety_identifier=(ANY_VALUE,)
         ),
         embeddings_base64=False,
     ),
@@ -149,27 +137,8 @@ _KINDS = (
         default_base_url="https://api.cohere.com/v2",
         base_url_env="CO_API_URL",
         api_key_env="CO_API_KEY",
-        unsupported_params=_unsupported(
-            n=(1,),
-            logprobs=(False,),
-            top_logprobs=(),
-            logit_bias=(),
-            parallel_tool_calls=(True,),
-            store=(False,),
-            service_tier=("auto", "default"),
-            reasoning_effort=(),
-            verbosity=(),
-            modalities=(["text"],),
-            audio=(),
-            prediction=(),
-            web_search_options=(),
-            functions=(),
-            function_call=(),
-            user=(ANY_VALUE,),
-            safety_identifier=(ANY_VALUE,),
-            metadata=(ANY_VALUE,),
-            prompt_cache_key=(ANY_VALUE,),
-            prompt_cache_retention=(ANY_VALUE,),
+        unsupported_params=_translated(
+            parallel_tool_calls=(True,), user=(ANY_VALUE,), safety_identifier=(ANY_VALUE,)
         ),
         embeddings_base64=False,
     ),
@@ -184,30 +153,13 @@ _KINDS = (
         key_required=False,
         # What the Converse API (botocore's bedrock-runtime model) has no field for; labels and
         # cache hints are dropped harmlessly. Parallel tool calls cannot be switched off there.
-        unsupported_params=_unsupported(
-            n=(1,),
-            logprobs=(False,),
-            top_logprobs=(),
-            logit_bias=(),
+        unsupported_params=_translated(
             presence_penalty=(),
             frequency_penalty=(),
             seed=(),
             parallel_tool_calls=(True,),
-            store=(False,),
-            service_tier=("auto", "default"),
-            reasoning_effort=(),
-            verbosity=(),
-            modalities=(["text"],),
-            audio=(),
-            prediction=(),
-            web_search_options=(),
-            functions=(),
-            function_call=(),
             user=(ANY_VALUE,),
             safety_identifier=(ANY_VALUE,),
-            metadata=(ANY_VALUE,),
-            prompt_cache_key=(ANY_VALUE,),
-            prompt_cache_retention=(ANY_VALUE,),
         ),
         embeddings=False,
     ),
