@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from turnout.providers.sse import Event, SSEDecoder, encode
+from turnout.providers.sse import Event, SSEDecoder, _parse_block, encode
 
 STREAM = (
     b'data: {"a":1}\n\n'
@@ -50,3 +50,21 @@ def test_field_without_space_and_encoding() -> None:
     assert _decode([b"data:x\n\n"]) == [(b"x", None)]
     assert encode(b"{}") == b"data: {}\n\n"
     assert encode(b"{}", b"ping") == b"event: ping\ndata: {}\n\n"
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b"event: message_start\ndata: {}",
+        b"event: \ndata: {}",
+        b"event: ping\ndata: ",
+        b"event: two\ndata: a\ndata: b",
+        b"event: commented\n: keep-alive\ndata: x",
+        b"event: named-only",
+        b"event: x\nid: 7\ndata: y",
+    ],
+)
+def test_named_events_read_the_same_on_the_fast_path(block: bytes) -> None:
+    general = _parse_block(block)
+    assert SSEDecoder().feed(block + b"\n\n") == ([general] if general is not None else [])
+    assert SSEDecoder().feed(b"data: first\n\n" + block + b"\n\n")[1:] == ([general] if general else [])

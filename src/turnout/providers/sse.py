@@ -20,10 +20,15 @@ class SSEDecoder:
         self._pending_cr = False
 
     def feed(self, chunk: bytes) -> list[Event]:
-        if not self._buffer and not self._pending_cr and chunk[:6] == b"data: " and chunk[-2:] == b"\n\n":
-            body = chunk[6:-2]
-            if b"\n" not in body and b"\r" not in body:
-                return [(body, None)]  # the common read: exactly one single-line data event
+        if not self._buffer and not self._pending_cr and chunk[-2:] == b"\n\n":
+            if chunk[:6] == b"data: ":
+                body = chunk[6:-2]
+                if b"\n" not in body and b"\r" not in body:
+                    return [(body, None)]  # the common read: exactly one single-line data event
+            elif chunk[:7] == b"event: " and b"\r" not in chunk:
+                block = chunk[:-2]
+                if b"\n\n" not in block and (named := _named_data(block)) is not None:
+                    return [named]  # or exactly one named event with one data line
         if self._pending_cr:
             chunk = b"\r" + chunk
             self._pending_cr = False
@@ -41,6 +46,8 @@ class SSEDecoder:
         for block in blocks:
             if block[:6] == b"data: " and b"\n" not in block:
                 events.append((block[6:], None))  # the common case, inline: one data line
+            elif block[:7] == b"event: " and (named := _named_data(block)) is not None:
+                events.append(named)  # the other common one: a name and one data line
             elif (event := _parse_block(block)) is not None:
                 events.append(event)
         return events
@@ -54,6 +61,15 @@ class SSEDecoder:
     @property
     def pending(self) -> bool:
         return bool(self._buffer.strip())
+
+
+def _named_data(block: bytes) -> Event | None:
+    """`event: NAME` then one `data: ...` line, as Anthropic and Cohere send every event; None for
+    any other shape (then the general parser reads it)."""
+    end = block.find(b"\n")
+    if end < 0 or block[end + 1 : end + 7] != b"data: " or block.find(b"\n", end + 1) >= 0:
+        return None
+    return block[end + 7 :], block[7:end]
 
 
 def _parse_block(block: bytes) -> Event | None:
