@@ -2,11 +2,14 @@
 on 127.0.0.1 that answers with Converse / ConverseStream answers built from botocore's
 bedrock-runtime service model and AWS's documented examples (streams as real binary
 `application/vnd.amazon.eventstream` frames), and records what turnout sent it: the Converse
-request, and its SigV4 signature, recomputed here with botocore. Every answer turnout gives
-validates against OpenAI's spec."""
+request, and its SigV4 signature, recomputed here with botocore; and embeddings through
+InvokeModel (Titan and Cohere Embed bodies). Every answer turnout gives validates against OpenAI's
+spec."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import binascii
 import json
 import re
@@ -15,10 +18,12 @@ import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import openai
 import pytest
+from aiohttp import web
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -710,9 +715,11 @@ def test_dropping_is_a_per_provider_choice(upstream: Upstream, start_gateway: Ca
     assert sent(upstream) == {"messages": [{"role": "user", "content": [{"text": "Hello"}]}]}
 
 
-def test_embeddings_are_refused(upstream: Upstream, client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError):
+def test_embeddings_from_a_chat_model_are_refused_by_name(upstream: Upstream, client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
         client.embeddings.create(model="claude", input="hello")
+    assert isinstance(caught.value.body, dict) and caught.value.body["param"] == "model"
+    assert MODEL in caught.value.body["message"]
     assert upstream.requests == []
 
 
@@ -858,3 +865,246 @@ def test_botocore_is_loaded_only_when_a_bedrock_provider_is_configured() -> None
         "assert 'botocore' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# --------------------------------------------------------------------------- embeddings (InvokeModel)
+
+
+TITAN_V2 = "amazon.titan-embed-text-v2:0"
+TITAN_V1 = "amazon.titan-embed-text-v1"
+COHERE_V3 = "cohere.embed-english-v3"
+COHERE_V4 = "cohere.embed-v4:0"
+TOKEN_COUNT = "X-Amzn-Bedrock-Input-Token-Count"
+
+
+def invoked(upstream: Upstream, recorded: Recorded, model: str) -> dict[str, Any]:
+    """The InvokeModel body of `recorded`, checked to go to `model` (one percent-encoded path
+    segment, as the Converse paths) and to be signed."""
+    assert recorded.method == "POST"
+    assert recorded.raw_path == f"/model/{quote(model, safe='')}/invoke"
+    assert recorded.path == f"/model/{model}/invoke"
+    assert recorded.headers["content-type"] == "application/json"
+    assert_signed(upstream, recorded)
+    body: dict[str, Any] = recorded.json
+    return body
+
+
+def embed(client: openai.OpenAI, model: str, **options: Any) -> tuple[dict[str, Any], Any]:
+    """The raw answer (validated against OpenAI's spec) and the SDK's parsed one."""
+    raw = client.embeddings.with_raw_response.create(model=f"bedrock/{model}", **options)
+    data = json.loads(raw.content)
+    # the spec describes `embedding` as floats: base64 ones are validated decoded
+    decoded = [
+        {**d, "embedding": unb64(d["embedding"])} if isinstance(d["embedding"], str) else d
+        for d in data["data"]
+    ]
+    validate_openai("CreateEmbeddingResponse", {**data, "data": decoded})
+    return data, raw.parse()
+
+
+def unb64(text: str) -> list[float]:
+    raw = base64.b64decode(text)
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+
+
+def titan_vector(text: str) -> list[float]:
+    n = int(text.rsplit(" ", 1)[-1])
+    return [n + 0.5, -n - 0.25, 0.125]  # exact in float32
+
+
+def reply_titan_per_text(upstream: Upstream, times: int, in_flight: list[int]) -> None:
+    """Titan answers made from each request's text ("text <n>"): the first inputs answer last, so
+    that only the adapter's ordering puts them back in input order. `in_flight` records
+    [now, most] concurrent requests."""
+
+    async def action(request: web.Request) -> web.StreamResponse:
+        text = (await request.json())["inputText"]
+        n = int(text.rsplit(" ", 1)[-1])
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight)
+        await asyncio.sleep(0.02 * (times - n))
+        in_flight[0] -= 1
+        answer = fixture_json("embed_titan_v2.json", "bedrock")
+        vector = titan_vector(text)
+        answer.update(embedding=vector, inputTextTokenCount=n + 1, embeddingsByType={"float": vector})
+        return web.json_response(answer)
+
+    upstream.then(action, times)
+
+
+def test_titan_v2_embeds_one_text_per_signed_invoke(upstream: Upstream, client: openai.OpenAI) -> None:
+    answer = fixture_json("embed_titan_v2.json", "bedrock")
+    upstream.reply_json(answer, headers={TOKEN_COUNT: "99"})  # the body's own count wins
+    data, result = embed(client, TITAN_V2, input="Hello world", encoding_format="float")
+    assert data["data"][0]["embedding"] == answer["embedding"]
+    assert result.data[0].index == 0 and result.model == TITAN_V2
+    assert (result.usage.prompt_tokens, result.usage.total_tokens) == (6, 6)
+    [recorded] = upstream.requests
+    assert invoked(upstream, recorded, TITAN_V2) == {
+        "inputText": "Hello world",
+        "normalize": True,
+        "embeddingTypes": ["float"],
+    }
+    assert recorded.raw_path == "/model/amazon.titan-embed-text-v2%3A0/invoke"
+
+
+def test_titan_v2_embeds_a_list_concurrently_bounded_and_in_input_order(
+    upstream: Upstream, client: openai.OpenAI
+) -> None:
+    texts = [f"text {n}" for n in range(12)]
+    in_flight = [0, 0]
+    reply_titan_per_text(upstream, len(texts), in_flight)
+    _, result = embed(client, TITAN_V2, input=texts, encoding_format="float")
+    assert [d.index for d in result.data] == list(range(12))
+    assert [d.embedding for d in result.data] == [titan_vector(t) for t in texts]
+    assert result.usage.prompt_tokens == sum(n + 1 for n in range(12))
+    assert len(upstream.requests) == 12
+    sent_texts = [invoked(upstream, r, TITAN_V2)["inputText"] for r in upstream.requests]
+    assert sorted(sent_texts) == sorted(texts)
+    assert 1 < in_flight[1] <= 8
+
+
+def test_base64_embeddings_decode_to_the_floats(upstream: Upstream, client: openai.OpenAI) -> None:
+    answer = fixture_json("embed_titan_v2.json", "bedrock")
+    upstream.reply_json(answer)
+    data, _ = embed(client, TITAN_V2, input="Hello world", encoding_format="base64")
+    encoded = data["data"][0]["embedding"]
+    assert isinstance(encoded, str)
+    vector = answer["embedding"]
+    assert unb64(encoded) == pytest.approx(vector) and len(unb64(encoded)) == len(vector)
+    # the SDK asks for base64 by default and decodes it
+    upstream.reply_json(answer)
+    decoded = client.embeddings.create(model=f"bedrock/{TITAN_V2}", input="Hello world")
+    assert decoded.data[0].embedding == pytest.approx(vector)
+
+
+def test_titan_v2_dimensions_are_sent_and_checked(upstream: Upstream, client: openai.OpenAI) -> None:
+    upstream.reply_json(fixture_json("embed_titan_v2.json", "bedrock"))
+    embed(client, TITAN_V2, input="Hello world", dimensions=256, encoding_format="float")
+    assert invoked(upstream, upstream.requests[-1], TITAN_V2)["dimensions"] == 256
+    upstream.clear()
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(model=f"bedrock/{TITAN_V2}", input="Hello world", dimensions=300)
+    assert isinstance(caught.value.body, dict) and caught.value.body["param"] == "dimensions"
+    assert "256, 512 or 1024" in caught.value.body["message"]
+    assert upstream.requests == []
+
+
+def test_titan_g1_takes_the_text_only(upstream: Upstream, client: openai.OpenAI) -> None:
+    answer = fixture_json("embed_titan_v1.json", "bedrock")
+    upstream.reply_json(answer)
+    _, result = embed(client, TITAN_V1, input="Hello", encoding_format="float")
+    assert result.data[0].embedding == answer["embedding"] and result.usage.prompt_tokens == 4
+    assert invoked(upstream, upstream.requests[-1], TITAN_V1) == {"inputText": "Hello"}
+    upstream.clear()
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(model=f"bedrock/{TITAN_V1}", input="Hello", dimensions=256)
+    assert isinstance(caught.value.body, dict) and caught.value.body["param"] == "dimensions"
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize("fixture", ["embed_cohere_by_type.json", "embed_cohere_floats.json"])
+def test_cohere_embeds_a_batch_in_one_call_with_the_header_token_count(
+    upstream: Upstream, client: openai.OpenAI, fixture: str
+) -> None:
+    answer = fixture_json(fixture, "bedrock")
+    upstream.reply_json(answer, headers={TOKEN_COUNT: "17"})
+    texts = answer["texts"]
+    _, result = embed(client, COHERE_V3, input=texts, encoding_format="float")
+    expected = fixture_json("embed_cohere_floats.json", "bedrock")["embeddings"]
+    assert [d.embedding for d in result.data] == expected
+    assert result.usage.prompt_tokens == 17
+    [recorded] = upstream.requests
+    assert invoked(upstream, recorded, COHERE_V3) == {
+        "texts": texts,
+        "input_type": "search_document",
+        "embedding_types": ["float"],
+        "truncate": "NONE",
+    }
+
+
+def test_cohere_batches_96_texts_a_call_and_estimates_usage_without_the_header(
+    upstream: Upstream, client: openai.OpenAI
+) -> None:
+    async def action(request: web.Request) -> web.StreamResponse:
+        texts = (await request.json())["texts"]
+        vectors = [[float(t.rsplit(" ", 1)[-1]), 0.5] for t in texts]
+        await asyncio.sleep(0.05 if len(texts) == 96 else 0)  # the first batch answers last
+        return web.json_response({"embeddings": {"float": vectors}, "response_type": "embeddings_by_type"})
+
+    upstream.then(action, 2)
+    texts = [f"passage {n}" for n in range(100)]
+    _, result = embed(client, "cohere.embed-multilingual-v3", input=texts, encoding_format="float")
+    assert [d.embedding for d in result.data] == [[float(n), 0.5] for n in range(100)]
+    sizes = sorted(
+        len(invoked(upstream, r, "cohere.embed-multilingual-v3")["texts"]) for r in upstream.requests
+    )
+    assert sizes == [4, 96]
+    chars = [sum(len(t) for t in texts[:96]), sum(len(t) for t in texts[96:])]
+    assert result.usage.prompt_tokens == chars[0] // 4 + chars[1] // 4
+
+
+def test_cohere_dimensions_only_where_the_model_has_them(upstream: Upstream, client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(model=f"bedrock/{COHERE_V3}", input="Hello", dimensions=512)
+    assert isinstance(caught.value.body, dict) and caught.value.body["param"] == "dimensions"
+    assert upstream.requests == []
+    answer = fixture_json("embed_cohere_by_type.json", "bedrock")
+    upstream.reply_json({**answer, "embeddings": {"float": answer["embeddings"]["float"][:1]}})
+    embed(client, COHERE_V4, input="Hello", dimensions=512, encoding_format="float")
+    assert invoked(upstream, upstream.requests[-1], COHERE_V4)["output_dimension"] == 512
+
+
+@pytest.mark.parametrize(
+    "model", ["meta.llama3-8b-instruct-v1:0", "amazon.titan-embed-image-v1", "us.anthropic.claude-x"]
+)
+def test_other_models_are_refused_by_name(upstream: Upstream, client: openai.OpenAI, model: str) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(model=f"bedrock/{model}", input="Hello")
+    body = caught.value.body
+    assert isinstance(body, dict) and body["param"] == "model" and body["code"] == "unsupported_feature"
+    assert f"'{model}'" in body["message"]
+    assert upstream.requests == []
+
+
+def test_a_cross_region_profile_of_an_embedding_model_is_recognised(
+    upstream: Upstream, client: openai.OpenAI
+) -> None:
+    upstream.reply_json(fixture_json("embed_cohere_floats.json", "bedrock"), headers={TOKEN_COUNT: "9"})
+    embed(client, f"us.{COHERE_V4}", input=["a", "b"], encoding_format="float")
+    assert invoked(upstream, upstream.requests[-1], f"us.{COHERE_V4}")["texts"] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("fixture", "status", "exception"),
+    [
+        ("error_throttling.json", 429, openai.RateLimitError),
+        ("error_invoke_validation.json", 400, openai.BadRequestError),
+    ],
+)
+def test_invoke_errors_are_mapped(
+    upstream: Upstream, client: openai.OpenAI, fixture: str, status: int, exception: type[Exception]
+) -> None:
+    upstream.reply_json(fixture_bytes(fixture, "bedrock"), status)
+    with pytest.raises(exception) as caught:
+        client.embeddings.create(model=f"bedrock/{COHERE_V3}", input="Hello", encoding_format="float")
+    assert isinstance(caught.value, openai.APIStatusError) and caught.value.status_code == status
+    assert fixture_json(fixture, "bedrock")["message"] in str(caught.value)
+
+
+def test_one_failed_text_fails_the_list(upstream: Upstream, client: openai.OpenAI) -> None:
+    upstream.reply_json(fixture_json("embed_titan_v2.json", "bedrock"))
+    upstream.reply_json(fixture_bytes("error_throttling.json", "bedrock"), 429, times=2)
+    with pytest.raises(openai.RateLimitError):
+        client.embeddings.create(model=f"bedrock/{TITAN_V2}", input=["a", "b", "c"])
+
+
+def test_embeddings_with_a_bedrock_api_key(upstream: Upstream, start_gateway: Callable[..., Gateway]) -> None:
+    gateway = start_gateway(bedrock_doc(upstream, api_key="env:BEDROCK_KEY"), ENV)
+    upstream.reply_json(fixture_json("embed_titan_v2.json", "bedrock"))
+    with openai.OpenAI(base_url=gateway.base_url, api_key=MASTER_KEY, max_retries=0) as client:
+        client.embeddings.create(model=f"bedrock/{TITAN_V2}", input="Hello")
+    recorded = upstream.requests[-1]
+    assert recorded.raw_path == "/model/amazon.titan-embed-text-v2%3A0/invoke"
+    assert recorded.headers["authorization"] == f"Bearer {API_KEY}"
+    assert "x-amz-date" not in recorded.headers

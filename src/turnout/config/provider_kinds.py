@@ -161,7 +161,8 @@ _KINDS = (
             user=(ANY_VALUE,),
             safety_identifier=(ANY_VALUE,),
         ),
-        embeddings=False,
+        # Embeddings through InvokeModel (Titan, Cohere Embed), base64 encoded by turnout.
+        embeddings_base64=False,
     ),
     ProviderKind(
         "mistral",

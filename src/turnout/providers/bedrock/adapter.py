@@ -1,6 +1,7 @@
 """The adapter for Amazon Bedrock's Converse API: OpenAI-shaped calls in,
 `POST {base}/model/{modelId}/converse` (or `/converse-stream`) out, for any model Bedrock serves
-through Converse (Claude, Llama, Mistral, Nova, Titan ...).
+through Converse (Claude, Llama, Mistral, Nova, Titan ...); and embeddings through InvokeModel,
+`POST {base}/model/{modelId}/invoke`, for Titan and Cohere Embed models (embeddings.py).
 
 The model id is one URL path segment, percent-encoded (ARNs and inference-profile ids hold ':' and
 '/'). Each request is signed with SigV4 (service `bedrock`), the signature covering its body, so
@@ -10,16 +11,16 @@ static instead. The model list comes from Bedrock's control plane (`ListFoundati
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from urllib.parse import quote
 
 import msgspec
 import orjson
 
-from turnout.config.settings import ProviderSettings
-from turnout.domain.errors import UnsupportedFeature
+from turnout.config.settings import ProviderSettings, Timeouts
 from turnout.providers.base import ChatCall, ChatResult, EmbeddingCall, EmbeddingResult
-from turnout.providers.bedrock import translate
+from turnout.providers.bedrock import embeddings, translate
 from turnout.providers.bedrock.errors import parse_error_body
 from turnout.providers.bedrock.signing import SigV4Signer
 from turnout.providers.bedrock.stream import BedrockStream
@@ -33,6 +34,7 @@ from turnout.providers.parameters import apply_parameter_policy
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 MAX_CACHED_ENDPOINTS = 1024  # a wildcard alias lets clients name any model: keep the cache bounded
 EVENT_STREAM = b"application/vnd.amazon.eventstream"
+PARALLEL_INVOKES = 8  # concurrent InvokeModel calls for one embeddings request (Titan: one text each)
 
 
 class _ModelSummary(msgspec.Struct, frozen=True, rename="camel"):
@@ -82,11 +84,10 @@ class BedrockAdapter:
         return found
 
     async def _send(
-        self, endpoint: tuple[Endpoint, str], body: bytes, call: ChatCall | None, method: str = "POST"
+        self, endpoint: tuple[Endpoint, str], body: bytes, timeouts: Timeouts, method: str = "POST"
     ) -> UpstreamResponse:
         prepared, url = endpoint
         signed = b"" if self._signer is None else self._signer.headers(url, body, method=method)
-        timeouts = call.timeouts if call is not None else LIST_TIMEOUTS
         return await self.link.send(prepared, body, timeouts, extra_headers=signed)
 
     def _body(self, call: ChatCall) -> tuple[bytes, translate.JsonMode | None]:
@@ -98,7 +99,7 @@ class BedrockAdapter:
 
     async def complete(self, call: ChatCall) -> ChatResult:
         body, json_mode = self._body(call)
-        response = await self._send(self._endpoint(call.model, "converse"), body, call)
+        response = await self._send(self._endpoint(call.model, "converse"), body, call.timeouts)
         chat_id = _chat_id(response)
         data = await response.read(MAX_RESPONSE_BYTES)
         answer = self.link.decode(
@@ -110,7 +111,7 @@ class BedrockAdapter:
 
     async def stream(self, call: ChatCall) -> BedrockStream:
         body, json_mode = self._body(call)
-        response = await self._send(self._endpoint(call.model, "converse-stream"), body, call)
+        response = await self._send(self._endpoint(call.model, "converse-stream"), body, call.timeouts)
         return BedrockStream(
             self.link.event_stream(response, EVENT_STREAM),
             provider=self.name,
@@ -121,13 +122,33 @@ class BedrockAdapter:
         )
 
     async def embed(self, call: EmbeddingCall) -> EmbeddingResult:
-        raise UnsupportedFeature(
-            f"The provider '{self.name}' (Amazon Bedrock) does not offer embeddings through turnout.",
-            param="model",
+        family, invocations = embeddings.plan(call.request, call.model, self.name)
+        endpoint = self._endpoint(call.model, "invoke")
+        gate = asyncio.Semaphore(PARALLEL_INVOKES)
+
+        async def invoke(invocation: embeddings.Invocation) -> embeddings.Answer:
+            async with gate:
+                response = await self._send(endpoint, invocation.body, call.timeouts)
+                data = await response.read(MAX_RESPONSE_BYTES)
+                count = response.header(embeddings.INPUT_TOKEN_COUNT)
+                return embeddings.read_answer(family, invocation, data, count, self.name)
+
+        if len(invocations) == 1:
+            answers = [await invoke(invocations[0])]
+        else:
+            tasks = [asyncio.ensure_future(invoke(i)) for i in invocations]
+            try:
+                answers = await asyncio.gather(*tasks)
+            finally:
+                for task in tasks:  # one failed (or we were cancelled): the rest are not needed
+                    task.cancel()
+        out, usage = embeddings.response(
+            answers, model=call.model, as_base64=call.request.encoding_format == "base64"
         )
+        return EmbeddingResult(body=orjson.dumps(out), usage=usage)
 
     async def list_models(self) -> list[str]:
-        response = await self._send(self._models, b"", None, method="GET")
+        response = await self._send(self._models, b"", LIST_TIMEOUTS, method="GET")
         data = await response.read(8 * 1024 * 1024)
         models = self.link.decode(_models_decoder, data, "sent a malformed model list").model_summaries
         return [m.model_id for m in models]
