@@ -161,7 +161,7 @@ def test_tools_go_out_in_anthropics_form_and_tool_calls_come_back(
     raw = client.chat.completions.with_raw_response.create(
         model="claude",
         messages=USER,
-        tools=[WEATHER],  # type: ignore[list-item]
+        tools=[{**WEATHER, "function": {**WEATHER["function"], "strict": True}}],  # type: ignore[dict-item]
         tool_choice="required",
         parallel_tool_calls=False,
     )
@@ -179,6 +179,7 @@ def test_tools_go_out_in_anthropics_form_and_tool_calls_come_back(
             "name": "get_weather",
             "input_schema": WEATHER["function"]["parameters"],  # type: ignore[index]
             "description": "Weather at a place",
+            "strict": True,
         }
     ]
     assert body["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}

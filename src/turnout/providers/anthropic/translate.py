@@ -125,6 +125,8 @@ def _tools(request: ChatRequest, body: dict[str, Any]) -> JsonMode | None:
         entry: dict[str, Any] = {"name": f.name, "input_schema": f.parameters or {"type": "object"}}
         if f.description:
             entry["description"] = f.description
+        if f.strict is not None:
+            entry["strict"] = f.strict  # Anthropic validates tool inputs against the schema too
         tools.append(entry)
     body["tools"] = tools
     choice: dict[str, Any] | None = None
