@@ -96,11 +96,13 @@ def bare(mock_port: int, log: str) -> Iterator[Endpoint]:
         yield Endpoint("bare", f"http://127.0.0.1:{port}{CHAT_PATH}", proc, "reference")
 
 
+# The mock's model is priced like gpt-4o, so every request's cost is computed and journaled.
+PRICE = "price: {{input: '2.50', output: '10.00'}}"  # (doubled braces: the text is .format()ted)
 ONE_DEPLOYMENT = (
     "providers:\n"
     "  mock: {{type: openai_compatible, base_url: http://127.0.0.1:{port}/v1}}\n"
     "models:\n"
-    f"  {MODEL}: {{{{provider: mock, model: {MODEL}}}}}\n"
+    f"  {MODEL}: {{{{provider: mock, model: {MODEL}, {PRICE}}}}}\n"
 )
 # Three deployments (three providers at the same mock) behind one weighted alias: what routing costs.
 THREE_DEPLOYMENTS = (
@@ -112,9 +114,9 @@ THREE_DEPLOYMENTS = (
     f"  {MODEL}:\n"
     "    strategy: weighted\n"
     "    targets:\n"
-    f"      - {{{{provider: mock-a, model: {MODEL}, weight: 3}}}}\n"
-    f"      - {{{{provider: mock-b, model: {MODEL}, weight: 2}}}}\n"
-    f"      - {{{{provider: mock-c, model: {MODEL}, weight: 1}}}}\n"
+    f"      - {{{{provider: mock-a, model: {MODEL}, weight: 3, {PRICE}}}}}\n"
+    f"      - {{{{provider: mock-b, model: {MODEL}, weight: 2, {PRICE}}}}}\n"
+    f"      - {{{{provider: mock-c, model: {MODEL}, weight: 1, {PRICE}}}}}\n"
 )
 
 # The translated path: the same OpenAI-format load, to an Anthropic Messages API upstream (the mock's
@@ -127,7 +129,7 @@ ANTHROPIC_DEPLOYMENT = (
     "    base_url: http://127.0.0.1:{port}/v1\n"
     f"    api_key: 'env:{ANTHROPIC_KEY_ENV}'\n"
     "models:\n"
-    f"  {MODEL}: {{{{provider: mock-anthropic, model: {MODEL}}}}}\n"
+    f"  {MODEL}: {{{{provider: mock-anthropic, model: {MODEL}, {PRICE}}}}}\n"
 )
 
 

@@ -35,8 +35,13 @@ PROVIDERS = {
 }
 
 
+LENIENT = {"spend": {"unknown_prices": "record"}}  # these tests are about routing, not prices
+
+
 def _settings(models: dict[str, Any], **sections: Any) -> Settings:
-    return build_settings({"providers": PROVIDERS, "models": models, **sections}, ENV, source="test")
+    return build_settings(
+        {"providers": PROVIDERS, "models": models, **LENIENT, **sections}, ENV, source="test"
+    )
 
 
 def _warnings(models: dict[str, Any], **sections: Any) -> list[str]:
@@ -255,6 +260,7 @@ def test_the_capabilities_checked_are_the_ones_the_adapter_runs_with() -> None:
 
 def _routing_doc() -> dict[str, Any]:
     return {
+        **LENIENT,
         "providers": PROVIDERS,
         "routing": {"retries": {"attempts": 2, "backoff_base": "250ms"}, "breaker": {"open_for": "5s"}},
         "models": {
@@ -291,17 +297,18 @@ def test_describe_prints_the_whole_routing_table() -> None:
     table = text.split("models (alias: strategy, deployments in order, fallback chains):\n")[1]
     assert table.split("\n\n")[0].splitlines() == [
         "  big  strategy=priority",
-        "    - openai/gpt-4.1  context_window=1000000",
+        "    - openai/gpt-4.1  context_window=1000000 price=2.00/8.00",  # from the price table
         "  deepseek-chat  strategy=priority",
-        "    - deepseek/deepseek-chat",
+        "    - deepseek/deepseek-chat  price=0.28/0.42",
         "  gpt-4o  strategy=weighted hedge_after=1.5s stream_resume=off",
-        "    - openai-us = openai/gpt-4o  weight=3 tags=gdpr,us rpm=10000 tpm=2000000 context_window=128000",
-        "    - local/llama-3.1-8b  priority=5 price=0.1/0.2",
+        "    - openai-us = openai/gpt-4o  weight=3 tags=gdpr,us rpm=10000 tpm=2000000 context_window=128000 "
+        "price=2.50/10.00",
+        "    - local/llama-3.1-8b  priority=5 price=0.1/0.2",  # configured
         "    fallbacks -> deepseek-chat, llama",
         "    context window -> big",
         "    content policy -> llama",
         "  llama  strategy=priority attempts=4",
-        "    - local/llama-3.1-8b",
+        "    - local/llama-3.1-8b  price=unknown",
     ]
     routing = text.split("\nrouting:\n")[1].split("\n\n")[0].splitlines()
     assert routing[0] == "  defaults:  strategy priority, stream resume on, hedging off, health checks off"

@@ -149,7 +149,11 @@ def test_plain_http_through_a_forward_proxy(
 
 def test_the_environment_chooses_the_proxy_unless_told_otherwise(tmp_path: Path) -> None:
     def proxy_of(base_url: str, environ: dict[str, str], **provider: Any) -> Any:
-        doc = {**_doc(base_url, **provider), "storage": {"data_dir": str(tmp_path)}}
+        doc = {
+            **_doc(base_url, **provider),
+            "storage": {"data_dir": str(tmp_path)},
+            "spend": {"unknown_prices": "record"},
+        }
         return build_settings(doc, {"UPSTREAM_KEY": "k", **environ}, source="test").providers["up"].proxy
 
     env = {"HTTPS_PROXY": "http://egress.corp:3128", "HTTP_PROXY": "http://plain.corp:8080"}

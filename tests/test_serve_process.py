@@ -8,8 +8,6 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,65 +16,9 @@ import openai
 import pytest
 import yaml
 
-TURNOUT = str(Path(sys.executable).with_name("turnout"))
-LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+from support.process import TURNOUT, Served, start_serve
+
 KEY = re.compile(r"^\s+(sk-turnout-\S+)$", re.MULTILINE)
-
-
-class Served:
-    def __init__(self, proc: subprocess.Popen[str], port: int, banner: str, drain: threading.Thread) -> None:
-        self.proc = proc
-        self.port = port
-        self.banner = banner
-        self._drain = drain
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        """Signal the process, wait for it, close its pipe; the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        code = self.proc.wait(30)
-        self._drain.join(10)
-        assert self.proc.stderr is not None
-        self.proc.stderr.close()
-        return code
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-
-def _discard(lines: Iterator[str]) -> None:
-    for _ in lines:
-        pass
-
-
-def _start(config: Path, env: dict[str, str]) -> Served:
-    proc = subprocess.Popen(
-        [TURNOUT, "serve", "--config", str(config), "--port", "0"],
-        env=env,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stderr is not None
-    banner: list[str] = []
-    for line in proc.stderr:  # the banner is printed once the server listens
-        banner.append(line)
-        match = LISTENING.search(line)
-        if match:
-            rest = proc.stderr
-            # read the remaining banner lines (they follow immediately) without blocking forever
-            for _ in range(8):
-                more = rest.readline()
-                banner.append(more)
-                if more.startswith(("master key:", "Only its hash")):
-                    break
-            drain = threading.Thread(target=_discard, args=(rest,), daemon=True)  # keep the pipe empty
-            drain.start()
-            return Served(proc, int(match.group(1)), "".join(banner), drain)
-    proc.wait(10)
-    proc.stderr.close()
-    raise AssertionError("turnout serve exited before listening:\n" + "".join(banner))
 
 
 @pytest.fixture
@@ -106,7 +48,7 @@ def env() -> dict[str, str]:
 
 @pytest.fixture
 def running(config: Path, env: dict[str, str]) -> Iterator[Served]:
-    served = _start(config, env)
+    served = start_serve(config, env)
     yield served
     served.stop(signal.SIGKILL)
 
@@ -127,7 +69,7 @@ def test_first_start_generates_a_master_key_shown_once_and_stored_hashed(
         ((stored_hash, prefix),) = db.execute("SELECT key_hash, prefix FROM api_keys WHERE kind = 'master'")
     assert len(stored_hash) == 32 and key.startswith(prefix) and len(prefix) < len(key) // 2
 
-    again = _start(config, env)  # a second start keeps the key and does not show it again
+    again = start_serve(config, env)  # a second start keeps the key and does not show it again
     try:
         assert key not in again.banner and "stored (hashed)" in again.banner
         with openai.OpenAI(base_url=again.base_url, api_key=key, max_retries=0) as client:
@@ -139,7 +81,7 @@ def test_first_start_generates_a_master_key_shown_once_and_stored_hashed(
 
 
 def test_master_key_from_environment_is_never_printed(config: Path, env: dict[str, str]) -> None:
-    served = _start(config, {**env, "TURNOUT_MASTER_KEY": "sk-my-own-master-key-1234567890"})
+    served = start_serve(config, {**env, "TURNOUT_MASTER_KEY": "sk-my-own-master-key-1234567890"})
     try:
         assert "sk-my-own-master-key" not in served.banner
         assert "env:TURNOUT_MASTER_KEY" in served.banner
@@ -152,7 +94,7 @@ def test_master_key_from_environment_is_never_printed(config: Path, env: dict[st
 
 
 def test_sigterm_lets_a_stream_in_flight_finish(config: Path, env: dict[str, str]) -> None:
-    served = _start(config, {**env, "TURNOUT_MASTER_KEY": "sk-master-for-shutdown-test"})
+    served = start_serve(config, {**env, "TURNOUT_MASTER_KEY": "sk-master-for-shutdown-test"})
     try:
         with openai.OpenAI(
             base_url=served.base_url, api_key="sk-master-for-shutdown-test", max_retries=0
@@ -178,7 +120,7 @@ def test_readiness_fails_first_while_draining(tmp_path: Path, config: Path, env:
     doc = yaml.safe_load(config.read_text())
     doc["server"]["drain_delay"] = "30s"
     config.write_text(yaml.safe_dump(doc))
-    served = _start(config, env)
+    served = start_serve(config, env)
     try:
         url = f"http://127.0.0.1:{served.port}/health/ready"
         assert httpx.get(url, timeout=5).status_code == 200

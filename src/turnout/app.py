@@ -19,11 +19,14 @@ from turnout.pipeline import Pipeline
 from turnout.providers.capabilities import capabilities_for
 from turnout.providers.http.client import HttpClient
 from turnout.providers.registry import ProviderRegistry
-from turnout.routing.catalog import Catalog
+from turnout.routing.catalog import Catalog, PriceOf
 from turnout.routing.chain_check import chain_warnings
 from turnout.routing.health_checks import ActiveHealthChecks
 from turnout.routing.router import Router
 from turnout.spend.budgets import Budgets
+from turnout.spend.ledger_store import LedgerStore
+from turnout.spend.prices import shipped_prices
+from turnout.spend.recorder import SpendRecorder
 from turnout.storage.database import Database
 from turnout.storage.stored_responses import ResponseStore
 
@@ -42,6 +45,7 @@ class Services:
     pipeline: Pipeline
     master_key: MasterKeyOutcome
     responses: ResponseStore
+    spend: SpendRecorder
     health_checks: ActiveHealthChecks | None = None
     started_at: float = field(default_factory=time.time)
     draining: bool = False
@@ -56,10 +60,12 @@ class Services:
             master = await load_keys(database, keys, settings.auth.master_key)
             client = HttpClient()
             registry = await ProviderRegistry.start(settings.providers, client)
-            catalog = Catalog(settings.models, registry)
+            catalog = Catalog(settings.models, registry, price_lookup(settings))
             budgets = Budgets()
             router = Router(catalog, settings.routing)
-            pipeline = Pipeline(keys, catalog, router, Admission(), budgets)
+            spend = SpendRecorder(settings.storage.data_dir / "journal", LedgerStore(database))
+            await spend.start()
+            pipeline = Pipeline(keys, catalog, router, Admission(), budgets, spend)
         except BaseException:
             if client is not None:
                 await client.aclose()
@@ -74,7 +80,18 @@ class Services:
             checks = ActiveHealthChecks(router.deployments, registry, settings.routing.health_check_interval)
             checks.start()
         return cls(
-            settings, database, client, registry, catalog, keys, budgets, pipeline, master, responses, checks
+            settings,
+            database,
+            client,
+            registry,
+            catalog,
+            keys,
+            budgets,
+            pipeline,
+            master,
+            responses,
+            spend,
+            checks,
         )
 
     async def aclose(self) -> None:
@@ -83,7 +100,15 @@ class Services:
         await self.registry.aclose()
         await self.client.aclose()
         await self.responses.aclose()  # writes the responses still pending
+        await self.spend.aclose()  # moves the ledger journal into the database
         await self.database.close()
+
+
+def price_lookup(settings: Settings) -> PriceOf:
+    """Prices for the models wildcard aliases reach, from the price table turnout ships."""
+    table = shipped_prices()
+    kinds = {name: p.kind.name for name, p in settings.providers.items()}
+    return lambda provider, model: table.lookup(kinds[provider], model)
 
 
 def _secret_values(settings: Settings) -> list[str]:

@@ -9,9 +9,10 @@ request) and a `Responder` (how to answer), so nothing here knows about HTTP fra
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from turnout.domain.chat import ChatRequest, parse_chat_request
+from turnout.domain.chat import ChatRequest, estimated_prompt_tokens, parse_chat_request
 from turnout.domain.embeddings import parse_embedding_request
 from turnout.domain.errors import InvalidRequest, ModelNotFound, UnsupportedFeature
 from turnout.domain.principal import Principal
@@ -24,11 +25,23 @@ from turnout.routing.catalog import Catalog, Route
 from turnout.routing.relay import RelayStream
 from turnout.routing.router import Router, Served, Steering
 from turnout.spend.budgets import Budgets
+from turnout.spend.ledger import Outcome
+from turnout.spend.recorder import SpendRecorder
 
 _MODEL_NAME = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,255}$")
 
 
 class Inbound(Protocol):
+    @property
+    def request_id(self) -> str:
+        """turnout's id for the request: the ledger's key, the x-request-id header."""
+        ...
+
+    @property
+    def api(self) -> str:
+        """The API it came in through: chat, messages or responses (for the ledger)."""
+        ...
+
     def credential(self) -> str | None: ...
 
     def steering(self) -> Steering: ...
@@ -47,18 +60,29 @@ class Responder(Protocol):
         """The upstream's own answer to the native request, passed on as it is."""
         ...
 
-    async def stream(self, stream: RelayStream, served: Served) -> Usage | None: ...
+    async def stream(
+        self, stream: RelayStream, served: Served, on_end: Callable[[Usage | None], None]
+    ) -> Usage | None:
+        """Relay the stream; `on_end` before the client is told it ended (see Exchange.stream)."""
+        ...
 
 
 class Pipeline:
     def __init__(
-        self, keys: KeyIndex, catalog: Catalog, router: Router, admission: Admission, budgets: Budgets
+        self,
+        keys: KeyIndex,
+        catalog: Catalog,
+        router: Router,
+        admission: Admission,
+        budgets: Budgets,
+        spend: SpendRecorder,
     ) -> None:
         self.keys = keys
         self.catalog = catalog
         self.router = router
         self.admission = admission
         self.budgets = budgets
+        self.spend = spend
 
     async def chat_completion(self, inbound: Inbound, respond: Responder) -> None:
         principal = self.keys.authenticate(inbound.credential())
@@ -69,11 +93,13 @@ class Pipeline:
         check_capabilities(route, request, native)
         ticket = self.admission.admit(principal, route)
         reservation = self.budgets.reserve(principal, route)
-        usage: Usage | None = None
-        answered = False
+        outcome = Outcome()
+        outcome.estimate = lambda: Usage(input_tokens=estimated_prompt_tokens(request), estimated=True)
+        stream = bool(request.stream)
+        account = self._accountant(outcome, inbound.request_id, inbound.api, principal, route, stream)
         try:
-            if request.stream:
-                stream, served = await self.router.stream(
+            if stream:
+                relay, outcome.served = await self.router.stream(
                     route,
                     request,
                     body,
@@ -81,21 +107,23 @@ class Pipeline:
                     steering=inbound.steering(),
                     native=native,
                 )
-                answered = True
-                usage = await respond.stream(stream, served)
+                await respond.stream(relay, outcome.served, account)
             else:
-                result, served = await self.router.complete(
+                result, outcome.served = await self.router.complete(
                     route, request, body, wants_usage=False, steering=inbound.steering(), native=native
                 )
-                answered = True
+                account(result.usage)  # accounted for before the client can see the answer
                 if result.native is not None:
-                    await respond.answer_native(result.native, served)
+                    await respond.answer_native(result.native, outcome.served)
                 else:
-                    await respond.answer(result.body, served)
-                usage = result.usage
+                    await respond.answer(result.body, outcome.served)
+        except BaseException as error:
+            outcome.failed(error)
+            raise
         finally:
             ticket.release()
-            self.budgets.settle(reservation, usage, answered=answered)
+            self.budgets.settle(reservation, outcome.usage, answered=outcome.served is not None)
+            account(None)
 
     async def embeddings(self, inbound: Inbound, respond: Responder) -> None:
         principal = self.keys.authenticate(inbound.credential())
@@ -106,16 +134,34 @@ class Pipeline:
             raise UnsupportedFeature(f"The model '{request.model}' does not offer embeddings.", param="model")
         ticket = self.admission.admit(principal, route)
         reservation = self.budgets.reserve(principal, route)
-        usage: Usage | None = None
-        answered = False
+        outcome = Outcome()
+        account = self._accountant(outcome, inbound.request_id, "embeddings", principal, route, False)
         try:
-            result, served = await self.router.embed(route, request, body, inbound.steering())
-            answered = True
-            await respond.answer(result.body, served)
-            usage = result.usage
+            result, outcome.served = await self.router.embed(route, request, body, inbound.steering())
+            account(result.usage)
+            await respond.answer(result.body, outcome.served)
+        except BaseException as error:
+            outcome.failed(error)
+            raise
         finally:
             ticket.release()
-            self.budgets.settle(reservation, usage, answered=answered)
+            self.budgets.settle(reservation, outcome.usage, answered=outcome.served is not None)
+            account(None)
+
+    def _accountant(
+        self, outcome: Outcome, request_id: str, api: str, principal: Principal, route: Route, stream: bool
+    ) -> Callable[[Usage | None], None]:
+        """Record the request in the ledger once: as soon as its usage is known (before the client
+        sees the answer complete), or when it ends without one (failed, or the client left)."""
+
+        def account(usage: Usage | None) -> None:
+            if usage is not None:
+                outcome.usage = usage
+            if not outcome.recorded:
+                outcome.recorded = True
+                self.spend.record(outcome.entry(request_id, api, principal, route, stream=stream))
+
+        return account
 
     def authenticate(self, inbound: Inbound) -> Principal:
         return self.keys.authenticate(inbound.credential())

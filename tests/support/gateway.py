@@ -26,6 +26,9 @@ T = TypeVar("T")
 def settings_for(doc: dict[str, Any], data_dir: Path, environ: dict[str, str] | None = None) -> Settings:
     env = {"TURNOUT_MASTER_KEY": MASTER_KEY, **(environ or {})}
     doc = {**doc, "storage": {"data_dir": str(data_dir), **doc.get("storage", {})}}
+    # test upstreams serve made-up models: their spend is recorded as unknown unless a test prices
+    # them (or asks for the default, which refuses unpriced models at load)
+    doc.setdefault("spend", {"unknown_prices": "record"})
     return build_settings(doc, env, source="test")
 
 

@@ -113,7 +113,9 @@ def _target(t: TargetSettings, index: int) -> str:
         f"{k}={v}" for k, v in (("rpm", t.rpm), ("tpm", t.tpm), ("context_window", t.context_window)) if v
     ]
     if t.price is not None:
-        details.append(f"price={t.price.input:g}/{t.price.output:g}")
+        details.append(f"price={t.price.input:g}/{t.price.output:g}")  # USD per 1M in/out
+    elif "*" not in t.model:
+        details.append("price=unknown")
     return "  ".join([text, " ".join(details)]) if details else text
 
 

@@ -111,3 +111,31 @@ def reset_master_key(config: Path | None) -> None:
     from turnout.cli.serve import reset_master
 
     reset_master(_settings(config))
+
+
+@main.group()
+def spend() -> None:
+    """Spend, from the ledger."""
+
+
+@spend.command("report")
+@click.option("--config", "-c", type=click.Path(dir_okay=False, path_type=Path), help=CONFIG_HELP)
+@click.option(
+    "--by",
+    type=click.Choice(["team", "key", "model", "alias", "deployment"]),
+    default="model",
+    show_default=True,
+)
+@click.option("--since", default="30d", show_default=True, help="ISO date/time (UTC), or 7d, 24h, 30m back.")
+@click.option("--until", help="ISO date/time (UTC); default: now.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv"]), default="table", show_default=True)
+def spend_report(config: Path | None, by: str, since: str, until: str | None, fmt: str) -> None:
+    """What was spent, grouped by team, key, model, alias or deployment."""
+    from turnout.cli.spend import parse_since, run
+
+    try:
+        start = parse_since(since)
+        end = parse_since(until) if until else None
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    click.echo(run(_settings(config), by, start, end, fmt), nl=False)

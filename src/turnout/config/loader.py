@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 import msgspec
@@ -29,19 +29,21 @@ from turnout.config.settings import (
     BreakerSettings,
     FakeSettings,
     ModelSettings,
-    Price,
     ProviderSettings,
     ProxySettings,
     RetrySettings,
     RoutingSettings,
     ServerSettings,
     Settings,
+    SpendSettings,
     StorageSettings,
     TargetSettings,
     Timeouts,
 )
 from turnout.config.units import parse_delay, parse_duration, parse_size
 from turnout.config.vertex import check_vertex, vertex_base_url
+from turnout.domain.pricing import ModelPrice, decimal_price
+from turnout.spend.prices import shipped_prices
 
 T = TypeVar("T")
 
@@ -122,6 +124,7 @@ class _Builder:
         self.source = source
         self.problems: list[str] = []
         self.warnings: list[str] = []
+        self.spend = SpendSettings()
 
     # ------------------------------------------------------------------ helpers
 
@@ -195,6 +198,8 @@ class _Builder:
         declared_providers: dict[str, Any] = self.section(data, "providers", {})
         declared_models: dict[str, Any] = self.section(data, "models", {})
         routing = self.routing(self.section(data, "routing", schema.RoutingConfig()))
+        spend_cfg = self.section(data, "spend", schema.SpendConfig())
+        self.spend = SpendSettings(unknown_prices=spend_cfg.unknown_prices or "reject")
         defaults = self.timeouts(defaults_cfg.timeouts, Timeouts(), "defaults.timeouts")
         server = self.server(server_cfg)
         auth = AuthSettings(master_key=self.master_key(auth_cfg), key_hash_secret=self.hash_secret(auth_cfg))
@@ -224,6 +229,7 @@ class _Builder:
             providers=providers,
             models=models,
             routing=routing,
+            spend=self.spend,
             source=self.source,
             warnings=tuple(self.warnings),
         )
@@ -454,6 +460,7 @@ class _Builder:
                 cfg.model,
                 cfg.timeouts,
                 cfg.context_window,
+                cfg.price,
                 cfg.supports,
                 cfg.unsupported_params,
             )
@@ -472,6 +479,7 @@ class _Builder:
                     model=cfg.model,
                     timeouts=cfg.timeouts,
                     context_window=cfg.context_window,
+                    price=cfg.price,
                     supports=cfg.supports,
                     unsupported_params=cfg.unsupported_params,
                 )
@@ -540,8 +548,8 @@ class _Builder:
         if t.weight is not None and not (t.weight >= 0 and t.weight < float("inf")):
             self.problem(f"{path}.weight", f"must be zero or more, got {t.weight}")
             ok = False
-        if t.price is not None and (t.price.input < 0 or t.price.output < 0):
-            self.problem(f"{path}.price", "prices cannot be negative")
+        price = self.price(t, path, provider)
+        if price is False:
             ok = False
         if t.name is not None and not _DEPLOYMENT_NAME.match(t.name):
             self.problem(
@@ -568,7 +576,7 @@ class _Builder:
             rpm=t.rpm,
             tpm=t.tpm,
             context_window=t.context_window,
-            price=Price(t.price.input, t.price.output) if t.price is not None else None,
+            price=price if price is not False else None,
             supports=tuple(
                 (name, value)
                 for name in schema.SupportsConfig.__struct_fields__
@@ -576,6 +584,38 @@ class _Builder:
             ),
             unsupported_params=t.unsupported_params,
         )
+
+    def price(
+        self, t: schema.TargetConfig, path: str, provider: ProviderSettings
+    ) -> ModelPrice | Literal[False] | None:
+        """The target's configured price, else the price table's for its model; None when unknown
+        (allowed by `spend.unknown_prices: record`, and for wildcard models, which are priced per
+        request); False after reporting a problem."""
+        if t.price is not None:
+            try:
+                p = t.price
+                return ModelPrice(
+                    input=decimal_price(p.input),
+                    output=decimal_price(p.output),
+                    cached_input=None if p.cached_input is None else decimal_price(p.cached_input),
+                    cache_write=None if p.cache_write is None else decimal_price(p.cache_write),
+                )
+            except ValueError as error:
+                self.problem(f"{path}.price", str(error))
+                return False
+        if "*" in t.model:
+            return None
+        known = shipped_prices().lookup(provider.kind.name, t.model)
+        if known is None and self.spend.unknown_prices == "reject":
+            self.problem(
+                f"{path}.price",
+                f"no price is known for model '{t.model}' on provider '{provider.name}' "
+                f"({provider.kind.title}): give its price (USD per 1M tokens, e.g. "
+                'price: {input: "0.50", output: "1.50"}), or set spend.unknown_prices: record '
+                "to serve it with its spend recorded as unknown",
+            )
+            return False
+        return known
 
     def check_fallbacks(self, models: Mapping[str, ModelSettings], declared: Mapping[str, Any]) -> None:
         """Every fallback names an alias that exists (a wildcard's match counts), and not its own."""

@@ -70,11 +70,17 @@ class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 Strategy = Literal["priority", "weighted", "least_busy", "lowest_latency", "lowest_cost"]
 
 
-class PriceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """USD per million tokens."""
+PriceValue = str | int | float
 
-    input: float
-    output: float
+
+class PriceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """USD per million tokens (write them as strings, "2.50", to be exact: they are read as
+    decimals). Cache reads and writes cost the input price unless given."""
+
+    input: PriceValue
+    output: PriceValue = 0
+    cached_input: PriceValue | None = None
+    cache_write: PriceValue | None = None
 
 
 class SupportsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -113,6 +119,7 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     model: str | None = None
     timeouts: TimeoutsConfig | None = None
     context_window: int | None = None
+    price: PriceConfig | None = None
     supports: SupportsConfig | None = None
     unsupported_params: Literal["reject", "drop"] | None = None
     strategy: Strategy | None = None
@@ -170,6 +177,12 @@ class AuthConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     key_hash_secret: str | None = None
 
 
+class SpendConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    # a deployment whose model has no price: refused when the configuration is loaded (`reject`),
+    # or served with its requests recorded as `cost_unknown` (`record`)
+    unknown_prices: Literal["reject", "record"] | None = None
+
+
 class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     data_dir: str | None = None
     database_url: str | None = None
@@ -190,6 +203,7 @@ class ConfigFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     providers: Any = None
     models: Any = None
     routing: Any = None
+    spend: Any = None
 
 
 SECTIONS: dict[str, type] = {
@@ -198,6 +212,7 @@ SECTIONS: dict[str, type] = {
     "storage": StorageConfig,
     "defaults": DefaultsConfig,
     "routing": RoutingConfig,
+    "spend": SpendConfig,
     "providers": dict[str, Any],
     "models": dict[str, Any],
 }

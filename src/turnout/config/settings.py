@@ -9,6 +9,7 @@ from typing import Literal
 
 from turnout.config.provider_kinds import ProviderKind
 from turnout.config.secrets import Secret
+from turnout.domain.pricing import ModelPrice
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,11 +126,8 @@ class RoutingSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class Price:
-    """USD per million tokens."""
-
-    input: float
-    output: float
+class SpendSettings:
+    unknown_prices: Literal["reject", "record"] = "reject"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +142,7 @@ class TargetSettings:
     rpm: int | None = None
     tpm: int | None = None
     context_window: int | None = None  # tokens, when known: for context-window fallbacks
-    price: Price | None = None
+    price: ModelPrice | None = None  # configured, or from the price table (None: unknown)
     supports: tuple[tuple[str, bool], ...] = ()  # capabilities declared for this model
     unsupported_params: Literal["reject", "drop"] | None = None  # None: the provider's policy
 
@@ -207,4 +205,5 @@ class Settings:
     models: Mapping[str, ModelSettings]
     source: str
     routing: RoutingSettings = RoutingSettings()
+    spend: SpendSettings = SpendSettings()
     warnings: tuple[str, ...] = ()

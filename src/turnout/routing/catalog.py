@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
-from turnout.config.settings import ModelSettings, Price, TargetSettings, Timeouts
+from turnout.config.settings import ModelSettings, TargetSettings, Timeouts
 from turnout.domain.chat import ChatRequest
 from turnout.domain.errors import TurnoutError
+from turnout.domain.pricing import ModelPrice
 from turnout.providers.base import Adapter, Capabilities, ChatCall, NativeRequest
 from turnout.providers.capabilities import with_declared
 from turnout.providers.registry import ProviderRegistry
@@ -41,7 +43,7 @@ class Target:
     rpm: int | None = None
     tpm: int | None = None
     context_window: int | None = None
-    price: Price | None = None
+    price: ModelPrice | None = None  # None: unknown (its spend is recorded as such)
     # what this deployment's model can carry: its provider's, with the model's own declarations
     capabilities: Capabilities = field(default_factory=Capabilities)
     unsupported_params: Literal["reject", "drop"] | None = None
@@ -63,9 +65,9 @@ class Target:
         return self.name or f"{self.provider}/{self.model}"
 
     @property
-    def cost(self) -> float | None:
+    def cost(self) -> Decimal | None:
         """A blended price for ordering by cost (input counts 3:1, as chat prompts outweigh answers)."""
-        return None if self.price is None else (3 * self.price.input + self.price.output) / 4
+        return None if self.price is None else self.price.blended
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +78,16 @@ class Route:
     policy: ModelSettings
 
 
+PriceOf = Callable[[str, str], ModelPrice | None]  # (provider, model) → its price, if known
+
+
 class Catalog:
-    def __init__(self, models: Mapping[str, ModelSettings], registry: ProviderRegistry) -> None:
+    def __init__(
+        self, models: Mapping[str, ModelSettings], registry: ProviderRegistry, price_of: PriceOf | None = None
+    ) -> None:
         self._models = models
         self._registry = registry
+        self._price_of = price_of  # prices the models a wildcard reaches (the rest are priced at load)
         self._exact = {alias: m for alias, m in models.items() if not m.is_wildcard}
         self._wildcards = sorted(
             (m for m in models.values() if m.is_wildcard), key=lambda m: len(m.alias), reverse=True
@@ -128,10 +136,15 @@ class Catalog:
             rpm=t.rpm,
             tpm=t.tpm,
             context_window=t.context_window,
-            price=t.price,
+            price=t.price
+            if t.price is not None or "*" not in t.model
+            else self._wildcard_price(t.provider, model),
             capabilities=with_declared(adapter.capabilities, t.supports),
             unsupported_params=t.unsupported_params,
         )
+
+    def _wildcard_price(self, provider: str, model: str) -> ModelPrice | None:
+        return None if self._price_of is None else self._price_of(provider, model)
 
     # ------------------------------------------------------------------ listing
 

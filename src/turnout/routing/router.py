@@ -30,6 +30,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from turnout.config.settings import RoutingSettings
@@ -115,7 +116,7 @@ class Candidate:
         return self.target.weight
 
     @property
-    def cost(self) -> float | None:
+    def cost(self) -> Decimal | None:
         return self.target.cost
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Protocol, TypeVar
 
 from turnout.config.settings import Strategy
@@ -24,7 +25,7 @@ class Candidate(Protocol):
     def latency(self) -> float | None: ...
 
     @property
-    def cost(self) -> float | None: ...
+    def cost(self) -> Decimal | None: ...
 
 
 C = TypeVar("C", bound=Candidate)

@@ -72,6 +72,8 @@ def new_request_id() -> str:
 
 
 class Exchange:
+    api = "chat"  # for the ledger: the OpenAI endpoints' exchanges (other APIs wrap one)
+
     __slots__ = (
         "_disconnected",
         "max_body",
@@ -221,10 +223,16 @@ class Exchange:
         await self.send_json(error.status, self.render_error(error), headers)
 
     async def stream(
-        self, stream: RelayStream, served: Served, framing: Framing | None = None
+        self,
+        stream: RelayStream,
+        served: Served,
+        on_end: Callable[[Usage | None], None],
+        framing: Framing | None = None,
     ) -> Usage | None:
         """Relay `stream` as SSE (OpenAI's framing unless another API's is given); returns the
-        usage the upstream reported (also when cut short)."""
+        usage the upstream reported (also when cut short). `on_end` is called with it once the
+        upstream is done and before the client is told the stream ended (the ledger's entry must
+        be written before the client can see the answer complete)."""
         frame, end, error_event = (_frame, DONE, openai_error_event) if framing is None else framing.parts()
         self.started = True
         send = self.send
@@ -243,10 +251,12 @@ class Exchange:
                 async for batch in stream.rest:
                     await send({"type": "http.response.body", "body": frame(batch), "more_body": True})
             except TurnoutError as error:
+                on_end(stream.usage)
                 if not self._disconnected:
                     log.warning("stream %s failed after its first byte: %s", self.request_id, error.message)
                     await send({"type": "http.response.body", "body": error_event(error)})
                 return stream.usage
+            on_end(stream.usage)
             if not self._disconnected:
                 await send({"type": "http.response.body", "body": end() if callable(end) else end})
             return stream.usage

@@ -21,16 +21,23 @@ from turnout.routing.router import Served, Steering
 from turnout.server.exchange import Exchange
 
 PASSED_HEADERS = (b"anthropic-beta",)  # the client's Anthropic headers a native request carries
+MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 
 
 class MessagesExchange:
     """The pipeline's Inbound and Responder for one /v1/messages request."""
+
+    api = "messages"
 
     def __init__(self, x: Exchange) -> None:
         self.x = x
         x.render_error = lambda error: error_json(error, x.request_id)
         self.model = ""
         self._native: NativeRequest | None = None
+
+    @property
+    def request_id(self) -> str:
+        return self.x.request_id
 
     def credential(self) -> str | None:
         return self.x.credential()
@@ -60,10 +67,12 @@ class MessagesExchange:
     async def answer_native(self, body: bytes, served: Served) -> None:
         await self.x.answer(body, served)
 
-    async def stream(self, stream: RelayStream, served: Served) -> Usage | None:
+    async def stream(
+        self, stream: RelayStream, served: Served, on_end: Callable[[Usage | None], None]
+    ) -> Usage | None:
         if stream.native:
-            return await self.x.stream(stream, served, _NativeFraming(self.x.request_id))
-        return await self.x.stream(stream, served, _EventFraming(self.model, self.x.request_id))
+            return await self.x.stream(stream, served, on_end, _NativeFraming(self.x.request_id))
+        return await self.x.stream(stream, served, on_end, _EventFraming(self.model, self.x.request_id))
 
 
 class _EventFraming:
@@ -80,10 +89,11 @@ class _EventFraming:
 
 
 class _NativeFraming:
-    """Anthropic's own events, already framed: passed on as they are (message_stop included)."""
+    """Anthropic's own events, already framed: passed on as they are, but for message_stop, which
+    the stream holds back so that the client sees the message end only once it is accounted for."""
 
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
 
     def parts(self) -> tuple[Callable[[list[bytes]], bytes], bytes, Callable[[TurnoutError], bytes]]:
-        return b"".join, b"", functools.partial(error_event, request_id=self.request_id)
+        return b"".join, MESSAGE_STOP, functools.partial(error_event, request_id=self.request_id)

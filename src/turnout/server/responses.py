@@ -37,6 +37,8 @@ def _not_found(response_id: str, param: str | None = None) -> ResourceNotFound:
 class ResponsesExchange:
     """The pipeline's Inbound and Responder for one POST /v1/responses."""
 
+    api = "responses"
+
     def __init__(self, x: Exchange, store: ResponseStore, keys: KeyIndex) -> None:
         self.x = x
         self.store = store
@@ -48,6 +50,10 @@ class ResponsesExchange:
     def request(self) -> ResponsesRequest:
         assert self._request is not None, "json() parses the request first"
         return self._request
+
+    @property
+    def request_id(self) -> str:
+        return self.x.request_id
 
     def credential(self) -> str | None:
         return self.x.credential()
@@ -81,9 +87,11 @@ class ResponsesExchange:
         self._save(response)
         await self.x.answer(orjson.dumps(response), served)
 
-    async def stream(self, stream: RelayStream, served: Served) -> Usage | None:
+    async def stream(
+        self, stream: RelayStream, served: Served, on_end: Callable[[Usage | None], None]
+    ) -> Usage | None:
         writer = EventWriter(self.request, self.response_id, self._save)
-        return await self.x.stream(stream, served, _EventFraming(writer))
+        return await self.x.stream(stream, served, on_end, _EventFraming(writer))
 
     def _save(self, response: dict[str, Any]) -> None:
         request = self.request

@@ -40,3 +40,30 @@ stored_responses = sa.Table(
     sa.Column("input_items", sa.LargeBinary, nullable=False),
     sa.Column("conversation", sa.LargeBinary, nullable=False),
 )
+
+# One row per request (turnout's request id): who, what, which deployment, tokens by kind, cost.
+ledger = sa.Table(
+    "ledger",
+    metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("api", sa.String(16), nullable=False),
+    sa.Column("key_id", sa.String(40), nullable=False, index=True),
+    sa.Column("team_id", sa.String(40), nullable=True, index=True),
+    sa.Column("user_id", sa.String(40), nullable=True),
+    sa.Column("alias", sa.String(256), nullable=False),
+    sa.Column("deployment", sa.String(256), nullable=True),
+    sa.Column("provider", sa.String(128), nullable=True),
+    sa.Column("model", sa.String(256), nullable=True),
+    sa.Column("stream", sa.Boolean, nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cached_input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_write_tokens", sa.BigInteger, nullable=False),
+    sa.Column("reasoning_tokens", sa.BigInteger, nullable=False),
+    sa.Column("estimated", sa.Boolean, nullable=False),
+    sa.Column("cost_micros", sa.BigInteger, nullable=True),  # None: the model's price is unknown
+    sa.Column("latency_ms", sa.Integer, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+)

@@ -135,5 +135,7 @@ class NativeAnthropicStream(AnthropicStream):
             self._settle_usage(event.usage)
         elif kind == "error":
             raise self._error(event)
+        elif kind == "message_stop":
+            return True  # written by the edge once the request is accounted for
         batch.append(b"event: %s\ndata: %s\n\n" % (kind.encode(), data))
-        return kind == "message_stop"
+        return False

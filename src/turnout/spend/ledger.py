@@ -1,0 +1,114 @@
+"""The ledger: one entry per request, keyed by turnout's own request id, written to a local
+append-only journal on the hot path (a plain `write`, which survives the process being killed)
+and moved into the database in batches by a background task. Replaying a journal is idempotent,
+so a crash between the database insert and the journal's removal never counts a request twice."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from turnout.domain.errors import TurnoutError
+from turnout.domain.pricing import Micros
+from turnout.domain.principal import Principal
+from turnout.domain.usage import Usage
+
+if TYPE_CHECKING:
+    from turnout.routing.catalog import Route
+    from turnout.routing.router import Served
+
+
+class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What one request did and cost. `cost_micros` is None when the model's price is unknown;
+    `estimated` marks token counts turnout computed because the provider reported none."""
+
+    request_id: str
+    at: float  # when the request arrived, unix seconds
+    api: str  # chat | messages | responses | embeddings
+    key_id: str
+    team_id: str | None = None
+    user_id: str | None = None
+    alias: str = ""
+    deployment: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    stream: bool = False
+    status: int = 200
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+    cost_micros: Micros | None = 0
+    latency_ms: int = 0
+    attempts: int = 0
+
+
+entry_encoder = msgspec.json.Encoder()
+entry_decoder = msgspec.json.Decoder(LedgerEntry)
+
+
+class Outcome:
+    """What a request came to, collected by the pipeline as it goes: the deployment that served it,
+    the usage it reported, the status it ended with. `entry` turns it into the ledger's entry."""
+
+    __slots__ = ("at", "estimate", "recorded", "served", "started", "status", "usage")
+
+    def __init__(self) -> None:
+        self.at = time.time()
+        self.started = time.perf_counter()
+        self.served: Served | None = None
+        self.usage: Usage | None = None
+        self.status = 200
+        self.estimate: Callable[[], Usage] | None = None  # tokens by turnout's count, if none reported
+        self.recorded = False
+
+    def failed(self, error: BaseException) -> None:
+        if isinstance(error, TurnoutError):
+            self.status = error.status
+        else:  # cancelled: the client went away (499, as nginx logs it); else our own failure
+            self.status = 499 if isinstance(error, asyncio.CancelledError) else 500
+
+    def entry(
+        self, request_id: str, api: str, principal: Principal, route: Route, *, stream: bool
+    ) -> LedgerEntry:
+        served, usage = self.served, self.usage
+        estimated = False
+        if usage is None and served is not None and self.estimate is not None:
+            usage, estimated = self.estimate(), True
+        usage = usage or NO_USAGE
+        cost: Micros | None = 0
+        if served is not None:
+            price = served.target.price
+            cost = None if price is None else price.cost(usage)
+        return LedgerEntry(
+            request_id=request_id,
+            at=self.at,
+            api=api,
+            key_id=principal.key_id,
+            team_id=principal.team_id,
+            user_id=principal.user_id,
+            alias=route.alias,
+            deployment=served.target.label if served else None,
+            provider=served.target.provider if served else None,
+            model=served.target.model if served else None,
+            stream=stream,
+            status=self.status,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_input_tokens=usage.cached_input_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            estimated=estimated or usage.estimated,
+            cost_micros=cost,
+            latency_ms=round((time.perf_counter() - self.started) * 1000),
+            attempts=served.attempts if served else 0,
+        )
+
+
+NO_USAGE = Usage()

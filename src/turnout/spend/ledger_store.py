@@ -1,0 +1,88 @@
+"""The ledger in the database: idempotent inserts (a request id already there is left alone, so
+replaying a journal never counts twice) and the reads reports are built from."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from turnout.spend.ledger import LedgerEntry
+from turnout.storage.database import Database
+from turnout.storage.tables import ledger
+
+_COLUMNS = [c.name for c in ledger.columns]
+
+
+def _row(entry: LedgerEntry) -> dict[str, Any]:
+    row = {name: getattr(entry, name) for name in _COLUMNS if name != "at"}
+    row["at"] = datetime.fromtimestamp(entry.at, UTC)
+    return row
+
+
+class LedgerStore:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        dialect = database.engine.dialect.name
+        self._insert: Any = postgresql.insert(ledger) if dialect == "postgresql" else sqlite.insert(ledger)
+        self._insert = self._insert.on_conflict_do_nothing(index_elements=["request_id"])
+
+    async def insert(self, entries: list[LedgerEntry]) -> None:
+        if not entries:
+            return
+        async with self.database.engine.begin() as conn:
+            await conn.execute(self._insert, [_row(e) for e in entries])
+
+    async def count(self) -> int:
+        async with self.database.engine.connect() as conn:
+            return int((await conn.execute(sa.select(sa.func.count()).select_from(ledger))).scalar_one())
+
+    async def entries(self, **where: object) -> list[dict[str, Any]]:
+        """Rows (as dicts), oldest first, matching every `column=value` given."""
+        query = sa.select(ledger).order_by(ledger.c.at, ledger.c.request_id)
+        for column, value in where.items():
+            query = query.where(ledger.c[column] == value)
+        async with self.database.engine.connect() as conn:
+            return [dict(row._mapping) for row in await conn.execute(query)]
+
+
+REPORT_BY = {
+    "team": "team_id",
+    "key": "key_id",
+    "model": "model",
+    "alias": "alias",
+    "deployment": "deployment",
+}
+
+
+async def spend_report(
+    database: Database, by: str, since: datetime, until: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Spend grouped by `by` (team, key, model, alias, deployment) over [since, until): requests,
+    failures, tokens by kind, cost in micro-dollars, and how many requests had no known price."""
+    group = ledger.c[REPORT_BY[by]]
+    query = (
+        sa.select(
+            group.label("group"),
+            sa.func.count().label("requests"),
+            sa.func.sum(sa.case((ledger.c.status >= 400, 1), else_=0)).label("failed"),
+            sa.func.sum(ledger.c.input_tokens).label("input_tokens"),
+            sa.func.sum(ledger.c.cached_input_tokens).label("cached_input_tokens"),
+            sa.func.sum(ledger.c.output_tokens).label("output_tokens"),
+            sa.func.coalesce(sa.func.sum(ledger.c.cost_micros), 0).label("cost_micros"),
+            sa.func.sum(sa.case((ledger.c.cost_micros.is_(None), 1), else_=0)).label("cost_unknown"),
+            sa.func.sum(sa.case((ledger.c.estimated, 1), else_=0)).label("estimated"),
+        )
+        .where(ledger.c.at >= since)
+        .group_by(group)
+        .order_by(sa.desc("cost_micros"), group)
+    )
+    if until is not None:
+        query = query.where(ledger.c.at < until)
+    async with database.engine.connect() as conn:
+        return [
+            {k: (int(v) if k != "group" else v) for k, v in row._mapping.items()}
+            for row in await conn.execute(query)
+        ]

@@ -1,0 +1,30 @@
+"""Databases for contract tests: a fresh SQLite file, or a fresh database on the PostgreSQL
+server at 127.0.0.1:5432 (created for the test, dropped after it)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+
+PG_HOST = os.environ.get("TURNOUT_TEST_PG_HOST", "127.0.0.1")
+PG_USER = os.environ.get("TURNOUT_TEST_PG_USER", "postgres")
+
+
+@contextlib.asynccontextmanager
+async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'contract.db'}"
+        return
+    name = f"turnout_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(host=PG_HOST, user=PG_USER, database="postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')  # a generated name, not input
+        yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

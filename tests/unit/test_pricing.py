@@ -1,0 +1,151 @@
+"""Prices and cost: the shipped table read exactly, models found by the names providers use, and
+costs in integer micro-dollars computed by hand for every usage shape."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from importlib import resources
+
+import pytest
+import yaml
+
+from turnout.domain.pricing import ModelPrice, decimal_price, format_usd
+from turnout.domain.usage import Usage
+from turnout.spend.prices import NAMESPACES, parse_table, shipped_prices
+
+M = 1_000_000
+
+
+def test_the_table_is_complete_and_exact() -> None:
+    table = shipped_prices()
+    assert table.effective == "2025-11-24"
+    for namespace in ("openai", "azure", "anthropic", "gemini", "cohere", "mistral", "deepseek", "bedrock"):
+        assert len(table.sections[namespace]) >= 2, namespace
+    raw = yaml.safe_load(resources.files("turnout.spend").joinpath("prices.yaml").read_text())
+    for namespace, models in raw["models"].items():
+        for name, entry in models.items():
+            assert isinstance(entry["input"], str), f"{namespace}.{name}: write prices as strings"
+            price = table.sections[namespace][name]
+            assert price.input == Decimal(entry["input"])
+            # a million of each kind costs the listed price, in micro-dollars, exactly
+            if "output" in entry:
+                assert price.cost(Usage(output_tokens=M)) == int(Decimal(entry["output"]) * M)
+            assert price.cost(Usage(input_tokens=M)) == int(Decimal(entry["input"]) * M)
+
+
+# (kind, model as the provider spells it, the table entry it must be priced as)
+LOOKUPS = [
+    ("openai", "gpt-4o", ("openai", "gpt-4o")),
+    ("openai", "gpt-4o-2024-08-06", ("openai", "gpt-4o")),
+    ("openai", "gpt-4o-mini-2024-07-18", ("openai", "gpt-4o-mini")),
+    ("azure", "gpt-4.1-mini", ("azure", "gpt-4.1-mini")),
+    ("anthropic", "claude-sonnet-4-5-20250929", ("anthropic", "claude-sonnet-4-5")),
+    ("anthropic", "claude-3-5-haiku-latest", ("anthropic", "claude-3-5-haiku")),
+    ("gemini", "models/gemini-2.5-pro", ("gemini", "gemini-2.5-pro")),
+    ("gemini", "gemini-2.0-flash-001", ("gemini", "gemini-2.0-flash")),
+    ("vertex", "gemini-2.5-flash", ("gemini", "gemini-2.5-flash")),
+    ("mistral", "mistral-large-2411", ("mistral", "mistral-large-latest")),
+    (
+        "bedrock",
+        "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        ("bedrock", "anthropic.claude-sonnet-4-5-20250929-v1:0"),
+    ),
+    ("bedrock", "amazon.nova-lite-v1:0", ("bedrock", "amazon.nova-lite-v1:0")),
+    ("deepseek", "deepseek-reasoner", ("deepseek", "deepseek-reasoner")),
+    ("cohere", "embed-v4.0", ("cohere", "embed-v4.0")),
+    ("fake", "anything", ("fake", "*")),
+]
+
+
+@pytest.mark.parametrize(("kind", "model", "entry"), LOOKUPS)
+def test_models_are_found_by_the_names_providers_use(kind: str, model: str, entry: tuple[str, str]) -> None:
+    table = shipped_prices()
+    assert table.lookup(kind, model) is table.sections[entry[0]][entry[1]]
+
+
+@pytest.mark.parametrize(
+    ("kind", "model"),
+    [
+        ("openai", "gpt-9-ultra"),
+        ("anthropic", "claude-unknown"),
+        ("groq", "llama-3.1-8b-instant"),
+        ("vllm", "x"),
+    ],
+)
+def test_unknown_models_have_no_price(kind: str, model: str) -> None:
+    assert shipped_prices().lookup(kind, model) is None
+    assert kind in NAMESPACES or shipped_prices().lookup(kind, "gpt-4o") is None
+
+
+# Hand-computed: (price entry, usage, micro-dollars)
+COSTS = [
+    # gpt-4o: 1,000 prompt tokens of which 400 cached, 500 out: 600*2.50 + 400*1.25 + 500*10.00
+    (
+        ("openai", "gpt-4o"),
+        Usage(input_tokens=1000, cached_input_tokens=400, output_tokens=500),
+        1500 + 500 + 5000,
+    ),
+    # gpt-4o-mini, one token each way: 0.15 + 0.60 = 0.75 µ$, rounded half up to 1
+    (("openai", "gpt-4o-mini"), Usage(input_tokens=1, output_tokens=1), 1),
+    # o3 with reasoning (counted in output): 2,000 in at 2.00, 3,000 out at 8.00
+    (("openai", "o3"), Usage(input_tokens=2000, output_tokens=3000, reasoning_tokens=2500), 4000 + 24000),
+    # claude-sonnet-4-5: 10,000 prompt = 1,000 uncached + 4,000 cache reads + 5,000 cache writes
+    (
+        ("anthropic", "claude-sonnet-4-5"),
+        Usage(input_tokens=10_000, cached_input_tokens=4000, cache_write_tokens=5000, output_tokens=2000),
+        1000 * 3 + 4000 * Decimal("0.30") + 5000 * Decimal("3.75") + 2000 * 15,
+    ),
+    # claude-opus-4-1: 1M in, 1M out = $90
+    (("anthropic", "claude-opus-4-1"), Usage(input_tokens=M, output_tokens=M), 90 * M),
+    # gemini-2.5-flash: 100k prompt (20k cached at 0.03), 10k out at 2.50
+    (
+        ("gemini", "gemini-2.5-flash"),
+        Usage(input_tokens=100_000, cached_input_tokens=20_000, output_tokens=10_000),
+        80_000 * Decimal("0.30") + 20_000 * Decimal("0.03") + 25_000,
+    ),
+    # cohere command-r7b: 3 in at 0.0375 + 3 out at 0.15 = 0.5625 → 1
+    (("cohere", "command-r7b-12-2024"), Usage(input_tokens=3, output_tokens=3), 1),
+    # deepseek-chat: cache hits at 0.028
+    (("deepseek", "deepseek-chat"), Usage(input_tokens=1000, cached_input_tokens=1000, output_tokens=0), 28),
+    # an embeddings model: input only
+    (("openai", "text-embedding-3-small"), Usage(input_tokens=50_000), 1000),
+    # bedrock nova-micro: cache reads priced apart, 0.00875
+    (("bedrock", "amazon.nova-micro-v1:0"), Usage(input_tokens=400, cached_input_tokens=400), Decimal("3.5")),
+    # no price for cache writes: billed as input (Cohere has none)
+    (
+        ("cohere", "command-a-03-2025"),
+        Usage(input_tokens=100, cache_write_tokens=100, output_tokens=10),
+        250 + 100,
+    ),
+    # the fake provider is free
+    (("fake", "*"), Usage(input_tokens=M, output_tokens=M), 0),
+]
+
+
+@pytest.mark.parametrize(("entry", "usage", "expected"), COSTS)
+def test_costs_by_hand(entry: tuple[str, str], usage: Usage, expected: int | Decimal) -> None:
+    price = shipped_prices().sections[entry[0]][entry[1]]
+    expected_micros = int(Decimal(expected).quantize(Decimal(1), rounding="ROUND_HALF_UP"))
+    assert price.cost(usage) == expected_micros
+    assert isinstance(price.cost(usage), int)
+
+
+def test_rounding_is_half_up_and_never_float() -> None:
+    half = ModelPrice(input=Decimal("0.5"))
+    assert half.cost(Usage(input_tokens=1)) == 1
+    assert ModelPrice(input=Decimal("0.49")).cost(Usage(input_tokens=1)) == 0
+    assert decimal_price(2.5) == Decimal("2.5") and decimal_price("0.1") == Decimal("0.1")
+    assert decimal_price(0.1) == Decimal("0.1")  # a written 0.1, not the float's binary expansion
+    for bad in ("-1", "nan", "Infinity", "cheap", True, None):
+        with pytest.raises(ValueError, match="price"):
+            decimal_price(bad)
+    assert format_usd(1_234_567) == "1.234567" and format_usd(5) == "0.000005"
+
+
+def test_a_broken_table_names_the_entry() -> None:
+    with pytest.raises(ValueError, match=r"models\.openai\.gpt-x: needs at least an 'input' price"):
+        parse_table({"effective": "x", "models": {"openai": {"gpt-x": {"output": "1"}}}}, "t")
+    with pytest.raises(ValueError, match=r"models\.openai\.gpt-x: unknown capability 'telepathy'"):
+        parse_table({"models": {"openai": {"gpt-x": {"input": "1", "capabilities": ["telepathy"]}}}}, "t")
+    with pytest.raises(ValueError, match=r"models\.openai\.gpt-x: a price must be zero or more"):
+        parse_table({"models": {"openai": {"gpt-x": {"input": "-2"}}}}, "t")
