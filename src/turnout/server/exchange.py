@@ -273,3 +273,26 @@ class Exchange:
                     self._disconnected = True
                     await stream.aclose()
                     return
+
+
+class WrappedExchange:
+    """The base of another API's exchange (Anthropic's Messages, OpenAI's Responses): the request
+    as the one HTTP exchange reads it, its answers written through it."""
+
+    api = ""
+
+    def __init__(self, x: Exchange) -> None:
+        self.x = x
+
+    @property
+    def request_id(self) -> str:
+        return self.x.request_id
+
+    def credential(self) -> str | None:
+        return self.x.credential()
+
+    def steering(self) -> Steering:
+        return self.x.steering()
+
+    async def answer_native(self, body: bytes, served: Served) -> None:
+        await self.x.answer(body, served)

@@ -17,33 +17,23 @@ from turnout.domain.usage import Usage
 from turnout.inbound.anthropic_messages import EventWriter, error_event, error_json, to_message, to_openai
 from turnout.providers.base import NativeRequest
 from turnout.routing.relay import RelayStream
-from turnout.routing.router import Served, Steering
-from turnout.server.exchange import Exchange
+from turnout.routing.router import Served
+from turnout.server.exchange import Exchange, WrappedExchange
 
 PASSED_HEADERS = (b"anthropic-beta",)  # the client's Anthropic headers a native request carries
 MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 
 
-class MessagesExchange:
+class MessagesExchange(WrappedExchange):
     """The pipeline's Inbound and Responder for one /v1/messages request."""
 
     api = "messages"
 
     def __init__(self, x: Exchange) -> None:
-        self.x = x
+        super().__init__(x)
         x.render_error = lambda error: error_json(error, x.request_id)
         self.model = ""
         self._native: NativeRequest | None = None
-
-    @property
-    def request_id(self) -> str:
-        return self.x.request_id
-
-    def credential(self) -> str | None:
-        return self.x.credential()
-
-    def steering(self) -> Steering:
-        return self.x.steering()
 
     async def json(self) -> Any:
         body = await self.x.json()
@@ -63,9 +53,6 @@ class MessagesExchange:
 
     async def answer(self, body: bytes, served: Served) -> None:
         await self.x.answer(orjson.dumps(to_message(orjson.loads(body), self.model)), served)
-
-    async def answer_native(self, body: bytes, served: Served) -> None:
-        await self.x.answer(body, served)
 
     async def stream(
         self, stream: RelayStream, served: Served, on_end: Callable[[Usage | None], None]

@@ -20,8 +20,8 @@ from turnout.inbound.responses_output import EventWriter, conversation_turn, to_
 from turnout.inbound.responses_request import ResponsesRequest, new_id, parse, previous_response_id
 from turnout.keys.index import KeyIndex
 from turnout.routing.relay import RelayStream
-from turnout.routing.router import Served, Steering
-from turnout.server.exchange import Exchange
+from turnout.routing.router import Served
+from turnout.server.exchange import Exchange, WrappedExchange
 from turnout.storage.stored_responses import ResponseStore, StoredResponse
 
 
@@ -34,13 +34,13 @@ def _not_found(response_id: str, param: str | None = None) -> ResourceNotFound:
     return ResourceNotFound(f"Response with id '{response_id}' not found.", param=param)
 
 
-class ResponsesExchange:
+class ResponsesExchange(WrappedExchange):
     """The pipeline's Inbound and Responder for one POST /v1/responses."""
 
     api = "responses"
 
     def __init__(self, x: Exchange, store: ResponseStore, keys: KeyIndex) -> None:
-        self.x = x
+        super().__init__(x)
         self.store = store
         self.keys = keys
         self.response_id = new_id("resp")
@@ -50,16 +50,6 @@ class ResponsesExchange:
     def request(self) -> ResponsesRequest:
         assert self._request is not None, "json() parses the request first"
         return self._request
-
-    @property
-    def request_id(self) -> str:
-        return self.x.request_id
-
-    def credential(self) -> str | None:
-        return self.x.credential()
-
-    def steering(self) -> Steering:
-        return self.x.steering()
 
     def _principal(self) -> Principal:
         return self.keys.authenticate(self.x.credential())  # in memory; the pipeline checked it
@@ -78,9 +68,6 @@ class ResponsesExchange:
 
     def native(self) -> None:
         """No provider speaks the Responses format natively (yet): every one is translated."""
-
-    async def answer_native(self, body: bytes, served: Served) -> None:
-        await self.x.answer(body, served)  # not reached: there is no native request
 
     async def answer(self, body: bytes, served: Served) -> None:
         response = to_response(orjson.loads(body), self.request, self.response_id)
