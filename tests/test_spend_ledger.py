@@ -280,3 +280,42 @@ def test_spend_report_groups_and_totals(tmp_path: Path) -> None:
     assert "0.001524" in table.output.splitlines()[-1]  # the total includes the oldest entry
     bad = runner.invoke(main, ["spend", "report", "-c", str(config), "--since", "last tuesday"])
     assert bad.exit_code == 2 and "Invalid value" in bad.output
+
+
+def test_a_client_that_leaves_mid_stream_is_billed_for_what_it_was_sent(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    config = doc(upstream, data)
+    config["models"]["slow"] = {
+        "provider": "fake",
+        "model": "m?chunks=200&gap=20ms",
+        "price": {"input": "1000", "output": "1000"},  # a token costs a milli-dollar: visible
+    }
+    gateway = Gateway(settings_for(config, data, {"UPSTREAM_KEY": UPSTREAM_KEY})).start()
+    question = "Tell me a very long story about railway switches and the people who throw them."
+    body = {"model": "slow", "stream": True, "messages": [{"role": "user", "content": question}]}
+    received = ""
+    with (
+        httpx.Client(timeout=20) as http,
+        http.stream(
+            "POST",
+            gateway.base_url + "/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {MASTER_KEY}"},
+        ) as response,
+    ):
+        request_id = response.headers["x-request-id"]
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                received += json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+            if len(received) > 40:
+                break  # the client goes away mid-answer
+    gateway.stop()
+    [row] = [r for r in ledger_rows(data) if r["request_id"] == request_id]
+    assert row["estimated"] and row["stream"] and row["status"] == 200
+    assert row["input_tokens"] >= len(question) // 4
+    assert (
+        len(received) // 4 <= row["output_tokens"] < len(received)
+    )  # what it was sent, not the whole answer
+    assert row["cost_micros"] == 1000 * (row["input_tokens"] + row["output_tokens"])

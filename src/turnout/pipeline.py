@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from turnout.domain.chat import ChatRequest, estimated_prompt_tokens, parse_chat_request
+from turnout.domain.chat import ChatRequest, parse_chat_request
 from turnout.domain.embeddings import parse_embedding_request
 from turnout.domain.errors import InvalidRequest, ModelNotFound, UnsupportedFeature
 from turnout.domain.principal import Principal
@@ -25,7 +25,7 @@ from turnout.routing.catalog import Catalog, Route
 from turnout.routing.relay import RelayStream
 from turnout.routing.router import Router, Served, Steering
 from turnout.spend.budgets import Budgets
-from turnout.spend.ledger import Outcome
+from turnout.spend.ledger import Outcome, estimated_usage
 from turnout.spend.recorder import SpendRecorder
 
 _MODEL_NAME = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,255}$")
@@ -94,7 +94,7 @@ class Pipeline:
         ticket = self.admission.admit(principal, route)
         reservation = self.budgets.reserve(principal, route)
         outcome = Outcome()
-        outcome.estimate = lambda: Usage(input_tokens=estimated_prompt_tokens(request), estimated=True)
+        outcome.estimate = lambda: estimated_usage(request, None)
         stream = bool(request.stream)
         account = self._accountant(outcome, inbound.request_id, inbound.api, principal, route, stream)
         try:
@@ -107,6 +107,7 @@ class Pipeline:
                     steering=inbound.steering(),
                     native=native,
                 )
+                outcome.estimate = lambda: estimated_usage(request, relay.sent_characters())
                 await respond.stream(relay, outcome.served, account)
             else:
                 result, outcome.served = await self.router.complete(

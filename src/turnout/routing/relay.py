@@ -64,6 +64,15 @@ class RelayStream:
     def usage(self) -> Usage | None:
         return self._stream.usage
 
+    def sent_characters(self) -> int | None:
+        """How many characters of answer text the client has been sent, where that is tracked
+        (resumable streams track it): what billing estimates from when no usage was reported."""
+        if self._sent is None:
+            return None
+        read_partial(self._sent, self._partial)
+        self._sent.clear()
+        return len(self._partial.text)
+
     async def aclose(self) -> None:
         await self._stream.aclose()
         self._router.settle(self._serving)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from turnout.domain.chat import ChatRequest, estimated_prompt_tokens
 from turnout.domain.errors import TurnoutError
 from turnout.domain.pricing import Micros
 from turnout.domain.principal import Principal
@@ -112,3 +113,11 @@ class Outcome:
 
 
 NO_USAGE = Usage()
+CHARS_PER_TOKEN = 4  # the estimate's ratio (English text averages about four characters a token)
+
+
+def estimated_usage(request: ChatRequest, sent_characters: int | None) -> Usage:
+    """turnout's count for a request whose provider reported no usage (a client that left
+    mid-stream, say): the prompt's tokens, and the answer's from the text the client was sent."""
+    output = 0 if not sent_characters else -(-sent_characters // CHARS_PER_TOKEN)
+    return Usage(input_tokens=estimated_prompt_tokens(request), output_tokens=output, estimated=True)
