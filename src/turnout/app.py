@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from turnout.config.settings import Settings
 from turnout.keys.index import KeyIndex
+from turnout.keys.service import KeyService
 from turnout.keys.store import MasterKeyOutcome, load_hash_secret, load_keys
 from turnout.limits.admission import Admission
 from turnout.observability.redaction import register_secrets
@@ -46,6 +47,7 @@ class Services:
     master_key: MasterKeyOutcome
     responses: ResponseStore
     spend: SpendRecorder
+    key_service: KeyService
     health_checks: ActiveHealthChecks | None = None
     started_at: float = field(default_factory=time.time)
     draining: bool = False
@@ -91,6 +93,7 @@ class Services:
             master,
             responses,
             spend,
+            KeyService(database, keys),
             checks,
         )
 

@@ -139,3 +139,91 @@ def spend_report(config: Path | None, by: str, since: str, until: str | None, fm
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
     click.echo(run(_settings(config), by, start, end, fmt), nl=False)
+
+
+URL_OPTION = click.option(
+    "--url",
+    default=lambda: os.environ.get("TURNOUT_URL", "http://127.0.0.1:4000"),
+    show_default="http://127.0.0.1:4000 or $TURNOUT_URL",
+    help="The gateway's address.",
+)
+KEY_OPTION = click.option(
+    "--key",
+    default=lambda: os.environ.get("TURNOUT_MASTER_KEY"),
+    show_default="$TURNOUT_MASTER_KEY",
+    help="An admin key (the master key, or an owner's or admin's).",
+)
+
+
+def _admin_call(
+    url: str, key: str | None, method: str, path: str, body: dict[str, object] | None = None
+) -> dict:  # type: ignore[type-arg]
+    from turnout.cli.keys import AdminError, call
+
+    if not key:
+        raise click.UsageError("no key: pass --key or set TURNOUT_MASTER_KEY")
+    try:
+        return call(url, key, method, path, body)
+    except AdminError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@main.group()
+def keys() -> None:
+    """Virtual keys, through a running gateway's admin API."""
+
+
+@keys.command("create")
+@URL_OPTION
+@KEY_OPTION
+@click.option("--name", required=True, help="What the key is for.")
+@click.option(
+    "--role", type=click.Choice(["owner", "admin", "member", "viewer"]), default="member", show_default=True
+)
+@click.option("--team", "team_id", help="The team the key belongs to.")
+@click.option("--user", "user_id", help="The user the key belongs to.")
+@click.option("--models", help="Comma-separated aliases or prefixes (team/*); default: every model.")
+@click.option("--expires-in", help="A lifetime such as 30d or 12h; default: none.")
+@click.option("--budget", "max_budget", help="USD, e.g. 25.00.")
+def keys_create(url: str, key: str | None, **spec: str | None) -> None:
+    """Issue a key (shown in full this once)."""
+    from turnout.cli.keys import show_new
+
+    body: dict[str, object] = {k: v for k, v in spec.items() if v is not None and k != "models"}
+    if spec.get("models"):
+        body["models"] = [m.strip() for m in str(spec["models"]).split(",") if m.strip()]
+    show_new(_admin_call(url, key, "POST", "/admin/keys", body))
+
+
+@keys.command("list")
+@URL_OPTION
+@KEY_OPTION
+def keys_list(url: str, key: str | None) -> None:
+    """The keys this admin key may manage (by prefix only)."""
+    from turnout.cli.keys import describe
+
+    for item in _admin_call(url, key, "GET", "/admin/keys")["data"]:
+        click.echo(describe(item))
+
+
+@keys.command("revoke")
+@URL_OPTION
+@KEY_OPTION
+@click.argument("key_id")
+def keys_revoke(url: str, key: str | None, key_id: str) -> None:
+    """Revoke a key (it stops working at once)."""
+    from turnout.cli.keys import describe
+
+    click.echo(describe(_admin_call(url, key, "POST", f"/admin/keys/{key_id}/revoke")))
+
+
+@keys.command("rotate")
+@URL_OPTION
+@KEY_OPTION
+@click.argument("key_id")
+@click.option("--grace", default="1h", show_default=True, help="How long the old key keeps working.")
+def keys_rotate(url: str, key: str | None, key_id: str, grace: str) -> None:
+    """Replace a key with a new one of the same rights; the old one works for the grace period."""
+    from turnout.cli.keys import show_new
+
+    show_new(_admin_call(url, key, "POST", f"/admin/keys/{key_id}/rotate", {"grace": grace}))

@@ -17,6 +17,12 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     allowed_models: tuple[str, ...] | None = None  # None: every model
     team_id: str | None = None
     user_id: str | None = None
+    expires_at: float | None = None  # unix seconds; a rotated-out key keeps working until then
+    max_budget_micros: int | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.kind == "master" or self.role in ("owner", "admin")
 
     def may_use(self, model: str) -> bool:
         allowed = self.allowed_models

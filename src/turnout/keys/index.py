@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from turnout.domain.errors import AuthenticationFailed
 from turnout.domain.principal import Principal
 from turnout.keys.hashing import hash_key
@@ -36,4 +38,6 @@ class KeyIndex:
         principal = self._by_hash.get(hash_key(self._secret, key)) if len(key) <= MAX_KEY_LENGTH else None
         if principal is None:
             raise AuthenticationFailed("Incorrect API key provided.", code="invalid_api_key")
+        if principal.expires_at is not None and principal.expires_at <= time.time():
+            raise AuthenticationFailed("This API key has expired.", code="expired_api_key")
         return principal

@@ -15,6 +15,7 @@ from turnout.config.secrets import Secret
 from turnout.domain.principal import Principal
 from turnout.keys.hashing import display_prefix, new_key
 from turnout.keys.index import KeyIndex
+from turnout.keys.service import principal_of
 from turnout.storage.database import Database
 from turnout.storage.tables import api_keys
 
@@ -65,7 +66,7 @@ async def load_keys(db: Database, index: KeyIndex, master: Secret | None) -> Mas
                 continue  # a configured master key replaces a generated one
             index.add(row.key_hash, _master_principal(row.name))
         else:
-            index.add(row.key_hash, Principal(key_id=row.id, name=row.name, role=row.role))
+            index.add(row.key_hash, principal_of(row))
     if master is not None:
         return MasterKeyOutcome(source=master.source)
     if has_stored_master:

@@ -11,6 +11,7 @@ import time
 
 from turnout.app import Services
 from turnout.domain.errors import InternalError, MethodNotAllowed, RouteNotFound, TurnoutError
+from turnout.server.admin import AdminKeys
 from turnout.server.exchange import ClientGone, Exchange, Receive, Scope, Send
 from turnout.server.routes import Endpoints, Handler
 
@@ -19,6 +20,7 @@ access_log = logging.getLogger("turnout.access")
 
 MODEL_PREFIXES = ("/v1/models/", "/models/")
 RESPONSE_PREFIXES = ("/v1/responses/", "/responses/")
+ADMIN_KEY_PREFIX = "/admin/keys/"
 
 
 def create_app(services: Services) -> GatewayApp:
@@ -31,6 +33,7 @@ class GatewayApp:
         self.max_body = services.settings.server.max_request_bytes
         self.access_log = services.settings.server.access_log
         e = Endpoints(services)
+        self.admin_keys = AdminKeys(services.key_service, services.keys)
         self.endpoints = e
         routes: dict[str, dict[str, Handler]] = {
             "/v1/chat/completions": {"POST": e.chat_completions},
@@ -38,6 +41,7 @@ class GatewayApp:
             "/v1/messages": {"POST": e.messages},
             "/v1/responses": {"POST": e.responses},
             "/v1/models": {"GET": e.list_models},
+            "/admin/keys": {"GET": self.admin_keys.list, "POST": self.admin_keys.create},
             "/health/live": {"GET": e.live, "HEAD": e.live},
             "/health/ready": {"GET": e.ready, "HEAD": e.ready},
         }
@@ -95,11 +99,24 @@ class GatewayApp:
                 model_id = bytes(raw).split(b"?", 1)[0].decode("latin-1")[len(prefix) :]
                 await self.endpoints.retrieve_model(x, model_id)
                 return
+        if path.startswith(ADMIN_KEY_PREFIX):
+            await self.admin_key(path[len(ADMIN_KEY_PREFIX) :], method, x)
+            return
         for prefix in RESPONSE_PREFIXES:
             if path.startswith(prefix):
                 await self.stored_response(path[len(prefix) :], method, x)
                 return
         raise RouteNotFound(f"Unknown request URL: {method} {path}.")
+
+    async def admin_key(self, rest: str, method: str, x: Exchange) -> None:
+        """/admin/keys/{id} (GET), /admin/keys/{id}/revoke and /rotate (POST)."""
+        key_id, _, action = rest.partition("/")
+        if not key_id or action not in ("", "revoke", "rotate"):
+            raise RouteNotFound(f"Unknown request URL: {method} /admin/keys/{rest}.")
+        allowed = ("GET",) if action == "" else ("POST",)
+        if method not in allowed:
+            raise MethodNotAllowed(f"{method} is not allowed here.", allowed=allowed)
+        await self.admin_keys.one(x, key_id, action)
 
     async def stored_response(self, rest: str, method: str, x: Exchange) -> None:
         """/v1/responses/{id} (GET, DELETE) and /v1/responses/{id}/input_items (GET)."""

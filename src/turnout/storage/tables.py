@@ -25,6 +25,16 @@ api_keys = sa.Table(
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    # virtual keys (0004): owner, what the key may do, who issued it
+    sa.Column("team_id", sa.String(40), nullable=True),
+    sa.Column("user_id", sa.String(40), nullable=True),
+    sa.Column("allowed_models", sa.Text, nullable=True),  # JSON list; NULL: every model
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("max_budget_micros", sa.BigInteger, nullable=True),
+    sa.Column("limits", sa.Text, nullable=True),  # JSON {rpm, tpm, parallel}
+    sa.Column("metadata", sa.Text, nullable=True),  # JSON object
+    sa.Column("created_by", sa.String(40), nullable=True),
+    sa.Column("rotated_to", sa.String(40), nullable=True),
 )
 
 # Responses created through /v1/responses with `store: true` (kept for retrieval and for

@@ -1,0 +1,51 @@
+"""`turnout keys create | list | revoke | rotate`: a thin client of the admin API of a running
+gateway (so a revocation takes effect there at once), authenticated with an admin key."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import click
+
+TIMEOUT = 10.0
+
+
+class AdminError(Exception):
+    """The gateway refused (its error message), or could not be reached."""
+
+
+def call(url: str, key: str, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    if not url.startswith(("http://", "https://")):
+        raise AdminError(f"expected an http:// or https:// URL, got {url!r}")
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url.rstrip("/") + path, data=data, method=method)  # noqa: S310 (scheme checked)
+    request.add_header("Authorization", f"Bearer {key}")
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310 (scheme checked)
+            return json.loads(response.read())  # type: ignore[no-any-return]
+    except urllib.error.HTTPError as error:
+        try:
+            message = json.loads(error.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = f"HTTP {error.code}"
+        raise AdminError(message) from None
+    except (urllib.error.URLError, OSError) as error:
+        raise AdminError(f"cannot reach turnout at {url}: {getattr(error, 'reason', error)}") from None
+
+
+def describe(key: dict[str, Any]) -> str:
+    models = ",".join(key.get("models") or ["*"])
+    state = "revoked" if key.get("revoked_at") else "active"
+    team = key.get("team_id") or "-"
+    head = f"{key['id']}  {key['prefix']}…  {key['name']}"
+    return f"{head}  role={key['role']} team={team} models={models} {state}"
+
+
+def show_new(key: dict[str, Any]) -> None:
+    click.echo(describe(key))
+    click.echo("\nThe key, shown this once (store it now; turnout keeps only its hash):\n")
+    click.echo(f"    {key['key']}\n")

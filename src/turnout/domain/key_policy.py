@@ -1,0 +1,77 @@
+"""Who may issue and manage keys, and the rule every issued key obeys: never more rights, models,
+budget or lifetime than its issuer has. Pure; the key service applies it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from turnout.domain.errors import PermissionDenied
+from turnout.domain.principal import Principal, Role
+
+ROLE_RANK: dict[Role, int] = {"viewer": 0, "member": 1, "admin": 2, "owner": 3}
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpec:
+    """What a new key is to be."""
+
+    name: str
+    role: Role = "member"
+    team_id: str | None = None
+    user_id: str | None = None
+    allowed_models: tuple[str, ...] | None = None  # None: every model the issuer may use
+    expires_at: float | None = None
+    max_budget_micros: int | None = None
+
+
+def _covers(issuer: Principal, pattern: str) -> bool:
+    """Does the issuer's model list admit everything `pattern` admits?"""
+    if issuer.allowed_models is None:
+        return True
+    if not pattern.endswith("*"):
+        return issuer.may_use(pattern)
+    prefix = pattern[:-1]
+    return any(own.endswith("*") and prefix.startswith(own[:-1]) for own in issuer.allowed_models)
+
+
+def check_issue(issuer: Principal, spec: KeySpec) -> KeySpec:
+    """The spec as it may be issued by `issuer` (its team, models, expiry and budget filled in
+    from the issuer's where the issuer is bounded), or PermissionDenied naming what exceeds."""
+    if issuer.kind == "master":
+        return spec
+    if not issuer.is_admin:
+        raise PermissionDenied("Only owners and admins may issue keys.")
+    if ROLE_RANK[spec.role] > ROLE_RANK[issuer.role]:
+        raise PermissionDenied(f"A key with role '{issuer.role}' cannot issue a key with role '{spec.role}'.")
+    team = spec.team_id
+    if issuer.team_id is not None:
+        if team not in (None, issuer.team_id):
+            raise PermissionDenied("A team admin may issue keys for their own team only.", param="team_id")
+        team = issuer.team_id
+    models = spec.allowed_models
+    if issuer.allowed_models is not None:
+        models = issuer.allowed_models if models is None else models
+        wider = [m for m in models if not _covers(issuer, m)]
+        if wider:
+            raise PermissionDenied(
+                f"The issuing key may not use '{wider[0]}', so it cannot give it to another key.",
+                param="models",
+            )
+    expires = spec.expires_at
+    if issuer.expires_at is not None:
+        if expires is not None and expires > issuer.expires_at:
+            raise PermissionDenied("A key cannot outlive the key that issues it.", param="expires_at")
+        expires = issuer.expires_at if expires is None else expires
+    budget = spec.max_budget_micros
+    if issuer.max_budget_micros is not None:
+        if budget is not None and budget > issuer.max_budget_micros:
+            raise PermissionDenied("A key's budget cannot exceed its issuer's.", param="max_budget")
+        budget = issuer.max_budget_micros if budget is None else budget
+    return KeySpec(spec.name, spec.role, team, spec.user_id, models, expires, budget)
+
+
+def may_manage(issuer: Principal, team_id: str | None) -> bool:
+    """May `issuer` see, revoke or rotate a key of `team_id`?"""
+    if issuer.kind == "master" or issuer.role == "owner":
+        return True
+    return issuer.role == "admin" and (issuer.team_id is None or issuer.team_id == team_id)

@@ -1,0 +1,183 @@
+"""Virtual keys: issued, listed, revoked and rotated through the admin API (and the CLI over it).
+
+A key is shown in full once, when it is issued; the database keeps only its keyed hash and a
+display prefix. Every change is written to the database and applied to this instance's in-memory
+index at once, so a revoked key stops working here before the call that revoked it returns.
+Issuing follows `domain.key_policy`: never more than the issuer has.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from typing import Any
+
+import msgspec
+import orjson
+import sqlalchemy as sa
+
+from turnout.domain.errors import InvalidRequest, ResourceNotFound
+from turnout.domain.key_policy import KeySpec, check_issue, may_manage
+from turnout.domain.principal import Principal
+from turnout.keys.hashing import display_prefix, new_key
+from turnout.keys.index import KeyIndex
+from turnout.storage.database import Database
+from turnout.storage.tables import api_keys
+
+
+def _when(ts: float | None) -> dt.datetime | None:
+    return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC)
+
+
+def _ts(value: dt.datetime | None) -> float | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def principal_of(row: Any) -> Principal:
+    """The identity a stored virtual key resolves to."""
+    models = orjson.loads(row.allowed_models) if row.allowed_models else None
+    return Principal(
+        key_id=row.id,
+        name=row.name,
+        role=row.role,
+        allowed_models=tuple(models) if models is not None else None,
+        team_id=row.team_id,
+        user_id=row.user_id,
+        expires_at=_ts(row.expires_at),
+        max_budget_micros=row.max_budget_micros,
+    )
+
+
+def describe(row: Any) -> dict[str, Any]:
+    """A key as the admin API shows it: everything but the key itself (its prefix only)."""
+    return {
+        "id": row.id,
+        "object": "key",
+        "name": row.name,
+        "prefix": row.prefix,
+        "role": row.role,
+        "team_id": row.team_id,
+        "user_id": row.user_id,
+        "models": orjson.loads(row.allowed_models) if row.allowed_models else None,
+        "expires_at": _ts(row.expires_at),
+        "max_budget_micros": row.max_budget_micros,
+        "limits": orjson.loads(row.limits) if row.limits else None,
+        "metadata": orjson.loads(row.metadata) if row.metadata else {},
+        "created_at": _ts(row.created_at),
+        "created_by": row.created_by,
+        "revoked_at": _ts(row.revoked_at),
+        "rotated_to": row.rotated_to,
+    }
+
+
+class KeyService:
+    def __init__(self, database: Database, index: KeyIndex) -> None:
+        self.database = database
+        self.index = index
+
+    async def issue(
+        self,
+        issuer: Principal,
+        spec: KeySpec,
+        *,
+        limits: dict[str, int] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        """A new key (its plaintext, shown this once) and its description."""
+        spec = check_issue(issuer, spec)
+        key = new_key()
+        key_hash = self.index.hash(key)
+        row = {
+            "id": "key_" + secrets.token_hex(8),
+            "key_hash": key_hash,
+            "prefix": display_prefix(key),
+            "name": spec.name,
+            "kind": "virtual",
+            "role": spec.role,
+            "created_at": dt.datetime.now(dt.UTC),
+            "team_id": spec.team_id,
+            "user_id": spec.user_id,
+            "allowed_models": None
+            if spec.allowed_models is None
+            else orjson.dumps(list(spec.allowed_models)).decode(),
+            "expires_at": _when(spec.expires_at),
+            "max_budget_micros": spec.max_budget_micros,
+            "limits": orjson.dumps(limits).decode() if limits else None,
+            "metadata": orjson.dumps(metadata).decode() if metadata else None,
+            "created_by": issuer.key_id,
+        }
+        async with self.database.engine.begin() as conn:
+            await conn.execute(sa.insert(api_keys).values(**row))
+            stored = (await conn.execute(sa.select(api_keys).where(api_keys.c.id == row["id"]))).one()
+        self.index.add(key_hash, principal_of(stored))
+        return key, describe(stored)
+
+    async def _managed(self, issuer: Principal, key_id: str) -> Any:
+        async with self.database.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(api_keys).where(api_keys.c.id == key_id, api_keys.c.kind == "virtual")
+                )
+            ).first()
+        if row is None or not may_manage(issuer, row.team_id):
+            raise ResourceNotFound(f"No key with id '{key_id}'.", param="id")  # the same for hidden ones
+        return row
+
+    async def list(self, issuer: Principal) -> list[dict[str, Any]]:
+        query = sa.select(api_keys).where(api_keys.c.kind == "virtual").order_by(api_keys.c.created_at)
+        async with self.database.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [describe(r) for r in rows if may_manage(issuer, r.team_id)]
+
+    async def revoke(self, issuer: Principal, key_id: str) -> dict[str, Any]:
+        row = await self._managed(issuer, key_id)
+        if row.revoked_at is None:
+            async with self.database.engine.begin() as conn:
+                await conn.execute(
+                    sa.update(api_keys)
+                    .where(api_keys.c.id == key_id)
+                    .values(revoked_at=dt.datetime.now(dt.UTC))
+                )
+        self.index.remove(row.key_hash)  # here, now: before this call returns
+        return await self.get(issuer, key_id)
+
+    async def get(self, issuer: Principal, key_id: str) -> dict[str, Any]:
+        return describe(await self._managed(issuer, key_id))
+
+    async def rotate(self, issuer: Principal, key_id: str, grace: float) -> tuple[str, dict[str, Any]]:
+        """A new key with the old one's attributes; the old one keeps working for `grace` seconds."""
+        old = await self._managed(issuer, key_id)
+        if old.revoked_at is not None:
+            raise InvalidRequest("A revoked key cannot be rotated.", param="id")
+        if grace < 0:
+            raise InvalidRequest("'grace' cannot be negative.", param="grace")
+        now = dt.datetime.now(dt.UTC)
+        current = principal_of(old)  # its spec, with which the new key is issued
+        spec = KeySpec(
+            name=old.name,
+            role=current.role,
+            team_id=old.team_id,
+            user_id=old.user_id,
+            allowed_models=current.allowed_models,
+            expires_at=current.expires_at,
+            max_budget_micros=old.max_budget_micros,
+        )
+        key, new = await self.issue(
+            issuer,
+            spec,
+            limits=orjson.loads(old.limits) if old.limits else None,
+            metadata=orjson.loads(old.metadata) if old.metadata else None,
+        )
+        until = now.timestamp() + grace
+        if current.expires_at is not None:
+            until = min(until, current.expires_at)
+        async with self.database.engine.begin() as conn:
+            await conn.execute(
+                sa.update(api_keys)
+                .where(api_keys.c.id == key_id)
+                .values(expires_at=_when(until), rotated_to=new["id"])
+            )
+        self.index.add(old.key_hash, msgspec.structs.replace(current, expires_at=until))
+        return key, new

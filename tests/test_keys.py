@@ -1,0 +1,168 @@
+"""Virtual keys through the admin API: issued once in full and stored only hashed, limited to
+their models, revoked at once, rotated with a grace period, and never broader than their issuer."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from support.gateway import MASTER_KEY, Gateway, settings_for
+
+USER = [{"role": "user", "content": "Hello"}]
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[Gateway]:
+    doc = {
+        "storage": {"data_dir": str(tmp_path / "data")},
+        "providers": {"fake": {"type": "fake"}},
+        "models": {
+            "chat": {"provider": "fake", "model": "m"},
+            "team/a": {"provider": "fake", "model": "a"},
+            "team/b": {"provider": "fake", "model": "b"},
+            "other": {"provider": "fake", "model": "o"},
+        },
+    }
+    gateway = Gateway(settings_for(doc, tmp_path / "data")).start()
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture
+def admin(gateway: Gateway) -> Iterator[Callable[..., httpx.Response]]:
+    with httpx.Client(base_url=gateway.root_url, timeout=20) as http:
+
+        def call(method: str, path: str, key: str = MASTER_KEY, **body: Any) -> httpx.Response:
+            return http.request(method, path, headers={"authorization": f"Bearer {key}"}, json=body or None)
+
+        yield call
+
+
+def chat(gateway: Gateway, key: str, model: str = "chat") -> Any:
+    with openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=20) as client:
+        return client.chat.completions.create(model=model, messages=USER)  # type: ignore[arg-type]
+
+
+def issue(admin: Callable[..., httpx.Response], key: str = MASTER_KEY, **spec: Any) -> dict[str, Any]:
+    response = admin("POST", "/admin/keys", key, **{"name": "test", **spec})
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def test_a_key_is_shown_once_stored_hashed_and_limited_to_its_models(
+    gateway: Gateway, admin: Callable[..., httpx.Response], tmp_path: Path
+) -> None:
+    created = issue(admin, name="ci bot", models=["team/*"], metadata={"owner": "ci"})
+    key = created["key"]
+    assert key.startswith("sk-turnout-") and created["prefix"] == key[:15]
+    assert created["models"] == ["team/*"] and created["metadata"] == {"owner": "ci"}
+    assert chat(gateway, key, "team/a").choices[0].message.content
+    with pytest.raises(openai.NotFoundError):
+        chat(gateway, key, "other")  # not its model: as if it did not exist
+    listed = admin("GET", "/admin/keys").json()["data"]
+    assert [k["id"] for k in listed] == [created["id"]]
+    assert "key" not in listed[0] and key not in admin("GET", "/admin/keys").text
+    db = sqlite3.connect(tmp_path / "data" / "turnout.db")
+    stored = db.execute("SELECT * FROM api_keys").fetchall()
+    db.close()
+    assert not any(key in str(value) for row in stored for value in row)  # only its hash
+
+
+def test_a_revoked_key_stops_at_once(gateway: Gateway, admin: Callable[..., httpx.Response]) -> None:
+    created = issue(admin)
+    assert chat(gateway, created["key"]).choices
+    revoked = admin("POST", f"/admin/keys/{created['id']}/revoke")
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+    with pytest.raises(openai.AuthenticationError):  # the very next request, no cache to expire
+        chat(gateway, created["key"])
+
+
+def test_rotation_keeps_the_old_key_for_its_grace_period(
+    gateway: Gateway, admin: Callable[..., httpx.Response]
+) -> None:
+    first = issue(admin, models=["chat"])
+    rotated = admin("POST", f"/admin/keys/{first['id']}/rotate", grace="1h").json()
+    assert rotated["key"] != first["key"] and rotated["models"] == ["chat"]
+    assert chat(gateway, first["key"]).choices and chat(gateway, rotated["key"]).choices
+    old = admin("GET", f"/admin/keys/{first['id']}").json()
+    assert old["rotated_to"] == rotated["id"] and 3500 < old["expires_at"] - time.time() <= 3600
+    second = admin("POST", f"/admin/keys/{rotated['id']}/rotate").json()  # no grace: at once
+    with pytest.raises(openai.AuthenticationError) as caught:
+        chat(gateway, rotated["key"])
+    assert caught.value.body["code"] == "expired_api_key"  # type: ignore[index]
+    assert chat(gateway, second["key"]).choices
+
+
+def test_no_key_is_broader_than_its_issuer(gateway: Gateway, admin: Callable[..., httpx.Response]) -> None:
+    team_admin = issue(
+        admin, role="admin", team_id="red", models=["team/*"], expires_in="1d", max_budget="10"
+    )
+    key = team_admin["key"]
+    for spec, param in [
+        ({"models": ["other"]}, "models"),
+        ({"models": ["*"]}, "models"),
+        ({"expires_in": "2d"}, "expires_at"),
+        ({"max_budget": "10.01"}, "max_budget"),
+        ({"team_id": "blue"}, "team_id"),
+        ({"role": "owner"}, None),
+    ]:
+        refused = admin("POST", "/admin/keys", key, name="x", **spec)
+        assert refused.status_code == 403, spec
+        assert refused.json()["error"]["param"] == param
+    narrower = issue(admin, key, models=["team/a"])
+    assert narrower["team_id"] == "red" and narrower["max_budget_micros"] == 10_000_000
+    assert narrower["expires_at"] <= team_admin["expires_at"]
+    inherited = issue(admin, key)  # unbounded asks get the issuer's bounds
+    assert inherited["models"] == ["team/*"]
+
+    member = issue(admin, role="member")
+    assert admin("POST", "/admin/keys", member["key"], name="x").status_code == 403
+    assert admin("GET", "/admin/keys", member["key"]).status_code == 403
+    # a team admin sees and manages its team's keys only; others' look absent
+    blue = issue(admin, team_id="blue")
+    assert admin("POST", f"/admin/keys/{blue['id']}/revoke", key).status_code == 404
+    assert {k["team_id"] for k in admin("GET", "/admin/keys", key).json()["data"]} == {"red"}
+
+
+def test_bad_requests_and_hostile_keys(gateway: Gateway, admin: Callable[..., httpx.Response]) -> None:
+    assert admin("POST", "/admin/keys", role="emperor", name="x").status_code == 400
+    assert admin("POST", "/admin/keys", name="x", expires_in="soon").json()["error"]["param"] == "expires_in"
+    assert admin("POST", "/admin/keys", name="x", colour="red").status_code == 400
+    assert admin("POST", "/admin/keys/key_nope/revoke").status_code == 404
+    assert admin("DELETE", "/admin/keys/key_nope").status_code == 405
+    for hostile in ("' OR '1'='1", "x'); DROP TABLE api_keys; --", "%00%00", "k" * 600):
+        response = admin("GET", "/admin/keys", hostile)
+        assert response.status_code == 401
+    assert admin("GET", "/admin/keys").status_code == 200  # the table is still there
+
+
+def test_the_cli_issues_lists_rotates_and_revokes_through_the_gateway(gateway: Gateway) -> None:
+    from click.testing import CliRunner
+
+    from turnout.cli.main import main
+
+    runner = CliRunner()
+    common = ["--url", gateway.root_url, "--key", MASTER_KEY]
+    created = runner.invoke(main, ["keys", "create", *common, "--name", "etl", "--models", "chat, team/*"])
+    assert created.exit_code == 0, created.output
+    key = created.output.split("shown this once")[1].split()[-1]
+    key_id = created.output.split()[0]
+    assert key.startswith("sk-turnout-") and chat(gateway, key).choices
+    listed = runner.invoke(main, ["keys", "list", *common])
+    assert key_id in listed.output and "models=chat,team/*" in listed.output and key not in listed.output
+    rotated = runner.invoke(main, ["keys", "rotate", *common, key_id, "--grace", "0s"])
+    new_key = rotated.output.split("shown this once")[1].split()[-1]
+    assert chat(gateway, new_key).choices
+    new_id = rotated.output.split()[0]
+    assert runner.invoke(main, ["keys", "revoke", *common, new_id]).exit_code == 0
+    with pytest.raises(openai.AuthenticationError):
+        chat(gateway, new_key)
+    refused = runner.invoke(main, ["keys", "list", "--url", gateway.root_url, "--key", "sk-wrong"])
+    assert refused.exit_code == 1 and "Incorrect API key" in refused.output
