@@ -166,3 +166,60 @@ def test_the_cli_issues_lists_rotates_and_revokes_through_the_gateway(gateway: G
         chat(gateway, new_key)
     refused = runner.invoke(main, ["keys", "list", "--url", gateway.root_url, "--key", "sk-wrong"])
     assert refused.exit_code == 1 and "Incorrect API key" in refused.output
+
+
+def test_a_key_issued_on_one_instance_works_on_another_at_once(tmp_path: Path) -> None:
+    doc = {"providers": {"fake": {"type": "fake"}}, "models": {"chat": {"provider": "fake", "model": "m"}}}
+    shared = tmp_path / "shared"  # one database (and key-hash secret) for both instances
+    first = Gateway(settings_for(doc, shared)).start()
+    second = Gateway(settings_for(doc, shared)).start()
+    try:
+        with httpx.Client(timeout=20) as http:
+            created = http.post(
+                first.root_url + "/admin/keys",
+                headers={"authorization": f"Bearer {MASTER_KEY}"},
+                json={"name": "x"},
+            ).json()
+        assert chat(second, created["key"]).choices  # never seen there: looked up in the store
+        with pytest.raises(openai.AuthenticationError):
+            chat(second, created["key"] + "x")
+    finally:
+        first.stop()
+        second.stop()
+
+
+@pytest.mark.postgres
+def test_a_store_outage_is_never_reported_as_an_invalid_key(tmp_path: Path) -> None:
+    import asyncio
+
+    from support.databases import PG_HOST, PG_USER, create_postgres_database, drop_postgres_database
+    from support.tcp_forwarder import TcpForwarder
+
+    name = asyncio.run(create_postgres_database())
+    forwarder = TcpForwarder(PG_HOST, 5432).start()
+    doc = {
+        "storage": {"database_url": f"postgresql+asyncpg://{PG_USER}@127.0.0.1:{forwarder.port}/{name}"},
+        "providers": {"fake": {"type": "fake"}},
+        "models": {"chat": {"provider": "fake", "model": "m"}},
+    }
+    other = {**doc, "storage": {"database_url": f"postgresql+asyncpg://{PG_USER}@{PG_HOST}/{name}"}}
+    gateway = Gateway(settings_for(doc, tmp_path / "a")).start()
+    issuer = Gateway(settings_for(other, tmp_path / "a")).start()  # same hash secret, direct to the server
+    try:
+        with httpx.Client(timeout=20) as http:
+            created = http.post(
+                issuer.root_url + "/admin/keys",
+                headers={"authorization": f"Bearer {MASTER_KEY}"},
+                json={"name": "x"},
+            ).json()
+        forwarder.cut()  # the gateway's database goes away
+        with pytest.raises(openai.InternalServerError) as caught:
+            chat(gateway, created["key"])  # a key it has never seen: it cannot tell, so 503
+        assert caught.value.status_code == 503
+        assert caught.value.body["code"] == "key_store_unavailable"  # type: ignore[index]
+        assert chat(gateway, MASTER_KEY).choices  # known keys never wait for the database
+    finally:
+        issuer.stop()
+        gateway.stop()
+        forwarder.stop()
+        asyncio.run(drop_postgres_database(name))

@@ -81,6 +81,8 @@ class Services:
         if settings.routing.health_check_interval is not None:
             checks = ActiveHealthChecks(router.deployments, registry, settings.routing.health_check_interval)
             checks.start()
+        key_service = KeyService(database, keys)
+        keys.lookup = key_service.find  # keys issued elsewhere work here at once
         return cls(
             settings,
             database,
@@ -93,7 +95,7 @@ class Services:
             master,
             responses,
             spend,
-            KeyService(database, keys),
+            key_service,
             checks,
         )
 

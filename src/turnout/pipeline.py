@@ -85,7 +85,7 @@ class Pipeline:
         self.spend = spend
 
     async def chat_completion(self, inbound: Inbound, respond: Responder) -> None:
-        principal = self.keys.authenticate(inbound.credential())
+        principal = await self.keys.resolve(inbound.credential())
         body = await inbound.json()
         request = parse_chat_request(body)
         route = self.authorise(principal, request.model)
@@ -127,7 +127,7 @@ class Pipeline:
             account(None)
 
     async def embeddings(self, inbound: Inbound, respond: Responder) -> None:
-        principal = self.keys.authenticate(inbound.credential())
+        principal = await self.keys.resolve(inbound.credential())
         body = await inbound.json()
         request = parse_embedding_request(body)
         route = self.authorise(principal, request.model)

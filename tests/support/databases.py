@@ -28,3 +28,22 @@ async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def create_postgres_database() -> str:
+    """A fresh database's URL (drop it with `drop_postgres_database`)."""
+    name = f"turnout_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(host=PG_HOST, user=PG_USER, database="postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')  # a generated name, not input
+    finally:
+        await admin.close()
+    return name
+
+
+async def drop_postgres_database(name: str) -> None:
+    admin = await asyncpg.connect(host=PG_HOST, user=PG_USER, database="postgres")
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()

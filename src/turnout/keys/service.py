@@ -114,6 +114,15 @@ class KeyService:
         self.index.add(key_hash, principal_of(stored))
         return key, describe(stored)
 
+    async def find(self, key_hash: bytes) -> Principal | None:
+        """The active virtual key with this hash, if the store has one (the index's lookup)."""
+        query = sa.select(api_keys).where(
+            api_keys.c.key_hash == key_hash, api_keys.c.kind == "virtual", api_keys.c.revoked_at.is_(None)
+        )
+        async with self.database.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else principal_of(row)
+
     async def _managed(self, issuer: Principal, key_id: str) -> Any:
         async with self.database.engine.connect() as conn:
             row = (
