@@ -64,6 +64,7 @@ class Services:
             registry = await ProviderRegistry.start(settings.providers, client)
             catalog = Catalog(settings.models, registry, price_lookup(settings))
             budgets = Budgets()
+            await budgets.load(database)
             router = Router(catalog, settings.routing)
             spend = SpendRecorder(settings.storage.data_dir / "journal", LedgerStore(database))
             await spend.start()

@@ -92,7 +92,7 @@ class Pipeline:
         native = inbound.native()
         check_capabilities(route, request, native)
         ticket = self.admission.admit(principal, route)
-        reservation = self.budgets.reserve(principal, route)
+        reservation = self.budgets.reserve(principal, route, request)
         outcome = Outcome()
         outcome.estimate = lambda: estimated_usage(request, None)
         stream = bool(request.stream)
@@ -123,8 +123,10 @@ class Pipeline:
             raise
         finally:
             ticket.release()
-            self.budgets.settle(reservation, outcome.usage, answered=outcome.served is not None)
             account(None)
+            self.budgets.settle(
+                reservation, outcome.usage, answered=outcome.served is not None, cost=outcome.billed
+            )
 
     async def embeddings(self, inbound: Inbound, respond: Responder) -> None:
         principal = await self.keys.resolve(inbound.credential())
@@ -146,8 +148,10 @@ class Pipeline:
             raise
         finally:
             ticket.release()
-            self.budgets.settle(reservation, outcome.usage, answered=outcome.served is not None)
             account(None)
+            self.budgets.settle(
+                reservation, outcome.usage, answered=outcome.served is not None, cost=outcome.billed
+            )
 
     def _accountant(
         self, outcome: Outcome, request_id: str, api: str, principal: Principal, route: Route, stream: bool

@@ -72,6 +72,15 @@ class ModelNotFound(ClientError):
     code = "model_not_found"
 
 
+class BudgetExhausted(ClientError):
+    """The key's budget cannot cover this request (429 `insufficient_quota`, as OpenAI answers when
+    an account is out of credit; never retried, nothing was sent to a provider)."""
+
+    status = 429
+    error_type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
 class RouteNotFound(ClientError):
     """No such endpoint (404)."""
 

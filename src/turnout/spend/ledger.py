@@ -58,7 +58,7 @@ class Outcome:
     """What a request came to, collected by the pipeline as it goes: the deployment that served it,
     the usage it reported, the status it ended with. `entry` turns it into the ledger's entry."""
 
-    __slots__ = ("at", "estimate", "recorded", "served", "started", "status", "usage")
+    __slots__ = ("at", "billed", "estimate", "recorded", "served", "started", "status", "usage")
 
     def __init__(self) -> None:
         self.at = time.time()
@@ -68,12 +68,20 @@ class Outcome:
         self.status = 200
         self.estimate: Callable[[], Usage] | None = None  # tokens by turnout's count, if none reported
         self.recorded = False
+        self.billed: Micros | None = 0  # what the ledger entry charged
 
     def failed(self, error: BaseException) -> None:
         if isinstance(error, TurnoutError):
             self.status = error.status
         else:  # cancelled: the client went away (499, as nginx logs it); else our own failure
             self.status = 499 if isinstance(error, asyncio.CancelledError) else 500
+
+    def cost(self, usage: Usage | None = None) -> Micros | None:
+        """What the request cost (None: its deployment's price is unknown)."""
+        if self.served is None:
+            return 0
+        price = self.served.target.price
+        return None if price is None else price.cost(usage or self.usage or NO_USAGE)
 
     def entry(
         self, request_id: str, api: str, principal: Principal, route: Route, *, stream: bool
@@ -83,10 +91,7 @@ class Outcome:
         if usage is None and served is not None and self.estimate is not None:
             usage, estimated = self.estimate(), True
         usage = usage or NO_USAGE
-        cost: Micros | None = 0
-        if served is not None:
-            price = served.target.price
-            cost = None if price is None else price.cost(usage)
+        cost = self.billed = self.cost(usage)
         return LedgerEntry(
             request_id=request_id,
             at=self.at,
