@@ -11,7 +11,6 @@ static instead. The model list comes from Bedrock's control plane (`ListFoundati
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from urllib.parse import quote
 
@@ -26,6 +25,7 @@ from turnout.providers.bedrock.signing import SigV4Signer
 from turnout.providers.bedrock.stream import BedrockStream
 from turnout.providers.bedrock.wire import response_decoder
 from turnout.providers.capabilities import capabilities_for
+from turnout.providers.embeddings import in_order
 from turnout.providers.http.client import Endpoint, HttpClient
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.providers.link import LIST_TIMEOUTS, ProviderLink, request_headers
@@ -124,24 +124,14 @@ class BedrockAdapter:
     async def embed(self, call: EmbeddingCall) -> EmbeddingResult:
         family, invocations = embeddings.plan(call.request, call.model, self.name)
         endpoint = self._endpoint(call.model, "invoke")
-        gate = asyncio.Semaphore(PARALLEL_INVOKES)
 
         async def invoke(invocation: embeddings.Invocation) -> embeddings.Answer:
-            async with gate:
-                response = await self._send(endpoint, invocation.body, call.timeouts)
-                data = await response.read(MAX_RESPONSE_BYTES)
-                count = response.header(embeddings.INPUT_TOKEN_COUNT)
-                return embeddings.read_answer(family, invocation, data, count, self.name)
+            response = await self._send(endpoint, invocation.body, call.timeouts)
+            data = await response.read(MAX_RESPONSE_BYTES)
+            count = response.header(embeddings.INPUT_TOKEN_COUNT)
+            return embeddings.read_answer(family, invocation, data, count, self.name)
 
-        if len(invocations) == 1:
-            answers = [await invoke(invocations[0])]
-        else:
-            tasks = [asyncio.ensure_future(invoke(i)) for i in invocations]
-            try:
-                answers = await asyncio.gather(*tasks)
-            finally:
-                for task in tasks:  # one failed (or we were cancelled): the rest are not needed
-                    task.cancel()
+        answers = await in_order(invocations, invoke, PARALLEL_INVOKES)
         out, usage = embeddings.response(
             answers, model=call.model, as_base64=call.request.encoding_format == "base64"
         )

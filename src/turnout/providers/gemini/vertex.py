@@ -10,7 +10,6 @@ text-embedding-005 and text-multilingual-embedding-002 (the usage is the token c
 
 from __future__ import annotations
 
-import asyncio
 from urllib.parse import quote
 
 import orjson
@@ -20,7 +19,7 @@ from turnout.domain.chat import CHARS_PER_TOKEN
 from turnout.domain.errors import UpstreamAuthError, UpstreamProtocolError
 from turnout.domain.usage import Usage
 from turnout.providers.base import EmbeddingCall, EmbeddingResult
-from turnout.providers.embeddings import embeddings_list, texts_of
+from turnout.providers.embeddings import embeddings_list, in_order, texts_of
 from turnout.providers.gemini.access_tokens import REFRESH_MARGIN, ServiceAccountTokens
 from turnout.providers.gemini.adapter import MAX_RESPONSE_BYTES, GeminiAdapter
 from turnout.providers.gemini.wire import predict_decoder
@@ -71,22 +70,12 @@ class VertexAdapter(GeminiAdapter):
             {} if call.request.dimensions is None else {"outputDimensionality": call.request.dimensions}
         )
         endpoint = self._endpoint(call.model, "predict")
-        gate = asyncio.Semaphore(PARALLEL_PREDICTS)
 
         async def predict(batch: list[str]) -> tuple[list[list[float]], int | None]:
-            async with gate:
-                return await self._predict(endpoint, batch, parameters, call.timeouts)
+            return await self._predict(endpoint, batch, parameters, call.timeouts)
 
         batches = [texts[i : i + size] for i in range(0, len(texts), size)]
-        if len(batches) == 1:
-            results = [await predict(batches[0])]
-        else:
-            tasks = [asyncio.ensure_future(predict(b)) for b in batches]
-            try:
-                results = await asyncio.gather(*tasks)
-            finally:
-                for task in tasks:  # one failed (or we were cancelled): the rest are not needed
-                    task.cancel()
+        results = await in_order(batches, predict, PARALLEL_PREDICTS)
         vectors = [v for batch_vectors, _ in results for v in batch_vectors]
         counts = [count for _, count in results]
         estimated = any(c is None for c in counts)
