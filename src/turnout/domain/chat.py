@@ -9,6 +9,7 @@ effort, verbosity) are left to the upstream to judge.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -440,8 +441,18 @@ def message_has_images(message: Message) -> bool:
 CHARS_PER_TOKEN = 4  # English text averages about four characters a token in OpenAI's tokenizers
 
 
+def estimated_text_tokens(texts: Iterable[str]) -> int:
+    """A quick estimate of the tokens in `texts` (about four characters a token)."""
+    return sum(len(t) for t in texts) // CHARS_PER_TOKEN
+
+
 def estimated_prompt_tokens(request: ChatRequest) -> int:
     """A quick lower-bound estimate of the prompt's tokens from its text (images not counted)."""
+    return prompt_characters(request) // CHARS_PER_TOKEN
+
+
+def prompt_characters(request: ChatRequest) -> int:
+    """The characters of the prompt's text: messages, tool calls (images not counted)."""
     chars = 0
     for message in request.messages:
         content = getattr(message, "content", None)
@@ -452,4 +463,4 @@ def estimated_prompt_tokens(request: ChatRequest) -> int:
         for call in getattr(message, "tool_calls", None) or ():
             if call.function is not None:
                 chars += len(call.function.arguments) + len(call.function.name)
-    return chars // CHARS_PER_TOKEN
+    return chars

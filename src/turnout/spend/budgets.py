@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from turnout.domain.chat import ChatRequest, estimated_prompt_tokens
+from turnout.domain.chat import ChatRequest, prompt_characters
 from turnout.domain.errors import BudgetExhausted
 from turnout.domain.pricing import Micros, format_usd
 from turnout.domain.principal import Principal
@@ -26,7 +26,6 @@ from turnout.storage.database import Database
 from turnout.storage.tables import ledger
 
 DEFAULT_OUTPUT_RESERVE = 4096  # output tokens reserved for a request that sets no limit
-CHARS_PER_TOKEN_ESTIMATE = 4  # estimated_prompt_tokens' ratio: a character is at most a token
 
 
 @dataclass(slots=True)
@@ -47,7 +46,7 @@ class UsageTotals:
 
 def max_cost(route: Route, request: ChatRequest | None) -> Micros:
     """The most `request` can cost on any deployment of `route` (0 where no price is known)."""
-    prompt = 0 if request is None else estimated_prompt_tokens(request) * CHARS_PER_TOKEN_ESTIMATE
+    prompt = 0 if request is None else prompt_characters(request)  # a character is at most a token
     output = 0 if request is None else request.output_token_limit or DEFAULT_OUTPUT_RESERVE
     worst = Usage(input_tokens=prompt, output_tokens=output)
     return max((t.price.cost(worst) for t in route.targets if t.price is not None), default=0)

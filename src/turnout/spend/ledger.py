@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from turnout.domain.chat import ChatRequest, estimated_prompt_tokens
+from turnout.domain.chat import CHARS_PER_TOKEN, ChatRequest, estimated_prompt_tokens
 from turnout.domain.errors import TurnoutError
 from turnout.domain.pricing import Micros
 from turnout.domain.principal import Principal
@@ -118,7 +118,6 @@ class Outcome:
 
 
 NO_USAGE = Usage()
-CHARS_PER_TOKEN = 4  # the estimate's ratio (English text averages about four characters a token)
 
 
 def estimated_usage(request: ChatRequest, sent_characters: int | None) -> Usage:

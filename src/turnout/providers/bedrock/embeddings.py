@@ -23,7 +23,7 @@ from typing import Any, Literal
 import msgspec
 import orjson
 
-from turnout.domain.chat import CHARS_PER_TOKEN
+from turnout.domain.chat import estimated_text_tokens
 from turnout.domain.embeddings import EmbeddingRequest
 from turnout.domain.errors import InvalidRequest, UnsupportedFeature, UpstreamProtocolError
 from turnout.domain.usage import Usage
@@ -191,7 +191,7 @@ def read_answer(
         counted = int(token_header)
     if counted is not None:
         return Answer(vectors, counted, estimated=False)
-    return Answer(vectors, sum(len(t) for t in call.texts) // CHARS_PER_TOKEN, estimated=True)
+    return Answer(vectors, estimated_text_tokens(call.texts), estimated=True)
 
 
 def response(answers: Sequence[Answer], *, model: str, as_base64: bool) -> tuple[dict[str, Any], Usage]:

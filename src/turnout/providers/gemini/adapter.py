@@ -9,7 +9,7 @@ from urllib.parse import quote
 import orjson
 
 from turnout.config.settings import ProviderSettings, Timeouts
-from turnout.domain.chat import CHARS_PER_TOKEN
+from turnout.domain.chat import estimated_text_tokens
 from turnout.domain.usage import Usage
 from turnout.providers.base import ChatCall, ChatResult, EmbeddingCall, EmbeddingResult
 from turnout.providers.capabilities import capabilities_for
@@ -94,7 +94,7 @@ class GeminiAdapter:
         response = await self._send(endpoint, orjson.dumps({"requests": requests}), call.timeouts)
         data = await response.read(MAX_RESPONSE_BYTES)
         embeddings = self.link.decode(embed_decoder, data, "sent malformed embeddings").embeddings
-        tokens = sum(len(t) for t in texts) // CHARS_PER_TOKEN  # Gemini does not count them: estimated
+        tokens = estimated_text_tokens(texts)  # Gemini does not count them: estimated
         out = embeddings_list(
             [e.values for e in embeddings],
             model=call.model,

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import orjson
 
 from turnout.config.settings import ProviderSettings, Timeouts
-from turnout.domain.chat import CHARS_PER_TOKEN
+from turnout.domain.chat import estimated_text_tokens
 from turnout.domain.errors import UpstreamAuthError, UpstreamProtocolError
 from turnout.domain.usage import Usage
 from turnout.providers.base import EmbeddingCall, EmbeddingResult
@@ -79,7 +79,7 @@ class VertexAdapter(GeminiAdapter):
         vectors = [v for batch_vectors, _ in results for v in batch_vectors]
         counts = [count for _, count in results]
         estimated = any(c is None for c in counts)
-        tokens = sum(len(t) for t in texts) // CHARS_PER_TOKEN if estimated else sum(c or 0 for c in counts)
+        tokens = estimated_text_tokens(texts) if estimated else sum(c or 0 for c in counts)
         out = embeddings_list(
             vectors, model=call.model, tokens=tokens, as_base64=call.request.encoding_format == "base64"
         )
