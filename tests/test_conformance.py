@@ -303,3 +303,31 @@ def test_each_error_status(adapter: Adapter, models: WireModels, client: openai.
         assert UPSTREAM_KEY not in json.dumps(body)
         if upstream_status == 400:
             assert isinstance(error, openai.BadRequestError) and "Nope." in error.message
+
+
+@pytest.mark.parametrize("arguments", ["not json", "[1, 2]"])
+def test_tool_arguments_that_are_not_an_object_are_refused_by_formats_that_need_one(
+    adapter: Adapter, client: openai.OpenAI, arguments: str
+) -> None:
+    history = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": arguments},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "18 C"},
+    ]
+    if adapter.name in ("openai", "cohere"):  # they take the arguments as the string they are
+        assert chat(client, history, tools=[WEATHER]).choices[0].message.content == "The weather: 18 C"
+        return
+    with pytest.raises(openai.BadRequestError) as caught:
+        chat(client, history, tools=[WEATHER])
+    assert caught.value.body["param"] == "messages[1].tool_calls"  # type: ignore[index]
+    assert "must be a JSON object" in caught.value.message

@@ -33,6 +33,7 @@ from turnout.domain.chat import (
 from turnout.domain.errors import InvalidRequest, UnsupportedFeature
 from turnout.providers.anthropic.wire import Message
 from turnout.providers.chat_completion import chat_completion, choice, function_call
+from turnout.providers.turns import add_turn, call_arguments
 
 DEFAULT_MAX_TOKENS = 4096
 JSON_TOOL = "json_output"
@@ -156,38 +157,24 @@ def _messages(request: ChatRequest) -> tuple[list[dict[str, Any]], list[dict[str
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
 
-    def add(role: str, blocks: list[dict[str, Any]]) -> None:
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
-
     for i, m in enumerate(request.messages):
         where = f"messages[{i}]"
         if isinstance(m, SystemMessage | DeveloperMessage):
             system.extend(b for b in _blocks(m.content, where, images=False))
         elif isinstance(m, UserMessage):
-            add("user", _blocks(m.content, where, images=True))
+            add_turn(turns, "user", _blocks(m.content, where, images=True))
         elif isinstance(m, AssistantMessage):
             blocks = _blocks(m.content, where, images=False) if m.content else []
             for call in m.tool_calls or ():
-                if call.function is None:
-                    raise UnsupportedFeature("Anthropic models take function tool calls only.", param=where)
-                try:
-                    arguments = orjson.loads(call.function.arguments or "{}")
-                except orjson.JSONDecodeError:
-                    raise InvalidRequest(
-                        "A tool call's 'arguments' must be a JSON object to send it to an Anthropic model.",
-                        param=f"{where}.tool_calls",
-                    ) from None
-                blocks.append(
-                    {"type": "tool_use", "id": call.id, "name": call.function.name, "input": arguments}
-                )
+                name, arguments = call_arguments(call, where, "Anthropic", "an")
+                blocks.append({"type": "tool_use", "id": call.id, "name": name, "input": arguments})
             if blocks:
-                add("assistant", blocks)
+                add_turn(turns, "assistant", blocks)
         elif isinstance(m, ToolMessage):
             content = m.content if isinstance(m.content, str) else _blocks(m.content, where, images=True)
-            add("user", [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": content}])
+            add_turn(
+                turns, "user", [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": content}]
+            )
         elif isinstance(m, FunctionMessage):
             raise UnsupportedFeature("Anthropic models do not take legacy 'function' messages.", param=where)
     if not turns or turns[0]["role"] != "user":

@@ -37,6 +37,7 @@ from turnout.domain.chat import (
 from turnout.domain.errors import InvalidRequest, UnsupportedFeature
 from turnout.providers.bedrock.wire import ConverseResponse
 from turnout.providers.chat_completion import chat_completion, choice, function_call
+from turnout.providers.turns import add_turn, call_arguments
 
 JSON_TOOL = "json_output"
 JSON_TOOL_DESCRIPTION = "Respond with the answer as this tool's input: it must match the schema exactly."
@@ -160,12 +161,6 @@ def _messages(request: ChatRequest) -> tuple[list[dict[str, Any]], list[dict[str
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
 
-    def add(role: str, blocks: list[dict[str, Any]]) -> None:
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
-
     for i, m in enumerate(request.messages):
         where = f"messages[{i}]"
         if isinstance(m, SystemMessage | DeveloperMessage):
@@ -174,32 +169,20 @@ def _messages(request: ChatRequest) -> tuple[list[dict[str, Any]], list[dict[str
             blocks = _blocks(m.content, where, images=True)
             if not blocks:
                 raise InvalidRequest("Bedrock models do not take an empty user message.", param=where)
-            add("user", blocks)
+            add_turn(turns, "user", blocks)
         elif isinstance(m, AssistantMessage):
             blocks = _blocks(m.content, where, images=False) if m.content else []
             for call in m.tool_calls or ():
-                if call.function is None:
-                    raise UnsupportedFeature("Bedrock models take function tool calls only.", param=where)
-                try:
-                    arguments = orjson.loads(call.function.arguments or "{}")
-                except orjson.JSONDecodeError:
-                    arguments = None
-                if not isinstance(arguments, dict):
-                    raise InvalidRequest(
-                        "A tool call's 'arguments' must be a JSON object to send it to a Bedrock model.",
-                        param=f"{where}.tool_calls",
-                    )
-                blocks.append(
-                    {"toolUse": {"toolUseId": call.id, "name": call.function.name, "input": arguments}}
-                )
+                name, arguments = call_arguments(call, where, "Bedrock")
+                blocks.append({"toolUse": {"toolUseId": call.id, "name": name, "input": arguments}})
             if blocks:
-                add("assistant", blocks)
+                add_turn(turns, "assistant", blocks)
         elif isinstance(m, ToolMessage):
             if isinstance(m.content, str):
                 content = [{"text": m.content}]
             else:
                 content = _blocks(m.content, where, images=True) or [{"text": ""}]
-            add("user", [{"toolResult": {"toolUseId": m.tool_call_id, "content": content}}])
+            add_turn(turns, "user", [{"toolResult": {"toolUseId": m.tool_call_id, "content": content}}])
         elif isinstance(m, FunctionMessage):
             raise UnsupportedFeature("Bedrock models do not take legacy 'function' messages.", param=where)
     if not turns or turns[0]["role"] != "user":

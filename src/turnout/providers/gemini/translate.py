@@ -34,6 +34,7 @@ from turnout.domain.chat import (
 from turnout.domain.errors import InvalidRequest, UnsupportedFeature
 from turnout.providers.chat_completion import chat_completion, choice
 from turnout.providers.gemini.wire import Candidate, GenerateContentResponse
+from turnout.providers.turns import add_turn, call_arguments
 
 FILTERED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"}
 
@@ -122,12 +123,8 @@ def _contents(request: ChatRequest) -> tuple[list[str], list[dict[str, Any]]]:
     names: dict[str, str] = {}  # tool call id → function name (Gemini answers calls by name)
 
     def add(role: str, parts: list[dict[str, Any]]) -> None:
-        if not parts:
-            return
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": role, "parts": parts})
+        if parts:
+            add_turn(contents, role, parts, key="parts")
 
     for i, m in enumerate(request.messages):
         where = f"messages[{i}]"
@@ -138,17 +135,9 @@ def _contents(request: ChatRequest) -> tuple[list[str], list[dict[str, Any]]]:
         elif isinstance(m, AssistantMessage):
             parts = _parts(m.content, where, images=False) if m.content else []
             for call in m.tool_calls or ():
-                if call.function is None:
-                    raise UnsupportedFeature("Gemini models take function tool calls only.", param=where)
-                try:
-                    args = orjson.loads(call.function.arguments or "{}")
-                except orjson.JSONDecodeError:
-                    raise InvalidRequest(
-                        "A tool call's 'arguments' must be a JSON object to send it to a Gemini model.",
-                        param=f"{where}.tool_calls",
-                    ) from None
-                names[call.id] = call.function.name
-                parts.append({"functionCall": {"name": call.function.name, "args": args}})
+                function, args = call_arguments(call, where, "Gemini")
+                names[call.id] = function
+                parts.append({"functionCall": {"name": function, "args": args}})
             add("model", parts)
         elif isinstance(m, ToolMessage):
             name = names.get(m.tool_call_id)
