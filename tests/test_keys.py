@@ -101,23 +101,23 @@ def test_rotation_keeps_the_old_key_for_its_grace_period(
 
 
 def test_no_key_is_broader_than_its_issuer(gateway: Gateway, admin: Callable[..., httpx.Response]) -> None:
-    team_admin = issue(
-        admin, role="admin", team_id="red", models=["team/*"], expires_in="1d", max_budget="10"
-    )
+    red = admin("POST", "/admin/teams", name="red").json()["id"]
+    blue = admin("POST", "/admin/teams", name="blue").json()["id"]
+    team_admin = issue(admin, role="admin", team_id=red, models=["team/*"], expires_in="1d", max_budget="10")
     key = team_admin["key"]
     for spec, param in [
         ({"models": ["other"]}, "models"),
         ({"models": ["*"]}, "models"),
         ({"expires_in": "2d"}, "expires_at"),
         ({"max_budget": "10.01"}, "max_budget"),
-        ({"team_id": "blue"}, "team_id"),
+        ({"team_id": blue}, "team_id"),
         ({"role": "owner"}, None),
     ]:
         refused = admin("POST", "/admin/keys", key, name="x", **spec)
         assert refused.status_code == 403, spec
         assert refused.json()["error"]["param"] == param
     narrower = issue(admin, key, models=["team/a"])
-    assert narrower["team_id"] == "red" and narrower["max_budget_micros"] == 10_000_000
+    assert narrower["team_id"] == red and narrower["max_budget_micros"] == 10_000_000
     assert narrower["expires_at"] <= team_admin["expires_at"]
     inherited = issue(admin, key)  # unbounded asks get the issuer's bounds
     assert inherited["models"] == ["team/*"]
@@ -126,9 +126,9 @@ def test_no_key_is_broader_than_its_issuer(gateway: Gateway, admin: Callable[...
     assert admin("POST", "/admin/keys", member["key"], name="x").status_code == 403
     assert admin("GET", "/admin/keys", member["key"]).status_code == 403
     # a team admin sees and manages its team's keys only; others' look absent
-    blue = issue(admin, team_id="blue")
-    assert admin("POST", f"/admin/keys/{blue['id']}/revoke", key).status_code == 404
-    assert {k["team_id"] for k in admin("GET", "/admin/keys", key).json()["data"]} == {"red"}
+    blue_key = issue(admin, team_id=blue)
+    assert admin("POST", f"/admin/keys/{blue_key['id']}/revoke", key).status_code == 404
+    assert {k["team_id"] for k in admin("GET", "/admin/keys", key).json()["data"]} == {red}
 
 
 def test_bad_requests_and_hostile_keys(gateway: Gateway, admin: Callable[..., httpx.Response]) -> None:

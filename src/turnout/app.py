@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 
 from turnout.config.settings import Settings
+from turnout.governance.approvals import Approvals
+from turnout.governance.audit import AuditLog
 from turnout.keys.index import KeyIndex
 from turnout.keys.service import KeyService
 from turnout.keys.store import MasterKeyOutcome, load_hash_secret, load_keys
@@ -24,12 +26,14 @@ from turnout.routing.catalog import Catalog, PriceOf
 from turnout.routing.chain_check import chain_warnings
 from turnout.routing.health_checks import ActiveHealthChecks
 from turnout.routing.router import Router
+from turnout.spend.budget_service import BudgetService
 from turnout.spend.budgets import Budgets
 from turnout.spend.ledger_store import LedgerStore
 from turnout.spend.prices import shipped_prices
 from turnout.spend.recorder import SpendRecorder
 from turnout.storage.database import Database
 from turnout.storage.stored_responses import ResponseStore
+from turnout.teams.directory import Directory
 
 log = logging.getLogger("turnout")
 
@@ -48,6 +52,10 @@ class Services:
     responses: ResponseStore
     spend: SpendRecorder
     key_service: KeyService
+    audit: AuditLog
+    approvals: Approvals
+    directory: Directory
+    budget_service: BudgetService
     health_checks: ActiveHealthChecks | None = None
     started_at: float = field(default_factory=time.time)
     draining: bool = False
@@ -63,11 +71,12 @@ class Services:
             client = HttpClient()
             registry = await ProviderRegistry.start(settings.providers, client)
             catalog = Catalog(settings.models, registry, price_lookup(settings))
-            budgets = Budgets()
-            await budgets.load(database)
             router = Router(catalog, settings.routing)
             spend = SpendRecorder(settings.storage.data_dir / "journal", LedgerStore(database))
             await spend.start()
+            budgets = Budgets()
+            await budgets.load(database)  # after the journal a killed process left is in the ledger
+            budgets.start()
             pipeline = Pipeline(keys, catalog, router, Admission(), budgets, spend)
         except BaseException:
             if client is not None:
@@ -82,8 +91,14 @@ class Services:
         if settings.routing.health_check_interval is not None:
             checks = ActiveHealthChecks(router.deployments, registry, settings.routing.health_check_interval)
             checks.start()
-        key_service = KeyService(database, keys)
+        audit = AuditLog(database)
+        approvals = Approvals(database, audit, ttl=settings.governance.approval_ttl)
+        key_service = KeyService(database, keys, audit)
         keys.lookup = key_service.find  # keys issued elsewhere work here at once
+        directory = Directory(
+            database, key_service, audit, approvals, gated=settings.governance.two_person_rule
+        )
+        budget_service = BudgetService(database, budgets, audit)
         return cls(
             settings,
             database,
@@ -97,6 +112,10 @@ class Services:
             responses,
             spend,
             key_service,
+            audit,
+            approvals,
+            directory,
+            budget_service,
             checks,
         )
 
@@ -107,6 +126,7 @@ class Services:
         await self.client.aclose()
         await self.responses.aclose()  # writes the responses still pending
         await self.spend.aclose()  # moves the ledger journal into the database
+        await self.budgets.aclose()  # writes the budget windows still pending
         await self.database.close()
 
 

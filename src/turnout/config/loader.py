@@ -28,6 +28,7 @@ from turnout.config.settings import (
     AuthSettings,
     BreakerSettings,
     FakeSettings,
+    GovernanceSettings,
     ModelSettings,
     ProviderSettings,
     ProxySettings,
@@ -200,6 +201,7 @@ class _Builder:
         routing = self.routing(self.section(data, "routing", schema.RoutingConfig()))
         spend_cfg = self.section(data, "spend", schema.SpendConfig())
         self.spend = SpendSettings(unknown_prices=spend_cfg.unknown_prices or "reject")
+        governance = self.governance(self.section(data, "governance", schema.GovernanceConfig()))
         defaults = self.timeouts(defaults_cfg.timeouts, Timeouts(), "defaults.timeouts")
         server = self.server(server_cfg)
         auth = AuthSettings(master_key=self.master_key(auth_cfg), key_hash_secret=self.hash_secret(auth_cfg))
@@ -230,9 +232,19 @@ class _Builder:
             models=models,
             routing=routing,
             spend=self.spend,
+            governance=governance,
             source=self.source,
             warnings=tuple(self.warnings),
         )
+
+    def governance(self, cfg: schema.GovernanceConfig) -> GovernanceSettings:
+        gated = GovernanceSettings().two_person_rule if cfg.two_person_rule is None else cfg.two_person_rule
+        try:
+            ttl = parse_duration(cfg.approval_ttl)
+        except ValueError as error:
+            self.problem("governance.approval_ttl", str(error))
+            ttl = GovernanceSettings().approval_ttl
+        return GovernanceSettings(two_person_rule=frozenset(gated), approval_ttl=ttl)
 
     def server(self, cfg: schema.ServerConfig) -> ServerSettings:
         if not 0 <= cfg.port < 65536:

@@ -183,6 +183,12 @@ class SpendConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     unknown_prices: Literal["reject", "record"] | None = None
 
 
+class GovernanceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    # admin actions that take effect only when a second admin approves them
+    two_person_rule: list[Literal["delete_team", "revoke_team_keys", "change_admin_role"]] | None = None
+    approval_ttl: DurationValue = "24h"  # how long a pending action waits for its approval
+
+
 class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     data_dir: str | None = None
     database_url: str | None = None
@@ -204,6 +210,7 @@ class ConfigFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     models: Any = None
     routing: Any = None
     spend: Any = None
+    governance: Any = None
 
 
 SECTIONS: dict[str, type] = {
@@ -213,6 +220,7 @@ SECTIONS: dict[str, type] = {
     "defaults": DefaultsConfig,
     "routing": RoutingConfig,
     "spend": SpendConfig,
+    "governance": GovernanceConfig,
     "providers": dict[str, Any],
     "models": dict[str, Any],
 }

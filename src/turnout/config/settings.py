@@ -130,6 +130,15 @@ class SpendSettings:
     unknown_prices: Literal["reject", "record"] = "reject"
 
 
+GATED_ACTIONS = ("delete_team", "revoke_team_keys", "change_admin_role")
+
+
+@dataclass(frozen=True, slots=True)
+class GovernanceSettings:
+    two_person_rule: frozenset[str] = frozenset(GATED_ACTIONS)  # on for all of them by default
+    approval_ttl: float = 24 * 3600.0
+
+
 @dataclass(frozen=True, slots=True)
 class TargetSettings:
     provider: str
@@ -206,4 +215,5 @@ class Settings:
     source: str
     routing: RoutingSettings = RoutingSettings()
     spend: SpendSettings = SpendSettings()
+    governance: GovernanceSettings = GovernanceSettings()
     warnings: tuple[str, ...] = ()

@@ -249,3 +249,10 @@ class InternalError(TurnoutError):
     status = 500
     error_type = "server_error"
     code = "internal_error"
+
+
+class Conflict(ClientError):
+    """The object is not in a state that allows this: an approval already decided or expired (409)."""
+
+    status = 409
+    code = "action_already_decided"

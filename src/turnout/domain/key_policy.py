@@ -1,5 +1,10 @@
-"""Who may issue and manage keys, and the rule every issued key obeys: never more rights, models,
-budget or lifetime than its issuer has. Pure; the key service applies it."""
+"""Who may do what: issuing and managing keys (never more rights, models, budget or lifetime than
+the issuer has), granting roles, and which team's things a caller may see. Pure; the services
+apply it.
+
+A key's scope is its team: a key with a team is that team's (a team admin manages only it); a key
+without one is organisation-wide. The master key is the first owner.
+"""
 
 from __future__ import annotations
 
@@ -72,6 +77,34 @@ def check_issue(issuer: Principal, spec: KeySpec) -> KeySpec:
 
 def may_manage(issuer: Principal, team_id: str | None) -> bool:
     """May `issuer` see, revoke or rotate a key of `team_id`?"""
-    if issuer.kind == "master" or issuer.role == "owner":
+    if issuer.kind == "master":
         return True
-    return issuer.role == "admin" and (issuer.team_id is None or issuer.team_id == team_id)
+    return issuer.is_admin and (issuer.team_id is None or issuer.team_id == team_id)
+
+
+def outranks(role: Role, ceiling: Role) -> bool:
+    return ROLE_RANK[role] > ROLE_RANK[ceiling]
+
+
+def may_read(viewer: Principal, team_id: str | None) -> bool:
+    """May `viewer` read (not change) things of `team_id` — teams, members, budgets, spend?"""
+    if viewer.kind == "master" or (viewer.team_id is None and viewer.is_admin):
+        return True
+    return viewer.team_id is not None and viewer.team_id == team_id
+
+
+def check_grant(actor: Principal, role: Role, team_id: str | None) -> None:
+    """May `actor` give `role` to someone in `team_id` (None: organisation-wide)? PermissionDenied
+    if not: only admins grant, within their scope, and never a role above their own."""
+    if actor.kind == "master":
+        return
+    if not actor.is_admin:
+        raise PermissionDenied("Only owners and admins may grant roles.")
+    if team_id is None and actor.team_id is not None:
+        raise PermissionDenied("A team admin cannot grant organisation-wide roles.", param="role")
+    if not may_manage(actor, team_id):
+        raise PermissionDenied("A team admin may manage their own team only.", param="team_id")
+    if outranks(role, actor.role):
+        raise PermissionDenied(
+            f"A key with role '{actor.role}' cannot grant the role '{role}'.", param="role"
+        )

@@ -42,7 +42,8 @@ class Rotation(msgspec.Struct, forbid_unknown_fields=True):
     grace: str = "0s"  # how long the old key keeps working
 
 
-def _decode(raw: bytes, kind: type[msgspec.Struct]) -> Any:
+def decode_body(raw: bytes, kind: type[msgspec.Struct]) -> Any:
+    """An admin request's JSON body as `kind`, or a 400 naming the field at fault."""
     try:
         return msgspec.json.decode(raw or b"{}", type=kind)
     except msgspec.ValidationError as error:
@@ -58,15 +59,15 @@ class AdminKeys:
         self.keys = keys
         self.index = index
 
-    def _admin(self, x: Exchange) -> Principal:
-        principal = self.index.authenticate(x.credential())
+    async def _admin(self, x: Exchange) -> Principal:
+        principal = await self.index.resolve(x.credential())
         if not principal.is_admin:
             raise PermissionDenied("The admin API is for owners and admins.")
         return principal
 
     async def create(self, x: Exchange) -> None:
-        issuer = self._admin(x)
-        body: NewKey = _decode(await x.body(), NewKey)
+        issuer = await self._admin(x)
+        body: NewKey = decode_body(await x.body(), NewKey)
         if not body.name.strip() or len(body.name) > 200:
             raise InvalidRequest("'name' must be 1-200 characters.", param="name")
         try:
@@ -89,25 +90,27 @@ class AdminKeys:
         limits = None
         if body.limits is not None:
             limits = {k: v for k, v in msgspec.structs.asdict(body.limits).items() if v is not None}
-        key, described = await self.keys.issue(issuer, spec, limits=limits, metadata=body.metadata)
+        key, described = await self.keys.issue(
+            issuer, spec, limits=limits, metadata=body.metadata, request_id=x.request_id
+        )
         await x.send_json(200, orjson.dumps({**described, "key": key}))
 
     async def list(self, x: Exchange) -> None:
-        data = await self.keys.list(self._admin(x))
+        data = await self.keys.list(await self._admin(x))
         await x.send_json(200, orjson.dumps({"object": "list", "data": data}))
 
     async def one(self, x: Exchange, key_id: str, action: str) -> None:
         """GET /admin/keys/{id}; POST /admin/keys/{id}/revoke; POST /admin/keys/{id}/rotate."""
-        issuer = self._admin(x)
+        issuer = await self._admin(x)
         if action == "revoke":
-            await x.send_json(200, orjson.dumps(await self.keys.revoke(issuer, key_id)))
+            await x.send_json(200, orjson.dumps(await self.keys.revoke(issuer, key_id, x.request_id)))
         elif action == "rotate":
-            rotation: Rotation = _decode(await x.body(), Rotation)
+            rotation: Rotation = decode_body(await x.body(), Rotation)
             try:
                 grace = parse_delay(rotation.grace)
             except ValueError as error:
                 raise InvalidRequest(str(error), param="grace") from None
-            key, described = await self.keys.rotate(issuer, key_id, grace)
+            key, described = await self.keys.rotate(issuer, key_id, grace, x.request_id)
             await x.send_json(200, orjson.dumps({**described, "key": key}))
         else:
             await x.send_json(200, orjson.dumps(await self.keys.get(issuer, key_id)))

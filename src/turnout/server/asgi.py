@@ -11,7 +11,11 @@ import time
 
 from turnout.app import Services
 from turnout.domain.errors import InternalError, MethodNotAllowed, RouteNotFound, TurnoutError
-from turnout.server.admin import AdminKeys
+from turnout.server.admin import AdminKeys, NewKey, Rotation
+from turnout.server.admin_budgets import AdminBudgets, NewBudget
+from turnout.server.admin_governance import AdminGovernance
+from turnout.server.admin_routes import AdminRouter
+from turnout.server.admin_teams import AdminTeams, Membership, NewTeam, NewUser, UserChange
 from turnout.server.exchange import ClientGone, Exchange, Receive, Scope, Send
 from turnout.server.routes import Endpoints, Handler
 
@@ -20,7 +24,7 @@ access_log = logging.getLogger("turnout.access")
 
 MODEL_PREFIXES = ("/v1/models/", "/models/")
 RESPONSE_PREFIXES = ("/v1/responses/", "/responses/")
-ADMIN_KEY_PREFIX = "/admin/keys/"
+ADMIN_PREFIX = "/admin/"
 
 
 def create_app(services: Services) -> GatewayApp:
@@ -33,7 +37,7 @@ class GatewayApp:
         self.max_body = services.settings.server.max_request_bytes
         self.access_log = services.settings.server.access_log
         e = Endpoints(services)
-        self.admin_keys = AdminKeys(services.key_service, services.keys)
+        self.admin = admin_router(services)
         self.endpoints = e
         routes: dict[str, dict[str, Handler]] = {
             "/v1/chat/completions": {"POST": e.chat_completions},
@@ -41,7 +45,6 @@ class GatewayApp:
             "/v1/messages": {"POST": e.messages},
             "/v1/responses": {"POST": e.responses},
             "/v1/models": {"GET": e.list_models},
-            "/admin/keys": {"GET": self.admin_keys.list, "POST": self.admin_keys.create},
             "/health/live": {"GET": e.live, "HEAD": e.live},
             "/health/ready": {"GET": e.ready, "HEAD": e.ready},
         }
@@ -99,24 +102,13 @@ class GatewayApp:
                 model_id = bytes(raw).split(b"?", 1)[0].decode("latin-1")[len(prefix) :]
                 await self.endpoints.retrieve_model(x, model_id)
                 return
-        if path.startswith(ADMIN_KEY_PREFIX):
-            await self.admin_key(path[len(ADMIN_KEY_PREFIX) :], method, x)
+        if path.startswith(ADMIN_PREFIX) and await self.admin.dispatch(path, method, x):
             return
         for prefix in RESPONSE_PREFIXES:
             if path.startswith(prefix):
                 await self.stored_response(path[len(prefix) :], method, x)
                 return
         raise RouteNotFound(f"Unknown request URL: {method} {path}.")
-
-    async def admin_key(self, rest: str, method: str, x: Exchange) -> None:
-        """/admin/keys/{id} (GET), /admin/keys/{id}/revoke and /rotate (POST)."""
-        key_id, _, action = rest.partition("/")
-        if not key_id or action not in ("", "revoke", "rotate"):
-            raise RouteNotFound(f"Unknown request URL: {method} /admin/keys/{rest}.")
-        allowed = ("GET",) if action == "" else ("POST",)
-        if method not in allowed:
-            raise MethodNotAllowed(f"{method} is not allowed here.", allowed=allowed)
-        await self.admin_keys.one(x, key_id, action)
 
     async def stored_response(self, rest: str, method: str, x: Exchange) -> None:
         """/v1/responses/{id} (GET, DELETE) and /v1/responses/{id}/input_items (GET)."""
@@ -144,3 +136,140 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+def admin_router(services: Services) -> AdminRouter:
+    """Every route of the admin API (also what /openapi.json describes)."""
+    keys = AdminKeys(services.key_service, services.keys)
+    teams = AdminTeams(services.directory, services.keys)
+    budgets = AdminBudgets(services.budget_service, services.keys)
+    governance = AdminGovernance(services.audit, services.approvals, services.keys)
+    r = AdminRouter()
+    r.add("GET", "/admin/keys", keys.list, "List the virtual keys the caller manages", tag="keys")
+    r.add(
+        "POST",
+        "/admin/keys",
+        keys.create,
+        "Issue a virtual key (shown in full once)",
+        body=NewKey,
+        tag="keys",
+    )
+    r.add("GET", "/admin/keys/{key_id}", lambda x, k: keys.one(x, k, ""), "Describe a key", tag="keys")
+    r.add(
+        "POST",
+        "/admin/keys/{key_id}/revoke",
+        lambda x, k: keys.one(x, k, "revoke"),
+        "Revoke a key",
+        tag="keys",
+    )
+    r.add(
+        "POST",
+        "/admin/keys/{key_id}/rotate",
+        lambda x, k: keys.one(x, k, "rotate"),
+        "Issue a replacement; the old key works for a grace period",
+        body=Rotation,
+        tag="keys",
+    )
+    r.add("GET", "/admin/teams", teams.list_teams, "List the teams the caller may see", tag="teams")
+    r.add("POST", "/admin/teams", teams.create_team, "Create a team", body=NewTeam, tag="teams")
+    r.add("GET", "/admin/teams/{team_id}", teams.team, "Describe a team and its members", tag="teams")
+    r.add(
+        "DELETE",
+        "/admin/teams/{team_id}",
+        teams.team,
+        "Delete a team and revoke its keys (two-person rule: 202 with the pending action)",
+        tag="teams",
+    )
+    r.add(
+        "POST",
+        "/admin/teams/{team_id}/members",
+        teams.add_member,
+        "Add a user to a team or change their role in it",
+        body=Membership,
+        tag="teams",
+    )
+    r.add(
+        "DELETE",
+        "/admin/teams/{team_id}/members/{user_id}",
+        teams.remove_member,
+        "Remove a user from a team (their keys in it are revoked)",
+        tag="teams",
+    )
+    r.add(
+        "POST",
+        "/admin/teams/{team_id}/revoke-keys",
+        teams.revoke_keys,
+        "Revoke every key of a team (two-person rule: 202 with the pending action)",
+        tag="teams",
+    )
+    r.add("GET", "/admin/users", teams.list_users, "List users", tag="users")
+    r.add("POST", "/admin/users", teams.create_user, "Create a user", body=NewUser, tag="users")
+    r.add("GET", "/admin/users/{user_id}", teams.user, "Describe a user and their teams", tag="users")
+    r.add(
+        "PATCH",
+        "/admin/users/{user_id}",
+        teams.user,
+        "Change a user's organisation-wide role",
+        body=UserChange,
+        tag="users",
+    )
+    r.add("DELETE", "/admin/users/{user_id}", teams.user, "Delete a user and revoke their keys", tag="users")
+    r.add(
+        "GET",
+        "/admin/budgets",
+        budgets.list,
+        "List budgets with their current window",
+        query=("scope", "subject_id"),
+        tag="budgets",
+    )
+    r.add("POST", "/admin/budgets", budgets.create, "Set a budget", body=NewBudget, tag="budgets")
+    r.add("GET", "/admin/budgets/{budget_id}", budgets.one, "Describe a budget and its window", tag="budgets")
+    r.add("DELETE", "/admin/budgets/{budget_id}", budgets.one, "Remove a budget", tag="budgets")
+    r.add(
+        "GET",
+        "/admin/audit",
+        governance.audit,
+        "Query the audit log (newest first)",
+        query=(
+            "action",
+            "actor_key_id",
+            "target_type",
+            "target_id",
+            "team_id",
+            "since",
+            "until",
+            "limit",
+            "before_id",
+        ),
+        tag="governance",
+    )
+    r.add(
+        "GET",
+        "/admin/approvals",
+        governance.approvals,
+        "List actions under the two-person rule",
+        query=("status", "limit"),
+        tag="governance",
+    )
+    r.add(
+        "GET",
+        "/admin/approvals/{action_id}",
+        lambda x, a: governance.approval(x, a, ""),
+        "Describe a pending action",
+        tag="governance",
+    )
+    r.add(
+        "POST",
+        "/admin/approvals/{action_id}/approve",
+        lambda x, a: governance.approval(x, a, "approve"),
+        "Approve a pending action (a second admin; it runs now)",
+        tag="governance",
+    )
+    r.add(
+        "POST",
+        "/admin/approvals/{action_id}/reject",
+        lambda x, a: governance.approval(x, a, "reject"),
+        "Reject a pending action",
+        tag="governance",
+    )
+    return r

@@ -1,31 +1,82 @@
-"""The reserve and settle steps of the pipeline: a key's budget (its `max_budget`, over its
-lifetime for now), exact under concurrency on this instance.
+"""The reserve and settle steps of the pipeline: budgets per key, team and user, each over a period
+(daily, weekly, monthly, never) in its own time zone, exact under concurrency on this instance.
 
-Before a request goes to any provider, its maximum cost is reserved: the prompt at one token a
-character (an upper bound for the tokenizers in use) plus its output limit (`max_tokens`, else
-`DEFAULT_OUTPUT_RESERVE`), at the dearest price among the alias's deployments. A request whose
-reservation does not fit in what is left — spent plus reserved — is refused with 429
+Before a request goes to any provider, its maximum cost is reserved in every budget that covers
+it (its key's, its team's, its user's; a key's own `max_budget` is a budget that never resets):
+the prompt at one token a character (an upper bound for the tokenizers in use) plus its output
+limit (`max_tokens`, else `DEFAULT_OUTPUT_RESERVE`), at the dearest price among the alias's
+deployments. A request whose reservation does not fit in what one of them has left — its limit
+less what was spent and what is reserved in the current window — is refused with 429
 `insufficient_quota` and never sent. When it ends, the reservation is replaced by what it cost
-(released in full when nothing was answered). Spend so far is read from the ledger on start.
+(released in full when nothing was answered), in the window the request arrived in.
+
+Windows turn over by themselves: the first request after a window's end opens the next one at
+zero. Each window is written once to `budget_windows` (its start is its key, so however many
+instances share the database, a budget has exactly one row — one reset — per period), and so is
+the first time its soft limit was reached: that is when the soft-limit alert is logged, once.
+Spend in the current windows is read from the ledger on start; budgets changed on another instance
+are picked up within `REFRESH_SECONDS`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime as dt
+import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from turnout.domain.chat import ChatRequest, prompt_characters
 from turnout.domain.errors import BudgetExhausted
+from turnout.domain.periods import ALL_TIME, Period, time_zone, window
 from turnout.domain.pricing import Micros, format_usd
 from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
 from turnout.routing.catalog import Route
 from turnout.storage.database import Database
-from turnout.storage.tables import ledger
+from turnout.storage.tables import budget_windows, budgets, ledger
+
+log = logging.getLogger("turnout.budgets")
 
 DEFAULT_OUTPUT_RESERVE = 4096  # output tokens reserved for a request that sets no limit
+REFRESH_SECONDS = 5.0  # how often budgets changed elsewhere are read again
+
+Scope = Literal["key", "team", "user"]
+SCOPES: tuple[Scope, ...] = ("key", "team", "user")
+_LEDGER_COLUMN = {"key": ledger.c.key_id, "team": ledger.c.team_id, "user": ledger.c.user_id}
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRule:
+    id: str
+    scope: Scope
+    subject_id: str
+    period: Period
+    tz: ZoneInfo
+    limit: Micros
+    soft_limit: Micros | None = None
+
+    @property
+    def label(self) -> str:
+        span = "" if self.period == "never" else f" {self.period}"
+        return f"{self.scope} '{self.subject_id}'{span}"
+
+
+@dataclass(slots=True)
+class Window:
+    start: dt.datetime
+    end: dt.datetime | None
+    spent: Micros = 0
+    reserved: Micros = 0
+    soft_reached: bool = False
+    hard_reached: bool = False
 
 
 @dataclass(slots=True)
@@ -33,6 +84,7 @@ class Reservation:
     principal: Principal
     alias: str
     amount: Micros = 0
+    held: list[tuple[BudgetRule, Window]] = field(default_factory=list)  # reserved in
 
 
 @dataclass(slots=True)
@@ -52,44 +104,197 @@ def max_cost(route: Route, request: ChatRequest | None) -> Micros:
     return max((t.price.cost(worst) for t in route.targets if t.price is not None), default=0)
 
 
+def rule_of(row: Any) -> BudgetRule:
+    return BudgetRule(
+        id=row.id,
+        scope=row.scope,
+        subject_id=row.subject_id,
+        period=row.period,
+        tz=time_zone(row.timezone),
+        limit=row.limit_micros,
+        soft_limit=row.soft_limit_micros,
+    )
+
+
+def _naive_utc(when: dt.datetime) -> dt.datetime:
+    return when.astimezone(dt.UTC)
+
+
 class Budgets:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+        self.clock = clock
         self.totals: defaultdict[str, UsageTotals] = defaultdict(UsageTotals)
-        self.spent: defaultdict[str, Micros] = defaultdict(int)  # by key id
-        self.reserved: defaultdict[str, Micros] = defaultdict(int)
+        self.rules: dict[tuple[Scope, str], list[BudgetRule]] = {}
+        self.windows: dict[str, Window] = {}  # by rule id: its current window
+        self.key_spent: dict[str, Micros] = {}  # lifetime spend by key, for keys' own max_budget
+        self.soft_limit_alerts = 0  # soft limits reached (once per budget and window)
+        self.database: Database | None = None
+        self._writes: set[asyncio.Task[None]] = set()
+        self._refresher: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ loading
 
     async def load(self, database: Database) -> None:
-        """What each key has spent so far, from the ledger."""
+        """Every budget, with what was spent in its current window and each key's lifetime spend,
+        from the ledger (call after the ledger journal was moved into the database)."""
+        self.database = database
         query = sa.select(ledger.c.key_id, sa.func.coalesce(sa.func.sum(ledger.c.cost_micros), 0)).group_by(
             ledger.c.key_id
         )
         async with database.engine.connect() as conn:
-            for key_id, spent in await conn.execute(query):
-                self.spent[key_id] = int(spent)
+            self.key_spent = {key_id: int(spent) for key_id, spent in await conn.execute(query)}
+            rows = (await conn.execute(sa.select(budgets))).all()
+        for row in rows:
+            await self.put(rule_of(row))
+
+    def start(self) -> None:
+        """Keep up with budgets changed on other instances."""
+        self._refresher = asyncio.create_task(self._refresh_forever())
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_SECONDS)
+            try:
+                await self.refresh()
+            except Exception:  # the store is unreachable: keep the budgets this instance has
+                log.warning(
+                    "could not read budgets from the database; keeping the ones loaded", exc_info=True
+                )
+
+    async def refresh(self) -> None:
+        assert self.database is not None
+        async with self.database.engine.connect() as conn:
+            stored = {r.id: rule_of(r) for r in await conn.execute(sa.select(budgets))}
+        for rule in list(self.all_rules()):
+            if rule.id not in stored:
+                self.drop(rule.id)
+        for rule in stored.values():
+            if rule != self._rule(rule.id):
+                await self.put(rule)
+
+    def all_rules(self) -> Iterable[BudgetRule]:
+        for rules in self.rules.values():
+            yield from rules
+
+    def _rule(self, rule_id: str) -> BudgetRule | None:
+        return next((r for r in self.all_rules() if r.id == rule_id), None)
+
+    async def put(self, rule: BudgetRule) -> None:
+        """Add or change a budget; a new one's current window starts from the ledger's spend."""
+        self.drop(rule.id, keep_window=True)
+        self.rules.setdefault((rule.scope, rule.subject_id), []).append(rule)
+        current = self.windows.get(rule.id)
+        start, end = window(rule.period, rule.tz, self.clock())
+        if current is None or current.start != start:
+            self.windows[rule.id] = await self._open(rule, start, end)
+
+    def drop(self, rule_id: str, *, keep_window: bool = False) -> None:
+        for subject, rules in list(self.rules.items()):
+            kept = [r for r in rules if r.id != rule_id]
+            if kept:
+                self.rules[subject] = kept
+            else:
+                del self.rules[subject]
+        if not keep_window:
+            self.windows.pop(rule_id, None)
+
+    async def _open(self, rule: BudgetRule, start: dt.datetime, end: dt.datetime | None) -> Window:
+        """A window as the database knows it: what the ledger holds for it, whether its soft limit
+        was already reached (and alerted)."""
+        opened = Window(start, end)
+        if self.database is None:
+            return opened
+        spent = sa.select(sa.func.coalesce(sa.func.sum(ledger.c.cost_micros), 0)).where(
+            _LEDGER_COLUMN[rule.scope] == rule.subject_id, ledger.c.at >= _naive_utc(start)
+        )
+        if end is not None:
+            spent = spent.where(ledger.c.at < _naive_utc(end))
+        marks = sa.select(
+            budget_windows.c.soft_limit_reached_at, budget_windows.c.hard_limit_reached_at
+        ).where(budget_windows.c.budget_id == rule.id, budget_windows.c.window_start == _naive_utc(start))
+        async with self.database.engine.connect() as conn:
+            opened.spent = int((await conn.execute(spent)).scalar_one())
+            row = (await conn.execute(marks)).first()
+        if row is not None:
+            opened.soft_reached = row.soft_limit_reached_at is not None
+            opened.hard_reached = row.hard_limit_reached_at is not None
+        else:
+            self._write(self._mark_opened(rule, start))
+        return opened
+
+    # ------------------------------------------------------------------ the hot path
+
+    def _window(self, rule: BudgetRule, now: dt.datetime) -> Window:
+        current = self.windows.get(rule.id)
+        if current is not None and (current.end is None or now < current.end):
+            return current
+        start, end = window(rule.period, rule.tz, now)
+        turned = Window(start, end)  # the reset: a new window, at zero
+        self.windows[rule.id] = turned
+        if current is not None:
+            log.info("budget %s reset: a new %s window from %s", rule.id, rule.period, start.isoformat())
+        self._write(self._mark_opened(rule, start))
+        return turned
+
+    def _covering(self, principal: Principal) -> list[BudgetRule]:
+        found: list[BudgetRule] = []
+        rules = self.rules
+        if rules:
+            found += rules.get(("key", principal.key_id), ())
+            if principal.team_id is not None:
+                found += rules.get(("team", principal.team_id), ())
+            if principal.user_id is not None:
+                found += rules.get(("user", principal.user_id), ())
+        if principal.max_budget_micros is not None:
+            found.append(
+                BudgetRule(
+                    "key:" + principal.key_id,
+                    "key",
+                    principal.key_id,
+                    "never",
+                    ZoneInfo("UTC"),
+                    principal.max_budget_micros,
+                )
+            )
+        return found
 
     def reserve(self, principal: Principal, route: Route, request: ChatRequest | None = None) -> Reservation:
-        budget = principal.max_budget_micros
-        if budget is None:
+        covering = self._covering(principal)
+        if not covering:
             return Reservation(principal, route.alias)
-        key = principal.key_id
         amount = max_cost(route, request)
-        left = budget - self.spent[key] - self.reserved[key]
-        if amount > left or left <= 0:
-            raise BudgetExhausted(
-                f"This key's budget cannot cover the request: {format_usd(max(left, 0))} USD of "
-                f"{format_usd(budget)} left, and the request may cost up to {format_usd(amount)} USD.",
-            )
-        self.reserved[key] += amount
-        return Reservation(principal, route.alias, amount)
+        now = self.clock()
+        held = []
+        for rule in covering:
+            if rule.id.startswith("key:") and rule.id not in self.windows:
+                self.windows[rule.id] = Window(ALL_TIME, None, spent=self.key_spent.get(principal.key_id, 0))
+            current = self._window(rule, now)
+            left = rule.limit - current.spent - current.reserved
+            if amount > left or left <= 0:
+                if not current.hard_reached and not rule.id.startswith("key:"):
+                    current.hard_reached = True
+                    self._write(self._mark(rule, current, "hard_limit_reached_at"))
+                raise BudgetExhausted(
+                    f"The {rule.label} budget cannot cover this request: {format_usd(max(left, 0))} USD "
+                    f"of {format_usd(rule.limit)} left, and the request may cost up to "
+                    f"{format_usd(amount)} USD.",
+                )
+            held.append((rule, current))
+        for _, current in held:
+            current.reserved += amount
+        return Reservation(principal, route.alias, amount, held)
 
     def settle(
         self, reservation: Reservation, usage: Usage | None, *, answered: bool, cost: Micros | None = None
     ) -> None:
-        key = reservation.principal.key_id
-        if reservation.amount:
-            self.reserved[key] -= reservation.amount
-        if cost:
-            self.spent[key] += cost
+        for rule, current in reservation.held:
+            current.reserved -= reservation.amount
+            if cost:
+                current.spent += cost
+                self._check_soft_limit(rule, current)
+        if cost and reservation.principal.max_budget_micros is not None:
+            key = reservation.principal.key_id
+            self.key_spent[key] = self.key_spent.get(key, 0) + cost
         totals = self.totals[reservation.alias]
         totals.requests += 1
         if not answered:
@@ -100,3 +305,93 @@ class Budgets:
             return
         totals.input_tokens += usage.input_tokens
         totals.output_tokens += usage.output_tokens
+
+    def _check_soft_limit(self, rule: BudgetRule, current: Window) -> None:
+        if rule.soft_limit is None or current.soft_reached or current.spent < rule.soft_limit:
+            return
+        current.soft_reached = True
+        self._write(self._mark(rule, current, "soft_limit_reached_at", alert=True))
+
+    # ------------------------------------------------------------------ what is written behind
+
+    def _write(self, work: Any) -> None:
+        if self.database is None:
+            work.close()
+            return
+        task = asyncio.get_running_loop().create_task(work)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    def _insert(self) -> Any:
+        assert self.database is not None
+        dialect = self.database.engine.dialect.name
+        return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(budget_windows)
+
+    async def _mark_opened(self, rule: BudgetRule, start: dt.datetime) -> None:
+        if rule.id.startswith("key:"):
+            return
+        assert self.database is not None
+        statement = (
+            self._insert()
+            .values(budget_id=rule.id, window_start=_naive_utc(start), opened_at=self.clock())
+            .on_conflict_do_nothing(index_elements=["budget_id", "window_start"])
+        )
+        try:
+            async with self.database.engine.begin() as conn:
+                await conn.execute(statement)
+        except Exception:
+            log.warning("could not record budget %s's window", rule.id, exc_info=True)
+
+    async def _mark(self, rule: BudgetRule, current: Window, column: str, *, alert: bool = False) -> None:
+        """Record when a window first reached a limit; the instance whose write lands first (the
+        only one, whatever the number of instances) raises the soft limit's alert."""
+        await self._mark_opened(rule, current.start)
+        assert self.database is not None
+        target = budget_windows.c[column]
+        statement = (
+            sa.update(budget_windows)
+            .where(
+                budget_windows.c.budget_id == rule.id,
+                budget_windows.c.window_start == _naive_utc(current.start),
+                target.is_(None),
+            )
+            .values({column: self.clock()})
+        )
+        try:
+            async with self.database.engine.begin() as conn:
+                first = (await conn.execute(statement)).rowcount == 1
+        except Exception:
+            log.warning("could not record budget %s's limit", rule.id, exc_info=True)
+            first = True  # better an alert twice than never
+        if alert and first:
+            self.soft_limit_alerts += 1
+            log.warning(
+                "budget %s (%s) reached its soft limit: %s of %s USD spent (hard limit %s USD)",
+                rule.id,
+                rule.label,
+                format_usd(current.spent),
+                format_usd(rule.soft_limit or 0),
+                format_usd(rule.limit),
+            )
+
+    def status(self, rule: BudgetRule) -> dict[str, Any]:
+        """A budget's current window as the admin API shows it."""
+        current = self._window(rule, self.clock()) if self.database is not None else self.windows.get(rule.id)
+        current = current or Window(*window(rule.period, rule.tz, self.clock()))
+        return {
+            "window_start": current.start.timestamp() if rule.period != "never" else None,
+            "window_end": None if current.end is None else current.end.timestamp(),
+            "spent_micros": current.spent,
+            "reserved_micros": current.reserved,
+            "remaining_micros": max(rule.limit - current.spent - current.reserved, 0),
+            "soft_limit_reached": current.soft_reached,
+            "hard_limit_reached": current.hard_reached,
+        }
+
+    async def aclose(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        while self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)

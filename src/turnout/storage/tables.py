@@ -77,3 +77,124 @@ ledger = sa.Table(
     sa.Column("latency_ms", sa.Integer, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
 )
+
+# Teams and users (0005). A user's `role` is organisation-wide (NULL: none); a membership's is
+# within its team. Deleted teams and users are kept (their ledger rows refer to them).
+teams = sa.Table(
+    "teams",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("metadata", sa.Text, nullable=True),  # JSON object
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(40), nullable=True),
+    sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=True),
+    sa.Column("role", sa.String(16), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(40), nullable=True),
+    sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+team_members = sa.Table(
+    "team_members",
+    metadata,
+    sa.Column("team_id", sa.String(40), primary_key=True),
+    sa.Column("user_id", sa.String(40), primary_key=True, index=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("added_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Budgets (0005): a hard limit and an optional soft one, per key, team or user, per period in a
+# time zone. A window row is written once per budget and period: its reset, and when its limits
+# were first reached (the soft limit's alert fires once a window).
+budgets = sa.Table(
+    "budgets",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("scope", sa.String(8), nullable=False),
+    sa.Column("subject_id", sa.String(40), nullable=False),
+    sa.Column("period", sa.String(8), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("limit_micros", sa.BigInteger, nullable=False),
+    sa.Column("soft_limit_micros", sa.BigInteger, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(40), nullable=True),
+    sa.UniqueConstraint("scope", "subject_id", "period", name="uq_budgets_scope"),
+)
+
+budget_windows = sa.Table(
+    "budget_windows",
+    metadata,
+    sa.Column("budget_id", sa.String(40), primary_key=True),
+    sa.Column("window_start", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("soft_limit_reached_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("hard_limit_reached_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+# Every admin action (0005): who, what, when, before and after. Append-only: the database
+# refuses UPDATE and DELETE on it (a trigger).
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("actor_key_id", sa.String(40), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target_type", sa.String(32), nullable=False),
+    sa.Column("target_id", sa.String(80), nullable=True),
+    sa.Column("team_id", sa.String(40), nullable=True, index=True),
+    sa.Column("before", sa.Text, nullable=True),  # JSON
+    sa.Column("after", sa.Text, nullable=True),  # JSON
+    sa.Column("request_id", sa.String(64), nullable=True),
+)
+
+# Admin actions under the two-person rule (0005), waiting for a second admin.
+pending_actions = sa.Table(
+    "pending_actions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target_type", sa.String(32), nullable=False),
+    sa.Column("target_id", sa.String(80), nullable=False),
+    sa.Column("team_id", sa.String(40), nullable=True),
+    sa.Column("params", sa.Text, nullable=False),  # JSON
+    sa.Column("requested_by", sa.String(40), nullable=False),
+    sa.Column("requested_by_user", sa.String(40), nullable=True),
+    sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("decided_by", sa.String(40), nullable=True),
+    sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("result", sa.Text, nullable=True),  # JSON
+)
+
+AUDIT_APPEND_ONLY = {
+    "postgresql": (
+        "CREATE FUNCTION turnout_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$",
+        "CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log "
+        "FOR EACH ROW EXECUTE FUNCTION turnout_audit_append_only()",
+    ),
+    "sqlite": tuple(
+        f"CREATE TRIGGER audit_log_no_{event.lower()} BEFORE {event} ON audit_log "
+        "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END"
+        for event in ("UPDATE", "DELETE")
+    ),
+}
+"""The triggers that keep the audit log append-only: created by migration 0005 and, for a new
+database, with the table itself."""
+
+for _dialect, _statements in AUDIT_APPEND_ONLY.items():
+    for _statement in _statements:
+        ddl = sa.DDL(_statement).execute_if(dialect=_dialect)  # type: ignore[no-untyped-call]
+        sa.event.listen(audit_log, "after_create", ddl)

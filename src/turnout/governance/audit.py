@@ -1,0 +1,189 @@
+"""The audit log: one row per admin action (who, what, when, the object before and after),
+written inside the transaction of the change it describes, so the two commit or roll back
+together. Append-only: the database itself refuses UPDATE and DELETE on the table (triggers
+created with it, migration 0005).
+
+Secrets never reach it: every mapping entry named "key" (a plaintext API key) or "key_hash", at
+any depth of `before` and `after`, is dropped before the row is written.
+
+Reading it is for owners and admins. An organisation-wide one (the master key, an owner, an admin
+of no team) reads every row; an admin of a team reads that team's rows only (not the
+organisation-wide ones, whose team_id is NULL).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from turnout.domain.errors import InvalidRequest, PermissionDenied
+from turnout.domain.key_policy import may_manage
+from turnout.domain.principal import Principal
+from turnout.storage.database import Database
+from turnout.storage.tables import audit_log
+
+SECRET_FIELDS = frozenset({"key", "key_hash"})
+MAX_LIMIT = 1000
+
+
+def redact(value: Any) -> Any:
+    """`value` without any mapping entry named in SECRET_FIELDS, at any depth."""
+    if isinstance(value, Mapping):
+        return {k: redact(v) for k, v in value.items() if k not in SECRET_FIELDS}
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    return value
+
+
+def team_scope(viewer: Principal) -> str | None:
+    """The one team whose governance records `viewer` may read, or None for every record (an
+    organisation-wide owner or admin). PermissionDenied for anyone who is not an owner or admin."""
+    if not viewer.is_admin:
+        raise PermissionDenied("Only owners and admins may read the audit log and pending actions.")
+    return None if may_manage(viewer, None) else viewer.team_id
+
+
+def utc(value: datetime) -> datetime:
+    """`value` in UTC (a naive datetime is taken to be UTC already, as SQLite returns them)."""
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _decoded(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+def event(row: Any) -> dict[str, Any]:
+    """An audit row as the admin API shows it."""
+    return {
+        "id": row.id,
+        "object": "audit_event",
+        "at": utc(row.at).timestamp(),
+        "actor": row.actor,
+        "actor_key_id": row.actor_key_id,
+        "action": row.action,
+        "target_type": row.target_type,
+        "target_id": row.target_id,
+        "team_id": row.team_id,
+        "before": _decoded(row.before),
+        "after": _decoded(row.after),
+        "request_id": row.request_id,
+    }
+
+
+class AuditLog:
+    def __init__(self, database: Database, *, clock: Callable[[], float] = time.time) -> None:
+        self.database = database
+        self.clock = clock
+
+    async def record(
+        self,
+        conn: AsyncConnection,
+        actor: Principal,
+        action: str,
+        target_type: str,
+        target_id: str | None,
+        *,
+        team_id: str | None = None,
+        before: Mapping[str, Any] | None = None,
+        after: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        """Add a row in the caller's transaction (`conn` from `database.engine.begin()`): it is kept
+        only if the change it describes is. Entries named "key" or "key_hash" are dropped."""
+        await conn.execute(
+            sa.insert(audit_log).values(
+                at=datetime.fromtimestamp(self.clock(), UTC),
+                actor_key_id=actor.key_id,
+                actor=actor.name[:200],
+                action=action,
+                target_type=target_type,
+                target_id=target_id,
+                team_id=team_id,
+                before=None if before is None else orjson.dumps(redact(before)).decode(),
+                after=None if after is None else orjson.dumps(redact(after)).decode(),
+                request_id=request_id,
+            )
+        )
+
+    async def page(
+        self,
+        viewer: Principal,
+        *,
+        action: str | None = None,
+        actor_key_id: str | None = None,
+        target_type: str | None = None,
+        target_id: str | None = None,
+        team_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """`query`'s rows, and whether older ones match too (the next page: `before_id` = the
+        last row's id)."""
+        scope = team_scope(viewer)
+        if not 1 <= limit <= MAX_LIMIT:
+            raise InvalidRequest(f"'limit' must be from 1 to {MAX_LIMIT}.", param="limit")
+        where: list[sa.ColumnElement[bool]] = []
+        if scope is not None:
+            where.append(audit_log.c.team_id == scope)
+        if action is not None:
+            if action.endswith("*"):
+                where.append(audit_log.c.action.startswith(action[:-1], autoescape=True))
+            else:
+                where.append(audit_log.c.action == action)
+        for column, value in (
+            (audit_log.c.actor_key_id, actor_key_id),
+            (audit_log.c.target_type, target_type),
+            (audit_log.c.target_id, target_id),
+            (audit_log.c.team_id, team_id),
+        ):
+            if value is not None:
+                where.append(column == value)
+        if since is not None:
+            where.append(audit_log.c.at >= utc(since))
+        if until is not None:
+            where.append(audit_log.c.at < utc(until))
+        if before_id is not None:
+            where.append(audit_log.c.id < before_id)
+        query = sa.select(audit_log).where(*where).order_by(audit_log.c.id.desc()).limit(limit + 1)
+        async with self.database.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [event(row) for row in rows[:limit]], len(rows) > limit
+
+    async def query(
+        self,
+        viewer: Principal,
+        *,
+        action: str | None = None,
+        actor_key_id: str | None = None,
+        target_type: str | None = None,
+        target_id: str | None = None,
+        team_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The rows `viewer` may read that match every filter given, newest first, at most `limit`
+        (1 to 1000) with ids below `before_id`. `action` ending in "*" is a prefix ("key.*");
+        `since` is inclusive, `until` exclusive."""
+        rows, _ = await self.page(
+            viewer,
+            action=action,
+            actor_key_id=actor_key_id,
+            target_type=target_type,
+            target_id=target_id,
+            team_id=team_id,
+            since=since,
+            until=until,
+            limit=limit,
+            before_id=before_id,
+        )
+        return rows

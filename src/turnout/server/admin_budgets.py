@@ -1,0 +1,74 @@
+"""/admin/budgets: budgets per key, team or user and period, with their current window."""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import parse_qs
+
+import msgspec
+import orjson
+
+from turnout.domain.errors import InvalidRequest
+from turnout.domain.periods import time_zone
+from turnout.domain.pricing import Micros, decimal_price
+from turnout.keys.index import KeyIndex
+from turnout.server.admin import decode_body
+from turnout.server.exchange import Exchange
+from turnout.spend.budget_service import BudgetService
+
+
+class NewBudget(msgspec.Struct, forbid_unknown_fields=True):
+    scope: Literal["key", "team", "user"]
+    subject_id: str
+    limit: str  # USD, e.g. "100.00"
+    period: Literal["daily", "weekly", "monthly", "never"] = "monthly"
+    timezone: str = "UTC"
+    soft_limit: str | None = None  # USD: an alert when reached
+
+
+def usd(value: str, param: str) -> Micros:
+    try:
+        micros = int(decimal_price(value) * 1_000_000)
+    except ValueError as error:
+        raise InvalidRequest(str(error).replace("per 1M tokens", "(USD)"), param=param) from None
+    if micros <= 0:
+        raise InvalidRequest(f"'{param}' must be more than 0 USD.", param=param)
+    return micros
+
+
+class AdminBudgets:
+    def __init__(self, service: BudgetService, index: KeyIndex) -> None:
+        self.service = service
+        self.index = index
+
+    async def create(self, x: Exchange) -> None:
+        body: NewBudget = decode_body(await x.body(), NewBudget)
+        caller = await self.index.resolve(x.credential())
+        try:
+            time_zone(body.timezone)
+        except ValueError as error:
+            raise InvalidRequest(str(error) + ".", param="timezone") from None
+        limit = usd(body.limit, "limit")
+        soft = None if body.soft_limit is None else usd(body.soft_limit, "soft_limit")
+        if soft is not None and soft > limit:
+            raise InvalidRequest("'soft_limit' cannot be above 'limit'.", param="soft_limit")
+        budget = await self.service.set(
+            caller, body.scope, body.subject_id, body.period, body.timezone, limit, soft, x.request_id
+        )
+        await x.send_json(200, orjson.dumps(budget))
+
+    async def list(self, x: Exchange) -> None:
+        caller = await self.index.resolve(x.credential())
+        query = parse_qs(bytes(x.scope.get("query_string") or b"").decode("latin-1"))
+        scope = query.get("scope", [None])[-1]
+        if scope not in (None, "key", "team", "user"):
+            raise InvalidRequest("'scope' must be key, team or user.", param="scope")
+        data = await self.service.list(caller, scope, query.get("subject_id", [None])[-1])
+        await x.send_json(200, orjson.dumps({"object": "list", "data": data}))
+
+    async def one(self, x: Exchange, budget_id: str) -> None:
+        caller = await self.index.resolve(x.credential())
+        if x.scope["method"] == "DELETE":
+            await x.send_json(200, orjson.dumps(await self.service.delete(caller, budget_id, x.request_id)))
+        else:
+            await x.send_json(200, orjson.dumps(await self.service.get(caller, budget_id)))

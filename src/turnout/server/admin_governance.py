@@ -1,0 +1,109 @@
+"""The admin API's governance endpoints: GET /admin/audit (the audit log, newest first, paged),
+GET /admin/approvals, GET /admin/approvals/{id}, POST /admin/approvals/{id}/approve and /reject.
+Owners and admins only; a team admin sees and decides their own team's records only."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from turnout.domain.errors import InvalidRequest, PermissionDenied, RouteNotFound
+from turnout.domain.principal import Principal
+from turnout.governance.approvals import Approvals
+from turnout.governance.audit import MAX_LIMIT, AuditLog
+from turnout.keys.index import KeyIndex
+from turnout.server.exchange import Exchange
+
+
+def _query(x: Exchange) -> dict[str, str]:
+    """The query string's parameters (the first value of each)."""
+    parsed = parse_qs(bytes(x.scope.get("query_string") or b"").decode("latin-1"))
+    return {name: values[0] for name, values in parsed.items()}
+
+
+def _time(query: dict[str, str], name: str) -> datetime | None:
+    """An ISO 8601 date or time (UTC unless it says otherwise), or unix seconds."""
+    raw = query.get(name)
+    if raw is None:
+        return None
+    try:
+        return datetime.fromtimestamp(float(raw), UTC)
+    except (ValueError, OverflowError, OSError):
+        pass
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidRequest(
+            f"'{name}' must be an ISO 8601 date or time, or unix seconds.", param=name
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _integer(query: dict[str, str], name: str, low: int, high: int) -> int | None:
+    raw = query.get(name)
+    if raw is None:
+        return None
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise InvalidRequest(f"'{name}' must be an integer from {low} to {high}.", param=name)
+    return int(raw)
+
+
+class AdminGovernance:
+    def __init__(self, audit: AuditLog, approvals: Approvals, index: KeyIndex) -> None:
+        # (not `self.audit` / `self.approvals`: those names are the endpoints)
+        self.log = audit
+        self.pending = approvals
+        self.index = index
+
+    async def _admin(self, x: Exchange) -> Principal:
+        principal = await self.index.resolve(x.credential())
+        if not principal.is_admin:
+            raise PermissionDenied("The admin API is for owners and admins.")
+        return principal
+
+    async def audit(self, x: Exchange) -> None:
+        """GET /admin/audit?action=key.*&actor_key_id=&target_type=&target_id=&team_id=
+        &since=&until=&limit=&before_id="""
+        viewer = await self._admin(x)
+        query = _query(x)
+        limit = _integer(query, "limit", 1, MAX_LIMIT)
+        data, has_more = await self.log.page(
+            viewer,
+            action=query.get("action"),
+            actor_key_id=query.get("actor_key_id"),
+            target_type=query.get("target_type"),
+            target_id=query.get("target_id"),
+            team_id=query.get("team_id"),
+            since=_time(query, "since"),
+            until=_time(query, "until"),
+            limit=100 if limit is None else limit,
+            before_id=_integer(query, "before_id", 1, 2**63 - 1),
+        )
+        await x.send_json(200, orjson.dumps({"object": "list", "data": data, "has_more": has_more}))
+
+    async def approvals(self, x: Exchange) -> None:
+        """GET /admin/approvals?status=pending&limit=100"""
+        viewer = await self._admin(x)
+        query = _query(x)
+        limit = _integer(query, "limit", 1, MAX_LIMIT)
+        data, has_more = await self.pending.page(
+            viewer, query.get("status"), limit=100 if limit is None else limit
+        )
+        await x.send_json(200, orjson.dumps({"object": "list", "data": data, "has_more": has_more}))
+
+    async def approval(self, x: Exchange, action_id: str, verb: str) -> None:
+        """GET /admin/approvals/{id} (verb ""); POST /admin/approvals/{id}/approve and /reject."""
+        viewer = await self._admin(x)
+        described: dict[str, Any]
+        if verb == "approve":
+            described = await self.pending.approve(viewer, action_id, x.request_id)
+        elif verb == "reject":
+            described = await self.pending.reject(viewer, action_id, x.request_id)
+        elif verb == "":
+            described = await self.pending.get(viewer, action_id)
+        else:
+            raise RouteNotFound(f"Unknown request URL: /admin/approvals/{action_id}/{verb}.")
+        await x.send_json(200, orjson.dumps(described))

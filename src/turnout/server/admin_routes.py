@@ -1,0 +1,79 @@
+"""The admin API's routes: paths with `{name}` segments, matched segment by segment, each with the
+handler that serves it and what the OpenAPI schema says of it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import msgspec
+
+from turnout.domain.errors import MethodNotAllowed
+from turnout.server.exchange import Exchange
+
+AdminHandler = Callable[..., Awaitable[None]]  # (exchange, *path parameters)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminRoute:
+    method: str
+    path: str  # /admin/teams/{team_id}/members
+    handler: AdminHandler
+    summary: str
+    body: type[msgspec.Struct] | None = None
+    query: tuple[str, ...] = ()  # query parameters it reads
+    tag: str = "admin"
+
+    @property
+    def segments(self) -> list[str]:
+        return self.path.strip("/").split("/")
+
+
+class AdminRouter:
+    def __init__(self) -> None:
+        self.routes: list[AdminRoute] = []
+
+    def add(
+        self,
+        method: str,
+        path: str,
+        handler: AdminHandler,
+        summary: str,
+        *,
+        body: type[msgspec.Struct] | None = None,
+        query: tuple[str, ...] = (),
+        tag: str = "admin",
+    ) -> None:
+        self.routes.append(AdminRoute(method, path, handler, summary, body, query, tag))
+
+    async def dispatch(self, path: str, method: str, x: Exchange) -> bool:
+        """Serve `path` if it is an admin route (False if it is not one)."""
+        parts = path.strip("/").split("/")
+        allowed: list[str] = []
+        for route in self.routes:
+            params = _match(route.segments, parts)
+            if params is None:
+                continue
+            if route.method != method:
+                allowed.append(route.method)
+                continue
+            await route.handler(x, *params)
+            return True
+        if allowed:
+            raise MethodNotAllowed(f"{method} is not allowed on {path}.", allowed=tuple(allowed))
+        return False
+
+
+def _match(pattern: list[str], parts: list[str]) -> list[str] | None:
+    if len(pattern) != len(parts):
+        return None
+    params = []
+    for want, got in zip(pattern, parts, strict=True):
+        if want.startswith("{"):
+            if not got:
+                return None
+            params.append(unquote(got))
+        elif want != got:
+            return None
+    return params
