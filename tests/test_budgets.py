@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import openai
+import pytest
 
 from turnout.providers.fake.responses import count_tokens
 from turnout.spend.ledger_store import LedgerStore
@@ -79,3 +80,45 @@ def test_fifty_at_once_against_a_budget_worth_five(tmp_path: Path) -> None:
         assert ask(again, MASTER_KEY) == "ok"  # an unbudgeted key is not held back
     finally:
         again.stop()
+
+
+def test_a_team_budget_holds_all_of_its_keys_together(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    gateway = Gateway(settings_for(doc(data), data)).start()
+    per_request = TOKENS * 1000
+    try:
+        with httpx.Client(base_url=gateway.root_url, timeout=20) as http:
+
+            def post(path: str, **body: Any) -> dict[str, Any]:
+                response = http.post(path, headers={"authorization": f"Bearer {MASTER_KEY}"}, json=body)
+                assert response.status_code == 200, response.text
+                return response.json()  # type: ignore[no-any-return]
+
+            team = post("/admin/teams", name="red")["id"]
+            keys = [post("/admin/keys", name=f"k{i}", team_id=team)["key"] for i in range(2)]
+            budget = post(
+                "/admin/budgets",
+                scope="team",
+                subject_id=team,
+                period="daily",
+                timezone="Europe/Paris",
+                limit=str(5 * per_request / 1_000_000),
+                soft_limit=str(3 * per_request / 1_000_000),
+            )
+            assert budget["spent_micros"] == 0 and budget["soft_limit_reached"] is False
+            with concurrent.futures.ThreadPoolExecutor(50) as pool:
+                results = list(pool.map(lambda i: ask(gateway, keys[i % 2]), range(50)))
+            assert results.count("ok") == 5 and results.count("insufficient_quota") == 45
+            status = http.get(
+                f"/admin/budgets/{budget['id']}", headers={"authorization": f"Bearer {MASTER_KEY}"}
+            ).json()
+            assert status["spent_micros"] == 5 * per_request and status["reserved_micros"] == 0
+            assert status["remaining_micros"] == 0 and status["soft_limit_reached"] is True
+            with (
+                openai.OpenAI(base_url=gateway.base_url, api_key=keys[0], max_retries=0) as client,
+                pytest.raises(openai.RateLimitError, match=f"team '{team}' daily budget"),
+            ):
+                client.chat.completions.create(model="paid", messages=[{"role": "user", "content": "hi"}])
+            assert ask(gateway, MASTER_KEY) == "ok"  # outside the team: not held back
+    finally:
+        gateway.stop()
