@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from report import Load, PairedRounds, TargetMode, render
-from targets import LOAD_CPUS, MASTER_KEY, TARGETS, Endpoint, ensure_litellm, mock_upstream
+from targets import LOAD_CPUS, TARGETS, Endpoint, ensure_litellm, mock_upstream
 
 from harness import BENCH_DIR, Process, build_loadgen, run_load
 
@@ -137,7 +137,7 @@ def measure(endpoint: Endpoint, mode: str, rate: float | None, args: argparse.Na
             concurrency=args.concurrency,
             duration=args.duration,
             warmup=args.warmup,
-            headers=[f"Authorization: Bearer {MASTER_KEY}"],
+            headers=[f"Authorization: Bearer {endpoint.key}"],
             cpus=LOAD_CPUS,
             drain=args.drain,
             max_in_flight=args.max_in_flight,

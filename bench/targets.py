@@ -7,11 +7,13 @@ upstream (and the load generator) on core 0.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -63,6 +65,7 @@ class Endpoint:
     url: str
     process: Process | None
     version: str
+    key: str = MASTER_KEY  # what the load authenticates with
 
 
 # A target starts in front of the mock upstream on the given port, logging to bench/.build/<log>.log.
@@ -152,7 +155,38 @@ def _turnout(
         env = {**_clean_env(), "TURNOUT_MASTER_KEY": MASTER_KEY, **(extra_env or {})}
         cmd = [binary, "serve", "--config", str(config)]
         with started(log, cmd, port, GATEWAY_CPUS, env=env, cwd=Path(tmp)) as proc:
-            yield Endpoint(name, f"http://127.0.0.1:{port}{CHAT_PATH}", proc, metadata.version("turnout"))
+            key = accounted_key(f"http://127.0.0.1:{port}")
+            yield Endpoint(
+                name, f"http://127.0.0.1:{port}{CHAT_PATH}", proc, metadata.version("turnout"), key
+            )
+
+
+def _admin(root: str, path: str, body: dict[str, object]) -> dict[str, object]:
+    request = urllib.request.Request(
+        root + path,
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def accounted_key(root: str) -> str:
+    """A virtual key that exercises every accounting step on each request: a user in a team on a
+    billing plan (a markup), with a budget of its own, a daily team budget with a soft limit and a
+    monthly user budget, all far above what a run spends. The ledger journal is always on."""
+    plan = _admin(root, "/admin/plans", {"name": "bench", "markup": "1.2"})
+    team = _admin(root, "/admin/teams", {"name": "bench"})["id"]
+    _admin(root, f"/admin/teams/{team}/billing", {"plan_id": plan["id"]})
+    user = _admin(root, "/admin/users", {"email": "bench@example.com"})["id"]
+    _admin(root, f"/admin/teams/{team}/members", {"user_id": user, "role": "member"})
+    budget = {"limit": "1000000", "soft_limit": "900000"}
+    _admin(root, "/admin/budgets", {"scope": "team", "subject_id": team, "period": "daily", **budget})
+    _admin(root, "/admin/budgets", {"scope": "user", "subject_id": user, "period": "monthly", **budget})
+    key = _admin(
+        root, "/admin/keys", {"name": "bench", "team_id": team, "user_id": user, "max_budget": "1000000"}
+    )
+    return str(key["key"])
 
 
 def turnout(mock_port: int, log: str) -> AbstractContextManager[Endpoint]:

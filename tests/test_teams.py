@@ -199,7 +199,7 @@ def org_with_two_admins(admin: Admin) -> dict[str, str]:
     first = ok(admin("POST", "/admin/users", email="first@example.com", role="admin"))
     assert first["role"] == "admin" and "pending_action" not in first
     keys = {"first": ok(admin("POST", "/admin/keys", name="first", user_id=first["id"], role="admin"))["key"]}
-    second = ok(admin("POST", "/admin/users", email="second@example.com", role="admin"))
+    second = ok(admin("POST", "/admin/users", email="second@example.com", role="admin"), 202)
     assert second["role"] == "member" and second["pending_action"]["action"] == "change_admin_role"
     refused = admin("POST", "/admin/keys", name="second", user_id=second["id"], role="admin")
     assert refused.status_code == 403  # not an admin until a second admin approves

@@ -11,14 +11,17 @@ import time
 from dataclasses import dataclass, field
 
 from turnout.config.settings import Settings
+from turnout.domain.tokens import preload as preload_tokenizer
 from turnout.governance.approvals import Approvals
 from turnout.governance.audit import AuditLog
 from turnout.keys.index import KeyIndex
 from turnout.keys.service import KeyService
 from turnout.keys.store import MasterKeyOutcome, load_hash_secret, load_keys
+from turnout.keys.sync import KeySync
 from turnout.limits.admission import Admission
 from turnout.observability.redaction import register_secrets
 from turnout.pipeline import Pipeline
+from turnout.presets.registry import PresetRegistry
 from turnout.providers.capabilities import capabilities_for
 from turnout.providers.http.client import HttpClient
 from turnout.providers.registry import ProviderRegistry
@@ -26,6 +29,8 @@ from turnout.routing.catalog import Catalog, PriceOf
 from turnout.routing.chain_check import chain_warnings
 from turnout.routing.health_checks import ActiveHealthChecks
 from turnout.routing.router import Router
+from turnout.spend.billing import Billing
+from turnout.spend.billing_service import BillingService
 from turnout.spend.budget_service import BudgetService
 from turnout.spend.budgets import Budgets
 from turnout.spend.ledger_store import LedgerStore
@@ -56,13 +61,18 @@ class Services:
     approvals: Approvals
     directory: Directory
     budget_service: BudgetService
+    billing: Billing
+    presets: PresetRegistry
+    billing_service: BillingService
     health_checks: ActiveHealthChecks | None = None
+    key_sync: KeySync | None = None
     started_at: float = field(default_factory=time.time)
     draining: bool = False
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
         register_secrets(*_secret_values(settings))
+        preload_tokenizer()  # ~0.3 s, once, before serving: not on the first request that needs it
         database = await Database.open(settings.storage.database_url)
         client: HttpClient | None = None
         try:
@@ -77,7 +87,13 @@ class Services:
             budgets = Budgets()
             await budgets.load(database)  # after the journal a killed process left is in the ledger
             budgets.start()
-            pipeline = Pipeline(keys, catalog, router, Admission(), budgets, spend)
+            billing = Billing()
+            await billing.load(database)
+            billing.start()
+            presets = PresetRegistry()
+            await presets.load(database)
+            presets.start()
+            pipeline = Pipeline(keys, catalog, router, Admission(), budgets, spend, billing, presets)
         except BaseException:
             if client is not None:
                 await client.aclose()
@@ -95,10 +111,13 @@ class Services:
         approvals = Approvals(database, audit, ttl=settings.governance.approval_ttl)
         key_service = KeyService(database, keys, audit)
         keys.lookup = key_service.find  # keys issued elsewhere work here at once
+        key_sync = KeySync(database, keys, configured_master=settings.auth.master_key is not None)
+        key_sync.start()  # and keys changed elsewhere change here within about a second
         directory = Directory(
             database, key_service, audit, approvals, gated=settings.governance.two_person_rule
         )
         budget_service = BudgetService(database, budgets, audit)
+        billing_service = BillingService(database, billing, presets, audit)
         return cls(
             settings,
             database,
@@ -116,10 +135,16 @@ class Services:
             approvals,
             directory,
             budget_service,
+            billing,
+            presets,
+            billing_service,
             checks,
+            key_sync=key_sync,
         )
 
     async def aclose(self) -> None:
+        if self.key_sync is not None:
+            await self.key_sync.aclose()
         if self.health_checks is not None:
             await self.health_checks.aclose()
         await self.registry.aclose()
@@ -127,6 +152,8 @@ class Services:
         await self.responses.aclose()  # writes the responses still pending
         await self.spend.aclose()  # moves the ledger journal into the database
         await self.budgets.aclose()  # writes the budget windows still pending
+        await self.billing.aclose()
+        await self.presets.aclose()
         await self.database.close()
 
 

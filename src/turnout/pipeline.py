@@ -19,11 +19,14 @@ from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
 from turnout.keys.index import KeyIndex
 from turnout.limits.admission import Admission
+from turnout.presets.registry import PREFIX as PRESET_PREFIX
+from turnout.presets.registry import Preset, PresetRegistry
 from turnout.providers.base import NativeRequest
 from turnout.routing.capabilities import first_unmet, needs
 from turnout.routing.catalog import Catalog, Route
 from turnout.routing.relay import RelayStream
 from turnout.routing.router import Router, Served, Steering
+from turnout.spend.billing import Billing, PresetCharge
 from turnout.spend.budgets import Budgets
 from turnout.spend.ledger import Outcome, estimated_usage
 from turnout.spend.recorder import SpendRecorder
@@ -76,6 +79,8 @@ class Pipeline:
         admission: Admission,
         budgets: Budgets,
         spend: SpendRecorder,
+        billing: Billing,
+        presets: PresetRegistry,
     ) -> None:
         self.keys = keys
         self.catalog = catalog
@@ -83,17 +88,29 @@ class Pipeline:
         self.admission = admission
         self.budgets = budgets
         self.spend = spend
+        self.billing = billing
+        self.presets = presets
 
     async def chat_completion(self, inbound: Inbound, respond: Responder) -> None:
         principal = await self.keys.resolve(inbound.credential())
         body = await inbound.json()
+        preset = self._preset(principal, body)
+        if preset is not None:
+            body = preset.apply(body)
         request = parse_chat_request(body)
-        route = self.authorise(principal, request.model)
-        native = inbound.native()
+        route = self.authorise(principal, request.model) if preset is None else self._preset_route(preset)
+        native = None if preset is not None else inbound.native()  # a preset rewrote the request
         check_capabilities(route, request, native)
         ticket = self.admission.admit(principal, route)
         reservation = self.budgets.reserve(principal, route, request)
+        try:
+            hold = self.billing.hold(principal, route, request)
+        except BaseException:
+            self.budgets.release(reservation)
+            raise
         outcome = Outcome()
+        if preset is not None:
+            outcome.preset = PresetCharge(preset.name, preset.team_id, preset.share)
         outcome.estimate = lambda: estimated_usage(request, None)
         stream = bool(request.stream)
         account = self._accountant(outcome, inbound.request_id, inbound.api, principal, route, stream)
@@ -107,7 +124,7 @@ class Pipeline:
                     steering=inbound.steering(),
                     native=native,
                 )
-                outcome.estimate = lambda: estimated_usage(request, relay.sent_characters())
+                outcome.estimate = lambda: estimated_usage(request, relay.sent_text())
                 await respond.stream(relay, outcome.served, account)
             else:
                 result, outcome.served = await self.router.complete(
@@ -124,9 +141,27 @@ class Pipeline:
         finally:
             ticket.release()
             account(None)
+            self.billing.release(hold)
             self.budgets.settle(
                 reservation, outcome.usage, answered=outcome.served is not None, cost=outcome.billed
             )
+
+    def _preset(self, principal: Principal, body: Any) -> Preset | None:
+        model = body.get("model") if isinstance(body, dict) else None
+        if not isinstance(model, str) or not model.startswith(PRESET_PREFIX):
+            return None
+        preset = self.presets.get(model)
+        if preset is None or not principal.may_use(model):
+            raise ModelNotFound(
+                f"The model '{model}' does not exist or you do not have access to it.", param="model"
+            )
+        return preset
+
+    def _preset_route(self, preset: Preset) -> Route:
+        route = self.catalog.resolve(preset.alias)
+        if route is None:  # the alias left the configuration after the preset was published
+            raise ModelNotFound(f"The model 'preset/{preset.name}' is not available.", param="model")
+        return route
 
     async def embeddings(self, inbound: Inbound, respond: Responder) -> None:
         principal = await self.keys.resolve(inbound.credential())
@@ -137,6 +172,11 @@ class Pipeline:
             raise UnsupportedFeature(f"The model '{request.model}' does not offer embeddings.", param="model")
         ticket = self.admission.admit(principal, route)
         reservation = self.budgets.reserve(principal, route)
+        try:
+            hold = self.billing.hold(principal, route)
+        except BaseException:
+            self.budgets.release(reservation)
+            raise
         outcome = Outcome()
         account = self._accountant(outcome, inbound.request_id, "embeddings", principal, route, False)
         try:
@@ -149,6 +189,7 @@ class Pipeline:
         finally:
             ticket.release()
             account(None)
+            self.billing.release(hold)
             self.budgets.settle(
                 reservation, outcome.usage, answered=outcome.served is not None, cost=outcome.billed
             )
@@ -164,7 +205,8 @@ class Pipeline:
                 outcome.usage = usage
             if not outcome.recorded:
                 outcome.recorded = True
-                self.spend.record(outcome.entry(request_id, api, principal, route, stream=stream))
+                entry = outcome.entry(request_id, api, principal, route, stream=stream, billing=self.billing)
+                self.spend.record(entry)
 
         return account
 

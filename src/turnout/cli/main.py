@@ -8,6 +8,9 @@ from pathlib import Path
 
 import click
 
+from turnout.cli.budgets import budgets_group
+from turnout.cli.governance import approvals_group, audit_group
+from turnout.cli.teams import teams_group, users_group
 from turnout.config.loader import ConfigError, default_config_path, load_settings
 from turnout.config.settings import Settings
 
@@ -149,8 +152,8 @@ URL_OPTION = click.option(
 )
 KEY_OPTION = click.option(
     "--key",
-    default=lambda: os.environ.get("TURNOUT_MASTER_KEY"),
-    show_default="$TURNOUT_MASTER_KEY",
+    default=lambda: os.environ.get("TURNOUT_ADMIN_KEY") or os.environ.get("TURNOUT_MASTER_KEY"),
+    show_default="$TURNOUT_ADMIN_KEY or $TURNOUT_MASTER_KEY",
     help="An admin key (the master key, or an owner's or admin's).",
 )
 
@@ -161,7 +164,7 @@ def _admin_call(
     from turnout.cli.keys import AdminError, call
 
     if not key:
-        raise click.UsageError("no key: pass --key or set TURNOUT_MASTER_KEY")
+        raise click.UsageError("no key: pass --key or set TURNOUT_ADMIN_KEY (or TURNOUT_MASTER_KEY)")
     try:
         return call(url, key, method, path, body)
     except AdminError as error:
@@ -227,3 +230,7 @@ def keys_rotate(url: str, key: str | None, key_id: str, grace: str) -> None:
     from turnout.cli.keys import show_new
 
     show_new(_admin_call(url, key, "POST", f"/admin/keys/{key_id}/rotate", {"grace": grace}))
+
+
+for group in (teams_group, users_group, budgets_group, audit_group, approvals_group):
+    main.add_command(group)

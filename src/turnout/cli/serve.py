@@ -68,7 +68,10 @@ def reset_master(settings: Settings) -> None:
             await db.close()
 
     key = asyncio.run(reset())
-    click.echo("New master key (shown only this once; restart the gateway to use it):\n    " + key)
+    click.echo(
+        "New master key (shown only this once; running gateways switch to it within a second or two):\n    "
+        + key
+    )
     if settings.auth.master_key is not None:
         click.echo(
             f"Note: the gateway uses {settings.auth.master_key.source} instead while that is set.", err=True

@@ -9,12 +9,13 @@ effort, verbosity) are left to the upstream to judge.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 from turnout.domain.errors import InvalidRequest
+from turnout.domain.tokens import count_tokens
 from turnout.domain.validation import convert
 
 # ----------------------------------------------------------------------------- content parts
@@ -442,13 +443,36 @@ CHARS_PER_TOKEN = 4  # English text averages about four characters a token in Op
 
 
 def estimated_text_tokens(texts: Iterable[str]) -> int:
-    """A quick estimate of the tokens in `texts` (about four characters a token)."""
-    return sum(len(t) for t in texts) // CHARS_PER_TOKEN
+    """The tokens in `texts` by o200k_base (domain.tokens): OpenAI's count, an estimate for
+    other providers' models."""
+    return count_tokens(texts)
 
 
 def estimated_prompt_tokens(request: ChatRequest) -> int:
-    """A quick lower-bound estimate of the prompt's tokens from its text (images not counted)."""
+    """A quick lower-bound estimate of the prompt's tokens from its text (images not counted), at
+    four characters a token: cheap enough for routing to ask of every request and deployment.
+    What a request is billed when its upstream reports no usage is `counted_prompt_tokens`."""
     return prompt_characters(request) // CHARS_PER_TOKEN
+
+
+def counted_prompt_tokens(request: ChatRequest) -> int:
+    """The tokens of the prompt's text by o200k_base (domain.tokens): messages and tool calls, as
+    `prompt_characters` reads them; images, tool definitions and the chat format's few tokens a
+    message are not counted."""
+    return count_tokens(_prompt_texts(request))
+
+
+def _prompt_texts(request: ChatRequest) -> Iterator[str]:
+    for message in request.messages:
+        content = getattr(message, "content", None)
+        if isinstance(content, str):
+            yield content
+        elif isinstance(content, list):
+            yield from (p.text for p in content if p.text)
+        for call in getattr(message, "tool_calls", None) or ():
+            if call.function is not None:
+                yield call.function.name
+                yield call.function.arguments
 
 
 def prompt_characters(request: ChatRequest) -> int:

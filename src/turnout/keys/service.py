@@ -2,7 +2,8 @@
 
 A key is shown in full once, when it is issued; the database keeps only its keyed hash and a
 display prefix. Every change is written to the database and applied to this instance's in-memory
-index at once, so a revoked key stops working here before the call that revoked it returns.
+index at once, so a revoked key stops working here before the call that revoked it returns; every
+write sets the row's `updated_at`, by which the other instances follow it (`keys.sync`).
 Issuing follows `domain.key_policy`: never more than the issuer has, and for a user never a role
 above theirs (in the key's team, or organisation-wide). Every change is in the audit log, written
 in the same transaction.
@@ -15,7 +16,6 @@ import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
-import msgspec
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -138,6 +138,7 @@ class KeyService:
         key = new_key()
         key_hash = self.index.hash(key)
         key_id = "key_" + secrets.token_hex(8)
+        now = dt.datetime.now(dt.UTC)
         row = {
             "id": key_id,
             "key_hash": key_hash,
@@ -145,7 +146,8 @@ class KeyService:
             "name": spec.name,
             "kind": "virtual",
             "role": spec.role,
-            "created_at": dt.datetime.now(dt.UTC),
+            "created_at": now,
+            "updated_at": now,
             "team_id": spec.team_id,
             "user_id": spec.user_id,
             "allowed_models": None
@@ -204,11 +206,11 @@ class KeyService:
     async def revoke(self, issuer: Principal, key_id: str, request_id: str | None = None) -> dict[str, Any]:
         row = await self._managed(issuer, key_id)
         if row.revoked_at is None:
+            self.index.touch(row.key_hash)
+            now = dt.datetime.now(dt.UTC)
             async with self.database.engine.begin() as conn:
                 await conn.execute(
-                    sa.update(api_keys)
-                    .where(api_keys.c.id == key_id)
-                    .values(revoked_at=dt.datetime.now(dt.UTC))
+                    sa.update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=now, updated_at=now)
                 )
                 after = describe(
                     (await conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id))).one()
@@ -241,10 +243,13 @@ class KeyService:
             raise ValueError("revoke_matching needs a team or a user")
         rows = (await conn.execute(sa.select(api_keys.c.id, api_keys.c.key_hash).where(*where))).all()
         if rows:
+            for r in rows:
+                self.index.touch(r.key_hash)
+            now = dt.datetime.now(dt.UTC)
             await conn.execute(
                 sa.update(api_keys)
                 .where(api_keys.c.id.in_([r.id for r in rows]))
-                .values(revoked_at=dt.datetime.now(dt.UTC))
+                .values(revoked_at=now, updated_at=now)
             )
         return {r.id: r.key_hash for r in rows}
 
@@ -264,13 +269,18 @@ class KeyService:
             api_keys.c.user_id == user_id,
             api_keys.c.team_id.is_(None) if team_id is None else api_keys.c.team_id == team_id,
         ]
-        rows = (await conn.execute(sa.select(api_keys.c.id, api_keys.c.role).where(*where))).all()
+        query = sa.select(api_keys.c.id, api_keys.c.key_hash, api_keys.c.role).where(*where)
+        rows = (await conn.execute(query)).all()
+        now = dt.datetime.now(dt.UTC)
         if role is None:
             changed = tuple(r.id for r in rows)
-            values: dict[str, Any] = {"revoked_at": dt.datetime.now(dt.UTC)}
+            values: dict[str, Any] = {"revoked_at": now, "updated_at": now}
         else:
             changed = tuple(r.id for r in rows if outranks(r.role, role))
-            values = {"role": role}
+            values = {"role": role, "updated_at": now}
+        for r in rows:
+            if r.id in changed:
+                self.index.touch(r.key_hash)
         if changed:
             await conn.execute(sa.update(api_keys).where(api_keys.c.id.in_(changed)).values(**values))
         return changed
@@ -283,10 +293,14 @@ class KeyService:
         async with self.database.engine.connect() as conn:
             rows = (await conn.execute(sa.select(api_keys).where(api_keys.c.id.in_(ids)))).all()
         for row in rows:
-            if row.revoked_at is not None:
-                self.index.remove(row.key_hash)
-            else:
-                self.index.add(row.key_hash, principal_of(row))
+            self._apply(row)
+
+    def _apply(self, row: Any) -> None:
+        """Put a virtual key's stored state, read after this instance changed it, in the index."""
+        if row.revoked_at is not None:
+            self.index.remove(row.key_hash)
+        else:
+            self.index.add(row.key_hash, principal_of(row))
 
     async def get(self, issuer: Principal, key_id: str) -> dict[str, Any]:
         return describe(await self._managed(issuer, key_id))
@@ -322,13 +336,15 @@ class KeyService:
         until = now.timestamp() + grace
         if current.expires_at is not None:
             until = min(until, current.expires_at)
+        self.index.touch(old.key_hash)
         async with self.database.engine.begin() as conn:
             await conn.execute(
                 sa.update(api_keys)
                 .where(api_keys.c.id == key_id)
-                .values(expires_at=_when(until), rotated_to=new["id"])
+                .values(expires_at=_when(until), rotated_to=new["id"], updated_at=dt.datetime.now(dt.UTC))
             )
-            after = describe((await conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id))).one())
+            rotated_out = (await conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id))).one()
+            after = describe(rotated_out)
             await self.audit.record(
                 conn,
                 issuer,
@@ -340,5 +356,5 @@ class KeyService:
                 after=after,
                 request_id=request_id,
             )
-        self.index.add(old.key_hash, msgspec.structs.replace(current, expires_at=until))
+        self._apply(rotated_out)
         return key, new

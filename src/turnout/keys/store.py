@@ -55,7 +55,8 @@ class MasterKeyOutcome:
 async def load_keys(db: Database, index: KeyIndex, master: Secret | None) -> MasterKeyOutcome:
     """Fill `index` with every active key; make sure a master key exists."""
     if master is not None:
-        index.add(index.hash(master.reveal()), _master_principal("master key (" + master.source + ")"))
+        index.add(index.hash(master.reveal()), master_principal("master key (" + master.source + ")"))
+    index.as_of = dt.datetime.now(dt.UTC)  # before the read: what changes after it, `keys.sync` brings
     async with db.engine.connect() as conn:
         rows = (await conn.execute(sa.select(api_keys).where(api_keys.c.revoked_at.is_(None)))).all()
     has_stored_master = False
@@ -64,7 +65,7 @@ async def load_keys(db: Database, index: KeyIndex, master: Secret | None) -> Mas
             has_stored_master = True
             if master is not None:
                 continue  # a configured master key replaces a generated one
-            index.add(row.key_hash, _master_principal(row.name))
+            index.add(row.key_hash, master_principal(row.name))
         else:
             index.add(row.key_hash, principal_of(row))
     if master is not None:
@@ -73,6 +74,7 @@ async def load_keys(db: Database, index: KeyIndex, master: Secret | None) -> Mas
         return MasterKeyOutcome(source="stored (hashed) in the database")
     key = new_key()
     key_hash = index.hash(key)
+    now = dt.datetime.now(dt.UTC)
     async with db.engine.begin() as conn:
         await conn.execute(
             sa.insert(api_keys).values(
@@ -82,16 +84,19 @@ async def load_keys(db: Database, index: KeyIndex, master: Secret | None) -> Mas
                 name="generated master key",
                 kind="master",
                 role="owner",
-                created_at=dt.datetime.now(dt.UTC),
+                created_at=now,
+                updated_at=now,
             )
         )
-    index.add(key_hash, _master_principal("generated master key"))
+    index.add(key_hash, master_principal("generated master key"))
     return MasterKeyOutcome(source="generated on first start", generated=key)
 
 
 async def replace_master_key(db: Database, index: KeyIndex) -> str:
-    """Issue a new generated master key (the old one stops working). Returns it, to show once."""
+    """Issue a new generated master key (the old one stops working: on every running instance
+    that uses the generated one, within `keys.sync`'s interval). Returns it, to show once."""
     key = new_key()
+    now = dt.datetime.now(dt.UTC)
     async with db.engine.begin() as conn:
         await conn.execute(sa.delete(api_keys).where(api_keys.c.id == MASTER_KEY_ID))
         await conn.execute(
@@ -102,11 +107,12 @@ async def replace_master_key(db: Database, index: KeyIndex) -> str:
                 name="generated master key",
                 kind="master",
                 role="owner",
-                created_at=dt.datetime.now(dt.UTC),
+                created_at=now,
+                updated_at=now,
             )
         )
     return key
 
 
-def _master_principal(name: str) -> Principal:
+def master_principal(name: str) -> Principal:
     return Principal(key_id=MASTER_KEY_ID, name=name, role="owner", kind="master")

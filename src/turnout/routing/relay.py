@@ -64,14 +64,14 @@ class RelayStream:
     def usage(self) -> Usage | None:
         return self._stream.usage
 
-    def sent_characters(self) -> int | None:
-        """How many characters of answer text the client has been sent, where that is tracked
-        (resumable streams track it): what billing estimates from when no usage was reported."""
+    def sent_text(self) -> str | None:
+        """The answer text the client has been sent, where that is tracked (resumable streams keep
+        it to continue from): what billing counts tokens from when no usage was reported."""
         if self._sent is None:
             return None
         read_partial(self._sent, self._partial)
         self._sent.clear()
-        return len(self._partial.text)
+        return self._partial.text
 
     async def aclose(self) -> None:
         await self._stream.aclose()

@@ -1,6 +1,10 @@
-"""The admin API under /admin/ (keys, for now): JSON in and out, errors in OpenAI's format, every
-call authenticated like any other and allowed to owners and admins only (the master key is the
-first owner). The CLI (`turnout keys ...`) is a thin client of these endpoints."""
+"""/admin/keys: virtual keys, for owners and admins (the master key is the first owner).
+
+The admin API as a whole (routes in server/asgi.py `admin_router`, schema at /openapi.json): JSON
+in and out, errors in OpenAI's format, every call authenticated like any other. Changes need an
+owner or admin within the caller's scope; reads of a team's things (its members, budgets, terms)
+are open to its members too. The CLI (`turnout keys|teams|users|budgets|audit|approvals ...`) is
+a thin client of it."""
 
 from __future__ import annotations
 
@@ -13,10 +17,10 @@ import orjson
 from turnout.config.units import parse_delay, parse_duration
 from turnout.domain.errors import InvalidRequest, PermissionDenied
 from turnout.domain.key_policy import KeySpec
-from turnout.domain.pricing import decimal_price
 from turnout.domain.principal import Principal
 from turnout.keys.index import KeyIndex
 from turnout.keys.service import KeyService
+from turnout.server.admin_body import decode_body, usd
 from turnout.server.exchange import Exchange
 
 
@@ -42,18 +46,6 @@ class Rotation(msgspec.Struct, forbid_unknown_fields=True):
     grace: str = "0s"  # how long the old key keeps working
 
 
-def decode_body(raw: bytes, kind: type[msgspec.Struct]) -> Any:
-    """An admin request's JSON body as `kind`, or a 400 naming the field at fault."""
-    try:
-        return msgspec.json.decode(raw or b"{}", type=kind)
-    except msgspec.ValidationError as error:
-        path = str(error).rsplit(" - at `$.", 1)
-        param = path[1].rstrip("`") if len(path) == 2 else None
-        raise InvalidRequest(str(error).split(" - at ")[0] + ".", param=param) from None
-    except msgspec.DecodeError:
-        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json") from None
-
-
 class AdminKeys:
     def __init__(self, keys: KeyService, index: KeyIndex) -> None:
         self.keys = keys
@@ -74,10 +66,7 @@ class AdminKeys:
             expires = None if body.expires_in is None else time.time() + parse_duration(body.expires_in)
         except ValueError as error:
             raise InvalidRequest(str(error), param="expires_in") from None
-        try:
-            budget = None if body.max_budget is None else int(decimal_price(body.max_budget) * 1_000_000)
-        except ValueError as error:
-            raise InvalidRequest(str(error).replace("per 1M tokens", "(USD)"), param="max_budget") from None
+        budget = None if body.max_budget is None else usd(body.max_budget, "max_budget", zero=True)
         spec = KeySpec(
             name=body.name,
             role=body.role,

@@ -10,9 +10,8 @@ import orjson
 
 from turnout.domain.errors import InvalidRequest
 from turnout.domain.periods import time_zone
-from turnout.domain.pricing import Micros, decimal_price
 from turnout.keys.index import KeyIndex
-from turnout.server.admin import decode_body
+from turnout.server.admin_body import decode_body, usd
 from turnout.server.exchange import Exchange
 from turnout.spend.budget_service import BudgetService
 
@@ -24,16 +23,6 @@ class NewBudget(msgspec.Struct, forbid_unknown_fields=True):
     period: Literal["daily", "weekly", "monthly", "never"] = "monthly"
     timezone: str = "UTC"
     soft_limit: str | None = None  # USD: an alert when reached
-
-
-def usd(value: str, param: str) -> Micros:
-    try:
-        micros = int(decimal_price(value) * 1_000_000)
-    except ValueError as error:
-        raise InvalidRequest(str(error).replace("per 1M tokens", "(USD)"), param=param) from None
-    if micros <= 0:
-        raise InvalidRequest(f"'{param}' must be more than 0 USD.", param=param)
-    return micros
 
 
 class AdminBudgets:

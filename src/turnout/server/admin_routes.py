@@ -24,6 +24,7 @@ class AdminRoute:
     body: type[msgspec.Struct] | None = None
     query: tuple[str, ...] = ()  # query parameters it reads
     tag: str = "admin"
+    pending: bool = False  # may answer 202 with an action waiting for a second admin
 
     @property
     def segments(self) -> list[str]:
@@ -44,8 +45,9 @@ class AdminRouter:
         body: type[msgspec.Struct] | None = None,
         query: tuple[str, ...] = (),
         tag: str = "admin",
+        pending: bool = False,
     ) -> None:
-        self.routes.append(AdminRoute(method, path, handler, summary, body, query, tag))
+        self.routes.append(AdminRoute(method, path, handler, summary, body, query, tag, pending))
 
     async def dispatch(self, path: str, method: str, x: Exchange) -> bool:
         """Serve `path` if it is an admin route (False if it is not one)."""

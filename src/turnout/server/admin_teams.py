@@ -11,7 +11,7 @@ import orjson
 from turnout.domain.errors import InvalidRequest
 from turnout.domain.principal import Principal
 from turnout.keys.index import KeyIndex
-from turnout.server.admin import decode_body
+from turnout.server.admin_body import decode_body
 from turnout.server.exchange import Exchange
 from turnout.teams.directory import Directory
 
@@ -96,7 +96,7 @@ class AdminTeams:
             raise InvalidRequest("'email' must be an email address.", param="email")
         name = None if body.name is None else _name(body.name, "name")
         user = await self.directory.create_user(await self._caller(x), email, name, body.role, x.request_id)
-        await x.send_json(200, orjson.dumps(user))
+        await x.send_json(202 if "pending_action" in user else 200, orjson.dumps(user))
 
     async def list_users(self, x: Exchange) -> None:
         data = await self.directory.list_users(await self._caller(x))

@@ -9,14 +9,17 @@ from __future__ import annotations
 import logging
 import time
 
+from turnout import __version__
 from turnout.app import Services
 from turnout.domain.errors import InternalError, MethodNotAllowed, RouteNotFound, TurnoutError
 from turnout.server.admin import AdminKeys, NewKey, Rotation
+from turnout.server.admin_billing import AdminBilling, CreditChange, NewPlan, NewPreset, TeamTerms
 from turnout.server.admin_budgets import AdminBudgets, NewBudget
 from turnout.server.admin_governance import AdminGovernance
 from turnout.server.admin_routes import AdminRouter
 from turnout.server.admin_teams import AdminTeams, Membership, NewTeam, NewUser, UserChange
 from turnout.server.exchange import ClientGone, Exchange, Receive, Scope, Send
+from turnout.server.openapi import openapi_endpoint
 from turnout.server.routes import Endpoints, Handler
 
 log = logging.getLogger("turnout.server")
@@ -47,6 +50,7 @@ class GatewayApp:
             "/v1/models": {"GET": e.list_models},
             "/health/live": {"GET": e.live, "HEAD": e.live},
             "/health/ready": {"GET": e.ready, "HEAD": e.ready},
+            "/openapi.json": {"GET": openapi_endpoint(self.admin, __version__)},
         }
         # Clients configured with a base URL without /v1 reach the same endpoints.
         for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/messages", "/v1/responses"):
@@ -144,6 +148,7 @@ def admin_router(services: Services) -> AdminRouter:
     teams = AdminTeams(services.directory, services.keys)
     budgets = AdminBudgets(services.budget_service, services.keys)
     governance = AdminGovernance(services.audit, services.approvals, services.keys)
+    billing = AdminBilling(services.billing_service, services.catalog, services.keys)
     r = AdminRouter()
     r.add("GET", "/admin/keys", keys.list, "List the virtual keys the caller manages", tag="keys")
     r.add(
@@ -179,6 +184,7 @@ def admin_router(services: Services) -> AdminRouter:
         teams.team,
         "Delete a team and revoke its keys (two-person rule: 202 with the pending action)",
         tag="teams",
+        pending=True,
     )
     r.add(
         "POST",
@@ -187,6 +193,7 @@ def admin_router(services: Services) -> AdminRouter:
         "Add a user to a team or change their role in it",
         body=Membership,
         tag="teams",
+        pending=True,
     )
     r.add(
         "DELETE",
@@ -194,6 +201,7 @@ def admin_router(services: Services) -> AdminRouter:
         teams.remove_member,
         "Remove a user from a team (their keys in it are revoked)",
         tag="teams",
+        pending=True,
     )
     r.add(
         "POST",
@@ -201,9 +209,18 @@ def admin_router(services: Services) -> AdminRouter:
         teams.revoke_keys,
         "Revoke every key of a team (two-person rule: 202 with the pending action)",
         tag="teams",
+        pending=True,
     )
     r.add("GET", "/admin/users", teams.list_users, "List users", tag="users")
-    r.add("POST", "/admin/users", teams.create_user, "Create a user", body=NewUser, tag="users")
+    r.add(
+        "POST",
+        "/admin/users",
+        teams.create_user,
+        "Create a user (an admin role waits for a second admin: 202, the user and the pending action)",
+        body=NewUser,
+        tag="users",
+        pending=True,
+    )
     r.add("GET", "/admin/users/{user_id}", teams.user, "Describe a user and their teams", tag="users")
     r.add(
         "PATCH",
@@ -212,6 +229,7 @@ def admin_router(services: Services) -> AdminRouter:
         "Change a user's organisation-wide role",
         body=UserChange,
         tag="users",
+        pending=True,
     )
     r.add("DELETE", "/admin/users/{user_id}", teams.user, "Delete a user and revoke their keys", tag="users")
     r.add(
@@ -272,4 +290,46 @@ def admin_router(services: Services) -> AdminRouter:
         "Reject a pending action",
         tag="governance",
     )
+    r.add("GET", "/admin/plans", billing.list_plans, "List billing plans", tag="billing")
+    r.add("POST", "/admin/plans", billing.create_plan, "Create a billing plan", body=NewPlan, tag="billing")
+    r.add(
+        "GET",
+        "/admin/teams/{team_id}/billing",
+        billing.terms,
+        "A team's billing terms, credit balance and included tokens used",
+        tag="billing",
+    )
+    r.add(
+        "POST",
+        "/admin/teams/{team_id}/billing",
+        billing.terms,
+        "Set a team's plan, markup and whether it is prepaid",
+        body=TeamTerms,
+        tag="billing",
+    )
+    r.add(
+        "GET",
+        "/admin/teams/{team_id}/credits",
+        billing.credits,
+        "A team's credit entries and balance",
+        tag="billing",
+    )
+    r.add(
+        "POST",
+        "/admin/teams/{team_id}/credits",
+        billing.credits,
+        "Top up (or adjust) a team's prepaid credit",
+        body=CreditChange,
+        tag="billing",
+    )
+    r.add("GET", "/admin/presets", billing.list_presets, "List published presets", tag="presets")
+    r.add(
+        "POST",
+        "/admin/presets",
+        billing.publish,
+        "Publish a preset, callable as model 'preset/<name>'",
+        body=NewPreset,
+        tag="presets",
+    )
+    r.add("DELETE", "/admin/presets/{name}", billing.withdraw, "Withdraw a preset", tag="presets")
     return r

@@ -145,7 +145,7 @@ class BudgetService:
         async with self.database.engine.connect() as conn:
             row = (await conn.execute(sa.select(budgets).where(budgets.c.id == budget_id))).first()
         if row is None or not await self._visible(viewer, row.scope, row.subject_id):
-            raise ResourceNotFound(f"No budget with id '{budget_id}'.", param="id")
+            raise ResourceNotFound(f"No budget with id '{budget_id}'.", param="budget_id")
         return row
 
     async def get(self, viewer: Principal, budget_id: str) -> dict[str, Any]:

@@ -3,12 +3,13 @@
 
 Before a request goes to any provider, its maximum cost is reserved in every budget that covers
 it (its key's, its team's, its user's; a key's own `max_budget` is a budget that never resets):
-the prompt at one token a character (an upper bound for the tokenizers in use) plus its output
-limit (`max_tokens`, else `DEFAULT_OUTPUT_RESERVE`), at the dearest price among the alias's
-deployments. A request whose reservation does not fit in what one of them has left — its limit
-less what was spent and what is reserved in the current window — is refused with 429
-`insufficient_quota` and never sent. When it ends, the reservation is replaced by what it cost
-(released in full when nothing was answered), in the window the request arrived in.
+`worst_usage` — the prompt at one token a character (an upper bound for the tokenizers in use),
+with its framing, tools and images at their most — plus its output limit (`max_tokens`, else
+`DEFAULT_OUTPUT_RESERVE`), at the dearest price among the alias's deployments. A request whose
+reservation does not fit in what one of them has left — its limit less what was spent and what
+is reserved in the current window — is refused with 429 `insufficient_quota` and never sent.
+When it ends, the reservation is replaced by what it cost (released in full when nothing was
+answered), in the window the request arrived in.
 
 Windows turn over by themselves: the first request after a window's end opens the next one at
 zero. Each window is written once to `budget_windows` (its start is its key, so however many
@@ -21,7 +22,6 @@ are picked up within `REFRESH_SECONDS`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 from collections import defaultdict
@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from turnout.domain.chat import ChatRequest, prompt_characters
+from turnout.domain.chat import ChatRequest, message_has_images, prompt_characters
 from turnout.domain.errors import BudgetExhausted
 from turnout.domain.periods import ALL_TIME, Period, time_zone, window
 from turnout.domain.pricing import Micros, format_usd
@@ -41,6 +42,7 @@ from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
 from turnout.routing.catalog import Route
 from turnout.storage.database import Database
+from turnout.storage.refresh import PeriodicRefresh
 from turnout.storage.tables import budget_windows, budgets, ledger
 
 log = logging.getLogger("turnout.budgets")
@@ -96,11 +98,34 @@ class UsageTotals:
     unreported: int = 0  # answers whose upstream gave no usage
 
 
+MESSAGE_OVERHEAD = 8  # tokens a message's framing can add (role, separators)
+REQUEST_OVERHEAD = 16  # ... and the request's (the reply's priming)
+IMAGE_TOKENS = 2_000  # the most one image is counted as (a full-size image on the dearest models)
+
+
+def worst_usage(request: ChatRequest | None) -> Usage:
+    """The most tokens `request` can use: its text at a token a character (a token is at least one
+    character), its tool and schema definitions likewise, framing, images at their most, and its
+    output limit."""
+    if request is None:
+        return Usage()
+    prompt = prompt_characters(request) + REQUEST_OVERHEAD
+    for message in request.messages:
+        prompt += MESSAGE_OVERHEAD
+        if message_has_images(message):
+            content = getattr(message, "content", ())
+            prompt += IMAGE_TOKENS * sum(1 for part in content if part.type == "image_url")
+    if request.tools:
+        prompt += len(msgspec.json.encode(request.tools))
+    if request.response_format is not None:
+        prompt += len(msgspec.json.encode(request.response_format))
+    output = request.output_token_limit or DEFAULT_OUTPUT_RESERVE
+    return Usage(input_tokens=prompt, output_tokens=output)
+
+
 def max_cost(route: Route, request: ChatRequest | None) -> Micros:
     """The most `request` can cost on any deployment of `route` (0 where no price is known)."""
-    prompt = 0 if request is None else prompt_characters(request)  # a character is at most a token
-    output = 0 if request is None else request.output_token_limit or DEFAULT_OUTPUT_RESERVE
-    worst = Usage(input_tokens=prompt, output_tokens=output)
+    worst = worst_usage(request)
     return max((t.price.cost(worst) for t in route.targets if t.price is not None), default=0)
 
 
@@ -130,7 +155,7 @@ class Budgets:
         self.soft_limit_alerts = 0  # soft limits reached (once per budget and window)
         self.database: Database | None = None
         self._writes: set[asyncio.Task[None]] = set()
-        self._refresher: asyncio.Task[None] | None = None
+        self.refresher = PeriodicRefresh(self.refresh, REFRESH_SECONDS, "budgets")
 
     # ------------------------------------------------------------------ loading
 
@@ -149,17 +174,7 @@ class Budgets:
 
     def start(self) -> None:
         """Keep up with budgets changed on other instances."""
-        self._refresher = asyncio.create_task(self._refresh_forever())
-
-    async def _refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(REFRESH_SECONDS)
-            try:
-                await self.refresh()
-            except Exception:  # the store is unreachable: keep the budgets this instance has
-                log.warning(
-                    "could not read budgets from the database; keeping the ones loaded", exc_info=True
-                )
+        self.refresher.start()
 
     async def refresh(self) -> None:
         assert self.database is not None
@@ -284,6 +299,11 @@ class Budgets:
             current.reserved += amount
         return Reservation(principal, route.alias, amount, held)
 
+    def release(self, reservation: Reservation) -> None:
+        """Give back a reservation whose request never started (a later step refused it)."""
+        for _, current in reservation.held:
+            current.reserved -= reservation.amount
+
     def settle(
         self, reservation: Reservation, usage: Usage | None, *, answered: bool, cost: Micros | None = None
     ) -> None:
@@ -389,9 +409,6 @@ class Budgets:
         }
 
     async def aclose(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+        await self.refresher.aclose()
         while self._writes:
             await asyncio.gather(*list(self._writes), return_exceptions=True)

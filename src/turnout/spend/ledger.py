@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from turnout.domain.chat import CHARS_PER_TOKEN, ChatRequest, estimated_prompt_tokens
+from turnout.domain.chat import ChatRequest, counted_prompt_tokens, estimated_text_tokens
 from turnout.domain.errors import TurnoutError
 from turnout.domain.pricing import Micros
 from turnout.domain.principal import Principal
@@ -21,6 +21,7 @@ from turnout.domain.usage import Usage
 if TYPE_CHECKING:
     from turnout.routing.catalog import Route
     from turnout.routing.router import Served
+    from turnout.spend.billing import Billing, PresetCharge
 
 
 class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -48,6 +49,10 @@ class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     cost_micros: Micros | None = 0
     latency_ms: int = 0
     attempts: int = 0
+    customer_price_micros: Micros | None = None  # what the caller's team pays (domain.billing)
+    preset: str | None = None  # called through `preset/<name>`
+    preset_team_id: str | None = None  # the preset's creator
+    revenue_share_micros: Micros | None = None  # credited to the preset's creator
 
 
 entry_encoder = msgspec.json.Encoder()
@@ -58,7 +63,7 @@ class Outcome:
     """What a request came to, collected by the pipeline as it goes: the deployment that served it,
     the usage it reported, the status it ended with. `entry` turns it into the ledger's entry."""
 
-    __slots__ = ("at", "billed", "estimate", "recorded", "served", "started", "status", "usage")
+    __slots__ = ("at", "billed", "estimate", "preset", "recorded", "served", "started", "status", "usage")
 
     def __init__(self) -> None:
         self.at = time.time()
@@ -69,6 +74,7 @@ class Outcome:
         self.estimate: Callable[[], Usage] | None = None  # tokens by turnout's count, if none reported
         self.recorded = False
         self.billed: Micros | None = 0  # what the ledger entry charged
+        self.preset: PresetCharge | None = None  # the preset it was called through
 
     def failed(self, error: BaseException) -> None:
         if isinstance(error, TurnoutError):
@@ -84,7 +90,14 @@ class Outcome:
         return None if price is None else price.cost(usage or self.usage or NO_USAGE)
 
     def entry(
-        self, request_id: str, api: str, principal: Principal, route: Route, *, stream: bool
+        self,
+        request_id: str,
+        api: str,
+        principal: Principal,
+        route: Route,
+        *,
+        stream: bool,
+        billing: Billing | None = None,
     ) -> LedgerEntry:
         served, usage = self.served, self.usage
         estimated = False
@@ -92,6 +105,8 @@ class Outcome:
             usage, estimated = self.estimate(), True
         usage = usage or NO_USAGE
         cost = self.billed = self.cost(usage)
+        charge = None if billing is None else billing.charge(principal, usage, cost, self.preset)
+        preset = self.preset
         return LedgerEntry(
             request_id=request_id,
             at=self.at,
@@ -114,14 +129,19 @@ class Outcome:
             cost_micros=cost,
             latency_ms=round((time.perf_counter() - self.started) * 1000),
             attempts=served.attempts if served else 0,
+            customer_price_micros=cost if charge is None else charge.customer_price,
+            preset=None if preset is None else preset.name,
+            preset_team_id=None if preset is None else preset.team_id,
+            revenue_share_micros=None if charge is None else charge.revenue_share,
         )
 
 
 NO_USAGE = Usage()
 
 
-def estimated_usage(request: ChatRequest, sent_characters: int | None) -> Usage:
+def estimated_usage(request: ChatRequest, sent: str | None) -> Usage:
     """turnout's count for a request whose provider reported no usage (a client that left
-    mid-stream, say): the prompt's tokens, and the answer's from the text the client was sent."""
-    output = 0 if not sent_characters else -(-sent_characters // CHARS_PER_TOKEN)
-    return Usage(input_tokens=estimated_prompt_tokens(request), output_tokens=output, estimated=True)
+    mid-stream, say): the prompt's tokens, and the answer's from the text the client was sent
+    (RelayStream.sent_text; None where it was not tracked), both by tokenizer (domain.tokens)."""
+    output = estimated_text_tokens((sent,)) if sent else 0
+    return Usage(input_tokens=counted_prompt_tokens(request), output_tokens=output, estimated=True)

@@ -35,6 +35,8 @@ api_keys = sa.Table(
     sa.Column("metadata", sa.Text, nullable=True),  # JSON object
     sa.Column("created_by", sa.String(40), nullable=True),
     sa.Column("rotated_to", sa.String(40), nullable=True),
+    # (0005) set by every write to the row: other instances pick changes up from it (keys.sync)
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True, index=True),
 )
 
 # Responses created through /v1/responses with `store: true` (kept for retrieval and for
@@ -76,6 +78,11 @@ ledger = sa.Table(
     sa.Column("cost_micros", sa.BigInteger, nullable=True),  # None: the model's price is unknown
     sa.Column("latency_ms", sa.Integer, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
+    # customer billing (0006): what the caller's team pays, and a preset creator's share of it
+    sa.Column("customer_price_micros", sa.BigInteger, nullable=True),
+    sa.Column("preset", sa.String(128), nullable=True),
+    sa.Column("preset_team_id", sa.String(40), nullable=True, index=True),
+    sa.Column("revenue_share_micros", sa.BigInteger, nullable=True),
 )
 
 # Teams and users (0005). A user's `role` is organisation-wide (NULL: none); a membership's is
@@ -198,3 +205,64 @@ for _dialect, _statements in AUDIT_APPEND_ONLY.items():
     for _statement in _statements:
         ddl = sa.DDL(_statement).execute_if(dialect=_dialect)  # type: ignore[no-untyped-call]
         sa.event.listen(audit_log, "after_create", ddl)
+
+# Customer billing (0006). A plan prices by markup or by fixed per-token prices (decimal strings,
+# USD per 1M tokens), may include tokens each month and charge a monthly fee.
+plans = sa.Table(
+    "plans",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("markup", sa.String(32), nullable=True),
+    sa.Column("input_price", sa.String(32), nullable=True),
+    sa.Column("output_price", sa.String(32), nullable=True),
+    sa.Column("included_tokens", sa.BigInteger, nullable=False),
+    sa.Column("monthly_fee_micros", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(40), nullable=True),
+)
+
+# A team's terms: its plan, or a markup of its own; prepaid teams stop at a zero balance.
+team_billing = sa.Table(
+    "team_billing",
+    metadata,
+    sa.Column("team_id", sa.String(40), primary_key=True),
+    sa.Column("plan_id", sa.String(40), nullable=True),
+    sa.Column("markup", sa.String(32), nullable=True),
+    sa.Column("prepaid", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_by", sa.String(40), nullable=True),
+)
+
+# Money into (top-ups, adjustments) and out of (monthly fees) a team's balance; what requests
+# cost it is in the ledger. A monthly fee is one row per team and month (`period`, unique).
+credits = sa.Table(
+    "credits",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("team_id", sa.String(40), nullable=False, index=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("amount_micros", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # topup | adjustment | monthly_fee
+    sa.Column("period", sa.String(16), nullable=True),
+    sa.Column("note", sa.String(500), nullable=True),
+    sa.Column("created_by", sa.String(40), nullable=True),
+    sa.UniqueConstraint("team_id", "kind", "period", name="uq_credits_team_id"),
+)
+
+# Published presets, callable as `preset/<name>`: a model alias with a system prompt and
+# parameters, owned by the team that created it, which is credited a share of what callers pay.
+presets = sa.Table(
+    "presets",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("team_id", sa.String(40), nullable=False),
+    sa.Column("alias", sa.String(256), nullable=False),
+    sa.Column("system_prompt", sa.Text, nullable=True),
+    sa.Column("params", sa.Text, nullable=True),  # JSON object
+    sa.Column("revenue_share", sa.String(32), nullable=False),
+    sa.Column("share_cap_micros", sa.BigInteger, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(40), nullable=True),
+    sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+)

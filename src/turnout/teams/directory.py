@@ -451,7 +451,7 @@ class Directory:
             row = await self._user(conn, actor, user_id)
             if actor.kind != "master" and row.role and ROLE_RANK[row.role] > ROLE_RANK[actor.role]:
                 raise PermissionDenied(f"A key with role '{actor.role}' cannot delete an '{row.role}'.")
-            if _is_admin_role(row.role) and "change_admin_role" in self.gated and actor.kind != "master":
+            if _is_admin_role(row.role) and await self._needs_approval(actor, "change_admin_role", None):
                 raise PermissionDenied(
                     "This user is an admin: take their admin role away first (a second admin approves).",
                     code="approval_required",

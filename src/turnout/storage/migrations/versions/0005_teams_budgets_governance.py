@@ -1,8 +1,8 @@
 """Teams, users and memberships; budgets with periods and their windows; the audit log; actions
 waiting for a second admin's approval.
 
-Expand only (new tables): a gateway of the previous version keeps working on the same database
-during an upgrade.
+Expand only (new tables, and a nullable `api_keys.updated_at` other instances follow key changes
+by): a gateway of the previous version keeps working on the same database during an upgrade.
 
 Revision ID: 0005
 Revises: 0004
@@ -20,6 +20,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("api_keys") as batch:
+        batch.add_column(sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_index("ix_api_keys_updated_at", "api_keys", ["updated_at"])
     op.create_table(
         "teams",
         sa.Column("id", sa.String(40), nullable=False),
@@ -128,3 +131,6 @@ def downgrade() -> None:
     op.drop_table("team_members")
     op.drop_table("users")
     op.drop_table("teams")
+    op.drop_index("ix_api_keys_updated_at", table_name="api_keys")
+    with op.batch_alter_table("api_keys") as batch:
+        batch.drop_column("updated_at")

@@ -1,0 +1,1 @@
+"""Published presets: assistants callable as `preset/<name>`."""

@@ -1,0 +1,333 @@
+"""GET /openapi.json: an OpenAPI 3.1 document of the admin API, generated from its router (every
+route, with its path and query parameters, and its request body's schema from the msgspec Struct
+it decodes), plus the OpenAI- and Anthropic-compatible endpoints, described briefly (their bodies
+are OpenAI's and Anthropic's own, documented in those APIs' references, not copied here).
+
+The router is fixed once the gateway starts, so the document is built once and served as bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+import orjson
+
+from turnout.governance.approvals import STATUSES
+from turnout.governance.audit import MAX_LIMIT
+from turnout.server.admin_routes import AdminRoute, AdminRouter
+from turnout.server.exchange import Exchange
+from turnout.server.routes import Handler
+
+Json = dict[str, Any]
+
+SCHEMAS = "#/components/schemas/{name}"
+JSON = "application/json"
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+_WHEN = "an ISO 8601 date or time (UTC unless it says otherwise), or unix seconds."
+
+# What the admin API's query parameters mean, by name (a name not here is a plain string).
+QUERY: dict[str, Json] = {
+    "limit": {
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
+        "description": "At most this many items.",
+    },
+    "before_id": {
+        "schema": {"type": "integer", "minimum": 1},
+        "description": "Only items older than this one (the next page).",
+    },
+    "since": {
+        "schema": {"type": "string"},
+        "description": "From this time on: " + _WHEN,
+    },
+    "until": {
+        "schema": {"type": "string"},
+        "description": "Up to this time: " + _WHEN,
+    },
+    "action": {"schema": {"type": "string"}, "description": "An action, or a prefix ending in * (key.*)."},
+    "scope": {"schema": {"enum": ["key", "team", "user"]}, "description": "Only budgets of this scope."},
+    "status": {"schema": {"enum": list(STATUSES)}, "description": "Only actions in this state."},
+}
+
+ERRORS: dict[str, tuple[str, str]] = {  # status: (component name, description)
+    "400": ("BadRequest", "The request is malformed: a missing or invalid field (`param` names it)."),
+    "401": ("Unauthorized", "No API key, or one turnout does not know."),
+    "403": ("Forbidden", "The key may not do this."),
+    "404": ("NotFound", "No such object, or one the key may not see."),
+    "409": ("Conflict", "The object is not in a state that allows this (an action already decided)."),
+}
+
+ERROR_SCHEMA: Json = {
+    "title": "Error",
+    "description": "An error, in OpenAI's format.",
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+            "required": ["message", "type", "param", "code"],
+        }
+    },
+    "required": ["error"],
+}
+
+_STRING_OR_NULL = {"type": ["string", "null"]}
+_TIME = {"type": "number", "description": "Unix seconds."}
+_TIME_OR_NULL = {"type": ["number", "null"], "description": "Unix seconds."}
+
+PENDING_ACTION_SCHEMA: Json = {
+    "title": "PendingAction",
+    "description": "An action under the two-person rule: it runs when a second admin approves it "
+    "(POST /admin/approvals/{action_id}/approve).",
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"const": "pending_action"},
+        "action": {"type": "string"},
+        "description": _STRING_OR_NULL,
+        "target_type": {"type": "string"},
+        "target_id": {"type": "string"},
+        "team_id": _STRING_OR_NULL,
+        "params": {"type": "object"},
+        "requested_by": {"type": "string"},
+        "requested_by_user": _STRING_OR_NULL,
+        "requested_at": _TIME,
+        "expires_at": _TIME,
+        "status": {"enum": list(STATUSES)},
+        "decided_by": _STRING_OR_NULL,
+        "decided_at": _TIME_OR_NULL,
+        "result": {"description": "What the action returned once it ran (null until then)."},
+    },
+    "required": ["id", "object", "action", "target_type", "target_id", "status"],
+}
+
+OPENAI_REFERENCE = "https://platform.openai.com/docs/api-reference"
+ANTHROPIC_REFERENCE = "https://docs.anthropic.com/en/api/messages"
+
+
+def _compatible(
+    summary: str,
+    tag: str,
+    *,
+    body: str | None = None,
+    reference: str = OPENAI_REFERENCE,
+    stream: bool = False,
+) -> Json:
+    """An operation of the OpenAI/Anthropic-compatible API: its bodies are that API's own."""
+    content: Json = {JSON: {"schema": {"type": "object"}}}
+    if stream:
+        content["text/event-stream"] = {"schema": {"type": "string"}}
+    operation: Json = {
+        "summary": summary,
+        "tags": [tag],
+        "responses": {
+            "200": {"description": "As the upstream API answers (see its reference).", "content": content},
+            "default": {
+                "description": "An error, in "
+                + ("Anthropic's format." if reference == ANTHROPIC_REFERENCE else "OpenAI's format."),
+                "content": {
+                    JSON: {"schema": {"type": "object"} if reference == ANTHROPIC_REFERENCE else ERROR_REF}
+                },
+            },
+        },
+        "externalDocs": {"url": reference},
+    }
+    if body is not None:
+        operation["description"] = f"The request and response bodies are {body}; see {reference}."
+        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": {"type": "object"}}}}
+    return operation
+
+
+def _model_parameter() -> Json:
+    return {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _response_id() -> Json:
+    return {"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _health(summary: str, *, optional_key: bool) -> Json:
+    operation: Json = {
+        "summary": summary,
+        "tags": ["health"],
+        "security": [{}, {"bearer": []}, {"apiKey": []}] if optional_key else [],
+        "responses": {
+            "200": {"description": "Up.", "content": {JSON: {"schema": {"type": "object"}}}},
+            "503": {"description": "Not ready.", "content": {JSON: {"schema": {"type": "object"}}}},
+        },
+    }
+    return operation
+
+
+def compatible_paths() -> dict[str, Json]:
+    """The OpenAI- and Anthropic-compatible endpoints (also served without the /v1 prefix)."""
+    chat = "OpenAI's chat completion request and response (or its stream of chunks)"
+    return {
+        "/v1/chat/completions": {
+            "post": _compatible("Create a chat completion", "openai", body=chat, stream=True)
+        },
+        "/v1/embeddings": {
+            "post": _compatible(
+                "Create embeddings", "openai", body="OpenAI's embeddings request and response"
+            )
+        },
+        "/v1/messages": {
+            "post": _compatible(
+                "Create a message (Anthropic's Messages API)",
+                "anthropic",
+                body="Anthropic's Messages request and response (or its stream of events)",
+                reference=ANTHROPIC_REFERENCE,
+                stream=True,
+            )
+        },
+        "/v1/responses": {
+            "post": _compatible(
+                "Create a response (OpenAI's Responses API)",
+                "openai",
+                body="OpenAI's Responses request and response (or its stream of events)",
+                stream=True,
+            )
+        },
+        "/v1/responses/{response_id}": {
+            "parameters": [_response_id()],
+            "get": _compatible("Retrieve a stored response", "openai"),
+            "delete": _compatible("Delete a stored response", "openai"),
+        },
+        "/v1/responses/{response_id}/input_items": {
+            "parameters": [_response_id()],
+            "get": _compatible("List a stored response's input items", "openai"),
+        },
+        "/v1/models": {"get": _compatible("List the models the key may use", "openai")},
+        "/v1/models/{model}": {
+            "parameters": [_model_parameter()],
+            "get": _compatible("Describe a model", "openai"),
+        },
+        "/health/live": {"get": _health("Is the process up?", optional_key=False)},
+        "/health/ready": {
+            "get": _health(
+                "Can it serve? (with an admin key: each deployment's circuit breaker)", optional_key=True
+            )
+        },
+    }
+
+
+def operation_id(method: str, path: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", f"{method} {path}".lower()).strip("_")
+
+
+def _takes_body(struct: type[msgspec.Struct]) -> bool:
+    """Is a body required? (Without one, the API decodes `{}`: fine when every field has a default.)"""
+    return any(f.required for f in msgspec.structs.fields(struct))
+
+
+def admin_operation(route: AdminRoute, body_schema: Json | None) -> Json:
+    params: list[Json] = [
+        {"name": segment[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+        for segment in route.segments
+        if segment.startswith("{") and segment.endswith("}")
+    ]
+    for name in route.query:
+        params.append(
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                **QUERY.get(name, {"schema": {"type": "string"}}),
+            }
+        )
+    responses: Json = {"200": {"description": "OK.", "content": {JSON: {"schema": {"type": "object"}}}}}
+    if route.pending:
+        responses["202"] = {
+            "description": "Under the two-person rule: the action waits for a second admin's approval.",
+            "content": {JSON: {"schema": {"$ref": SCHEMAS.format(name="PendingAction")}}},
+        }
+    for status, (name, _) in ERRORS.items():
+        if status != "409" or route.method != "GET":
+            responses[status] = {"$ref": f"#/components/responses/{name}"}
+    operation: Json = {
+        "operationId": operation_id(route.method, route.path),
+        "summary": route.summary,
+        "tags": [route.tag],
+        "responses": responses,
+    }
+    if params:
+        operation["parameters"] = params
+    if route.body is not None and body_schema is not None:
+        operation["requestBody"] = {
+            "required": _takes_body(route.body),
+            "content": {JSON: {"schema": body_schema}},
+        }
+    return operation
+
+
+def openapi_document(router: AdminRouter, version: str) -> Json:
+    """The OpenAPI 3.1 document of `router`'s admin API and the compatible endpoints."""
+    bodies = list(dict.fromkeys(route.body for route in router.routes if route.body is not None))
+    refs, schemas = msgspec.json.schema_components(bodies, ref_template=SCHEMAS)
+    body_schema: dict[type[msgspec.Struct], Json] = dict(zip(bodies, refs, strict=True))
+    paths: dict[str, Json] = compatible_paths()
+    tags: dict[str, None] = dict.fromkeys(["openai", "anthropic", "health"])
+    for route in router.routes:
+        tags[route.tag] = None
+        operation = admin_operation(route, None if route.body is None else body_schema[route.body])
+        paths.setdefault(route.path, {})[route.method.lower()] = operation
+    paths["/openapi.json"] = {
+        "get": {
+            "summary": "This document",
+            "tags": ["meta"],
+            "security": [],
+            "responses": {
+                "200": {"description": "OpenAPI 3.1.", "content": {JSON: {"schema": {"type": "object"}}}}
+            },
+        }
+    }
+    tags["meta"] = None
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "turnout",
+            "version": version,
+            "description": "An OpenAI-compatible gateway in front of every LLM provider. The admin API "
+            "(/admin/) is for owners and admins; errors are in OpenAI's format. The compatible "
+            "endpoints are also served without the /v1 prefix.",
+        },
+        "tags": [{"name": tag} for tag in tags],
+        "security": [{"bearer": []}, {"apiKey": []}],
+        "paths": paths,
+        "components": {
+            "schemas": _with_own(schemas),
+            "responses": {
+                name: {"description": description, "content": {JSON: {"schema": ERROR_REF}}}
+                for name, description in ERRORS.values()
+            },
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <key>"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            },
+        },
+    }
+
+
+def _with_own(schemas: Json) -> Json:
+    own = {"Error": ERROR_SCHEMA, "PendingAction": PENDING_ACTION_SCHEMA}
+    clash = own.keys() & schemas.keys()
+    if clash:
+        raise ValueError(f"a request body's Struct is named like a schema of the document: {sorted(clash)}")
+    return {**schemas, **own}
+
+
+def openapi_endpoint(router: AdminRouter, version: str) -> Handler:
+    """GET /openapi.json, built now (no key needed to read it)."""
+    document = orjson.dumps(openapi_document(router, version))
+
+    async def serve(x: Exchange) -> None:
+        await x.send_json(200, document)
+
+    return serve

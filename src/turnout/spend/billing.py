@@ -1,0 +1,263 @@
+"""Customer billing at run time: each team's terms, balance and monthly allowance, in memory.
+
+Every request's ledger entry carries its customer price (`domain.billing`): what the caller's team
+pays under its plan or markup, after the tokens its plan includes this month. A prepaid team's
+request reserves the most it could be charged against the team's balance before any provider is
+called (429 `insufficient_quota` when the balance cannot cover it: spending stops at zero) and is
+charged what it came to. A call through a preset credits the preset's team its revenue share.
+
+The balance is the team's credits (top-ups, adjustments, less monthly fees; the `credits` table,
+read again every `REFRESH_SECONDS`, so top-ups on another instance count within seconds) less what
+its requests were charged plus what its presets earned (the ledger, read on start, then counted
+here). Monthly fees are written once per team and month: the credits table's unique key makes a
+second write, from this instance or another, a no-op.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from turnout.domain.billing import NO_TERMS, RevenueShare, Terms, customer_price, tokens_of
+from turnout.domain.chat import ChatRequest
+from turnout.domain.errors import BudgetExhausted
+from turnout.domain.pricing import Micros, ModelPrice, format_usd
+from turnout.domain.principal import Principal
+from turnout.domain.usage import Usage
+from turnout.routing.catalog import Route
+from turnout.spend.budgets import worst_usage
+from turnout.storage.database import Database
+from turnout.storage.refresh import PeriodicRefresh
+from turnout.storage.tables import credits, ledger, plans, team_billing
+
+log = logging.getLogger("turnout.billing")
+
+REFRESH_SECONDS = 5.0
+
+
+def month_of(when: dt.datetime) -> str:
+    """The calendar month (UTC) allowances and fees run by: "2026-12"."""
+    return when.astimezone(dt.UTC).strftime("%Y-%m")
+
+
+def month_start(when: dt.datetime) -> dt.datetime:
+    return when.astimezone(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+TERMS_QUERY = sa.select(
+    team_billing.c.team_id,
+    team_billing.c.markup.label("own_markup"),
+    team_billing.c.prepaid,
+    plans.c.id.label("plan_id"),
+    plans.c.markup,
+    plans.c.input_price,
+    plans.c.output_price,
+    plans.c.included_tokens,
+    plans.c.monthly_fee_micros,
+).outerjoin(plans, plans.c.id == team_billing.c.plan_id)
+
+
+def terms_of(row: Any) -> Terms:
+    """A team's terms from a `TERMS_QUERY` row: its own markup, else its plan's prices or markup."""
+    has_plan = row.plan_id is not None
+    markup = row.own_markup or (row.markup if has_plan else None)
+    prices = None
+    if has_plan and row.own_markup is None and row.input_price is not None:
+        prices = ModelPrice(input=Decimal(row.input_price), output=Decimal(row.output_price or "0"))
+    return Terms(
+        markup=None if markup is None else Decimal(markup),
+        prices=prices,
+        included_tokens=row.included_tokens if has_plan else 0,
+        monthly_fee=row.monthly_fee_micros if has_plan else 0,
+        prepaid=bool(row.prepaid),
+    )
+
+
+@dataclass(slots=True)
+class PresetCharge:
+    """What a call through a preset owes its creator."""
+
+    name: str
+    team_id: str
+    share: RevenueShare
+
+
+@dataclass(slots=True)
+class CreditHold:
+    team_id: str | None = None
+    amount: Micros = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    customer_price: Micros | None
+    revenue_share: Micros | None = None
+
+
+NO_HOLD = CreditHold()
+
+
+class Billing:
+    def __init__(self, clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+        self.clock = clock
+        self.terms: dict[str, Terms] = {}
+        self.credited: dict[str, Micros] = {}  # by team: the credits table's sum
+        self.charged: defaultdict[str, Micros] = defaultdict(int)  # by team: customer prices
+        self.earned: defaultdict[str, Micros] = defaultdict(int)  # by team: presets' revenue share
+        self.reserved: defaultdict[str, Micros] = defaultdict(int)
+        self.allowance: dict[str, tuple[str, int]] = {}  # by team: (month, tokens used)
+        self.shared: dict[tuple[str, str], Micros] = {}  # by (preset, month): share credited
+        self.database: Database | None = None
+        self.refresher = PeriodicRefresh(self.refresh, REFRESH_SECONDS, "billing terms and credits")
+
+    # ------------------------------------------------------------------ loading
+
+    async def load(self, database: Database) -> None:
+        """Terms, credits, charges, earnings and this month's allowances and shares (call after
+        the ledger journal was moved into the database)."""
+        self.database = database
+        now = self.clock()
+        since = month_start(now)
+        charged = (
+            sa.select(ledger.c.team_id, sa.func.coalesce(sa.func.sum(ledger.c.customer_price_micros), 0))
+            .where(ledger.c.team_id.is_not(None))
+            .group_by(ledger.c.team_id)
+        )
+        earned = (
+            sa.select(
+                ledger.c.preset_team_id, sa.func.coalesce(sa.func.sum(ledger.c.revenue_share_micros), 0)
+            )
+            .where(ledger.c.preset_team_id.is_not(None))
+            .group_by(ledger.c.preset_team_id)
+        )
+        used = (
+            sa.select(
+                ledger.c.team_id,
+                sa.func.coalesce(sa.func.sum(ledger.c.input_tokens + ledger.c.output_tokens), 0),
+            )
+            .where(ledger.c.team_id.is_not(None), ledger.c.at >= since)
+            .group_by(ledger.c.team_id)
+        )
+        shared = (
+            sa.select(ledger.c.preset, sa.func.coalesce(sa.func.sum(ledger.c.revenue_share_micros), 0))
+            .where(ledger.c.preset.is_not(None), ledger.c.at >= since)
+            .group_by(ledger.c.preset)
+        )
+        month = month_of(now)
+        async with database.engine.connect() as conn:
+            self.charged.update({t: int(v) for t, v in await conn.execute(charged)})
+            self.earned.update({t: int(v) for t, v in await conn.execute(earned)})
+            self.allowance = {t: (month, int(v)) for t, v in await conn.execute(used)}
+            self.shared = {(p, month): int(v) for p, v in await conn.execute(shared)}
+        await self.refresh()
+
+    def start(self) -> None:
+        self.refresher.start()
+
+    async def refresh(self) -> None:
+        """Terms and credits as the database has them; this month's fees charged (once)."""
+        assert self.database is not None
+        async with self.database.engine.connect() as conn:
+            terms = {row.team_id: terms_of(row) for row in await conn.execute(TERMS_QUERY)}
+        self.terms = terms
+        await self.charge_monthly_fees()
+        totals = sa.select(credits.c.team_id, sa.func.sum(credits.c.amount_micros)).group_by(
+            credits.c.team_id
+        )
+        async with self.database.engine.connect() as conn:
+            self.credited = {t: int(v) for t, v in await conn.execute(totals)}
+
+    async def charge_monthly_fees(self) -> None:
+        assert self.database is not None
+        month = month_of(self.clock())
+        fees = [
+            {
+                "team_id": team,
+                "at": self.clock(),
+                "amount_micros": -t.monthly_fee,
+                "kind": "monthly_fee",
+                "period": month,
+                "note": f"monthly fee {month}",
+            }
+            for team, t in self.terms.items()
+            if t.monthly_fee
+        ]
+        if not fees:
+            return
+        dialect = self.database.engine.dialect.name
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(credits)
+        async with self.database.engine.begin() as conn:
+            await conn.execute(
+                insert.on_conflict_do_nothing(index_elements=["team_id", "kind", "period"]), fees
+            )
+
+    # ------------------------------------------------------------------ the hot path
+
+    def balance(self, team_id: str) -> Micros:
+        return self.credited.get(team_id, 0) - self.charged[team_id] + self.earned[team_id]
+
+    def hold(self, principal: Principal, route: Route, request: ChatRequest | None = None) -> CreditHold:
+        """For a prepaid team: reserve the most the request can be charged, or refuse it."""
+        team = principal.team_id
+        if team is None:
+            return NO_HOLD
+        terms = self.terms.get(team)
+        if terms is None or not terms.prepaid:
+            return NO_HOLD
+        worst = worst_usage(request)
+        costs = [t.price.cost(worst) for t in route.targets if t.price is not None]
+        amount = max(
+            (terms.list_price(worst, c) or 0 for c in costs), default=terms.list_price(worst, None) or 0
+        )
+        left = self.balance(team) - self.reserved[team]
+        if amount > left or left <= 0:
+            raise BudgetExhausted(
+                f"The team's prepaid credit cannot cover this request: {format_usd(max(left, 0))} USD left, "
+                f"and the request may cost up to {format_usd(amount)} USD. Top up the team's credit.",
+            )
+        self.reserved[team] += amount
+        return CreditHold(team, amount)
+
+    def release(self, hold: CreditHold) -> None:
+        if hold.team_id is not None:
+            self.reserved[hold.team_id] -= hold.amount
+
+    def charge(
+        self, principal: Principal, usage: Usage, cost: Micros | None, preset: PresetCharge | None = None
+    ) -> Charge:
+        """What the caller's team pays for `usage` (counted against its allowance and balance),
+        and the preset creator's share of it (credited to their balance)."""
+        team = principal.team_id
+        terms = NO_TERMS if team is None else self.terms.get(team, NO_TERMS)
+        if terms is NO_TERMS and preset is None:
+            if team is not None and cost:
+                self.charged[team] += cost
+            return Charge(cost)
+        left = 0
+        if terms.included_tokens and team is not None:
+            month = month_of(self.clock())
+            seen, used = self.allowance.get(team, (month, 0))
+            used = used if seen == month else 0
+            left = terms.included_tokens - used
+            self.allowance[team] = (month, used + tokens_of(usage))
+        price = customer_price(terms, usage, cost, left)
+        if team is not None and price:
+            self.charged[team] += price
+        share = None
+        if preset is not None and price:
+            key = (preset.name, month_of(self.clock()))
+            share = preset.share.credit(price, self.shared.get(key, 0))
+            self.shared[key] = self.shared.get(key, 0) + share
+            self.earned[preset.team_id] += share
+        return Charge(price, share)
+
+    async def aclose(self) -> None:
+        await self.refresher.aclose()
