@@ -125,8 +125,10 @@ class AuditLog:
         limit: int = 100,
         before_id: int | None = None,
     ) -> tuple[list[dict[str, Any]], bool]:
-        """`query`'s rows, and whether older ones match too (the next page: `before_id` = the
-        last row's id)."""
+        """The rows `viewer` may read that match every filter given, newest first, at most `limit`
+        (1 to 1000) with ids below `before_id`, and whether older ones match too (the next page:
+        `before_id` = the last row's id). `action` ending in "*" is a prefix ("key.*"); `since` is
+        inclusive, `until` exclusive."""
         scope = team_scope(viewer)
         if not 1 <= limit <= MAX_LIMIT:
             raise InvalidRequest(f"'limit' must be from 1 to {MAX_LIMIT}.", param="limit")
@@ -156,34 +158,3 @@ class AuditLog:
         async with self.database.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [event(row) for row in rows[:limit]], len(rows) > limit
-
-    async def query(
-        self,
-        viewer: Principal,
-        *,
-        action: str | None = None,
-        actor_key_id: str | None = None,
-        target_type: str | None = None,
-        target_id: str | None = None,
-        team_id: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 100,
-        before_id: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """The rows `viewer` may read that match every filter given, newest first, at most `limit`
-        (1 to 1000) with ids below `before_id`. `action` ending in "*" is a prefix ("key.*");
-        `since` is inclusive, `until` exclusive."""
-        rows, _ = await self.page(
-            viewer,
-            action=action,
-            actor_key_id=actor_key_id,
-            target_type=target_type,
-            target_id=target_id,
-            team_id=team_id,
-            since=since,
-            until=until,
-            limit=limit,
-            before_id=before_id,
-        )
-        return rows

@@ -21,7 +21,6 @@ meanwhile are picked up then, since the watermark only moves on after a read tha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
@@ -33,6 +32,7 @@ import sqlalchemy as sa
 from turnout.keys.index import KeyIndex
 from turnout.keys.service import principal_of
 from turnout.keys.store import MASTER_KEY_ID, master_principal
+from turnout.periodic import Periodic
 from turnout.storage.database import Database
 from turnout.storage.tables import api_keys
 
@@ -61,25 +61,13 @@ class KeySync:
         self.overlap = dt.timedelta(seconds=overlap)
         self.failures = 0  # reads that failed in a row
         self._warned_at: float | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(self.tick, interval, "key sync")
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="turnout-key-sync")
+        self._periodic.start()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.tick()
-            except Exception:  # never the end of keeping up
-                log.exception("key sync: a tick failed; trying again on the next one")
+        await self._periodic.aclose()
 
     async def tick(self) -> bool:
         """Read the rows changed since the last read and apply them; False if the database could

@@ -17,8 +17,8 @@ import orjson
 import sqlalchemy as sa
 
 from turnout.domain.billing import RevenueShare
+from turnout.periodic import Periodic
 from turnout.storage.database import Database
-from turnout.storage.refresh import PeriodicRefresh
 from turnout.storage.tables import presets
 
 PREFIX = "preset/"
@@ -60,7 +60,7 @@ class PresetRegistry:
     def __init__(self) -> None:
         self.presets: dict[str, Preset] = {}
         self.database: Database | None = None
-        self.refresher = PeriodicRefresh(self.refresh, REFRESH_SECONDS, "presets")
+        self.refresher = Periodic(self.refresh, REFRESH_SECONDS, "reading " + "presets")
 
     def get(self, model: str) -> Preset | None:
         """The preset `model` names (`preset/<name>`), if there is one."""

@@ -5,11 +5,10 @@ whether it closes. Off unless `routing.health_check_interval` is set."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from turnout.domain.errors import TurnoutError
+from turnout.periodic import Periodic
 from turnout.providers.registry import ProviderRegistry
 from turnout.routing.circuit import State
 from turnout.routing.deployments import DeploymentRegistry
@@ -22,22 +21,13 @@ class ActiveHealthChecks:
         self.deployments = deployments
         self.providers = providers
         self.interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(self.check_once, interval, "active health checks")
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="turnout-health-checks")
+        self._periodic.start()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            await self.check_once()
+        await self._periodic.aclose()
 
     async def check_once(self) -> int:
         """Check every open deployment once (one call per provider); returns how many recovered."""

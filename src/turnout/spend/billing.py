@@ -32,10 +32,10 @@ from turnout.domain.errors import BudgetExhausted
 from turnout.domain.pricing import Micros, ModelPrice, format_usd
 from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
+from turnout.periodic import Periodic
 from turnout.routing.catalog import Route
 from turnout.spend.budgets import worst_usage
 from turnout.storage.database import Database
-from turnout.storage.refresh import PeriodicRefresh
 from turnout.storage.tables import credits, ledger, plans, team_billing
 
 log = logging.getLogger("turnout.billing")
@@ -116,7 +116,7 @@ class Billing:
         self.allowance: dict[str, tuple[str, int]] = {}  # by team: (month, tokens used)
         self.shared: dict[tuple[str, str], Micros] = {}  # by (preset, month): share credited
         self.database: Database | None = None
-        self.refresher = PeriodicRefresh(self.refresh, REFRESH_SECONDS, "billing terms and credits")
+        self.refresher = Periodic(self.refresh, REFRESH_SECONDS, "reading " + "billing terms and credits")
 
     # ------------------------------------------------------------------ loading
 

@@ -40,9 +40,9 @@ from turnout.domain.periods import ALL_TIME, Period, time_zone, window
 from turnout.domain.pricing import Micros, format_usd
 from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
+from turnout.periodic import Periodic
 from turnout.routing.catalog import Route
 from turnout.storage.database import Database
-from turnout.storage.refresh import PeriodicRefresh
 from turnout.storage.tables import budget_windows, budgets, ledger
 
 log = logging.getLogger("turnout.budgets")
@@ -155,7 +155,7 @@ class Budgets:
         self.soft_limit_alerts = 0  # soft limits reached (once per budget and window)
         self.database: Database | None = None
         self._writes: set[asyncio.Task[None]] = set()
-        self.refresher = PeriodicRefresh(self.refresh, REFRESH_SECONDS, "budgets")
+        self.refresher = Periodic(self.refresh, REFRESH_SECONDS, "reading " + "budgets")
 
     # ------------------------------------------------------------------ loading
 
