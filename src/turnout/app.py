@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass, field
 
 from turnout.config.settings import Settings
-from turnout.domain.tokens import preload as preload_tokenizer
 from turnout.governance.approvals import Approvals
 from turnout.governance.audit import AuditLog
 from turnout.keys.index import KeyIndex
@@ -72,7 +71,6 @@ class Services:
     @classmethod
     async def start(cls, settings: Settings) -> Services:
         register_secrets(*_secret_values(settings))
-        preload_tokenizer()  # ~0.3 s, once, before serving: not on the first request that needs it
         database = await Database.open(settings.storage.database_url)
         client: HttpClient | None = None
         try:

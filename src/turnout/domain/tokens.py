@@ -4,6 +4,10 @@ that is their count; for other providers' models, whose tokenizers differ, it is
 
 toktok-rs holds o200k_base compiled into its extension module: nothing is read from disk or
 downloaded, ever (tiktoken itself fetches its BPE files from the internet on first use).
+
+The encoder is built on first use, not at start: it costs about 62 MiB of memory and 0.3 s (with
+the GIL held, so the event loop waits once), which a gateway whose upstreams always report usage
+never needs to pay. Call `preload` to pay it up front instead.
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ EXACT_CHARACTERS = 1 << 18
 
 
 def preload() -> None:
-    """Build the encoder now rather than on first use. It takes about 0.3 s and holds the GIL
-    throughout (a thread does not spare the event loop), so call this at start-up, before serving."""
+    """Build the encoder now rather than on first use. It takes about 0.3 s and 62 MiB and holds
+    the GIL throughout (a thread does not spare the event loop): call it before serving, if at all."""
     toktok.batch_count(("",), ENCODING, threads=1)
 
 
