@@ -86,8 +86,8 @@ REQUEST = parse_chat_request(
 )
 
 
-def spend_a_dollar(budgets: Budgets, who: Principal = TEAM) -> None:
-    reservation = budgets.reserve(who, ROUTE, REQUEST)
+async def spend_a_dollar(budgets: Budgets, who: Principal = TEAM) -> None:
+    reservation = await budgets.reserve(who, ROUTE, REQUEST)
     budgets.settle(reservation, Usage(output_tokens=1), answered=True, cost=DOLLAR)
 
 
@@ -106,9 +106,9 @@ async def test_spend_resets_once_a_local_day_whatever_the_number_of_instances(da
     for _ in range(3):  # Oct 31; Nov 1, 25 hours long (clocks go back); Nov 2
         for budgets in (a, b):
             for _ in range(3):
-                spend_a_dollar(budgets)
+                await spend_a_dollar(budgets)
             with pytest.raises(BudgetExhausted, match="team 'team_red' daily budget"):
-                budgets.reserve(TEAM, ROUTE, REQUEST)  # $3 a day, spent
+                await budgets.reserve(TEAM, ROUTE, REQUEST)  # $3 a day, spent
         days.append(a.windows["budget_red"].start)
         assert b.windows["budget_red"].start == days[-1]
         clock.now += dt.timedelta(hours=24)  # the same hour tomorrow: a new window, at zero
@@ -130,17 +130,17 @@ async def test_the_soft_limit_alerts_once_a_window_across_instances(
     a, b = await instance(database, clock), await instance(database, clock)
     with caplog.at_level(logging.WARNING, logger="turnout.budgets"):
         for budgets in (a, b, a, b):  # both cross the $2 soft limit ($1 each, then $2 each)
-            spend_a_dollar(budgets)
+            await spend_a_dollar(budgets)
         await a.aclose()
         await b.aclose()
         alerts = [r for r in caplog.records if "soft limit" in r.getMessage()]
         assert len(alerts) == 1 and a.soft_limit_alerts + b.soft_limit_alerts == 1
         clock.now += dt.timedelta(days=1)
-        spend_a_dollar(a)
-        spend_a_dollar(a)  # a new window: a new alert
+        await spend_a_dollar(a)
+        await spend_a_dollar(a)  # a new window: a new alert
         await a.aclose()
         assert len([r for r in caplog.records if "soft limit" in r.getMessage()]) == 2
-    assert a.status(daily(soft=2 * DOLLAR))["soft_limit_reached"] is True
+    assert (await a.status(daily(soft=2 * DOLLAR)))["soft_limit_reached"] is True
 
 
 async def test_a_restart_reads_the_current_windows_spend_from_the_ledger(database: Database) -> None:
@@ -166,10 +166,10 @@ async def test_a_restart_reads_the_current_windows_spend_from_the_ledger(databas
         ]
     )
     budgets = await instance(database, clock)
-    assert budgets.status(daily())["spent_micros"] == 2 * DOLLAR
-    spend_a_dollar(budgets)
+    assert (await budgets.status(daily()))["spent_micros"] == 2 * DOLLAR
+    await spend_a_dollar(budgets)
     with pytest.raises(BudgetExhausted):
-        budgets.reserve(TEAM, ROUTE, REQUEST)
+        await budgets.reserve(TEAM, ROUTE, REQUEST)
     await budgets.aclose()
 
 
@@ -178,12 +178,12 @@ async def test_a_key_in_a_team_is_held_by_the_tightest_of_its_budgets(database: 
     budgets = await instance(database, clock)  # the team: $3 a day
     await budgets.put(BudgetRule("budget_bob", "user", "user_bob", "monthly", NEW_YORK, DOLLAR))
     bob = Principal(key_id="key_b", name="b", role="member", team_id="team_red", user_id="user_bob")
-    spend_a_dollar(budgets)  # key_a (not Bob): the team's budget only
-    reservation = budgets.reserve(bob, ROUTE, REQUEST)
+    await spend_a_dollar(budgets)  # key_a (not Bob): the team's budget only
+    reservation = await budgets.reserve(bob, ROUTE, REQUEST)
     with pytest.raises(BudgetExhausted, match="user 'user_bob' monthly"):
-        budgets.reserve(bob, ROUTE, REQUEST)  # Bob's $1 is reserved in full
+        await budgets.reserve(bob, ROUTE, REQUEST)  # Bob's $1 is reserved in full
     budgets.settle(reservation, None, answered=False)  # failed: released
-    spend_a_dollar(budgets)
-    assert budgets.status(daily())["spent_micros"] == 2 * DOLLAR
-    assert budgets.status(daily())["reserved_micros"] == 0
+    await spend_a_dollar(budgets)
+    assert (await budgets.status(daily()))["spent_micros"] == 2 * DOLLAR
+    assert (await budgets.status(daily()))["reserved_micros"] == 0
     await budgets.aclose()

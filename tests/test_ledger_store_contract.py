@@ -29,7 +29,8 @@ async def test_inserts_are_idempotent_and_money_is_exact(backend: str, tmp_path:
         try:
             store = LedgerStore(database)
             big = 9_000_000_000_000  # $9 million in micro-dollars: beyond 32 bits
-            await store.insert([entry("r1", cost_micros=big, input_tokens=3_000_000_000), entry("r2")])
+            first = entry("r1", cost_micros=big, customer_price_micros=big * 2, input_tokens=3_000_000_000)
+            await store.insert([first, entry("r2")])
             await store.insert([entry("r1", cost_micros=1), entry("r3", cost_micros=None)])  # r1 again
             rows = {r["request_id"]: r for r in await store.entries()}
             assert sorted(rows) == ["r1", "r2", "r3"]
@@ -46,6 +47,8 @@ async def test_inserts_are_idempotent_and_money_is_exact(backend: str, tmp_path:
                     "cached_input_tokens": 0,
                     "output_tokens": 0,
                     "cost_micros": big,
+                    "customer_price_micros": big * 2,  # what customers paid: beyond 32 bits too
+                    "revenue_share_micros": 0,
                     "cost_unknown": 1,
                     "estimated": 0,
                 }

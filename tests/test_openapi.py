@@ -26,6 +26,7 @@ MAY_PEND = {
     ("DELETE", "/admin/teams/{team_id}/members/{user_id}"),
     ("PATCH", "/admin/users/{user_id}"),
     ("POST", "/admin/users"),
+    ("DELETE", "/admin/providers/{name}"),
 }
 COMPATIBLE = {
     ("POST", "/v1/chat/completions"),

@@ -248,9 +248,23 @@ def test_spend_report_groups_and_totals(tmp_path: Path) -> None:
         await store.insert(
             [
                 entry(
-                    "a1", team_id="red", model="gpt-4o", input_tokens=100, output_tokens=10, cost_micros=350
+                    "a1",
+                    team_id="red",
+                    model="gpt-4o",
+                    input_tokens=100,
+                    output_tokens=10,
+                    cost_micros=350,
+                    customer_price_micros=420,  # a 1.2 markup
                 ),
-                entry("a2", team_id="red", model="gpt-4o", input_tokens=50, output_tokens=5, cost_micros=175),
+                entry(
+                    "a2",
+                    team_id="red",
+                    model="gpt-4o",
+                    input_tokens=50,
+                    output_tokens=5,
+                    cost_micros=175,
+                    customer_price_micros=210,
+                ),
                 entry("b1", team_id="blue", model="claude", input_tokens=10, cost_micros=None),
                 entry("b2", team_id="blue", model="claude", status=503, cost_micros=0),
                 LedgerEntry(
@@ -267,11 +281,13 @@ def test_spend_report_groups_and_totals(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
-    assert lines[0] == "team,requests,failed,input tokens,cached,output tokens,cost USD,unpriced,estimated"
+    assert lines[0] == (
+        "team,requests,failed,input tokens,cached,output tokens,cost USD,charged USD,unpriced,estimated"
+    )
     assert lines[1:] == [
-        "red,2,0,150,0,15,0.000525,0,0",
-        "blue,2,1,10,0,0,0.000000,1,0",
-        "total,4,1,160,0,15,0.000525,1,0",
+        "red,2,0,150,0,15,0.000525,0.000630,0,0",
+        "blue,2,1,10,0,0,0.000000,0.000000,1,0",
+        "total,4,1,160,0,15,0.000525,0.000630,1,0",
     ]
     table = runner.invoke(
         main, ["spend", "report", "-c", str(config), "--by", "model", "--since", "1970-01-01"]

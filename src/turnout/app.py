@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from turnout.config.settings import Settings
 from turnout.governance.approvals import Approvals
 from turnout.governance.audit import AuditLog
+from turnout.governance.providers import ProviderControl
 from turnout.keys.index import KeyIndex
 from turnout.keys.service import KeyService
 from turnout.keys.store import MasterKeyOutcome, load_hash_secret, load_keys
@@ -35,6 +37,7 @@ from turnout.spend.budgets import Budgets
 from turnout.spend.ledger_store import LedgerStore
 from turnout.spend.prices import shipped_prices
 from turnout.spend.recorder import SpendRecorder
+from turnout.spend.shared_counters import SharedCounters
 from turnout.storage.database import Database
 from turnout.storage.stored_responses import ResponseStore
 from turnout.teams.directory import Directory
@@ -63,6 +66,7 @@ class Services:
     billing: Billing
     presets: PresetRegistry
     billing_service: BillingService
+    provider_control: ProviderControl
     health_checks: ActiveHealthChecks | None = None
     key_sync: KeySync | None = None
     started_at: float = field(default_factory=time.time)
@@ -82,10 +86,15 @@ class Services:
             router = Router(catalog, settings.routing)
             spend = SpendRecorder(settings.storage.data_dir / "journal", LedgerStore(database))
             await spend.start()
-            budgets = Budgets()
+            shared = (
+                None
+                if settings.storage.redis_url is None
+                else SharedCounters.connect(settings.storage.redis_url)
+            )
+            budgets = Budgets(shared=shared)
             await budgets.load(database)  # after the journal a killed process left is in the ledger
             budgets.start()
-            billing = Billing()
+            billing = Billing(shared=shared)
             await billing.load(database)
             billing.start()
             presets = PresetRegistry()
@@ -116,6 +125,16 @@ class Services:
         )
         budget_service = BudgetService(database, budgets, audit)
         billing_service = BillingService(database, billing, presets, audit)
+        provider_control = ProviderControl(
+            database,
+            router,
+            audit,
+            approvals,
+            {name: p.kind.name for name, p in settings.providers.items()},
+            gated="remove_provider" in settings.governance.two_person_rule,
+        )
+        await provider_control.refresh()  # providers removed before this start stay removed
+        provider_control.start()
         return cls(
             settings,
             database,
@@ -136,6 +155,7 @@ class Services:
             billing,
             presets,
             billing_service,
+            provider_control,
             checks,
             key_sync=key_sync,
         )
@@ -150,8 +170,11 @@ class Services:
         await self.responses.aclose()  # writes the responses still pending
         await self.spend.aclose()  # moves the ledger journal into the database
         await self.budgets.aclose()  # writes the budget windows still pending
+        if self.budgets.shared is not None:
+            await self.budgets.shared.aclose()
         await self.billing.aclose()
         await self.presets.aclose()
+        await self.provider_control.aclose()
         await self.database.close()
 
 
@@ -171,4 +194,8 @@ def _secret_values(settings: Settings) -> list[str]:
         values += [value.reveal() for _, value in provider.headers if not isinstance(value, str)]
         if provider.proxy is not None and provider.proxy.authorization is not None:
             values.append(provider.proxy.authorization.reveal())
+    for url in (settings.storage.database_url, settings.storage.redis_url):
+        password = None if url is None else urlsplit(url).password
+        if password:
+            values.append(password)
     return values

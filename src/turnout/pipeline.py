@@ -102,9 +102,9 @@ class Pipeline:
         native = None if preset is not None else inbound.native()  # a preset rewrote the request
         check_capabilities(route, request, native)
         ticket = self.admission.admit(principal, route)
-        reservation = self.budgets.reserve(principal, route, request)
+        reservation = await self.budgets.reserve(principal, route, request)
         try:
-            hold = self.billing.hold(principal, route, request)
+            hold = await self.billing.hold(principal, route, request)
         except BaseException:
             self.budgets.release(reservation)
             raise
@@ -141,7 +141,7 @@ class Pipeline:
         finally:
             ticket.release()
             account(None)
-            self.billing.release(hold)
+            self.billing.release(hold, outcome.charged)
             self.budgets.settle(
                 reservation, outcome.usage, answered=outcome.served is not None, cost=outcome.billed
             )
@@ -171,9 +171,9 @@ class Pipeline:
         if not any(t.capabilities.embeddings for t in route.targets):
             raise UnsupportedFeature(f"The model '{request.model}' does not offer embeddings.", param="model")
         ticket = self.admission.admit(principal, route)
-        reservation = self.budgets.reserve(principal, route)
+        reservation = await self.budgets.reserve(principal, route)
         try:
-            hold = self.billing.hold(principal, route)
+            hold = await self.billing.hold(principal, route)
         except BaseException:
             self.budgets.release(reservation)
             raise
@@ -189,7 +189,7 @@ class Pipeline:
         finally:
             ticket.release()
             account(None)
-            self.billing.release(hold)
+            self.billing.release(hold, outcome.charged)
             self.budgets.settle(
                 reservation, outcome.usage, answered=outcome.served is not None, cost=outcome.billed
             )

@@ -125,7 +125,7 @@ def spend() -> None:
 @click.option("--config", "-c", type=click.Path(dir_okay=False, path_type=Path), help=CONFIG_HELP)
 @click.option(
     "--by",
-    type=click.Choice(["team", "key", "model", "alias", "deployment"]),
+    type=click.Choice(["team", "key", "user", "model", "alias", "deployment", "preset"]),
     default="model",
     show_default=True,
 )

@@ -14,6 +14,7 @@ from turnout.domain.pricing import format_usd
 from turnout.spend.ledger_store import spend_report
 from turnout.storage.database import Database
 
+MONEY = ("cost_micros", "customer_price_micros")
 COLUMNS = (
     ("group", "{by}"),
     ("requests", "requests"),
@@ -22,6 +23,7 @@ COLUMNS = (
     ("cached_input_tokens", "cached"),
     ("output_tokens", "output tokens"),
     ("cost_micros", "cost USD"),
+    ("customer_price_micros", "charged USD"),
     ("cost_unknown", "unpriced"),
     ("estimated", "estimated"),
 )
@@ -41,9 +43,7 @@ def render(rows: list[dict[str, Any]], by: str, fmt: str) -> str:
     headers = [title.format(by=by) for _, title in COLUMNS]
     cells = [
         [
-            format_usd(row[key])
-            if key == "cost_micros"
-            else ("(none)" if row[key] is None else str(row[key]))
+            format_usd(row[key]) if key in MONEY else ("(none)" if row[key] is None else str(row[key]))
             for key, _ in COLUMNS
         ]
         for row in rows
@@ -53,7 +53,7 @@ def render(rows: list[dict[str, Any]], by: str, fmt: str) -> str:
         cells.append(
             [
                 "total",
-                *(format_usd(total[k]) if k == "cost_micros" else str(total[k]) for k, _ in COLUMNS[1:]),
+                *(format_usd(total[k]) if k in MONEY else str(total[k]) for k, _ in COLUMNS[1:]),
             ]
         )
     if fmt == "csv":

@@ -282,18 +282,23 @@ class _Builder:
         else:
             xdg = self.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
             data_dir = Path(xdg) / "turnout"
-        url = cfg.database_url
-        if url is not None and is_reference(url):
-            secret = self.secret(url, "storage.database_url")
-            url = secret.reveal() if secret else None
-        elif url is not None and urlsplit(url).password:
-            self.problem(
-                "storage.database_url",
-                f"holds a password; {REFERENCE_HINT.replace('OPENAI_API_KEY', 'DATABASE_URL')}",
-            )
+        url = self.server_url(cfg.database_url, "storage.database_url", "DATABASE_URL")
         if url is None:
             url = f"sqlite+aiosqlite:///{data_dir / 'turnout.db'}"
-        return StorageSettings(data_dir=data_dir, database_url=url)
+        redis_url = self.server_url(cfg.redis_url, "storage.redis_url", "REDIS_URL")
+        if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+            self.problem("storage.redis_url", "must be a redis://, rediss:// or unix:// URL")
+        return StorageSettings(data_dir=data_dir, database_url=url, redis_url=redis_url)
+
+    def server_url(self, url: str | None, path: str, variable: str) -> str | None:
+        """A server's URL as written, or from the secret it refers to; a password written into the
+        file itself is refused (it belongs in a secret)."""
+        if url is not None and is_reference(url):
+            secret = self.secret(url, path)
+            return secret.reveal() if secret else None
+        if url is not None and urlsplit(url).password:
+            self.problem(path, f"holds a password; {REFERENCE_HINT.replace('OPENAI_API_KEY', variable)}")
+        return url
 
     # ------------------------------------------------------------------ providers
 

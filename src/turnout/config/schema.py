@@ -185,13 +185,16 @@ class SpendConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 class GovernanceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # admin actions that take effect only when a second admin approves them
-    two_person_rule: list[Literal["delete_team", "revoke_team_keys", "change_admin_role"]] | None = None
+    two_person_rule: (
+        list[Literal["delete_team", "revoke_team_keys", "change_admin_role", "remove_provider"]] | None
+    ) = None
     approval_ttl: DurationValue = "24h"  # how long a pending action waits for its approval
 
 
 class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     data_dir: str | None = None
     database_url: str | None = None
+    redis_url: str | None = None
 
 
 class DefaultsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

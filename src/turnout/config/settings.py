@@ -130,7 +130,7 @@ class SpendSettings:
     unknown_prices: Literal["reject", "record"] = "reject"
 
 
-GATED_ACTIONS = ("delete_team", "revoke_team_keys", "change_admin_role")
+GATED_ACTIONS = ("delete_team", "revoke_team_keys", "change_admin_role", "remove_provider")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +203,9 @@ class AuthSettings:
 class StorageSettings:
     data_dir: Path
     database_url: str = field(repr=False)  # may carry a password resolved from a secret reference
+    # Redis, shared by the instances of one deployment: budgets and prepaid credit are then exact
+    # across all of them (each instance alone otherwise)
+    redis_url: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -169,6 +169,7 @@ class Router:
         self.clock = clock
         self._sleep = sleep
         self._draw = draw
+        self.removed: frozenset[str] = frozenset()  # providers taken out of service (admin API)
 
     # ------------------------------------------------------------------ operations
 
@@ -285,7 +286,10 @@ class Router:
         wanted = None
         candidates = []
         native_only = native.wire if native is not None and native.requires else None
+        removed = self.removed
         for t in route.targets:
+            if removed and t.provider in removed:
+                continue  # taken out of service through the admin API
             if native_only is not None and t.capabilities.native_wire != native_only:
                 continue  # the request holds what only its own format can carry
             if steering.deployment is not None and steering.deployment not in (t.label, t.provider):

@@ -16,6 +16,7 @@ from turnout.server.admin import AdminKeys, NewKey, Rotation
 from turnout.server.admin_billing import AdminBilling, CreditChange, NewPlan, NewPreset, TeamTerms
 from turnout.server.admin_budgets import AdminBudgets, NewBudget
 from turnout.server.admin_governance import AdminGovernance
+from turnout.server.admin_providers import AdminProviders
 from turnout.server.admin_routes import AdminRouter
 from turnout.server.admin_teams import AdminTeams, Membership, NewTeam, NewUser, UserChange
 from turnout.server.exchange import ClientGone, Exchange, Receive, Scope, Send
@@ -149,6 +150,7 @@ def admin_router(services: Services) -> AdminRouter:
     budgets = AdminBudgets(services.budget_service, services.keys)
     governance = AdminGovernance(services.audit, services.approvals, services.keys)
     billing = AdminBilling(services.billing_service, services.catalog, services.keys)
+    providers = AdminProviders(services.provider_control, services.keys)
     r = AdminRouter()
     r.add("GET", "/admin/keys", keys.list, "List the virtual keys the caller manages", tag="keys")
     r.add(
@@ -332,4 +334,26 @@ def admin_router(services: Services) -> AdminRouter:
         tag="presets",
     )
     r.add("DELETE", "/admin/presets/{name}", billing.withdraw, "Withdraw a preset", tag="presets")
+    r.add(
+        "GET",
+        "/admin/providers",
+        providers.list,
+        "The configured providers, in service or not",
+        tag="providers",
+    )
+    r.add(
+        "DELETE",
+        "/admin/providers/{name}",
+        providers.remove,
+        "Take a provider out of service on every instance (two-person rule: 202 with the pending action)",
+        tag="providers",
+        pending=True,
+    )
+    r.add(
+        "POST",
+        "/admin/providers/{name}/restore",
+        providers.restore,
+        "Put a removed provider back in service",
+        tag="providers",
+    )
     return r

@@ -15,8 +15,10 @@ second write, from this instance or another, a no-op.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from redis.exceptions import RedisError
 from sqlalchemy.dialects import postgresql, sqlite
 
 from turnout.domain.billing import NO_TERMS, RevenueShare, Terms, customer_price, tokens_of
@@ -34,13 +37,15 @@ from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
 from turnout.periodic import Periodic
 from turnout.routing.catalog import Route
-from turnout.spend.budgets import worst_usage
+from turnout.spend.budgets import SHARED_RETRY_SECONDS, worst_usage
+from turnout.spend.shared_counters import SharedCounters
 from turnout.storage.database import Database
 from turnout.storage.tables import credits, ledger, plans, team_billing
 
 log = logging.getLogger("turnout.billing")
 
 REFRESH_SECONDS = 5.0
+CREDIT_PREFIX = "turnout:credit:"  # a prepaid team's counter: charged plus held, all instances
 
 
 def month_of(when: dt.datetime) -> str:
@@ -94,6 +99,7 @@ class PresetCharge:
 class CreditHold:
     team_id: str | None = None
     amount: Micros = 0
+    shared: bool = False  # held in the instances' shared counter (Redis)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,15 +112,23 @@ NO_HOLD = CreditHold()
 
 
 class Billing:
-    def __init__(self, clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        shared: SharedCounters | None = None,
+    ) -> None:
         self.clock = clock
+        self.shared = shared
+        self.shared_down = False
+        self.shared_retry_at = 0.0
+        self._writes: set[asyncio.Task[None]] = set()
         self.terms: dict[str, Terms] = {}
         self.credited: dict[str, Micros] = {}  # by team: the credits table's sum
         self.charged: defaultdict[str, Micros] = defaultdict(int)  # by team: customer prices
         self.earned: defaultdict[str, Micros] = defaultdict(int)  # by team: presets' revenue share
         self.reserved: defaultdict[str, Micros] = defaultdict(int)
         self.allowance: dict[str, tuple[str, int]] = {}  # by team: (month, tokens used)
-        self.shared: dict[tuple[str, str], Micros] = {}  # by (preset, month): share credited
+        self.shares_paid: dict[tuple[str, str], Micros] = {}  # by (preset, month): share credited
         self.database: Database | None = None
         self.refresher = Periodic(self.refresh, REFRESH_SECONDS, "reading " + "billing terms and credits")
 
@@ -156,7 +170,7 @@ class Billing:
             self.charged.update({t: int(v) for t, v in await conn.execute(charged)})
             self.earned.update({t: int(v) for t, v in await conn.execute(earned)})
             self.allowance = {t: (month, int(v)) for t, v in await conn.execute(used)}
-            self.shared = {(p, month): int(v) for p, v in await conn.execute(shared)}
+            self.shares_paid = {(p, month): int(v) for p, v in await conn.execute(shared)}
         await self.refresh()
 
     def start(self) -> None:
@@ -204,7 +218,9 @@ class Billing:
     def balance(self, team_id: str) -> Micros:
         return self.credited.get(team_id, 0) - self.charged[team_id] + self.earned[team_id]
 
-    def hold(self, principal: Principal, route: Route, request: ChatRequest | None = None) -> CreditHold:
+    async def hold(
+        self, principal: Principal, route: Route, request: ChatRequest | None = None
+    ) -> CreditHold:
         """For a prepaid team: reserve the most the request can be charged, or refuse it."""
         team = principal.team_id
         if team is None:
@@ -217,18 +233,61 @@ class Billing:
         amount = max(
             (terms.list_price(worst, c) or 0 for c in costs), default=terms.list_price(worst, None) or 0
         )
-        left = self.balance(team) - self.reserved[team]
-        if amount > left or left <= 0:
-            raise BudgetExhausted(
-                f"The team's prepaid credit cannot cover this request: {format_usd(max(left, 0))} USD left, "
-                f"and the request may cost up to {format_usd(amount)} USD. Top up the team's credit.",
-            )
+        hold = CreditHold(team, amount)
+        if self.shared is not None and time.monotonic() >= self.shared_retry_at:
+            limit = self.credited.get(team, 0) + self.earned[team]
+            try:
+                refused, used = await self.shared.reserve(
+                    [CREDIT_PREFIX + team], [limit], [self.charged[team] + self.reserved[team]], [0], amount
+                )
+            except RedisError:
+                self._shared_unreachable()
+            else:
+                self.shared_down = False
+                if refused:
+                    self._refuse(limit - used, amount)
+                hold.shared = True
+        if not hold.shared:
+            left = self.balance(team) - self.reserved[team]
+            if amount > left or left <= 0:
+                self._refuse(left, amount)
         self.reserved[team] += amount
-        return CreditHold(team, amount)
+        return hold
 
-    def release(self, hold: CreditHold) -> None:
-        if hold.team_id is not None:
-            self.reserved[hold.team_id] -= hold.amount
+    def _refuse(self, left: Micros, amount: Micros) -> None:
+        raise BudgetExhausted(
+            f"The team's prepaid credit cannot cover this request: {format_usd(max(left, 0))} USD left, "
+            f"and the request may cost up to {format_usd(amount)} USD. Top up the team's credit.",
+        )
+
+    def _shared_unreachable(self) -> None:
+        if not self.shared_down:
+            log.warning(
+                "billing: Redis is unreachable; each instance holds prepaid credit on its own meanwhile"
+            )
+        self.shared_down = True
+        self.shared_retry_at = time.monotonic() + SHARED_RETRY_SECONDS
+
+    def release(self, hold: CreditHold, charged: Micros | None = 0) -> None:
+        """End a hold: the team was charged `charged` (counted by `charge`); the rest goes back."""
+        if hold.team_id is None:
+            return
+        self.reserved[hold.team_id] -= hold.amount
+        if hold.shared and (charged or 0) != hold.amount:
+            self._settle_shared(CREDIT_PREFIX + hold.team_id, (charged or 0) - hold.amount)
+
+    def _settle_shared(self, key: str, delta: Micros) -> None:
+        assert self.shared is not None
+        task = asyncio.get_running_loop().create_task(self._add(key, delta))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _add(self, key: str, delta: Micros) -> None:
+        assert self.shared is not None
+        try:
+            await self.shared.add([key], delta)
+        except RedisError:  # the counter keeps the hold: too much is held, never too little
+            log.warning("billing: could not settle a credit hold in Redis", exc_info=True)
 
     def charge(
         self, principal: Principal, usage: Usage, cost: Micros | None, preset: PresetCharge | None = None
@@ -254,10 +313,12 @@ class Billing:
         share = None
         if preset is not None and price:
             key = (preset.name, month_of(self.clock()))
-            share = preset.share.credit(price, self.shared.get(key, 0))
-            self.shared[key] = self.shared.get(key, 0) + share
+            share = preset.share.credit(price, self.shares_paid.get(key, 0))
+            self.shares_paid[key] = self.shares_paid.get(key, 0) + share
             self.earned[preset.team_id] += share
         return Charge(price, share)
 
     async def aclose(self) -> None:
         await self.refresher.aclose()
+        while self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)

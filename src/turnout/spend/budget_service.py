@@ -136,10 +136,10 @@ class BudgetService:
             )
         rule = rule_of(row)
         await self.budgets.put(rule)
-        return self._with_status(row, rule)
+        return await self._with_status(row, rule)
 
-    def _with_status(self, row: Any, rule: BudgetRule) -> dict[str, Any]:
-        return {**describe(row), **self.budgets.status(rule)}
+    async def _with_status(self, row: Any, rule: BudgetRule) -> dict[str, Any]:
+        return {**describe(row), **await self.budgets.status(rule)}
 
     async def _row(self, viewer: Principal, budget_id: str) -> Any:
         async with self.database.engine.connect() as conn:
@@ -150,7 +150,7 @@ class BudgetService:
 
     async def get(self, viewer: Principal, budget_id: str) -> dict[str, Any]:
         row = await self._row(viewer, budget_id)
-        return self._with_status(row, rule_of(row))
+        return await self._with_status(row, rule_of(row))
 
     async def list(
         self, viewer: Principal, scope: str | None, subject_id: str | None
@@ -163,7 +163,7 @@ class BudgetService:
         async with self.database.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [
-            self._with_status(r, rule_of(r))
+            await self._with_status(r, rule_of(r))
             for r in rows
             if await self._visible(viewer, r.scope, r.subject_id)
         ]

@@ -22,8 +22,10 @@ are picked up within `REFRESH_SECONDS`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 import sqlalchemy as sa
+from redis.exceptions import RedisError
 from sqlalchemy.dialects import postgresql, sqlite
 
 from turnout.domain.chat import ChatRequest, message_has_images, prompt_characters
@@ -42,6 +45,7 @@ from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
 from turnout.periodic import Periodic
 from turnout.routing.catalog import Route
+from turnout.spend.shared_counters import AFTER_WINDOW, PREFIX, SharedCounters
 from turnout.storage.database import Database
 from turnout.storage.tables import budget_windows, budgets, ledger
 
@@ -49,6 +53,7 @@ log = logging.getLogger("turnout.budgets")
 
 DEFAULT_OUTPUT_RESERVE = 4096  # output tokens reserved for a request that sets no limit
 REFRESH_SECONDS = 5.0  # how often budgets changed elsewhere are read again
+SHARED_RETRY_SECONDS = 5.0  # how long an unreachable Redis is left alone before it is tried again
 
 Scope = Literal["key", "team", "user"]
 SCOPES: tuple[Scope, ...] = ("key", "team", "user")
@@ -87,6 +92,7 @@ class Reservation:
     alias: str
     amount: Micros = 0
     held: list[tuple[BudgetRule, Window]] = field(default_factory=list)  # reserved in
+    shared: bool = False  # in the instances' shared counters (Redis), not this instance's only
 
 
 @dataclass(slots=True)
@@ -141,13 +147,25 @@ def rule_of(row: Any) -> BudgetRule:
     )
 
 
+def counter_key(rule: BudgetRule, current: Window) -> str:
+    """A budget window's shared counter: the budget's id and the window's start."""
+    return f"{PREFIX}{rule.id}:{int(current.start.timestamp())}"
+
+
 def _naive_utc(when: dt.datetime) -> dt.datetime:
     return when.astimezone(dt.UTC)
 
 
 class Budgets:
-    def __init__(self, clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        shared: SharedCounters | None = None,
+    ) -> None:
         self.clock = clock
+        self.shared = shared
+        self.shared_down = False
+        self.shared_retry_at = 0.0  # monotonic: while down, Redis is tried again from then
         self.totals: defaultdict[str, UsageTotals] = defaultdict(UsageTotals)
         self.rules: dict[tuple[Scope, str], list[BudgetRule]] = {}
         self.windows: dict[str, Window] = {}  # by rule id: its current window
@@ -273,7 +291,9 @@ class Budgets:
             )
         return found
 
-    def reserve(self, principal: Principal, route: Route, request: ChatRequest | None = None) -> Reservation:
+    async def reserve(
+        self, principal: Principal, route: Route, request: ChatRequest | None = None
+    ) -> Reservation:
         covering = self._covering(principal)
         if not covering:
             return Reservation(principal, route.alias)
@@ -283,35 +303,66 @@ class Budgets:
         for rule in covering:
             if rule.id.startswith("key:") and rule.id not in self.windows:
                 self.windows[rule.id] = Window(ALL_TIME, None, spent=self.key_spent.get(principal.key_id, 0))
-            current = self._window(rule, now)
+            held.append((rule, self._window(rule, now)))
+        reservation = Reservation(principal, route.alias, amount, held)
+        shared = self.shared is not None and time.monotonic() >= self.shared_retry_at
+        if shared and await self._reserve_shared(reservation, now):
+            return reservation
+        for rule, current in held:
             left = rule.limit - current.spent - current.reserved
             if amount > left or left <= 0:
-                if not current.hard_reached and not rule.id.startswith("key:"):
-                    current.hard_reached = True
-                    self._write(self._mark(rule, current, "hard_limit_reached_at"))
-                raise BudgetExhausted(
-                    f"The {rule.label} budget cannot cover this request: {format_usd(max(left, 0))} USD "
-                    f"of {format_usd(rule.limit)} left, and the request may cost up to "
-                    f"{format_usd(amount)} USD.",
-                )
-            held.append((rule, current))
+                self._refuse(rule, current, left, amount)
         for _, current in held:
             current.reserved += amount
-        return Reservation(principal, route.alias, amount, held)
+        return reservation
+
+    async def _reserve_shared(self, reservation: Reservation, now: dt.datetime) -> bool:
+        """Reserve in the instances' shared counters; False when they cannot be reached (this
+        instance's own counters decide instead, and say so in the log, once an outage)."""
+        assert self.shared is not None
+        held, amount = reservation.held, reservation.amount
+        keys = [counter_key(rule, current) for rule, current in held]
+        ttls = [0 if c.end is None else int((c.end - now).total_seconds()) + AFTER_WINDOW for _, c in held]
+        try:
+            refused, used = await self.shared.reserve(
+                keys, [r.limit for r, _ in held], [c.spent + c.reserved for _, c in held], ttls, amount
+            )
+        except RedisError:
+            if not self.shared_down:
+                log.warning(
+                    "budgets: Redis is unreachable; each instance enforces budgets on its own meanwhile"
+                )
+            self.shared_down = True
+            self.shared_retry_at = time.monotonic() + SHARED_RETRY_SECONDS  # one request probes it then
+            return False
+        if self.shared_down:
+            log.info("budgets: Redis answers again; budgets are shared by the instances again")
+            self.shared_down = False
+        if refused:
+            rule, current = held[refused - 1]
+            self._refuse(rule, current, rule.limit - used, amount)
+        reservation.shared = True
+        for _, current in held:
+            current.reserved += amount  # this instance's view, for its status and its release
+        return True
+
+    def _refuse(self, rule: BudgetRule, current: Window, left: Micros, amount: Micros) -> None:
+        if not current.hard_reached and not rule.id.startswith("key:"):
+            current.hard_reached = True
+            self._write(self._mark(rule, current, "hard_limit_reached_at"))
+        raise BudgetExhausted(
+            f"The {rule.label} budget cannot cover this request: {format_usd(max(left, 0))} USD "
+            f"of {format_usd(rule.limit)} left, and the request may cost up to {format_usd(amount)} USD.",
+        )
 
     def release(self, reservation: Reservation) -> None:
         """Give back a reservation whose request never started (a later step refused it)."""
-        for _, current in reservation.held:
-            current.reserved -= reservation.amount
+        self._settle_windows(reservation, 0)
 
     def settle(
         self, reservation: Reservation, usage: Usage | None, *, answered: bool, cost: Micros | None = None
     ) -> None:
-        for rule, current in reservation.held:
-            current.reserved -= reservation.amount
-            if cost:
-                current.spent += cost
-                self._check_soft_limit(rule, current)
+        self._settle_windows(reservation, cost or 0)
         if cost and reservation.principal.max_budget_micros is not None:
             key = reservation.principal.key_id
             self.key_spent[key] = self.key_spent.get(key, 0) + cost
@@ -326,8 +377,32 @@ class Budgets:
         totals.input_tokens += usage.input_tokens
         totals.output_tokens += usage.output_tokens
 
-    def _check_soft_limit(self, rule: BudgetRule, current: Window) -> None:
-        if rule.soft_limit is None or current.soft_reached or current.spent < rule.soft_limit:
+    def _settle_windows(self, reservation: Reservation, cost: Micros) -> None:
+        """Replace the reservation by `cost` in its windows (here, and in the shared counters)."""
+        if not reservation.held:
+            return
+        for rule, current in reservation.held:
+            current.reserved -= reservation.amount
+            if cost:
+                current.spent += cost
+                if not reservation.shared:
+                    self._check_soft_limit(rule, current, current.spent)
+        if reservation.shared and cost != reservation.amount:
+            self._write(self._settle_shared(reservation, cost - reservation.amount))
+
+    async def _settle_shared(self, reservation: Reservation, delta: Micros) -> None:
+        assert self.shared is not None
+        keys = [counter_key(rule, current) for rule, current in reservation.held]
+        try:
+            used = await self.shared.add(keys, delta)
+        except RedisError:  # the counter keeps the reservation: too much is held, never too little
+            log.warning("budgets: could not settle a reservation in Redis", exc_info=True)
+            return
+        for (rule, current), value in zip(reservation.held, used, strict=True):
+            self._check_soft_limit(rule, current, value)
+
+    def _check_soft_limit(self, rule: BudgetRule, current: Window, used: Micros) -> None:
+        if rule.soft_limit is None or current.soft_reached or used < rule.soft_limit:
             return
         current.soft_reached = True
         self._write(self._mark(rule, current, "soft_limit_reached_at", alert=True))
@@ -394,16 +469,21 @@ class Budgets:
                 format_usd(rule.limit),
             )
 
-    def status(self, rule: BudgetRule) -> dict[str, Any]:
-        """A budget's current window as the admin API shows it."""
+    async def status(self, rule: BudgetRule) -> dict[str, Any]:
+        """A budget's current window as the admin API shows it. With shared counters, `spent`
+        is every instance's (and the reservations other instances hold at that moment)."""
         current = self._window(rule, self.clock()) if self.database is not None else self.windows.get(rule.id)
         current = current or Window(*window(rule.period, rule.tz, self.clock()))
+        used = current.spent + current.reserved
+        if self.shared is not None:
+            with contextlib.suppress(RedisError):  # else this instance's view
+                used = await self.shared.used(counter_key(rule, current)) or used
         return {
             "window_start": current.start.timestamp() if rule.period != "never" else None,
             "window_end": None if current.end is None else current.end.timestamp(),
-            "spent_micros": current.spent,
+            "spent_micros": used - current.reserved,
             "reserved_micros": current.reserved,
-            "remaining_micros": max(rule.limit - current.spent - current.reserved, 0),
+            "remaining_micros": max(rule.limit - used, 0),
             "soft_limit_reached": current.soft_reached,
             "hard_limit_reached": current.hard_reached,
         }

@@ -63,7 +63,18 @@ class Outcome:
     """What a request came to, collected by the pipeline as it goes: the deployment that served it,
     the usage it reported, the status it ended with. `entry` turns it into the ledger's entry."""
 
-    __slots__ = ("at", "billed", "estimate", "preset", "recorded", "served", "started", "status", "usage")
+    __slots__ = (
+        "at",
+        "billed",
+        "charged",
+        "estimate",
+        "preset",
+        "recorded",
+        "served",
+        "started",
+        "status",
+        "usage",
+    )
 
     def __init__(self) -> None:
         self.at = time.time()
@@ -74,6 +85,7 @@ class Outcome:
         self.estimate: Callable[[], Usage] | None = None  # tokens by turnout's count, if none reported
         self.recorded = False
         self.billed: Micros | None = 0  # what the ledger entry charged
+        self.charged: Micros | None = 0  # ... and what the customer paid (domain.billing)
         self.preset: PresetCharge | None = None  # the preset it was called through
 
     def failed(self, error: BaseException) -> None:
@@ -106,6 +118,7 @@ class Outcome:
         usage = usage or NO_USAGE
         cost = self.billed = self.cost(usage)
         charge = None if billing is None else billing.charge(principal, usage, cost, self.preset)
+        self.charged = cost if charge is None else charge.customer_price
         preset = self.preset
         return LedgerEntry(
             request_id=request_id,

@@ -54,14 +54,17 @@ REPORT_BY = {
     "model": "model",
     "alias": "alias",
     "deployment": "deployment",
+    "user": "user_id",
+    "preset": "preset",
 }
 
 
 async def spend_report(
     database: Database, by: str, since: datetime, until: datetime | None = None
 ) -> list[dict[str, Any]]:
-    """Spend grouped by `by` (team, key, model, alias, deployment) over [since, until): requests,
-    failures, tokens by kind, cost in micro-dollars, and how many requests had no known price."""
+    """Spend grouped by `by` (team, key, user, model, alias, deployment, preset) over [since,
+    until): requests, failures, tokens by kind, cost, what customers paid and presets' revenue
+    share in micro-dollars, and how many requests had no known price."""
     group = ledger.c[REPORT_BY[by]]
     query = (
         sa.select(
@@ -72,6 +75,8 @@ async def spend_report(
             sa.func.sum(ledger.c.cached_input_tokens).label("cached_input_tokens"),
             sa.func.sum(ledger.c.output_tokens).label("output_tokens"),
             sa.func.coalesce(sa.func.sum(ledger.c.cost_micros), 0).label("cost_micros"),
+            sa.func.coalesce(sa.func.sum(ledger.c.customer_price_micros), 0).label("customer_price_micros"),
+            sa.func.coalesce(sa.func.sum(ledger.c.revenue_share_micros), 0).label("revenue_share_micros"),
             sa.func.sum(sa.case((ledger.c.cost_micros.is_(None), 1), else_=0)).label("cost_unknown"),
             sa.func.sum(sa.case((ledger.c.estimated, 1), else_=0)).label("estimated"),
         )

@@ -266,3 +266,13 @@ presets = sa.Table(
     sa.Column("created_by", sa.String(40), nullable=True),
     sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
 )
+
+# Configured providers taken out of service through the admin API (0006): every instance stops
+# routing to them until they are restored.
+removed_providers = sa.Table(
+    "removed_providers",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("removed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("removed_by", sa.String(40), nullable=True),
+)

@@ -1,5 +1,5 @@
 """Customer billing: plans, each team's terms, credit balances, published presets; the ledger's
-customer price and revenue share.
+customer price and revenue share. Providers taken out of service through the admin API.
 
 Expand only (new tables, new nullable columns): a gateway of the previous version keeps working on
 the same database during an upgrade.
@@ -82,8 +82,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("name", name="pk_presets"),
     )
 
+    op.create_table(
+        "removed_providers",
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("removed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("removed_by", sa.String(40), nullable=True),
+        sa.PrimaryKeyConstraint("name", name="pk_removed_providers"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("removed_providers")
     op.drop_table("presets")
     op.drop_index("ix_credits_team_id", table_name="credits")
     op.drop_table("credits")
