@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from report import Load, PairedRounds, TargetMode, render
-from targets import LOAD_CPUS, TARGETS, Endpoint, ensure_litellm, mock_upstream
+from targets import LOAD_CPUS, OPTIONS, TARGETS, Endpoint, ensure_litellm, mock_upstream
 
 from harness import BENCH_DIR, Process, build_loadgen, run_load
 
@@ -43,6 +43,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--modes", default="json,stream", help="json, stream or both")
     p.add_argument("--only", help=f"comma-separated targets among {','.join(TARGETS)}")
     p.add_argument("--skip-litellm", action="store_true", help="leave LiteLLM out")
+    p.add_argument(
+        "--master-key", action="store_true", help="turnout: load with the master key (no budgets, no billing)"
+    )
+    p.add_argument(
+        "--redis", metavar="URL", help="turnout: share budgets through this Redis (storage.redis_url)"
+    )
     p.add_argument("--max-in-flight", type=int, default=512, help="open loop: cap on outstanding requests")
     p.add_argument("--timeout", type=float, default=10, help="per-request timeout, s")
     p.add_argument("--drain", type=float, default=10, help="wait this long for late answers, s")
@@ -50,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--chunks", type=int, default=20, help="content chunks per streamed answer")
     p.add_argument("--rounds", type=int, help="paired direct/turnout rounds for the goals (default 3)")
     args = p.parse_args(argv)
+    OPTIONS.master_key, OPTIONS.redis_url = args.master_key, args.redis
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
     args.wait_quiet = args.wait_quiet if args.wait_quiet is not None else (0.0 if args.quick else 120.0)

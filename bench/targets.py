@@ -57,6 +57,19 @@ print("\\n".join(sorted(out)))
 """
 
 
+@dataclass
+class Options:
+    """How turnout targets run (set from the command line): the master key instead of the
+    accounted virtual key (no budgets, no billing: to measure what accounting costs), and Redis
+    for budgets shared across instances."""
+
+    master_key: bool = False
+    redis_url: str | None = None
+
+
+OPTIONS = Options()
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where to send the load, and the gateway process to watch (None when calling the mock)."""
@@ -148,14 +161,15 @@ def _turnout(
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="turnout-bench-") as tmp:
         config = Path(tmp) / "turnout.yaml"
+        redis = f", redis_url: '{OPTIONS.redis_url}'" if OPTIONS.redis_url else ""
         config.write_text(
             f"server: {{host: 127.0.0.1, port: {port}}}\n"
-            f"storage: {{data_dir: {tmp}/data}}\n" + routing.format(port=mock_port)
+            f"storage: {{data_dir: {tmp}/data{redis}}}\n" + routing.format(port=mock_port)
         )
         env = {**_clean_env(), "TURNOUT_MASTER_KEY": MASTER_KEY, **(extra_env or {})}
         cmd = [binary, "serve", "--config", str(config)]
         with started(log, cmd, port, GATEWAY_CPUS, env=env, cwd=Path(tmp)) as proc:
-            key = accounted_key(f"http://127.0.0.1:{port}")
+            key = MASTER_KEY if OPTIONS.master_key else accounted_key(f"http://127.0.0.1:{port}")
             yield Endpoint(
                 name, f"http://127.0.0.1:{port}{CHAT_PATH}", proc, metadata.version("turnout"), key
             )
