@@ -140,3 +140,13 @@ def test_under_the_two_person_rule_deleting_a_team_waits_for_a_second_admin(tmp_
         assert "team.delete" in ok(cli(gateway, "audit", "list", "--action", "team.*"))
     finally:
         gateway.stop()
+
+
+def test_keys_are_issued_changed_and_revoked_from_the_command_line(gateway: Gateway) -> None:
+    created = ok(cli(gateway, "keys", "create", "--name", "etl", "--models", "chat", "--budget", "5"))
+    key_id = next(word for word in created.split() if word.startswith("key_"))
+    changed = ok(cli(gateway, "keys", "update", key_id, "--models", "*", "--name", "etl v2"))
+    assert "etl v2" in changed and "models=*" in changed
+    refused = cli(gateway, "keys", "update", key_id, "--budget", "lots")
+    assert refused.exit_code == 1 and "'max_budget' must be an amount of USD" in refused.output
+    assert "revoked" in ok(cli(gateway, "keys", "revoke", key_id))

@@ -223,3 +223,33 @@ def test_a_store_outage_is_never_reported_as_an_invalid_key(tmp_path: Path) -> N
         gateway.stop()
         forwarder.stop()
         asyncio.run(drop_postgres_database(name))
+
+
+def test_a_key_is_changed_within_what_its_changer_may_give(
+    gateway: Gateway, admin: Callable[..., httpx.Response]
+) -> None:
+    red = admin("POST", "/admin/teams", name="red").json()["id"]
+    blue = admin("POST", "/admin/teams", name="blue").json()["id"]
+    team_admin = issue(admin, role="admin", team_id=red, models=["team/*"])["key"]
+    member = issue(admin, team_id=red, models=["team/a"], metadata={"app": "etl"})
+    with pytest.raises(openai.NotFoundError):
+        chat(gateway, member["key"], "team/b")
+    changed = admin("PATCH", f"/admin/keys/{member['id']}", team_admin, models=["team/*"], name="etl v2")
+    assert changed.status_code == 200, changed.text
+    body = changed.json()
+    assert body["models"] == ["team/*"] and body["name"] == "etl v2" and body["metadata"] == {"app": "etl"}
+    assert chat(gateway, member["key"], "team/b").choices  # at once, on the next request
+    for change, param in (({"models": ["other"]}, "models"), ({"role": "owner"}, None)):
+        refused = admin("PATCH", f"/admin/keys/{member['id']}", team_admin, **change)
+        assert refused.status_code == 403 and refused.json()["error"]["param"] == param
+    other = issue(admin, team_id=blue)
+    assert admin("PATCH", f"/admin/keys/{other['id']}", team_admin, name="mine").status_code == 404
+    assert admin("PATCH", f"/admin/keys/{member['id']}", team_id=blue).status_code == 400  # owner is fixed
+    # the master key lifts the model list altogether (null), and sets a budget
+    lifted = admin("PATCH", f"/admin/keys/{member['id']}", models=None, max_budget="5").json()
+    assert lifted["models"] is None and lifted["max_budget_micros"] == 5_000_000
+    assert chat(gateway, member["key"], "other").choices
+    admin("POST", f"/admin/keys/{member['id']}/revoke")
+    assert admin("PATCH", f"/admin/keys/{member['id']}", name="x").status_code == 400
+    [update] = admin("GET", f"/admin/audit?action=key.update&target_id={member['id']}&limit=1").json()["data"]
+    assert update["before"]["models"] == ["team/*"] and update["after"]["models"] is None

@@ -220,6 +220,30 @@ def keys_revoke(url: str, key: str | None, key_id: str) -> None:
     click.echo(describe(_admin_call(url, key, "POST", f"/admin/keys/{key_id}/revoke")))
 
 
+@keys.command("update")
+@URL_OPTION
+@KEY_OPTION
+@click.argument("key_id")
+@click.option("--name", help="A new name.")
+@click.option("--role", type=click.Choice(["owner", "admin", "member", "viewer"]))
+@click.option("--models", help='Comma-separated aliases or prefixes; "*" for every model.')
+@click.option("--expires-in", help='A lifetime from now such as 30d; "never" for none.')
+@click.option("--budget", "max_budget", help='USD, e.g. 25.00; "none" for no budget.')
+def keys_update(url: str, key: str | None, key_id: str, **change: str | None) -> None:
+    """Change a key (within what this admin key may give)."""
+    from turnout.cli.keys import describe
+
+    body: dict[str, object] = {k: v for k, v in change.items() if v is not None and k != "models"}
+    if change.get("models"):
+        models = [m.strip() for m in str(change["models"]).split(",") if m.strip()]
+        body["models"] = None if models == ["*"] else models
+    if body.get("expires_in") == "never":
+        body["expires_in"] = None
+    if body.get("max_budget") == "none":
+        body["max_budget"] = None
+    click.echo(describe(_admin_call(url, key, "PATCH", f"/admin/keys/{key_id}", body)))
+
+
 @keys.command("rotate")
 @URL_OPTION
 @KEY_OPTION

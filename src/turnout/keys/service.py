@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
+import msgspec
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -304,6 +305,66 @@ class KeyService:
 
     async def get(self, issuer: Principal, key_id: str) -> dict[str, Any]:
         return describe(await self._managed(issuer, key_id))
+
+    async def update(
+        self,
+        issuer: Principal,
+        key_id: str,
+        changes: dict[str, Any],
+        limits: Any,
+        metadata: Any,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Change a key's name, role, models, expiry or budget (`changes`, KeySpec's field names),
+        limits or metadata (msgspec.UNSET: unchanged). The key as changed must be one `issuer`
+        could issue, and one its user may hold: the same rules as a new key's."""
+        row = await self._managed(issuer, key_id)
+        if row.revoked_at is not None:
+            raise InvalidRequest("A revoked key cannot be changed.", param="id")
+        current = principal_of(row)
+        spec = KeySpec(
+            name=changes.get("name", row.name),
+            role=changes.get("role", current.role),
+            team_id=row.team_id,
+            user_id=row.user_id,
+            allowed_models=changes.get("allowed_models", current.allowed_models),
+            expires_at=changes.get("expires_at", current.expires_at),
+            max_budget_micros=changes.get("max_budget_micros", row.max_budget_micros),
+        )
+        spec = check_issue(issuer, spec)
+        values: dict[str, Any] = {
+            "name": spec.name,
+            "role": spec.role,
+            "allowed_models": None
+            if spec.allowed_models is None
+            else orjson.dumps(list(spec.allowed_models)).decode(),
+            "expires_at": _when(spec.expires_at),
+            "max_budget_micros": spec.max_budget_micros,
+            "updated_at": dt.datetime.now(dt.UTC),
+        }
+        if limits is not msgspec.UNSET:
+            values["limits"] = orjson.dumps(limits).decode() if limits else None
+        if metadata is not msgspec.UNSET:
+            values["metadata"] = orjson.dumps(metadata).decode() if metadata else None
+        self.index.touch(row.key_hash)  # a read in flight now must not undo this change
+        async with self.database.engine.begin() as conn:
+            await check_owner(conn, spec)
+            await conn.execute(sa.update(api_keys).where(api_keys.c.id == key_id).values(**values))
+            stored = (await conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id))).one()
+            described = describe(stored)
+            await self.audit.record(
+                conn,
+                issuer,
+                "key.update",
+                "key",
+                key_id,
+                team_id=row.team_id,
+                before=describe(row),
+                after=described,
+                request_id=request_id,
+            )
+        self._apply(stored)
+        return described
 
     async def rotate(
         self, issuer: Principal, key_id: str, grace: float, request_id: str | None = None

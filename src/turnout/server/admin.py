@@ -42,6 +42,19 @@ class NewKey(msgspec.Struct, forbid_unknown_fields=True):
     metadata: dict[str, Any] | None = None
 
 
+class KeyChange(msgspec.Struct, forbid_unknown_fields=True):
+    """What to change in a key; a field left out stays as it is (null clears `models`,
+    `expires_in`, `max_budget`, `limits`: every model, no expiry, no budget, no limits)."""
+
+    name: str | msgspec.UnsetType = msgspec.UNSET
+    role: Literal["owner", "admin", "member", "viewer"] | msgspec.UnsetType = msgspec.UNSET
+    models: list[str] | msgspec.UnsetType | None = msgspec.UNSET
+    expires_in: str | msgspec.UnsetType | None = msgspec.UNSET  # from now: 30d, 12h
+    max_budget: str | msgspec.UnsetType | None = msgspec.UNSET  # USD
+    limits: Limits | msgspec.UnsetType | None = msgspec.UNSET
+    metadata: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+
+
 class Rotation(msgspec.Struct, forbid_unknown_fields=True):
     grace: str = "0s"  # how long the old key keeps working
 
@@ -83,6 +96,39 @@ class AdminKeys:
             issuer, spec, limits=limits, metadata=body.metadata, request_id=x.request_id
         )
         await x.send_json(200, orjson.dumps({**described, "key": key}))
+
+    async def update(self, x: Exchange, key_id: str) -> None:
+        """PATCH /admin/keys/{id}: the key's new attributes, within what the caller may give."""
+        issuer = await self._admin(x)
+        body: KeyChange = decode_body(await x.body(), KeyChange)
+        changes: dict[str, Any] = {}
+        if body.name is not msgspec.UNSET:
+            if not body.name.strip() or len(body.name) > 200:
+                raise InvalidRequest("'name' must be 1-200 characters.", param="name")
+            changes["name"] = body.name
+        if body.role is not msgspec.UNSET:
+            changes["role"] = body.role
+        if body.models is not msgspec.UNSET:
+            changes["allowed_models"] = None if body.models is None else tuple(body.models)
+        if body.expires_in is not msgspec.UNSET:
+            try:
+                changes["expires_at"] = (
+                    None if body.expires_in is None else time.time() + parse_duration(body.expires_in)
+                )
+            except ValueError as error:
+                raise InvalidRequest(str(error), param="expires_in") from None
+        if body.max_budget is not msgspec.UNSET:
+            changes["max_budget_micros"] = (
+                None if body.max_budget is None else usd(body.max_budget, "max_budget", zero=True)
+            )
+        limits: Any = msgspec.UNSET
+        if body.limits is not msgspec.UNSET:
+            limits = None
+            if body.limits is not None:
+                limits = {k: v for k, v in msgspec.structs.asdict(body.limits).items() if v is not None}
+        metadata = body.metadata
+        described = await self.keys.update(issuer, key_id, changes, limits, metadata, x.request_id)
+        await x.send_json(200, orjson.dumps(described))
 
     async def list(self, x: Exchange) -> None:
         data = await self.keys.list(await self._admin(x))

@@ -12,7 +12,7 @@ import time
 from turnout import __version__
 from turnout.app import Services
 from turnout.domain.errors import InternalError, MethodNotAllowed, RouteNotFound, TurnoutError
-from turnout.server.admin import AdminKeys, NewKey, Rotation
+from turnout.server.admin import AdminKeys, KeyChange, NewKey, Rotation
 from turnout.server.admin_billing import AdminBilling, CreditChange, NewPlan, NewPreset, TeamTerms
 from turnout.server.admin_budgets import AdminBudgets, NewBudget
 from turnout.server.admin_governance import AdminGovernance
@@ -162,6 +162,14 @@ def admin_router(services: Services) -> AdminRouter:
         tag="keys",
     )
     r.add("GET", "/admin/keys/{key_id}", lambda x, k: keys.one(x, k, ""), "Describe a key", tag="keys")
+    r.add(
+        "PATCH",
+        "/admin/keys/{key_id}",
+        keys.update,
+        "Change a key's name, role, models, expiry, budget, limits or metadata",
+        body=KeyChange,
+        tag="keys",
+    )
     r.add(
         "POST",
         "/admin/keys/{key_id}/revoke",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -13,11 +14,15 @@ from turnout.spend.ledger import LedgerEntry
 from turnout.storage.database import Database
 from turnout.storage.tables import ledger
 
-_COLUMNS = [c.name for c in ledger.columns]
+# Rows are inserted this many at a time: the event loop runs between two (SQLAlchemy prepares a
+# batch's parameters on it, about 20 µs a row), so moving a second's journal at 500 req/s never
+# holds it more than about a millisecond. (Whole: 500 rows held it 4-7 ms, which was the
+# benchmark's p99.)
+CHUNK = 50
 
 
 def _row(entry: LedgerEntry) -> dict[str, Any]:
-    row = {name: getattr(entry, name) for name in _COLUMNS if name != "at"}
+    row = msgspec.structs.asdict(entry)  # its fields are the table's columns
     row["at"] = datetime.fromtimestamp(entry.at, UTC)
     return row
 
@@ -33,7 +38,8 @@ class LedgerStore:
         if not entries:
             return
         async with self.database.engine.begin() as conn:
-            await conn.execute(self._insert, [_row(e) for e in entries])
+            for start in range(0, len(entries), CHUNK):
+                await conn.execute(self._insert, [_row(e) for e in entries[start : start + CHUNK]])
 
     async def count(self) -> int:
         async with self.database.engine.connect() as conn:
