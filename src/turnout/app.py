@@ -170,9 +170,9 @@ class Services:
         await self.responses.aclose()  # writes the responses still pending
         await self.spend.aclose()  # moves the ledger journal into the database
         await self.budgets.aclose()  # writes the budget windows still pending
+        await self.billing.aclose()  # (both send their last settlements to Redis)
         if self.budgets.shared is not None:
             await self.budgets.shared.aclose()
-        await self.billing.aclose()
         await self.presets.aclose()
         await self.provider_control.aclose()
         await self.database.close()

@@ -15,7 +15,6 @@ second write, from this instance or another, a no-op.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import time
@@ -38,7 +37,7 @@ from turnout.domain.usage import Usage
 from turnout.periodic import Periodic
 from turnout.routing.catalog import Route
 from turnout.spend.budgets import SHARED_RETRY_SECONDS, worst_usage
-from turnout.spend.shared_counters import SharedCounters
+from turnout.spend.shared_counters import SettleBatch, SharedCounters
 from turnout.storage.database import Database
 from turnout.storage.tables import credits, ledger, plans, team_billing
 
@@ -121,7 +120,7 @@ class Billing:
         self.shared = shared
         self.shared_down = False
         self.shared_retry_at = 0.0
-        self._writes: set[asyncio.Task[None]] = set()
+        self.settling = None if shared is None else SettleBatch(shared)
         self.terms: dict[str, Terms] = {}
         self.credited: dict[str, Micros] = {}  # by team: the credits table's sum
         self.charged: defaultdict[str, Micros] = defaultdict(int)  # by team: customer prices
@@ -274,20 +273,8 @@ class Billing:
             return
         self.reserved[hold.team_id] -= hold.amount
         if hold.shared and (charged or 0) != hold.amount:
-            self._settle_shared(CREDIT_PREFIX + hold.team_id, (charged or 0) - hold.amount)
-
-    def _settle_shared(self, key: str, delta: Micros) -> None:
-        assert self.shared is not None
-        task = asyncio.get_running_loop().create_task(self._add(key, delta))
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
-
-    async def _add(self, key: str, delta: Micros) -> None:
-        assert self.shared is not None
-        try:
-            await self.shared.add([key], delta)
-        except RedisError:  # the counter keeps the hold: too much is held, never too little
-            log.warning("billing: could not settle a credit hold in Redis", exc_info=True)
+            assert self.settling is not None
+            self.settling.add(CREDIT_PREFIX + hold.team_id, (charged or 0) - hold.amount)
 
     def charge(
         self, principal: Principal, usage: Usage, cost: Micros | None, preset: PresetCharge | None = None
@@ -320,5 +307,5 @@ class Billing:
 
     async def aclose(self) -> None:
         await self.refresher.aclose()
-        while self._writes:
-            await asyncio.gather(*list(self._writes), return_exceptions=True)
+        if self.settling is not None:
+            await self.settling.aclose()

@@ -45,7 +45,7 @@ from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
 from turnout.periodic import Periodic
 from turnout.routing.catalog import Route
-from turnout.spend.shared_counters import AFTER_WINDOW, PREFIX, SharedCounters
+from turnout.spend.shared_counters import AFTER_WINDOW, PREFIX, SettleBatch, SharedCounters
 from turnout.storage.database import Database
 from turnout.storage.tables import budget_windows, budgets, ledger
 
@@ -166,6 +166,7 @@ class Budgets:
         self.shared = shared
         self.shared_down = False
         self.shared_retry_at = 0.0  # monotonic: while down, Redis is tried again from then
+        self.settling = None if shared is None else SettleBatch(shared, self._shared_value)
         self.totals: defaultdict[str, UsageTotals] = defaultdict(UsageTotals)
         self.rules: dict[tuple[Scope, str], list[BudgetRule]] = {}
         self.windows: dict[str, Window] = {}  # by rule id: its current window
@@ -388,18 +389,15 @@ class Budgets:
                 if not reservation.shared:
                     self._check_soft_limit(rule, current, current.spent)
         if reservation.shared and cost != reservation.amount:
-            self._write(self._settle_shared(reservation, cost - reservation.amount))
+            self._settle_shared(reservation, cost - reservation.amount)
 
-    async def _settle_shared(self, reservation: Reservation, delta: Micros) -> None:
-        assert self.shared is not None
-        keys = [counter_key(rule, current) for rule, current in reservation.held]
-        try:
-            used = await self.shared.add(keys, delta)
-        except RedisError:  # the counter keeps the reservation: too much is held, never too little
-            log.warning("budgets: could not settle a reservation in Redis", exc_info=True)
-            return
-        for (rule, current), value in zip(reservation.held, used, strict=True):
-            self._check_soft_limit(rule, current, value)
+    def _settle_shared(self, reservation: Reservation, delta: Micros) -> None:
+        assert self.settling is not None
+        for rule, current in reservation.held:
+            self.settling.add(counter_key(rule, current), delta, (rule, current))
+
+    def _shared_value(self, context: tuple[BudgetRule, Window], used: Micros) -> None:
+        self._check_soft_limit(context[0], context[1], used)
 
     def _check_soft_limit(self, rule: BudgetRule, current: Window, used: Micros) -> None:
         if rule.soft_limit is None or current.soft_reached or used < rule.soft_limit:
@@ -490,5 +488,7 @@ class Budgets:
 
     async def aclose(self) -> None:
         await self.refresher.aclose()
+        if self.settling is not None:
+            await self.settling.aclose()
         while self._writes:
             await asyncio.gather(*list(self._writes), return_exceptions=True)
