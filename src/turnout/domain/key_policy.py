@@ -86,6 +86,21 @@ def outranks(role: Role, ceiling: Role) -> bool:
     return ROLE_RANK[role] > ROLE_RANK[ceiling]
 
 
+def in_team(principal: Principal) -> bool:
+    """Is `principal` one team's (its scope that team) rather than organisation-wide?"""
+    return principal.team_id is not None and principal.kind != "master"
+
+
+def organisation_admin(principal: Principal) -> bool:
+    """An owner or admin of the whole organisation (the master key is its first owner)."""
+    return principal.kind == "master" or (principal.is_admin and principal.team_id is None)
+
+
+def require_organisation_admin(principal: Principal, what: str) -> None:
+    if not organisation_admin(principal):
+        raise PermissionDenied(f"Only organisation-wide owners and admins may {what}.")
+
+
 def may_read(viewer: Principal, team_id: str | None) -> bool:
     """May `viewer` read (not change) things of `team_id` — teams, members, budgets, spend?"""
     if viewer.kind == "master" or (viewer.team_id is None and viewer.is_admin):

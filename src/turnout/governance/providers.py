@@ -13,7 +13,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from turnout.domain.errors import PermissionDenied, ResourceNotFound
+from turnout.domain.errors import ResourceNotFound
+from turnout.domain.key_policy import require_organisation_admin
 from turnout.domain.principal import Principal
 from turnout.governance.approvals import Approvals
 from turnout.governance.audit import AuditLog
@@ -61,14 +62,12 @@ class ProviderControl:
         await self.refresher.aclose()
 
     def _check(self, actor: Principal, name: str) -> None:
-        if actor.kind != "master" and not (actor.is_admin and actor.team_id is None):
-            raise PermissionDenied("Only organisation-wide owners and admins manage providers.")
+        require_organisation_admin(actor, "manage providers")
         if name not in self.providers:
             raise ResourceNotFound(f"No provider named '{name}' is configured.", param="name")
 
     async def list(self, viewer: Principal) -> list[dict[str, Any]]:
-        if viewer.kind != "master" and not (viewer.is_admin and viewer.team_id is None):
-            raise PermissionDenied("Only organisation-wide owners and admins manage providers.")
+        require_organisation_admin(viewer, "manage providers")
         async with self.database.engine.connect() as conn:
             removed = {r.name: r for r in await conn.execute(sa.select(removed_providers))}
         return [

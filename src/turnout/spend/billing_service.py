@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from turnout.domain.errors import InvalidRequest, PermissionDenied, ResourceNotFound
-from turnout.domain.key_policy import may_manage, may_read
+from turnout.domain.key_policy import may_manage, may_read, require_organisation_admin
 from turnout.domain.pricing import Micros
 from turnout.domain.principal import Principal
 from turnout.governance.audit import AuditLog
@@ -64,11 +64,6 @@ def describe_preset(row: Any) -> dict[str, Any]:
     }
 
 
-def _organisation_admin(actor: Principal, what: str) -> None:
-    if actor.kind != "master" and not (actor.is_admin and actor.team_id is None):
-        raise PermissionDenied(f"Only organisation-wide owners and admins may {what}.")
-
-
 class BillingService:
     def __init__(
         self, database: Database, billing: Billing, registry: PresetRegistry, audit: AuditLog
@@ -90,7 +85,7 @@ class BillingService:
     async def create_plan(
         self, actor: Principal, values: dict[str, Any], request_id: str | None
     ) -> dict[str, Any]:
-        _organisation_admin(actor, "create plans")
+        require_organisation_admin(actor, "create plans")
         row = {
             "id": "plan_" + secrets.token_hex(8),
             "created_at": dt.datetime.now(dt.UTC),
@@ -125,7 +120,7 @@ class BillingService:
         prepaid: bool,
         request_id: str | None,
     ) -> dict[str, Any]:
-        _organisation_admin(actor, "set a team's billing")
+        require_organisation_admin(actor, "set a team's billing")
         values = {
             "plan_id": plan_id,
             "markup": None if markup is None else str(markup),
@@ -195,7 +190,7 @@ class BillingService:
         note: str | None,
         request_id: str | None,
     ) -> dict[str, Any]:
-        _organisation_admin(actor, "top up or adjust a team's credit")
+        require_organisation_admin(actor, "top up or adjust a team's credit")
         async with self.database.engine.begin() as conn:
             await self._team(conn, actor, team_id)
             entry = {
@@ -252,7 +247,7 @@ class BillingService:
                 "Only the team's owners and admins may publish its presets.", param="team_id"
             )
         if values["revenue_share"] != "0" or values["share_cap_micros"] is not None:
-            _organisation_admin(actor, "set a preset's revenue share")
+            require_organisation_admin(actor, "set a preset's revenue share")
         row = {**values, "created_at": dt.datetime.now(dt.UTC), "created_by": actor.key_id}
         async with self.database.engine.begin() as conn:
             await self._team(conn, actor, team_id)

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from turnout.domain.errors import PermissionDenied, ResourceNotFound
-from turnout.domain.key_policy import may_manage, may_read
+from turnout.domain.key_policy import in_team, may_manage, may_read, require_organisation_admin
 from turnout.domain.periods import Period
 from turnout.domain.pricing import Micros
 from turnout.domain.principal import Principal
@@ -73,7 +73,7 @@ class BudgetService:
         exists, team = await self._team_of(scope, subject_id)
         if not exists:
             return False
-        if scope == "user" and viewer.team_id is not None and viewer.kind != "master":
+        if scope == "user" and in_team(viewer):
             async with self.database.engine.connect() as conn:
                 member = await conn.execute(
                     sa.select(team_members.c.role).where(
@@ -100,8 +100,8 @@ class BudgetService:
         if scope == "key":
             if not may_manage(actor, team):
                 raise PermissionDenied("Only owners and admins who manage this key may set its budget.")
-        elif not actor.is_admin or (actor.team_id is not None and actor.kind != "master"):
-            raise PermissionDenied(f"Only organisation-wide owners and admins may set a {scope}'s budget.")
+        else:
+            require_organisation_admin(actor, f"set a {scope}'s budget")
         where = (budgets.c.scope == scope, budgets.c.subject_id == subject_id, budgets.c.period == period)
         values = {"timezone": timezone, "limit_micros": limit, "soft_limit_micros": soft_limit}
         async with self.database.engine.begin() as conn:
@@ -174,10 +174,8 @@ class BudgetService:
         if row.scope == "key":
             if not may_manage(actor, team):
                 raise PermissionDenied("Only owners and admins who manage this key may remove its budget.")
-        elif not actor.is_admin or (actor.team_id is not None and actor.kind != "master"):
-            raise PermissionDenied(
-                f"Only organisation-wide owners and admins may remove a {row.scope}'s budget."
-            )
+        else:
+            require_organisation_admin(actor, f"remove a {row.scope}'s budget")
         async with self.database.engine.begin() as conn:
             await conn.execute(sa.delete(budgets).where(budgets.c.id == budget_id))
             await self.audit.record(

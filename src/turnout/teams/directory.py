@@ -24,7 +24,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from turnout.domain.errors import InvalidRequest, PermissionDenied, ResourceNotFound
-from turnout.domain.key_policy import ROLE_RANK, check_grant, may_manage, may_read
+from turnout.domain.key_policy import (
+    ROLE_RANK,
+    check_grant,
+    in_team,
+    may_manage,
+    may_read,
+    require_organisation_admin,
+)
 from turnout.domain.principal import Principal, Role
 from turnout.governance.approvals import Approvals
 from turnout.governance.audit import AuditLog
@@ -129,8 +136,7 @@ class Directory:
     async def create_team(
         self, actor: Principal, name: str, metadata: dict[str, Any] | None, request_id: str | None
     ) -> dict[str, Any]:
-        if not (actor.kind == "master" or (actor.is_admin and actor.team_id is None)):
-            raise PermissionDenied("Only organisation owners and admins may create teams.")
+        require_organisation_admin(actor, "create teams")
         row = {
             "id": "team_" + secrets.token_hex(8),
             "name": name,
@@ -267,7 +273,7 @@ class Directory:
         someone to the team, `any_team`, any user by id)."""
         row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).first()
         visible = row is not None and row.deleted_at is None
-        if visible and not any_team and viewer.team_id is not None and viewer.kind != "master":
+        if visible and not any_team and in_team(viewer):
             member = await conn.execute(
                 sa.select(team_members.c.role).where(
                     team_members.c.team_id == viewer.team_id, team_members.c.user_id == user_id
@@ -289,7 +295,7 @@ class Directory:
     ) -> dict[str, Any]:
         """A new user. An admin or owner role is granted through `change_admin_role` (pending a
         second admin when the two-person rule covers it): the user starts as a member."""
-        if actor.team_id is not None and actor.kind != "master":
+        if in_team(actor):
             raise PermissionDenied("Only organisation owners and admins may create users.")
         check_grant(actor, role, None)
         gated = _is_admin_role(role) and await self._needs_approval(actor, "change_admin_role", None)
@@ -326,7 +332,7 @@ class Directory:
 
     async def list_users(self, viewer: Principal) -> list[dict[str, Any]]:
         query = sa.select(users).where(users.c.deleted_at.is_(None)).order_by(users.c.created_at)
-        if viewer.team_id is not None and viewer.kind != "master":
+        if in_team(viewer):
             query = query.join(team_members, team_members.c.user_id == users.c.id).where(
                 team_members.c.team_id == viewer.team_id
             )
@@ -341,7 +347,7 @@ class Directory:
         async with self.database.engine.connect() as conn:
             row = await self._user(conn, viewer, user_id)
             memberships = await self._teams_of(conn, user_id)
-        if viewer.team_id is not None and viewer.kind != "master":
+        if in_team(viewer):
             memberships = [m for m in memberships if m["team_id"] == viewer.team_id]
         return describe_user(row, memberships)
 
@@ -443,7 +449,7 @@ class Directory:
 
     async def delete_user(self, actor: Principal, user_id: str, request_id: str | None) -> dict[str, Any]:
         """Deletes the user (kept for the ledger) and revokes every key of theirs."""
-        if actor.team_id is not None and actor.kind != "master":
+        if in_team(actor):
             raise PermissionDenied("Only organisation owners and admins may delete users.")
         if not actor.is_admin:
             raise PermissionDenied("Only owners and admins may delete users.")
