@@ -31,7 +31,6 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -47,9 +46,10 @@ from turnout.domain.errors import (
 )
 from turnout.domain.key_policy import may_manage
 from turnout.domain.principal import Principal
-from turnout.governance.audit import MAX_LIMIT, AuditLog, redact, team_scope, utc
+from turnout.governance.audit import MAX_LIMIT, AuditLog, redact, team_scope
 from turnout.storage.database import Database
 from turnout.storage.tables import pending_actions
+from turnout.storage.times import as_utc, from_unix, unix_seconds
 
 log = logging.getLogger("turnout.governance")
 
@@ -64,14 +64,6 @@ STATUSES = ("pending", "approving", "approved", "rejected", "expired", "failed")
 class _Registered:
     executor: Executor
     describe: str
-
-
-def _when(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
-
-
-def _ts(value: datetime | None) -> float | None:
-    return None if value is None else utc(value).timestamp()
 
 
 def _error_result(error: Exception) -> dict[str, Any]:
@@ -102,7 +94,7 @@ class Approvals:
     def describe(self, row: Any) -> dict[str, Any]:
         """A pending action as the admin API shows it (one past its expiry shows `expired`)."""
         status = row.status
-        if status == "pending" and self.clock() > utc(row.expires_at).timestamp():
+        if status == "pending" and self.clock() > as_utc(row.expires_at).timestamp():
             status = "expired"
         registered = self._actions.get(row.action)
         return {
@@ -116,11 +108,11 @@ class Approvals:
             "params": orjson.loads(row.params)["params"],
             "requested_by": row.requested_by,
             "requested_by_user": row.requested_by_user,
-            "requested_at": _ts(row.requested_at),
-            "expires_at": _ts(row.expires_at),
+            "requested_at": unix_seconds(row.requested_at),
+            "expires_at": unix_seconds(row.expires_at),
             "status": status,
             "decided_by": row.decided_by,
-            "decided_at": _ts(row.decided_at),
+            "decided_at": unix_seconds(row.decided_at),
             "result": None if row.result is None else orjson.loads(row.result),
         }
 
@@ -171,8 +163,8 @@ class Approvals:
                     params=orjson.dumps(stored).decode(),
                     requested_by=requester.key_id,
                     requested_by_user=requester.user_id,
-                    requested_at=_when(now),
-                    expires_at=_when(now + self.ttl),
+                    requested_at=from_unix(now),
+                    expires_at=from_unix(now + self.ttl),
                     status="pending",
                 )
             )
@@ -206,7 +198,7 @@ class Approvals:
     async def _refuse(self, row: Any) -> None:
         """Raise why `row` cannot be decided now (marking it expired if its time is up)."""
         status = row.status
-        if status == "pending" and self.clock() > utc(row.expires_at).timestamp():
+        if status == "pending" and self.clock() > as_utc(row.expires_at).timestamp():
             async with self.database.engine.begin() as conn:
                 await conn.execute(
                     sa.update(pending_actions)
@@ -216,7 +208,8 @@ class Approvals:
             status = "expired"
         if status == "expired":
             raise Conflict(
-                f"Pending action '{row.id}' expired at {utc(row.expires_at).isoformat()}; propose it again.",
+                f"Pending action '{row.id}' expired at {as_utc(row.expires_at).isoformat()}; "
+                "propose it again.",
                 code="action_expired",
             )
         if status != "pending":
@@ -248,9 +241,9 @@ class Approvals:
             .where(
                 pending_actions.c.id == action_id,
                 pending_actions.c.status == "pending",
-                pending_actions.c.expires_at >= _when(now),
+                pending_actions.c.expires_at >= from_unix(now),
             )
-            .values(status="approving", decided_by=approver.key_id, decided_at=_when(now))
+            .values(status="approving", decided_by=approver.key_id, decided_at=from_unix(now))
         )
         async with self.database.engine.begin() as conn:
             claimed = (await conn.execute(claim)).rowcount == 1
@@ -333,9 +326,9 @@ class Approvals:
                     .where(
                         pending_actions.c.id == action_id,
                         pending_actions.c.status == "pending",
-                        pending_actions.c.expires_at >= _when(now),
+                        pending_actions.c.expires_at >= from_unix(now),
                     )
-                    .values(status="rejected", decided_by=approver.key_id, decided_at=_when(now))
+                    .values(status="rejected", decided_by=approver.key_id, decided_at=from_unix(now))
                 )
             ).rowcount == 1
             if rejected:
@@ -373,7 +366,7 @@ class Approvals:
             raise InvalidRequest(f"'status' must be one of {', '.join(STATUSES)}.", param="status")
         if not 1 <= limit <= MAX_LIMIT:
             raise InvalidRequest(f"'limit' must be from 1 to {MAX_LIMIT}.", param="limit")
-        now = _when(self.clock())
+        now = from_unix(self.clock())
         table = pending_actions.c
         where: list[sa.ColumnElement[bool]] = []
         if scope is not None:

@@ -27,6 +27,7 @@ from turnout.domain.key_policy import may_manage
 from turnout.domain.principal import Principal
 from turnout.storage.database import Database
 from turnout.storage.tables import audit_log
+from turnout.storage.times import as_utc, unix_seconds
 
 SECRET_FIELDS = frozenset({"key", "key_hash"})
 MAX_LIMIT = 1000
@@ -49,11 +50,6 @@ def team_scope(viewer: Principal) -> str | None:
     return None if may_manage(viewer, None) else viewer.team_id
 
 
-def utc(value: datetime) -> datetime:
-    """`value` in UTC (a naive datetime is taken to be UTC already, as SQLite returns them)."""
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _decoded(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
 
@@ -63,7 +59,7 @@ def event(row: Any) -> dict[str, Any]:
     return {
         "id": row.id,
         "object": "audit_event",
-        "at": utc(row.at).timestamp(),
+        "at": unix_seconds(row.at),
         "actor": row.actor,
         "actor_key_id": row.actor_key_id,
         "action": row.action,
@@ -149,9 +145,9 @@ class AuditLog:
             if value is not None:
                 where.append(column == value)
         if since is not None:
-            where.append(audit_log.c.at >= utc(since))
+            where.append(audit_log.c.at >= as_utc(since))
         if until is not None:
-            where.append(audit_log.c.at < utc(until))
+            where.append(audit_log.c.at < as_utc(until))
         if before_id is not None:
             where.append(audit_log.c.id < before_id)
         query = sa.select(audit_log).where(*where).order_by(audit_log.c.id.desc()).limit(limit + 1)

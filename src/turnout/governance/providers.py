@@ -22,12 +22,9 @@ from turnout.periodic import Periodic
 from turnout.routing.router import Router
 from turnout.storage.database import Database
 from turnout.storage.tables import removed_providers
+from turnout.storage.times import unix_seconds
 
 REFRESH_SECONDS = 1.0
-
-
-def _ts(value: dt.datetime | None) -> float | None:
-    return None if value is None else value.replace(tzinfo=value.tzinfo or dt.UTC).timestamp()
 
 
 class ProviderControl:
@@ -76,7 +73,7 @@ class ProviderControl:
                 "object": "provider",
                 "type": kind,
                 "in_service": name not in removed,
-                "removed_at": _ts(removed[name].removed_at) if name in removed else None,
+                "removed_at": unix_seconds(removed[name].removed_at) if name in removed else None,
                 "removed_by": removed[name].removed_by if name in removed else None,
             }
             for name, kind in sorted(self.providers.items())

@@ -29,16 +29,7 @@ from turnout.keys.hashing import display_prefix, new_key
 from turnout.keys.index import KeyIndex
 from turnout.storage.database import Database
 from turnout.storage.tables import api_keys, team_members, teams, users
-
-
-def _when(ts: float | None) -> dt.datetime | None:
-    return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC)
-
-
-def _ts(value: dt.datetime | None) -> float | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
+from turnout.storage.times import from_unix, unix_seconds
 
 
 def principal_of(row: Any) -> Principal:
@@ -51,7 +42,7 @@ def principal_of(row: Any) -> Principal:
         allowed_models=tuple(models) if models is not None else None,
         team_id=row.team_id,
         user_id=row.user_id,
-        expires_at=_ts(row.expires_at),
+        expires_at=unix_seconds(row.expires_at),
         max_budget_micros=row.max_budget_micros,
     )
 
@@ -67,13 +58,13 @@ def describe(row: Any) -> dict[str, Any]:
         "team_id": row.team_id,
         "user_id": row.user_id,
         "models": orjson.loads(row.allowed_models) if row.allowed_models else None,
-        "expires_at": _ts(row.expires_at),
+        "expires_at": unix_seconds(row.expires_at),
         "max_budget_micros": row.max_budget_micros,
         "limits": orjson.loads(row.limits) if row.limits else None,
         "metadata": orjson.loads(row.metadata) if row.metadata else {},
-        "created_at": _ts(row.created_at),
+        "created_at": unix_seconds(row.created_at),
         "created_by": row.created_by,
-        "revoked_at": _ts(row.revoked_at),
+        "revoked_at": unix_seconds(row.revoked_at),
         "rotated_to": row.rotated_to,
     }
 
@@ -154,7 +145,7 @@ class KeyService:
             "allowed_models": None
             if spec.allowed_models is None
             else orjson.dumps(list(spec.allowed_models)).decode(),
-            "expires_at": _when(spec.expires_at),
+            "expires_at": from_unix(spec.expires_at),
             "max_budget_micros": spec.max_budget_micros,
             "limits": orjson.dumps(limits).decode() if limits else None,
             "metadata": orjson.dumps(metadata).decode() if metadata else None,
@@ -338,7 +329,7 @@ class KeyService:
             "allowed_models": None
             if spec.allowed_models is None
             else orjson.dumps(list(spec.allowed_models)).decode(),
-            "expires_at": _when(spec.expires_at),
+            "expires_at": from_unix(spec.expires_at),
             "max_budget_micros": spec.max_budget_micros,
             "updated_at": dt.datetime.now(dt.UTC),
         }
@@ -402,7 +393,7 @@ class KeyService:
             await conn.execute(
                 sa.update(api_keys)
                 .where(api_keys.c.id == key_id)
-                .values(expires_at=_when(until), rotated_to=new["id"], updated_at=dt.datetime.now(dt.UTC))
+                .values(expires_at=from_unix(until), rotated_to=new["id"], updated_at=dt.datetime.now(dt.UTC))
             )
             rotated_out = (await conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id))).one()
             after = describe(rotated_out)

@@ -27,10 +27,7 @@ from turnout.presets.registry import PresetRegistry, preset_of
 from turnout.spend.billing import Billing, month_of
 from turnout.storage.database import Database
 from turnout.storage.tables import credits, plans, presets, team_billing, teams
-
-
-def _ts(value: dt.datetime | None) -> float | None:
-    return None if value is None else value.replace(tzinfo=value.tzinfo or dt.UTC).timestamp()
+from turnout.storage.times import unix_seconds
 
 
 def describe_plan(row: Any) -> dict[str, Any]:
@@ -44,7 +41,7 @@ def describe_plan(row: Any) -> dict[str, Any]:
         else {"input": row.input_price, "output": row.output_price or "0"},
         "included_tokens": row.included_tokens,
         "monthly_fee_micros": row.monthly_fee_micros,
-        "created_at": _ts(row.created_at),
+        "created_at": unix_seconds(row.created_at),
     }
 
 
@@ -59,7 +56,7 @@ def describe_preset(row: Any) -> dict[str, Any]:
         "params": orjson.loads(row.params) if row.params else {},
         "revenue_share": row.revenue_share,
         "share_cap_micros": row.share_cap_micros,
-        "created_at": _ts(row.created_at),
+        "created_at": unix_seconds(row.created_at),
         "created_by": row.created_by,
     }
 
@@ -226,7 +223,7 @@ class BillingService:
             {
                 "id": r.id,
                 "object": "credit",
-                "at": _ts(r.at),
+                "at": unix_seconds(r.at),
                 "amount_micros": r.amount_micros,
                 "kind": r.kind,
                 "period": r.period,

@@ -24,6 +24,7 @@ from turnout.governance.audit import AuditLog
 from turnout.spend.budgets import BudgetRule, Budgets, Scope, rule_of
 from turnout.storage.database import Database
 from turnout.storage.tables import api_keys, budgets, team_members, teams, users
+from turnout.storage.times import unix_seconds
 
 
 def describe(row: Any) -> dict[str, Any]:
@@ -36,7 +37,7 @@ def describe(row: Any) -> dict[str, Any]:
         "timezone": row.timezone,
         "limit_micros": row.limit_micros,
         "soft_limit_micros": row.soft_limit_micros,
-        "created_at": row.created_at.replace(tzinfo=row.created_at.tzinfo or dt.UTC).timestamp(),
+        "created_at": unix_seconds(row.created_at),
         "created_by": row.created_by,
     }
 

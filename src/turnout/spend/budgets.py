@@ -152,10 +152,6 @@ def counter_key(rule: BudgetRule, current: Window) -> str:
     return f"{PREFIX}{rule.id}:{int(current.start.timestamp())}"
 
 
-def _naive_utc(when: dt.datetime) -> dt.datetime:
-    return when.astimezone(dt.UTC)
-
-
 class Budgets:
     def __init__(
         self,
@@ -239,13 +235,13 @@ class Budgets:
         if self.database is None:
             return opened
         spent = sa.select(sa.func.coalesce(sa.func.sum(ledger.c.cost_micros), 0)).where(
-            _LEDGER_COLUMN[rule.scope] == rule.subject_id, ledger.c.at >= _naive_utc(start)
+            _LEDGER_COLUMN[rule.scope] == rule.subject_id, ledger.c.at >= start
         )
         if end is not None:
-            spent = spent.where(ledger.c.at < _naive_utc(end))
+            spent = spent.where(ledger.c.at < end)
         marks = sa.select(
             budget_windows.c.soft_limit_reached_at, budget_windows.c.hard_limit_reached_at
-        ).where(budget_windows.c.budget_id == rule.id, budget_windows.c.window_start == _naive_utc(start))
+        ).where(budget_windows.c.budget_id == rule.id, budget_windows.c.window_start == start)
         async with self.database.engine.connect() as conn:
             opened.spent = int((await conn.execute(spent)).scalar_one())
             row = (await conn.execute(marks)).first()
@@ -426,7 +422,7 @@ class Budgets:
         assert self.database is not None
         statement = (
             self._insert()
-            .values(budget_id=rule.id, window_start=_naive_utc(start), opened_at=self.clock())
+            .values(budget_id=rule.id, window_start=start, opened_at=self.clock())
             .on_conflict_do_nothing(index_elements=["budget_id", "window_start"])
         )
         try:
@@ -445,7 +441,7 @@ class Budgets:
             sa.update(budget_windows)
             .where(
                 budget_windows.c.budget_id == rule.id,
-                budget_windows.c.window_start == _naive_utc(current.start),
+                budget_windows.c.window_start == current.start,
                 target.is_(None),
             )
             .values({column: self.clock()})

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from turnout.storage.database import Database
 from turnout.storage.tables import stored_responses as table
+from turnout.storage.times import as_utc
 
 log = logging.getLogger("turnout.responses")
 
@@ -85,7 +86,7 @@ class ResponseStore:
             row = (await conn.execute(query)).first()
         if row is None:
             return None
-        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+        created = as_utc(row.created_at)
         return StoredResponse(
             row.id,
             row.key_id,

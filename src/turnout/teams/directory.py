@@ -35,9 +35,10 @@ from turnout.domain.key_policy import (
 from turnout.domain.principal import Principal, Role
 from turnout.governance.approvals import Approvals
 from turnout.governance.audit import AuditLog
-from turnout.keys.service import KeyService, _ts
+from turnout.keys.service import KeyService
 from turnout.storage.database import Database
 from turnout.storage.tables import api_keys, team_members, teams, users
+from turnout.storage.times import unix_seconds
 
 ADMIN_ROLES = ("owner", "admin")
 
@@ -48,9 +49,9 @@ def describe_team(row: Any, members: list[dict[str, Any]] | None = None) -> dict
         "object": "team",
         "name": row.name,
         "metadata": orjson.loads(row.metadata) if row.metadata else {},
-        "created_at": _ts(row.created_at),
+        "created_at": unix_seconds(row.created_at),
         "created_by": row.created_by,
-        "deleted_at": _ts(row.deleted_at),
+        "deleted_at": unix_seconds(row.deleted_at),
     }
     if members is not None:
         out["members"] = members
@@ -64,9 +65,9 @@ def describe_user(row: Any, teams_of: list[dict[str, Any]] | None = None) -> dic
         "email": row.email,
         "name": row.name,
         "role": row.role,
-        "created_at": _ts(row.created_at),
+        "created_at": unix_seconds(row.created_at),
         "created_by": row.created_by,
-        "deleted_at": _ts(row.deleted_at),
+        "deleted_at": unix_seconds(row.deleted_at),
     }
     if teams_of is not None:
         out["teams"] = teams_of
@@ -185,7 +186,7 @@ class Directory:
             .order_by(team_members.c.added_at)
         )
         return [
-            {"user_id": r.user_id, "email": r.email, "role": r.role, "added_at": _ts(r.added_at)}
+            {"user_id": r.user_id, "email": r.email, "role": r.role, "added_at": unix_seconds(r.added_at)}
             for r in await conn.execute(query)
         ]
 
