@@ -26,7 +26,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from redis.exceptions import RedisError
-from sqlalchemy.dialects import postgresql, sqlite
 
 from turnout.domain.billing import NO_TERMS, RevenueShare, Terms, customer_price, tokens_of
 from turnout.domain.chat import ChatRequest
@@ -205,12 +204,8 @@ class Billing:
         ]
         if not fees:
             return
-        dialect = self.database.engine.dialect.name
-        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(credits)
         async with self.database.engine.begin() as conn:
-            await conn.execute(
-                insert.on_conflict_do_nothing(index_elements=["team_id", "kind", "period"]), fees
-            )
+            await conn.execute(self.database.insert_new(credits, "team_id", "kind", "period"), fees)
 
     # ------------------------------------------------------------------ the hot path
 

@@ -35,7 +35,6 @@ from zoneinfo import ZoneInfo
 import msgspec
 import sqlalchemy as sa
 from redis.exceptions import RedisError
-from sqlalchemy.dialects import postgresql, sqlite
 
 from turnout.domain.chat import ChatRequest, message_has_images, prompt_characters
 from turnout.domain.errors import BudgetExhausted
@@ -411,19 +410,12 @@ class Budgets:
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    def _insert(self) -> Any:
-        assert self.database is not None
-        dialect = self.database.engine.dialect.name
-        return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(budget_windows)
-
     async def _mark_opened(self, rule: BudgetRule, start: dt.datetime) -> None:
         if rule.id.startswith("key:"):
             return
         assert self.database is not None
-        statement = (
-            self._insert()
-            .values(budget_id=rule.id, window_start=start, opened_at=self.clock())
-            .on_conflict_do_nothing(index_elements=["budget_id", "window_start"])
+        statement = self.database.insert_new(budget_windows, "budget_id", "window_start").values(
+            budget_id=rule.id, window_start=start, opened_at=self.clock()
         )
         try:
             async with self.database.engine.begin() as conn:

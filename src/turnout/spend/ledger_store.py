@@ -8,7 +8,6 @@ from typing import Any
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from turnout.spend.ledger import LedgerEntry
 from turnout.storage.database import Database
@@ -30,9 +29,7 @@ def _row(entry: LedgerEntry) -> dict[str, Any]:
 class LedgerStore:
     def __init__(self, database: Database) -> None:
         self.database = database
-        dialect = database.engine.dialect.name
-        self._insert: Any = postgresql.insert(ledger) if dialect == "postgresql" else sqlite.insert(ledger)
-        self._insert = self._insert.on_conflict_do_nothing(index_elements=["request_id"])
+        self._insert = database.insert_new(ledger, "request_id")
 
     async def insert(self, entries: list[LedgerEntry]) -> None:
         if not entries:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -44,6 +45,12 @@ class Database:
             sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         await upgrade_if_needed(engine)
         return cls(engine)
+
+    def insert_new(self, table: sa.Table, *keys: str) -> Any:
+        """An INSERT that leaves alone the rows whose `keys` are already there (ON CONFLICT DO
+        NOTHING, in this database's dialect): what makes replays and second writers no-ops."""
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        return insert(table).on_conflict_do_nothing(index_elements=list(keys))
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
