@@ -60,7 +60,7 @@ class PresetRegistry:
     def __init__(self) -> None:
         self.presets: dict[str, Preset] = {}
         self.database: Database | None = None
-        self.refresher = Periodic(self.refresh, REFRESH_SECONDS, "reading " + "presets")
+        self.refresher = Periodic(self.refresh, REFRESH_SECONDS, "reading presets")
 
     def get(self, model: str) -> Preset | None:
         """The preset `model` names (`preset/<name>`), if there is one."""

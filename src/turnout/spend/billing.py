@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from redis.exceptions import RedisError
 
 from turnout.domain.billing import NO_TERMS, RevenueShare, Terms, customer_price, tokens_of
 from turnout.domain.chat import ChatRequest
@@ -35,7 +33,7 @@ from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
 from turnout.periodic import Periodic
 from turnout.routing.catalog import Route
-from turnout.spend.budgets import SHARED_RETRY_SECONDS, worst_usage
+from turnout.spend.budgets import worst_usage
 from turnout.spend.shared_counters import SettleBatch, SharedCounters
 from turnout.storage.database import Database
 from turnout.storage.tables import credits, ledger, plans, team_billing
@@ -117,8 +115,6 @@ class Billing:
     ) -> None:
         self.clock = clock
         self.shared = shared
-        self.shared_down = False
-        self.shared_retry_at = 0.0
         self.settling = None if shared is None else SettleBatch(shared)
         self.terms: dict[str, Terms] = {}
         self.credited: dict[str, Micros] = {}  # by team: the credits table's sum
@@ -127,8 +123,9 @@ class Billing:
         self.reserved: defaultdict[str, Micros] = defaultdict(int)
         self.allowance: dict[str, tuple[str, int]] = {}  # by team: (month, tokens used)
         self.shares_paid: dict[tuple[str, str], Micros] = {}  # by (preset, month): share credited
+        self.fees_written: set[tuple[str, str]] = set()  # (team, month): this month's fee is in
         self.database: Database | None = None
-        self.refresher = Periodic(self.refresh, REFRESH_SECONDS, "reading " + "billing terms and credits")
+        self.refresher = Periodic(self.refresh, REFRESH_SECONDS, "reading billing terms and credits")
 
     # ------------------------------------------------------------------ loading
 
@@ -190,22 +187,25 @@ class Billing:
     async def charge_monthly_fees(self) -> None:
         assert self.database is not None
         month = month_of(self.clock())
+        due = [
+            team for team, t in self.terms.items() if t.monthly_fee and (team, month) not in self.fees_written
+        ]
+        if not due:
+            return
         fees = [
             {
                 "team_id": team,
                 "at": self.clock(),
-                "amount_micros": -t.monthly_fee,
+                "amount_micros": -self.terms[team].monthly_fee,
                 "kind": "monthly_fee",
                 "period": month,
                 "note": f"monthly fee {month}",
             }
-            for team, t in self.terms.items()
-            if t.monthly_fee
+            for team in due
         ]
-        if not fees:
-            return
         async with self.database.engine.begin() as conn:
             await conn.execute(self.database.insert_new(credits, "team_id", "kind", "period"), fees)
+        self.fees_written.update((team, month) for team in due)
 
     # ------------------------------------------------------------------ the hot path
 
@@ -228,16 +228,13 @@ class Billing:
             (terms.list_price(worst, c) or 0 for c in costs), default=terms.list_price(worst, None) or 0
         )
         hold = CreditHold(team, amount)
-        if self.shared is not None and time.monotonic() >= self.shared_retry_at:
+        if self.shared is not None:
             limit = self.credited.get(team, 0) + self.earned[team]
-            try:
-                refused, used = await self.shared.reserve(
-                    [CREDIT_PREFIX + team], [limit], [self.charged[team] + self.reserved[team]], [0], amount
-                )
-            except RedisError:
-                self._shared_unreachable()
-            else:
-                self.shared_down = False
+            outcome = await self.shared.reserve(
+                [CREDIT_PREFIX + team], [limit], [self.charged[team] + self.reserved[team]], [0], amount
+            )
+            if outcome is not None:
+                refused, used = outcome
                 if refused:
                     self._refuse(limit - used, amount)
                 hold.shared = True
@@ -253,14 +250,6 @@ class Billing:
             f"The team's prepaid credit cannot cover this request: {format_usd(max(left, 0))} USD left, "
             f"and the request may cost up to {format_usd(amount)} USD. Top up the team's credit.",
         )
-
-    def _shared_unreachable(self) -> None:
-        if not self.shared_down:
-            log.warning(
-                "billing: Redis is unreachable; each instance holds prepaid credit on its own meanwhile"
-            )
-        self.shared_down = True
-        self.shared_retry_at = time.monotonic() + SHARED_RETRY_SECONDS
 
     def release(self, hold: CreditHold, charged: Micros | None = 0) -> None:
         """End a hold: the team was charged `charged` (counted by `charge`); the rest goes back."""

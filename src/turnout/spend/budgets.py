@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -52,7 +51,6 @@ log = logging.getLogger("turnout.budgets")
 
 DEFAULT_OUTPUT_RESERVE = 4096  # output tokens reserved for a request that sets no limit
 REFRESH_SECONDS = 5.0  # how often budgets changed elsewhere are read again
-SHARED_RETRY_SECONDS = 5.0  # how long an unreachable Redis is left alone before it is tried again
 
 Scope = Literal["key", "team", "user"]
 SCOPES: tuple[Scope, ...] = ("key", "team", "user")
@@ -159,8 +157,6 @@ class Budgets:
     ) -> None:
         self.clock = clock
         self.shared = shared
-        self.shared_down = False
-        self.shared_retry_at = 0.0  # monotonic: while down, Redis is tried again from then
         self.settling = None if shared is None else SettleBatch(shared, self._shared_value)
         self.totals: defaultdict[str, UsageTotals] = defaultdict(UsageTotals)
         self.rules: dict[tuple[Scope, str], list[BudgetRule]] = {}
@@ -169,7 +165,7 @@ class Budgets:
         self.soft_limit_alerts = 0  # soft limits reached (once per budget and window)
         self.database: Database | None = None
         self._writes: set[asyncio.Task[None]] = set()
-        self.refresher = Periodic(self.refresh, REFRESH_SECONDS, "reading " + "budgets")
+        self.refresher = Periodic(self.refresh, REFRESH_SECONDS, "reading budgets")
 
     # ------------------------------------------------------------------ loading
 
@@ -301,8 +297,7 @@ class Budgets:
                 self.windows[rule.id] = Window(ALL_TIME, None, spent=self.key_spent.get(principal.key_id, 0))
             held.append((rule, self._window(rule, now)))
         reservation = Reservation(principal, route.alias, amount, held)
-        shared = self.shared is not None and time.monotonic() >= self.shared_retry_at
-        if shared and await self._reserve_shared(reservation, now):
+        if self.shared is not None and await self._reserve_shared(reservation, now):
             return reservation
         for rule, current in held:
             left = rule.limit - current.spent - current.reserved
@@ -314,26 +309,17 @@ class Budgets:
 
     async def _reserve_shared(self, reservation: Reservation, now: dt.datetime) -> bool:
         """Reserve in the instances' shared counters; False when they cannot be reached (this
-        instance's own counters decide instead, and say so in the log, once an outage)."""
+        instance's own counters decide instead)."""
         assert self.shared is not None
         held, amount = reservation.held, reservation.amount
         keys = [counter_key(rule, current) for rule, current in held]
         ttls = [0 if c.end is None else int((c.end - now).total_seconds()) + AFTER_WINDOW for _, c in held]
-        try:
-            refused, used = await self.shared.reserve(
-                keys, [r.limit for r, _ in held], [c.spent + c.reserved for _, c in held], ttls, amount
-            )
-        except RedisError:
-            if not self.shared_down:
-                log.warning(
-                    "budgets: Redis is unreachable; each instance enforces budgets on its own meanwhile"
-                )
-            self.shared_down = True
-            self.shared_retry_at = time.monotonic() + SHARED_RETRY_SECONDS  # one request probes it then
+        outcome = await self.shared.reserve(
+            keys, [r.limit for r, _ in held], [c.spent + c.reserved for _, c in held], ttls, amount
+        )
+        if outcome is None:
             return False
-        if self.shared_down:
-            log.info("budgets: Redis answers again; budgets are shared by the instances again")
-            self.shared_down = False
+        refused, used = outcome
         if refused:
             rule, current = held[refused - 1]
             self._refuse(rule, current, rule.limit - used, amount)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,9 +25,11 @@ log = logging.getLogger("turnout.spend")
 PREFIX = "turnout:budget:"
 AFTER_WINDOW = 24 * 3600  # seconds a counter outlives its window
 SETTLE_INTERVAL = 0.05  # seconds settlements are collected before they are sent together
+RETRY_SECONDS = 5.0  # how long an unreachable Redis is left alone before it is tried again
 
 # KEYS: one counter per budget. ARGV: amount, then for each budget: limit, seed, ttl (0: none).
-# Returns 0 when reserved in all, else the 1-based index of the first budget without room.
+# Returns {0, 0} when reserved in all, else {i, used}: the first budget without room (1-based)
+# and what it had used.
 RESERVE = """
 local amount = tonumber(ARGV[1])
 for i, key in ipairs(KEYS) do
@@ -46,9 +49,14 @@ return {0, 0}
 
 
 class SharedCounters:
+    """The counters, and whether Redis answers: while it does not, `reserve` returns None at once
+    (each instance decides alone) and Redis is tried again after `RETRY_SECONDS`."""
+
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self._reserve: Any = client.register_script(RESERVE)
+        self.down = False
+        self._retry_at = 0.0  # monotonic: while down, the first reservation from then tries Redis
 
     @classmethod
     def connect(cls, url: str) -> SharedCounters:
@@ -61,21 +69,33 @@ class SharedCounters:
         seeds: Sequence[int],
         ttls: Sequence[int],
         amount: int,
-    ) -> tuple[int, int]:
+    ) -> tuple[int, int] | None:
         """(0, 0) when `amount` was reserved in every counter; else (i, used) for the first
-        budget (1-based) without room and what it had used."""
+        budget (1-based) without room and what it had used. None: Redis cannot be reached."""
+        if self.down and time.monotonic() < self._retry_at:
+            return None
         args: list[int] = [amount]
         for limit, seed, ttl in zip(limits, seeds, ttls, strict=True):
             args += [limit, seed, ttl]
-        refused, used = await self._reserve(keys=list(keys), args=args)
+        try:
+            refused, used = await self._reserve(keys=list(keys), args=args)
+        except RedisError:
+            if not self.down:
+                log.warning(
+                    "Redis is unreachable: each instance holds budgets and prepaid credit on its own "
+                    "until it answers"
+                )
+            self.down = True
+            self._retry_at = time.monotonic() + RETRY_SECONDS
+            return None
+        if self.down:
+            log.info("Redis answers again: budgets and prepaid credit are shared by the instances again")
+            self.down = False
         return int(refused), int(used)
 
     async def used(self, key: str) -> int | None:
         value = await self.client.get(key)
         return None if value is None else int(value)
-
-    async def ping(self) -> None:
-        await self.client.ping()
 
     async def aclose(self) -> None:
         await self.client.aclose()
