@@ -66,6 +66,7 @@ class BudgetRule:
     tz: ZoneInfo
     limit: Micros
     soft_limit: Micros | None = None
+    stored: bool = True  # in the budgets table; False: a key's own max_budget (no window rows)
 
     @property
     def label(self) -> str:
@@ -279,6 +280,7 @@ class Budgets:
                     "never",
                     ZoneInfo("UTC"),
                     principal.max_budget_micros,
+                    stored=False,
                 )
             )
         return found
@@ -293,7 +295,7 @@ class Budgets:
         now = self.clock()
         held = []
         for rule in covering:
-            if rule.id.startswith("key:") and rule.id not in self.windows:
+            if not rule.stored and rule.id not in self.windows:  # its spend: the key's lifetime
                 self.windows[rule.id] = Window(ALL_TIME, None, spent=self.key_spent.get(principal.key_id, 0))
             held.append((rule, self._window(rule, now)))
         reservation = Reservation(principal, route.alias, amount, held)
@@ -329,7 +331,7 @@ class Budgets:
         return True
 
     def _refuse(self, rule: BudgetRule, current: Window, left: Micros, amount: Micros) -> None:
-        if not current.hard_reached and not rule.id.startswith("key:"):
+        if not current.hard_reached and rule.stored:
             current.hard_reached = True
             self._write(self._mark(rule, current, "hard_limit_reached_at"))
         raise BudgetExhausted(
@@ -397,7 +399,7 @@ class Budgets:
         task.add_done_callback(self._writes.discard)
 
     async def _mark_opened(self, rule: BudgetRule, start: dt.datetime) -> None:
-        if rule.id.startswith("key:"):
+        if not rule.stored:
             return
         assert self.database is not None
         statement = self.database.insert_new(budget_windows, "budget_id", "window_start").values(
