@@ -26,8 +26,8 @@ from turnout.routing.capabilities import first_unmet, needs
 from turnout.routing.catalog import Catalog, Route
 from turnout.routing.relay import RelayStream
 from turnout.routing.router import Router, Served, Steering
-from turnout.spend.billing import Billing, PresetCharge
-from turnout.spend.budgets import Budgets
+from turnout.spend.billing import Billing, CreditHold, PresetCharge
+from turnout.spend.budgets import Budgets, Reservation
 from turnout.spend.ledger import Outcome, estimated_usage
 from turnout.spend.recorder import SpendRecorder
 
@@ -102,12 +102,7 @@ class Pipeline:
         native = None if preset is not None else inbound.native()  # a preset rewrote the request
         check_capabilities(route, request, native)
         ticket = self.admission.admit(principal, route)
-        reservation = await self.budgets.reserve(principal, route, request)
-        try:
-            hold = await self.billing.hold(principal, route, request)
-        except BaseException:
-            self.budgets.release(reservation)
-            raise
+        reservation, hold = await self._reserve(principal, route, request)
         outcome = Outcome()
         if preset is not None:
             outcome.preset = PresetCharge(preset.name, preset.team_id, preset.share)
@@ -141,10 +136,7 @@ class Pipeline:
         finally:
             ticket.release()
             account(None)
-            self.billing.release(hold, outcome.charged)
-            self.budgets.settle(
-                reservation, outcome.usage, answered=outcome.served is not None, cost=outcome.billed
-            )
+            self._settle(outcome, reservation, hold)
 
     def _preset(self, principal: Principal, body: Any) -> Preset | None:
         model = body.get("model") if isinstance(body, dict) else None
@@ -171,12 +163,7 @@ class Pipeline:
         if not any(t.capabilities.embeddings for t in route.targets):
             raise UnsupportedFeature(f"The model '{request.model}' does not offer embeddings.", param="model")
         ticket = self.admission.admit(principal, route)
-        reservation = await self.budgets.reserve(principal, route)
-        try:
-            hold = await self.billing.hold(principal, route)
-        except BaseException:
-            self.budgets.release(reservation)
-            raise
+        reservation, hold = await self._reserve(principal, route)
         outcome = Outcome()
         account = self._accountant(outcome, inbound.request_id, "embeddings", principal, route, False)
         try:
@@ -189,10 +176,26 @@ class Pipeline:
         finally:
             ticket.release()
             account(None)
-            self.billing.release(hold, outcome.charged)
-            self.budgets.settle(
-                reservation, outcome.usage, answered=outcome.served is not None, cost=outcome.billed
-            )
+            self._settle(outcome, reservation, hold)
+
+    async def _reserve(
+        self, principal: Principal, route: Route, request: ChatRequest | None = None
+    ) -> tuple[Reservation, CreditHold]:
+        """The request's maximum cost, reserved in its budgets and held on a prepaid team's credit
+        (before any provider is called); either refusal gives back what was taken."""
+        reservation = await self.budgets.reserve(principal, route, request)
+        try:
+            return reservation, await self.billing.hold(principal, route, request)
+        except BaseException:
+            self.budgets.release(reservation)
+            raise
+
+    def _settle(self, outcome: Outcome, reservation: Reservation, hold: CreditHold) -> None:
+        """Replace the reservation and the hold by what the request was charged."""
+        self.billing.release(hold, outcome.charged)
+        self.budgets.settle(
+            reservation, outcome.usage, answered=outcome.served is not None, cost=outcome.billed
+        )
 
     def _accountant(
         self, outcome: Outcome, request_id: str, api: str, principal: Principal, route: Route, stream: bool
