@@ -15,12 +15,12 @@ import msgspec
 import orjson
 
 from turnout.config.units import parse_delay, parse_duration
-from turnout.domain.errors import InvalidRequest, PermissionDenied
+from turnout.domain.errors import InvalidRequest
 from turnout.domain.key_policy import KeySpec
 from turnout.domain.principal import Principal
 from turnout.keys.index import KeyIndex
 from turnout.keys.service import KeyService
-from turnout.server.admin_body import decode_body, usd
+from turnout.server.admin_body import admin_caller, decode_body, usd
 from turnout.server.exchange import Exchange
 
 
@@ -65,10 +65,7 @@ class AdminKeys:
         self.index = index
 
     async def _admin(self, x: Exchange) -> Principal:
-        principal = await self.index.resolve(x.credential())
-        if not principal.is_admin:
-            raise PermissionDenied("The admin API is for owners and admins.")
-        return principal
+        return await admin_caller(self.index, x)
 
     async def create(self, x: Exchange) -> None:
         issuer = await self._admin(x)

@@ -1,4 +1,4 @@
-"""Reading an admin request: its JSON body as a typed struct, amounts of money."""
+"""Reading an admin request: who asks, its JSON body as a typed struct, amounts of money."""
 
 from __future__ import annotations
 
@@ -6,8 +6,19 @@ from typing import Any
 
 import msgspec
 
-from turnout.domain.errors import InvalidRequest
+from turnout.domain.errors import InvalidRequest, PermissionDenied
 from turnout.domain.pricing import Micros, decimal_price
+from turnout.domain.principal import Principal
+from turnout.keys.index import KeyIndex
+from turnout.server.exchange import Exchange
+
+
+async def admin_caller(index: KeyIndex, x: Exchange) -> Principal:
+    """The caller, if an owner or admin (the keys, audit and approvals endpoints are theirs)."""
+    principal = await index.resolve(x.credential())
+    if not principal.is_admin:
+        raise PermissionDenied("The admin API is for owners and admins.")
+    return principal
 
 
 def decode_body(raw: bytes, kind: type[msgspec.Struct]) -> Any:

@@ -10,11 +10,12 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from turnout.domain.errors import InvalidRequest, PermissionDenied, RouteNotFound
+from turnout.domain.errors import InvalidRequest, RouteNotFound
 from turnout.domain.principal import Principal
 from turnout.governance.approvals import Approvals
 from turnout.governance.audit import MAX_LIMIT, AuditLog
 from turnout.keys.index import KeyIndex
+from turnout.server.admin_body import admin_caller
 from turnout.server.exchange import Exchange
 
 
@@ -59,10 +60,7 @@ class AdminGovernance:
         self.index = index
 
     async def _admin(self, x: Exchange) -> Principal:
-        principal = await self.index.resolve(x.credential())
-        if not principal.is_admin:
-            raise PermissionDenied("The admin API is for owners and admins.")
-        return principal
+        return await admin_caller(self.index, x)
 
     async def audit(self, x: Exchange) -> None:
         """GET /admin/audit?action=key.*&actor_key_id=&target_type=&target_id=&team_id=

@@ -6,10 +6,10 @@ are moved on start."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from pathlib import Path
 
+from turnout.periodic import Periodic
 from turnout.spend.journal import Journal
 from turnout.spend.ledger import LedgerEntry
 from turnout.spend.ledger_store import LedgerStore
@@ -27,7 +27,7 @@ class SpendRecorder:
         self.interval = interval
         self.recorded = 0  # entries journaled by this process
         self.moved = 0  # entries moved into the database by this process
-        self._task: asyncio.Task[None] | None = None
+        self._mover = Periodic(self._move, interval, "moving the ledger journal")
 
     async def start(self) -> None:
         """Move what earlier processes left, then keep moving in the background."""
@@ -37,7 +37,7 @@ class SpendRecorder:
                 log.info("moved %d ledger entries left by an earlier process into the database", replayed)
         except Exception as error:  # the database is away: the background task keeps trying
             log.warning("could not move the ledger journal into the database yet: %s", error)
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._mover.start()
 
     def record(self, entry: LedgerEntry) -> None:
         self.journal.append(entry)
@@ -48,23 +48,17 @@ class SpendRecorder:
         self.journal.seal()
         self.moved += await self.journal.move(self.store.insert)
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            if not self.journal.pending and not self.journal.sealed():
-                continue
-            try:
-                await self.flush()
-            except Exception as error:
-                log.warning("could not move the ledger journal into the database: %s", error)
-                await asyncio.sleep(RETRY_AFTER)
+    async def _move(self) -> None:
+        if not self.journal.pending and not self.journal.sealed():
+            return
+        try:
+            await self.flush()
+        except Exception as error:
+            log.warning("could not move the ledger journal into the database: %s", error)
+            await asyncio.sleep(RETRY_AFTER)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._mover.aclose()
         try:
             await self.flush()
         except Exception as error:  # the journal keeps them: the next start moves them
