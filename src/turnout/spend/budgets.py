@@ -26,7 +26,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -191,19 +191,12 @@ class Budgets:
         assert self.database is not None
         async with self.database.engine.connect() as conn:
             stored = {r.id: rule_of(r) for r in await conn.execute(sa.select(budgets))}
-        for rule in list(self.all_rules()):
-            if rule.id not in stored:
-                self.drop(rule.id)
+        held = {rule.id: rule for rules in self.rules.values() for rule in rules}
+        for rule_id in held.keys() - stored.keys():
+            self.drop(rule_id)
         for rule in stored.values():
-            if rule != self._rule(rule.id):
+            if rule != held.get(rule.id):
                 await self.put(rule)
-
-    def all_rules(self) -> Iterable[BudgetRule]:
-        for rules in self.rules.values():
-            yield from rules
-
-    def _rule(self, rule_id: str) -> BudgetRule | None:
-        return next((r for r in self.all_rules() if r.id == rule_id), None)
 
     async def put(self, rule: BudgetRule) -> None:
         """Add or change a budget; a new one's current window starts from the ledger's spend."""
