@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -148,8 +149,8 @@ class BillingService:
                 "team",
                 team_id,
                 team_id=team_id,
-                before=None if before is None else _terms_row(before),
-                after=_terms_row(values),
+                before=None if before is None else _terms(before._mapping),
+                after=_terms(values),
                 request_id=request_id,
             )
         await self.billing.refresh()
@@ -300,6 +301,6 @@ class BillingService:
         return {"name": name, "object": "preset.deleted", "deleted": True}
 
 
-def _terms_row(row: Any) -> dict[str, Any]:
-    get = row.get if isinstance(row, dict) else lambda name: getattr(row, name)
-    return {"plan_id": get("plan_id"), "markup": get("markup"), "prepaid": bool(get("prepaid"))}
+def _terms(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """A team's terms as the audit log records them."""
+    return {"plan_id": row["plan_id"], "markup": row["markup"], "prepaid": bool(row["prepaid"])}
