@@ -360,7 +360,8 @@ class Approvals:
     async def page(
         self, viewer: Principal, status: str | None = None, *, limit: int = 100
     ) -> tuple[list[dict[str, Any]], bool]:
-        """`list`'s actions, and whether there are more."""
+        """The actions `viewer` may see, newest first, optionally of one status, and whether
+        there are more."""
         scope = team_scope(viewer)
         if status is not None and status not in STATUSES:
             raise InvalidRequest(f"'status' must be one of {', '.join(STATUSES)}.", param="status")
@@ -388,10 +389,3 @@ class Approvals:
         async with self.database.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [self.describe(row) for row in rows[:limit]], len(rows) > limit
-
-    async def list(
-        self, viewer: Principal, status: str | None = None, *, limit: int = 100
-    ) -> list[dict[str, Any]]:
-        """The actions `viewer` may see, newest first, optionally of one status."""
-        data, _ = await self.page(viewer, status, limit=limit)
-        return data
