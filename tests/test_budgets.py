@@ -13,50 +13,29 @@ import httpx
 import openai
 import pytest
 
-from turnout.providers.fake.responses import count_tokens
 from turnout.spend.ledger_store import LedgerStore
 from turnout.storage.database import Database
 
 from support.gateway import MASTER_KEY, Gateway, settings_for
-
-REPLY = "one two three four"
-TOKENS = count_tokens(REPLY)  # the fake's count of its answer: what max_tokens must allow
+from support.paid_model import PER_REQUEST, ask, paid_models
 
 
 def doc(data: Path) -> dict[str, Any]:
     return {
         "storage": {"data_dir": str(data)},
         "providers": {"fake": {"type": "fake"}},
-        "models": {
-            "paid": {
-                "provider": "fake",
-                "model": f"m?latency=300ms&reply={REPLY.replace(' ', '+')}",
-                "price": {"input": "0", "output": "1000"},  # a milli-dollar an output token
-            }
-        },
+        "models": paid_models(),
     }
-
-
-def ask(gateway: Gateway, key: str) -> str:
-    with openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=20) as client:
-        try:
-            client.chat.completions.create(
-                model="paid", messages=[{"role": "user", "content": "hi"}], max_tokens=TOKENS
-            )
-            return "ok"
-        except openai.RateLimitError as error:
-            return str(error.body["code"])  # type: ignore[index]
 
 
 def test_fifty_at_once_against_a_budget_worth_five(tmp_path: Path) -> None:
     data = tmp_path / "data"
     gateway = Gateway(settings_for(doc(data), data)).start()
-    per_request = TOKENS * 1000  # µ$: reserved and charged alike
     with httpx.Client(timeout=20) as http:
         key = http.post(
             gateway.root_url + "/admin/keys",
             headers={"authorization": f"Bearer {MASTER_KEY}"},
-            json={"name": "capped", "max_budget": str(5 * per_request / 1_000_000)},
+            json={"name": "capped", "max_budget": str(5 * PER_REQUEST / 1_000_000)},
         ).json()
     with concurrent.futures.ThreadPoolExecutor(50) as pool:
         results = list(pool.map(lambda _: ask(gateway, key["key"]), range(50)))
@@ -72,7 +51,7 @@ def test_fifty_at_once_against_a_budget_worth_five(tmp_path: Path) -> None:
             await database.close()
 
     rows = asyncio.run(spent())
-    assert len(rows) == 5 and sum(r["cost_micros"] for r in rows) == 5 * per_request  # never more
+    assert len(rows) == 5 and sum(r["cost_micros"] for r in rows) == 5 * PER_REQUEST  # never more
 
     again = Gateway(settings_for(doc(data), data)).start()  # the spend is remembered
     try:
@@ -85,7 +64,6 @@ def test_fifty_at_once_against_a_budget_worth_five(tmp_path: Path) -> None:
 def test_a_team_budget_holds_all_of_its_keys_together(tmp_path: Path) -> None:
     data = tmp_path / "data"
     gateway = Gateway(settings_for(doc(data), data)).start()
-    per_request = TOKENS * 1000
     try:
         with httpx.Client(base_url=gateway.root_url, timeout=20) as http:
 
@@ -102,8 +80,8 @@ def test_a_team_budget_holds_all_of_its_keys_together(tmp_path: Path) -> None:
                 subject_id=team,
                 period="daily",
                 timezone="Europe/Paris",
-                limit=str(5 * per_request / 1_000_000),
-                soft_limit=str(3 * per_request / 1_000_000),
+                limit=str(5 * PER_REQUEST / 1_000_000),
+                soft_limit=str(3 * PER_REQUEST / 1_000_000),
             )
             assert budget["spent_micros"] == 0 and budget["soft_limit_reached"] is False
             with concurrent.futures.ThreadPoolExecutor(50) as pool:
@@ -112,7 +90,7 @@ def test_a_team_budget_holds_all_of_its_keys_together(tmp_path: Path) -> None:
             status = http.get(
                 f"/admin/budgets/{budget['id']}", headers={"authorization": f"Bearer {MASTER_KEY}"}
             ).json()
-            assert status["spent_micros"] == 5 * per_request and status["reserved_micros"] == 0
+            assert status["spent_micros"] == 5 * PER_REQUEST and status["reserved_micros"] == 0
             assert status["remaining_micros"] == 0 and status["soft_limit_reached"] is True
             with (
                 openai.OpenAI(base_url=gateway.base_url, api_key=keys[0], max_retries=0) as client,

@@ -15,21 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import openai
 import pytest
 
-from turnout.providers.fake.responses import count_tokens
 from turnout.spend.ledger_store import LedgerStore
 from turnout.storage.database import Database
 
 from support.databases import PG_HOST, PG_USER, create_postgres_database, drop_postgres_database
 from support.gateway import MASTER_KEY, Gateway, settings_for
+from support.paid_model import PER_REQUEST, ask, paid_models
 from support.tcp_forwarder import TcpForwarder
 
 REDIS = (os.environ.get("TURNOUT_TEST_REDIS_HOST", "127.0.0.1"), 6379)
-REPLY = "one two three four"
-TOKENS = count_tokens(REPLY)
-PER_REQUEST = TOKENS * 1000  # µ$: a milli-dollar an output token, prompts free
 PROPAGATION = 10.0  # s: budgets set on one instance are read by the others every 5 s
 
 
@@ -40,13 +36,7 @@ def doc(database: str, redis_port: int) -> dict[str, Any]:
             "redis_url": f"redis://{REDIS[0]}:{redis_port}/0",
         },
         "providers": {"fake": {"type": "fake"}},
-        "models": {
-            "paid": {
-                "provider": "fake",
-                "model": f"m?latency=300ms&reply={REPLY.replace(' ', '+')}",
-                "price": {"input": "0", "output": "1000"},
-            }
-        },
+        "models": paid_models(),
     }
 
 
@@ -103,17 +93,6 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
     pair = Pair(tmp_path)
     yield pair
     pair.close()
-
-
-def ask(gateway: Gateway, key: str) -> str:
-    with openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=20) as client:
-        try:
-            client.chat.completions.create(
-                model="paid", messages=[{"role": "user", "content": "hi"}], max_tokens=TOKENS
-            )
-            return "ok"
-        except openai.RateLimitError as error:
-            return str(error.body["code"])  # type: ignore[index]
 
 
 def burst(pair: Pair, key: str, n: int) -> list[str]:
