@@ -1,4 +1,4 @@
-"""Validate what turnout emits against OpenAI's published OpenAPI spec (../shared/specs)."""
+"""Validate what turnout emits against the published OpenAI and Anthropic specs (tests/fixtures/specs)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from typing import Any
 import yaml
 from openapi_schema_validator import OAS31Validator
 
-# The team's copy of the published specs lives beside the checkout (../shared/specs); set
-# TURNOUT_SPECS_DIR to use another copy.
-SPECS = Path(os.environ.get("TURNOUT_SPECS_DIR") or Path(__file__).resolve().parents[3] / "shared" / "specs")
+# The published specs are vendored in the repository (their sources and licences in its README); set
+# TURNOUT_SPECS_DIR to validate against another copy.
+VENDORED = Path(__file__).resolve().parents[1] / "fixtures" / "specs"
+SPECS = Path(os.environ.get("TURNOUT_SPECS_DIR") or VENDORED)
 OPENAI_SPEC = SPECS / "openai-openapi.yaml"
 if not OPENAI_SPEC.is_file():
     raise RuntimeError(f"OpenAI's OpenAPI spec is not at {OPENAI_SPEC}; set TURNOUT_SPECS_DIR to its folder")
