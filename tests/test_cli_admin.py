@@ -119,8 +119,13 @@ def test_under_the_two_person_rule_deleting_a_team_waits_for_a_second_admin(tmp_
     gateway = start(tmp_path, gated=None)  # the default: every gated action
     try:
         team_id = ok(cli(gateway, "teams", "create", "red")).split()[0]
-        # with a second admin around, the master key's deletion needs their approval
-        created = ok(cli(gateway, "keys", "create", "--name", "second admin", "--role", "admin"))
+        # with a second person around who is an admin, the master key's deletion needs their
+        # approval (a key the master issues for no one would be the master's own: not a second person)
+        created = ok(cli(gateway, "users", "create", "second@example.com", "--role", "admin"))
+        user_id = created.split()[0]
+        created = ok(
+            cli(gateway, "keys", "create", "--name", "second admin", "--role", "admin", "--user", user_id)
+        )
         second = created.split("shown this once")[1].split()[-1]
 
         proposed = ok(cli(gateway, "teams", "delete", team_id))

@@ -26,7 +26,7 @@ from turnout.domain.principal import Principal
 from turnout.governance.approvals import Approvals
 from turnout.governance.audit import AuditLog
 from turnout.storage.database import Database
-from turnout.storage.tables import audit_log, pending_actions
+from turnout.storage.tables import api_keys, audit_log, key_controllers, pending_actions
 
 from support.databases import database_url
 
@@ -47,14 +47,22 @@ BACKENDS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.p
 T0 = 1_700_000_000.0
 TTL = 3600.0
 
-OWNER = Principal(key_id="key_owner", name="Olivia", role="owner", user_id="u_olivia")
-ALICE = Principal(key_id="key_alice", name="Alice", role="admin", user_id="u_alice")
-ALICE_LAPTOP = Principal(key_id="key_alice2", name="Alice (laptop)", role="admin", user_id="u_alice")
-BOB = Principal(key_id="key_bob", name="Bob", role="admin", user_id="u_bob")
-RED = Principal(key_id="key_red", name="Red admin", role="admin", team_id="red", user_id="u_red")
-RED_2 = Principal(key_id="key_red2", name="Red admin 2", role="admin", team_id="red", user_id="u_red2")
-BLUE = Principal(key_id="key_blue", name="Blue admin", role="admin", team_id="blue", user_id="u_blue")
-MEMBER = Principal(key_id="key_member", name="Member", role="member", team_id="red")
+OWNER = Principal(key_id="key_owner", name="Olivia", role="owner", user_id="u_olivia", person="u_olivia")
+ALICE = Principal(key_id="key_alice", name="Alice", role="admin", user_id="u_alice", person="u_alice")
+ALICE_LAPTOP = Principal(
+    key_id="key_alice2", name="Alice (laptop)", role="admin", user_id="u_alice", person="u_alice"
+)
+BOB = Principal(key_id="key_bob", name="Bob", role="admin", user_id="u_bob", person="u_bob")
+RED = Principal(
+    key_id="key_red", name="Red admin", role="admin", team_id="red", user_id="u_red", person="u_red"
+)
+RED_2 = Principal(
+    key_id="key_red2", name="Red admin 2", role="admin", team_id="red", user_id="u_red2", person="u_red2"
+)
+BLUE = Principal(
+    key_id="key_blue", name="Blue admin", role="admin", team_id="blue", user_id="u_blue", person="u_blue"
+)
+MEMBER = Principal(key_id="key_member", name="Member", role="member", team_id="red", person="u_member")
 
 
 class Clock:
@@ -101,9 +109,30 @@ def audit(database: Database, clock: Clock) -> AuditLog:
     return AuditLog(database, clock=clock)
 
 
-def approvals_with(database: Database, audit: AuditLog, clock: Clock, executor: Executor) -> Approvals:
+async def approvals_with(database: Database, audit: AuditLog, clock: Clock, executor: Executor) -> Approvals:
+    """The two-person rule over a database holding the module's keys (an action runs with its
+    requester's key as the store has it when it is approved)."""
     approvals = Approvals(database, audit, ttl=TTL, clock=clock)
     approvals.register("key.revoke", executor, "Revoke a key")
+    now = datetime.fromtimestamp(T0, UTC)
+    async with database.engine.begin() as conn:
+        for p in (OWNER, ALICE, ALICE_LAPTOP, BOB, RED, RED_2, BLUE, MEMBER):
+            person = p.person
+            await conn.execute(
+                sa.insert(api_keys).values(
+                    id=p.key_id,
+                    key_hash=p.key_id.encode().ljust(32, b"-"),
+                    prefix="sk-turnout-xxxx",
+                    name=p.name,
+                    kind="virtual",
+                    role=p.role,
+                    team_id=p.team_id,
+                    user_id=p.user_id,
+                    person=person,
+                    created_at=now,
+                )
+            )
+            await conn.execute(sa.insert(key_controllers).values(key_id=p.key_id, person=person))
     return approvals
 
 
@@ -158,6 +187,7 @@ async def test_a_row_round_trips_and_commits_only_with_its_change(
         "at": T0,
         "actor": "Alice",
         "actor_key_id": "key_alice",
+        "actor_person": "u_alice",
         "action": "key.update",
         "target_type": "key",
         "target_id": "key_1",
@@ -256,7 +286,7 @@ async def test_an_approved_action_runs_once_with_its_requesters_authority(
     database: Database, audit: AuditLog, clock: Clock
 ) -> None:
     executor = Executor()
-    approvals = approvals_with(database, audit, clock, executor)
+    approvals = await approvals_with(database, audit, clock, executor)
     proposed = await approvals.propose(
         RED,
         "key.revoke",
@@ -296,7 +326,7 @@ async def test_an_approved_action_runs_once_with_its_requesters_authority(
 
 async def test_nobody_approves_their_own_action(database: Database, audit: AuditLog, clock: Clock) -> None:
     executor = Executor()
-    approvals = approvals_with(database, audit, clock, executor)
+    approvals = await approvals_with(database, audit, clock, executor)
     action_id = await propose(approvals, ALICE)
     for same_person in (ALICE, ALICE_LAPTOP):  # the same key; the same user with another key
         with pytest.raises(PermissionDenied) as refused:
@@ -312,7 +342,7 @@ async def test_nobody_approves_their_own_action(database: Database, audit: Audit
 
 async def test_another_teams_action_is_invisible(database: Database, audit: AuditLog, clock: Clock) -> None:
     executor = Executor()
-    approvals = approvals_with(database, audit, clock, executor)
+    approvals = await approvals_with(database, audit, clock, executor)
     action_id = await propose(approvals, BLUE, team_id="blue")
     red_id = await propose(approvals, RED, team_id="red")
     for call in (approvals.get, approvals.approve, approvals.reject):
@@ -340,7 +370,7 @@ async def test_an_expired_action_cannot_be_approved(
     database: Database, audit: AuditLog, clock: Clock
 ) -> None:
     executor = Executor()
-    approvals = approvals_with(database, audit, clock, executor)
+    approvals = await approvals_with(database, audit, clock, executor)
     action_id = await propose(approvals, ALICE)
     clock.now += TTL + 1
     assert (await approvals.get(BOB, action_id))["status"] == "expired"  # shown so before touched
@@ -358,7 +388,7 @@ async def test_an_expired_action_cannot_be_approved(
 
 async def test_a_rejected_action_never_runs(database: Database, audit: AuditLog, clock: Clock) -> None:
     executor = Executor()
-    approvals = approvals_with(database, audit, clock, executor)
+    approvals = await approvals_with(database, audit, clock, executor)
     action_id = await propose(approvals, ALICE)
     rejected = await approvals.reject(BOB, action_id, "rq")
     assert rejected["status"] == "rejected" and rejected["decided_by"] == "key_bob"
@@ -378,7 +408,7 @@ async def test_a_rejected_action_never_runs(database: Database, audit: AuditLog,
 
 async def test_an_action_is_approved_once(database: Database, audit: AuditLog, clock: Clock) -> None:
     executor = Executor()
-    approvals = approvals_with(database, audit, clock, executor)
+    approvals = await approvals_with(database, audit, clock, executor)
     action_id = await propose(approvals, ALICE)
     await approvals.approve(BOB, action_id)
     with pytest.raises(Conflict) as refused:
@@ -393,7 +423,7 @@ async def test_twenty_admins_approving_at_once_run_it_once(
     database: Database, audit: AuditLog, clock: Clock
 ) -> None:
     executor = Executor(delay=0.05)
-    approvals = approvals_with(database, audit, clock, executor)
+    approvals = await approvals_with(database, audit, clock, executor)
     action_id = await propose(approvals, ALICE)
     admins = [
         Principal(key_id=f"key_{i}", name=f"Admin {i}", role="admin", user_id=f"u_{i}") for i in range(20)
@@ -414,7 +444,7 @@ async def test_a_failing_action_is_stored_as_failed(
     database: Database, audit: AuditLog, clock: Clock, error: Exception
 ) -> None:
     executor = Executor(error=error)
-    approvals = approvals_with(database, audit, clock, executor)
+    approvals = await approvals_with(database, audit, clock, executor)
     action_id = await propose(approvals, ALICE)
     with pytest.raises(type(error)):
         await approvals.approve(BOB, action_id)

@@ -116,7 +116,7 @@ class Services:
             checks.start()
         audit = AuditLog(database)
         approvals = Approvals(database, audit, ttl=settings.governance.approval_ttl)
-        key_service = KeyService(database, keys, audit)
+        key_service = KeyService(database, keys, audit, approvals, settings.governance)
         keys.lookup = key_service.find  # keys issued elsewhere work here at once
         key_sync = KeySync(database, keys, configured_master=settings.auth.master_key is not None)
         key_sync.start()  # and keys changed elsewhere change here within about a second

@@ -109,6 +109,7 @@ class Pipeline:
         outcome.estimate = lambda: estimated_usage(request, None)
         stream = bool(request.stream)
         account = self._accountant(outcome, inbound.request_id, inbound.api, principal, route, stream)
+        access = None if principal.allowed_models is None else principal.may_use
         try:
             if stream:
                 relay, outcome.served = await self.router.stream(
@@ -118,12 +119,19 @@ class Pipeline:
                     wants_usage=request.wants_usage_in_stream,
                     steering=inbound.steering(),
                     native=native,
+                    access=access,
                 )
                 outcome.estimate = lambda: estimated_usage(request, relay.sent_text())
                 await respond.stream(relay, outcome.served, account)
             else:
                 result, outcome.served = await self.router.complete(
-                    route, request, body, wants_usage=False, steering=inbound.steering(), native=native
+                    route,
+                    request,
+                    body,
+                    wants_usage=False,
+                    steering=inbound.steering(),
+                    native=native,
+                    access=access,
                 )
                 account(result.usage)  # accounted for before the client can see the answer
                 if result.native is not None:
@@ -167,7 +175,8 @@ class Pipeline:
         outcome = Outcome()
         account = self._accountant(outcome, inbound.request_id, "embeddings", principal, route, False)
         try:
-            result, outcome.served = await self.router.embed(route, request, body, inbound.steering())
+            access = None if principal.allowed_models is None else principal.may_use
+            result, outcome.served = await self.router.embed(route, request, body, inbound.steering(), access)
             account(result.usage)
             await respond.answer(result.body, outcome.served)
         except BaseException as error:

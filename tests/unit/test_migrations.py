@@ -74,3 +74,78 @@ async def test_a_database_without_a_stamp_but_with_tables_goes_through_alembic(t
             await upgrade_if_needed(engine)
     finally:
         await engine.dispose()
+
+
+async def test_keys_issued_before_0007_get_the_people_behind_them(tmp_path: Path) -> None:
+    """Upgrading fills in who each existing key acts for and who could use it, from who issued
+    what: a key Alice issued without a user is hers, one she issued for Bob is Bob's and hers,
+    one the master key handed Bob is Bob's alone; budgets and pending actions likewise."""
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda c: upgrade_with_alembic(c, "0006"))
+        keys = [
+            ("master", "master", None, None, None),
+            ("key_alice", "virtual", "user_alice", None, "master"),
+            ("key_spare", "virtual", None, None, "key_alice"),
+            ("key_for_bob", "virtual", "user_bob", None, "key_alice"),
+            ("key_bob", "virtual", "user_bob", None, "master"),
+            ("key_red_app", "virtual", None, "team_red", "key_spare"),
+        ]
+        for key_id, kind, user_id, team_id, created_by in keys:
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO api_keys (id, key_hash, prefix, name, kind, role, created_at, user_id, "
+                    "team_id, created_by, max_budget_micros) VALUES (:id, :hash, 'p', :id, :kind, 'admin', "
+                    "CURRENT_TIMESTAMP, :user, :team, :by, :budget)"
+                ),
+                {
+                    "id": key_id,
+                    "hash": key_id.encode().ljust(32, b"-"),
+                    "kind": kind,
+                    "user": user_id,
+                    "team": team_id,
+                    "by": created_by,
+                    "budget": 5 if key_id == "key_red_app" else None,
+                },
+            )
+        await conn.execute(
+            sa.text(
+                "INSERT INTO budgets (id, scope, subject_id, period, timezone, limit_micros, created_at, "
+                "created_by) VALUES ('b1', 'key', 'key_spare', 'daily', 'UTC', 5, CURRENT_TIMESTAMP, :by)"
+            ),
+            {"by": "key_red_app"},
+        )
+        await conn.execute(
+            sa.text(
+                "INSERT INTO pending_actions (id, action, target_type, target_id, params, requested_by, "
+                "requested_at, expires_at, status) VALUES ('act_1', 'delete_team', 'team', 't', '{}', "
+                "'key_spare', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 'pending')"
+            )
+        )
+        await conn.run_sync(upgrade_with_alembic)
+        rows = await conn.execute(sa.text("SELECT id, person, budget_set_level FROM api_keys"))
+        people = {r.id: (r.person, r.budget_set_level) for r in rows}
+        controllers: dict[str, set[str]] = {}
+        for key_id, person in await conn.execute(sa.text("SELECT key_id, person FROM key_controllers")):
+            controllers.setdefault(key_id, set()).add(person)
+        level = (await conn.execute(sa.text("SELECT set_level FROM budgets"))).scalar()
+        proposer = (await conn.execute(sa.text("SELECT requested_by_person FROM pending_actions"))).scalar()
+    await engine.dispose()
+    assert people == {
+        "master": ("master", None),
+        "key_alice": ("user_alice", None),
+        "key_spare": ("user_alice", None),
+        "key_for_bob": ("user_bob", None),
+        "key_bob": ("user_bob", None),
+        "key_red_app": ("user_alice", "organisation"),  # issued by an organisation-wide key
+    }
+    assert controllers == {
+        "master": {"master"},
+        "key_alice": {"user_alice"},
+        "key_spare": {"user_alice"},
+        "key_for_bob": {"user_bob", "user_alice"},
+        "key_bob": {"user_bob"},
+        "key_red_app": {"user_alice"},
+    }
+    assert level == "team"  # set with a team's key
+    assert proposer == "user_alice"

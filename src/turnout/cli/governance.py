@@ -50,7 +50,8 @@ def _at(ts: float | None) -> str:
 def describe_event(event: dict[str, Any]) -> str:
     target = event["target_type"] + (f"/{event['target_id']}" if event.get("target_id") else "")
     line = f"{_at(event['at'])}  #{event['id']}  {event['action']}  {target}"
-    line += f"  team={event.get('team_id') or '-'}  by {event['actor']} ({event['actor_key_id']})"
+    line += f"  team={event.get('team_id') or '-'}  by {event['actor']} ({event['actor_key_id']}"
+    line += f", person {event['actor_person']})" if event.get("actor_person") else ")"
     return line + (f"  request={event['request_id']}" if event.get("request_id") else "")
 
 
@@ -58,6 +59,8 @@ def describe_action(action: dict[str, Any]) -> str:
     target = f"{action['target_type']}/{action['target_id']}"
     line = f"{action['id']}  {action['status']}  {action['action']}  {target}"
     line += f"  team={action.get('team_id') or '-'}  requested by {action['requested_by']}"
+    if action.get("requested_by_person"):
+        line += f" ({action['requested_by_person']})"
     line += f" at {_at(action['requested_at'])}"
     if action["status"] == "pending":
         return line + f", expires {_at(action['expires_at'])}"
@@ -76,6 +79,7 @@ def audit_group() -> None:
 @KEY_OPTION
 @click.option("--action", help="An action, or a prefix ending in * (key.*).")
 @click.option("--actor-key", "actor_key_id", help="Only actions taken with this key id.")
+@click.option("--actor-person", "actor_person", help="Only what this person did (a user id, or master).")
 @click.option("--target", help="TYPE or TYPE/ID (key/key_123).")
 @click.option("--team", "team_id", help="Only this team's actions.")
 @click.option("--since", help="ISO date/time (UTC), or 7d, 24h, 30m back.")

@@ -244,7 +244,20 @@ class _Builder:
         except ValueError as error:
             self.problem("governance.approval_ttl", str(error))
             ttl = GovernanceSettings().approval_ttl
-        return GovernanceSettings(two_person_rule=frozenset(gated), approval_ttl=ttl)
+        defaults = GovernanceSettings()
+        window = defaults.piecewise_window
+        try:
+            window = parse_duration(cfg.piecewise_window)
+        except ValueError as error:
+            self.problem("governance.piecewise_window", str(error))
+        if cfg.piecewise_revocations < 1:
+            self.problem("governance.piecewise_revocations", "must be at least 1")
+        return GovernanceSettings(
+            two_person_rule=frozenset(gated),
+            approval_ttl=ttl,
+            piecewise_revocations=max(1, cfg.piecewise_revocations),
+            piecewise_window=window,
+        )
 
     def server(self, cfg: schema.ServerConfig) -> ServerSettings:
         if not 0 <= cfg.port < 65536:
@@ -549,6 +562,7 @@ class _Builder:
             fallbacks=tuple(cfg.fallbacks or ()),
             context_window_fallbacks=tuple(cfg.context_window_fallbacks or ()),
             content_policy_fallbacks=tuple(cfg.content_policy_fallbacks or ()),
+            fallbacks_included=bool(cfg.fallbacks_included),
             hedge_after=hedge,
             stream_resume=routing.stream_resume if cfg.stream_resume is None else cfg.stream_resume,
         )

@@ -127,6 +127,7 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     fallbacks: list[str] | None = None
     context_window_fallbacks: list[str] | None = None
     content_policy_fallbacks: list[str] | None = None
+    fallbacks_included: bool | None = None
     hedge_after: DurationValue | None = None
     stream_resume: bool | None = None
 
@@ -189,6 +190,10 @@ class GovernanceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         list[Literal["delete_team", "revoke_team_keys", "change_admin_role", "remove_provider"]] | None
     ) = None
     approval_ttl: DurationValue = "24h"  # how long a pending action waits for its approval
+    # revoking a team's keys one by one: this many within `piecewise_window` revoke at once, the
+    # next needs a second admin (as `revoke_team_keys` does), as does its last owner/admin key
+    piecewise_revocations: int = 5
+    piecewise_window: DurationValue = "1h"
 
 
 class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -137,6 +137,8 @@ GATED_ACTIONS = ("delete_team", "revoke_team_keys", "change_admin_role", "remove
 class GovernanceSettings:
     two_person_rule: frozenset[str] = frozenset(GATED_ACTIONS)  # on for all of them by default
     approval_ttl: float = 24 * 3600.0
+    piecewise_revocations: int = 5  # a team's keys revoked one by one within the window, at once
+    piecewise_window: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +170,9 @@ class ModelSettings:
     fallbacks: tuple[str, ...] = ()  # aliases tried when every target failed or is unavailable
     context_window_fallbacks: tuple[str, ...] = ()  # ... when the request is too long for it
     content_policy_fallbacks: tuple[str, ...] = ()  # ... when a provider refused on content policy
+    # a key that may use this alias may use its fallbacks through it (else each fallback alias is
+    # tried only for keys that may use it)
+    fallbacks_included: bool = False
     hedge_after: float | None = None  # seconds without a first token before a second attempt starts
     stream_resume: bool = True  # continue a stream cut after its first byte on another deployment
 

@@ -4,16 +4,71 @@ apply it.
 
 A key's scope is its team: a key with a team is that team's (a team admin manages only it); a key
 without one is organisation-wide. The master key is the first owner.
+
+People, not keys, hold authority. Every key has a lineage: the person it acts for (its user, or for
+a key without a user the person whose key issued it) and the people who could use it (that person,
+and everyone who could use the key that issued it: whoever issues a key sees it in full). The master
+key is one person, break-glass; a key it issues for a user is handed over to that user.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from turnout.domain.errors import PermissionDenied
-from turnout.domain.principal import Principal, Role
+from turnout.domain.principal import MASTER_PERSON, Principal, Role
 
 ROLE_RANK: dict[Role, int] = {"viewer": 0, "member": 1, "admin": 2, "owner": 3}
+ADMIN_ROLES: tuple[Role, ...] = ("owner", "admin")
+
+BudgetLevel = Literal["organisation", "team"]
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    """Who a key acts for (`person`) and every person who could use it (`controllers`)."""
+
+    person: str
+    controllers: frozenset[str]
+
+
+MASTER_LINEAGE = Lineage(MASTER_PERSON, frozenset({MASTER_PERSON}))
+
+
+def lineage_of_new_key(issuer: Lineage, user_id: str | None) -> Lineage:
+    """The lineage of a key issued by a key of `issuer`'s lineage, for `user_id` (or for nobody:
+    it then acts for the issuer's person). Everyone who could use the issuing key could have
+    issued this one, so they can use it too; a key the break-glass master issues for a user is
+    that user's alone."""
+    person = user_id or issuer.person
+    if user_id is not None and issuer.person == MASTER_PERSON:
+        return Lineage(person, frozenset({user_id}))
+    return Lineage(person, issuer.controllers | {person})
+
+
+def one_person(a: Lineage, b: Lineage) -> bool:
+    """Could one person act through both keys (the same person, or one who could use the other's
+    key)? Two such keys are never two people for the two-person rule."""
+    return a.person == b.person or a.person in b.controllers or b.person in a.controllers
+
+
+def lowest(roles: Iterable[Role | None]) -> Role | None:
+    """The lowest of these roles (None, no role at all, is lowest); "owner" when there are none."""
+    lowest_role: Role | None = "owner"
+    for role in roles:
+        if role is None:
+            return None
+        if lowest_role is not None and ROLE_RANK[role] < ROLE_RANK[lowest_role]:
+            lowest_role = role
+    return lowest_role
+
+
+def higher(a: Role | None, b: Role | None) -> Role | None:
+    if a is None or b is None:
+        return a or b
+    return a if ROLE_RANK[a] >= ROLE_RANK[b] else b
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,4 +177,25 @@ def check_grant(actor: Principal, role: Role, team_id: str | None) -> None:
     if outranks(role, actor.role):
         raise PermissionDenied(
             f"A key with role '{actor.role}' cannot grant the role '{role}'.", param="role"
+        )
+
+
+def check_act_on(actor: Principal, role: Role, what: str = "change") -> None:
+    """Nobody acts on a key whose role is above their own."""
+    if actor.kind != "master" and outranks(role, actor.role):
+        raise PermissionDenied(f"A key with role '{actor.role}' cannot {what} a key with role '{role}'.")
+
+
+def budget_level(actor: Principal) -> BudgetLevel:
+    """The level a budget set by `actor` is set at: the organisation's, or a team's."""
+    return "organisation" if organisation_admin(actor) else "team"
+
+
+def check_budget_level(actor: Principal, level: str | None, what: str) -> None:
+    """A budget set at the organisation's level is changed or removed from that level only."""
+    if level == "organisation" and budget_level(actor) != "organisation":
+        raise PermissionDenied(
+            f"This budget was set by the organisation; only organisation-wide owners and admins "
+            f"may {what} it.",
+            code="budget_set_above",
         )

@@ -8,6 +8,9 @@ import msgspec
 
 Role = Literal["owner", "admin", "member", "viewer"]
 
+MASTER_PERSON = "master"
+"""The person behind the master key (break-glass): one person, whoever holds it."""
+
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
     key_id: str
@@ -19,6 +22,9 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     user_id: str | None = None
     expires_at: float | None = None  # unix seconds; a rotated-out key keeps working until then
     max_budget_micros: int | None = None
+    # the person the key acts for: its user, or for a key without one the person whose key issued
+    # it (MASTER_PERSON for the master key and what it issued without a user)
+    person: str | None = None
 
     @property
     def is_admin(self) -> bool:

@@ -3,13 +3,18 @@ action, with its audit row) and runs only when another person approves it.
 
 - Who decides: owners and admins; a team admin only the actions of their own team. An action the
   caller may not see answers 404, exactly as one that does not exist.
-- Never oneself: the approver must hold a different key AND, when both keys belong to users, be a
-  different user (another key of the same person is the same person). Rejecting one's own
-  proposal (withdrawing it) is allowed: it can only do less.
-- Whose authority: the action runs with the REQUESTER's authority as it was when they proposed it
-  (their principal is kept with the pending action): the executor receives that principal and the
-  params, so a proposal can never do more than its requester could, whoever approves it. The
-  audit row of the decision names both: the approver as its actor, the requester in `after`.
+- Never oneself: the approver must be another PERSON than the proposer, and neither may be able
+  to use the other's key (`domain.key_policy.one_person`: a key one issued, or that was issued by
+  a key one could use, is one's own). The master key is one person. Rejecting one's own proposal
+  (withdrawing it) is allowed: it can only do less.
+- Whose authority, and when: the action runs with the REQUESTER's authority as it is when it is
+  approved, read from the store (their key, or the key that replaced it in a rotation): the
+  executor receives that principal and the params and checks it as it would a direct call, so a
+  proposal never does more than its requester can do now, whoever approves it. A requester whose
+  key was revoked, or who can no longer propose it (demoted, deleted, out of the team), cancels
+  it: it never runs (status `cancelled`). The approver's authority is also their current one (the
+  admin API reads it from the store for every call). The audit row of the decision names both:
+  the approver as its actor, the requester in `after`.
 - Exactly once: approving claims the row (pending -> approving) with one conditional UPDATE; only
   the caller whose UPDATE changed it runs the executor. The row then becomes `approved` (with the
   result) or `failed` (with the error), in one transaction with its audit row. The run is shielded
@@ -20,7 +25,7 @@ action, with its audit row) and runs only when another person approves it.
 - Secrets: the stored result (what `get` and `list` show later) drops entries named "key" or
   "key_hash"; only the `approve` call itself returns the executor's result in full, once.
 
-Statuses: pending, approving (while it runs), approved, rejected, expired, failed.
+Statuses: pending, approving (while it runs), approved, rejected, expired, failed, cancelled.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from turnout.domain.errors import (
 from turnout.domain.key_policy import may_manage
 from turnout.domain.principal import Principal
 from turnout.governance.audit import MAX_LIMIT, AuditLog, redact, team_scope
+from turnout.keys.people import People
 from turnout.storage.database import Database
 from turnout.storage.tables import pending_actions
 from turnout.storage.times import as_utc, from_unix, unix_seconds
@@ -54,10 +60,11 @@ from turnout.storage.times import as_utc, from_unix, unix_seconds
 log = logging.getLogger("turnout.governance")
 
 Executor = Callable[[Principal, dict[str, Any]], Awaitable[dict[str, Any]]]
-"""Performs an approved action: receives the requester's principal (as it was when they proposed
-it) and the params; returns a JSON-able result. Raises a TurnoutError to fail it."""
+"""Performs an approved action: receives the requester's principal (as it is when the action is
+approved, read from the store) and the params; returns a JSON-able result. Raises a TurnoutError to
+fail it."""
 
-STATUSES = ("pending", "approving", "approved", "rejected", "expired", "failed")
+STATUSES = ("pending", "approving", "approved", "rejected", "expired", "failed", "cancelled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +87,7 @@ class Approvals:
             raise ValueError("an approval's ttl must be positive")
         self.database = database
         self.audit = audit
+        self.people = People(database)
         self.ttl = ttl
         self.clock = clock
         self._actions: dict[str, _Registered] = {}
@@ -108,10 +116,12 @@ class Approvals:
             "params": orjson.loads(row.params)["params"],
             "requested_by": row.requested_by,
             "requested_by_user": row.requested_by_user,
+            "requested_by_person": row.requested_by_person,
             "requested_at": unix_seconds(row.requested_at),
             "expires_at": unix_seconds(row.expires_at),
             "status": status,
             "decided_by": row.decided_by,
+            "decided_by_person": row.decided_by_person,
             "decided_at": unix_seconds(row.decided_at),
             "result": None if row.result is None else orjson.loads(row.result),
         }
@@ -163,6 +173,7 @@ class Approvals:
                     params=orjson.dumps(stored).decode(),
                     requested_by=requester.key_id,
                     requested_by_user=requester.user_id,
+                    requested_by_person=requester.person,
                     requested_at=from_unix(now),
                     expires_at=from_unix(now + self.ttl),
                     status="pending",
@@ -218,14 +229,15 @@ class Approvals:
     async def approve(
         self, approver: Principal, action_id: str, request_id: str | None = None
     ) -> dict[str, Any]:
-        """Run the action with its requester's authority; its description with the full result.
-        The executor's TurnoutError is re-raised after the action is stored as failed."""
+        """Run the action with its requester's current authority; its description with the full
+        result. The executor's TurnoutError is re-raised after the action is stored as failed."""
         row = await self._open(approver, action_id)
-        if approver.key_id == row.requested_by or (
-            approver.user_id is not None and approver.user_id == row.requested_by_user
-        ):
+        stored = orjson.loads(row.params)
+        proposed_by = msgspec.convert(stored["requester"], Principal)
+        if await self.people.one_person(approver, proposed_by):
             raise PermissionDenied(
-                "An action cannot be approved by the person who proposed it; another admin must approve it.",
+                "An action cannot be approved by the person who proposed it, nor with a key they issued "
+                "or could use; another person must approve it.",
                 code="self_approval",
             )
         await self._refuse(row)
@@ -235,6 +247,9 @@ class Approvals:
                 f"This gateway cannot perform '{row.action}' (no executor for it); the action stays pending.",
                 code="unknown_action",
             )
+        requester = await self.people.now(row.requested_by)
+        if requester is None or not requester.is_admin or not may_manage(requester, row.team_id):
+            await self._cancel(approver, row, request_id)
         now = self.clock()
         claim = (
             sa.update(pending_actions)
@@ -243,14 +258,20 @@ class Approvals:
                 pending_actions.c.status == "pending",
                 pending_actions.c.expires_at >= from_unix(now),
             )
-            .values(status="approving", decided_by=approver.key_id, decided_at=from_unix(now))
+            .values(
+                status="approving",
+                decided_by=approver.key_id,
+                decided_by_person=approver.person,
+                decided_at=from_unix(now),
+            )
         )
         async with self.database.engine.begin() as conn:
             claimed = (await conn.execute(claim)).rowcount == 1
         if not claimed:  # another approver (or rejecter) was first, or it has just expired
             await self._refuse(await self._row(action_id))
             raise Conflict(f"Pending action '{action_id}' has already been decided.")
-        task = asyncio.ensure_future(self._run(registered.executor, approver, row, request_id))
+        assert requester is not None
+        task = asyncio.ensure_future(self._run(registered.executor, approver, requester, row, request_id))
         self._running.add(task)
         task.add_done_callback(self._settled)
         result, error = await asyncio.shield(task)
@@ -258,17 +279,63 @@ class Approvals:
             raise error
         return {**await self.get(approver, action_id), "result": result}
 
+    async def _cancel(self, decider: Principal, row: Any, request_id: str | None) -> None:
+        """The requester can no longer do what they proposed: it never runs. Raises why."""
+        error = Conflict(
+            f"Pending action '{row.id}' cannot run: the key that proposed it has been revoked, or its "
+            "person can no longer do this (demoted, deleted or out of the team). It is cancelled; "
+            "propose it again if it is still wanted.",
+            code="proposer_lacks_authority",
+        )
+        now = self.clock()
+        async with self.database.engine.begin() as conn:
+            cancelled = (
+                await conn.execute(
+                    sa.update(pending_actions)
+                    .where(pending_actions.c.id == row.id, pending_actions.c.status == "pending")
+                    .values(
+                        status="cancelled",
+                        decided_by=decider.key_id,
+                        decided_by_person=decider.person,
+                        decided_at=from_unix(now),
+                        result=orjson.dumps(_error_result(error)).decode(),
+                    )
+                )
+            ).rowcount == 1
+            if cancelled:
+                await self.audit.record(
+                    conn,
+                    decider,
+                    "approval.cancelled",
+                    "pending_action",
+                    row.id,
+                    team_id=row.team_id,
+                    before={"status": "pending"},
+                    after={
+                        "status": "cancelled",
+                        "action": row.action,
+                        "target_type": row.target_type,
+                        "target_id": row.target_id,
+                        "requested_by": row.requested_by,
+                        "requested_by_person": row.requested_by_person,
+                    },
+                    request_id=request_id,
+                )
+        if not cancelled:
+            await self._refuse(await self._row(row.id))
+        raise error
+
     def _settled(self, task: asyncio.Task[Any]) -> None:
         self._running.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("recording the outcome of an approved action failed: %s", task.exception())
 
     async def _run(
-        self, executor: Executor, approver: Principal, row: Any, request_id: str | None
+        self, executor: Executor, approver: Principal, requester: Principal, row: Any, request_id: str | None
     ) -> tuple[dict[str, Any] | None, Exception | None]:
-        """Execute a claimed action and store how it went (with its audit row)."""
+        """Execute a claimed action with `requester`'s current authority and store how it went
+        (with its audit row)."""
         stored = orjson.loads(row.params)
-        requester = msgspec.convert(stored["requester"], Principal)
         outcome: dict[str, Any]
         error: Exception | None = None
         result: dict[str, Any] | None = None
@@ -306,6 +373,7 @@ class Approvals:
                     "requested_by": row.requested_by,
                     "requested_by_name": requester.name,
                     "requested_by_user": row.requested_by_user,
+                    "requested_by_person": row.requested_by_person,
                     "result": outcome,
                 },
                 request_id=request_id,
@@ -328,7 +396,12 @@ class Approvals:
                         pending_actions.c.status == "pending",
                         pending_actions.c.expires_at >= from_unix(now),
                     )
-                    .values(status="rejected", decided_by=approver.key_id, decided_at=from_unix(now))
+                    .values(
+                        status="rejected",
+                        decided_by=approver.key_id,
+                        decided_by_person=approver.person,
+                        decided_at=from_unix(now),
+                    )
                 )
             ).rowcount == 1
             if rejected:

@@ -1,7 +1,8 @@
 """The audit log: one row per admin action (who, what, when, the object before and after),
 written inside the transaction of the change it describes, so the two commit or roll back
-together. Append-only: the database itself refuses UPDATE and DELETE on the table (triggers
-created with it, migration 0005).
+together. Each row names the key that acted and the person behind it (`actor_person`: a user's
+id, or "master" for the master key, break-glass). Append-only: the database itself refuses UPDATE
+and DELETE on the table (triggers created with it, migration 0005).
 
 Secrets never reach it: every mapping entry named "key" (a plaintext API key) or "key_hash", at
 any depth of `before` and `after`, is dropped before the row is written.
@@ -62,6 +63,7 @@ def event(row: Any) -> dict[str, Any]:
         "at": unix_seconds(row.at),
         "actor": row.actor,
         "actor_key_id": row.actor_key_id,
+        "actor_person": row.actor_person,
         "action": row.action,
         "target_type": row.target_type,
         "target_id": row.target_id,
@@ -97,6 +99,7 @@ class AuditLog:
                 at=datetime.fromtimestamp(self.clock(), UTC),
                 actor_key_id=actor.key_id,
                 actor=actor.name[:200],
+                actor_person=actor.person,
                 action=action,
                 target_type=target_type,
                 target_id=target_id,
@@ -113,6 +116,7 @@ class AuditLog:
         *,
         action: str | None = None,
         actor_key_id: str | None = None,
+        actor_person: str | None = None,
         target_type: str | None = None,
         target_id: str | None = None,
         team_id: str | None = None,
@@ -138,6 +142,7 @@ class AuditLog:
                 where.append(audit_log.c.action == action)
         for column, value in (
             (audit_log.c.actor_key_id, actor_key_id),
+            (audit_log.c.actor_person, actor_person),
             (audit_log.c.target_type, target_type),
             (audit_log.c.target_id, target_id),
             (audit_log.c.team_id, team_id),

@@ -5,8 +5,14 @@ display prefix. Every change is written to the database and applied to this inst
 index at once, so a revoked key stops working here before the call that revoked it returns; every
 write sets the row's `updated_at`, by which the other instances follow it (`keys.sync`).
 Issuing follows `domain.key_policy`: never more than the issuer has, and for a user never a role
-above theirs (in the key's team, or organisation-wide). Every change is in the audit log, written
-in the same transaction.
+above theirs (in the key's team, or organisation-wide). Every key records its lineage (the person
+it acts for and everyone who could use it, `keys.people`): when a person loses authority, every key
+they could use loses it too (`enforce_people`). Nobody acts on a key whose role is above their own.
+Revoking keys one by one cannot do what needs a second admin in bulk: a team's last owner or admin
+key, and a team's keys beyond `piecewise_revocations` within `piecewise_window`, are revoked (or
+lowered) only when a second person approves (`revoke_team_keys` of the two-person rule). A key's
+budget set by the organisation is changed by the organisation only. Every change is in the audit
+log, written in the same transaction.
 """
 
 from __future__ import annotations
@@ -21,30 +27,30 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from turnout.config.settings import GovernanceSettings
 from turnout.domain.errors import InvalidRequest, PermissionDenied, ResourceNotFound
-from turnout.domain.key_policy import KeySpec, check_issue, may_manage, outranks
+from turnout.domain.key_policy import (
+    ADMIN_ROLES,
+    KeySpec,
+    budget_level,
+    check_act_on,
+    check_budget_level,
+    check_issue,
+    lineage_of_new_key,
+    may_manage,
+    outranks,
+)
 from turnout.domain.principal import Principal, Role
+from turnout.governance.approvals import Approvals
 from turnout.governance.audit import AuditLog
 from turnout.keys.hashing import display_prefix, new_key
 from turnout.keys.index import KeyIndex
+from turnout.keys.people import People, principal_of
 from turnout.storage.database import Database
-from turnout.storage.tables import api_keys, team_members, teams, users
+from turnout.storage.tables import api_keys, audit_log, key_controllers, team_members, teams, users
 from turnout.storage.times import from_unix, unix_seconds
 
-
-def principal_of(row: Any) -> Principal:
-    """The identity a stored virtual key resolves to."""
-    models = orjson.loads(row.allowed_models) if row.allowed_models else None
-    return Principal(
-        key_id=row.id,
-        name=row.name,
-        role=row.role,
-        allowed_models=tuple(models) if models is not None else None,
-        team_id=row.team_id,
-        user_id=row.user_id,
-        expires_at=unix_seconds(row.expires_at),
-        max_budget_micros=row.max_budget_micros,
-    )
+GATE = "revoke_team_keys"  # the two-person rule's name for what revoking piecewise would reach
 
 
 def describe(row: Any) -> dict[str, Any]:
@@ -64,6 +70,8 @@ def describe(row: Any) -> dict[str, Any]:
         "metadata": orjson.loads(row.metadata) if row.metadata else {},
         "created_at": unix_seconds(row.created_at),
         "created_by": row.created_by,
+        "person": row.person,
+        "budget_set_level": row.budget_set_level,
         "revoked_at": unix_seconds(row.revoked_at),
         "rotated_to": row.rotated_to,
     }
@@ -109,11 +117,29 @@ async def check_owner(conn: AsyncConnection, spec: KeySpec) -> None:
         )
 
 
+def _in_scope(column: sa.ColumnElement[Any], team_id: str | None) -> sa.ColumnElement[bool]:
+    """`column` names the team `team_id` (None: the organisation's, no team)."""
+    return column.is_(None) if team_id is None else column == team_id
+
+
 class KeyService:
-    def __init__(self, database: Database, index: KeyIndex, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        database: Database,
+        index: KeyIndex,
+        audit: AuditLog,
+        approvals: Approvals | None = None,
+        governance: GovernanceSettings | None = None,
+    ) -> None:
         self.database = database
         self.index = index
         self.audit = audit
+        self.people = People(database)
+        self.approvals = approvals
+        self.governance = governance or GovernanceSettings()
+        if approvals is not None:
+            approvals.register("revoke_key", self._revoke_approved, "revoke a key")
+            approvals.register("change_key", self._change_approved, "take a key's admin role away")
 
     async def issue(
         self,
@@ -124,8 +150,10 @@ class KeyService:
         metadata: dict[str, Any] | None = None,
         request_id: str | None = None,
         action: str = "key.create",
+        budget_set_level: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        """A new key (its plaintext, shown this once) and its description."""
+        """A new key (its plaintext, shown this once) and its description. Its budget counts as
+        set at the issuer's level (`budget_set_level`: at that one, for a rotation's new key)."""
         spec = check_issue(issuer, spec)
         key = new_key()
         key_hash = self.index.hash(key)
@@ -150,10 +178,18 @@ class KeyService:
             "limits": orjson.dumps(limits).decode() if limits else None,
             "metadata": orjson.dumps(metadata).decode() if metadata else None,
             "created_by": issuer.key_id,
+            "budget_set_level": None
+            if spec.max_budget_micros is None
+            else budget_set_level or budget_level(issuer),
         }
         async with self.database.engine.begin() as conn:
             await check_owner(conn, spec)
-            await conn.execute(sa.insert(api_keys).values(**row))
+            lineage = lineage_of_new_key(await self.people.lineage(conn, issuer), spec.user_id)
+            await conn.execute(sa.insert(api_keys).values(**row, person=lineage.person))
+            await conn.execute(
+                sa.insert(key_controllers),
+                [{"key_id": key_id, "person": person} for person in sorted(lineage.controllers)],
+            )
             stored = (await conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id))).one()
             described = describe(stored)
             await self.audit.record(
@@ -196,7 +232,17 @@ class KeyService:
         return [describe(r) for r in rows if may_manage(issuer, r.team_id)]
 
     async def revoke(self, issuer: Principal, key_id: str, request_id: str | None = None) -> dict[str, Any]:
+        """Revoke a key, or propose revoking it when that needs a second admin (`_gated`)."""
         row = await self._managed(issuer, key_id)
+        check_act_on(issuer, row.role, "revoke")
+        if row.revoked_at is None:
+            why = await self._gated(issuer, row, revoking=True)
+            if why is not None:
+                return await self._propose(issuer, "revoke_key", row, {"key_id": key_id}, why, request_id)
+        return await self._revoke(issuer, row, request_id)
+
+    async def _revoke(self, issuer: Principal, row: Any, request_id: str | None) -> dict[str, Any]:
+        key_id = row.id
         if row.revoked_at is None:
             self.index.touch(row.key_hash)
             now = dt.datetime.now(dt.UTC)
@@ -221,61 +267,111 @@ class KeyService:
         self.index.remove(row.key_hash)  # here, now: before this call returns
         return await self.get(issuer, key_id)
 
-    async def revoke_matching(
-        self, conn: AsyncConnection, *, team_id: str | None = None, user_id: str | None = None
-    ) -> dict[str, bytes]:
-        """Revoke (in the caller's transaction) every active key of a team or a user, or of a user
-        in a team; their ids and hashes (`forget` them once the transaction commits)."""
-        where = [api_keys.c.kind == "virtual", api_keys.c.revoked_at.is_(None)]
-        if team_id is not None:
-            where.append(api_keys.c.team_id == team_id)
-        if user_id is not None:
-            where.append(api_keys.c.user_id == user_id)
-        if len(where) == 2:
-            raise ValueError("revoke_matching needs a team or a user")
+    async def _revoke_approved(self, requester: Principal, params: dict[str, Any]) -> dict[str, Any]:
+        """The approved revocation of one key, with its proposer's authority as it is now."""
+        row = await self._managed(requester, str(params["key_id"]))
+        check_act_on(requester, row.role, "revoke")
+        return await self._revoke(requester, row, None)
+
+    async def _gated(self, actor: Principal, row: Any, *, revoking: bool) -> str | None:
+        """Why revoking `row` (or taking its admin role away) needs a second person, or None:
+        it is its team's last owner or admin key, or the team has had `piecewise_revocations`
+        keys revoked within `piecewise_window` — what `revoke_team_keys` would need one for."""
+        if self.approvals is None or GATE not in self.governance.two_person_rule:
+            return None
+        now = dt.datetime.now(dt.UTC)
+        scope = "the organisation" if row.team_id is None else f"the team '{row.team_id}'"
+        why = None
+        async with self.database.engine.connect() as conn:
+            if row.role in ADMIN_ROLES:
+                others = sa.select(sa.func.count()).where(
+                    api_keys.c.kind == "virtual",
+                    api_keys.c.revoked_at.is_(None),
+                    api_keys.c.role.in_(ADMIN_ROLES),
+                    api_keys.c.id != row.id,
+                    sa.or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > now),
+                    api_keys.c.team_id.is_(None)
+                    if row.team_id is None
+                    else api_keys.c.team_id == row.team_id,
+                )
+                if not (await conn.execute(others)).scalar():
+                    why = f"it is the last owner or admin key of {scope}"
+            if why is None and revoking:
+                since = now - dt.timedelta(seconds=self.governance.piecewise_window)
+                recent = sa.select(sa.func.count()).where(
+                    audit_log.c.action == "key.revoke",
+                    audit_log.c.at >= since,
+                    _in_scope(audit_log.c.team_id, row.team_id),
+                )
+                if (await conn.execute(recent)).scalar_one() >= self.governance.piecewise_revocations:
+                    why = (
+                        f"{self.governance.piecewise_revocations} keys of {scope} were revoked within "
+                        f"{self.governance.piecewise_window:g}s"
+                    )
+        if why is None or not await self.people.another_could_approve(actor, row.team_id, now):
+            return None
+        return why
+
+    async def _propose(
+        self,
+        actor: Principal,
+        action: str,
+        row: Any,
+        params: dict[str, Any],
+        why: str,
+        request_id: str | None,
+    ) -> dict[str, Any]:
+        assert self.approvals is not None
+        pending = await self.approvals.propose(
+            actor, action, "key", row.id, team_id=row.team_id, params=params, request_id=request_id
+        )
+        return {**pending, "reason": f"A second admin must approve this: {why}."}
+
+    async def revoke_matching(self, conn: AsyncConnection, *, team_id: str) -> dict[str, bytes]:
+        """Revoke (in the caller's transaction) every active key of a team; their ids and hashes
+        (`forget` them once the transaction commits)."""
+        where = [api_keys.c.kind == "virtual", api_keys.c.revoked_at.is_(None), api_keys.c.team_id == team_id]
         rows = (await conn.execute(sa.select(api_keys.c.id, api_keys.c.key_hash).where(*where))).all()
-        if rows:
-            for r in rows:
-                self.index.touch(r.key_hash)
+        return await self._revoke_rows(conn, rows)
+
+    async def _revoke_rows(self, conn: AsyncConnection, rows: Iterable[Any]) -> dict[str, bytes]:
+        revoked = {r.id: r.key_hash for r in rows}
+        if revoked:
+            for key_hash in revoked.values():
+                self.index.touch(key_hash)
             now = dt.datetime.now(dt.UTC)
             await conn.execute(
                 sa.update(api_keys)
-                .where(api_keys.c.id.in_([r.id for r in rows]))
+                .where(api_keys.c.id.in_(list(revoked)))
                 .values(revoked_at=now, updated_at=now)
             )
-        return {r.id: r.key_hash for r in rows}
+        return revoked
 
     def forget(self, revoked: Mapping[str, bytes]) -> None:
         for key_hash in revoked.values():
             self.index.remove(key_hash)
 
-    async def restrict_user_keys(
-        self, conn: AsyncConnection, user_id: str, team_id: str | None, role: Role | None
-    ) -> tuple[str, ...]:
-        """After a user's role changed (in `team_id`, or organisation-wide): their keys there lose
-        what the user lost — revoked if the user left the team, else lowered to `role`. The ids of
-        the keys changed (`refresh` them once the transaction commits)."""
-        where = [
-            api_keys.c.kind == "virtual",
-            api_keys.c.revoked_at.is_(None),
-            api_keys.c.user_id == user_id,
-            api_keys.c.team_id.is_(None) if team_id is None else api_keys.c.team_id == team_id,
-        ]
-        query = sa.select(api_keys.c.id, api_keys.c.key_hash, api_keys.c.role).where(*where)
-        rows = (await conn.execute(query)).all()
+    async def enforce_people(
+        self, conn: AsyncConnection, persons: Iterable[str]
+    ) -> tuple[dict[str, bytes], tuple[str, ...]]:
+        """After these people's authority changed (a role lowered, a team left, a user deleted):
+        every key one of them could use holds no more than each person who could use it may
+        give now (`People.ceiling`) — lowered to that, or revoked if one of them has no authority
+        there at all. In the caller's transaction; (revoked ids and hashes, lowered ids): `forget`
+        and `refresh` them once it commits."""
+        revoke, lowered = [], []
         now = dt.datetime.now(dt.UTC)
-        if role is None:
-            changed = tuple(r.id for r in rows)
-            values: dict[str, Any] = {"revoked_at": now, "updated_at": now}
-        else:
-            changed = tuple(r.id for r in rows if outranks(r.role, role))
-            values = {"role": role, "updated_at": now}
-        for r in rows:
-            if r.id in changed:
-                self.index.touch(r.key_hash)
-        if changed:
-            await conn.execute(sa.update(api_keys).where(api_keys.c.id.in_(changed)).values(**values))
-        return changed
+        for key in await self.people.controlled_by(conn, persons):
+            ceiling = await self.people.ceiling(conn, key)
+            if ceiling is None:
+                revoke.append(key)
+            elif outranks(key.role, ceiling):
+                self.index.touch(key.key_hash)
+                await conn.execute(
+                    sa.update(api_keys).where(api_keys.c.id == key.id).values(role=ceiling, updated_at=now)
+                )
+                lowered.append(key.id)
+        return await self._revoke_rows(conn, revoke), tuple(lowered)
 
     async def refresh(self, key_ids: Iterable[str]) -> None:
         """Bring this instance's index up to date with these keys' stored state."""
@@ -308,10 +404,46 @@ class KeyService:
     ) -> dict[str, Any]:
         """Change a key's name, role, models, expiry or budget (`changes`, KeySpec's field names),
         limits or metadata (msgspec.UNSET: unchanged). The key as changed must be one `issuer`
-        could issue, and one its user may hold: the same rules as a new key's."""
+        could issue, and one its user may hold: the same rules as a new key's. Taking the last
+        admin role of a team away is proposed, as revoking that key would be."""
         row = await self._managed(issuer, key_id)
         if row.revoked_at is not None:
             raise InvalidRequest("A revoked key cannot be changed.", param="id")
+        check_act_on(issuer, row.role)
+        new_role = changes.get("role", row.role)
+        if row.role in ADMIN_ROLES and new_role not in ADMIN_ROLES:
+            why = await self._gated(issuer, row, revoking=False)
+            if why is not None:
+                params: dict[str, Any] = {"key_id": key_id, "changes": msgspec.to_builtins(changes)}
+                if limits is not msgspec.UNSET:
+                    params["limits"] = limits
+                if metadata is not msgspec.UNSET:
+                    params["metadata"] = metadata
+                return await self._propose(issuer, "change_key", row, params, why, request_id)
+        return await self._update(issuer, row, changes, limits, metadata, request_id)
+
+    async def _change_approved(self, requester: Principal, params: dict[str, Any]) -> dict[str, Any]:
+        row = await self._managed(requester, str(params["key_id"]))
+        if row.revoked_at is not None:
+            raise InvalidRequest("A revoked key cannot be changed.", param="id")
+        check_act_on(requester, row.role)
+        changes = dict(params["changes"])
+        if changes.get("allowed_models") is not None:
+            changes["allowed_models"] = tuple(changes["allowed_models"])
+        limits = params.get("limits", msgspec.UNSET)
+        metadata = params.get("metadata", msgspec.UNSET)
+        return await self._update(requester, row, changes, limits, metadata, None)
+
+    async def _update(
+        self,
+        issuer: Principal,
+        row: Any,
+        changes: dict[str, Any],
+        limits: Any,
+        metadata: Any,
+        request_id: str | None,
+    ) -> dict[str, Any]:
+        key_id = row.id
         current = principal_of(row)
         spec = KeySpec(
             name=changes.get("name", row.name),
@@ -322,7 +454,12 @@ class KeyService:
             expires_at=changes.get("expires_at", current.expires_at),
             max_budget_micros=changes.get("max_budget_micros", row.max_budget_micros),
         )
+        if spec.max_budget_micros != row.max_budget_micros:
+            check_budget_level(issuer, row.budget_set_level, "change or remove")
         spec = check_issue(issuer, spec)
+        budget_level_now = row.budget_set_level
+        if spec.max_budget_micros != row.max_budget_micros:
+            budget_level_now = None if spec.max_budget_micros is None else budget_level(issuer)
         values: dict[str, Any] = {
             "name": spec.name,
             "role": spec.role,
@@ -331,6 +468,7 @@ class KeyService:
             else orjson.dumps(list(spec.allowed_models)).decode(),
             "expires_at": from_unix(spec.expires_at),
             "max_budget_micros": spec.max_budget_micros,
+            "budget_set_level": budget_level_now,
             "updated_at": dt.datetime.now(dt.UTC),
         }
         if limits is not msgspec.UNSET:
@@ -364,6 +502,7 @@ class KeyService:
         old = await self._managed(issuer, key_id)
         if old.revoked_at is not None:
             raise InvalidRequest("A revoked key cannot be rotated.", param="id")
+        check_act_on(issuer, old.role, "rotate")
         if grace < 0:
             raise InvalidRequest("'grace' cannot be negative.", param="grace")
         now = dt.datetime.now(dt.UTC)
@@ -384,6 +523,7 @@ class KeyService:
             metadata=orjson.loads(old.metadata) if old.metadata else None,
             request_id=request_id,
             action="key.rotate",
+            budget_set_level=old.budget_set_level,
         )
         until = now.timestamp() + grace
         if current.expires_at is not None:

@@ -12,16 +12,16 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from turnout.config.secrets import Secret
-from turnout.domain.principal import Principal
+from turnout.domain.principal import MASTER_PERSON
 from turnout.keys.hashing import display_prefix, new_key
 from turnout.keys.index import KeyIndex
-from turnout.keys.service import principal_of
+from turnout.keys.people import MASTER_KEY_ID, master_principal, principal_of
 from turnout.storage.database import Database
 from turnout.storage.tables import api_keys
 
 log = logging.getLogger("turnout.keys")
 
-MASTER_KEY_ID = "master"
+__all__ = ["MASTER_KEY_ID", "MasterKeyOutcome", "load_hash_secret", "load_keys", "master_principal"]
 
 
 def load_hash_secret(configured: Secret | None, data_dir: Path) -> bytes:
@@ -84,6 +84,7 @@ async def load_keys(db: Database, index: KeyIndex, master: Secret | None) -> Mas
                 name="generated master key",
                 kind="master",
                 role="owner",
+                person=MASTER_PERSON,
                 created_at=now,
                 updated_at=now,
             )
@@ -107,12 +108,9 @@ async def replace_master_key(db: Database, index: KeyIndex) -> str:
                 name="generated master key",
                 kind="master",
                 role="owner",
+                person=MASTER_PERSON,
                 created_at=now,
                 updated_at=now,
             )
         )
     return key
-
-
-def master_principal(name: str) -> Principal:
-    return Principal(key_id=MASTER_KEY_ID, name=name, role="owner", kind="master")

@@ -30,8 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from turnout.keys.index import KeyIndex
-from turnout.keys.service import principal_of
-from turnout.keys.store import MASTER_KEY_ID, master_principal
+from turnout.keys.people import MASTER_KEY_ID, master_principal, principal_of
 from turnout.periodic import Periodic
 from turnout.storage.database import Database
 from turnout.storage.tables import api_keys

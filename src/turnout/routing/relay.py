@@ -16,7 +16,7 @@ from turnout.routing.first_chunk import PeekedStream, peek_first
 from turnout.routing.resume import Partial, Rewriter, continuation_body, read_partial
 
 if TYPE_CHECKING:
-    from turnout.routing.router import Candidate, Router, Served, Steering
+    from turnout.routing.router import Access, Candidate, Router, Served, Steering
 
 log = logging.getLogger("turnout.routing")
 
@@ -37,7 +37,9 @@ class RelayStream:
         wants_usage: bool,
         peeked: PeekedStream,
         served: Served,
+        access: Access | None = None,
     ) -> None:
+        self._access = access
         self._router = router
         self._route = route
         self._request = request
@@ -173,7 +175,9 @@ class RelayStream:
             call = t.call(request, body, self._wants_usage)
             return await peek_first(await t.adapter.stream(call))
 
-        walk = router.plan(route, self._request, self._steering, avoid=self._failed_state)
+        walk = router.plan(
+            route, self._request, self._steering, avoid=self._failed_state, access=self._access
+        )
         if walk.stages:  # the attempts this request has left, continuations included
             first = walk.stages[0]
             first.limit = max(0, first.limit - self.served.attempts)

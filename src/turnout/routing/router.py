@@ -147,9 +147,11 @@ class Walk:
     last_error: TurnoutError | None = None
     waited: bool = False
     chain: str = "errors"  # which chain the walk is on: errors, or a refusal's (context_window...)
+    access: Access | None = None  # the aliases the caller may use (None: any)
 
 
 Attempt = Callable[[Candidate], Coroutine[Any, Any, T]]
+Access = Callable[[str], bool]  # may the caller use this alias (its key's model allow-list)?
 
 
 class Router:
@@ -182,12 +184,13 @@ class Router:
         wants_usage: bool,
         steering: Steering = NO_STEERING,
         native: NativeRequest | None = None,
+        access: Access | None = None,
     ) -> tuple[ChatResult, Served]:
         async def attempt(c: Candidate) -> ChatResult:
             t = c.target
             return await t.adapter.complete(t.call(request, body, wants_usage, native))
 
-        walk = self.plan(route, request, steering, native=native)
+        walk = self.plan(route, request, steering, native=native, access=access)
         result, served = await self.walk(route, walk, attempt, holds=True)
         self.settle(served, result.usage.total_tokens if result.usage else 0)  # counts toward its tpm
         return result, served
@@ -201,6 +204,7 @@ class Router:
         wants_usage: bool,
         steering: Steering = NO_STEERING,
         native: NativeRequest | None = None,
+        access: Access | None = None,
     ) -> tuple[RelayStream, Served]:
         """The stream's deployment stays `in_flight` until the stream ends or is closed."""
 
@@ -209,20 +213,25 @@ class Router:
             stream = await t.adapter.stream(t.call(request, body, wants_usage, native))
             return await peek_first(stream)  # committed only once the first chunk is here
 
-        walk = self.plan(route, request, steering, native=native)
+        walk = self.plan(route, request, steering, native=native, access=access)
         peeked, served = await self.walk(route, walk, attempt, holds=True)
-        relay = RelayStream(self, route, request, body, steering, wants_usage, peeked, served)
+        relay = RelayStream(self, route, request, body, steering, wants_usage, peeked, served, access)
         served.resumable = relay.resumable
         return relay, served
 
     async def embed(
-        self, route: Route, request: EmbeddingRequest, body: dict[str, Any], steering: Steering = NO_STEERING
+        self,
+        route: Route,
+        request: EmbeddingRequest,
+        body: dict[str, Any],
+        steering: Steering = NO_STEERING,
+        access: Access | None = None,
     ) -> tuple[EmbeddingResult, Served]:
         async def attempt(c: Candidate) -> EmbeddingResult:
             t = c.target
             return await t.adapter.embed(EmbeddingCall(request, body, t.model, t.timeouts))
 
-        walk = self.plan(route, None, steering, embeddings=True)
+        walk = self.plan(route, None, steering, embeddings=True, access=access)
         result, served = await self.walk(route, walk, attempt, holds=True)
         self.settle(served, result.usage.total_tokens if result.usage else 0)  # counts toward its tpm
         return result, served
@@ -245,9 +254,11 @@ class Router:
         avoid: DeploymentState | None = None,
         embeddings: bool = False,
         native: NativeRequest | None = None,
+        access: Access | None = None,
     ) -> Walk:
         """The stages for `route`: its own deployments (unless `chain` names a refusal chain, which
-        replaces them), then the fallback aliases of `chain`."""
+        replaces them), then the fallback aliases of `chain` the caller may use (`access`) — all
+        of them when the alias says its fallbacks are part of it (`fallbacks_included`)."""
         stages: list[Stage] = []
         if chain == "errors":
             stage = self._stage(route, request, steering, avoid, embeddings, native)
@@ -269,10 +280,17 @@ class Router:
             stages.append(stage)
         if steering.deployment is None:  # a pinned request goes to its deployment or nowhere
             for alias in route.policy.chain(chain):
+                if access is not None and not route.policy.fallbacks_included and not access(alias):
+                    log.info(
+                        "%s: fallback '%s' skipped: the caller's key may not use it",
+                        route.requested,
+                        alias,
+                    )
+                    continue
                 fallback = self.catalog.resolve(alias)
                 if fallback is not None:
                     stages.append(self._stage(fallback, request, steering, avoid, embeddings, native))
-        return Walk([s for s in stages if s.candidates], request)
+        return Walk([s for s in stages if s.candidates], request, access=access)
 
     def _stage(
         self,
@@ -410,7 +428,7 @@ class Router:
         if chain == "content_policy" and not route.policy.content_policy_fallbacks:
             chain = None
         if chain is not None and walk.chain == "errors":
-            fallback = self.plan(route, walk.request, NO_STEERING, chain=chain)
+            fallback = self.plan(route, walk.request, NO_STEERING, chain=chain, access=walk.access)
             if fallback.stages:
                 log.info(
                     "%s refused by %s (%s); trying its %s fallbacks",

@@ -18,9 +18,8 @@ from turnout.config.units import parse_delay, parse_duration
 from turnout.domain.errors import InvalidRequest
 from turnout.domain.key_policy import KeySpec
 from turnout.domain.principal import Principal
-from turnout.keys.index import KeyIndex
 from turnout.keys.service import KeyService
-from turnout.server.admin_body import admin_caller, decode_body, usd
+from turnout.server.admin_body import decode_body, reply, usd
 from turnout.server.exchange import Exchange
 
 
@@ -60,15 +59,12 @@ class Rotation(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class AdminKeys:
-    def __init__(self, keys: KeyService, index: KeyIndex) -> None:
+    """Owners and admins only (the route table says so: `admin_only`)."""
+
+    def __init__(self, keys: KeyService) -> None:
         self.keys = keys
-        self.index = index
 
-    async def _admin(self, x: Exchange) -> Principal:
-        return await admin_caller(self.index, x)
-
-    async def create(self, x: Exchange) -> None:
-        issuer = await self._admin(x)
+    async def create(self, x: Exchange, issuer: Principal) -> None:
         body: NewKey = decode_body(await x.body(), NewKey)
         if not body.name.strip() or len(body.name) > 200:
             raise InvalidRequest("'name' must be 1-200 characters.", param="name")
@@ -94,9 +90,9 @@ class AdminKeys:
         )
         await x.send_json(200, orjson.dumps({**described, "key": key}))
 
-    async def update(self, x: Exchange, key_id: str) -> None:
-        """PATCH /admin/keys/{id}: the key's new attributes, within what the caller may give."""
-        issuer = await self._admin(x)
+    async def update(self, x: Exchange, issuer: Principal, key_id: str) -> None:
+        """PATCH /admin/keys/{id}: the key's new attributes, within what the caller may give (202
+        with a pending action when it takes a team's last admin role away)."""
         body: KeyChange = decode_body(await x.body(), KeyChange)
         changes: dict[str, Any] = {}
         if body.name is not msgspec.UNSET:
@@ -124,18 +120,17 @@ class AdminKeys:
             if body.limits is not None:
                 limits = {k: v for k, v in msgspec.structs.asdict(body.limits).items() if v is not None}
         metadata = body.metadata
-        described = await self.keys.update(issuer, key_id, changes, limits, metadata, x.request_id)
-        await x.send_json(200, orjson.dumps(described))
+        await reply(x, await self.keys.update(issuer, key_id, changes, limits, metadata, x.request_id))
 
-    async def list(self, x: Exchange) -> None:
-        data = await self.keys.list(await self._admin(x))
+    async def list(self, x: Exchange, issuer: Principal) -> None:
+        data = await self.keys.list(issuer)
         await x.send_json(200, orjson.dumps({"object": "list", "data": data}))
 
-    async def one(self, x: Exchange, key_id: str, action: str) -> None:
-        """GET /admin/keys/{id}; POST /admin/keys/{id}/revoke; POST /admin/keys/{id}/rotate."""
-        issuer = await self._admin(x)
+    async def one(self, x: Exchange, issuer: Principal, key_id: str, action: str) -> None:
+        """GET /admin/keys/{id}; POST /admin/keys/{id}/revoke (202 with a pending action when it
+        needs a second admin); POST /admin/keys/{id}/rotate."""
         if action == "revoke":
-            await x.send_json(200, orjson.dumps(await self.keys.revoke(issuer, key_id, x.request_id)))
+            await reply(x, await self.keys.revoke(issuer, key_id, x.request_id))
         elif action == "rotate":
             rotation: Rotation = decode_body(await x.body(), Rotation)
             try:

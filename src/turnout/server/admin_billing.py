@@ -12,7 +12,7 @@ import orjson
 from turnout.domain.chat import parse_chat_request
 from turnout.domain.errors import InvalidRequest, TurnoutError
 from turnout.domain.pricing import decimal_price
-from turnout.keys.index import KeyIndex
+from turnout.domain.principal import Principal
 from turnout.routing.catalog import Catalog
 from turnout.server.admin_body import decode_body, usd
 from turnout.server.exchange import Exchange
@@ -51,6 +51,7 @@ class NewPreset(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     team_id: str
     model: str  # the alias it calls
+    description: str | None = None  # what it is for (shown to every team)
     system_prompt: str | None = None
     params: dict[str, Any] | None = None  # defaults for the caller's request
     revenue_share: str = "0"  # of what callers pay, credited to the team (0..1)
@@ -75,12 +76,11 @@ def _price(value: str, param: str) -> str:
 
 
 class AdminBilling:
-    def __init__(self, service: BillingService, catalog: Catalog, index: KeyIndex) -> None:
+    def __init__(self, service: BillingService, catalog: Catalog) -> None:
         self.service = service
         self.catalog = catalog
-        self.index = index
 
-    async def create_plan(self, x: Exchange) -> None:
+    async def create_plan(self, x: Exchange, caller: Principal) -> None:
         body: NewPlan = decode_body(await x.body(), NewPlan)
         if not body.name.strip() or len(body.name) > 200:
             raise InvalidRequest("'name' must be 1-200 characters.", param="name")
@@ -96,15 +96,14 @@ class AdminBilling:
             "included_tokens": body.included_tokens,
             "monthly_fee_micros": 0 if body.monthly_fee is None else usd(body.monthly_fee, "monthly_fee"),
         }
-        plan = await self.service.create_plan(await self.index.resolve(x.credential()), values, x.request_id)
+        plan = await self.service.create_plan(caller, values, x.request_id)
         await x.send_json(200, orjson.dumps(plan))
 
-    async def list_plans(self, x: Exchange) -> None:
-        data = await self.service.list_plans(await self.index.resolve(x.credential()))
+    async def list_plans(self, x: Exchange, caller: Principal) -> None:
+        data = await self.service.list_plans(caller)
         await x.send_json(200, orjson.dumps({"object": "list", "data": data}))
 
-    async def terms(self, x: Exchange, team_id: str) -> None:
-        caller = await self.index.resolve(x.credential())
+    async def terms(self, x: Exchange, caller: Principal, team_id: str) -> None:
         if x.scope["method"] == "GET":
             await x.send_json(200, orjson.dumps(await self.service.account(caller, team_id)))
             return
@@ -115,8 +114,7 @@ class AdminBilling:
         )
         await x.send_json(200, orjson.dumps(account))
 
-    async def credits(self, x: Exchange, team_id: str) -> None:
-        caller = await self.index.resolve(x.credential())
+    async def credits(self, x: Exchange, caller: Principal, team_id: str) -> None:
         if x.scope["method"] == "GET":
             data = await self.service.credit_entries(caller, team_id)
             account = await self.service.account(caller, team_id)
@@ -136,9 +134,8 @@ class AdminBilling:
         )
         await x.send_json(200, orjson.dumps(account))
 
-    async def publish(self, x: Exchange) -> None:
+    async def publish(self, x: Exchange, caller: Principal) -> None:
         body: NewPreset = decode_body(await x.body(), NewPreset)
-        caller = await self.index.resolve(x.credential())
         if not PRESET_NAME.match(body.name):
             raise InvalidRequest("'name' must be 1-100 letters, digits, '.', '_' or '-'.", param="name")
         route = self.catalog.resolve(body.model)
@@ -161,9 +158,12 @@ class AdminBilling:
             raise InvalidRequest(
                 "'revenue_share' is a fraction of what callers pay: 0 to 1.", param="revenue_share"
             )
+        if body.description is not None and len(body.description) > 500:
+            raise InvalidRequest("'description' must be at most 500 characters.", param="description")
         values = {
             "name": body.name,
             "team_id": body.team_id,
+            "description": body.description,
             "alias": route.alias,
             "system_prompt": body.system_prompt,
             "params": orjson.dumps(params).decode() if params else None,
@@ -172,10 +172,18 @@ class AdminBilling:
         }
         await x.send_json(200, orjson.dumps(await self.service.publish(caller, values, x.request_id)))
 
-    async def list_presets(self, x: Exchange) -> None:
-        await self.index.resolve(x.credential())
-        await x.send_json(200, orjson.dumps({"object": "list", "data": await self.service.list_presets()}))
+    async def list_presets(self, x: Exchange, caller: Principal) -> None:
+        """Every published preset (in full for the caller's own team), with its model's price."""
+        data = [{**p, "price": self._price(p["alias"])} for p in await self.service.list_presets(caller)]
+        await x.send_json(200, orjson.dumps({"object": "list", "data": data}))
 
-    async def withdraw(self, x: Exchange, name: str) -> None:
-        caller = await self.index.resolve(x.credential())
+    def _price(self, alias: str) -> dict[str, str] | None:
+        """What the alias's first deployment costs, USD per 1M tokens (None: not known)."""
+        route = self.catalog.resolve(alias)
+        price = None if route is None or not route.targets else route.targets[0].price
+        if price is None:
+            return None
+        return {"input": str(price.input), "output": str(price.output), "unit": "USD per 1M tokens"}
+
+    async def withdraw(self, x: Exchange, caller: Principal, name: str) -> None:
         await x.send_json(200, orjson.dumps(await self.service.withdraw(caller, name, x.request_id)))

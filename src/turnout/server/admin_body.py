@@ -1,24 +1,20 @@
-"""Reading an admin request: who asks, its JSON body as a typed struct, amounts of money."""
+"""Reading an admin request (its JSON body as a typed struct, amounts of money) and answering it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import msgspec
+import orjson
 
-from turnout.domain.errors import InvalidRequest, PermissionDenied
+from turnout.domain.errors import InvalidRequest
 from turnout.domain.pricing import Micros, decimal_price
-from turnout.domain.principal import Principal
-from turnout.keys.index import KeyIndex
 from turnout.server.exchange import Exchange
 
 
-async def admin_caller(index: KeyIndex, x: Exchange) -> Principal:
-    """The caller, if an owner or admin (the keys, audit and approvals endpoints are theirs)."""
-    principal = await index.resolve(x.credential())
-    if not principal.is_admin:
-        raise PermissionDenied("The admin API is for owners and admins.")
-    return principal
+async def reply(x: Exchange, body: dict[str, Any]) -> None:
+    """200 with the result, or 202 when it is an action waiting for a second admin."""
+    await x.send_json(202 if body.get("object") == "pending_action" else 200, orjson.dumps(body))
 
 
 def decode_body(raw: bytes, kind: type[msgspec.Struct]) -> Any:

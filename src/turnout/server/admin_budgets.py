@@ -10,7 +10,7 @@ import orjson
 
 from turnout.domain.errors import InvalidRequest
 from turnout.domain.periods import time_zone
-from turnout.keys.index import KeyIndex
+from turnout.domain.principal import Principal
 from turnout.server.admin_body import decode_body, usd
 from turnout.server.exchange import Exchange
 from turnout.spend.budget_service import BudgetService
@@ -26,13 +26,11 @@ class NewBudget(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class AdminBudgets:
-    def __init__(self, service: BudgetService, index: KeyIndex) -> None:
+    def __init__(self, service: BudgetService) -> None:
         self.service = service
-        self.index = index
 
-    async def create(self, x: Exchange) -> None:
+    async def create(self, x: Exchange, caller: Principal) -> None:
         body: NewBudget = decode_body(await x.body(), NewBudget)
-        caller = await self.index.resolve(x.credential())
         try:
             time_zone(body.timezone)
         except ValueError as error:
@@ -46,8 +44,7 @@ class AdminBudgets:
         )
         await x.send_json(200, orjson.dumps(budget))
 
-    async def list(self, x: Exchange) -> None:
-        caller = await self.index.resolve(x.credential())
+    async def list(self, x: Exchange, caller: Principal) -> None:
         query = parse_qs(bytes(x.scope.get("query_string") or b"").decode("latin-1"))
         scope = query.get("scope", [None])[-1]
         if scope not in (None, "key", "team", "user"):
@@ -55,8 +52,7 @@ class AdminBudgets:
         data = await self.service.list(caller, scope, query.get("subject_id", [None])[-1])
         await x.send_json(200, orjson.dumps({"object": "list", "data": data}))
 
-    async def one(self, x: Exchange, budget_id: str) -> None:
-        caller = await self.index.resolve(x.credential())
+    async def one(self, x: Exchange, caller: Principal, budget_id: str) -> None:
         if x.scope["method"] == "DELETE":
             await x.send_json(200, orjson.dumps(await self.service.delete(caller, budget_id, x.request_id)))
         else:

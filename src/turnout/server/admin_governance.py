@@ -14,8 +14,6 @@ from turnout.domain.errors import InvalidRequest, RouteNotFound
 from turnout.domain.principal import Principal
 from turnout.governance.approvals import Approvals
 from turnout.governance.audit import MAX_LIMIT, AuditLog
-from turnout.keys.index import KeyIndex
-from turnout.server.admin_body import admin_caller
 from turnout.server.exchange import Exchange
 
 
@@ -53,25 +51,23 @@ def _integer(query: dict[str, str], name: str, low: int, high: int) -> int | Non
 
 
 class AdminGovernance:
-    def __init__(self, audit: AuditLog, approvals: Approvals, index: KeyIndex) -> None:
+    """Owners and admins only (the route table says so: `admin_only`)."""
+
+    def __init__(self, audit: AuditLog, approvals: Approvals) -> None:
         # (not `self.audit` / `self.approvals`: those names are the endpoints)
         self.log = audit
         self.pending = approvals
-        self.index = index
 
-    async def _admin(self, x: Exchange) -> Principal:
-        return await admin_caller(self.index, x)
-
-    async def audit(self, x: Exchange) -> None:
-        """GET /admin/audit?action=key.*&actor_key_id=&target_type=&target_id=&team_id=
-        &since=&until=&limit=&before_id="""
-        viewer = await self._admin(x)
+    async def audit(self, x: Exchange, viewer: Principal) -> None:
+        """GET /admin/audit?action=key.*&actor_key_id=&actor_person=&target_type=&target_id=
+        &team_id=&since=&until=&limit=&before_id="""
         query = _query(x)
         limit = _integer(query, "limit", 1, MAX_LIMIT)
         data, has_more = await self.log.page(
             viewer,
             action=query.get("action"),
             actor_key_id=query.get("actor_key_id"),
+            actor_person=query.get("actor_person"),
             target_type=query.get("target_type"),
             target_id=query.get("target_id"),
             team_id=query.get("team_id"),
@@ -82,9 +78,8 @@ class AdminGovernance:
         )
         await x.send_json(200, orjson.dumps({"object": "list", "data": data, "has_more": has_more}))
 
-    async def approvals(self, x: Exchange) -> None:
+    async def approvals(self, x: Exchange, viewer: Principal) -> None:
         """GET /admin/approvals?status=pending&limit=100"""
-        viewer = await self._admin(x)
         query = _query(x)
         limit = _integer(query, "limit", 1, MAX_LIMIT)
         data, has_more = await self.pending.page(
@@ -92,9 +87,8 @@ class AdminGovernance:
         )
         await x.send_json(200, orjson.dumps({"object": "list", "data": data, "has_more": has_more}))
 
-    async def approval(self, x: Exchange, action_id: str, verb: str) -> None:
+    async def approval(self, x: Exchange, viewer: Principal, action_id: str, verb: str) -> None:
         """GET /admin/approvals/{id} (verb ""); POST /admin/approvals/{id}/approve and /reject."""
-        viewer = await self._admin(x)
         described: dict[str, Any]
         if verb == "approve":
             described = await self.pending.approve(viewer, action_id, x.request_id)

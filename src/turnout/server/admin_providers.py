@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import orjson
 
+from turnout.domain.principal import Principal
 from turnout.governance.providers import ProviderControl
-from turnout.keys.index import KeyIndex
-from turnout.server.admin_teams import reply
+from turnout.server.admin_body import reply
 from turnout.server.exchange import Exchange
 
 
 class AdminProviders:
-    def __init__(self, control: ProviderControl, index: KeyIndex) -> None:
+    def __init__(self, control: ProviderControl) -> None:
         self.control = control
-        self.index = index
 
-    async def list(self, x: Exchange) -> None:
-        data = await self.control.list(await self.index.resolve(x.credential()))
+    async def list(self, x: Exchange, caller: Principal) -> None:
+        data = await self.control.list(caller)
         await x.send_json(200, orjson.dumps({"object": "list", "data": data}))
 
-    async def remove(self, x: Exchange, name: str) -> None:
-        caller = await self.index.resolve(x.credential())
+    async def remove(self, x: Exchange, caller: Principal, name: str) -> None:
         await reply(x, await self.control.remove(caller, name, x.request_id))
 
-    async def restore(self, x: Exchange, name: str) -> None:
-        caller = await self.index.resolve(x.credential())
+    async def restore(self, x: Exchange, caller: Principal, name: str) -> None:
         await x.send_json(200, orjson.dumps(await self.control.restore(caller, name, x.request_id)))

@@ -1,5 +1,11 @@
 """The admin API's routes: paths with `{name}` segments, matched segment by segment, each with the
-handler that serves it and what the OpenAPI schema says of it."""
+handler that serves it and what the OpenAPI schema says of it.
+
+Every admin route is authenticated here, before its handler runs and before any of its body is
+read: the caller is the key's CURRENT state, read from the store (a key revoked or lowered on
+another instance a moment ago is already what it is now), and the handler receives it. Bodies are
+small: at most `MAX_BODY` bytes (413 beyond).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,14 @@ from urllib.parse import unquote
 
 import msgspec
 
-from turnout.domain.errors import MethodNotAllowed
+from turnout.domain.errors import MethodNotAllowed, PermissionDenied
+from turnout.domain.principal import Principal
 from turnout.server.exchange import Exchange
 
-AdminHandler = Callable[..., Awaitable[None]]  # (exchange, *path parameters)
+AdminHandler = Callable[..., Awaitable[None]]  # (exchange, caller, *path parameters)
+Authenticate = Callable[[Exchange], Awaitable[Principal]]
+
+MAX_BODY = 1024 * 1024  # an admin request's body (a preset's system prompt is the largest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +35,7 @@ class AdminRoute:
     query: tuple[str, ...] = ()  # query parameters it reads
     tag: str = "admin"
     pending: bool = False  # may answer 202 with an action waiting for a second admin
+    admin_only: bool = False  # owners and admins only (others: 403 before the handler runs)
 
     @property
     def segments(self) -> list[str]:
@@ -32,8 +43,9 @@ class AdminRoute:
 
 
 class AdminRouter:
-    def __init__(self) -> None:
+    def __init__(self, authenticate: Authenticate) -> None:
         self.routes: list[AdminRoute] = []
+        self.authenticate = authenticate
 
     def add(
         self,
@@ -46,8 +58,9 @@ class AdminRouter:
         query: tuple[str, ...] = (),
         tag: str = "admin",
         pending: bool = False,
+        admin_only: bool = False,
     ) -> None:
-        self.routes.append(AdminRoute(method, path, handler, summary, body, query, tag, pending))
+        self.routes.append(AdminRoute(method, path, handler, summary, body, query, tag, pending, admin_only))
 
     async def dispatch(self, path: str, method: str, x: Exchange) -> bool:
         """Serve `path` if it is an admin route (False if it is not one)."""
@@ -60,7 +73,11 @@ class AdminRouter:
             if route.method != method:
                 allowed.append(route.method)
                 continue
-            await route.handler(x, *params)
+            x.max_body = min(x.max_body, MAX_BODY)
+            caller = await self.authenticate(x)
+            if route.admin_only and not caller.is_admin:
+                raise PermissionDenied("This part of the admin API is for owners and admins.")
+            await route.handler(x, caller, *params)
             return True
         if allowed:
             raise MethodNotAllowed(f"{method} is not allowed on {path}.", allowed=tuple(allowed))

@@ -10,8 +10,7 @@ import orjson
 
 from turnout.domain.errors import InvalidRequest
 from turnout.domain.principal import Principal
-from turnout.keys.index import KeyIndex
-from turnout.server.admin_body import decode_body
+from turnout.server.admin_body import decode_body, reply
 from turnout.server.exchange import Exchange
 from turnout.teams.directory import Directory
 
@@ -45,65 +44,49 @@ def _name(value: str, param: str, limit: int = 200) -> str:
     return value
 
 
-async def reply(x: Exchange, body: dict[str, Any]) -> None:
-    """200 with the result, or 202 when it is an action waiting for a second admin."""
-    await x.send_json(202 if body.get("object") == "pending_action" else 200, orjson.dumps(body))
-
-
 class AdminTeams:
-    def __init__(self, directory: Directory, index: KeyIndex) -> None:
+    def __init__(self, directory: Directory) -> None:
         self.directory = directory
-        self.index = index
 
-    async def _caller(self, x: Exchange) -> Principal:
-        return await self.index.resolve(x.credential())
-
-    async def create_team(self, x: Exchange) -> None:
+    async def create_team(self, x: Exchange, caller: Principal) -> None:
         body: NewTeam = decode_body(await x.body(), NewTeam)
-        team = await self.directory.create_team(
-            await self._caller(x), _name(body.name, "name"), body.metadata, x.request_id
-        )
+        team = await self.directory.create_team(caller, _name(body.name, "name"), body.metadata, x.request_id)
         await x.send_json(200, orjson.dumps(team))
 
-    async def list_teams(self, x: Exchange) -> None:
-        data = await self.directory.list_teams(await self._caller(x))
+    async def list_teams(self, x: Exchange, caller: Principal) -> None:
+        data = await self.directory.list_teams(caller)
         await x.send_json(200, orjson.dumps({"object": "list", "data": data}))
 
-    async def team(self, x: Exchange, team_id: str) -> None:
-        caller = await self._caller(x)
+    async def team(self, x: Exchange, caller: Principal, team_id: str) -> None:
         if x.scope["method"] == "DELETE":
             await reply(x, await self.directory.delete_team(caller, team_id, x.request_id))
         else:
             await x.send_json(200, orjson.dumps(await self.directory.get_team(caller, team_id)))
 
-    async def add_member(self, x: Exchange, team_id: str) -> None:
+    async def add_member(self, x: Exchange, caller: Principal, team_id: str) -> None:
         body: Membership = decode_body(await x.body(), Membership)
-        caller = await self._caller(x)
         await reply(x, await self.directory.set_role(caller, body.user_id, team_id, body.role, x.request_id))
 
-    async def remove_member(self, x: Exchange, team_id: str, user_id: str) -> None:
-        caller = await self._caller(x)
+    async def remove_member(self, x: Exchange, caller: Principal, team_id: str, user_id: str) -> None:
         await reply(x, await self.directory.set_role(caller, user_id, team_id, None, x.request_id))
 
-    async def revoke_keys(self, x: Exchange, team_id: str) -> None:
-        caller = await self._caller(x)
+    async def revoke_keys(self, x: Exchange, caller: Principal, team_id: str) -> None:
         await reply(x, await self.directory.revoke_team_keys(caller, team_id, x.request_id))
 
-    async def create_user(self, x: Exchange) -> None:
+    async def create_user(self, x: Exchange, caller: Principal) -> None:
         body: NewUser = decode_body(await x.body(), NewUser)
         email = _name(body.email, "email", 320)
         if "@" not in email:
             raise InvalidRequest("'email' must be an email address.", param="email")
         name = None if body.name is None else _name(body.name, "name")
-        user = await self.directory.create_user(await self._caller(x), email, name, body.role, x.request_id)
+        user = await self.directory.create_user(caller, email, name, body.role, x.request_id)
         await x.send_json(202 if "pending_action" in user else 200, orjson.dumps(user))
 
-    async def list_users(self, x: Exchange) -> None:
-        data = await self.directory.list_users(await self._caller(x))
+    async def list_users(self, x: Exchange, caller: Principal) -> None:
+        data = await self.directory.list_users(caller)
         await x.send_json(200, orjson.dumps({"object": "list", "data": data}))
 
-    async def user(self, x: Exchange, user_id: str) -> None:
-        caller = await self._caller(x)
+    async def user(self, x: Exchange, caller: Principal, user_id: str) -> None:
         method = x.scope["method"]
         if method == "DELETE":
             await reply(x, await self.directory.delete_user(caller, user_id, x.request_id))

@@ -12,6 +12,7 @@ import time
 from turnout import __version__
 from turnout.app import Services
 from turnout.domain.errors import InternalError, MethodNotAllowed, RouteNotFound, TurnoutError
+from turnout.domain.principal import Principal
 from turnout.server.admin import AdminKeys, KeyChange, NewKey, Rotation
 from turnout.server.admin_billing import AdminBilling, CreditChange, NewPlan, NewPreset, TeamTerms
 from turnout.server.admin_budgets import AdminBudgets, NewBudget
@@ -57,6 +58,19 @@ class GatewayApp:
         for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/messages", "/v1/responses"):
             routes[path[3:]] = routes[path]
         self.routes = routes
+
+    def route_table(self) -> list[tuple[str, str]]:
+        """Every (method, path) this gateway serves, `{name}` marking a path parameter: the fixed
+        routes, the model and stored-response routes matched by prefix, the admin API."""
+        table = [(method, path) for path, methods in self.routes.items() for method in methods]
+        table += [("GET", prefix + "{model}") for prefix in MODEL_PREFIXES]
+        for prefix in RESPONSE_PREFIXES:
+            table += [
+                ("GET", prefix + "{response_id}"),
+                ("DELETE", prefix + "{response_id}"),
+                ("GET", prefix + "{response_id}/input_items"),
+            ]
+        return table + [(route.method, route.path) for route in self.admin.routes]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -145,14 +159,27 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 def admin_router(services: Services) -> AdminRouter:
     """Every route of the admin API (also what /openapi.json describes)."""
-    keys = AdminKeys(services.key_service, services.keys)
-    teams = AdminTeams(services.directory, services.keys)
-    budgets = AdminBudgets(services.budget_service, services.keys)
-    governance = AdminGovernance(services.audit, services.approvals, services.keys)
-    billing = AdminBilling(services.billing_service, services.catalog, services.keys)
-    providers = AdminProviders(services.provider_control, services.keys)
-    r = AdminRouter()
-    r.add("GET", "/admin/keys", keys.list, "List the virtual keys the caller manages", tag="keys")
+    keys = AdminKeys(services.key_service)
+    teams = AdminTeams(services.directory)
+    budgets = AdminBudgets(services.budget_service)
+    governance = AdminGovernance(services.audit, services.approvals)
+    billing = AdminBilling(services.billing_service, services.catalog)
+    providers = AdminProviders(services.provider_control)
+    people = services.key_service.people
+
+    async def authenticate(x: Exchange) -> Principal:
+        """The caller's key as it is now (read from the store, not from this instance's cache)."""
+        return await people.current(await services.keys.resolve(x.credential()))
+
+    r = AdminRouter(authenticate)
+    r.add(
+        "GET",
+        "/admin/keys",
+        keys.list,
+        "List the virtual keys the caller manages",
+        tag="keys",
+        admin_only=True,
+    )
     r.add(
         "POST",
         "/admin/keys",
@@ -160,30 +187,44 @@ def admin_router(services: Services) -> AdminRouter:
         "Issue a virtual key (shown in full once)",
         body=NewKey,
         tag="keys",
+        admin_only=True,
     )
-    r.add("GET", "/admin/keys/{key_id}", lambda x, k: keys.one(x, k, ""), "Describe a key", tag="keys")
+    r.add(
+        "GET",
+        "/admin/keys/{key_id}",
+        lambda x, c, k: keys.one(x, c, k, ""),
+        "Describe a key",
+        tag="keys",
+        admin_only=True,
+    )
     r.add(
         "PATCH",
         "/admin/keys/{key_id}",
         keys.update,
-        "Change a key's name, role, models, expiry, budget, limits or metadata",
+        "Change a key's name, role, models, expiry, budget, limits or metadata (taking a team's last "
+        "admin role away: 202 with the pending action)",
         body=KeyChange,
         tag="keys",
+        admin_only=True,
+        pending=True,
     )
     r.add(
         "POST",
         "/admin/keys/{key_id}/revoke",
-        lambda x, k: keys.one(x, k, "revoke"),
-        "Revoke a key",
+        lambda x, c, k: keys.one(x, c, k, "revoke"),
+        "Revoke a key (a team's last admin key, or many in a row: 202 with the pending action)",
         tag="keys",
+        admin_only=True,
+        pending=True,
     )
     r.add(
         "POST",
         "/admin/keys/{key_id}/rotate",
-        lambda x, k: keys.one(x, k, "rotate"),
+        lambda x, c, k: keys.one(x, c, k, "rotate"),
         "Issue a replacement; the old key works for a grace period",
         body=Rotation,
         tag="keys",
+        admin_only=True,
     )
     r.add("GET", "/admin/teams", teams.list_teams, "List the teams the caller may see", tag="teams")
     r.add("POST", "/admin/teams", teams.create_team, "Create a team", body=NewTeam, tag="teams")
@@ -261,6 +302,7 @@ def admin_router(services: Services) -> AdminRouter:
         query=(
             "action",
             "actor_key_id",
+            "actor_person",
             "target_type",
             "target_id",
             "team_id",
@@ -270,6 +312,7 @@ def admin_router(services: Services) -> AdminRouter:
             "before_id",
         ),
         tag="governance",
+        admin_only=True,
     )
     r.add(
         "GET",
@@ -278,27 +321,31 @@ def admin_router(services: Services) -> AdminRouter:
         "List actions under the two-person rule",
         query=("status", "limit"),
         tag="governance",
+        admin_only=True,
     )
     r.add(
         "GET",
         "/admin/approvals/{action_id}",
-        lambda x, a: governance.approval(x, a, ""),
+        lambda x, c, a: governance.approval(x, c, a, ""),
         "Describe a pending action",
         tag="governance",
+        admin_only=True,
     )
     r.add(
         "POST",
         "/admin/approvals/{action_id}/approve",
-        lambda x, a: governance.approval(x, a, "approve"),
+        lambda x, c, a: governance.approval(x, c, a, "approve"),
         "Approve a pending action (a second admin; it runs now)",
         tag="governance",
+        admin_only=True,
     )
     r.add(
         "POST",
         "/admin/approvals/{action_id}/reject",
-        lambda x, a: governance.approval(x, a, "reject"),
+        lambda x, c, a: governance.approval(x, c, a, "reject"),
         "Reject a pending action",
         tag="governance",
+        admin_only=True,
     )
     r.add("GET", "/admin/plans", billing.list_plans, "List billing plans", tag="billing")
     r.add("POST", "/admin/plans", billing.create_plan, "Create a billing plan", body=NewPlan, tag="billing")

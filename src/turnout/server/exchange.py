@@ -75,6 +75,7 @@ class Exchange:
     api = "chat"  # for the ledger: the OpenAI endpoints' exchanges (other APIs wrap one)
 
     __slots__ = (
+        "_body_read",
         "_disconnected",
         "max_body",
         "receive",
@@ -93,6 +94,7 @@ class Exchange:
         self.request_id = new_request_id()
         self.started = False
         self._disconnected = False
+        self._body_read = False
         self.render_error = error_body  # the API's own error format (Anthropic's on /v1/messages)
 
     # ------------------------------------------------------------------ request
@@ -133,6 +135,7 @@ class Exchange:
         """OpenAI-format requests need no native form: same-format deployments get the body as is."""
 
     async def body(self) -> bytes:
+        self._body_read = True
         length = self.header(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             raise self._too_large()
@@ -151,6 +154,14 @@ class Exchange:
             if not message.get("more_body", False):
                 break
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _body_unread(self) -> bool:
+        """Was the request refused before its body was read (whose rest is then never read: the
+        connection closes after the answer)?"""
+        if self._body_read:
+            return False
+        length = self.header(b"content-length")
+        return (length is not None and length != b"0") or self.header(b"transfer-encoding") is not None
 
     def _too_large(self) -> RequestTooLarge:
         return RequestTooLarge(f"The request body is larger than the limit of {self.max_body} bytes.")
@@ -210,7 +221,7 @@ class Exchange:
         if self.started:
             return
         headers = error.headers()
-        if isinstance(error, RequestTooLarge):
+        if isinstance(error, RequestTooLarge) or self._body_unread():
             headers = [*headers, (b"connection", b"close")]  # do not read the rest of the body
         if error.status == 401:
             headers = [*headers, (b"www-authenticate", b'Bearer realm="turnout"')]

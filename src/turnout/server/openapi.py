@@ -47,6 +47,10 @@ QUERY: dict[str, Json] = {
         "description": "Up to this time: " + _WHEN,
     },
     "action": {"schema": {"type": "string"}, "description": "An action, or a prefix ending in * (key.*)."},
+    "actor_person": {
+        "schema": {"type": "string"},
+        "description": "Only what this person did: a user's id, or `master` (the break-glass master key).",
+    },
     "scope": {"schema": {"enum": ["key", "team", "user"]}, "description": "Only budgets of this scope."},
     "status": {"schema": {"enum": list(STATUSES)}, "description": "Only actions in this state."},
 }

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from turnout.domain.errors import InvalidRequest, PermissionDenied, ResourceNotFound
-from turnout.domain.key_policy import may_manage, may_read, require_organisation_admin
+from turnout.domain.key_policy import may_manage, may_read, organisation_admin, require_organisation_admin
 from turnout.domain.pricing import Micros
 from turnout.domain.principal import Principal
 from turnout.governance.audit import AuditLog
@@ -46,13 +46,23 @@ def describe_plan(row: Any) -> dict[str, Any]:
     }
 
 
-def describe_preset(row: Any) -> dict[str, Any]:
+def public_preset(row: Any) -> dict[str, Any]:
+    """A preset as other teams see it: what it is called, what it is for and what it runs on;
+    never its system prompt or parameters (its team's work)."""
     return {
         "name": row.name,
         "object": "preset",
         "model": "preset/" + row.name,
-        "team_id": row.team_id,
+        "description": row.description,
         "alias": row.alias,
+    }
+
+
+def describe_preset(row: Any) -> dict[str, Any]:
+    """A preset in full, as its own team and the organisation's admins see it."""
+    return {
+        **public_preset(row),
+        "team_id": row.team_id,
         "system_prompt": row.system_prompt,
         "params": orjson.loads(row.params) if row.params else {},
         "revenue_share": row.revenue_share,
@@ -244,6 +254,12 @@ class BillingService:
             raise PermissionDenied(
                 "Only the team's owners and admins may publish its presets.", param="team_id"
             )
+        if not actor.may_use(values["alias"]):
+            raise PermissionDenied(
+                f"The publishing key may not use the model '{values['alias']}', so it cannot publish "
+                "a preset on it.",
+                param="model",
+            )
         if values["revenue_share"] != "0" or values["share_cap_micros"] is not None:
             require_organisation_admin(actor, "set a preset's revenue share")
         row = {**values, "created_at": dt.datetime.now(dt.UTC), "created_by": actor.key_id}
@@ -272,10 +288,14 @@ class BillingService:
         self.registry.presets[stored.name] = preset_of(stored)
         return preset
 
-    async def list_presets(self) -> list[dict[str, Any]]:
+    async def list_presets(self, viewer: Principal) -> list[dict[str, Any]]:
+        """Every published preset: in full for its own team (and the organisation's admins), as
+        `public_preset` for everyone else."""
         query = sa.select(presets).where(presets.c.deleted_at.is_(None)).order_by(presets.c.name)
         async with self.database.engine.connect() as conn:
-            return [describe_preset(r) for r in await conn.execute(query)]
+            rows = (await conn.execute(query)).all()
+        full = organisation_admin(viewer)
+        return [describe_preset(r) if full or r.team_id == viewer.team_id else public_preset(r) for r in rows]
 
     async def withdraw(self, actor: Principal, name: str, request_id: str | None) -> dict[str, Any]:
         async with self.database.engine.begin() as conn:

@@ -4,7 +4,8 @@ again changes it), listed with their current window, removed. Changes reach this
 
 Who may set one: a key's budget, whoever manages the key (a team admin, for their team's keys); a
 team's or a user's, organisation-wide owners and admins only — a team admin cannot raise their
-own team's budget.
+own team's budget. A budget records the level it was set at (`set_level`): one the organisation
+set is changed or removed by the organisation only, so a team admin cannot lift it from below.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from turnout.domain.errors import PermissionDenied, ResourceNotFound
-from turnout.domain.key_policy import in_team, may_manage, may_read, require_organisation_admin
+from turnout.domain.key_policy import (
+    budget_level,
+    check_budget_level,
+    in_team,
+    may_manage,
+    may_read,
+    require_organisation_admin,
+)
 from turnout.domain.periods import Period
 from turnout.domain.pricing import Micros
 from turnout.domain.principal import Principal
@@ -39,6 +47,7 @@ def describe(row: Any) -> dict[str, Any]:
         "soft_limit_micros": row.soft_limit_micros,
         "created_at": unix_seconds(row.created_at),
         "created_by": row.created_by,
+        "set_level": row.set_level,
     }
 
 
@@ -104,9 +113,16 @@ class BudgetService:
         else:
             require_organisation_admin(actor, f"set a {scope}'s budget")
         where = (budgets.c.scope == scope, budgets.c.subject_id == subject_id, budgets.c.period == period)
-        values = {"timezone": timezone, "limit_micros": limit, "soft_limit_micros": soft_limit}
+        values = {
+            "timezone": timezone,
+            "limit_micros": limit,
+            "soft_limit_micros": soft_limit,
+            "set_level": budget_level(actor),
+        }
         async with self.database.engine.begin() as conn:
             before = (await conn.execute(sa.select(budgets).where(*where))).first()
+            if before is not None:
+                check_budget_level(actor, before.set_level, "change")
             if before is None:
                 budget_id = "budget_" + secrets.token_hex(8)
                 await conn.execute(
@@ -177,6 +193,7 @@ class BudgetService:
                 raise PermissionDenied("Only owners and admins who manage this key may remove its budget.")
         else:
             require_organisation_admin(actor, f"remove a {row.scope}'s budget")
+        check_budget_level(actor, row.set_level, "remove")
         async with self.database.engine.begin() as conn:
             await conn.execute(sa.delete(budgets).where(budgets.c.id == budget_id))
             await self.audit.record(

@@ -37,6 +37,19 @@ api_keys = sa.Table(
     sa.Column("rotated_to", sa.String(40), nullable=True),
     # (0005) set by every write to the row: other instances pick changes up from it (keys.sync)
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True, index=True),
+    # (0007) the person it acts for (its user, or its issuer's person; "master"), and the level
+    # (organisation | team) its max_budget was set at
+    sa.Column("person", sa.String(40), nullable=True),
+    sa.Column("budget_set_level", sa.String(16), nullable=True),
+)
+
+# (0007) Every person who could use a key: its person and everyone who could use the key that
+# issued it (domain.key_policy.lineage_of_new_key). A person's lost authority reaches these keys.
+key_controllers = sa.Table(
+    "key_controllers",
+    metadata,
+    sa.Column("key_id", sa.String(40), primary_key=True),
+    sa.Column("person", sa.String(40), primary_key=True, index=True),
 )
 
 # Responses created through /v1/responses with `store: true` (kept for retrieval and for
@@ -134,6 +147,7 @@ budgets = sa.Table(
     sa.Column("soft_limit_micros", sa.BigInteger, nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("created_by", sa.String(40), nullable=True),
+    sa.Column("set_level", sa.String(16), nullable=True),  # (0007) organisation | team
     sa.UniqueConstraint("scope", "subject_id", "period", name="uq_budgets_scope"),
 )
 
@@ -163,6 +177,7 @@ audit_log = sa.Table(
     sa.Column("before", sa.Text, nullable=True),  # JSON
     sa.Column("after", sa.Text, nullable=True),  # JSON
     sa.Column("request_id", sa.String(64), nullable=True),
+    sa.Column("actor_person", sa.String(40), nullable=True),  # (0007) the person behind the key
 )
 
 # Admin actions under the two-person rule (0005), waiting for a second admin.
@@ -183,6 +198,9 @@ pending_actions = sa.Table(
     sa.Column("decided_by", sa.String(40), nullable=True),
     sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("result", sa.Text, nullable=True),  # JSON
+    # (0007) the people behind the proposing and the deciding keys
+    sa.Column("requested_by_person", sa.String(40), nullable=True),
+    sa.Column("decided_by_person", sa.String(40), nullable=True),
 )
 
 AUDIT_APPEND_ONLY = {
@@ -265,6 +283,7 @@ presets = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("created_by", sa.String(40), nullable=True),
     sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("description", sa.String(500), nullable=True),  # (0007) shown to every team
 )
 
 # Configured providers taken out of service through the admin API (0006): every instance stops

@@ -5,8 +5,10 @@ admin, member, viewer). Keys are issued to a user within a team, or organisation
 with a role above the user's there (see KeyService.issue). Team admins manage only their team;
 what they may not see answers 404, as if it did not exist.
 
-Taking rights away reaches the keys at once: removing a member, deleting a user or a team revokes
-their keys; lowering a role lowers their keys' roles. Actions under the two-person rule
+Taking rights away reaches the keys at once: every key the person could use (theirs, and every
+key they issued, directly or through keys they issued) holds no more than they may now give —
+lowering a role lowers those keys' roles; deleting a user revokes them; removing a member revokes
+their own keys in that team; deleting a team revokes its keys. Actions under the two-person rule
 (deleting a team, revoking all of a team's keys, changing an admin's role) are proposed, and run
 when a second admin approves (governance.approvals); every change is in the audit log, in the
 same transaction as the change itself.
@@ -37,7 +39,7 @@ from turnout.governance.approvals import Approvals
 from turnout.governance.audit import AuditLog
 from turnout.keys.service import KeyService
 from turnout.storage.database import Database
-from turnout.storage.tables import api_keys, team_members, teams, users
+from turnout.storage.tables import team_members, teams, users
 from turnout.storage.times import unix_seconds
 
 ADMIN_ROLES = ("owner", "admin")
@@ -100,27 +102,12 @@ class Directory:
         approvals.register("change_admin_role", self._change_role, "give or take an admin's role")
 
     async def _needs_approval(self, actor: Principal, action: str, team_id: str | None) -> bool:
-        """Is `action` under the two-person rule, and is there a second admin who could approve it?
-        Until a second admin exists (a fresh installation, whose only admin is the master key),
-        there is no one to ask, and the action runs at once."""
+        """Is `action` under the two-person rule, and is there another person who could approve it?
+        Until one exists (a fresh installation, whose only admin is the master key), there is no
+        one to ask, and the action runs at once."""
         if action not in self.gated:
             return False
-        if actor.kind != "master":
-            return True  # the master key can always approve
-        now = self.clock()
-        query = sa.select(api_keys.c.user_id).where(
-            api_keys.c.kind == "virtual",
-            api_keys.c.revoked_at.is_(None),
-            api_keys.c.role.in_(ADMIN_ROLES),
-            api_keys.c.id != actor.key_id,
-            sa.or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > now),
-        )
-        if team_id is not None:
-            query = query.where(sa.or_(api_keys.c.team_id.is_(None), api_keys.c.team_id == team_id))
-        else:
-            query = query.where(api_keys.c.team_id.is_(None))
-        async with self.database.engine.connect() as conn:
-            return (await conn.execute(query.limit(1))).first() is not None
+        return await self.keys.people.another_could_approve(actor, team_id, self.clock())
 
     # ------------------------------------------------------------------ teams
 
@@ -362,6 +349,9 @@ class Directory:
             raise InvalidRequest(
                 "An organisation-wide role cannot be removed; delete the user.", param="role"
             )
+        if team_id is not None:  # a team the actor may not see is absent (404), not forbidden
+            async with self.database.engine.connect() as conn:
+                await self._team(conn, actor, team_id, manage=False)
         if role is not None:
             check_grant(actor, role, team_id)
         elif not may_manage(actor, team_id):
@@ -431,7 +421,7 @@ class Directory:
                     .where(team_members.c.team_id == team_id, team_members.c.user_id == user_id)
                     .values(role=role)
                 )
-            changed = await self.keys.restrict_user_keys(conn, user_id, team_id, role)
+            revoked, lowered = await self.keys.enforce_people(conn, [user_id])
             await self.audit.record(
                 conn,
                 actor,
@@ -440,12 +430,13 @@ class Directory:
                 user_id,
                 team_id=team_id,
                 before={"role": before},
-                after={"role": role, "keys_changed": changed},
+                after={"role": role, "keys_changed": [*revoked, *lowered], "revoked_keys": list(revoked)},
                 request_id=request_id,
             )
             user = (await conn.execute(sa.select(users).where(users.c.id == user_id))).one()
             memberships = await self._teams_of(conn, user_id)
-        await self.keys.refresh(changed)
+        self.keys.forget(revoked)
+        await self.keys.refresh(lowered)
         return describe_user(user, memberships)
 
     async def delete_user(self, actor: Principal, user_id: str, request_id: str | None) -> dict[str, Any]:
@@ -466,7 +457,7 @@ class Directory:
             before = describe_user(row, await self._teams_of(conn, user_id))
             await conn.execute(sa.update(users).where(users.c.id == user_id).values(deleted_at=self.clock()))
             await conn.execute(sa.delete(team_members).where(team_members.c.user_id == user_id))
-            revoked = await self.keys.revoke_matching(conn, user_id=user_id)
+            revoked, _ = await self.keys.enforce_people(conn, [user_id])  # theirs, and what they issued
             after = describe_user((await conn.execute(sa.select(users).where(users.c.id == user_id))).one())
             await self.audit.record(
                 conn,

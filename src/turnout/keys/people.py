@@ -1,0 +1,157 @@
+"""The people behind keys, read from the store: a key's current state (authority is checked when an
+action runs, against what the key is now, not what it was when it was cached or proposed), its
+lineage (who it acts for and who could use it), and a person's current authority over a scope.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any, cast
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from turnout.domain.errors import AuthenticationFailed
+from turnout.domain.key_policy import MASTER_LINEAGE, Lineage, higher, lowest, one_person
+from turnout.domain.principal import MASTER_PERSON, Principal, Role
+from turnout.storage.database import Database
+from turnout.storage.tables import api_keys, key_controllers, team_members, users
+from turnout.storage.times import unix_seconds
+
+MASTER_KEY_ID = "master"
+MAX_ROTATIONS = 100  # how far a rotated key is followed to its replacement
+
+
+def principal_of(row: Any) -> Principal:
+    """The identity a stored virtual key resolves to."""
+    models = orjson.loads(row.allowed_models) if row.allowed_models else None
+    return Principal(
+        key_id=row.id,
+        name=row.name,
+        role=row.role,
+        allowed_models=tuple(models) if models is not None else None,
+        team_id=row.team_id,
+        user_id=row.user_id,
+        expires_at=unix_seconds(row.expires_at),
+        max_budget_micros=row.max_budget_micros,
+        person=row.person or row.user_id,
+    )
+
+
+def master_principal(name: str) -> Principal:
+    return Principal(key_id=MASTER_KEY_ID, name=name, role="owner", kind="master", person=MASTER_PERSON)
+
+
+def _active(row: Any) -> bool:
+    expires = unix_seconds(row.expires_at)
+    return row.revoked_at is None and (expires is None or expires > time.time())
+
+
+class People:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def current(self, principal: Principal) -> Principal:
+        """What the key `principal` was read as is now: its stored state (role lowered, budget,
+        models), or 401 if it was revoked or expired meanwhile. The master key is the master."""
+        if principal.kind == "master":
+            return principal
+        async with self.database.engine.connect() as conn:
+            row = (await conn.execute(sa.select(api_keys).where(api_keys.c.id == principal.key_id))).first()
+        if row is None or not _active(row):
+            raise AuthenticationFailed(
+                "This API key has been revoked or has expired.", code="invalid_api_key"
+            )
+        return principal_of(row)
+
+    async def now(self, key_id: str) -> Principal | None:
+        """The key `key_id` as it is now, following rotations to the key that replaced it; None if
+        it (and its replacement) no longer works. The master key is always the master (one
+        person, whichever key holds the role now)."""
+        if key_id == MASTER_KEY_ID:
+            return master_principal("master key")
+        async with self.database.engine.connect() as conn:
+            for _ in range(MAX_ROTATIONS):
+                row = (await conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id))).first()
+                if row is None:
+                    return None
+                if row.rotated_to is not None and (row.revoked_at is not None or not _active(row)):
+                    key_id = row.rotated_to
+                    continue
+                return principal_of(row) if _active(row) else None
+        return None
+
+    async def lineage(self, conn: AsyncConnection, principal: Principal) -> Lineage:
+        if principal.kind == "master":
+            return MASTER_LINEAGE
+        query = sa.select(key_controllers.c.person).where(key_controllers.c.key_id == principal.key_id)
+        controllers = frozenset((await conn.execute(query)).scalars())
+        stored = sa.select(api_keys.c.person).where(api_keys.c.id == principal.key_id)
+        person = (await conn.execute(stored)).scalar() or principal.person or principal.user_id
+        if person is None:  # no record of who issued it: it stands for no one but itself
+            person = "key:" + principal.key_id
+        return Lineage(person, controllers | {person})
+
+    async def one_person(self, a: Principal, b: Principal) -> bool:
+        """Could one person act through both keys (see domain.key_policy.one_person)?"""
+        async with self.database.engine.connect() as conn:
+            return one_person(await self.lineage(conn, a), await self.lineage(conn, b))
+
+    async def another_could_approve(self, actor: Principal, team_id: str | None, now: Any) -> bool:
+        """Is there a key of another person that could approve `actor`'s action on `team_id`: the
+        master key, or an active admin key of the organisation (or of that team)?"""
+        async with self.database.engine.connect() as conn:
+            mine = await self.lineage(conn, actor)
+            if not one_person(mine, MASTER_LINEAGE):
+                return True
+            query = sa.select(api_keys).where(
+                api_keys.c.kind == "virtual",
+                api_keys.c.revoked_at.is_(None),
+                api_keys.c.role.in_(("owner", "admin")),
+                sa.or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > now),
+                sa.or_(api_keys.c.team_id.is_(None), api_keys.c.team_id == team_id)
+                if team_id is not None
+                else api_keys.c.team_id.is_(None),
+            )
+            for row in await conn.execute(query):
+                if not one_person(mine, await self.lineage(conn, principal_of(row))):
+                    return True
+        return False
+
+    async def controlled_by(self, conn: AsyncConnection, persons: Iterable[str]) -> list[Any]:
+        """The active virtual keys some of `persons` could use."""
+        ids = sa.select(key_controllers.c.key_id).where(key_controllers.c.person.in_(list(persons)))
+        query = sa.select(api_keys).where(
+            api_keys.c.id.in_(ids), api_keys.c.kind == "virtual", api_keys.c.revoked_at.is_(None)
+        )
+        return list((await conn.execute(query)).all())
+
+    async def ceiling(self, conn: AsyncConnection, key: Any) -> Role | None:
+        """The highest role `key` may hold now: no more than any person who could use it may give
+        in its scope (its own user: their role there; the others: what they could issue there).
+        None: one of them has no authority there at all (deleted, or left the team)."""
+        query = sa.select(key_controllers.c.person).where(key_controllers.c.key_id == key.id)
+        persons = [p for p in (await conn.execute(query)).scalars() if p != MASTER_PERSON]
+        if key.user_id is not None and key.user_id not in persons:
+            persons.append(key.user_id)
+        return lowest([await self._authority(conn, p, key.team_id, own=p == key.user_id) for p in persons])
+
+    async def _authority(
+        self, conn: AsyncConnection, person: str, team_id: str | None, *, own: bool
+    ) -> Role | None:
+        user = (
+            await conn.execute(sa.select(users.c.role, users.c.deleted_at).where(users.c.id == person))
+        ).first()
+        if user is None or user.deleted_at is not None:
+            return None
+        in_team: Role | None = None
+        if team_id is not None:
+            query = sa.select(team_members.c.role).where(
+                team_members.c.team_id == team_id, team_members.c.user_id == person
+            )
+            in_team = cast("Role | None", (await conn.execute(query)).scalar())
+            if own:
+                return in_team  # a key of a team for its user: their role in that team
+        return higher(cast("Role | None", user.role), in_team)

@@ -1,0 +1,273 @@
+"""Every route x every kind of caller, from the gateway's live route table: a route added without a
+row here fails the build, and every row says what each caller gets.
+
+Callers: no key, a junk key, a viewer and a member of the team `red`, an admin of `red`, an admin
+of another team (`blue`), an organisation admin, an organisation owner, and the master key. Each
+call's path names a fresh object of `red` where it would change it (a key, a user, a budget, a
+preset, a pending action), so one caller's call never decides the next one's. The two-person rule
+is on (as shipped): an action under it answers 202 with the pending action, and changes nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from support.gateway import MASTER_KEY, Gateway, settings_for
+
+CALLERS = ("none", "junk", "viewer", "member", "red_admin", "blue_admin", "org_admin", "owner", "master")
+
+# Who gets what, callers in the order of CALLERS. The public OpenAI and Anthropic API is any valid
+# key's; the admin API is owners' and admins' (keys, audit, approvals), each within their scope, or
+# readable by a team's members where it is theirs to read (their team, its budgets and billing).
+EXPECTED: dict[str, str] = {
+    # ------------------------------------------------------------------ public
+    "GET /health/live": "200 200 200 200 200 200 200 200 200",
+    "HEAD /health/live": "200 200 200 200 200 200 200 200 200",
+    "GET /health/ready": "200 200 200 200 200 200 200 200 200",
+    "HEAD /health/ready": "200 200 200 200 200 200 200 200 200",
+    "GET /openapi.json": "200 200 200 200 200 200 200 200 200",
+    "POST /v1/chat/completions": "401 401 200 200 200 200 200 200 200",
+    "POST /chat/completions": "401 401 200 200 200 200 200 200 200",
+    "POST /v1/embeddings": "401 401 200 200 200 200 200 200 200",
+    "POST /embeddings": "401 401 200 200 200 200 200 200 200",
+    "POST /v1/messages": "401 401 200 200 200 200 200 200 200",
+    "POST /messages": "401 401 200 200 200 200 200 200 200",
+    "POST /v1/responses": "401 401 200 200 200 200 200 200 200",
+    "POST /responses": "401 401 200 200 200 200 200 200 200",
+    "GET /v1/models": "401 401 200 200 200 200 200 200 200",
+    "GET /models": "401 401 200 200 200 200 200 200 200",
+    "GET /v1/models/{model}": "401 401 200 200 200 200 200 200 200",
+    "GET /models/{model}": "401 401 200 200 200 200 200 200 200",
+    # a stored response is its key's alone (the master key's here)
+    "GET /v1/responses/{response_id}": "401 401 404 404 404 404 404 404 200",
+    "DELETE /v1/responses/{response_id}": "401 401 404 404 404 404 404 404 200",
+    "GET /v1/responses/{response_id}/input_items": "401 401 404 404 404 404 404 404 200",
+    "GET /responses/{response_id}": "401 401 404 404 404 404 404 404 200",
+    "DELETE /responses/{response_id}": "401 401 404 404 404 404 404 404 200",
+    "GET /responses/{response_id}/input_items": "401 401 404 404 404 404 404 404 200",
+    # ------------------------------------------------------------------ keys: owners and admins
+    # (a team's admin manages its keys; another team's keys are absent to them)
+    "GET /admin/keys": "401 401 403 403 200 200 200 200 200",
+    "POST /admin/keys": "401 401 403 403 200 403 200 200 200",
+    "GET /admin/keys/{key_id}": "401 401 403 403 200 404 200 200 200",
+    "PATCH /admin/keys/{key_id}": "401 401 403 403 200 404 200 200 200",
+    "POST /admin/keys/{key_id}/revoke": "401 401 403 403 200 404 200 200 200",
+    "POST /admin/keys/{key_id}/rotate": "401 401 403 403 200 404 200 200 200",
+    # ------------------------------------------------------------------ teams and users
+    # members read their team; the organisation creates teams and users; deleting a team and
+    # revoking its keys wait for a second person (202); a team's admin may not delete it
+    "GET /admin/teams": "401 401 200 200 200 200 200 200 200",
+    "POST /admin/teams": "401 401 403 403 403 403 200 200 200",
+    "GET /admin/teams/{team_id}": "401 401 200 200 200 404 200 200 200",
+    "DELETE /admin/teams/{team_id}": "401 401 403 403 403 404 202 202 202",
+    "POST /admin/teams/{team_id}/members": "401 401 403 403 200 404 200 200 200",
+    "DELETE /admin/teams/{team_id}/members/{user_id}": "401 401 403 403 200 404 200 200 200",
+    "POST /admin/teams/{team_id}/revoke-keys": "401 401 403 403 202 404 202 202 202",
+    "GET /admin/users": "401 401 200 200 200 200 200 200 200",
+    "POST /admin/users": "401 401 403 403 403 403 200 200 200",
+    "GET /admin/users/{user_id}": "401 401 200 200 200 404 200 200 200",
+    "PATCH /admin/users/{user_id}": "401 401 403 403 403 403 200 200 200",
+    "DELETE /admin/users/{user_id}": "401 401 403 403 403 403 200 200 200",
+    # ------------------------------------------------------------------ budgets
+    # a team's admin sets its keys' budgets, but cannot remove one the organisation set
+    "GET /admin/budgets": "401 401 200 200 200 200 200 200 200",
+    "POST /admin/budgets": "401 401 403 403 200 404 200 200 200",
+    "GET /admin/budgets/{budget_id}": "401 401 200 200 200 404 200 200 200",
+    "DELETE /admin/budgets/{budget_id}": "401 401 403 403 403 404 200 200 200",
+    # ------------------------------------------------------------------ governance
+    # the action here is the master key's: it may withdraw it, never approve it
+    "GET /admin/audit": "401 401 403 403 200 200 200 200 200",
+    "GET /admin/approvals": "401 401 403 403 200 200 200 200 200",
+    "GET /admin/approvals/{action_id}": "401 401 403 403 200 404 200 200 200",
+    "POST /admin/approvals/{action_id}/approve": "401 401 403 403 200 404 200 200 403",
+    "POST /admin/approvals/{action_id}/reject": "401 401 403 403 200 404 200 200 200",
+    # ------------------------------------------------------------------ billing and presets
+    # money is the organisation's; a team's members read its terms; presets are published by
+    # a team's admins (others see them listed, without their prompts)
+    "GET /admin/plans": "401 401 200 200 200 200 200 200 200",
+    "POST /admin/plans": "401 401 403 403 403 403 200 200 200",
+    "GET /admin/teams/{team_id}/billing": "401 401 200 200 200 404 200 200 200",
+    "POST /admin/teams/{team_id}/billing": "401 401 403 403 403 403 200 200 200",
+    "GET /admin/teams/{team_id}/credits": "401 401 200 200 200 404 200 200 200",
+    "POST /admin/teams/{team_id}/credits": "401 401 403 403 403 403 200 200 200",
+    "GET /admin/presets": "401 401 200 200 200 200 200 200 200",
+    "POST /admin/presets": "401 401 403 403 200 403 200 200 200",
+    "DELETE /admin/presets/{name}": "401 401 403 403 200 403 200 200 200",
+    # ------------------------------------------------------------------ providers: the organisation's
+    "GET /admin/providers": "401 401 403 403 403 403 200 200 200",
+    "DELETE /admin/providers/{name}": "401 401 403 403 403 403 202 202 202",
+    "POST /admin/providers/{name}/restore": "401 401 403 403 403 403 200 200 200",
+}
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    doc: dict[str, Any] = {
+        "providers": {"fake": {"type": "fake"}},
+        "models": {"chat": {"provider": "fake", "model": "m"}, "embed": {"provider": "fake", "model": "e"}},
+        # the matrix revokes many of red's keys: none of them should wait for a second person
+        "governance": {"piecewise_revocations": 100_000},
+    }
+    gateway = Gateway(settings_for(doc, Path(tmp_path_factory.mktemp("matrix")))).start()
+    yield gateway
+    gateway.stop()
+
+
+class World:
+    """The organisation the calls are made in, and fresh objects of `red` on demand."""
+
+    def __init__(self, http: httpx.Client) -> None:
+        self.http = http
+        self.serial = itertools.count()
+        self.red = self.ok("POST", "/admin/teams", name="red")["id"]
+        self.blue = self.ok("POST", "/admin/teams", name="blue")["id"]
+        users = {}
+        for name, role in (("org_admin", "admin"), ("owner", "owner")):
+            users[name] = self.ok("POST", "/admin/users", email=f"{name}@example.com", role=role)["id"]
+        for name, team, role in (
+            ("viewer", self.red, "viewer"),
+            ("member", self.red, "member"),
+            ("red_admin", self.red, "admin"),
+            ("blue_admin", self.blue, "admin"),
+        ):
+            users[name] = self.ok("POST", "/admin/users", email=f"{name}@example.com")["id"]
+            self.ok("POST", f"/admin/teams/{team}/members", user_id=users[name], role=role)
+        self.keys: dict[str, str | None] = {
+            "none": None,
+            "junk": "sk-turnout-not-a-key",
+            "master": MASTER_KEY,
+        }
+        for name, (team, role) in {
+            "viewer": (self.red, "viewer"),
+            "member": (self.red, "member"),
+            "red_admin": (self.red, "admin"),
+            "blue_admin": (self.blue, "admin"),
+            "org_admin": (None, "admin"),
+            "owner": (None, "owner"),
+        }.items():
+            self.keys[name] = self.ok(
+                "POST", "/admin/keys", name=name, user_id=users[name], role=role, team_id=team
+            )["key"]
+
+    def auth(self, key: str | None) -> dict[str, str]:
+        return {} if key is None else {"authorization": f"Bearer {key}"}
+
+    def ok(self, method: str, path: str, **body: Any) -> Any:
+        answer = self.http.request(method, path, headers=self.auth(MASTER_KEY), json=body or None)
+        assert answer.status_code in (200, 202), (method, path, answer.text)
+        return answer.json()
+
+    def name(self) -> str:
+        return f"n{next(self.serial)}"
+
+    # fresh objects of red, made by the master key
+    def user(self) -> str:
+        user = self.ok("POST", "/admin/users", email=f"{self.name()}@example.com")["id"]
+        self.ok("POST", f"/admin/teams/{self.red}/members", user_id=user, role="member")
+        return str(user)
+
+    def key(self) -> str:
+        return str(self.ok("POST", "/admin/keys", name=self.name(), team_id=self.red)["id"])
+
+    def budget(self) -> str:
+        return str(self.ok("POST", "/admin/budgets", scope="key", subject_id=self.key(), limit="5")["id"])
+
+    def preset(self) -> str:
+        name = self.name()
+        self.ok("POST", "/admin/presets", name=name, team_id=self.red, model="chat")
+        return name
+
+    def response(self) -> str:
+        """A response the master key stored."""
+        return str(self.ok("POST", "/v1/responses", model="chat", input="hi", store=True)["id"])
+
+    def action(self) -> str:
+        """A pending action of red: making a fresh member one of its admins."""
+        pending = self.ok("POST", f"/admin/teams/{self.red}/members", user_id=self.user(), role="admin")
+        assert pending["object"] == "pending_action", pending
+        return str(pending["id"])
+
+    def path(self, pattern: str) -> str:
+        fill: dict[str, Callable[[], str]] = {
+            "{team_id}": lambda: self.red,
+            "{user_id}": self.user,
+            "{key_id}": self.key,
+            "{budget_id}": self.budget,
+            "{action_id}": self.action,
+            "{name}": lambda: self.preset() if pattern.startswith("/admin/presets") else "fake",
+            "{model}": lambda: "chat",
+            "{response_id}": self.response,
+        }
+        for placeholder, make in fill.items():
+            if placeholder in pattern:
+                pattern = pattern.replace(placeholder, make())
+        return pattern
+
+    def body(self, method: str, pattern: str) -> dict[str, Any] | None:
+        """A valid body for the route: what a caller allowed to call it would send."""
+        bodies: dict[str, Callable[[], dict[str, Any]]] = {
+            "POST /v1/chat/completions": lambda: {
+                "model": "chat",
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+            "POST /v1/embeddings": lambda: {"model": "embed", "input": "hi"},
+            "POST /v1/messages": lambda: {
+                "model": "chat",
+                "max_tokens": 16,
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+            "POST /v1/responses": lambda: {"model": "chat", "input": "hi"},
+            "POST /admin/keys": lambda: {"name": self.name(), "team_id": self.red},
+            "PATCH /admin/keys/{key_id}": lambda: {"name": self.name()},
+            "POST /admin/keys/{key_id}/rotate": lambda: {"grace": "0s"},
+            "POST /admin/teams": lambda: {"name": self.name()},
+            "POST /admin/teams/{team_id}/members": lambda: {"user_id": self.user(), "role": "member"},
+            "POST /admin/users": lambda: {"email": f"{self.name()}@example.com"},
+            "PATCH /admin/users/{user_id}": lambda: {"role": "viewer"},
+            "POST /admin/budgets": lambda: {"scope": "key", "subject_id": self.key(), "limit": "5"},
+            "POST /admin/plans": lambda: {"name": self.name(), "markup": "1.2"},
+            "POST /admin/teams/{team_id}/billing": lambda: {"markup": "1.1"},
+            "POST /admin/teams/{team_id}/credits": lambda: {"amount": "1.00"},
+            "POST /admin/presets": lambda: {"name": self.name(), "team_id": self.red, "model": "chat"},
+        }
+        route = f"{method} {pattern if pattern.startswith(('/admin', '/health')) else _v1(pattern)}"
+        make = bodies.get(route)
+        return None if make is None else make()
+
+
+def _v1(path: str) -> str:
+    return path if path.startswith("/v1/") or path == "/openapi.json" else "/v1" + path
+
+
+def observe(gateway: Gateway) -> dict[str, str]:
+    assert gateway.server is not None
+    table = gateway.server.config.app.route_table()
+    seen: dict[str, str] = {}
+    with httpx.Client(base_url=gateway.root_url, timeout=30) as http:
+        world = World(http)
+        for method, pattern in table:
+            statuses = []
+            for caller in CALLERS:
+                path = world.path(pattern)
+                body = world.body(method, pattern)
+                answer = http.request(method, path, headers=world.auth(world.keys[caller]), json=body)
+                statuses.append(str(answer.status_code))
+            seen[f"{method} {pattern}"] = " ".join(statuses)
+    return seen
+
+
+def test_every_route_answers_every_caller_as_the_matrix_says(gateway: Gateway) -> None:
+    seen = observe(gateway)
+    missing = sorted(set(seen) - set(EXPECTED))
+    assert not missing, "routes with no row in the matrix (add one): " + ", ".join(missing)
+    assert not set(EXPECTED) - set(seen), "rows for routes that no longer exist"
+    wrong = {route: (EXPECTED[route], got) for route, got in seen.items() if got != EXPECTED[route]}
+    assert not wrong, "\n".join(
+        f"{r}: expected {e}, got {g}  ({' '.join(CALLERS)})" for r, (e, g) in wrong.items()
+    )
