@@ -71,9 +71,14 @@ class PairedRounds:
     bare: list[Load] = field(default_factory=list)
     weighted: list[Load] = field(default_factory=list)  # turnout-3: three deployments, weighted
     translated: list[Load] = field(default_factory=list)  # turnout-anthropic: an Anthropic upstream
+    baseline: list[Load] = field(default_factory=list)  # turnout-baseline: as committed at --baseline
 
     def of(self, target: str) -> list[Load]:
-        field_name = {"turnout-3": "weighted", "turnout-anthropic": "translated"}.get(target, target)
+        field_name = {
+            "turnout-3": "weighted",
+            "turnout-anthropic": "translated",
+            "turnout-baseline": "baseline",
+        }.get(target, target)
         return list(getattr(self, field_name))
 
     def added(self, metric: str, q: str, target: str = "turnout") -> list[float]:
@@ -370,4 +375,43 @@ def render(
             "## Goals for the translated path (OpenAI client → Anthropic upstream)",
             translated_goals(results, ref_rate, paired),
         ]
+    if any(r.target == "turnout-baseline" for r in results):
+        parts += ["## Against the baseline (same run)", against_baseline(results, ref_rate, paired)]
     return "\n\n".join(parts) + "\n"
+
+
+def against_baseline(
+    results: list[TargetMode], ref_rate: float, paired: list[PairedRounds] | None = None
+) -> str:
+    """turnout against turnout as committed at --baseline: closed-loop throughput and CPU per
+    request in each mode (the change: negative is a loss), and what each adds to the mock's latency
+    @ ref rate (the paired rounds' medians, or the tables')."""
+    rows = [
+        "| measure | turnout | baseline | change |",
+        "|---|---|---|---|",
+    ]
+    for mode in ("json", "stream"):
+        now, then = (
+            next((r.at(None) for r in results if r.target == t and r.mode == mode and r.at(None)), None)
+            for t in ("turnout", "turnout-baseline")
+        )
+        if now is None or then is None:
+            continue
+        a, b = float(now.report["achieved_rps"]), float(then.report["achieved_rps"])
+        rows.append(f"| {mode} req/s, closed loop | {_num(a)} | {_num(b)} | {(a / b - 1) * 100:+.1f}% |")
+        if now.cpu_ms_per_req and then.cpu_ms_per_req:
+            ca, cb = now.cpu_ms_per_req, then.cpu_ms_per_req
+            rows.append(
+                f"| {mode} CPU ms/req, closed loop | {_num(ca)} | {_num(cb)} | {(ca / cb - 1) * 100:+.1f}% |"
+            )
+        metric = "ttfb_ms" if mode == "stream" else "latency_ms"
+        for q in ("p50", "p99"):
+            mine, _, _, _ = _added_at(results, paired, ref_rate, mode, metric, q, "turnout")
+            base, _, _, _ = _added_at(results, paired, ref_rate, mode, metric, q, "turnout-baseline")
+            if mine is not None and base is not None:
+                what = "TTFB" if mode == "stream" else "latency"
+                rows.append(
+                    f"| {mode} added {what} {q} @ {ref_rate:g} req/s | {_num(mine, signed=True)} ms | "
+                    f"{_num(base, signed=True)} ms | {mine - base:+.2f} ms |"
+                )
+    return "\n".join(rows)

@@ -55,8 +55,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--wait-quiet", type=float, help="wait up to this long for other load to stop, s")
     p.add_argument("--chunks", type=int, default=20, help="content chunks per streamed answer")
     p.add_argument("--rounds", type=int, help="paired direct/turnout rounds for the goals (default 3)")
+    p.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also run turnout as committed at this git ref (e.g. main), as target turnout-baseline",
+    )
     args = p.parse_args(argv)
-    OPTIONS.master_key, OPTIONS.redis_url = args.master_key, args.redis
+    OPTIONS.master_key, OPTIONS.redis_url, OPTIONS.baseline = args.master_key, args.redis, args.baseline
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
     args.wait_quiet = args.wait_quiet if args.wait_quiet is not None else (0.0 if args.quick else 120.0)
@@ -66,6 +71,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     names = [t.strip() for t in args.only.split(",")] if args.only else list(TARGETS)
     if args.skip_litellm:
         names = [n for n in names if n != "litellm"]
+    if args.baseline is None:
+        names = [n for n in names if n != "turnout-baseline"]
+    elif "turnout-baseline" not in names:
+        names.append("turnout-baseline")
     unknown = set(names) - set(TARGETS) or set(args.mode_list) - set(MODES)
     if unknown:
         p.error(f"unknown target or mode: {', '.join(sorted(unknown))}")
@@ -195,6 +204,11 @@ def paired_rounds(mode: str, mock_port: int, args: argparse.Namespace) -> Paired
         bare = stack.enter_context(TARGETS["bare"](mock_port, f"bare-{mode}-paired"))
         mine = stack.enter_context(TARGETS["turnout"](mock_port, f"turnout-{mode}-paired"))
         lineup = [(base, rounds.direct), (bare, rounds.bare), (mine, rounds.turnout)]
+        if "turnout-baseline" in args.targets:
+            then = stack.enter_context(
+                TARGETS["turnout-baseline"](mock_port, f"turnout-baseline-{mode}-paired")
+            )
+            lineup.append((then, rounds.baseline))
         if "turnout-3" in args.targets:
             weighted = stack.enter_context(TARGETS["turnout-3"](mock_port, f"turnout-3-{mode}-paired"))
             lineup.append((weighted, rounds.weighted))

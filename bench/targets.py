@@ -65,9 +65,41 @@ class Options:
 
     master_key: bool = False
     redis_url: str | None = None
+    baseline: str | None = None  # a git ref: `turnout-baseline` is turnout as it was there
 
 
 OPTIONS = Options()
+
+
+def ensure_baseline(ref: str) -> tuple[Path, str]:
+    """turnout as committed at `ref`, installed (not editable) into its own virtualenv under
+    bench/.build/baseline-<commit>/ (kept for later runs): its `turnout` command and a label."""
+    repo = BENCH_DIR.parent
+    sha = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--verify", f"{ref}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    home = BUILD_DIR / f"baseline-{sha[:12]}"
+    binary = home / "venv" / "bin" / "turnout"
+    if not binary.exists():
+        print(f"installing turnout at {ref} ({sha[:12]}) as the baseline ...", flush=True)
+        shutil.rmtree(home, ignore_errors=True)
+        (home / "src").mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(repo), "archive", sha], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(home / "src")], input=archive.stdout, check=True)
+        subprocess.run([sys.executable, "-m", "venv", str(home / "venv")], check=True)
+        pip = [
+            str(home / "venv" / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+        ]
+        subprocess.run([*pip, str(home / "src")], check=True)
+    return binary, f"{ref} ({sha[:12]})"
 
 
 @dataclass(frozen=True)
@@ -151,11 +183,23 @@ ANTHROPIC_DEPLOYMENT = (
 
 @contextlib.contextmanager
 def _turnout(
-    name: str, routing: str, mock_port: int, log: str, extra_env: dict[str, str] | None = None
+    name: str,
+    routing: str,
+    mock_port: int,
+    log: str,
+    extra_env: dict[str, str] | None = None,
+    baseline: bool = False,
 ) -> Iterator[Endpoint]:
-    """The project's gateway, from the virtualenv running this script, with a fresh data dir."""
+    """The project's gateway, from the virtualenv running this script (or, for the baseline, as
+    committed at `--baseline`), with a fresh data dir."""
     exe = Path(sys.executable).parent / "turnout"
     binary = str(exe) if exe.exists() else shutil.which("turnout")
+    version = metadata.version("turnout")
+    if baseline:
+        if OPTIONS.baseline is None:
+            raise RuntimeError("turnout-baseline needs --baseline REF")
+        built, version = ensure_baseline(OPTIONS.baseline)
+        binary = str(built)
     if not binary:
         raise RuntimeError("the 'turnout' command is not installed in this Python environment")
     port = free_port()
@@ -170,9 +214,7 @@ def _turnout(
         cmd = [binary, "serve", "--config", str(config)]
         with started(log, cmd, port, GATEWAY_CPUS, env=env, cwd=Path(tmp)) as proc:
             key = MASTER_KEY if OPTIONS.master_key else accounted_key(f"http://127.0.0.1:{port}")
-            yield Endpoint(
-                name, f"http://127.0.0.1:{port}{CHAT_PATH}", proc, metadata.version("turnout"), key
-            )
+            yield Endpoint(name, f"http://127.0.0.1:{port}{CHAT_PATH}", proc, version, key)
 
 
 def _admin(root: str, path: str, body: dict[str, object]) -> dict[str, object]:
@@ -206,6 +248,12 @@ def accounted_key(root: str) -> str:
 def turnout(mock_port: int, log: str) -> AbstractContextManager[Endpoint]:
     """turnout with one deployment behind the model."""
     return _turnout("turnout", ONE_DEPLOYMENT, mock_port, log)
+
+
+def turnout_baseline(mock_port: int, log: str) -> AbstractContextManager[Endpoint]:
+    """turnout as committed at `--baseline` (e.g. main), one deployment: the same run's yardstick
+    for what a change costs."""
+    return _turnout("turnout-baseline", ONE_DEPLOYMENT, mock_port, log, baseline=True)
 
 
 def turnout_weighted(mock_port: int, log: str) -> AbstractContextManager[Endpoint]:
@@ -252,6 +300,7 @@ TARGETS: dict[str, Target] = {
     "direct": direct,
     "bare": bare,
     "turnout": turnout,
+    "turnout-baseline": turnout_baseline,
     "turnout-3": turnout_weighted,
     "turnout-anthropic": turnout_anthropic,
     "litellm": litellm,
