@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from turnout.domain.errors import AuthenticationFailed
-from turnout.domain.key_policy import MASTER_LINEAGE, Lineage, higher, lowest, one_person
+from turnout.domain.key_policy import ADMIN_ROLES, MASTER_LINEAGE, Lineage, higher, lowest, one_person
 from turnout.domain.principal import MASTER_PERSON, Principal, Role
 from turnout.storage.database import Database
 from turnout.storage.tables import api_keys, key_controllers, team_members, users
@@ -42,6 +42,21 @@ def principal_of(row: Any) -> Principal:
 
 def master_principal(name: str) -> Principal:
     return Principal(key_id=MASTER_KEY_ID, name=name, role="owner", kind="master", person=MASTER_PERSON)
+
+
+def in_scope(column: sa.ColumnElement[Any], team_id: str | None) -> sa.ColumnElement[bool]:
+    """`column` names the team `team_id` (None: the organisation's, no team)."""
+    return column.is_(None) if team_id is None else column == team_id
+
+
+def active_admin_key(now: Any) -> tuple[sa.ColumnElement[bool], ...]:
+    """Conditions on `api_keys` for a virtual owner or admin key that works at `now`."""
+    return (
+        api_keys.c.kind == "virtual",
+        api_keys.c.revoked_at.is_(None),
+        api_keys.c.role.in_(ADMIN_ROLES),
+        sa.or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > now),
+    )
 
 
 def _active(row: Any) -> bool:
@@ -106,15 +121,10 @@ class People:
             mine = await self.lineage(conn, actor)
             if not one_person(mine, MASTER_LINEAGE):
                 return True
-            query = sa.select(api_keys).where(
-                api_keys.c.kind == "virtual",
-                api_keys.c.revoked_at.is_(None),
-                api_keys.c.role.in_(("owner", "admin")),
-                sa.or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > now),
-                sa.or_(api_keys.c.team_id.is_(None), api_keys.c.team_id == team_id)
-                if team_id is not None
-                else api_keys.c.team_id.is_(None),
-            )
+            scope = in_scope(api_keys.c.team_id, team_id)
+            if team_id is not None:  # the organisation's admins decide a team's actions too
+                scope = sa.or_(scope, api_keys.c.team_id.is_(None))
+            query = sa.select(api_keys).where(*active_admin_key(now), scope)
             for row in await conn.execute(query):
                 if not one_person(mine, await self.lineage(conn, principal_of(row))):
                     return True

@@ -45,7 +45,7 @@ from turnout.governance.approvals import Approvals
 from turnout.governance.audit import AuditLog
 from turnout.keys.hashing import display_prefix, new_key
 from turnout.keys.index import KeyIndex
-from turnout.keys.people import People, principal_of
+from turnout.keys.people import People, active_admin_key, in_scope, principal_of
 from turnout.storage.database import Database
 from turnout.storage.tables import api_keys, audit_log, key_controllers, team_members, teams, users
 from turnout.storage.times import from_unix, unix_seconds
@@ -115,11 +115,6 @@ async def check_owner(conn: AsyncConnection, spec: KeySpec) -> None:
             f"the role '{spec.role}'.",
             param="role",
         )
-
-
-def _in_scope(column: sa.ColumnElement[Any], team_id: str | None) -> sa.ColumnElement[bool]:
-    """`column` names the team `team_id` (None: the organisation's, no team)."""
-    return column.is_(None) if team_id is None else column == team_id
 
 
 class KeyService:
@@ -285,14 +280,7 @@ class KeyService:
         async with self.database.engine.connect() as conn:
             if row.role in ADMIN_ROLES:
                 others = sa.select(sa.func.count()).where(
-                    api_keys.c.kind == "virtual",
-                    api_keys.c.revoked_at.is_(None),
-                    api_keys.c.role.in_(ADMIN_ROLES),
-                    api_keys.c.id != row.id,
-                    sa.or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > now),
-                    api_keys.c.team_id.is_(None)
-                    if row.team_id is None
-                    else api_keys.c.team_id == row.team_id,
+                    *active_admin_key(now), api_keys.c.id != row.id, in_scope(api_keys.c.team_id, row.team_id)
                 )
                 if not (await conn.execute(others)).scalar():
                     why = f"it is the last owner or admin key of {scope}"
@@ -301,7 +289,7 @@ class KeyService:
                 recent = sa.select(sa.func.count()).where(
                     audit_log.c.action == "key.revoke",
                     audit_log.c.at >= since,
-                    _in_scope(audit_log.c.team_id, row.team_id),
+                    in_scope(audit_log.c.team_id, row.team_id),
                 )
                 if (await conn.execute(recent)).scalar_one() >= self.governance.piecewise_revocations:
                     why = (

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from turnout.domain.errors import InvalidRequest, PermissionDenied, ResourceNotFound
 from turnout.domain.key_policy import (
+    ADMIN_ROLES,
     ROLE_RANK,
     check_grant,
     in_team,
@@ -41,8 +42,6 @@ from turnout.keys.service import KeyService
 from turnout.storage.database import Database
 from turnout.storage.tables import team_members, teams, users
 from turnout.storage.times import unix_seconds
-
-ADMIN_ROLES = ("owner", "admin")
 
 
 def describe_team(row: Any, members: list[dict[str, Any]] | None = None) -> dict[str, Any]:
