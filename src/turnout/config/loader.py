@@ -21,6 +21,7 @@ import yaml
 from turnout.config import schema
 from turnout.config.aws import bedrock_base_url, check_aws
 from turnout.config.env_defaults import config_from_environment
+from turnout.config.key_strength import HOW_TO_GENERATE, weakness
 from turnout.config.provider_kinds import AZURE_DEFAULT_API_VERSION, PROVIDER_KINDS
 from turnout.config.proxies import NO_PROXY_VALUE, ProxyError, from_environment, parse_proxy
 from turnout.config.secrets import REFERENCE_HINT, Secret, SecretError, is_reference, resolve
@@ -261,11 +262,18 @@ class _Builder:
         )
 
     def master_key(self, cfg: schema.AuthConfig) -> Secret | None:
+        """The configured master key, refused unless strong (`key_strength`): it can do anything."""
         if cfg.master_key is not None:
-            return self.secret(cfg.master_key, "auth.master_key")
-        if self.environ.get("TURNOUT_MASTER_KEY"):
-            return self.secret("env:TURNOUT_MASTER_KEY", "auth.master_key")
-        return None
+            key = self.secret(cfg.master_key, "auth.master_key")
+        elif self.environ.get("TURNOUT_MASTER_KEY"):
+            key = self.secret("env:TURNOUT_MASTER_KEY", "auth.master_key")
+        else:
+            return None
+        why = None if key is None else weakness(key.reveal())
+        if key is not None and why is not None:
+            self.problem("auth.master_key", f"the master key from {key.source} {why}; {HOW_TO_GENERATE}")
+            return None
+        return key
 
     def hash_secret(self, cfg: schema.AuthConfig) -> Secret | None:
         if cfg.key_hash_secret is not None:
