@@ -11,6 +11,7 @@ import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
@@ -28,6 +29,7 @@ from turnout.config.secrets import REFERENCE_HINT, Secret, SecretError, is_refer
 from turnout.config.settings import (
     AuthSettings,
     BreakerSettings,
+    FailedAttemptSettings,
     FakeSettings,
     GovernanceSettings,
     ModelSettings,
@@ -205,7 +207,11 @@ class _Builder:
         governance = self.governance(self.section(data, "governance", schema.GovernanceConfig()))
         defaults = self.timeouts(defaults_cfg.timeouts, Timeouts(), "defaults.timeouts")
         server = self.server(server_cfg)
-        auth = AuthSettings(master_key=self.master_key(auth_cfg), key_hash_secret=self.hash_secret(auth_cfg))
+        auth = AuthSettings(
+            master_key=self.master_key(auth_cfg),
+            key_hash_secret=self.hash_secret(auth_cfg),
+            failed_attempts=self.failed_attempts(auth_cfg.failed_attempts),
+        )
         storage = self.storage(storage_cfg)
         providers = {
             name: p
@@ -259,7 +265,30 @@ class _Builder:
             shutdown_grace=self.unit(cfg.shutdown_grace, parse_duration, "server.shutdown_grace", 30.0),
             drain_delay=self.unit(cfg.drain_delay, parse_delay, "server.drain_delay", 0.0),
             access_log=cfg.access_log,
+            trusted_proxies=self.networks(cfg.trusted_proxies or [], "server.trusted_proxies"),
+            forwarded_header=cfg.forwarded_header or "x-forwarded-for",
         )
+
+    def networks(self, written: list[str], path: str) -> tuple[IPv4Network | IPv6Network, ...]:
+        """CIDR ranges (`10.0.0.0/8`, `2001:db8::/32`) or single addresses."""
+        networks = []
+        for i, value in enumerate(written):
+            try:
+                networks.append(ip_network(value.strip()))
+            except ValueError as error:
+                self.problem(f"{path}[{i}]", f"not an IP network in CIDR notation ({error})")
+        return tuple(networks)
+
+    def failed_attempts(self, cfg: schema.FailedAttemptsConfig | None) -> FailedAttemptSettings:
+        base = FailedAttemptSettings()
+        if cfg is None:
+            return base
+        limit = base.limit if cfg.limit is None else cfg.limit
+        if limit < 0:
+            self.problem("auth.failed_attempts.limit", f"must be 0 (no limit) or more, got {limit}")
+            limit = base.limit
+        window = self.unit(cfg.window, parse_duration, "auth.failed_attempts.window", base.window)
+        return FailedAttemptSettings(limit=limit, window=window)
 
     def master_key(self, cfg: schema.AuthConfig) -> Secret | None:
         """The configured master key, refused unless strong (`key_strength`): it can do anything."""
