@@ -24,7 +24,7 @@ from harness import BENCH_DIR, BUILD_DIR, LOADGEN_BIN, Process, free_port, start
 
 LOAD_CPUS = "0"
 GATEWAY_CPUS = "1"
-MASTER_KEY = "sk-bench-master"
+MASTER_KEY = "sk-bench-master-LowSylie4eMHw9XFnUjdqM9vLC-g77yLIhm9HYl7JBc"
 MODEL = "bench-model"
 CHAT_PATH = "/v1/chat/completions"
 

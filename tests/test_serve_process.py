@@ -19,6 +19,8 @@ import yaml
 from support.process import TURNOUT, Served, start_serve
 
 KEY = re.compile(r"^\s+(sk-turnout-\S+)$", re.MULTILINE)
+OWN_MASTER_KEY = "sk-my-own-master-key-zFeYJ8E7ljzYlGxhTZKk7RH7cNgeot1e1Ll9xIl8btY"
+SHUTDOWN_MASTER_KEY = "sk-master-for-shutdown-KPsOLtTDnfSLZgpcI65rHIiw0FEVPqKqYWZ6QCEmFPM"
 
 
 @pytest.fixture
@@ -81,24 +83,20 @@ def test_first_start_generates_a_master_key_shown_once_and_stored_hashed(
 
 
 def test_master_key_from_environment_is_never_printed(config: Path, env: dict[str, str]) -> None:
-    served = start_serve(config, {**env, "TURNOUT_MASTER_KEY": "sk-my-own-master-key-1234567890"})
+    served = start_serve(config, {**env, "TURNOUT_MASTER_KEY": OWN_MASTER_KEY})
     try:
         assert "sk-my-own-master-key" not in served.banner
         assert "env:TURNOUT_MASTER_KEY" in served.banner
-        with openai.OpenAI(
-            base_url=served.base_url, api_key="sk-my-own-master-key-1234567890", max_retries=0
-        ) as client:
+        with openai.OpenAI(base_url=served.base_url, api_key=OWN_MASTER_KEY, max_retries=0) as client:
             assert client.models.retrieve("slow").id == "slow"
     finally:
         assert served.stop() == 0
 
 
 def test_sigterm_lets_a_stream_in_flight_finish(config: Path, env: dict[str, str]) -> None:
-    served = start_serve(config, {**env, "TURNOUT_MASTER_KEY": "sk-master-for-shutdown-test"})
+    served = start_serve(config, {**env, "TURNOUT_MASTER_KEY": SHUTDOWN_MASTER_KEY})
     try:
-        with openai.OpenAI(
-            base_url=served.base_url, api_key="sk-master-for-shutdown-test", max_retries=0
-        ) as client:
+        with openai.OpenAI(base_url=served.base_url, api_key=SHUTDOWN_MASTER_KEY, max_retries=0) as client:
             stream = client.chat.completions.create(
                 model="slow", messages=[{"role": "user", "content": "tell me a long story"}], stream=True
             )

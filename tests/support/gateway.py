@@ -18,7 +18,7 @@ from turnout.server.runner import GatewayServer, serve
 
 from support.upstream import Upstream
 
-MASTER_KEY = "sk-test-master-0123456789"
+MASTER_KEY = "sk-test-master-thLBWG1X35YfISATkC5X_zPeshfvwpD8mtqVtC4OY_Y"
 UPSTREAM_KEY = "sk-upstream-secret-abcdef0123456789"
 T = TypeVar("T")
 

@@ -11,6 +11,7 @@ import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
@@ -21,12 +22,14 @@ import yaml
 from turnout.config import schema
 from turnout.config.aws import bedrock_base_url, check_aws
 from turnout.config.env_defaults import config_from_environment
+from turnout.config.key_strength import HOW_TO_GENERATE, weakness
 from turnout.config.provider_kinds import AZURE_DEFAULT_API_VERSION, PROVIDER_KINDS
 from turnout.config.proxies import NO_PROXY_VALUE, ProxyError, from_environment, parse_proxy
 from turnout.config.secrets import REFERENCE_HINT, Secret, SecretError, is_reference, resolve
 from turnout.config.settings import (
     AuthSettings,
     BreakerSettings,
+    FailedAttemptSettings,
     FakeSettings,
     GovernanceSettings,
     ModelSettings,
@@ -204,7 +207,11 @@ class _Builder:
         governance = self.governance(self.section(data, "governance", schema.GovernanceConfig()))
         defaults = self.timeouts(defaults_cfg.timeouts, Timeouts(), "defaults.timeouts")
         server = self.server(server_cfg)
-        auth = AuthSettings(master_key=self.master_key(auth_cfg), key_hash_secret=self.hash_secret(auth_cfg))
+        auth = AuthSettings(
+            master_key=self.master_key(auth_cfg),
+            key_hash_secret=self.hash_secret(auth_cfg),
+            failed_attempts=self.failed_attempts(auth_cfg.failed_attempts),
+        )
         storage = self.storage(storage_cfg)
         providers = {
             name: p
@@ -271,14 +278,44 @@ class _Builder:
             shutdown_grace=self.unit(cfg.shutdown_grace, parse_duration, "server.shutdown_grace", 30.0),
             drain_delay=self.unit(cfg.drain_delay, parse_delay, "server.drain_delay", 0.0),
             access_log=cfg.access_log,
+            trusted_proxies=self.networks(cfg.trusted_proxies or [], "server.trusted_proxies"),
+            forwarded_header=cfg.forwarded_header or "x-forwarded-for",
         )
 
+    def networks(self, written: list[str], path: str) -> tuple[IPv4Network | IPv6Network, ...]:
+        """CIDR ranges (`10.0.0.0/8`, `2001:db8::/32`) or single addresses."""
+        networks = []
+        for i, value in enumerate(written):
+            try:
+                networks.append(ip_network(value.strip()))
+            except ValueError as error:
+                self.problem(f"{path}[{i}]", f"not an IP network in CIDR notation ({error})")
+        return tuple(networks)
+
+    def failed_attempts(self, cfg: schema.FailedAttemptsConfig | None) -> FailedAttemptSettings:
+        base = FailedAttemptSettings()
+        if cfg is None:
+            return base
+        limit = base.limit if cfg.limit is None else cfg.limit
+        if limit < 0:
+            self.problem("auth.failed_attempts.limit", f"must be 0 (no limit) or more, got {limit}")
+            limit = base.limit
+        window = self.unit(cfg.window, parse_duration, "auth.failed_attempts.window", base.window)
+        return FailedAttemptSettings(limit=limit, window=window)
+
     def master_key(self, cfg: schema.AuthConfig) -> Secret | None:
+        """The configured master key, refused unless strong (`key_strength`): it can do anything."""
         if cfg.master_key is not None:
-            return self.secret(cfg.master_key, "auth.master_key")
-        if self.environ.get("TURNOUT_MASTER_KEY"):
-            return self.secret("env:TURNOUT_MASTER_KEY", "auth.master_key")
-        return None
+            key = self.secret(cfg.master_key, "auth.master_key")
+        elif self.environ.get("TURNOUT_MASTER_KEY"):
+            key = self.secret("env:TURNOUT_MASTER_KEY", "auth.master_key")
+        else:
+            return None
+        why = None if key is None else weakness(key.reveal())
+        if key is not None and why is not None:
+            self.problem("auth.master_key", f"the master key from {key.source} {why}; {HOW_TO_GENERATE}")
+            return None
+        return key
 
     def hash_secret(self, cfg: schema.AuthConfig) -> Secret | None:
         if cfg.key_hash_secret is not None:

@@ -171,11 +171,21 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     shutdown_grace: DurationValue = "30s"
     drain_delay: DurationValue = 0
     access_log: bool = False
+    trusted_proxies: list[str] | None = None  # CIDRs of the proxies whose forwarded header is believed
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] | None = None
+
+
+class FailedAttemptsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Failed authentications allowed from one client address per window (0: no limit)."""
+
+    limit: int | None = None
+    window: DurationValue | None = None
 
 
 class AuthConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     master_key: str | None = None
     key_hash_secret: str | None = None
+    failed_attempts: FailedAttemptsConfig | None = None
 
 
 class SpendConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

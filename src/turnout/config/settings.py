@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Literal
 
@@ -196,12 +197,26 @@ class ServerSettings:
     shutdown_grace: float = 30.0
     drain_delay: float = 0.0
     access_log: bool = False
+    # peers whose forwarded header names the client (load balancers, reverse proxies); none: the
+    # client is always the socket peer
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
+
+
+@dataclass(frozen=True, slots=True)
+class FailedAttemptSettings:
+    """After `limit` failed authentications from one client address within `window` seconds, that
+    address gets 429 until the window ends (0: no limit)."""
+
+    limit: int = 20
+    window: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
 class AuthSettings:
     master_key: Secret | None = None
     key_hash_secret: Secret | None = None
+    failed_attempts: FailedAttemptSettings = FailedAttemptSettings()
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,6 +81,22 @@ class BudgetExhausted(ClientError):
     code = "insufficient_quota"
 
 
+class TooManyFailedAuthentications(ClientError):
+    """Too many requests from the client's address failed to authenticate lately: refused before its
+    key is looked at, until the window ends (429 with Retry-After)."""
+
+    status = 429
+    error_type = "rate_limit_error"
+    code = "too_many_failed_authentications"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", str(self.retry_after).encode())]
+
+
 class RouteNotFound(ClientError):
     """No such endpoint (404)."""
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from turnout.domain.errors import AuthenticationFailed, ServiceUnavailable
 from turnout.domain.principal import Principal
-from turnout.keys.hashing import hash_key
+from turnout.keys.hashing import has_key_shape, hash_key
 
 MAX_KEY_LENGTH = 512
 
@@ -24,7 +24,8 @@ Lookup = Callable[[bytes], Awaitable[Principal | None]]
 class KeyIndex:
     """Every key this instance knows, by hash. A key it does not know is looked up in the store
     (`lookup`) before it is refused, so a key issued on another instance works here at once; a
-    store that cannot be reached makes that a 503, never an "invalid key". Unknown keys are
+    store that cannot be reached makes that a 503, never an "invalid key". Only a key of the shape
+    virtual keys have is looked up (junk is refused without a query), and unknown keys are
     remembered for `MISS_TTL`, so a flood of bad keys costs one lookup each at most.
 
     A key read from the store is applied with the time the read began (`read_at`) and dropped if
@@ -94,13 +95,8 @@ class KeyIndex:
         try:
             return self.authenticate(key)
         except AuthenticationFailed as refused:
-            if (
-                refused.code != "invalid_api_key"
-                or self.lookup is None
-                or not key
-                or len(key) > MAX_KEY_LENGTH
-            ):
-                raise
+            if refused.code != "invalid_api_key" or self.lookup is None or not key or not has_key_shape(key):
+                raise  # the store holds virtual keys only: one that cannot be one is not looked for
             key_hash = hash_key(self._secret, key)
             if self._misses.get(key_hash, 0.0) > time.monotonic():
                 raise

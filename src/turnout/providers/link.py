@@ -24,6 +24,9 @@ BASE_HEADERS = (
     ("user-agent", "turnout/0.1"),
 )
 LIST_TIMEOUTS = Timeouts(connect=5.0, first_byte=10.0, idle=10.0, total=15.0)  # model lists
+# endpoints an adapter keeps prepared, per model for formats that put the model in the URL: a
+# wildcard alias lets clients name any model, so the cache is emptied when it reaches this size
+MAX_CACHED_ENDPOINTS = 1024
 
 
 def request_headers(settings: ProviderSettings, *extra: tuple[str, str]) -> list[tuple[str, str]]:

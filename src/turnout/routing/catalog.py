@@ -95,6 +95,13 @@ class Catalog:
         self._cache: dict[str, Route | None] = {}
         self._upstream_lists: dict[str, tuple[float, list[str]]] = {}
 
+    def configured_deployments(self) -> frozenset[tuple[str, str]]:
+        """(provider, model) of every deployment the configuration names: all but the ones a
+        wildcard target (`model: "*"`) makes of the names clients send."""
+        return frozenset(
+            (t.provider, t.model) for m in self._models.values() for t in m.targets if "*" not in t.model
+        )
+
     def resolve(self, name: str) -> Route | None:
         try:
             return self._cache[name]

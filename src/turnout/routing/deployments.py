@@ -1,9 +1,11 @@
 """What the router knows about each deployment (a provider + upstream model) from live traffic:
 its circuit breaker, a cool-down the provider asked for (Retry-After), requests in flight, recent
-latency, and use of its known capacity. All in memory, O(1) to update, no I/O."""
+latency, and use of its known capacity. All in memory, O(1) to update, no I/O; bounded for the
+deployments clients can name through wildcard aliases."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -13,6 +15,9 @@ from turnout.routing.window import WindowCounter
 
 LATENCY_SMOOTHING = 0.2  # weight of the newest observation in the moving average
 MINUTE = 60.0
+MAX_REACHED = 1000  # states of deployments reached through wildcard aliases, kept at once
+IDLE_TTL = 600.0  # seconds unused after which such a state is dropped (unless it matters)
+EVICTION_SCAN = 32  # reached states looked at, least recently used first, to find one to drop
 
 
 @dataclass(slots=True)
@@ -28,6 +33,7 @@ class DeploymentState:
     successes: int = 0
     failures: int = 0
     last_failure: str | None = None
+    last_used: float = 0.0  # (the loop clock) when a request last chose or finished on it
     _requests: WindowCounter = field(default_factory=lambda: WindowCounter(MINUTE, 12))
     _tokens: WindowCounter = field(default_factory=lambda: WindowCounter(MINUTE, 12))
 
@@ -54,6 +60,7 @@ class DeploymentState:
 
     def finished(self, now: float, tokens: int = 0) -> None:
         self.in_flight = max(0, self.in_flight - 1)
+        self.last_used = now
         if tokens and self.tpm is not None:
             self._tokens.add(now, tokens)
 
@@ -95,22 +102,89 @@ class DeploymentState:
 
 
 class DeploymentRegistry:
-    """One state per deployment, created on first use (wildcard routes have unbounded members)."""
+    """One state per deployment, created on first use. The deployments the configuration names
+    (`configured`) keep theirs for good. Those a wildcard alias reaches are named by clients, so
+    their states are bounded: at most `capacity` are kept (the least recently used go first), and
+    one unused for `idle_ttl` is dropped — but never one that matters (`_matters`): a request in
+    flight on it, an open breaker's cool-down or a provider's Retry-After still running. Dropping a
+    state forgets only its statistics; its deployment starts afresh if it is used again."""
 
-    def __init__(self, breaker: BreakerSettings, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        breaker: BreakerSettings,
+        clock: Callable[[], float],
+        *,
+        configured: frozenset[tuple[str, str]] = frozenset(),
+        capacity: int = MAX_REACHED,
+        idle_ttl: float = IDLE_TTL,
+    ) -> None:
         self._breaker = breaker
         self._clock = clock
-        self._states: dict[tuple[str, str], DeploymentState] = {}
+        self._configured = configured
+        self.capacity = capacity
+        self.idle_ttl = idle_ttl
+        self._states: dict[tuple[str, str], DeploymentState] = {}  # configured: kept for good
+        self._reached: OrderedDict[tuple[str, str], DeploymentState] = OrderedDict()  # LRU first
 
     def get(
         self, provider: str, model: str, label: str, rpm: int | None = None, tpm: int | None = None
     ) -> DeploymentState:
         key = (provider, model)
         state = self._states.get(key)
-        if state is None:
-            state = DeploymentState(key, label, CircuitBreaker(self._breaker, self._clock), rpm, tpm)
+        if state is not None:
+            return state
+        now = self._clock()
+        state = self._reached.get(key)
+        if state is not None:
+            self._reached.move_to_end(key)
+            state.last_used = now
+            return state
+        state = DeploymentState(key, label, CircuitBreaker(self._breaker, self._clock), rpm, tpm)
+        state.last_used = now
+        if key in self._configured:
             self._states[key] = state
+            return state
+        self._forget_idle(now)
+        if len(self._reached) >= self.capacity:
+            self._make_room(now)
+        self._reached[key] = state
         return state
 
     def all(self) -> list[DeploymentState]:
-        return list(self._states.values())
+        self._forget_idle(self._clock())
+        return [*self._states.values(), *self._reached.values()]
+
+    def __len__(self) -> int:
+        return len(self._states) + len(self._reached)
+
+    def _forget_idle(self, now: float) -> None:
+        """Drop reached states unused for `idle_ttl` (from the least recently used on)."""
+        reached = self._reached
+        for _ in range(len(reached)):
+            key, state = next(iter(reached.items()))
+            if state.last_used + self.idle_ttl > now:
+                return
+            if _matters(state, now):
+                reached.move_to_end(key)  # looked at again once it no longer matters
+            else:
+                del reached[key]
+
+    def _make_room(self, now: float) -> None:
+        """Drop the least recently used reached state that nothing depends on (looking at a few:
+        when all of those matter, the registry holds one more for now)."""
+        reached = self._reached
+        for _ in range(min(EVICTION_SCAN, len(reached))):
+            key, state = next(iter(reached.items()))
+            if not _matters(state, now):
+                del reached[key]
+                return
+            reached.move_to_end(key)
+
+
+def _matters(state: DeploymentState, now: float) -> bool:
+    """Would dropping this state lose something a request or the routing relies on?"""
+    return (
+        state.in_flight > 0
+        or now < state.cooldown_until
+        or (state.breaker.state is State.OPEN and now < state.breaker.retry_at)
+    )

@@ -166,7 +166,9 @@ class Router:
     ) -> None:
         self.catalog = catalog
         self.settings = settings
-        self.deployments = DeploymentRegistry(settings.breaker, clock)
+        self.deployments = DeploymentRegistry(
+            settings.breaker, clock, configured=catalog.configured_deployments()
+        )
         self.budget = RetryBudget(settings.retries, clock)
         self.clock = clock
         self._sleep = sleep

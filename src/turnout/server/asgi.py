@@ -20,6 +20,7 @@ from turnout.server.admin_governance import AdminGovernance
 from turnout.server.admin_providers import AdminProviders
 from turnout.server.admin_routes import AdminRouter
 from turnout.server.admin_teams import AdminTeams, Membership, NewTeam, NewUser, UserChange
+from turnout.server.auth_guard import AuthGuard
 from turnout.server.exchange import ClientGone, Exchange, Receive, Scope, Send
 from turnout.server.openapi import openapi_endpoint
 from turnout.server.routes import Endpoints, Handler
@@ -41,6 +42,7 @@ class GatewayApp:
         self.services = services
         self.max_body = services.settings.server.max_request_bytes
         self.access_log = services.settings.server.access_log
+        self.guard = AuthGuard.of(services.settings)
         e = Endpoints(services)
         self.admin = admin_router(services)
         self.endpoints = e
@@ -79,7 +81,7 @@ class GatewayApp:
             await _lifespan(receive, send)
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        x = Exchange(scope, receive, send, self.max_body)
+        x = Exchange(scope, receive, send, self.max_body, self.guard)
         started = time.perf_counter() if self.access_log else 0.0
         status = 200
         try:

@@ -18,11 +18,12 @@ from typing import Any, Protocol
 
 import orjson
 
-from turnout.domain.errors import InvalidRequest, RequestTooLarge, TurnoutError
+from turnout.domain.errors import AuthenticationFailed, InvalidRequest, RequestTooLarge, TurnoutError
 from turnout.domain.usage import Usage
 from turnout.providers.sse import DONE
 from turnout.routing.relay import RelayStream
 from turnout.routing.router import NO_STEERING, Served, Steering
+from turnout.server.auth_guard import AuthGuard
 from turnout.server.errors import error_body
 from turnout.server.errors import error_event as openai_error_event
 
@@ -77,6 +78,7 @@ class Exchange:
     __slots__ = (
         "_body_read",
         "_disconnected",
+        "guard",
         "max_body",
         "receive",
         "render_error",
@@ -86,8 +88,11 @@ class Exchange:
         "started",
     )
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send, max_body: int) -> None:
+    def __init__(
+        self, scope: Scope, receive: Receive, send: Send, max_body: int, guard: AuthGuard | None = None
+    ) -> None:
         self.scope = scope
+        self.guard = guard  # counts failed authentications per client address (None: no limit)
         self.receive = receive
         self.send = send
         self.max_body = max_body
@@ -107,7 +112,14 @@ class Exchange:
 
     def credential(self) -> str | None:
         """The API key: `Authorization: Bearer KEY`, or `x-api-key` / `api-key` (Anthropic and
-        Azure clients send those)."""
+        Azure clients send those). A client that failed to authenticate too often lately is
+        refused here (429), before its key is looked at."""
+        key = self._credential()
+        if key is not None and self.guard is not None:
+            self.guard.check(self.scope)
+        return key
+
+    def _credential(self) -> str | None:
         for key, value in self.scope["headers"]:
             if key == b"authorization":
                 scheme, _, token = value.partition(b" ")
@@ -218,6 +230,8 @@ class Exchange:
         await self.answer(body, served)
 
     async def error(self, error: TurnoutError) -> None:
+        if isinstance(error, AuthenticationFailed) and error.code != "missing_api_key" and self.guard:
+            self.guard.failed(self.scope)  # a key was tried and refused
         if self.started:
             return
         headers = error.headers()

@@ -61,6 +61,10 @@ ERRORS: dict[str, tuple[str, str]] = {  # status: (component name, description)
     "403": ("Forbidden", "The key may not do this."),
     "404": ("NotFound", "No such object, or one the key may not see."),
     "409": ("Conflict", "The object is not in a state that allows this (an action already decided)."),
+    "429": (
+        "TooManyFailedAuthentications",
+        "Too many failed authentications from the client's address lately: retry after `Retry-After`.",
+    ),
 }
 
 ERROR_SCHEMA: Json = {

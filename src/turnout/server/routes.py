@@ -64,9 +64,9 @@ class Endpoints:
     def _admin(self, x: Exchange) -> bool:
         """Does the request carry the master key (or another admin's)? Never an error: anonymous
         callers simply get the summary."""
-        if x.credential() is None:
-            return False
         try:
+            if x.credential() is None:  # (a client refused for failed attempts is anonymous here)
+                return False
             principal = self.pipeline.authenticate(x)
         except TurnoutError:
             return False

@@ -28,11 +28,10 @@ from turnout.providers.capabilities import capabilities_for
 from turnout.providers.embeddings import in_order
 from turnout.providers.http.client import Endpoint, HttpClient
 from turnout.providers.http.connection import UpstreamResponse
-from turnout.providers.link import LIST_TIMEOUTS, ProviderLink, request_headers
+from turnout.providers.link import LIST_TIMEOUTS, MAX_CACHED_ENDPOINTS, ProviderLink, request_headers
 from turnout.providers.parameters import apply_parameter_policy
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
-MAX_CACHED_ENDPOINTS = 1024  # a wildcard alias lets clients name any model: keep the cache bounded
 EVENT_STREAM = b"application/vnd.amazon.eventstream"
 PARALLEL_INVOKES = 8  # concurrent InvokeModel calls for one embeddings request (Titan: one text each)
 

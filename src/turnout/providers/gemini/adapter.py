@@ -20,7 +20,7 @@ from turnout.providers.gemini.stream import GeminiStream
 from turnout.providers.gemini.wire import embed_decoder, models_decoder, response_decoder
 from turnout.providers.http.client import Endpoint, HttpClient
 from turnout.providers.http.connection import UpstreamResponse
-from turnout.providers.link import LIST_TIMEOUTS, ProviderLink, request_headers
+from turnout.providers.link import LIST_TIMEOUTS, MAX_CACHED_ENDPOINTS, ProviderLink, request_headers
 from turnout.providers.parameters import apply_parameter_policy
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
@@ -44,6 +44,8 @@ class GeminiAdapter:
         key = (model, method)
         endpoint = self._endpoints.get(key)
         if endpoint is None:
+            if len(self._endpoints) >= MAX_CACHED_ENDPOINTS:
+                self._endpoints.clear()
             endpoint = self.link.endpoint("GET" if method == "list" else "POST", self._url(model, method))
             self._endpoints[key] = endpoint
         return endpoint

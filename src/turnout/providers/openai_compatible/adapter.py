@@ -18,7 +18,7 @@ from turnout.providers.capabilities import capabilities_for
 from turnout.providers.embeddings import float32_base64
 from turnout.providers.http.client import Endpoint, HttpClient
 from turnout.providers.http.connection import UpstreamResponse
-from turnout.providers.link import LIST_TIMEOUTS, ProviderLink, request_headers
+from turnout.providers.link import LIST_TIMEOUTS, MAX_CACHED_ENDPOINTS, ProviderLink, request_headers
 from turnout.providers.openai_compatible import request as build
 from turnout.providers.openai_compatible.stream import OpenAIStream
 from turnout.providers.openai_compatible.wire import (
@@ -46,6 +46,8 @@ class OpenAICompatibleAdapter:
         key = (operation, model if per_deployment else "")
         endpoint = self._endpoints.get(key)
         if endpoint is None:
+            if len(self._endpoints) >= MAX_CACHED_ENDPOINTS:
+                self._endpoints.clear()
             s = self.settings
             if s.kind.azure_paths and s.api_version == "v1":
                 url = f"{s.base_url}/openai/v1/{operation}"
