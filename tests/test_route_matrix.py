@@ -113,6 +113,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         "models": {"chat": {"provider": "fake", "model": "m"}, "embed": {"provider": "fake", "model": "e"}},
         # the matrix revokes many of red's keys: none of them should wait for a second person
         "governance": {"piecewise_revocations": 100_000},
+        # and it presents a junk key to every route: its address must not be throttled for it
+        # (tests/test_auth_throttle.py proves the throttle)
+        "auth": {"failed_attempts": {"limit": 0}},
     }
     gateway = Gateway(settings_for(doc, Path(tmp_path_factory.mktemp("matrix")))).start()
     yield gateway
