@@ -8,6 +8,7 @@ import re
 import signal
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,3 +157,35 @@ def test_demo_answers_streams_and_reports_usage(env: dict[str, str]) -> None:
     summary = re.search(r"(\d+) requests, 0 failed; served (\d+) by alpha, (\d+) by beta\.", text)
     assert summary is not None and int(summary[2]) > 0 and int(summary[3]) > 0
     assert "FAILED" not in text
+
+
+def test_the_demos_python_snippet_pastes_and_runs(env: dict[str, str], tmp_path: Path) -> None:
+    """What `turnout demo` prints for Python, pasted into `python3` as it is, answers."""
+    demo = subprocess.Popen(
+        [TURNOUT, "demo", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert demo.stdout is not None
+        snippet: list[str] = []
+        for line in demo.stdout:  # up to the end of the tour: the gateway then just serves
+            if "keeps running for you to try" in line:
+                break
+            if line.startswith("from openai import OpenAI") or (
+                snippet and not snippet[-1].startswith("print(")
+            ):
+                snippet.append(line)
+        assert snippet and snippet[-1].startswith("print("), snippet
+        pasted = subprocess.run(
+            [sys.executable, "-"], input="".join(snippet), capture_output=True, text=True, timeout=60
+        )
+        assert pasted.returncode == 0, pasted.stderr
+        assert "Hello!" in pasted.stdout and "prompt_tokens" in pasted.stdout
+    finally:
+        demo.send_signal(signal.SIGINT)
+        demo.wait(30)
+        if demo.stdout is not None:
+            demo.stdout.close()

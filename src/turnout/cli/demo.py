@@ -74,6 +74,17 @@ def run(*, port: int, exit_after: bool) -> None:
         _event_loop_runner()(serve(settings, on_started=started))  # type: ignore[operator]
 
 
+def python_snippet(base: str, key: str) -> str:
+    """The SDK example, unindented: pasted into `python3` (or saved as a file), it runs."""
+    return (
+        "from openai import OpenAI\n"
+        f'client = OpenAI(base_url="{base}", api_key="{key}")\n'
+        'reply = client.chat.completions.create(model="demo-chat", '
+        'messages=[{"role": "user", "content": "Hello!"}])\n'
+        "print(reply.choices[0].message.content, reply.usage)\n"
+    )
+
+
 def _say(text: str = "", **style: Any) -> None:
     click.echo(click.style(text, **style) if style else text)
 
@@ -89,13 +100,8 @@ async def _tour(server: GatewayServer, exit_after: bool) -> None:
         f'    -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\\n'
         """    -d '{"model": "demo-chat", "messages": [{"role": "user", "content": "Hello!"}]}'\n"""
     )
-    _say(
-        "  from openai import OpenAI\n"
-        f'  client = OpenAI(base_url="{base}", api_key="{key}")\n'
-        '  reply = client.chat.completions.create(model="demo-chat",\n'
-        '      messages=[{"role": "user", "content": "Hello!"}])\n'
-        "  print(reply.choices[0].message.content, reply.usage)\n"
-    )
+    _say("Python (`pip install openai`), to paste into `python3` as it is:\n")
+    _say(python_snippet(base, key))
     _say(
         "Models: demo-chat, and fake/<name>?<directives> to script the fake provider, e.g.\n"
         "  fake/x?latency=2s   fake/x?fail=429&retry_after=1   fake/x?fail=truncate&after=3\n"
