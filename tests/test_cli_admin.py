@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 
@@ -155,3 +156,28 @@ def test_keys_are_issued_changed_and_revoked_from_the_command_line(gateway: Gate
     refused = cli(gateway, "keys", "update", key_id, "--budget", "lots")
     assert refused.exit_code == 1 and "'max_budget' must be an amount of USD" in refused.output
     assert "revoked" in ok(cli(gateway, "keys", "revoke", key_id))
+
+
+def test_teams_and_users_are_named_by_name_as_well_as_by_id(gateway: Gateway) -> None:
+    team_id = ok(cli(gateway, "teams", "create", "data")).split()[0]
+    user_id = ok(cli(gateway, "users", "create", "Ada@Example.com")).split()[0]
+    ok(cli(gateway, "teams", "add-member", "data", "ada@example.com", "--role", "admin"))
+    shown = ok(cli(gateway, "teams", "show", "data"))
+    assert shown.startswith(team_id) and f"{user_id}  Ada@Example.com  role=admin" in shown
+    created = ok(
+        cli(gateway, "keys", "create", "--name", "etl", "--team", "data", "--user", "ada@example.com")
+    )
+    assert f"team={team_id}" in created or team_id in created
+    ok(cli(gateway, "budgets", "set", "team", "data", "--limit", "10"))
+    assert team_id in ok(cli(gateway, "budgets", "list", "--scope", "team", "--subject", "data"))
+    # the admin API takes them alike, in paths and in bodies
+    with httpx.Client(base_url=gateway.root_url, headers={"authorization": f"Bearer {MASTER_KEY}"}) as http:
+        assert http.get("/admin/teams/data").json()["id"] == team_id
+        assert http.get("/admin/users/ada@example.com").json()["id"] == user_id
+        key = http.post(
+            "/admin/keys", json={"name": "k", "team_id": "data", "user_id": "ada@example.com"}
+        ).json()
+        assert (key["team_id"], key["user_id"]) == (team_id, user_id)
+        assert http.get("/admin/teams/nope").status_code == 404
+        clash = http.post("/admin/teams", json={"name": "team_lookalike"})
+        assert clash.status_code == 400 and clash.json()["error"]["param"] == "name"

@@ -51,7 +51,7 @@ def budgets_group() -> None:
 @URL_OPTION
 @KEY_OPTION
 @click.argument("scope", type=click.Choice(["key", "team", "user"]))
-@click.argument("subject_id")
+@click.argument("subject_id", metavar="SUBJECT")
 @click.option("--limit", "limit", required=True, help="USD, e.g. 25.00: requests stop there.")
 @click.option("--soft-limit", "--soft", "soft_limit", help="USD: an alert when reached.")
 @click.option(
@@ -65,7 +65,8 @@ def budgets_group() -> None:
 )
 @JSON_OPTION
 def budgets_set(url: str, key: str | None, as_json: bool, **spec: str | None) -> None:
-    """Set the budget of a key, team or user for a period (replacing that period's budget)."""
+    """Set the budget of a key, team or user for a period (replacing that period's budget).
+    SUBJECT is a key's id, a team's id or name, or a user's id or email."""
     body = {name: value for name, value in spec.items() if value is not None}
     show(request(url, key, "POST", "/admin/budgets", body), as_json, describe_budget)
 
@@ -74,7 +75,11 @@ def budgets_set(url: str, key: str | None, as_json: bool, **spec: str | None) ->
 @URL_OPTION
 @KEY_OPTION
 @click.option("--scope", type=click.Choice(["key", "team", "user"]), help="Only budgets of this scope.")
-@click.option("--subject", "subject_id", help="Only the budgets of this key, team or user id.")
+@click.option(
+    "--subject",
+    "subject_id",
+    help="Only the budgets of this key (id), team (id or name) or user (id or email).",
+)
 @JSON_OPTION
 def budgets_list(url: str, key: str | None, scope: str | None, subject_id: str | None, as_json: bool) -> None:
     """Budgets with their current window."""

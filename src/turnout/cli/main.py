@@ -183,8 +183,8 @@ def keys() -> None:
 @click.option(
     "--role", type=click.Choice(["owner", "admin", "member", "viewer"]), default="member", show_default=True
 )
-@click.option("--team", "team_id", help="The team the key belongs to.")
-@click.option("--user", "user_id", help="The user the key belongs to.")
+@click.option("--team", "team_id", help="The team the key belongs to (its id or name).")
+@click.option("--user", "user_id", help="The user the key belongs to (their id or email).")
 @click.option("--models", help="Comma-separated aliases or prefixes (team/*); default: every model.")
 @click.option("--expires-in", help="A lifetime such as 30d or 12h; default: none.")
 @click.option("--budget", "max_budget", help="USD, e.g. 25.00.")

@@ -1,7 +1,8 @@
 """`turnout teams create | list | show | delete | add-member | remove-member | revoke-keys` and
 `turnout users create | list | show | set-role | delete`: thin clients of a running gateway's admin
 API (/admin/teams, /admin/users), authenticated with an admin key. An action under the two-person
-rule prints the pending action a second admin approves (`turnout approvals approve <id>`)."""
+rule prints the pending action a second admin approves (`turnout approvals approve <id>`).
+A TEAM is named by its id or its name, a USER by their id or email."""
 
 from __future__ import annotations
 
@@ -141,7 +142,7 @@ def teams_list(url: str, key: str | None, as_json: bool) -> None:
 @teams_group.command("show")
 @URL_OPTION
 @KEY_OPTION
-@click.argument("team_id")
+@click.argument("team_id", metavar="TEAM")
 @JSON_OPTION
 def teams_show(url: str, key: str | None, team_id: str, as_json: bool) -> None:
     """A team and its members."""
@@ -155,7 +156,7 @@ def teams_show(url: str, key: str | None, team_id: str, as_json: bool) -> None:
 @teams_group.command("delete")
 @URL_OPTION
 @KEY_OPTION
-@click.argument("team_id")
+@click.argument("team_id", metavar="TEAM")
 @JSON_OPTION
 def teams_delete(url: str, key: str | None, team_id: str, as_json: bool) -> None:
     """Delete a team and revoke its keys (under the two-person rule: proposes it)."""
@@ -165,8 +166,8 @@ def teams_delete(url: str, key: str | None, team_id: str, as_json: bool) -> None
 @teams_group.command("add-member")
 @URL_OPTION
 @KEY_OPTION
-@click.argument("team_id")
-@click.argument("user_id")
+@click.argument("team_id", metavar="TEAM")
+@click.argument("user_id", metavar="USER")
 @click.option("--role", type=ROLES, default="member", show_default=True, help="Their role in the team.")
 @JSON_OPTION
 def teams_add_member(url: str, key: str | None, team_id: str, user_id: str, role: str, as_json: bool) -> None:
@@ -178,8 +179,8 @@ def teams_add_member(url: str, key: str | None, team_id: str, user_id: str, role
 @teams_group.command("remove-member")
 @URL_OPTION
 @KEY_OPTION
-@click.argument("team_id")
-@click.argument("user_id")
+@click.argument("team_id", metavar="TEAM")
+@click.argument("user_id", metavar="USER")
 @JSON_OPTION
 def teams_remove_member(url: str, key: str | None, team_id: str, user_id: str, as_json: bool) -> None:
     """Remove a user from a team (their keys in it are revoked)."""
@@ -190,7 +191,7 @@ def teams_remove_member(url: str, key: str | None, team_id: str, user_id: str, a
 @teams_group.command("revoke-keys")
 @URL_OPTION
 @KEY_OPTION
-@click.argument("team_id")
+@click.argument("team_id", metavar="TEAM")
 @JSON_OPTION
 def teams_revoke_keys(url: str, key: str | None, team_id: str, as_json: bool) -> None:
     """Revoke every key of a team (under the two-person rule: proposes it)."""
@@ -236,7 +237,7 @@ def users_list(url: str, key: str | None, as_json: bool) -> None:
 @users_group.command("show")
 @URL_OPTION
 @KEY_OPTION
-@click.argument("user_id")
+@click.argument("user_id", metavar="USER")
 @JSON_OPTION
 def users_show(url: str, key: str | None, user_id: str, as_json: bool) -> None:
     """A user and their teams."""
@@ -246,7 +247,7 @@ def users_show(url: str, key: str | None, user_id: str, as_json: bool) -> None:
 @users_group.command("set-role")
 @URL_OPTION
 @KEY_OPTION
-@click.argument("user_id")
+@click.argument("user_id", metavar="USER")
 @click.argument("role", type=ROLES)
 @JSON_OPTION
 def users_set_role(url: str, key: str | None, user_id: str, role: str, as_json: bool) -> None:
@@ -258,7 +259,7 @@ def users_set_role(url: str, key: str | None, user_id: str, role: str, as_json: 
 @users_group.command("delete")
 @URL_OPTION
 @KEY_OPTION
-@click.argument("user_id")
+@click.argument("user_id", metavar="USER")
 @JSON_OPTION
 def users_delete(url: str, key: str | None, user_id: str, as_json: bool) -> None:
     """Delete a user and revoke their keys."""

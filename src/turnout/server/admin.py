@@ -21,6 +21,7 @@ from turnout.domain.principal import Principal
 from turnout.keys.service import KeyService
 from turnout.server.admin_body import decode_body, reply, usd
 from turnout.server.exchange import Exchange
+from turnout.teams.names import Names
 
 
 class Limits(msgspec.Struct, forbid_unknown_fields=True):
@@ -32,8 +33,8 @@ class Limits(msgspec.Struct, forbid_unknown_fields=True):
 class NewKey(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     role: Literal["owner", "admin", "member", "viewer"] = "member"
-    team_id: str | None = None
-    user_id: str | None = None
+    team_id: str | None = None  # or the team's name
+    user_id: str | None = None  # or the user's email
     models: list[str] | None = None
     expires_in: str | None = None  # a duration: 30d, 12h
     max_budget: str | None = None  # USD, e.g. "25.00"
@@ -61,8 +62,9 @@ class Rotation(msgspec.Struct, forbid_unknown_fields=True):
 class AdminKeys:
     """Owners and admins only (the route table says so: `admin_only`)."""
 
-    def __init__(self, keys: KeyService) -> None:
+    def __init__(self, keys: KeyService, names: Names) -> None:
         self.keys = keys
+        self.names = names
 
     async def create(self, x: Exchange, issuer: Principal) -> None:
         body: NewKey = decode_body(await x.body(), NewKey)
@@ -76,8 +78,8 @@ class AdminKeys:
         spec = KeySpec(
             name=body.name,
             role=body.role,
-            team_id=body.team_id,
-            user_id=body.user_id,
+            team_id=await self.names.team(body.team_id),
+            user_id=await self.names.user(body.user_id),
             allowed_models=None if body.models is None else tuple(body.models),
             expires_at=expires,
             max_budget_micros=budget,

@@ -17,6 +17,7 @@ from turnout.routing.catalog import Catalog
 from turnout.server.admin_body import decode_body, usd
 from turnout.server.exchange import Exchange
 from turnout.spend.billing_service import BillingService
+from turnout.teams.names import Names
 
 PRESET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 PRESET_FIXED = ("model", "messages", "stream", "stream_options", "n")
@@ -49,7 +50,7 @@ class CreditChange(msgspec.Struct, forbid_unknown_fields=True):
 
 class NewPreset(msgspec.Struct, forbid_unknown_fields=True):
     name: str
-    team_id: str
+    team_id: str  # or the team's name
     model: str  # the alias it calls
     description: str | None = None  # what it is for (shown to every team)
     system_prompt: str | None = None
@@ -76,9 +77,10 @@ def _price(value: str, param: str) -> str:
 
 
 class AdminBilling:
-    def __init__(self, service: BillingService, catalog: Catalog) -> None:
+    def __init__(self, service: BillingService, catalog: Catalog, names: Names) -> None:
         self.service = service
         self.catalog = catalog
+        self.names = names
 
     async def create_plan(self, x: Exchange, caller: Principal) -> None:
         body: NewPlan = decode_body(await x.body(), NewPlan)
@@ -162,7 +164,7 @@ class AdminBilling:
             raise InvalidRequest("'description' must be at most 500 characters.", param="description")
         values = {
             "name": body.name,
-            "team_id": body.team_id,
+            "team_id": await self.names.team(body.team_id),
             "description": body.description,
             "alias": route.alias,
             "system_prompt": body.system_prompt,

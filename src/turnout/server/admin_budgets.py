@@ -14,11 +14,12 @@ from turnout.domain.principal import Principal
 from turnout.server.admin_body import decode_body, usd
 from turnout.server.exchange import Exchange
 from turnout.spend.budget_service import BudgetService
+from turnout.teams.names import Names
 
 
 class NewBudget(msgspec.Struct, forbid_unknown_fields=True):
     scope: Literal["key", "team", "user"]
-    subject_id: str
+    subject_id: str  # a key's id; a team's id or name; a user's id or email
     limit: str  # USD, e.g. "100.00"
     period: Literal["daily", "weekly", "monthly", "never"] = "monthly"
     timezone: str = "UTC"
@@ -26,8 +27,15 @@ class NewBudget(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class AdminBudgets:
-    def __init__(self, service: BudgetService) -> None:
+    def __init__(self, service: BudgetService, names: Names) -> None:
         self.service = service
+        self.names = names
+
+    async def _subject(self, scope: str | None, subject: str | None) -> str | None:
+        """A team's budget may name the team, a user's the user's email."""
+        if scope == "team":
+            return await self.names.team(subject)
+        return await self.names.user(subject) if scope == "user" else subject
 
     async def create(self, x: Exchange, caller: Principal) -> None:
         body: NewBudget = decode_body(await x.body(), NewBudget)
@@ -40,7 +48,14 @@ class AdminBudgets:
         if soft is not None and soft > limit:
             raise InvalidRequest("'soft_limit' cannot be above 'limit'.", param="soft_limit")
         budget = await self.service.set(
-            caller, body.scope, body.subject_id, body.period, body.timezone, limit, soft, x.request_id
+            caller,
+            body.scope,
+            await self._subject(body.scope, body.subject_id) or "",
+            body.period,
+            body.timezone,
+            limit,
+            soft,
+            x.request_id,
         )
         await x.send_json(200, orjson.dumps(budget))
 
@@ -49,7 +64,8 @@ class AdminBudgets:
         scope = query.get("scope", [None])[-1]
         if scope not in (None, "key", "team", "user"):
             raise InvalidRequest("'scope' must be key, team or user.", param="scope")
-        data = await self.service.list(caller, scope, query.get("subject_id", [None])[-1])
+        subject = await self._subject(scope, query.get("subject_id", [None])[-1])
+        data = await self.service.list(caller, scope, subject)
         await x.send_json(200, orjson.dumps({"object": "list", "data": data}))
 
     async def one(self, x: Exchange, caller: Principal, budget_id: str) -> None:

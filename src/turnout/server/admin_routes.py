@@ -21,6 +21,7 @@ from turnout.server.exchange import Exchange
 
 AdminHandler = Callable[..., Awaitable[None]]  # (exchange, caller, *path parameters)
 Authenticate = Callable[[Exchange], Awaitable[Principal]]
+Resolve = Callable[[str], Awaitable[str | None]]  # a path parameter as given -> the id it names
 
 MAX_BODY = 1024 * 1024  # an admin request's body (a preset's system prompt is the largest)
 
@@ -43,9 +44,10 @@ class AdminRoute:
 
 
 class AdminRouter:
-    def __init__(self, authenticate: Authenticate) -> None:
+    def __init__(self, authenticate: Authenticate, resolve: dict[str, Resolve] | None = None) -> None:
         self.routes: list[AdminRoute] = []
         self.authenticate = authenticate
+        self.resolve = resolve or {}  # by parameter name: team_id and user_id accept names too
 
     def add(
         self,
@@ -77,6 +79,9 @@ class AdminRouter:
             caller = await self.authenticate(x)
             if route.admin_only and not caller.is_admin:
                 raise PermissionDenied("This part of the admin API is for owners and admins.")
+            for i, name in enumerate(s[1:-1] for s in route.segments if s.startswith("{")):
+                if name in self.resolve:
+                    params[i] = await self.resolve[name](params[i]) or params[i]
             await route.handler(x, caller, *params)
             return True
         if allowed:

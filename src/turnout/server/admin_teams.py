@@ -13,6 +13,7 @@ from turnout.domain.principal import Principal
 from turnout.server.admin_body import decode_body, reply
 from turnout.server.exchange import Exchange
 from turnout.teams.directory import Directory
+from turnout.teams.names import Names
 
 RoleName = Literal["owner", "admin", "member", "viewer"]
 
@@ -33,7 +34,7 @@ class UserChange(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Membership(msgspec.Struct, forbid_unknown_fields=True):
-    user_id: str
+    user_id: str  # or the user's email
     role: RoleName = "member"
 
 
@@ -45,12 +46,16 @@ def _name(value: str, param: str, limit: int = 200) -> str:
 
 
 class AdminTeams:
-    def __init__(self, directory: Directory) -> None:
+    def __init__(self, directory: Directory, names: Names) -> None:
         self.directory = directory
+        self.names = names
 
     async def create_team(self, x: Exchange, caller: Principal) -> None:
         body: NewTeam = decode_body(await x.body(), NewTeam)
-        team = await self.directory.create_team(caller, _name(body.name, "name"), body.metadata, x.request_id)
+        name = _name(body.name, "name")
+        if name.startswith("team_"):  # what team ids look like: a team is named by either
+            raise InvalidRequest("A team's name cannot start with 'team_'.", param="name")
+        team = await self.directory.create_team(caller, name, body.metadata, x.request_id)
         await x.send_json(200, orjson.dumps(team))
 
     async def list_teams(self, x: Exchange, caller: Principal) -> None:
@@ -65,7 +70,8 @@ class AdminTeams:
 
     async def add_member(self, x: Exchange, caller: Principal, team_id: str) -> None:
         body: Membership = decode_body(await x.body(), Membership)
-        await reply(x, await self.directory.set_role(caller, body.user_id, team_id, body.role, x.request_id))
+        user_id = await self.names.user(body.user_id) or body.user_id
+        await reply(x, await self.directory.set_role(caller, user_id, team_id, body.role, x.request_id))
 
     async def remove_member(self, x: Exchange, caller: Principal, team_id: str, user_id: str) -> None:
         await reply(x, await self.directory.set_role(caller, user_id, team_id, None, x.request_id))

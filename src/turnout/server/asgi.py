@@ -24,6 +24,7 @@ from turnout.server.auth_guard import AuthGuard
 from turnout.server.exchange import ClientGone, Exchange, Receive, Scope, Send
 from turnout.server.openapi import openapi_endpoint
 from turnout.server.routes import Endpoints, Handler
+from turnout.teams.names import Names
 
 log = logging.getLogger("turnout.server")
 access_log = logging.getLogger("turnout.access")
@@ -161,11 +162,12 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 def admin_router(services: Services) -> AdminRouter:
     """Every route of the admin API (also what /openapi.json describes)."""
-    keys = AdminKeys(services.key_service)
-    teams = AdminTeams(services.directory)
-    budgets = AdminBudgets(services.budget_service)
+    names = Names(services.database)
+    keys = AdminKeys(services.key_service, names)
+    teams = AdminTeams(services.directory, names)
+    budgets = AdminBudgets(services.budget_service, names)
     governance = AdminGovernance(services.audit, services.approvals)
-    billing = AdminBilling(services.billing_service, services.catalog)
+    billing = AdminBilling(services.billing_service, services.catalog, names)
     providers = AdminProviders(services.provider_control)
     people = services.key_service.people
 
@@ -173,7 +175,7 @@ def admin_router(services: Services) -> AdminRouter:
         """The caller's key as it is now (read from the store, not from this instance's cache)."""
         return await people.current(await services.keys.resolve(x.credential()))
 
-    r = AdminRouter(authenticate)
+    r = AdminRouter(authenticate, {"team_id": names.team, "user_id": names.user})
     r.add(
         "GET",
         "/admin/keys",
