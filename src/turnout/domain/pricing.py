@@ -36,6 +36,7 @@ class ModelPrice:
     cached_input: Decimal | None = None
     cache_write: Decimal | None = None
     context_window: int | None = None
+    max_output_tokens: int | None = None  # the most tokens one answer may hold, when documented
     capabilities: frozenset[str] = frozenset()
 
     @property
