@@ -302,7 +302,7 @@ def test_describe_prints_the_whole_routing_table() -> None:
         "    - deepseek/deepseek-chat  price=0.28/0.42",
         "  gpt-4o  strategy=weighted hedge_after=1.5s stream_resume=off",
         "    - openai-us = openai/gpt-4o  weight=3 tags=gdpr,us rpm=10000 tpm=2000000 context_window=128000 "
-        "price=2.50/10.00",
+        "max_output_tokens=16384 price=2.50/10.00",  # the output limit from the price table
         "    - local/llama-3.1-8b  priority=5 price=0.1/0.2",  # configured
         "    fallbacks -> deepseek-chat, llama",
         "    context window -> big",

@@ -20,7 +20,7 @@ from turnout.keys.service import KeyService
 from turnout.keys.store import MasterKeyOutcome, load_hash_secret, load_keys
 from turnout.keys.sync import KeySync
 from turnout.limits.admission import Admission
-from turnout.observability.redaction import register_secrets
+from turnout.observability.redaction import register_internal_hosts, register_secrets
 from turnout.pipeline import Pipeline
 from turnout.presets.registry import PresetRegistry
 from turnout.providers.capabilities import capabilities_for
@@ -75,6 +75,7 @@ class Services:
     @classmethod
     async def start(cls, settings: Settings) -> Services:
         register_secrets(*_secret_values(settings))
+        register_internal_hosts(*_upstream_hosts(settings))
         database = await Database.open(settings.storage.database_url)
         client: HttpClient | None = None
         try:
@@ -183,6 +184,13 @@ def price_lookup(settings: Settings) -> PriceOf:
     table = shipped_prices()
     kinds = {name: p.kind.name for name, p in settings.providers.items()}
     return lambda provider, model: table.lookup(kinds[provider], model)
+
+
+def _upstream_hosts(settings: Settings) -> list[str]:
+    """Where the upstreams live (their base URLs' and proxies' hosts): never named to a client."""
+    hosts = [urlsplit(p.base_url).hostname or "" for p in settings.providers.values()]
+    hosts += [p.proxy.host for p in settings.providers.values() if p.proxy is not None]
+    return hosts
 
 
 def _secret_values(settings: Settings) -> list[str]:

@@ -101,6 +101,7 @@ class Pipeline:
         route = self.authorise(principal, request.model) if preset is None else self._preset_route(preset)
         native = None if preset is not None else inbound.native()  # a preset rewrote the request
         check_capabilities(route, request, native)
+        check_output_limit(route, request, inbound.api)
         ticket = self.admission.admit(principal, route)
         reservation, hold = await self._reserve(principal, route, request)
         outcome = Outcome()
@@ -240,6 +241,31 @@ class Pipeline:
     def visible(self, principal: Principal, name: str) -> bool:
         route = self.catalog.resolve(name)
         return route is not None and (principal.may_use(route.alias) or principal.may_use(name))
+
+
+# The parameter that caps an answer's length, as each inbound API names it.
+OUTPUT_PARAMS = {"messages": "max_tokens", "responses": "max_output_tokens"}
+
+
+def check_output_limit(route: Route, request: ChatRequest, api: str) -> None:
+    """A request asking for a longer answer than every deployment of its model can give is refused,
+    naming the parameter and the largest limit there is (deployments with a lower limit than the
+    request's are skipped by the router; one with no known limit can take any)."""
+    wanted = request.output_token_limit
+    if wanted is None:
+        return
+    limits = [t.max_output_tokens for t in route.targets]
+    if any(limit is None or wanted <= limit for limit in limits):
+        return
+    largest = max(limit for limit in limits if limit is not None)
+    chat_param = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
+    param = OUTPUT_PARAMS.get(api, chat_param)
+    raise InvalidRequest(
+        f"'{param}' is {wanted}, but the model '{request.model}' can give at most {largest} tokens in "
+        "an answer.",
+        param=param,
+        code="max_tokens_too_large",
+    )
 
 
 def check_capabilities(route: Route, request: ChatRequest, native: NativeRequest | None = None) -> None:

@@ -109,9 +109,13 @@ def _target(t: TargetSettings, index: int) -> str:
         details.append(f"priority={t.priority}")
     if t.tags:
         details.append(f"tags={','.join(sorted(t.tags))}")
-    details += [
-        f"{k}={v}" for k, v in (("rpm", t.rpm), ("tpm", t.tpm), ("context_window", t.context_window)) if v
-    ]
+    limits = (
+        ("rpm", t.rpm),
+        ("tpm", t.tpm),
+        ("context_window", t.context_window),
+        ("max_output_tokens", t.max_output_tokens),
+    )
+    details += [f"{k}={v}" for k, v in limits if v]
     if t.price is not None:
         details.append(f"price={t.price.input:g}/{t.price.output:g}")  # USD per 1M in/out
     elif "*" not in t.model:

@@ -527,6 +527,7 @@ class _Builder:
                 cfg.model,
                 cfg.timeouts,
                 cfg.context_window,
+                cfg.max_output_tokens,
                 cfg.price,
                 cfg.supports,
                 cfg.unsupported_params,
@@ -546,6 +547,7 @@ class _Builder:
                     model=cfg.model,
                     timeouts=cfg.timeouts,
                     context_window=cfg.context_window,
+                    max_output_tokens=cfg.max_output_tokens,
                     price=cfg.price,
                     supports=cfg.supports,
                     unsupported_params=cfg.unsupported_params,
@@ -608,7 +610,7 @@ class _Builder:
         self, t: schema.TargetConfig, path: str, index: int, provider: ProviderSettings
     ) -> TargetSettings | None:
         ok = True
-        for field in ("rpm", "tpm", "context_window"):
+        for field in ("rpm", "tpm", "context_window", "max_output_tokens"):
             value = getattr(t, field)
             if value is not None and value < 1:
                 self.problem(f"{path}.{field}", f"must be at least 1, got {value}")
@@ -644,6 +646,7 @@ class _Builder:
             rpm=t.rpm,
             tpm=t.tpm,
             context_window=t.context_window,
+            max_output_tokens=self.max_output_tokens(t, provider),
             price=price if price is not False else None,
             supports=tuple(
                 (name, value)
@@ -652,6 +655,14 @@ class _Builder:
             ),
             unsupported_params=t.unsupported_params,
         )
+
+    def max_output_tokens(self, t: schema.TargetConfig, provider: ProviderSettings) -> int | None:
+        """The target's configured limit on an answer's tokens, else the one the price table
+        documents for its model (a wildcard's models are looked up as they are reached)."""
+        if t.max_output_tokens is not None or "*" in t.model:
+            return t.max_output_tokens
+        known = shipped_prices().lookup(provider.kind.name, t.model)
+        return None if known is None else known.max_output_tokens
 
     def price(
         self, t: schema.TargetConfig, path: str, provider: ProviderSettings

@@ -106,6 +106,7 @@ class TargetConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     rpm: int | None = None
     tpm: int | None = None
     context_window: int | None = None
+    max_output_tokens: int | None = None
     price: PriceConfig | None = None
     supports: SupportsConfig | None = None
     unsupported_params: Literal["reject", "drop"] | None = None  # overrides the provider's policy
@@ -119,6 +120,7 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     model: str | None = None
     timeouts: TimeoutsConfig | None = None
     context_window: int | None = None
+    max_output_tokens: int | None = None
     price: PriceConfig | None = None
     supports: SupportsConfig | None = None
     unsupported_params: Literal["reject", "drop"] | None = None

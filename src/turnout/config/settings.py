@@ -154,6 +154,8 @@ class TargetSettings:
     rpm: int | None = None
     tpm: int | None = None
     context_window: int | None = None  # tokens, when known: for context-window fallbacks
+    # the most tokens one answer may hold: configured, else the price table's (None: unbounded)
+    max_output_tokens: int | None = None
     price: ModelPrice | None = None  # configured, or from the price table (None: unknown)
     supports: tuple[tuple[str, bool], ...] = ()  # capabilities declared for this model
     unsupported_params: Literal["reject", "drop"] | None = None  # None: the provider's policy

@@ -231,6 +231,7 @@ class WebSearchOptions(msgspec.Struct, frozen=True):
 Temperature = Annotated[float, msgspec.Meta(ge=0, le=2)]
 TopP = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Penalty = Annotated[float, msgspec.Meta(ge=-2, le=2)]
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # what providers and stores can hold
 ChoiceCount = Annotated[int, msgspec.Meta(ge=1, le=128)]
 TopLogprobs = Annotated[int, msgspec.Meta(ge=0, le=20)]
 SafetyIdentifier = Annotated[str, msgspec.Meta(max_length=64)]
@@ -249,8 +250,8 @@ class ChatRequest(msgspec.Struct, frozen=True):
     top_p: TopP | None = None
     n: ChoiceCount | None = None
     stop: str | list[str] | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
+    max_tokens: Int64 | None = None
+    max_completion_tokens: Int64 | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
     logit_bias: dict[str, Any] | None = None  # values checked in _check, so errors can name the key
@@ -258,7 +259,7 @@ class ChatRequest(msgspec.Struct, frozen=True):
     top_logprobs: TopLogprobs | None = None
     user: str | None = None
     safety_identifier: SafetyIdentifier | None = None
-    seed: int | None = None
+    seed: Int64 | None = None
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | ToolChoiceObject | None = None
     parallel_tool_calls: bool | None = None

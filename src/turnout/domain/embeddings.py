@@ -19,7 +19,7 @@ class EmbeddingRequest(msgspec.Struct, frozen=True):
     model: str
     input: str | list[Any]
     encoding_format: Literal["float", "base64"] | None = None
-    dimensions: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    dimensions: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)] | None = None
     user: str | None = None
 
     @property

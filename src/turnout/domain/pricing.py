@@ -12,9 +12,12 @@ Micros = int  # money: integer micro-dollars (1 USD = 1,000,000)
 CAPABILITIES = frozenset({"tools", "images", "json_schema", "reasoning", "embeddings"})
 
 
+MAX_DECIMAL = Decimal(10**15)  # far above any price, markup or amount; keeps arithmetic exact
+
+
 def decimal_price(value: object) -> Decimal:
     """A price as written (a string or a number; a number through its shortest text, so 2.5 is
-    exactly 2.5): non-negative and finite, or ValueError."""
+    exactly 2.5): non-negative, finite and at most 10^15, or ValueError."""
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         raise ValueError('a price is a number of USD per 1M tokens, e.g. "2.50"')
     try:
@@ -23,6 +26,8 @@ def decimal_price(value: object) -> Decimal:
         raise ValueError(f"not a price: {value!r}") from None
     if not price.is_finite() or price < 0:
         raise ValueError(f"a price must be zero or more: {value!r}")
+    if price > MAX_DECIMAL:
+        raise ValueError(f"a price must be at most {MAX_DECIMAL}: {value!r}")
     return price
 
 
@@ -36,6 +41,7 @@ class ModelPrice:
     cached_input: Decimal | None = None
     cache_write: Decimal | None = None
     context_window: int | None = None
+    max_output_tokens: int | None = None  # the most tokens one answer may hold, when documented
     capabilities: frozenset[str] = frozenset()
 
     @property

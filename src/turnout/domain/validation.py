@@ -76,4 +76,30 @@ def convert(data: object, typ: type[T], *, prefix: str = "") -> T:
     try:
         return msgspec.convert(data, typ)
     except msgspec.ValidationError as error:
-        raise invalid_request(error, prefix=prefix) from None
+        found = invalid_request(error, prefix=prefix)
+        if found.code == "invalid_type" and _wide_integer(data, str(error)):
+            # JSON decoding turns an integer beyond 64 bits into a float: say what really happened
+            raise InvalidRequest(
+                f"Invalid '{found.param}': integers must fit in 64 bits.",
+                param=found.param,
+                code="number_out_of_range",
+            ) from None
+        raise found from None
+
+
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+
+
+def _wide_integer(data: object, message: str) -> bool:
+    """Is the value an "expected an integer" error points at a whole float beyond 64 bits?"""
+    match = _AT.match(message)
+    if match is None or "int" not in message.split("got", 1)[0] or not match["path"]:
+        return False
+    node = data
+    for key, index in _STEP.findall(match["path"]):
+        try:
+            node = node[int(index)] if index else node[key]  # type: ignore[index]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return False
+    # (-2**63 - 1 rounds to -2**63 as a float: a whole float there came from a wider integer)
+    return isinstance(node, float) and node.is_integer() and not -(2.0**63) < node < 2.0**64

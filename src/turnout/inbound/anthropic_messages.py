@@ -44,6 +44,7 @@ ERROR_TYPES = {
     403: "permission_error",
     404: "not_found_error",
     413: "request_too_large",
+    415: "invalid_request_error",
     429: "rate_limit_error",
     503: "overloaded_error",
     504: "timeout_error",
@@ -69,8 +70,8 @@ def to_openai(body: object, native_only: list[str] | None = None) -> dict[str, A
     _require(isinstance(model, str) and bool(model), "'model' is required and must be a string.", "model")
     max_tokens = body.get("max_tokens")
     _require(
-        isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens >= 1,
-        "'max_tokens' is required and must be a positive integer.",
+        type(max_tokens) is int and 1 <= max_tokens < 2**63,
+        "'max_tokens' is required and must be a positive integer (within 64 bits).",
         "max_tokens",
     )
     messages: list[dict[str, Any]] = []

@@ -133,8 +133,14 @@ def parse(body: object, history: list[dict[str, Any]] | None = None) -> Response
     for name in PASSED_THROUGH:
         if body.get(name) is not None:
             chat[name] = body[name]
-    if body.get("max_output_tokens") is not None:
-        chat["max_completion_tokens"] = body["max_output_tokens"]
+    limit = body.get("max_output_tokens")
+    if limit is not None:
+        _require(
+            type(limit) is int and 1 <= limit < 2**63,
+            "'max_output_tokens' must be a positive integer (within 64 bits).",
+            "max_output_tokens",
+        )
+        chat["max_completion_tokens"] = limit
     metadata = body.get("metadata")
     if metadata is not None:
         _require(isinstance(metadata, dict), "'metadata' must be an object.", "metadata")

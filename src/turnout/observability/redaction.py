@@ -1,7 +1,9 @@
-"""Remove credentials from text that may reach a log or a client (upstream messages, URLs)."""
+"""Remove credentials from text that may reach a log or a client (upstream messages, URLs), and
+the addresses of upstreams from text that reaches a client (logs keep them)."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 _PATTERNS = (
@@ -51,3 +53,77 @@ def _replacement(match: re.Match[str]) -> str:
     if match.re.groups == 1:
         return f"{match.group(1)} [redacted]"
     return "[redacted]"
+
+
+# --------------------------------------------------------------------------- upstream addresses
+
+HIDDEN = "[upstream address]"
+_TRAILING = ".,;:!?"  # sentence punctuation after a URL is not part of it
+_URL = re.compile(r"\b[a-z][a-z0-9+.\-]*://(?:\[[0-9a-f:.%]+\])?[^\s\"'<>()\[\]{}`]*", re.IGNORECASE)
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?!\w|\.\w)")
+_IPV6 = re.compile(
+    r"\[?(?<![\w:])(?P<ip>[0-9a-f]*:[0-9a-f:.]*:[0-9a-f.%]*)(?![\w:])\]?(?::\d{1,5})?", re.IGNORECASE
+)
+# Names that only make sense inside a network: private top-level domains, Kubernetes services,
+# localhost, and a single-label name with a port that looks like a machine's (vllm-gpu-3:8000).
+_INTERNAL_NAME = re.compile(
+    r"(?<![\w.\-])(?:(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+"
+    r"(?:internal|local|localdomain|lan|intranet|corp|home\.arpa|svc|private)"
+    r"|localhost|[a-z][a-z0-9]*(?:[\-0-9][a-z0-9]*)+(?=:\d{2,5}\b))(?::\d{1,5})?(?![\w\-])",
+    re.IGNORECASE,
+)
+_host_names: frozenset[str] = frozenset()
+_hosts: re.Pattern[str] | None = None
+
+
+def register_internal_hosts(*hosts: str) -> None:
+    """Remember the hosts turnout's upstreams live at (the providers' base URLs), so that
+    `hide_addresses` removes them by name, whatever they look like."""
+    global _host_names, _hosts
+    _host_names = _host_names | {h.lower().strip("[]") for h in hosts if h}
+    ordered = sorted(_host_names, key=len, reverse=True)
+    dotted = "|".join(re.escape(h) for h in ordered if "." in h or ":" in h)
+    # a one-word host (a compose service: `api`, `vllm`) is also an ordinary word: only with a port
+    single = "|".join(re.escape(h) for h in ordered if "." not in h and ":" not in h)
+    patterns = []
+    if dotted:  # the host, its subdomains, with or without a port
+        patterns.append(rf"(?:[a-z0-9\-]+\.)*(?:{dotted})(?::\d{{1,5}})?")
+    if single:
+        patterns.append(rf"(?:{single}):\d{{1,5}}")
+    names = "|".join(patterns)
+    _hosts = re.compile(rf"(?<![\w.\-])(?:{names})(?![\w\-])", re.IGNORECASE) if names else None
+
+
+def hide_addresses(text: str) -> str:
+    """`text` with every URL, IP address and internal host name (see `register_internal_hosts`)
+    replaced by a neutral placeholder: what an upstream says may reach a client, where upstreams
+    live may not."""
+    text = _URL.sub(_url, text)
+    if _hosts is not None:
+        text = _hosts.sub(HIDDEN, text)
+    text = _IPV4.sub(_ipv4, text)
+    text = _IPV6.sub(_ipv6, text)
+    return _INTERNAL_NAME.sub(HIDDEN, text)
+
+
+def _url(match: re.Match[str]) -> str:
+    url = match.group(0)
+    kept = url.rstrip(_TRAILING)
+    return HIDDEN + url[len(kept) :]
+
+
+def _ipv4(match: re.Match[str]) -> str:
+    address = match.group(0).split(":", 1)[0]
+    try:
+        ipaddress.IPv4Address(address)
+    except ValueError:
+        return match.group(0)  # a version number such as 1.2.300.4
+    return HIDDEN
+
+
+def _ipv6(match: re.Match[str]) -> str:
+    try:
+        ipaddress.IPv6Address(match.group("ip").split("%", 1)[0])
+    except ValueError:
+        return match.group(0)  # a time of day, a ratio...
+    return HIDDEN

@@ -1,6 +1,7 @@
-"""Can a deployment serve a request? Features it lacks, and whether the request fits its context
-window. Used to refuse a request no deployment of its alias can serve (400 naming the feature)
-and to skip fallbacks that could not carry it."""
+"""Can a deployment serve a request? Features it lacks, whether the request fits its context
+window, and whether its model can give an answer as long as asked. Used to refuse a request no
+deployment of its alias can serve (400 naming the feature) and to skip fallbacks that could not
+carry it."""
 
 from __future__ import annotations
 
@@ -48,6 +49,12 @@ def first_unmet(caps: Capabilities, wanted: tuple[Need, ...]) -> Need | None:
         if lacks(caps, need):
             return need
     return None
+
+
+def fits_output(max_output_tokens: int | None, request: ChatRequest) -> bool:
+    """False when the request asks for a longer answer than the deployment's model can give."""
+    wanted = request.output_token_limit
+    return max_output_tokens is None or wanted is None or wanted <= max_output_tokens
 
 
 def fits_context(context_window: int | None, request: ChatRequest) -> bool:

@@ -43,6 +43,7 @@ class Target:
     rpm: int | None = None
     tpm: int | None = None
     context_window: int | None = None
+    max_output_tokens: int | None = None  # the most tokens one answer may hold (None: unbounded)
     price: ModelPrice | None = None  # None: unknown (its spend is recorded as such)
     # what this deployment's model can carry: its provider's, with the model's own declarations
     capabilities: Capabilities = field(default_factory=Capabilities)
@@ -131,6 +132,7 @@ class Catalog:
         model = t.model.replace("*", matched)
         name = t.name.replace("*", matched) if t.name else f"{t.provider}/{model}"
         adapter = self._registry[t.provider]
+        looked_up = None if "*" not in t.model else self._wildcard_price(t.provider, model)
         return Target(
             provider=t.provider,
             model=model,
@@ -143,9 +145,10 @@ class Catalog:
             rpm=t.rpm,
             tpm=t.tpm,
             context_window=t.context_window,
-            price=t.price
-            if t.price is not None or "*" not in t.model
-            else self._wildcard_price(t.provider, model),
+            max_output_tokens=t.max_output_tokens
+            if t.max_output_tokens is not None or looked_up is None
+            else looked_up.max_output_tokens,
+            price=t.price if t.price is not None or "*" not in t.model else looked_up,
             capabilities=with_declared(adapter.capabilities, t.supports),
             unsupported_params=t.unsupported_params,
         )

@@ -45,7 +45,7 @@ from turnout.domain.errors import (
     UpstreamRejected,
 )
 from turnout.providers.base import ChatResult, EmbeddingCall, EmbeddingResult, NativeRequest
-from turnout.routing.capabilities import first_unmet, fits_context, needs
+from turnout.routing.capabilities import first_unmet, fits_context, fits_output, needs
 from turnout.routing.catalog import Catalog, Route, Target
 from turnout.routing.deployments import DeploymentRegistry, DeploymentState
 from turnout.routing.first_chunk import PeekedStream, peek_first
@@ -326,6 +326,8 @@ class Router:
                         continue
                 if t.context_window is not None and not fits_context(t.context_window, request):
                     continue
+                if not fits_output(t.max_output_tokens, request):
+                    continue  # its model cannot give an answer that long
             candidates.append(Candidate(t, self.deployments.get(t.provider, t.model, t.label, t.rpm, t.tpm)))
         ordered = order(route.policy.strategy, candidates, self._draw)
         if avoid is not None:  # the deployment that just failed goes last

@@ -1,4 +1,9 @@
-"""Reading an admin request (its JSON body as a typed struct, amounts of money) and answering it."""
+"""Reading an admin request (its JSON body as a typed struct, amounts of money) and answering it.
+
+A body is held to turnout's limits for JSON (no deeper than 128 levels, integers in 64 bits:
+domain/json_body.py), and the free-form JSON it stores (keys' and teams' `metadata`, a preset's
+`params`) to bounds of its own, so that nothing an admin sends can fail later when it is stored,
+encoded or read back."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import msgspec
 import orjson
 
 from turnout.domain.errors import InvalidRequest
+from turnout.domain.json_body import METADATA, FreeForm, check_free_form, decode
 from turnout.domain.pricing import Micros, decimal_price
 from turnout.server.exchange import Exchange
 
@@ -17,16 +23,29 @@ async def reply(x: Exchange, body: dict[str, Any]) -> None:
     await x.send_json(202 if body.get("object") == "pending_action" else 200, orjson.dumps(body))
 
 
+# A preset's `params` are request defaults (tools with their JSON schemas among them): larger and
+# deeper than metadata, still far below what a request body may be.
+PRESET_PARAMS = FreeForm(max_bytes=256 * 1024, max_depth=64, max_keys=4096)
+FREE_FORM = {"metadata": METADATA, "params": PRESET_PARAMS}
+
+
 def decode_body(raw: bytes, kind: type[msgspec.Struct]) -> Any:
     """An admin request's JSON body as `kind`, or a 400 naming the field at fault."""
+    doc = decode(raw or b"{}")
     try:
-        return msgspec.json.decode(raw or b"{}", type=kind)
+        body = msgspec.convert(doc, kind)
     except msgspec.ValidationError as error:
         path = str(error).rsplit(" - at `$.", 1)
         param = path[1].rstrip("`") if len(path) == 2 else None
         raise InvalidRequest(str(error).split(" - at ")[0] + ".", param=param) from None
-    except msgspec.DecodeError:
-        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json") from None
+    for name, bounds in FREE_FORM.items():
+        value = getattr(body, name, None)
+        if isinstance(value, dict):
+            check_free_form(value, name, bounds)
+    return body
+
+
+MAX_USD = 10**12  # a trillion dollars: more is a typo, and would not fit the ledger's integers
 
 
 def usd(value: str, param: str, *, zero: bool = False) -> Micros:
@@ -34,7 +53,11 @@ def usd(value: str, param: str, *, zero: bool = False) -> Micros:
     try:
         amount = decimal_price(value) * 1_000_000
     except ValueError:
-        raise InvalidRequest(f"'{param}' must be an amount of USD such as \"25.00\".", param=param) from None
+        raise InvalidRequest(
+            f"'{param}' must be an amount of USD such as \"25.00\" (at most {MAX_USD}).", param=param
+        ) from None
+    if amount > MAX_USD * 1_000_000:
+        raise InvalidRequest(f"'{param}' must be at most {MAX_USD} USD.", param=param)
     if amount != amount.to_integral_value():
         raise InvalidRequest(f"'{param}' has more than six decimals (a micro-dollar).", param=param)
     if amount < 0 or (amount == 0 and not zero):

@@ -16,10 +16,18 @@ import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
-import orjson
-
-from turnout.domain.errors import AuthenticationFailed, InvalidRequest, RequestTooLarge, TurnoutError
+from turnout.domain.errors import (
+    AuthenticationFailed,
+    RequestTooLarge,
+    TurnoutError,
+    UnsupportedMediaType,
+    UpstreamError,
+    UpstreamRejected,
+)
+from turnout.domain.json_body import loads
+from turnout.domain.steering_fields import refuse_steering_fields
 from turnout.domain.usage import Usage
+from turnout.observability.redaction import hide_addresses
 from turnout.providers.sse import DONE
 from turnout.routing.relay import RelayStream
 from turnout.routing.router import NO_STEERING, Served, Steering
@@ -147,10 +155,13 @@ class Exchange:
         """OpenAI-format requests need no native form: same-format deployments get the body as is."""
 
     async def body(self) -> bytes:
-        self._body_read = True
+        """The request body (every body turnout reads is JSON), within the size limit."""
         length = self.header(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             raise self._too_large()
+        if length != b"0":
+            self._check_json_type()
+        self._body_read = True
         parts: list[bytes] = []
         size = 0
         while True:
@@ -178,16 +189,24 @@ class Exchange:
     def _too_large(self) -> RequestTooLarge:
         return RequestTooLarge(f"The request body is larger than the limit of {self.max_body} bytes.")
 
+    def _check_json_type(self) -> None:
+        """A body declared as something else than JSON is refused (415) before it is read; none
+        declared is accepted (some clients send none)."""
+        declared = self.header(b"content-type")
+        if declared is None or is_json_type(declared):
+            return
+        shown = declared.decode("latin-1").split(";", 1)[0].strip()[:100]
+        raise UnsupportedMediaType(
+            f"The request body must be JSON ('Content-Type: application/json'), not '{shown}'.",
+            param="Content-Type",
+        )
+
     async def json(self) -> Any:
-        raw = await self.body()
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise InvalidRequest(
-                "We could not parse the JSON body of your request. Send a JSON object with "
-                "'Content-Type: application/json'.",
-                code="invalid_json",
-            ) from None
+        """The body decoded, within turnout's limits for JSON (json_body), with no field that would
+        steer the upstream (steering_fields)."""
+        body = loads(await self.body())
+        refuse_steering_fields(body)
+        return body
 
     # ------------------------------------------------------------------ response
 
@@ -234,6 +253,7 @@ class Exchange:
             self.guard.failed(self.scope)  # a key was tried and refused
         if self.started:
             return
+        error = _for_client(error, self.request_id)
         headers = error.headers()
         if isinstance(error, RequestTooLarge) or self._body_unread():
             headers = [*headers, (b"connection", b"close")]  # do not read the rest of the body
@@ -279,6 +299,7 @@ class Exchange:
                 on_end(stream.usage)
                 if not self._disconnected:
                     log.warning("stream %s failed after its first byte: %s", self.request_id, error.message)
+                    error = _for_client(error, self.request_id)
                     await send({"type": "http.response.body", "body": error_event(error)})
                 return stream.usage
             on_end(stream.usage)
@@ -298,6 +319,25 @@ class Exchange:
                     self._disconnected = True
                     await stream.aclose()
                     return
+
+
+def is_json_type(content_type: bytes) -> bool:
+    """`application/json` or `application/<anything>+json`, with any parameters (charset...)."""
+    media = content_type.split(b";", 1)[0].strip().lower()
+    if not media:
+        return True  # an empty header says as little as none
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
+def _for_client(error: TurnoutError, request_id: str) -> TurnoutError:
+    """An upstream's error with the addresses of upstreams removed from its message; the message
+    as it came (its credentials already redacted) goes to the log with the request id."""
+    if isinstance(error, UpstreamError | UpstreamRejected):
+        shown = hide_addresses(error.message)
+        if shown != error.message:
+            log.warning("request %s: upstream error (its addresses hidden): %s", request_id, error.message)
+            error.message = shown
+    return error
 
 
 class WrappedExchange:

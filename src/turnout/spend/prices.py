@@ -96,6 +96,7 @@ def model_price(entry: Any, where: str) -> ModelPrice:
         "cached_input",
         "cache_write",
         "context_window",
+        "max_output_tokens",
         "capabilities",
     }
     if unknown:
@@ -111,11 +112,20 @@ def model_price(entry: Any, where: str) -> ModelPrice:
             input=decimal_price(entry["input"]),
             output=decimal_price(entry.get("output", 0)),
             context_window=entry.get("context_window"),
+            max_output_tokens=_tokens(entry.get("max_output_tokens"), "max_output_tokens"),
             capabilities=capabilities,
             **optional,
         )
     except ValueError as error:
         raise ValueError(f"{where}: {error}") from None
+
+
+def _tokens(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if type(value) is not int or value < 1:
+        raise ValueError(f"'{name}' must be a positive number of tokens")
+    return value
 
 
 @functools.cache
