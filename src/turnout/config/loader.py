@@ -32,6 +32,7 @@ from turnout.config.settings import (
     FailedAttemptSettings,
     FakeSettings,
     GovernanceSettings,
+    HttpLimits,
     ModelSettings,
     ProviderSettings,
     ProxySettings,
@@ -44,7 +45,7 @@ from turnout.config.settings import (
     TargetSettings,
     Timeouts,
 )
-from turnout.config.units import parse_delay, parse_duration, parse_size
+from turnout.config.units import parse_delay, parse_duration, parse_rate, parse_size
 from turnout.config.vertex import check_vertex, vertex_base_url
 from turnout.domain.pricing import ModelPrice, decimal_price
 from turnout.spend.prices import shipped_prices
@@ -56,6 +57,11 @@ _DEPLOYMENT_NAME = re.compile(r"^[\x21-\x2b\x2d-\x7e]{1,128}$")
 _PROVIDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CREDENTIAL_HEADER = re.compile(r"(?i)auth|key|token|secret|password|cookie|credential|signature")
 _MSGSPEC_PATH = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+# Floors for server.limits: below them ordinary clients are refused (the official SDKs send about
+# 20 header fields and 600 bytes of head; a typo such as `64` for `64KiB` would refuse them all).
+MIN_REQUEST_LINE = 256
+MIN_HEADER_BYTES = 1024
+MIN_HEADERS = 32
 
 
 class ConfigError(Exception):
@@ -280,6 +286,44 @@ class _Builder:
             access_log=cfg.access_log,
             trusted_proxies=self.networks(cfg.trusted_proxies or [], "server.trusted_proxies"),
             forwarded_header=cfg.forwarded_header or "x-forwarded-for",
+            limits=self.http_limits(cfg.limits),
+        )
+
+    def http_limits(self, cfg: schema.HttpLimitsConfig | None) -> HttpLimits:
+        base = HttpLimits()
+        if cfg is None:
+            return base
+        path = "server.limits"
+        line = self.unit(cfg.max_request_line, parse_size, f"{path}.max_request_line", base.max_request_line)
+        head = self.unit(cfg.max_header_bytes, parse_size, f"{path}.max_header_bytes", base.max_header_bytes)
+        if line < MIN_REQUEST_LINE:
+            self.problem(f"{path}.max_request_line", f"must be at least {MIN_REQUEST_LINE} bytes, got {line}")
+        if head < MIN_HEADER_BYTES:
+            self.problem(f"{path}.max_header_bytes", f"must be at least {MIN_HEADER_BYTES} bytes, got {head}")
+        elif line > head:
+            self.problem(
+                f"{path}.max_request_line",
+                f"{line} bytes is more than max_header_bytes ({head}), which the request line counts in",
+            )
+        headers = base.max_headers if cfg.max_headers is None else cfg.max_headers
+        if headers < MIN_HEADERS:
+            self.problem(
+                f"{path}.max_headers",
+                f"must be at least {MIN_HEADERS} (the official SDKs send about 20), got {headers}",
+            )
+        return HttpLimits(
+            max_request_line=line,
+            max_header_bytes=head,
+            max_headers=headers,
+            header_timeout=self.unit(
+                cfg.header_timeout, parse_duration, f"{path}.header_timeout", base.header_timeout
+            ),
+            body_timeout=self.unit(
+                cfg.body_timeout, parse_duration, f"{path}.body_timeout", base.body_timeout
+            ),
+            body_min_rate=self.unit(
+                cfg.body_min_rate, parse_rate, f"{path}.body_min_rate", base.body_min_rate
+            ),
         )
 
     def networks(self, written: list[str], path: str) -> tuple[IPv4Network | IPv6Network, ...]:

@@ -166,6 +166,17 @@ class RoutingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     health_check_interval: DurationValue | None = None
 
 
+class HttpLimitsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Bounds on what a client may send, enforced before anything is authenticated."""
+
+    max_request_line: SizeValue | None = None
+    max_header_bytes: SizeValue | None = None
+    max_headers: int | None = None
+    header_timeout: DurationValue | None = None
+    body_timeout: DurationValue | None = None
+    body_min_rate: SizeValue | None = None  # bytes per second: 16KiB or 16KiB/s
+
+
 class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     host: str = "127.0.0.1"
     port: int = 4000
@@ -175,6 +186,7 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     access_log: bool = False
     trusted_proxies: list[str] | None = None  # CIDRs of the proxies whose forwarded header is believed
     forwarded_header: Literal["x-forwarded-for", "forwarded"] | None = None
+    limits: HttpLimitsConfig | None = None
 
 
 class FailedAttemptsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -192,6 +192,23 @@ class ModelSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """What a client may send before it is refused (`server.limits`), enforced by the HTTP protocol
+    itself: before any request is authenticated or reaches the application."""
+
+    max_request_line: int = 16 * 1024  # the request target (path and query); longer: 414
+    max_header_bytes: int = 64 * 1024  # the request head: request line and header fields; larger: 431
+    max_headers: int = 100  # header fields in one request (trailers included); more: 431
+    # a request's head must be complete this long after the connection opened or, on a kept-alive
+    # connection, after the request's first byte; else 408 and the connection is closed
+    header_timeout: float = 10.0
+    # a request's body must be complete this long after its head, extended by one second for
+    # every `body_min_rate` bytes received (0: no extension); else 408 and the connection is closed
+    body_timeout: float = 30.0
+    body_min_rate: int = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 4000
@@ -203,6 +220,7 @@ class ServerSettings:
     # client is always the socket peer
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     forwarded_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
+    limits: HttpLimits = HttpLimits()
 
 
 @dataclass(frozen=True, slots=True)

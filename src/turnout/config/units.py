@@ -1,4 +1,4 @@
-"""Human units in configuration: durations ("250ms", "5s", "2m") and sizes ("32MiB")."""
+"""Human units in configuration: durations ("250ms", "5s", "2m"), sizes ("32MiB") and rates ("16KiB/s")."""
 
 from __future__ import annotations
 
@@ -66,3 +66,15 @@ def parse_size(value: object) -> int:
     if size <= 0:
         raise ValueError(f"a size must be positive, got {value!r}")
     return size
+
+
+def parse_rate(value: object) -> int:
+    """Bytes per second (0 allowed) from an integer or a size, per second if so written: "16KiB/s"."""
+    if isinstance(value, str):
+        value = value.strip().removesuffix("/s")
+    if value in (0, "0") and not isinstance(value, bool):
+        return 0
+    try:
+        return parse_size(value)
+    except ValueError:
+        raise ValueError(f"expected a rate such as 16KiB/s (bytes per second), got {value!r}") from None

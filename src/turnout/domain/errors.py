@@ -164,6 +164,38 @@ class UpstreamRejected(ClientError):
         return [(b"retry-after", self.retry_after.encode())] if self.retry_after else []
 
 
+# --------------------------------------------------------------------------- refused at the HTTP edge
+# (by the HTTP protocol itself, before a request is authenticated or reaches the application)
+
+
+class MalformedRequest(ClientError):
+    """Bytes that are not an HTTP/1.1 request (400)."""
+
+    code = "malformed_request"
+
+
+class RequestTimeout(ClientError):
+    """The request arrived too slowly: its head not within `server.limits.header_timeout`, or its
+    body below `server.limits.body_min_rate` (408; the connection is closed)."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class UriTooLong(ClientError):
+    """The request target is longer than `server.limits.max_request_line` (414)."""
+
+    status = 414
+    code = "uri_too_long"
+
+
+class HeadersTooLarge(ClientError):
+    """More header fields, or more bytes of head, than `server.limits` allow (431)."""
+
+    status = 431
+    code = "headers_too_large"
+
+
 # --------------------------------------------------------------------------- upstream errors
 
 

@@ -23,6 +23,7 @@ import uvicorn
 from turnout.app import Services
 from turnout.config.settings import Settings
 from turnout.server.asgi import create_app
+from turnout.server.protocol import edge_protocol
 
 # Load balancers commonly keep idle upstream connections for 60 s; a gateway that closed them
 # sooner would race them and turn requests into 502s.
@@ -44,7 +45,7 @@ class GatewayServer(uvicorn.Server):
             host=host,
             port=port,
             loop="none",
-            http="httptools",
+            http=edge_protocol(settings.limits),
             ws="none",
             lifespan="off",
             log_config=None,
