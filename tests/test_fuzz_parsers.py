@@ -1,7 +1,8 @@
 """Fuzzing the parsers: the SSE codec, the Bedrock event-stream decoder, every wire format's stream
-translator, the request-body decoders and the upstream error-body parsers (the targets in
-support/fuzz.py). Whatever bytes arrive, each gives a result or one of turnout's documented errors,
-never another exception; and the same bytes split at other read boundaries give the same result.
+translator and reader of whole answers, the request-body decoders and the upstream error-body
+parsers (the targets in support/fuzz.py). Whatever bytes arrive, each gives a result or one of
+turnout's documented errors, never another exception; and the same bytes split at other read
+boundaries give the same result.
 
 Two halves: the committed corpus (tests/fixtures/fuzz/<target>/: seeds from the recorded fixtures
 and every failure found, each a regression test) replayed on every run, and Hypothesis properties
@@ -432,3 +433,26 @@ def error_answers(draw: st.DrawFn) -> bytes:
 @given(data=error_answers())
 def test_upstream_error_bodies_map_onto_the_error_tree(data: bytes) -> None:
     check("error_body", data, [])
+
+
+# --------------------------------------------------------------------------- whole answers
+
+ANSWER_FIXTURES = [
+    "openai/chat_completion*.json", "anthropic/message*.json", "bedrock/converse*.json",
+    "gemini/generate_content.json", "gemini/function_call.json", "gemini/*_blocked.json", "cohere/chat*.json",
+]  # fmt: skip
+
+
+@st.composite
+def answers(draw: st.DrawFn) -> bytes:
+    seeds = [
+        json.loads(p.read_bytes()) for pattern in ANSWER_FIXTURES for p in sorted(FIXTURES.glob(pattern))
+    ]
+    raw = dumps(draw(mutated(seeds) | JSON), draw)
+    return draw(corrupted(raw)) if not draw(st.integers(0, 6)) else raw
+
+
+@budget(300)
+@given(data=answers())
+def test_whole_answers_translate_or_give_a_documented_error(data: bytes) -> None:
+    check("answer", data, [])

@@ -194,6 +194,11 @@ def main() -> None:
     _write("eventstream", "error-message", error_frame)
     for path in sorted(PROVIDERS.glob("*/error_*.json")):
         _write("error_body", f"{path.parent.name}-{path.stem}", b"429\n2\n" + path.read_bytes())
+    for pattern in ("openai/chat_completion*.json", "anthropic/message*.json", "bedrock/converse*.json",
+                    "gemini/generate_content.json", "gemini/function_call.json", "gemini/*_blocked.json",
+                    "cohere/chat*.json"):  # fmt: skip
+        for path in sorted(PROVIDERS.glob(pattern)):
+            _write("answer", f"{path.parent.name}-{path.stem}", path.read_bytes())
     for target, bodies in (
         ("chat_request", CHAT),
         ("embedding_request", EMBEDDINGS),

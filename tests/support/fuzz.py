@@ -27,21 +27,26 @@ from turnout.domain.chat import (
 )
 from turnout.domain.embeddings import parse_embedding_request
 from turnout.domain.errors import TurnoutError
+from turnout.domain.malformed import DECODE_ERRORS
 from turnout.inbound import anthropic_messages
 from turnout.inbound import responses_request as responses_inbound
 from turnout.providers import upstream_errors
 from turnout.providers.anthropic import errors as anthropic_errors
 from turnout.providers.anthropic import translate as anthropic_translate
+from turnout.providers.anthropic import wire as anthropic_wire
 from turnout.providers.anthropic.stream import AnthropicStream, NativeAnthropicStream
 from turnout.providers.bedrock import errors as bedrock_errors
 from turnout.providers.bedrock import translate as bedrock_translate
+from turnout.providers.bedrock import wire as bedrock_wire
 from turnout.providers.bedrock.eventstream import EventStreamDecoder
 from turnout.providers.bedrock.stream import BedrockStream
 from turnout.providers.cohere import errors as cohere_errors
 from turnout.providers.cohere import translate as cohere_translate
+from turnout.providers.cohere import wire as cohere_wire
 from turnout.providers.cohere.stream import CohereStream
 from turnout.providers.gemini import errors as gemini_errors
 from turnout.providers.gemini import translate as gemini_translate
+from turnout.providers.gemini import wire as gemini_wire
 from turnout.providers.gemini.stream import GeminiStream
 from turnout.providers.http.connection import Connection, Deadlines, UpstreamResponse
 from turnout.providers.openai_compatible import wire as openai_wire
@@ -314,6 +319,67 @@ def error_body(chunks: Sequence[bytes]) -> object:
     return outcomes
 
 
+# --------------------------------------------------------------------------- whole answers
+
+
+def _answer_outcomes(raw: bytes) -> list[object]:
+    """A whole (non-streamed) answer as each wire format's adapter reads it: decoded (a body that
+    does not decode is the adapter's UpstreamProtocolError), translated, written for the client."""
+
+    def each(
+        decode: Callable[[], Any], translate: Callable[[Any], Any], usage: Callable[[Any], Any]
+    ) -> object:
+        try:
+            answer = decode()
+        except DECODE_ERRORS:
+            return "malformed"
+        try:
+            out = translate(answer)
+        except TurnoutError as error:
+            return failure(error)
+        return orjson.loads(orjson.dumps(out)), usage(answer)
+
+    anthropic_json = anthropic_translate.JsonMode(anthropic_translate.JSON_TOOL)
+    bedrock_json = bedrock_translate.JsonMode(bedrock_translate.JSON_TOOL)
+    return [
+        each(
+            lambda: openai_wire.completion_decoder.decode(raw),
+            lambda peek: {},
+            lambda peek: peek.usage and peek.usage.canonical(),
+        ),
+        *(
+            each(
+                lambda: anthropic_wire.message_decoder.decode(raw),
+                lambda m, mode=mode: anthropic_translate.completion(m, mode, requested_model="m"),  # type: ignore[misc]
+                lambda m: m.usage and m.usage.canonical(),
+            )
+            for mode in (None, anthropic_json)
+        ),
+        *(
+            each(
+                lambda: bedrock_wire.response_decoder.decode(raw),
+                lambda a, mode=mode: bedrock_translate.completion(a, mode, model="m", chat_id="c"),  # type: ignore[misc]
+                lambda a: a.usage and a.usage.canonical(),
+            )
+            for mode in (None, bedrock_json)
+        ),
+        each(
+            lambda: gemini_wire.response_decoder.decode(raw),
+            lambda a: gemini_translate.completion(a, model="m"),
+            lambda a: a.usage_metadata and a.usage_metadata.canonical(),
+        ),
+        each(
+            lambda: cohere_wire.response_decoder.decode(raw),
+            lambda a: cohere_translate.completion(a, model="m"),
+            lambda a: a.usage and a.usage.canonical(),
+        ),
+    ]
+
+
+def answer(chunks: Sequence[bytes]) -> object:
+    return _answer_outcomes(b"".join(chunks))
+
+
 TARGETS: dict[str, Target] = {
     "sse": sse,
     "eventstream": eventstream,
@@ -328,6 +394,7 @@ TARGETS: dict[str, Target] = {
     "responses_request": responses_request,
     "admin_body": admin_body,
     "error_body": error_body,
+    "answer": answer,
 }
 
 
