@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+
+# More tokens than any answer holds: what a provider reports beyond it (or below 0) is not a count
+# but a broken answer, refused when decoded before it can reach a price, a budget or the ledger's
+# 64-bit columns.
+MAX_TOKENS = 10**12
+TokenCount = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS)]
+TokenCountFloat = Annotated[float, msgspec.Meta(ge=0, le=MAX_TOKENS)]  # providers that count in floats
 
 
 class Usage(msgspec.Struct, frozen=True, kw_only=True):
@@ -33,21 +40,21 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _PromptDetails(msgspec.Struct, frozen=True):
-    cached_tokens: int | None = None
-    cache_write_tokens: int | None = None
+    cached_tokens: TokenCount | None = None
+    cache_write_tokens: TokenCount | None = None
 
 
 class _CompletionDetails(msgspec.Struct, frozen=True):
-    reasoning_tokens: int | None = None
+    reasoning_tokens: TokenCount | None = None
 
 
 class OpenAIUsage(msgspec.Struct, frozen=True):
     """The `usage` object of OpenAI's chat and embeddings responses (every field optional, as
     OpenAI-compatible servers fill them unevenly)."""
 
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    total_tokens: int | None = None
+    prompt_tokens: TokenCount | None = None
+    completion_tokens: TokenCount | None = None
+    total_tokens: TokenCount | None = None
     prompt_tokens_details: _PromptDetails | None = None
     completion_tokens_details: _CompletionDetails | None = None
 

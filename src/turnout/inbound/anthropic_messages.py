@@ -158,7 +158,10 @@ def _message(m: object, where: str, native_only: list[str]) -> Iterator[dict[str
                 "needs 'id' and 'name'.",
                 at,
             )
-            arguments = orjson.dumps(block.get("input") or {}).decode()
+            try:
+                arguments = orjson.dumps(block.get("input") or {}).decode()
+            except orjson.JSONEncodeError:  # orjson writes 254 levels, fewer than it reads
+                raise InvalidRequest("'input' is nested too deeply.", param=f"{at}.input") from None
             calls.append(
                 {
                     "id": block["id"],

@@ -6,7 +6,21 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import msgspec
+
+from turnout.domain.errors import UpstreamProtocolError
 from turnout.domain.usage import Usage
+
+
+def tool_arguments(value: Any) -> str:
+    """A tool call's input (a JSON value the provider sent) as OpenAI's `arguments` string. msgspec
+    writes what it read: integers beyond 64 bits, nesting past orjson's 254 levels."""
+    try:
+        return msgspec.json.encode({} if value is None else value).decode()
+    except RecursionError:
+        raise UpstreamProtocolError(
+            "The provider sent a tool call input nested too deeply to pass on."
+        ) from None
 
 
 def function_call(call_id: str | None, name: str | None, arguments: str) -> dict[str, Any]:

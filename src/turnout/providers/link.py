@@ -12,6 +12,7 @@ import msgspec
 
 from turnout.config.settings import ProviderSettings, Timeouts
 from turnout.domain.errors import UpstreamProtocolError
+from turnout.domain.malformed import DECODE_ERRORS
 from turnout.providers.http.client import Endpoint, HttpClient, Proxy
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.providers.upstream_errors import UpstreamErrorBody, error_from_response
@@ -97,5 +98,5 @@ class ProviderLink:
         """`data` as the wire format's type; else a protocol error: "The provider 'x' {failure}."."""
         try:
             return decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except DECODE_ERRORS:
             raise UpstreamProtocolError(f"The provider '{self.provider}' {failure}.") from None

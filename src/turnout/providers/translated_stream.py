@@ -14,6 +14,7 @@ import msgspec
 import orjson
 
 from turnout.domain.errors import UpstreamConnectionError, UpstreamProtocolError
+from turnout.domain.malformed import DECODE_ERRORS
 from turnout.domain.usage import Usage
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.providers.sse import SSEDecoder
@@ -87,7 +88,7 @@ class TranslatedStream:
     def _decode(self, decoder: msgspec.json.Decoder[T], data: bytes) -> T:
         try:
             return decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except DECODE_ERRORS:
             raise UpstreamProtocolError(
                 f"The provider '{self._provider}' sent a malformed stream event."
             ) from None

@@ -60,7 +60,8 @@ class AdminBudgets:
         await x.send_json(200, orjson.dumps(budget))
 
     async def list(self, x: Exchange, caller: Principal) -> None:
-        query = parse_qs(bytes(x.scope.get("query_string") or b"").decode("latin-1"))
+        # blank values kept: `?scope=` is a scope that is none of the three, not an absent one
+        query = parse_qs(bytes(x.scope.get("query_string") or b"").decode("latin-1"), keep_blank_values=True)
         scope = query.get("scope", [None])[-1]
         if scope not in (None, "key", "team", "user"):
             raise InvalidRequest("'scope' must be key, team or user.", param="scope")

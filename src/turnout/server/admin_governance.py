@@ -18,8 +18,8 @@ from turnout.server.exchange import Exchange
 
 
 def _query(x: Exchange) -> dict[str, str]:
-    """The query string's parameters (the first value of each)."""
-    parsed = parse_qs(bytes(x.scope.get("query_string") or b"").decode("latin-1"))
+    """The query string's parameters (the first value of each; `?limit=` is a value, and refused)."""
+    parsed = parse_qs(bytes(x.scope.get("query_string") or b"").decode("latin-1"), keep_blank_values=True)
     return {name: values[0] for name, values in parsed.items()}
 
 

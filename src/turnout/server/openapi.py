@@ -1,7 +1,8 @@
 """GET /openapi.json: an OpenAPI 3.1 document of the admin API, generated from its router (every
-route, with its path and query parameters, and its request body's schema from the msgspec Struct
-it decodes), plus the OpenAI- and Anthropic-compatible endpoints, described briefly (their bodies
-are OpenAI's and Anthropic's own, documented in those APIs' references, not copied here).
+route, with its path and query parameters, its request body's schema from the msgspec Struct it
+decodes, and what it answers, from server/openapi_responses.py), plus the OpenAI- and
+Anthropic-compatible endpoints, described briefly (their bodies are OpenAI's and Anthropic's own,
+documented in those APIs' references, not copied here).
 
 The router is fixed once the gateway starts, so the document is built once and served as bytes.
 """
@@ -18,6 +19,7 @@ from turnout.governance.approvals import STATUSES
 from turnout.governance.audit import MAX_LIMIT
 from turnout.server.admin_routes import AdminRoute, AdminRouter
 from turnout.server.exchange import Exchange
+from turnout.server.openapi_responses import ANSWERS, RESPONSE_SCHEMAS
 from turnout.server.routes import Handler
 
 Json = dict[str, Any]
@@ -250,11 +252,15 @@ def admin_operation(route: AdminRoute, body_schema: Json | None) -> Json:
                 **QUERY.get(name, {"schema": {"type": "string"}}),
             }
         )
-    responses: Json = {"200": {"description": "OK.", "content": {JSON: {"schema": {"type": "object"}}}}}
+    answers = ANSWERS.get((route.method, route.path), {})
+    responses: Json = {
+        "200": {"description": "OK.", "content": {JSON: {"schema": answers.get("200", {"type": "object"})}}}
+    }
     if route.pending:
+        pending = {"$ref": SCHEMAS.format(name="PendingAction")}
         responses["202"] = {
             "description": "Under the two-person rule: the action waits for a second admin's approval.",
-            "content": {JSON: {"schema": {"$ref": SCHEMAS.format(name="PendingAction")}}},
+            "content": {JSON: {"schema": answers.get("202", pending)}},
         }
     for status, (name, _) in ERRORS.items():
         if status != "409" or route.method != "GET":
@@ -324,7 +330,7 @@ def openapi_document(router: AdminRouter, version: str) -> Json:
 
 
 def _with_own(schemas: Json) -> Json:
-    own = {"Error": ERROR_SCHEMA, "PendingAction": PENDING_ACTION_SCHEMA}
+    own = {"Error": ERROR_SCHEMA, "PendingAction": PENDING_ACTION_SCHEMA, **RESPONSE_SCHEMAS}
     clash = own.keys() & schemas.keys()
     if clash:
         raise ValueError(f"a request body's Struct is named like a schema of the document: {sorted(clash)}")

@@ -20,6 +20,7 @@ from turnout.providers.capabilities import capabilities_for
 from turnout.providers.http.client import HttpClient
 from turnout.providers.link import LIST_TIMEOUTS, ProviderLink, request_headers
 from turnout.providers.parameters import apply_parameter_policy
+from turnout.providers.request_json import request_json
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
@@ -39,7 +40,7 @@ class AnthropicAdapter:
             dict(call.body), self.settings, call.unsupported_params
         )  # refuses what Anthropic lacks
         body, json_mode = translate.request_body(call.request, call.model, stream=stream)
-        return orjson.dumps(body), json_mode
+        return request_json(body), json_mode
 
     def _native(self, call: ChatCall) -> tuple[bytes, bytes] | None:
         """The client's own Anthropic request for this deployment's model, and its headers."""
@@ -47,7 +48,7 @@ class AnthropicAdapter:
         if native is None or native.wire != "anthropic":
             return None
         headers = b"".join(b"%s: %s\r\n" % (n.encode(), v.encode("latin-1")) for n, v in native.headers)
-        return orjson.dumps({**native.body, "model": call.model}), headers
+        return request_json({**native.body, "model": call.model}), headers
 
     async def complete(self, call: ChatCall) -> ChatResult:
         native = self._native(call)

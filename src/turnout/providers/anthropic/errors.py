@@ -4,9 +4,8 @@ and the error type is passed on as OpenAI's `type`."""
 
 from __future__ import annotations
 
-import msgspec
-
 from turnout.domain.errors import TurnoutError, UpstreamRejected, UpstreamServerError
+from turnout.domain.malformed import DECODE_ERRORS
 from turnout.observability.redaction import redact
 from turnout.providers.anthropic.wire import ErrorDetail, error_decoder
 from turnout.providers.upstream_errors import UpstreamErrorBody
@@ -29,7 +28,7 @@ CONTEXT_PHRASES = ("prompt is too long", "context window", "context length")
 def parse_error_body(raw: bytes) -> UpstreamErrorBody:
     try:
         body = error_decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except DECODE_ERRORS:
         return UpstreamErrorBody()
     detail = body.error or ErrorDetail()
     code = None

@@ -18,8 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from turnout.domain.chat import (
     AssistantMessage,
     ChatRequest,
@@ -32,7 +30,7 @@ from turnout.domain.chat import (
 )
 from turnout.domain.errors import InvalidRequest, UnsupportedFeature
 from turnout.providers.anthropic.wire import Message
-from turnout.providers.chat_completion import chat_completion, choice, function_call
+from turnout.providers.chat_completion import chat_completion, choice, function_call, tool_arguments
 from turnout.providers.turns import add_turn, call_arguments
 
 DEFAULT_MAX_TOKENS = 4096
@@ -240,7 +238,7 @@ def completion(message: Message, json_mode: JsonMode | None, *, requested_model:
         elif block.type == "thinking" and block.thinking:
             thinking.append(block.thinking)
         elif block.type == "tool_use":
-            arguments = orjson.dumps(block.input if block.input is not None else {}).decode()
+            arguments = tool_arguments(block.input)
             if json_mode is not None and block.name == json_mode.tool:
                 texts.append(arguments)
             else:

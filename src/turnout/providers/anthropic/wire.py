@@ -7,16 +7,16 @@ from typing import Any
 
 import msgspec
 
-from turnout.domain.usage import Usage
+from turnout.domain.usage import TokenCount, Usage
 
 API_VERSION = "2023-06-01"  # the `anthropic-version` header
 
 
 class AnthropicUsage(msgspec.Struct, frozen=True):
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_creation_input_tokens: int | None = None
-    cache_read_input_tokens: int | None = None
+    input_tokens: TokenCount | None = None
+    output_tokens: TokenCount | None = None
+    cache_creation_input_tokens: TokenCount | None = None
+    cache_read_input_tokens: TokenCount | None = None
 
     def canonical(self) -> Usage:
         """OpenAI counts every prompt token in `input`; Anthropic splits out cache reads and writes."""

@@ -30,6 +30,7 @@ from turnout.providers.http.client import Endpoint, HttpClient
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.providers.link import LIST_TIMEOUTS, MAX_CACHED_ENDPOINTS, ProviderLink, request_headers
 from turnout.providers.parameters import apply_parameter_policy
+from turnout.providers.request_json import request_json
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 EVENT_STREAM = b"application/vnd.amazon.eventstream"
@@ -94,7 +95,7 @@ class BedrockAdapter:
             dict(call.body), self.settings, call.unsupported_params
         )  # refuses what Converse lacks
         body, json_mode = translate.request_body(call.request)
-        return orjson.dumps(body), json_mode
+        return request_json(body), json_mode
 
     async def complete(self, call: ChatCall) -> ChatResult:
         body, json_mode = self._body(call)

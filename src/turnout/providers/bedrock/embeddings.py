@@ -26,7 +26,8 @@ import orjson
 from turnout.domain.chat import estimated_text_tokens
 from turnout.domain.embeddings import EmbeddingRequest
 from turnout.domain.errors import InvalidRequest, UnsupportedFeature, UpstreamProtocolError
-from turnout.domain.usage import Usage
+from turnout.domain.malformed import DECODE_ERRORS
+from turnout.domain.usage import MAX_TOKENS, TokenCount, Usage
 from turnout.providers.embeddings import embeddings_list, texts_of
 
 Family = Literal["titan-v2", "titan-v1", "cohere-v3", "cohere-v4"]
@@ -141,7 +142,7 @@ class _TitanByType(msgspec.Struct, frozen=True):
 
 class _TitanAnswer(msgspec.Struct, frozen=True, rename="camel"):
     embedding: list[float] | None = None
-    input_text_token_count: int | None = None
+    input_text_token_count: TokenCount | None = None
     embeddings_by_type: _TitanByType | None = None
 
 
@@ -179,7 +180,7 @@ def read_answer(
             cohere = _cohere_decoder.decode(data)
             found = cohere.embeddings
             vectors = found.floats if isinstance(found, _CohereByType) else found
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except DECODE_ERRORS:
         vectors = None
     if vectors is None:
         raise UpstreamProtocolError(f"The provider '{provider}' sent malformed embeddings.")
@@ -188,7 +189,7 @@ def read_answer(
             f"The provider '{provider}' sent {len(vectors)} embeddings for {len(call.texts)} inputs."
         )
     if counted is None and token_header is not None and token_header.strip().isdigit():
-        counted = int(token_header)
+        counted = min(int(token_header), MAX_TOKENS)
     if counted is not None:
         return Answer(vectors, counted, estimated=False)
     return Answer(vectors, estimated_text_tokens(call.texts), estimated=True)

@@ -6,9 +6,8 @@ in its HTTP status (400 ValidationException, 403 AccessDeniedException, 404 Reso
 
 from __future__ import annotations
 
-import msgspec
-
 from turnout.domain.errors import TurnoutError, UpstreamRejected, UpstreamServerError
+from turnout.domain.malformed import DECODE_ERRORS
 from turnout.observability.redaction import redact
 from turnout.providers.bedrock.wire import error_decoder
 from turnout.providers.upstream_errors import UpstreamErrorBody
@@ -28,7 +27,7 @@ STREAM_EXCEPTIONS = {
 def parse_error_body(raw: bytes) -> UpstreamErrorBody:
     try:
         body = error_decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except DECODE_ERRORS:
         return UpstreamErrorBody()
     message = body.message or body.capitalised
     code = None

@@ -11,6 +11,7 @@ pair, the name prefixed with its message type: `event:contentBlockDelta`,
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -32,11 +33,14 @@ class EventStreamDecoder:
     def feed(self, chunk: bytes) -> list[Event]:
         self._buffer.add_data(chunk)
         events: list[Event] = []
+        # botocore raises ParserError for a CRC mismatch or a length out of bounds, but lets through
+        # what its header parser meets in a message whose CRCs are right: a header of an unknown
+        # type (KeyError), a string that is not UTF-8 (ValueError), a value cut short (struct.error)
         try:
             for message in self._buffer:
                 # (botocore-stubs type `headers` as int; it is the decoded header dict)
                 events.append(_event(cast(Mapping[str, Any], message.headers), message.payload))
-        except ParserError:  # a CRC mismatch, or a length out of bounds
+        except (ParserError, KeyError, IndexError, ValueError, struct.error):
             raise UpstreamProtocolError(
                 f"The provider '{self._provider}' sent a corrupt event-stream message."
             ) from None

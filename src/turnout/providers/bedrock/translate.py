@@ -22,8 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from turnout.domain.chat import (
     AssistantMessage,
     ChatRequest,
@@ -36,7 +34,7 @@ from turnout.domain.chat import (
 )
 from turnout.domain.errors import InvalidRequest, UnsupportedFeature
 from turnout.providers.bedrock.wire import ConverseResponse
-from turnout.providers.chat_completion import chat_completion, choice, function_call
+from turnout.providers.chat_completion import chat_completion, choice, function_call, tool_arguments
 from turnout.providers.turns import add_turn, call_arguments
 
 JSON_TOOL = "json_output"
@@ -257,7 +255,7 @@ def completion(
             reasoning.append(block.reasoning_content.reasoning_text.text or "")
         elif block.tool_use is not None:
             use = block.tool_use
-            arguments = orjson.dumps(use.input if use.input is not None else {}).decode()
+            arguments = tool_arguments(use.input)
             if json_mode is not None and use.name == json_mode.tool:
                 texts.append(arguments)
             else:

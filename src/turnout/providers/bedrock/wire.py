@@ -9,15 +9,15 @@ from typing import Any
 
 import msgspec
 
-from turnout.domain.usage import Usage
+from turnout.domain.usage import TokenCount, Usage
 
 
 class TokenUsage(msgspec.Struct, frozen=True, rename="camel"):
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    total_tokens: int | None = None
-    cache_read_input_tokens: int | None = None
-    cache_write_input_tokens: int | None = None
+    input_tokens: TokenCount | None = None
+    output_tokens: TokenCount | None = None
+    total_tokens: TokenCount | None = None
+    cache_read_input_tokens: TokenCount | None = None
+    cache_write_input_tokens: TokenCount | None = None
 
     def canonical(self) -> Usage:
         """OpenAI counts every prompt token in `input`; Bedrock's `inputTokens` leaves out the

@@ -17,6 +17,7 @@ from turnout.providers.embeddings import embeddings_list, texts_of
 from turnout.providers.http.client import HttpClient
 from turnout.providers.link import LIST_TIMEOUTS, ProviderLink, request_headers
 from turnout.providers.parameters import apply_parameter_policy
+from turnout.providers.request_json import request_json
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
@@ -36,7 +37,7 @@ class CohereAdapter:
     def _body(self, call: ChatCall, *, stream: bool) -> bytes:
         body = dict(call.body)
         apply_parameter_policy(body, self.settings, call.unsupported_params)  # refuses what Cohere lacks
-        return orjson.dumps(translate.request_body(call.request, body, call.model, stream=stream))
+        return request_json(translate.request_body(call.request, body, call.model, stream=stream))
 
     async def complete(self, call: ChatCall) -> ChatResult:
         response = await self.link.send(self._chat, self._body(call, stream=False), call.timeouts)

@@ -3,8 +3,7 @@ message about too many tokens becomes `context_length_exceeded`."""
 
 from __future__ import annotations
 
-import msgspec
-
+from turnout.domain.malformed import DECODE_ERRORS
 from turnout.providers.cohere.wire import error_decoder
 from turnout.providers.upstream_errors import UpstreamErrorBody
 
@@ -14,7 +13,7 @@ CONTEXT_PHRASES = ("too many tokens", "context length", "exceeds the maximum")
 def parse_error_body(raw: bytes) -> UpstreamErrorBody:
     try:
         body = error_decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except DECODE_ERRORS:
         return UpstreamErrorBody()
     message = body.message
     code = (

@@ -7,18 +7,18 @@ from typing import Any
 
 import msgspec
 
-from turnout.domain.usage import Usage
+from turnout.domain.usage import TokenCountFloat, Usage
 
 
 class Tokens(msgspec.Struct, frozen=True):
-    input_tokens: float | None = None
-    output_tokens: float | None = None
+    input_tokens: TokenCountFloat | None = None
+    output_tokens: TokenCountFloat | None = None
 
 
 class CohereUsage(msgspec.Struct, frozen=True):
     billed_units: Tokens | None = None
     tokens: Tokens | None = None
-    cached_tokens: float | None = None
+    cached_tokens: TokenCountFloat | None = None
 
     def canonical(self) -> Usage:
         counted = self.tokens or self.billed_units or Tokens()
@@ -97,7 +97,7 @@ class Embeddings(msgspec.Struct, frozen=True):
 
 
 class BilledUnits(msgspec.Struct, frozen=True):
-    input_tokens: float | None = None
+    input_tokens: TokenCountFloat | None = None
 
 
 class EmbedMeta(msgspec.Struct, frozen=True):

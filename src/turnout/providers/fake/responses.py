@@ -19,6 +19,8 @@ import orjson
 from turnout.providers.fake.behaviour import Behaviour
 
 EMBEDDING_DIMENSIONS = 8
+MAX_EXAMPLE_DEPTH = 32
+MAX_EMBEDDING_DIMENSIONS = 3072  # as many as OpenAI's largest embedding model gives
 
 
 def count_tokens(text: str) -> int:
@@ -42,23 +44,27 @@ def prompt_tokens(request: dict[str, Any]) -> int:
     return total + count_tokens(orjson.dumps(request.get("tools") or []).decode()) // 2
 
 
-def example_for(schema: Any) -> Any:
-    """A small value that satisfies a JSON schema (enough for demos and tests)."""
-    if not isinstance(schema, dict):
+def example_for(schema: Any, depth: int = 0) -> Any:
+    """A small value that satisfies a JSON schema (enough for demos and tests). A client's schema
+    may be anything: what is not a schema here, or nests deeper than a demo needs, gives a string."""
+    if not isinstance(schema, dict) or depth > MAX_EXAMPLE_DEPTH:
         return "example"
-    if schema.get("enum"):
-        return schema["enum"][0]
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum:
+        return enum[0]
     if "const" in schema:
         return schema["const"]
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
-    if kind == "object" or "properties" in schema:
-        props = schema.get("properties") or {}
-        required = schema.get("required") or list(props)
-        return {name: example_for(props.get(name)) for name in required if name in props}
+    props = schema.get("properties")
+    if kind == "object" or isinstance(props, dict):
+        props = props if isinstance(props, dict) else {}
+        required = schema.get("required")
+        names = required if isinstance(required, list) else list(props)
+        return {n: example_for(props[n], depth + 1) for n in names if isinstance(n, str) and n in props}
     if kind == "array":
-        return [example_for(schema.get("items"))]
+        return [example_for(schema.get("items"), depth + 1)]
     return {"integer": 1, "number": 1.5, "boolean": True, "null": None}.get(str(kind), "example")
 
 
@@ -240,6 +246,9 @@ def embeddings(request: dict[str, Any], b: Behaviour) -> dict[str, Any]:
     else:
         inputs = list(raw or [])
     dims = request.get("dimensions") or EMBEDDING_DIMENSIONS
+    if not isinstance(dims, int) or not 1 <= dims <= MAX_EMBEDDING_DIMENSIONS:
+        # the fake runs in the gateway's own event loop: a billion dimensions would stall it
+        raise ValueError(f"'dimensions' must be between 1 and {MAX_EMBEDDING_DIMENSIONS}")
     data, tokens = [], 0
     for index, item in enumerate(inputs):
         text = item if isinstance(item, str) else " ".join(map(str, item))

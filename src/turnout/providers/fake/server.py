@@ -204,7 +204,12 @@ class _Connection(asyncio.Protocol):
                     keep_alive,
                 )
         elif path.endswith("/embeddings"):
-            self._write(200, responses.embeddings(request, b), keep_alive)
+            try:
+                answer = responses.embeddings(request, b)
+            except ValueError as error:
+                self._error(400, str(error), keep_alive)
+                return
+            self._write(200, answer, keep_alive)
         else:
             self._error(404, f"no route {path}", keep_alive)
 

@@ -22,6 +22,7 @@ from turnout.providers.http.client import Endpoint, HttpClient
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.providers.link import LIST_TIMEOUTS, MAX_CACHED_ENDPOINTS, ProviderLink, request_headers
 from turnout.providers.parameters import apply_parameter_policy
+from turnout.providers.request_json import request_json
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
@@ -58,7 +59,7 @@ class GeminiAdapter:
         apply_parameter_policy(
             dict(call.body), self.settings, call.unsupported_params
         )  # refuses what Gemini lacks
-        return orjson.dumps(translate.request_body(call.request))
+        return request_json(translate.request_body(call.request))
 
     async def complete(self, call: ChatCall) -> ChatResult:
         endpoint = self._endpoint(call.model, "generateContent")

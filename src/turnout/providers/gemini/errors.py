@@ -4,8 +4,7 @@ status string becomes OpenAI's `type`; a message about the input being too long 
 
 from __future__ import annotations
 
-import msgspec
-
+from turnout.domain.malformed import DECODE_ERRORS
 from turnout.providers.gemini.wire import error_decoder
 from turnout.providers.upstream_errors import UpstreamErrorBody
 
@@ -15,7 +14,7 @@ CONTEXT_PHRASES = ("exceeds the maximum number of tokens", "input token count", 
 def parse_error_body(raw: bytes) -> UpstreamErrorBody:
     try:
         body = error_decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except DECODE_ERRORS:
         return UpstreamErrorBody()
     if body.error is None:
         return UpstreamErrorBody()

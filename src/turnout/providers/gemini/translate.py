@@ -32,7 +32,7 @@ from turnout.domain.chat import (
     UserMessage,
 )
 from turnout.domain.errors import InvalidRequest, UnsupportedFeature
-from turnout.providers.chat_completion import chat_completion, choice
+from turnout.providers.chat_completion import chat_completion, choice, tool_arguments
 from turnout.providers.gemini.wire import Candidate, GenerateContentResponse
 from turnout.providers.turns import add_turn, call_arguments
 
@@ -197,7 +197,7 @@ def calls_of(candidate: Candidate, first_index: int = 0) -> list[dict[str, Any]]
         if part.function_call is not None:
             call = part.function_call
             ident = call.id or f"call_{candidate.index}_{first_index + len(calls)}"
-            arguments = orjson.dumps(call.args or {}).decode()
+            arguments = tool_arguments(call.args)
             calls.append(
                 {"id": ident, "type": "function", "function": {"name": call.name, "arguments": arguments}}
             )

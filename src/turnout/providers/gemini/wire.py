@@ -8,15 +8,15 @@ from typing import Any
 
 import msgspec
 
-from turnout.domain.usage import Usage
+from turnout.domain.usage import TokenCount, Usage
 
 
 class UsageMetadata(msgspec.Struct, frozen=True, rename="camel"):
-    prompt_token_count: int | None = None
-    candidates_token_count: int | None = None
-    total_token_count: int | None = None
-    cached_content_token_count: int | None = None
-    thoughts_token_count: int | None = None
+    prompt_token_count: TokenCount | None = None
+    candidates_token_count: TokenCount | None = None
+    total_token_count: TokenCount | None = None
+    cached_content_token_count: TokenCount | None = None
+    thoughts_token_count: TokenCount | None = None
 
     def canonical(self) -> Usage:
         """OpenAI counts reasoning in the completion; Gemini counts thoughts apart."""
@@ -85,8 +85,8 @@ class BatchEmbedResponse(msgspec.Struct, frozen=True, rename="camel"):
 class EmbeddingStatistics(msgspec.Struct, frozen=True):
     """Vertex AI's `:predict` writes `token_count`; its REST reference says `tokenCount`."""
 
-    token_count: int | None = None
-    token_count_camel: int | None = msgspec.field(default=None, name="tokenCount")
+    token_count: TokenCount | None = None
+    token_count_camel: TokenCount | None = msgspec.field(default=None, name="tokenCount")
 
     @property
     def tokens(self) -> int | None:

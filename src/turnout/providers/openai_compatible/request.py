@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import orjson
-
 from turnout.config.settings import ProviderSettings
-from turnout.domain.errors import InvalidRequest
 from turnout.providers.parameters import apply_parameter_policy, rename
+from turnout.providers.request_json import request_json
 
 
 def chat_body(
@@ -40,7 +38,7 @@ def chat_body(
         elif options is not None:
             del out["stream_options"]
     apply_parameter_policy(out, provider, policy)
-    return _dumps(out)
+    return request_json(out)
 
 
 def embeddings_body(
@@ -51,11 +49,4 @@ def embeddings_body(
     if encoding_format is not None:
         out["encoding_format"] = encoding_format
     rename(out, provider.kind.renamed_embedding_params)
-    return _dumps(out)
-
-
-def _dumps(body: dict[str, Any]) -> bytes:
-    try:
-        return orjson.dumps(body)
-    except orjson.JSONEncodeError:  # deeper than orjson will write (it reads deeper than it writes)
-        raise InvalidRequest("The request body is nested too deeply.", code="invalid_json") from None
+    return request_json(out)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import msgspec
-
 from turnout.domain.errors import (
     TurnoutError,
     UpstreamConnectionError,
@@ -20,6 +18,7 @@ from turnout.domain.errors import (
     UpstreamRejected,
     UpstreamServerError,
 )
+from turnout.domain.malformed import DECODE_ERRORS
 from turnout.domain.usage import Usage
 from turnout.observability.redaction import redact
 from turnout.providers.http.connection import UpstreamResponse
@@ -56,7 +55,7 @@ class OpenAIStream:
                         continue
                     try:
                         peek = decode(data)
-                    except (msgspec.DecodeError, msgspec.ValidationError):
+                    except DECODE_ERRORS:
                         if name == b"error":
                             raise self._error(data) from None
                         raise UpstreamProtocolError(
