@@ -72,6 +72,17 @@ class PairedRounds:
     weighted: list[Load] = field(default_factory=list)  # turnout-3: three deployments, weighted
     translated: list[Load] = field(default_factory=list)  # turnout-anthropic: an Anthropic upstream
     baseline: list[Load] = field(default_factory=list)  # turnout-baseline: as committed at --baseline
+    # with a baseline: each round also runs turnout and the baseline closed-loop, one after the other
+    closed_turnout: list[Load] = field(default_factory=list)
+    closed_baseline: list[Load] = field(default_factory=list)
+
+    def throughput_change(self) -> list[float]:
+        """Each round's closed-loop throughput of turnout over the baseline's, minus one."""
+        return [
+            float(a.report["achieved_rps"]) / float(b.report["achieved_rps"]) - 1
+            for a, b in zip(self.closed_turnout, self.closed_baseline, strict=False)
+            if a.ok() and b.ok() and not a.errors() and not b.errors()
+        ]
 
     def of(self, target: str) -> list[Load]:
         field_name = {
@@ -399,6 +410,14 @@ def against_baseline(
             continue
         a, b = float(now.report["achieved_rps"]), float(then.report["achieved_rps"])
         rows.append(f"| {mode} req/s, closed loop | {_num(a)} | {_num(b)} | {(a / b - 1) * 100:+.1f}% |")
+        rounds = next((p for p in paired or [] if p.mode == mode and p.throughput_change()), None)
+        if rounds is not None:
+            changes = rounds.throughput_change()
+            listed = ", ".join(f"{c * 100:+.1f}%" for c in changes)
+            rows.append(
+                f"| {mode} req/s, closed loop, alternating rounds (median) | | | "
+                f"{(median(changes) or 0.0) * 100:+.1f}% ({listed}) |"
+            )
         if now.cpu_ms_per_req and then.cpu_ms_per_req:
             ca, cb = now.cpu_ms_per_req, then.cpu_ms_per_req
             rows.append(

@@ -225,6 +225,12 @@ def paired_rounds(mode: str, mock_port: int, args: argparse.Namespace) -> Paired
                 load = measure(endpoint, mode, args.ref_rate, args)
                 into.append(load)
                 print(f"  round {i + 1} {endpoint.name:17} {mode:6}: {progress(load)}", flush=True)
+            if "turnout-baseline" in args.targets:  # throughput, alternating, in the same conditions
+                for endpoint, into in ((mine, rounds.closed_turnout), (then, rounds.closed_baseline)):
+                    settle(endpoint.process)
+                    load = measure(endpoint, mode, None, args)
+                    into.append(load)
+                    print(f"  round {i + 1} {endpoint.name:17} {mode:6} closed: {progress(load)}", flush=True)
     return rounds
 
 

@@ -252,12 +252,9 @@ def check_output_limit(route: Route, request: ChatRequest, api: str) -> None:
     naming the parameter and the largest limit there is (deployments with a lower limit than the
     request's are skipped by the router; one with no known limit can take any)."""
     wanted = request.output_token_limit
-    if wanted is None:
+    largest = route.output_ceiling
+    if wanted is None or largest is None or wanted <= largest:
         return
-    limits = [t.max_output_tokens for t in route.targets]
-    if any(limit is None or wanted <= limit for limit in limits):
-        return
-    largest = max(limit for limit in limits if limit is not None)
     chat_param = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
     param = OUTPUT_PARAMS.get(api, chat_param)
     raise InvalidRequest(

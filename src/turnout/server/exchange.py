@@ -86,6 +86,7 @@ class Exchange:
     __slots__ = (
         "_body_read",
         "_disconnected",
+        "_known_headers",
         "guard",
         "max_body",
         "receive",
@@ -108,48 +109,64 @@ class Exchange:
         self.started = False
         self._disconnected = False
         self._body_read = False
+        self._known_headers: dict[bytes, bytes] | None = None
         self.render_error = error_body  # the API's own error format (Anthropic's on /v1/messages)
 
     # ------------------------------------------------------------------ request
 
+    def _known(self) -> dict[bytes, bytes]:
+        """The headers turnout reads on every request, in one pass (the first of each)."""
+        known = self._known_headers
+        if known is None:
+            known = {}
+            for key, value in self.scope["headers"]:
+                if key in KNOWN_HEADERS and key not in known:
+                    known[key] = bytes(value)
+            self._known_headers = known
+        return known
+
     def header(self, name: bytes) -> bytes | None:
+        if name in KNOWN_HEADERS:
+            return self._known().get(name)
         for key, value in self.scope["headers"]:
             if key == name:
                 return bytes(value)
         return None
 
     def credential(self) -> str | None:
-        """The API key: `Authorization: Bearer KEY`, or `x-api-key` / `api-key` (Anthropic and
+        """The API key: `Authorization: Bearer KEY`, else `x-api-key`, else `api-key` (Anthropic and
         Azure clients send those). A client that failed to authenticate too often lately is
         refused here (429), before its key is looked at."""
-        key = self._credential()
+        known = self._known()
+        key = None
+        authorization = known.get(b"authorization")
+        if authorization is not None:
+            scheme, _, token = authorization.partition(b" ")
+            token = token.strip()
+            if scheme.lower() == b"bearer" and token:
+                key = token.decode("latin-1")
+        else:
+            other = known.get(b"x-api-key") or known.get(b"api-key")
+            if other is not None:
+                key = other.decode("latin-1").strip() or None
         if key is not None and self.guard is not None:
             self.guard.check(self.scope)
         return key
 
-    def _credential(self) -> str | None:
-        for key, value in self.scope["headers"]:
-            if key == b"authorization":
-                scheme, _, token = value.partition(b" ")
-                if scheme.lower() == b"bearer" and token.strip():
-                    return bytes(token.strip()).decode("latin-1")
-                return None
-            if key in (b"x-api-key", b"api-key"):
-                return bytes(value).decode("latin-1").strip() or None
-        return None
-
     def steering(self) -> Steering:
         """The client's routing wishes: `x-turnout-deployment` pins a deployment by name,
         `x-turnout-tags` (comma-separated) keeps to deployments carrying every tag."""
-        deployment = tags = None
-        for key, value in self.scope["headers"]:
-            if key == b"x-turnout-deployment":
-                deployment = bytes(value).decode("latin-1").strip() or None
-            elif key == b"x-turnout-tags":
-                tags = frozenset(t for t in bytes(value).decode("latin-1").replace(" ", "").split(",") if t)
+        known = self._known()
+        pinned, tagged = known.get(b"x-turnout-deployment"), known.get(b"x-turnout-tags")
+        if pinned is None and tagged is None:
+            return NO_STEERING
+        deployment = None if pinned is None else pinned.decode("latin-1").strip() or None
+        tags: frozenset[str] = frozenset()
+        if tagged is not None:
+            tags = frozenset(t for t in tagged.decode("latin-1").replace(" ", "").split(",") if t)
         if deployment is None and not tags:
             return NO_STEERING
-        return Steering(deployment, tags or frozenset())
+        return Steering(deployment, tags)
 
     def native(self) -> None:
         """OpenAI-format requests need no native form: same-format deployments get the body as is."""
@@ -319,6 +336,20 @@ class Exchange:
                     self._disconnected = True
                     await stream.aclose()
                     return
+
+
+KNOWN_HEADERS = frozenset(
+    {
+        b"authorization",
+        b"x-api-key",
+        b"api-key",
+        b"content-length",
+        b"content-type",
+        b"transfer-encoding",
+        b"x-turnout-deployment",
+        b"x-turnout-tags",
+    }
+)
 
 
 def is_json_type(content_type: bytes) -> bool:
