@@ -7,6 +7,13 @@ the wire happens in one place (`turnout.server.errors`); nothing here knows abou
 
 from __future__ import annotations
 
+from typing import Literal
+
+# A provider's refusal that another alias may still serve (the alias's own fallback chain for it):
+# the request is longer than the model's context window, or the provider's content policy refused it.
+# Set by each wire format's error classifier, so routing never reads error messages.
+Refusal = Literal["context_window", "content_policy"]
+
 
 class TurnoutError(Exception):
     """Base of every error turnout reports to a client."""
@@ -151,17 +158,40 @@ class UpstreamRejected(ClientError):
         param: str | None,
         code: str | None,
         retry_after: str | None = None,
+        refusal: Refusal | None = None,
     ) -> None:
         super().__init__(message, param=param)
         self.status = status
         self.error_type = error_type
         self.code = code
         self.retry_after = retry_after
+        self.refusal = refusal
         # A provider's 429 means "that provider is busy", which another deployment may not be.
         self.retryable = status in (408, 409, 429)
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         return [(b"retry-after", self.retry_after.encode())] if self.retry_after else []
+
+
+class UpstreamRateLimited(UpstreamRejected):
+    """The provider's 429: it is busy, not broken. Its deployment cools down for `retry_after_s`
+    (or a short default) and its circuit breaker is left alone; the client, if no other deployment
+    answers, gets the provider's 429 with a Retry-After."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float | None,
+        error_type: str = "rate_limit_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        shown = None if retry_after_s is None else str(max(1, round(retry_after_s)))
+        super().__init__(
+            message, status=429, error_type=error_type, param=param, code=code, retry_after=shown
+        )
+        self.retry_after_s = retry_after_s
 
 
 # --------------------------------------------------------------------------- refused at the HTTP edge
@@ -223,6 +253,12 @@ class UpstreamConnectionError(UpstreamError):
     """Could not connect, or the connection broke (502)."""
 
     code = "upstream_connection_error"
+
+
+class UpstreamStaleConnection(UpstreamConnectionError):
+    """A connection taken from the pool closed before any byte of an answer came back: the upstream
+    had closed it while idle (it never saw the request) or crashed after reading it; nothing tells
+    the two apart. Never resent silently: it is an attempt like any other, counted and recorded."""
 
 
 class UpstreamTimeout(UpstreamError):
