@@ -132,12 +132,14 @@ def test_every_request_lands_once_with_its_tokens_and_cost(
     assert rows[ids["responses"]]["api"] == "responses"
     assert rows[ids["embeddings"]]["api"] == "embeddings" and rows[ids["embeddings"]]["input_tokens"] > 0
     down = rows[ids["down"]]
+    # its one attempt, under the deployment that failed it, for nothing
     assert (down["status"], down["deployment"], down["cost_micros"], down["output_tokens"]) == (
         503,
-        None,
+        "fake/m?fail=503",
         0,
         0,
     )
+    assert down["attempt"] == 1
 
 
 def test_a_model_without_a_price_is_refused_at_load_or_recorded_as_unknown(
@@ -329,8 +331,8 @@ def test_a_client_that_leaves_mid_stream_is_billed_for_what_it_was_sent(
                 break  # the client goes away mid-answer
     gateway.stop()
     [row] = [r for r in ledger_rows(data) if r["request_id"] == request_id]
-    assert row["estimated"] and row["stream"] and row["status"] == 200
-    assert row["input_tokens"] == 16  # the question's tokens by o200k_base
+    assert row["estimated"] and row["stream"] and row["status"] == 499  # the client left
+    assert row["input_tokens"] == 16 + 3 + 3  # the question's tokens by o200k_base, and chat framing
     # what it was sent: at least the 41 characters it read (10 tokens), not the whole answer (19)
     assert 10 <= row["output_tokens"] < 19
     assert row["cost_micros"] == 1000 * (row["input_tokens"] + row["output_tokens"])

@@ -16,7 +16,6 @@ from turnout.domain.chat import ChatRequest, parse_chat_request
 from turnout.domain.embeddings import parse_embedding_request
 from turnout.domain.errors import InvalidRequest, ModelNotFound, UnsupportedFeature
 from turnout.domain.principal import Principal
-from turnout.domain.usage import Usage
 from turnout.keys.index import KeyIndex
 from turnout.limits.admission import Admission
 from turnout.presets.registry import PREFIX as PRESET_PREFIX
@@ -25,10 +24,11 @@ from turnout.providers.base import NativeRequest
 from turnout.routing.capabilities import first_unmet, needs
 from turnout.routing.catalog import Catalog, Route
 from turnout.routing.relay import RelayStream
-from turnout.routing.router import Router, Served, Steering
+from turnout.routing.router import Router
+from turnout.routing.values import Call, Served, Steering
 from turnout.spend.billing import Billing, CreditHold, PresetCharge
 from turnout.spend.budgets import Budgets, Reservation
-from turnout.spend.ledger import Outcome, estimated_usage
+from turnout.spend.ledger import Outcome
 from turnout.spend.recorder import SpendRecorder
 
 _MODEL_NAME = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,255}$")
@@ -63,10 +63,9 @@ class Responder(Protocol):
         """The upstream's own answer to the native request, passed on as it is."""
         ...
 
-    async def stream(
-        self, stream: RelayStream, served: Served, on_end: Callable[[Usage | None], None]
-    ) -> Usage | None:
-        """Relay the stream; `on_end` before the client is told it ended (see Exchange.stream)."""
+    async def stream(self, stream: RelayStream, served: Served) -> None:
+        """Relay the stream, framed for the client's API (the stream accounts for itself before
+        its end reaches the client)."""
         ...
 
 
@@ -102,39 +101,30 @@ class Pipeline:
         native = None if preset is not None else inbound.native()  # a preset rewrote the request
         check_capabilities(route, request, native)
         check_output_limit(route, request, inbound.api)
+        call = Call(
+            route,
+            request,
+            body,
+            inbound.steering(),
+            wants_usage=request.wants_usage_in_stream,
+            native=native,
+            access=None if principal.allowed_models is None else principal.may_use,
+        )
         ticket = self.admission.admit(principal, route)
         reservation, hold = await self._reserve(principal, route, request)
         outcome = Outcome()
         if preset is not None:
             outcome.preset = PresetCharge(preset.name, preset.team_id, preset.share)
-        outcome.estimate = lambda: estimated_usage(request, None)
         stream = bool(request.stream)
         account = self._accountant(outcome, inbound.request_id, inbound.api, principal, route, stream)
-        access = None if principal.allowed_models is None else principal.may_use
         try:
             if stream:
-                relay, outcome.served = await self.router.stream(
-                    route,
-                    request,
-                    body,
-                    wants_usage=request.wants_usage_in_stream,
-                    steering=inbound.steering(),
-                    native=native,
-                    access=access,
-                )
-                outcome.estimate = lambda: estimated_usage(request, relay.sent_text())
-                await respond.stream(relay, outcome.served, account)
+                relay, outcome.served = await self.router.stream(call, outcome.tally)
+                relay.accounted_by(account)
+                await respond.stream(relay, outcome.served)
             else:
-                result, outcome.served = await self.router.complete(
-                    route,
-                    request,
-                    body,
-                    wants_usage=False,
-                    steering=inbound.steering(),
-                    native=native,
-                    access=access,
-                )
-                account(result.usage)  # accounted for before the client can see the answer
+                result, outcome.served = await self.router.complete(call, outcome.tally)
+                account(None)  # accounted for before the client can see the answer
                 if result.native is not None:
                     await respond.answer_native(result.native, outcome.served)
                 else:
@@ -171,14 +161,15 @@ class Pipeline:
         route = self.authorise(principal, request.model)
         if not any(t.capabilities.embeddings for t in route.targets):
             raise UnsupportedFeature(f"The model '{request.model}' does not offer embeddings.", param="model")
+        access = None if principal.allowed_models is None else principal.may_use
+        call = Call(route, request, body, inbound.steering(), access=access)
         ticket = self.admission.admit(principal, route)
         reservation, hold = await self._reserve(principal, route)
         outcome = Outcome()
         account = self._accountant(outcome, inbound.request_id, "embeddings", principal, route, False)
         try:
-            access = None if principal.allowed_models is None else principal.may_use
-            result, outcome.served = await self.router.embed(route, request, body, inbound.steering(), access)
-            account(result.usage)
+            result, outcome.served = await self.router.embed(call, outcome.tally)
+            account(None)
             await respond.answer(result.body, outcome.served)
         except BaseException as error:
             outcome.failed(error)
@@ -209,16 +200,19 @@ class Pipeline:
 
     def _accountant(
         self, outcome: Outcome, request_id: str, api: str, principal: Principal, route: Route, stream: bool
-    ) -> Callable[[Usage | None], None]:
-        """Record the request in the ledger once: as soon as its usage is known (before the client
-        sees the answer complete), or when it ends without one (failed, or the client left)."""
+    ) -> Callable[[RelayStream | None], None]:
+        """Record the request in the ledger once, an entry per upstream attempt: as soon as the
+        answer is complete (before the client sees it complete), or when the request ends without
+        one (failed, or the client left: 499)."""
 
-        def account(usage: Usage | None) -> None:
-            if usage is not None:
-                outcome.usage = usage
-            if not outcome.recorded:
-                outcome.recorded = True
-                entry = outcome.entry(request_id, api, principal, route, stream=stream, billing=self.billing)
+        def account(relay: RelayStream | None) -> None:
+            if outcome.recorded:
+                return
+            outcome.recorded = True
+            if relay is not None and relay.abandoned:
+                outcome.status = 499
+            entries = outcome.entries(request_id, api, principal, route, stream=stream, billing=self.billing)
+            for entry in entries:
                 self.spend.record(entry)
 
         return account

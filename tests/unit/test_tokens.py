@@ -13,9 +13,13 @@ import pytest
 import toktok  # type: ignore[import-untyped]
 
 from turnout.domain import tokens
-from turnout.domain.chat import counted_prompt_tokens, estimated_text_tokens, parse_chat_request
+from turnout.domain.chat import (
+    counted_prompt_tokens,
+    counted_usage,
+    estimated_text_tokens,
+    parse_chat_request,
+)
 from turnout.domain.tokens import count_tokens
-from turnout.spend.ledger import estimated_usage
 
 
 @pytest.mark.parametrize(
@@ -116,12 +120,13 @@ def test_a_chat_request_counts_its_messages_and_tool_calls() -> None:
             ],
         }
     )
-    # 4 + 2 + "hello" (1) + "{}" (1)
-    assert counted_prompt_tokens(request) == 8
+    # 4 + 2 + "hello" (1) + "{}" (1), and the chat framing: 3 a message, 3 priming the answer
+    assert counted_prompt_tokens(request) == 8 + 3 * 3 + 3
 
 
 def test_usage_with_no_upstream_count_is_tokenized_and_flagged_estimated() -> None:
     request = parse_chat_request({"model": "m", "messages": [{"role": "user", "content": "hello world"}]})
-    usage = estimated_usage(request, "Hello, world!")
-    assert (usage.input_tokens, usage.output_tokens, usage.estimated) == (2, 4, True)
-    assert estimated_usage(request, None).output_tokens == 0  # nothing was tracked
+    usage = counted_usage(request, ["Hello, world!"])
+    # the prompt's 2 tokens and the chat format's framing: 3 for its one message, 3 for the answer
+    assert (usage.input_tokens, usage.output_tokens, usage.estimated) == (2 + 3 + 3, 4, True)
+    assert counted_usage(request).output_tokens == 0  # nothing was produced

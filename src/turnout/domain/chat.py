@@ -16,6 +16,7 @@ import msgspec
 
 from turnout.domain.errors import InvalidRequest
 from turnout.domain.tokens import count_tokens
+from turnout.domain.usage import Usage
 from turnout.domain.validation import convert
 
 # ----------------------------------------------------------------------------- content parts
@@ -456,11 +457,42 @@ def estimated_prompt_tokens(request: ChatRequest) -> int:
     return prompt_characters(request) // CHARS_PER_TOKEN
 
 
+# The chat format's own tokens (OpenAI's documented count): each message's framing, and the
+# priming of the answer.
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_ANSWER = 3
+
+
 def counted_prompt_tokens(request: ChatRequest) -> int:
-    """The tokens of the prompt's text by o200k_base (domain.tokens): messages and tool calls, as
-    `prompt_characters` reads them; images, tool definitions and the chat format's few tokens a
-    message are not counted."""
-    return count_tokens(_prompt_texts(request))
+    """The tokens of the prompt by o200k_base (domain.tokens): messages and tool calls, as
+    `prompt_characters` reads them, with the chat format's framing; images and tool definitions
+    are not counted."""
+    framing = TOKENS_PER_MESSAGE * len(request.messages) + TOKENS_PER_ANSWER
+    return count_tokens(_prompt_texts(request)) + framing
+
+
+def counted_usage(request: ChatRequest, answer: Iterable[str] = ()) -> Usage:
+    """turnout's count for an attempt its provider reported no usage for: the prompt's tokens and
+    the answer's (the text it produced, every choice), both by tokenizer, marked estimated."""
+    text = "".join(answer)  # pieces of a stream are counted as the text they make, not one by one
+    output = count_tokens((text,)) if text else 0
+    return Usage(input_tokens=counted_prompt_tokens(request), output_tokens=output, estimated=True)
+
+
+def answer_texts(completion: dict[str, Any]) -> Iterator[str]:
+    """The text of every choice of a `chat.completion`: content, refusal and tool calls."""
+    for choice in completion.get("choices") or ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            continue
+        for field in ("content", "refusal"):
+            if isinstance(message.get(field), str):
+                yield message[field]
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                yield str(function.get("name") or "")
+                yield str(function.get("arguments") or "")
 
 
 def _prompt_texts(request: ChatRequest) -> Iterator[str]:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from turnout.domain.errors import (
     TurnoutError,
     UpstreamAuthError,
+    UpstreamRateLimited,
     UpstreamRejected,
     UpstreamServerError,
 )
@@ -79,6 +80,14 @@ def map_upstream_error(
             f"The provider '{provider}' rejected turnout's credentials (HTTP {status}); "
             "an operator must fix this provider's API key.",
             deployment=provider,
+        )
+    if status == 429:
+        return UpstreamRateLimited(
+            message or f"The provider '{provider}' is rate-limiting turnout (HTTP 429).",
+            retry_after_s=retry_after,
+            error_type=body.type or "rate_limit_error",
+            param=body.param,
+            code=body.code,
         )
     if 400 <= status < 500:
         return UpstreamRejected(

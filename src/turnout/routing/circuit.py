@@ -101,6 +101,16 @@ class CircuitBreaker:
         ):
             self._open(now, self._open_for)
 
+    def panic_probe(self) -> None:
+        """Every deployment a request could use is open: this one (the likeliest to have
+        recovered) is tried anyway, as a probe whose verdict counts like any other (Envoy's panic
+        threshold: ejection never takes away the last hosts)."""
+        if self.state is State.OPEN:
+            self.state = State.HALF_OPEN
+            self._probes = self._probe_successes = 0
+        if self.state is State.HALF_OPEN:
+            self._probes += 1
+
     def probe_now(self) -> None:
         """An active check found the deployment answering: let probes through without waiting out
         the cool-down (they still decide whether it closes)."""

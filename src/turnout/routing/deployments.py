@@ -13,6 +13,7 @@ from turnout.config.settings import BreakerSettings
 from turnout.routing.circuit import CircuitBreaker, State
 from turnout.routing.window import WindowCounter
 
+RATE_LIMIT_COOLDOWN = 1.0  # seconds a provider's 429 without a Retry-After keeps its deployment aside
 LATENCY_SMOOTHING = 0.2  # weight of the newest observation in the moving average
 MINUTE = 60.0
 MAX_REACHED = 1000  # states of deployments reached through wildcard aliases, kept at once
@@ -78,6 +79,18 @@ class DeploymentState:
         if retry_after:
             self.cooldown_until = max(self.cooldown_until, now + retry_after)
 
+    def rate_limited(self, now: float, cause: str, retry_after: float | None) -> None:
+        """The provider said it is busy (429): stay away for its Retry-After (or a short default).
+        Busy is not broken: the breaker is not told (a half-open probe slot is given back)."""
+        self.last_failure = cause
+        self.breaker.release_probe()
+        wait = RATE_LIMIT_COOLDOWN if retry_after is None else retry_after
+        self.cooldown_until = max(self.cooldown_until, now + wait)
+
+    def lease(self, clock: Callable[[], float]) -> Lease:
+        """A request in flight here from now until the lease is released."""
+        return Lease(self, clock)
+
     def describe(self, now: float) -> dict[str, object]:
         """For `/health/ready` detail and `turnout status`."""
         state = self.breaker.state
@@ -99,6 +112,31 @@ class DeploymentState:
         if self.last_failure is not None:
             detail["last_failure"] = self.last_failure
         return detail
+
+
+class Lease:
+    """One request in flight on a deployment: counted when taken, given back exactly once, with
+    the tokens it used (toward the deployment's tpm). A context manager for the common case; a
+    stream keeps its lease past the walk and releases it when it ends."""
+
+    __slots__ = ("_clock", "released", "state")
+
+    def __init__(self, state: DeploymentState, clock: Callable[[], float]) -> None:
+        self.state = state
+        self._clock = clock
+        self.released = False
+        state.started(clock())
+
+    def release(self, tokens: int = 0) -> None:
+        if not self.released:
+            self.released = True
+            self.state.finished(self._clock(), tokens)
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
 
 
 class DeploymentRegistry:

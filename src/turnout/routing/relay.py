@@ -1,26 +1,34 @@
-"""The stream a client receives: one upstream's chunks, kept accounted to its deployment until
-the end, and continued on another deployment if that upstream fails after the first byte."""
+"""The stream a client receives: one upstream's chunks, its deployment leased until the end, its
+answer folded as it goes (what each attempt produced, for the ledger when the provider reports no
+usage, and for a continuation), and continued on another deployment if the upstream fails after
+the first byte — but never once the client has left: an abandoned stream stops its upstream and
+nothing is started for nobody.
+
+The relay does not know the router: a continuation is asked of `continue_elsewhere`, a closure
+the router hands it.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-from turnout.domain.chat import ChatRequest, parse_chat_request
+from turnout.domain.chat import counted_usage
 from turnout.domain.errors import NoUpstreamAvailable, TurnoutError, UpstreamError
+from turnout.domain.tokens import count_tokens
 from turnout.domain.usage import Usage
-from turnout.routing.catalog import Route
 from turnout.routing.deployments import DeploymentState
-from turnout.routing.first_chunk import PeekedStream, peek_first
-from turnout.routing.resume import Partial, Rewriter, continuation_body, read_partial
-
-if TYPE_CHECKING:
-    from turnout.routing.router import Access, Candidate, Router, Served, Steering
+from turnout.routing.first_chunk import PeekedStream
+from turnout.routing.resume import Partial, Rewriter, read_native_partial, read_partial
+from turnout.routing.values import AttemptRecord, Call, Served
 
 log = logging.getLogger("turnout.routing")
 
-FOLD_EVERY = 256
+FOLD_EVERY = 256  # chunks kept raw before they are folded into the answer's text
+RESUME_COPY_CAP = 1 << 20  # characters of answer kept to continue from; a longer one is not resumed
+
+# (what the client was sent, the deployment that failed, attempts used) → the continuation
+Continuation = Callable[[Partial, DeploymentState | None, int], Awaitable[tuple[PeekedStream, Served]]]
 
 
 class RelayStream:
@@ -29,55 +37,112 @@ class RelayStream:
 
     def __init__(
         self,
-        router: Router,
-        route: Route,
-        request: ChatRequest,
-        body: dict[str, Any],
-        steering: Steering,
-        wants_usage: bool,
+        call: Call,
         peeked: PeekedStream,
         served: Served,
-        access: Access | None = None,
+        tally: list[AttemptRecord],
+        continue_elsewhere: Continuation,
+        clock: Callable[[], float],
     ) -> None:
-        self._access = access
-        self._router = router
-        self._route = route
-        self._request = request
-        self._body = body
-        self._steering = steering
-        self._wants_usage = wants_usage
+        self._call = call
+        self._continue_elsewhere = continue_elsewhere
+        self._clock = clock
+        self._tally = tally
         self._stream = peeked
         self._serving = served  # whose deployment is in flight now
         self.served = served
         self.first = peeked.first
         # a native stream (the upstream's own events) cannot be continued in another format
         self.native = peeked.native
-        self.resumable = route.policy.stream_resume and not (request.n or 1) > 1 and not self.native
-        # what the client was sent, while the stream can be resumed: raw chunks, folded into
-        # `_partial` (text only) every FOLD_EVERY chunks so a long answer does not pile up bytes
-        self._sent: list[bytes] | None = list(peeked.first) if self.resumable else None
-        self._partial = Partial()
+        policy = call.route.policy
+        self.resumable = policy.stream_resume and not (call.chat.n or 1) > 1 and not self.native
+        self.abandoned = False  # the client left: nothing more is sent or started
+        # what the client was sent: raw chunks, folded into `_answer` every FOLD_EVERY chunks
+        self._sent: list[bytes] = list(peeked.first)
+        self._answer = Partial()
+        self._attempt_start = 0  # where in `_answer.parts` the current attempt's text begins
+        self._spilled = 0  # tokens of the current attempt's text no longer kept (over the cap)
+        self._given = 0  # tokens of answer a continuation was given in its prompt
         self._rewriter: Rewriter | None = None
-        self._failed_state: DeploymentState | None = None
-        self.resumed: list[dict[str, Any]] = []
+        self.resumed: list[dict[str, object]] = []
         self.rest: AsyncIterator[list[bytes]] = self._relay()
+        self._on_end: Callable[[RelayStream], None] | None = None
+
+    def accounted_by(self, on_end: Callable[[RelayStream], None]) -> None:
+        """Have `on_end` called once the upstream side is over — before `rest` finishes, so before
+        the edge can tell the client the answer is complete (the ledger's entries come first)."""
+        self._on_end = on_end
+
+    def _over(self) -> None:
+        if self._on_end is not None:
+            on_end, self._on_end = self._on_end, None
+            on_end(self)
 
     @property
     def usage(self) -> Usage | None:
         return self._stream.usage
 
-    def sent_text(self) -> str | None:
-        """The answer text the client has been sent, where that is tracked (resumable streams keep
-        it to continue from): what billing counts tokens from when no usage was reported."""
-        if self._sent is None:
-            return None
-        read_partial(self._sent, self._partial)
-        self._sent.clear()
-        return self._partial.text
+    async def abandon(self) -> None:
+        """The client went away: stop the upstream now, and never continue the stream."""
+        self.abandoned = True
+        await self._stream.aclose()
+        self._end(499)
 
     async def aclose(self) -> None:
         await self._stream.aclose()
-        self._router.settle(self._serving)
+        self._end(499)
+
+    def _end(self, status: int) -> None:
+        """The current attempt is over: its lease given back (with the tokens it used, toward its
+        deployment's tpm), its record closed with its usage, reported or counted."""
+        served = self._serving
+        usage = self._stream.usage
+        if served.lease is not None:
+            served.lease.release(usage.total_tokens if usage else 0)
+            served.lease = None
+        record = served.record
+        if record is None or record.done:
+            return
+        record.ended(status, usage)
+        if usage is None:
+            record.estimate = self._estimate()
+
+    def _estimate(self) -> Callable[[], Usage]:
+        """turnout's count of the current attempt: the prompt (and, for a continuation, what it
+        was given to continue) and the text the attempt produced."""
+        self._fold()
+        produced = self._answer.parts[self._attempt_start :]
+        spilled = self._spilled
+        given = self._given
+        request = self._call.chat
+
+        def estimate() -> Usage:
+            counted = counted_usage(request, produced)
+            return Usage(
+                input_tokens=counted.input_tokens + given,
+                output_tokens=counted.output_tokens + spilled,
+                estimated=True,
+            )
+
+        return estimate
+
+    def _fold(self) -> None:
+        """Fold the raw chunks sent since the last fold into the answer (text, finish, what would
+        stop a continuation); past the cap, the text is counted and let go (no longer resumable)."""
+        sent = self._sent
+        if not sent:
+            return
+        if self.native:
+            read_native_partial(sent, self._answer)
+        else:
+            read_partial(sent, self._answer)
+        sent.clear()
+        answer = self._answer
+        if answer.chars > RESUME_COPY_CAP:
+            self._spilled += count_tokens(("".join(answer.parts[self._attempt_start :]),))
+            answer.drop_text()
+            self._attempt_start = 0
+            answer.obstacle = answer.obstacle or "an answer longer than the resume copy's cap"
 
     async def _relay(self) -> AsyncIterator[list[bytes]]:
         while True:
@@ -89,96 +154,83 @@ class RelayStream:
                         batch = rewriter.batch(batch)
                         if not batch:
                             continue
-                    if sent is not None:
-                        sent.extend(batch)
-                        if len(sent) >= FOLD_EVERY:
-                            read_partial(sent, self._partial)
-                            sent.clear()
+                    sent.extend(batch)
+                    if len(sent) >= FOLD_EVERY:
+                        self._fold()
                     yield batch
             except TurnoutError as error:
-                first = await self._continue(error)
+                if self.abandoned:
+                    self._over()
+                    return
+                try:
+                    first = await self._continue(error)
+                except BaseException:
+                    self._over()
+                    raise
                 if first:
-                    if sent is not None:
-                        sent.extend(first)
+                    sent.extend(first)
                     yield first
                 continue
-            usage = self._stream.usage
-            self._router.settle(self._serving, usage.total_tokens if usage else 0)
+            if not self.abandoned:
+                self._end(200)
+            self._over()
             return
 
     async def _continue(self, error: TurnoutError) -> list[bytes]:
         """Fail over mid-stream: returns the continuation's first batch (rewritten); raises when the
         stream cannot be continued."""
-        router, served = self._router, self._serving
-        state = served.state
-        self._failed_state = state
+        served = self._serving
+        failed_state = served.state
         await self._stream.aclose()
-        if state is not None:
-            now = router.clock()
-            state.finished(now)
-            if isinstance(error, UpstreamError):
-                state.failed(now, error.message, error.retry_after)
-            served.state = None
-        partial = read_partial(self._sent, self._partial) if self._sent is not None else None
-        if self._sent is not None:
-            self._sent.clear()
-        if not self.resumable or partial is None or not isinstance(error, UpstreamError):
-            raise error
-        if partial.finished:  # the answer was complete but its end (usage, [DONE]) was lost
-            raise error
-        if self.served.attempts >= self._route.policy.attempts:
-            log.warning("stream of %s broke; no attempts left to continue it", self._route.requested)
-            raise error
-        if partial.obstacle is not None:
-            log.warning(
-                "stream of %s broke and cannot be continued (%s in progress)",
-                self._route.requested,
-                partial.obstacle,
-            )
+        self._fold()
+        if isinstance(error, UpstreamError) and failed_state is not None:
+            failed_state.failed(self._clock(), error.message, error.retry_after)
+        self._end(error.status)
+        partial = self._answer
+        if not self._resumable_after(error, partial):
             raise error
         log.warning(
             "stream of %s broke on %s after %d characters (%s); continuing it elsewhere",
-            self._route.requested,
+            self._call.route.requested,
             served.target.label,
             len(partial.text),
             error.message,
         )
         try:
-            peeked, continued = await self._resume(partial)
+            peeked, continued = await self._continue_elsewhere(partial, failed_state, self.served.attempts)
         except NoUpstreamAvailable:
             raise error from None
-        mark = {
-            "from": served.target.label,
-            "to": continued.target.label,
-            "after_characters": len(partial.text),
-            "cause": error.message,
-        }
-        self.resumed.append(mark)
+        self.resumed.append(
+            {
+                "from": served.target.label,
+                "to": continued.target.label,
+                "after_characters": len(partial.text),
+                "cause": error.message,
+            }
+        )
         echoed = partial.text if continued.target.capabilities.continuation == "prefix" else ""
         self._rewriter = Rewriter(partial, echoed, {"resumed": self.resumed})
+        self._given = count_tokens((partial.text,))
+        self._attempt_start = len(partial.parts)
+        self._spilled = 0
         self._stream = peeked
         self._serving = continued
         self.served.attempts += continued.attempts
         return self._rewriter.batch(peeked.first)
 
-    async def _resume(self, partial: Partial) -> tuple[PeekedStream, Served]:
-        router, route = self._router, self._route
-        bodies: dict[str, tuple[ChatRequest, dict[str, Any]]] = {}
-
-        async def attempt(c: Candidate) -> PeekedStream:
-            t = c.target
-            style = t.capabilities.continuation
-            if style not in bodies:
-                body = continuation_body(self._body, partial.text, style)
-                bodies[style] = (parse_chat_request(body), body)
-            request, body = bodies[style]
-            call = t.call(request, body, self._wants_usage)
-            return await peek_first(await t.adapter.stream(call))
-
-        walk = router.plan(
-            route, self._request, self._steering, avoid=self._failed_state, access=self._access
-        )
-        if walk.stages:  # the attempts this request has left, continuations included
-            first = walk.stages[0]
-            first.limit = max(0, first.limit - self.served.attempts)
-        return await router.walk(route, walk, attempt, holds=True, retry=True)
+    def _resumable_after(self, error: TurnoutError, partial: Partial) -> bool:
+        if not self.resumable or not isinstance(error, UpstreamError):
+            return False
+        if partial.finished:  # the answer was complete but its end (usage, [DONE]) was lost
+            return False
+        if self.served.attempts >= self._call.route.policy.attempts:
+            log.warning("stream of %s broke; no attempts left to continue it", self._call.route.requested)
+            return False
+        if partial.obstacle is not None:
+            log.warning(
+                "stream of %s broke and cannot be continued (%s in progress)",
+                self._call.route.requested,
+                partial.obstacle,
+            )
+            return False
+        return True

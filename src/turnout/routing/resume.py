@@ -40,6 +40,7 @@ class Partial:
     """What the client has received so far."""
 
     parts: list[str] = field(default_factory=list)
+    chars: int = 0  # characters in `parts`
     id: str | None = None
     created: int | None = None
     model: str | None = None
@@ -50,11 +51,21 @@ class Partial:
     def text(self) -> str:
         return "".join(self.parts)
 
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        self.chars += len(text)
+
+    def drop_text(self) -> None:
+        """Let the text go (it has been counted): the answer can no longer be continued."""
+        self.parts.clear()
+        self.chars = 0
+
 
 def read_partial(chunks: list[bytes], partial: Partial | None = None) -> Partial:
-    """What `chunks` (OpenAI chunk JSONs) told the client, added to `partial` if given."""
+    """What `chunks` (OpenAI chunk JSONs) told the client, added to `partial` if given: the text of
+    every choice (tool calls' names and arguments too: they are output, though they stop a
+    continuation)."""
     partial = Partial() if partial is None else partial
-    parts = partial.parts
     for raw in chunks:
         try:
             chunk = orjson.loads(raw)
@@ -74,12 +85,53 @@ def read_partial(chunks: list[bytes], partial: Partial | None = None) -> Partial
             if choice.get("finish_reason"):
                 partial.finished = True
             delta = choice.get("delta") or {}
-            for what in ("tool_calls", "function_call", "refusal", "audio"):
-                if delta.get(what):
-                    partial.obstacle = what.replace("_", " ")
-            content = delta.get("content")
-            if isinstance(content, str):
-                parts.append(content)
+            if isinstance(delta, dict):
+                _read_delta(delta, partial)
+    return partial
+
+
+def _read_delta(delta: dict[str, Any], partial: Partial) -> None:
+    for what in ("tool_calls", "function_call", "refusal", "audio"):
+        if delta.get(what):
+            partial.obstacle = what.replace("_", " ")
+    content = delta.get("content")
+    if isinstance(content, str) and content:
+        partial.add(content)
+    refusal = delta.get("refusal")
+    if isinstance(refusal, str):
+        partial.add(refusal)
+    calls = delta.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            for part in (function.get("name"), function.get("arguments")):
+                if isinstance(part, str) and part:
+                    partial.add(part)
+
+
+NATIVE_TEXT_FIELDS = ("text", "partial_json", "thinking")  # what an Anthropic delta adds to the answer
+
+
+def read_native_partial(batches: list[bytes], partial: Partial) -> Partial:
+    """What Anthropic-format events (SSE bytes, passed on as they came) told the client: the text,
+    tool input and thinking of their content deltas. Such a stream is never continued elsewhere;
+    this is what counts its output when the provider reported none."""
+    partial.obstacle = partial.obstacle or "an Anthropic-format stream"
+    for raw in batches:
+        for line in raw.split(b"\n"):
+            if not line.startswith(b"data:") or b"content_block_delta" not in line:
+                continue
+            try:
+                event = orjson.loads(line[5:])
+            except orjson.JSONDecodeError:
+                continue
+            delta = event.get("delta") if isinstance(event, dict) else None
+            if not isinstance(delta, dict):
+                continue
+            for name in NATIVE_TEXT_FIELDS:
+                value = delta.get(name)
+                if isinstance(value, str) and value:
+                    partial.add(value)
     return partial
 
 

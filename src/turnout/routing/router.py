@@ -8,13 +8,21 @@ circuit breaker is open, while it is cooling down after a Retry-After, or when i
 rpm/tpm. Each stage has its alias's `attempts`; every attempt after a client request's first is
 also paid for from the gateway-wide retry budget, so an outage never becomes a retry storm.
 
-Failures are judged by kind: an upstream failure (timeout, connection, 5xx, 429, malformed answer,
-bad credentials) counts against the deployment's breaker and moves on; a caller error ends the walk
-at once, except a context-window overflow (which switches to the alias's context-window fallbacks)
-and, opt-in, a content-policy refusal (its own chain). Retrying the same deployment waits with
-exponential backoff and full jitter. If no deployment could even be tried the answer is an
-immediate 503 with Retry-After at the soonest recovery; if the only obstacle is a provider's short
-Retry-After, the walk waits for it once (up to `max_retry_after`).
+Failures are judged by kind: a provider's 429 cools its deployment down for its Retry-After (busy
+is not broken: the breaker is not told); an upstream failure (timeout, connection, 5xx, malformed
+answer, bad credentials) counts against the deployment's breaker and moves on — bad credentials
+never to the same deployment again in that request; a caller error ends the walk at once, except a
+context-window overflow (which switches to the alias's context-window fallbacks) and, opt-in, a
+content-policy refusal (its own chain). Retrying the same deployment waits with exponential backoff
+and full jitter. When every deployment a request could use has its breaker open, the one whose
+breaker would reopen soonest is tried anyway (panic routing, within the request's attempts and the
+retry budget): a breaker steers traffic, it never turns a struggling provider into an outage. If
+nothing could be tried (cooling down as providers asked, at capacity, or taken out of service) the
+answer is an immediate 503 with Retry-After at the soonest recovery; if the only obstacle is a
+provider's short Retry-After, the walk waits for it once (up to `max_retry_after`).
+
+Every attempt is an `AttemptRecord` in the request's tally, so the ledger writes each one under its
+own deployment: the failed, the cancelled (a hedge's loser) and the one that answered.
 
 Streams are committed only once their first chunk has arrived, so a failure before the first byte
 is just another failover. Optionally a request is hedged: when its first deployment has not
@@ -28,36 +36,40 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
-from decimal import Decimal
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from turnout.config.settings import RoutingSettings
-from turnout.domain.chat import ChatRequest
+from turnout.domain.chat import ChatRequest, answer_texts, counted_usage, parse_chat_request
 from turnout.domain.embeddings import EmbeddingRequest
 from turnout.domain.errors import (
     ClientError,
     InvalidRequest,
     NoUpstreamAvailable,
+    Refusal,
     TurnoutError,
+    UpstreamAuthError,
     UpstreamError,
+    UpstreamRateLimited,
     UpstreamRejected,
 )
-from turnout.providers.base import ChatResult, EmbeddingCall, EmbeddingResult, NativeRequest
+from turnout.providers.base import ChatResult, EmbeddingCall, EmbeddingResult
 from turnout.routing.capabilities import first_unmet, fits_context, fits_output, needs
 from turnout.routing.catalog import Catalog, Route, Target
-from turnout.routing.deployments import DeploymentRegistry, DeploymentState
+from turnout.routing.deployments import DeploymentRegistry, DeploymentState, Lease
 from turnout.routing.first_chunk import PeekedStream, peek_first
-from turnout.routing.relay import RelayStream
+from turnout.routing.relay import Continuation, RelayStream
+from turnout.routing.resume import Partial, continuation_body
 from turnout.routing.retry import RetryBudget, backoff
 from turnout.routing.strategies import order
+from turnout.routing.values import Attempt, AttemptRecord, Call, Candidate, Served, Stage, Steering, Walk
 
 log = logging.getLogger("turnout.routing")
 
 T = TypeVar("T")
 
-# How providers say "the request is too long for this model" and "refused on content policy".
+# Until every wire format's error classifier names a provider's refusals (UpstreamRejected.refusal),
+# how providers say "too long for this model" and "refused on content policy".
 CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length", "context_window_exceeded"})
 CONTEXT_PHRASES = (
     "maximum context length",
@@ -72,86 +84,22 @@ POLICY_CODES = frozenset(
 )
 
 
+def refusal_of(error: TurnoutError) -> Refusal | None:
+    """The refusal kind a provider's answer stands for, if any."""
+    if not isinstance(error, ClientError):
+        return None
+    if isinstance(error, UpstreamRejected) and error.refusal is not None:
+        return error.refusal
+    code = (error.code or "").lower()
+    message = error.message.lower()
+    if code in CONTEXT_CODES or any(p in message for p in CONTEXT_PHRASES):
+        return "context_window"
+    if code in POLICY_CODES:
+        return "content_policy"
+    return None
+
+
 TIMER_SLACK = 0.005  # event-loop timers may fire a little early: wake after the cool-down, not in it
-
-
-@dataclass(slots=True)
-class Served:
-    """Which deployment answered, after how many upstream attempts, and what failed on the way."""
-
-    target: Target
-    attempts: int = 1
-    failures: list[str] = field(default_factory=list)
-    state: DeploymentState | None = None
-    started: float = 0.0  # when the winning attempt began (the loop clock)
-    hedged: bool = False
-    resumable: bool = False  # a stream that will be continued elsewhere if it breaks
-
-
-@dataclass(frozen=True, slots=True)
-class Steering:
-    """What the client asked of routing: one deployment by name, or tags a deployment must carry."""
-
-    deployment: str | None = None
-    tags: frozenset[str] = frozenset()
-
-
-NO_STEERING = Steering()
-
-
-@dataclass(slots=True)
-class Candidate:
-    """A deployment in a stage of the walk: its target (configuration) and state (live traffic)."""
-
-    target: Target
-    state: DeploymentState
-    tries: int = 0
-
-    @property
-    def priority(self) -> int:
-        return self.target.priority
-
-    @property
-    def weight(self) -> float:
-        return self.target.weight
-
-    @property
-    def cost(self) -> Decimal | None:
-        return self.target.cost
-
-    @property
-    def in_flight(self) -> int:
-        return self.state.in_flight
-
-    @property
-    def latency(self) -> float | None:
-        return self.state.latency
-
-
-@dataclass(slots=True)
-class Stage:
-    alias: str
-    candidates: list[Candidate]
-    limit: int
-    attempts: int = 0
-
-
-@dataclass(slots=True)
-class Walk:
-    """One client request's way through the stages."""
-
-    stages: list[Stage]
-    request: ChatRequest | None = None
-    attempts: int = 0
-    failures: list[str] = field(default_factory=list)
-    last_error: TurnoutError | None = None
-    waited: bool = False
-    chain: str = "errors"  # which chain the walk is on: errors, or a refusal's (context_window...)
-    access: Access | None = None  # the aliases the caller may use (None: any)
-
-
-Attempt = Callable[[Candidate], Coroutine[Any, Any, T]]
-Access = Callable[[str], bool]  # may the caller use this alias (its key's model allow-list)?
 
 
 class Router:
@@ -177,278 +125,316 @@ class Router:
 
     # ------------------------------------------------------------------ operations
 
-    async def complete(
-        self,
-        route: Route,
-        request: ChatRequest,
-        body: dict[str, Any],
-        *,
-        wants_usage: bool,
-        steering: Steering = NO_STEERING,
-        native: NativeRequest | None = None,
-        access: Access | None = None,
-    ) -> tuple[ChatResult, Served]:
-        async def attempt(c: Candidate) -> ChatResult:
-            t = c.target
-            return await t.adapter.complete(t.call(request, body, wants_usage, native))
+    async def complete(self, call: Call, tally: list[AttemptRecord]) -> tuple[ChatResult, Served]:
+        request = call.chat
 
-        walk = self.plan(route, request, steering, native=native, access=access)
-        result, served = await self.walk(route, walk, attempt, holds=True)
+        async def attempt(c: Candidate, record: AttemptRecord) -> ChatResult:
+            t = c.target
+            result = await t.adapter.complete(t.call(request, call.body, False, call.native))
+            record.ended(200, result.usage)
+            if result.usage is None:  # counted by turnout: the prompt and every answer's text
+                record.estimate = lambda: counted_usage(request, answer_texts(result.data()))
+            return result
+
+        walk = self.plan(call, tally)
+        result, served = await self.walk(call.route, walk, attempt)
         self.settle(served, result.usage.total_tokens if result.usage else 0)  # counts toward its tpm
         return result, served
 
-    async def stream(
-        self,
-        route: Route,
-        request: ChatRequest,
-        body: dict[str, Any],
-        *,
-        wants_usage: bool,
-        steering: Steering = NO_STEERING,
-        native: NativeRequest | None = None,
-        access: Access | None = None,
-    ) -> tuple[RelayStream, Served]:
-        """The stream's deployment stays `in_flight` until the stream ends or is closed."""
+    async def stream(self, call: Call, tally: list[AttemptRecord]) -> tuple[RelayStream, Served]:
+        """The stream's deployment stays `in_flight` (its lease held) until the stream ends or is
+        closed; a break after the first byte is continued through `continue_elsewhere`."""
+        request = call.chat
 
-        async def attempt(c: Candidate) -> PeekedStream:
+        async def attempt(c: Candidate, record: AttemptRecord) -> PeekedStream:
             t = c.target
-            stream = await t.adapter.stream(t.call(request, body, wants_usage, native))
+            stream = await t.adapter.stream(t.call(request, call.body, call.wants_usage, call.native))
             return await peek_first(stream)  # committed only once the first chunk is here
 
-        walk = self.plan(route, request, steering, native=native, access=access)
-        peeked, served = await self.walk(route, walk, attempt, holds=True)
-        relay = RelayStream(self, route, request, body, steering, wants_usage, peeked, served, access)
+        walk = self.plan(call, tally)
+        peeked, served = await self.walk(call.route, walk, attempt)
+        relay = RelayStream(call, peeked, served, tally, self._continuation(call, tally), self.clock)
         served.resumable = relay.resumable
         return relay, served
 
-    async def embed(
-        self,
-        route: Route,
-        request: EmbeddingRequest,
-        body: dict[str, Any],
-        steering: Steering = NO_STEERING,
-        access: Access | None = None,
-    ) -> tuple[EmbeddingResult, Served]:
-        async def attempt(c: Candidate) -> EmbeddingResult:
-            t = c.target
-            return await t.adapter.embed(EmbeddingCall(request, body, t.model, t.timeouts))
+    async def embed(self, call: Call, tally: list[AttemptRecord]) -> tuple[EmbeddingResult, Served]:
+        request = call.request
+        assert isinstance(request, EmbeddingRequest)
 
-        walk = self.plan(route, None, steering, embeddings=True, access=access)
-        result, served = await self.walk(route, walk, attempt, holds=True)
+        async def attempt(c: Candidate, record: AttemptRecord) -> EmbeddingResult:
+            t = c.target
+            result = await t.adapter.embed(EmbeddingCall(request, call.body, t.model, t.timeouts))
+            record.ended(200, result.usage)
+            return result
+
+        walk = self.plan(call, tally, embeddings=True)
+        result, served = await self.walk(call.route, walk, attempt)
         self.settle(served, result.usage.total_tokens if result.usage else 0)  # counts toward its tpm
         return result, served
 
     def settle(self, served: Served, tokens: int = 0) -> None:
         """The answer is complete: the deployment's request is no longer in flight."""
-        if served.state is not None:
-            served.state.finished(self.clock(), tokens)
-            served.state = None
+        if served.lease is not None:
+            served.lease.release(tokens)
+            served.lease = None
+
+    def _continuation(self, call: Call, tally: list[AttemptRecord]) -> Continuation:
+        """How the relay continues a stream that broke after its first byte: a walk over the
+        deployments this request has attempts left on (the one that failed last), retrying."""
+
+        async def continue_elsewhere(
+            partial: Partial, failed: DeploymentState | None, used: int
+        ) -> tuple[PeekedStream, Served]:
+            bodies: dict[str, tuple[ChatRequest, dict[str, Any]]] = {}
+
+            async def attempt(c: Candidate, record: AttemptRecord) -> PeekedStream:
+                t = c.target
+                style = t.capabilities.continuation
+                if style not in bodies:
+                    body = continuation_body(call.body, partial.text, style)
+                    bodies[style] = (parse_chat_request(body), body)
+                request, body = bodies[style]
+                return await peek_first(await t.adapter.stream(t.call(request, body, call.wants_usage)))
+
+            walk = self.plan(call, tally, avoid=failed)
+            if walk.stages:  # the attempts this request has left, continuations included
+                first = walk.stages[0]
+                first.limit = max(0, first.limit - used)
+            return await self.walk(call.route, walk, attempt, retry=True)
+
+        return continue_elsewhere
 
     # ------------------------------------------------------------------ planning
 
     def plan(
         self,
-        route: Route,
-        request: ChatRequest | None,
-        steering: Steering,
+        call: Call,
+        tally: list[AttemptRecord],
         *,
         chain: str = "errors",
         avoid: DeploymentState | None = None,
         embeddings: bool = False,
-        native: NativeRequest | None = None,
-        access: Access | None = None,
     ) -> Walk:
-        """The stages for `route`: its own deployments (unless `chain` names a refusal chain, which
-        replaces them), then the fallback aliases of `chain` the caller may use (`access`) — all
-        of them when the alias says its fallbacks are part of it (`fallbacks_included`)."""
+        """The stages for the call's route: its own deployments (unless `chain` names a refusal
+        chain, which replaces them), then the fallback aliases of `chain` the caller may use —
+        all of them when the alias says its fallbacks are part of it (`fallbacks_included`)."""
+        route, steering, access = call.route, call.steering, call.access
+        request = call.request if isinstance(call.request, ChatRequest) else None
         stages: list[Stage] = []
         if chain == "errors":
-            stage = self._stage(route, request, steering, avoid, embeddings, native)
-            if steering.deployment is not None and not stage.candidates:
-                raise InvalidRequest(
-                    f"The model '{route.requested}' has no deployment named '{steering.deployment}'"
-                    + (f" with the tags {sorted(steering.tags)}" if steering.tags else "")
-                    + f" (its deployments: {', '.join(t.label for t in route.targets)}).",
-                    param="x-turnout-deployment",
-                    code="unknown_deployment",
-                )
-            if steering.tags and not stage.candidates:
-                raise InvalidRequest(
-                    f"No deployment of the model '{route.requested}' carries the tags "
-                    f"{sorted(steering.tags)}.",
-                    param="x-turnout-tags",
-                    code="no_matching_deployment",
-                )
+            stage = self._stage(route, call, avoid, embeddings)
+            if not stage.candidates:
+                _refuse_steering(route, steering)
             stages.append(stage)
         if steering.deployment is None:  # a pinned request goes to its deployment or nowhere
             for alias in route.policy.chain(chain):
                 if access is not None and not route.policy.fallbacks_included and not access(alias):
                     log.info(
-                        "%s: fallback '%s' skipped: the caller's key may not use it",
-                        route.requested,
-                        alias,
+                        "%s: fallback '%s' skipped: the caller's key may not use it", route.requested, alias
                     )
                     continue
                 fallback = self.catalog.resolve(alias)
                 if fallback is not None:
-                    stages.append(self._stage(fallback, request, steering, avoid, embeddings, native))
-        return Walk([s for s in stages if s.candidates], request, access=access)
+                    stages.append(self._stage(fallback, call, avoid, embeddings))
+        return Walk([s for s in stages if s.candidates], request, access=access, tally=tally)
 
-    def _stage(
-        self,
-        route: Route,
-        request: ChatRequest | None,
-        steering: Steering,
-        avoid: DeploymentState | None,
-        embeddings: bool = False,
-        native: NativeRequest | None = None,
-    ) -> Stage:
-        wanted = None
-        candidates = []
-        native_only = native.wire if native is not None and native.requires else None
-        removed = self.removed
-        for t in route.targets:
-            if removed and t.provider in removed:
-                continue  # taken out of service through the admin API
-            if native_only is not None and t.capabilities.native_wire != native_only:
-                continue  # the request holds what only its own format can carry
-            if steering.deployment is not None and steering.deployment not in (t.label, t.provider):
-                continue
-            if not steering.tags <= t.tags:
-                continue
-            if embeddings and not t.capabilities.embeddings:
-                continue
-            if request is not None:
-                caps = t.capabilities
-                if not caps.full_chat:
-                    wanted = needs(request) if wanted is None else wanted
-                    if first_unmet(caps, wanted) is not None:
-                        continue
-                if t.context_window is not None and not fits_context(t.context_window, request):
-                    continue
-                if not fits_output(t.max_output_tokens, request):
-                    continue  # its model cannot give an answer that long
-            candidates.append(Candidate(t, self.deployments.get(t.provider, t.model, t.label, t.rpm, t.tpm)))
+    def _stage(self, route: Route, call: Call, avoid: DeploymentState | None, embeddings: bool) -> Stage:
+        candidates = [
+            Candidate(t, self.deployments.get(t.provider, t.model, t.label, t.rpm, t.tpm))
+            for t in route.targets
+            if self._may_serve(t, call, embeddings)
+        ]
         ordered = order(route.policy.strategy, candidates, self._draw)
         if avoid is not None:  # the deployment that just failed goes last
             ordered.sort(key=lambda c: c.state is avoid)
         return Stage(route.alias, ordered, route.policy.attempts)
 
+    def _may_serve(self, t: Target, call: Call, embeddings: bool) -> bool:
+        """Can this deployment take the call: in service, of the wire format the request needs,
+        the one the client pinned or carrying its tags, able to carry what the request holds?"""
+        native, steering = call.native, call.steering
+        if self.removed and t.provider in self.removed:
+            return False  # taken out of service through the admin API
+        if native is not None and native.requires and t.capabilities.native_wire != native.wire:
+            return False  # the request holds what only its own format can carry
+        if steering.deployment is not None and steering.deployment not in (t.label, t.provider):
+            return False
+        if not steering.tags <= t.tags:
+            return False
+        if embeddings:
+            return t.capabilities.embeddings
+        request = call.request
+        if not isinstance(request, ChatRequest):
+            return True
+        caps = t.capabilities
+        if not caps.full_chat and first_unmet(caps, needs(request)) is not None:
+            return False
+        if t.context_window is not None and not fits_context(t.context_window, request):
+            return False
+        return fits_output(t.max_output_tokens, request)  # its model can give an answer that long
+
     # ------------------------------------------------------------------ the walk
 
     async def walk(
-        self, route: Route, walk: Walk, attempt: Attempt[T], *, holds: bool = False, retry: bool = False
+        self, route: Route, walk: Walk, attempt: Attempt[T], *, retry: bool = False
     ) -> tuple[T, Served]:
-        """Try the walk's deployments until one answers. `retry`: this walk continues a request that
-        has already been attempted (every attempt is a retry). `holds`: the winner stays in flight
-        until `settle`."""
+        """Try the walk's deployments until one answers (the winner's lease stays held, in
+        `Served`, until `settle`). `retry`: this walk continues a request that has already been
+        attempted (every attempt is a retry). When every deployment it could use has its breaker
+        open, the likeliest to have recovered is tried anyway (panic routing)."""
         if not retry:
             self.budget.record_request()
-        for stage in walk.stages:
-            while stage.attempts < stage.limit:
-                now = self.clock()
-                candidate = _pick(stage, now)
-                if candidate is None:
-                    break
-                if (walk.attempts or retry) and not self.budget.try_spend():
-                    log.warning(
-                        "retry budget spent: not retrying %s (%d attempts)", route.requested, walk.attempts
-                    )
-                    raise self._give_up(route, walk)
-                if candidate.tries:
-                    await self._sleep(backoff(candidate.tries, self.settings.retries, self._draw))
-                outcome = await self._try(route, walk, stage, candidate, attempt, holds)
-                if outcome is not None:
-                    return outcome
+        for panic in (False, True):
+            for stage in walk.stages:
+                while stage.attempts < stage.limit:
+                    candidate = _pick(stage, self.clock(), panic=panic)
+                    if candidate is None:
+                        break
+                    if panic:
+                        log.warning(
+                            "%s: every deployment's breaker is open; trying %s, the likeliest to recover",
+                            route.requested,
+                            candidate.target.label,
+                        )
+                    if (walk.attempts or retry) and not self.budget.try_spend():
+                        log.warning(
+                            "retry budget spent: not retrying %s (%d attempts)",
+                            route.requested,
+                            walk.attempts,
+                        )
+                        raise self._give_up(route, walk)
+                    if candidate.tries:
+                        await self._sleep(backoff(candidate.tries, self.settings.retries, self._draw))
+                    outcome = await self._try(route, walk, stage, candidate, attempt, panic)
+                    if outcome is not None:
+                        return outcome
         wait = self._short_wait(walk)
         if wait is not None:
             walk.waited = True
             log.info("%s: every deployment is cooling down; waiting %.2f s as asked", route.requested, wait)
             await self._sleep(wait + TIMER_SLACK)
-            return await self.walk(route, walk, attempt, holds=holds, retry=True)
+            return await self.walk(route, walk, attempt, retry=True)
         raise self._give_up(route, walk)
 
-    async def _try(
-        self, route: Route, walk: Walk, stage: Stage, c: Candidate, attempt: Attempt[T], holds: bool
-    ) -> tuple[T, Served] | None:
-        state = c.state
-        if not state.breaker.allow():
-            c.tries += 1  # lost the half-open probe slot to another request: count it as tried
-            return None
-        hedge_after = route.policy.hedge_after
-        if hedge_after is not None:
-            partner = _pick(stage, self.clock(), exclude=c)
-            if partner is not None:
-                return await self._hedged(route, walk, stage, c, partner, attempt, hedge_after, holds)
+    def _begin(self, walk: Walk, stage: Stage, c: Candidate) -> tuple[Lease, AttemptRecord]:
+        """An attempt starts: counted in the stage, the walk and the tally; its deployment leased."""
         stage.attempts += 1
         walk.attempts += 1
         c.tries += 1
+        record = AttemptRecord(len(walk.tally) + 1, c.target)
+        walk.tally.append(record)
+        return c.state.lease(self.clock), record
+
+    async def _try(
+        self, route: Route, walk: Walk, stage: Stage, c: Candidate, attempt: Attempt[T], panic: bool
+    ) -> tuple[T, Served] | None:
+        state = c.state
+        if panic:
+            state.breaker.panic_probe()
+        elif not state.breaker.allow():
+            c.tries += 1  # lost the half-open probe slot to another request: count it as tried
+            return None
+        hedge_after = route.policy.hedge_after
+        if hedge_after is not None and not panic:
+            partner = _pick(stage, self.clock(), exclude=c)
+            if partner is not None:
+                return await self._hedged(route, walk, stage, c, partner, attempt, hedge_after)
+        lease, record = self._begin(walk, stage, c)
         started = self.clock()
-        state.started(started)
         try:
-            result = await attempt(c)
+            result = await attempt(c, record)
         except TurnoutError as error:
-            state.finished(self.clock())
+            lease.release()
+            record.ended(error.status)
             self._failed(route, walk, stage, c, error)
             return None
         except BaseException:
-            state.finished(self.clock())
+            lease.release()
+            self._abandoned(walk, record)
             state.breaker.release_probe()
             raise
-        return self._won(walk, c, started, result, holds)
+        return self._won(walk, c, started, result, lease, record)
+
+    def _abandoned(self, walk: Walk, record: AttemptRecord) -> None:
+        """An attempt cancelled before it answered (the client left, or a hedge lost): the
+        provider had the prompt, so it is counted (499, as nginx logs a client that left)."""
+        record.ended(499)
+        request = walk.request
+        if request is not None and record.usage is None:
+            record.estimate = lambda: counted_usage(request)
 
     def _won(
-        self, walk: Walk, c: Candidate, started: float, result: T, holds: bool, hedged: bool = False
+        self,
+        walk: Walk,
+        c: Candidate,
+        started: float,
+        result: T,
+        lease: Lease,
+        record: AttemptRecord,
+        hedged: bool = False,
     ) -> tuple[T, Served]:
         now = self.clock()
         c.state.succeeded(now - started)
-        served = Served(c.target, walk.attempts, walk.failures, c.state, started, hedged)
-        if not holds:
-            c.state.finished(now)
-            served.state = None
+        record.status = 200  # answered; a stream's record is ended when the stream ends
+        served = Served(c.target, walk.attempts, walk.failures, lease, started, hedged, record=record)
         if walk.failures:
             log.info("served %s on %s after %d attempts", c.target.model, c.target.label, walk.attempts)
         return result, served
 
     def _failed(self, route: Route, walk: Walk, stage: Stage, c: Candidate, error: TurnoutError) -> None:
-        """Judge a failed attempt: the deployment's fault (failover), a refusal with its own chain
-        (switch chains), or the caller's (raise)."""
+        """Judge a failed attempt: the deployment busy (cool down, move on), its fault (breaker,
+        move on; never the same deployment again for bad credentials), a refusal with its own
+        chain (switch chains), or the caller's (raise)."""
         state = c.state
+        if isinstance(error, UpstreamRateLimited):
+            state.rate_limited(self.clock(), error.message, error.retry_after_s)
+            self._note(route, walk, c, error)
+            return
         if isinstance(error, UpstreamError) or (isinstance(error, UpstreamRejected) and error.retryable):
-            now = self.clock()
-            state.failed(now, error.message, _retry_after(error))
-            walk.failures.append(f"{c.target.label}: {error.message}")
-            walk.last_error = error
-            log.warning(
-                "%s failed on %s (attempt %d): %s",
-                route.requested,
-                c.target.label,
-                walk.attempts,
-                error.message,
-            )
+            state.failed(self.clock(), error.message, _retry_after(error))
+            if isinstance(error, UpstreamAuthError):
+                c.spent = True  # its credentials will not be better on the next try
+            self._note(route, walk, c, error)
             return
         state.breaker.release_probe()  # it answered, so it is up; the request is at fault
-        chain = _refusal_chain(error)
+        if not self._switch_chain(route, walk, stage, c, error):
+            error.attempts = walk.attempts
+            raise error
+
+    def _note(self, route: Route, walk: Walk, c: Candidate, error: TurnoutError) -> None:
+        walk.failures.append(f"{c.target.label}: {error.message}")
+        walk.last_error = error
+        log.warning(
+            "%s failed on %s (attempt %d): %s", route.requested, c.target.label, walk.attempts, error.message
+        )
+
+    def _switch_chain(
+        self, route: Route, walk: Walk, stage: Stage, c: Candidate, error: TurnoutError
+    ) -> bool:
+        """A refusal with its own fallback chain (context window; content policy, opt-in) moves
+        the walk onto that chain; False when there is none to move to."""
+        chain = refusal_of(error)
         if chain == "content_policy" and not route.policy.content_policy_fallbacks:
-            chain = None
-        if chain is not None and walk.chain == "errors":
-            fallback = self.plan(route, walk.request, NO_STEERING, chain=chain, access=walk.access)
-            if fallback.stages:
-                log.info(
-                    "%s refused by %s (%s); trying its %s fallbacks",
-                    route.requested,
-                    c.target.label,
-                    error.code,
-                    chain,
-                )
-                walk.failures.append(f"{c.target.label}: {error.message}")
-                walk.last_error = error
-                walk.chain = chain
-                stage.limit = stage.attempts  # this alias cannot serve it: on to the chain
-                walk.stages[walk.stages.index(stage) + 1 :] = fallback.stages
-                return
-        error.attempts = walk.attempts
-        raise error
+            return False
+        if chain is None or walk.chain != "errors" or walk.request is None:
+            return False
+        call = Call(route, walk.request, {}, access=walk.access)
+        fallback = self.plan(call, walk.tally, chain=chain)
+        if not fallback.stages:
+            return False
+        log.info(
+            "%s refused by %s (%s); trying its %s fallbacks",
+            route.requested,
+            c.target.label,
+            error.code,
+            chain,
+        )
+        walk.failures.append(f"{c.target.label}: {error.message}")
+        walk.last_error = error
+        walk.chain = chain
+        stage.limit = stage.attempts  # this alias cannot serve it: on to the chain
+        walk.stages[walk.stages.index(stage) + 1 :] = fallback.stages
+        return True
 
     async def _hedged(
         self,
@@ -459,20 +445,16 @@ class Router:
         second: Candidate,
         attempt: Attempt[T],
         delay: float,
-        holds: bool,
     ) -> tuple[T, Served] | None:
         """Start `first`; if it has not answered within `delay`, start `second` as well. The first
-        to answer wins and the other is cancelled; if one fails, the other may still win."""
+        to answer wins and the other is cancelled (its attempt recorded); if one fails, the other
+        may still win."""
         loop = asyncio.get_running_loop()
-        running: dict[asyncio.Task[T], tuple[Candidate, float]] = {}
+        running: dict[asyncio.Task[T], tuple[Candidate, float, Lease, AttemptRecord]] = {}
 
         def launch(c: Candidate) -> None:
-            stage.attempts += 1
-            walk.attempts += 1
-            c.tries += 1
-            started = self.clock()
-            c.state.started(started)
-            running[loop.create_task(attempt(c))] = (c, started)
+            lease, record = self._begin(walk, stage, c)
+            running[loop.create_task(attempt(c, record))] = (c, self.clock(), lease, record)
 
         launch(first)
         hedged = False
@@ -496,19 +478,21 @@ class Router:
             while running:
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    c, started = running.pop(task)
+                    c, started, lease, record = running.pop(task)
                     error = task.exception()
                     if error is None:
-                        return self._won(walk, c, started, task.result(), holds, hedged)
-                    c.state.finished(self.clock())
+                        return self._won(walk, c, started, task.result(), lease, record, hedged)
+                    lease.release()
                     if not isinstance(error, TurnoutError):
                         raise error
+                    record.ended(error.status)
                     self._failed(route, walk, stage, c, error)
             return None
         finally:
-            for task, (c, _) in running.items():
+            for task, (c, _, lease, record) in running.items():
                 task.cancel()
-                c.state.finished(self.clock())
+                lease.release()
+                self._abandoned(walk, record)
                 c.state.breaker.release_probe()
             for task in running:
                 with contextlib.suppress(BaseException):
@@ -520,9 +504,9 @@ class Router:
     # ------------------------------------------------------------------ giving up
 
     def _short_wait(self, walk: Walk) -> float | None:
-        """If the only obstacle is a provider's Retry-After within `max_retry_after`, how long to
-        wait (once per request) before trying again."""
-        if walk.waited or walk.last_error is None:
+        """If the only obstacle is a provider's Retry-After within `max_retry_after` (told to this
+        request or an earlier one), how long to wait (once per request) before trying again."""
+        if walk.waited:
             return None
         now = self.clock()
         waits = [
@@ -530,7 +514,7 @@ class Router:
             for s in walk.stages
             if s.attempts < s.limit
             for c in s.candidates
-            if c.state.breaker.available() and c.state.has_capacity(now)
+            if not c.spent and c.state.breaker.available() and c.state.has_capacity(now)
         ]
         if not waits:
             return None
@@ -553,34 +537,54 @@ class Router:
         wait = max(1.0, soonest - now)
         error = NoUpstreamAvailable(
             f"No deployment of the model '{route.requested}' can take requests right now "
-            f"({len(states)} considered: failing, cooling down or at capacity); retry in {wait:.0f} s.",
+            f"({len(states)} considered: cooling down as its provider asked, or at capacity); "
+            f"retry in {wait:.0f} s.",
             retry_after=wait,
         )
         error.attempts = walk.attempts
         return error
 
 
-def _pick(stage: Stage, now: float, exclude: Candidate | None = None) -> Candidate | None:
-    """The available candidate tried least so far (strategy order breaks ties)."""
+def _refuse_steering(route: Route, steering: Steering) -> None:
+    """A pin or tags that no deployment of the model matches is the caller's mistake (400)."""
+    if steering.deployment is not None:
+        raise InvalidRequest(
+            f"The model '{route.requested}' has no deployment named '{steering.deployment}'"
+            + (f" with the tags {sorted(steering.tags)}" if steering.tags else "")
+            + f" (its deployments: {', '.join(t.label for t in route.targets)}).",
+            param="x-turnout-deployment",
+            code="unknown_deployment",
+        )
+    if steering.tags:
+        raise InvalidRequest(
+            f"No deployment of the model '{route.requested}' carries the tags {sorted(steering.tags)}.",
+            param="x-turnout-tags",
+            code="no_matching_deployment",
+        )
+
+
+def _pick(
+    stage: Stage, now: float, exclude: Candidate | None = None, panic: bool = False
+) -> Candidate | None:
+    """The available candidate tried least so far (strategy order breaks ties). In `panic`, the
+    candidates held back only by their breaker: the one whose breaker would let a probe through
+    soonest (the likeliest to have recovered)."""
     best: Candidate | None = None
     for c in stage.candidates:
-        if c is exclude or not c.state.available(now):
+        if c is exclude or c.spent:
+            continue
+        state = c.state
+        if panic:
+            if state.breaker.available() or now < state.cooldown_until or not state.has_capacity(now):
+                continue
+            if best is None or state.breaker.retry_at < best.state.breaker.retry_at:
+                best = c
+            continue
+        if not state.available(now):
             continue
         if best is None or c.tries < best.tries:
             best = c
     return best
-
-
-def _refusal_chain(error: TurnoutError) -> str | None:
-    if not isinstance(error, ClientError):
-        return None
-    code = (error.code or "").lower()
-    message = error.message.lower()
-    if code in CONTEXT_CODES or any(p in message for p in CONTEXT_PHRASES):
-        return "context_window"
-    if code in POLICY_CODES:
-        return "content_policy"
-    return None
 
 
 def _retry_after(error: TurnoutError) -> float | None:

@@ -26,11 +26,10 @@ from turnout.domain.errors import (
 )
 from turnout.domain.json_body import loads
 from turnout.domain.steering_fields import refuse_steering_fields
-from turnout.domain.usage import Usage
 from turnout.observability.redaction import hide_addresses
 from turnout.providers.sse import DONE
 from turnout.routing.relay import RelayStream
-from turnout.routing.router import NO_STEERING, Served, Steering
+from turnout.routing.values import NO_STEERING, Served, Steering
 from turnout.server.auth_guard import AuthGuard
 from turnout.server.errors import error_body
 from turnout.server.errors import error_event as openai_error_event
@@ -284,17 +283,9 @@ class Exchange:
                 headers = [*headers, (b"x-should-retry", b"false")]
         await self.send_json(error.status, self.render_error(error), headers)
 
-    async def stream(
-        self,
-        stream: RelayStream,
-        served: Served,
-        on_end: Callable[[Usage | None], None],
-        framing: Framing | None = None,
-    ) -> Usage | None:
-        """Relay `stream` as SSE (OpenAI's framing unless another API's is given); returns the
-        usage the upstream reported (also when cut short). `on_end` is called with it once the
-        upstream is done and before the client is told the stream ended (the ledger's entry must
-        be written before the client can see the answer complete)."""
+    async def stream(self, stream: RelayStream, served: Served, framing: Framing | None = None) -> None:
+        """Relay `stream` as SSE (OpenAI's framing unless another API's is given). The edge only
+        frames: the stream has accounted for itself by the time `rest` ends."""
         frame, end, error_event = (_frame, DONE, openai_error_event) if framing is None else framing.parts()
         self.started = True
         send = self.send
@@ -313,28 +304,26 @@ class Exchange:
                 async for batch in stream.rest:
                     await send({"type": "http.response.body", "body": frame(batch), "more_body": True})
             except TurnoutError as error:
-                on_end(stream.usage)
                 if not self._disconnected:
                     log.warning("stream %s failed after its first byte: %s", self.request_id, error.message)
                     error = _for_client(error, self.request_id)
                     await send({"type": "http.response.body", "body": error_event(error)})
-                return stream.usage
-            on_end(stream.usage)
+                return
             if not self._disconnected:
                 await send({"type": "http.response.body", "body": end() if callable(end) else end})
-            return stream.usage
         finally:
             watcher.cancel()
             await stream.aclose()
 
     async def _watch_disconnect(self, stream: RelayStream) -> None:
-        """Wait for the client to go away; then stop the upstream (its tokens cost money)."""
+        """Wait for the client to go away; then stop the upstream (its tokens cost money) and
+        make sure the stream is never continued for nobody."""
         with contextlib.suppress(asyncio.CancelledError):
             while True:
                 message = await self.receive()
                 if message["type"] == "http.disconnect":
                     self._disconnected = True
-                    await stream.aclose()
+                    await stream.abandon()
                     return
 
 

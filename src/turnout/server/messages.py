@@ -13,11 +13,10 @@ from typing import Any
 import orjson
 
 from turnout.domain.errors import TurnoutError
-from turnout.domain.usage import Usage
 from turnout.inbound.anthropic_messages import EventWriter, error_event, error_json, to_message, to_openai
 from turnout.providers.base import NativeRequest
 from turnout.routing.relay import RelayStream
-from turnout.routing.router import Served
+from turnout.routing.values import Served
 from turnout.server.exchange import Exchange, WrappedExchange
 
 PASSED_HEADERS = (b"anthropic-beta",)  # the client's Anthropic headers a native request carries
@@ -54,12 +53,11 @@ class MessagesExchange(WrappedExchange):
     async def answer(self, body: bytes, served: Served) -> None:
         await self.x.answer(orjson.dumps(to_message(orjson.loads(body), self.model)), served)
 
-    async def stream(
-        self, stream: RelayStream, served: Served, on_end: Callable[[Usage | None], None]
-    ) -> Usage | None:
+    async def stream(self, stream: RelayStream, served: Served) -> None:
         if stream.native:
-            return await self.x.stream(stream, served, on_end, _NativeFraming(self.x.request_id))
-        return await self.x.stream(stream, served, on_end, _EventFraming(self.model, self.x.request_id))
+            await self.x.stream(stream, served, _NativeFraming(self.x.request_id))
+        else:
+            await self.x.stream(stream, served, _EventFraming(self.model, self.x.request_id))
 
 
 class _EventFraming:

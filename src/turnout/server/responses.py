@@ -15,12 +15,11 @@ import orjson
 
 from turnout.domain.errors import InvalidRequest, ResourceNotFound, TurnoutError
 from turnout.domain.principal import Principal
-from turnout.domain.usage import Usage
 from turnout.inbound.responses_output import EventWriter, conversation_turn, to_response
 from turnout.inbound.responses_request import ResponsesRequest, new_id, parse, previous_response_id
 from turnout.keys.index import KeyIndex
 from turnout.routing.relay import RelayStream
-from turnout.routing.router import Served
+from turnout.routing.values import Served
 from turnout.server.exchange import Exchange, WrappedExchange
 from turnout.storage.stored_responses import ResponseStore, StoredResponse
 
@@ -74,11 +73,9 @@ class ResponsesExchange(WrappedExchange):
         self._save(response)
         await self.x.answer(orjson.dumps(response), served)
 
-    async def stream(
-        self, stream: RelayStream, served: Served, on_end: Callable[[Usage | None], None]
-    ) -> Usage | None:
+    async def stream(self, stream: RelayStream, served: Served) -> None:
         writer = EventWriter(self.request, self.response_id, self._save)
-        return await self.x.stream(stream, served, on_end, _EventFraming(writer))
+        await self.x.stream(stream, served, _EventFraming(writer))
 
     def _save(self, response: dict[str, Any]) -> None:
         request = self.request

@@ -1,4 +1,5 @@
-"""The ledger: one entry per request, keyed by turnout's own request id, written to a local
+"""The ledger: one entry per upstream attempt, keyed by turnout's own request id and the attempt's
+number (a request that reached no upstream is one entry, attempt 0), written to a local
 append-only journal on the hot path (a plain `write`, which survives the process being killed)
 and moved into the database in batches by a background task. Replaying a journal is idempotent,
 so a crash between the database insert and the journal's removal never counts a request twice."""
@@ -7,28 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import msgspec
 
-from turnout.domain.chat import ChatRequest, counted_prompt_tokens, estimated_text_tokens
 from turnout.domain.errors import TurnoutError
 from turnout.domain.pricing import Micros
 from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
 
 if TYPE_CHECKING:
-    from turnout.routing.catalog import Route
-    from turnout.routing.router import Served
+    from turnout.routing.catalog import Route, Target
+    from turnout.routing.values import AttemptRecord, Served
     from turnout.spend.billing import Billing, PresetCharge
 
 
 class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """What one request did and cost. `cost_micros` is None when the model's price is unknown;
-    `estimated` marks token counts turnout computed because the provider reported none."""
+    """What one upstream attempt of a request did and cost, under its own deployment and price.
+    `cost_micros` is None when the model's price is unknown; `estimated` marks token counts turnout
+    computed because the provider reported none; `attempts` is how many the request made in all."""
 
     request_id: str
+    attempt: int = 1  # 1, 2...: the attempt's number in its request; 0: it reached no upstream
     at: float  # when the request arrived, unix seconds
     api: str  # chat | messages | responses | embeddings
     key_id: str
@@ -60,19 +61,20 @@ entry_decoder = msgspec.json.Decoder(LedgerEntry)
 
 
 class Outcome:
-    """What a request came to, collected by the pipeline as it goes: the deployment that served it,
-    the usage it reported, the status it ended with. `entry` turns it into the ledger's entry."""
+    """What a request came to, collected by the pipeline as it goes: every upstream attempt it
+    made (`tally`), the deployment that served it, the status it ended with. `entries` turns it
+    into the ledger's entries, one per attempt."""
 
     __slots__ = (
         "at",
         "billed",
         "charged",
-        "estimate",
         "preset",
         "recorded",
         "served",
         "started",
         "status",
+        "tally",
         "usage",
     )
 
@@ -80,11 +82,11 @@ class Outcome:
         self.at = time.time()
         self.started = time.perf_counter()
         self.served: Served | None = None
-        self.usage: Usage | None = None
+        self.tally: list[AttemptRecord] = []
+        self.usage: Usage | None = None  # every attempt's, summed (None: none reported or counted)
         self.status = 200
-        self.estimate: Callable[[], Usage] | None = None  # tokens by turnout's count, if none reported
         self.recorded = False
-        self.billed: Micros | None = 0  # what the ledger entry charged
+        self.billed: Micros | None = 0  # what the ledger entries charged
         self.charged: Micros | None = 0  # ... and what the customer paid (domain.billing)
         self.preset: PresetCharge | None = None  # the preset it was called through
 
@@ -94,14 +96,7 @@ class Outcome:
         else:  # cancelled: the client went away (499, as nginx logs it); else our own failure
             self.status = 499 if isinstance(error, asyncio.CancelledError) else 500
 
-    def cost(self, usage: Usage | None = None) -> Micros | None:
-        """What the request cost (None: its deployment's price is unknown)."""
-        if self.served is None:
-            return 0
-        price = self.served.target.price
-        return None if price is None else price.cost(usage or self.usage or NO_USAGE)
-
-    def entry(
+    def entries(
         self,
         request_id: str,
         api: str,
@@ -110,51 +105,105 @@ class Outcome:
         *,
         stream: bool,
         billing: Billing | None = None,
+    ) -> list[LedgerEntry]:
+        """One entry per attempt (costs and charges summed into `billed` and `charged`)."""
+        entry = _Entries(self, request_id, api, principal, route, stream, billing)
+        if not self.tally:
+            return [entry.of(0, None, self.status, None, False)]
+        winner = None if self.served is None else self.served.record
+        rows = []
+        for record in self.tally:
+            status = record.status or self.status
+            if record is winner and self.status != 200:
+                status = self.status  # answered, but the request still failed or was left
+            usage, estimated = record.used()
+            rows.append(entry.of(record.number, record.target, status, usage, estimated))
+        return rows
+
+
+class _Entries:
+    """Builds a request's entries, summing what they cost into its outcome."""
+
+    def __init__(
+        self,
+        outcome: Outcome,
+        request_id: str,
+        api: str,
+        principal: Principal,
+        route: Route,
+        stream: bool,
+        billing: Billing | None,
+    ) -> None:
+        self.outcome = outcome
+        self.request_id = request_id
+        self.api = api
+        self.principal = principal
+        self.route = route
+        self.stream = stream
+        self.billing = billing
+        self.latency_ms = round((time.perf_counter() - outcome.started) * 1000)
+        outcome.billed = outcome.charged = 0
+        outcome.usage = None
+
+    def of(
+        self, attempt: int, target: Target | None, status: int, usage: Usage | None, estimated: bool
     ) -> LedgerEntry:
-        served, usage = self.served, self.usage
-        estimated = False
-        if usage is None and served is not None and self.estimate is not None:
-            usage, estimated = self.estimate(), True
-        usage = usage or NO_USAGE
-        cost = self.billed = self.cost(usage)
-        charge = None if billing is None else billing.charge(principal, usage, cost, self.preset)
-        self.charged = cost if charge is None else charge.customer_price
-        preset = self.preset
+        outcome, principal, preset = self.outcome, self.principal, self.outcome.preset
+        counted = usage or NO_USAGE
+        price = None if target is None else target.price
+        cost = (
+            0 if target is None or counted == NO_USAGE else (None if price is None else price.cost(counted))
+        )
+        charge = None if self.billing is None else self.billing.charge(principal, counted, cost, preset)
+        customer = cost if charge is None else charge.customer_price
+        outcome.billed = _add(outcome.billed, cost)
+        outcome.charged = _add(outcome.charged, customer)
+        if usage is not None:
+            outcome.usage = usage if outcome.usage is None else _sum(outcome.usage, usage)
         return LedgerEntry(
-            request_id=request_id,
-            at=self.at,
-            api=api,
+            request_id=self.request_id,
+            attempt=attempt,
+            at=outcome.at,
+            api=self.api,
             key_id=principal.key_id,
             team_id=principal.team_id,
             user_id=principal.user_id,
-            alias=route.alias,
-            deployment=served.target.label if served else None,
-            provider=served.target.provider if served else None,
-            model=served.target.model if served else None,
-            stream=stream,
-            status=self.status,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cached_input_tokens=usage.cached_input_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            estimated=estimated or usage.estimated,
+            alias=self.route.alias,
+            deployment=None if target is None else target.label,
+            provider=None if target is None else target.provider,
+            model=None if target is None else target.model,
+            stream=self.stream,
+            status=status,
+            input_tokens=counted.input_tokens,
+            output_tokens=counted.output_tokens,
+            cached_input_tokens=counted.cached_input_tokens,
+            cache_write_tokens=counted.cache_write_tokens,
+            reasoning_tokens=counted.reasoning_tokens,
+            estimated=estimated or counted.estimated,
             cost_micros=cost,
-            latency_ms=round((time.perf_counter() - self.started) * 1000),
-            attempts=served.attempts if served else 0,
-            customer_price_micros=cost if charge is None else charge.customer_price,
+            latency_ms=self.latency_ms,
+            attempts=len(outcome.tally),
+            customer_price_micros=customer,
             preset=None if preset is None else preset.name,
             preset_team_id=None if preset is None else preset.team_id,
             revenue_share_micros=None if charge is None else charge.revenue_share,
         )
 
 
+def _add(total: Micros | None, amount: Micros | None) -> Micros | None:
+    """Sum of costs; unknown (None) if any part is unknown."""
+    return None if total is None or amount is None else total + amount
+
+
+def _sum(a: Usage, b: Usage) -> Usage:
+    return Usage(
+        input_tokens=a.input_tokens + b.input_tokens,
+        output_tokens=a.output_tokens + b.output_tokens,
+        cached_input_tokens=a.cached_input_tokens + b.cached_input_tokens,
+        cache_write_tokens=a.cache_write_tokens + b.cache_write_tokens,
+        reasoning_tokens=a.reasoning_tokens + b.reasoning_tokens,
+        estimated=a.estimated or b.estimated,
+    )
+
+
 NO_USAGE = Usage()
-
-
-def estimated_usage(request: ChatRequest, sent: str | None) -> Usage:
-    """turnout's count for a request whose provider reported no usage (a client that left
-    mid-stream, say): the prompt's tokens, and the answer's from the text the client was sent
-    (RelayStream.sent_text; None where it was not tracked), both by tokenizer (domain.tokens)."""
-    output = estimated_text_tokens((sent,)) if sent else 0
-    return Usage(input_tokens=counted_prompt_tokens(request), output_tokens=output, estimated=True)

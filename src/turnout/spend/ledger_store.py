@@ -29,7 +29,7 @@ def _row(entry: LedgerEntry) -> dict[str, Any]:
 class LedgerStore:
     def __init__(self, database: Database) -> None:
         self.database = database
-        self._insert = database.insert_new(ledger, "request_id")
+        self._insert = database.insert_new(ledger, "request_id", "attempt")
 
     async def insert(self, entries: list[LedgerEntry]) -> None:
         if not entries:
@@ -44,7 +44,7 @@ class LedgerStore:
 
     async def entries(self, **where: object) -> list[dict[str, Any]]:
         """Rows (as dicts), oldest first, matching every `column=value` given."""
-        query = sa.select(ledger).order_by(ledger.c.at, ledger.c.request_id)
+        query = sa.select(ledger).order_by(ledger.c.at, ledger.c.request_id, ledger.c.attempt)
         for column, value in where.items():
             query = query.where(ledger.c[column] == value)
         async with self.database.engine.connect() as conn:
@@ -67,13 +67,18 @@ async def spend_report(
 ) -> list[dict[str, Any]]:
     """Spend grouped by `by` (team, key, user, model, alias, deployment, preset) over [since,
     until): requests, failures, tokens by kind, cost, what customers paid and presets' revenue
-    share in micro-dollars, and how many requests had no known price."""
+    share in micro-dollars, and how many requests had no known price. The ledger holds a row per
+    upstream attempt: `requests` counts client requests, `attempts` rows, `failed` the requests
+    none of whose attempts (in the group) answered, and tokens and money sum every attempt."""
     group = ledger.c[REPORT_BY[by]]
+    answered = sa.func.count(sa.distinct(sa.case((ledger.c.status < 400, ledger.c.request_id))))
+    requests = sa.func.count(sa.distinct(ledger.c.request_id))
     query = (
         sa.select(
             group.label("group"),
-            sa.func.count().label("requests"),
-            sa.func.sum(sa.case((ledger.c.status >= 400, 1), else_=0)).label("failed"),
+            requests.label("requests"),
+            sa.func.count().label("attempts"),
+            (requests - answered).label("failed"),
             sa.func.sum(ledger.c.input_tokens).label("input_tokens"),
             sa.func.sum(ledger.c.cached_input_tokens).label("cached_input_tokens"),
             sa.func.sum(ledger.c.output_tokens).label("output_tokens"),

@@ -96,6 +96,8 @@ ledger = sa.Table(
     sa.Column("preset", sa.String(128), nullable=True),
     sa.Column("preset_team_id", sa.String(40), nullable=True, index=True),
     sa.Column("revenue_share_micros", sa.BigInteger, nullable=True),
+    # 0008: a row per upstream attempt (0: the request reached none)
+    sa.Column("attempt", sa.Integer, primary_key=True, server_default="1"),
 )
 
 # Teams and users (0005). A user's `role` is organisation-wide (NULL: none); a membership's is
