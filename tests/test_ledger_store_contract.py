@@ -42,6 +42,7 @@ async def test_inserts_are_idempotent_and_money_is_exact(backend: str, tmp_path:
                 {
                     "group": "k1",
                     "requests": 3,
+                    "attempts": 3,
                     "failed": 0,
                     "input_tokens": 3_000_000_000,
                     "cached_input_tokens": 0,
