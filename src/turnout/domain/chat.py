@@ -296,12 +296,45 @@ def parse_chat_request(body: object) -> ChatRequest:
 
 
 def _check(request: ChatRequest) -> None:
-    """What the types alone cannot say. Paths for messages are built only when something is wrong."""
+    """What the types alone cannot say, in the order a client learns of it (the first problem wins).
+    Each optional field is looked at only when present, so a plain request pays one test per field;
+    paths for messages are built only when something is wrong."""
     if not request.messages:
         raise InvalidRequest(
             "'messages' must contain at least one message.", param="messages", code="empty_array"
         )
-    for i, message in enumerate(request.messages):
+    _check_messages(request.messages)
+    if request.stop is not None and isinstance(request.stop, list) and not 1 <= len(request.stop) <= 4:
+        raise InvalidRequest("'stop' must hold between 1 and 4 sequences.", param="stop")
+    if request.top_logprobs is not None and request.logprobs is not True:
+        raise InvalidRequest("'top_logprobs' is only allowed when 'logprobs' is true.", param="top_logprobs")
+    if request.logit_bias:
+        _check_logit_bias(request.logit_bias)
+    if request.metadata:
+        _check_metadata(request.metadata)
+    if request.prediction is not None and isinstance(request.prediction.content, list):
+        _check_prediction_parts(request.prediction.content)
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = getattr(request, name)
+        if value is not None and value < 1:
+            raise InvalidRequest(f"'{name}' must be at least 1.", param=name)
+    if request.tools is not None:
+        _check_tools(request.tools)
+    if isinstance(request.tool_choice, ToolChoiceObject):
+        _check_tool_choice(request.tool_choice)
+    fmt = request.response_format
+    if fmt is not None and fmt.type == "json_schema" and fmt.json_schema is None:
+        raise InvalidRequest(
+            "Missing required parameter: 'response_format.json_schema'.",
+            param="response_format.json_schema",
+            code="missing_required_parameter",
+        )
+
+
+def _check_messages(messages: list[Message]) -> None:
+    """Each message's content parts and an assistant's tool calls (a legacy function message has
+    neither to check)."""
+    for i, message in enumerate(messages):
         kind = type(message)
         if kind is FunctionMessage:
             continue
@@ -311,70 +344,69 @@ def _check(request: ChatRequest) -> None:
         if kind is AssistantMessage and message.tool_calls:  # type: ignore[union-attr]
             for j, call in enumerate(message.tool_calls):  # type: ignore[union-attr]
                 _check_tool_call(call, i, j)
-    if request.stop is not None and isinstance(request.stop, list) and not 1 <= len(request.stop) <= 4:
-        raise InvalidRequest("'stop' must hold between 1 and 4 sequences.", param="stop")
-    if request.top_logprobs is not None and request.logprobs is not True:
-        raise InvalidRequest("'top_logprobs' is only allowed when 'logprobs' is true.", param="top_logprobs")
-    if request.logit_bias:
-        for token, bias in request.logit_bias.items():
-            if type(bias) is not int:
-                raise InvalidRequest(
-                    f"Invalid type for 'logit_bias.{token}': expected an integer.",
-                    param=f"logit_bias.{token}",
-                    code="invalid_type",
-                )
-            if not -100 <= bias <= 100:
-                raise InvalidRequest(
-                    f"Invalid 'logit_bias.{token}': expected a value between -100 and 100, got {bias}.",
-                    param=f"logit_bias.{token}",
-                )
-    if request.metadata:
-        for key, value in request.metadata.items():
-            if not isinstance(value, str):
-                raise InvalidRequest(
-                    f"Invalid type for 'metadata.{key}': expected a string.",
-                    param=f"metadata.{key}",
-                    code="invalid_type",
-                )
-    if request.prediction is not None and isinstance(request.prediction.content, list):
-        parts = request.prediction.content
-        if not parts:
+
+
+def _check_logit_bias(logit_bias: dict[str, Any]) -> None:
+    """Each bias an integer in [-100, 100]; the error names the token."""
+    for token, bias in logit_bias.items():
+        if type(bias) is not int:
             raise InvalidRequest(
-                "'prediction.content' must not be an empty array.",
-                param="prediction.content",
-                code="empty_array",
+                f"Invalid type for 'logit_bias.{token}': expected an integer.",
+                param=f"logit_bias.{token}",
+                code="invalid_type",
             )
-        for j, part in enumerate(parts):
-            if part.type != "text" or part.text is None:
-                raise InvalidRequest(
-                    f"Invalid value for 'prediction.content[{j}]': only text parts are allowed.",
-                    param=f"prediction.content[{j}]",
-                )
-    for name in ("max_tokens", "max_completion_tokens"):
-        value = getattr(request, name)
-        if value is not None and value < 1:
-            raise InvalidRequest(f"'{name}' must be at least 1.", param=name)
-    if request.tools is not None:
-        for i, tool in enumerate(request.tools):
-            if getattr(tool, tool.type) is None:
-                raise InvalidRequest(
-                    f"Missing required parameter: 'tools[{i}].{tool.type}'.",
-                    param=f"tools[{i}].{tool.type}",
-                    code="missing_required_parameter",
-                )
-    if isinstance(request.tool_choice, ToolChoiceObject):
-        kind_name = request.tool_choice.type
-        if getattr(request.tool_choice, kind_name) is None:
+        if not -100 <= bias <= 100:
             raise InvalidRequest(
-                f"Missing required parameter: 'tool_choice.{kind_name}'.",
-                param=f"tool_choice.{kind_name}",
+                f"Invalid 'logit_bias.{token}': expected a value between -100 and 100, got {bias}.",
+                param=f"logit_bias.{token}",
+            )
+
+
+def _check_metadata(metadata: dict[str, Any]) -> None:
+    """Each metadata value a string; the error names the key."""
+    for key, value in metadata.items():
+        if not isinstance(value, str):
+            raise InvalidRequest(
+                f"Invalid type for 'metadata.{key}': expected a string.",
+                param=f"metadata.{key}",
+                code="invalid_type",
+            )
+
+
+def _check_prediction_parts(parts: list[ContentPart]) -> None:
+    """Predicted output given as parts: at least one, and text only."""
+    if not parts:
+        raise InvalidRequest(
+            "'prediction.content' must not be an empty array.",
+            param="prediction.content",
+            code="empty_array",
+        )
+    for j, part in enumerate(parts):
+        if part.type != "text" or part.text is None:
+            raise InvalidRequest(
+                f"Invalid value for 'prediction.content[{j}]': only text parts are allowed.",
+                param=f"prediction.content[{j}]",
+            )
+
+
+def _check_tools(tools: list[Tool]) -> None:
+    """Each tool carries the definition its `type` names (`function` for a function tool...)."""
+    for i, tool in enumerate(tools):
+        if getattr(tool, tool.type) is None:
+            raise InvalidRequest(
+                f"Missing required parameter: 'tools[{i}].{tool.type}'.",
+                param=f"tools[{i}].{tool.type}",
                 code="missing_required_parameter",
             )
-    fmt = request.response_format
-    if fmt is not None and fmt.type == "json_schema" and fmt.json_schema is None:
+
+
+def _check_tool_choice(tool_choice: ToolChoiceObject) -> None:
+    """A named tool choice carries the member its `type` names."""
+    kind_name = tool_choice.type
+    if getattr(tool_choice, kind_name) is None:
         raise InvalidRequest(
-            "Missing required parameter: 'response_format.json_schema'.",
-            param="response_format.json_schema",
+            f"Missing required parameter: 'tool_choice.{kind_name}'.",
+            param=f"tool_choice.{kind_name}",
             code="missing_required_parameter",
         )
 

@@ -52,7 +52,7 @@ from turnout.domain.errors import (
 from turnout.domain.key_policy import may_manage
 from turnout.domain.principal import Principal
 from turnout.governance.audit import MAX_LIMIT, AuditLog, redact, team_scope
-from turnout.keys.people import People
+from turnout.governance.people import People
 from turnout.storage.database import Database
 from turnout.storage.tables import pending_actions
 from turnout.storage.times import as_utc, from_unix, unix_seconds

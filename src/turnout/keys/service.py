@@ -6,8 +6,9 @@ index at once, so a revoked key stops working here before the call that revoked 
 write sets the row's `updated_at`, by which the other instances follow it (`keys.sync`).
 Issuing follows `domain.key_policy`: never more than the issuer has, and for a user never a role
 above theirs (in the key's team, or organisation-wide). Every key records its lineage (the person
-it acts for and everyone who could use it, `keys.people`): when a person loses authority, every key
-they could use loses it too (`enforce_people`). Nobody acts on a key whose role is above their own.
+it acts for and everyone who could use it, `governance.people`): when a person loses authority,
+every key they could use loses it too (`enforce_people`). Nobody acts on a key whose role is above
+their own.
 Revoking keys one by one cannot do what needs a second admin in bulk: a team's last owner or admin
 key, and a team's keys beyond `piecewise_revocations` within `piecewise_window`, are revoked (or
 lowered) only when a second person approves (`revoke_team_keys` of the two-person rule). A key's
@@ -43,9 +44,9 @@ from turnout.domain.key_policy import (
 from turnout.domain.principal import Principal, Role
 from turnout.governance.approvals import Approvals
 from turnout.governance.audit import AuditLog
+from turnout.governance.people import People, active_admin_key, in_scope, principal_of
 from turnout.keys.hashing import display_prefix, new_key
 from turnout.keys.index import KeyIndex
-from turnout.keys.people import People, active_admin_key, in_scope, principal_of
 from turnout.storage.database import Database
 from turnout.storage.tables import api_keys, audit_log, key_controllers, team_members, teams, users
 from turnout.storage.times import from_unix, unix_seconds

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 
 from turnout.config.secrets import Secret
 from turnout.domain.principal import MASTER_PERSON
+from turnout.governance.people import MASTER_KEY_ID, master_principal, principal_of
 from turnout.keys.hashing import display_prefix, new_key
 from turnout.keys.index import KeyIndex
-from turnout.keys.people import MASTER_KEY_ID, master_principal, principal_of
 from turnout.storage.database import Database
 from turnout.storage.tables import api_keys
 

@@ -29,8 +29,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from turnout.governance.people import MASTER_KEY_ID, master_principal, principal_of
 from turnout.keys.index import KeyIndex
-from turnout.keys.people import MASTER_KEY_ID, master_principal, principal_of
 from turnout.periodic import Periodic
 from turnout.storage.database import Database
 from turnout.storage.tables import api_keys

@@ -1,6 +1,8 @@
 """The people behind keys, read from the store: a key's current state (authority is checked when an
 action runs, against what the key is now, not what it was when it was cached or proposed), its
 lineage (who it acts for and who could use it), and a person's current authority over a scope.
+It is governance's, not the key service's: the two-person rule asks it, and the key service (which
+records every change through governance) asks it too, so it sits below both.
 """
 
 from __future__ import annotations
