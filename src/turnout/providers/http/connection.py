@@ -17,14 +17,15 @@ from typing import cast
 
 import httptools
 
-from turnout.domain.errors import UpstreamConnectionError, UpstreamProtocolError, UpstreamTimeout
+from turnout.domain.errors import (
+    UpstreamConnectionError,
+    UpstreamProtocolError,
+    UpstreamStaleConnection,
+    UpstreamTimeout,
+)
 
 HIGH_WATER = 512 * 1024  # pause reading the upstream when this much is waiting for the client
 LOW_WATER = 128 * 1024
-
-
-class StaleConnection(Exception):
-    """A reused keep-alive connection was closed by the server before it answered; safe to resend."""
 
 
 class Deadlines:
@@ -63,7 +64,13 @@ class Connection(asyncio.Protocol):
         response = self.response
         if response is not None and not response.complete:
             if self.reused and not response.got_bytes:
-                response.fail(StaleConnection())
+                # the upstream closed it while idle, or crashed after reading the request: nothing
+                # tells the two apart, so it is an attempt like any other (never resent silently)
+                response.fail(
+                    UpstreamStaleConnection(
+                        "the upstream closed a reused connection before answering the request"
+                    )
+                )
             else:
                 response.fail(
                     UpstreamConnectionError(
@@ -72,6 +79,11 @@ class Connection(asyncio.Protocol):
                 )
 
     def eof_received(self) -> bool:
+        if self.response is None:
+            # the upstream closed an idle keep-alive connection: never hand it out again (the
+            # transport closes itself, but its pool may look before `connection_lost` runs)
+            self.closed = True
+            return False
         with contextlib.suppress(httptools.HttpParserError):
             self.parser.feed_data(b"")  # lets a close-delimited body finish
         return False
