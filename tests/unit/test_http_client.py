@@ -13,7 +13,12 @@ import pytest
 from aiohttp import web
 
 from turnout.config.settings import Timeouts
-from turnout.domain.errors import UpstreamConnectionError, UpstreamProtocolError, UpstreamTimeout
+from turnout.domain.errors import (
+    UpstreamConnectionError,
+    UpstreamProtocolError,
+    UpstreamStaleConnection,
+    UpstreamTimeout,
+)
 from turnout.providers.http.client import Endpoint, HttpClient
 
 from support.upstream import Upstream
@@ -63,21 +68,23 @@ async def test_a_connection_the_server_closed_while_idle_is_replaced(server: Ups
     await client.aclose()
 
 
-async def test_a_stale_pooled_connection_is_retried_once() -> None:
-    """A raw server that answers once, then closes the kept-alive connection when the next request
-    arrives without answering it: the client must resend on a fresh connection."""
+async def test_a_pooled_connection_dropped_after_reading_is_reported_not_resent() -> None:
+    """A raw server that answers once, then reads the next request on the kept-alive connection and
+    closes it unanswered: it did receive the request, so the client reports a stale connection
+    (the router's attempt to count) instead of resending it; the next send uses a fresh one."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+    received: list[bytes] = []
 
     def serve() -> None:
         first, _ = listener.accept()
-        first.recv(65536)
+        received.append(first.recv(65536))
         first.sendall(answer)
-        first.recv(65536)  # the second request on the same connection...
+        received.append(first.recv(65536))  # the second request on the same connection...
         first.close()  # ...is dropped unanswered
         second, _ = listener.accept()
-        second.recv(65536)
+        received.append(second.recv(65536))
         second.sendall(answer)
         second.close()
 
@@ -86,10 +93,14 @@ async def test_a_stale_pooled_connection_is_retried_once() -> None:
     client = HttpClient()
     endpoint = Endpoint("POST", f"http://127.0.0.1:{port}/x", [])
     assert await (await client.send(endpoint, b"{}", FAST)).read(10) == b"ok"
+    with pytest.raises(UpstreamStaleConnection):
+        await client.send(endpoint, b"{}", FAST)
+    assert len(received) == 2  # sent once, not resent
     assert await (await client.send(endpoint, b"{}", FAST)).read(10) == b"ok"
     await client.aclose()
     thread.join(5)
     listener.close()
+    assert len(received) == 3
 
 
 async def test_gzip_and_chunked_bodies_are_decoded(server: Upstream) -> None:

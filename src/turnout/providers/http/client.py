@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from turnout.config.settings import Timeouts
 from turnout.domain.errors import UpstreamConnectionError, UpstreamTimeout
-from turnout.providers.http.connection import Connection, Deadlines, StaleConnection, UpstreamResponse
+from turnout.providers.http.connection import Connection, Deadlines, UpstreamResponse
 
 USER_AGENT = b"turnout/0.1"
 
@@ -263,25 +263,20 @@ class HttpClient:
     async def send(
         self, endpoint: Endpoint, body: bytes, timeouts: Timeouts, extra_headers: bytes = b""
     ) -> UpstreamResponse:
-        """Send the request; return once the response head has arrived (or raise)."""
+        """Send the request; return once the response head has arrived (or raise). It is sent
+        once: a pooled connection that turns out closed raises `UpstreamStaleConnection`, which
+        the router counts and retries like any other attempt (the upstream may have read it)."""
         pool = self.pool(endpoint.route)
         deadlines = Deadlines(self.loop.time(), timeouts.first_byte, timeouts.idle, timeouts.total)
         head = b"%s%scontent-length: %d\r\n\r\n" % (endpoint.head_prefix, extra_headers, len(body))
-        for attempt in range(2):
-            conn = await pool.acquire(timeouts.connect)
-            response = conn.send(head, body, deadlines)
-            try:
-                await response.wait_headers()
-            except StaleConnection:
-                response.release()
-                if attempt == 0:
-                    continue
-                raise UpstreamConnectionError("the upstream closed the connection before answering") from None
-            except BaseException:
-                response.release()
-                raise
-            return response
-        raise AssertionError("unreachable")  # pragma: no cover
+        conn = await pool.acquire(timeouts.connect)
+        response = conn.send(head, body, deadlines)
+        try:
+            await response.wait_headers()
+        except BaseException:
+            response.release()
+            raise
+        return response
 
     async def aclose(self) -> None:
         for pool in self._pools.values():

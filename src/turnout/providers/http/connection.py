@@ -17,14 +17,20 @@ from typing import cast
 
 import httptools
 
-from turnout.domain.errors import UpstreamConnectionError, UpstreamProtocolError, UpstreamTimeout
+from turnout.domain.errors import (
+    UpstreamConnectionError,
+    UpstreamProtocolError,
+    UpstreamStaleConnection,
+    UpstreamTimeout,
+)
+from turnout.providers.http.inflate import Inflater
 
-HIGH_WATER = 512 * 1024  # pause reading the upstream when this much is waiting for the client
-LOW_WATER = 128 * 1024
-
-
-class StaleConnection(Exception):
-    """A reused keep-alive connection was closed by the server before it answered; safe to resend."""
+# Pause reading the upstream when this much of its body is waiting for the client; resume below
+# LOW_WATER. With the client connection's own write buffer, a stream holds well under 1 MiB however
+# slowly its client reads; the upstream is held back by TCP meanwhile.
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+INFLATE_STEP = 64 * 1024  # a compressed body is decompressed this much at a time
 
 
 class Deadlines:
@@ -63,7 +69,13 @@ class Connection(asyncio.Protocol):
         response = self.response
         if response is not None and not response.complete:
             if self.reused and not response.got_bytes:
-                response.fail(StaleConnection())
+                # the upstream closed it while idle, or crashed after reading the request: nothing
+                # tells the two apart, so it is an attempt like any other (never resent silently)
+                response.fail(
+                    UpstreamStaleConnection(
+                        "the upstream closed a reused connection before answering the request"
+                    )
+                )
             else:
                 response.fail(
                     UpstreamConnectionError(
@@ -72,6 +84,11 @@ class Connection(asyncio.Protocol):
                 )
 
     def eof_received(self) -> bool:
+        if self.response is None:
+            # the upstream closed an idle keep-alive connection: never hand it out again (the
+            # transport closes itself, but its pool may look before `connection_lost` runs)
+            self.closed = True
+            return False
         with contextlib.suppress(httptools.HttpParserError):
             self.parser.feed_data(b"")  # lets a close-delimited body finish
         return False
@@ -166,9 +183,9 @@ class UpstreamResponse:
         "_chunks",
         "_conn",
         "_deadlines",
-        "_decoder",
         "_error",
         "_headers_waiter",
+        "_inflater",
         "_loop",
         "_paused",
         "_released",
@@ -200,7 +217,7 @@ class UpstreamResponse:
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._headers_waiter: asyncio.Future[None] | None = self._loop.create_future()
-        self._decoder: zlib._Decompress | None = None
+        self._inflater: Inflater | None = None
         self._released = False
         self._timer = self._loop.call_at(deadlines.first_byte, self._on_timer)
 
@@ -210,10 +227,8 @@ class UpstreamResponse:
         encoding = self.header(b"content-encoding")
         if encoding:
             kind = encoding.strip().lower()
-            if kind in (b"gzip", b"x-gzip"):
-                self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            elif kind == b"deflate":
-                self._decoder = zlib.decompressobj()
+            if kind in (b"gzip", b"x-gzip", b"deflate"):
+                self._inflater = Inflater(gzip=kind != b"deflate")
             elif kind != b"identity":
                 self.fail(
                     UpstreamProtocolError(
@@ -226,15 +241,20 @@ class UpstreamResponse:
             self._headers_waiter.set_result(None)
 
     def feed(self, body: bytes) -> None:
-        if self._decoder is not None:
-            try:
-                body = self._decoder.decompress(body)
-            except zlib.error:
-                self.fail(UpstreamProtocolError("the upstream sent a corrupt compressed body"))
-                self._conn.close()
-                return
-            if not body:
-                return
+        inflater = self._inflater
+        if inflater is None:
+            self._append(body)
+        else:
+            inflater.feed(body)
+            self._inflate(inflater)
+        if not self._paused and (self._buffered > HIGH_WATER or (inflater is not None and inflater.pending)):
+            self._paused = True
+            self._conn.pause()
+        self._wake()
+
+    def _append(self, body: bytes) -> None:
+        if not body:
+            return
         if not self.got_body_byte:
             self.got_body_byte = True
             self._timer.cancel()
@@ -242,16 +262,18 @@ class UpstreamResponse:
             self._timer = self._loop.call_at(min(self.last_activity + d.idle, d.total), self._on_timer)
         self._chunks.append(body)
         self._buffered += len(body)
-        if self._buffered > HIGH_WATER and not self._paused:
-            self._paused = True
-            self._conn.pause()
-        self._wake()
+
+    def _inflate(self, inflater: Inflater) -> None:
+        """Decompress what has arrived until HIGH_WATER bytes wait to be read; the rest stays
+        compressed (and the upstream paused) until the reader catches up."""
+        try:
+            while inflater.pending and self._buffered <= HIGH_WATER:
+                self._append(inflater.take(INFLATE_STEP))
+        except zlib.error:
+            self.fail(UpstreamProtocolError("the upstream sent a corrupt compressed body"))
+            self._conn.close()
 
     def finish(self) -> None:
-        if self._decoder is not None:
-            tail = self._decoder.flush()
-            if tail:
-                self._chunks.append(tail)
         self.complete = True
         self.got_body_byte = True
         self._timer.cancel()
@@ -320,16 +342,24 @@ class UpstreamResponse:
         """The next piece of the body as it arrives; None once it is complete. The caller must
         `release()` the response when done with it."""
         while True:
+            inflater = self._inflater
+            if inflater is not None and not self._chunks and inflater.pending:
+                self._inflate(inflater)
             if self._chunks:
                 chunk = self._chunks.popleft()
                 self._buffered -= len(chunk)
-                if self._paused and self._buffered < LOW_WATER:
+                if self._paused and self._buffered < LOW_WATER and not (inflater and inflater.pending):
                     self._paused = False
                     self._conn.resume()
                 return chunk
             if self._error is not None:
                 raise self._error
             if self.complete:
+                if inflater is not None:  # the body's last bytes, if the compressor kept any back
+                    self._inflater = None
+                    tail = inflater.flush()
+                    if tail:
+                        return tail
                 return None
             self._waiter = self._loop.create_future()
             try:
@@ -369,6 +399,8 @@ class UpstreamResponse:
         self._released = True
         self._timer.cancel()
         clean = self.complete and self._error is None and self.keep_alive
+        if clean and self._paused:  # its next exchange must be read
+            self._conn.resume()
         if not self.complete and self._error is None:
             self._error = UpstreamConnectionError("the upstream call was abandoned before it finished")
             self._wake()
