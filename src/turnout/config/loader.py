@@ -431,6 +431,7 @@ class _Builder:
         headers = self.provider_headers(cfg.headers or {}, path)
         proxied = sections.proxied
         proxy = self.proxy(cfg.proxy, sections.base_url, f"{path}.proxy") if proxied else None
+        owned: dict[str, Any] = {"api_version": None, **sections.settings}  # filled by its blocks
         return ProviderSettings(
             name=name,
             kind=kind,
@@ -445,7 +446,7 @@ class _Builder:
             else cfg.embeddings_base64,
             proxy=proxy,
             tls_ca_file=self.tls_ca_file(cfg.tls_ca_file, parts, path),
-            **{"api_version": None, **sections.settings},
+            **owned,
         )
 
     def provider_sections(
@@ -563,46 +564,10 @@ class _Builder:
         cfg = self.convert(raw, schema.ModelConfig, path)
         if cfg is None:
             return None
-        if cfg.targets is not None:
-            shorthand = (
-                cfg.provider,
-                cfg.model,
-                cfg.timeouts,
-                cfg.context_window,
-                cfg.max_output_tokens,
-                cfg.price,
-                cfg.supports,
-                cfg.unsupported_params,
-            )
-            if any(v is not None for v in shorthand):
-                self.problem(
-                    path,
-                    "give either 'targets' or 'provider' + 'model', not both",
-                )
-                return None
-            targets_cfg = cfg.targets
-            target_path = f"{path}.targets"
-        elif cfg.provider is not None and cfg.model is not None:
-            targets_cfg = [
-                schema.TargetConfig(
-                    provider=cfg.provider,
-                    model=cfg.model,
-                    timeouts=cfg.timeouts,
-                    context_window=cfg.context_window,
-                    max_output_tokens=cfg.max_output_tokens,
-                    price=cfg.price,
-                    supports=cfg.supports,
-                    unsupported_params=cfg.unsupported_params,
-                )
-            ]
-            target_path = ""
-        else:
-            missing = "model" if cfg.provider is not None else "provider"
-            self.problem(path, f"missing '{missing}' (or give a list of 'targets')")
+        written = self.written_targets(cfg, path)
+        if written is None:
             return None
-        if not targets_cfg:
-            self.problem(f"{path}.targets", "needs at least one target")
-            return None
+        targets_cfg, target_path = written
         targets = []
         for i, t in enumerate(targets_cfg):
             tpath = f"{target_path}[{i}]" if target_path else path
@@ -647,6 +612,53 @@ class _Builder:
             hedge_after=hedge,
             stream_resume=routing.stream_resume if cfg.stream_resume is None else cfg.stream_resume,
         )
+
+    def written_targets(
+        self, cfg: schema.ModelConfig, path: str
+    ) -> tuple[list[schema.TargetConfig], str] | None:
+        """An alias's targets as written: its `targets` list (and the path of that list), or the
+        one its `provider` + `model` shorthand gives (and "": its fields sit on the alias)."""
+        if cfg.targets is not None:
+            shorthand = (
+                cfg.provider,
+                cfg.model,
+                cfg.timeouts,
+                cfg.context_window,
+                cfg.max_output_tokens,
+                cfg.price,
+                cfg.supports,
+                cfg.unsupported_params,
+            )
+            if any(v is not None for v in shorthand):
+                self.problem(
+                    path,
+                    "give either 'targets' or 'provider' + 'model', not both",
+                )
+                return None
+            targets_cfg = cfg.targets
+            target_path = f"{path}.targets"
+        elif cfg.provider is not None and cfg.model is not None:
+            targets_cfg = [
+                schema.TargetConfig(
+                    provider=cfg.provider,
+                    model=cfg.model,
+                    timeouts=cfg.timeouts,
+                    context_window=cfg.context_window,
+                    max_output_tokens=cfg.max_output_tokens,
+                    price=cfg.price,
+                    supports=cfg.supports,
+                    unsupported_params=cfg.unsupported_params,
+                )
+            ]
+            target_path = ""
+        else:
+            missing = "model" if cfg.provider is not None else "provider"
+            self.problem(path, f"missing '{missing}' (or give a list of 'targets')")
+            return None
+        if not targets_cfg:
+            self.problem(f"{path}.targets", "needs at least one target")
+            return None
+        return targets_cfg, target_path
 
     def target(
         self, t: schema.TargetConfig, path: str, index: int, provider: ProviderSettings
