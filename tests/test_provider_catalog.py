@@ -21,9 +21,7 @@ SHARED_FOLDERS = {"http"}
 
 
 def _folders() -> list[str]:
-    return sorted(
-        p.name for p in PROVIDERS_DIR.iterdir() if p.is_dir() and (p / "__init__.py").is_file()
-    )
+    return sorted(p.name for p in PROVIDERS_DIR.iterdir() if p.is_dir() and (p / "__init__.py").is_file())
 
 
 def _first_column(text: str, heading: str) -> set[str]:
