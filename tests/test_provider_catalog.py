@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from turnout.config.schema import ProviderConfig
 from turnout.providers.registry import KINDS, PROVIDERS
 from turnout.providers.spec import ProviderSpec
 
@@ -72,3 +73,6 @@ def test_every_block_a_provider_owns_is_a_documented_provider_key() -> None:
     owned = {section.key for record in PROVIDERS for section in record.sections}
     assert owned, "no provider owns a block: the test would prove nothing"
     assert owned <= keys, f"undocumented blocks: {sorted(owned - keys)}"
+    # and each is a key the strict schema lets through (unknown keys are refused before any
+    # provider sees its entry)
+    assert owned <= set(ProviderConfig.__struct_fields__)
