@@ -14,7 +14,8 @@ import httpx
 import openai
 import pytest
 
-from turnout.config.loader import ConfigError, build_settings
+from turnout.config.loader import ConfigError
+from turnout.providers.config_loader import build_settings
 
 from support.gateway import MASTER_KEY, UPSTREAM_KEY, Gateway, openai_doc
 from support.upstream import Upstream

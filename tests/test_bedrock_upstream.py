@@ -28,7 +28,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from turnout.config.loader import ConfigError, build_settings, load_settings
+from turnout.config.loader import ConfigError
+from turnout.providers.config_loader import build_settings, load_settings
 
 from support.gateway import MASTER_KEY, Gateway
 from support.spec import validate_openai

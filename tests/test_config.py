@@ -17,8 +17,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from turnout.config.loader import ConfigError, build_settings, load_settings
+from turnout.config.loader import ConfigError
 from turnout.config.settings import Settings
+from turnout.providers.config_loader import build_settings, load_settings
 
 from support.gateway import MASTER_KEY, Gateway
 from support.upstream import Upstream

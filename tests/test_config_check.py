@@ -16,13 +16,14 @@ from click.testing import CliRunner
 from turnout.app import Services
 from turnout.cli.config_check import describe
 from turnout.cli.main import main
-from turnout.config.loader import ConfigError, build_settings
-from turnout.config.provider_kinds import PROVIDER_KINDS
+from turnout.config.loader import ConfigError
 from turnout.config.settings import ProviderSettings, Settings
 from turnout.providers.base import Capabilities
 from turnout.providers.capabilities import capabilities_for
+from turnout.providers.config_loader import build_settings
 from turnout.providers.http.client import HttpClient
 from turnout.providers.openai_compatible.adapter import OpenAICompatibleAdapter
+from turnout.providers.registry import KINDS as PROVIDER_KINDS
 from turnout.routing.chain_check import chain_warnings
 
 from support.gateway import settings_for

@@ -338,7 +338,8 @@ def test_the_official_sdk_is_unaffected(limited: Gateway, upstream: Upstream) ->
 
 
 def test_limits_are_validated_with_their_path() -> None:
-    from turnout.config.loader import ConfigError, build_settings
+    from turnout.config.loader import ConfigError
+    from turnout.providers.config_loader import build_settings
 
     with pytest.raises(ConfigError) as caught:
         build_settings(
@@ -369,7 +370,7 @@ def test_limits_are_validated_with_their_path() -> None:
 
 
 def test_limits_have_defaults_and_units() -> None:
-    from turnout.config.loader import build_settings
+    from turnout.providers.config_loader import build_settings
 
     default = build_settings({}, {}, source="t.yaml").server.limits
     assert (default.max_request_line, default.max_header_bytes, default.max_headers) == (16384, 65536, 100)

@@ -15,8 +15,9 @@ import openai
 import orjson
 import pytest
 
-from turnout.config.loader import ConfigError, build_settings
+from turnout.config.loader import ConfigError
 from turnout.domain.json_body import MAX_DEPTH
+from turnout.providers.config_loader import build_settings
 
 from support.gateway import MASTER_KEY, UPSTREAM_KEY, Gateway, settings_for
 from support.spec import validate_openai

@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from turnout.config.key_strength import weakness
-from turnout.config.loader import ConfigError, build_settings
+from turnout.config.loader import ConfigError
 from turnout.keys.hashing import new_key
+from turnout.providers.config_loader import build_settings
 
 from support.gateway import MASTER_KEY
 from support.process import TURNOUT

@@ -12,8 +12,9 @@ import openai
 import pytest
 import trustme
 
-from turnout.config.loader import ConfigError, build_settings
+from turnout.config.loader import ConfigError
 from turnout.config.proxies import bypasses
+from turnout.providers.config_loader import build_settings
 
 from support.gateway import MASTER_KEY, UPSTREAM_KEY, Gateway
 from support.proxy import ForwardProxy

@@ -22,7 +22,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from turnout.config.loader import ConfigError, build_settings
+from turnout.config.loader import ConfigError
+from turnout.providers.config_loader import build_settings
 
 from support.gateway import MASTER_KEY, UPSTREAM_KEY, Gateway, settings_for
 from support.spec import validate_openai

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from turnout.config.prices import shipped_prices
 from turnout.config.settings import Settings
 from turnout.governance.approvals import Approvals
 from turnout.governance.audit import AuditLog
@@ -35,7 +36,6 @@ from turnout.spend.billing_service import BillingService
 from turnout.spend.budget_service import BudgetService
 from turnout.spend.budgets import Budgets
 from turnout.spend.ledger_store import LedgerStore
-from turnout.spend.prices import shipped_prices
 from turnout.spend.recorder import SpendRecorder
 from turnout.spend.shared_counters import SharedCounters
 from turnout.storage.database import Database
@@ -182,8 +182,8 @@ class Services:
 def price_lookup(settings: Settings) -> PriceOf:
     """Prices for the models wildcard aliases reach, from the price table turnout ships."""
     table = shipped_prices()
-    kinds = {name: p.kind.name for name, p in settings.providers.items()}
-    return lambda provider, model: table.lookup(kinds[provider], model)
+    namespaces = {name: p.kind.price_namespace for name, p in settings.providers.items()}
+    return lambda provider, model: table.lookup(namespaces[provider], model)
 
 
 def _upstream_hosts(settings: Settings) -> list[str]:

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 import uvloop
 
 from turnout.app import Services
-from turnout.config.loader import build_settings
 from turnout.config.settings import Settings
+from turnout.providers.config_loader import build_settings
 from turnout.server.runner import GatewayServer, serve
 
 from support.upstream import Upstream

@@ -9,9 +9,10 @@ from importlib import resources
 import pytest
 import yaml
 
+from turnout.config.prices import parse_table, shipped_prices
 from turnout.domain.pricing import ModelPrice, decimal_price, format_usd
 from turnout.domain.usage import Usage
-from turnout.spend.prices import NAMESPACES, parse_table, shipped_prices
+from turnout.providers.registry import KINDS
 
 M = 1_000_000
 
@@ -21,7 +22,7 @@ def test_the_table_is_complete_and_exact() -> None:
     assert table.effective == "2025-11-24"
     for namespace in ("openai", "azure", "anthropic", "gemini", "cohere", "mistral", "deepseek", "bedrock"):
         assert len(table.sections[namespace]) >= 2, namespace
-    raw = yaml.safe_load(resources.files("turnout.spend").joinpath("prices.yaml").read_text())
+    raw = yaml.safe_load(resources.files("turnout.config").joinpath("prices.yaml").read_text())
     for namespace, models in raw["models"].items():
         for name, entry in models.items():
             assert isinstance(entry["input"], str), f"{namespace}.{name}: write prices as strings"
@@ -60,7 +61,7 @@ LOOKUPS = [
 @pytest.mark.parametrize(("kind", "model", "entry"), LOOKUPS)
 def test_models_are_found_by_the_names_providers_use(kind: str, model: str, entry: tuple[str, str]) -> None:
     table = shipped_prices()
-    assert table.lookup(kind, model) is table.sections[entry[0]][entry[1]]
+    assert table.lookup(KINDS[kind].price_namespace, model) is table.sections[entry[0]][entry[1]]
 
 
 @pytest.mark.parametrize(
@@ -73,8 +74,9 @@ def test_models_are_found_by_the_names_providers_use(kind: str, model: str, entr
     ],
 )
 def test_unknown_models_have_no_price(kind: str, model: str) -> None:
-    assert shipped_prices().lookup(kind, model) is None
-    assert kind in NAMESPACES or shipped_prices().lookup(kind, "gpt-4o") is None
+    namespace = KINDS[kind].price_namespace
+    assert shipped_prices().lookup(namespace, model) is None
+    assert namespace is not None or shipped_prices().lookup(namespace, "gpt-4o") is None
 
 
 # Hand-computed: (price entry, usage, micro-dollars)

@@ -13,8 +13,8 @@ import orjson
 
 from turnout.cli.outage import outage_scene
 from turnout.cli.serve import _event_loop_runner
-from turnout.config.loader import build_settings
 from turnout.config.settings import Settings, Timeouts
+from turnout.providers.config_loader import build_settings
 from turnout.providers.http.client import Endpoint, HttpClient
 from turnout.providers.sse import SSEDecoder
 from turnout.server.runner import GatewayServer, serve

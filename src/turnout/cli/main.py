@@ -11,8 +11,9 @@ import click
 from turnout.cli.budgets import budgets_group
 from turnout.cli.governance import approvals_group, audit_group
 from turnout.cli.teams import teams_group, users_group
-from turnout.config.loader import ConfigError, default_config_path, load_settings
+from turnout.config.loader import ConfigError, default_config_path
 from turnout.config.settings import Settings
+from turnout.providers.config_loader import load_settings
 
 CONFIG_HELP = (
     "YAML configuration file (default: $TURNOUT_CONFIG; without one, providers come from the environment)"

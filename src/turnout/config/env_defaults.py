@@ -7,17 +7,18 @@ to the only provider when there is just one, so an OpenAI SDK needs nothing but 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from turnout.config.provider_kinds import PROVIDER_KINDS
+from turnout.config.provider_kinds import ProviderKind
 
 _NOT_FROM_ENVIRONMENT = ("openai_compatible", "fake")
 
 
-def config_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+def config_from_environment(environ: Mapping[str, str], kinds: Iterable[ProviderKind]) -> dict[str, Any]:
+    """A config document for the `kinds` (every kind turnout has) whose variables are set."""
     providers: dict[str, dict[str, Any]] = {}
-    for kind in PROVIDER_KINDS.values():
+    for kind in kinds:
         if kind.name in _NOT_FROM_ENVIRONMENT:
             continue
         has_key = bool(kind.api_key_env and environ.get(kind.api_key_env))

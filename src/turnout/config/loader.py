@@ -3,6 +3,11 @@
 Every problem is reported with the dotted path of the value at fault and, where one helps, a hint:
 `models.gpt-4o.targets[1].provider: unknown provider 'opneai' (known: azure-east, openai)`.
 All problems are collected before failing, so one run shows them all.
+
+The providers a configuration may name are passed in (`providers`: each wire format's record, from
+`turnout.providers.registry.PROVIDERS`): config sits below providers, so the loader reads their
+kinds and the blocks they own through `DescribesConfig` rather than importing them;
+`turnout.providers.config_loader` binds the two for everyone who loads a configuration.
 """
 
 from __future__ import annotations
@@ -10,27 +15,27 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import msgspec
 import yaml
 
 from turnout.config import schema
-from turnout.config.aws import bedrock_base_url, check_aws
 from turnout.config.env_defaults import config_from_environment
 from turnout.config.key_strength import HOW_TO_GENERATE, weakness
-from turnout.config.provider_kinds import AZURE_DEFAULT_API_VERSION, PROVIDER_KINDS
+from turnout.config.prices import shipped_prices
+from turnout.config.provider_kinds import ProviderKind, kinds_by_name
+from turnout.config.provider_sections import DescribesConfig, SectionInput, SectionResult
 from turnout.config.proxies import NO_PROXY_VALUE, ProxyError, from_environment, parse_proxy
 from turnout.config.secrets import REFERENCE_HINT, Secret, SecretError, is_reference, resolve
 from turnout.config.settings import (
     AuthSettings,
     BreakerSettings,
     FailedAttemptSettings,
-    FakeSettings,
     GovernanceSettings,
     HttpLimits,
     ModelSettings,
@@ -46,9 +51,7 @@ from turnout.config.settings import (
     Timeouts,
 )
 from turnout.config.units import parse_delay, parse_duration, parse_rate, parse_size
-from turnout.config.vertex import check_vertex, vertex_base_url
 from turnout.domain.pricing import ModelPrice, decimal_price
-from turnout.spend.prices import shipped_prices
 
 T = TypeVar("T")
 
@@ -116,22 +119,29 @@ def read_config_file(path: Path) -> object:
     return {} if data is None else data
 
 
-def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    path: Path | None, environ: Mapping[str, str] | None, *, providers: Sequence[DescribesConfig]
+) -> Settings:
     """Read `path` (or, without one, configure providers from the standard environment variables)."""
     env = os.environ if environ is None else environ
     if path is not None:
-        return build_settings(read_config_file(path), env, source=str(path))
-    return build_settings(config_from_environment(env), env, source="environment")
+        return build_settings(read_config_file(path), env, source=str(path), providers=providers)
+    kinds = [k for p in providers for k in p.kinds]
+    return build_settings(config_from_environment(env, kinds), env, source="environment", providers=providers)
 
 
-def build_settings(data: object, environ: Mapping[str, str], *, source: str) -> Settings:
-    return _Builder(environ, source).build(data)
+def build_settings(
+    data: object, environ: Mapping[str, str], *, source: str, providers: Sequence[DescribesConfig]
+) -> Settings:
+    return _Builder(environ, source, providers).build(data)
 
 
 class _Builder:
-    def __init__(self, environ: Mapping[str, str], source: str) -> None:
+    def __init__(self, environ: Mapping[str, str], source: str, providers: Sequence[DescribesConfig]) -> None:
         self.environ = environ
         self.source = source
+        self.kinds = kinds_by_name(k for p in providers for k in p.kinds)
+        self.sections = tuple(s for p in providers for s in p.sections)
         self.problems: list[str] = []
         self.warnings: list[str] = []
         self.spend = SpendSettings()
@@ -404,45 +414,68 @@ class _Builder:
         cfg = self.convert(raw, schema.ProviderConfig, path)
         if cfg is None:
             return None
-        kind = PROVIDER_KINDS.get(cfg.type)
+        kind = self.kinds.get(cfg.type)
         if kind is None:
-            self.problem(f"{path}.type", _unknown("provider type", cfg.type, PROVIDER_KINDS))
+            self.problem(f"{path}.type", _unknown("provider type", cfg.type, self.kinds))
             return None
+        sections = self.provider_sections(cfg, kind, path)
+        if sections is None:
+            return None
+        parts = self.base_url(sections.base_url, kind, path)
+        if sections.base_url is None or parts is None:
+            return None
+        api_key = self.secret(sections.api_key, f"{path}.api_key")
+        if cfg.api_key is None and kind.key_required:
+            env_hint = f", e.g. env:{kind.api_key_env}" if kind.api_key_env else ""
+            self.problem(f"{path}.api_key", f"required for a {kind.title} provider{env_hint}")
+        headers = self.provider_headers(cfg.headers or {}, path)
+        proxied = sections.proxied
+        proxy = self.proxy(cfg.proxy, sections.base_url, f"{path}.proxy") if proxied else None
+        owned: dict[str, Any] = {"api_version": None, **sections.settings}  # filled by its blocks
+        return ProviderSettings(
+            name=name,
+            kind=kind,
+            base_url=sections.base_url.rstrip("/"),
+            api_key=api_key,
+            headers=headers,
+            timeouts=self.timeouts(cfg.timeouts, defaults, f"{path}.timeouts"),
+            unsupported_params=cfg.unsupported_params or "reject",
+            stream_usage=kind.stream_usage if cfg.stream_usage is None else cfg.stream_usage,
+            embeddings_base64=kind.embeddings_base64
+            if cfg.embeddings_base64 is None
+            else cfg.embeddings_base64,
+            proxy=proxy,
+            tls_ca_file=self.tls_ca_file(cfg.tls_ca_file, parts, path),
+            **owned,
+        )
+
+    def provider_sections(
+        self, cfg: schema.ProviderConfig, kind: ProviderKind, path: str
+    ) -> SectionResult | None:
+        """The URL and key reference of a provider once the blocks its kind owns (`vertex:`,
+        `aws:`, `fake:`, `api_version`) are read by their providers; a block written for another
+        kind is a problem. None when a block was at fault (each fault reported)."""
         base_url = cfg.base_url
-        if base_url is None and kind.base_url_env and self.environ.get(kind.base_url_env):
-            base_url = self.environ[kind.base_url_env]
-        base_url = base_url or kind.default_base_url
-        if kind.wire == "fake":
-            base_url = base_url or "http://127.0.0.1"
-        vertex = None
-        if cfg.vertex is not None and kind.name != "vertex":
-            self.problem(f"{path}.vertex", f"only Vertex AI providers take this section, not {kind.name}")
-        if kind.name == "vertex":
-            express = cfg.api_key is not None
-            vertex = check_vertex(
-                cfg.vertex, express=express, environ=self.environ, path=f"{path}.vertex", problem=self.problem
+        if base_url is None and kind.base_url_env:
+            base_url = self.environ.get(kind.base_url_env) or None
+        result = SectionResult(base_url=base_url or kind.default_base_url, api_key=cfg.api_key)
+        for section in self.sections:
+            if not section.applies(kind):
+                if getattr(cfg, section.key) is not None:
+                    self.problem(f"{path}.{section.key}", f"{section.refusal}, not {kind.name}")
+                continue
+            given = SectionInput(
+                cfg, kind, result.base_url, path, self.environ, self.problem, self.secret, self.convert
             )
-            if vertex is None:
+            read = section.read(given)
+            if read is None:
                 return None
-            base_url = base_url or vertex_base_url(vertex.location)
-        key_reference, aws = cfg.api_key, None
-        if cfg.aws is not None and kind.wire != "bedrock":
-            self.problem(f"{path}.aws", f"only Bedrock providers take this section, not {kind.name}")
-        if kind.wire == "bedrock":
-            explicit = None if base_url == kind.default_base_url else base_url
-            checked = check_aws(
-                cfg.aws,
-                api_key=cfg.api_key,
-                base_url=explicit,
-                environ=self.environ,
-                path=f"{path}.aws",
-                problem=self.problem,
-                secret=self.secret,
-            )
-            if checked is None:
-                return None
-            aws, key_reference = checked
-            base_url = explicit or bedrock_base_url(aws.region or "")
+            merged = {**result.settings, **read.settings}
+            result = SectionResult(read.base_url, read.api_key, merged, result.proxied and read.proxied)
+        return result
+
+    def base_url(self, base_url: str | None, kind: ProviderKind, path: str) -> SplitResult | None:
+        """The parts of a provider's URL, or None after reporting why it cannot be used."""
         if base_url is None:
             env_hint = f" (or set {kind.base_url_env})" if kind.base_url_env else ""
             self.problem(f"{path}.base_url", f"required for a {kind.title} provider{env_hint}")
@@ -461,14 +494,12 @@ class _Builder:
                 f"{path}.base_url", "must not hold credentials or a query string; use api_key and api_version"
             )
             return None
-        api_key = self.secret(key_reference, f"{path}.api_key")
-        if cfg.api_key is None and kind.key_required:
-            env_hint = f", e.g. env:{kind.api_key_env}" if kind.api_key_env else ""
-            self.problem(f"{path}.api_key", f"required for a {kind.title} provider{env_hint}")
-        if cfg.api_version is not None and not kind.azure_paths:
-            self.problem(f"{path}.api_version", f"only Azure providers take an api_version, not {kind.name}")
+        return parts
+
+    def provider_headers(self, written: Mapping[str, str], path: str) -> tuple[tuple[str, str | Secret], ...]:
+        """Extra headers sent upstream: credentials only from secret references."""
         headers: list[tuple[str, str | Secret]] = []
-        for header, value in (cfg.headers or {}).items():
+        for header, value in written.items():
             if is_reference(value):
                 secret = self.secret(value, f"{path}.headers.{header}")
                 if secret is not None:
@@ -477,38 +508,17 @@ class _Builder:
                 self.problem(f"{path}.headers.{header}", f"looks like a credential; {REFERENCE_HINT}")
             else:
                 headers.append((header, value))
-        proxy = None if kind.wire == "fake" else self.proxy(cfg.proxy, base_url, f"{path}.proxy")
-        ca_file = None
-        if cfg.tls_ca_file is not None:
-            ca_file = Path(cfg.tls_ca_file).expanduser()
-            if parts.scheme != "https":
-                self.problem(f"{path}.tls_ca_file", "only an https:// base_url uses TLS")
-            elif not ca_file.is_file():
-                self.problem(f"{path}.tls_ca_file", f"no such file: {ca_file}")
-        fake = None
-        if cfg.fake is not None and kind.wire != "fake":
-            self.problem(f"{path}.fake", f"only fake providers take this section, not {kind.name}")
-        if kind.wire == "fake":
-            fake = self.fake(cfg.fake or schema.FakeConfig(), f"{path}.fake")
-        return ProviderSettings(
-            name=name,
-            kind=kind,
-            base_url=base_url.rstrip("/"),
-            api_key=api_key,
-            api_version=(cfg.api_version or AZURE_DEFAULT_API_VERSION) if kind.azure_paths else None,
-            headers=tuple(headers),
-            timeouts=self.timeouts(cfg.timeouts, defaults, f"{path}.timeouts"),
-            unsupported_params=cfg.unsupported_params or "reject",
-            stream_usage=kind.stream_usage if cfg.stream_usage is None else cfg.stream_usage,
-            embeddings_base64=kind.embeddings_base64
-            if cfg.embeddings_base64 is None
-            else cfg.embeddings_base64,
-            fake=fake,
-            proxy=proxy,
-            tls_ca_file=ca_file,
-            vertex=vertex,
-            aws=aws,
-        )
+        return tuple(headers)
+
+    def tls_ca_file(self, written: str | None, parts: SplitResult, path: str) -> Path | None:
+        if written is None:
+            return None
+        ca_file = Path(written).expanduser()
+        if parts.scheme != "https":
+            self.problem(f"{path}.tls_ca_file", "only an https:// base_url uses TLS")
+        elif not ca_file.is_file():
+            self.problem(f"{path}.tls_ca_file", f"no such file: {ca_file}")
+        return ca_file
 
     def proxy(self, written: str | None, base_url: str, path: str) -> ProxySettings | None:
         """The proxy to reach `base_url` through: written here (`none` for none), else from the
@@ -537,17 +547,6 @@ class _Builder:
             return None
         return ProxySettings(host=host, port=port, authorization=authorization)
 
-    def fake(self, cfg: schema.FakeConfig, path: str) -> FakeSettings:
-        if cfg.chunks < 1:
-            self.problem(f"{path}.chunks", f"must be at least 1, got {cfg.chunks}")
-        return FakeSettings(
-            latency=self.unit(cfg.latency, parse_delay, f"{path}.latency", 0.0),
-            chunks=max(1, cfg.chunks),
-            chunk_gap=self.unit(cfg.chunk_gap, parse_delay, f"{path}.chunk_gap", 0.0),
-            port=cfg.port,
-            models=tuple(cfg.models or ()),
-        )
-
     # ------------------------------------------------------------------ models
 
     def model(
@@ -565,46 +564,10 @@ class _Builder:
         cfg = self.convert(raw, schema.ModelConfig, path)
         if cfg is None:
             return None
-        if cfg.targets is not None:
-            shorthand = (
-                cfg.provider,
-                cfg.model,
-                cfg.timeouts,
-                cfg.context_window,
-                cfg.max_output_tokens,
-                cfg.price,
-                cfg.supports,
-                cfg.unsupported_params,
-            )
-            if any(v is not None for v in shorthand):
-                self.problem(
-                    path,
-                    "give either 'targets' or 'provider' + 'model', not both",
-                )
-                return None
-            targets_cfg = cfg.targets
-            target_path = f"{path}.targets"
-        elif cfg.provider is not None and cfg.model is not None:
-            targets_cfg = [
-                schema.TargetConfig(
-                    provider=cfg.provider,
-                    model=cfg.model,
-                    timeouts=cfg.timeouts,
-                    context_window=cfg.context_window,
-                    max_output_tokens=cfg.max_output_tokens,
-                    price=cfg.price,
-                    supports=cfg.supports,
-                    unsupported_params=cfg.unsupported_params,
-                )
-            ]
-            target_path = ""
-        else:
-            missing = "model" if cfg.provider is not None else "provider"
-            self.problem(path, f"missing '{missing}' (or give a list of 'targets')")
+        written = self.written_targets(cfg, path)
+        if written is None:
             return None
-        if not targets_cfg:
-            self.problem(f"{path}.targets", "needs at least one target")
-            return None
+        targets_cfg, target_path = written
         targets = []
         for i, t in enumerate(targets_cfg):
             tpath = f"{target_path}[{i}]" if target_path else path
@@ -649,6 +612,53 @@ class _Builder:
             hedge_after=hedge,
             stream_resume=routing.stream_resume if cfg.stream_resume is None else cfg.stream_resume,
         )
+
+    def written_targets(
+        self, cfg: schema.ModelConfig, path: str
+    ) -> tuple[list[schema.TargetConfig], str] | None:
+        """An alias's targets as written: its `targets` list (and the path of that list), or the
+        one its `provider` + `model` shorthand gives (and "": its fields sit on the alias)."""
+        if cfg.targets is not None:
+            shorthand = (
+                cfg.provider,
+                cfg.model,
+                cfg.timeouts,
+                cfg.context_window,
+                cfg.max_output_tokens,
+                cfg.price,
+                cfg.supports,
+                cfg.unsupported_params,
+            )
+            if any(v is not None for v in shorthand):
+                self.problem(
+                    path,
+                    "give either 'targets' or 'provider' + 'model', not both",
+                )
+                return None
+            targets_cfg = cfg.targets
+            target_path = f"{path}.targets"
+        elif cfg.provider is not None and cfg.model is not None:
+            targets_cfg = [
+                schema.TargetConfig(
+                    provider=cfg.provider,
+                    model=cfg.model,
+                    timeouts=cfg.timeouts,
+                    context_window=cfg.context_window,
+                    max_output_tokens=cfg.max_output_tokens,
+                    price=cfg.price,
+                    supports=cfg.supports,
+                    unsupported_params=cfg.unsupported_params,
+                )
+            ]
+            target_path = ""
+        else:
+            missing = "model" if cfg.provider is not None else "provider"
+            self.problem(path, f"missing '{missing}' (or give a list of 'targets')")
+            return None
+        if not targets_cfg:
+            self.problem(f"{path}.targets", "needs at least one target")
+            return None
+        return targets_cfg, target_path
 
     def target(
         self, t: schema.TargetConfig, path: str, index: int, provider: ProviderSettings
@@ -705,7 +715,7 @@ class _Builder:
         documents for its model (a wildcard's models are looked up as they are reached)."""
         if t.max_output_tokens is not None or "*" in t.model:
             return t.max_output_tokens
-        known = shipped_prices().lookup(provider.kind.name, t.model)
+        known = shipped_prices().lookup(provider.kind.price_namespace, t.model)
         return None if known is None else known.max_output_tokens
 
     def price(
@@ -728,7 +738,7 @@ class _Builder:
                 return False
         if "*" in t.model:
             return None
-        known = shipped_prices().lookup(provider.kind.name, t.model)
+        known = shipped_prices().lookup(provider.kind.price_namespace, t.model)
         if known is None and self.spend.unknown_prices == "reject":
             self.problem(
                 f"{path}.price",

@@ -23,33 +23,6 @@ class TimeoutsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     total: DurationValue | None = None
 
 
-class FakeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """Defaults of a `type: fake` provider; each request's model name can override them."""
-
-    latency: DurationValue | None = None
-    chunks: int = 8
-    chunk_gap: DurationValue | None = None
-    port: int | None = None
-    models: list[str] | None = None
-
-
-class VertexConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """Where a `type: vertex` provider's models run and whose service account calls them."""
-
-    project: str | None = None
-    location: str | None = None
-    credentials_file: str | None = None
-
-
-class AwsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """A `type: bedrock` provider's region and access keys (secrets as env:/file: references)."""
-
-    region: str | None = None
-    access_key_id: str | None = None
-    secret_access_key: str | None = None
-    session_token: str | None = None
-
-
 class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     type: str
     base_url: str | None = None
@@ -62,9 +35,12 @@ class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     embeddings_base64: bool | None = None
     proxy: str | None = None
     tls_ca_file: str | None = None
-    fake: FakeConfig | None = None
-    vertex: VertexConfig | None = None
-    aws: AwsConfig | None = None
+    # Blocks only some kinds take, each checked by the provider that owns it (its `sections`):
+    # `fake:` (turnout.providers.fake), `vertex:` (turnout.providers.gemini), `aws:`
+    # (turnout.providers.bedrock).
+    fake: dict[str, Any] | None = None
+    vertex: dict[str, Any] | None = None
+    aws: dict[str, Any] | None = None
 
 
 Strategy = Literal["priority", "weighted", "least_busy", "lowest_latency", "lowest_cost"]

@@ -22,7 +22,7 @@ def capabilities_for(settings: ProviderSettings) -> Capabilities:
         embeddings=kind.embeddings,
         json_schema=kind.json_schema,
         continuation=kind.continuation,
-        native_wire="anthropic" if kind.wire == "anthropic" else None,
+        native_wire=kind.native_inbound,
     )
 
 

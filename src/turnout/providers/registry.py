@@ -1,55 +1,66 @@
-"""Build one adapter per configured provider (and start the fake upstreams they need)."""
+"""The wire formats turnout speaks (`PROVIDERS`: one record per folder, one line each), and the
+adapters built from them for the configured providers (with the local upstreams they need)."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from types import MappingProxyType
 
+from turnout.config.provider_kinds import ProviderKind, kinds_by_name
 from turnout.config.settings import ProviderSettings
-from turnout.providers.anthropic.adapter import AnthropicAdapter
+from turnout.providers import anthropic, bedrock, cohere, fake, gemini, openai_compatible
 from turnout.providers.base import Adapter
-from turnout.providers.cohere.adapter import CohereAdapter
-from turnout.providers.fake.server import FakeUpstream
-from turnout.providers.gemini.adapter import GeminiAdapter
-from turnout.providers.gemini.vertex import VertexAdapter
 from turnout.providers.http.client import HttpClient
-from turnout.providers.openai_compatible.adapter import OpenAICompatibleAdapter
+from turnout.providers.spec import AdapterFactory, LocalUpstream, ProviderSpec
+
+PROVIDERS: tuple[ProviderSpec, ...] = (
+    openai_compatible.PROVIDER,
+    anthropic.PROVIDER,
+    gemini.PROVIDER,
+    cohere.PROVIDER,
+    bedrock.PROVIDER,
+    fake.PROVIDER,
+)
+
+# Every kind a config may name (`type:`), from the records that serve it.
+KINDS: Mapping[str, ProviderKind] = kinds_by_name(k for spec in PROVIDERS for k in spec.kinds)
+_BY_WIRE: Mapping[str, ProviderSpec] = MappingProxyType({spec.wire: spec for spec in PROVIDERS})
+
+
+def spec_of(kind: ProviderKind) -> ProviderSpec:
+    """The record of the wire format `kind` speaks."""
+    return _BY_WIRE[kind.wire]
+
+
+def _factory(spec: ProviderSpec) -> AdapterFactory:
+    adapter = spec.adapter
+    while isinstance(adapter, str):  # served by another wire format's adapter
+        adapter = _BY_WIRE[adapter].adapter
+    return adapter
 
 
 class ProviderRegistry:
-    def __init__(self, adapters: dict[str, Adapter], fakes: dict[str, FakeUpstream]) -> None:
+    def __init__(self, adapters: dict[str, Adapter], fakes: dict[str, LocalUpstream]) -> None:
         self.adapters = adapters
-        self.fakes = fakes
+        self.fakes = fakes  # the upstreams turnout runs itself, by provider name
 
     @classmethod
     async def start(cls, providers: Mapping[str, ProviderSettings], client: HttpClient) -> ProviderRegistry:
         adapters: dict[str, Adapter] = {}
-        fakes: dict[str, FakeUpstream] = {}
+        fakes: dict[str, LocalUpstream] = {}
         try:
             for name, settings in providers.items():
-                if settings.kind.wire == "fake":
-                    assert settings.fake is not None
-                    fake = FakeUpstream(settings.fake, name)
-                    port = await fake.start()
-                    fakes[name] = fake
+                spec = spec_of(settings.kind)
+                if spec.local_upstream is not None:
+                    local = spec.local_upstream(settings)
+                    port = await local.start()
+                    fakes[name] = local
                     settings = dataclasses.replace(settings, base_url=f"http://127.0.0.1:{port}/v1")
-                if settings.kind.wire == "anthropic":
-                    adapters[name] = AnthropicAdapter(settings, client)
-                elif settings.kind.wire == "gemini":
-                    vertex = settings.kind.name == "vertex"
-                    adapters[name] = (VertexAdapter if vertex else GeminiAdapter)(settings, client)
-                elif settings.kind.wire == "cohere":
-                    adapters[name] = CohereAdapter(settings, client)
-                elif settings.kind.wire == "bedrock":
-                    # imported only when configured: it loads botocore (SigV4, event streams)
-                    from turnout.providers.bedrock.adapter import BedrockAdapter
-
-                    adapters[name] = BedrockAdapter(settings, client)
-                else:
-                    adapters[name] = OpenAICompatibleAdapter(settings, client)
+                adapters[name] = _factory(spec)(settings, client)
         except BaseException:
-            for fake in fakes.values():
-                await fake.stop()
+            for local in fakes.values():
+                await local.stop()
             raise
         return cls(adapters, fakes)
 
@@ -59,5 +70,5 @@ class ProviderRegistry:
     async def aclose(self) -> None:
         for adapter in self.adapters.values():
             await adapter.aclose()
-        for fake in self.fakes.values():
-            await fake.stop()
+        for local in self.fakes.values():
+            await local.stop()

@@ -1,5 +1,7 @@
-"""The price table turnout ships (prices.yaml, read once) and how a deployment's model is found
-in it: by the price namespace of its provider's kind, then by the model's name as the provider
+"""The price table turnout ships (prices.yaml, read once): the default of every deployment's
+`price:`, which is why it lives with the configuration. A deployment's model is found in it by the
+price namespace of its provider's kind (`ProviderKind.price_namespace`, declared by the provider's
+own folder), then by the model's name as the provider
 spells it, then without a cross-region prefix (Bedrock's `us.`), a date or version suffix
 (`-2024-08-06`, `-20250929`, `-001`), or a `models/` prefix."""
 
@@ -16,20 +18,6 @@ import yaml
 
 from turnout.domain.pricing import CAPABILITIES, ModelPrice, decimal_price
 
-# The price namespace of each provider kind that has one; other kinds (Groq, Together, vLLM...)
-# are priced by configuration only.
-NAMESPACES = {
-    "openai": "openai",
-    "azure": "azure",
-    "anthropic": "anthropic",
-    "gemini": "gemini",
-    "vertex": "gemini",
-    "cohere": "cohere",
-    "mistral": "mistral",
-    "deepseek": "deepseek",
-    "bedrock": "bedrock",
-    "fake": "fake",
-}
 _REGION_PREFIX = re.compile(r"^(?:us|eu|apac|au|jp|ca|us-gov|global)\.")
 _SUFFIXES = (
     re.compile(r"-\d{4}-\d{2}-\d{2}$"),  # gpt-4o-2024-08-06
@@ -44,9 +32,9 @@ class PriceTable:
     effective: str
     sections: Mapping[str, Mapping[str, ModelPrice]]
 
-    def lookup(self, kind: str, model: str) -> ModelPrice | None:
-        """The price of `model` on a provider of `kind`, if the table knows it."""
-        namespace = NAMESPACES.get(kind)
+    def lookup(self, namespace: str | None, model: str) -> ModelPrice | None:
+        """The price of `model` in the `namespace` of its provider's kind, if the table knows it
+        (a kind without a namespace is priced by configuration only)."""
         section = self.sections.get(namespace) if namespace else None
         if not section:
             return None
@@ -131,5 +119,5 @@ def _tokens(value: Any, name: str) -> int | None:
 @functools.cache
 def shipped_prices() -> PriceTable:
     """The table in the package (read and checked once per process)."""
-    text = resources.files("turnout.spend").joinpath("prices.yaml").read_text(encoding="utf-8")
+    text = resources.files("turnout.config").joinpath("prices.yaml").read_text(encoding="utf-8")
     return parse_table(yaml.safe_load(text), "prices.yaml")

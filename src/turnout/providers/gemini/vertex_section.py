@@ -12,9 +12,11 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import msgspec
 import orjson
 
-from turnout.config.schema import VertexConfig
+from turnout.config.provider_kinds import ProviderKind
+from turnout.config.provider_sections import ProviderSection, SectionInput, SectionResult
 from turnout.config.settings import VertexSettings
 
 DEFAULT_LOCATION = "us-central1"
@@ -23,6 +25,46 @@ KEY_FIELDS = ("client_email", "private_key", "token_uri")  # what an access toke
 
 _LOCATION = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]{0,127}$")  # ids, and legacy `example.com:id`
+
+
+class VertexConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Where a `type: vertex` provider's models run and whose service account calls them."""
+
+    project: str | None = None
+    location: str | None = None
+    credentials_file: str | None = None
+
+
+def read_vertex_section(given: SectionInput) -> SectionResult | None:
+    """The `vertex:` block (or its environment variables): the location picks the URL unless one
+    is written; without an api_key, a service account's key file authenticates."""
+    path = f"{given.path}.vertex"
+    cfg = None
+    if given.cfg.vertex is not None:
+        cfg = given.convert(given.cfg.vertex, VertexConfig, path)
+        if cfg is None:
+            return None
+    express = given.cfg.api_key is not None
+    vertex = check_vertex(cfg, express=express, environ=given.environ, path=path, problem=given.problem)
+    if vertex is None:
+        return None
+    return SectionResult(
+        base_url=given.base_url or vertex_base_url(vertex.location),
+        api_key=given.cfg.api_key,
+        settings={"vertex": vertex},
+    )
+
+
+def _is_vertex(kind: ProviderKind) -> bool:
+    return kind.name == "vertex"
+
+
+VERTEX_SECTION = ProviderSection(
+    key="vertex",
+    refusal="only Vertex AI providers take this section",
+    applies=_is_vertex,
+    read=read_vertex_section,
+)
 
 
 def vertex_base_url(location: str) -> str:

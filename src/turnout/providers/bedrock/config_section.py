@@ -14,13 +14,66 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 
-from turnout.config.schema import AwsConfig
+import msgspec
+
+from turnout.config.provider_kinds import ProviderKind
+from turnout.config.provider_sections import ProviderSection, SectionInput, SectionResult
 from turnout.config.secrets import Secret, is_reference
 from turnout.config.settings import AwsSettings
 
 BEARER_ENV = "AWS_BEARER_TOKEN_BEDROCK"
 _REGION = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
 _ACCESS_KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
+
+
+class AwsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A `type: bedrock` provider's region and access keys (secrets as env:/file: references)."""
+
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+
+
+def read_aws_section(given: SectionInput) -> SectionResult | None:
+    """The `aws:` block (or its environment variables): the region picks the URL unless one is
+    written; a Bedrock API key, else access keys, authenticate."""
+    path = f"{given.path}.aws"
+    cfg = None
+    if given.cfg.aws is not None:
+        cfg = given.convert(given.cfg.aws, AwsConfig, path)
+        if cfg is None:
+            return None
+    explicit = None if given.base_url == given.kind.default_base_url else given.base_url
+    checked = check_aws(
+        cfg,
+        api_key=given.cfg.api_key,
+        base_url=explicit,
+        environ=given.environ,
+        path=path,
+        problem=given.problem,
+        secret=given.secret,
+    )
+    if checked is None:
+        return None
+    aws, key_reference = checked
+    return SectionResult(
+        base_url=explicit or bedrock_base_url(aws.region or ""),
+        api_key=key_reference,
+        settings={"aws": aws},
+    )
+
+
+def _is_bedrock(kind: ProviderKind) -> bool:
+    return kind.wire == "bedrock"
+
+
+AWS_SECTION = ProviderSection(
+    key="aws",
+    refusal="only Bedrock providers take this section",
+    applies=_is_bedrock,
+    read=read_aws_section,
+)
 
 
 def bedrock_base_url(region: str) -> str:
