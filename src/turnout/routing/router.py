@@ -37,7 +37,6 @@ from turnout.config.settings import RoutingSettings
 from turnout.domain.chat import ChatRequest
 from turnout.domain.embeddings import EmbeddingRequest
 from turnout.domain.errors import (
-    ClientError,
     InvalidRequest,
     NoUpstreamAvailable,
     TurnoutError,
@@ -56,21 +55,6 @@ from turnout.routing.strategies import order
 log = logging.getLogger("turnout.routing")
 
 T = TypeVar("T")
-
-# How providers say "the request is too long for this model" and "refused on content policy".
-CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length", "context_window_exceeded"})
-CONTEXT_PHRASES = (
-    "maximum context length",
-    "context length",
-    "context window",
-    "prompt is too long",
-    "too many tokens",
-    "input is too long",
-)
-POLICY_CODES = frozenset(
-    {"content_policy_violation", "content_filter", "content_filtered", "responsible_ai_policy_violation"}
-)
-
 
 TIMER_SLACK = 0.005  # event-loop timers may fire a little early: wake after the cool-down, not in it
 
@@ -572,15 +556,8 @@ def _pick(stage: Stage, now: float, exclude: Candidate | None = None) -> Candida
 
 
 def _refusal_chain(error: TurnoutError) -> str | None:
-    if not isinstance(error, ClientError):
-        return None
-    code = (error.code or "").lower()
-    message = error.message.lower()
-    if code in CONTEXT_CODES or any(p in message for p in CONTEXT_PHRASES):
-        return "context_window"
-    if code in POLICY_CODES:
-        return "content_policy"
-    return None
+    """The refusal chain for `error`: the kind its provider's error module gave it, if any."""
+    return error.refusal if isinstance(error, UpstreamRejected) else None
 
 
 def _retry_after(error: TurnoutError) -> float | None:

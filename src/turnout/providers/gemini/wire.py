@@ -62,6 +62,7 @@ class GenerateContentResponse(msgspec.Struct, frozen=True, rename="camel"):
     prompt_feedback: PromptFeedback | None = None
     model_version: str | None = None
     response_id: str | None = None
+    error: ErrorDetail | None = None  # only in a stream that fails mid-answer
 
 
 class ErrorDetail(msgspec.Struct, frozen=True, rename="camel"):
