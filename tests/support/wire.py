@@ -65,11 +65,12 @@ def bedrock_message(kind: str, name: str, payload: dict[str, Any]) -> bytes:
     return eventstream_message(headers, json.dumps(payload).encode())
 
 
-def bedrock_stream(name: str) -> bytes:
-    """A `stream_*.json` fixture of tests/fixtures/providers/bedrock as the bytes Bedrock sends."""
-    return b"".join(
-        bedrock_message(m["type"], m["name"], m["payload"]) for m in fixture_json(name, "bedrock")
-    )
+def bedrock_stream(name: str, drop_last: int = 0) -> bytes:
+    """A `stream_*.json` fixture of tests/fixtures/providers/bedrock as the bytes Bedrock sends
+    (less its last `drop_last` messages)."""
+    messages = fixture_json(name, "bedrock")
+    kept = messages[: len(messages) - drop_last]
+    return b"".join(bedrock_message(m["type"], m["name"], m["payload"]) for m in kept)
 
 
 __all__ = ["bedrock_message", "bedrock_stream", "fixture_bytes", "fixture_json", "relay"]
