@@ -145,9 +145,12 @@ def test_a_content_policy_error_in_a_stream_goes_to_the_content_policy_fallback(
     )
     gateway = start_gateway(doc(upstream, "openai_compatible", content_policy_fallbacks=["safe"]), ENV)
     upstream.reply_sse([filtered])
-    with sdk(gateway) as client, client.chat.completions.with_streaming_response.create(
-        model="chat", messages=USER, stream=True
-    ) as raw:
+    with (
+        sdk(gateway) as client,
+        client.chat.completions.with_streaming_response.create(
+            model="chat", messages=USER, stream=True
+        ) as raw,
+    ):
         assert raw.headers["x-turnout-deployment"] == "spare/fake-small"
         text = "".join(chunk.choices[0].delta.content or "" for chunk in raw.parse() if chunk.choices)
     assert text

@@ -52,6 +52,7 @@ class UpstreamErrorBody:
     param: str | None = None
     code: str | None = None
     refusal: Refusal | None = None
+    retry_after_s: float | None = None  # a wait the body asks for (when no Retry-After header does)
 
 
 def mentions(message: str | None, phrases: tuple[str, ...]) -> bool:
@@ -86,6 +87,11 @@ def parse_retry_after(retry_after_ms: bytes | None, retry_after: bytes | None) -
     return _bounded(when.timestamp() - time.time())
 
 
+def bounded_seconds(seconds: float) -> float | None:
+    """`seconds` as a wait worth honouring: not negative, at most a day; None if not finite."""
+    return _bounded(seconds)
+
+
 def _bounded(seconds: float) -> float | None:
     if not math.isfinite(seconds):
         return None
@@ -113,6 +119,8 @@ def classify(
     when the wire format names it), which only changes the wording: an upstream failure inside a
     stream quotes the provider's (redacted) message, one over HTTP does not."""
     message = redact(body.message) if body.message else None
+    if retry_after is None:
+        retry_after = body.retry_after_s
     if status in AUTH_STATUSES:
         where = "during the stream" if in_stream else f"HTTP {status}"
         log.error("provider %s rejected turnout's credentials (%s): %s", provider, where, message)

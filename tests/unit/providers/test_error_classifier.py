@@ -378,3 +378,38 @@ def test_an_upstream_failure_in_a_stream_quotes_the_provider_and_over_http_does_
 def test_an_error_event_that_is_not_json_is_an_upstream_failure() -> None:
     error = stream_error(openai_stream, b"event: error\ndata: upstream exploded\n\n")
     assert type(error) is UpstreamServerError and "upstream exploded" in error.message
+
+
+GEMINI_QUOTA = {
+    "error": {
+        "code": 429,
+        "message": "You exceeded your current quota, please check your plan and billing details.",
+        "status": "RESOURCE_EXHAUSTED",
+        "details": [
+            {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{"quotaId": "x"}]},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "27.5s"},
+        ],
+    }
+}
+
+
+def test_a_gemini_429_waits_as_long_as_its_retry_info_asks_over_http_and_in_a_stream() -> None:
+    over_http = http_error(gemini_errors.parse_error_body, 429, json.dumps(GEMINI_QUOTA).encode())
+    in_stream = stream_error(gemini_stream, sse(GEMINI_QUOTA))
+    for error in (over_http, in_stream):
+        assert type(error) is UpstreamRateLimited and error.retry_after_s == 27.5
+        assert dict(error.headers())[b"retry-after"] == b"28"
+    # a Retry-After header, when there is one, is what counts
+    headed = http_error(
+        gemini_errors.parse_error_body, 429, json.dumps(GEMINI_QUOTA).encode(), retry_after=b"3"
+    )
+    assert isinstance(headed, UpstreamRateLimited) and headed.retry_after_s == 3.0
+
+
+@pytest.mark.parametrize("delay", ["soon", "s", "-5s", "nans", 27, None])
+def test_a_retry_info_that_is_not_a_duration_is_no_hint(delay: object) -> None:
+    quota = json.loads(json.dumps(GEMINI_QUOTA))
+    quota["error"]["details"][1]["retryDelay"] = delay
+    error = http_error(gemini_errors.parse_error_body, 429, json.dumps(quota).encode())
+    assert isinstance(error, UpstreamRateLimited)
+    assert error.retry_after_s in (None, 0.0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from turnout.domain.errors import TurnoutError
 from turnout.domain.malformed import DECODE_ERRORS
 from turnout.providers.gemini.wire import ErrorDetail, error_decoder
-from turnout.providers.upstream_errors import UpstreamErrorBody, classify, mentions
+from turnout.providers.upstream_errors import UpstreamErrorBody, bounded_seconds, classify, mentions
 
 CONTEXT_PHRASES = ("exceeds the maximum number of tokens", "input token count", "too long")
 # google.rpc.Code names and their HTTP statuses (cloud.google.com/apis/design/errors), for an error
@@ -45,11 +45,32 @@ def error_body(error: ErrorDetail | None) -> UpstreamErrorBody:
     if error is None:
         return UpstreamErrorBody()
     kind = (error.status or "").lower() or None
+    wait = retry_delay(error.details)
     if mentions(error.message, CONTEXT_PHRASES):
         return UpstreamErrorBody(
-            message=error.message, type=kind, code="context_length_exceeded", refusal="context_window"
+            message=error.message,
+            type=kind,
+            code="context_length_exceeded",
+            refusal="context_window",
+            retry_after_s=wait,
         )
-    return UpstreamErrorBody(message=error.message, type=kind)
+    return UpstreamErrorBody(message=error.message, type=kind, retry_after_s=wait)
+
+
+def retry_delay(details: object) -> float | None:
+    """The wait a `google.rpc.RetryInfo` detail asks for (`"retryDelay": "27s"`, a Duration in
+    its JSON form: seconds with up to nine decimals and an `s`), as Gemini's 429s carry it."""
+    if not isinstance(details, list):
+        return None
+    for detail in details:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            delay = detail.get("retryDelay")
+            if isinstance(delay, str) and delay.endswith("s") and 1 < len(delay) <= 32:
+                try:
+                    return bounded_seconds(float(delay[:-1]))
+                except ValueError:
+                    return None
+    return None
 
 
 def stream_error(error: ErrorDetail, provider: str) -> TurnoutError:

@@ -69,6 +69,7 @@ class ErrorDetail(msgspec.Struct, frozen=True, rename="camel"):
     code: int | None = None
     message: str | None = None
     status: str | None = None
+    details: Any = None  # google.rpc detail objects (`RetryInfo` says how long to wait); any shape
 
 
 class ErrorBody(msgspec.Struct, frozen=True, rename="camel"):
