@@ -70,29 +70,25 @@ def parse_retry_after(retry_after_ms: bytes | None, retry_after: bytes | None) -
     """Seconds to wait, from `retry-after-ms` or `retry-after` (seconds or an HTTP date), capped."""
     if retry_after_ms:
         try:
-            return _bounded(float(retry_after_ms) / 1000)
+            return bounded_seconds(float(retry_after_ms) / 1000)
         except ValueError:
             pass
     if not retry_after:
         return None
     text = retry_after.decode("latin-1").strip()
     try:
-        return _bounded(float(text))
+        return bounded_seconds(float(text))
     except ValueError:
         pass
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, OverflowError):
         return None
-    return _bounded(when.timestamp() - time.time())
+    return bounded_seconds(when.timestamp() - time.time())
 
 
 def bounded_seconds(seconds: float) -> float | None:
     """`seconds` as a wait worth honouring: not negative, at most a day; None if not finite."""
-    return _bounded(seconds)
-
-
-def _bounded(seconds: float) -> float | None:
     if not math.isfinite(seconds):
         return None
     return min(max(0.0, seconds), MAX_RETRY_AFTER)
