@@ -4,6 +4,7 @@ is never used. The client's `x-turnout-attempts` equals what the upstream receiv
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -110,3 +111,18 @@ def test_a_connection_the_upstream_closed_while_idle_is_never_used(
             assert text
             assert attempts == "1"
             assert len(upstream.requests) == answered
+            _until_the_gateway_saw_the_close(gateway)
+
+
+def _until_the_gateway_saw_the_close(gateway: Gateway) -> None:
+    """The upstream's FIN can still be on its way when the client has read the answer: wait for
+    the condition (the gateway's pool no longer holds a usable connection), not for a time. What
+    the test asserts is that a connection whose close was seen is never handed out again."""
+
+    def usable_idle() -> int:
+        pools = gateway.services.client._pools.values()
+        return sum(1 for pool in pools for conn in pool.idle if conn.usable)
+
+    deadline = time.monotonic() + 10
+    while gateway.call(usable_idle) and time.monotonic() < deadline:
+        time.sleep(0.005)

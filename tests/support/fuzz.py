@@ -49,6 +49,7 @@ from turnout.providers.gemini import translate as gemini_translate
 from turnout.providers.gemini import wire as gemini_wire
 from turnout.providers.gemini.stream import GeminiStream
 from turnout.providers.http.connection import Connection, Deadlines, UpstreamResponse
+from turnout.providers.openai_compatible import errors as openai_errors
 from turnout.providers.openai_compatible import wire as openai_wire
 from turnout.providers.openai_compatible.stream import OpenAIStream
 from turnout.providers.request_json import request_json
@@ -296,7 +297,7 @@ def admin_body(chunks: Sequence[bytes]) -> object:
 # --------------------------------------------------------------------------- upstream error bodies
 
 ERROR_PARSERS = {
-    "openai": openai_wire.parse_error_body,
+    "openai": openai_errors.parse_error_body,
     "anthropic": anthropic_errors.parse_error_body,
     "gemini": gemini_errors.parse_error_body,
     "cohere": cohere_errors.parse_error_body,
@@ -314,7 +315,7 @@ def error_body(chunks: Sequence[bytes]) -> object:
     outcomes = []
     for parse in ERROR_PARSERS.values():
         parsed = parse(raw)
-        error = upstream_errors.map_upstream_error(status, parsed, provider=PROVIDER, retry_after=seconds)
+        error = upstream_errors.classify(status, parsed, provider=PROVIDER, retry_after=seconds)
         outcomes.append((parsed, failure(error), error.headers()))
     return outcomes
 

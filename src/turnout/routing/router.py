@@ -43,7 +43,6 @@ from turnout.config.settings import RoutingSettings
 from turnout.domain.chat import ChatRequest, answer_texts, counted_usage, parse_chat_request
 from turnout.domain.embeddings import EmbeddingRequest
 from turnout.domain.errors import (
-    ClientError,
     InvalidRequest,
     NoUpstreamAvailable,
     Refusal,
@@ -68,35 +67,11 @@ log = logging.getLogger("turnout.routing")
 
 T = TypeVar("T")
 
-# Until every wire format's error classifier names a provider's refusals (UpstreamRejected.refusal),
-# how providers say "too long for this model" and "refused on content policy".
-CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length", "context_window_exceeded"})
-CONTEXT_PHRASES = (
-    "maximum context length",
-    "context length",
-    "context window",
-    "prompt is too long",
-    "too many tokens",
-    "input is too long",
-)
-POLICY_CODES = frozenset(
-    {"content_policy_violation", "content_filter", "content_filtered", "responsible_ai_policy_violation"}
-)
-
 
 def refusal_of(error: TurnoutError) -> Refusal | None:
-    """The refusal kind a provider's answer stands for, if any."""
-    if not isinstance(error, ClientError):
-        return None
-    if isinstance(error, UpstreamRejected) and error.refusal is not None:
-        return error.refusal
-    code = (error.code or "").lower()
-    message = error.message.lower()
-    if code in CONTEXT_CODES or any(p in message for p in CONTEXT_PHRASES):
-        return "context_window"
-    if code in POLICY_CODES:
-        return "content_policy"
-    return None
+    """The refusal kind a provider's error module gave its answer, if any (routing reads no
+    messages)."""
+    return error.refusal if isinstance(error, UpstreamRejected) else None
 
 
 TIMER_SLACK = 0.005  # event-loop timers may fire a little early: wake after the cool-down, not in it

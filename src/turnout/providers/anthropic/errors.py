@@ -1,19 +1,21 @@
 """Anthropic's error answers on the error tree. The body is `{"type": "error", "error": {"type",
-"message"}}`; its HTTP status carries the meaning (529 overloaded is a retryable upstream failure),
-and the error type is passed on as OpenAI's `type`."""
+"message"}}`; over HTTP its status carries the meaning (529 overloaded is a retryable upstream
+failure), inside a stream (an `error` event, no status) the status its documented type has. The
+error type is passed on as OpenAI's `type`; "prompt is too long" is a context-window refusal."""
 
 from __future__ import annotations
 
-from turnout.domain.errors import TurnoutError, UpstreamRejected, UpstreamServerError
+from turnout.domain.errors import TurnoutError
 from turnout.domain.malformed import DECODE_ERRORS
-from turnout.observability.redaction import redact
 from turnout.providers.anthropic.wire import ErrorDetail, error_decoder
-from turnout.providers.upstream_errors import UpstreamErrorBody
+from turnout.providers.upstream_errors import UpstreamErrorBody, classify, mentions
 
-# Anthropic's error types as statuses, for errors that arrive inside a stream (no status there).
+# Anthropic's error types and their HTTP statuses (docs.anthropic.com, "Errors"), for errors that
+# arrive inside a stream.
 STATUS_OF = {
     "invalid_request_error": 400,
     "authentication_error": 401,
+    "billing_error": 402,
     "permission_error": 403,
     "not_found_error": 404,
     "request_too_large": 413,
@@ -22,7 +24,9 @@ STATUS_OF = {
     "timeout_error": 504,
     "overloaded_error": 529,
 }
-CONTEXT_PHRASES = ("prompt is too long", "context window", "context length")
+# "prompt is too long: 215000 tokens > 200000 maximum"; "input length and `max_tokens` exceed
+# context limit: 188240 + 21333 > 200000".
+CONTEXT_PHRASES = ("prompt is too long", "exceed context limit", "context window", "context length")
 
 
 def parse_error_body(raw: bytes) -> UpstreamErrorBody:
@@ -30,22 +34,20 @@ def parse_error_body(raw: bytes) -> UpstreamErrorBody:
         body = error_decoder.decode(raw)
     except DECODE_ERRORS:
         return UpstreamErrorBody()
-    detail = body.error or ErrorDetail()
-    code = None
-    if detail.message and any(p in detail.message.lower() for p in CONTEXT_PHRASES):
-        code = "context_length_exceeded"  # so that context-window fallbacks apply
-    return UpstreamErrorBody(message=detail.message, type=detail.type, code=code)
+    return error_body(body.error)
+
+
+def error_body(detail: ErrorDetail | None) -> UpstreamErrorBody:
+    detail = detail or ErrorDetail()
+    if mentions(detail.message, CONTEXT_PHRASES):
+        # the code OpenAI gives the same refusal, so that clients recognise it
+        return UpstreamErrorBody(
+            message=detail.message, type=detail.type, code="context_length_exceeded", refusal="context_window"
+        )
+    return UpstreamErrorBody(message=detail.message, type=detail.type)
 
 
 def error_from_event(detail: ErrorDetail | None, provider: str) -> TurnoutError:
-    detail = detail or ErrorDetail()
-    message = redact(detail.message) if detail.message else "no details given"
-    status = STATUS_OF.get(detail.type or "", 500)
-    if 400 <= status < 500 and status not in (401, 403):
-        return UpstreamRejected(
-            message, status=status, error_type=detail.type or "invalid_request_error", param=None, code=None
-        )
-    return UpstreamServerError(
-        f"The provider '{provider}' reported an error during the stream: {message}",
-        upstream_status=status,
-    )
+    """The error for an `error` event inside a stream, as the same error over HTTP."""
+    body = error_body(detail)
+    return classify(STATUS_OF.get(body.type or "", 500), body, provider=provider, in_stream=True)

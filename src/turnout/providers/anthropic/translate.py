@@ -99,25 +99,40 @@ def request_body(request: ChatRequest, model: str, *, stream: bool) -> tuple[dic
 def _tools(request: ChatRequest, body: dict[str, Any]) -> JsonMode | None:
     fmt = request.response_format
     if fmt is not None and fmt.type in ("json_schema", "json_object"):
-        if request.tools:
-            raise UnsupportedFeature(
-                "Anthropic models cannot combine tools with response_format JSON modes in one request.",
-                param="response_format",
-            )
-        schema: dict[str, Any] = {"type": "object"}
-        name, description = JSON_TOOL, JSON_TOOL_DESCRIPTION
-        if fmt.type == "json_schema" and fmt.json_schema is not None:
-            schema = fmt.json_schema.schema or schema
-            description = fmt.json_schema.description or description
-        body["tools"] = [{"name": name, "description": description, "input_schema": schema}]
-        body["tool_choice"] = {"type": "tool", "name": name}
-        return JsonMode(name)
+        return _json_mode(request, body)
     if not request.tools:
         if request.tool_choice not in (None, "none", "auto"):
             raise InvalidRequest("'tool_choice' needs 'tools'.", param="tool_choice")
         return None
+    body["tools"] = _tool_list(request)
+    choice = _tool_choice(request)
+    if choice is not None:
+        body["tool_choice"] = choice
+    return None
+
+
+def _json_mode(request: ChatRequest, body: dict[str, Any]) -> JsonMode:
+    """OpenAI's JSON modes as Anthropic does them: one forced tool whose input is the answer."""
+    fmt = request.response_format
+    assert fmt is not None
+    if request.tools:
+        raise UnsupportedFeature(
+            "Anthropic models cannot combine tools with response_format JSON modes in one request.",
+            param="response_format",
+        )
+    schema: dict[str, Any] = {"type": "object"}
+    name, description = JSON_TOOL, JSON_TOOL_DESCRIPTION
+    if fmt.type == "json_schema" and fmt.json_schema is not None:
+        schema = fmt.json_schema.schema or schema
+        description = fmt.json_schema.description or description
+    body["tools"] = [{"name": name, "description": description, "input_schema": schema}]
+    body["tool_choice"] = {"type": "tool", "name": name}
+    return JsonMode(name)
+
+
+def _tool_list(request: ChatRequest) -> list[dict[str, Any]]:
     tools = []
-    for i, tool in enumerate(request.tools):
+    for i, tool in enumerate(request.tools or ()):
         if tool.type != "function" or tool.function is None:
             raise UnsupportedFeature("Anthropic models take function tools only.", param=f"tools[{i}].type")
         f = tool.function
@@ -127,15 +142,17 @@ def _tools(request: ChatRequest, body: dict[str, Any]) -> JsonMode | None:
         if f.strict is not None:
             entry["strict"] = f.strict  # Anthropic validates tool inputs against the schema too
         tools.append(entry)
-    body["tools"] = tools
+    return tools
+
+
+TOOL_CHOICES = {"auto": "auto", "required": "any", "none": "none"}  # OpenAI's → Anthropic's
+
+
+def _tool_choice(request: ChatRequest) -> dict[str, Any] | None:
     choice: dict[str, Any] | None = None
     tc = request.tool_choice
-    if tc == "auto":
-        choice = {"type": "auto"}
-    elif tc == "required":
-        choice = {"type": "any"}
-    elif tc == "none":
-        choice = {"type": "none"}
+    if isinstance(tc, str):
+        choice = {"type": TOOL_CHOICES[tc]}
     elif tc is not None:
         if tc.type != "function" or tc.function is None:
             raise UnsupportedFeature(
@@ -146,9 +163,7 @@ def _tools(request: ChatRequest, body: dict[str, Any]) -> JsonMode | None:
         choice = choice or {"type": "auto"}
         if choice["type"] != "none":
             choice["disable_parallel_tool_use"] = True
-    if choice is not None:
-        body["tool_choice"] = choice
-    return None
+    return choice
 
 
 def _messages(request: ChatRequest) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -4,13 +4,13 @@ messageStart → the role chunk; contentBlockDelta text → content, reasoningCo
 `reasoning_content`; a contentBlockStart with toolUse → a tool call (id and name), then its
 toolUse `input` fragments as argument fragments; messageStop → the finish chunk. The usage arrives
 after it, in `metadata`, so the stream is read to its end. An exception message fails the stream
-(throttling as the provider's 429, the model's or Bedrock's failures as upstream errors). A stream
+(classified as the same exception over HTTP: throttling as the provider's 429, the model's or
+Bedrock's failures as upstream errors). A stream
 that ends before messageStop is truncated.
 """
 
 from __future__ import annotations
 
-from turnout.domain.errors import UpstreamServerError
 from turnout.providers.bedrock.errors import error_from_exception
 from turnout.providers.bedrock.eventstream import EventStreamDecoder
 from turnout.providers.bedrock.translate import JsonMode, finish_reason
@@ -43,14 +43,8 @@ class BedrockStream(TranslatedStream):
 
     def _named_event(self, data: bytes, name: bytes | None, batch: list[bytes]) -> bool:
         kind, _, event = (name or b"").decode().partition(":")
-        if kind == "exception":
+        if kind in ("exception", "error"):
             raise error_from_exception(event, self._decode(payload_decoder, data).message, self._provider)
-        if kind == "error":
-            message = self._decode(payload_decoder, data).message or "no details given"
-            raise UpstreamServerError(
-                f"The provider '{self._provider}' reported an error during the stream ({event}): {message}",
-                upstream_status=500,
-            )
         if kind != "event":
             return False
         return self._translate(event, self._decode(payload_decoder, data), batch)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from turnout.domain.errors import UpstreamServerError
+from turnout.providers.cohere.errors import stream_error
 from turnout.providers.cohere.translate import finish_reason
 from turnout.providers.cohere.wire import DeltaContent, StreamEvent, ToolCall, event_decoder
 from turnout.providers.http.connection import UpstreamResponse
@@ -56,11 +56,7 @@ class CohereStream(TranslatedStream):
         elif kind == "message-end":
             delta = event.delta
             if delta is not None and delta.finish_reason == "ERROR":
-                reason = delta.error or "no details given"
-                raise UpstreamServerError(
-                    f"The provider '{self._provider}' reported an error during the stream: {reason}",
-                    upstream_status=502,
-                )
+                raise stream_error(delta.error, self._provider)
             if delta is not None and delta.usage is not None:
                 self.usage = delta.usage.canonical()
             batch.append(self._chunk({}, finish_reason(delta.finish_reason if delta else None)))

@@ -2,10 +2,12 @@
 `chat.completion.chunk`s: text → content, thoughts → `reasoning_content`, each functionCall → one
 whole tool call, the finish reason → the finish chunk, and the last `usageMetadata` → the usage
 chunk (when the client asked for it). Gemini has no end marker: a stream that closes before a
-finish reason is truncated, and reported as such."""
+finish reason is truncated, and reported as such; an `{"error": ...}` event fails it as the same
+error over HTTP would."""
 
 from __future__ import annotations
 
+from turnout.providers.gemini.errors import stream_error
 from turnout.providers.gemini.translate import calls_of, finish_reason
 from turnout.providers.gemini.wire import GenerateContentResponse, response_decoder
 from turnout.providers.http.connection import UpstreamResponse
@@ -26,6 +28,8 @@ class GeminiStream(TranslatedStream):
 
     def _translate(self, response: GenerateContentResponse, batch: list[bytes]) -> bool:
         """Append the chunks for one streamed response; True once the answer is finished."""
+        if response.error is not None:
+            raise stream_error(response.error, self._provider)
         if response.usage_metadata is not None:
             self.usage = response.usage_metadata.canonical()
         if response.response_id:

@@ -62,12 +62,14 @@ class GenerateContentResponse(msgspec.Struct, frozen=True, rename="camel"):
     prompt_feedback: PromptFeedback | None = None
     model_version: str | None = None
     response_id: str | None = None
+    error: ErrorDetail | None = None  # only in a stream that fails mid-answer
 
 
 class ErrorDetail(msgspec.Struct, frozen=True, rename="camel"):
     code: int | None = None
     message: str | None = None
     status: str | None = None
+    details: Any = None  # google.rpc detail objects (`RetryInfo` says how long to wait); any shape
 
 
 class ErrorBody(msgspec.Struct, frozen=True, rename="camel"):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from turnout.providers.openai_compatible.adapter import OpenAICompatibleAdapter
 from turnout.providers.openai_compatible.config_section import API_VERSION_SECTION
+from turnout.providers.openai_compatible.errors import parse_error_body
 from turnout.providers.openai_compatible.kinds import OPENAI_KINDS
-from turnout.providers.openai_compatible.wire import parse_error_body
 from turnout.providers.spec import ProviderSpec
 
 PROVIDER = ProviderSpec(

@@ -20,13 +20,9 @@ from turnout.providers.http.client import Endpoint, HttpClient
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.providers.link import LIST_TIMEOUTS, MAX_CACHED_ENDPOINTS, ProviderLink, request_headers
 from turnout.providers.openai_compatible import request as build
+from turnout.providers.openai_compatible.errors import parse_error_body
 from turnout.providers.openai_compatible.stream import OpenAIStream
-from turnout.providers.openai_compatible.wire import (
-    completion_decoder,
-    embeddings_decoder,
-    models_decoder,
-    parse_error_body,
-)
+from turnout.providers.openai_compatible.wire import completion_decoder, embeddings_decoder, models_decoder
 
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 

@@ -11,18 +11,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from turnout.domain.errors import (
-    TurnoutError,
-    UpstreamConnectionError,
-    UpstreamProtocolError,
-    UpstreamRejected,
-    UpstreamServerError,
-)
+from turnout.domain.errors import TurnoutError, UpstreamConnectionError, UpstreamProtocolError
 from turnout.domain.malformed import DECODE_ERRORS
 from turnout.domain.usage import Usage
-from turnout.observability.redaction import redact
 from turnout.providers.http.connection import UpstreamResponse
-from turnout.providers.openai_compatible.wire import chunk_decoder, parse_error_body
+from turnout.providers.openai_compatible.errors import stream_error
+from turnout.providers.openai_compatible.wire import chunk_decoder
 from turnout.providers.sse import SSEDecoder
 
 
@@ -82,22 +76,8 @@ class OpenAIStream:
             )
 
     def _error(self, data: bytes) -> TurnoutError:
-        """An error event from the upstream, mid-stream. 4xx-class codes stay caller errors."""
-        body = parse_error_body(data)
-        reason = redact(body.message) if body.message else "no details given"
-        status = int(body.code) if body.code and body.code.isdigit() else 0
-        if 400 <= status < 500 and status not in (401, 403, 407):
-            return UpstreamRejected(
-                reason,
-                status=status,
-                error_type=body.type or "invalid_request_error",
-                param=body.param,
-                code=None,
-            )
-        return UpstreamServerError(
-            f"The provider '{self._provider}' reported an error during the stream: {reason}",
-            upstream_status=502,
-        )
+        """An error event from the upstream, mid-stream: classified as the same error over HTTP."""
+        return stream_error(data, self._provider)
 
     async def aclose(self) -> None:
         self._response.release()
