@@ -220,6 +220,7 @@ def _run(
     return list(failures.values())
 
 
+@pytest.mark.timeout(600)  # every documented operation, many generated cases each: minutes on 2 busy cores
 def test_every_documented_operation_with_the_master_key(
     gateway: Gateway, schema: Any, known_ids: dict[str, list[str]]
 ) -> None:
