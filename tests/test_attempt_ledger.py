@@ -5,7 +5,6 @@ answer the provider did not count is counted by turnout — any stream, any `n`,
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,7 @@ from typing import Any
 import httpx
 import openai
 
-from turnout.spend.ledger_store import LedgerStore
-from turnout.storage.database import Database
-
+from support.databases import ledger_rows
 from support.gateway import MASTER_KEY, Gateway, settings_for
 
 USER = [{"role": "user", "content": "Tell me a very long story about railway switches."}]
@@ -30,17 +27,6 @@ def start(data: Path, models: dict[str, Any], routing: dict[str, Any] | None = N
         "models": models,
     }
     return Gateway(settings_for(config, data, {})).start()
-
-
-def rows(data: Path) -> list[dict[str, Any]]:
-    async def read() -> list[dict[str, Any]]:
-        database = await Database.open(f"sqlite+aiosqlite:///{data}/turnout.db")
-        try:
-            return await LedgerStore(database).entries()
-        finally:
-            await database.close()
-
-    return asyncio.run(read())
 
 
 def sdk(gateway: Gateway) -> openai.OpenAI:
@@ -80,7 +66,7 @@ def test_a_client_that_leaves_a_stream_stops_it_and_nothing_continues_it(tmp_pat
                     break  # the client goes away mid-answer
     gateway.stop()  # waits for what is in flight: every disconnect has been handled
     assert fakes["alpha"].requests == 10 and fakes["beta"].requests == 0  # no continuation for nobody
-    ledger = [r for r in rows(tmp_path) if r["request_id"] in ids]
+    ledger = [r for r in ledger_rows(tmp_path) if r["request_id"] in ids]
     assert len(ledger) == 10  # one row each: the attempt the client left
     for row in ledger:
         assert (row["status"], row["deployment"], row["attempt"]) == (499, "alpha", 1)
@@ -116,7 +102,7 @@ def test_a_resumed_stream_is_two_rows_each_under_its_own_deployment_and_price(tm
     gateway.stop()
     assert text
     first, second = sorted(
-        (r for r in rows(tmp_path) if r["request_id"] == request_id), key=lambda r: r["attempt"]
+        (r for r in ledger_rows(tmp_path) if r["request_id"] == request_id), key=lambda r: r["attempt"]
     )
     assert (first["attempt"], first["deployment"], second["attempt"], second["deployment"]) == (
         1,
@@ -148,7 +134,7 @@ def test_a_hedged_request_is_two_rows(tmp_path: Path) -> None:
         request_id = raw.headers["x-request-id"]
     assert raw.headers["x-turnout-deployment"] == "fast"
     gateway.stop()
-    by_deployment = {r["deployment"]: r for r in rows(tmp_path) if r["request_id"] == request_id}
+    by_deployment = {r["deployment"]: r for r in ledger_rows(tmp_path) if r["request_id"] == request_id}
     assert set(by_deployment) == {"slow", "fast"}
     assert by_deployment["fast"]["status"] == 200
     loser = by_deployment["slow"]
@@ -166,7 +152,7 @@ def test_answers_the_provider_did_not_count_are_counted(tmp_path: Path) -> None:
         chunks = list(several.parse())
     gateway.stop()
     assert any(c.choices for c in chunks)
-    ledger = {r["request_id"]: r for r in rows(tmp_path)}
+    ledger = {r["request_id"]: r for r in ledger_rows(tmp_path)}
     for raw in (plain, several):
         row = ledger[raw.headers["x-request-id"]]
         assert row["estimated"] and row["input_tokens"] > 0 and row["output_tokens"] > 0

@@ -24,6 +24,7 @@ from turnout.spend.ledger import LedgerEntry
 from turnout.spend.ledger_store import LedgerStore
 from turnout.storage.database import Database
 
+from support.databases import ledger_rows
 from support.gateway import MASTER_KEY, UPSTREAM_KEY, Gateway, settings_for
 from support.process import start_serve
 from support.upstream import Upstream, fixture_bytes
@@ -49,17 +50,6 @@ def doc(upstream: Upstream, data_dir: Path, unknown_prices: str = "reject") -> d
     }
     out["spend"] = {"unknown_prices": unknown_prices}
     return out
-
-
-def ledger_rows(data_dir: Path) -> list[dict[str, Any]]:
-    async def read() -> list[dict[str, Any]]:
-        database = await Database.open(f"sqlite+aiosqlite:///{data_dir}/turnout.db")
-        try:
-            return await LedgerStore(database).entries()
-        finally:
-            await database.close()
-
-    return asyncio.run(read())
 
 
 @pytest.fixture

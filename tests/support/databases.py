@@ -3,13 +3,18 @@ server at 127.0.0.1:5432 (created for the test, dropped after it)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+
+from turnout.spend.ledger_store import LedgerStore
+from turnout.storage.database import Database
 
 PG_HOST = os.environ.get("TURNOUT_TEST_PG_HOST", "127.0.0.1")
 PG_USER = os.environ.get("TURNOUT_TEST_PG_USER", "postgres")
@@ -47,3 +52,16 @@ async def drop_postgres_database(name: str) -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+def ledger_rows(data_dir: Path) -> list[dict[str, Any]]:
+    """The ledger a gateway with `data_dir` left in its SQLite database, oldest first."""
+
+    async def read() -> list[dict[str, Any]]:
+        database = await Database.open(f"sqlite+aiosqlite:///{data_dir}/turnout.db")
+        try:
+            return await LedgerStore(database).entries()
+        finally:
+            await database.close()
+
+    return asyncio.run(read())
