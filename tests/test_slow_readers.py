@@ -182,7 +182,8 @@ def _warm_up(served: Served, upstream: Upstream) -> None:
     caches, pools) is not counted against the paused one."""
     for compressed in (False, True):
         upstream.then(CountingStream(200, compressed=compressed))
-        assert _answer_text(_read_all(_slow_client(served.port))) == _answer(200)
+        with _slow_client(served.port) as client:
+            assert _answer_text(_read_all(client)) == _answer(200)
 
 
 def test_a_paused_client_holds_the_upstream_back_and_costs_bounded_memory(
@@ -196,13 +197,13 @@ def test_a_paused_client_holds_the_upstream_back_and_costs_bounded_memory(
     _reset_peak(pid)
     before = _status(pid, "VmRSS")
 
-    client = _slow_client(served.port)
-    sent_while_paused = _until_still(lambda: stream.sent)
-    assert sent_while_paused < events * len(_event(0)) // 2  # the upstream was held back
-    assert not stream.finished.is_set()
-    assert _status(pid, "VmHWM") - before < BOUND
+    with _slow_client(served.port) as client:
+        sent_while_paused = _until_still(lambda: stream.sent)
+        assert sent_while_paused < events * len(_event(0)) // 2  # the upstream was held back
+        assert not stream.finished.is_set()
+        assert _status(pid, "VmHWM") - before < BOUND
 
-    text = _answer_text(_read_all(client))  # the client reads at last: everything arrives
+        text = _answer_text(_read_all(client))  # the client reads at last: everything arrives
     assert text == _answer(events)
     assert stream.finished.is_set()
     assert _status(pid, "VmHWM") - before < BOUND
@@ -219,10 +220,10 @@ def test_a_compressed_answer_is_not_expanded_ahead_of_its_reader(served: Served,
     _reset_peak(pid)
     before = _status(pid, "VmRSS")
 
-    client = _slow_client(served.port)
-    _until_still(lambda: _status(pid, "VmRSS") // MiB)
-    assert _status(pid, "VmHWM") - before < BOUND
+    with _slow_client(served.port) as client:
+        _until_still(lambda: _status(pid, "VmRSS") // MiB)
+        assert _status(pid, "VmHWM") - before < BOUND
 
-    text = _answer_text(_read_all(client))
+        text = _answer_text(_read_all(client))
     assert text == _answer(events)
     assert _status(pid, "VmHWM") - before < BOUND

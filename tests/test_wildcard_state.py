@@ -60,20 +60,17 @@ async def _flood(url: str) -> list[int]:
     return statuses
 
 
-def _open_breaker(gateway: Gateway, upstream: Upstream, model: str) -> None:
+def _open_breaker(gateway: Gateway, upstream: Upstream, model: str, label: str) -> None:
     upstream.reply_json(FAILURE, status=500, times=2)
     for _ in range(2):
         failed = httpx.post(f"{gateway.base_url}/chat/completions", json=_chat(model), headers=AUTH)
         assert failed.status_code == 502, failed.text
-    _assert_refused_at_once(gateway, upstream, model)
+    assert _breaker_states(gateway)[label] == "open"
 
 
-def _assert_refused_at_once(gateway: Gateway, upstream: Upstream, model: str) -> None:
-    """The breaker is open: 503 without the upstream being asked."""
-    before = len(upstream.requests)
-    refused = httpx.post(f"{gateway.base_url}/chat/completions", json=_chat(model), headers=AUTH)
-    assert refused.status_code == 503 and refused.json()["error"]["code"] == "no_upstream_available"
-    assert len(upstream.requests) == before
+def _breaker_states(gateway: Gateway) -> dict[str, str]:
+    """What /health/ready reports of each deployment's breaker."""
+    return {d["deployment"]: d["state"] for d in _ready(gateway).json()["deployments"]}
 
 
 def _ready(gateway: Gateway) -> httpx.Response:
@@ -87,8 +84,8 @@ def test_unique_wildcard_names_leave_bounded_state_and_keep_what_matters(
 ) -> None:
     gateway = start_gateway(_doc(upstream), {"UPSTREAM_KEY": UPSTREAM_KEY})
     router = gateway.services.pipeline.router
-    _open_breaker(gateway, upstream, "steady")  # a configured deployment
-    _open_breaker(gateway, upstream, "up/dead")  # one a wildcard reached
+    _open_breaker(gateway, upstream, "steady", "up/steady-model")  # a configured deployment
+    _open_breaker(gateway, upstream, "up/dead", "up/dead")  # one a wildcard reached
 
     released = threading.Event()  # a request held upstream until the flood is over
 
@@ -117,8 +114,6 @@ def test_unique_wildcard_names_leave_bounded_state_and_keep_what_matters(
         assert kept["up/held"].in_flight == 1
         assert kept["up/dead"].breaker.state.value == "open"
         assert kept["up/steady-model"].breaker.state.value == "open"
-        _assert_refused_at_once(gateway, upstream, "up/dead")
-        _assert_refused_at_once(gateway, upstream, "steady")
 
         ready = _ready(gateway)
         detail = ready.json()

@@ -5,9 +5,10 @@ that is their count; for other providers' models, whose tokenizers differ, it is
 toktok-rs holds o200k_base compiled into its extension module: nothing is read from disk or
 downloaded, ever (tiktoken itself fetches its BPE files from the internet on first use).
 
-The encoder is built on first use, not at start: it costs about 62 MiB of memory and 0.3 s (with
-the GIL held, so the event loop waits once), which a gateway whose upstreams always report usage
-never needs to pay. Call `preload` to pay it up front instead.
+Building the encoder costs about 62 MiB of memory and 0.3 s with the GIL held. The server pays it
+before it listens (`preload`), not on first use: built lazily, it stalled every stream in flight
+for 0.3 s the first time an answer went unreported or outgrew the resume copy, and its memory
+appeared in the middle of serving, where a per-stream memory bound cannot tell it from a leak.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ EXACT_CHARACTERS = 1 << 18
 
 def preload() -> None:
     """Build the encoder now rather than on first use. It takes about 0.3 s and 62 MiB and holds
-    the GIL throughout (a thread does not spare the event loop): call it before serving, if at all."""
+    the GIL throughout (a thread does not spare the event loop): call it before serving."""
     toktok.batch_count(("",), ENCODING, threads=1)
 
 
