@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from turnout.config.prices import shipped_prices
 from turnout.config.settings import Settings
+from turnout.config.tokenizers import tokenizer_of
 from turnout.governance.approvals import Approvals
 from turnout.governance.audit import AuditLog
 from turnout.governance.providers import ProviderControl
@@ -27,7 +28,7 @@ from turnout.presets.registry import PresetRegistry
 from turnout.providers.capabilities import capabilities_for
 from turnout.providers.http.client import HttpClient
 from turnout.providers.registry import ProviderRegistry
-from turnout.routing.catalog import Catalog, PriceOf
+from turnout.routing.catalog import Catalog, PriceOf, TokenizerOf
 from turnout.routing.chain_check import chain_warnings
 from turnout.routing.health_checks import ActiveHealthChecks
 from turnout.routing.router import Router
@@ -83,7 +84,7 @@ class Services:
             master = await load_keys(database, keys, settings.auth.master_key)
             client = HttpClient()
             registry = await ProviderRegistry.start(settings.providers, client)
-            catalog = Catalog(settings.models, registry, price_lookup(settings))
+            catalog = Catalog(settings.models, registry, price_lookup(settings), tokenizer_lookup(settings))
             router = Router(catalog, settings.routing)
             spend = SpendRecorder(settings.storage.data_dir / "journal", LedgerStore(database))
             await spend.start()
@@ -184,6 +185,12 @@ def price_lookup(settings: Settings) -> PriceOf:
     table = shipped_prices()
     namespaces = {name: p.kind.price_namespace for name, p in settings.providers.items()}
     return lambda provider, model: table.lookup(namespaces[provider], model)
+
+
+def tokenizer_lookup(settings: Settings) -> TokenizerOf:
+    """Which deployments' prompts are counted exactly (config/tokenizers.py)."""
+    namespaces = {name: p.kind.price_namespace for name, p in settings.providers.items()}
+    return lambda provider, model: tokenizer_of(namespaces[provider], model)
 
 
 def _upstream_hosts(settings: Settings) -> list[str]:

@@ -186,7 +186,7 @@ class Pipeline:
         (before any provider is called); either refusal gives back what was taken."""
         reservation = await self.budgets.reserve(principal, route, request)
         try:
-            return reservation, await self.billing.hold(principal, route, request)
+            return reservation, await self.billing.hold(principal, route, request, reservation.bound)
         except BaseException:
             self.budgets.release(reservation)
             raise

@@ -120,13 +120,15 @@ def test_a_chat_request_counts_its_messages_and_tool_calls() -> None:
             ],
         }
     )
-    # 4 + 2 + "hello" (1) + "{}" (1), and the chat framing: 3 a message, 3 priming the answer
-    assert counted_prompt_tokens(request) == 8 + 3 * 3 + 3
+    # 4 + 2 + "hello" (1) + "{}" (1), and the chat framing: 3 a message and its role (1), 3
+    # priming the answer
+    assert counted_prompt_tokens(request) == 8 + 3 * (3 + 1) + 3
 
 
 def test_usage_with_no_upstream_count_is_tokenized_and_flagged_estimated() -> None:
     request = parse_chat_request({"model": "m", "messages": [{"role": "user", "content": "hello world"}]})
     usage = counted_usage(request, ["Hello, world!"])
-    # the prompt's 2 tokens and the chat format's framing: 3 for its one message, 3 for the answer
-    assert (usage.input_tokens, usage.output_tokens, usage.estimated) == (2 + 3 + 3, 4, True)
+    # the prompt's 2 tokens and the chat format's framing: 3 and the role for its one message, 3
+    # for the answer
+    assert (usage.input_tokens, usage.output_tokens, usage.estimated) == (2 + 3 + 1 + 3, 4, True)
     assert counted_usage(request).output_tokens == 0  # nothing was produced

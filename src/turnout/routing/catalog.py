@@ -45,6 +45,7 @@ class Target:
     context_window: int | None = None
     max_output_tokens: int | None = None  # the most tokens one answer may hold (None: unbounded)
     price: ModelPrice | None = None  # None: unknown (its spend is recorded as such)
+    tokenizer: str | None = None  # the tokenizer its prompts are counted with exactly, if turnout has it
     # what this deployment's model can carry: its provider's, with the model's own declarations
     capabilities: Capabilities = field(default_factory=Capabilities)
     unsupported_params: Literal["reject", "drop"] | None = None
@@ -87,15 +88,21 @@ class Route:
 
 
 PriceOf = Callable[[str, str], ModelPrice | None]  # (provider, model) → its price, if known
+TokenizerOf = Callable[[str, str], str | None]  # (provider, model) → its exact tokenizer, if any
 
 
 class Catalog:
     def __init__(
-        self, models: Mapping[str, ModelSettings], registry: ProviderRegistry, price_of: PriceOf | None = None
+        self,
+        models: Mapping[str, ModelSettings],
+        registry: ProviderRegistry,
+        price_of: PriceOf | None = None,
+        tokenizer_of: TokenizerOf | None = None,
     ) -> None:
         self._models = models
         self._registry = registry
         self._price_of = price_of  # prices the models a wildcard reaches (the rest are priced at load)
+        self._tokenizer_of = tokenizer_of
         self._exact = {alias: m for alias, m in models.items() if not m.is_wildcard}
         self._wildcards = sorted(
             (m for m in models.values() if m.is_wildcard), key=lambda m: len(m.alias), reverse=True
@@ -156,6 +163,7 @@ class Catalog:
             if t.max_output_tokens is not None or looked_up is None
             else looked_up.max_output_tokens,
             price=t.price if t.price is not None or "*" not in t.model else looked_up,
+            tokenizer=None if self._tokenizer_of is None else self._tokenizer_of(t.provider, model),
             capabilities=with_declared(adapter.capabilities, t.supports),
             unsupported_params=t.unsupported_params,
         )

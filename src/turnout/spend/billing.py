@@ -33,7 +33,7 @@ from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
 from turnout.periodic import Periodic
 from turnout.routing.catalog import Route
-from turnout.spend.budgets import worst_usage
+from turnout.spend.request_bound import RequestBound, list_price
 from turnout.spend.shared_counters import SettleBatch, SharedCounters
 from turnout.storage.database import Database
 from turnout.storage.tables import credits, ledger, plans, team_billing
@@ -105,6 +105,15 @@ class Charge:
 
 
 NO_HOLD = CreditHold()
+
+
+def _most_charged(terms: Terms, bound: RequestBound) -> Micros:
+    """The most a team under `terms` can be charged for the request, on any deployment."""
+    most = 0
+    for target in bound.route.targets:
+        usage = bound.usage(target)
+        most = max(most, terms.list_price(usage, list_price(target, usage)) or 0)
+    return most
 
 
 class Billing:
@@ -213,37 +222,54 @@ class Billing:
         return self.credited.get(team_id, 0) - self.charged[team_id] + self.earned[team_id]
 
     async def hold(
-        self, principal: Principal, route: Route, request: ChatRequest | None = None
+        self,
+        principal: Principal,
+        route: Route,
+        request: ChatRequest | None = None,
+        bound: RequestBound | None = None,
     ) -> CreditHold:
-        """For a prepaid team: reserve the most the request can be charged, or refuse it."""
+        """For a prepaid team: reserve the most the request can be charged, or refuse it. The
+        request is bounded cheaply first and counted exactly before it is refused (as budgets)."""
         team = principal.team_id
         if team is None:
             return NO_HOLD
         terms = self.terms.get(team)
         if terms is None or not terms.prepaid:
             return NO_HOLD
-        worst = worst_usage(request)
-        costs = [t.price.cost(worst) for t in route.targets if t.price is not None]
-        amount = max(
-            (terms.list_price(worst, c) or 0 for c in costs), default=terms.list_price(worst, None) or 0
-        )
-        hold = CreditHold(team, amount)
+        bound = bound or RequestBound(route, request)
+        hold = CreditHold(team, _most_charged(terms, bound))
         if self.shared is not None:
             limit = self.credited.get(team, 0) + self.earned[team]
-            outcome = await self.shared.reserve(
-                [CREDIT_PREFIX + team], [limit], [self.charged[team] + self.reserved[team]], [0], amount
-            )
+            outcome = await self._hold_shared(team, limit, hold)
+            if outcome is None and await bound.count():
+                hold.amount = _most_charged(terms, bound)
+                outcome = await self._hold_shared(team, limit, hold)
             if outcome is not None:
-                refused, used = outcome
-                if refused:
-                    self._refuse(limit - used, amount)
-                hold.shared = True
+                self._refuse(limit - outcome, hold.amount)
         if not hold.shared:
             left = self.balance(team) - self.reserved[team]
-            if amount > left or left <= 0:
-                self._refuse(left, amount)
-        self.reserved[team] += amount
+            if (hold.amount > left or left <= 0) and await bound.count():
+                hold.amount = _most_charged(terms, bound)
+                left = self.balance(team) - self.reserved[team]  # others ran meanwhile
+            if hold.amount > left or left <= 0:
+                self._refuse(left, hold.amount)
+        self.reserved[team] += hold.amount
         return hold
+
+    async def _hold_shared(self, team: str, limit: Micros, hold: CreditHold) -> Micros | None:
+        """Hold in the shared counter: None when held (or Redis is out of reach: `hold.shared`
+        says which), else what the team had used."""
+        assert self.shared is not None
+        outcome = await self.shared.reserve(
+            [CREDIT_PREFIX + team], [limit], [self.charged[team] + self.reserved[team]], [0], hold.amount
+        )
+        if outcome is None:
+            return None
+        refused, used = outcome
+        if refused:
+            return used
+        hold.shared = True
+        return None
 
     def _refuse(self, left: Micros, amount: Micros) -> None:
         raise BudgetExhausted(

@@ -3,11 +3,16 @@
 
 Before a request goes to any provider, its maximum cost is reserved in every budget that covers
 it (its key's, its team's, its user's; a key's own `max_budget` is a budget that never resets):
-`worst_usage` — the prompt at one token a character (an upper bound for the tokenizers in use),
-with its framing, tools and images at their most — plus its output limit (`max_tokens`, else
-`DEFAULT_OUTPUT_RESERVE`), at the dearest price among the alias's deployments. A request whose
-reservation does not fit in what one of them has left — its limit less what was spent and what
-is reserved in the current window — is refused with 429 `insufficient_quota` and never sent.
+its prompt at one token a UTF-8 byte (a bound for byte-level tokenizers: domain/prompt_bounds.py),
+with its framing, tools and images at their most, plus its output limit (`max_tokens`, else
+`DEFAULT_OUTPUT_RESERVE`, for each of its `n` choices), at the dearest price among the alias's
+deployments (spend/request_bound.py). When that does not fit in what one of them has left — its
+limit less what was spent and what is reserved in the current window — the prompt is counted
+exactly before anything is refused (o200k_base for OpenAI's models), and so are the prompts of
+the requests this instance reserved cheaply in that window and still runs: their reservations
+shrink to their exact bounds. Only a request that still does not fit is refused with 429
+`insufficient_quota`, and never sent; so near the end of a budget every request that fits is
+served.
 When it ends, the reservation is replaced by what it cost (released in full when nothing was
 answered), in the window the request arrived in.
 
@@ -31,11 +36,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-import msgspec
 import sqlalchemy as sa
 from redis.exceptions import RedisError
 
-from turnout.domain.chat import ChatRequest, message_has_images, prompt_characters
+from turnout.domain.chat import ChatRequest
 from turnout.domain.errors import BudgetExhausted
 from turnout.domain.periods import ALL_TIME, Period, time_zone, window
 from turnout.domain.pricing import Micros, format_usd
@@ -43,13 +47,13 @@ from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
 from turnout.periodic import Periodic
 from turnout.routing.catalog import Route
+from turnout.spend.request_bound import RequestBound, list_price
 from turnout.spend.shared_counters import AFTER_WINDOW, PREFIX, SettleBatch, SharedCounters
 from turnout.storage.database import Database
 from turnout.storage.tables import budget_windows, budgets, ledger
 
 log = logging.getLogger("turnout.budgets")
 
-DEFAULT_OUTPUT_RESERVE = 4096  # output tokens reserved for a request that sets no limit
 REFRESH_SECONDS = 5.0  # how often budgets changed elsewhere are read again
 
 Scope = Literal["key", "team", "user"]
@@ -84,13 +88,14 @@ class Window:
     hard_reached: bool = False
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Reservation:
     principal: Principal
     alias: str
     amount: Micros = 0
     held: list[tuple[BudgetRule, Window]] = field(default_factory=list)  # reserved in
     shared: bool = False  # in the instances' shared counters (Redis), not this instance's only
+    bound: RequestBound | None = None  # how its amount was bounded (and can be counted exactly)
 
 
 @dataclass(slots=True)
@@ -102,35 +107,10 @@ class UsageTotals:
     unreported: int = 0  # answers whose upstream gave no usage
 
 
-MESSAGE_OVERHEAD = 8  # tokens a message's framing can add (role, separators)
-REQUEST_OVERHEAD = 16  # ... and the request's (the reply's priming)
-IMAGE_TOKENS = 2_000  # the most one image is counted as (a full-size image on the dearest models)
-
-
-def worst_usage(request: ChatRequest | None) -> Usage:
-    """The most tokens `request` can use: its text at a token a character (a token is at least one
-    character), its tool and schema definitions likewise, framing, images at their most, and its
-    output limit."""
-    if request is None:
-        return Usage()
-    prompt = prompt_characters(request) + REQUEST_OVERHEAD
-    for message in request.messages:
-        prompt += MESSAGE_OVERHEAD
-        if message_has_images(message):
-            content = getattr(message, "content", ())
-            prompt += IMAGE_TOKENS * sum(1 for part in content if part.type == "image_url")
-    if request.tools:
-        prompt += len(msgspec.json.encode(request.tools))
-    if request.response_format is not None:
-        prompt += len(msgspec.json.encode(request.response_format))
-    output = request.output_token_limit or DEFAULT_OUTPUT_RESERVE
-    return Usage(input_tokens=prompt, output_tokens=output)
-
-
 def max_cost(route: Route, request: ChatRequest | None) -> Micros:
-    """The most `request` can cost on any deployment of `route` (0 where no price is known)."""
-    worst = worst_usage(request)
-    return max((t.price.cost(worst) for t in route.targets if t.price is not None), default=0)
+    """The most `request` can cost on any deployment of `route` at its cheap bound (0 where no
+    price is known)."""
+    return RequestBound(route, request).most(list_price)
 
 
 def rule_of(row: Any) -> BudgetRule:
@@ -162,6 +142,8 @@ class Budgets:
         self.totals: defaultdict[str, UsageTotals] = defaultdict(UsageTotals)
         self.rules: dict[tuple[Scope, str], list[BudgetRule]] = {}
         self.windows: dict[str, Window] = {}  # by rule id: its current window
+        # by rule id: the reservations made at the cheap bound and still running (by their id)
+        self.loose: dict[str, dict[int, Reservation]] = {}
         self.key_spent: dict[str, Micros] = {}  # lifetime spend by key, for keys' own max_budget
         self.soft_limit_alerts = 0  # soft limits reached (once per budget and window)
         self.database: Database | None = None
@@ -284,43 +266,114 @@ class Budgets:
         covering = self._covering(principal)
         if not covering:
             return Reservation(principal, route.alias)
-        amount = max_cost(route, request)
+        bound = RequestBound(route, request)
         now = self.clock()
         held = []
         for rule in covering:
             if not rule.stored and rule.id not in self.windows:  # its spend: the key's lifetime
                 self.windows[rule.id] = Window(ALL_TIME, None, spent=self.key_spent.get(principal.key_id, 0))
             held.append((rule, self._window(rule, now)))
-        reservation = Reservation(principal, route.alias, amount, held)
+        reservation = Reservation(principal, route.alias, bound.most(list_price), held, bound=bound)
         if self.shared is not None and await self._reserve_shared(reservation, now):
-            return reservation
-        for rule, current in held:
-            left = rule.limit - current.spent - current.reserved
-            if amount > left or left <= 0:
-                self._refuse(rule, current, left, amount)
+            return self._reserved(reservation)
+        short = self._short(reservation)
+        if short is not None and await self._count_exactly(reservation, [short]):
+            short = self._short(reservation)  # checked again: other requests ran meanwhile
+        if short is not None:
+            rule, current = short
+            self._refuse(rule, current, rule.limit - current.spent - current.reserved, reservation.amount)
         for _, current in held:
-            current.reserved += amount
+            current.reserved += reservation.amount
+        return self._reserved(reservation)
+
+    def _short(self, reservation: Reservation) -> tuple[BudgetRule, Window] | None:
+        """The first budget (this instance's view) without room for the reservation."""
+        for rule, current in reservation.held:
+            left = rule.limit - current.spent - current.reserved
+            if reservation.amount > left or left <= 0:
+                return rule, current
+        return None
+
+    def _reserved(self, reservation: Reservation) -> Reservation:
+        """Note a reservation made at the cheap bound, to be counted exactly when room runs out."""
+        if reservation.bound is not None and reservation.bound.countable:
+            for rule, _ in reservation.held:
+                self.loose.setdefault(rule.id, {})[id(reservation)] = reservation
         return reservation
+
+    def _forget(self, reservation: Reservation) -> None:
+        for rule, _ in reservation.held:
+            loose = self.loose.get(rule.id)
+            if loose is not None and loose.pop(id(reservation), None) is not None and not loose:
+                del self.loose[rule.id]
+
+    async def _count_exactly(self, reservation: Reservation, short: list[tuple[BudgetRule, Window]]) -> bool:
+        """Before refusing: count the request's prompt exactly, and the prompts of the requests
+        this instance reserved cheaply in the windows without room (their reservations shrink).
+        False when nothing could make room (the request's output alone does not fit)."""
+        bound = reservation.bound
+        assert bound is not None
+        others = {id(r): r for rule, _ in short for r in self.loose.get(rule.id, {}).values()}
+        for rule, current in short:
+            loose = sum(r.amount for r in self.loose.get(rule.id, {}).values())
+            if rule.limit - current.spent - current.reserved + loose < bound.least(list_price):
+                return False
+        if await bound.count():
+            reservation.amount = bound.most(list_price)
+        freed = []
+        for other in others.values():
+            assert other.bound is not None
+            await other.bound.count()
+            if id(other) not in self.loose.get(other.held[0][0].id, {}):
+                continue  # it ended while its prompt was counted
+            self._forget(other)
+            delta = other.amount - other.bound.most(list_price)
+            if delta > 0:
+                other.amount -= delta
+                for _, current in other.held:
+                    current.reserved -= delta
+                if other.shared:
+                    freed.append((other, delta))
+        if freed:
+            await self._shrink_shared(freed)
+        return True
+
+    async def _shrink_shared(self, freed: list[tuple[Reservation, Micros]]) -> None:
+        """Give back to the shared counters what counting exactly took off reservations."""
+        assert self.shared is not None
+        deltas: dict[str, Micros] = {}
+        for reservation, delta in freed:
+            for rule, current in reservation.held:
+                key = counter_key(rule, current)
+                deltas[key] = deltas.get(key, 0) - delta
+        with contextlib.suppress(RedisError):  # else they are given back when the requests settle
+            await self.shared.adjust(deltas)
 
     async def _reserve_shared(self, reservation: Reservation, now: dt.datetime) -> bool:
         """Reserve in the instances' shared counters; False when they cannot be reached (this
-        instance's own counters decide instead)."""
+        instance's own counters decide instead). Counted exactly before a refusal, as locally."""
         assert self.shared is not None
-        held, amount = reservation.held, reservation.amount
+        held = reservation.held
         keys = [counter_key(rule, current) for rule, current in held]
         ttls = [0 if c.end is None else int((c.end - now).total_seconds()) + AFTER_WINDOW for _, c in held]
+        limits = [r.limit for r, _ in held]
         outcome = await self.shared.reserve(
-            keys, [r.limit for r, _ in held], [c.spent + c.reserved for _, c in held], ttls, amount
+            keys, limits, [c.spent + c.reserved for _, c in held], ttls, reservation.amount
         )
+        short = None if outcome is None or not outcome[0] else held[outcome[0] - 1]
+        if short is not None and await self._count_exactly(reservation, [short]):
+            outcome = await self.shared.reserve(
+                keys, limits, [c.spent + c.reserved for _, c in held], ttls, reservation.amount
+            )
         if outcome is None:
             return False
         refused, used = outcome
         if refused:
             rule, current = held[refused - 1]
-            self._refuse(rule, current, rule.limit - used, amount)
+            self._refuse(rule, current, rule.limit - used, reservation.amount)
         reservation.shared = True
         for _, current in held:
-            current.reserved += amount  # this instance's view, for its status and its release
+            current.reserved += reservation.amount  # this instance's view, for its status and its release
         return True
 
     def _refuse(self, rule: BudgetRule, current: Window, left: Micros, amount: Micros) -> None:
@@ -358,6 +411,7 @@ class Budgets:
         """Replace the reservation by `cost` in its windows (here, and in the shared counters)."""
         if not reservation.held:
             return
+        self._forget(reservation)
         for rule, current in reservation.held:
             current.reserved -= reservation.amount
             if cost:

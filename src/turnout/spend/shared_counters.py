@@ -93,6 +93,14 @@ class SharedCounters:
             self.down = False
         return int(refused), int(used)
 
+    async def adjust(self, deltas: dict[str, int]) -> None:
+        """Add each delta to its counter now (one round trip): reservations that were counted
+        exactly and shrank give back what they no longer need before a refusal is decided."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key, delta in deltas.items():
+                pipe.incrby(key, delta)
+            await pipe.execute()
+
     async def used(self, key: str) -> int | None:
         value = await self.client.get(key)
         return None if value is None else int(value)
