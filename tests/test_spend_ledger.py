@@ -322,7 +322,7 @@ def test_a_client_that_leaves_mid_stream_is_billed_for_what_it_was_sent(
     gateway.stop()
     [row] = [r for r in ledger_rows(data) if r["request_id"] == request_id]
     assert row["estimated"] and row["stream"] and row["status"] == 499  # the client left
-    assert row["input_tokens"] == 16 + 3 + 3  # the question's tokens by o200k_base, and chat framing
+    assert row["input_tokens"] == 16 + 3 + 1 + 3  # the question by o200k_base, framing and role
     # what it was sent: at least the 41 characters it read (10 tokens), not the whole answer (19)
     assert 10 <= row["output_tokens"] < 19
     assert row["cost_micros"] == 1000 * (row["input_tokens"] + row["output_tokens"])

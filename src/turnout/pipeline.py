@@ -113,6 +113,7 @@ class Pipeline:
         ticket = self.admission.admit(principal, route)
         reservation, hold = await self._reserve(principal, route, request)
         outcome = Outcome()
+        outcome.service_tier = request.service_tier
         if preset is not None:
             outcome.preset = PresetCharge(preset.name, preset.team_id, preset.share)
         stream = bool(request.stream)

@@ -3,13 +3,15 @@ costs in integer micro-dollars computed by hand for every usage shape."""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from decimal import Decimal
 from importlib import resources
 
 import pytest
 import yaml
 
-from turnout.config.prices import parse_table, shipped_prices
+from turnout.config.prices import model_price, parse_table, shipped_prices
 from turnout.domain.pricing import ModelPrice, decimal_price, format_usd
 from turnout.domain.usage import Usage
 from turnout.providers.registry import KINDS
@@ -28,10 +30,12 @@ def test_the_table_is_complete_and_exact() -> None:
             assert isinstance(entry["input"], str), f"{namespace}.{name}: write prices as strings"
             price = table.sections[namespace][name]
             assert price.input == Decimal(entry["input"])
-            # a million of each kind costs the listed price, in micro-dollars, exactly
+            # tokens of each kind cost the listed price, in micro-dollars, exactly (below every
+            # long-context threshold: a million tokens of prompt is above Claude's and Gemini's)
+            n = 100_000
             if "output" in entry:
-                assert price.cost(Usage(output_tokens=M)) == int(Decimal(entry["output"]) * M)
-            assert price.cost(Usage(input_tokens=M)) == int(Decimal(entry["input"]) * M)
+                assert price.cost(Usage(output_tokens=n)) == int(Decimal(entry["output"]) * n)
+            assert price.cost(Usage(input_tokens=n)) == int(Decimal(entry["input"]) * n)
 
 
 # (kind, model as the provider spells it, the table entry it must be priced as)
@@ -151,3 +155,62 @@ def test_a_broken_table_names_the_entry() -> None:
         parse_table({"models": {"openai": {"gpt-x": {"input": "1", "capabilities": ["telepathy"]}}}}, "t")
     with pytest.raises(ValueError, match=r"models\.openai\.gpt-x: a price must be zero or more"):
         parse_table({"models": {"openai": {"gpt-x": {"input": "-2"}}}}, "t")
+
+
+# ----------------------------------------------------------------------------- the shapes of a price
+
+
+def test_a_price_change_applies_from_its_date() -> None:
+    price = model_price(
+        [
+            {"since": "2026-01-01", "input": "2.00", "output": "8.00"},
+            {"since": "2025-01-01", "input": "3.00", "output": "9.00"},
+        ],
+        "p",
+    )
+    usage = Usage(input_tokens=M, output_tokens=M)
+    before = dt.datetime(2025, 12, 31, 23, 59, 59, tzinfo=dt.UTC).timestamp()
+    after = dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp()
+    assert price.cost(usage, at=before) == 12 * M and price.at(before).version == "2025-01-01"
+    assert price.cost(usage, at=after) == 10 * M and price.at(after).version == "2026-01-01"
+    early = dt.datetime(2024, 1, 1, tzinfo=dt.UTC).timestamp()
+    assert price.at(early).version == "2025-01-01"  # before the oldest: the oldest known
+
+
+def test_long_prompts_service_tiers_and_hour_long_cache_writes_are_priced() -> None:
+    price = shipped_prices().lookup("anthropic", "claude-sonnet-4-5")
+    assert price is not None
+    short = Usage(input_tokens=200_000, output_tokens=1_000)
+    assert price.cost(short) == 200_000 * 3 + 1_000 * 15  # at the threshold: standard rates
+    long = Usage(input_tokens=200_001, cached_input_tokens=100_000, output_tokens=1_000)
+    # every token above it at $6 in, $22.50 out, cache reads at a tenth of the input: $0.60
+    assert price.cost(long) == round(100_001 * 6 + 100_000 * Decimal("0.6") + 1_000 * Decimal("22.5"))
+    writes = Usage(input_tokens=3_000, cache_write_tokens=3_000, cache_write_1h_tokens=1_000)
+    assert price.cost(writes) == round(2_000 * Decimal("3.75") + 1_000 * 6)  # 5 minutes, an hour
+    haiku = shipped_prices().lookup("anthropic", "claude-3-haiku")
+    assert haiku is not None
+    batch = Usage(input_tokens=M, output_tokens=M, service_tier="batch")
+    assert haiku.cost(batch) == round(M * Decimal("0.125") + M * Decimal("0.625"))
+    assert haiku.cost(Usage(input_tokens=M, service_tier="priority")) == M // 4  # not priced: standard
+    gemini = shipped_prices().lookup("gemini", "gemini-2.5-pro")
+    assert gemini is not None and gemini.cost(Usage(input_tokens=300_000)) == 300_000 * Decimal("2.5")
+
+
+@pytest.mark.parametrize(
+    ("entry", "error"),
+    [
+        (
+            [{"input": "1"}, {"since": "2026-01-01", "input": "2"}],
+            "p[0]: each of several versions needs 'since'",
+        ),
+        ([{"since": "2026-01-01", "input": "1"}, {"since": "2026-01-01", "input": "2"}], "same 'since'"),
+        ({"since": "2026-13-01", "input": "1"}, "p.since: not a date"),
+        ({"input": "1", "service_tiers": {"turbo": {"input": "2"}}}, "unknown tier 'turbo'"),
+        ({"input": "1", "long_context": {"input": "2"}}, "p.long_context: needs 'above'"),
+        ({"input": "1", "long_context": {"above": 0, "input": "2"}}, "'above' must be a positive number"),
+        ({"input": "1", "service_tiers": {"flex": {"input": "x"}}}, "p.service_tiers.flex: not a price"),
+    ],
+)
+def test_a_malformed_price_is_refused_naming_where(entry: object, error: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(error)):
+        model_price(entry, "p", table=False)

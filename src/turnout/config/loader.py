@@ -27,7 +27,7 @@ import yaml
 from turnout.config import schema
 from turnout.config.env_defaults import config_from_environment
 from turnout.config.key_strength import HOW_TO_GENERATE, weakness
-from turnout.config.prices import shipped_prices
+from turnout.config.prices import model_price, shipped_prices
 from turnout.config.provider_kinds import ProviderKind, kinds_by_name
 from turnout.config.provider_sections import DescribesConfig, SectionInput, SectionResult
 from turnout.config.proxies import NO_PROXY_VALUE, ProxyError, from_environment, parse_proxy
@@ -51,7 +51,7 @@ from turnout.config.settings import (
     Timeouts,
 )
 from turnout.config.units import parse_delay, parse_duration, parse_rate, parse_size
-from turnout.domain.pricing import ModelPrice, decimal_price
+from turnout.domain.pricing import ModelPrice
 
 T = TypeVar("T")
 
@@ -726,15 +726,10 @@ class _Builder:
         request); False after reporting a problem."""
         if t.price is not None:
             try:
-                p = t.price
-                return ModelPrice(
-                    input=decimal_price(p.input),
-                    output=decimal_price(p.output),
-                    cached_input=None if p.cached_input is None else decimal_price(p.cached_input),
-                    cache_write=None if p.cache_write is None else decimal_price(p.cache_write),
-                )
+                return model_price(msgspec.to_builtins(t.price), f"{path}.price", table=False)
             except ValueError as error:
-                self.problem(f"{path}.price", str(error))
+                message = str(error).removeprefix(f"{path}.price: ")
+                self.problem(f"{path}.price", message)
                 return False
         if "*" in t.model:
             return None

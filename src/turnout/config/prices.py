@@ -7,6 +7,8 @@ spells it, then without a cross-region prefix (Bedrock's `us.`), a date or versi
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import functools
 import re
 from collections.abc import Mapping
@@ -16,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from turnout.domain.pricing import CAPABILITIES, ModelPrice, decimal_price
+from turnout.domain.pricing import CAPABILITIES, SERVICE_TIERS, LongContext, ModelPrice, decimal_price
 
 _REGION_PREFIX = re.compile(r"^(?:us|eu|apac|au|jp|ca|us-gov|global)\.")
 _SUFFIXES = (
@@ -69,43 +71,135 @@ def parse_table(doc: Any, source: str) -> PriceTable:
         if not isinstance(models, dict):
             raise ValueError(f"{source}: models.{namespace} must map model names to prices")
         sections[namespace] = {
-            str(name): model_price(entry, f"{source}: models.{namespace}.{name}")
+            str(name): model_price(
+                entry, f"{source}: models.{namespace}.{name}", str(doc.get("effective", ""))
+            )
             for name, entry in models.items()
         }
     return PriceTable(str(doc.get("effective", "")), sections)
 
 
-def model_price(entry: Any, where: str) -> ModelPrice:
+RATES = ("input", "output", "cached_input", "cache_write", "cache_write_1h")
+META = ("context_window", "max_output_tokens", "capabilities")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def model_price(entry: Any, where: str, effective: str = "", *, table: bool = True) -> ModelPrice:
+    """A model's price from its entry: one version (a mapping) or dated versions (a list of
+    mappings, each with `since`), each with its rates, an optional `long_context` step
+    (`above` N prompt tokens) and `service_tiers` (flex, priority, batch; each with its rates and
+    its own long-context step). The table's entries also carry the model's limits and
+    capabilities and their `source`. ValueError naming the entry for anything wrong."""
+    if isinstance(entry, list):
+        if not entry:
+            raise ValueError(f"{where}: a list of price versions needs at least one")
+        versions = [_version(v, f"{where}[{i}]", None, table) for i, v in enumerate(entry)]
+        dates = [v.since for v in versions]
+        if len(set(dates)) != len(dates):
+            raise ValueError(f"{where}: two versions have the same 'since' date")
+        versions.sort(key=lambda v: v.since)
+        newest = versions[-1]
+        return dataclasses.replace(newest, earlier=tuple(reversed(versions[:-1])))
+    return _version(entry, where, effective, table)
+
+
+def _version(entry: Any, where: str, effective: str | None, table: bool) -> ModelPrice:
     if not isinstance(entry, dict) or "input" not in entry:
         raise ValueError(f"{where}: needs at least an 'input' price")
-    unknown = set(entry) - {
-        "input",
-        "output",
-        "cached_input",
-        "cache_write",
-        "context_window",
-        "max_output_tokens",
-        "capabilities",
+    known = {
+        *RATES,
+        "long_context",
+        "service_tiers",
+        "since",
+        *(META if table else ()),
+        *(("source", "unverified") if table else ()),
     }
+    _only(entry, known, where)
+    since = entry["since"] if entry.get("since") is not None else effective
+    if since is None:
+        raise ValueError(f"{where}: each of several versions needs 'since' (YYYY-MM-DD)")
+    since = str(since)
+    if since and not _valid_date(since):
+        raise ValueError(f"{where}.since: not a date (YYYY-MM-DD): {since!r}")
+    tiers = entry.get("service_tiers") or {}
+    if not isinstance(tiers, dict):
+        raise ValueError(f"{where}.service_tiers: must map tier names (flex, priority, batch) to prices")
+    unknown = set(tiers) - SERVICE_TIERS
     if unknown:
-        raise ValueError(f"{where}: unknown field '{sorted(unknown)[0]}'")
+        known_tiers = ", ".join(sorted(SERVICE_TIERS))
+        raise ValueError(f"{where}.service_tiers: unknown tier '{sorted(unknown)[0]}' (known: {known_tiers})")
     try:
-        optional = {
-            k: decimal_price(entry[k]) for k in ("cached_input", "cache_write") if entry.get(k) is not None
-        }
         capabilities = frozenset(entry.get("capabilities") or ())
         if not capabilities <= CAPABILITIES:
             raise ValueError(f"unknown capability '{sorted(capabilities - CAPABILITIES)[0]}'")
-        return ModelPrice(
-            input=decimal_price(entry["input"]),
-            output=decimal_price(entry.get("output", 0)),
+        base = _tier(entry, where, set())  # its fields were checked above
+        return dataclasses.replace(
+            base,
+            service_tiers=tuple(
+                (name, _tier(tier, f"{where}.service_tiers.{name}", {*RATES, "long_context"}))
+                for name, tier in sorted(tiers.items())
+            ),
+            since=since,
             context_window=entry.get("context_window"),
             max_output_tokens=_tokens(entry.get("max_output_tokens"), "max_output_tokens"),
             capabilities=capabilities,
-            **optional,
         )
     except ValueError as error:
+        message = str(error)
+        raise ValueError(message if message.startswith(where) else f"{where}: {message}") from None
+
+
+def _tier(entry: Any, where: str, known: set[str]) -> ModelPrice:
+    """Rates, and a long-context step if any."""
+    if not isinstance(entry, dict) or "input" not in entry:
+        raise ValueError(f"{where}: needs at least an 'input' price")
+    if known:
+        _only(entry, known, where)
+    rates = _rates(entry, where)
+    step = entry.get("long_context")
+    if step is None:
+        return ModelPrice(**rates)
+    if not isinstance(step, dict) or "above" not in step or "input" not in step:
+        raise ValueError(f"{where}.long_context: needs 'above' (prompt tokens) and an 'input' price")
+    _only(step, {*RATES, "above"}, f"{where}.long_context")
+    above = _tokens(step["above"], "above")
+    assert above is not None
+    long = _rates(step, f"{where}.long_context")
+    for cache in ("cached_input", "cache_write", "cache_write_1h"):
+        if cache not in long and cache in rates and rates["input"]:
+            # the cache keeps its ratio to the input price (as Anthropic and Google price it)
+            long[cache] = rates[cache] * long["input"] / rates["input"]
+    return ModelPrice(**rates, long_context=LongContext(above, ModelPrice(**long)))
+
+
+def _rates(entry: dict[str, Any], where: str) -> dict[str, Any]:
+    try:
+        rates: dict[str, Any] = {
+            "input": decimal_price(entry["input"]),
+            "output": decimal_price(entry.get("output", 0)),
+        }
+        for k in ("cached_input", "cache_write", "cache_write_1h"):
+            if entry.get(k) is not None:
+                rates[k] = decimal_price(entry[k])
+    except ValueError as error:
         raise ValueError(f"{where}: {error}") from None
+    return rates
+
+
+def _only(entry: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = set(entry) - known
+    if unknown:
+        raise ValueError(f"{where}: unknown field '{sorted(unknown)[0]}'")
+
+
+def _valid_date(text: str) -> bool:
+    if not _DATE.match(text):
+        return False
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _tokens(value: Any, name: str) -> int | None:

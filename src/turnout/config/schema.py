@@ -49,14 +49,36 @@ Strategy = Literal["priority", "weighted", "least_busy", "lowest_latency", "lowe
 PriceValue = str | int | float
 
 
-class PriceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+class RatesConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """USD per million tokens (write them as strings, "2.50", to be exact: they are read as
-    decimals). Cache reads and writes cost the input price unless given."""
+    decimals). Cache reads and writes cost the input price unless given; 1-hour cache writes
+    (Anthropic's) the 5-minute price unless given."""
 
     input: PriceValue
     output: PriceValue = 0
     cached_input: PriceValue | None = None
     cache_write: PriceValue | None = None
+    cache_write_1h: PriceValue | None = None
+
+
+class LongContextConfig(RatesConfig, frozen=True, kw_only=True):
+    """Rates for every token of a request whose prompt is above `above` tokens."""
+
+    above: int
+
+
+class TierPriceConfig(RatesConfig, frozen=True, kw_only=True):
+    """A service tier's rates, and their long-context step if any."""
+
+    long_context: LongContextConfig | None = None
+
+
+class PriceConfig(TierPriceConfig, frozen=True, kw_only=True):
+    """A deployment's price: rates, a long-context step, service tiers (flex, priority, batch) and
+    `since` (YYYY-MM-DD, UTC), the date from which it applies when several versions are given."""
+
+    service_tiers: dict[str, TierPriceConfig] | None = None
+    since: str | None = None
 
 
 class SupportsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -83,7 +105,7 @@ class TargetConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     tpm: int | None = None
     context_window: int | None = None
     max_output_tokens: int | None = None
-    price: PriceConfig | None = None
+    price: PriceConfig | list[PriceConfig] | None = None
     supports: SupportsConfig | None = None
     unsupported_params: Literal["reject", "drop"] | None = None  # overrides the provider's policy
 
@@ -97,7 +119,7 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     timeouts: TimeoutsConfig | None = None
     context_window: int | None = None
     max_output_tokens: int | None = None
-    price: PriceConfig | None = None
+    price: PriceConfig | list[PriceConfig] | None = None
     supports: SupportsConfig | None = None
     unsupported_params: Literal["reject", "drop"] | None = None
     strategy: Strategy | None = None

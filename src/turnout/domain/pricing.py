@@ -3,6 +3,7 @@ micro-dollars (one USD per 1M tokens is one micro-dollar per token). Never float
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
@@ -31,15 +32,43 @@ def decimal_price(value: object) -> Decimal:
     return price
 
 
+STANDARD_TIERS = frozenset({"auto", "default", "standard", "standard_only", "scale", "on_demand"})
+SERVICE_TIERS = frozenset({"flex", "priority", "batch"})  # the tiers a price can name
+
+
+def tier_of(service_tier: str | None) -> str | None:
+    """The priced tier a provider's (or a request's) `service_tier` stands for: flex, priority or
+    batch; None for the standard tier (auto, default, standard, OpenAI's scale tier, anything
+    unknown)."""
+    return service_tier if service_tier in SERVICE_TIERS else None
+
+
+@dataclass(frozen=True, slots=True)
+class LongContext:
+    """Rates for a request whose prompt (cache reads and writes included) is above `above`
+    tokens: every token of it is billed at them (Gemini 2.5 Pro, Claude's 1M-context tiers)."""
+
+    above: int
+    rates: ModelPrice
+
+
 @dataclass(frozen=True, slots=True)
 class ModelPrice:
     """What a model's tokens cost, USD per 1M tokens. Cache reads and writes default to the
-    input price where the provider does not price them apart."""
+    input price where the provider does not price them apart; a 1-hour cache write (Anthropic's)
+    to the 5-minute one. A price may step up for long prompts (`long_context`), differ by service
+    tier (`service_tiers`: flex, priority, batch) and change over time: `since` is the date (UTC)
+    from which it applies, `earlier` the versions before it, newest first."""
 
     input: Decimal
     output: Decimal = Decimal(0)
     cached_input: Decimal | None = None
     cache_write: Decimal | None = None
+    cache_write_1h: Decimal | None = None
+    long_context: LongContext | None = None
+    service_tiers: tuple[tuple[str, ModelPrice], ...] = ()
+    since: str = ""  # YYYY-MM-DD; "" where no date is known
+    earlier: tuple[ModelPrice, ...] = ()
     context_window: int | None = None
     max_output_tokens: int | None = None  # the most tokens one answer may hold, when documented
     capabilities: frozenset[str] = frozenset()
@@ -49,17 +78,49 @@ class ModelPrice:
         """One number to order deployments by (input counts 3:1, as prompts outweigh answers)."""
         return (3 * self.input + self.output) / 4
 
-    def cost(self, usage: Usage) -> Micros:
-        """The cost of `usage`, rounded half up to the micro-dollar. `usage.input_tokens` counts
-        every prompt token, cache reads and writes included (as OpenAI counts them)."""
+    @property
+    def version(self) -> str:
+        """What the ledger records as the price a request was charged at: its date."""
+        return self.since
+
+    def at(self, when: float | None) -> ModelPrice:
+        """The version in force at `when` (unix seconds): the newest whose date has come; the
+        oldest where none has (None: this one)."""
+        if when is None or not self.earlier:
+            return self
+        day = dt.datetime.fromtimestamp(when, dt.UTC).date().isoformat()
+        for version in (self, *self.earlier):
+            if version.since <= day:
+                return version
+        return self.earlier[-1]
+
+    def rates(self, usage: Usage) -> ModelPrice:
+        """The rates `usage` is billed at: its service tier's (standard where the tier is not
+        priced), above a long-context threshold the long-context ones."""
+        price = self
+        tier = tier_of(usage.service_tier)
+        if tier is not None:
+            price = next((p for name, p in self.service_tiers if name == tier), self)
+        if price.long_context is not None and usage.input_tokens > price.long_context.above:
+            price = price.long_context.rates
+        return price
+
+    def cost(self, usage: Usage, at: float | None = None) -> Micros:
+        """The cost of `usage` at the version in force `at` (unix seconds; None: this version),
+        rounded half up to the micro-dollar. `usage.input_tokens` counts every prompt token,
+        cache reads and writes included (as OpenAI counts them)."""
+        rates = self.at(at).rates(usage)
         cached = usage.cached_input_tokens
         written = usage.cache_write_tokens
+        hour = min(usage.cache_write_1h_tokens, written)
         uncached = max(0, usage.input_tokens - cached - written)
+        write = rates.input if rates.cache_write is None else rates.cache_write
         total = (
-            uncached * self.input
-            + cached * (self.input if self.cached_input is None else self.cached_input)
-            + written * (self.input if self.cache_write is None else self.cache_write)
-            + usage.output_tokens * self.output
+            uncached * rates.input
+            + cached * (rates.input if rates.cached_input is None else rates.cached_input)
+            + (written - hour) * write
+            + hour * (write if rates.cache_write_1h is None else rates.cache_write_1h)
+            + usage.output_tokens * rates.output
         )
         return int(total.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 

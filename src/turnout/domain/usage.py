@@ -21,8 +21,10 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True):
     output_tokens: int = 0
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0  # of the cache writes, those kept an hour (Anthropic's)
     reasoning_tokens: int = 0
     estimated: bool = False
+    service_tier: str | None = None  # the tier the provider says it served at, if it says
 
     @property
     def total_tokens(self) -> int:
@@ -58,7 +60,7 @@ class OpenAIUsage(msgspec.Struct, frozen=True):
     prompt_tokens_details: _PromptDetails | None = None
     completion_tokens_details: _CompletionDetails | None = None
 
-    def canonical(self) -> Usage:
+    def canonical(self, service_tier: str | None = None) -> Usage:
         prompt = self.prompt_tokens or 0
         completion = self.completion_tokens
         if completion is None:
@@ -70,4 +72,5 @@ class OpenAIUsage(msgspec.Struct, frozen=True):
             cached_input_tokens=(pd.cached_tokens or 0) if pd else 0,
             cache_write_tokens=(pd.cache_write_tokens or 0) if pd else 0,
             reasoning_tokens=(cd.reasoning_tokens or 0) if cd else 0,
+            service_tier=service_tier,
         )

@@ -48,6 +48,9 @@ class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     reasoning_tokens: int = 0
     estimated: bool = False
     cost_micros: Micros | None = 0
+    cache_write_1h_tokens: int = 0  # of the cache writes, those kept an hour
+    service_tier: str | None = None  # as the provider reported it, else as the request asked
+    price_version: str | None = None  # the date of the price version it was charged at
     latency_ms: int = 0
     attempts: int = 0
     customer_price_micros: Micros | None = None  # what the caller's team pays (domain.billing)
@@ -72,6 +75,7 @@ class Outcome:
         "preset",
         "recorded",
         "served",
+        "service_tier",
         "started",
         "status",
         "tally",
@@ -89,6 +93,7 @@ class Outcome:
         self.billed: Micros | None = 0  # what the ledger entries charged
         self.charged: Micros | None = 0  # ... and what the customer paid (domain.billing)
         self.preset: PresetCharge | None = None  # the preset it was called through
+        self.service_tier: str | None = None  # the tier the request asked for (`service_tier`)
 
     def failed(self, error: BaseException) -> None:
         if isinstance(error, TurnoutError):
@@ -150,10 +155,12 @@ class _Entries:
     ) -> LedgerEntry:
         outcome, principal, preset = self.outcome, self.principal, self.outcome.preset
         counted = usage or NO_USAGE
+        empty = counted == NO_USAGE
+        if not empty and counted.service_tier is None and outcome.service_tier is not None:
+            counted = msgspec.structs.replace(counted, service_tier=outcome.service_tier)
         price = None if target is None else target.price
-        cost = (
-            0 if target is None or counted == NO_USAGE else (None if price is None else price.cost(counted))
-        )
+        version = None if price is None or empty else price.at(outcome.at)
+        cost = 0 if target is None or empty else (None if version is None else version.cost(counted))
         charge = None if self.billing is None else self.billing.charge(principal, counted, cost, preset)
         customer = cost if charge is None else charge.customer_price
         outcome.billed = _add(outcome.billed, cost)
@@ -181,6 +188,9 @@ class _Entries:
             reasoning_tokens=counted.reasoning_tokens,
             estimated=estimated or counted.estimated,
             cost_micros=cost,
+            cache_write_1h_tokens=counted.cache_write_1h_tokens,
+            service_tier=None if counted.service_tier is None else counted.service_tier[:32],
+            price_version=None if version is None else version.version or None,
             latency_ms=self.latency_ms,
             attempts=len(outcome.tally),
             customer_price_micros=customer,
@@ -201,8 +211,10 @@ def _sum(a: Usage, b: Usage) -> Usage:
         output_tokens=a.output_tokens + b.output_tokens,
         cached_input_tokens=a.cached_input_tokens + b.cached_input_tokens,
         cache_write_tokens=a.cache_write_tokens + b.cache_write_tokens,
+        cache_write_1h_tokens=a.cache_write_1h_tokens + b.cache_write_1h_tokens,
         reasoning_tokens=a.reasoning_tokens + b.reasoning_tokens,
         estimated=a.estimated or b.estimated,
+        service_tier=a.service_tier or b.service_tier,
     )
 
 

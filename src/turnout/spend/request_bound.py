@@ -11,6 +11,7 @@ tokenizer releases the GIL), so the event loop never waits on it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from turnout.domain.chat import ChatRequest
@@ -64,7 +65,7 @@ class RequestBound:
         prompt = self._cheap
         if self._counted is not None and target.tokenizer == O200K:
             prompt = min(prompt, self._counted)
-        return Usage(input_tokens=prompt, output_tokens=self._output)
+        return Usage(input_tokens=prompt, output_tokens=self._output, service_tier=self.service_tier)
 
     def most(self, price: PriceOfUsage) -> Micros:
         """The dearest of the alias's priced deployments (0 where none is priced)."""
@@ -72,10 +73,11 @@ class RequestBound:
 
     def least(self, price: PriceOfUsage) -> Micros:
         """What the request costs at least even if its prompt were free: no count can go below."""
-        floor = Usage(output_tokens=self._output)
+        floor = Usage(output_tokens=self._output, service_tier=self.service_tier)
         return max((c for t in self.route.targets if (c := price(t, floor)) is not None), default=0)
 
 
 def list_price(target: Target, usage: Usage) -> Micros | None:
-    """A deployment's price of `usage` (None: the deployment has no price)."""
-    return None if target.price is None else target.price.cost(usage)
+    """A deployment's price of `usage` now, at its service tier (the one the request asks for) and
+    above a long-context threshold where the prompt may be (None: the deployment has no price)."""
+    return None if target.price is None else target.price.cost(usage, at=time.time())

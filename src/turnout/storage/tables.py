@@ -98,6 +98,11 @@ ledger = sa.Table(
     sa.Column("revenue_share_micros", sa.BigInteger, nullable=True),
     # 0008: a row per upstream attempt (0: the request reached none)
     sa.Column("attempt", sa.Integer, primary_key=True, server_default="1"),
+    # 0009: what the price it was charged at depended on: the version (its date), the service
+    # tier, the cache writes kept an hour
+    sa.Column("price_version", sa.String(32), nullable=True),
+    sa.Column("service_tier", sa.String(32), nullable=True),
+    sa.Column("cache_write_1h_tokens", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 # Teams and users (0005). A user's `role` is organisation-wide (NULL: none); a membership's is

@@ -112,6 +112,8 @@ class AnthropicStream(TranslatedStream):
             cache_read_input_tokens=final.cache_read_input_tokens
             if final.cache_read_input_tokens is not None
             else start.cache_read_input_tokens,
+            cache_creation=final.cache_creation or start.cache_creation,
+            service_tier=final.service_tier or start.service_tier,
         )
         self.usage = merged.canonical()
 

@@ -12,21 +12,33 @@ from turnout.domain.usage import TokenCount, Usage
 API_VERSION = "2023-06-01"  # the `anthropic-version` header
 
 
+class CacheCreation(msgspec.Struct, frozen=True):
+    """The cache writes by how long they are kept (priced apart: an hour costs more)."""
+
+    ephemeral_5m_input_tokens: TokenCount | None = None
+    ephemeral_1h_input_tokens: TokenCount | None = None
+
+
 class AnthropicUsage(msgspec.Struct, frozen=True):
     input_tokens: TokenCount | None = None
     output_tokens: TokenCount | None = None
     cache_creation_input_tokens: TokenCount | None = None
     cache_read_input_tokens: TokenCount | None = None
+    cache_creation: CacheCreation | None = None
+    service_tier: str | None = None  # standard, priority or batch
 
     def canonical(self) -> Usage:
         """OpenAI counts every prompt token in `input`; Anthropic splits out cache reads and writes."""
         cached = self.cache_read_input_tokens or 0
         written = self.cache_creation_input_tokens or 0
+        hour = (self.cache_creation.ephemeral_1h_input_tokens or 0) if self.cache_creation else 0
         return Usage(
             input_tokens=(self.input_tokens or 0) + cached + written,
             output_tokens=self.output_tokens or 0,
             cached_input_tokens=cached,
             cache_write_tokens=written,
+            cache_write_1h_tokens=min(hour, written),
+            service_tier=self.service_tier,
         )
 
 

@@ -58,7 +58,7 @@ class OpenAIStream:
                     if peek.error is not None or name == b"error":
                         raise self._error(data)
                     if peek.usage is not None:
-                        self.usage = peek.usage.canonical()
+                        self.usage = peek.usage.canonical(peek.service_tier)
                         if self._drop_usage_chunk and not peek.choices:
                             continue
                     batch.append(data)

@@ -14,11 +14,13 @@ class CompletionPeek(msgspec.Struct):
 
     choices: list[msgspec.Raw]
     usage: OpenAIUsage | None = None
+    service_tier: str | None = None  # the tier OpenAI served it at
 
 
 class ChunkPeek(msgspec.Struct):
     choices: list[msgspec.Raw] = []
     usage: OpenAIUsage | None = None
+    service_tier: str | None = None
     error: Any = None  # present only when the upstream reports a failure mid-stream
 
 
