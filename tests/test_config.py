@@ -878,3 +878,59 @@ def test_config_check_names_a_missing_file(tmp_path: Path) -> None:
         f"configuration {tmp_path / 'nowhere.yaml'} has 1 problem(s):",
         "  - cannot read the file: No such file or directory",
     ]
+
+
+def _priced(price: object) -> dict[str, Any]:
+    return {
+        "providers": {"openai": OPENAI},
+        "models": {"m": {"provider": "openai", "model": "x", "price": price}},
+    }
+
+
+def test_a_configured_price_takes_the_table_s_shapes() -> None:
+    settings = _settings(
+        _priced(
+            [
+                {
+                    "since": "2026-01-01",
+                    "input": "2",
+                    "output": "8",
+                    "service_tiers": {"flex": {"input": "1"}},
+                },
+                {
+                    "since": "2025-01-01",
+                    "input": "3",
+                    "cache_write_1h": "6",
+                    "long_context": {"above": 1000, "input": "6", "output": "9"},
+                },
+            ]
+        )
+    )
+    price = settings.models["m"].targets[0].price
+    assert price is not None and price.version == "2026-01-01"
+    assert dict(price.service_tiers)["flex"].input == 1
+    earlier = price.earlier[0]
+    assert earlier.version == "2025-01-01" and earlier.cache_write_1h == 6
+    assert earlier.long_context is not None and earlier.long_context.above == 1000
+
+
+@pytest.mark.parametrize(
+    ("price", "problem"),
+    [
+        (
+            [{"input": "1"}, {"since": "2026-01-01", "input": "2"}],
+            "models.m.price[0]: each of several versions needs 'since' (YYYY-MM-DD)",
+        ),
+        (
+            {"input": "1", "service_tiers": {"turbo": {"input": "2"}}},
+            "models.m.price.service_tiers: unknown tier",
+        ),
+        (
+            {"input": "1", "long_context": {"input": "2"}},
+            "models.m.price.long_context.above: required",
+        ),
+        ({"input": "1", "since": "yesterday"}, "models.m.price.since: not a date"),
+    ],
+)
+def test_a_malformed_configured_price_is_named_by_its_path(price: object, problem: str) -> None:
+    assert problem in _only_problem(_priced(price))
