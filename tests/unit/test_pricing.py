@@ -26,7 +26,8 @@ def test_the_table_is_complete_and_exact() -> None:
         assert len(table.sections[namespace]) >= 2, namespace
     raw = yaml.safe_load(resources.files("turnout.config").joinpath("prices.yaml").read_text())
     for namespace, models in raw["models"].items():
-        for name, entry in models.items():
+        for name, versions in models.items():
+            entry = versions[-1] if isinstance(versions, list) else versions  # the newest version
             assert isinstance(entry["input"], str), f"{namespace}.{name}: write prices as strings"
             price = table.sections[namespace][name]
             assert price.input == Decimal(entry["input"])
@@ -214,3 +215,24 @@ def test_long_prompts_service_tiers_and_hour_long_cache_writes_are_priced() -> N
 def test_a_malformed_price_is_refused_naming_where(entry: object, error: str) -> None:
     with pytest.raises(ValueError, match=re.escape(error)):
         model_price(entry, "p", table=False)
+
+
+def test_deepseek_s_price_history_applies_to_the_hour() -> None:
+    """DeepSeek's page: from 16:00 UTC on 5 September 2025 a new price list; from 29 September
+    V3.2's. A request is billed at the list in force when it arrived."""
+    price = shipped_prices().lookup("deepseek", "deepseek-chat")
+    assert price is not None
+    million = Usage(input_tokens=M, cached_input_tokens=M // 2, output_tokens=M)
+
+    def at(when: str) -> int:
+        return price.cost(million, at=dt.datetime.fromisoformat(when).replace(tzinfo=dt.UTC).timestamp())
+
+    assert at("2025-09-05T15:59:59") == round(
+        M // 2 * Decimal("0.27") + M // 2 * Decimal("0.07") + M * Decimal("1.10")
+    )
+    assert at("2025-09-05T16:00:00") == round(
+        M // 2 * Decimal("0.56") + M // 2 * Decimal("0.07") + M * Decimal("1.68")
+    )
+    assert at("2025-09-29T00:00:00") == round(
+        M // 2 * Decimal("0.28") + M // 2 * Decimal("0.028") + M * Decimal("0.42")
+    )

@@ -8,7 +8,6 @@ spells it, then without a cross-region prefix (Bedrock's `us.`), a date or versi
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import functools
 import re
 from collections.abc import Mapping
@@ -18,7 +17,14 @@ from typing import Any
 
 import yaml
 
-from turnout.domain.pricing import CAPABILITIES, SERVICE_TIERS, LongContext, ModelPrice, decimal_price
+from turnout.domain.pricing import (
+    CAPABILITIES,
+    SERVICE_TIERS,
+    LongContext,
+    ModelPrice,
+    decimal_price,
+    since_timestamp,
+)
 
 _REGION_PREFIX = re.compile(r"^(?:us|eu|apac|au|jp|ca|us-gov|global)\.")
 _SUFFIXES = (
@@ -81,7 +87,7 @@ def parse_table(doc: Any, source: str) -> PriceTable:
 
 RATES = ("input", "output", "cached_input", "cache_write", "cache_write_1h")
 META = ("context_window", "max_output_tokens", "capabilities")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}:\d{2}Z)?$")
 
 
 def model_price(entry: Any, where: str, effective: str = "", *, table: bool = True) -> ModelPrice:
@@ -94,10 +100,10 @@ def model_price(entry: Any, where: str, effective: str = "", *, table: bool = Tr
         if not entry:
             raise ValueError(f"{where}: a list of price versions needs at least one")
         versions = [_version(v, f"{where}[{i}]", None, table) for i, v in enumerate(entry)]
-        dates = [v.since for v in versions]
+        dates = [since_timestamp(v.since) for v in versions]
         if len(set(dates)) != len(dates):
             raise ValueError(f"{where}: two versions have the same 'since' date")
-        versions.sort(key=lambda v: v.since)
+        versions.sort(key=lambda v: since_timestamp(v.since))
         newest = versions[-1]
         return dataclasses.replace(newest, earlier=tuple(reversed(versions[:-1])))
     return _version(entry, where, effective, table)
@@ -120,7 +126,7 @@ def _version(entry: Any, where: str, effective: str | None, table: bool) -> Mode
         raise ValueError(f"{where}: each of several versions needs 'since' (YYYY-MM-DD)")
     since = str(since)
     if since and not _valid_date(since):
-        raise ValueError(f"{where}.since: not a date (YYYY-MM-DD): {since!r}")
+        raise ValueError(f"{where}.since: not a date (YYYY-MM-DD, or YYYY-MM-DDTHH:MM:SSZ): {since!r}")
     tiers = entry.get("service_tiers") or {}
     if not isinstance(tiers, dict):
         raise ValueError(f"{where}.service_tiers: must map tier names (flex, priority, batch) to prices")
@@ -196,7 +202,7 @@ def _valid_date(text: str) -> bool:
     if not _DATE.match(text):
         return False
     try:
-        dt.date.fromisoformat(text)
+        since_timestamp(text)
     except ValueError:
         return False
     return True

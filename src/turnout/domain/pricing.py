@@ -43,6 +43,16 @@ def tier_of(service_tier: str | None) -> str | None:
     return service_tier if service_tier in SERVICE_TIERS else None
 
 
+def since_timestamp(since: str) -> float:
+    """When a price version starts (unix seconds): a date from its midnight UTC, or an instant
+    (`2025-09-05T16:00:00Z`); ValueError for anything else."""
+    if len(since) == 10:
+        return dt.datetime.fromisoformat(since).replace(tzinfo=dt.UTC).timestamp()
+    if not since.endswith("Z"):
+        raise ValueError(f"not a date (YYYY-MM-DD) or a UTC time (YYYY-MM-DDTHH:MM:SSZ): {since!r}")
+    return dt.datetime.fromisoformat(since[:-1]).replace(tzinfo=dt.UTC).timestamp()
+
+
 @dataclass(frozen=True, slots=True)
 class LongContext:
     """Rates for a request whose prompt (cache reads and writes included) is above `above`
@@ -67,7 +77,7 @@ class ModelPrice:
     cache_write_1h: Decimal | None = None
     long_context: LongContext | None = None
     service_tiers: tuple[tuple[str, ModelPrice], ...] = ()
-    since: str = ""  # YYYY-MM-DD; "" where no date is known
+    since: str = ""  # YYYY-MM-DD (from midnight UTC) or YYYY-MM-DDTHH:MM:SSZ; "" where unknown
     earlier: tuple[ModelPrice, ...] = ()
     context_window: int | None = None
     max_output_tokens: int | None = None  # the most tokens one answer may hold, when documented
@@ -88,9 +98,8 @@ class ModelPrice:
         oldest where none has (None: this one)."""
         if when is None or not self.earlier:
             return self
-        day = dt.datetime.fromtimestamp(when, dt.UTC).date().isoformat()
         for version in (self, *self.earlier):
-            if version.since <= day:
+            if version.since and since_timestamp(version.since) <= when:
                 return version
         return self.earlier[-1]
 
