@@ -346,8 +346,12 @@ class Budgets:
             for rule, current in reservation.held:
                 key = counter_key(rule, current)
                 deltas[key] = deltas.get(key, 0) - delta
-        with contextlib.suppress(RedisError):  # else they are given back when the requests settle
+        try:
             await self.shared.adjust(deltas)
+        except RedisError:  # sent with the next settlements instead: too much held for a moment
+            assert self.settling is not None
+            for key, delta in deltas.items():
+                self.settling.add(key, delta)
 
     async def _reserve_shared(self, reservation: Reservation, now: dt.datetime) -> bool:
         """Reserve in the instances' shared counters; False when they cannot be reached (this
