@@ -28,6 +28,7 @@ from turnout.domain.chat import (
 from turnout.domain.embeddings import parse_embedding_request
 from turnout.domain.errors import TurnoutError
 from turnout.domain.malformed import DECODE_ERRORS
+from turnout.domain.prompt_bounds import byte_bound, o200k_bound
 from turnout.inbound import anthropic_messages
 from turnout.inbound import responses_request as responses_inbound
 from turnout.providers import upstream_errors
@@ -215,6 +216,8 @@ def _chat(body: Any) -> object:
         prompt_characters(request),
         [message_has_images(m) for m in request.messages],
     )
+    # a reservation's two bounds: o200k_base spends at most a token a byte
+    assert byte_bound(request) >= o200k_bound(request), body
     stream = request.stream is True
     translators: list[Callable[[], object]] = [
         lambda: anthropic_translate.request_body(request, "m", stream=stream)[0],
