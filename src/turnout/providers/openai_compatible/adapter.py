@@ -73,7 +73,7 @@ class OpenAICompatibleAdapter:
         peek = self.link.decode(
             completion_decoder, data, "answered with something that is not a chat completion"
         )
-        return ChatResult(body=data, usage=peek.usage.canonical() if peek.usage else None)
+        return ChatResult(peek.usage.canonical() if peek.usage else None, raw=data)
 
     async def stream(self, call: ChatCall) -> OpenAIStream:
         body = build.chat_body(
