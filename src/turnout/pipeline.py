@@ -20,7 +20,7 @@ from turnout.keys.index import KeyIndex
 from turnout.limits.admission import Admission
 from turnout.presets.registry import PREFIX as PRESET_PREFIX
 from turnout.presets.registry import Preset, PresetRegistry
-from turnout.providers.base import NativeRequest
+from turnout.providers.base import ChatResult, NativeRequest
 from turnout.routing.capabilities import first_unmet, needs
 from turnout.routing.catalog import Catalog, Route
 from turnout.routing.relay import RelayStream
@@ -58,6 +58,10 @@ class Inbound(Protocol):
 
 class Responder(Protocol):
     async def answer(self, body: bytes, served: Served) -> None: ...
+
+    async def answer_chat(self, result: ChatResult, served: Served) -> None:
+        """A chat answer, written in the client's API (its typed form read, or its bytes sent)."""
+        ...
 
     async def answer_native(self, body: bytes, served: Served) -> None:
         """The upstream's own answer to the native request, passed on as it is."""
@@ -129,7 +133,7 @@ class Pipeline:
                 if result.native is not None:
                     await respond.answer_native(result.native, outcome.served)
                 else:
-                    await respond.answer(result.body, outcome.served)
+                    await respond.answer_chat(result, outcome.served)
         except BaseException as error:
             outcome.failed(error)
             raise

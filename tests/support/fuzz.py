@@ -25,6 +25,7 @@ from turnout.domain.chat import (
     parse_chat_request,
     prompt_characters,
 )
+from turnout.domain.completions import chunk_json
 from turnout.domain.embeddings import parse_embedding_request
 from turnout.domain.errors import TurnoutError
 from turnout.domain.malformed import DECODE_ERRORS
@@ -124,7 +125,7 @@ def _relay(make: Callable[[UpstreamResponse], Any], chunks: Sequence[bytes]) -> 
         out: list[Any] = []
         try:
             async for batch in stream:
-                out.extend(_chunk(data) for data in batch)
+                out.extend(_chunk(chunk_json(chunk)) for chunk in batch)
         except TurnoutError as error:
             return failure(error)
         finally:
@@ -341,7 +342,7 @@ def _answer_outcomes(raw: bytes) -> list[object]:
             out = translate(answer)
         except TurnoutError as error:
             return failure(error)
-        return orjson.loads(orjson.dumps(out)), usage(answer)
+        return msgspec.json.decode(msgspec.json.encode(out)), usage(answer)
 
     anthropic_json = anthropic_translate.JsonMode(anthropic_translate.JSON_TOOL)
     bedrock_json = bedrock_translate.JsonMode(bedrock_translate.JSON_TOOL)

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from turnout.domain.completions import chunk_json
 from turnout.domain.usage import Usage
 from turnout.providers.http.connection import Connection, Deadlines, UpstreamResponse
 
@@ -22,8 +23,9 @@ def relay(
     make: Callable[[UpstreamResponse], Any], body: bytes | Sequence[bytes]
 ) -> tuple[list[Any], Usage | None]:
     """What the stream translator `make` builds yields for an upstream `body` (one read, or the
-    given reads): each chunk as JSON (or as bytes when it is SSE the translator passes through),
-    and the usage it read. A failure raises the translator's TurnoutError."""
+    given reads): each chunk as the client gets its JSON (or as bytes when it is SSE the
+    translator passes through), and the usage it read. A failure raises the translator's
+    TurnoutError."""
     reads = [body] if isinstance(body, bytes) else list(body)
 
     async def run() -> tuple[list[Any], Usage | None]:
@@ -38,7 +40,9 @@ def relay(
         out: list[Any] = []
         try:
             async for batch in stream:
-                out.extend(data if data.startswith(b"event: ") else orjson.loads(data) for data in batch)
+                for chunk in batch:
+                    data = chunk_json(chunk)
+                    out.append(data if data.startswith(b"event: ") else orjson.loads(data))
         finally:
             await stream.aclose()
         return out, stream.usage

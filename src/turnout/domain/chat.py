@@ -514,22 +514,6 @@ def counted_usage(request: ChatRequest, answer: Iterable[str] = ()) -> Usage:
     return Usage(input_tokens=counted_prompt_tokens(request), output_tokens=output, estimated=True)
 
 
-def answer_texts(completion: dict[str, Any]) -> Iterator[str]:
-    """The text of every choice of a `chat.completion`: content, refusal and tool calls."""
-    for choice in completion.get("choices") or ():
-        message = choice.get("message") if isinstance(choice, dict) else None
-        if not isinstance(message, dict):
-            continue
-        for field in ("content", "refusal"):
-            if isinstance(message.get(field), str):
-                yield message[field]
-        for call in message.get("tool_calls") or ():
-            function = call.get("function") if isinstance(call, dict) else None
-            if isinstance(function, dict):
-                yield str(function.get("name") or "")
-                yield str(function.get("arguments") or "")
-
-
 def _prompt_texts(request: ChatRequest) -> Iterator[str]:
     for message in request.messages:
         content = getattr(message, "content", None)

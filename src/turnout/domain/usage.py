@@ -30,29 +30,34 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True):
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
-    def openai(self) -> dict[str, Any]:
+    def openai_usage(self) -> OpenAIUsage:
         """As OpenAI's `usage` object (for answers translated from another wire format)."""
-        return {
-            "prompt_tokens": self.input_tokens,
-            "completion_tokens": self.output_tokens,
-            "total_tokens": self.input_tokens + self.output_tokens,
-            "prompt_tokens_details": {"cached_tokens": self.cached_input_tokens},
-            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
-        }
+        return OpenAIUsage(
+            prompt_tokens=self.input_tokens,
+            completion_tokens=self.output_tokens,
+            total_tokens=self.input_tokens + self.output_tokens,
+            prompt_tokens_details=_PromptDetails(cached_tokens=self.cached_input_tokens),
+            completion_tokens_details=_CompletionDetails(reasoning_tokens=self.reasoning_tokens),
+        )
+
+    def openai(self) -> dict[str, Any]:
+        """`openai_usage` as plain JSON values."""
+        out: dict[str, Any] = msgspec.to_builtins(self.openai_usage())
+        return out
 
 
-class _PromptDetails(msgspec.Struct, frozen=True):
+class _PromptDetails(msgspec.Struct, frozen=True, omit_defaults=True):
     cached_tokens: TokenCount | None = None
     cache_write_tokens: TokenCount | None = None
 
 
-class _CompletionDetails(msgspec.Struct, frozen=True):
+class _CompletionDetails(msgspec.Struct, frozen=True, omit_defaults=True):
     reasoning_tokens: TokenCount | None = None
 
 
-class OpenAIUsage(msgspec.Struct, frozen=True):
+class OpenAIUsage(msgspec.Struct, frozen=True, omit_defaults=True):
     """The `usage` object of OpenAI's chat and embeddings responses (every field optional, as
-    OpenAI-compatible servers fill them unevenly)."""
+    OpenAI-compatible servers fill them unevenly; only those set are written)."""
 
     prompt_tokens: TokenCount | None = None
     completion_tokens: TokenCount | None = None

@@ -22,7 +22,9 @@ from typing import Any
 
 import orjson
 
+from turnout.domain.completions import ChatCompletion, ChatCompletionChunk, ChunkDelta, ChunkFunction, text_of
 from turnout.domain.errors import InvalidRequest, TurnoutError
+from turnout.domain.usage import OpenAIUsage
 
 STOP_REASONS = {
     "stop": "end_turn",
@@ -254,13 +256,14 @@ def _tools(body: dict[str, Any], out: dict[str, Any], native_only: list[str]) ->
 # ----------------------------------------------------------------------------- answer
 
 
-def usage_of(usage: dict[str, Any] | None) -> dict[str, Any]:
+def usage_of(usage: OpenAIUsage | None) -> dict[str, Any]:
     """Anthropic's usage (the fields its spec requires; what turnout cannot know is null)."""
-    usage = usage or {}
-    cached = ((usage.get("prompt_tokens_details") or {}).get("cached_tokens")) or 0
+    usage = usage or OpenAIUsage()
+    details = usage.prompt_tokens_details
+    cached = (details.cached_tokens if details is not None else None) or 0
     return {
-        "input_tokens": max(0, (usage.get("prompt_tokens") or 0) - cached),
-        "output_tokens": usage.get("completion_tokens") or 0,
+        "input_tokens": max(0, (usage.prompt_tokens or 0) - cached),
+        "output_tokens": usage.completion_tokens or 0,
         "cache_read_input_tokens": cached,
         "cache_creation_input_tokens": 0,
         "cache_creation": None,
@@ -275,32 +278,32 @@ def message_id(openai_id: object) -> str:
     return "msg_" + ident.removeprefix("chatcmpl-").removeprefix("msg_")
 
 
-def to_message(completion: dict[str, Any], model: str) -> dict[str, Any]:
-    choice = (completion.get("choices") or [{}])[0]
-    message = choice.get("message") or {}
+def to_message(completion: ChatCompletion, model: str) -> dict[str, Any]:
+    choice = completion.choices[0] if completion.choices else None
+    message = choice.message if choice is not None else None
     content: list[dict[str, Any]] = []
-    if message.get("content"):
-        content.append({"type": "text", "text": message["content"], "citations": None})
-    for call in message.get("tool_calls") or ():
-        function = call.get("function") or {}
+    text = text_of(message.content) if message is not None else ""
+    if text:
+        content.append({"type": "text", "text": text, "citations": None})
+    for call in (message.tool_calls if message is not None else None) or ():
+        name, raw = (call.function.name, call.function.arguments) if call.function else (None, None)
         try:
-            arguments = orjson.loads(function.get("arguments") or "{}")
+            arguments = orjson.loads(raw or "{}")
         except orjson.JSONDecodeError:
-            arguments = {"_raw": function.get("arguments")}
-        content.append(
-            {"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": arguments}
-        )
+            arguments = {"_raw": raw}
+        content.append({"type": "tool_use", "id": call.id, "name": name, "input": arguments})
+    finish = choice.finish_reason if choice is not None else None
     return {
-        "id": message_id(completion.get("id")),
+        "id": message_id(completion.id),
         "type": "message",
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": STOP_REASONS.get(choice.get("finish_reason") or "stop", "end_turn"),
+        "stop_reason": STOP_REASONS.get(finish or "stop", "end_turn"),
         "stop_sequence": None,
         "stop_details": None,
         "container": None,
-        "usage": usage_of(completion.get("usage")),
+        "usage": usage_of(completion.usage or None),
     }
 
 
@@ -336,13 +339,15 @@ class EventWriter:
         self.stop_reason = "end_turn"
         self.usage: dict[str, Any] = usage_of(None)
 
-    def chunk(self, raw: bytes) -> bytes:
-        data = orjson.loads(raw)
+    def chunk(self, chunk: ChatCompletionChunk | None) -> bytes:
+        """The events for one chunk (none for one turnout could not read)."""
+        if chunk is None:
+            return b""
         out = []
         if not self.started:
             self.started = True
             start: dict[str, Any] = {
-                "id": message_id(data.get("id")),
+                "id": message_id(chunk.id),
                 "type": "message",
                 "role": "assistant",
                 "model": self.model,
@@ -354,35 +359,38 @@ class EventWriter:
                 "usage": usage_of(None),
             }
             out.append(sse("message_start", {"type": "message_start", "message": start}))
-        if data.get("usage"):
-            self.usage = usage_of(data["usage"])
-        for choice in data.get("choices") or ():
-            if choice.get("index", 0) != 0:
+        if chunk.usage:
+            self.usage = usage_of(chunk.usage)
+        for choice in chunk.choices:
+            if choice.index != 0:
                 continue
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                if self.open != "text":
-                    out.append(self._open("text", {"type": "text", "text": "", "citations": None}))
-                out.append(self._delta({"type": "text_delta", "text": delta["content"]}))
-            for call in delta.get("tool_calls") or ():
-                key = f"tool:{call.get('index', 0)}"
-                function = call.get("function") or {}
-                if self.open != key:
-                    block: dict[str, Any] = {
-                        "type": "tool_use",
-                        "id": call.get("id") or f"toolu_{self.index + 1}",
-                        "name": function.get("name") or "",
-                        "input": {},
-                        "caller": {"type": "direct"},
-                    }
-                    out.append(self._open(key, block))
-                if function.get("arguments"):
-                    out.append(
-                        self._delta({"type": "input_json_delta", "partial_json": function["arguments"]})
-                    )
-            if choice.get("finish_reason"):
-                self.stop_reason = STOP_REASONS.get(choice["finish_reason"], "end_turn")
+            delta = choice.delta
+            if delta is not None:
+                self._delta_events(delta, out)
+            if choice.finish_reason:
+                self.stop_reason = STOP_REASONS.get(choice.finish_reason, "end_turn")
         return b"".join(out)
+
+    def _delta_events(self, delta: ChunkDelta, out: list[bytes]) -> None:
+        text = text_of(delta.content)
+        if text:
+            if self.open != "text":
+                out.append(self._open("text", {"type": "text", "text": "", "citations": None}))
+            out.append(self._delta({"type": "text_delta", "text": text}))
+        for call in delta.tool_calls or ():
+            key = f"tool:{call.index}"
+            function = call.function if isinstance(call.function, ChunkFunction) else None
+            if self.open != key:
+                block: dict[str, Any] = {
+                    "type": "tool_use",
+                    "id": call.id or f"toolu_{self.index + 1}",
+                    "name": (function.name if function else None) or "",
+                    "input": {},
+                    "caller": {"type": "direct"},
+                }
+                out.append(self._open(key, block))
+            if function and function.arguments:
+                out.append(self._delta({"type": "input_json_delta", "partial_json": function.arguments}))
 
     def _open(self, key: str, block: dict[str, Any]) -> bytes:
         closing = self._close()

@@ -20,29 +20,40 @@ from typing import Any
 
 import orjson
 
+from turnout.domain.completions import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChunkDelta,
+    ChunkFunction,
+    CompletionMessage,
+    text_of,
+)
 from turnout.domain.errors import TurnoutError
+from turnout.domain.usage import OpenAIUsage
 from turnout.inbound.responses_request import ResponsesRequest, new_id
 
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
-def usage_of(usage: dict[str, Any] | None) -> dict[str, Any] | None:
+def usage_of(usage: OpenAIUsage | None) -> dict[str, Any] | None:
     """The Responses `usage` for an OpenAI chat `usage` (None when there was none)."""
-    if not usage:
+    if usage is None:
         return None
-    prompt = usage.get("prompt_tokens_details") or {}
-    completion = usage.get("completion_tokens_details") or {}
-    input_tokens = usage.get("prompt_tokens") or 0
-    output_tokens = usage.get("completion_tokens") or 0
+    prompt = usage.prompt_tokens_details
+    completion = usage.completion_tokens_details
+    input_tokens = usage.prompt_tokens or 0
+    output_tokens = usage.completion_tokens or 0
     return {
         "input_tokens": input_tokens,
         "input_tokens_details": {
-            "cached_tokens": prompt.get("cached_tokens") or 0,
-            "cache_write_tokens": prompt.get("cache_write_tokens") or 0,
+            "cached_tokens": (prompt.cached_tokens if prompt else None) or 0,
+            "cache_write_tokens": (prompt.cache_write_tokens if prompt else None) or 0,
         },
         "output_tokens": output_tokens,
-        "output_tokens_details": {"reasoning_tokens": completion.get("reasoning_tokens") or 0},
-        "total_tokens": usage.get("total_tokens") or input_tokens + output_tokens,
+        "output_tokens_details": {
+            "reasoning_tokens": (completion.reasoning_tokens if completion else None) or 0
+        },
+        "total_tokens": usage.total_tokens or input_tokens + output_tokens,
     }
 
 
@@ -133,45 +144,47 @@ def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: st
     }
 
 
-def output_items(message: dict[str, Any], finish_reason: str | None) -> list[dict[str, Any]]:
+def output_items(message: CompletionMessage | None, finish_reason: str | None) -> list[dict[str, Any]]:
     """The output items for a chat answer's message."""
+    if message is None:
+        return []
     status = "incomplete" if finish_reason in INCOMPLETE else "completed"
     out: list[dict[str, Any]] = []
-    if message.get("reasoning_content"):
-        out.append(_reasoning_item(new_id("rs"), message["reasoning_content"], "completed"))
+    if message.reasoning_content:
+        out.append(_reasoning_item(new_id("rs"), message.reasoning_content, "completed"))
     content: list[dict[str, Any]] = []
-    if message.get("content"):
-        content.append(_text_part(message["content"]))
-    if message.get("refusal"):
-        content.append({"type": "refusal", "refusal": message["refusal"]})
+    text = text_of(message.content)
+    if text:
+        content.append(_text_part(text))
+    if message.refusal:
+        content.append({"type": "refusal", "refusal": message.refusal})
     if content:
         out.append(_message_item(new_id("msg"), content, status))
-    for call in message.get("tool_calls") or ():
-        function = call.get("function") or {}
-        call_id = call.get("id") or new_id("call")
+    for call in message.tool_calls or ():
+        function = call.function
         out.append(
             _call_item(
                 new_id("fc"),
-                call_id,
-                function.get("name") or "",
-                function.get("arguments") or "",
+                call.id or new_id("call"),
+                (function.name if function else None) or "",
+                (function.arguments if function else None) or "",
                 "completed",
             )
         )
     return out
 
 
-def to_response(completion: dict[str, Any], request: ResponsesRequest, response_id: str) -> dict[str, Any]:
+def to_response(completion: ChatCompletion, request: ResponsesRequest, response_id: str) -> dict[str, Any]:
     """The Response object for a whole chat completion."""
-    choice = (completion.get("choices") or [{}])[0]
-    finish = choice.get("finish_reason")
+    choice = completion.choices[0] if completion.choices else None
+    finish = choice.finish_reason if choice is not None else None
     return response_object(
         request,
         response_id,
-        int(completion.get("created") or time.time()),
+        int(completion.created or time.time()),
         status="completed",
-        output=output_items(choice.get("message") or {}, finish),
-        usage=usage_of(completion.get("usage")),
+        output=output_items(choice.message if choice is not None else None, finish),
+        usage=usage_of(completion.usage or None),
         finish_reason=finish,
     )
 
@@ -233,55 +246,57 @@ class EventWriter:
             self.request, self.response_id, self.created_at, status=status, output=self.output, **extra
         )
 
-    def chunk(self, raw: bytes) -> bytes:
-        data = orjson.loads(raw)
+    def chunk(self, chunk: ChatCompletionChunk | None) -> bytes:
+        """The events for one chunk (only the start for one turnout could not read)."""
         out = [self._start()]
-        if data.get("usage"):
-            self.usage = usage_of(data["usage"])
-        for choice in data.get("choices") or ():
-            if choice.get("index", 0) != 0:
+        if chunk is None:
+            return out[0]
+        if chunk.usage:
+            self.usage = usage_of(chunk.usage)
+        for choice in chunk.choices:
+            if choice.index != 0:
                 continue
-            delta = choice.get("delta") or {}
-            if delta.get("reasoning_content"):
-                if self.open != "reasoning":
-                    out.append(self._close())
-                    out.append(self._add(_reasoning_item(new_id("rs"), None, "in_progress"), "reasoning"))
-                    out.append(self._part_added({"type": "reasoning_text", "text": ""}))
-                self.text += delta["reasoning_content"]
-                out.append(self._at("response.reasoning_text.delta", delta=delta["reasoning_content"]))
-            if delta.get("content"):
-                if self.open != "message":
-                    out.append(self._close())
-                    out.append(self._add(_message_item(new_id("msg"), [], "in_progress"), "message"))
-                    out.append(self._part_added(_text_part("")))
-                self.text += delta["content"]
-                out.append(self._at("response.output_text.delta", delta=delta["content"], logprobs=[]))
-            for call in delta.get("tool_calls") or ():
-                key = f"call:{call.get('index', 0)}"
-                function = call.get("function") or {}
-                if self.open != key:
-                    out.append(self._close())
-                    item = _call_item(
-                        new_id("fc"),
-                        call.get("id") or new_id("call"),
-                        function.get("name") or "",
-                        "",
-                        "in_progress",
-                    )
-                    out.append(self._add(item, key))
-                if function.get("arguments"):
-                    self.output[-1]["arguments"] += function["arguments"]
-                    out.append(
-                        self._event(
-                            "response.function_call_arguments.delta",
-                            item_id=self.output[-1]["id"],
-                            output_index=len(self.output) - 1,
-                            delta=function["arguments"],
-                        )
-                    )
-            if choice.get("finish_reason"):
-                self.finish_reason = choice["finish_reason"]
+            delta = choice.delta
+            if delta is not None:
+                self._delta_events(delta, out)
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
         return b"".join(out)
+
+    def _delta_events(self, delta: ChunkDelta, out: list[bytes]) -> None:
+        if delta.reasoning_content:
+            if self.open != "reasoning":
+                out.append(self._close())
+                out.append(self._add(_reasoning_item(new_id("rs"), None, "in_progress"), "reasoning"))
+                out.append(self._part_added({"type": "reasoning_text", "text": ""}))
+            self.text += delta.reasoning_content
+            out.append(self._at("response.reasoning_text.delta", delta=delta.reasoning_content))
+        text = text_of(delta.content)
+        if text:
+            if self.open != "message":
+                out.append(self._close())
+                out.append(self._add(_message_item(new_id("msg"), [], "in_progress"), "message"))
+                out.append(self._part_added(_text_part("")))
+            self.text += text
+            out.append(self._at("response.output_text.delta", delta=text, logprobs=[]))
+        for call in delta.tool_calls or ():
+            key = f"call:{call.index}"
+            function = call.function if isinstance(call.function, ChunkFunction) else None
+            if self.open != key:
+                out.append(self._close())
+                name = (function.name if function else None) or ""
+                item = _call_item(new_id("fc"), call.id or new_id("call"), name, "", "in_progress")
+                out.append(self._add(item, key))
+            if function and function.arguments:
+                self.output[-1]["arguments"] += function.arguments
+                out.append(
+                    self._event(
+                        "response.function_call_arguments.delta",
+                        item_id=self.output[-1]["id"],
+                        output_index=len(self.output) - 1,
+                        delta=function.arguments,
+                    )
+                )
 
     def _start(self) -> bytes:
         """response.created and response.in_progress, before anything else."""

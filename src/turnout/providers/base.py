@@ -2,21 +2,24 @@
 
 A call is canonical (OpenAI-shaped): the typed request plus the raw body it was parsed from, so a
 same-format upstream gets every field faithfully and a translating one gets typed access.
-Results are canonical too: an OpenAI-format body, kept as bytes when the upstream already spoke
-OpenAI (forwarded without re-serialising), and the usage read from it.
+Results are canonical too: a typed OpenAI completion (or chunks) built by a translating adapter and
+encoded only at the edge, or, when the upstream already spoke OpenAI, its own bytes (forwarded
+without re-serialising) with the usage read from them.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-import orjson
-
 from turnout.config.settings import Timeouts
+from turnout.domain.accumulator import StreamAccumulator
 from turnout.domain.chat import ChatRequest
+from turnout.domain.completions import ChatCompletion, Chunk, answer_texts, completion_decoder, encoder
 from turnout.domain.embeddings import EmbeddingRequest
+from turnout.domain.errors import UpstreamProtocolError
+from turnout.domain.malformed import DECODE_ERRORS
 from turnout.domain.usage import Usage
 
 
@@ -78,18 +81,40 @@ class EmbeddingCall:
 
 @dataclass(slots=True)
 class ChatResult:
-    """A complete chat answer as an OpenAI `chat.completion` JSON body; `native` is the
-    upstream's own answer, when it answered the call's native request."""
+    """A complete chat answer: the typed `completion` a translating adapter built, or the `raw`
+    `chat.completion` bytes of an OpenAI-format upstream (read typed only if asked: `typed`);
+    `native` is the upstream's own answer, when it answered the call's native request."""
 
-    body: bytes
     usage: Usage | None
-    _data: dict[str, Any] | None = field(default=None, repr=False)
+    completion: ChatCompletion | None = None
+    raw: bytes | None = None
     native: bytes | None = None
 
-    def data(self) -> dict[str, Any]:
-        if self._data is None:
-            self._data = orjson.loads(self.body)
-        return self._data
+    @property
+    def body(self) -> bytes:
+        """The answer as OpenAI JSON: the upstream's bytes, or the completion encoded (here, at
+        the edge, once)."""
+        if self.raw is None:
+            self.raw = encoder.encode(self.completion)
+        return self.raw
+
+    def typed(self) -> ChatCompletion:
+        """The answer as a typed completion (an OpenAI upstream's bytes decoded, once)."""
+        if self.completion is None:
+            try:
+                self.completion = completion_decoder.decode(self.raw or b"")
+            except DECODE_ERRORS:
+                raise UpstreamProtocolError(
+                    "The provider answered with a chat completion turnout cannot read."
+                ) from None
+        return self.completion
+
+    def texts(self) -> list[str]:
+        """What the answer's choices produced, to count (nothing when it cannot be read)."""
+        try:
+            return answer_texts(self.typed())
+        except UpstreamProtocolError:
+            return []
 
 
 @dataclass(slots=True)
@@ -99,22 +124,27 @@ class EmbeddingResult:
 
 
 class ChatStream(Protocol):
-    """An answer arriving chunk by chunk. Each item is a batch: every OpenAI
-    `chat.completion.chunk` JSON that became available together (what one upstream read carried),
-    so the edge writes them in one go. A batch is yielded as soon as it is complete; none waits
-    for more.
+    """An answer arriving chunk by chunk. Each item is a batch: every chunk that became available
+    together (what one upstream read carried), so the edge writes them in one go. A batch is
+    yielded as soon as it is complete; none waits for more. Each chunk is typed (`Chunk.view`),
+    with the upstream's own bytes when it spoke OpenAI (`Chunk.raw`, passed on as they came).
 
     Iteration raises an `UpstreamError` if the upstream fails mid-way or ends without finishing.
-    `usage` is set once the upstream has reported it (normally with the last chunk).
+    `answer` folds every chunk as it is read (its usage is set once the upstream has reported it,
+    normally with the last chunk); `usage` is the same as `answer.usage`.
 
-    A `native` stream answers the call's native request: its batches are the upstream's own
-    events, already framed for the client (SSE bytes), not OpenAI chunks.
+    A `native` stream answers the call's native request: its chunks' `raw` are the upstream's own
+    events, already framed for the client (SSE bytes); their views, when they have one, are what
+    the event means in OpenAI's terms (folded into `answer` like any other).
     """
 
-    usage: Usage | None
+    answer: StreamAccumulator
     native: bool
 
-    def __aiter__(self) -> AsyncIterator[list[bytes]]: ...
+    @property
+    def usage(self) -> Usage | None: ...
+
+    def __aiter__(self) -> AsyncIterator[list[Chunk]]: ...
 
     async def aclose(self) -> None: ...
 

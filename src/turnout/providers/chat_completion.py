@@ -1,5 +1,6 @@
-"""The OpenAI `chat.completion` body every translating wire format answers with, built in one
-place: a choice from the answer's text, tool calls and reasoning, and the body around choices."""
+"""The OpenAI `chat.completion` every translating wire format answers with, built in one place (as
+typed structs, encoded only at the edge): a choice from the answer's text, tool calls and
+reasoning, and the completion around choices."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ import time
 from typing import Any
 
 import msgspec
+from msgspec import UNSET
 
+from turnout.domain.completions import (
+    ChatCompletion,
+    CompletionChoice,
+    CompletionFunction,
+    CompletionMessage,
+    CompletionToolCall,
+)
 from turnout.domain.errors import UpstreamProtocolError
 from turnout.domain.usage import Usage
 
@@ -23,38 +32,31 @@ def tool_arguments(value: Any) -> str:
         ) from None
 
 
-def function_call(call_id: str | None, name: str | None, arguments: str) -> dict[str, Any]:
+def function_call(call_id: str | None, name: str | None, arguments: str) -> CompletionToolCall:
     """One entry of a message's `tool_calls`."""
-    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+    return CompletionToolCall(call_id, "function", CompletionFunction(name, arguments))
 
 
 def choice(
-    text: str, calls: list[dict[str, Any]], reasoning: str, finish_reason: str | None, index: int = 0
-) -> dict[str, Any]:
+    text: str, calls: list[CompletionToolCall], reasoning: str, finish_reason: str | None, index: int = 0
+) -> CompletionChoice:
     """A choice: `content` is null only when the answer is tool calls alone; `reasoning_content`
     carries the provider's thinking, when it sent any."""
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "content": text or (None if calls else ""),
-        "refusal": None,
-    }
-    if calls:
-        message["tool_calls"] = calls
-    if reasoning:
-        message["reasoning_content"] = reasoning
-    return {"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason}
+    message = CompletionMessage(
+        content=text or (None if calls else ""),
+        tool_calls=calls or UNSET,
+        reasoning_content=reasoning or UNSET,
+    )
+    return CompletionChoice(index, message, finish_reason=finish_reason)
 
 
 def chat_completion(
-    chat_id: str, model: str, choices: list[dict[str, Any]], usage: Usage | None
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": chat_id,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": choices,
-    }
-    if usage is not None:
-        body["usage"] = usage.openai()
-    return body
+    chat_id: str, model: str, choices: list[CompletionChoice], usage: Usage | None
+) -> ChatCompletion:
+    return ChatCompletion(
+        chat_id,
+        created=int(time.time()),
+        model=model,
+        choices=choices,
+        usage=UNSET if usage is None else usage.openai_usage(),
+    )

@@ -1,18 +1,20 @@
 """The frame every translated stream shares: read the upstream's server-sent events (or the wire
-format's own framing), let the wire format turn each into OpenAI `chat.completion.chunk`s, yield
-them one upstream read at a time, and end with the usage chunk when the client asked for it. A
-malformed event is a protocol error; a stream that ends before the wire format's finish is
-truncated, and reported as such."""
+format's own framing), let the wire format turn each into typed OpenAI `chat.completion.chunk`s
+(folded into the attempt's accumulator as they are made, encoded only at the edge), yield them one
+upstream read at a time, and end with the usage chunk when the client asked for it. A malformed
+event is a protocol error; a stream that ends before the wire format's finish is truncated, and
+reported as such."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import msgspec
-import orjson
 
+from turnout.domain.accumulator import StreamAccumulator
+from turnout.domain.completions import ChatCompletionChunk, Chunk, ChunkChoice, ChunkDelta
 from turnout.domain.errors import UpstreamConnectionError, UpstreamProtocolError
 from turnout.domain.malformed import DECODE_ERRORS
 from turnout.domain.usage import Usage
@@ -39,23 +41,28 @@ class TranslatedStream:
         self._response = response
         self._provider = provider
         self._include_usage = include_usage
-        self.usage: Usage | None = None
-        self._base: dict[str, Any] = {
-            "id": "chatcmpl-turnout",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": model,
-        }
+        self.answer = StreamAccumulator()
+        self._id = "chatcmpl-turnout"
+        self._created = int(time.time())
+        self._model = model
 
-    def __aiter__(self) -> AsyncIterator[list[bytes]]:
+    @property
+    def usage(self) -> Usage | None:
+        return self.answer.usage
+
+    @usage.setter
+    def usage(self, usage: Usage | None) -> None:
+        self.answer.usage = usage
+
+    def __aiter__(self) -> AsyncIterator[list[Chunk]]:
         return self._relay()
 
-    async def _relay(self) -> AsyncIterator[list[bytes]]:
+    async def _relay(self) -> AsyncIterator[list[Chunk]]:
         decoder = self._decoder()
         finished = False
         try:
             while (raw := await self._response.next_chunk()) is not None:
-                batch: list[bytes] = []
+                batch: list[Chunk] = []
                 for data, name in decoder.feed(raw):
                     if data != b"[DONE]" and not (finished and self.stops_at_finish):
                         finished = self._named_event(data, name, batch) or finished
@@ -70,18 +77,22 @@ class TranslatedStream:
                 f"The provider '{self._provider}' ended the stream before it was complete."
             )
         if self._include_usage and self.usage is not None:
-            yield [orjson.dumps({**self._base, "choices": [], "usage": self.usage.openai()})]
+            # not folded: the accumulator has the usage as reported, finer than OpenAI's shape
+            usage = self.usage.openai_usage()
+            yield [
+                Chunk(ChatCompletionChunk(self._id, created=self._created, model=self._model, usage=usage))
+            ]
 
     def _decoder(self) -> EventDecoder:
         """How the upstream's bytes become events: server-sent events, unless the wire format
         frames its own (Bedrock's binary event stream)."""
         return SSEDecoder()
 
-    def _named_event(self, data: bytes, name: bytes | None, batch: list[bytes]) -> bool:
+    def _named_event(self, data: bytes, name: bytes | None, batch: list[Chunk]) -> bool:
         """`_event`, for wire formats that tell their events apart by name rather than by data."""
         return self._event(data, batch)
 
-    def _event(self, data: bytes, batch: list[bytes]) -> bool:
+    def _event(self, data: bytes, batch: list[Chunk]) -> bool:
         """Append the chunks for one event's `data`; True once the answer is finished."""
         raise NotImplementedError
 
@@ -93,9 +104,16 @@ class TranslatedStream:
                 f"The provider '{self._provider}' sent a malformed stream event."
             ) from None
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return orjson.dumps({**self._base, "choices": [choice]})
+    def _chunk(self, delta: ChunkDelta, finish: str | None = None) -> Chunk:
+        """The chunk for one delta of the only choice, folded into the attempt's answer."""
+        view = ChatCompletionChunk(
+            self._id,
+            created=self._created,
+            model=self._model,
+            choices=[ChunkChoice(delta=delta, finish_reason=finish)],
+        )
+        self.answer.fold(view)
+        return Chunk(view)
 
     async def aclose(self) -> None:
         self._response.release()

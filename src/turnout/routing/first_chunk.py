@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from turnout.domain.accumulator import StreamAccumulator
+from turnout.domain.completions import Chunk
 from turnout.domain.usage import Usage
 from turnout.providers.base import ChatStream
 
@@ -13,14 +15,19 @@ class PeekedStream:
     """A stream whose first batch of chunks is already in hand (`first`; empty if the upstream
     finished without any). `rest` yields the remaining batches."""
 
-    def __init__(self, stream: ChatStream, rest: AsyncIterator[list[bytes]], first: list[bytes]) -> None:
+    def __init__(self, stream: ChatStream, rest: AsyncIterator[list[Chunk]], first: list[Chunk]) -> None:
         self._stream = stream
         self.rest = rest
         self.first = first
 
     @property
+    def answer(self) -> StreamAccumulator:
+        """The attempt's answer, as folded so far."""
+        return self._stream.answer
+
+    @property
     def usage(self) -> Usage | None:
-        return self._stream.usage
+        return self._stream.answer.usage
 
     @property
     def native(self) -> bool:
@@ -33,7 +40,7 @@ class PeekedStream:
 async def peek_first(stream: ChatStream) -> PeekedStream:
     iterator = aiter(stream)
     try:
-        first: list[bytes] = await anext(iterator, [])
+        first: list[Chunk] = await anext(iterator, [])
     except BaseException:
         await stream.aclose()
         raise

@@ -1,8 +1,9 @@
-"""The stream a client receives: one upstream's chunks, its deployment leased until the end, its
-answer folded as it goes (what each attempt produced, for the ledger when the provider reports no
-usage, and for a continuation), and continued on another deployment if the upstream fails after
-the first byte — but never once the client has left: an abandoned stream stops its upstream and
-nothing is started for nobody.
+"""The stream a client receives: one upstream's chunks, its deployment leased until the end, and
+continued on another deployment if the upstream fails after the first byte — but never once the
+client has left: an abandoned stream stops its upstream and nothing is started for nobody. What
+each attempt produced is read from its accumulator (folded by the attempt's stream as it read each
+chunk, nothing read again here): for the ledger when the provider reports no usage, and for a
+continuation.
 
 The relay does not know the router: a continuation is asked of `continue_elsewhere`, a closure
 the router hands it.
@@ -13,19 +14,20 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from turnout.domain.accumulator import RESUME_COPY_CAP
 from turnout.domain.chat import counted_usage
+from turnout.domain.completions import Chunk
 from turnout.domain.errors import NoUpstreamAvailable, TurnoutError, UpstreamError
 from turnout.domain.tokens import count_tokens
 from turnout.domain.usage import Usage
 from turnout.routing.deployments import DeploymentState
 from turnout.routing.first_chunk import PeekedStream
-from turnout.routing.resume import Partial, Rewriter, read_native_partial, read_partial
+from turnout.routing.resume import Partial, Rewriter, partial_of
 from turnout.routing.values import AttemptRecord, Call, Served
 
 log = logging.getLogger("turnout.routing")
 
-FOLD_EVERY = 256  # chunks kept raw before they are folded into the answer's text
-RESUME_COPY_CAP = 1 << 20  # characters of answer kept to continue from; a longer one is not resumed
+__all__ = ["RESUME_COPY_CAP", "Continuation", "RelayStream"]  # the cap: see domain.accumulator
 
 # (what the client was sent, the deployment that failed, attempts used) → the continuation
 Continuation = Callable[[Partial, DeploymentState | None, int], Awaitable[tuple[PeekedStream, Served]]]
@@ -57,15 +59,11 @@ class RelayStream:
         policy = call.route.policy
         self.resumable = policy.stream_resume and not (call.chat.n or 1) > 1 and not self.native
         self.abandoned = False  # the client left: nothing more is sent or started
-        # what the client was sent: raw chunks, folded into `_answer` every FOLD_EVERY chunks
-        self._sent: list[bytes] = list(peeked.first)
-        self._answer = Partial()
-        self._attempt_start = 0  # where in `_answer.parts` the current attempt's text begins
-        self._spilled = 0  # tokens of the current attempt's text no longer kept (over the cap)
+        self._before: Partial | None = None  # what the client had been sent when it was continued
         self._given = 0  # tokens of answer a continuation was given in its prompt
         self._rewriter: Rewriter | None = None
         self.resumed: list[dict[str, object]] = []
-        self.rest: AsyncIterator[list[bytes]] = self._relay()
+        self.rest: AsyncIterator[list[Chunk]] = self._relay()
         self._on_end: Callable[[RelayStream], None] | None = None
 
     def accounted_by(self, on_end: Callable[[RelayStream], None]) -> None:
@@ -80,7 +78,7 @@ class RelayStream:
 
     @property
     def usage(self) -> Usage | None:
-        return self._stream.usage
+        return self._stream.answer.usage
 
     async def abandon(self) -> None:
         """The client went away: stop the upstream now, and never continue the stream."""
@@ -96,7 +94,7 @@ class RelayStream:
         """The current attempt is over: its lease given back (with the tokens it used, toward its
         deployment's tpm), its record closed with its usage, reported or counted."""
         served = self._serving
-        usage = self._stream.usage
+        usage = self._stream.answer.usage
         if served.lease is not None:
             served.lease.release(usage.total_tokens if usage else 0)
             served.lease = None
@@ -109,10 +107,10 @@ class RelayStream:
 
     def _estimate(self) -> Callable[[], Usage]:
         """turnout's count of the current attempt: the prompt (and, for a continuation, what it
-        was given to continue) and the text the attempt produced."""
-        self._fold()
-        produced = self._answer.parts[self._attempt_start :]
-        spilled = self._spilled
+        was given to continue) and what the attempt produced (counted when it outgrew the cap)."""
+        answer = self._stream.answer
+        produced = answer.produced()
+        spilled = answer.spilled_tokens
         given = self._given
         request = self._call.chat
 
@@ -126,38 +124,18 @@ class RelayStream:
 
         return estimate
 
-    def _fold(self) -> None:
-        """Fold the raw chunks sent since the last fold into the answer (text, finish, what would
-        stop a continuation); past the cap, the text is counted and let go (no longer resumable)."""
-        sent = self._sent
-        if not sent:
-            return
-        if self.native:
-            read_native_partial(sent, self._answer)
-        else:
-            read_partial(sent, self._answer)
-        sent.clear()
-        answer = self._answer
-        if answer.chars > RESUME_COPY_CAP:
-            self._spilled += count_tokens(("".join(answer.parts[self._attempt_start :]),))
-            answer.drop_text()
-            self._attempt_start = 0
-            answer.obstacle = answer.obstacle or "an answer longer than the resume copy's cap"
-
-    async def _relay(self) -> AsyncIterator[list[bytes]]:
+    async def _relay(self) -> AsyncIterator[list[Chunk]]:
         while True:
-            sent = self._sent
             rewriter = self._rewriter
             try:
-                async for batch in self._stream.rest:
-                    if rewriter is not None:
+                if rewriter is None:
+                    async for batch in self._stream.rest:
+                        yield batch
+                else:
+                    async for batch in self._stream.rest:
                         batch = rewriter.batch(batch)
-                        if not batch:
-                            continue
-                    sent.extend(batch)
-                    if len(sent) >= FOLD_EVERY:
-                        self._fold()
-                    yield batch
+                        if batch:
+                            yield batch
             except TurnoutError as error:
                 if self.abandoned:
                     self._over()
@@ -168,7 +146,6 @@ class RelayStream:
                     self._over()
                     raise
                 if first:
-                    sent.extend(first)
                     yield first
                 continue
             if not self.abandoned:
@@ -176,17 +153,16 @@ class RelayStream:
             self._over()
             return
 
-    async def _continue(self, error: TurnoutError) -> list[bytes]:
+    async def _continue(self, error: TurnoutError) -> list[Chunk]:
         """Fail over mid-stream: returns the continuation's first batch (rewritten); raises when the
         stream cannot be continued."""
         served = self._serving
         failed_state = served.state
         await self._stream.aclose()
-        self._fold()
         if isinstance(error, UpstreamError) and failed_state is not None:
             failed_state.failed(self._clock(), error.message, error.retry_after)
         self._end(error.status)
-        partial = self._answer
+        partial = partial_of(self._stream.answer, self._before, self._rewriter)
         if not self._resumable_after(error, partial):
             raise error
         log.warning(
@@ -210,9 +186,8 @@ class RelayStream:
         )
         echoed = partial.text if continued.target.capabilities.continuation == "prefix" else ""
         self._rewriter = Rewriter(partial, echoed, {"resumed": self.resumed})
+        self._before = partial
         self._given = count_tokens((partial.text,))
-        self._attempt_start = len(partial.parts)
-        self._spilled = 0
         self._stream = peeked
         self._serving = continued
         self.served.attempts += continued.attempts

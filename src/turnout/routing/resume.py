@@ -1,7 +1,7 @@
 """Continuing a stream that broke after its first byte, on another deployment.
 
-What the client has already received is read back from the chunks sent (kept only while the
-stream can still be resumed), and the next deployment is asked to continue it, in the way its
+What the client has already received is read from the attempt's accumulator (its text is kept only
+up to the resume copy's cap), and the next deployment is asked to continue it, in the way its
 provider supports best:
 
 - `prefix`: the partial answer as a final assistant message with `"prefix": true` (Mistral's
@@ -12,11 +12,13 @@ provider supports best:
   to continue exactly where it stopped (every other OpenAI-format provider).
 
 The continuation's chunks are rewritten to carry the original stream's id, `created` and `model`,
-without a second role delta, so the client sees one stream with one `[DONE]`. The chunk that ends
-the answer carries `x_turnout.resumed`, saying where the stream was continued and why.
+without a second role delta, so the client sees one stream with one `[DONE]`; they are written from
+their typed view (what turnout does not model of them is not carried). The chunk that ends the
+answer carries `x_turnout.resumed`, saying where the stream was continued and why.
 
 Not resumable (a terminal error event is sent instead, never a fake finish): a stream with tool
-calls, refusals, audio or several choices in progress.
+calls, refusals, audio, several choices, or a chunk turnout could not read in progress, or an
+answer longer than the resume copy's cap.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import orjson
+from msgspec import UNSET
+
+from turnout.domain.accumulator import StreamAccumulator
+from turnout.domain.completions import Chunk, ChunkDelta, present
 
 Continuation = Literal["prefix", "continue_final_message", "instruction"]
 
@@ -39,100 +44,26 @@ CONTINUE_INSTRUCTION = (
 class Partial:
     """What the client has received so far."""
 
-    parts: list[str] = field(default_factory=list)
-    chars: int = 0  # characters in `parts`
+    text: str = ""
     id: str | None = None
     created: int | None = None
     model: str | None = None
     finished: bool = False  # a finish_reason has already been sent: the answer is complete
     obstacle: str | None = None  # why it cannot be continued, if it cannot
 
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
 
-    def add(self, text: str) -> None:
-        self.parts.append(text)
-        self.chars += len(text)
-
-    def drop_text(self) -> None:
-        """Let the text go (it has been counted): the answer can no longer be continued."""
-        self.parts.clear()
-        self.chars = 0
-
-
-def read_partial(chunks: list[bytes], partial: Partial | None = None) -> Partial:
-    """What `chunks` (OpenAI chunk JSONs) told the client, added to `partial` if given: the text of
-    every choice (tool calls' names and arguments too: they are output, though they stop a
-    continuation)."""
-    partial = Partial() if partial is None else partial
-    for raw in chunks:
-        try:
-            chunk = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            continue
-        if not isinstance(chunk, dict):
-            continue
-        if partial.id is None and isinstance(chunk.get("id"), str):
-            partial.id = chunk["id"]
-            partial.created = chunk.get("created") if isinstance(chunk.get("created"), int) else None
-            partial.model = chunk.get("model") if isinstance(chunk.get("model"), str) else None
-        for choice in chunk.get("choices") or ():
-            if not isinstance(choice, dict):
-                continue
-            if choice.get("index", 0) != 0:
-                partial.obstacle = "several choices"
-            if choice.get("finish_reason"):
-                partial.finished = True
-            delta = choice.get("delta") or {}
-            if isinstance(delta, dict):
-                _read_delta(delta, partial)
-    return partial
-
-
-def _read_delta(delta: dict[str, Any], partial: Partial) -> None:
-    for what in ("tool_calls", "function_call", "refusal", "audio"):
-        if delta.get(what):
-            partial.obstacle = what.replace("_", " ")
-    content = delta.get("content")
-    if isinstance(content, str) and content:
-        partial.add(content)
-    refusal = delta.get("refusal")
-    if isinstance(refusal, str):
-        partial.add(refusal)
-    calls = delta.get("tool_calls")
-    for call in calls if isinstance(calls, list) else ():
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict):
-            for part in (function.get("name"), function.get("arguments")):
-                if isinstance(part, str) and part:
-                    partial.add(part)
-
-
-NATIVE_TEXT_FIELDS = ("text", "partial_json", "thinking")  # what an Anthropic delta adds to the answer
-
-
-def read_native_partial(batches: list[bytes], partial: Partial) -> Partial:
-    """What Anthropic-format events (SSE bytes, passed on as they came) told the client: the text,
-    tool input and thinking of their content deltas. Such a stream is never continued elsewhere;
-    this is what counts its output when the provider reported none."""
-    partial.obstacle = partial.obstacle or "an Anthropic-format stream"
-    for raw in batches:
-        for line in raw.split(b"\n"):
-            if not line.startswith(b"data:") or b"content_block_delta" not in line:
-                continue
-            try:
-                event = orjson.loads(line[5:])
-            except orjson.JSONDecodeError:
-                continue
-            delta = event.get("delta") if isinstance(event, dict) else None
-            if not isinstance(delta, dict):
-                continue
-            for name in NATIVE_TEXT_FIELDS:
-                value = delta.get(name)
-                if isinstance(value, str) and value:
-                    partial.add(value)
-    return partial
+def partial_of(
+    answer: StreamAccumulator, before: Partial | None = None, rewriter: Rewriter | None = None
+) -> Partial:
+    """What the client was sent of a stream whose current attempt folded into `answer`: all of it,
+    or, for a continuation (`before`: what the client had been sent until then), that and what
+    `rewriter` let through of the continuation."""
+    if before is None or rewriter is None:
+        return Partial(
+            answer.text(), answer.id, answer.created, answer.model, answer.finished, answer.obstacle
+        )
+    text = before.text + rewriter.passed(answer.text())
+    return Partial(text, before.id, before.created, before.model, answer.finished, answer.obstacle)
 
 
 def continuation_body(body: dict[str, Any], partial: str, style: Continuation) -> dict[str, Any]:
@@ -162,48 +93,51 @@ class Rewriter:
     original: Partial
     echoed: str  # text the continuation may repeat first (its prefix), to be removed
     mark: dict[str, Any]
+    dropped: int = 0  # characters of echo removed from the continuation's text
     _pending: str = ""
     _checking: bool = field(default=True)
 
     def __post_init__(self) -> None:
         self._checking = bool(self.echoed)
 
-    def batch(self, batch: list[bytes]) -> list[bytes]:
+    def passed(self, text: str) -> str:
+        """What the client got of the continuation whose text (as the upstream wrote it) is
+        `text`: none while the echo is still being checked, the rest after the echo after."""
+        return "" if self._checking else text[self.dropped :]
+
+    def batch(self, batch: list[Chunk]) -> list[Chunk]:
         out = []
-        for raw in batch:
-            chunk = self.chunk(raw)
-            if chunk is not None:
-                out.append(chunk)
+        for chunk in batch:
+            rewritten = self.chunk(chunk)
+            if rewritten is not None:
+                out.append(rewritten)
         return out
 
-    def chunk(self, raw: bytes) -> bytes | None:
-        chunk = orjson.loads(raw)
-        if not isinstance(chunk, dict):
-            return raw
+    def chunk(self, chunk: Chunk) -> Chunk | None:
+        view = chunk.view
+        if view is None:
+            return chunk  # a chunk turnout could not read: passed on as it came
         o = self.original
         if o.id is not None:
-            chunk["id"] = o.id
+            view.id = o.id
         if o.created is not None:
-            chunk["created"] = o.created
+            view.created = o.created
         if o.model is not None:
-            chunk["model"] = o.model
-        keep = bool(chunk.get("usage"))
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta")
-            if isinstance(delta, dict):
-                delta.pop("role", None)
-                if isinstance(delta.get("content"), str):
-                    delta["content"] = self._unecho(delta["content"], bool(choice.get("finish_reason")))
-                    if not delta["content"]:
-                        del delta["content"]
-                if any(v is not None for v in delta.values()):
-                    keep = True
-            if choice.get("finish_reason"):
+            view.model = o.model
+        keep = bool(view.usage)
+        for choice in view.choices:
+            delta = choice.delta
+            if delta is not None:
+                delta.role = UNSET
+                if isinstance(delta.content, str):
+                    delta.content = self._unecho(delta.content, bool(choice.finish_reason)) or UNSET
+                keep = keep or _says_something(delta)
+            if choice.finish_reason:
                 keep = True
-                chunk["x_turnout"] = self.mark
-            elif choice.get("logprobs"):
+                view.x_turnout = self.mark
+            elif present(choice.logprobs):
                 keep = True
-        return orjson.dumps(chunk) if keep else None
+        return Chunk(view) if keep else None
 
     def _unecho(self, text: str, last: bool) -> str:
         """Hold back the start of the continuation while it might still be an echo of the prefix;
@@ -216,5 +150,16 @@ class Rewriter:
         self._checking = False
         pending, self._pending = self._pending, ""
         if pending.startswith(self.echoed):
+            self.dropped = len(self.echoed)
             return pending[len(self.echoed) :]
         return pending
+
+
+def _says_something(delta: ChunkDelta) -> bool:
+    """Does a delta (its role removed) still carry anything?"""
+    return (
+        any(v is not UNSET and v is not None for v in (delta.content, delta.reasoning_content, delta.refusal))
+        or bool(delta.tool_calls)
+        or present(delta.function_call)
+        or present(delta.audio)
+    )

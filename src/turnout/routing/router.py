@@ -40,7 +40,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from turnout.config.settings import RoutingSettings
-from turnout.domain.chat import ChatRequest, answer_texts, counted_usage, parse_chat_request
+from turnout.domain.chat import ChatRequest, counted_usage, parse_chat_request
 from turnout.domain.embeddings import EmbeddingRequest
 from turnout.domain.errors import (
     InvalidRequest,
@@ -108,7 +108,7 @@ class Router:
             result = await t.adapter.complete(t.call(request, call.body, False, call.native))
             record.ended(200, result.usage)
             if result.usage is None:  # counted by turnout: the prompt and every answer's text
-                record.estimate = lambda: counted_usage(request, answer_texts(result.data()))
+                record.estimate = lambda: counted_usage(request, result.texts())
             return result
 
         walk = self.plan(call, tally)

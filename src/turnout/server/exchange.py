@@ -16,6 +16,7 @@ import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
+from turnout.domain.completions import Chunk, encoder
 from turnout.domain.errors import (
     AuthenticationFailed,
     RequestTooLarge,
@@ -27,6 +28,7 @@ from turnout.domain.errors import (
 from turnout.domain.json_body import loads
 from turnout.domain.steering_fields import refuse_steering_fields
 from turnout.observability.redaction import hide_addresses
+from turnout.providers.base import ChatResult
 from turnout.providers.sse import DONE
 from turnout.routing.relay import RelayStream
 from turnout.routing.values import NO_STEERING, Served, Steering
@@ -55,7 +57,7 @@ class Framing(Protocol):
     def parts(
         self,
     ) -> tuple[
-        Callable[[list[bytes]], bytes], bytes | Callable[[], bytes], Callable[[TurnoutError], bytes]
+        Callable[[list[Chunk]], bytes], bytes | Callable[[], bytes], Callable[[TurnoutError], bytes]
     ]: ...
 
 
@@ -63,11 +65,16 @@ class ClientGone(Exception):
     """The client disconnected before the request was read."""
 
 
-def _frame(batch: list[bytes]) -> bytes:
-    """Chunks as SSE events, in one buffer (one write)."""
+def _frame(batch: list[Chunk]) -> bytes:
+    """Chunks as SSE events, in one buffer (one write): an upstream's own JSON as it came, a
+    translated chunk encoded here, once."""
+    encode = encoder.encode
     if len(batch) == 1:
-        return b"data: " + batch[0] + b"\n\n"
-    return b"data: " + b"\n\ndata: ".join(batch) + b"\n\n"
+        chunk = batch[0]
+        raw = chunk.raw
+        return b"data: " + (encode(chunk.view) if raw is None else raw) + b"\n\n"
+    datas = [encode(c.view) if c.raw is None else c.raw for c in batch]
+    return b"data: " + b"\n\ndata: ".join(datas) + b"\n\n"
 
 
 _ID_PREFIX = "req_" + os.urandom(6).hex()  # random per process: ids never repeat across restarts
@@ -261,6 +268,10 @@ class Exchange:
         )
         await self.send({"type": "http.response.body", "body": body})
 
+    async def answer_chat(self, result: ChatResult, served: Served) -> None:
+        """A chat answer as OpenAI JSON: the upstream's bytes, or the typed answer encoded once."""
+        await self.answer(result.body, served)
+
     async def answer_native(self, body: bytes, served: Served) -> None:
         await self.answer(body, served)
 
@@ -378,6 +389,9 @@ class WrappedExchange:
 
     def steering(self) -> Steering:
         return self.x.steering()
+
+    async def answer(self, body: bytes, served: Served) -> None:
+        await self.x.answer(body, served)
 
     async def answer_native(self, body: bytes, served: Served) -> None:
         await self.x.answer(body, served)

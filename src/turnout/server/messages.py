@@ -12,9 +12,10 @@ from typing import Any
 
 import orjson
 
+from turnout.domain.completions import Chunk
 from turnout.domain.errors import TurnoutError
 from turnout.inbound.anthropic_messages import EventWriter, error_event, error_json, to_message, to_openai
-from turnout.providers.base import NativeRequest
+from turnout.providers.base import ChatResult, NativeRequest
 from turnout.routing.relay import RelayStream
 from turnout.routing.values import Served
 from turnout.server.exchange import Exchange, WrappedExchange
@@ -50,8 +51,8 @@ class MessagesExchange(WrappedExchange):
     def native(self) -> NativeRequest | None:
         return self._native
 
-    async def answer(self, body: bytes, served: Served) -> None:
-        await self.x.answer(orjson.dumps(to_message(orjson.loads(body), self.model)), served)
+    async def answer_chat(self, result: ChatResult, served: Served) -> None:
+        await self.x.answer(orjson.dumps(to_message(result.typed(), self.model)), served)
 
     async def stream(self, stream: RelayStream, served: Served) -> None:
         if stream.native:
@@ -61,16 +62,16 @@ class MessagesExchange(WrappedExchange):
 
 
 class _EventFraming:
-    """OpenAI chunks written as Anthropic's events."""
+    """OpenAI chunks (their typed views: nothing encoded or decoded) written as Anthropic's events."""
 
     def __init__(self, model: str, request_id: str) -> None:
         self.writer = EventWriter(model, request_id)
 
     def parts(
         self,
-    ) -> tuple[Callable[[list[bytes]], bytes], Callable[[], bytes], Callable[[TurnoutError], bytes]]:
+    ) -> tuple[Callable[[list[Chunk]], bytes], Callable[[], bytes], Callable[[TurnoutError], bytes]]:
         writer = self.writer
-        return (lambda batch: b"".join(writer.chunk(c) for c in batch)), writer.finish, writer.error
+        return (lambda batch: b"".join(writer.chunk(c.view) for c in batch)), writer.finish, writer.error
 
 
 class _NativeFraming:
@@ -80,5 +81,9 @@ class _NativeFraming:
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
 
-    def parts(self) -> tuple[Callable[[list[bytes]], bytes], bytes, Callable[[TurnoutError], bytes]]:
-        return b"".join, MESSAGE_STOP, functools.partial(error_event, request_id=self.request_id)
+    def parts(self) -> tuple[Callable[[list[Chunk]], bytes], bytes, Callable[[TurnoutError], bytes]]:
+        return _raw_events, MESSAGE_STOP, functools.partial(error_event, request_id=self.request_id)
+
+
+def _raw_events(batch: list[Chunk]) -> bytes:
+    return b"".join([c.raw for c in batch if c.raw is not None])

@@ -13,11 +13,13 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from turnout.domain.completions import Chunk
 from turnout.domain.errors import InvalidRequest, ResourceNotFound, TurnoutError
 from turnout.domain.principal import Principal
 from turnout.inbound.responses_output import EventWriter, conversation_turn, to_response
 from turnout.inbound.responses_request import ResponsesRequest, new_id, parse, previous_response_id
 from turnout.keys.index import KeyIndex
+from turnout.providers.base import ChatResult
 from turnout.routing.relay import RelayStream
 from turnout.routing.values import Served
 from turnout.server.exchange import Exchange, WrappedExchange
@@ -68,8 +70,8 @@ class ResponsesExchange(WrappedExchange):
     def native(self) -> None:
         """No provider speaks the Responses format natively (yet): every one is translated."""
 
-    async def answer(self, body: bytes, served: Served) -> None:
-        response = to_response(orjson.loads(body), self.request, self.response_id)
+    async def answer_chat(self, result: ChatResult, served: Served) -> None:
+        response = to_response(result.typed(), self.request, self.response_id)
         self._save(response)
         await self.x.answer(orjson.dumps(response), served)
 
@@ -99,9 +101,9 @@ class _EventFraming:
 
     def parts(
         self,
-    ) -> tuple[Callable[[list[bytes]], bytes], Callable[[], bytes], Callable[[TurnoutError], bytes]]:
+    ) -> tuple[Callable[[list[Chunk]], bytes], Callable[[], bytes], Callable[[TurnoutError], bytes]]:
         writer = self.writer
-        return (lambda batch: b"".join(writer.chunk(c) for c in batch)), writer.finish, writer.error
+        return (lambda batch: b"".join(writer.chunk(c.view) for c in batch)), writer.finish, writer.error
 
 
 class StoredResponses:

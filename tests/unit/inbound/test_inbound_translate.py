@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
+from turnout.domain.completions import completion_decoder
 from turnout.domain.errors import InvalidRequest
 from turnout.inbound import anthropic_messages, responses_output, responses_request
 
 from support.spec import validate_anthropic, validate_openai
-from support.upstream import fixture_json
+from support.upstream import fixture_bytes, fixture_json
 
 MESSAGES_REQUEST: dict[str, Any] = {
     "model": "claude",
@@ -79,7 +80,7 @@ def test_a_chat_completion_becomes_an_anthropic_message(
     fixture: str, stop_reason: str, content_types: list[str]
 ) -> None:
     completion = fixture_json(fixture)
-    message = anthropic_messages.to_message(completion, "claude")
+    message = anthropic_messages.to_message(completion_decoder.decode(fixture_bytes(fixture)), "claude")
     if (
         "tool_use" not in content_types
     ):  # the spec now requires `caller` on tool_use blocks, which turnout does not write yet
@@ -115,7 +116,9 @@ def test_a_responses_request_becomes_an_openai_chat_request() -> None:
 def test_a_chat_completion_becomes_a_response_object() -> None:
     request = responses_request.parse({"model": "gpt-4o", "input": "Hello", "instructions": "Be brief."})
     completion = fixture_json("chat_completion.json")
-    response = responses_output.to_response(completion, request, "resp_1")
+    response = responses_output.to_response(
+        completion_decoder.decode(fixture_bytes("chat_completion.json")), request, "resp_1"
+    )
     validate_openai("Response", response)
     assert response["id"] == "resp_1" and response["status"] == "completed"
     assert response["instructions"] == "Be brief."
@@ -128,7 +131,9 @@ def test_a_chat_completion_becomes_a_response_object() -> None:
 def test_a_tool_call_becomes_a_function_call_item() -> None:
     request = responses_request.parse({"model": "gpt-4o", "input": "Weather in Boston?"})
     completion = fixture_json("chat_completion_tools.json")
-    response = responses_output.to_response(completion, request, "resp_2")
+    response = responses_output.to_response(
+        completion_decoder.decode(fixture_bytes("chat_completion_tools.json")), request, "resp_2"
+    )
     validate_openai("Response", response)
     (item,) = response["output"]
     call = completion["choices"][0]["message"]["tool_calls"][0]

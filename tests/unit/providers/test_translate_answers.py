@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from turnout.domain.chat import parse_chat_request
+from turnout.domain.completions import ChatCompletion, encoder
 from turnout.providers.anthropic import translate as anthropic
 from turnout.providers.anthropic.wire import message_decoder
 from turnout.providers.bedrock import translate as bedrock
@@ -153,24 +154,37 @@ def test_anthropic_json_schema_output_becomes_a_forced_tool() -> None:
 # --------------------------------------------------------------------------- whole answers
 
 
+def _written(completion: ChatCompletion) -> dict[str, Any]:
+    """A typed completion as the edge writes it for an OpenAI client."""
+    out: dict[str, Any] = json.loads(encoder.encode(completion))
+    return out
+
+
 def _anthropic(name: str) -> dict[str, Any]:
-    return anthropic.completion(
-        message_decoder.decode(fixture_bytes(name, "anthropic")), None, requested_model="claude"
+    return _written(
+        anthropic.completion(
+            message_decoder.decode(fixture_bytes(name, "anthropic")), None, requested_model="claude"
+        )
     )
 
 
 def _bedrock(name: str) -> dict[str, Any]:
-    return bedrock.completion(
-        converse_decoder.decode(fixture_bytes(name, "bedrock")), None, model="claude", chat_id="chatcmpl-b"
+    return _written(
+        bedrock.completion(
+            converse_decoder.decode(fixture_bytes(name, "bedrock")),
+            None,
+            model="claude",
+            chat_id="chatcmpl-b",
+        )
     )
 
 
 def _gemini(name: str) -> dict[str, Any]:
-    return gemini.completion(gemini_decoder.decode(fixture_bytes(name, "gemini")), model="gemini")
+    return _written(gemini.completion(gemini_decoder.decode(fixture_bytes(name, "gemini")), model="gemini"))
 
 
 def _cohere(name: str) -> dict[str, Any]:
-    return cohere.completion(cohere_decoder.decode(fixture_bytes(name, "cohere")), model="command")
+    return _written(cohere.completion(cohere_decoder.decode(fixture_bytes(name, "cohere")), model="command"))
 
 
 ANSWERS: list[tuple[Callable[[str], dict[str, Any]], str, dict[str, Any]]] = [

@@ -1,10 +1,26 @@
-"""Reading back what a stream sent, building the continuation request, rewriting its chunks."""
+"""Reading back what a stream sent (from its attempt's accumulator), building the continuation
+request, rewriting its chunks."""
 
 from __future__ import annotations
 
 import orjson
 
-from turnout.routing.resume import CONTINUE_INSTRUCTION, Partial, Rewriter, continuation_body, read_partial
+from turnout.domain.accumulator import StreamAccumulator
+from turnout.domain.completions import Chunk, chunk_decoder, chunk_json
+from turnout.routing.resume import CONTINUE_INSTRUCTION, Partial, Rewriter, continuation_body, partial_of
+
+
+def read_partial(chunks: list[bytes], answer: StreamAccumulator | None = None) -> StreamAccumulator:
+    """The chunks folded, as the stream that read them folds them (each decoded once)."""
+    answer = StreamAccumulator() if answer is None else answer
+    for raw in chunks:
+        answer.fold(chunk_decoder.decode(raw))
+    return answer
+
+
+def passed(rewriter: Rewriter, chunks: list[bytes]) -> list[bytes]:
+    """What the client gets of a continuation's chunks."""
+    return [chunk_json(c) for c in rewriter.batch([Chunk(chunk_decoder.decode(raw), raw) for raw in chunks])]
 
 
 def chunk(
@@ -27,9 +43,9 @@ def chunk(
 
 def test_the_partial_answer_is_read_back_and_can_be_folded_in_pieces() -> None:
     chunks = [chunk("", role="assistant"), chunk("Hel"), chunk("lo, "), chunk("wor")]
-    whole = read_partial(chunks)
+    whole = partial_of(read_partial(chunks))
     assert (whole.text, whole.id, whole.created, whole.model) == ("Hello, wor", "chatcmpl-1", 7, "m-1")
-    folded = read_partial(chunks[2:], read_partial(chunks[:2]))
+    folded = partial_of(read_partial(chunks[2:], read_partial(chunks[:2])))
     assert folded.text == whole.text and not folded.finished and folded.obstacle is None
 
 
@@ -58,15 +74,15 @@ def test_each_continuation_style_asks_in_its_providers_way() -> None:
 
 
 def test_the_continuation_is_rewritten_as_more_of_the_same_stream() -> None:
-    original = Partial(["Hello, wor"], id="chatcmpl-1", created=7, model="m-1")
+    original = Partial("Hello, wor", id="chatcmpl-1", created=7, model="m-1")
     rewriter = Rewriter(original, echoed="Hello, wor", mark={"resumed": [{"to": "b"}]})
     other = {"id": "chatcmpl-9", "created": 99, "model": "m-2"}
 
     def theirs(content: str | None, role: str | None = None, finish: str | None = None) -> bytes:
         return orjson.dumps({**orjson.loads(chunk(content, role=role, finish=finish)), **other})
 
-    out = rewriter.batch([theirs("", role="assistant"), theirs("Hello"), theirs(", wo"), theirs("rld!")])
-    out += rewriter.batch([theirs(None, finish="stop")])
+    out = passed(rewriter, [theirs("", role="assistant"), theirs("Hello"), theirs(", wo"), theirs("rld!")])
+    out += passed(rewriter, [theirs(None, finish="stop")])
     chunks = [orjson.loads(c) for c in out]
     assert {(c["id"], c["created"], c["model"]) for c in chunks} == {("chatcmpl-1", 7, "m-1")}
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "ld!"
@@ -75,6 +91,6 @@ def test_the_continuation_is_rewritten_as_more_of_the_same_stream() -> None:
 
 
 def test_a_continuation_that_does_not_echo_is_passed_on_whole() -> None:
-    rewriter = Rewriter(Partial(["Hello, wor"], id="x"), echoed="Hello, wor", mark={})
-    out = rewriter.batch([chunk("ld"), chunk("!", finish="stop")])
+    rewriter = Rewriter(Partial("Hello, wor", id="x"), echoed="Hello, wor", mark={})
+    out = passed(rewriter, [chunk("ld"), chunk("!", finish="stop")])
     assert "".join(orjson.loads(c)["choices"][0]["delta"].get("content", "") for c in out) == "ld!"

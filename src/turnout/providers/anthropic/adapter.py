@@ -7,8 +7,6 @@ Authentication is the `x-api-key` header with `anthropic-version`; the provider'
 
 from __future__ import annotations
 
-import orjson
-
 from turnout.config.settings import ProviderSettings
 from turnout.domain.errors import UnsupportedFeature
 from turnout.providers.anthropic import translate
@@ -59,7 +57,7 @@ class AnthropicAdapter:
                 message_decoder, data, "answered with something that is not an Anthropic message"
             )
             usage = message.usage.canonical() if message.usage else None
-            return ChatResult(body=data, usage=usage, native=data)
+            return ChatResult(usage, native=data)
         body, json_mode = self._body(call, stream=False)
         response = await self.link.send(self._messages, body, call.timeouts)
         data = await response.read(MAX_RESPONSE_BYTES)
@@ -68,7 +66,7 @@ class AnthropicAdapter:
         )
         out = translate.completion(message, json_mode, requested_model=call.model)
         usage = message.usage.canonical() if message.usage else None
-        return ChatResult(body=orjson.dumps(out), usage=usage, _data=out)
+        return ChatResult(usage, completion=out)
 
     async def stream(self, call: ChatCall) -> AnthropicStream:
         native = self._native(call)

@@ -9,6 +9,7 @@ retryable upstream failure). A stream that ends before `message_stop` is truncat
 
 from __future__ import annotations
 
+from turnout.domain.completions import Chunk, ChunkDelta, ChunkFunction, ChunkToolCall
 from turnout.domain.errors import TurnoutError
 from turnout.providers.anthropic.errors import error_from_event
 from turnout.providers.anthropic.translate import JsonMode, chat_id, finish_reason
@@ -28,13 +29,13 @@ class AnthropicStream(TranslatedStream):
         include_usage: bool,
     ) -> None:
         super().__init__(response, provider=provider, model=requested_model, include_usage=include_usage)
-        self._base["id"] = "chatcmpl-anthropic"
+        self._id = "chatcmpl-anthropic"
         self._json_mode = json_mode
         self._tool_index: dict[int, int] = {}  # Anthropic block index → OpenAI tool call index
         self._json_blocks: set[int] = set()  # blocks carrying the JSON-mode answer
         self._input: AnthropicUsage | None = None
 
-    def _event(self, data: bytes, batch: list[bytes]) -> bool:
+    def _event(self, data: bytes, batch: list[Chunk]) -> bool:
         event = self._decode(event_decoder, data)
         if event.type == "message_stop":
             return True
@@ -43,24 +44,23 @@ class AnthropicStream(TranslatedStream):
             batch.append(chunk)
         return False
 
-    def _translate(self, event: Event) -> bytes | None:
+    def _translate(self, event: Event) -> Chunk | None:
         kind = event.type
         if kind == "content_block_delta" and event.delta is not None:
             d = event.delta
             if d.type == "text_delta" and d.text:
-                return self._chunk({"content": d.text})
+                return self._chunk(ChunkDelta(content=d.text))
             if d.type == "input_json_delta" and d.partial_json:
                 index = event.index or 0
                 if index in self._json_blocks:
-                    return self._chunk({"content": d.partial_json})
+                    return self._chunk(ChunkDelta(content=d.partial_json))
                 call = self._tool_index.get(index)
                 if call is None:
                     return None
-                return self._chunk(
-                    {"tool_calls": [{"index": call, "function": {"arguments": d.partial_json}}]}
-                )
+                fragment = ChunkToolCall(call, function=ChunkFunction(arguments=d.partial_json))
+                return self._chunk(ChunkDelta(tool_calls=[fragment]))
             if d.type == "thinking_delta" and d.thinking:
-                return self._chunk({"reasoning_content": d.thinking})
+                return self._chunk(ChunkDelta(reasoning_content=d.thinking))
             return None
         if kind == "content_block_start" and event.content_block is not None:
             block = event.content_block
@@ -71,31 +71,22 @@ class AnthropicStream(TranslatedStream):
                     return None
                 call = len(self._tool_index)
                 self._tool_index[index] = call
-                return self._chunk(
-                    {
-                        "tool_calls": [
-                            {
-                                "index": call,
-                                "id": block.id,
-                                "type": "function",
-                                "function": {"name": block.name, "arguments": ""},
-                            }
-                        ]
-                    }
-                )
+                function = ChunkFunction(name=block.name, arguments="")
+                start = ChunkToolCall(call, id=block.id, type="function", function=function)
+                return self._chunk(ChunkDelta(tool_calls=[start]))
             if block.type == "text" and block.text:
-                return self._chunk({"content": block.text})
+                return self._chunk(ChunkDelta(content=block.text))
             return None
         if kind == "message_start" and event.message is not None:
             message = event.message
-            self._base["id"] = chat_id(message.id)
-            self._base["model"] = message.model or self._base["model"]
+            self._id = chat_id(message.id)
+            self._model = message.model or self._model
             self._input = message.usage
-            return self._chunk({"role": "assistant", "content": ""})
+            return self._chunk(ChunkDelta(role="assistant", content=""))
         if kind == "message_delta":
             self._settle_usage(event.usage)
             reason = finish_reason(event.delta.stop_reason if event.delta else None, self._json_mode)
-            return self._chunk({}, reason or "stop")
+            return self._chunk(ChunkDelta(), reason or "stop")
         if kind == "error":
             raise self._error(event)
         return None  # ping, content_block_stop, and event types added later
@@ -123,21 +114,19 @@ class AnthropicStream(TranslatedStream):
 
 class NativeAnthropicStream(AnthropicStream):
     """The upstream's own events, passed on as they came (for a client speaking Anthropic's
-    format): each re-framed as SSE, nothing translated. Usage is read on the way; an `error`
-    event fails the stream as in the translated one."""
+    format): each re-framed as SSE. What each means in OpenAI's terms is folded into the
+    attempt's answer as in the translated stream (usage, text, tool calls: what counts its output
+    when the provider reports none), but never written; an `error` event fails the stream as in
+    the translated one."""
 
     native = True
 
-    def _event(self, data: bytes, batch: list[bytes]) -> bool:
+    def _event(self, data: bytes, batch: list[Chunk]) -> bool:
         event = self._decode(event_decoder, data)
         kind = event.type
-        if kind == "message_start" and event.message is not None:
-            self._input = event.message.usage
-        elif kind == "message_delta":
-            self._settle_usage(event.usage)
-        elif kind == "error":
-            raise self._error(event)
-        elif kind == "message_stop":
+        if kind == "message_stop":
             return True  # written by the edge once the request is accounted for
-        batch.append(b"event: %s\ndata: %s\n\n" % (kind.encode(), data))
+        translated = self._translate(event)  # raises on an error event
+        view = None if translated is None else translated.view
+        batch.append(Chunk(view, b"event: %s\ndata: %s\n\n" % (kind.encode(), data)))
         return False

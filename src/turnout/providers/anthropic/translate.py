@@ -28,6 +28,7 @@ from turnout.domain.chat import (
     ToolMessage,
     UserMessage,
 )
+from turnout.domain.completions import ChatCompletion, CompletionToolCall
 from turnout.domain.errors import InvalidRequest, UnsupportedFeature
 from turnout.providers.anthropic.wire import Message
 from turnout.providers.chat_completion import chat_completion, choice, function_call, tool_arguments
@@ -242,11 +243,11 @@ def image_source(url: str, where: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- response
 
 
-def completion(message: Message, json_mode: JsonMode | None, *, requested_model: str) -> dict[str, Any]:
+def completion(message: Message, json_mode: JsonMode | None, *, requested_model: str) -> ChatCompletion:
     """An OpenAI `chat.completion` for an Anthropic message."""
     texts: list[str] = []
     thinking: list[str] = []
-    calls: list[dict[str, Any]] = []
+    calls: list[CompletionToolCall] = []
     for block in message.content:
         if block.type == "text" and block.text is not None:
             texts.append(block.text)

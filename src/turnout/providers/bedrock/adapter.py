@@ -107,7 +107,7 @@ class BedrockAdapter:
         )
         out = translate.completion(answer, json_mode, model=call.model, chat_id=chat_id)
         usage = answer.usage.canonical() if answer.usage else None
-        return ChatResult(body=orjson.dumps(out), usage=usage, _data=out)
+        return ChatResult(usage, completion=out)
 
     async def stream(self, call: ChatCall) -> BedrockStream:
         body, json_mode = self._body(call)

@@ -11,6 +11,7 @@ that ends before messageStop is truncated.
 
 from __future__ import annotations
 
+from turnout.domain.completions import Chunk, ChunkDelta, ChunkFunction, ChunkToolCall
 from turnout.providers.bedrock.errors import error_from_exception
 from turnout.providers.bedrock.eventstream import EventStreamDecoder
 from turnout.providers.bedrock.translate import JsonMode, finish_reason
@@ -33,7 +34,7 @@ class BedrockStream(TranslatedStream):
         include_usage: bool,
     ) -> None:
         super().__init__(response, provider=provider, model=model, include_usage=include_usage)
-        self._base["id"] = chat_id
+        self._id = chat_id
         self._json_mode = json_mode
         self._tool_index: dict[int, int] = {}  # Bedrock content block index → OpenAI tool call index
         self._json_blocks: set[int] = set()  # blocks carrying the JSON-mode answer
@@ -41,7 +42,7 @@ class BedrockStream(TranslatedStream):
     def _decoder(self) -> EventDecoder:
         return EventStreamDecoder(self._provider)
 
-    def _named_event(self, data: bytes, name: bytes | None, batch: list[bytes]) -> bool:
+    def _named_event(self, data: bytes, name: bytes | None, batch: list[Chunk]) -> bool:
         kind, _, event = (name or b"").decode().partition(":")
         if kind in ("exception", "error"):
             raise error_from_exception(event, self._decode(payload_decoder, data).message, self._provider)
@@ -49,34 +50,33 @@ class BedrockStream(TranslatedStream):
             return False
         return self._translate(event, self._decode(payload_decoder, data), batch)
 
-    def _translate(self, event: str, p: StreamPayload, batch: list[bytes]) -> bool:
+    def _translate(self, event: str, p: StreamPayload, batch: list[Chunk]) -> bool:
         index = p.content_block_index or 0
         if event == "contentBlockDelta" and p.delta is not None:
             d = p.delta
             if d.text:
-                batch.append(self._chunk({"content": d.text}))
+                batch.append(self._chunk(ChunkDelta(content=d.text)))
             elif d.tool_use is not None and d.tool_use.input:
                 if index in self._json_blocks:
-                    batch.append(self._chunk({"content": d.tool_use.input}))
+                    batch.append(self._chunk(ChunkDelta(content=d.tool_use.input)))
                 elif (call := self._tool_index.get(index)) is not None:
-                    fragment = {"index": call, "function": {"arguments": d.tool_use.input}}
-                    batch.append(self._chunk({"tool_calls": [fragment]}))
+                    fragment = ChunkToolCall(call, function=ChunkFunction(arguments=d.tool_use.input))
+                    batch.append(self._chunk(ChunkDelta(tool_calls=[fragment])))
             elif d.reasoning_content is not None and d.reasoning_content.text:
-                batch.append(self._chunk({"reasoning_content": d.reasoning_content.text}))
+                batch.append(self._chunk(ChunkDelta(reasoning_content=d.reasoning_content.text)))
         elif event == "contentBlockStart" and p.start is not None and p.start.tool_use is not None:
             use = p.start.tool_use
             if self._json_mode is not None and use.name == self._json_mode.tool:
                 self._json_blocks.add(index)
                 return False
             call = self._tool_index[index] = len(self._tool_index)
-            start = {"index": call, "id": use.tool_use_id, "type": "function"}
-            batch.append(
-                self._chunk({"tool_calls": [{**start, "function": {"name": use.name, "arguments": ""}}]})
-            )
+            function = ChunkFunction(name=use.name, arguments="")
+            start = ChunkToolCall(call, id=use.tool_use_id, type="function", function=function)
+            batch.append(self._chunk(ChunkDelta(tool_calls=[start])))
         elif event == "messageStart":
-            batch.append(self._chunk({"role": "assistant", "content": ""}))
+            batch.append(self._chunk(ChunkDelta(role="assistant", content="")))
         elif event == "messageStop":
-            batch.append(self._chunk({}, finish_reason(p.stop_reason, self._json_mode)))
+            batch.append(self._chunk(ChunkDelta(), finish_reason(p.stop_reason, self._json_mode)))
             return True
         elif event == "metadata" and p.usage is not None:
             self.usage = p.usage.canonical()

@@ -32,6 +32,7 @@ from turnout.domain.chat import (
     ToolMessage,
     UserMessage,
 )
+from turnout.domain.completions import ChatCompletion, CompletionToolCall
 from turnout.domain.errors import InvalidRequest, UnsupportedFeature
 from turnout.providers.bedrock.wire import ConverseResponse
 from turnout.providers.chat_completion import chat_completion, choice, function_call, tool_arguments
@@ -242,11 +243,11 @@ def image_block(url: str, where: str) -> dict[str, Any]:
 
 def completion(
     response: ConverseResponse, json_mode: JsonMode | None, *, model: str, chat_id: str
-) -> dict[str, Any]:
+) -> ChatCompletion:
     """An OpenAI `chat.completion` for a Converse answer."""
     texts: list[str] = []
     reasoning: list[str] = []
-    calls: list[dict[str, Any]] = []
+    calls: list[CompletionToolCall] = []
     message = response.output.message
     for block in message.content if message else ():
         if block.text is not None:

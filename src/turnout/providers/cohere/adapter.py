@@ -47,7 +47,7 @@ class CohereAdapter:
         )
         out = translate.completion(answer, model=call.model)
         usage = answer.usage.canonical() if answer.usage else None
-        return ChatResult(body=orjson.dumps(out), usage=usage, _data=out)
+        return ChatResult(usage, completion=out)
 
     async def stream(self, call: ChatCall) -> CohereStream:
         response = await self.link.send(self._chat, self._body(call, stream=True), call.timeouts)

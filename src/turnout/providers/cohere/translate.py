@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from turnout.domain.chat import ChatRequest
+from turnout.domain.completions import ChatCompletion
 from turnout.domain.errors import UnsupportedFeature
 from turnout.providers.chat_completion import chat_completion, choice, function_call
 from turnout.providers.cohere.wire import ChatResponse
@@ -81,7 +82,7 @@ def _message(m: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def completion(response: ChatResponse, *, model: str) -> dict[str, Any]:
+def completion(response: ChatResponse, *, model: str) -> ChatCompletion:
     message = response.message
     text = "".join(c.text or "" for c in (message.content or ()) if c.type == "text") if message else ""
     thinking = (

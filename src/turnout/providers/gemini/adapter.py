@@ -70,7 +70,7 @@ class GeminiAdapter:
         )
         out = translate.completion(answer, model=call.model)
         usage = answer.usage_metadata.canonical() if answer.usage_metadata else None
-        return ChatResult(body=orjson.dumps(out), usage=usage, _data=out)
+        return ChatResult(usage, completion=out)
 
     async def stream(self, call: ChatCall) -> GeminiStream:
         endpoint = self._endpoint(call.model, "streamGenerateContent?alt=sse")

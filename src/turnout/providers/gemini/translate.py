@@ -31,8 +31,14 @@ from turnout.domain.chat import (
     ToolMessage,
     UserMessage,
 )
+from turnout.domain.completions import (
+    ChatCompletion,
+    ChunkFunction,
+    ChunkToolCall,
+    CompletionToolCall,
+)
 from turnout.domain.errors import InvalidRequest, UnsupportedFeature
-from turnout.providers.chat_completion import chat_completion, choice, tool_arguments
+from turnout.providers.chat_completion import chat_completion, choice, function_call, tool_arguments
 from turnout.providers.gemini.wire import Candidate, GenerateContentResponse
 from turnout.providers.turns import add_turn, call_arguments
 
@@ -191,20 +197,32 @@ def image_part(url: str, where: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- answer
 
 
-def calls_of(candidate: Candidate, first_index: int = 0) -> list[dict[str, Any]]:
-    calls: list[dict[str, Any]] = []
+def calls_of(candidate: Candidate, first_index: int = 0) -> list[CompletionToolCall]:
+    calls: list[CompletionToolCall] = []
     for part in candidate.content.parts if candidate.content else ():
         if part.function_call is not None:
             call = part.function_call
             ident = call.id or f"call_{candidate.index}_{first_index + len(calls)}"
-            arguments = tool_arguments(call.args)
-            calls.append(
-                {"id": ident, "type": "function", "function": {"name": call.name, "arguments": arguments}}
-            )
+            calls.append(function_call(ident, call.name, tool_arguments(call.args)))
     return calls
 
 
-def completion(response: GenerateContentResponse, *, model: str) -> dict[str, Any]:
+def stream_calls(candidate: Candidate, first_index: int) -> list[ChunkToolCall]:
+    """A streamed candidate's function calls, each whole in one tool call delta (Gemini streams
+    no argument fragments), numbered from `first_index`."""
+    return [
+        ChunkToolCall(
+            first_index + i,
+            id=c.id,
+            type="function",
+            function=ChunkFunction(name=c.function.name, arguments=c.function.arguments),
+        )
+        for i, c in enumerate(calls_of(candidate, first_index))
+        if c.function is not None
+    ]
+
+
+def completion(response: GenerateContentResponse, *, model: str) -> ChatCompletion:
     choices = []
     for candidate in response.candidates:
         parts = candidate.content.parts if candidate.content else []

@@ -73,7 +73,8 @@ class OpenAICompatibleAdapter:
         peek = self.link.decode(
             completion_decoder, data, "answered with something that is not a chat completion"
         )
-        return ChatResult(body=data, usage=peek.usage.canonical(peek.service_tier) if peek.usage else None)
+        usage = peek.usage.canonical(peek.service_tier) if peek.usage else None
+        return ChatResult(usage, raw=data)
 
     async def stream(self, call: ChatCall) -> OpenAIStream:
         body = build.chat_body(

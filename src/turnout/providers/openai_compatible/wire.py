@@ -18,6 +18,8 @@ class CompletionPeek(msgspec.Struct):
 
 
 class ChunkPeek(msgspec.Struct):
+    """A stream chunk read only as far as turnout must (for one the typed view cannot read)."""
+
     choices: list[msgspec.Raw] = []
     usage: OpenAIUsage | None = None
     service_tier: str | None = None
@@ -42,6 +44,6 @@ class ModelList(msgspec.Struct):
 
 
 completion_decoder = msgspec.json.Decoder(CompletionPeek)
-chunk_decoder = msgspec.json.Decoder(ChunkPeek)
+peek_decoder = msgspec.json.Decoder(ChunkPeek)
 embeddings_decoder = msgspec.json.Decoder(EmbeddingsPeek)
 models_decoder = msgspec.json.Decoder(ModelList)
