@@ -261,6 +261,21 @@ class UpstreamStaleConnection(UpstreamConnectionError):
     the two apart. Never resent silently: it is an attempt like any other, counted and recorded."""
 
 
+class UpstreamAnswerCut(UpstreamError):
+    """The provider answered a non-streamed chat request 2xx, but its body broke off before it was
+    complete (short of its content-length, a chunked body cut, the connection reset or stalled
+    mid-body). The provider generated that answer and bills for it, so it is never sent again to
+    another deployment (502; a failure of its deployment all the same). `received` is what did
+    arrive (decompressed), for counting what the provider produced."""
+
+    code = "upstream_answer_cut"
+    retryable = False
+
+    def __init__(self, message: str, *, received: bytes, deployment: str | None = None) -> None:
+        super().__init__(message, deployment=deployment)
+        self.received = received
+
+
 class UpstreamTimeout(UpstreamError):
     """The provider did not answer in time: connect, first byte, idle or total (504)."""
 

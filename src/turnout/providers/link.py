@@ -81,6 +81,11 @@ class ProviderLink:
             raise await error_from_response(response, self._parse_error_body, provider=self.provider)
         return response
 
+    async def answer(self, response: UpstreamResponse, limit: int) -> bytes:
+        """The body of a non-streamed chat answer (at most `limit` bytes); one that breaks off is
+        `UpstreamAnswerCut` (generated and billed: never to be asked again elsewhere)."""
+        return await response.read_answer(limit, self.provider)
+
     def event_stream(
         self, response: UpstreamResponse, kind: bytes = b"text/event-stream"
     ) -> UpstreamResponse:

@@ -11,15 +11,17 @@ also paid for from the gateway-wide retry budget, so an outage never becomes a r
 Failures are judged by kind: a provider's 429 cools its deployment down for its Retry-After (busy
 is not broken: the breaker is not told); an upstream failure (timeout, connection, 5xx, malformed
 answer, bad credentials) counts against the deployment's breaker and moves on — bad credentials
-never to the same deployment again in that request; a caller error ends the walk at once, except a
-context-window overflow (which switches to the alias's context-window fallbacks) and, opt-in, a
-content-policy refusal (its own chain). Retrying the same deployment waits with exponential backoff
-and full jitter. When every deployment a request could use has its breaker open, the one whose
-breaker would reopen soonest is tried anyway (panic routing, within the request's attempts and the
-retry budget): a breaker steers traffic, it never turns a struggling provider into an outage. If
-nothing could be tried (cooling down as providers asked, at capacity, or taken out of service) the
-answer is an immediate 503 with Retry-After at the soonest recovery; if the only obstacle is a
-provider's short Retry-After, the walk waits for it once (up to `max_retry_after`).
+never to the same deployment again in that request, and a non-streamed answer cut off mid-body
+(`UpstreamAnswerCut`: generated, so billed) to no deployment at all; a caller error ends the walk
+at once, except a context-window overflow (which switches to the alias's context-window fallbacks)
+and, opt-in, a content-policy refusal (its own chain). Retrying the same deployment waits with
+exponential backoff and full jitter. When every deployment a request could use has its breaker
+open, the one whose breaker would reopen soonest is tried anyway (panic routing, within the
+request's attempts and the retry budget): a breaker steers traffic, it never turns a struggling
+provider into an outage. If nothing could be tried (cooling down as providers asked, at capacity,
+or taken out of service) the answer is an immediate 503 with Retry-After at the soonest recovery;
+if the only obstacle is a provider's short Retry-After, the walk waits for it once (up to
+`max_retry_after`).
 
 Every attempt is an `AttemptRecord` in the request's tally, so the ledger writes each one under its
 own deployment: the failed, the cancelled (a hedge's loser) and the one that answered.
@@ -41,12 +43,14 @@ from typing import Any, TypeVar
 
 from turnout.config.settings import RoutingSettings
 from turnout.domain.chat import ChatRequest, counted_usage, parse_chat_request
+from turnout.domain.cut_answer import cut_answer_usage
 from turnout.domain.embeddings import EmbeddingRequest
 from turnout.domain.errors import (
     InvalidRequest,
     NoUpstreamAvailable,
     Refusal,
     TurnoutError,
+    UpstreamAnswerCut,
     UpstreamAuthError,
     UpstreamError,
     UpstreamRateLimited,
@@ -105,7 +109,12 @@ class Router:
 
         async def attempt(c: Candidate, record: AttemptRecord) -> ChatResult:
             t = c.target
-            result = await t.adapter.complete(t.call(request, call.body, False, call.native))
+            try:
+                result = await t.adapter.complete(t.call(request, call.body, False, call.native))
+            except UpstreamAnswerCut as cut:  # generated and billed: counted from what arrived
+                received = cut.received
+                record.estimate = lambda: cut_answer_usage(request, received)
+                raise
             record.ended(200, result.usage)
             if result.usage is None:  # counted by turnout: the prompt and every answer's text
                 record.estimate = lambda: counted_usage(request, result.texts())
@@ -283,6 +292,8 @@ class Router:
                     outcome = await self._try(route, walk, stage, candidate, attempt, panic)
                     if outcome is not None:
                         return outcome
+                    if walk.over:  # a failure that must not be tried again anywhere
+                        raise self._give_up(route, walk)
         wait = self._short_wait(walk)
         if wait is not None:
             walk.waited = True
@@ -370,6 +381,8 @@ class Router:
             if isinstance(error, UpstreamAuthError):
                 c.spent = True  # its credentials will not be better on the next try
             self._note(route, walk, c, error)
+            if not error.retryable:  # an answer cut after it was generated: billed, not asked again
+                walk.over = True
             return
         state.breaker.release_probe()  # it answered, so it is up; the request is at fault
         if not self._switch_chain(route, walk, stage, c, error):

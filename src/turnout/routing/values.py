@@ -158,6 +158,7 @@ class Walk:
     chain: str = "errors"  # which chain the walk is on: errors, or a refusal's (context_window...)
     access: Access | None = None  # the aliases the caller may use (None: any)
     tally: list[AttemptRecord] = field(default_factory=list)  # every attempt, in order
+    over: bool = False  # a failure no other attempt may follow (an answer generated, then cut)
 
 
 Attempt = Callable[[Candidate, AttemptRecord], Coroutine[Any, Any, T]]  # one upstream call

@@ -52,7 +52,7 @@ class AnthropicAdapter:
         native = self._native(call)
         if native is not None:
             response = await self.link.send(self._messages, native[0], call.timeouts, extra_headers=native[1])
-            data = await response.read(MAX_RESPONSE_BYTES)
+            data = await self.link.answer(response, MAX_RESPONSE_BYTES)
             message = self.link.decode(
                 message_decoder, data, "answered with something that is not an Anthropic message"
             )
@@ -60,7 +60,7 @@ class AnthropicAdapter:
             return ChatResult(usage, native=data)
         body, json_mode = self._body(call, stream=False)
         response = await self.link.send(self._messages, body, call.timeouts)
-        data = await response.read(MAX_RESPONSE_BYTES)
+        data = await self.link.answer(response, MAX_RESPONSE_BYTES)
         message = self.link.decode(
             message_decoder, data, "answered with something that is not an Anthropic message"
         )

@@ -101,7 +101,7 @@ class BedrockAdapter:
         body, json_mode = self._body(call)
         response = await self._send(self._endpoint(call.model, "converse"), body, call.timeouts)
         chat_id = _chat_id(response)
-        data = await response.read(MAX_RESPONSE_BYTES)
+        data = await self.link.answer(response, MAX_RESPONSE_BYTES)
         answer = self.link.decode(
             response_decoder, data, "answered with something that is not a Converse response"
         )

@@ -41,7 +41,7 @@ class CohereAdapter:
 
     async def complete(self, call: ChatCall) -> ChatResult:
         response = await self.link.send(self._chat, self._body(call, stream=False), call.timeouts)
-        data = await response.read(MAX_RESPONSE_BYTES)
+        data = await self.link.answer(response, MAX_RESPONSE_BYTES)
         answer = self.link.decode(
             response_decoder, data, "answered with something that is not a Cohere chat response"
         )

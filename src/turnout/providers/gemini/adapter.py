@@ -64,7 +64,7 @@ class GeminiAdapter:
     async def complete(self, call: ChatCall) -> ChatResult:
         endpoint = self._endpoint(call.model, "generateContent")
         response = await self._send(endpoint, self._body(call), call.timeouts)
-        data = await response.read(MAX_RESPONSE_BYTES)
+        data = await self.link.answer(response, MAX_RESPONSE_BYTES)
         answer = self.link.decode(
             response_decoder, data, "answered with something that is not a Gemini response"
         )

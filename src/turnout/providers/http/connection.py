@@ -18,7 +18,9 @@ from typing import cast
 import httptools
 
 from turnout.domain.errors import (
+    UpstreamAnswerCut,
     UpstreamConnectionError,
+    UpstreamError,
     UpstreamProtocolError,
     UpstreamStaleConnection,
     UpstreamTimeout,
@@ -370,18 +372,43 @@ class UpstreamResponse:
     async def read(self, limit: int) -> bytes:
         """The whole body (at most `limit` bytes), then the connection goes back to its pool."""
         parts: list[bytes] = []
-        size = 0
         try:
-            while (chunk := await self.next_chunk()) is not None:
-                size += len(chunk)
-                if size > limit:
-                    raise UpstreamProtocolError(f"the upstream's response is larger than {limit} bytes")
-                parts.append(chunk)
-        except BaseException:
+            await self._collect(parts, limit)
+        finally:
             self.release()
-            raise
-        self.release()
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def read_answer(self, limit: int, provider: str) -> bytes:
+        """The body of a 2xx answer the provider generated (a non-streamed chat completion), read
+        as `read` does; but when it breaks off, `UpstreamAnswerCut` with what did arrive: the
+        provider made (and bills) that answer, so it must not be asked again elsewhere."""
+        parts: list[bytes] = []
+        try:
+            await self._collect(parts, limit)
+        except UpstreamError as error:
+            if not 200 <= self.status < 300:
+                raise
+            received = b"".join(parts)
+            raise UpstreamAnswerCut(
+                f"The provider '{provider}' answered, but its answer was cut off before it was "
+                f"complete ({error.message}; {len(received)} bytes of it arrived). turnout did not "
+                "send the request again: the provider had already generated the answer, and bills "
+                "for it.",
+                received=received,
+                deployment=provider,
+            ) from None
+        finally:
+            self.release()
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def _collect(self, parts: list[bytes], limit: int) -> None:
+        """Append the body's pieces to `parts` until it is complete (at most `limit` bytes)."""
+        size = 0
+        while (chunk := await self.next_chunk()) is not None:
+            size += len(chunk)
+            if size > limit:
+                raise UpstreamProtocolError(f"the upstream's response is larger than {limit} bytes")
+            parts.append(chunk)
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives. Stopping early drops the connection (it is mid-response)."""

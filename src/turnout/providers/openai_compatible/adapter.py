@@ -69,7 +69,7 @@ class OpenAICompatibleAdapter:
             call.body, call.model, self.settings, stream=False, policy=call.unsupported_params
         )
         response = await self._send("chat/completions", call.model, body, call.timeouts)
-        data = await response.read(MAX_RESPONSE_BYTES)
+        data = await self.link.answer(response, MAX_RESPONSE_BYTES)
         peek = self.link.decode(
             completion_decoder, data, "answered with something that is not a chat completion"
         )
