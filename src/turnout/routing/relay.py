@@ -95,6 +95,12 @@ class RelayStream:
         deployment's tpm), its record closed with its usage, reported or counted."""
         served = self._serving
         usage = self._stream.answer.usage
+        if served.verdict_pending and served.state is not None:
+            served.verdict_pending = False
+            if status == 200:
+                served.state.succeeded()
+            else:  # no verdict on the deployment (the client left): a half-open probe slot back
+                served.state.breaker.release_probe()
         if served.lease is not None:
             served.lease.release(usage.total_tokens if usage else 0)
             served.lease = None
@@ -160,6 +166,7 @@ class RelayStream:
         failed_state = served.state
         await self._stream.aclose()
         if isinstance(error, UpstreamError) and failed_state is not None:
+            served.verdict_pending = False  # judged here: a failure
             failed_state.failed(self._clock(), error.message, error.retry_after)
         self._end(error.status)
         partial = partial_of(self._stream.answer, self._before, self._rewriter)
