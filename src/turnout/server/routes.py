@@ -109,4 +109,12 @@ class Endpoints:
                 503, orjson.dumps({"status": "unavailable", "database": "unreachable", **detail})
             )
             return
-        await x.send_json(200, orjson.dumps({"status": "ready", "database": "ok", **detail}))
+        journal = s.spend.health()
+        if journal["state"] == "unwritable":  # requests are refused until it can be written
+            await x.send_json(
+                503, orjson.dumps({"status": "unavailable", "database": "ok", "journal": journal, **detail})
+            )
+            return
+        await x.send_json(
+            200, orjson.dumps({"status": "ready", "database": "ok", "journal": journal, **detail})
+        )
