@@ -141,7 +141,8 @@ class Journal:
         fs = os.fstatvfs(self._fd)
         if fs.f_flag & os.ST_RDONLY:
             return errno.EROFS
-        return errno.ENOSPC if fs.f_bavail == 0 else None
+        # (a filesystem that reports no blocks at all does not say how full it is)
+        return errno.ENOSPC if fs.f_bavail == 0 and fs.f_blocks > 0 else None
 
     def recover(self) -> int:
         """Write the held entries, oldest first, after cutting off any torn tail; the journal is
@@ -153,6 +154,7 @@ class Journal:
         written = 0
         try:
             if self._fd < 0:
+                self.directory.mkdir(parents=True, exist_ok=True)
                 self._open()
             fault = self._disk_fault()
             if fault is not None:
