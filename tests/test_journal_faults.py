@@ -6,6 +6,7 @@ writes are finished and failed ones leave no torn entry; /health/ready says whic
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -22,10 +23,13 @@ from aiohttp import web
 
 from turnout.spend.journal import Journal, read_segment
 from turnout.spend.ledger import LedgerEntry
+from turnout.spend.ledger_store import LedgerStore
+from turnout.storage.database import Database
 
-from support.databases import ledger_rows
+from support.databases import PG_HOST, PG_USER, create_postgres_database, drop_postgres_database, ledger_rows
 from support.gateway import MASTER_KEY, UPSTREAM_KEY, Gateway, openai_doc, settings_for
 from support.process import start_serve
+from support.tcp_forwarder import TcpForwarder
 from support.tmpfs import Tmpfs
 from support.upstream import Upstream, fixture_bytes
 
@@ -242,6 +246,48 @@ def test_no_inode_for_a_new_segment_keeps_the_old_one_and_every_request_answered
     rows = ledger_rows(data)
     assert sorted(r["request_id"] for r in rows) == sorted(ids)  # every one, once
     assert not [p for p in (data / "journal").iterdir() if p.suffix == ".journal"]
+
+
+def test_held_entries_reach_the_journal_once_when_the_database_is_away_too(
+    upstream: Upstream, tmp_path: Path, disk: Callable[..., Tmpfs]
+) -> None:
+    """Neither the journal nor the database can take an answered request's entry: it is held, and
+    written to the journal once the disk recovers, then moved into the database once it returns."""
+    name = asyncio.run(create_postgres_database())
+    forwarder = TcpForwarder(PG_HOST, 5432).start()
+    data = tmp_path / "data"
+    fs = disk(data / "journal", size="256k")
+    through = f"postgresql+asyncpg://{PG_USER}@127.0.0.1:{forwarder.port}/{name}"
+    doc = {**openai_doc(upstream), "storage": {"database_url": through}}
+    gateway = Gateway(settings_for(doc, data, {"UPSTREAM_KEY": UPSTREAM_KEY})).start()
+    try:
+        with client(gateway) as c:
+            forwarder.cut()  # the database goes away
+            upstream.then(fill_then_answer(fs))  # and the disk fills during the answer
+            held = c.chat.completions.with_raw_response.create(model="gpt-4o", messages=USER)
+            assert held.status_code == 200
+            status, body = ready(gateway.root_url)
+            assert status == 503
+            assert body["journal"] == {"state": "unwritable", "held": 1, "fault": "ENOSPC"}
+            fs.free_space()
+            wait_for_journal(gateway.root_url, "ok")  # written to the journal (held no more)
+            forwarder.resume()
+            after = c.chat.completions.with_raw_response.create(model="gpt-4o", messages=USER)
+        gateway.stop()
+
+        async def rows() -> list[dict[str, Any]]:
+            database = await Database.open(f"postgresql+asyncpg://{PG_USER}@{PG_HOST}/{name}")
+            try:
+                return await LedgerStore(database).entries()
+            finally:
+                await database.close()
+
+        ids = sorted(r["request_id"] for r in asyncio.run(rows()))
+        assert ids == sorted([held.headers["x-request-id"], after.headers["x-request-id"]])
+    finally:
+        gateway.stop()
+        forwarder.stop()
+        asyncio.run(drop_postgres_database(name))
 
 
 def entry(n: int, **fields: Any) -> LedgerEntry:
