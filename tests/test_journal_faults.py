@@ -20,7 +20,9 @@ import openai
 import pytest
 import yaml
 from aiohttp import web
+from click.testing import CliRunner
 
+from turnout.cli.main import main
 from turnout.spend.journal import Journal, read_segment
 from turnout.spend.ledger import LedgerEntry
 from turnout.spend.ledger_store import LedgerStore
@@ -103,7 +105,8 @@ def refused(error: openai.APIStatusError) -> None:
     assert error.status_code == 503
     assert error.code == "ledger_unavailable"
     assert error.response.headers["retry-after"] == "5"
-    assert "not sent to any provider" in error.message
+    assert isinstance(error.body, dict) and error.body["type"] == "service_unavailable"
+    assert "not sent to any provider" in error.body["message"]
 
 
 def test_a_disk_that_fills_during_an_answer_keeps_its_entry_and_refuses_the_next_request_unsent(
@@ -138,7 +141,7 @@ def test_a_disk_that_fills_during_an_answer_keeps_its_entry_and_refuses_the_next
     assert messages.value.status_code == 503
     assert messages.value.body == {  # Anthropic's own error shape
         "type": "error",
-        "error": {"type": "overloaded_error", "message": first.value.message},
+        "error": {"type": "overloaded_error", "message": first.value.body["message"]},
         "request_id": messages.value.response.headers["x-request-id"],
     }
     assert len(upstream.requests) == 1  # none of the refused requests reached the provider
@@ -146,6 +149,9 @@ def test_a_disk_that_fills_during_an_answer_keeps_its_entry_and_refuses_the_next
     status, body = ready(gateway.root_url)
     assert status == 503 and body["status"] == "unavailable"
     assert body["journal"]["state"] == "unwritable" and body["journal"]["fault"] == "ENOSPC"
+    shown = CliRunner().invoke(main, ["status", "--url", gateway.root_url, "--key", MASTER_KEY])
+    assert shown.exit_code == 1  # not ready
+    assert "ledger journal: unwritable (ENOSPC): requests are refused until it can be written" in shown.output
     # the held entry goes into the database directly while the journal cannot take it
     wait_for_journal(gateway.root_url, "unwritable", held=None)
 
@@ -231,8 +237,8 @@ def test_no_inode_for_a_new_segment_keeps_the_old_one_and_every_request_answered
                 ]
             )
 
+        fs.fill_inodes()  # the journal's open segment has its inode; a new one would need another
         ask()
-        fs.fill_inodes()
         # the flusher seals the segment holding that entry each second: it cannot open a new one
         status, body = wait_for_journal(gateway.root_url, "degraded", seal_fault="ENOSPC")
         assert status == 200 and body["status"] == "ready"  # still serving: the old segment takes them

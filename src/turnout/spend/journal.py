@@ -133,7 +133,11 @@ class Journal:
         read-only, or without a free block, it is unwritable before a write fails there."""
         if self._fd < 0 or self.fault is not None:
             return
-        fault = self._disk_fault()
+        try:
+            fault = self._disk_fault()
+        except OSError as error:
+            self._failed(error, "the ledger journal's disk could not be examined")
+            return
         if fault is not None:
             self._failed(OSError(fault, os.strerror(fault)), "the ledger journal's disk cannot take more")
 
