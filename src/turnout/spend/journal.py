@@ -43,6 +43,7 @@ class Journal:
         self.fault: str | None = None  # why the journal cannot be written (an errno name), while so
         self.seal_fault: str | None = None  # why the last seal could not open a new segment
         self.accepting = True  # may a request be admitted (checked before any provider is called)
+        self.on_hold: Callable[[], None] | None = None  # told when an entry is held
         self._direct = True  # may `append` write (no fault, nothing held before it)
         self._fd = -1
         self._written = 0  # entries in the open segment
@@ -82,6 +83,8 @@ class Journal:
         self.held.append(entry)
         if len(self.held) >= self.held_limit:
             self._update()
+        if self.on_hold is not None:
+            self.on_hold()
 
     def _write_rest(self, line: bytes, written: int) -> None:
         """A short write: write the rest, until all of it is in (raises OSError if it cannot)."""

@@ -11,6 +11,7 @@ both counts once). `admit` refuses a request while the journal cannot be written
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from pathlib import Path
@@ -38,6 +39,9 @@ class SpendRecorder:
         self._mover = Periodic(self._move, interval, "moving the ledger journal")
         self._watch = Periodic(self._tend, WATCH_INTERVAL, "watching the ledger journal")
         self._store_failing = False
+        self._tending = asyncio.Lock()  # one task at a time writes or stores held entries
+        self._urgent: asyncio.Task[None] | None = None
+        self.journal.on_hold = self._held
 
     async def start(self) -> None:
         """Move what earlier processes left, then keep moving in the background."""
@@ -89,13 +93,26 @@ class SpendRecorder:
             log.warning("could not move the ledger journal into the database: %s", error)
             await asyncio.sleep(RETRY_AFTER)
 
+    def _held(self) -> None:
+        """An entry was just held: try the database at once rather than at the next look (the
+        sooner it is stored, the less a `kill -9` can lose)."""
+        if self._urgent is None or self._urgent.done():
+            self._urgent = asyncio.get_running_loop().create_task(
+                self._store_now(), name="turnout: storing held entries"
+            )
+
+    async def _store_now(self) -> None:
+        async with self._tending:
+            await self._store_held()
+
     async def _tend(self) -> None:
         journal = self.journal
         journal.probe()
         if journal.fault is None and not journal.held:
             return
-        journal.recover()
-        await self._store_held()
+        async with self._tending:
+            journal.recover()
+            await self._store_held()
 
     async def _store_held(self) -> None:
         """Insert the entries still held into the database directly (each once: the insert skips
@@ -127,6 +144,10 @@ class SpendRecorder:
     async def aclose(self) -> None:
         await self._watch.aclose()
         await self._mover.aclose()
+        if self._urgent is not None:  # what it was storing is still held: stored below
+            self._urgent.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._urgent
         self.journal.recover()
         try:
             await self.flush()
