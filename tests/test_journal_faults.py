@@ -330,6 +330,24 @@ def test_a_short_write_is_finished_and_a_failed_one_leaves_no_torn_entry(
     journal.close()
 
 
+def test_entries_past_the_held_limit_are_kept_and_the_journal_refuses_requests(
+    tmp_path: Path, disk: Callable[..., Tmpfs]
+) -> None:
+    """Past the held limit nothing is dropped: requests are refused instead (here the limit is 2)."""
+    directory = tmp_path / "journal"
+    fs = disk(directory, size="64k")
+    journal = Journal(directory, held_limit=2)
+    fs.fill_space()
+    for n in range(3):  # requests that were in flight when the disk filled
+        journal.append(entry(n))
+    assert [e.request_id for e in journal.held] == ["req-0", "req-1", "req-2"]
+    assert not journal.accepting
+    fs.free_space()
+    assert journal.recover() == 3 and journal.accepting
+    assert ids_in(directory) == ["req-0", "req-1", "req-2"]
+    journal.close()
+
+
 def test_short_writes_are_written_until_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever `write` returns, the entry goes in whole (here the OS takes 7 bytes a call)."""
     journal = Journal(tmp_path / "journal")
