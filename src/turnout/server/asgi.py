@@ -9,10 +9,13 @@ from __future__ import annotations
 import logging
 import time
 
+import orjson
+
 from turnout import __version__
 from turnout.app import Services
 from turnout.domain.errors import InternalError, MethodNotAllowed, RouteNotFound, TurnoutError
 from turnout.domain.principal import Principal
+from turnout.reload import Reloader
 from turnout.server.admin import AdminKeys, KeyChange, NewKey, Rotation
 from turnout.server.admin_billing import AdminBilling, CreditChange, NewPlan, NewPreset, TeamTerms
 from turnout.server.admin_budgets import AdminBudgets, NewBudget
@@ -34,18 +37,18 @@ RESPONSE_PREFIXES = ("/v1/responses/", "/responses/")
 ADMIN_PREFIX = "/admin/"
 
 
-def create_app(services: Services) -> GatewayApp:
-    return GatewayApp(services)
+def create_app(services: Services, reloader: Reloader | None = None) -> GatewayApp:
+    return GatewayApp(services, reloader)
 
 
 class GatewayApp:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, reloader: Reloader | None = None) -> None:
         self.services = services
         self.max_body = services.settings.server.max_request_bytes
         self.access_log = services.settings.server.access_log
         self.guard = AuthGuard.of(services.settings)
         e = Endpoints(services)
-        self.admin = admin_router(services)
+        self.admin = admin_router(services, reloader)
         self.endpoints = e
         routes: dict[str, dict[str, Handler]] = {
             "/v1/chat/completions": {"POST": e.chat_completions},
@@ -160,14 +163,15 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-def admin_router(services: Services) -> AdminRouter:
-    """Every route of the admin API (also what /openapi.json describes)."""
+def admin_router(services: Services, reloader: Reloader | None = None) -> AdminRouter:
+    """Every route of the admin API (also what /openapi.json describes). Without a `reloader`,
+    a reload reads the settings the gateway was started with again (nothing changes)."""
     names = Names(services.database)
     keys = AdminKeys(services.key_service, names)
     teams = AdminTeams(services.directory, names)
     budgets = AdminBudgets(services.budget_service, names)
     governance = AdminGovernance(services.audit, services.approvals)
-    billing = AdminBilling(services.billing_service, services.catalog, names)
+    billing = AdminBilling(services.billing_service, lambda: services.catalog, names)
     providers = AdminProviders(services.provider_control)
     people = services.key_service.people
 
@@ -175,7 +179,21 @@ def admin_router(services: Services) -> AdminRouter:
         """The caller's key as it is now (read from the store, not from this instance's cache)."""
         return await people.current(await services.keys.resolve(x.credential()))
 
+    reloading = reloader or Reloader(services, lambda: services.settings)
+
+    async def reload(x: Exchange, caller: Principal) -> None:
+        reloaded = await reloading.requested_by(caller, x.request_id)
+        await x.send_json(200, orjson.dumps(reloaded.describe()))
+
     r = AdminRouter(authenticate, {"team_id": names.team, "user_id": names.user})
+    r.add(
+        "POST",
+        "/admin/reload",
+        reload,
+        "Read the configuration again and apply its providers, models, routing and prices; requests "
+        "in flight finish on the old ones (an invalid file: 422 with each problem, nothing changed)",
+        tag="configuration",
+    )
     r.add(
         "GET",
         "/admin/keys",

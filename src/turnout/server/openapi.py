@@ -169,7 +169,11 @@ def _health(summary: str, *, optional_key: bool) -> Json:
         "tags": ["health"],
         "security": [{}, {"bearer": []}, {"apiKey": []}] if optional_key else [],
         "responses": {
-            "200": {"description": "Up.", "content": {JSON: {"schema": {"type": "object"}}}},
+            "200": {
+                "description": "Up (readiness: `ready`, or `degraded` while the database is unreachable "
+                "and serving goes on without it).",
+                "content": {JSON: {"schema": {"type": "object"}}},
+            },
             "503": {"description": "Not ready.", "content": {JSON: {"schema": {"type": "object"}}}},
         },
     }
