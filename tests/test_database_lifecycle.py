@@ -79,7 +79,10 @@ def chat(base_url: str, key: str) -> Any:
 
 def issue_key(root_url: str) -> str:
     created = httpx.post(
-        root_url + "/admin/keys", headers={"authorization": f"Bearer {MASTER_KEY}"}, json={"name": "x"}, timeout=20
+        root_url + "/admin/keys",
+        headers={"authorization": f"Bearer {MASTER_KEY}"},
+        json={"name": "x"},
+        timeout=20,
     )
     assert created.status_code == 200, created.text
     return str(created.json()["key"])
@@ -128,7 +131,9 @@ def test_shutdown_with_the_database_silent_ends_within_its_grace_and_the_journal
     tmp_path: Path, database: str, forwarder: TcpForwarder, env: dict[str, str]
 ) -> None:
     env = {**env, "TURNOUT_MASTER_KEY": MASTER_KEY}
-    silent = config_file(tmp_path, pg_url(database, forwarder.port, "127.0.0.1"), server={"shutdown_grace": "2s"})
+    silent = config_file(
+        tmp_path, pg_url(database, forwarder.port, "127.0.0.1"), server={"shutdown_grace": "2s"}
+    )
     served = start_serve(silent, env)
     try:
         forwarder.stall()
@@ -173,7 +178,9 @@ def test_three_instances_started_at_once_on_an_empty_database_all_come_up(
         assert not failures, failures
         generated = [s.banner for s in served if "shown only this once" in s.banner]
         assert len(generated) == 1  # one master key for the database, made by whoever came first
-        master = next(line.strip() for line in generated[0].splitlines() if line.startswith("    sk-turnout-"))
+        master = next(
+            line.strip() for line in generated[0].splitlines() if line.startswith("    sk-turnout-")
+        )
         for instance in served:
             assert chat(instance.base_url, master).choices
     finally:
@@ -181,7 +188,9 @@ def test_three_instances_started_at_once_on_an_empty_database_all_come_up(
     assert codes == [0, 0, 0]
 
 
-def test_a_database_newer_than_the_code_is_refused_with_what_to_do(tmp_path: Path, env: dict[str, str]) -> None:
+def test_a_database_newer_than_the_code_is_refused_with_what_to_do(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
     config = config_file(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'data' / 'turnout.db'}")
     served = start_serve(config, {**env, "TURNOUT_MASTER_KEY": MASTER_KEY})
     assert served.stop() == 0
@@ -206,7 +215,10 @@ def test_an_instance_with_another_key_hash_secret_refuses_to_start_and_says_how_
         refused = refused_start(second_config, env)
         assert refused.returncode == 1, refused.stderr
         assert "key-hash secret" in refused.stderr and "would refuse every key" in refused.stderr
-        assert "copy the content of key-hash.secret" in refused.stderr and "TURNOUT_KEY_HASH_SECRET" in refused.stderr
+        assert (
+            "copy the content of key-hash.secret" in refused.stderr
+            and "TURNOUT_KEY_HASH_SECRET" in refused.stderr
+        )
 
         shutil.copy(tmp_path / "a" / "data" / "key-hash.secret", tmp_path / "b" / "data" / "key-hash.secret")
         second = start_serve(second_config, env)  # the fix the message gives

@@ -255,8 +255,11 @@ class Services:
             ("the database", self.database.close),
         ]
         for what, close in writes:
+            left = end - loop.time()
+            if close == self.database.close:  # its connections let go: at least a moment for that
+                left = max(left, LAST_WRITES / 2)
             try:
-                await bounded(close(), end - loop.time())
+                await bounded(close(), left)
             except TimeoutError:
                 log.error("shutdown: %s could not be closed within the shutdown grace; left as it is", what)
             except Exception:

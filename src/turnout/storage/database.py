@@ -55,9 +55,8 @@ def _engine(url: str, timeout: float, *, statements: bool) -> AsyncEngine:
         if statements:
             args["command_timeout"] = timeout
             args["server_settings"] = {"statement_timeout": str(max(1, round(timeout * 1000)))}
-    engine = create_async_engine(
-        url, pool_pre_ping=backend != "sqlite", pool_timeout=timeout, connect_args=args
-    )
+    pooled: dict[str, Any] = {} if backend == "sqlite" else {"pool_pre_ping": True, "pool_timeout": timeout}
+    engine = create_async_engine(url, connect_args=args, **pooled)
     if engine.dialect.name == "sqlite":
         busy = timeout if statements else MIGRATION_LOCK_WAIT
         sa.event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, round(busy * 1000)))
