@@ -117,6 +117,10 @@ def test_an_unknown_key_in_a_database_black_hole_gets_503_within_the_deadline_an
         assert ready.status_code == 200  # degraded, not out of the load balancer
         assert ready.json()["status"] == "degraded" and ready.json()["database"] == "unreachable"
         assert chat(gateway.base_url, MASTER_KEY).choices  # serving goes on from memory
+        listed = httpx.get(
+            gateway.root_url + "/admin/keys", headers={"authorization": f"Bearer {MASTER_KEY}"}, timeout=15
+        )  # the admin API reads the database: it says so, within its deadlines
+        assert listed.status_code == 503 and listed.json()["error"]["code"] == "database_unavailable"
         forwarder.resume()
         assert chat(gateway.base_url, key).choices  # the refusal was not remembered as "unknown"
         assert httpx.get(gateway.root_url + "/health/ready", timeout=15).json()["status"] == "ready"

@@ -13,7 +13,13 @@ import orjson
 
 from turnout import __version__
 from turnout.app import Services
-from turnout.domain.errors import InternalError, MethodNotAllowed, RouteNotFound, TurnoutError
+from turnout.domain.errors import (
+    InternalError,
+    MethodNotAllowed,
+    RouteNotFound,
+    ServiceUnavailable,
+    TurnoutError,
+)
 from turnout.domain.principal import Principal
 from turnout.reload import Reloader
 from turnout.server.admin import AdminKeys, KeyChange, NewKey, Rotation
@@ -27,6 +33,7 @@ from turnout.server.auth_guard import AuthGuard
 from turnout.server.exchange import ClientGone, Exchange, Receive, Scope, Send
 from turnout.server.openapi import openapi_endpoint
 from turnout.server.routes import Endpoints, Handler
+from turnout.storage.database import unreachable
 from turnout.teams.names import Names
 
 log = logging.getLogger("turnout.server")
@@ -95,10 +102,8 @@ class GatewayApp:
             await x.error(error)
         except ClientGone:
             status = 499
-        except Exception:
-            status = 500
-            log.exception("request %s failed", x.request_id)
-            await x.error(InternalError(f"turnout failed to handle the request (request id {x.request_id})."))
+        except Exception as error:
+            status = await self.failed(x, error)
         if self.access_log:
             access_log.info(
                 "%s %s %d %.1fms %s",
@@ -108,6 +113,21 @@ class GatewayApp:
                 (time.perf_counter() - started) * 1000,
                 x.request_id,
             )
+
+    async def failed(self, x: Exchange, error: Exception) -> int:
+        """Answer what turnout did not expect: 503 when its database did not answer in time (the
+        admin API reads it), else a bare 500 (the details go to the log)."""
+        if unreachable(error):
+            log.warning("request %s: the database did not answer: %r", x.request_id, error)
+            await x.error(
+                ServiceUnavailable(
+                    "turnout's database is not answering; try again shortly.", code="database_unavailable"
+                )
+            )
+            return 503
+        log.exception("request %s failed", x.request_id)
+        await x.error(InternalError(f"turnout failed to handle the request (request id {x.request_id})."))
+        return 500
 
     async def dispatch(self, path: str, method: str, x: Exchange) -> None:
         methods = self.routes.get(path)

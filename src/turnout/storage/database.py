@@ -102,6 +102,13 @@ class Database:
         await self.engine.dispose()
 
 
+def unreachable(error: BaseException) -> bool:
+    """Did `error` come from a database that could not be reached in time (not from a query)?"""
+    if isinstance(error, TimeoutError | ConnectionError | sa.exc.OperationalError | sa.exc.InterfaceError):
+        return True
+    return isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated
+
+
 async def bounded(awaitable: Awaitable[T], seconds: float) -> T:
     """`awaitable`'s result, or TimeoutError after `seconds` without waiting for it to
     unwind (it is cancelled, and kept referenced until it has)."""
