@@ -28,7 +28,7 @@ def document(tmp_path: Path, models: dict[str, Any], **sections: Any) -> dict[st
         "server": {"shutdown_grace": "20s"},
         "storage": {"data_dir": str(tmp_path / "data")},
         "spend": {"unknown_prices": "record"},
-        "providers": {"local": {"type": "fake", "fake": {"chunks": 30, "chunk_gap": "30ms"}}},
+        "providers": {"local": {"type": "fake", "fake": {"chunks": 30, "chunk_gap": "50ms"}}},
         "models": models,
         **sections,
     }
@@ -87,37 +87,42 @@ def reload(served: Served) -> httpx.Response:
     )
 
 
-async def streams_across_a_reload(served: Served, config: Path, changed: str) -> list[list[Any]]:
-    """Ten streams begun before SIGHUP (with a changed configuration), read to their end."""
+async def streams_across_a_reload(served: Served, config: Path, changed: str) -> tuple[list[list[Any]], bool]:
+    """Ten streams begun before SIGHUP (with a changed configuration), read to their end once the
+    new configuration serves; and whether it did while they were in flight."""
     async with openai.AsyncOpenAI(base_url=served.base_url, api_key=MASTER, max_retries=0, timeout=60) as c:
         streams = [
-            await c.chat.completions.create(
-                model="story", messages=[{"role": "user", "content": PROMPT}], stream=True
+            aiter(
+                await c.chat.completions.create(
+                    model="story", messages=[{"role": "user", "content": PROMPT}], stream=True
+                )
             )
             for _ in range(10)
         ]
-        firsts = [await anext(aiter(s)) for s in streams]  # all ten in flight
+        firsts = [await anext(s) for s in streams]  # all ten in flight
         await asyncio.to_thread(config.write_text, changed)
         served.proc.send_signal(signal.SIGHUP)
+        reloaded = await asyncio.to_thread(until_served, served, "fresh")
 
         async def rest(stream: Any) -> list[Any]:
             return [chunk async for chunk in stream]
 
         tails = await asyncio.gather(*(rest(s) for s in streams))
-    return [[first, *tail] for first, tail in zip(firsts, tails, strict=True)]
+    return [[first, *tail] for first, tail in zip(firsts, tails, strict=True)], reloaded
 
 
 def test_sighup_lets_ten_streams_in_flight_finish_and_new_requests_see_the_new_configuration(
     served: Served, config: Path, tmp_path: Path
 ) -> None:
     assert answered_by(served, "story") == "before-reload"
-    finished = asyncio.run(streams_across_a_reload(served, config, yaml.safe_dump(document(tmp_path, AFTER))))
+    changed = yaml.safe_dump(document(tmp_path, AFTER))
+    finished, reloaded = asyncio.run(streams_across_a_reload(served, config, changed))
+    assert reloaded  # the new alias was served while the ten streams were still open
     for chunks in finished:  # every stream whole, and on the configuration it began with
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert text == f"You said: {PROMPT}"
         assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
         assert {c.model for c in chunks} == {"before-reload"}
-    assert until_served(served, "fresh")  # the signal's reload runs in the background
     assert answered_by(served, "fresh") == "fresh-model"
     assert answered_by(served, "story") == "after-reload"
     assert served.stop() == 0

@@ -227,11 +227,11 @@ class Services:
     async def aclose(self, deadline: float | None = None) -> None:
         """Stop every service. What is written to the database on the way out (pending responses,
         the ledger journal, budget windows, the last settlements) shares the time left until
-        `deadline` (loop time: the end of the shutdown grace; at least `LAST_WRITES` from now):
-        a database that does not answer cannot hold the exit up. The ledger journal keeps what
-        was not moved, for the next start."""
+        `deadline` (loop time: the end of the shutdown grace; at least `LAST_WRITES` from now;
+        None: as long as they take): a database that does not answer cannot hold the exit up. The
+        ledger journal keeps what was not moved, for the next start."""
         loop = asyncio.get_running_loop()
-        end = max(loop.time() + LAST_WRITES, deadline if deadline is not None else 0.0)
+        end = None if deadline is None else max(loop.time() + LAST_WRITES, deadline)
         for closing in list(self._closing):
             closing.cancel()
         if self.key_sync is not None:
@@ -255,11 +255,11 @@ class Services:
             ("the database", self.database.close),
         ]
         for what, close in writes:
-            left = end - loop.time()
-            if close == self.database.close:  # its connections let go: at least a moment for that
+            left = None if end is None else end - loop.time()
+            if left is not None and close == self.database.close:  # a moment to let connections go
                 left = max(left, LAST_WRITES / 2)
             try:
-                await bounded(close(), left)
+                await (close() if left is None else bounded(close(), left))
             except TimeoutError:
                 log.error("shutdown: %s could not be closed within the shutdown grace; left as it is", what)
             except Exception:
