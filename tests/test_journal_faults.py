@@ -277,7 +277,7 @@ def test_held_entries_reach_the_journal_once_when_the_database_is_away_too(
             assert body["journal"] == {"state": "unwritable", "held": 1, "fault": "ENOSPC"}
             fs.free_space()
             wait_for_journal(gateway.root_url, "ok")  # written to the journal (held no more)
-            forwarder.resume()
+            forwarder.reopen()
             after = c.chat.completions.with_raw_response.create(model="gpt-4o", messages=USER)
         gateway.stop()
 

@@ -6,8 +6,11 @@ belong to it). The web edge receives the finished `Services`; nothing is created
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -19,7 +22,13 @@ from turnout.governance.audit import AuditLog
 from turnout.governance.providers import ProviderControl
 from turnout.keys.index import KeyIndex
 from turnout.keys.service import KeyService
-from turnout.keys.store import MasterKeyOutcome, load_hash_secret, load_keys
+from turnout.keys.store import (
+    MasterKeyOutcome,
+    load_hash_secret,
+    load_keys,
+    secret_source,
+    verify_hash_secret,
+)
 from turnout.keys.sync import KeySync
 from turnout.limits.admission import Admission
 from turnout.observability.redaction import register_internal_hosts, register_secrets
@@ -30,6 +39,7 @@ from turnout.providers.http.client import HttpClient
 from turnout.providers.registry import ProviderRegistry
 from turnout.routing.catalog import Catalog, PriceOf, TokenizerOf
 from turnout.routing.chain_check import chain_warnings
+from turnout.routing.generation import Generation
 from turnout.routing.health_checks import ActiveHealthChecks
 from turnout.routing.router import Router
 from turnout.spend.billing import Billing
@@ -39,11 +49,13 @@ from turnout.spend.budgets import Budgets
 from turnout.spend.ledger_store import LedgerStore
 from turnout.spend.recorder import SpendRecorder
 from turnout.spend.shared_counters import SharedCounters
-from turnout.storage.database import Database
+from turnout.storage.database import Database, bounded
 from turnout.storage.stored_responses import ResponseStore
 from turnout.teams.directory import Directory
 
 log = logging.getLogger("turnout")
+
+LAST_WRITES = 1.0  # seconds the last writes get on shutdown even when the grace is spent
 
 
 @dataclass
@@ -70,6 +82,8 @@ class Services:
     provider_control: ProviderControl
     health_checks: ActiveHealthChecks | None = None
     key_sync: KeySync | None = None
+    retired_registries: list[ProviderRegistry] = field(default_factory=list)  # (reload) still in use
+    _closing: set[asyncio.Task[None]] = field(default_factory=set)
     started_at: float = field(default_factory=time.time)
     draining: bool = False
 
@@ -77,10 +91,13 @@ class Services:
     async def start(cls, settings: Settings) -> Services:
         register_secrets(*_secret_values(settings))
         register_internal_hosts(*_upstream_hosts(settings))
-        database = await Database.open(settings.storage.database_url)
+        database = await Database.open(settings.storage.database_url, settings.storage.database_timeout)
         client: HttpClient | None = None
         try:
-            keys = KeyIndex(load_hash_secret(settings.auth.key_hash_secret, settings.storage.data_dir))
+            secret = load_hash_secret(settings.auth.key_hash_secret, settings.storage.data_dir)
+            source = secret_source(settings.auth.key_hash_secret, settings.storage.data_dir)
+            await verify_hash_secret(database, secret, source)
+            keys = KeyIndex(secret)
             master = await load_keys(database, keys, settings.auth.master_key)
             client = HttpClient()
             registry = await ProviderRegistry.start(settings.providers, client)
@@ -162,22 +179,91 @@ class Services:
             key_sync=key_sync,
         )
 
-    async def aclose(self) -> None:
+    async def apply(self, settings: Settings) -> None:
+        """Serve new requests with `settings`' providers, models, routing and prices (a reload);
+        requests in flight finish on what they began with, and the providers they use are closed
+        once the last of them has ended. Breakers and deployment statistics start afresh."""
+        register_secrets(*_secret_values(settings))
+        register_internal_hosts(*_upstream_hosts(settings))
+        registry = await ProviderRegistry.start(settings.providers, self.client)
+        try:
+            catalog = Catalog(settings.models, registry, price_lookup(settings), tokenizer_lookup(settings))
+            router = Router(catalog, settings.routing)
+        except BaseException:
+            await registry.aclose()
+            raise
+        for warning in (*settings.warnings, *chain_warnings(settings, capabilities_for)):
+            log.warning("%s", warning)
+        router.removed = self.pipeline.router.removed & frozenset(settings.providers)
+        retired = self.pipeline.switch(catalog, router)
+        old_registry, self.registry, self.catalog = self.registry, registry, catalog
+        self.settings = dataclasses.replace(
+            self.settings,
+            providers=settings.providers,
+            models=settings.models,
+            routing=settings.routing,
+            spend=settings.spend,
+            warnings=settings.warnings,
+        )
+        self.provider_control.switch(router, {name: p.kind.name for name, p in settings.providers.items()})
+        if self.health_checks is not None:
+            await self.health_checks.aclose()
+            self.health_checks = None
+        if settings.routing.health_check_interval is not None:
+            self.health_checks = ActiveHealthChecks(
+                router.deployments, registry, settings.routing.health_check_interval
+            )
+            self.health_checks.start()
+        self.retired_registries.append(old_registry)
+        closing = asyncio.get_running_loop().create_task(self._close_when_drained(retired, old_registry))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+
+    async def _close_when_drained(self, retired: Generation, registry: ProviderRegistry) -> None:
+        await retired.drained()
+        self.retired_registries.remove(registry)
+        await registry.aclose()
+
+    async def aclose(self, deadline: float | None = None) -> None:
+        """Stop every service. What is written to the database on the way out (pending responses,
+        the ledger journal, budget windows, the last settlements) shares the time left until
+        `deadline` (loop time: the end of the shutdown grace; at least `LAST_WRITES` from now;
+        None: as long as they take): a database that does not answer cannot hold the exit up. The
+        ledger journal keeps what was not moved, for the next start."""
+        loop = asyncio.get_running_loop()
+        end = None if deadline is None else max(loop.time() + LAST_WRITES, deadline)
+        for closing in list(self._closing):
+            closing.cancel()
         if self.key_sync is not None:
             await self.key_sync.aclose()
         if self.health_checks is not None:
             await self.health_checks.aclose()
-        await self.registry.aclose()
+        for registry in (*self.retired_registries, self.registry):
+            await registry.aclose()
         await self.client.aclose()
-        await self.responses.aclose()  # writes the responses still pending
-        await self.spend.aclose()  # moves the ledger journal into the database
-        await self.budgets.aclose()  # writes the budget windows still pending
-        await self.billing.aclose()  # (both send their last settlements to Redis)
+        writes: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("the stored responses", self.responses.aclose),  # writes the responses still pending
+            ("the ledger journal", self.spend.aclose),  # moves the journal into the database
+            ("the budget windows", self.budgets.aclose),  # (both send their last settlements to Redis)
+            ("the credit holds", self.billing.aclose),
+        ]
         if self.budgets.shared is not None:
-            await self.budgets.shared.aclose()
-        await self.presets.aclose()
-        await self.provider_control.aclose()
-        await self.database.close()
+            writes.append(("the shared counters", self.budgets.shared.aclose))
+        writes += [
+            ("the presets", self.presets.aclose),
+            ("the provider control", self.provider_control.aclose),
+            ("the database", self.database.close),
+        ]
+        for what, close in writes:
+            left = None if end is None else end - loop.time()
+            if left is not None and close == self.database.close:  # a moment to let connections go
+                left = max(left, LAST_WRITES / 2)
+            try:
+                await (close() if left is None else bounded(close(), left))
+            except TimeoutError:
+                log.error("shutdown: %s could not be closed within the shutdown grace; left as it is", what)
+            except Exception:
+                log.exception("shutdown: closing %s failed", what)
 
 
 def price_lookup(settings: Settings) -> PriceOf:

@@ -23,6 +23,7 @@ from turnout.presets.registry import Preset, PresetRegistry
 from turnout.providers.base import ChatResult, NativeRequest
 from turnout.routing.capabilities import first_unmet, needs
 from turnout.routing.catalog import Catalog, Route
+from turnout.routing.generation import Generation
 from turnout.routing.relay import RelayStream
 from turnout.routing.router import Router
 from turnout.routing.values import Call, Served, Steering
@@ -86,22 +87,49 @@ class Pipeline:
         presets: PresetRegistry,
     ) -> None:
         self.keys = keys
-        self.catalog = catalog
-        self.router = router
+        self.current = Generation(catalog, router)
         self.admission = admission
         self.budgets = budgets
         self.spend = spend
         self.billing = billing
         self.presets = presets
 
+    @property
+    def catalog(self) -> Catalog:
+        return self.current.catalog
+
+    @property
+    def router(self) -> Router:
+        return self.current.router
+
+    def switch(self, catalog: Catalog, router: Router) -> Generation:
+        """Route new requests with `catalog` and `router` (a reloaded configuration's); those in
+        flight finish on what they began with: the generation returned, which tells when the last
+        of them has ended."""
+        retired, self.current = self.current, Generation(catalog, router)
+        return retired
+
     async def chat_completion(self, inbound: Inbound, respond: Responder) -> None:
+        generation = self.current  # the configuration this request is served with, to its end
+        generation.enter()
+        try:
+            await self._chat_completion(generation, inbound, respond)
+        finally:
+            generation.leave()
+
+    async def _chat_completion(self, generation: Generation, inbound: Inbound, respond: Responder) -> None:
         principal = await self.keys.resolve(inbound.credential())
         body = await inbound.json()
         preset = self._preset(principal, body)
         if preset is not None:
             body = preset.apply(body)
         request = parse_chat_request(body)
-        route = self.authorise(principal, request.model) if preset is None else self._preset_route(preset)
+        catalog = generation.catalog
+        route = (
+            self.authorise(principal, request.model, catalog)
+            if preset is None
+            else self._preset_route(preset, catalog)
+        )
         native = None if preset is not None else inbound.native()  # a preset rewrote the request
         check_capabilities(route, request, native)
         check_output_limit(route, request, inbound.api)
@@ -125,11 +153,11 @@ class Pipeline:
         account = self._accountant(outcome, inbound.request_id, inbound.api, principal, route, stream)
         try:
             if stream:
-                relay, outcome.served = await self.router.stream(call, outcome.tally)
+                relay, outcome.served = await generation.router.stream(call, outcome.tally)
                 relay.accounted_by(account)
                 await respond.stream(relay, outcome.served)
             else:
-                result, outcome.served = await self.router.complete(call, outcome.tally)
+                result, outcome.served = await generation.router.complete(call, outcome.tally)
                 account(None)  # accounted for before the client can see the answer
                 if result.native is not None:
                     await respond.answer_native(result.native, outcome.served)
@@ -154,17 +182,25 @@ class Pipeline:
             )
         return preset
 
-    def _preset_route(self, preset: Preset) -> Route:
-        route = self.catalog.resolve(preset.alias)
+    def _preset_route(self, preset: Preset, catalog: Catalog) -> Route:
+        route = catalog.resolve(preset.alias)
         if route is None:  # the alias left the configuration after the preset was published
             raise ModelNotFound(f"The model 'preset/{preset.name}' is not available.", param="model")
         return route
 
     async def embeddings(self, inbound: Inbound, respond: Responder) -> None:
+        generation = self.current
+        generation.enter()
+        try:
+            await self._embeddings(generation, inbound, respond)
+        finally:
+            generation.leave()
+
+    async def _embeddings(self, generation: Generation, inbound: Inbound, respond: Responder) -> None:
         principal = await self.keys.resolve(inbound.credential())
         body = await inbound.json()
         request = parse_embedding_request(body)
-        route = self.authorise(principal, request.model)
+        route = self.authorise(principal, request.model, generation.catalog)
         if not any(t.capabilities.embeddings for t in route.targets):
             raise UnsupportedFeature(f"The model '{request.model}' does not offer embeddings.", param="model")
         access = None if principal.allowed_models is None else principal.may_use
@@ -175,7 +211,7 @@ class Pipeline:
         outcome = Outcome()
         account = self._accountant(outcome, inbound.request_id, "embeddings", principal, route, False)
         try:
-            result, outcome.served = await self.router.embed(call, outcome.tally)
+            result, outcome.served = await generation.router.embed(call, outcome.tally)
             account(None)
             await respond.answer(result.body, outcome.served)
         except BaseException as error:
@@ -227,12 +263,12 @@ class Pipeline:
     def authenticate(self, inbound: Inbound) -> Principal:
         return self.keys.authenticate(inbound.credential())
 
-    def authorise(self, principal: Principal, model: str) -> Route:
+    def authorise(self, principal: Principal, model: str, catalog: Catalog | None = None) -> Route:
         """The route for `model`, if it exists and the caller may use it (404 either way, so a key
         cannot probe for models it is not allowed to see)."""
         if not _MODEL_NAME.match(model):
             raise InvalidRequest("'model' must be 1-256 printable characters.", param="model")
-        route = self.catalog.resolve(model)
+        route = (self.current.catalog if catalog is None else catalog).resolve(model)
         if route is None or (not principal.may_use(route.alias) and not principal.may_use(model)):
             raise ModelNotFound(
                 f"The model '{model}' does not exist or you do not have access to it.", param="model"

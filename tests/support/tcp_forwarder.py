@@ -1,5 +1,6 @@
-"""A TCP forwarder on 127.0.0.1 that a test can cut: what a database outage looks like to the
-gateway (connections refused and dropped), without touching the shared server."""
+"""A TCP forwarder on 127.0.0.1 that a test can cut (connections refused and dropped) or stall
+(connections accepted and kept, nothing forwarded: a network black hole): what a database outage
+looks like to the gateway, without touching the shared server."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ class TcpForwarder:
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()  # cleared while stalled
+        self._flowing.set()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     def start(self) -> TcpForwarder:
@@ -27,6 +30,8 @@ class TcpForwarder:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        await self._flowing.wait()  # a connection made while stalled hangs, unanswered
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -37,6 +42,7 @@ class TcpForwarder:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, ConnectionError):
                 while data := await src.read(65536):
+                    await self._flowing.wait()  # while stalled, bytes are held, never delivered
                     dst.write(data)
                     await dst.drain()
             dst.close()
@@ -55,16 +61,35 @@ class TcpForwarder:
 
         asyncio.run_coroutine_threadsafe(cut(), self._loop).result(10)
 
-    def resume(self) -> None:
+    def reopen(self) -> None:
         """Accept connections again, on the same port (after `cut`)."""
 
-        async def resume() -> None:
+        async def reopen() -> None:
             self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
 
-        asyncio.run_coroutine_threadsafe(resume(), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(reopen(), self._loop).result(10)
+
+    def stall(self) -> None:
+        """Stop forwarding: connections (open and new) stay up, and nothing gets through."""
+        self._loop.call_soon_threadsafe(self._flowing.clear)
+
+    def resume(self) -> None:
+        """Forward again (after `stall`)."""
+        self._loop.call_soon_threadsafe(self._flowing.set)
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):
             self.cut()
+        self.resume()
+
+        async def close_all() -> None:
+            for writer in self._writers:
+                writer.transport.abort()
+            self._writers.clear()
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(close_all(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        if not self._thread.is_alive():
+            self._loop.close()

@@ -57,7 +57,9 @@ def serve(config: Path | None, host: str | None, port: int | None, log_level: st
     from turnout.cli.serve import run
 
     _logging(log_level, log_format)
-    run(_settings(config), host=host, port=port)
+    path = config or default_config_path(os.environ)
+    # a reload (SIGHUP, POST /admin/reload) reads the same file and environment again
+    run(_settings(config), host=host, port=port, load=lambda: load_settings(path, os.environ))
 
 
 @main.group()

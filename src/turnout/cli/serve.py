@@ -9,7 +9,9 @@ import click
 
 from turnout import __version__
 from turnout.config.settings import Settings
+from turnout.reload import Load
 from turnout.server.runner import GatewayServer, serve
+from turnout.storage.refusal import StartRefused
 
 
 def _event_loop_runner() -> object:
@@ -45,24 +47,30 @@ def announce(server: GatewayServer) -> None:
     click.echo("\n".join(out), err=True)
 
 
-def run(settings: Settings, *, host: str | None, port: int | None) -> None:
+def run(settings: Settings, *, host: str | None, port: int | None, load: Load | None = None) -> None:
     runner = _event_loop_runner()
     try:
-        runner(serve(settings, host=host, port=port, on_started=announce))  # type: ignore[operator]
+        runner(serve(settings, host=host, port=port, on_started=announce, load=load))  # type: ignore[operator]
     except OSError as error:
         click.echo(f"turnout cannot start: {error.strerror or error}", err=True)
+        sys.exit(1)
+    except StartRefused as refused:
+        click.echo(f"turnout cannot start: {refused}", err=True)
         sys.exit(1)
 
 
 def reset_master(settings: Settings) -> None:
     async def reset() -> str:
         from turnout.keys.index import KeyIndex
-        from turnout.keys.store import load_hash_secret, replace_master_key
+        from turnout.keys.store import load_hash_secret, replace_master_key, secret_source, verify_hash_secret
         from turnout.storage.database import Database
 
         db = await Database.open(settings.storage.database_url)
         try:
-            index = KeyIndex(load_hash_secret(settings.auth.key_hash_secret, settings.storage.data_dir))
+            secret = load_hash_secret(settings.auth.key_hash_secret, settings.storage.data_dir)
+            source = secret_source(settings.auth.key_hash_secret, settings.storage.data_dir)
+            await verify_hash_secret(db, secret, source)  # a key hashed otherwise would work nowhere
+            index = KeyIndex(secret)
             return await replace_master_key(db, index)
         finally:
             await db.close()

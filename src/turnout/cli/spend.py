@@ -90,9 +90,12 @@ def _line(cells: list[str], widths: list[int]) -> str:
     )
 
 
+REPORT_DEADLINE = 300.0  # seconds a report's queries may take (a serving gateway's are bounded by far less)
+
+
 def run(settings: Settings, by: str, since: datetime, until: datetime | None, fmt: str) -> str:
     async def report() -> list[dict[str, Any]]:
-        database = await Database.open(settings.storage.database_url)
+        database = await Database.open(settings.storage.database_url, REPORT_DEADLINE)
         try:
             return await spend_report(database, by, since, until)
         finally:

@@ -2,7 +2,8 @@
 the ledger journal's state when it is not ok).
 
 It reads `GET /health/ready` with the master key (the detail is only given to an admin key).
-Exit codes: 0 ready; 1 not ready or unreachable; 2 the key is missing or was not accepted.
+Exit codes: 0 ready (or degraded: serving while its database is unreachable); 1 not ready or
+unreachable; 2 the key is missing or was not accepted.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def run(url: str, key: str | None, as_json: bool) -> int:
         return 1
     if as_json:
         click.echo(json.dumps(body, indent=2))
-    ready = status == 200 and body.get("status") == "ready"
+    ready = status == 200 and body.get("status") in ("ready", "degraded")
     if "deployments" not in body:
         if not as_json:
             click.echo(f"turnout at {url}: {body.get('status', status)}")

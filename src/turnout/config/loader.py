@@ -392,7 +392,10 @@ class _Builder:
         redis_url = self.server_url(cfg.redis_url, "storage.redis_url", "REDIS_URL")
         if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
             self.problem("storage.redis_url", "must be a redis://, rediss:// or unix:// URL")
-        return StorageSettings(data_dir=data_dir, database_url=url, redis_url=redis_url)
+        timeout = self.unit(cfg.database_timeout, parse_duration, "storage.database_timeout", 2.0)
+        return StorageSettings(
+            data_dir=data_dir, database_url=url, redis_url=redis_url, database_timeout=timeout
+        )
 
     def server_url(self, url: str | None, path: str, variable: str) -> str | None:
         """A server's URL as written, or from the secret it refers to; a password written into the

@@ -246,6 +246,9 @@ class StorageSettings:
     # Redis, shared by the instances of one deployment: budgets and prepaid credit are then exact
     # across all of them (each instance alone otherwise)
     redis_url: str | None = field(default=None, repr=False)
+    # the deadline of every connect and query the gateway makes while serving (and of a lock wait
+    # on SQLite): a database that stops answering fails fast instead of holding requests
+    database_timeout: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)

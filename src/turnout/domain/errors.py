@@ -35,6 +35,10 @@ class TurnoutError(Exception):
         """Extra response headers this error carries (e.g. Retry-After)."""
         return []
 
+    def details(self) -> dict[str, object] | None:
+        """Fields added to the error object beside message, type, param and code (rare)."""
+        return None
+
 
 # --------------------------------------------------------------------------- caller errors
 
@@ -50,6 +54,21 @@ class InvalidRequest(ClientError):
     """Malformed JSON, a wrong type, a missing field or a value out of range (400)."""
 
     code = "invalid_value"
+
+
+class ConfigurationRejected(ClientError):
+    """A reload found the configuration invalid and kept the running one (422); `problems` holds
+    each fault with its dotted path, as `turnout config check` prints them."""
+
+    status = 422
+    code = "invalid_configuration"
+
+    def __init__(self, message: str, problems: list[str]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+    def details(self) -> dict[str, object] | None:
+        return {"problems": self.problems}
 
 
 class UnsupportedFeature(ClientError):

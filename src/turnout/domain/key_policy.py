@@ -156,6 +156,12 @@ def require_organisation_admin(principal: Principal, what: str) -> None:
         raise PermissionDenied(f"Only organisation-wide owners and admins may {what}.")
 
 
+def require_organisation_owner(principal: Principal, what: str) -> None:
+    """The master key, or an organisation-wide owner's key (not a team's owner)."""
+    if principal.kind != "master" and (principal.team_id is not None or principal.role != "owner"):
+        raise PermissionDenied(f"Only the master key and organisation-wide owners may {what}.")
+
+
 def may_read(viewer: Principal, team_id: str | None) -> bool:
     """May `viewer` read (not change) things of `team_id` — teams, members, budgets, spend?"""
     if viewer.kind == "master" or (viewer.team_id is None and viewer.is_admin):

@@ -52,6 +52,11 @@ class ProviderControl:
             names = {row.name for row in await conn.execute(sa.select(removed_providers.c.name))}
         self.router.removed = frozenset(names & set(self.providers))
 
+    def switch(self, router: Router, providers: dict[str, str]) -> None:
+        """A reloaded configuration's router and providers (the removed set is read into it)."""
+        self.router = router
+        self.providers = providers
+
     def start(self) -> None:
         self.refresher.start()
 

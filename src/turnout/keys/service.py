@@ -202,7 +202,11 @@ class KeyService:
         return key, described
 
     async def find(self, key_hash: bytes) -> Principal | None:
-        """The active virtual key with this hash, if the store has one (the index's lookup)."""
+        """The active virtual key with this hash, if the store has one (the index's lookup): within
+        the database deadline (TimeoutError past it, which the index answers with a 503)."""
+        return await self.database.within(self._find(key_hash))
+
+    async def _find(self, key_hash: bytes) -> Principal | None:
         query = sa.select(api_keys).where(
             api_keys.c.key_hash == key_hash, api_keys.c.kind == "virtual", api_keys.c.revoked_at.is_(None)
         )

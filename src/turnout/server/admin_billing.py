@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -77,10 +78,14 @@ def _price(value: str, param: str) -> str:
 
 
 class AdminBilling:
-    def __init__(self, service: BillingService, catalog: Catalog, names: Names) -> None:
+    def __init__(self, service: BillingService, catalog: Callable[[], Catalog], names: Names) -> None:
         self.service = service
-        self.catalog = catalog
+        self._catalog = catalog  # the current one (a reload replaces it)
         self.names = names
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog()
 
     async def create_plan(self, x: Exchange, caller: Principal) -> None:
         body: NewPlan = decode_body(await x.body(), NewPlan)

@@ -9,10 +9,19 @@ from __future__ import annotations
 import logging
 import time
 
+import orjson
+
 from turnout import __version__
 from turnout.app import Services
-from turnout.domain.errors import InternalError, MethodNotAllowed, RouteNotFound, TurnoutError
+from turnout.domain.errors import (
+    InternalError,
+    MethodNotAllowed,
+    RouteNotFound,
+    ServiceUnavailable,
+    TurnoutError,
+)
 from turnout.domain.principal import Principal
+from turnout.reload import Reloader
 from turnout.server.admin import AdminKeys, KeyChange, NewKey, Rotation
 from turnout.server.admin_billing import AdminBilling, CreditChange, NewPlan, NewPreset, TeamTerms
 from turnout.server.admin_budgets import AdminBudgets, NewBudget
@@ -24,6 +33,7 @@ from turnout.server.auth_guard import AuthGuard
 from turnout.server.exchange import ClientGone, Exchange, Receive, Scope, Send
 from turnout.server.openapi import openapi_endpoint
 from turnout.server.routes import Endpoints, Handler
+from turnout.storage.database import unreachable
 from turnout.teams.names import Names
 
 log = logging.getLogger("turnout.server")
@@ -34,18 +44,18 @@ RESPONSE_PREFIXES = ("/v1/responses/", "/responses/")
 ADMIN_PREFIX = "/admin/"
 
 
-def create_app(services: Services) -> GatewayApp:
-    return GatewayApp(services)
+def create_app(services: Services, reloader: Reloader | None = None) -> GatewayApp:
+    return GatewayApp(services, reloader)
 
 
 class GatewayApp:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, reloader: Reloader | None = None) -> None:
         self.services = services
         self.max_body = services.settings.server.max_request_bytes
         self.access_log = services.settings.server.access_log
         self.guard = AuthGuard.of(services.settings)
         e = Endpoints(services)
-        self.admin = admin_router(services)
+        self.admin = admin_router(services, reloader)
         self.endpoints = e
         routes: dict[str, dict[str, Handler]] = {
             "/v1/chat/completions": {"POST": e.chat_completions},
@@ -92,10 +102,8 @@ class GatewayApp:
             await x.error(error)
         except ClientGone:
             status = 499
-        except Exception:
-            status = 500
-            log.exception("request %s failed", x.request_id)
-            await x.error(InternalError(f"turnout failed to handle the request (request id {x.request_id})."))
+        except Exception as error:
+            status = await self.failed(x, error)
         if self.access_log:
             access_log.info(
                 "%s %s %d %.1fms %s",
@@ -105,6 +113,21 @@ class GatewayApp:
                 (time.perf_counter() - started) * 1000,
                 x.request_id,
             )
+
+    async def failed(self, x: Exchange, error: Exception) -> int:
+        """Answer what turnout did not expect: 503 when its database did not answer in time (the
+        admin API reads it), else a bare 500 (the details go to the log)."""
+        if unreachable(error):
+            log.warning("request %s: the database did not answer: %r", x.request_id, error)
+            await x.error(
+                ServiceUnavailable(
+                    "turnout's database is not answering; try again shortly.", code="database_unavailable"
+                )
+            )
+            return 503
+        log.exception("request %s failed", x.request_id)
+        await x.error(InternalError(f"turnout failed to handle the request (request id {x.request_id})."))
+        return 500
 
     async def dispatch(self, path: str, method: str, x: Exchange) -> None:
         methods = self.routes.get(path)
@@ -160,14 +183,15 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-def admin_router(services: Services) -> AdminRouter:
-    """Every route of the admin API (also what /openapi.json describes)."""
+def admin_router(services: Services, reloader: Reloader | None = None) -> AdminRouter:
+    """Every route of the admin API (also what /openapi.json describes). Without a `reloader`,
+    a reload reads the settings the gateway was started with again (nothing changes)."""
     names = Names(services.database)
     keys = AdminKeys(services.key_service, names)
     teams = AdminTeams(services.directory, names)
     budgets = AdminBudgets(services.budget_service, names)
     governance = AdminGovernance(services.audit, services.approvals)
-    billing = AdminBilling(services.billing_service, services.catalog, names)
+    billing = AdminBilling(services.billing_service, lambda: services.catalog, names)
     providers = AdminProviders(services.provider_control)
     people = services.key_service.people
 
@@ -175,7 +199,21 @@ def admin_router(services: Services) -> AdminRouter:
         """The caller's key as it is now (read from the store, not from this instance's cache)."""
         return await people.current(await services.keys.resolve(x.credential()))
 
+    reloading = reloader or Reloader(services, lambda: services.settings)
+
+    async def reload(x: Exchange, caller: Principal) -> None:
+        reloaded = await reloading.requested_by(caller, x.request_id)
+        await x.send_json(200, orjson.dumps(reloaded.describe()))
+
     r = AdminRouter(authenticate, {"team_id": names.team, "user_id": names.user})
+    r.add(
+        "POST",
+        "/admin/reload",
+        reload,
+        "Read the configuration again and apply its providers, models, routing and prices; requests "
+        "in flight finish on the old ones (an invalid file: 422 with each problem, nothing changed)",
+        tag="configuration",
+    )
     r.add(
         "GET",
         "/admin/keys",

@@ -9,16 +9,16 @@ from turnout.domain.errors import TurnoutError
 
 
 def error_body(error: TurnoutError) -> bytes:
-    return orjson.dumps(
-        {
-            "error": {
-                "message": error.message,
-                "type": error.error_type,
-                "param": error.param,
-                "code": error.code,
-            }
-        }
-    )
+    body: dict[str, object] = {
+        "message": error.message,
+        "type": error.error_type,
+        "param": error.param,
+        "code": error.code,
+    }
+    details = error.details()
+    if details:
+        body.update(details)
+    return orjson.dumps({"error": body})
 
 
 def error_event(error: TurnoutError) -> bytes:

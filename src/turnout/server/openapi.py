@@ -69,6 +69,17 @@ ERRORS: dict[str, tuple[str, str]] = {  # status: (component name, description)
     ),
 }
 
+# Answers only some routes give, beside the common ones.
+ROUTE_ERRORS: dict[tuple[str, str], dict[str, Json]] = {
+    ("POST", "/admin/reload"): {
+        "422": {
+            "description": "The configuration does not load: the running one is kept; the error's "
+            "`problems` lists each fault with its dotted path.",
+            "content": {JSON: {"schema": {"type": "object"}}},
+        }
+    }
+}
+
 ERROR_SCHEMA: Json = {
     "title": "Error",
     "description": "An error, in OpenAI's format.",
@@ -169,7 +180,11 @@ def _health(summary: str, *, optional_key: bool) -> Json:
         "tags": ["health"],
         "security": [{}, {"bearer": []}, {"apiKey": []}] if optional_key else [],
         "responses": {
-            "200": {"description": "Up.", "content": {JSON: {"schema": {"type": "object"}}}},
+            "200": {
+                "description": "Up (readiness: `ready`, or `degraded` while the database is unreachable "
+                "and serving goes on without it).",
+                "content": {JSON: {"schema": {"type": "object"}}},
+            },
             "503": {"description": "Not ready.", "content": {JSON: {"schema": {"type": "object"}}}},
         },
     }
@@ -265,6 +280,7 @@ def admin_operation(route: AdminRoute, body_schema: Json | None) -> Json:
     for status, (name, _) in ERRORS.items():
         if status != "409" or route.method != "GET":
             responses[status] = {"$ref": f"#/components/responses/{name}"}
+    responses.update(ROUTE_ERRORS.get((route.method, route.path), {}))
     operation: Json = {
         "operationId": operation_id(route.method, route.path),
         "summary": route.summary,

@@ -1,5 +1,8 @@
 """Run the gateway: start the services, serve HTTP with uvicorn, drain gracefully, stop the services.
 
+On SIGHUP the configuration is read again and its providers, models, routing and prices applied to
+new requests (`turnout.reload`); requests in flight finish on what they began with.
+
 On SIGTERM or SIGINT: readiness turns to 503 at once, and the gateway keeps serving for
 `server.drain_delay` (so load balancers notice and stop sending); then no new connections are
 accepted, requests in flight — streams included — run to completion (up to
@@ -23,6 +26,7 @@ import uvicorn
 from turnout.app import Services
 from turnout.config.settings import Settings
 from turnout.domain import tokens
+from turnout.reload import Load, Reloader
 from turnout.server.asgi import create_app
 from turnout.server.protocol import edge_protocol
 
@@ -39,10 +43,12 @@ class GatewayServer(uvicorn.Server):
         host: str,
         port: int,
         on_started: Callable[[GatewayServer], None] | None = None,
+        reloader: Reloader | None = None,
     ) -> None:
         settings = services.settings.server
+        self.reloader = reloader or Reloader(services, lambda: services.settings)
         config = uvicorn.Config(
-            create_app(services),
+            create_app(services, self.reloader),
             host=host,
             port=port,
             loop="none",
@@ -59,6 +65,8 @@ class GatewayServer(uvicorn.Server):
         super().__init__(config)
         self.services = services
         self._on_started = on_started
+        self.stop_requested_at: float | None = None  # loop time
+        self._reloads: set[asyncio.Task[None]] = set()
 
     @property
     def port(self) -> int:
@@ -87,11 +95,18 @@ class GatewayServer(uvicorn.Server):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
         try:
             yield
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+
+    def _reload(self) -> None:
+        """SIGHUP: read the configuration again; nothing in flight is dropped."""
+        task = self.reloader.on_signal()
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         if self.services.draining:
@@ -101,6 +116,8 @@ class GatewayServer(uvicorn.Server):
 
     def request_stop(self) -> None:
         """Begin a graceful shutdown (what SIGTERM does), from inside the event loop."""
+        if self.stop_requested_at is None:
+            self.stop_requested_at = asyncio.get_running_loop().time()
         self.services.draining = True
         delay = self.services.settings.server.drain_delay
         if delay > 0:
@@ -118,15 +135,24 @@ async def serve(
     host: str | None = None,
     port: int | None = None,
     on_started: Callable[[GatewayServer], None] | None = None,
+    load: Load | None = None,
 ) -> None:
+    """Serve until stopped. `load` reads the configuration again (SIGHUP, `POST /admin/reload`);
+    without it a reload finds `settings` unchanged."""
     services = await Services.start(settings)
+    server: GatewayServer | None = None
     try:
         server = GatewayServer(
             services,
             host=settings.server.host if host is None else host,
             port=settings.server.port if port is None else port,
             on_started=on_started,
+            reloader=Reloader(services, load or (lambda: settings)),
         )
         await server.serve()
     finally:
-        await services.aclose()
+        # the services' last writes get what is left of the grace the shutdown began with
+        began = None if server is None else server.stop_requested_at
+        loop = asyncio.get_running_loop()
+        grace = settings.server.drain_delay + settings.server.shutdown_grace
+        await services.aclose(deadline=(began or loop.time()) + grace)

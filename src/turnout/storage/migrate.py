@@ -5,6 +5,11 @@ A new, empty database gets the current schema straight from `tables.metadata` an
 upgrade a database that is behind. Importing Alembic costs ~10 MiB of resident memory that a
 serving process would otherwise carry for its whole life. A test checks that both paths build the
 same schema.
+
+On PostgreSQL, creating or upgrading the schema happens under a transaction-level advisory lock,
+and the schema's state is read again once it is held: instances started at once on an empty
+database wait for the first one, then find the schema current. A database stamped with a revision
+this code does not know (a newer turnout upgraded it) is refused, never written to.
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from turnout.storage.refusal import StartRefused
 from turnout.storage.tables import metadata
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-HEAD = "0009"  # keep equal to the newest revision in migrations/versions (a test checks it)
+HEAD = "0010"  # keep equal to the newest revision in migrations/versions (a test checks it)
+LOCK_KEY = 0x7475726E6F7574  # "turnout" in ASCII: the advisory lock schema changes are made under
 
 _version_table = sa.Table(
     "alembic_version",
@@ -37,6 +44,17 @@ def _state(conn: sa.Connection) -> tuple[str | None, bool]:
     return revision, bool(names & set(metadata.tables))
 
 
+def check_known(revision: str | None) -> None:
+    """Refuse a schema this code does not know: stamped by a newer turnout (or by something else)."""
+    if revision is None or (revision.isdigit() and int(revision) <= int(HEAD)):
+        return
+    raise StartRefused(
+        f"the database's schema is at revision {revision}, newer than this turnout knows (up to "
+        f"{HEAD}): a newer turnout has upgraded it. Run that version (or a newer one) against this "
+        "database; turnout never downgrades a schema (restore a backup taken before the upgrade to go back)."
+    )
+
+
 async def current_revision(engine: AsyncEngine) -> str | None:
     async with engine.connect() as conn:
         revision, _ = await conn.run_sync(_state)
@@ -48,11 +66,23 @@ async def upgrade_if_needed(engine: AsyncEngine) -> None:
         revision, has_tables = await conn.run_sync(_state)
     if revision == HEAD:
         return
+    check_known(revision)
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            revision, has_tables = await _locked_state(conn)
+            if revision == HEAD:
+                return  # another instance brought it up to date while this one waited
+            check_known(revision)
         if revision is None and not has_tables:
             await conn.run_sync(_create_current)
         else:
             await conn.run_sync(upgrade_with_alembic)
+
+
+async def _locked_state(conn: AsyncConnection) -> tuple[str | None, bool]:
+    """Take the schema lock (held until this transaction ends), then read the state afresh."""
+    await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+    return await conn.run_sync(_state)
 
 
 def _create_current(conn: sa.Connection) -> None:

@@ -302,3 +302,13 @@ removed_providers = sa.Table(
     sa.Column("removed_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("removed_by", sa.String(40), nullable=True),
 )
+
+# (0010) Values every instance sharing the database must agree on, written by the first to start
+# (the key-hash secret's check: `keys.secret_check`).
+instance_checks = sa.Table(
+    "instance_checks",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
