@@ -101,14 +101,15 @@ class Endpoints:
         if s.draining:
             await x.send_json(503, orjson.dumps({"status": "draining", **detail}))
             return
+        ready = s.spend.journal.state != "unwritable"  # else every request is refused (503)
+        database = "ok"
         try:
             await s.database.within(s.database.ping())
         except Exception:
             # Serving goes on without the database (keys, budgets and routes are in memory, spend
             # is journaled): a blip reaches every instance at once, and a 503 here would have the
             # load balancer take them all out. Degraded, still ready.
-            await x.send_json(200, orjson.dumps({"status": "degraded", "database": "unreachable", **detail}))
-            return
-        ready = s.spend.journal.state != "unwritable"
-        body = {"status": "ready" if ready else "unavailable", "database": "ok", **detail}
+            database = "unreachable"
+        status = "unavailable" if not ready else "ready" if database == "ok" else "degraded"
+        body = {"status": status, "database": database, **detail}
         await x.send_json(200 if ready else 503, orjson.dumps(body))
