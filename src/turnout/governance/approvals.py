@@ -51,9 +51,10 @@ from turnout.domain.errors import (
 )
 from turnout.domain.key_policy import may_manage
 from turnout.domain.principal import Principal
-from turnout.governance.audit import MAX_LIMIT, AuditLog, redact, team_scope
+from turnout.governance.audit import AuditLog, redact, team_scope
 from turnout.governance.people import People
 from turnout.storage.database import Database
+from turnout.storage.paging import MAX_LIMIT
 from turnout.storage.tables import pending_actions
 from turnout.storage.times import as_utc, from_unix, unix_seconds
 

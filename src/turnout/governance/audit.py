@@ -27,11 +27,11 @@ from turnout.domain.errors import InvalidRequest, PermissionDenied
 from turnout.domain.key_policy import may_manage
 from turnout.domain.principal import Principal
 from turnout.storage.database import Database
+from turnout.storage.paging import MAX_LIMIT
 from turnout.storage.tables import audit_log
 from turnout.storage.times import as_utc, unix_seconds
 
 SECRET_FIELDS = frozenset({"key", "key_hash"})
-MAX_LIMIT = 1000
 
 
 def redact(value: Any) -> Any:

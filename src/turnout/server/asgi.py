@@ -160,6 +160,9 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
+PAGE = ("limit", "after")  # the query parameters of a paged list (server/admin_query.py)
+
+
 def admin_router(services: Services) -> AdminRouter:
     """Every route of the admin API (also what /openapi.json describes)."""
     names = Names(services.database)
@@ -180,7 +183,8 @@ def admin_router(services: Services) -> AdminRouter:
         "GET",
         "/admin/keys",
         keys.list,
-        "List the virtual keys the caller manages",
+        "List the virtual keys the caller manages (paged, oldest first)",
+        query=PAGE,
         tag="keys",
         admin_only=True,
     )
@@ -230,7 +234,14 @@ def admin_router(services: Services) -> AdminRouter:
         tag="keys",
         admin_only=True,
     )
-    r.add("GET", "/admin/teams", teams.list_teams, "List the teams the caller may see", tag="teams")
+    r.add(
+        "GET",
+        "/admin/teams",
+        teams.list_teams,
+        "List the teams the caller may see (paged, oldest first)",
+        query=PAGE,
+        tag="teams",
+    )
     r.add("POST", "/admin/teams", teams.create_team, "Create a team", body=NewTeam, tag="teams")
     r.add("GET", "/admin/teams/{team_id}", teams.team, "Describe a team and its members", tag="teams")
     r.add(
@@ -266,7 +277,9 @@ def admin_router(services: Services) -> AdminRouter:
         tag="teams",
         pending=True,
     )
-    r.add("GET", "/admin/users", teams.list_users, "List users", tag="users")
+    r.add(
+        "GET", "/admin/users", teams.list_users, "List users (paged, oldest first)", query=PAGE, tag="users"
+    )
     r.add(
         "POST",
         "/admin/users",
@@ -291,8 +304,8 @@ def admin_router(services: Services) -> AdminRouter:
         "GET",
         "/admin/budgets",
         budgets.list,
-        "List budgets with their current window",
-        query=("scope", "subject_id"),
+        "List budgets with their current window (paged, oldest first)",
+        query=("scope", "subject_id", *PAGE),
         tag="budgets",
     )
     r.add("POST", "/admin/budgets", budgets.create, "Set a budget", body=NewBudget, tag="budgets")
@@ -351,7 +364,14 @@ def admin_router(services: Services) -> AdminRouter:
         tag="governance",
         admin_only=True,
     )
-    r.add("GET", "/admin/plans", billing.list_plans, "List billing plans", tag="billing")
+    r.add(
+        "GET",
+        "/admin/plans",
+        billing.list_plans,
+        "List billing plans (paged, oldest first)",
+        query=PAGE,
+        tag="billing",
+    )
     r.add("POST", "/admin/plans", billing.create_plan, "Create a billing plan", body=NewPlan, tag="billing")
     r.add(
         "GET",
@@ -383,7 +403,14 @@ def admin_router(services: Services) -> AdminRouter:
         body=CreditChange,
         tag="billing",
     )
-    r.add("GET", "/admin/presets", billing.list_presets, "List published presets", tag="presets")
+    r.add(
+        "GET",
+        "/admin/presets",
+        billing.list_presets,
+        "List published presets (paged, by name)",
+        query=PAGE,
+        tag="presets",
+    )
     r.add(
         "POST",
         "/admin/presets",
