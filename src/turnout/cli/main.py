@@ -204,9 +204,15 @@ def keys_create(url: str, key: str | None, **spec: str | None) -> None:
 @KEY_OPTION
 def keys_list(url: str, key: str | None) -> None:
     """The keys this admin key may manage (by prefix only)."""
-    from turnout.cli.keys import describe
+    from turnout.cli.keys import AdminError, call_all, describe
 
-    for item in _admin_call(url, key, "GET", "/admin/keys")["data"]:
+    if not key:
+        raise click.UsageError("no key: pass --key or set TURNOUT_ADMIN_KEY (or TURNOUT_MASTER_KEY)")
+    try:
+        items = call_all(url, key, "/admin/keys")
+    except AdminError as error:
+        raise click.ClickException(str(error)) from None
+    for item in items:
         click.echo(describe(item))
 
 
