@@ -1,4 +1,5 @@
-"""The admin API's lists are paged by cursor (keys, teams, users, budgets, plans, presets): `limit`
+"""The admin API's lists are paged by cursor (keys, teams, users, budgets, plans, presets, credit
+entries, the audit log): `limit`
 items a page in a stable order, `after` = the page before's `next_cursor`. Walking a list never
 skips or repeats an item (even while items are added and removed), bad paging is a 400 in the
 admin API's format naming the parameter, what each caller sees is what it saw unpaged, the CLI
@@ -68,7 +69,19 @@ MAKERS: dict[str, tuple[Callable[[httpx.Client, int], Any], str]] = {
         lambda h, i: made(h, "/admin/presets", name=f"p{i:02d}", team_id=team(h, f"p{i}"), model="chat"),
         "name",
     ),
+    "audit": (lambda h, i: made(h, "/admin/teams", name=f"audited-{i}"), "id"),  # each change is an event
+    "credits": (lambda h, i: made(h, f"/admin/teams/{wallet(h)}/credits", amount=f"{i + 1}.00"), "id"),
 }
+
+
+def wallet(http: httpx.Client) -> str:
+    """The team whose credit entries are listed (made on first use)."""
+    found = http.get("/admin/teams/wallet")
+    return str(found.json()["id"]) if found.status_code == 200 else team(http, "wallet")
+
+
+def path_of(http: httpx.Client, kind: str) -> str:
+    return f"/admin/teams/{wallet(http)}/credits" if kind == "credits" else f"/admin/{kind}"
 
 
 def walk(http: httpx.Client, path: str, limit: int, **query: str) -> list[list[dict[str, Any]]]:
@@ -94,7 +107,7 @@ def test_walking_a_list_page_by_page_gives_every_item_once_in_a_stable_order(
     http: httpx.Client, kind: str
 ) -> None:
     make, field = MAKERS[kind]
-    path = f"/admin/{kind}"
+    path = path_of(http, kind)
     for i in range(7):
         make(http, i)
     whole = http.get(path).json()  # the first page by default: 100 items, more than there are
@@ -139,7 +152,7 @@ def test_bad_paging_is_a_400_naming_the_parameter(http: httpx.Client, kind: str,
     query, param = BAD_PAGING[case]
     if kind == "presets" and case == "after of another list's shape":
         query = {"after": base64.urlsafe_b64encode(b"[1, 2]").decode()}  # presets are by name
-    response = http.get(f"/admin/{kind}", params=query)
+    response = http.get(path_of(http, kind), params=query)
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert (error["type"], error["param"]) == ("invalid_request_error", param)

@@ -123,6 +123,9 @@ PAGED_LISTS = {
     "/admin/budgets",
     "/admin/plans",
     "/admin/presets",
+    "/admin/audit",
+    "/admin/approvals",
+    "/admin/teams/{team_id}/credits",
 }
 
 

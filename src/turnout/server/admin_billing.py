@@ -118,9 +118,9 @@ class AdminBilling:
 
     async def credits(self, x: Exchange, caller: Principal, team_id: str) -> None:
         if x.scope["method"] == "GET":
-            data = await self.service.credit_entries(caller, team_id)
+            data, page = await self.service.credit_entries(caller, team_id, paging(query_params(x)))
             account = await self.service.account(caller, team_id)
-            await x.send_json(200, orjson.dumps({"object": "list", "data": data, "account": account}))
+            await send_page(x, data, page, account=account)
             return
         body: CreditChange = decode_body(await x.body(), CreditChange)
         negative = body.amount.strip().startswith("-")

@@ -13,9 +13,8 @@ from turnout.domain.errors import InvalidRequest, RouteNotFound
 from turnout.domain.principal import Principal
 from turnout.governance.approvals import Approvals
 from turnout.governance.audit import AuditLog
-from turnout.server.admin_query import integer, query_params
+from turnout.server.admin_query import integer, paging, query_params, send_page
 from turnout.server.exchange import Exchange
-from turnout.storage.paging import MAX_LIMIT
 
 
 def _time(query: dict[str, str], name: str) -> datetime | None:
@@ -48,8 +47,8 @@ class AdminGovernance:
         """GET /admin/audit?action=key.*&actor_key_id=&actor_person=&target_type=&target_id=
         &team_id=&since=&until=&limit=&before_id="""
         query = query_params(x)
-        limit = integer(query, "limit", 1, MAX_LIMIT)
-        data, has_more = await self.log.page(
+        asked = paging(query)
+        data, page = await self.log.page(
             viewer,
             action=query.get("action"),
             actor_key_id=query.get("actor_key_id"),
@@ -59,19 +58,20 @@ class AdminGovernance:
             team_id=query.get("team_id"),
             since=_time(query, "since"),
             until=_time(query, "until"),
-            limit=100 if limit is None else limit,
+            limit=asked.limit,
             before_id=integer(query, "before_id", 1, 2**63 - 1),
+            after=asked.after,
         )
-        await x.send_json(200, orjson.dumps({"object": "list", "data": data, "has_more": has_more}))
+        await send_page(x, data, page)
 
     async def approvals(self, x: Exchange, viewer: Principal) -> None:
         """GET /admin/approvals?status=pending&limit=100"""
         query = query_params(x)
-        limit = integer(query, "limit", 1, MAX_LIMIT)
-        data, has_more = await self.pending.page(
-            viewer, query.get("status"), limit=100 if limit is None else limit
+        asked = paging(query)
+        data, page = await self.pending.page(
+            viewer, query.get("status"), limit=asked.limit, after=asked.after
         )
-        await x.send_json(200, orjson.dumps({"object": "list", "data": data, "has_more": has_more}))
+        await send_page(x, data, page)
 
     async def approval(self, x: Exchange, viewer: Principal, action_id: str, verb: str) -> None:
         """GET /admin/approvals/{id} (verb ""); POST /admin/approvals/{id}/approve and /reject."""

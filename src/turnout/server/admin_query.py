@@ -39,6 +39,6 @@ def paging(query: dict[str, str]) -> Paging:
     return Paging(DEFAULT_LIMIT if limit is None else limit, after)
 
 
-async def send_page(x: Exchange, data: list[dict[str, Any]], page: Page) -> None:
+async def send_page(x: Exchange, data: list[dict[str, Any]], page: Page, **extra: Any) -> None:
     body = {"object": "list", "data": data, "has_more": page.has_more, "next_cursor": page.next_cursor}
-    await x.send_json(200, orjson.dumps(body))
+    await x.send_json(200, orjson.dumps({**body, **extra}))

@@ -315,7 +315,7 @@ def admin_router(services: Services) -> AdminRouter:
         "GET",
         "/admin/audit",
         governance.audit,
-        "Query the audit log (newest first)",
+        "Query the audit log (paged, newest first)",
         query=(
             "action",
             "actor_key_id",
@@ -327,6 +327,7 @@ def admin_router(services: Services) -> AdminRouter:
             "until",
             "limit",
             "before_id",
+            "after",
         ),
         tag="governance",
         admin_only=True,
@@ -335,8 +336,8 @@ def admin_router(services: Services) -> AdminRouter:
         "GET",
         "/admin/approvals",
         governance.approvals,
-        "List actions under the two-person rule",
-        query=("status", "limit"),
+        "List actions under the two-person rule (paged, newest first)",
+        query=("status", *PAGE),
         tag="governance",
         admin_only=True,
     )
@@ -392,7 +393,8 @@ def admin_router(services: Services) -> AdminRouter:
         "GET",
         "/admin/teams/{team_id}/credits",
         billing.credits,
-        "A team's credit entries and balance",
+        "A team's credit entries (paged, newest first) and balance",
+        query=PAGE,
         tag="billing",
     )
     r.add(

@@ -195,7 +195,6 @@ RESPONSE_SCHEMAS: dict[str, Json] = {
     "KeysRevoked": _object("team.keys_revoked", {"team_id": STRING, "revoked_keys": REVOKED_KEYS}),
 }
 
-HAS_MORE = {"has_more": {"type": "boolean", "description": "More items follow (ask with before_id)."}}
 # A page of a list paged by cursor (storage/paging.py): ask for the next with `after=next_cursor`.
 PAGED: dict[str, Json] = {
     "has_more": {"type": "boolean", "description": "More items follow."},
@@ -230,8 +229,8 @@ ANSWERS: dict[tuple[str, str], dict[str, Json]] = {
     ("POST", "/admin/budgets"): {"200": ref("Budget")},
     ("GET", "/admin/budgets/{budget_id}"): {"200": ref("Budget")},
     ("DELETE", "/admin/budgets/{budget_id}"): {"200": ref("Deleted")},
-    ("GET", "/admin/audit"): {"200": list_of("AuditEvent", **HAS_MORE)},
-    ("GET", "/admin/approvals"): {"200": list_of("PendingAction", **HAS_MORE)},
+    ("GET", "/admin/audit"): {"200": list_of("AuditEvent", **PAGED)},
+    ("GET", "/admin/approvals"): {"200": list_of("PendingAction", **PAGED)},
     ("GET", "/admin/approvals/{action_id}"): {"200": ref("PendingAction")},
     ("POST", "/admin/approvals/{action_id}/approve"): {"200": ref("PendingAction")},
     ("POST", "/admin/approvals/{action_id}/reject"): {"200": ref("PendingAction")},
@@ -239,7 +238,9 @@ ANSWERS: dict[tuple[str, str], dict[str, Json]] = {
     ("POST", "/admin/plans"): {"200": ref("Plan")},
     ("GET", "/admin/teams/{team_id}/billing"): {"200": ref("TeamBilling")},
     ("POST", "/admin/teams/{team_id}/billing"): {"200": ref("TeamBilling")},
-    ("GET", "/admin/teams/{team_id}/credits"): {"200": list_of("Credit", account=ref("TeamBilling"))},
+    ("GET", "/admin/teams/{team_id}/credits"): {
+        "200": list_of("Credit", account=ref("TeamBilling"), **PAGED)
+    },
     ("POST", "/admin/teams/{team_id}/credits"): {"200": ref("TeamBilling")},
     ("GET", "/admin/presets"): {"200": list_of("Preset", **PAGED)},
     ("POST", "/admin/presets"): {"200": ref("Preset")},

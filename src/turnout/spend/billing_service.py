@@ -34,6 +34,7 @@ from turnout.storage.times import unix_seconds
 # How /admin/plans (oldest first) and /admin/presets (by name) are paged.
 PLANS_ORDER = Keyset(plans.c.created_at, plans.c.id)
 PRESETS_ORDER = Keyset(presets.c.name)
+CREDITS_ORDER = Keyset(credits.c.id, descending=True)  # a team's credit entries: newest first
 
 
 def describe_plan(row: Any) -> dict[str, Any]:
@@ -232,14 +233,15 @@ class BillingService:
         await self.billing.refresh()
         return await self.account(actor, team_id)
 
-    async def credit_entries(self, viewer: Principal, team_id: str) -> list[dict[str, Any]]:
-        query = (
-            sa.select(credits).where(credits.c.team_id == team_id).order_by(credits.c.id.desc()).limit(1000)
-        )
+    async def credit_entries(
+        self, viewer: Principal, team_id: str, paging: Paging = FIRST
+    ) -> tuple[list[dict[str, Any]], Page]:
+        """A page of a team's credit entries, newest first."""
+        query = CREDITS_ORDER.select(sa.select(credits).where(credits.c.team_id == team_id), paging)
         async with self.database.engine.connect() as conn:
             await self._team(conn, viewer, team_id)
-            rows = (await conn.execute(query)).all()
-        return [
+            page = CREDITS_ORDER.page((await conn.execute(query)).all(), paging)
+        entries = [
             {
                 "id": r.id,
                 "object": "credit",
@@ -250,8 +252,9 @@ class BillingService:
                 "note": r.note,
                 "created_by": r.created_by,
             }
-            for r in rows
+            for r in page.rows
         ]
+        return entries, page
 
     # ------------------------------------------------------------------ presets
 

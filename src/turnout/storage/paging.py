@@ -1,6 +1,7 @@
 """Pages of the admin API's lists, by keyset: a list is read in one stable order (its `Keyset`: when
-each item was created, then its id; presets by name), at most `limit` items at a time, and a page
-ends with an opaque cursor (`next_cursor`) that the next page starts `after`. The next page is the
+each item was created, then its id; presets by name; the audit log and pending actions newest
+first), at most `limit` items at a time, and a page ends with an opaque cursor (`next_cursor`) that
+the next page starts `after`. The next page is the
 items strictly after the last one read — found through the order's columns, never by an offset —
 so walking a list never skips or repeats an item, even while items are added or removed.
 
@@ -59,17 +60,20 @@ class Page:
 
 
 class Keyset:
-    """A list's order: `columns`, compared in turn, the last one unique (an id, a name). Each is a
-    time or a string."""
+    """A list's order: `columns`, compared in turn, the last one unique (an id, a name), ascending
+    unless `descending`. Each is a time, an integer or a string."""
 
-    def __init__(self, *columns: sa.Column[Any]) -> None:
+    def __init__(self, *columns: sa.Column[Any], descending: bool = False) -> None:
         self.columns = columns
+        self.descending = descending
         self._times = tuple(isinstance(c.type, sa.DateTime) for c in columns)
+        self._integers = tuple(isinstance(c.type, sa.Integer) for c in columns)
 
     def select(self, query: sa.Select[Any], paging: Paging) -> sa.Select[Any]:
         """`query` ordered by the keyset, from the item after `paging.after`, one item more than a
         page (to know whether another page follows)."""
-        query = query.order_by(*self.columns).limit(paging.limit + 1)
+        order = [c.desc() for c in self.columns] if self.descending else self.columns
+        query = query.order_by(*order).limit(paging.limit + 1)
         if paging.after is not None:
             query = query.where(self._after(self.decode(paging.after)))
         return query
@@ -95,26 +99,31 @@ class Keyset:
             values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
             if not isinstance(values, list) or len(values) != len(self.columns):
                 raise ValueError
-            return [self._value(v, t) for v, t in zip(values, self._times, strict=True)]
+            return [self._value(v, t, i) for v, t, i in zip(values, self._times, self._integers, strict=True)]
         except (ValueError, binascii.Error, OverflowError, orjson.JSONDecodeError):
             raise InvalidRequest(
                 "'after' must be the `next_cursor` of a page of this list.", param="after"
             ) from None
 
     @staticmethod
-    def _value(value: Any, time: bool) -> Any:
-        if time:
-            if type(value) is not int:
+    def _value(value: Any, time: bool, integer: bool) -> Any:
+        if time or integer:
+            if type(value) is not int or abs(value) >= 2**63:
                 raise ValueError
-            return _EPOCH + value * _MICRO
+            return _EPOCH + value * _MICRO if time else value
         if not isinstance(value, str) or not value:
             raise ValueError
         return value
 
     def _after(self, values: list[Any]) -> sa.ColumnElement[bool]:
-        """Rows after `values` in the keyset's order: (a > x) or (a = x and (b > y or ...))."""
-        column, value = self.columns[-1], values[-1]
-        condition: sa.ColumnElement[bool] = column > value
+        """Rows after `values` in the keyset's order: (a > x) or (a = x and (b > y or ...)), with
+        < for a descending order."""
+
+        def beyond(column: sa.Column[Any], value: Any) -> sa.ColumnElement[bool]:
+            past: sa.ColumnElement[bool] = column < value if self.descending else column > value
+            return past
+
+        condition = beyond(self.columns[-1], values[-1])
         for column, value in zip(reversed(self.columns[:-1]), reversed(values[:-1]), strict=True):
-            condition = sa.or_(column > value, sa.and_(column == value, condition))
+            condition = sa.or_(beyond(column, value), sa.and_(column == value, condition))
         return condition
