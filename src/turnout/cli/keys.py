@@ -55,6 +55,18 @@ def call_all(url: str, key: str, path: str, query: dict[str, str] | None = None)
         after = cursor
 
 
+def list_all(
+    url: str, key: str | None, path: str, query: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """`call_all`, its failure a clean CLI error (exit 1, no traceback)."""
+    if not key:
+        raise click.UsageError("no key: pass --key or set TURNOUT_ADMIN_KEY")
+    try:
+        return call_all(url, key, path, query)
+    except AdminError as error:
+        raise click.ClickException(str(error)) from None
+
+
 def describe(key: dict[str, Any]) -> str:
     models = ",".join(key.get("models") or ["*"])
     state = "revoked" if key.get("revoked_at") else "active"

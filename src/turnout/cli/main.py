@@ -204,15 +204,11 @@ def keys_create(url: str, key: str | None, **spec: str | None) -> None:
 @KEY_OPTION
 def keys_list(url: str, key: str | None) -> None:
     """The keys this admin key may manage (by prefix only)."""
-    from turnout.cli.keys import AdminError, call_all, describe
+    from turnout.cli.keys import describe, list_all
 
     if not key:
         raise click.UsageError("no key: pass --key or set TURNOUT_ADMIN_KEY (or TURNOUT_MASTER_KEY)")
-    try:
-        items = call_all(url, key, "/admin/keys")
-    except AdminError as error:
-        raise click.ClickException(str(error)) from None
-    for item in items:
+    for item in list_all(url, key, "/admin/keys"):
         click.echo(describe(item))
 
 

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import click
 
 from turnout.cli.governance import JSON_OPTION, KEY_OPTION, URL_OPTION
-from turnout.cli.keys import AdminError, call, call_all
+from turnout.cli.keys import AdminError, call, list_all
 
 ROLES = click.Choice(["owner", "admin", "member", "viewer"])
 
@@ -34,12 +34,7 @@ def request(
 
 def request_all(url: str, key: str | None, path: str, query: dict[str, str] | None = None) -> dict[str, Any]:
     """Every item of a paged admin list, its pages followed by their cursors, as one list."""
-    if not key:
-        raise click.UsageError("no key: pass --key or set TURNOUT_ADMIN_KEY")
-    try:
-        return {"object": "list", "data": call_all(url, key, path, query)}
-    except AdminError as error:
-        raise click.ClickException(str(error)) from None
+    return {"object": "list", "data": list_all(url, key, path, query)}
 
 
 def segment(value: str) -> str:
