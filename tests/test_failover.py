@@ -193,6 +193,32 @@ def test_the_breaker_opens_and_the_failing_deployment_is_skipped(
     assert state["state"] == "open" and state["retry_in_s"] > 25
 
 
+def test_a_deployment_whose_streams_break_after_their_first_chunk_opens_its_breaker(
+    start_gateway: Callable[..., Gateway],
+) -> None:
+    """A stream is judged when it ends: one that broke mid-answer is a failure, not a success (its
+    first chunk) and then a failure, which never made a streak and kept the deployment in use."""
+    models = {
+        "chat": {
+            "targets": [
+                {"provider": "alpha", "model": "m?fail=truncate&after=2", "name": "alpha"},
+                {"provider": "beta", "model": "m", "name": "beta"},
+            ]
+        }
+    }
+    breaker = {"consecutive_failures": 3, "min_requests": 1000, "open_for": "60s"}
+    gateway = start_gateway(fake_doc(models, "alpha", "beta", routing={"breaker": breaker}))
+    with sdk(gateway) as client:
+        for _ in range(6):
+            stream = client.chat.completions.create(model="chat", messages=USER, stream=True)
+            chunks = [c for c in stream if c.choices]
+            assert chunks[-1].choices[0].finish_reason == "stop"  # continued on beta, whole
+    assert upstream_calls(gateway, "alpha") == 3
+    state = deployment_state(gateway, "alpha")
+    assert (state["state"], state["opened"]) == ("open", 1)
+    assert deployment_state(gateway, "beta")["successes"] == 6
+
+
 def test_when_every_breaker_is_open_the_likeliest_deployment_is_still_tried(
     start_gateway: Callable[..., Gateway],
 ) -> None:

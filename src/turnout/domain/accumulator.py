@@ -91,7 +91,9 @@ class StreamAccumulator:
         self.finish_reason: str | None = None
         self.obstacle: str | None = None  # why the answer cannot be continued elsewhere, if not
         self.tool_calls: dict[tuple[int, int], ToolCallState] = {}  # by (choice, call index)
-        self._texts: list[Pieces] = [Pieces()]  # each choice's content (and refusal)
+        # each choice's content (and refusal), by the index the provider gave it: a dict, so that a
+        # hostile index (a billion, or negative) costs one entry, not a list that long
+        self._texts: dict[int, Pieces] = {0: Pieces()}
         self._other = Pieces()  # reasoning, tool calls' names and arguments: output, not text
         self.kept = 0  # characters kept in `_texts` and `_other`
         self.spilled_tokens = 0  # tokens of the output let go past the cap
@@ -106,13 +108,14 @@ class StreamAccumulator:
             self.usage = usage.canonical(chunk.service_tier or None)
         for choice in chunk.choices:
             index = choice.index
-            if index:
-                self._another_choice(index)
+            texts = self._texts.get(index) if index else self._texts[0]
+            if texts is None:
+                texts = self._another_choice(index)
             delta = choice.delta
             if delta is not None:
                 content = delta.content
                 if content:
-                    self._add(self._texts[index], content if type(content) is str else text_of(content))
+                    self._add(texts, content if type(content) is str else text_of(content))
                 if (
                     delta.tool_calls
                     or delta.reasoning_content
@@ -120,23 +123,22 @@ class StreamAccumulator:
                     or delta.function_call is not UNSET
                     or delta.audio is not UNSET
                 ):
-                    self._fold_rest(index, delta)
+                    self._fold_rest(index, texts, delta)
             if choice.finish_reason:
                 self.finish_reason = choice.finish_reason
 
-    def _another_choice(self, index: int) -> None:
+    def _another_choice(self, index: int) -> Pieces:
         self.obstacle = self.obstacle or "several choices"
-        texts = self._texts
-        while len(texts) <= index:
-            texts.append(Pieces())
+        texts = self._texts[index] = Pieces()
+        return texts
 
-    def _fold_rest(self, index: int, delta: ChunkDelta) -> None:
+    def _fold_rest(self, index: int, texts: Pieces, delta: ChunkDelta) -> None:
         """What a delta holds besides content: reasoning, a refusal, tool calls, audio."""
         if delta.reasoning_content:
             self._add(self._other, delta.reasoning_content)
         if delta.refusal:
             self.obstacle = self.obstacle or "refusal"
-            self._add(self._texts[index], delta.refusal)
+            self._add(texts, delta.refusal)
         if present(delta.function_call):
             self.obstacle = self.obstacle or "function call"
         if present(delta.audio):
@@ -169,7 +171,7 @@ class StreamAccumulator:
     def _spill(self) -> None:
         """Past the cap: count what is kept, let it go; the answer can no longer be continued."""
         self.spilled_tokens += count_tokens(self._produced())
-        for pieces in (*self._texts, self._other):
+        for pieces in (*self._texts.values(), self._other):
             pieces.clear()
         self.kept = 0
         self.obstacle = self.obstacle or CAP_OBSTACLE
@@ -189,11 +191,11 @@ class StreamAccumulator:
 
     def text(self, choice: int = 0) -> str:
         """The content (and refusal) of a choice, as kept (empty once let go past the cap)."""
-        texts = self._texts
-        return texts[choice].text() if choice < len(texts) else ""
+        texts = self._texts.get(choice)
+        return "" if texts is None else texts.text()
 
     def _produced(self) -> list[str]:
-        return [piece for pieces in (*self._texts, self._other) for piece in pieces.all()]
+        return [piece for pieces in (*self._texts.values(), self._other) for piece in pieces.all()]
 
     def produced(self) -> list[str]:
         """Everything the attempt produced that is still kept: every choice's text, reasoning and

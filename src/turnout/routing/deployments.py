@@ -65,9 +65,15 @@ class DeploymentState:
         if tokens and self.tpm is not None:
             self._tokens.add(now, tokens)
 
-    def succeeded(self, latency: float) -> None:
+    def succeeded(self, latency: float | None = None) -> None:
+        """An answer came back whole: the breaker is told (and the latency noted, when given)."""
         self.successes += 1
         self.breaker.record_success()
+        if latency is not None:
+            self.answered(latency)
+
+    def answered(self, latency: float) -> None:
+        """The first of an answer came after `latency` seconds (the breaker waits for its end)."""
         self.latency = (
             latency if self.latency is None else self.latency + LATENCY_SMOOTHING * (latency - self.latency)
         )

@@ -126,6 +126,12 @@ class RelayStream:
         usage = self._stream.answer.usage
         if usage is not None and status != 200 and record is not None and not record.done:
             usage = self._at_least_produced(usage)
+        if served.verdict_pending and served.state is not None:
+            served.verdict_pending = False
+            if status == 200:
+                served.state.succeeded()
+            else:  # no verdict (the client left, the shutdown cut it): a half-open probe slot back
+                served.state.breaker.release_probe()
         if served.lease is not None:
             served.lease.release(usage.total_tokens if usage else 0)
             served.lease = None
@@ -207,6 +213,7 @@ class RelayStream:
         failed_state = served.state
         await self._stream.aclose()
         if isinstance(error, UpstreamError) and failed_state is not None:
+            served.verdict_pending = False  # judged here: a failure
             failed_state.failed(self._clock(), error.message, error.retry_after)
         self._end(error.status, error.reason)
         partial = partial_of(self._stream.answer, self._before, self._rewriter)

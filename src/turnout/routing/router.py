@@ -138,6 +138,7 @@ class Router:
             return await peek_first(stream)  # committed only once the first chunk is here
 
         walk = self.plan(call, tally)
+        walk.streamed = True
         peeked, served = await self.walk(call.route, walk, attempt)
         continuation = self._continuation(call, tally)
         relay = RelayStream(call, peeked, served, tally, continuation, self.clock, self.in_flight)
@@ -184,6 +185,7 @@ class Router:
                 return await peek_first(await t.adapter.stream(t.call(request, body, call.wants_usage)))
 
             walk = self.plan(call, tally, avoid=failed)
+            walk.streamed = True
             if walk.stages:  # the attempts this request has left, continuations included
                 first = walk.stages[0]
                 first.limit = max(0, first.limit - used)
@@ -365,9 +367,13 @@ class Router:
         hedged: bool = False,
     ) -> tuple[T, Served]:
         now = self.clock()
-        c.state.succeeded(now - started)
         record.status = 200  # answered; a stream's record is ended when the stream ends
         served = Served(c.target, walk.attempts, walk.failures, lease, started, hedged, record=record)
+        if walk.streamed:  # judged when the stream ends (RelayStream)
+            c.state.answered(now - started)
+            served.verdict_pending = True
+        else:
+            c.state.succeeded(now - started)
         if walk.failures:
             log.info("served %s on %s after %d attempts", c.target.model, c.target.label, walk.attempts)
         return result, served

@@ -105,6 +105,9 @@ class Served:
     hedged: bool = False
     resumable: bool = False  # a stream that will be continued elsewhere if it breaks
     record: AttemptRecord | None = None  # the winning attempt's
+    # a stream's breaker verdict waits for its end: one that breaks after its first chunk is a
+    # failure, not a success and then a failure (which would never make a streak)
+    verdict_pending: bool = False
 
     @property
     def state(self) -> DeploymentState | None:
@@ -163,6 +166,7 @@ class Walk:
     access: Access | None = None  # the aliases the caller may use (None: any)
     tally: list[AttemptRecord] = field(default_factory=list)  # every attempt, in order
     over: bool = False  # a failure no other attempt may follow (an answer generated, then cut)
+    streamed: bool = False  # the winner's verdict is given when its stream ends (Served.verdict_pending)
 
 
 Attempt = Callable[[Candidate, AttemptRecord], Coroutine[Any, Any, T]]  # one upstream call
