@@ -230,6 +230,11 @@ class RelayStream:
             peeked, continued = await self._continue_elsewhere(partial, failed_state, self.served.attempts)
         except NoUpstreamAvailable:
             raise error from None
+        if self.abandoned or self.cut_short is not None:  # while the continuation was sought
+            self.served.attempts += continued.attempts
+            self._stream, self._serving = peeked, continued
+            await self.aclose()
+            raise self.cut_short or error
         self.resumed.append(
             {
                 "from": served.target.label,
@@ -238,10 +243,6 @@ class RelayStream:
                 "cause": error.message,
             }
         )
-        if self.abandoned or self.cut_short is not None:  # while the continuation was sought
-            self._stream, self._serving = peeked, continued
-            await self.aclose()
-            raise self.cut_short or error
         echoed = partial.text if continued.target.capabilities.continuation == "prefix" else ""
         self._rewriter = Rewriter(partial, echoed, {"resumed": self.resumed})
         self._before = partial
