@@ -286,7 +286,7 @@ def test_a_stream_the_shutdown_grace_cuts_short_is_told_why_and_recorded_as_the_
         assert caught.value.code == "gateway_shutdown"  # its last event says why: not a broken stream
         assert not any(c.choices and c.choices[0].finish_reason for c in received)
         assert "".join(c.choices[0].delta.content or "" for c in received if c.choices)
-        assert served.stop() == 0
+        assert served.proc.wait(30) == 0  # it stops by itself once the grace has run out
     finally:
         served.stop(signal.SIGKILL)
     row = only_row(tmp_path / "data")
@@ -299,13 +299,7 @@ def test_a_request_still_waiting_when_the_grace_runs_out_is_recorded_as_the_shut
     tmp_path: Path, upstream: Upstream
 ) -> None:
     arrived = threading.Event()
-
-    async def never_answer(request: web.Request) -> web.StreamResponse:
-        arrived.set()
-        await asyncio.Event().wait()  # until the upstream stops
-        return web.Response(status=500)
-
-    upstream.then(never_answer)
+    upstream.hang(arrived=arrived)
     served = serve(tmp_path, upstream)
     errors: list[BaseException] = []
 
@@ -322,7 +316,7 @@ def test_a_request_still_waiting_when_the_grace_runs_out_is_recorded_as_the_shut
         assert arrived.wait(20), "the request never reached the provider"
         served.proc.send_signal(signal.SIGTERM)
         asker.join(30)
-        assert served.stop() == 0
+        assert served.proc.wait(30) == 0  # it stops by itself once the grace has run out
     finally:
         served.stop(signal.SIGKILL)
     assert errors, "a request the shutdown cut short was answered"
