@@ -115,6 +115,7 @@ class Pipeline:
             native=native,
             access=None if principal.allowed_models is None else principal.may_use,
         )
+        self.spend.admit()  # the ledger can record it: else 503, before anything is spent
         ticket = self.admission.admit(principal, route)
         reservation, hold = await self._reserve(principal, route, request)
         outcome = Outcome()
@@ -175,6 +176,7 @@ class Pipeline:
             raise UnsupportedFeature(f"The model '{request.model}' does not offer embeddings.", param="model")
         access = None if principal.allowed_models is None else principal.may_use
         call = Call(route, request, body, inbound.steering(), access=access)
+        self.spend.admit()
         ticket = self.admission.admit(principal, route)
         reservation, hold = await self._reserve(principal, route)
         outcome = Outcome()

@@ -55,6 +55,14 @@ class TcpForwarder:
 
         asyncio.run_coroutine_threadsafe(cut(), self._loop).result(10)
 
+    def resume(self) -> None:
+        """Accept connections again, on the same port (after `cut`)."""
+
+        async def resume() -> None:
+            self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+        asyncio.run_coroutine_threadsafe(resume(), self._loop).result(10)
+
     def stop(self) -> None:
         with contextlib.suppress(Exception):
             self.cut()

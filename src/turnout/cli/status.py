@@ -1,4 +1,5 @@
-"""`turnout status`: a running gateway's readiness and every deployment's breaker, as a table.
+"""`turnout status`: a running gateway's readiness and every deployment's breaker, as a table (and
+the ledger journal's state when it is not ok).
 
 It reads `GET /health/ready` with the master key (the detail is only given to an admin key).
 Exit codes: 0 ready; 1 not ready or unreachable; 2 the key is missing or was not accepted.
@@ -84,7 +85,22 @@ def run(url: str, key: str | None, as_json: bool) -> int:
             f"turnout at {url}: {body.get('status', status)}; "
             f"{body.get('deployments_available', 0)} of {len(deployments)} deployments taking requests"
         )
+        journal = body.get("journal") or {}
+        if journal.get("state", "ok") != "ok":
+            click.echo(journal_line(journal))
         if deployments:
             click.echo("")
             click.echo(table(deployments))
     return 0 if ready else 1
+
+
+def journal_line(journal: dict[str, Any]) -> str:
+    """The ledger journal's trouble, in a line (`/health/ready`'s `journal`)."""
+    line = f"ledger journal: {journal.get('state')}"
+    if journal.get("fault"):
+        line += f" ({journal['fault']}): requests are refused until it can be written"
+    if journal.get("held"):
+        line += f"; {journal['held']} entries held in memory"
+    if journal.get("seal_fault"):
+        line += f"; a new segment cannot be opened ({journal['seal_fault']})"
+    return line

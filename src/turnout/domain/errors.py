@@ -367,6 +367,18 @@ class GatewayShutdown(ServiceUnavailable):
         )
 
 
+class LedgerUnavailable(ServiceUnavailable):
+    """The spend ledger's journal cannot be written (its disk full, out of inodes, read-only or
+    failing): refused before any provider is called, so nothing is spent unrecorded (503, with
+    Retry-After)."""
+
+    code = "ledger_unavailable"
+    retry_after = 5
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", str(self.retry_after).encode())]
+
+
 class InternalError(TurnoutError):
     """A bug in turnout. The message never carries details of it (500)."""
 

@@ -99,6 +99,7 @@ class Endpoints:
             detail["deployments_total"] = len(deployments)
             detail["deployments_available"] = sum(1 for d in deployments if d["state"] == "closed")
             detail["deployments"] = deployments
+        detail["journal"] = s.spend.health()  # ok | degraded | unwritable (then requests are refused)
         if s.draining:
             await x.send_json(503, orjson.dumps({"status": "draining", **detail}))
             return
@@ -109,4 +110,6 @@ class Endpoints:
                 503, orjson.dumps({"status": "unavailable", "database": "unreachable", **detail})
             )
             return
-        await x.send_json(200, orjson.dumps({"status": "ready", "database": "ok", **detail}))
+        ready = s.spend.journal.state != "unwritable"
+        body = {"status": "ready" if ready else "unavailable", "database": "ok", **detail}
+        await x.send_json(200 if ready else 503, orjson.dumps(body))
