@@ -228,9 +228,11 @@ async def test_filters_paging_and_limits(database: Database, audit: AuditLog, cl
     assert actions(await query(audit, OWNER, since=naive)) == ["key_create", "team.create"]
 
     first, more = await audit.page(OWNER, limit=3)
-    assert actions(first) == actions(everything)[:3] and more
+    assert actions(first) == actions(everything)[:3] and more.has_more
     rest, more = await audit.page(OWNER, limit=3, before_id=first[-1]["id"])
-    assert actions(rest) == ["key.create"] and not more
+    assert actions(rest) == ["key.create"] and not more.has_more
+    after, more = await audit.page(OWNER, limit=3, after=(await audit.page(OWNER, limit=3))[1].next_cursor)
+    assert after == rest and not more.has_more  # the cursor reaches the same page
     assert await query(audit, OWNER, before_id=everything[-1]["id"]) == []
     for limit in (0, 1001):
         with pytest.raises(InvalidRequest) as refused:

@@ -4,7 +4,9 @@ schemas that accept what the API accepts and refuse what it refuses."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -111,6 +113,37 @@ def test_every_admin_route_is_described(gateway: Gateway, document: dict[str, An
     assert "409" in document["paths"]["/admin/approvals/{action_id}/approve"]["post"]["responses"]
     budgets = document["paths"]["/admin/budgets"]["get"]["parameters"]
     assert {p["name"]: p["schema"] for p in budgets}["scope"] == {"enum": ["key", "team", "user"]}
+
+
+ADMIN_DOC = Path(__file__).resolve().parents[1] / "docs" / "admin-api.md"
+PAGED_LISTS = {
+    "/admin/keys",
+    "/admin/teams",
+    "/admin/users",
+    "/admin/budgets",
+    "/admin/plans",
+    "/admin/presets",
+    "/admin/audit",
+    "/admin/approvals",
+    "/admin/teams/{team_id}/credits",
+}
+
+
+def test_the_admin_api_page_lists_every_route_and_no_other(
+    gateway: Gateway, document: dict[str, Any]
+) -> None:
+    """docs/admin-api.md names every admin route (a route added without a row fails here), and says
+    which lists are paged: those whose schema takes `limit` and `after` and answers `next_cursor`."""
+    rows = re.findall(r"^\| `([A-Z]+)` \| `(/admin/[^`]*)` \| (.*) \|$", ADMIN_DOC.read_text(), re.MULTILINE)
+    routes = admin_router(gateway.services).routes
+    assert sorted((method, path) for method, path, _ in rows) == sorted((r.method, r.path) for r in routes)
+    paged = {path for method, path, text in rows if method == "GET" and "(paged" in text}
+    assert paged == PAGED_LISTS
+    for path in PAGED_LISTS:
+        operation = document["paths"][path]["get"]
+        assert {"limit", "after"} <= {p["name"] for p in operation["parameters"]}, path
+        answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        assert {"has_more", "next_cursor"} <= set(answer["properties"]), path
 
 
 def _error_name(status: str) -> str:

@@ -8,6 +8,7 @@ request) and a `Responder` (how to answer), so nothing here knows about HTTP fra
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -164,12 +165,18 @@ class Pipeline:
                 else:
                     await respond.answer_chat(result, outcome.served)
         except BaseException as error:
-            outcome.failed(error)
+            outcome.failed(error, self.router.in_flight.cancelled())
             raise
         finally:
             ticket.release()
             account(None)
             self._settle(outcome, reservation, hold)
+
+    async def cut_short(self) -> set[asyncio.Task[Any]]:
+        """The shutdown's grace ran out: end every stream being relayed (its client told why), and
+        have whatever else is cancelled from now on recorded as cut short by the shutdown (503
+        `gateway_shutdown`), not as a client that left. Returns the tasks relaying the streams."""
+        return await self.router.in_flight.cut_short()
 
     def _preset(self, principal: Principal, body: Any) -> Preset | None:
         model = body.get("model") if isinstance(body, dict) else None
@@ -215,7 +222,7 @@ class Pipeline:
             account(None)
             await respond.answer(result.body, outcome.served)
         except BaseException as error:
-            outcome.failed(error)
+            outcome.failed(error, self.router.in_flight.cancelled())
             raise
         finally:
             ticket.release()
@@ -253,7 +260,7 @@ class Pipeline:
                 return
             outcome.recorded = True
             if relay is not None and relay.abandoned:
-                outcome.status = 499
+                outcome.left()
             entries = outcome.entries(request_id, api, principal, route, stream=stream, billing=self.billing)
             for entry in entries:
                 self.spend.record(entry)

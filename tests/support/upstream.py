@@ -195,10 +195,13 @@ class Upstream:
 
         return self.then(action)
 
-    def hang(self, times: int = 1) -> Upstream:
-        """Accept the request and never answer (until the test ends)."""
+    def hang(self, times: int = 1, arrived: threading.Event | None = None) -> Upstream:
+        """Accept the request and never answer (until the test ends); `arrived` is set when it has
+        the request."""
 
         async def action(request: web.Request) -> web.StreamResponse:
+            if arrived is not None:
+                arrived.set()
             await self._wait_released()
             return web.Response(status=500)
 

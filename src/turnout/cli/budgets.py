@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 import click
 
 from turnout.cli.governance import JSON_OPTION, KEY_OPTION, URL_OPTION
-from turnout.cli.teams import at, request, segment, show, show_list
+from turnout.cli.teams import at, request, request_all, segment, show, show_list
 from turnout.domain.pricing import format_usd
 
 
@@ -84,8 +83,7 @@ def budgets_set(url: str, key: str | None, as_json: bool, **spec: str | None) ->
 def budgets_list(url: str, key: str | None, scope: str | None, subject_id: str | None, as_json: bool) -> None:
     """Budgets with their current window."""
     query = {name: value for name, value in (("scope", scope), ("subject_id", subject_id)) if value}
-    path = "/admin/budgets" + (f"?{urlencode(query)}" if query else "")
-    show_list(request(url, key, "GET", path), as_json, describe_budget, "(no budgets)")
+    show_list(request_all(url, key, "/admin/budgets", query), as_json, describe_budget, "(no budgets)")
 
 
 @budgets_group.command("show")

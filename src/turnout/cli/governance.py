@@ -10,7 +10,7 @@ from urllib.parse import quote, urlencode
 
 import click
 
-from turnout.cli.keys import AdminError, call
+from turnout.cli.keys import AdminError, call, list_all
 
 URL_OPTION = click.option(
     "--url",
@@ -139,14 +139,13 @@ def approvals_group() -> None:
 @JSON_OPTION
 def approvals_list(url: str, key: str | None, status: str | None, as_json: bool) -> None:
     """Pending and decided actions, newest first."""
-    path = "/admin/approvals" + (f"?{urlencode({'status': status})}" if status else "")
-    answer = _call(url, key, "GET", path)
+    actions = list_all(url, key, "/admin/approvals", {"status": status} if status else None)
     if as_json:
-        _echo_json(answer)
+        _echo_json({"object": "list", "data": actions})
         return
-    for action in answer["data"]:
+    for action in actions:
         click.echo(describe_action(action))
-    if not answer["data"]:
+    if not actions:
         click.echo("(no actions)")
 
 

@@ -7,8 +7,11 @@ import json
 import urllib.error
 import urllib.request
 from typing import Any
+from urllib.parse import urlencode
 
 import click
+
+from turnout.storage.paging import MAX_LIMIT
 
 TIMEOUT = 10.0
 
@@ -35,6 +38,33 @@ def call(url: str, key: str, method: str, path: str, body: dict[str, Any] | None
         raise AdminError(message) from None
     except (urllib.error.URLError, OSError) as error:
         raise AdminError(f"cannot reach turnout at {url}: {getattr(error, 'reason', error)}") from None
+
+
+def call_all(url: str, key: str, path: str, query: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Every item of a paged admin list (GET `path`): its pages asked for in turn, each after the
+    cursor the one before ended with, as many items a page as the API gives."""
+    items: list[dict[str, Any]] = []
+    after: str | None = None
+    while True:
+        asked = {**(query or {}), "limit": str(MAX_LIMIT), **({"after": after} if after else {})}
+        page = call(url, key, "GET", f"{path}?{urlencode(asked)}")
+        items += page["data"]
+        cursor = page.get("next_cursor")
+        if not cursor or cursor == after:
+            return items
+        after = cursor
+
+
+def list_all(
+    url: str, key: str | None, path: str, query: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """`call_all`, its failure a clean CLI error (exit 1, no traceback)."""
+    if not key:
+        raise click.UsageError("no key: pass --key or set TURNOUT_ADMIN_KEY")
+    try:
+        return call_all(url, key, path, query)
+    except AdminError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def describe(key: dict[str, Any]) -> str:

@@ -206,9 +206,11 @@ def keys_create(url: str, key: str | None, **spec: str | None) -> None:
 @KEY_OPTION
 def keys_list(url: str, key: str | None) -> None:
     """The keys this admin key may manage (by prefix only)."""
-    from turnout.cli.keys import describe
+    from turnout.cli.keys import describe, list_all
 
-    for item in _admin_call(url, key, "GET", "/admin/keys")["data"]:
+    if not key:
+        raise click.UsageError("no key: pass --key or set TURNOUT_ADMIN_KEY (or TURNOUT_MASTER_KEY)")
+    for item in list_all(url, key, "/admin/keys"):
         click.echo(describe(item))
 
 

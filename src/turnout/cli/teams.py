@@ -15,7 +15,7 @@ from urllib.parse import quote
 import click
 
 from turnout.cli.governance import JSON_OPTION, KEY_OPTION, URL_OPTION
-from turnout.cli.keys import AdminError, call
+from turnout.cli.keys import AdminError, call, list_all
 
 ROLES = click.Choice(["owner", "admin", "member", "viewer"])
 
@@ -30,6 +30,11 @@ def request(
         return call(url, key, method, path, body)
     except AdminError as error:
         raise click.ClickException(str(error)) from None
+
+
+def request_all(url: str, key: str | None, path: str, query: dict[str, str] | None = None) -> dict[str, Any]:
+    """Every item of a paged admin list, its pages followed by their cursors, as one list."""
+    return {"object": "list", "data": list_all(url, key, path, query)}
 
 
 def segment(value: str) -> str:
@@ -136,7 +141,7 @@ def teams_create(url: str, key: str | None, name: str, metadata: tuple[str, ...]
 @JSON_OPTION
 def teams_list(url: str, key: str | None, as_json: bool) -> None:
     """The teams this key may see."""
-    show_list(request(url, key, "GET", "/admin/teams"), as_json, describe_team, "(no teams)")
+    show_list(request_all(url, key, "/admin/teams"), as_json, describe_team, "(no teams)")
 
 
 @teams_group.command("show")
@@ -231,7 +236,7 @@ def users_create(url: str, key: str | None, email: str, name: str | None, role: 
 @JSON_OPTION
 def users_list(url: str, key: str | None, as_json: bool) -> None:
     """The users this key may see."""
-    show_list(request(url, key, "GET", "/admin/users"), as_json, describe_user, "(no users)")
+    show_list(request_all(url, key, "/admin/users"), as_json, describe_user, "(no users)")
 
 
 @users_group.command("show")

@@ -15,6 +15,12 @@ from typing import Literal
 Refusal = Literal["context_window", "content_policy"]
 
 
+# The ledger's reason for an attempt or a request the client left before it was answered (recorded
+# with status 499, as nginx logs a client that closed its connection).
+CLIENT_CLOSED = "client_closed"
+SHUT_DOWN = "gateway_shutdown"  # ... and for one the gateway's shutdown cut short (GatewayShutdown)
+
+
 class TurnoutError(Exception):
     """Base of every error turnout reports to a client."""
 
@@ -38,6 +44,11 @@ class TurnoutError(Exception):
     def details(self) -> dict[str, object] | None:
         """Fields added to the error object beside message, type, param and code (rare)."""
         return None
+
+    @property
+    def reason(self) -> str:
+        """Why a request or an attempt failed, as the ledger records it: the error's code."""
+        return self.code or self.error_type
 
 
 # --------------------------------------------------------------------------- caller errors
@@ -359,6 +370,20 @@ class ServiceUnavailable(TurnoutError):
     status = 503
     error_type = "service_unavailable"
     code = "service_unavailable"
+
+
+class GatewayShutdown(ServiceUnavailable):
+    """The gateway is stopping and its shutdown grace (`server.shutdown_grace`) ran out with this
+    request still running: turnout cut it short (503; a stream ends with this as its error event).
+    Not the client's doing, so never recorded as a client that left (499)."""
+
+    code = SHUT_DOWN
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The gateway is shutting down and its grace period ran out before this answer was "
+            "complete; retry the request."
+        )
 
 
 class LedgerUnavailable(ServiceUnavailable):

@@ -51,9 +51,10 @@ from turnout.domain.errors import (
 )
 from turnout.domain.key_policy import may_manage
 from turnout.domain.principal import Principal
-from turnout.governance.audit import MAX_LIMIT, AuditLog, redact, team_scope
+from turnout.governance.audit import AuditLog, redact, team_scope
 from turnout.governance.people import People
 from turnout.storage.database import Database
+from turnout.storage.paging import DEFAULT_LIMIT, Keyset, Page, Paging
 from turnout.storage.tables import pending_actions
 from turnout.storage.times import as_utc, from_unix, unix_seconds
 
@@ -65,6 +66,8 @@ approved, read from the store) and the params; returns a JSON-able result. Raise
 fail it."""
 
 STATUSES = ("pending", "approving", "approved", "rejected", "expired", "failed", "cancelled")
+# How /admin/approvals is paged: newest first.
+APPROVALS_ORDER = Keyset(pending_actions.c.requested_at, pending_actions.c.id, descending=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,15 +434,19 @@ class Approvals:
     # ------------------------------------------------------------------ listing
 
     async def page(
-        self, viewer: Principal, status: str | None = None, *, limit: int = 100
-    ) -> tuple[list[dict[str, Any]], bool]:
-        """The actions `viewer` may see, newest first, optionally of one status, and whether
-        there are more."""
+        self,
+        viewer: Principal,
+        status: str | None = None,
+        *,
+        limit: int = DEFAULT_LIMIT,
+        after: str | None = None,
+    ) -> tuple[list[dict[str, Any]], Page]:
+        """A page of the actions `viewer` may see, newest first, optionally of one status: at most
+        `limit`, after the cursor `after` (the page before's `next_cursor`)."""
         scope = team_scope(viewer)
         if status is not None and status not in STATUSES:
             raise InvalidRequest(f"'status' must be one of {', '.join(STATUSES)}.", param="status")
-        if not 1 <= limit <= MAX_LIMIT:
-            raise InvalidRequest(f"'limit' must be from 1 to {MAX_LIMIT}.", param="limit")
+        paging = Paging(limit, after)
         now = from_unix(self.clock())
         table = pending_actions.c
         where: list[sa.ColumnElement[bool]] = []
@@ -453,12 +460,7 @@ class Approvals:
             )
         elif status is not None:
             where.append(table.status == status)
-        query = (
-            sa.select(pending_actions)
-            .where(*where)
-            .order_by(table.requested_at.desc(), table.id.desc())
-            .limit(limit + 1)
-        )
+        query = APPROVALS_ORDER.select(sa.select(pending_actions).where(*where), paging)
         async with self.database.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [self.describe(row) for row in rows[:limit]], len(rows) > limit
+            page = APPROVALS_ORDER.page((await conn.execute(query)).all(), paging)
+        return [self.describe(row) for row in page.rows], page

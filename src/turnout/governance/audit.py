@@ -23,15 +23,16 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from turnout.domain.errors import InvalidRequest, PermissionDenied
+from turnout.domain.errors import PermissionDenied
 from turnout.domain.key_policy import may_manage
 from turnout.domain.principal import Principal
 from turnout.storage.database import Database
+from turnout.storage.paging import DEFAULT_LIMIT, Keyset, Page, Paging
 from turnout.storage.tables import audit_log
 from turnout.storage.times import as_utc, unix_seconds
 
 SECRET_FIELDS = frozenset({"key", "key_hash"})
-MAX_LIMIT = 1000
+AUDIT_ORDER = Keyset(audit_log.c.id, descending=True)  # how /admin/audit is paged: newest first
 
 
 def redact(value: Any) -> Any:
@@ -122,16 +123,16 @@ class AuditLog:
         team_id: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-        limit: int = 100,
+        limit: int = DEFAULT_LIMIT,
         before_id: int | None = None,
-    ) -> tuple[list[dict[str, Any]], bool]:
-        """The rows `viewer` may read that match every filter given, newest first, at most `limit`
-        (1 to 1000) with ids below `before_id`, and whether older ones match too (the next page:
-        `before_id` = the last row's id). `action` ending in "*" is a prefix ("key.*"); `since` is
-        inclusive, `until` exclusive."""
+        after: str | None = None,
+    ) -> tuple[list[dict[str, Any]], Page]:
+        """A page of the rows `viewer` may read that match every filter given, newest first: at
+        most `limit` (1 to 1000) after the cursor `after` (the page before's `next_cursor`), or
+        with ids below `before_id` (the page before's last id). `action` ending in "*" is a prefix
+        ("key.*"); `since` is inclusive, `until` exclusive."""
         scope = team_scope(viewer)
-        if not 1 <= limit <= MAX_LIMIT:
-            raise InvalidRequest(f"'limit' must be from 1 to {MAX_LIMIT}.", param="limit")
+        paging = Paging(limit, after)
         where: list[sa.ColumnElement[bool]] = []
         if scope is not None:
             where.append(audit_log.c.team_id == scope)
@@ -155,7 +156,7 @@ class AuditLog:
             where.append(audit_log.c.at < as_utc(until))
         if before_id is not None:
             where.append(audit_log.c.id < before_id)
-        query = sa.select(audit_log).where(*where).order_by(audit_log.c.id.desc()).limit(limit + 1)
+        query = AUDIT_ORDER.select(sa.select(audit_log).where(*where), paging)
         async with self.database.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [event(row) for row in rows[:limit]], len(rows) > limit
+            page = AUDIT_ORDER.page((await conn.execute(query)).all(), paging)
+        return [event(row) for row in page.rows], page

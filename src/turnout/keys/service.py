@@ -48,10 +48,12 @@ from turnout.governance.people import People, active_admin_key, in_scope, princi
 from turnout.keys.hashing import display_prefix, new_key
 from turnout.keys.index import KeyIndex
 from turnout.storage.database import Database
+from turnout.storage.paging import FIRST, Keyset, Page, Paging
 from turnout.storage.tables import api_keys, audit_log, key_controllers, team_members, teams, users
 from turnout.storage.times import from_unix, unix_seconds
 
 GATE = "revoke_team_keys"  # the two-person rule's name for what revoking piecewise would reach
+KEYS_ORDER = Keyset(api_keys.c.created_at, api_keys.c.id)  # how /admin/keys is paged
 
 
 def describe(row: Any) -> dict[str, Any]:
@@ -225,11 +227,15 @@ class KeyService:
             raise ResourceNotFound(f"No key with id '{key_id}'.", param="id")  # the same for hidden ones
         return row
 
-    async def list(self, issuer: Principal) -> list[dict[str, Any]]:
-        query = sa.select(api_keys).where(api_keys.c.kind == "virtual").order_by(api_keys.c.created_at)
+    async def list(self, issuer: Principal, paging: Paging = FIRST) -> tuple[list[dict[str, Any]], Page]:
+        """A page of the keys `issuer` manages, oldest first (the query keeps to the issuer's team;
+        `may_manage` decides)."""
+        query = sa.select(api_keys).where(api_keys.c.kind == "virtual")
+        if issuer.kind != "master" and issuer.team_id is not None:
+            query = query.where(api_keys.c.team_id == issuer.team_id)
         async with self.database.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [describe(r) for r in rows if may_manage(issuer, r.team_id)]
+            page = KEYS_ORDER.page((await conn.execute(KEYS_ORDER.select(query, paging))).all(), paging)
+        return [describe(r) for r in page.rows if may_manage(issuer, r.team_id)], page
 
     async def revoke(self, issuer: Principal, key_id: str, request_id: str | None = None) -> dict[str, Any]:
         """Revoke a key, or propose revoking it when that needs a second admin (`_gated`)."""

@@ -6,7 +6,10 @@ chunk, nothing read again here): for the ledger when the provider reports no usa
 continuation.
 
 The relay does not know the router: a continuation is asked of `continue_elsewhere`, a closure
-the router hands it.
+the router hands it. While it relays, it is in the router's `InFlight`, so that a shutdown whose
+grace runs out can `cut` it: its upstream stops, nothing continues it, its attempt is recorded as
+the shutdown's doing (503 `gateway_shutdown`, not a client that left) and the client gets that
+error as the stream's last event.
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import msgspec
+
 from turnout.domain.accumulator import RESUME_COPY_CAP
 from turnout.domain.chat import counted_usage
 from turnout.domain.completions import Chunk
-from turnout.domain.errors import NoUpstreamAvailable, TurnoutError, UpstreamError
+from turnout.domain.errors import CLIENT_CLOSED, NoUpstreamAvailable, TurnoutError, UpstreamError
 from turnout.domain.tokens import count_tokens
 from turnout.domain.usage import Usage
 from turnout.routing.deployments import DeploymentState
 from turnout.routing.first_chunk import PeekedStream
+from turnout.routing.in_flight import InFlight
 from turnout.routing.resume import Partial, Rewriter, partial_of
 from turnout.routing.values import AttemptRecord, Call, Served
 
@@ -45,6 +51,7 @@ class RelayStream:
         tally: list[AttemptRecord],
         continue_elsewhere: Continuation,
         clock: Callable[[], float],
+        in_flight: InFlight | None = None,
     ) -> None:
         self._call = call
         self._continue_elsewhere = continue_elsewhere
@@ -59,12 +66,16 @@ class RelayStream:
         policy = call.route.policy
         self.resumable = policy.stream_resume and not (call.chat.n or 1) > 1 and not self.native
         self.abandoned = False  # the client left: nothing more is sent or started
+        self.cut_short: TurnoutError | None = None  # turnout ended it (its shutdown): why
         self._before: Partial | None = None  # what the client had been sent when it was continued
         self._given = 0  # tokens of answer a continuation was given in its prompt
         self._rewriter: Rewriter | None = None
         self.resumed: list[dict[str, object]] = []
         self.rest: AsyncIterator[list[Chunk]] = self._relay()
         self._on_end: Callable[[RelayStream], None] | None = None
+        self._in_flight = in_flight
+        if in_flight is not None:
+            in_flight.add(self)
 
     def accounted_by(self, on_end: Callable[[RelayStream], None]) -> None:
         """Have `on_end` called once the upstream side is over — before `rest` finishes, so before
@@ -72,6 +83,8 @@ class RelayStream:
         self._on_end = on_end
 
     def _over(self) -> None:
+        if self._in_flight is not None:
+            self._in_flight.discard(self)
         if self._on_end is not None:
             on_end, self._on_end = self._on_end, None
             on_end(self)
@@ -84,32 +97,61 @@ class RelayStream:
         """The client went away: stop the upstream now, and never continue the stream."""
         self.abandoned = True
         await self._stream.aclose()
-        self._end(499)
+        self._end(499, CLIENT_CLOSED)
+
+    async def cut(self, error: TurnoutError) -> None:
+        """turnout ends the stream (its shutdown's grace ran out): the upstream stops now, nothing
+        continues the stream, and `error` is its last event. What the upstream had already sent is
+        still relayed first; a stream it completed is recorded as answered."""
+        if self.abandoned or self.cut_short is not None:
+            return
+        self.cut_short = error
+        await self._stream.aclose()
 
     async def aclose(self) -> None:
         await self._stream.aclose()
-        self._end(499)
+        if self._in_flight is not None:
+            self._in_flight.discard(self)
+        cut = self.cut_short
+        if cut is None:
+            self._end(499, CLIENT_CLOSED)
+        else:
+            self._end(cut.status, cut.reason)
 
-    def _end(self, status: int) -> None:
+    def _end(self, status: int, reason: str | None = None) -> None:
         """The current attempt is over: its lease given back (with the tokens it used, toward its
         deployment's tpm), its record closed with its usage, reported or counted."""
         served = self._serving
+        record = served.record
         usage = self._stream.answer.usage
+        if usage is not None and status != 200 and record is not None and not record.done:
+            usage = self._at_least_produced(usage)
         if served.verdict_pending and served.state is not None:
             served.verdict_pending = False
             if status == 200:
                 served.state.succeeded()
-            else:  # no verdict on the deployment (the client left): a half-open probe slot back
+            else:  # no verdict (the client left, the shutdown cut it): a half-open probe slot back
                 served.state.breaker.release_probe()
         if served.lease is not None:
             served.lease.release(usage.total_tokens if usage else 0)
             served.lease = None
-        record = served.record
         if record is None or record.done:
             return
-        record.ended(status, usage)
+        record.ended(status, usage, reason)
         if usage is None:
             record.estimate = self._estimate()
+
+    def _at_least_produced(self, usage: Usage) -> Usage:
+        """A failed attempt's reported usage, with at least the output it produced before it
+        ended: a provider that reports usage as it goes (Gemini) had not counted the last of it,
+        and a cut answer is billed for everything it produced."""
+        answer = self._stream.answer
+        if answer.finished:
+            return usage
+        produced = count_tokens(answer.produced()) + answer.spilled_tokens
+        if produced <= usage.output_tokens:
+            return usage
+        return msgspec.structs.replace(usage, output_tokens=produced, estimated=True)
 
     def _estimate(self) -> Callable[[], Usage]:
         """turnout's count of the current attempt: the prompt (and, for a continuation, what it
@@ -146,6 +188,11 @@ class RelayStream:
                 if self.abandoned:
                     self._over()
                     return
+                cut = self.cut_short
+                if cut is not None:
+                    self._end(cut.status, cut.reason)
+                    self._over()
+                    raise cut from None
                 try:
                     first = await self._continue(error)
                 except BaseException:
@@ -168,7 +215,7 @@ class RelayStream:
         if isinstance(error, UpstreamError) and failed_state is not None:
             served.verdict_pending = False  # judged here: a failure
             failed_state.failed(self._clock(), error.message, error.retry_after)
-        self._end(error.status)
+        self._end(error.status, error.reason)
         partial = partial_of(self._stream.answer, self._before, self._rewriter)
         if not self._resumable_after(error, partial):
             raise error
@@ -183,6 +230,11 @@ class RelayStream:
             peeked, continued = await self._continue_elsewhere(partial, failed_state, self.served.attempts)
         except NoUpstreamAvailable:
             raise error from None
+        if self.abandoned or self.cut_short is not None:  # while the continuation was sought
+            self.served.attempts += continued.attempts
+            self._stream, self._serving = peeked, continued
+            await self.aclose()
+            raise self.cut_short or error
         self.resumed.append(
             {
                 "from": served.target.label,

@@ -61,6 +61,7 @@ from turnout.routing.capabilities import first_unmet, fits_context, fits_output,
 from turnout.routing.catalog import Catalog, Route, Target
 from turnout.routing.deployments import DeploymentRegistry, DeploymentState, Lease
 from turnout.routing.first_chunk import PeekedStream, peek_first
+from turnout.routing.in_flight import InFlight
 from turnout.routing.relay import Continuation, RelayStream
 from turnout.routing.resume import Partial, continuation_body
 from turnout.routing.retry import RetryBudget, backoff
@@ -101,6 +102,7 @@ class Router:
         self._sleep = sleep
         self._draw = draw
         self.removed: frozenset[str] = frozenset()  # providers taken out of service (admin API)
+        self.in_flight = InFlight()  # the streams being relayed (a shutdown cuts them short)
 
     # ------------------------------------------------------------------ operations
 
@@ -138,7 +140,8 @@ class Router:
         walk = self.plan(call, tally)
         walk.streamed = True
         peeked, served = await self.walk(call.route, walk, attempt)
-        relay = RelayStream(call, peeked, served, tally, self._continuation(call, tally), self.clock)
+        continuation = self._continuation(call, tally)
+        relay = RelayStream(call, peeked, served, tally, continuation, self.clock, self.in_flight)
         served.resumable = relay.resumable
         return relay, served
 
@@ -333,7 +336,7 @@ class Router:
             result = await attempt(c, record)
         except TurnoutError as error:
             lease.release()
-            record.ended(error.status)
+            record.ended(error.status, reason=error.reason)
             self._failed(route, walk, stage, c, error)
             return None
         except BaseException:
@@ -344,9 +347,11 @@ class Router:
         return self._won(walk, c, started, result, lease, record)
 
     def _abandoned(self, walk: Walk, record: AttemptRecord) -> None:
-        """An attempt cancelled before it answered (the client left, or a hedge lost): the
-        provider had the prompt, so it is counted (499, as nginx logs a client that left)."""
-        record.ended(499)
+        """An attempt cancelled before it answered (the client left, or a hedge lost: 499, as nginx
+        logs a client that left; the gateway's shutdown cut it short: 503): the provider had the
+        prompt, so it is counted."""
+        status, reason = self.in_flight.cancelled()
+        record.ended(status, reason=reason)
         request = walk.request
         if request is not None and record.usage is None:
             record.estimate = lambda: counted_usage(request)
@@ -479,7 +484,7 @@ class Router:
                     lease.release()
                     if not isinstance(error, TurnoutError):
                         raise error
-                    record.ended(error.status)
+                    record.ended(error.status, reason=error.reason)
                     self._failed(route, walk, stage, c, error)
             return None
         finally:

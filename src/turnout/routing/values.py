@@ -60,8 +60,10 @@ class Call:
 @dataclass(slots=True)
 class AttemptRecord:
     """One upstream attempt: where it went, how it ended (the HTTP status it stands for: 200 for
-    the answer the client got, the error's for a failed one, 499 for one abandoned), and what it
-    used — reported by the provider, or counted by turnout (`estimate`) when it reported none."""
+    the answer the client got, the error's for a failed one, 499 for one abandoned, 503 for one the
+    gateway's shutdown cut short) and why (`reason`: the error's code, `client_closed`...), and
+    what it used — reported by the provider, or counted by turnout (`estimate`) when it reported
+    none."""
 
     number: int
     target: Target
@@ -69,13 +71,15 @@ class AttemptRecord:
     usage: Usage | None = None
     estimate: Callable[[], Usage] | None = None
     done: bool = False
+    reason: str | None = None  # why it failed (None: it answered)
 
-    def ended(self, status: int, usage: Usage | None = None) -> None:
+    def ended(self, status: int, usage: Usage | None = None, reason: str | None = None) -> None:
         """The attempt is over (once: later calls change nothing)."""
         if self.done:
             return
         self.done = True
         self.status = status
+        self.reason = reason
         if usage is not None:
             self.usage = usage
 

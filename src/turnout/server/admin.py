@@ -20,6 +20,7 @@ from turnout.domain.key_policy import KeySpec
 from turnout.domain.principal import Principal
 from turnout.keys.service import KeyService
 from turnout.server.admin_body import decode_body, reply, usd
+from turnout.server.admin_query import paging, query_params, send_page
 from turnout.server.exchange import Exchange
 from turnout.teams.names import Names
 
@@ -125,8 +126,7 @@ class AdminKeys:
         await reply(x, await self.keys.update(issuer, key_id, changes, limits, metadata, x.request_id))
 
     async def list(self, x: Exchange, issuer: Principal) -> None:
-        data = await self.keys.list(issuer)
-        await x.send_json(200, orjson.dumps({"object": "list", "data": data}))
+        await send_page(x, *await self.keys.list(issuer, paging(query_params(x))))
 
     async def one(self, x: Exchange, issuer: Principal, key_id: str, action: str) -> None:
         """GET /admin/keys/{id}; POST /admin/keys/{id}/revoke (202 with a pending action when it

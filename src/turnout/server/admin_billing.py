@@ -16,6 +16,7 @@ from turnout.domain.pricing import decimal_price
 from turnout.domain.principal import Principal
 from turnout.routing.catalog import Catalog
 from turnout.server.admin_body import decode_body, usd
+from turnout.server.admin_query import paging, query_params, send_page
 from turnout.server.exchange import Exchange
 from turnout.spend.billing_service import BillingService
 from turnout.teams.names import Names
@@ -107,8 +108,7 @@ class AdminBilling:
         await x.send_json(200, orjson.dumps(plan))
 
     async def list_plans(self, x: Exchange, caller: Principal) -> None:
-        data = await self.service.list_plans(caller)
-        await x.send_json(200, orjson.dumps({"object": "list", "data": data}))
+        await send_page(x, *await self.service.list_plans(caller, paging(query_params(x))))
 
     async def terms(self, x: Exchange, caller: Principal, team_id: str) -> None:
         if x.scope["method"] == "GET":
@@ -123,9 +123,9 @@ class AdminBilling:
 
     async def credits(self, x: Exchange, caller: Principal, team_id: str) -> None:
         if x.scope["method"] == "GET":
-            data = await self.service.credit_entries(caller, team_id)
+            data, page = await self.service.credit_entries(caller, team_id, paging(query_params(x)))
             account = await self.service.account(caller, team_id)
-            await x.send_json(200, orjson.dumps({"object": "list", "data": data, "account": account}))
+            await send_page(x, data, page, account=account)
             return
         body: CreditChange = decode_body(await x.body(), CreditChange)
         negative = body.amount.strip().startswith("-")
@@ -180,9 +180,10 @@ class AdminBilling:
         await x.send_json(200, orjson.dumps(await self.service.publish(caller, values, x.request_id)))
 
     async def list_presets(self, x: Exchange, caller: Principal) -> None:
-        """Every published preset (in full for the caller's own team), with its model's price."""
-        data = [{**p, "price": self._price(p["alias"])} for p in await self.service.list_presets(caller)]
-        await x.send_json(200, orjson.dumps({"object": "list", "data": data}))
+        """A page of the published presets (in full for the caller's own team), each with its
+        model's price."""
+        shown, page = await self.service.list_presets(caller, paging(query_params(x)))
+        await send_page(x, [{**p, "price": self._price(p["alias"])} for p in shown], page)
 
     def _price(self, alias: str) -> dict[str, str] | None:
         """What the alias's first deployment costs, USD per 1M tokens (None: not known)."""

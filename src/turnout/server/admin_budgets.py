@@ -12,6 +12,7 @@ from turnout.domain.errors import InvalidRequest
 from turnout.domain.periods import time_zone
 from turnout.domain.principal import Principal
 from turnout.server.admin_body import decode_body, usd
+from turnout.server.admin_query import paging, query_params, send_page
 from turnout.server.exchange import Exchange
 from turnout.spend.budget_service import BudgetService
 from turnout.teams.names import Names
@@ -66,8 +67,7 @@ class AdminBudgets:
         if scope not in (None, "key", "team", "user"):
             raise InvalidRequest("'scope' must be key, team or user.", param="scope")
         subject = await self._subject(scope, query.get("subject_id", [None])[-1])
-        data = await self.service.list(caller, scope, subject)
-        await x.send_json(200, orjson.dumps({"object": "list", "data": data}))
+        await send_page(x, *await self.service.list(caller, scope, subject, paging(query_params(x))))
 
     async def one(self, x: Exchange, caller: Principal, budget_id: str) -> None:
         if x.scope["method"] == "DELETE":

@@ -6,21 +6,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
 
 import orjson
 
 from turnout.domain.errors import InvalidRequest, RouteNotFound
 from turnout.domain.principal import Principal
 from turnout.governance.approvals import Approvals
-from turnout.governance.audit import MAX_LIMIT, AuditLog
+from turnout.governance.audit import AuditLog
+from turnout.server.admin_query import integer, paging, query_params, send_page
 from turnout.server.exchange import Exchange
-
-
-def _query(x: Exchange) -> dict[str, str]:
-    """The query string's parameters (the first value of each; `?limit=` is a value, and refused)."""
-    parsed = parse_qs(bytes(x.scope.get("query_string") or b"").decode("latin-1"), keep_blank_values=True)
-    return {name: values[0] for name, values in parsed.items()}
 
 
 def _time(query: dict[str, str], name: str) -> datetime | None:
@@ -41,15 +35,6 @@ def _time(query: dict[str, str], name: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _integer(query: dict[str, str], name: str, low: int, high: int) -> int | None:
-    raw = query.get(name)
-    if raw is None:
-        return None
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise InvalidRequest(f"'{name}' must be an integer from {low} to {high}.", param=name)
-    return int(raw)
-
-
 class AdminGovernance:
     """Owners and admins only (the route table says so: `admin_only`)."""
 
@@ -61,9 +46,9 @@ class AdminGovernance:
     async def audit(self, x: Exchange, viewer: Principal) -> None:
         """GET /admin/audit?action=key.*&actor_key_id=&actor_person=&target_type=&target_id=
         &team_id=&since=&until=&limit=&before_id="""
-        query = _query(x)
-        limit = _integer(query, "limit", 1, MAX_LIMIT)
-        data, has_more = await self.log.page(
+        query = query_params(x)
+        asked = paging(query)
+        data, page = await self.log.page(
             viewer,
             action=query.get("action"),
             actor_key_id=query.get("actor_key_id"),
@@ -73,19 +58,20 @@ class AdminGovernance:
             team_id=query.get("team_id"),
             since=_time(query, "since"),
             until=_time(query, "until"),
-            limit=100 if limit is None else limit,
-            before_id=_integer(query, "before_id", 1, 2**63 - 1),
+            limit=asked.limit,
+            before_id=integer(query, "before_id", 1, 2**63 - 1),
+            after=asked.after,
         )
-        await x.send_json(200, orjson.dumps({"object": "list", "data": data, "has_more": has_more}))
+        await send_page(x, data, page)
 
     async def approvals(self, x: Exchange, viewer: Principal) -> None:
         """GET /admin/approvals?status=pending&limit=100"""
-        query = _query(x)
-        limit = _integer(query, "limit", 1, MAX_LIMIT)
-        data, has_more = await self.pending.page(
-            viewer, query.get("status"), limit=100 if limit is None else limit
+        query = query_params(x)
+        asked = paging(query)
+        data, page = await self.pending.page(
+            viewer, query.get("status"), limit=asked.limit, after=asked.after
         )
-        await x.send_json(200, orjson.dumps({"object": "list", "data": data, "has_more": has_more}))
+        await send_page(x, data, page)
 
     async def approval(self, x: Exchange, viewer: Principal, action_id: str, verb: str) -> None:
         """GET /admin/approvals/{id} (verb ""); POST /admin/approvals/{id}/approve and /reject."""

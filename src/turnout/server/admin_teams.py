@@ -11,6 +11,7 @@ import orjson
 from turnout.domain.errors import InvalidRequest
 from turnout.domain.principal import Principal
 from turnout.server.admin_body import decode_body, reply
+from turnout.server.admin_query import paging, query_params, send_page
 from turnout.server.exchange import Exchange
 from turnout.teams.directory import Directory
 from turnout.teams.names import Names
@@ -59,8 +60,7 @@ class AdminTeams:
         await x.send_json(200, orjson.dumps(team))
 
     async def list_teams(self, x: Exchange, caller: Principal) -> None:
-        data = await self.directory.list_teams(caller)
-        await x.send_json(200, orjson.dumps({"object": "list", "data": data}))
+        await send_page(x, *await self.directory.list_teams(caller, paging(query_params(x))))
 
     async def team(self, x: Exchange, caller: Principal, team_id: str) -> None:
         if x.scope["method"] == "DELETE":
@@ -89,8 +89,7 @@ class AdminTeams:
         await x.send_json(202 if "pending_action" in user else 200, orjson.dumps(user))
 
     async def list_users(self, x: Exchange, caller: Principal) -> None:
-        data = await self.directory.list_users(caller)
-        await x.send_json(200, orjson.dumps({"object": "list", "data": data}))
+        await send_page(x, *await self.directory.list_users(caller, paging(query_params(x))))
 
     async def user(self, x: Exchange, caller: Principal, user_id: str) -> None:
         method = x.scope["method"]

@@ -183,6 +183,9 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
+PAGE = ("limit", "after")  # the query parameters of a paged list (server/admin_query.py)
+
+
 def admin_router(services: Services, reloader: Reloader | None = None) -> AdminRouter:
     """Every route of the admin API (also what /openapi.json describes). Without a `reloader`,
     a reload reads the settings the gateway was started with again (nothing changes)."""
@@ -218,7 +221,8 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
         "GET",
         "/admin/keys",
         keys.list,
-        "List the virtual keys the caller manages",
+        "List the virtual keys the caller manages (paged, oldest first)",
+        query=PAGE,
         tag="keys",
         admin_only=True,
     )
@@ -268,7 +272,14 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
         tag="keys",
         admin_only=True,
     )
-    r.add("GET", "/admin/teams", teams.list_teams, "List the teams the caller may see", tag="teams")
+    r.add(
+        "GET",
+        "/admin/teams",
+        teams.list_teams,
+        "List the teams the caller may see (paged, oldest first)",
+        query=PAGE,
+        tag="teams",
+    )
     r.add("POST", "/admin/teams", teams.create_team, "Create a team", body=NewTeam, tag="teams")
     r.add("GET", "/admin/teams/{team_id}", teams.team, "Describe a team and its members", tag="teams")
     r.add(
@@ -304,7 +315,9 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
         tag="teams",
         pending=True,
     )
-    r.add("GET", "/admin/users", teams.list_users, "List users", tag="users")
+    r.add(
+        "GET", "/admin/users", teams.list_users, "List users (paged, oldest first)", query=PAGE, tag="users"
+    )
     r.add(
         "POST",
         "/admin/users",
@@ -329,8 +342,8 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
         "GET",
         "/admin/budgets",
         budgets.list,
-        "List budgets with their current window",
-        query=("scope", "subject_id"),
+        "List budgets with their current window (paged, oldest first)",
+        query=("scope", "subject_id", *PAGE),
         tag="budgets",
     )
     r.add("POST", "/admin/budgets", budgets.create, "Set a budget", body=NewBudget, tag="budgets")
@@ -340,7 +353,7 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
         "GET",
         "/admin/audit",
         governance.audit,
-        "Query the audit log (newest first)",
+        "Query the audit log (paged, newest first)",
         query=(
             "action",
             "actor_key_id",
@@ -352,6 +365,7 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
             "until",
             "limit",
             "before_id",
+            "after",
         ),
         tag="governance",
         admin_only=True,
@@ -360,8 +374,8 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
         "GET",
         "/admin/approvals",
         governance.approvals,
-        "List actions under the two-person rule",
-        query=("status", "limit"),
+        "List actions under the two-person rule (paged, newest first)",
+        query=("status", *PAGE),
         tag="governance",
         admin_only=True,
     )
@@ -389,7 +403,14 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
         tag="governance",
         admin_only=True,
     )
-    r.add("GET", "/admin/plans", billing.list_plans, "List billing plans", tag="billing")
+    r.add(
+        "GET",
+        "/admin/plans",
+        billing.list_plans,
+        "List billing plans (paged, oldest first)",
+        query=PAGE,
+        tag="billing",
+    )
     r.add("POST", "/admin/plans", billing.create_plan, "Create a billing plan", body=NewPlan, tag="billing")
     r.add(
         "GET",
@@ -410,7 +431,8 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
         "GET",
         "/admin/teams/{team_id}/credits",
         billing.credits,
-        "A team's credit entries and balance",
+        "A team's credit entries (paged, newest first) and balance",
+        query=PAGE,
         tag="billing",
     )
     r.add(
@@ -421,7 +443,14 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
         body=CreditChange,
         tag="billing",
     )
-    r.add("GET", "/admin/presets", billing.list_presets, "List published presets", tag="presets")
+    r.add(
+        "GET",
+        "/admin/presets",
+        billing.list_presets,
+        "List published presets (paged, by name)",
+        query=PAGE,
+        tag="presets",
+    )
     r.add(
         "POST",
         "/admin/presets",

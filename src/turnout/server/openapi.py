@@ -16,11 +16,11 @@ import msgspec
 import orjson
 
 from turnout.governance.approvals import STATUSES
-from turnout.governance.audit import MAX_LIMIT
 from turnout.server.admin_routes import AdminRoute, AdminRouter
 from turnout.server.exchange import Exchange
 from turnout.server.openapi_responses import ANSWERS, RESPONSE_SCHEMAS
 from turnout.server.routes import Handler
+from turnout.storage.paging import DEFAULT_LIMIT, MAX_LIMIT
 
 Json = dict[str, Any]
 
@@ -33,8 +33,12 @@ _WHEN = "an ISO 8601 date or time (UTC unless it says otherwise), or unix second
 # What the admin API's query parameters mean, by name (a name not here is a plain string).
 QUERY: dict[str, Json] = {
     "limit": {
-        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
-        "description": "At most this many items.",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+        "description": "At most this many items (a page).",
+    },
+    "after": {
+        "schema": {"type": "string", "minLength": 1},
+        "description": "Items after this cursor: the page before's `next_cursor` (absent: the first page).",
     },
     "before_id": {
         "schema": {"type": "integer", "minimum": 1},

@@ -195,45 +195,54 @@ RESPONSE_SCHEMAS: dict[str, Json] = {
     "KeysRevoked": _object("team.keys_revoked", {"team_id": STRING, "revoked_keys": REVOKED_KEYS}),
 }
 
-HAS_MORE = {"has_more": {"type": "boolean", "description": "More items follow (ask with before_id)."}}
+# A page of a list paged by cursor (storage/paging.py): ask for the next with `after=next_cursor`.
+PAGED: dict[str, Json] = {
+    "has_more": {"type": "boolean", "description": "More items follow."},
+    "next_cursor": {
+        "type": ["string", "null"],
+        "description": "Pass as `after` for the next page (null: this is the last page).",
+    },
+}
 
 # (method, path) → status → schema; 202 is PendingAction wherever a route may pend, unless given.
 ANSWERS: dict[tuple[str, str], dict[str, Json]] = {
-    ("GET", "/admin/keys"): {"200": list_of("Key")},
+    ("GET", "/admin/keys"): {"200": list_of("Key", **PAGED)},
     ("POST", "/admin/keys"): {"200": ref("IssuedKey")},
     ("GET", "/admin/keys/{key_id}"): {"200": ref("Key")},
     ("PATCH", "/admin/keys/{key_id}"): {"200": ref("Key")},
     ("POST", "/admin/keys/{key_id}/revoke"): {"200": ref("Key")},
     ("POST", "/admin/keys/{key_id}/rotate"): {"200": ref("IssuedKey")},
-    ("GET", "/admin/teams"): {"200": list_of("Team")},
+    ("GET", "/admin/teams"): {"200": list_of("Team", **PAGED)},
     ("POST", "/admin/teams"): {"200": ref("Team")},
     ("GET", "/admin/teams/{team_id}"): {"200": ref("Team")},
     ("DELETE", "/admin/teams/{team_id}"): {"200": ref("Team")},
     ("POST", "/admin/teams/{team_id}/members"): {"200": ref("User")},
     ("DELETE", "/admin/teams/{team_id}/members/{user_id}"): {"200": ref("User")},
     ("POST", "/admin/teams/{team_id}/revoke-keys"): {"200": ref("KeysRevoked")},
-    ("GET", "/admin/users"): {"200": list_of("User")},
+    ("GET", "/admin/users"): {"200": list_of("User", **PAGED)},
     # the user is created at once, as a member; the admin role waits (the user, with `pending_action`)
     ("POST", "/admin/users"): {"200": ref("User"), "202": ref("User")},
     ("GET", "/admin/users/{user_id}"): {"200": ref("User")},
     ("PATCH", "/admin/users/{user_id}"): {"200": ref("User")},
     ("DELETE", "/admin/users/{user_id}"): {"200": ref("User")},
-    ("GET", "/admin/budgets"): {"200": list_of("Budget")},
+    ("GET", "/admin/budgets"): {"200": list_of("Budget", **PAGED)},
     ("POST", "/admin/budgets"): {"200": ref("Budget")},
     ("GET", "/admin/budgets/{budget_id}"): {"200": ref("Budget")},
     ("DELETE", "/admin/budgets/{budget_id}"): {"200": ref("Deleted")},
-    ("GET", "/admin/audit"): {"200": list_of("AuditEvent", **HAS_MORE)},
-    ("GET", "/admin/approvals"): {"200": list_of("PendingAction", **HAS_MORE)},
+    ("GET", "/admin/audit"): {"200": list_of("AuditEvent", **PAGED)},
+    ("GET", "/admin/approvals"): {"200": list_of("PendingAction", **PAGED)},
     ("GET", "/admin/approvals/{action_id}"): {"200": ref("PendingAction")},
     ("POST", "/admin/approvals/{action_id}/approve"): {"200": ref("PendingAction")},
     ("POST", "/admin/approvals/{action_id}/reject"): {"200": ref("PendingAction")},
-    ("GET", "/admin/plans"): {"200": list_of("Plan")},
+    ("GET", "/admin/plans"): {"200": list_of("Plan", **PAGED)},
     ("POST", "/admin/plans"): {"200": ref("Plan")},
     ("GET", "/admin/teams/{team_id}/billing"): {"200": ref("TeamBilling")},
     ("POST", "/admin/teams/{team_id}/billing"): {"200": ref("TeamBilling")},
-    ("GET", "/admin/teams/{team_id}/credits"): {"200": list_of("Credit", account=ref("TeamBilling"))},
+    ("GET", "/admin/teams/{team_id}/credits"): {
+        "200": list_of("Credit", account=ref("TeamBilling"), **PAGED)
+    },
     ("POST", "/admin/teams/{team_id}/credits"): {"200": ref("TeamBilling")},
-    ("GET", "/admin/presets"): {"200": list_of("Preset")},
+    ("GET", "/admin/presets"): {"200": list_of("Preset", **PAGED)},
     ("POST", "/admin/presets"): {"200": ref("Preset")},
     ("DELETE", "/admin/presets/{name}"): {"200": ref("Deleted")},
     ("GET", "/admin/providers"): {"200": list_of("Provider")},

@@ -8,6 +8,12 @@ On SIGTERM or SIGINT: readiness turns to 503 at once, and the gateway keeps serv
 accepted, requests in flight — streams included — run to completion (up to
 `server.shutdown_grace`), and only then are the services closed. A second SIGINT forces exit.
 The signal is not re-raised afterwards, so whatever the services flush on close is never cut short.
+
+When the grace runs out, turnout cuts what is left itself: each stream ends with a
+`gateway_shutdown` error event, everything else is cancelled, and the ledger records them as cut
+short by the shutdown (503 `gateway_shutdown`, billed for what was produced) — not as clients that
+left. uvicorn's own cancellation (`CUT_MARGIN` later) remains for a stream whose client does not
+read its last event.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
+import math
 import signal
 import socket
 import threading
@@ -30,9 +38,14 @@ from turnout.reload import Load, Reloader
 from turnout.server.asgi import create_app
 from turnout.server.protocol import edge_protocol
 
+log = logging.getLogger("turnout.server")
+
 # Load balancers commonly keep idle upstream connections for 60 s; a gateway that closed them
 # sooner would race them and turn requests into 502s.
 KEEP_ALIVE_SECONDS = 75
+# After the grace, how long (at least) a cut stream has to write its last event before uvicorn
+# cancels it.
+CUT_MARGIN = 1.0
 
 
 class GatewayServer(uvicorn.Server):
@@ -59,7 +72,7 @@ class GatewayServer(uvicorn.Server):
             access_log=False,
             proxy_headers=False,
             server_header=False,
-            timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
+            timeout_graceful_shutdown=math.ceil(settings.shutdown_grace + CUT_MARGIN),
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
         super().__init__(config)
@@ -107,6 +120,33 @@ class GatewayServer(uvicorn.Server):
         task = self.reloader.on_signal()
         self._reloads.add(task)
         task.add_done_callback(self._reloads.discard)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's graceful shutdown, with turnout cutting what is still running when the grace
+        runs out (before uvicorn's own cancellation, `CUT_MARGIN` later)."""
+        loop = asyncio.get_running_loop()
+        cutting: list[asyncio.Task[None]] = []
+        grace = self.services.settings.server.shutdown_grace
+        timer = loop.call_later(grace, lambda: cutting.append(loop.create_task(self._cut_short())))
+        try:
+            await super().shutdown(sockets)
+        finally:
+            timer.cancel()
+            for task in cutting:
+                await task
+
+    async def _cut_short(self) -> None:
+        streams = await self.services.pipeline.cut_short()
+        others = [task for task in self.server_state.tasks if task not in streams]
+        if streams or others:
+            log.warning(
+                "shutdown grace of %.0f s ran out: %d stream(s) cut short, %d other request(s) cancelled",
+                self.services.settings.server.shutdown_grace,
+                len(streams),
+                len(others),
+            )
+        for task in others:
+            task.cancel()
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         if self.services.draining:

@@ -27,8 +27,14 @@ from turnout.governance.audit import AuditLog
 from turnout.presets.registry import PresetRegistry, preset_of
 from turnout.spend.billing import Billing, month_of
 from turnout.storage.database import Database
+from turnout.storage.paging import FIRST, Keyset, Page, Paging
 from turnout.storage.tables import credits, plans, presets, team_billing, teams
 from turnout.storage.times import unix_seconds
+
+# How /admin/plans (oldest first) and /admin/presets (by name) are paged.
+PLANS_ORDER = Keyset(plans.c.created_at, plans.c.id)
+PRESETS_ORDER = Keyset(presets.c.name)
+CREDITS_ORDER = Keyset(credits.c.id, descending=True)  # a team's credit entries: newest first
 
 
 def describe_plan(row: Any) -> dict[str, Any]:
@@ -109,13 +115,17 @@ class BillingService:
             )
         return plan
 
-    async def list_plans(self, viewer: Principal) -> list[dict[str, Any]]:
+    async def list_plans(
+        self, viewer: Principal, paging: Paging = FIRST
+    ) -> tuple[list[dict[str, Any]], Page]:
+        """A page of the billing plans, oldest first (owners' and admins' to see)."""
         if not viewer.is_admin:
-            return []
+            return [], Page([], None)
         async with self.database.engine.connect() as conn:
-            return [
-                describe_plan(r) for r in await conn.execute(sa.select(plans).order_by(plans.c.created_at))
-            ]
+            page = PLANS_ORDER.page(
+                (await conn.execute(PLANS_ORDER.select(sa.select(plans), paging))).all(), paging
+            )
+        return [describe_plan(r) for r in page.rows], page
 
     # ------------------------------------------------------------------ a team's terms and balance
 
@@ -223,14 +233,15 @@ class BillingService:
         await self.billing.refresh()
         return await self.account(actor, team_id)
 
-    async def credit_entries(self, viewer: Principal, team_id: str) -> list[dict[str, Any]]:
-        query = (
-            sa.select(credits).where(credits.c.team_id == team_id).order_by(credits.c.id.desc()).limit(1000)
-        )
+    async def credit_entries(
+        self, viewer: Principal, team_id: str, paging: Paging = FIRST
+    ) -> tuple[list[dict[str, Any]], Page]:
+        """A page of a team's credit entries, newest first."""
+        query = CREDITS_ORDER.select(sa.select(credits).where(credits.c.team_id == team_id), paging)
         async with self.database.engine.connect() as conn:
             await self._team(conn, viewer, team_id)
-            rows = (await conn.execute(query)).all()
-        return [
+            page = CREDITS_ORDER.page((await conn.execute(query)).all(), paging)
+        entries = [
             {
                 "id": r.id,
                 "object": "credit",
@@ -241,8 +252,9 @@ class BillingService:
                 "note": r.note,
                 "created_by": r.created_by,
             }
-            for r in rows
+            for r in page.rows
         ]
+        return entries, page
 
     # ------------------------------------------------------------------ presets
 
@@ -288,14 +300,19 @@ class BillingService:
         self.registry.presets[stored.name] = preset_of(stored)
         return preset
 
-    async def list_presets(self, viewer: Principal) -> list[dict[str, Any]]:
-        """Every published preset: in full for its own team (and the organisation's admins), as
-        `public_preset` for everyone else."""
-        query = sa.select(presets).where(presets.c.deleted_at.is_(None)).order_by(presets.c.name)
+    async def list_presets(
+        self, viewer: Principal, paging: Paging = FIRST
+    ) -> tuple[list[dict[str, Any]], Page]:
+        """A page of the published presets, by name: in full for its own team (and the
+        organisation's admins), as `public_preset` for everyone else."""
+        query = sa.select(presets).where(presets.c.deleted_at.is_(None))
         async with self.database.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+            page = PRESETS_ORDER.page((await conn.execute(PRESETS_ORDER.select(query, paging))).all(), paging)
         full = organisation_admin(viewer)
-        return [describe_preset(r) if full or r.team_id == viewer.team_id else public_preset(r) for r in rows]
+        shown = [
+            describe_preset(r) if full or r.team_id == viewer.team_id else public_preset(r) for r in page.rows
+        ]
+        return shown, page
 
     async def withdraw(self, actor: Principal, name: str, request_id: str | None) -> dict[str, Any]:
         async with self.database.engine.begin() as conn:

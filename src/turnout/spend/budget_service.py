@@ -31,6 +31,7 @@ from turnout.domain.principal import Principal
 from turnout.governance.audit import AuditLog
 from turnout.spend.budgets import BudgetRule, Budgets, Scope, rule_of
 from turnout.storage.database import Database
+from turnout.storage.paging import FIRST, Keyset, Page, Paging
 from turnout.storage.tables import api_keys, budgets, team_members, teams, users
 from turnout.storage.times import unix_seconds
 
@@ -49,6 +50,68 @@ def describe(row: Any) -> dict[str, Any]:
         "created_by": row.created_by,
         "set_level": row.set_level,
     }
+
+
+BUDGETS_ORDER = Keyset(budgets.c.created_at, budgets.c.id)  # how /admin/budgets is paged: oldest first
+
+
+def _listing(viewer: Principal) -> sa.Select[Any]:
+    """Budgets with what `_listed` reads of their subjects, narrowed to those `viewer` may see."""
+    key_found, team_found, user_found = api_keys.c.id, teams.c.id, users.c.id
+    scope = budgets.c.scope
+    joined = (
+        budgets.outerjoin(
+            api_keys,
+            sa.and_(scope == "key", api_keys.c.id == budgets.c.subject_id, api_keys.c.kind == "virtual"),
+        )
+        .outerjoin(
+            teams, sa.and_(scope == "team", teams.c.id == budgets.c.subject_id, teams.c.deleted_at.is_(None))
+        )
+        .outerjoin(
+            users, sa.and_(scope == "user", users.c.id == budgets.c.subject_id, users.c.deleted_at.is_(None))
+        )
+    )
+    member: sa.ColumnElement[Any] = sa.null()
+    if in_team(viewer):
+        joined = joined.outerjoin(
+            team_members,
+            sa.and_(
+                scope == "user",
+                team_members.c.user_id == budgets.c.subject_id,
+                team_members.c.team_id == viewer.team_id,
+            ),
+        )
+        member = team_members.c.user_id
+    query = sa.select(
+        budgets,
+        key_found.label("key_found"),
+        api_keys.c.team_id.label("key_team"),
+        team_found.label("team_found"),
+        user_found.label("user_found"),
+        member.label("member"),
+    ).select_from(joined)
+    if may_read(viewer, None):  # the organisation's: every budget whose subject exists
+        return query.where(sa.or_(key_found.is_not(None), team_found.is_not(None), user_found.is_not(None)))
+    if not in_team(viewer):
+        return query.where(sa.false())
+    return query.where(
+        sa.or_(
+            sa.and_(key_found.is_not(None), api_keys.c.team_id == viewer.team_id),
+            sa.and_(team_found.is_not(None), budgets.c.subject_id == viewer.team_id),
+            sa.and_(user_found.is_not(None), team_members.c.user_id.is_not(None)),
+        )
+    )
+
+
+def _listed(viewer: Principal, row: Any) -> bool:
+    """`BudgetService._visible`, from the columns `_listing` joined (no query per budget)."""
+    found = {"key": row.key_found, "team": row.team_found, "user": row.user_found}.get(row.scope)
+    if found is None:
+        return False
+    if row.scope == "user" and in_team(viewer):
+        return row.member is not None
+    team = row.key_team if row.scope == "key" else row.subject_id if row.scope == "team" else None
+    return may_read(viewer, team)
 
 
 class BudgetService:
@@ -170,20 +233,21 @@ class BudgetService:
         return await self._with_status(row, rule_of(row))
 
     async def list(
-        self, viewer: Principal, scope: str | None, subject_id: str | None
-    ) -> list[dict[str, Any]]:
-        query = sa.select(budgets).order_by(budgets.c.created_at)
+        self, viewer: Principal, scope: str | None, subject_id: str | None, paging: Paging = FIRST
+    ) -> tuple[list[dict[str, Any]], Page]:
+        """A page of the budgets `viewer` may see, oldest first, each with its current window: one
+        query (each budget's subject joined: whether it exists, its team, whether it is a member
+        of the viewer's team), whatever the number of budgets."""
+        query = _listing(viewer)
         if scope is not None:
             query = query.where(budgets.c.scope == scope)
         if subject_id is not None:
             query = query.where(budgets.c.subject_id == subject_id)
         async with self.database.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [
-            await self._with_status(r, rule_of(r))
-            for r in rows
-            if await self._visible(viewer, r.scope, r.subject_id)
-        ]
+            page = BUDGETS_ORDER.page((await conn.execute(BUDGETS_ORDER.select(query, paging))).all(), paging)
+        rows = [r for r in page.rows if _listed(viewer, r)]
+        statuses = await self.budgets.statuses([rule_of(r) for r in rows])
+        return [{**describe(r), **status} for r, status in zip(rows, statuses, strict=True)], page
 
     async def delete(self, actor: Principal, budget_id: str, request_id: str | None) -> dict[str, Any]:
         row = await self._row(actor, budget_id)

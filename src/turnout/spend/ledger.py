@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from turnout.domain.errors import TurnoutError
+from turnout.domain.errors import CLIENT_CLOSED, TurnoutError
 from turnout.domain.pricing import Micros
 from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What one upstream attempt of a request did and cost, under its own deployment and price.
     `cost_micros` is None when the model's price is unknown; `estimated` marks token counts turnout
-    computed because the provider reported none; `attempts` is how many the request made in all."""
+    computed because the provider reported none; `attempts` is how many the request made in all;
+    `reason` says why one that failed did (the error's code: `upstream_server_error`,
+    `rate_limit_exceeded`..., `client_closed` with 499, `gateway_shutdown` with 503)."""
 
     request_id: str
     attempt: int = 1  # 1, 2...: the attempt's number in its request; 0: it reached no upstream
@@ -57,6 +59,7 @@ class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     preset: str | None = None  # called through `preset/<name>`
     preset_team_id: str | None = None  # the preset's creator
     revenue_share_micros: Micros | None = None  # credited to the preset's creator
+    reason: str | None = None  # why it failed (None: it answered)
 
 
 entry_encoder = msgspec.json.Encoder()
@@ -73,6 +76,7 @@ class Outcome:
         "billed",
         "charged",
         "preset",
+        "reason",
         "recorded",
         "served",
         "service_tier",
@@ -89,17 +93,27 @@ class Outcome:
         self.tally: list[AttemptRecord] = []
         self.usage: Usage | None = None  # every attempt's, summed (None: none reported or counted)
         self.status = 200
+        self.reason: str | None = None  # why it failed
         self.recorded = False
         self.billed: Micros | None = 0  # what the ledger entries charged
         self.charged: Micros | None = 0  # ... and what the customer paid (domain.billing)
         self.preset: PresetCharge | None = None  # the preset it was called through
         self.service_tier: str | None = None  # the tier the request asked for (`service_tier`)
 
-    def failed(self, error: BaseException) -> None:
+    def failed(self, error: BaseException, cancelled: tuple[int, str] = (499, CLIENT_CLOSED)) -> None:
+        """The request failed with `error`. Cancelled, it ended as `cancelled` says (the client went
+        away: 499, as nginx logs it; or the gateway's shutdown cut it short); anything else is our
+        own failure (500)."""
         if isinstance(error, TurnoutError):
-            self.status = error.status
-        else:  # cancelled: the client went away (499, as nginx logs it); else our own failure
-            self.status = 499 if isinstance(error, asyncio.CancelledError) else 500
+            self.status, self.reason = error.status, error.reason
+        elif isinstance(error, asyncio.CancelledError):
+            self.status, self.reason = cancelled
+        else:
+            self.status, self.reason = 500, "internal_error"
+
+    def left(self) -> None:
+        """The client left a stream before its end (499)."""
+        self.status, self.reason = 499, CLIENT_CLOSED
 
     def entries(
         self,
@@ -114,15 +128,15 @@ class Outcome:
         """One entry per attempt (costs and charges summed into `billed` and `charged`)."""
         entry = _Entries(self, request_id, api, principal, route, stream, billing)
         if not self.tally:
-            return [entry.of(0, None, self.status, None, False)]
+            return [entry.of(0, None, self.status, self.reason, None, False)]
         winner = None if self.served is None else self.served.record
         rows = []
         for record in self.tally:
-            status = record.status or self.status
+            status, reason = (record.status, record.reason) if record.status else (self.status, self.reason)
             if record is winner and self.status != 200:
-                status = self.status  # answered, but the request still failed or was left
+                status, reason = self.status, self.reason  # answered, but the request still failed
             usage, estimated = record.used()
-            rows.append(entry.of(record.number, record.target, status, usage, estimated))
+            rows.append(entry.of(record.number, record.target, status, reason, usage, estimated))
         return rows
 
 
@@ -151,7 +165,13 @@ class _Entries:
         outcome.usage = None
 
     def of(
-        self, attempt: int, target: Target | None, status: int, usage: Usage | None, estimated: bool
+        self,
+        attempt: int,
+        target: Target | None,
+        status: int,
+        reason: str | None,
+        usage: Usage | None,
+        estimated: bool,
     ) -> LedgerEntry:
         outcome, principal, preset = self.outcome, self.principal, self.outcome.preset
         counted = usage or NO_USAGE
@@ -197,6 +217,7 @@ class _Entries:
             preset=None if preset is None else preset.name,
             preset_team_id=None if preset is None else preset.team_id,
             revenue_share_micros=None if charge is None else charge.revenue_share,
+            reason=None if status < 400 else (reason or "error")[:64],
         )
 
 

@@ -103,6 +103,8 @@ ledger = sa.Table(
     sa.Column("price_version", sa.String(32), nullable=True),
     sa.Column("service_tier", sa.String(32), nullable=True),
     sa.Column("cache_write_1h_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    # 0011: why an attempt failed (the error's code; client_closed, gateway_shutdown); NULL: answered
+    sa.Column("reason", sa.String(64), nullable=True),
 )
 
 # Teams and users (0005). A user's `role` is organisation-wide (NULL: none); a membership's is

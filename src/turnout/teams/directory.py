@@ -40,8 +40,13 @@ from turnout.governance.approvals import Approvals
 from turnout.governance.audit import AuditLog
 from turnout.keys.service import KeyService
 from turnout.storage.database import Database
+from turnout.storage.paging import FIRST, Keyset, Page, Paging
 from turnout.storage.tables import team_members, teams, users
 from turnout.storage.times import unix_seconds
+
+# How /admin/teams and /admin/users are paged: oldest first.
+TEAMS_ORDER = Keyset(teams.c.created_at, teams.c.id)
+USERS_ORDER = Keyset(users.c.created_at, users.c.id)
 
 
 def describe_team(row: Any, members: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -152,11 +157,17 @@ class Directory:
             )
         return team
 
-    async def list_teams(self, viewer: Principal) -> list[dict[str, Any]]:
-        query = sa.select(teams).where(teams.c.deleted_at.is_(None)).order_by(teams.c.created_at)
+    async def list_teams(
+        self, viewer: Principal, paging: Paging = FIRST
+    ) -> tuple[list[dict[str, Any]], Page]:
+        """A page of the teams `viewer` may read, oldest first (the query keeps to the viewer's
+        team; `may_read` decides)."""
+        query = sa.select(teams).where(teams.c.deleted_at.is_(None))
+        if not may_read(viewer, None):  # not the whole organisation's reader: one team at most
+            query = query.where(teams.c.id == viewer.team_id if viewer.team_id is not None else sa.false())
         async with self.database.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [describe_team(r) for r in rows if may_read(viewer, r.id)]
+            page = TEAMS_ORDER.page((await conn.execute(TEAMS_ORDER.select(query, paging))).all(), paging)
+        return [describe_team(r) for r in page.rows if may_read(viewer, r.id)], page
 
     async def get_team(self, viewer: Principal, team_id: str) -> dict[str, Any]:
         async with self.database.engine.connect() as conn:
@@ -317,16 +328,20 @@ class Directory:
             user["pending_action"] = pending
         return user
 
-    async def list_users(self, viewer: Principal) -> list[dict[str, Any]]:
-        query = sa.select(users).where(users.c.deleted_at.is_(None)).order_by(users.c.created_at)
+    async def list_users(
+        self, viewer: Principal, paging: Paging = FIRST
+    ) -> tuple[list[dict[str, Any]], Page]:
+        """A page of the users `viewer` may see (a team's viewer: its members), oldest first."""
+        query = sa.select(users).where(users.c.deleted_at.is_(None))
         if in_team(viewer):
             query = query.join(team_members, team_members.c.user_id == users.c.id).where(
                 team_members.c.team_id == viewer.team_id
             )
         elif not viewer.is_admin:
-            return []
+            return [], Page([], None)
         async with self.database.engine.connect() as conn:
-            return [describe_user(r) for r in await conn.execute(query)]
+            page = USERS_ORDER.page((await conn.execute(USERS_ORDER.select(query, paging))).all(), paging)
+        return [describe_user(r) for r in page.rows], page
 
     async def get_user(self, viewer: Principal, user_id: str) -> dict[str, Any]:
         if viewer.team_id is None and not viewer.is_admin:
