@@ -38,6 +38,7 @@ from turnout.spend.budget_service import BudgetService
 from turnout.spend.budgets import Budgets
 from turnout.spend.ledger_store import LedgerStore
 from turnout.spend.recorder import SpendRecorder
+from turnout.spend.retention import LedgerRetention
 from turnout.spend.shared_counters import SharedCounters
 from turnout.storage.database import Database
 from turnout.storage.stored_responses import ResponseStore
@@ -70,6 +71,7 @@ class Services:
     provider_control: ProviderControl
     health_checks: ActiveHealthChecks | None = None
     key_sync: KeySync | None = None
+    retention: LedgerRetention | None = None
     started_at: float = field(default_factory=time.time)
     draining: bool = False
 
@@ -137,6 +139,8 @@ class Services:
         )
         await provider_control.refresh()  # providers removed before this start stay removed
         provider_control.start()
+        retention = LedgerRetention(database, settings.storage.ledger_retention_days)
+        retention.start()
         return cls(
             settings,
             database,
@@ -160,9 +164,12 @@ class Services:
             provider_control,
             checks,
             key_sync=key_sync,
+            retention=retention,
         )
 
     async def aclose(self) -> None:
+        if self.retention is not None:
+            await self.retention.aclose()
         if self.key_sync is not None:
             await self.key_sync.aclose()
         if self.health_checks is not None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from turnout.config.settings import Settings
 from turnout.domain.pricing import format_usd
-from turnout.spend.ledger_store import spend_report
+from turnout.spend.report import spend_report
 from turnout.storage.database import Database
 
 MONEY = ("cost_micros", "customer_price_micros")

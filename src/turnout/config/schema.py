@@ -222,6 +222,7 @@ class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     data_dir: str | None = None
     database_url: str | None = None
     redis_url: str | None = None
+    ledger_retention_days: int | None = None
 
 
 class DefaultsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -246,6 +246,8 @@ class StorageSettings:
     # Redis, shared by the instances of one deployment: budgets and prepaid credit are then exact
     # across all of them (each instance alone otherwise)
     redis_url: str | None = field(default=None, repr=False)
+    # delete ledger rows older than this many days (their figures stay in the running totals)
+    ledger_retention_days: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
