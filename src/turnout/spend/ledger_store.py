@@ -11,7 +11,7 @@ import msgspec
 import sqlalchemy as sa
 
 from turnout.spend.ledger import LedgerEntry
-from turnout.spend.rollups import rollup_cells
+from turnout.spend.rollups import RollupBuilder, as_rows
 from turnout.storage.database import Database
 from turnout.storage.rollups import COUNTS, KEY
 from turnout.storage.tables import ledger, spend_rollups
@@ -42,22 +42,24 @@ class LedgerStore:
         returns how many were inserted. A request's entries must all be in one call."""
         if not entries:
             return 0
-        inserted: list[LedgerEntry] = []
+        inserted = 0
+        totals = RollupBuilder()
         async with self.database.engine.begin() as conn:
             for start in range(0, len(entries), CHUNK):
                 chunk = entries[start : start + CHUNK]
-                new = {
-                    (r.request_id, r.attempt)
-                    for r in await conn.execute(self._insert, [_row(e) for e in chunk])
-                }
+                result = await conn.execute(self._insert, [_row(e) for e in chunk])
+                new = {(r.request_id, r.attempt) for r in result}
+                added = []
                 for e in chunk:  # (an entry twice in one batch is inserted once)
                     if (e.request_id, e.attempt) in new:
                         new.discard((e.request_id, e.attempt))
-                        inserted.append(e)
-            cells = rollup_cells(inserted)
+                        added.append(e)
+                totals.add(added)
+                inserted += len(added)
+            cells = totals.cells()
             for start in range(0, len(cells), CHUNK):
-                await conn.execute(self._add, cells[start : start + CHUNK])
-        return len(inserted)
+                await conn.execute(self._add, as_rows(cells[start : start + CHUNK]))
+        return inserted
 
     async def count(self) -> int:
         async with self.database.engine.connect() as conn:
