@@ -14,14 +14,16 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from turnout.domain.periods import time_zone, window
 from turnout.spend.budgets import Budgets
-from turnout.spend.ledger_store import LedgerStore
+from turnout.spend.ledger_store import LedgerStore, as_row
 from turnout.spend.report import REPORT_BY, rows_report, spend_report
 from turnout.spend.retention import LedgerRetention
 from turnout.spend.totals import window_cost
 from turnout.storage.database import Database
+from turnout.storage.migrate import upgrade_with_alembic
 from turnout.storage.tables import ledger
 
 from support.databases import database_url
@@ -132,3 +134,36 @@ async def test_retention_deletes_old_rows_a_bounded_number_at_a_time(database: D
     inside = horizon - dt.timedelta(hours=5, minutes=20)
     widened = await spend_report(database, "key", inside)
     assert widened == await spend_report(database, "key", inside.replace(minute=0))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_upgrading_computes_the_totals_of_the_rows_already_in_the_ledger(
+    backend: str, tmp_path: Path
+) -> None:
+    """A ledger written before migration 0010 gets the same totals as one written batch by batch
+    since: start-up and the report read the same figures either way."""
+    requests = requests_over(20, 500, now=dt.datetime.now(dt.UTC))
+    entries = [row for rows in requests for row in rows]
+    async with (
+        database_url(backend, tmp_path / "old") as old_url,
+        database_url(backend, tmp_path / "new") as new_url,
+    ):
+        old = create_async_engine(old_url)
+        async with old.begin() as conn:
+            await conn.run_sync(lambda c: upgrade_with_alembic(c, "0009"))
+            await conn.execute(ledger.insert(), [as_row(e) for e in entries])
+        await old.dispose()
+        upgraded = await Database.open(old_url)  # upgrades to the head
+        fresh = await Database.open(new_url)
+        try:
+            await insert_in_batches(LedgerStore(fresh), requests)
+            assert await cells(upgraded) == await cells(fresh)
+            loaded = []
+            for database in (upgraded, fresh):
+                budgets = Budgets()
+                await budgets.load(database)
+                loaded.append(budgets.key_spent)
+            assert loaded[0] == loaded[1] and sum(loaded[0].values()) > 0
+        finally:
+            await upgraded.close()
+            await fresh.close()

@@ -215,3 +215,15 @@ def test_a_retention_of_no_days_is_refused(tmp_path: Path, days: int) -> None:
     doc = {"storage": {"data_dir": str(tmp_path), "ledger_retention_days": days}}
     with pytest.raises(ConfigError, match=r"storage\.ledger_retention_days: must be a number of days from 1"):
         settings_for(doc, tmp_path)
+
+
+def test_a_period_without_requests_is_reported_as_such(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from turnout.cli.main import main
+
+    config = tmp_path / "turnout.yaml"
+    config.write_text(yaml.safe_dump({"storage": {"data_dir": str(tmp_path / "data")}}))
+    result = CliRunner().invoke(main, ["spend", "report", "-c", str(config), "--since", "7d"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "(no requests in this period)"

@@ -23,7 +23,7 @@ from turnout.storage.tables import ledger, spend_rollups
 CHUNK = 50
 
 
-def _row(entry: LedgerEntry) -> dict[str, Any]:
+def as_row(entry: LedgerEntry) -> dict[str, Any]:
     row = msgspec.structs.asdict(entry)  # its fields are the table's columns
     row["at"] = datetime.fromtimestamp(entry.at, UTC)
     return row
@@ -47,7 +47,7 @@ class LedgerStore:
         async with self.database.engine.begin() as conn:
             for start in range(0, len(entries), CHUNK):
                 chunk = entries[start : start + CHUNK]
-                result = await conn.execute(self._insert, [_row(e) for e in chunk])
+                result = await conn.execute(self._insert, [as_row(e) for e in chunk])
                 new = {(r.request_id, r.attempt) for r in result}
                 added = []
                 for e in chunk:  # (an entry twice in one batch is inserted once)
