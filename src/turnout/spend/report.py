@@ -18,6 +18,7 @@ from turnout.spend.totals import Span, cover, in_pieces, in_spans
 from turnout.storage.database import Database
 from turnout.storage.rollups import ceil_to, floor_to
 from turnout.storage.tables import ledger, ledger_horizon, spend_rollups
+from turnout.storage.times import as_utc
 
 # --by → the totals' dimension (and the ledger's column)
 REPORT_BY = {
@@ -53,8 +54,11 @@ async def spend_report(
     price. The ledger holds a row per upstream attempt: `requests` counts client requests,
     `attempts` rows, `failed` the requests none of whose attempts (in the group) answered, and
     tokens and money sum every attempt. Dearest first."""
+    since = as_utc(since)  # (SQLite compares datetimes as text, without their zone)
+    until = None if until is None else as_utc(until)
     async with database.engine.connect() as conn:
-        horizon = (await conn.execute(sa.select(ledger_horizon.c.pruned_before))).scalar()
+        pruned = (await conn.execute(sa.select(ledger_horizon.c.pruned_before))).scalar()
+        horizon = None if pruned is None else as_utc(pruned)
         if horizon is not None and since < horizon:
             since = floor_to(since, "hour")
         if horizon is not None and until is not None and until < horizon:

@@ -72,6 +72,7 @@ async def window_cost(
     conn: AsyncConnection, dim: str, value: str, start: dt.datetime, end: dt.datetime | None
 ) -> int:
     """What the ledger holds for `dim` = `value` (key, team or user) over [start, end)."""
+    start, end = start.astimezone(dt.UTC), None if end is None else end.astimezone(dt.UTC)
     if start <= ALL_TIME and end is None:
         pieces: list[Piece] = [("all", ALL_TIME, None)]
         raw: list[Span] = []
