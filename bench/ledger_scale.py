@@ -45,7 +45,7 @@ from turnout.storage.tables import budgets, ledger
 HERE = Path(__file__).resolve().parent
 TURNOUT = str(Path(sys.executable).with_name("turnout"))
 LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
-MASTER_KEY = "sk-bench-" + "x" * 40
+MASTER_KEY = "sk-bench-ledger-Hq3vN8r2LxT0pWc5ZkYb7sDfJ1mGa9eUoRi4"
 CHUNK = 1_000_000
 ZONES = ("UTC", "Europe/Paris", "Asia/Kolkata", "America/New_York", "Asia/Kathmandu")
 
