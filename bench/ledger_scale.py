@@ -57,8 +57,8 @@ INSERT INTO ledger (request_id, attempt, at, api, key_id, team_id, user_id, alia
     cache_write_tokens, reasoning_tokens, estimated, cost_micros, latency_ms, attempts,
     customer_price_micros, preset, preset_team_id, revenue_share_micros, cache_write_1h_tokens)
 SELECT 'req-' || r, a, to_timestamp($3::float8 + r * $4::float8), 'chat', 'key_' || k,
-    'team_' || (k % 50), 'user_' || (k % 200), (ARRAY['fast', 'smart', 'cheap'])[1 + r % 3],
-    m || '@' || (ARRAY['east', 'west'])[1 + r % 2],
+    'team_' || (k % 50), 'user_' || (k % 200), (ARRAY['fast', 'smart', 'cheap'])[1 + (r % 3)::int],
+    m || '@' || (ARRAY['east', 'west'])[1 + (r % 2)::int],
     'p', m, r % 2 = 0, CASE WHEN first_of_two THEN 502 WHEN r % 53 = 0 THEN 503 ELSE 200 END,
     (r * 13) % 2000, (r * 17) % 500, (r * 7) % 100, 0, 0, r % 31 = 0,
     ((r * 13) % 2000) * 2 + ((r * 17) % 500) * 8, 100 + r % 900, CASE WHEN two THEN 2 ELSE 1 END,
@@ -68,7 +68,7 @@ SELECT 'req-' || r, a, to_timestamp($3::float8 + r * $4::float8), 'chat', 'key_'
 FROM (
     SELECT g - (g % 10 = 9)::int AS r, 1 + (g % 10 = 9)::int AS a, g % 10 IN (8, 9) AS two,
         g % 10 = 8 AS first_of_two, ((g - (g % 10 = 9)::int) * 7919) % 1000 AS k,
-        (ARRAY['gpt-4o', 'gpt-4o-mini', 'claude-sonnet', 'gemini-pro', 'llama'])[1 + (g * 31) % 5]
+        (ARRAY['gpt-4o', 'gpt-4o-mini', 'claude-sonnet', 'gemini-pro', 'llama'])[1 + ((g * 31) % 5)::int]
             AS m
     FROM generate_series($1::bigint, $2::bigint) AS g
 ) AS rows
