@@ -144,6 +144,8 @@ async def test_upgrading_computes_the_totals_of_the_rows_already_in_the_ledger(
     since: start-up and the report read the same figures either way."""
     requests = requests_over(20, 500, now=dt.datetime.now(dt.UTC))
     entries = [row for rows in requests for row in rows]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
     async with (
         database_url(backend, tmp_path / "old") as old_url,
         database_url(backend, tmp_path / "new") as new_url,
