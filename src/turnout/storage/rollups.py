@@ -74,8 +74,11 @@ def ceil_to(instant: dt.datetime, grain: str) -> dt.datetime:
     return floor if floor == instant else floor + dt.timedelta(seconds=GRAINS[grain])
 
 
-def _bucket_sql(dialect: str, grain: str) -> sa.ColumnElement[dt.datetime]:
-    """The bucket of a ledger row's `at`, computed by the database, typed as the table stores it."""
+def _bucket_sql(
+    dialect: str, grain: str, column: sa.ColumnElement[dt.datetime]
+) -> sa.ColumnElement[dt.datetime]:
+    """The bucket of the instant in `column`, computed by the database, typed as the table stores
+    it."""
     # constants written into the SQL, not bound: PostgreSQL groups by an expression only when
     # it is the very same text as the selected one
     stamp = sa.DateTime(timezone=True)
@@ -84,13 +87,12 @@ def _bucket_sql(dialect: str, grain: str) -> sa.ColumnElement[dt.datetime]:
         return sa.literal(ALL_TIME, stamp)  # one bucket: not grouped by
     seconds: sa.ColumnElement[int] = sa.literal_column(str(size))
     if dialect == "postgresql":
-        epoch = sa.extract("epoch", ledger.c.at)
+        epoch = sa.extract("epoch", column)
         return sa.type_coerce(sa.func.to_timestamp(sa.func.floor(epoch / seconds) * seconds), stamp)
     # SQLite keeps datetimes as "YYYY-MM-DD HH:MM:SS.ffffff" text, in UTC here
     # (SQLite divides integers as integers)
-    start: sa.ColumnElement[int] = sa.literal_column(
-        f"CAST(strftime('%s', ledger.at) AS INTEGER) / {size} * {size}"
-    )
+    since_epoch = sa.cast(sa.func.strftime(sa.literal_column("'%s'"), column), sa.Integer)
+    start = since_epoch.op("/")(seconds).op("*")(seconds)
     text = sa.func.strftime(
         sa.literal_column("'%Y-%m-%d %H:%M:%S.000000'"), start, sa.literal_column("'unixepoch'")
     )
@@ -100,34 +102,70 @@ def _bucket_sql(dialect: str, grain: str) -> sa.ColumnElement[dt.datetime]:
 def cells_query(
     dialect: str, grain: str, dim: str, since: dt.datetime | None = None
 ) -> sa.Select[tuple[object, ...]]:
-    """Every cell of (`grain`, `dim`) as the ledger's rows (from `since`) make them."""
-    bucket = _bucket_sql(dialect, grain)
+    """Every cell of (`grain`, `dim`) as the ledger's rows (from `since`) make them: each request's
+    rows summed first (hashed, not sorted: a count of distinct ids sorts every row), then the
+    requests."""
+    bucket = _bucket_sql(dialect, grain, ledger.c.at)
     value = sa.func.coalesce(ledger.c[DIMS[dim]], sa.literal_column("''"))
-    requests = sa.func.count(sa.distinct(ledger.c.request_id))
-    answered = sa.func.count(sa.distinct(sa.case((ledger.c.status < 400, ledger.c.request_id))))
-    query = sa.select(
+    one: sa.ColumnElement[int] = sa.literal_column("1")
+    zero: sa.ColumnElement[int] = sa.literal_column("0")
+    per_request = (
+        sa.select(
+            value.label("value"),
+            bucket.label("bucket"),
+            sa.func.count().label("rows"),
+            sa.func.max(sa.case((ledger.c.status < 400, one), else_=zero)).label("answered"),
+            *(sa.func.sum(ledger.c[c]).label(c) for c in SUMMED),
+            sa.func.sum(sa.case((ledger.c.cost_micros.is_(None), one), else_=zero)).label("cost_unknown"),
+            sa.func.sum(sa.case((ledger.c.estimated, one), else_=zero)).label("estimated"),
+        )
+        .group_by(ledger.c.request_id, value, *((bucket,) if GRAINS[grain] else ()))
+        .where(*(() if since is None else (ledger.c.at >= since,)))
+        .subquery()
+    )
+    r = per_request.c
+    return sa.select(
         sa.literal(grain).label("grain"),
         sa.literal(dim).label("dim"),
-        value.label("value"),
-        bucket.label("bucket"),
-        requests.label("requests"),
-        sa.func.count().label("attempts"),
-        (requests - answered).label("failed"),
-        *(sa.func.coalesce(sa.func.sum(ledger.c[c]), 0).label(c) for c in SUMMED),
-        sa.func.sum(sa.case((ledger.c.cost_micros.is_(None), 1), else_=0)).label("cost_unknown"),
-        sa.func.sum(sa.case((ledger.c.estimated, 1), else_=0)).label("estimated"),
-    ).group_by(value, *((bucket,) if GRAINS[grain] else ()))
-    if since is not None:
-        query = query.where(ledger.c.at >= since)
-    return query
+        r.value,
+        r.bucket,
+        sa.func.count().label("requests"),
+        sa.func.sum(r.rows).label("attempts"),
+        sa.func.sum(one - r.answered).label("failed"),
+        *(sa.func.coalesce(sa.func.sum(r[c]), 0).label(c) for c in SUMMED),
+        sa.func.sum(r.cost_unknown).label("cost_unknown"),
+        sa.func.sum(r.estimated).label("estimated"),
+    ).group_by(r.value, r.bucket)
+
+
+def coarser_query(dialect: str, grain: str, dim: str, finer: str) -> sa.Select[tuple[object, ...]]:
+    """The cells of (`grain`, `dim`) summed from those of a finer grain (exact: a request lies in
+    one bucket of each grain)."""
+    cells = spend_rollups.c
+    bucket = _bucket_sql(dialect, grain, cells.bucket)
+    return (
+        sa.select(
+            sa.literal(grain).label("grain"),
+            sa.literal(dim).label("dim"),
+            cells.value,
+            bucket.label("bucket"),
+            *(sa.func.sum(cells[c]).label(c) for c in COUNTS),
+        )
+        .where(cells.grain == finer, cells.dim == dim)
+        .group_by(cells.value, *((bucket,) if GRAINS[grain] else ()))
+    )
 
 
 def backfill(conn: sa.Connection, now: dt.datetime | None = None) -> None:
-    """Compute every cell from the ledger's rows into an empty spend_rollups (one statement per
-    grain and dimension, run by the database)."""
+    """Compute every cell from the ledger's rows into an empty spend_rollups, run by the
+    database: per dimension, hours (and recent quarter-hours) from the rows, days from the hours,
+    all time from the days."""
     dialect = conn.dialect.name
     recent = (now or dt.datetime.now(dt.UTC)) - RECENT_QUARTERS
+    into = spend_rollups.insert()
     for dim in DIMS:
-        for grain in grains_of(dim):
-            query = cells_query(dialect, grain, dim, recent if grain == "quarter" else None)
-            conn.execute(spend_rollups.insert().from_select([*KEY, *COUNTS], query))
+        conn.execute(into.from_select([*KEY, *COUNTS], cells_query(dialect, "hour", dim)))
+        conn.execute(into.from_select([*KEY, *COUNTS], coarser_query(dialect, "day", dim, "hour")))
+        conn.execute(into.from_select([*KEY, *COUNTS], coarser_query(dialect, "all", dim, "day")))
+        if dim in FINE_DIMS:
+            conn.execute(into.from_select([*KEY, *COUNTS], cells_query(dialect, "quarter", dim, recent)))
