@@ -87,7 +87,7 @@ def _bucket_sql(
         return sa.literal(ALL_TIME, stamp)  # one bucket: not grouped by
     seconds: sa.ColumnElement[int] = sa.literal_column(str(size))
     if dialect == "postgresql":
-        epoch = sa.extract("epoch", column)
+        epoch = sa.cast(sa.extract("epoch", column), sa.Double)  # (numeric arithmetic is slower)
         return sa.type_coerce(sa.func.to_timestamp(sa.func.floor(epoch / seconds) * seconds), stamp)
     # SQLite keeps datetimes as "YYYY-MM-DD HH:MM:SS.ffffff" text, in UTC here
     # (SQLite divides integers as integers)
