@@ -3,7 +3,7 @@ must not grow with them — the gateway's start-up (budgets, keys' lifetime spen
 from the running totals) and `turnout spend report` for the month — next to what the same reads
 cost summed from the rows (how turnout read them before the totals).
 
-    .venv/bin/python bench/ledger_scale.py                  # 10 M rows (about 10 minutes to fill)
+    .venv/bin/python bench/ledger_scale.py                  # 10 M rows (fill and totals: ~12 min, 2 cores)
     .venv/bin/python bench/ledger_scale.py --rows 2000000   # smaller, faster
 
 The rows go into their own database (`--database`, dropped and created again; `--keep` leaves it)
