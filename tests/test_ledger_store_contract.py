@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from turnout.spend.ledger import LedgerEntry
-from turnout.spend.ledger_store import LedgerStore, spend_report
+from turnout.spend.ledger_store import LedgerStore
+from turnout.spend.report import spend_report
 from turnout.storage.database import Database
 
 from support.databases import database_url

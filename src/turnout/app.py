@@ -48,6 +48,7 @@ from turnout.spend.budget_service import BudgetService
 from turnout.spend.budgets import Budgets
 from turnout.spend.ledger_store import LedgerStore
 from turnout.spend.recorder import SpendRecorder
+from turnout.spend.retention import LedgerRetention
 from turnout.spend.shared_counters import SharedCounters
 from turnout.storage.database import Database, bounded
 from turnout.storage.stored_responses import ResponseStore
@@ -84,6 +85,7 @@ class Services:
     key_sync: KeySync | None = None
     retired_registries: list[ProviderRegistry] = field(default_factory=list)  # (reload) still in use
     _closing: set[asyncio.Task[None]] = field(default_factory=set)
+    retention: LedgerRetention | None = None
     started_at: float = field(default_factory=time.time)
     draining: bool = False
 
@@ -154,6 +156,8 @@ class Services:
         )
         await provider_control.refresh()  # providers removed before this start stay removed
         provider_control.start()
+        retention = LedgerRetention(database, settings.storage.ledger_retention_days)
+        retention.start()
         return cls(
             settings,
             database,
@@ -177,6 +181,7 @@ class Services:
             provider_control,
             checks,
             key_sync=key_sync,
+            retention=retention,
         )
 
     async def apply(self, settings: Settings) -> None:
@@ -234,6 +239,8 @@ class Services:
         end = None if deadline is None else max(loop.time() + LAST_WRITES, deadline)
         for closing in list(self._closing):
             closing.cancel()
+        if self.retention is not None:
+            await self.retention.aclose()
         if self.key_sync is not None:
             await self.key_sync.aclose()
         if self.health_checks is not None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from turnout.config.settings import Settings
 from turnout.domain.pricing import format_usd
-from turnout.spend.ledger_store import spend_report
+from turnout.spend.report import spend_report
 from turnout.storage.database import Database
 
 MONEY = ("cost_micros", "customer_price_micros")
@@ -62,7 +62,7 @@ def render(rows: list[dict[str, Any]], by: str, fmt: str) -> str:
         writer.writerow(headers)
         writer.writerows(cells)
         return out.getvalue()
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(headers)]
     lines = [
         "  ".join(
             h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True))

@@ -65,6 +65,7 @@ _MSGSPEC_PATH = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.
 MIN_REQUEST_LINE = 256
 MIN_HEADER_BYTES = 1024
 MIN_HEADERS = 32
+MAX_RETENTION_DAYS = 36_500  # a hundred years: more is a typo
 
 
 class ConfigError(Exception):
@@ -392,9 +393,19 @@ class _Builder:
         redis_url = self.server_url(cfg.redis_url, "storage.redis_url", "REDIS_URL")
         if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
             self.problem("storage.redis_url", "must be a redis://, rediss:// or unix:// URL")
+        retention = cfg.ledger_retention_days
+        if retention is not None and not 1 <= retention <= MAX_RETENTION_DAYS:
+            self.problem(
+                "storage.ledger_retention_days",
+                f"must be a number of days from 1 to {MAX_RETENTION_DAYS} (leave it out to keep every row)",
+            )
         timeout = self.unit(cfg.database_timeout, parse_duration, "storage.database_timeout", 2.0)
         return StorageSettings(
-            data_dir=data_dir, database_url=url, redis_url=redis_url, database_timeout=timeout
+            data_dir=data_dir,
+            database_url=url,
+            redis_url=redis_url,
+            database_timeout=timeout,
+            ledger_retention_days=retention,
         )
 
     def server_url(self, url: str | None, path: str, variable: str) -> str | None:

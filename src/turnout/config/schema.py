@@ -223,6 +223,7 @@ class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     database_url: str | None = None
     redis_url: str | None = None
     database_timeout: str | float | None = None
+    ledger_retention_days: int | None = None
 
 
 class DefaultsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -249,6 +249,8 @@ class StorageSettings:
     # the deadline of every connect and query the gateway makes while serving (and of a lock wait
     # on SQLite): a database that stops answering fails fast instead of holding requests
     database_timeout: float = 2.0
+    # delete ledger rows older than this many days (their figures stay in the running totals)
+    ledger_retention_days: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,9 @@ charged what it came to. A call through a preset credits the preset's team its r
 
 The balance is the team's credits (top-ups, adjustments, less monthly fees; the `credits` table,
 read again every `REFRESH_SECONDS`, so top-ups on another instance count within seconds) less what
-its requests were charged plus what its presets earned (the ledger, read on start, then counted
-here). Monthly fees are written once per team and month: the credits table's unique key makes a
-second write, from this instance or another, a no-op.
+its requests were charged plus what its presets earned (the ledger's running totals, read on
+start, then counted here). Monthly fees are written once per team and month: the credits table's
+unique key makes a second write, from this instance or another, a no-op.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ from turnout.periodic import Periodic
 from turnout.routing.catalog import Route
 from turnout.spend.request_bound import RequestBound, list_price
 from turnout.spend.shared_counters import SettleBatch, SharedCounters
+from turnout.spend.totals import by_value
 from turnout.storage.database import Database
-from turnout.storage.tables import credits, ledger, plans, team_billing
+from turnout.storage.tables import credits, plans, spend_rollups, team_billing
 
 log = logging.getLogger("turnout.billing")
 
@@ -144,37 +145,15 @@ class Billing:
         self.database = database
         now = self.clock()
         since = month_start(now)
-        charged = (
-            sa.select(ledger.c.team_id, sa.func.coalesce(sa.func.sum(ledger.c.customer_price_micros), 0))
-            .where(ledger.c.team_id.is_not(None))
-            .group_by(ledger.c.team_id)
-        )
-        earned = (
-            sa.select(
-                ledger.c.preset_team_id, sa.func.coalesce(sa.func.sum(ledger.c.revenue_share_micros), 0)
-            )
-            .where(ledger.c.preset_team_id.is_not(None))
-            .group_by(ledger.c.preset_team_id)
-        )
-        used = (
-            sa.select(
-                ledger.c.team_id,
-                sa.func.coalesce(sa.func.sum(ledger.c.input_tokens + ledger.c.output_tokens), 0),
-            )
-            .where(ledger.c.team_id.is_not(None), ledger.c.at >= since)
-            .group_by(ledger.c.team_id)
-        )
-        shared = (
-            sa.select(ledger.c.preset, sa.func.coalesce(sa.func.sum(ledger.c.revenue_share_micros), 0))
-            .where(ledger.c.preset.is_not(None), ledger.c.at >= since)
-            .group_by(ledger.c.preset)
-        )
         month = month_of(now)
+        rollup = spend_rollups.c
         async with database.engine.connect() as conn:
-            self.charged.update({t: int(v) for t, v in await conn.execute(charged)})
-            self.earned.update({t: int(v) for t, v in await conn.execute(earned)})
-            self.allowance = {t: (month, int(v)) for t, v in await conn.execute(used)}
-            self.shares_paid = {(p, month): int(v) for p, v in await conn.execute(shared)}
+            self.charged.update(await by_value(conn, "team", rollup.customer_price_micros))
+            self.earned.update(await by_value(conn, "preset_team", rollup.revenue_share_micros))
+            used = await by_value(conn, "team", rollup.input_tokens + rollup.output_tokens, since)
+            self.allowance = {t: (month, v) for t, v in used.items()}
+            shared = await by_value(conn, "preset", rollup.revenue_share_micros, since)
+            self.shares_paid = {(p, month): v for p, v in shared.items()}
         await self.refresh()
 
     def start(self) -> None:

@@ -20,8 +20,9 @@ Windows turn over by themselves: the first request after a window's end opens th
 zero. Each window is written once to `budget_windows` (its start is its key, so however many
 instances share the database, a budget has exactly one row — one reset — per period), and so is
 the first time its soft limit was reached: that is when the soft-limit alert is logged, once.
-Spend in the current windows is read from the ledger on start; budgets changed on another instance
-are picked up within `REFRESH_SECONDS`.
+Spend in the current windows is read on start from the ledger's running totals (spend/totals.py: a
+few cells per budget, whatever the ledger's size); budgets changed on another instance are picked
+up within `REFRESH_SECONDS`.
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ from turnout.periodic import Periodic
 from turnout.routing.catalog import Route
 from turnout.spend.request_bound import RequestBound, list_price
 from turnout.spend.shared_counters import AFTER_WINDOW, PREFIX, SettleBatch, SharedCounters
+from turnout.spend.totals import by_value, window_cost
 from turnout.storage.database import Database
-from turnout.storage.tables import budget_windows, budgets, ledger
+from turnout.storage.tables import budget_windows, budgets, spend_rollups
 
 log = logging.getLogger("turnout.budgets")
 
@@ -58,7 +60,6 @@ REFRESH_SECONDS = 5.0  # how often budgets changed elsewhere are read again
 
 Scope = Literal["key", "team", "user"]
 SCOPES: tuple[Scope, ...] = ("key", "team", "user")
-_LEDGER_COLUMN = {"key": ledger.c.key_id, "team": ledger.c.team_id, "user": ledger.c.user_id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,13 +155,10 @@ class Budgets:
 
     async def load(self, database: Database) -> None:
         """Every budget, with what was spent in its current window and each key's lifetime spend,
-        from the ledger (call after the ledger journal was moved into the database)."""
+        from the ledger's totals (call after the ledger journal was moved into the database)."""
         self.database = database
-        query = sa.select(ledger.c.key_id, sa.func.coalesce(sa.func.sum(ledger.c.cost_micros), 0)).group_by(
-            ledger.c.key_id
-        )
         async with database.engine.connect() as conn:
-            self.key_spent = {key_id: int(spent) for key_id, spent in await conn.execute(query)}
+            self.key_spent = await by_value(conn, "key", spend_rollups.c.cost_micros)
             rows = (await conn.execute(sa.select(budgets))).all()
         for row in rows:
             await self.put(rule_of(row))
@@ -205,16 +203,11 @@ class Budgets:
         opened = Window(start, end)
         if self.database is None:
             return opened
-        spent = sa.select(sa.func.coalesce(sa.func.sum(ledger.c.cost_micros), 0)).where(
-            _LEDGER_COLUMN[rule.scope] == rule.subject_id, ledger.c.at >= start
-        )
-        if end is not None:
-            spent = spent.where(ledger.c.at < end)
         marks = sa.select(
             budget_windows.c.soft_limit_reached_at, budget_windows.c.hard_limit_reached_at
         ).where(budget_windows.c.budget_id == rule.id, budget_windows.c.window_start == start)
         async with self.database.engine.connect() as conn:
-            opened.spent = int((await conn.execute(spent)).scalar_one())
+            opened.spent = await window_cost(conn, rule.scope, rule.subject_id, start, end)
             row = (await conn.execute(marks)).first()
         if row is not None:
             opened.soft_reached = row.soft_limit_reached_at is not None

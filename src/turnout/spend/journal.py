@@ -252,18 +252,19 @@ class Journal:
         current = self._path(self._number)
         return [p for p in self.segments() if p != current]
 
-    async def move(self, insert: Callable[[list[LedgerEntry]], Awaitable[None]]) -> int:
+    async def move(self, insert: Callable[[list[LedgerEntry]], Awaitable[object]]) -> int:
         """Insert every sealed segment's entries (in batches) and delete the segment; returns how
         many entries were moved. Raises (leaving the segment) if an insert fails."""
         moved = 0
         for path in self.sealed():
             batch: list[LedgerEntry] = []
             for entry in read_segment(path):
-                batch.append(entry)
-                if len(batch) >= BATCH:
+                # a request's entries (written together) stay in one batch: its totals count it once
+                if len(batch) >= BATCH and entry.request_id != batch[-1].request_id:
                     await insert(batch)
                     moved += len(batch)
                     batch = []
+                batch.append(entry)
             if batch:
                 await insert(batch)
                 moved += len(batch)

@@ -94,6 +94,14 @@ class Database:
         stopped answering may take longer than the deadline to let go of."""
         return await bounded(operation, self.timeout)
 
+    def insert_adding(self, table: sa.Table, keys: tuple[str, ...], counts: tuple[str, ...]) -> Any:
+        """An INSERT that, where the row whose `keys` are already there, adds the new row's
+        `counts` to it instead (ON CONFLICT DO UPDATE SET count = count + new)."""
+        insert = (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(table)
+        return insert.on_conflict_do_update(
+            index_elements=list(keys), set_={c: table.c[c] + insert.excluded[c] for c in counts}
+        )
+
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))

@@ -314,3 +314,42 @@ instance_checks = sa.Table(
     sa.Column("value", sa.String(128), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# (0012) Running totals of the ledger, by grain (`quarter`: 15 minutes, `hour`, `day`, all
+# UTC; `all`: one bucket for all time, at 1970-01-01), dimension (key, team, user, model, alias,
+# deployment, preset, preset_team) and value ('' for none). Updated in the transaction that inserts
+# the ledger rows they count, from the rows actually inserted, so a replayed batch adds nothing:
+# budgets and billing read them on start (O(budgets), not O(rows)) and `spend report` reads them
+# instead of the rows. Quarter-hour rows are kept only for key, team and user (the edges of budget
+# windows in time zones offset by 30 or 45 minutes) and only for RECENT_QUARTERS.
+spend_rollups = sa.Table(
+    "spend_rollups",
+    metadata,
+    sa.Column("grain", sa.String(8), primary_key=True),
+    sa.Column("dim", sa.String(16), primary_key=True),
+    sa.Column("value", sa.String(256), primary_key=True),
+    sa.Column("bucket", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("requests", sa.BigInteger, nullable=False),  # distinct requests with a row here
+    sa.Column("attempts", sa.BigInteger, nullable=False),  # rows
+    sa.Column("failed", sa.BigInteger, nullable=False),  # requests none of whose rows here answered
+    sa.Column("input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cached_input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_write_tokens", sa.BigInteger, nullable=False),
+    sa.Column("reasoning_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cost_micros", sa.BigInteger, nullable=False),  # rows without a price count 0
+    sa.Column("customer_price_micros", sa.BigInteger, nullable=False),
+    sa.Column("revenue_share_micros", sa.BigInteger, nullable=False),
+    sa.Column("cost_unknown", sa.BigInteger, nullable=False),  # rows without a price
+    sa.Column("estimated", sa.BigInteger, nullable=False),  # rows whose tokens turnout counted
+    sa.Index("ix_spend_rollups_grain_dim_bucket", "grain", "dim", "bucket"),
+)
+
+# (0012) How far ledger retention (`storage.ledger_retention_days`) has deleted rows: every row
+# before `pruned_before` is gone (counted in spend_rollups only). One row, id 1, once pruning began.
+ledger_horizon = sa.Table(
+    "ledger_horizon",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("pruned_before", sa.DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,171 @@
+"""The ledger's running totals, on SQLite and PostgreSQL: what each batch adds equals what the rows
+sum to (the migration's backfill, computed by the database), a replayed batch adds nothing, the
+spend report read from them equals the report summed from the rows for any span, a budget window
+in a time zone off the hour is summed exactly, and ledger retention deletes old rows a bounded
+number at a time while the report and the lifetime totals stay as they were."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from turnout.domain.periods import time_zone, window
+from turnout.spend.budgets import Budgets
+from turnout.spend.ledger_store import LedgerStore, as_row
+from turnout.spend.report import REPORT_BY, rows_report, spend_report
+from turnout.spend.retention import LedgerRetention
+from turnout.spend.totals import window_cost
+from turnout.storage.database import Database
+from turnout.storage.migrate import upgrade_with_alembic
+from turnout.storage.tables import ledger
+
+from support.databases import database_url
+from support.totals import NOW, cells, insert_in_batches, recomputed, requests_over
+
+BACKENDS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    async with database_url(request.param, tmp_path) as url:
+        db = await Database.open(url)
+        try:
+            yield db
+        finally:
+            await db.close()
+
+
+def ordered(report: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(report, key=lambda g: (g["group"] is None, g["group"] or ""))
+
+
+async def test_batches_add_what_the_rows_sum_to_and_a_replay_adds_nothing(database: Database) -> None:
+    store = LedgerStore(database)
+    requests = requests_over(3, 400)
+    await insert_in_batches(store, requests)
+    first = await cells(database)
+    await insert_in_batches(store, requests[100:250], size=11)  # replayed, in other batches
+    await store.insert([row for rows in requests[::7] for row in rows])
+    assert await cells(database) == first
+    assert first == await recomputed(database)
+    assert len(first) > 100
+
+
+async def test_the_report_from_totals_equals_the_report_from_rows_for_any_span(database: Database) -> None:
+    await insert_in_batches(LedgerStore(database), requests_over(3, 600))
+    rng = random.Random(7)
+    spans: list[tuple[dt.datetime, dt.datetime | None]] = [
+        (NOW - dt.timedelta(days=30), None),  # everything
+        (NOW - dt.timedelta(hours=2), None),  # within the latest hours
+        (NOW.replace(minute=0, second=0, microsecond=0) - dt.timedelta(days=1), None),  # on the hour
+    ]
+    for _ in range(12):
+        start = NOW - dt.timedelta(seconds=rng.random() * 3.5 * 86400)
+        spans.append((start, start + dt.timedelta(seconds=rng.random() * 2 * 86400)))
+    async with database.engine.connect() as conn:
+        for since, until in spans:
+            for by in REPORT_BY:
+                expected = await rows_report(conn, by, [(since, until)])
+                got = await spend_report(database, by, since, until)
+                assert ordered(got) == ordered(expected), (by, since, until)
+                assert got == sorted(got, key=lambda g: -g["cost_micros"])  # dearest first
+
+
+@pytest.mark.parametrize("zone", ["Asia/Kolkata", "Asia/Kathmandu", "America/St_Johns", "Europe/Paris"])
+async def test_a_budget_window_off_the_hour_is_summed_exactly(database: Database, zone: str) -> None:
+    await insert_in_batches(LedgerStore(database), requests_over(40, 3000))
+    tz = time_zone(zone)
+    async with database.engine.connect() as conn:
+        for period in ("daily", "weekly", "monthly", "never"):
+            start, end = window(period, tz, NOW)  # type: ignore[arg-type]
+            for scope, column in (
+                ("key", ledger.c.key_id),
+                ("team", ledger.c.team_id),
+                ("user", ledger.c.user_id),
+            ):
+                value = {"key": "k1", "team": "red", "user": "u1"}[scope]
+                rows = sa.select(sa.func.coalesce(sa.func.sum(ledger.c.cost_micros), 0)).where(
+                    column == value, ledger.c.at >= start, *(() if end is None else (ledger.c.at < end,))
+                )
+                expected = int((await conn.execute(rows)).scalar_one())
+                assert expected > 0
+                assert await window_cost(conn, scope, value, start, end) == expected, (period, scope)
+
+
+async def test_retention_deletes_old_rows_a_bounded_number_at_a_time(database: Database) -> None:
+    store = LedgerStore(database)
+    await insert_in_batches(store, requests_over(5, 300))
+    since = NOW - dt.timedelta(days=6)
+    before = {by: await spend_report(database, by, since) for by in REPORT_BY}
+    lifetime = Budgets(clock=lambda: NOW)
+    await lifetime.load(database)
+    retention = LedgerRetention(database, days=2, clock=lambda: NOW, batch=25)
+    horizon = (NOW - dt.timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
+    async with database.engine.connect() as conn:
+        old = (await conn.execute(sa.select(sa.func.count()).where(ledger.c.at < horizon))).scalar_one()
+        kept = (await conn.execute(sa.select(sa.func.count()).where(ledger.c.at >= horizon))).scalar_one()
+    assert old > 100
+    rounds = []
+    while True:
+        done = await retention.prune()
+        rounds.append(done)
+        if not done:
+            break
+    assert max(rounds) <= 25 and len(rounds) >= old // 25  # never more than a batch a round
+    assert retention.deleted == old
+    async with database.engine.connect() as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(ledger))).scalar_one() == kept
+        assert (await conn.execute(sa.select(sa.func.min(ledger.c.at)))).scalar_one().replace(
+            tzinfo=dt.UTC
+        ) >= horizon
+    for by in REPORT_BY:  # the deleted rows still count, from the totals
+        assert await spend_report(database, by, since) == before[by]
+    again = Budgets(clock=lambda: NOW)
+    await again.load(database)
+    assert again.key_spent == lifetime.key_spent and sum(again.key_spent.values()) > 0
+    # a span starting inside a deleted hour is widened to that whole hour
+    inside = horizon - dt.timedelta(hours=5, minutes=20)
+    widened = await spend_report(database, "key", inside)
+    assert widened == await spend_report(database, "key", inside.replace(minute=0))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_upgrading_computes_the_totals_of_the_rows_already_in_the_ledger(
+    backend: str, tmp_path: Path
+) -> None:
+    """A ledger written before migration 0012 gets the same totals as one written batch by batch
+    since: start-up and the report read the same figures either way."""
+    requests = requests_over(20, 500, now=dt.datetime.now(dt.UTC))
+    entries = [row for rows in requests for row in rows]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    async with (
+        database_url(backend, tmp_path / "old") as old_url,
+        database_url(backend, tmp_path / "new") as new_url,
+    ):
+        old = create_async_engine(old_url)
+        async with old.begin() as conn:
+            await conn.run_sync(lambda c: upgrade_with_alembic(c, "0009"))
+            await conn.execute(ledger.insert(), [as_row(e) for e in entries])
+        await old.dispose()
+        upgraded = await Database.open(old_url)  # upgrades to the head
+        fresh = await Database.open(new_url)
+        try:
+            await insert_in_batches(LedgerStore(fresh), requests)
+            assert await cells(upgraded) == await cells(fresh)
+            loaded = []
+            for database in (upgraded, fresh):
+                budgets = Budgets()
+                await budgets.load(database)
+                loaded.append(budgets.key_spent)
+            assert loaded[0] == loaded[1] and sum(loaded[0].values()) > 0
+        finally:
+            await upgraded.close()
+            await fresh.close()
