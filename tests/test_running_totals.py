@@ -152,7 +152,7 @@ async def test_upgrading_computes_the_totals_of_the_rows_already_in_the_ledger(
     ):
         old = create_async_engine(old_url)
         async with old.begin() as conn:
-            await conn.run_sync(lambda c: upgrade_with_alembic(c, "0009"))
+            await conn.run_sync(lambda c: upgrade_with_alembic(c, "0011"))
             await conn.execute(ledger.insert(), [as_row(e) for e in entries])
         await old.dispose()
         upgraded = await Database.open(old_url)  # upgrades to the head
