@@ -4,6 +4,7 @@ micro-dollars (one USD per 1M tokens is one micro-dollar per token). Never float
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
@@ -43,6 +44,7 @@ def tier_of(service_tier: str | None) -> str | None:
     return service_tier if service_tier in SERVICE_TIERS else None
 
 
+@functools.lru_cache(maxsize=4096)  # read for every versioned price of every request
 def since_timestamp(since: str) -> float:
     """When a price version starts (unix seconds): a date from its midnight UTC, or an instant
     (`2025-09-05T16:00:00Z`); ValueError for anything else."""
@@ -107,8 +109,8 @@ class ModelPrice:
         """The rates `usage` is billed at: its service tier's (standard where the tier is not
         priced), above a long-context threshold the long-context ones."""
         price = self
-        tier = tier_of(usage.service_tier)
-        if tier is not None:
+        if usage.service_tier is not None and self.service_tiers:
+            tier = tier_of(usage.service_tier)
             price = next((p for name, p in self.service_tiers if name == tier), self)
         if price.long_context is not None and usage.input_tokens > price.long_context.above:
             price = price.long_context.rates
