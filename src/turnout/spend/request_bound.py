@@ -69,7 +69,12 @@ class RequestBound:
 
     def most(self, price: PriceOfUsage) -> Micros:
         """The dearest of the alias's priced deployments (0 where none is priced)."""
-        return max((c for t in self.route.targets if (c := price(t, self.usage(t))) is not None), default=0)
+        most = 0  # (a loop, not a generator: on every accounted request's path; costs are >= 0)
+        for target in self.route.targets:
+            cost = price(target, self.usage(target))
+            if cost is not None and cost > most:
+                most = cost
+        return most
 
     def least(self, price: PriceOfUsage) -> Micros:
         """What the request costs at least even if its prompt were free: no count can go below."""
