@@ -43,11 +43,12 @@ class RequestBound:
     def countable(self) -> bool:
         """Whether counting exactly could lower the bound (not yet counted, and a deployment of
         the alias has a bundled tokenizer)."""
-        return (
-            self.request is not None
-            and self._counted is None
-            and any(t.tokenizer == O200K for t in self.route.targets)
-        )
+        if self.request is None or self._counted is not None:
+            return False
+        for target in self.route.targets:  # noqa: SIM110 (no generator: on every accounted request)
+            if target.tokenizer == O200K:
+                return True
+        return False
 
     async def count(self) -> bool:
         """Count the prompt exactly (once); True when that lowered the bound."""
