@@ -120,7 +120,10 @@ class ModelPrice:
         """The cost of `usage` at the version in force `at` (unix seconds; None: this version),
         rounded half up to the micro-dollar. `usage.input_tokens` counts every prompt token,
         cache reads and writes included (as OpenAI counts them)."""
-        rates = self.at(at).rates(usage)
+        version = self if at is None or not self.earlier else self.at(at)
+        rates = version  # (a price without tiers or long-prompt steps has its own rates: no calls)
+        if version.service_tiers or version.long_context is not None:
+            rates = version.rates(usage)
         cached = usage.cached_input_tokens
         written = usage.cache_write_tokens
         hour = min(usage.cache_write_1h_tokens, written)
