@@ -126,6 +126,9 @@ class ModelPrice:
             rates = version.rates(usage)
         cached = usage.cached_input_tokens
         written = usage.cache_write_tokens
+        if not (cached or written or usage.cache_write_1h_tokens):  # no cache: two products, not five
+            total = max(0, usage.input_tokens) * rates.input + usage.output_tokens * rates.output
+            return int(total.quantize(_ONE, rounding=ROUND_HALF_UP))
         hour = min(usage.cache_write_1h_tokens, written)
         uncached = max(0, usage.input_tokens - cached - written)
         write = rates.input if rates.cache_write is None else rates.cache_write
@@ -136,7 +139,10 @@ class ModelPrice:
             + hour * (write if rates.cache_write_1h is None else rates.cache_write_1h)
             + usage.output_tokens * rates.output
         )
-        return int(total.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        return int(total.quantize(_ONE, rounding=ROUND_HALF_UP))
+
+
+_ONE = Decimal(1)
 
 
 def format_usd(micros: Micros) -> str:
