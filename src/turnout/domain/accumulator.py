@@ -114,8 +114,18 @@ class StreamAccumulator:
             delta = choice.delta
             if delta is not None:
                 content = delta.content
-                if content:
-                    self._add(texts, content if type(content) is str else text_of(content))
+                if content:  # inline `_add` and `Pieces.add`: once per chunk of every stream
+                    text = content if type(content) is str else text_of(content)
+                    if self.first_output_at is None:
+                        self.first_output_at = self._clock()
+                    loose = texts.loose
+                    loose.append(text)
+                    if len(loose) >= JOIN_EVERY:
+                        texts.blocks.append("".join(loose))
+                        loose.clear()
+                    self.kept += len(text)
+                    if self.kept > RESUME_COPY_CAP:
+                        self._spill()
                 if (
                     delta.tool_calls
                     or delta.reasoning_content

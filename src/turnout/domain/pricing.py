@@ -4,6 +4,7 @@ micro-dollars (one USD per 1M tokens is one micro-dollar per token). Never float
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
@@ -43,6 +44,7 @@ def tier_of(service_tier: str | None) -> str | None:
     return service_tier if service_tier in SERVICE_TIERS else None
 
 
+@functools.lru_cache(maxsize=4096)  # read for every versioned price of every request
 def since_timestamp(since: str) -> float:
     """When a price version starts (unix seconds): a date from its midnight UTC, or an instant
     (`2025-09-05T16:00:00Z`); ValueError for anything else."""
@@ -107,8 +109,8 @@ class ModelPrice:
         """The rates `usage` is billed at: its service tier's (standard where the tier is not
         priced), above a long-context threshold the long-context ones."""
         price = self
-        tier = tier_of(usage.service_tier)
-        if tier is not None:
+        if usage.service_tier is not None and self.service_tiers:
+            tier = tier_of(usage.service_tier)
             price = next((p for name, p in self.service_tiers if name == tier), self)
         if price.long_context is not None and usage.input_tokens > price.long_context.above:
             price = price.long_context.rates
@@ -118,9 +120,15 @@ class ModelPrice:
         """The cost of `usage` at the version in force `at` (unix seconds; None: this version),
         rounded half up to the micro-dollar. `usage.input_tokens` counts every prompt token,
         cache reads and writes included (as OpenAI counts them)."""
-        rates = self.at(at).rates(usage)
+        version = self if at is None or not self.earlier else self.at(at)
+        rates = version  # (a price without tiers or long-prompt steps has its own rates: no calls)
+        if version.service_tiers or version.long_context is not None:
+            rates = version.rates(usage)
         cached = usage.cached_input_tokens
         written = usage.cache_write_tokens
+        if not (cached or written or usage.cache_write_1h_tokens):  # no cache: two products, not five
+            total = max(0, usage.input_tokens) * rates.input + usage.output_tokens * rates.output
+            return int(total.quantize(_ONE, rounding=ROUND_HALF_UP))
         hour = min(usage.cache_write_1h_tokens, written)
         uncached = max(0, usage.input_tokens - cached - written)
         write = rates.input if rates.cache_write is None else rates.cache_write
@@ -131,7 +139,10 @@ class ModelPrice:
             + hour * (write if rates.cache_write_1h is None else rates.cache_write_1h)
             + usage.output_tokens * rates.output
         )
-        return int(total.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        return int(total.quantize(_ONE, rounding=ROUND_HALF_UP))
+
+
+_ONE = Decimal(1)
 
 
 def format_usd(micros: Micros) -> str:

@@ -145,32 +145,35 @@ def _message_bytes(message: Message) -> int:
     if isinstance(message, _PLAIN):
         name = message.name
         return total if name is None else total + utf8_length(name)
-    for text in _other_texts(message):
-        total += utf8_length(text)
+    if isinstance(message, AssistantMessage):
+        return total + _assistant_bytes(message)
+    name = getattr(message, "name", None)
+    if name:
+        total += len(name) if name.isascii() else utf8_length(name)
+    if isinstance(message, ToolMessage):
+        call_id = message.tool_call_id
+        total += len(call_id) if call_id.isascii() else utf8_length(call_id)
     return total
 
 
-def _other_texts(message: Message) -> Iterator[str]:
-    name = getattr(message, "name", None)
-    if name:
-        yield name
-    if isinstance(message, ToolMessage):
-        yield message.tool_call_id
-    if not isinstance(message, AssistantMessage):
-        return
+def _assistant_bytes(message: AssistantMessage) -> int:
+    """An assistant message's texts besides its content: its name, refusal and calls (no
+    generator: most requests carry a few of these)."""
+    texts: list[str] = []
+    if message.name:
+        texts.append(message.name)
     if message.refusal:
-        yield message.refusal
+        texts.append(message.refusal)
     if message.function_call is not None:
-        yield message.function_call.name
-        yield message.function_call.arguments
+        texts += (message.function_call.name, message.function_call.arguments)
     for call in message.tool_calls or ():
-        yield call.id
+        texts.append(call.id)
         if call.function is not None:
-            yield call.function.name
-            yield call.function.arguments
+            texts += (call.function.name, call.function.arguments)
         if call.custom is not None:
-            yield call.custom.name
-            yield call.custom.input
+            texts += (call.custom.name, call.custom.input)
+    joined = "".join(texts)  # one pass: UTF-8 bytes add up over a join
+    return len(joined) if joined.isascii() else utf8_length(joined)
 
 
 _PLAIN = (SystemMessage, DeveloperMessage, UserMessage)  # content and a name, nothing else

@@ -183,8 +183,9 @@ class _Entries:
         cost = 0 if target is None or empty else (None if version is None else version.cost(counted))
         charge = None if self.billing is None else self.billing.charge(principal, counted, cost, preset)
         customer = cost if charge is None else charge.customer_price
-        outcome.billed = _add(outcome.billed, cost)
-        outcome.charged = _add(outcome.charged, customer)
+        billed, charged = outcome.billed, outcome.charged  # (summed inline: unknown if any is)
+        outcome.billed = None if billed is None or cost is None else billed + cost
+        outcome.charged = None if charged is None or customer is None else charged + customer
         if usage is not None:
             outcome.usage = usage if outcome.usage is None else _sum(outcome.usage, usage)
         return LedgerEntry(
@@ -219,11 +220,6 @@ class _Entries:
             revenue_share_micros=None if charge is None else charge.revenue_share,
             reason=None if status < 400 else (reason or "error")[:64],
         )
-
-
-def _add(total: Micros | None, amount: Micros | None) -> Micros | None:
-    """Sum of costs; unknown (None) if any part is unknown."""
-    return None if total is None or amount is None else total + amount
 
 
 def _sum(a: Usage, b: Usage) -> Usage:

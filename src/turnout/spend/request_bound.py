@@ -43,11 +43,12 @@ class RequestBound:
     def countable(self) -> bool:
         """Whether counting exactly could lower the bound (not yet counted, and a deployment of
         the alias has a bundled tokenizer)."""
-        return (
-            self.request is not None
-            and self._counted is None
-            and any(t.tokenizer == O200K for t in self.route.targets)
-        )
+        if self.request is None or self._counted is not None:
+            return False
+        for target in self.route.targets:  # noqa: SIM110 (no generator: on every accounted request)
+            if target.tokenizer == O200K:
+                return True
+        return False
 
     async def count(self) -> bool:
         """Count the prompt exactly (once); True when that lowered the bound."""
@@ -69,7 +70,12 @@ class RequestBound:
 
     def most(self, price: PriceOfUsage) -> Micros:
         """The dearest of the alias's priced deployments (0 where none is priced)."""
-        return max((c for t in self.route.targets if (c := price(t, self.usage(t))) is not None), default=0)
+        most = 0  # (a loop, not a generator: on every accounted request's path; costs are >= 0)
+        for target in self.route.targets:
+            cost = price(target, self.usage(target))
+            if cost is not None and cost > most:
+                most = cost
+        return most
 
     def least(self, price: PriceOfUsage) -> Micros:
         """What the request costs at least even if its prompt were free: no count can go below."""

@@ -245,7 +245,11 @@ class UpstreamResponse:
     def feed(self, body: bytes) -> None:
         inflater = self._inflater
         if inflater is None:
-            self._append(body)
+            if body and self.got_body_byte:  # `_append`'s usual case inline: once a chunk of a stream
+                self._chunks.append(body)
+                self._buffered += len(body)
+            else:
+                self._append(body)
         else:
             inflater.feed(body)
             self._inflate(inflater)
