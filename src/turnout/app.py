@@ -34,12 +34,16 @@ from turnout.routing.health_checks import ActiveHealthChecks
 from turnout.routing.router import Router
 from turnout.spend.billing import Billing
 from turnout.spend.billing_service import BillingService
+from turnout.spend.budget_counters import BudgetCounters
+from turnout.spend.budget_reconcile import Reconciler
 from turnout.spend.budget_service import BudgetService
 from turnout.spend.budgets import Budgets
 from turnout.spend.ledger_store import LedgerStore
 from turnout.spend.recorder import SpendRecorder
 from turnout.spend.shared_counters import SharedCounters
 from turnout.storage.database import Database
+from turnout.storage.instances import Instances
+from turnout.storage.reference_clock import ReferenceClock
 from turnout.storage.stored_responses import ResponseStore
 from turnout.teams.directory import Directory
 
@@ -68,6 +72,9 @@ class Services:
     presets: PresetRegistry
     billing_service: BillingService
     provider_control: ProviderControl
+    instances: Instances
+    clock: ReferenceClock
+    reconciler: Reconciler | None = None
     health_checks: ActiveHealthChecks | None = None
     key_sync: KeySync | None = None
     started_at: float = field(default_factory=time.time)
@@ -79,7 +86,10 @@ class Services:
         register_internal_hosts(*_upstream_hosts(settings))
         database = await Database.open(settings.storage.database_url)
         client: HttpClient | None = None
+        clock = ReferenceClock()
+        instances = Instances(database, clock, shared_counters=settings.storage.redis_url is not None)
         try:
+            await instances.register()  # the database's clock, and how many instances share it
             keys = KeyIndex(load_hash_secret(settings.auth.key_hash_secret, settings.storage.data_dir))
             master = await load_keys(database, keys, settings.auth.master_key)
             client = HttpClient()
@@ -93,9 +103,19 @@ class Services:
                 if settings.storage.redis_url is None
                 else SharedCounters.connect(settings.storage.redis_url)
             )
-            budgets = Budgets(shared=shared)
+            counters = (
+                None if shared is None else BudgetCounters(shared, clock, settings.storage.reservation_lapse)
+            )
+            budgets = Budgets(clock.now, counters)
+            budgets.peers = instances.live
+            instances.on_count = budgets.set_peers
             await budgets.load(database)  # after the journal a killed process left is in the ledger
             budgets.start()
+            reconciler = (
+                None
+                if counters is None
+                else Reconciler(budgets, counters, settings.storage.reconcile_interval)
+            )
             billing = Billing(shared=shared)
             await billing.load(database)
             billing.start()
@@ -106,6 +126,7 @@ class Services:
         except BaseException:
             if client is not None:
                 await client.aclose()
+            await instances.aclose()
             await database.close()
             raise
         for warning in (*settings.warnings, *chain_warnings(settings, capabilities_for)):
@@ -137,6 +158,8 @@ class Services:
         )
         await provider_control.refresh()  # providers removed before this start stay removed
         provider_control.start()
+        if reconciler is not None:
+            reconciler.start()
         return cls(
             settings,
             database,
@@ -158,11 +181,16 @@ class Services:
             presets,
             billing_service,
             provider_control,
+            instances,
+            clock,
+            reconciler,
             checks,
             key_sync=key_sync,
         )
 
     async def aclose(self) -> None:
+        if self.reconciler is not None:
+            await self.reconciler.aclose()
         if self.key_sync is not None:
             await self.key_sync.aclose()
         if self.health_checks is not None:
@@ -177,6 +205,7 @@ class Services:
             await self.budgets.shared.aclose()
         await self.presets.aclose()
         await self.provider_control.aclose()
+        await self.instances.aclose()  # the others' shares grow from their next window
         await self.database.close()
 
 

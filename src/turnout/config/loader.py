@@ -392,7 +392,18 @@ class _Builder:
         redis_url = self.server_url(cfg.redis_url, "storage.redis_url", "REDIS_URL")
         if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
             self.problem("storage.redis_url", "must be a redis://, rediss:// or unix:// URL")
-        return StorageSettings(data_dir=data_dir, database_url=url, redis_url=redis_url)
+        base = StorageSettings(data_dir=data_dir, database_url=url)
+        timing = {}
+        for name in ("reservation_lapse", "reconcile_interval"):
+            written = getattr(cfg, name)
+            path = f"storage.{name}"
+            if written is not None and redis_url is None:
+                self.problem(path, "takes effect only with storage.redis_url (set it, or remove this)")
+            value = self.unit(written, parse_duration, path, getattr(base, name))
+            if value < 1.0:
+                self.problem(path, "must be at least 1s")
+            timing[name] = value
+        return StorageSettings(data_dir=data_dir, database_url=url, redis_url=redis_url, **timing)
 
     def server_url(self, url: str | None, path: str, variable: str) -> str | None:
         """A server's URL as written, or from the secret it refers to; a password written into the

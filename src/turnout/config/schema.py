@@ -222,6 +222,8 @@ class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     data_dir: str | None = None
     database_url: str | None = None
     redis_url: str | None = None
+    reservation_lapse: DurationValue | None = None
+    reconcile_interval: DurationValue | None = None
 
 
 class DefaultsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -246,6 +246,10 @@ class StorageSettings:
     # Redis, shared by the instances of one deployment: budgets and prepaid credit are then exact
     # across all of them (each instance alone otherwise)
     redis_url: str | None = field(default=None, repr=False)
+    # a reservation in Redis lapses this long after its instance last renewed it (a killed
+    # instance's reservations free themselves); counters are compared with the ledger this often
+    reservation_lapse: float = 30.0
+    reconcile_interval: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
