@@ -55,6 +55,10 @@ class TcpForwarder:
 
         asyncio.run_coroutine_threadsafe(cut(), self._loop).result(10)
 
+    def resume(self) -> None:
+        """Accept connections again, on the same port (the outage is over)."""
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+
     def stop(self) -> None:
         with contextlib.suppress(Exception):
             self.cut()

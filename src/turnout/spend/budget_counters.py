@@ -149,26 +149,29 @@ return 1
 """
 )
 
-# KEYS: hash, due. Returns {spent, held} after pruning, or {-1, 0} without a counter.
+# KEYS: hash, due. Returns {spent, held, now} after pruning, or {-1, 0, now} without a counter.
 READ = (
     _NOW
     + """
 prune(KEYS[1], KEYS[2])
 local v = redis.call('HMGET', KEYS[1], 'spent', 'held')
-if not v[1] then return {-1, 0} end
-return {tonumber(v[1]), tonumber(v[2]) or 0}
+if not v[1] then return {-1, 0, now} end
+return {tonumber(v[1]), tonumber(v[2]) or 0, now}
 """
 )
 
-# KEYS: hash. ARGV: the `spent` read, the correction. 1 if `spent` was still that and is corrected.
-CORRECT = """
-local s = redis.call('HGET', KEYS[1], 'spent')
-if s and tonumber(s) == tonumber(ARGV[1]) then
-  redis.call('HINCRBY', KEYS[1], 'spent', ARGV[2])
-  return 1
-end
-return 0
+# KEYS: hash. ARGV: the correction, the time (ms) of the reading it was computed from. Applied
+# (1) only if no correction was made since that reading (`checked`): never twice for one drift.
+CORRECT = (
+    _NOW
+    + """
+if redis.call('HEXISTS', KEYS[1], 'spent') == 0 then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'checked') or 0) > tonumber(ARGV[2]) then return 0 end
+redis.call('HINCRBY', KEYS[1], 'spent', ARGV[1])
+redis.call('HSET', KEYS[1], 'checked', now)
+return 1
 """
+)
 
 RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -235,14 +238,19 @@ class BudgetCounters:
 
     async def read(self, key: str) -> tuple[int, int] | None:
         """(spent, held) of a window, or None without a counter. Raises RedisError."""
-        spent, held = await self._read(keys=[key, due_key(key)])
-        return None if int(spent) < 0 else (int(spent), int(held))
+        reading = await self.reading(key)
+        return None if reading is None else (reading[0], reading[1])
+
+    async def reading(self, key: str) -> tuple[int, int, int] | None:
+        """(spent, held, Redis's time in ms) of a window, or None without a counter."""
+        spent, held, now = await self._read(keys=[key, due_key(key)])
+        return None if int(spent) < 0 else (int(spent), int(held), int(now))
 
     async def seed(self, key: str, spent: int, end_ms: int) -> bool:
         return bool(await self._seed(keys=[key, due_key(key)], args=[spent, end_ms]))
 
-    async def correct(self, key: str, spent: int, delta: int) -> bool:
-        return bool(await self._correct(keys=[key], args=[spent, delta]))
+    async def correct(self, key: str, delta: int, read_at_ms: int) -> bool:
+        return bool(await self._correct(keys=[key], args=[delta, read_at_ms]))
 
     async def lock(self, key: str, token: str) -> bool:
         return bool(await self.shared.client.set(key + ":lock", token, nx=True, px=SEED_LOCK_MS))

@@ -132,8 +132,12 @@ class SharedWindows:
             for rid, reservation in list(self.live.items())
             for rule, current in reservation.held
         ]
-        if ops:
+        if not ops or self.down:
+            return
+        try:
             await self.counters.apply(ops)
+        except RedisError:  # Redis away: they lapse there, and are settled as spend when it returns
+            return
 
     async def used(self, rule: BudgetRule, current: Window) -> int | None:
         try:

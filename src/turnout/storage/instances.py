@@ -40,6 +40,17 @@ def database_seconds(dialect: str) -> Any:
     return (sa.func.julianday("now") - 2440587.5) * 86400.0
 
 
+def _alive(pid: int) -> bool:
+    """Is there a process `pid` on this machine (one we may not signal is alive too)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 class Instances:
     def __init__(
         self,
@@ -66,8 +77,8 @@ class Instances:
             return UNSHARED_WARNING.format(n=self.live)
         return None
 
-    async def register(self) -> None:
-        row = {
+    def _row(self) -> dict[str, Any]:
+        return {
             "id": self.id,
             "host": socket.gethostname()[:255],
             "pid": os.getpid(),
@@ -75,25 +86,37 @@ class Instances:
             "expires_at": self._now + LAPSE_SECONDS,
             "shared_counters": self.shared_counters,
         }
+
+    async def register(self) -> None:
+        """Join (a killed predecessor on this host is forgotten at once), and start renewing."""
+        row = self._row()
         async with self.database.engine.begin() as conn:
+            here = await conn.execute(
+                sa.select(instances.c.id, instances.c.pid).where(instances.c.host == row["host"])
+            )
+            dead = [r.id for r in here if r.pid != row["pid"] and not _alive(r.pid)]
+            if dead:
+                await conn.execute(sa.delete(instances).where(instances.c.id.in_(dead)))
             await conn.execute(sa.insert(instances).values(**row))
         await self.beat()
         self.beater.start()
 
     async def beat(self) -> None:
-        """Renew this instance's row, read the database's clock and count the live instances."""
+        """Renew this instance's row (again if it was removed), read the database's clock and
+        count the live instances."""
         before = time.time()
         async with self.database.engine.begin() as conn:
-            now = float(
-                (
-                    await conn.execute(
-                        sa.update(instances)
-                        .where(instances.c.id == self.id)
-                        .values(expires_at=self._now + LAPSE_SECONDS)
-                        .returning(self._now)
-                    )
-                ).scalar_one()
-            )
+            renewed = (
+                await conn.execute(
+                    sa.update(instances)
+                    .where(instances.c.id == self.id)
+                    .values(expires_at=self._now + LAPSE_SECONDS)
+                    .returning(self._now)
+                )
+            ).scalar()
+            if renewed is None:
+                await conn.execute(sa.insert(instances).values(**self._row()))
+            now = float((await conn.execute(sa.select(self._now))).scalar_one())
             live = (
                 await conn.execute(
                     sa.select(sa.func.count()).select_from(instances).where(instances.c.expires_at > now)
