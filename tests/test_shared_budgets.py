@@ -345,3 +345,21 @@ def test_drift_between_a_counter_and_the_ledger_is_corrected_and_logged(
         assert results.count("ok") == 3, results
     finally:
         pair.close()
+
+
+def test_without_redis_windows_follow_the_database_clock_not_an_instance_clock(tmp_path: Path) -> None:
+    """Without Redis, an instance whose clock jumps a day ahead keeps spending from today's window
+    once it has read the database's clock (every 5 s), rather than from a fresh one."""
+    pair = Pair(tmp_path, with_redis=False)
+    try:
+        _, (key, _), team = pair.team_budget(4)
+        assert burst(pair, key, 10).count("ok") == 4  # two each: both shares used up
+        clock = pair.gateways[1].services.clock
+        pair.gateways[1].call(lambda: setattr(clock, "local", lambda: time.time() + 86400))
+        until(lambda: abs(clock.offset + 86400) < 60, 15, "the database's clock was not read")
+        assert burst(pair, key, 10).count("ok") == 0
+        for gateway in pair.gateways:
+            gateway.stop()
+        assert pair.ledger_spent(team) == 4 * PER_REQUEST
+    finally:
+        pair.close()

@@ -322,3 +322,6 @@ class Settlements:
             self._timer = None
         await asyncio.gather(*self._flushing, return_exceptions=True)
         await self.flush()
+        if self._timer is not None:  # Redis away at shutdown: reconciliation adds that spend later
+            self._timer.cancel()
+            self._timer = None
