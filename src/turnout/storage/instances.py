@@ -104,8 +104,10 @@ class Instances:
     async def beat(self) -> None:
         """Renew this instance's row (again if it was removed), read the database's clock and
         count the live instances."""
-        before = time.time()
         async with self.database.engine.begin() as conn:
+            before = time.time()
+            now = float((await conn.execute(sa.select(self._now))).scalar_one())
+            self.clock.observe(now, "database", before)
             renewed = (
                 await conn.execute(
                     sa.update(instances)
@@ -116,7 +118,6 @@ class Instances:
             ).scalar()
             if renewed is None:
                 await conn.execute(sa.insert(instances).values(**self._row()))
-            now = float((await conn.execute(sa.select(self._now))).scalar_one())
             live = (
                 await conn.execute(
                     sa.select(sa.func.count()).select_from(instances).where(instances.c.expires_at > now)
@@ -124,7 +125,6 @@ class Instances:
             ).scalar_one()
             stale = sa.select(instances.c.id).where(instances.c.expires_at < now - FORGET_SECONDS).limit(10)
             await conn.execute(sa.delete(instances).where(instances.c.id.in_(stale.scalar_subquery())))
-        self.clock.observe(now, "database", before)
         self._count(max(int(live), 1))
 
     def _count(self, live: int) -> None:
@@ -135,7 +135,7 @@ class Instances:
                 self._warned = True
                 log.warning("%s", warning)
             elif changed:
-                log.info("%d turnout instances share this database", live)
+                log.info("%d turnout instance(s) on this database", live)
         if self.on_count is not None:
             self.on_count(live)
 
