@@ -90,41 +90,40 @@ class Instances:
     async def register(self) -> None:
         """Join (a killed predecessor on this host is forgotten at once), and start renewing."""
         row = self._row()
-        async with self.database.engine.begin() as conn:
+        async with self.database.engine.connect() as conn:
             here = await conn.execute(
                 sa.select(instances.c.id, instances.c.pid).where(instances.c.host == row["host"])
             )
             dead = [r.id for r in here if r.pid != row["pid"] and not _alive(r.pid)]
+        async with self.database.engine.begin() as conn:  # writes first (SQLite takes its lock)
+            await conn.execute(sa.insert(instances).values(**row))
             if dead:
                 await conn.execute(sa.delete(instances).where(instances.c.id.in_(dead)))
-            await conn.execute(sa.insert(instances).values(**row))
         await self.beat()
         self.beater.start()
 
     async def beat(self) -> None:
-        """Renew this instance's row (again if it was removed), read the database's clock and
+        """Read the database's clock, renew this instance's row (again if it was removed) and
         count the live instances."""
-        async with self.database.engine.begin() as conn:
+        async with self.database.engine.connect() as conn:
             before = time.time()
             now = float((await conn.execute(sa.select(self._now))).scalar_one())
-            self.clock.observe(now, "database", before)
-            renewed = (
-                await conn.execute(
-                    sa.update(instances)
-                    .where(instances.c.id == self.id)
-                    .values(expires_at=self._now + LAPSE_SECONDS)
-                    .returning(self._now)
-                )
-            ).scalar()
-            if renewed is None:
+        self.clock.observe(now, "database", before)
+        async with self.database.engine.begin() as conn:  # writes first (SQLite takes its lock)
+            renewed = await conn.execute(
+                sa.update(instances)
+                .where(instances.c.id == self.id)
+                .values(expires_at=self._now + LAPSE_SECONDS)
+            )
+            if renewed.rowcount == 0:
                 await conn.execute(sa.insert(instances).values(**self._row()))
+            stale = sa.select(instances.c.id).where(instances.c.expires_at < now - FORGET_SECONDS).limit(10)
+            await conn.execute(sa.delete(instances).where(instances.c.id.in_(stale.scalar_subquery())))
             live = (
                 await conn.execute(
                     sa.select(sa.func.count()).select_from(instances).where(instances.c.expires_at > now)
                 )
             ).scalar_one()
-            stale = sa.select(instances.c.id).where(instances.c.expires_at < now - FORGET_SECONDS).limit(10)
-            await conn.execute(sa.delete(instances).where(instances.c.id.in_(stale.scalar_subquery())))
         self._count(max(int(live), 1))
 
     def _count(self, live: int) -> None:
