@@ -29,7 +29,7 @@ from turnout.storage.reference_clock import ReferenceClock
 log = logging.getLogger("turnout.spend")
 
 PREFIX = "turnout:budget:"
-AFTER_WINDOW_MS = 24 * 3600 * 1000  # a window's keys outlive its end by a day
+AFTER_WINDOW_MS = 24 * 3600 * 1000  # a window's keys outlive its end by a day (set when seeded)
 SETTLE_INTERVAL = 0.05  # seconds settlements are collected before they are sent together
 SEED_LOCK_MS = 10_000  # how long a seeding instance holds the lock at most
 SEED_WAIT = 2.0  # seconds another instance waits for that seed before deciding alone
@@ -73,18 +73,10 @@ for i = 1, #KEYS / 2 do
   if amount > left or left <= 0 then return {i, u, now} end
 end
 for i = 1, #KEYS / 2 do
-  local h, due, stop = KEYS[2 * i - 1], KEYS[2 * i], tonumber(ARGV[4 + (i - 1) * 3 + 2])
+  local h, due = KEYS[2 * i - 1], KEYS[2 * i]
   redis.call('HSET', h, 'r:' .. rid, amount)
   redis.call('HINCRBY', h, 'held', amount)
   redis.call('ZADD', due, now + lapse, rid)
-  if stop > 0 then
-    redis.call('PEXPIREAT', h, stop + """
-    + str(AFTER_WINDOW_MS)
-    + """)
-    redis.call('PEXPIREAT', due, stop + """
-    + str(AFTER_WINDOW_MS)
-    + """)
-  end
 end
 return {0, 0, now}
 """
@@ -131,11 +123,14 @@ return out
 """
 )
 
-# KEYS: hash, due. ARGV: spent (from the ledger), window end ms (0: none). 1 if seeded.
+# KEYS: hash, due. ARGV: spent (from the ledger), window end ms (0: none). 1 if seeded. Both keys
+# get their expiry here, once (the reservation script does not touch it): the sorted set holds a
+# member that never lapses ('~', scored +inf), so it lives as long as the hash.
 SEED = (
     """
 if redis.call('HEXISTS', KEYS[1], 'spent') == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'spent', ARGV[1])
+redis.call('ZADD', KEYS[2], '+inf', '~')
 local stop = tonumber(ARGV[2])
 if stop > 0 then
   redis.call('PEXPIREAT', KEYS[1], stop + """
