@@ -311,12 +311,13 @@ class Settlements:
                 if context is not None:
                     self.on_value(context, value)
 
-    async def aclose(self) -> None:
+    def _disarm(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    async def aclose(self) -> None:
+        self._disarm()
         await asyncio.gather(*self._flushing, return_exceptions=True)
         await self.flush()
-        if self._timer is not None:  # Redis away at shutdown: reconciliation adds that spend later
-            self._timer.cancel()
-            self._timer = None
+        self._disarm()  # Redis away at shutdown: reconciliation adds that spend later
