@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("turnout.budgets")
 
+RENEW_BATCH = 1000  # reservations renewed per script run
+
 LedgerSpent = Callable[["BudgetRule", dt.datetime, "dt.datetime | None"], Awaitable[int]]
 
 
@@ -135,7 +137,8 @@ class SharedWindows:
         if not ops or self.down:
             return
         try:
-            await self.counters.apply(ops)
+            for start in range(0, len(ops), RENEW_BATCH):  # Redis runs one script at a time
+                await self.counters.apply(ops[start : start + RENEW_BATCH])
         except RedisError:  # Redis away: they lapse there, and are settled as spend when it returns
             return
 
