@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_every_storage_key_is_documented_and_nothing_else_is() -> None:
     text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     section = text[text.index("## `storage`") :]
-    table = section[section.index("|---") : section.index("\n\n")]
+    table = section[section.index("|---") :]
+    table = table[: table.index("\n\n")]
     documented = {m.group(1) for m in re.finditer(r"^\| `([a-z_]+)` \|", table, re.MULTILINE)}
     assert documented == set(StorageConfig.__struct_fields__)
 
