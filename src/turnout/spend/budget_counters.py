@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -214,7 +213,7 @@ class BudgetCounters:
         for span in spans:
             keys += [span.key, due_key(span.key)]
             args += [span.limit, span.start_ms, span.end_ms]
-        before = time.time()
+        before = self.clock.local()
         reply = await self.shared.call(self._reserve, keys, args)
         if reply is None:
             return None

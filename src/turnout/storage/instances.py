@@ -9,7 +9,6 @@ import logging
 import os
 import secrets
 import socket
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -106,7 +105,7 @@ class Instances:
         """Read the database's clock, renew this instance's row (again if it was removed) and
         count the live instances."""
         async with self.database.engine.connect() as conn:
-            before = time.time()
+            before = self.clock.local()
             now = float((await conn.execute(sa.select(self._now))).scalar_one())
         self.clock.observe(now, "database", before)
         async with self.database.engine.begin() as conn:  # writes first (SQLite takes its lock)
