@@ -53,6 +53,7 @@ class SharedWindows:
         self.ledger_spent = ledger_spent
         self.settling = Settlements(counters, on_value)
         self.live: dict[str, Reservation] = {}  # by reservation id: held in Redis, still running
+        self._seeding: dict[str, asyncio.Future[bool]] = {}  # by counter: its seeding under way
         self._ids = itertools.count()
         self._prefix = secrets.token_hex(6)
         self.renewer = Periodic(self.renew, counters.lapse_ms / 3000, "renewing reservations in Redis")
@@ -82,8 +83,17 @@ class SharedWindows:
     async def seed(self, rule: BudgetRule, current: Window) -> bool:
         """Give a window without a counter what the ledger holds for it, under a lock, so the
         database (not one instance's partial view) is the authority. False: it could not be done
-        (Redis away, or another instance's seed did not appear in time)."""
+        (Redis away, or another instance's seed did not appear in time). The requests of this
+        instance that find the counter missing at once wait for one seeding, not one each."""
         key = counter_key(rule, current)
+        pending = self._seeding.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._seed(rule, current, key))
+            self._seeding[key] = pending
+            pending.add_done_callback(lambda _: self._seeding.pop(key, None))
+        return await asyncio.shield(pending)
+
+    async def _seed(self, rule: BudgetRule, current: Window, key: str) -> bool:
         token = secrets.token_hex(8)
         try:
             if await self.counters.lock(key, token):
@@ -96,7 +106,7 @@ class SharedWindows:
                 return True
             deadline = time.monotonic() + SEED_WAIT
             while time.monotonic() < deadline:
-                await asyncio.sleep(0.02)  # another instance is reading the ledger for it
+                await asyncio.sleep(0.05)  # another instance is reading the ledger for it
                 if await self.counters.read(key) is not None:
                     return True
         except Exception:  # Redis or the database away: this request is decided by this instance
