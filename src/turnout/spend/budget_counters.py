@@ -66,8 +66,9 @@ for i = 1, #KEYS / 2 do
   local start, stop = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
   if now < start or (stop > 0 and now >= stop) then return {-2, i, now} end
   prune(h, due)
-  if redis.call('HEXISTS', h, 'spent') == 0 then return {-1, i, now} end
-  local u = used(h)
+  local v = redis.call('HMGET', h, 'spent', 'held')
+  if not v[1] then return {-1, i, now} end
+  local u = tonumber(v[1]) + (tonumber(v[2]) or 0)
   local left = tonumber(ARGV[b]) - u
   if amount > left or left <= 0 then return {i, u, now} end
 end
@@ -81,43 +82,52 @@ return {0, 0, now}
 """
 )
 
-# KEYS: (hash, due) per operation. ARGV: lapse ms, then per operation: op, reservation id, amount.
-# op 's': a reservation settled (removed; its cost added to `spent`); 'p': spend recorded while
-# Redis could not be reached (added to `spent`); 'k': a reservation shrunk by `amount`; 'r': a
-# reservation renewed. Spend is added only to a window that has a counter: one without is seeded
-# from the ledger, which holds it. Returns each window's use after the operation.
+# KEYS: (hash, due) per operation. ARGV: lapse ms, then per operation: op, reservation id, amount,
+# held. op 's': a reservation settled — removed (its `held`, the amount this instance knows it
+# holds, taken off the window's sum if the entry was still there) and `amount`, its cost, added to
+# `spent`; 'p': spend recorded while Redis could not be reached (`amount` added to `spent`); 'k': a
+# reservation shrunk by `amount`; 'r': a reservation renewed. Sums are changed once per window per
+# run. Spend is added only to a window that has a counter: one without is seeded from the ledger,
+# which holds it. Returns each window's use after the run.
 APPLY = (
     _NOW
     + """
 local lapse = tonumber(ARGV[1])
-local out = {}
+local held, spent, order = {}, {}, {}
 for i = 1, #KEYS / 2 do
-  local h, due, b = KEYS[2 * i - 1], KEYS[2 * i], 2 + (i - 1) * 3
+  local h, due, b = KEYS[2 * i - 1], KEYS[2 * i], 2 + (i - 1) * 4
   local op, rid, amount = ARGV[b], ARGV[b + 1], tonumber(ARGV[b + 2])
+  if not held[h] then
+    held[h], spent[h] = 0, 0
+    order[#order + 1] = h
+  end
   if op == 'r' then
     redis.call('ZADD', due, 'XX', now + lapse, rid)
   elseif op == 'k' then
-    local held = tonumber(redis.call('HGET', h, 'r:' .. rid))
-    if held then
-      local d = math.min(amount, held)
+    local entry = tonumber(redis.call('HGET', h, 'r:' .. rid))
+    if entry then
+      local d = math.min(amount, entry)
       redis.call('HINCRBY', h, 'r:' .. rid, -d)
-      redis.call('HINCRBY', h, 'held', -d)
+      held[h] = held[h] - d
     end
   else
     if op == 's' then
-      local held = tonumber(redis.call('HGET', h, 'r:' .. rid))
-      if held then
-        redis.call('HDEL', h, 'r:' .. rid)
-        redis.call('HINCRBY', h, 'held', -held)
-      end
+      if redis.call('HDEL', h, 'r:' .. rid) == 1 then held[h] = held[h] - tonumber(ARGV[b + 3]) end
       redis.call('ZREM', due, rid)
     end
-    if amount ~= 0 and redis.call('HEXISTS', h, 'spent') == 1 then
-      redis.call('HINCRBY', h, 'spent', amount)
-    end
+    spent[h] = spent[h] + amount
   end
-  out[i] = used(h)
 end
+local use = {}
+for _, h in ipairs(order) do
+  if held[h] ~= 0 then redis.call('HINCRBY', h, 'held', held[h]) end
+  if spent[h] ~= 0 and redis.call('HEXISTS', h, 'spent') == 1 then
+    redis.call('HINCRBY', h, 'spent', spent[h])
+  end
+  use[h] = used(h)
+end
+local out = {}
+for i = 1, #KEYS / 2 do out[i] = use[KEYS[2 * i - 1]] end
 return out
 """
 )
@@ -173,6 +183,9 @@ return 0
 """
 
 
+Op = tuple[str, str, str, int, int]  # window key, op, reservation id, amount, held (APPLY)
+
+
 @dataclass(frozen=True, slots=True)
 class Span:
     """A budget window as a script sees it: its limit and bounds (unix ms; end 0: none)."""
@@ -220,14 +233,14 @@ class BudgetCounters:
         self.clock.observe(int(reply[2]) / 1000, "redis", before)
         return Outcome(int(reply[0]), int(reply[1]))
 
-    async def apply(self, ops: Sequence[tuple[str, str, str, int]]) -> list[int]:
-        """(window key, op, reservation id, amount) each, in one round trip; each window's use
-        after it. Raises RedisError."""
+    async def apply(self, ops: Sequence[Op]) -> list[int]:
+        """(window key, op, reservation id, amount, held) each, in one round trip; each window's
+        use after it. Raises RedisError."""
         keys: list[str] = []
         args: list[int | str] = [self.lapse_ms]
-        for key, op, rid, amount in ops:
+        for key, op, rid, amount, held in ops:
             keys += [key, due_key(key)]
-            args += [op, rid, amount]
+            args += [op, rid, amount, held]
         return [int(v) for v in await self._apply(keys=keys, args=args)]
 
     async def read(self, key: str) -> tuple[int, int] | None:
@@ -269,7 +282,7 @@ class Settlements:
         self.counters = counters
         self.on_value = on_value
         self.interval = interval
-        self._ops: list[tuple[str, str, str, int]] = []
+        self._ops: list[Op] = []
         self._contexts: list[Any] = []
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[None]] = set()
@@ -278,8 +291,8 @@ class Settlements:
     def pending(self) -> int:
         return len(self._ops)
 
-    def add(self, key: str, op: str, rid: str, amount: int, context: Any = None) -> None:
-        self._ops.append((key, op, rid, amount))
+    def add(self, key: str, op: str, rid: str, amount: int, held: int = 0, context: Any = None) -> None:
+        self._ops.append((key, op, rid, amount, held))
         self._contexts.append(context)
         self._arm(self.interval)
 

@@ -31,7 +31,9 @@ LedgerSpent = Callable[["BudgetRule", dt.datetime, "dt.datetime | None"], Awaita
 
 def counter_key(rule: BudgetRule, current: Window) -> str:
     """A budget window's counters: the budget's id and the window's start."""
-    return f"{PREFIX}{rule.id}:{int(current.start.timestamp())}"
+    if not current.key:
+        current.key = f"{PREFIX}{rule.id}:{int(current.start.timestamp())}"
+    return current.key
 
 
 def _ms(at: dt.datetime | None) -> int:
@@ -119,7 +121,8 @@ class SharedWindows:
         if reservation.shared:
             self.live.pop(reservation.rid, None)
             for rule, current in reservation.held:
-                self.settling.add(counter_key(rule, current), "s", reservation.rid, cost, (rule, current))
+                key = counter_key(rule, current)
+                self.settling.add(key, "s", reservation.rid, cost, reservation.amount, (rule, current))
         elif cost:
             for rule, current in reservation.held:
                 self.settling.add(counter_key(rule, current), "p", "", cost)
@@ -127,20 +130,20 @@ class SharedWindows:
     async def shrink(self, freed: Sequence[tuple[Reservation, int]]) -> None:
         """Give back what counting exactly took off reservations held in Redis."""
         ops = [
-            (counter_key(rule, current), "k", reservation.rid, delta)
+            (counter_key(rule, current), "k", reservation.rid, delta, 0)
             for reservation, delta in freed
             for rule, current in reservation.held
         ]
         try:
             await self.counters.apply(ops)
         except RedisError:  # sent with the next settlements instead: too much held for a moment
-            for key, op, rid, delta in ops:
+            for key, op, rid, delta, _ in ops:
                 self.settling.add(key, op, rid, delta)
 
     async def renew(self) -> None:
         """Push back the deadlines of the reservations whose requests still run here."""
         ops = [
-            (counter_key(rule, current), "r", rid, 0)
+            (counter_key(rule, current), "r", rid, 0, 0)
             for rid, reservation in list(self.live.items())
             for rule, current in reservation.held
         ]

@@ -43,6 +43,7 @@ class Window:
     soft_reached: bool = False
     hard_reached: bool = False
     share_of: int = 1  # the most instances seen sharing it without Redis (each enforces 1/n)
+    key: str = ""  # its counters' key in Redis, once known (spend/budget_sharing.counter_key)
 
 
 @dataclass(slots=True, eq=False)
