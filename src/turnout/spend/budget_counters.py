@@ -53,81 +53,81 @@ local function used(h)
 end
 """
 
-# KEYS: (hash, due) per budget. ARGV: amount, reservation id, lapse ms, then per budget: limit,
-# window start ms, window end ms (0: none). Returns {code, value, now}: {0, 0} reserved in all;
-# {i, used} budget i has no room; {-1, i} budget i's window has no counter (seed it);
+# KEYS: one hash per budget (its sorted set is the hash's key + ':due'). ARGV[1], space-separated
+# (one argument to encode rather than many): amount, reservation id, lapse ms, then per budget:
+# limit, window start ms, window end ms (0: none). Returns {code, value, now}: {0, 0} reserved in
+# all; {i, used} budget i has no room; {-1, i} budget i's window has no counter (seed it);
 # {-2, i} Redis's clock is outside budget i's window (the instance's clock is off).
 RESERVE = (
     _NOW
     + """
-local amount, rid, lapse = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-for i = 1, #KEYS / 2 do
-  local h, due, b = KEYS[2 * i - 1], KEYS[2 * i], 4 + (i - 1) * 3
-  local start, stop = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
+local a = {}
+for w in string.gmatch(ARGV[1], '%S+') do a[#a + 1] = w end
+local amount, rid, lapse = tonumber(a[1]), a[2], tonumber(a[3])
+for i, h in ipairs(KEYS) do
+  local due, b = h .. ':due', 4 + (i - 1) * 3
+  local start, stop = tonumber(a[b + 1]), tonumber(a[b + 2])
   if now < start or (stop > 0 and now >= stop) then return {-2, i, now} end
   prune(h, due)
   local v = redis.call('HMGET', h, 'spent', 'held')
   if not v[1] then return {-1, i, now} end
   local u = tonumber(v[1]) + (tonumber(v[2]) or 0)
-  local left = tonumber(ARGV[b]) - u
+  local left = tonumber(a[b]) - u
   if amount > left or left <= 0 then return {i, u, now} end
 end
-for i = 1, #KEYS / 2 do
-  local h, due = KEYS[2 * i - 1], KEYS[2 * i]
+for _, h in ipairs(KEYS) do
   redis.call('HSET', h, 'r:' .. rid, amount)
   redis.call('HINCRBY', h, 'held', amount)
-  redis.call('ZADD', due, now + lapse, rid)
+  redis.call('ZADD', h .. ':due', now + lapse, rid)
 end
 return {0, 0, now}
 """
 )
 
-# KEYS: (hash, due) per operation. ARGV: lapse ms, then per operation: op, reservation id, amount,
-# held. op 's': a reservation settled — removed (its `held`, the amount this instance knows it
-# holds, taken off the window's sum if the entry was still there) and `amount`, its cost, added to
-# `spent`; 'p': spend recorded while Redis could not be reached (`amount` added to `spent`); 'k': a
-# reservation shrunk by `amount`; 'r': a reservation renewed. Sums are changed once per window per
-# run. Spend is added only to a window that has a counter: one without is seeded from the ledger,
-# which holds it. Returns each window's use after the run.
+# KEYS: the windows' hashes (each once). ARGV[1]: lapse ms; ARGV[2], space-separated, per
+# operation: window (index into KEYS), op, reservation id, amount, held. op 's': a reservation
+# settled — removed (its `held`, the amount this instance knows it holds, taken off the window's
+# sum if the entry was still there) and `amount`, its cost, added to `spent`; 'p': spend recorded
+# while Redis could not be reached (`amount` added to `spent`); 'k': a reservation shrunk by
+# `amount`; 'r': a reservation renewed. Sums change once per window per run. Spend is added only
+# to a window that has a counter: one without is seeded from the ledger, which holds it. Returns
+# each window's use after the run, in the order of KEYS.
 APPLY = (
     _NOW
     + """
 local lapse = tonumber(ARGV[1])
-local held, spent, order = {}, {}, {}
-for i = 1, #KEYS / 2 do
-  local h, due, b = KEYS[2 * i - 1], KEYS[2 * i], 2 + (i - 1) * 4
-  local op, rid, amount = ARGV[b], ARGV[b + 1], tonumber(ARGV[b + 2])
-  if not held[h] then
-    held[h], spent[h] = 0, 0
-    order[#order + 1] = h
-  end
+local a = {}
+for w in string.gmatch(ARGV[2], '%S+') do a[#a + 1] = w end
+local held, spent = {}, {}
+for i = 1, #KEYS do held[i], spent[i] = 0, 0 end
+for b = 1, #a, 5 do
+  local i, op, rid, amount = tonumber(a[b]), a[b + 1], a[b + 2], tonumber(a[b + 3])
+  local h = KEYS[i]
   if op == 'r' then
-    redis.call('ZADD', due, 'XX', now + lapse, rid)
+    redis.call('ZADD', h .. ':due', 'XX', now + lapse, rid)
   elseif op == 'k' then
     local entry = tonumber(redis.call('HGET', h, 'r:' .. rid))
     if entry then
       local d = math.min(amount, entry)
       redis.call('HINCRBY', h, 'r:' .. rid, -d)
-      held[h] = held[h] - d
+      held[i] = held[i] - d
     end
   else
     if op == 's' then
-      if redis.call('HDEL', h, 'r:' .. rid) == 1 then held[h] = held[h] - tonumber(ARGV[b + 3]) end
-      redis.call('ZREM', due, rid)
+      if redis.call('HDEL', h, 'r:' .. rid) == 1 then held[i] = held[i] - tonumber(a[b + 4]) end
+      redis.call('ZREM', h .. ':due', rid)
     end
-    spent[h] = spent[h] + amount
+    spent[i] = spent[i] + amount
   end
-end
-local use = {}
-for _, h in ipairs(order) do
-  if held[h] ~= 0 then redis.call('HINCRBY', h, 'held', held[h]) end
-  if spent[h] ~= 0 and redis.call('HEXISTS', h, 'spent') == 1 then
-    redis.call('HINCRBY', h, 'spent', spent[h])
-  end
-  use[h] = used(h)
 end
 local out = {}
-for i = 1, #KEYS / 2 do out[i] = use[KEYS[2 * i - 1]] end
+for i, h in ipairs(KEYS) do
+  if held[i] ~= 0 then redis.call('HINCRBY', h, 'held', held[i]) end
+  if spent[i] ~= 0 and redis.call('HEXISTS', h, 'spent') == 1 then
+    redis.call('HINCRBY', h, 'spent', spent[i])
+  end
+  out[i] = used(h)
+end
 return out
 """
 )
@@ -221,27 +221,26 @@ class BudgetCounters:
 
     async def reserve(self, spans: Sequence[Span], rid: str, amount: int) -> Outcome | None:
         """One round trip; None when Redis cannot be reached (the instance decides alone)."""
-        keys: list[str] = []
-        args: list[int | str] = [amount, rid, self.lapse_ms]
-        for span in spans:
-            keys += [span.key, due_key(span.key)]
-            args += [span.limit, span.start_ms, span.end_ms]
+        packed = f"{amount} {rid} {self.lapse_ms} " + " ".join(
+            f"{span.limit} {span.start_ms} {span.end_ms}" for span in spans
+        )
         before = self.clock.local()
-        reply = await self.shared.call(self._reserve, keys, args)
+        reply = await self.shared.call(self._reserve, [span.key for span in spans], [packed])
         if reply is None:
             return None
         self.clock.observe(int(reply[2]) / 1000, "redis", before)
         return Outcome(int(reply[0]), int(reply[1]))
 
     async def apply(self, ops: Sequence[Op]) -> list[int]:
-        """(window key, op, reservation id, amount, held) each, in one round trip; each window's
-        use after it. Raises RedisError."""
-        keys: list[str] = []
-        args: list[int | str] = [self.lapse_ms]
+        """(window key, op, reservation id, amount, held) each, in one round trip; each
+        operation's window's use after them all. Raises RedisError."""
+        index: dict[str, int] = {}
+        words = []
         for key, op, rid, amount, held in ops:
-            keys += [key, due_key(key)]
-            args += [op, rid, amount, held]
-        return [int(v) for v in await self._apply(keys=keys, args=args)]
+            i = index.setdefault(key, len(index) + 1)
+            words.append(f"{i} {op} {rid or '-'} {amount} {held}")
+        use = await self._apply(keys=list(index), args=[self.lapse_ms, " ".join(words)])
+        return [int(use[index[key] - 1]) for key, *_ in ops]
 
     async def read(self, key: str) -> tuple[int, int] | None:
         """(spent, held) of a window, or None without a counter. Raises RedisError."""
