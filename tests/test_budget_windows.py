@@ -24,7 +24,8 @@ from turnout.domain.pricing import ModelPrice
 from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
 from turnout.routing.catalog import Route, Target
-from turnout.spend.budgets import BudgetRule, Budgets
+from turnout.spend.budget_values import BudgetRule
+from turnout.spend.budgets import Budgets
 from turnout.spend.ledger import LedgerEntry
 from turnout.spend.ledger_store import LedgerStore
 from turnout.storage.database import Database

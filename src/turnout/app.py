@@ -44,6 +44,8 @@ from turnout.routing.health_checks import ActiveHealthChecks
 from turnout.routing.router import Router
 from turnout.spend.billing import Billing
 from turnout.spend.billing_service import BillingService
+from turnout.spend.budget_counters import BudgetCounters
+from turnout.spend.budget_reconcile import Reconciler
 from turnout.spend.budget_service import BudgetService
 from turnout.spend.budgets import Budgets
 from turnout.spend.ledger_store import LedgerStore
@@ -51,6 +53,8 @@ from turnout.spend.recorder import SpendRecorder
 from turnout.spend.retention import LedgerRetention
 from turnout.spend.shared_counters import SharedCounters
 from turnout.storage.database import Database, bounded
+from turnout.storage.instances import Instances
+from turnout.storage.reference_clock import ReferenceClock
 from turnout.storage.stored_responses import ResponseStore
 from turnout.teams.directory import Directory
 
@@ -81,6 +85,9 @@ class Services:
     presets: PresetRegistry
     billing_service: BillingService
     provider_control: ProviderControl
+    instances: Instances
+    clock: ReferenceClock
+    reconciler: Reconciler | None = None
     health_checks: ActiveHealthChecks | None = None
     key_sync: KeySync | None = None
     retired_registries: list[ProviderRegistry] = field(default_factory=list)  # (reload) still in use
@@ -95,7 +102,10 @@ class Services:
         register_internal_hosts(*_upstream_hosts(settings))
         database = await Database.open(settings.storage.database_url, settings.storage.database_timeout)
         client: HttpClient | None = None
+        clock = ReferenceClock()
+        instances = Instances(database, clock, shared_counters=settings.storage.redis_url is not None)
         try:
+            await instances.register()  # the database's clock, and how many instances share it
             secret = load_hash_secret(settings.auth.key_hash_secret, settings.storage.data_dir)
             source = secret_source(settings.auth.key_hash_secret, settings.storage.data_dir)
             await verify_hash_secret(database, secret, source)
@@ -112,9 +122,19 @@ class Services:
                 if settings.storage.redis_url is None
                 else SharedCounters.connect(settings.storage.redis_url)
             )
-            budgets = Budgets(shared=shared)
+            counters = (
+                None if shared is None else BudgetCounters(shared, clock, settings.storage.reservation_lapse)
+            )
+            budgets = Budgets(clock.now, counters)
+            budgets.peers = instances.live
+            instances.on_count = budgets.set_peers
             await budgets.load(database)  # after the journal a killed process left is in the ledger
             budgets.start()
+            reconciler = (
+                None
+                if counters is None
+                else Reconciler(budgets, counters, settings.storage.reconcile_interval)
+            )
             billing = Billing(shared=shared)
             await billing.load(database)
             billing.start()
@@ -125,6 +145,7 @@ class Services:
         except BaseException:
             if client is not None:
                 await client.aclose()
+            await instances.aclose()
             await database.close()
             raise
         for warning in (*settings.warnings, *chain_warnings(settings, capabilities_for)):
@@ -158,6 +179,8 @@ class Services:
         provider_control.start()
         retention = LedgerRetention(database, settings.storage.ledger_retention_days)
         retention.start()
+        if reconciler is not None:
+            reconciler.start()
         return cls(
             settings,
             database,
@@ -179,6 +202,9 @@ class Services:
             presets,
             billing_service,
             provider_control,
+            instances,
+            clock,
+            reconciler,
             checks,
             key_sync=key_sync,
             retention=retention,
@@ -241,6 +267,8 @@ class Services:
             closing.cancel()
         if self.retention is not None:
             await self.retention.aclose()
+        if self.reconciler is not None:
+            await self.reconciler.aclose()
         if self.key_sync is not None:
             await self.key_sync.aclose()
         if self.health_checks is not None:
@@ -259,6 +287,7 @@ class Services:
         writes += [
             ("the presets", self.presets.aclose),
             ("the provider control", self.provider_control.aclose),
+            ("the instance registration", self.instances.aclose),  # the others' shares grow
             ("the database", self.database.close),
         ]
         for what, close in writes:

@@ -29,7 +29,8 @@ from turnout.routing.relay import RelayStream
 from turnout.routing.router import Router
 from turnout.routing.values import Call, Served, Steering
 from turnout.spend.billing import Billing, CreditHold, PresetCharge
-from turnout.spend.budgets import Budgets, Reservation
+from turnout.spend.budget_values import Reservation
+from turnout.spend.budgets import Budgets
 from turnout.spend.ledger import Outcome
 from turnout.spend.recorder import SpendRecorder
 

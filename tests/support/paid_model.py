@@ -4,13 +4,11 @@ with `max_tokens=TOKENS` reserves exactly what it is charged: `PER_REQUEST` micr
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import openai
 
 from turnout.providers.fake.responses import count_tokens
-
-from support.gateway import Gateway
 
 REPLY = "one two three four"
 TOKENS = count_tokens(REPLY)  # the fake's count of its answer: what max_tokens must allow
@@ -27,12 +25,17 @@ def paid_models() -> dict[str, Any]:
     }
 
 
-def ask(gateway: Gateway, key: str) -> str:
+class Served(Protocol):
+    @property
+    def base_url(self) -> str: ...
+
+
+def ask(gateway: Served, key: str, model: str = "paid", timeout: float = 20) -> str:
     """'ok', or the error code of a 429 (insufficient_quota when a budget refused)."""
-    with openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=20) as client:
+    with openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=timeout) as client:
         try:
             client.chat.completions.create(
-                model="paid", messages=[{"role": "user", "content": "hi"}], max_tokens=TOKENS
+                model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=TOKENS
             )
             return "ok"
         except openai.RateLimitError as error:

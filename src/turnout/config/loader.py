@@ -400,12 +400,24 @@ class _Builder:
                 f"must be a number of days from 1 to {MAX_RETENTION_DAYS} (leave it out to keep every row)",
             )
         timeout = self.unit(cfg.database_timeout, parse_duration, "storage.database_timeout", 2.0)
+        base = StorageSettings(data_dir=data_dir, database_url=url)
+        timing = {}
+        for name in ("reservation_lapse", "reconcile_interval"):
+            written = getattr(cfg, name)
+            path = f"storage.{name}"
+            if written is not None and redis_url is None:
+                self.problem(path, "takes effect only with storage.redis_url (set it, or remove this)")
+            value = self.unit(written, parse_duration, path, getattr(base, name))
+            if value < 1.0:
+                self.problem(path, "must be at least 1s")
+            timing[name] = value
         return StorageSettings(
             data_dir=data_dir,
             database_url=url,
             redis_url=redis_url,
             database_timeout=timeout,
             ledger_retention_days=retention,
+            **timing,
         )
 
     def server_url(self, url: str | None, path: str, variable: str) -> str | None:

@@ -224,6 +224,8 @@ class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     redis_url: str | None = None
     database_timeout: str | float | None = None
     ledger_retention_days: int | None = None
+    reservation_lapse: DurationValue | None = None
+    reconcile_interval: DurationValue | None = None
 
 
 class DefaultsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -251,6 +251,10 @@ class StorageSettings:
     database_timeout: float = 2.0
     # delete ledger rows older than this many days (their figures stay in the running totals)
     ledger_retention_days: int | None = None
+    # a reservation in Redis lapses this long after its instance last renewed it (a killed
+    # instance's reservations free themselves); counters are compared with the ledger this often
+    reservation_lapse: float = 30.0
+    reconcile_interval: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

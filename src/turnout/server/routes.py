@@ -111,5 +111,24 @@ class Endpoints:
             # load balancer take them all out. Degraded, still ready.
             database = "unreachable"
         status = "unavailable" if not ready else "ready" if database == "ok" else "degraded"
-        body = {"status": status, "database": database, **detail}
+        body = {"status": status, "database": database, **detail, **self._sharing()}
         await x.send_json(200 if ready else 503, orjson.dumps(body))
+
+    def _sharing(self) -> dict[str, object]:
+        """How many instances share the database, and a warning while their budgets are not
+        shared exactly (no Redis configured, or Redis away)."""
+        s = self.services
+        out: dict[str, object] = {"instances": s.instances.live}
+        warning = s.instances.warning
+        shared = s.budgets.shared
+        if shared is not None:
+            out["redis"] = "unreachable" if shared.down else "ok"
+            if shared.down:
+                warning = (
+                    "Redis is unreachable: each instance enforces budgets on its own"
+                    + (f", 1/{s.instances.live} of each" if s.instances.live > 1 else "")
+                    + " until it answers"
+                )
+        if warning is not None:
+            out["warnings"] = [warning]
+        return out

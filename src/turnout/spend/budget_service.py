@@ -29,7 +29,8 @@ from turnout.domain.periods import Period
 from turnout.domain.pricing import Micros
 from turnout.domain.principal import Principal
 from turnout.governance.audit import AuditLog
-from turnout.spend.budgets import BudgetRule, Budgets, Scope, rule_of
+from turnout.spend.budget_values import BudgetRule, Scope
+from turnout.spend.budgets import Budgets, rule_of
 from turnout.storage.database import Database
 from turnout.storage.paging import FIRST, Keyset, Page, Paging
 from turnout.storage.tables import api_keys, budgets, team_members, teams, users

@@ -28,28 +28,28 @@ up within `REFRESH_SECONDS`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from redis.exceptions import RedisError
 
 from turnout.domain.chat import ChatRequest
 from turnout.domain.errors import BudgetExhausted
-from turnout.domain.periods import ALL_TIME, Period, time_zone, window
+from turnout.domain.periods import ALL_TIME, time_zone, window
 from turnout.domain.pricing import Micros, format_usd
 from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
 from turnout.periodic import Periodic
 from turnout.routing.catalog import Route
+from turnout.spend.budget_counters import BudgetCounters, Outcome
+from turnout.spend.budget_sharing import SharedWindows
+from turnout.spend.budget_values import BudgetRule, Reservation, Scope, Window
 from turnout.spend.request_bound import RequestBound, list_price
-from turnout.spend.shared_counters import AFTER_WINDOW, PREFIX, SettleBatch, SharedCounters
 from turnout.spend.totals import by_value, window_cost
 from turnout.storage.database import Database
 from turnout.storage.tables import budget_windows, budgets, spend_rollups
@@ -58,45 +58,7 @@ log = logging.getLogger("turnout.budgets")
 
 REFRESH_SECONDS = 5.0  # how often budgets changed elsewhere are read again
 
-Scope = Literal["key", "team", "user"]
 SCOPES: tuple[Scope, ...] = ("key", "team", "user")
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetRule:
-    id: str
-    scope: Scope
-    subject_id: str
-    period: Period
-    tz: ZoneInfo
-    limit: Micros
-    soft_limit: Micros | None = None
-    stored: bool = True  # in the budgets table; False: a key's own max_budget (no window rows)
-
-    @property
-    def label(self) -> str:
-        span = "" if self.period == "never" else f" {self.period}"
-        return f"{self.scope} '{self.subject_id}'{span}"
-
-
-@dataclass(slots=True)
-class Window:
-    start: dt.datetime
-    end: dt.datetime | None
-    spent: Micros = 0
-    reserved: Micros = 0
-    soft_reached: bool = False
-    hard_reached: bool = False
-
-
-@dataclass(slots=True, eq=False)
-class Reservation:
-    principal: Principal
-    alias: str
-    amount: Micros = 0
-    held: list[tuple[BudgetRule, Window]] = field(default_factory=list)  # reserved in
-    shared: bool = False  # in the instances' shared counters (Redis), not this instance's only
-    bound: RequestBound | None = None  # how its amount was bounded (and can be counted exactly)
 
 
 @dataclass(slots=True)
@@ -126,23 +88,22 @@ def rule_of(row: Any) -> BudgetRule:
     )
 
 
-def counter_key(rule: BudgetRule, current: Window) -> str:
-    """A budget window's shared counter: the budget's id and the window's start."""
-    return f"{PREFIX}{rule.id}:{int(current.start.timestamp())}"
-
-
 class Budgets:
     def __init__(
         self,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-        shared: SharedCounters | None = None,
+        counters: BudgetCounters | None = None,
     ) -> None:
         self.clock = clock
-        self.shared = shared
-        self.settling = None if shared is None else SettleBatch(shared, self._shared_value)
+        self.shared = None if counters is None else counters.shared
+        self.sharing = (
+            None if counters is None else SharedWindows(counters, self.ledger_spent, self._shared_value)
+        )
+        self.peers = 1  # live instances on this database (storage/instances.py)
         self.totals: defaultdict[str, UsageTotals] = defaultdict(UsageTotals)
         self.rules: dict[tuple[Scope, str], list[BudgetRule]] = {}
         self.windows: dict[str, Window] = {}  # by rule id: its current window
+        self.previous: dict[str, Window] = {}  # by rule id: the window before (a clock corrected)
         # by rule id: the reservations made at the cheap bound and still running (by their id)
         self.loose: dict[str, dict[int, Reservation]] = {}
         self.key_spent: dict[str, Micros] = {}  # lifetime spend by key, for keys' own max_budget
@@ -163,9 +124,15 @@ class Budgets:
         for row in rows:
             await self.put(rule_of(row))
 
+    def set_peers(self, live: int) -> None:
+        """How many instances share the database now (storage/instances.py)."""
+        self.peers = live
+
     def start(self) -> None:
         """Keep up with budgets changed on other instances."""
         self.refresher.start()
+        if self.sharing is not None:
+            self.sharing.start()
 
     async def refresh(self) -> None:
         assert self.database is not None
@@ -216,15 +183,28 @@ class Budgets:
             self._write(self._mark_opened(rule, start))
         return opened
 
+    async def ledger_spent(self, rule: BudgetRule, start: dt.datetime, end: dt.datetime | None) -> Micros:
+        """What the ledger holds for a budget's window: the authority every counter starts from
+        (read from the running totals, which keep what ledger retention deleted)."""
+        assert self.database is not None
+        async with self.database.engine.connect() as conn:
+            return await window_cost(conn, rule.scope, rule.subject_id, start, end)
+
     # ------------------------------------------------------------------ the hot path
 
     def _window(self, rule: BudgetRule, now: dt.datetime) -> Window:
         current = self.windows.get(rule.id)
-        if current is not None and (current.end is None or now < current.end):
+        if current is not None and current.start <= now and (current.end is None or now < current.end):
             return current
         start, end = window(rule.period, rule.tz, now)
-        turned = Window(start, end)  # the reset: a new window, at zero
+        before = self.previous.get(rule.id)
+        # a clock set back returns to the window it left; else the reset: a new window, at zero
+        turned = before if before is not None and before.start == start else Window(start, end)
+        if current is not None:
+            self.previous[rule.id] = current
         self.windows[rule.id] = turned
+        if turned is before:
+            return turned
         if current is not None:
             log.info("budget %s reset: a new %s window from %s", rule.id, rule.period, start.isoformat())
         self._write(self._mark_opened(rule, start))
@@ -267,25 +247,33 @@ class Budgets:
                 self.windows[rule.id] = Window(ALL_TIME, None, spent=self.key_spent.get(principal.key_id, 0))
             held.append((rule, self._window(rule, now)))
         reservation = Reservation(principal, route.alias, bound.most(list_price), held, bound=bound)
-        if self.shared is not None and await self._reserve_shared(reservation, now):
+        if self.sharing is not None and await self._reserve_shared(reservation):
             return self._reserved(reservation)
         short = self._short(reservation)
         if short is not None and await self._count_exactly(reservation, [short]):
             short = self._short(reservation)  # checked again: other requests ran meanwhile
         if short is not None:
             rule, current = short
-            self._refuse(rule, current, rule.limit - current.spent - current.reserved, reservation.amount)
+            left = self._share(rule, current) - current.spent - current.reserved
+            self._refuse(rule, current, left, reservation.amount)
         for _, current in held:
             current.reserved += reservation.amount
         return self._reserved(reservation)
 
     def _short(self, reservation: Reservation) -> tuple[BudgetRule, Window] | None:
-        """The first budget (this instance's view) without room for the reservation."""
+        """The first budget (this instance's view, and its share) without room for it."""
         for rule, current in reservation.held:
-            left = rule.limit - current.spent - current.reserved
+            left = self._share(rule, current) - current.spent - current.reserved
             if reservation.amount > left or left <= 0:
                 return rule, current
         return None
+
+    def _share(self, rule: BudgetRule, current: Window) -> Micros:
+        """What this instance may use of a window it decides alone: all of it, or 1/n while n
+        instances share the database without Redis (n only grows within a window, so the shares
+        of the instances never add up to more than the limit)."""
+        current.share_of = max(current.share_of, self.peers)
+        return rule.limit // current.share_of
 
     def _reserved(self, reservation: Reservation) -> Reservation:
         """Note a reservation made at the cheap bound, to be counted exactly when room runs out."""
@@ -333,45 +321,39 @@ class Budgets:
 
     async def _shrink_shared(self, freed: list[tuple[Reservation, Micros]]) -> None:
         """Give back to the shared counters what counting exactly took off reservations."""
-        assert self.shared is not None
-        deltas: dict[str, Micros] = {}
-        for reservation, delta in freed:
-            for rule, current in reservation.held:
-                key = counter_key(rule, current)
-                deltas[key] = deltas.get(key, 0) - delta
-        try:
-            await self.shared.adjust(deltas)
-        except RedisError:  # sent with the next settlements instead: too much held for a moment
-            assert self.settling is not None
-            for key, delta in deltas.items():
-                self.settling.add(key, delta)
+        assert self.sharing is not None
+        await self.sharing.shrink(freed)
 
-    async def _reserve_shared(self, reservation: Reservation, now: dt.datetime) -> bool:
+    async def _reserve_shared(self, reservation: Reservation) -> bool:
         """Reserve in the instances' shared counters; False when they cannot be reached (this
         instance's own counters decide instead). Counted exactly before a refusal, as locally."""
-        assert self.shared is not None
-        held = reservation.held
-        keys = [counter_key(rule, current) for rule, current in held]
-        ttls = [0 if c.end is None else int((c.end - now).total_seconds()) + AFTER_WINDOW for _, c in held]
-        limits = [r.limit for r, _ in held]
-        outcome = await self.shared.reserve(
-            keys, limits, [c.spent + c.reserved for _, c in held], ttls, reservation.amount
-        )
-        short = None if outcome is None or not outcome[0] else held[outcome[0] - 1]
-        if short is not None and await self._count_exactly(reservation, [short]):
-            outcome = await self.shared.reserve(
-                keys, limits, [c.spent + c.reserved for _, c in held], ttls, reservation.amount
-            )
+        outcome = await self._shared_attempt(reservation)
+        if outcome is not None and outcome.code > 0:
+            short = reservation.held[outcome.code - 1]
+            if await self._count_exactly(reservation, [short]):
+                outcome = await self._shared_attempt(reservation)
         if outcome is None:
             return False
-        refused, used = outcome
-        if refused:
-            rule, current = held[refused - 1]
-            self._refuse(rule, current, rule.limit - used, reservation.amount)
+        if outcome.code > 0:
+            rule, current = reservation.held[outcome.code - 1]
+            self._refuse(rule, current, rule.limit - outcome.value, reservation.amount)
         reservation.shared = True
-        for _, current in held:
+        for _, current in reservation.held:
             current.reserved += reservation.amount  # this instance's view, for its status and its release
         return True
+
+    async def _shared_attempt(self, reservation: Reservation) -> Outcome | None:
+        """Reserve in Redis (code 0) or learn which budget has no room (code > 0). When this
+        instance chose a window that does not hold Redis's instant (its clock is off: corrected
+        by the answer), the windows are chosen again. None: decide alone."""
+        assert self.sharing is not None
+        for _ in range(3):
+            outcome = await self.sharing.reserve(reservation)
+            if outcome is None or outcome.code >= 0:
+                return outcome
+            now = self.clock()
+            reservation.held = [(rule, self._window(rule, now)) for rule, _ in reservation.held]
+        return None
 
     def _refuse(self, rule: BudgetRule, current: Window, left: Micros, amount: Micros) -> None:
         if not current.hard_reached and rule.stored:
@@ -415,13 +397,8 @@ class Budgets:
                 current.spent += cost
                 if not reservation.shared:
                     self._check_soft_limit(rule, current, current.spent)
-        if reservation.shared and cost != reservation.amount:
-            self._settle_shared(reservation, cost - reservation.amount)
-
-    def _settle_shared(self, reservation: Reservation, delta: Micros) -> None:
-        assert self.settling is not None
-        for rule, current in reservation.held:
-            self.settling.add(counter_key(rule, current), delta, (rule, current))
+        if self.sharing is not None:
+            self.sharing.settle(reservation, cost)
 
     def _shared_value(self, context: tuple[BudgetRule, Window], used: Micros) -> None:
         self._check_soft_limit(context[0], context[1], used)
@@ -493,14 +470,14 @@ class Budgets:
         return (await self.statuses([rule]))[0]
 
     async def statuses(self, rules: list[BudgetRule]) -> list[dict[str, Any]]:
-        """`status` of each budget, their shared counters read in one round trip."""
+        """`status` of each budget, their shared counters read concurrently."""
         windows = [self._current(rule) for rule in rules]
         used: list[int | None] = [None] * len(rules)
-        if self.shared is not None and rules:
-            with contextlib.suppress(RedisError):  # else this instance's view
-                used = await self.shared.used_each(
-                    [counter_key(r, w) for r, w in zip(rules, windows, strict=True)]
-                )
+        sharing = self.sharing
+        if sharing is not None and rules:  # every instance's (else this instance's view)
+            used = list(
+                await asyncio.gather(*(sharing.used(r, w) for r, w in zip(rules, windows, strict=True)))
+            )
         return [
             self._shown(rule, current, shared)
             for rule, current, shared in zip(rules, windows, used, strict=True)
@@ -525,7 +502,7 @@ class Budgets:
 
     async def aclose(self) -> None:
         await self.refresher.aclose()
-        if self.settling is not None:
-            await self.settling.aclose()
+        if self.sharing is not None:
+            await self.sharing.aclose()
         while self._writes:
             await asyncio.gather(*list(self._writes), return_exceptions=True)

@@ -1,12 +1,11 @@
-"""Budget windows' use in Redis, shared by every instance of a deployment (`storage.redis_url`).
+"""Counters in Redis shared by every instance of a deployment (`storage.redis_url`): the
+connection and whether Redis answers, and prepaid teams' credit counters (budgets have their own
+layout: spend/budget_counters.py).
 
-One counter per budget and window (`turnout:budget:<id>:<window start>`) holds what the window has
-used — spent plus reserved, in micro-dollars — across instances. A reservation is one script run
-(one round trip): it checks every budget covering the request and, only if all have room, adds the
-amount to each, atomically; so 50 requests on 5 instances against a budget worth 5 send 5. A
-counter that does not exist yet (a new window; Redis restarted) starts from the instance's own
-knowledge of the window (the ledger's sum, read on start), written only if still absent, so the
-first instance's seed wins. Counters expire a day after their window ends.
+One counter per prepaid team holds what it has used — charged plus held, in micro-dollars — across
+instances. A hold is one script run (one round trip): it checks the counter and, only if it has
+room, adds the amount, atomically. A counter that does not exist yet (Redis restarted) starts from
+the instance's own knowledge (the ledger's sum, read on start), written only if still absent.
 """
 
 from __future__ import annotations
@@ -22,8 +21,6 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger("turnout.spend")
 
-PREFIX = "turnout:budget:"
-AFTER_WINDOW = 24 * 3600  # seconds a counter outlives its window
 SETTLE_INTERVAL = 0.05  # seconds settlements are collected before they are sent together
 RETRY_SECONDS = 5.0  # how long an unreachable Redis is left alone before it is tried again
 
@@ -72,13 +69,19 @@ class SharedCounters:
     ) -> tuple[int, int] | None:
         """(0, 0) when `amount` was reserved in every counter; else (i, used) for the first
         budget (1-based) without room and what it had used. None: Redis cannot be reached."""
-        if self.down and time.monotonic() < self._retry_at:
-            return None
         args: list[int] = [amount]
         for limit, seed, ttl in zip(limits, seeds, ttls, strict=True):
             args += [limit, seed, ttl]
+        reply = await self.call(self._reserve, keys, args)
+        return None if reply is None else (int(reply[0]), int(reply[1]))
+
+    async def call(self, script: Any, keys: Sequence[str], args: Sequence[int | str]) -> Any:
+        """Run a registered script; None (at once while Redis is known to be away) when Redis
+        cannot be reached."""
+        if self.down and time.monotonic() < self._retry_at:
+            return None
         try:
-            refused, used = await self._reserve(keys=list(keys), args=args)
+            reply = await script(keys=list(keys), args=list(args))
         except RedisError:
             if not self.down:
                 log.warning(
@@ -91,7 +94,7 @@ class SharedCounters:
         if self.down:
             log.info("Redis answers again: budgets and prepaid credit are shared by the instances again")
             self.down = False
-        return int(refused), int(used)
+        return reply
 
     async def adjust(self, deltas: dict[str, int]) -> None:
         """Add each delta to its counter now (one round trip): reservations that were counted

@@ -353,3 +353,18 @@ ledger_horizon = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("pruned_before", sa.DateTime(timezone=True), nullable=False),
 )
+
+# (0013) The gateway processes sharing this database: each writes its row on start and renews it
+# every few seconds (times are the database's own clock, in unix seconds); a row past `expires_at`
+# is an instance that stopped without saying so. Without Redis, each live instance enforces its
+# share of every budget.
+instances = sa.Table(
+    "instances",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+    sa.Column("shared_counters", sa.Boolean, nullable=False),  # configured with storage.redis_url
+)
