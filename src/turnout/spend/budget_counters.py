@@ -22,14 +22,13 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from turnout.spend.shared_counters import RETRY_SECONDS, SharedCounters
+from turnout.spend.shared_counters import RETRY_SECONDS, SETTLE_INTERVAL, SharedCounters
 from turnout.storage.reference_clock import ReferenceClock
 
 log = logging.getLogger("turnout.spend")
 
 PREFIX = "turnout:budget:"
 AFTER_WINDOW_MS = 24 * 3600 * 1000  # a window's keys outlive its end by a day (set when seeded)
-SETTLE_INTERVAL = 0.05  # seconds settlements are collected before they are sent together
 SEED_LOCK_MS = 10_000  # how long a seeding instance holds the lock at most
 SEED_WAIT = 2.0  # seconds another instance waits for that seed before deciding alone
 

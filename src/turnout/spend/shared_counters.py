@@ -104,16 +104,6 @@ class SharedCounters:
                 pipe.incrby(key, delta)
             await pipe.execute()
 
-    async def used(self, key: str) -> int | None:
-        value = await self.client.get(key)
-        return None if value is None else int(value)
-
-    async def used_each(self, keys: list[str]) -> list[int | None]:
-        """`used` of every key, in one round trip."""
-        if not keys:
-            return []
-        return [None if value is None else int(value) for value in await self.client.mget(keys)]
-
     async def aclose(self) -> None:
         await self.client.aclose()
 
