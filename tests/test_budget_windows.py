@@ -31,7 +31,7 @@ from turnout.spend.ledger_store import LedgerStore
 from turnout.storage.database import Database
 from turnout.storage.tables import budget_windows
 
-from support.databases import database_url
+from support.databases import opened_database
 
 NEW_YORK = ZoneInfo("America/New_York")
 # a dollar an output token, prompts free: a request with max_tokens=1 reserves exactly $1
@@ -67,12 +67,8 @@ def daily(limit: int = 3 * DOLLAR, soft: int | None = None) -> BudgetRule:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    async with database_url(request.param, tmp_path) as url:
-        db = await Database.open(url)
-        try:
-            yield db
-        finally:
-            await db.close()
+    async with opened_database(request.param, tmp_path) as database:
+        yield database
 
 
 async def instance(database: Database, clock: Clock) -> Budgets:

@@ -28,7 +28,7 @@ from turnout.governance.audit import AuditLog
 from turnout.storage.database import Database
 from turnout.storage.tables import api_keys, audit_log, key_controllers, pending_actions
 
-from support.databases import database_url
+from support.databases import opened_database
 
 
 async def listed(approvals: Approvals, viewer: Principal, status: str | None = None) -> list[dict[str, Any]]:
@@ -91,12 +91,8 @@ class Executor:
 
 @pytest.fixture(params=BACKENDS)
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    async with database_url(request.param, tmp_path) as url:
-        database = await Database.open(url)
-        try:
-            yield database
-        finally:
-            await database.close()
+    async with opened_database(request.param, tmp_path) as database:
+        yield database
 
 
 @pytest.fixture

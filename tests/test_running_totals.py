@@ -26,7 +26,7 @@ from turnout.storage.database import Database
 from turnout.storage.migrate import upgrade_with_alembic
 from turnout.storage.tables import ledger
 
-from support.databases import database_url
+from support.databases import database_url, opened_database
 from support.totals import NOW, cells, insert_in_batches, recomputed, requests_over
 
 BACKENDS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -34,12 +34,8 @@ BACKENDS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.p
 
 @pytest.fixture(params=BACKENDS)
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    async with database_url(request.param, tmp_path) as url:
-        db = await Database.open(url)
-        try:
-            yield db
-        finally:
-            await db.close()
+    async with opened_database(request.param, tmp_path) as database:
+        yield database
 
 
 def ordered(report: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -35,6 +35,17 @@ async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
         await admin.close()
 
 
+@contextlib.asynccontextmanager
+async def opened_database(backend: str, tmp_path: Path) -> AsyncIterator[Database]:
+    """A fresh database of `backend` (sqlite or postgres), migrated and open; closed and dropped after."""
+    async with database_url(backend, tmp_path) as url:
+        database = await Database.open(url)
+        try:
+            yield database
+        finally:
+            await database.close()
+
+
 async def create_postgres_database() -> str:
     """A fresh database's URL (drop it with `drop_postgres_database`)."""
     name = f"turnout_test_{uuid.uuid4().hex[:12]}"
