@@ -60,6 +60,9 @@ def main() -> None:
 )
 def serve(config: Path | None, host: str | None, port: int | None, log_level: str, log_format: str) -> None:
     """Run the gateway."""
+    from turnout.server.hangups import HeldHangups
+
+    HeldHangups.hold()  # before anything slow: a reload asked while starting must not end it
     from turnout.cli.serve import run
 
     _logging(log_level, log_format)
