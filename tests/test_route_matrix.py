@@ -109,6 +109,7 @@ EXPECTED: dict[str, str] = {
     "GET /admin/providers": "401 401 403 403 403 403 200 200 200",
     "DELETE /admin/providers/{name}": "401 401 403 403 403 403 202 202 202",
     "POST /admin/providers/{name}/restore": "401 401 403 403 403 403 200 200 200",
+    "GET /admin/exit-report": "401 401 403 403 403 403 200 200 200",
     # ------------------------------------------------------------------ configuration: owners only
     # reading the configuration again changes every alias for everyone: the organisation's owners
     # and the master key, not its admins

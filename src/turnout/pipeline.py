@@ -23,6 +23,7 @@ from turnout.domain.errors import (
     UnsupportedFeature,
 )
 from turnout.domain.principal import Principal
+from turnout.domain.request_features import request_features
 from turnout.keys.index import KeyIndex
 from turnout.limits.admission import Admission
 from turnout.presets.registry import PREFIX as PRESET_PREFIX
@@ -185,6 +186,7 @@ class Pipeline:
         reservation, hold = await self._reserve(principal, route, request)
         outcome = Outcome()
         outcome.service_tier = request.service_tier
+        outcome.features = request_features(request)
         if preset is not None:
             outcome.preset = PresetCharge(preset.name, preset.team_id, preset.share)
         stream = bool(request.stream)

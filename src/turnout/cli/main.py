@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from turnout.cli.budgets import budgets_group
+from turnout.cli.exit_report import exit_report_command
 from turnout.cli.governance import approvals_group, audit_group
 from turnout.cli.teams import teams_group, users_group
 from turnout.config.loader import ConfigError, default_config_path
@@ -284,3 +285,4 @@ def keys_rotate(url: str, key: str | None, key_id: str, grace: str) -> None:
 
 for group in (teams_group, users_group, budgets_group, audit_group, approvals_group):
     main.add_command(group)
+main.add_command(exit_report_command)

@@ -25,6 +25,7 @@ from turnout.reload import Reloader
 from turnout.server.admin import AdminKeys, KeyChange, NewKey, Rotation
 from turnout.server.admin_billing import AdminBilling, CreditChange, NewPlan, NewPreset, TeamTerms
 from turnout.server.admin_budgets import AdminBudgets, NewBudget
+from turnout.server.admin_exit import AdminExit
 from turnout.server.admin_governance import AdminGovernance
 from turnout.server.admin_providers import AdminProviders
 from turnout.server.admin_routes import AdminRouter
@@ -205,6 +206,7 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
     governance = AdminGovernance(services.audit, services.approvals)
     billing = AdminBilling(services.billing_service, lambda: services.catalog, names)
     providers = AdminProviders(services.provider_control)
+    exits = AdminExit(services.database, lambda: services.catalog)
     people = services.key_service.people
 
     async def authenticate(x: Exchange) -> Principal:
@@ -474,6 +476,15 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
         "/admin/providers",
         providers.list,
         "The configured providers, in service or not",
+        tag="providers",
+    )
+    r.add(
+        "GET",
+        "/admin/exit-report",
+        exits.report,
+        "For each provider, how much of its traffic over a period (default: the last 30 days) the "
+        "configured alternatives could take now, the rest by reason, and the cost difference",
+        query=("since", "until"),
         tag="providers",
     )
     r.add(

@@ -105,6 +105,8 @@ ledger = sa.Table(
     sa.Column("cache_write_1h_tokens", sa.BigInteger, nullable=False, server_default="0"),
     # 0011: why an attempt failed (the error's code; client_closed, gateway_shutdown); NULL: answered
     sa.Column("reason", sa.String(64), nullable=True),
+    # 0015: what the request needed (domain/request_features.py bits: tools, images ...; 0: plain)
+    sa.Column("features", sa.Integer, nullable=False, server_default="0"),
 )
 
 # Teams and users (0005). A user's `role` is organisation-wide (NULL: none); a membership's is
