@@ -24,7 +24,7 @@ from turnout.domain.principal import Principal
 log = logging.getLogger("turnout.reload")
 
 APPLIED = ("providers", "models", "routing", "spend")
-AT_RESTART = ("server", "auth", "storage", "governance")
+AT_RESTART = ("server", "auth", "storage", "governance", "request_logs")
 
 Load = Callable[[], Settings]
 

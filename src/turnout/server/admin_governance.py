@@ -17,7 +17,7 @@ from turnout.server.admin_query import integer, paging, query_params, send_page
 from turnout.server.exchange import Exchange
 
 
-def _time(query: dict[str, str], name: str) -> datetime | None:
+def query_time(query: dict[str, str], name: str) -> datetime | None:
     """An ISO 8601 date or time (UTC unless it says otherwise), or unix seconds."""
     raw = query.get(name)
     if raw is None:
@@ -56,8 +56,8 @@ class AdminGovernance:
             target_type=query.get("target_type"),
             target_id=query.get("target_id"),
             team_id=query.get("team_id"),
-            since=_time(query, "since"),
-            until=_time(query, "until"),
+            since=query_time(query, "since"),
+            until=query_time(query, "until"),
             limit=asked.limit,
             before_id=integer(query, "before_id", 1, 2**63 - 1),
             after=asked.after,
