@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -429,3 +430,28 @@ async def test_search_filters_and_retention_behave_alike_on_both_databases(datab
     moving[0] = NOW + dt.timedelta(days=30)
     assert await retention.prune() == 2
     assert await ids() == []
+
+
+def test_the_scrubber_redacts_whatever_a_credential_pattern_finds_and_leaves_the_rest() -> None:
+    scrubber = Scrubber((re.compile(SSN_RULE),), 1 << 20)
+    opaque = "Q" * 20 + "x9" * 12
+    document = {
+        "messages": [
+            {"role": "user", "content": "plain words, nothing secret"},
+            {"role": "tool", "content": '{"api_key": "abcd1234xyz", "city": "Oslo"}'},  # JSON in a string
+            {"role": "user", "content": f"ssn 078-05-1120 and {opaque}"},
+        ],
+        "metadata": {"password": "hunter22", "note": "token=abcdef123"},
+    }
+    text, cut = scrubber.document(document)
+    kept = json.loads(text)
+    assert not cut
+    assert kept["messages"][0]["content"] == "plain words, nothing secret"
+    assert json.loads(kept["messages"][1]["content"].replace("[redacted]", "R")) == {
+        "api_key": "R",
+        "city": "Oslo",
+    }
+    assert kept["messages"][2]["content"] == "ssn [redacted] and [redacted]"
+    assert kept["metadata"] == {"password": "[redacted]", "note": "token=[redacted]"}
+    clean = {"model": "gpt-4o", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    assert scrubber.clean(clean) and json.loads(scrubber.document(clean)[0]) == clean
