@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import httpx
 import openai
 import pytest
+import sqlalchemy as sa
 
 from turnout.config.loader import ConfigError
 from turnout.domain.principal import Principal
@@ -28,6 +29,7 @@ from turnout.request_logs.store import Filters, RequestLogStore
 from turnout.request_logs.writer import RequestLogWriter
 from turnout.storage.database import Database
 from turnout.storage.paging import Paging
+from turnout.storage.tables import request_logs
 
 from support.databases import ledger_rows, opened_database
 from support.gateway import MASTER_KEY, UPSTREAM_KEY, Gateway, openai_doc, settings_for
@@ -455,3 +457,24 @@ def test_the_scrubber_redacts_whatever_a_credential_pattern_finds_and_leaves_the
     assert kept["metadata"] == {"password": "[redacted]", "note": "token=[redacted]"}
     clean = {"model": "gpt-4o", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
     assert scrubber.clean(clean) and json.loads(scrubber.document(clean)[0]) == clean
+
+
+async def test_entries_wait_as_rows_while_the_database_refuses_them_and_are_written_after(
+    database: Database,
+) -> None:
+    writer = RequestLogWriter(database, Scrubber((), 4096), queue_limit=3)
+    writer.capture(captured(1, "before the outage", NOW))
+    writer.capture(captured(3, "during it", NOW))
+    async with database.engine.begin() as conn:  # the table is gone: every insert fails
+        await conn.run_sync(lambda sync: request_logs.drop(sync))
+    with pytest.raises(sa.exc.DBAPIError):
+        await writer.flush()
+    assert [type(e) for e in writer.queue] == [dict, dict]  # redacted, cut, waiting
+    writer.capture(captured(5, "still down", NOW))
+    writer.capture(captured(7, "one too many", NOW))
+    assert (len(writer.queue), writer.dropped) == (3, 1)
+    async with database.engine.begin() as conn:
+        await conn.run_sync(lambda sync: request_logs.create(sync))
+    assert await writer.flush() == 3
+    page, _ = await RequestLogStore(database).page(MASTER, Filters(), Paging())
+    assert sorted(e["request_id"] for e in page) == ["req-1", "req-3", "req-5"]

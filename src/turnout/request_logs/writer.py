@@ -2,7 +2,9 @@
 (past `queue_limit` the entry is dropped, counted and logged — a request never waits for the log);
 every second a background task takes up to `BATCH` entries, redacts and encodes them in a worker
 thread (so a batch of large bodies does not hold the event loop) and inserts them in one statement.
-A batch the database refuses goes back to the front of the queue, as much of it as fits."""
+A batch the database refuses goes back to the front of the queue as rows (already cut to size, so
+what waits while the database is away is bounded by `queue_limit` times 2 times `max_entry_bytes`), as
+much of it as fits."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ log = logging.getLogger("turnout.request_logs")
 BATCH = 200
 INTERVAL = 1.0
 DROP_REPORT_EVERY = 60.0  # seconds between warnings about dropped entries
+Row = dict[str, Any]
 
 
 class RequestLogWriter:
@@ -33,9 +36,10 @@ class RequestLogWriter:
         self.database = database
         self.scrubber = scrubber
         self.queue_limit = queue_limit
-        self.queue: deque[Captured] = deque()
+        self.queue: deque[Captured | Row] = deque()  # captured, or made into a row a write refused
         self.written = 0  # entries inserted by this process
         self.dropped = 0  # entries dropped because the queue was full
+        self.failed = 0  # entries that could not be made into rows
         self._reported = 0  # of `dropped`, those already logged
         self._reported_at = 0.0
         self._lock = asyncio.Lock()
@@ -84,34 +88,46 @@ class RequestLogWriter:
 
     async def flush(self) -> int:
         """Write everything queued now, a batch at a time; returns how many were written. A batch
-        the database refuses goes back to the queue and the error is raised."""
+        the database refuses goes back to the queue as rows (redacted and cut: at most
+        2 times max_entry_bytes each while the database is away) and the error is raised."""
         written = 0
         async with self._lock:
             while self.queue:
                 batch = [self.queue.popleft() for _ in range(min(BATCH, len(self.queue)))]
+                rows = await asyncio.to_thread(self._rows, batch)
                 try:
-                    rows = await asyncio.to_thread(self._rows, batch)
                     async with self.database.engine.begin() as conn:
                         await conn.execute(self.database.insert_new(request_logs, "request_id"), rows)
                 except BaseException:
-                    self._put_back(batch)
+                    self._put_back(rows)
                     raise
-                written += len(batch)
-                self.written += len(batch)
+                written += len(rows)
+                self.written += len(rows)
         return written
 
-    def _put_back(self, batch: list[Captured]) -> None:
+    def _put_back(self, rows: list[Row]) -> None:
         room = max(0, self.queue_limit - len(self.queue))
-        kept = batch[:room]
+        kept = rows[:room]
         self.queue.extendleft(reversed(kept))
-        if len(batch) > len(kept):
-            self._drop(len(batch) - len(kept))
+        if len(rows) > len(kept):
+            self._drop(len(rows) - len(kept))
 
-    def _rows(self, batch: list[Captured]) -> list[dict[str, Any]]:
-        """The batch's rows, redacted and cut to size (in a worker thread)."""
-        return [self._row(entry) for entry in batch]
+    def _rows(self, batch: list[Captured | Row]) -> list[Row]:
+        """The batch's rows, redacted and cut to size (in a worker thread). An entry that cannot be
+        made into one (a fault of turnout's) is dropped and logged rather than tried forever."""
+        rows = []
+        for entry in batch:
+            if isinstance(entry, dict):
+                rows.append(entry)
+                continue
+            try:
+                rows.append(self._row(entry))
+            except Exception:
+                self.failed += 1
+                log.exception("request log: the entry of request %s could not be made", entry.request_id)
+        return rows
 
-    def _row(self, entry: Captured) -> dict[str, Any]:
+    def _row(self, entry: Captured) -> Row:
         request, request_cut = self.scrubber.document(entry.request)
         answer = answer_document(entry)
         response, response_cut = (None, False) if answer is None else self.scrubber.document(answer)
