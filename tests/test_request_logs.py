@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -46,8 +47,9 @@ class Org:
     an unlogged one, the team `red` (logged as a team) with an admin and a member, the team `blue`
     with a logged key and an admin."""
 
-    def __init__(self, gateway: Gateway, data_dir: Path) -> None:
+    def __init__(self, gateway: Gateway, data_dir: Path, upstream: Upstream) -> None:
         self.gateway = gateway
+        self.upstream = upstream
         self.data_dir = data_dir
         self.http = httpx.Client(base_url=gateway.root_url, timeout=20)
         self.red = self.admin("POST", "/admin/teams", json={"name": "red"})["id"]
@@ -117,7 +119,7 @@ def org(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Org]:
         "request_logs": {"redact": [SSN_RULE], "max_entry_bytes": ENTRY_CAP, "retention_days": 30},
     }
     gateway = Gateway(settings_for(doc, data, {"UPSTREAM_KEY": UPSTREAM_KEY})).start()
-    org = Org(gateway, data)
+    org = Org(gateway, data, upstream)
     yield org
     org.http.close()
     gateway.stop()
@@ -153,6 +155,36 @@ def test_a_streamed_answer_is_kept_assembled_into_one_completion(org: Org) -> No
     assert answer["usage"] == {"prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29}
     org.on_loop(org.gateway.services.spend.flush())
     assert request_id in {row["request_id"] for row in ledger_rows(org.data_dir)}
+
+
+def test_a_stream_the_upstream_broke_is_kept_with_its_failure_and_what_the_client_got(org: Org) -> None:
+    org.upstream.reply_sse("chat_stream_usage.sse", cut_after=3)  # "Hello", "!", then gone
+    messages: Any = [{"role": "user", "content": "break please"}]
+    with (
+        org.client(org.logged) as client,
+        client.chat.completions.with_streaming_response.create(
+            model="gpt-4o", messages=messages, stream=True
+        ) as response,
+    ):
+        request_id = response.headers["x-request-id"]
+        with pytest.raises(openai.APIError):
+            for _ in response.parse():
+                pass
+    entry = org.entry(request_id)
+    assert (entry["status"], entry["stream"]) == (502, True)
+    assert entry["reason"]  # the error's code, as the ledger has it
+    assert entry["response"]["choices"][0]["message"]["content"] == "Hello!"
+
+
+def test_requests_through_the_anthropic_messages_api_are_kept_too(org: Org) -> None:
+    with anthropic.Anthropic(base_url=org.gateway.root_url, api_key=org.logged, max_retries=0) as client:
+        raw = client.messages.with_raw_response.create(
+            model="gpt-4o", max_tokens=64, messages=[{"role": "user", "content": "Bonjour"}]
+        )
+    entry = org.entry(raw.headers["x-request-id"])
+    assert entry["api"] == "messages"
+    assert entry["request"]["messages"][-1]["content"] in ("Bonjour", [{"type": "text", "text": "Bonjour"}])
+    assert entry["response"]["choices"][0]["message"]["content"] == raw.parse().content[0].text == ANSWER
 
 
 def test_traffic_of_keys_without_the_log_on_is_not_kept(org: Org) -> None:
@@ -349,7 +381,7 @@ def test_log_by_default_logs_every_key_without_a_setting_of_its_own(
     doc = {**openai_doc(upstream), "request_logs": {"log_by_default": True}}
     gateway = Gateway(settings_for(doc, tmp_path, {"UPSTREAM_KEY": UPSTREAM_KEY})).start()
     try:
-        org = Org(gateway, tmp_path)
+        org = Org(gateway, tmp_path, upstream)
         everyone, _ = org.chat(org.unlogged, "logged by default")
         quiet, _ = org.chat(org.red_quiet, "my key says no")
         assert org.entry(everyone)["key_id"] == org.unlogged_id

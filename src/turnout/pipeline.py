@@ -198,6 +198,10 @@ class Pipeline:
         assert self.request_log is not None
         served = outcome.served
         target = None if served is None else served.target
+        status, reason = outcome.status, outcome.reason
+        last = answer.last_attempt if isinstance(answer, RelayStream) else None
+        if status == 200 and last is not None and last.status > 200:  # broken after its first byte
+            status, reason = last.status, last.reason
         self.request_log.capture(
             Captured(
                 request_id=inbound.request_id,
@@ -210,8 +214,8 @@ class Pipeline:
                 model=None if target is None else target.model,
                 deployment=None if target is None else target.label,
                 stream=stream,
-                status=outcome.status,
-                reason=outcome.reason,
+                status=status,
+                reason=reason,
                 latency_ms=round((time.perf_counter() - outcome.started) * 1000),
                 request=body,
                 answer=answer,  # (a stream cut short: what the client was sent)

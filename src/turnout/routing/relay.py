@@ -98,6 +98,12 @@ class RelayStream:
         """What the current attempt produced, as folded chunk by chunk (read once it has ended)."""
         return self._stream.answer
 
+    @property
+    def last_attempt(self) -> AttemptRecord | None:
+        """The record of the attempt relayed last (the one a continuation made, if any): how the
+        stream ended for the client."""
+        return self._serving.record
+
     def sent(self) -> Partial:
         """What the client was sent of the first choice's text, continuations included."""
         return partial_of(self._stream.answer, self._before, self._rewriter)
