@@ -33,7 +33,8 @@ class LoggingPolicy:
         self.keys: dict[str, bool] = {}
         self.teams: dict[str, bool] = {}
         self._changes = 0  # settings changed here: a refresh read before one is not applied
-        self._periodic = Periodic(self.refresh, REFRESH_INTERVAL, "reading the request log settings")
+        self._failing = False
+        self._periodic = Periodic(self._tick, REFRESH_INTERVAL, "reading the request log settings")
 
     def wanted(self, principal: Principal) -> bool:
         """Is this caller's traffic logged? (On the request path: dictionary reads only.)"""
@@ -44,8 +45,19 @@ class LoggingPolicy:
         return self.default if team is None else self.teams.get(team, self.default)
 
     async def start(self) -> None:
-        await self.refresh()
+        await self._tick()
         self._periodic.start()
+
+    async def _tick(self) -> None:
+        """Read the settings again; while the database is away, keep what is held (said once)."""
+        try:
+            await self.refresh()
+        except Exception as error:
+            if not self._failing:
+                log.warning("request log: settings cannot be read now (%s); the last ones read apply", error)
+            self._failing = True
+        else:
+            self._failing = False
 
     async def refresh(self) -> None:
         changes = self._changes

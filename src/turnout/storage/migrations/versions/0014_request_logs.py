@@ -37,9 +37,9 @@ def upgrade() -> None:
         sa.Column("truncated", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("request_id", name="pk_request_logs"),
     )
-    op.create_index("ix_request_logs_at", "request_logs", ["at"])
-    op.create_index("ix_request_logs_key_id_at", "request_logs", ["key_id", "at"])
-    op.create_index("ix_request_logs_team_id_at", "request_logs", ["team_id", "at"])
+    op.create_index("ix_request_logs_at_request_id", "request_logs", ["at", "request_id"])
+    op.create_index("ix_request_logs_key_id_at", "request_logs", ["key_id", "at", "request_id"])
+    op.create_index("ix_request_logs_team_id_at", "request_logs", ["team_id", "at", "request_id"])
     op.create_table(
         "request_log_settings",
         sa.Column("scope", sa.String(8), nullable=False),
@@ -55,5 +55,5 @@ def downgrade() -> None:
     op.drop_table("request_log_settings")
     op.drop_index("ix_request_logs_team_id_at", table_name="request_logs")
     op.drop_index("ix_request_logs_key_id_at", table_name="request_logs")
-    op.drop_index("ix_request_logs_at", table_name="request_logs")
+    op.drop_index("ix_request_logs_at_request_id", table_name="request_logs")
     op.drop_table("request_logs")
