@@ -369,7 +369,18 @@ instances = sa.Table(
     sa.Column("shared_counters", sa.Boolean, nullable=False),  # configured with storage.redis_url
 )
 
-# (0014) The request log (request_logs/): for keys and teams that have it switched on, what a
+# (0014) Which turnout can serve a database at each schema revision: `oldest_reader` is the oldest
+# schema revision whose code may serve it (every migration after that one only added what older
+# code can ignore). Written by the code that creates or upgrades the schema; read by older code
+# finding a revision newer than it knows, which serves it when it is at least `oldest_reader`.
+schema_readers = sa.Table(
+    "schema_readers",
+    metadata,
+    sa.Column("revision", sa.String(32), primary_key=True),
+    sa.Column("oldest_reader", sa.String(32), nullable=False),
+)
+
+# (0015) The request log (request_logs/): for keys and teams that have it switched on, what a
 # request asked and what it was answered (redacted, each part cut at `request_logs.max_entry_bytes`
 # and marked so), under the ledger's request id. Written in batches off the request path, deleted
 # after `request_logs.retention_days`. `request` and `response` are JSON text (a cut one is not).
@@ -399,7 +410,7 @@ request_logs = sa.Table(
     sa.Index("ix_request_logs_team_id_at", "team_id", "at", "request_id"),
 )
 
-# (0014) Who is logged: a key's or a team's own setting (a key's wins over its team's, a team's over
+# (0015) Who is logged: a key's or a team's own setting (a key's wins over its team's, a team's over
 # `request_logs.log_by_default`). Every instance reads the table every few seconds.
 request_log_settings = sa.Table(
     "request_log_settings",
