@@ -185,6 +185,39 @@ def test_requests_through_the_anthropic_messages_api_are_kept_too(org: Org) -> N
     assert entry["api"] == "messages"
     assert entry["request"]["messages"][-1]["content"] in ("Bonjour", [{"type": "text", "text": "Bonjour"}])
     assert entry["response"]["choices"][0]["message"]["content"] == raw.parse().content[0].text == ANSWER
+    with (
+        anthropic.Anthropic(base_url=org.gateway.root_url, api_key=org.logged, max_retries=0) as client,
+        client.messages.stream(
+            model="gpt-4o", max_tokens=64, messages=[{"role": "user", "content": "Bonjour, streamed"}]
+        ) as stream,
+    ):
+        text = "".join(stream.text_stream)
+        request_id = stream.response.headers["x-request-id"]
+    streamed = org.entry(request_id)
+    assert (streamed["api"], streamed["stream"]) == ("messages", True)
+    assert streamed["response"]["choices"][0]["message"]["content"] == text == ANSWER
+
+
+def test_what_is_queued_when_the_gateway_stops_is_written_on_the_way_out(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    doc = {**openai_doc(upstream), "request_logs": {"log_by_default": True}}
+    gateway = Gateway(settings_for(doc, tmp_path, {"UPSTREAM_KEY": UPSTREAM_KEY})).start()
+    with openai.OpenAI(base_url=gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=20) as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "last words"}]
+        )
+    gateway.stop()
+
+    async def stored() -> list[dict[str, Any]]:
+        database = await Database.open(f"sqlite+aiosqlite:///{tmp_path}/turnout.db")
+        try:
+            page, _ = await RequestLogStore(database).page(MASTER, Filters(text="last words"), Paging())
+            return page
+        finally:
+            await database.close()
+
+    assert [e["request_id"] for e in asyncio.run(stored())] == [raw.headers["x-request-id"]]
 
 
 def test_traffic_of_keys_without_the_log_on_is_not_kept(org: Org) -> None:

@@ -74,7 +74,7 @@ def _status(value: str) -> sa.ColumnElement[bool]:
     raise InvalidRequest("'status' must be an HTTP status (429) or a class (4xx).", param="status")
 
 
-def _json(text: str | None, truncated: bool) -> Any:
+def _json(text: str | None) -> Any:
     """A stored document as JSON, or as the text it is when it was cut (and no longer parses)."""
     if text is None:
         return None
@@ -103,8 +103,8 @@ def describe(row: Any, bodies: bool = True) -> dict[str, Any]:
         "truncated": bool(row.truncated),
     }
     if bodies:
-        entry["request"] = _json(row.request, row.truncated)
-        entry["response"] = _json(row.response, row.truncated)
+        entry["request"] = _json(row.request)
+        entry["response"] = _json(row.response)
     return entry
 
 
