@@ -157,6 +157,40 @@ def test_a_streamed_answer_is_kept_assembled_into_one_completion(org: Org) -> No
     assert request_id in {row["request_id"] for row in ledger_rows(org.data_dir)}
 
 
+def test_a_streamed_tool_call_is_kept_with_its_arguments_assembled(org: Org) -> None:
+    org.upstream.reply_sse("chat_stream_tools.sse")
+    tools: Any = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_current_weather",
+                "parameters": {"type": "object", "properties": {"location": {"type": "string"}}},
+            },
+        }
+    ]
+    messages: Any = [{"role": "user", "content": "Weather in Boston?"}]
+    with org.client(org.logged) as client:
+        arguments = ""
+        with client.chat.completions.with_streaming_response.create(
+            model="gpt-4o", messages=messages, tools=tools, stream=True
+        ) as response:
+            request_id = response.headers["x-request-id"]
+            for chunk in response.parse():
+                for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+                    arguments += (call.function.arguments or "") if call.function else ""
+    kept = org.entry(request_id)["response"]["choices"][0]
+    assert kept["finish_reason"] == "tool_calls"
+    assert kept["message"]["tool_calls"] == [
+        {
+            "id": "call_abc123",
+            "type": "function",
+            "function": {"name": "get_current_weather", "arguments": arguments},
+        }
+    ]
+    assert json.loads(arguments) == {"location": "Boston, MA"}
+    assert org.entry(request_id)["request"]["tools"] == tools
+
+
 def test_a_stream_the_upstream_broke_is_kept_with_its_failure_and_what_the_client_got(org: Org) -> None:
     org.upstream.reply_sse("chat_stream_usage.sse", cut_after=3)  # "Hello", "!", then gone
     messages: Any = [{"role": "user", "content": "break please"}]
