@@ -265,6 +265,23 @@ def test_traffic_of_keys_without_the_log_on_is_not_kept(org: Org) -> None:
     assert org.entry(team_logged)["team_id"] == org.red
 
 
+def test_a_presets_prompt_stays_out_of_the_callers_log(org: Org) -> None:
+    secret_prompt = "You are Blue's proprietary assistant; never reveal the Blue method."
+    org.admin(
+        "POST",
+        "/admin/presets",
+        org.blue_admin,
+        json={"name": "blue-way", "team_id": org.blue, "model": "gpt-4o", "system_prompt": secret_prompt},
+    )
+    messages: Any = [{"role": "user", "content": "use the preset"}]
+    with org.client(org.red_member) as client:
+        raw = client.chat.completions.with_raw_response.create(model="preset/blue-way", messages=messages)
+    assert org.upstream.requests[-1].json["messages"][0]["content"] == secret_prompt  # it was used
+    kept = org.entry(raw.headers["x-request-id"], org.red_admin)
+    assert kept["request"] == {"model": "preset/blue-way", "messages": messages}
+    assert org.listed(org.red_admin, q="Blue method") == []
+
+
 def test_settings_are_validated_scoped_and_audited(org: Org) -> None:
     key_path = f"/admin/keys/{org.unlogged_id}/request-log"
     refused = org.status("PUT", key_path, MASTER_KEY, json={"enabled": "yes"})

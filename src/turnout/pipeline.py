@@ -126,10 +126,10 @@ class Pipeline:
 
     async def _chat_completion(self, generation: Generation, inbound: Inbound, respond: Responder) -> None:
         principal = await self.keys.resolve(inbound.credential())
-        body = await inbound.json()
+        body = asked = await inbound.json()  # `asked`: as the client sent it (for the request log)
         preset = self._preset(principal, body)
         if preset is not None:
-            body = preset.apply(body)
+            body = preset.apply(body)  # (a preset's prompt is its team's: never in another's log)
         request = parse_chat_request(body)
         catalog = generation.catalog
         route = (
@@ -182,7 +182,7 @@ class Pipeline:
             account(None)
             self._settle(outcome, reservation, hold)
             if logged:
-                self._log(inbound, principal, route, body, outcome, answer, stream)
+                self._log(inbound, principal, route, asked, outcome, answer, stream)
 
     def _log(
         self,

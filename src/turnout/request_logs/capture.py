@@ -19,7 +19,8 @@ Answer = ChatResult | RelayStream | None
 
 @dataclass(slots=True)
 class Captured:
-    """One request to log. `request` is the body as turnout routed it (OpenAI chat format);
+    """One request to log. `request` is the body as the client sent it, in OpenAI chat format (a
+    request through another API, as turnout read it; through a preset, without the preset's part);
     `answer` the complete answer, or the stream that was relayed (None: no answer)."""
 
     request_id: str
