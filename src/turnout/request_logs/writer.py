@@ -94,7 +94,13 @@ class RequestLogWriter:
         async with self._lock:
             while self.queue:
                 batch = [self.queue.popleft() for _ in range(min(BATCH, len(self.queue)))]
-                rows = await asyncio.to_thread(self._rows, batch)
+                try:
+                    rows = await asyncio.to_thread(self._rows, batch)
+                except BaseException:  # cancelled (the gateway stopping): the entries stay queued
+                    self._put_back(batch)
+                    raise
+                if not rows:
+                    continue
                 try:
                     async with self.database.engine.begin() as conn:
                         await conn.execute(self.database.insert_new(request_logs, "request_id"), rows)
@@ -105,7 +111,7 @@ class RequestLogWriter:
                 self.written += len(rows)
         return written
 
-    def _put_back(self, rows: list[Row]) -> None:
+    def _put_back(self, rows: list[Captured | Row] | list[Row]) -> None:
         room = max(0, self.queue_limit - len(self.queue))
         kept = rows[:room]
         self.queue.extendleft(reversed(kept))
