@@ -60,6 +60,7 @@ T = TypeVar("T")
 _ALIAS = re.compile(r"^[^\s*]+\*?$|^\*$")
 _DEPLOYMENT_NAME = re.compile(r"^[\x21-\x2b\x2d-\x7e]{1,128}$")
 _PROVIDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_PASSTHROUGH_PREFIX = re.compile(r"^(/[A-Za-z0-9_.~:@-]+)+/?$")
 _CREDENTIAL_HEADER = re.compile(r"(?i)auth|key|token|secret|password|cookie|credential|signature")
 # Floors for server.limits: below them ordinary clients are refused (the official SDKs send about
 # 20 header fields and 600 bytes of head; a typo such as `64` for `64KiB` would refuse them all).
@@ -486,8 +487,34 @@ class _Builder:
             else cfg.embeddings_base64,
             proxy=proxy,
             tls_ca_file=self.tls_ca_file(cfg.tls_ca_file, parts, path),
+            passthrough=self.passthrough(cfg.passthrough, kind, f"{path}.passthrough"),
             **owned,
         )
+
+    def passthrough(self, written: list[str] | None, kind: ProviderKind, path: str) -> tuple[str, ...]:
+        """The path prefixes a provider's pass-through may reach: each `/segment/...` of plain
+        URL characters (no dot segments, no percent-encoding, no query), on kinds whose requests
+        carry a fixed credential (not Bedrock's signatures or Vertex AI's service-account tokens)."""
+        if not written:
+            return ()
+        if kind.wire == "bedrock" or kind.name == "vertex":
+            self.problem(
+                path,
+                f"not available for a {kind.title} provider (its requests are signed or carry a "
+                "short-lived token each; use the /v1 endpoints)",
+            )
+            return ()
+        prefixes = []
+        for i, prefix in enumerate(written):
+            if not _PASSTHROUGH_PREFIX.match(prefix) or any(s in (".", "..") for s in prefix.split("/")):
+                self.problem(
+                    f"{path}[{i}]",
+                    f"'{prefix}' is not a path prefix such as /files or /batches (segments of letters, "
+                    "digits and - _ . ~ : @, no '..', no query)",
+                )
+                continue
+            prefixes.append(prefix.rstrip("/"))
+        return tuple(prefixes)
 
     def provider_sections(
         self, cfg: schema.ProviderConfig, kind: ProviderKind, path: str

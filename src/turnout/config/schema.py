@@ -35,6 +35,8 @@ class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     embeddings_base64: bool | None = None
     proxy: str | None = None
     tls_ca_file: str | None = None
+    # paths under base_url that /passthrough/<name>/... forwards (prefixes; absent: none)
+    passthrough: list[str] | None = None
     # Blocks only some kinds take, each checked by the provider that owns it (its `sections`):
     # `fake:` (turnout.providers.fake), `vertex:` (turnout.providers.gemini), `aws:`
     # (turnout.providers.bedrock).

@@ -178,12 +178,12 @@ class Exchange:
     def native(self) -> None:
         """OpenAI-format requests need no native form: same-format deployments get the body as is."""
 
-    async def body(self) -> bytes:
-        """The request body (every body turnout reads is JSON), within the size limit."""
+    async def body(self, *, json_only: bool = True) -> bytes:
+        """The request body (JSON, but for a pass-through's), within the size limit."""
         length = self.header(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             raise self._too_large()
-        if length != b"0":
+        if length != b"0" and json_only:
             self._check_json_type()
         self._body_read = True
         parts: list[bytes] = []
