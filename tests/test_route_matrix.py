@@ -110,6 +110,16 @@ EXPECTED: dict[str, str] = {
     "DELETE /admin/providers/{name}": "401 401 403 403 403 403 202 202 202",
     "POST /admin/providers/{name}/restore": "401 401 403 403 403 403 200 200 200",
     "GET /admin/exit-report": "401 401 403 403 403 403 200 200 200",
+    # ------------------------------------------------------------------ the request log
+    # prompts and answers: owners and admins only, a team's admin their own team's (the entry read
+    # is one of red's); logging is switched on and off by whoever manages the key or team
+    "GET /admin/request-logs": "401 401 403 403 200 200 200 200 200",
+    "GET /admin/request-logs/export": "401 401 403 403 200 200 200 200 200",
+    "GET /admin/request-logs/{request_id}": "401 401 403 403 200 404 200 200 200",
+    "GET /admin/keys/{key_id}/request-log": "401 401 403 403 200 404 200 200 200",
+    "PUT /admin/keys/{key_id}/request-log": "401 401 403 403 200 404 200 200 200",
+    "GET /admin/teams/{team_id}/request-log": "401 401 403 403 200 404 200 200 200",
+    "PUT /admin/teams/{team_id}/request-log": "401 401 403 403 200 404 200 200 200",
     # ------------------------------------------------------------------ configuration: owners only
     # reading the configuration again changes every alias for everyone: the organisation's owners
     # and the master key, not its admins
@@ -201,6 +211,14 @@ class World:
         """A response the master key stored."""
         return str(self.ok("POST", "/v1/responses", model="chat", input="hi", store=True)["id"])
 
+    def logged_request(self) -> str:
+        """A request of red's, in the request log (red's traffic is logged)."""
+        self.ok("PUT", f"/admin/teams/{self.red}/request-log", enabled=True)
+        body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+        answer = self.http.post("/v1/chat/completions", headers=self.auth(self.keys["member"]), json=body)
+        assert answer.status_code == 200, answer.text
+        return answer.headers["x-request-id"]
+
     def action(self) -> str:
         """A pending action of red: making a fresh member one of its admins."""
         pending = self.ok("POST", f"/admin/teams/{self.red}/members", user_id=self.user(), role="admin")
@@ -217,6 +235,7 @@ class World:
             "{name}": lambda: self.preset() if pattern.startswith("/admin/presets") else "fake",
             "{model}": lambda: "chat",
             "{response_id}": self.response,
+            "{request_id}": self.logged_request,
             "{provider}": lambda: "fake",
             "{path}": lambda: "models",
         }
@@ -251,6 +270,8 @@ class World:
             "POST /admin/teams/{team_id}/billing": lambda: {"markup": "1.1"},
             "POST /admin/teams/{team_id}/credits": lambda: {"amount": "1.00"},
             "POST /admin/presets": lambda: {"name": self.name(), "team_id": self.red, "model": "chat"},
+            "PUT /admin/keys/{key_id}/request-log": lambda: {"enabled": True},
+            "PUT /admin/teams/{team_id}/request-log": lambda: {"enabled": True},
         }
         kept = ("/admin", "/health", "/passthrough")
         route = f"{method} {pattern if pattern.startswith(kept) else _v1(pattern)}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -31,6 +32,8 @@ from turnout.presets.registry import Preset, PresetRegistry
 from turnout.providers.base import ChatResult, NativeRequest
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.providers.passage import DROPPED_ANSWER_HEADERS, USAGE_BODY_LIMIT, Passage
+from turnout.request_logs.capture import Answer, Captured
+from turnout.request_logs.service import RequestLog
 from turnout.routing.capabilities import first_unmet, needs
 from turnout.routing.catalog import PASSTHROUGH_PREFIX, Catalog, Route
 from turnout.routing.generation import Generation
@@ -124,6 +127,7 @@ class Pipeline:
         spend: SpendRecorder,
         billing: Billing,
         presets: PresetRegistry,
+        request_log: RequestLog | None = None,
     ) -> None:
         self.keys = keys
         self.current = Generation(catalog, router)
@@ -132,6 +136,7 @@ class Pipeline:
         self.spend = spend
         self.billing = billing
         self.presets = presets
+        self.request_log = request_log
 
     @property
     def catalog(self) -> Catalog:
@@ -158,10 +163,10 @@ class Pipeline:
 
     async def _chat_completion(self, generation: Generation, inbound: Inbound, respond: Responder) -> None:
         principal = await self.keys.resolve(inbound.credential())
-        body = await inbound.json()
+        body = asked = await inbound.json()  # `asked`: as the client sent it (for the request log)
         preset = self._preset(principal, body)
         if preset is not None:
-            body = preset.apply(body)
+            body = preset.apply(body)  # (a preset's prompt is its team's: never in another's log)
         request = parse_chat_request(body)
         catalog = generation.catalog
         route = (
@@ -191,14 +196,18 @@ class Pipeline:
             outcome.preset = PresetCharge(preset.name, preset.team_id, preset.share)
         stream = bool(request.stream)
         account = self._accountant(outcome, inbound.request_id, inbound.api, principal, route, stream)
+        logged = self.request_log is not None and self.request_log.wanted(principal)
+        answer: Answer = None
         try:
             if stream:
                 relay, outcome.served = await generation.router.stream(call, outcome.tally)
                 relay.accounted_by(account)
+                answer = relay
                 await respond.stream(relay, outcome.served)
             else:
                 result, outcome.served = await generation.router.complete(call, outcome.tally)
                 account(None)  # accounted for before the client can see the answer
+                answer = result
                 if result.native is not None:
                     await respond.answer_native(result.native, outcome.served)
                 else:
@@ -210,6 +219,47 @@ class Pipeline:
             ticket.release()
             account(None)
             self._settle(outcome, reservation, hold)
+            if logged:
+                self._log(inbound, principal, route, asked, outcome, answer, stream)
+
+    def _log(
+        self,
+        inbound: Inbound,
+        principal: Principal,
+        route: Route,
+        body: Any,
+        outcome: Outcome,
+        answer: Answer,
+        stream: bool,
+    ) -> None:
+        """Hand the request to the request log (a queue append: redacted and written later)."""
+        assert self.request_log is not None
+        served = outcome.served
+        target = None if served is None else served.target
+        status, reason = outcome.status, outcome.reason
+        last = answer.last_attempt if isinstance(answer, RelayStream) else None
+        if status == 200 and last is not None and last.status > 200:  # broken after its first byte
+            status, reason = last.status, last.reason
+        self.request_log.capture(
+            Captured(
+                request_id=inbound.request_id,
+                at=outcome.at,
+                api=inbound.api,
+                key_id=principal.key_id,
+                team_id=principal.team_id,
+                user_id=principal.user_id,
+                alias=route.alias,
+                model=None if target is None else target.model,
+                deployment=None if target is None else target.label,
+                stream=stream,
+                status=status,
+                reason=reason,
+                latency_ms=round((time.perf_counter() - outcome.started) * 1000),
+                request=body,
+                answer=answer,  # (a stream cut short: what the client was sent)
+                usage=outcome.usage,
+            )
+        )
 
     async def cut_short(self) -> set[asyncio.Task[Any]]:
         """The shutdown's grace ran out: end every stream being relayed (its client told why), and

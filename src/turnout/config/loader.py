@@ -32,6 +32,7 @@ from turnout.config.problems import NON_STRING_KEY, describe, every_problem, key
 from turnout.config.provider_kinds import ProviderKind, kinds_by_name
 from turnout.config.provider_sections import DescribesConfig, SectionInput, SectionResult
 from turnout.config.proxies import NO_PROXY_VALUE, ProxyError, from_environment, parse_proxy
+from turnout.config.request_logs import request_log_settings
 from turnout.config.secrets import REFERENCE_HINT, Secret, SecretError, is_reference, resolve
 from turnout.config.settings import (
     AuthSettings,
@@ -223,6 +224,9 @@ class _Builder:
         spend_cfg = self.section(data, "spend", schema.SpendConfig())
         self.spend = SpendSettings(unknown_prices=spend_cfg.unknown_prices or "reject")
         governance = self.governance(self.section(data, "governance", schema.GovernanceConfig()))
+        request_logs = request_log_settings(
+            self.section(data, "request_logs", schema.RequestLogsConfig()), self.problem
+        )
         defaults = self.timeouts(defaults_cfg.timeouts, Timeouts(), "defaults.timeouts")
         server = self.server(server_cfg)
         auth = AuthSettings(
@@ -258,6 +262,7 @@ class _Builder:
             routing=routing,
             spend=self.spend,
             governance=governance,
+            request_logs=request_logs,
             source=self.source,
             warnings=tuple(self.warnings),
         )

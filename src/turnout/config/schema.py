@@ -230,6 +230,14 @@ class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     reconcile_interval: DurationValue | None = None
 
 
+class RequestLogsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    log_by_default: bool = False  # log every key that has no setting of its own (nor its team)
+    retention_days: int = 30
+    max_entry_bytes: int = 65536  # of the request, and of the answer, each
+    queue_limit: int = 10000  # entries waiting to be written; past it new ones are dropped (counted)
+    redact: list[str] | None = None  # regular expressions whose matches are replaced by [redacted]
+
+
 class DefaultsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     timeouts: TimeoutsConfig | None = None
 
@@ -242,6 +250,7 @@ SECTIONS: dict[str, type] = {
     "routing": RoutingConfig,
     "spend": SpendConfig,
     "governance": GovernanceConfig,
+    "request_logs": RequestLogsConfig,
     "providers": dict[str, Any],
     "models": dict[str, Any],
 }

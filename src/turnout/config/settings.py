@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
@@ -259,6 +260,18 @@ class StorageSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestLogSettings:
+    """The request log (request_logs/): off for every key unless a key's or team's setting (or
+    `log_by_default`) says otherwise."""
+
+    log_by_default: bool = False
+    retention_days: int = 30
+    max_entry_bytes: int = 65536  # of the request and of the answer, each; longer is cut and marked
+    queue_limit: int = 10_000
+    redact: tuple[re.Pattern[str], ...] = ()  # beside the built-in credential patterns
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings
     auth: AuthSettings
@@ -269,4 +282,5 @@ class Settings:
     routing: RoutingSettings = RoutingSettings()
     spend: SpendSettings = SpendSettings()
     governance: GovernanceSettings = GovernanceSettings()
+    request_logs: RequestLogSettings = RequestLogSettings()
     warnings: tuple[str, ...] = ()

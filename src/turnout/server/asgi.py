@@ -28,6 +28,7 @@ from turnout.server.admin_budgets import AdminBudgets, NewBudget
 from turnout.server.admin_exit import AdminExit
 from turnout.server.admin_governance import AdminGovernance
 from turnout.server.admin_providers import AdminProviders
+from turnout.server.admin_request_logs import add_request_log_routes
 from turnout.server.admin_routes import AdminRouter
 from turnout.server.admin_teams import AdminTeams, Membership, NewTeam, NewUser, UserChange
 from turnout.server.auth_guard import AuthGuard
@@ -502,4 +503,6 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
         "Put a removed provider back in service",
         tag="providers",
     )
+    if services.request_log is not None:
+        add_request_log_routes(r, services.request_log)
     return r

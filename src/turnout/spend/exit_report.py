@@ -1,7 +1,7 @@
 """If a provider vanished tonight, how much of its traffic could move today, and at what cost?
 
 Read from history, not from prompts: each answered ledger row of the period (its alias, the
-provider that served it, its tokens and what the request needed: `features`, migration 0015) is
+provider that served it, its tokens and what the request needed: `features`, migration 0016) is
 judged against the alternatives the configuration gives it now — the alias's deployments on
 *other* providers, then those of its fallback aliases (and theirs) — with their capabilities
 (streaming, tools, images, structured outputs, embeddings), context windows and longest answers.

@@ -4,15 +4,15 @@
 Adds a column with a default only (`expansion`): instances of the previous version keep writing
 rows (without it) while this one starts.
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015"
-down_revision = "0014"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 expansion = True
