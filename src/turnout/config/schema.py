@@ -218,6 +218,12 @@ class GovernanceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     piecewise_window: DurationValue = "1h"
 
 
+class ConsoleConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    enabled: bool = True
+    path: str = "/ui"  # where the console is served: one or more path segments
+    session_ttl: DurationValue = "8h"
+
+
 class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     data_dir: str | None = None
     database_url: str | None = None
@@ -245,6 +251,7 @@ class ConfigFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     routing: Any = None
     spend: Any = None
     governance: Any = None
+    console: Any = None
 
 
 SECTIONS: dict[str, type] = {
@@ -255,6 +262,7 @@ SECTIONS: dict[str, type] = {
     "routing": RoutingConfig,
     "spend": SpendConfig,
     "governance": GovernanceConfig,
+    "console": ConsoleConfig,
     "providers": dict[str, Any],
     "models": dict[str, Any],
 }

@@ -143,6 +143,16 @@ class GovernanceSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleSettings:
+    """The web console (turnout.console): served under `path` unless `enabled` is false; a signed-in
+    browser's session ends `session_ttl` seconds after it began."""
+
+    enabled: bool = True
+    path: str = "/ui"
+    session_ttl: float = 8 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
 class TargetSettings:
     provider: str
     model: str
@@ -268,4 +278,5 @@ class Settings:
     routing: RoutingSettings = RoutingSettings()
     spend: SpendSettings = SpendSettings()
     governance: GovernanceSettings = GovernanceSettings()
+    console: ConsoleSettings = ConsoleSettings()
     warnings: tuple[str, ...] = ()
