@@ -34,6 +34,7 @@ LOGIN_COOKIE = "turnout_login"  # the sign-in form's CSRF token (double submit: 
 STATIC_TYPES = {
     ".js": b"text/javascript; charset=utf-8",
     ".css": b"text/css; charset=utf-8",
+    ".svg": b"image/svg+xml",
     ".LICENSE": b"text/plain; charset=utf-8",
 }
 
@@ -240,8 +241,10 @@ class ConsoleApp:
 
 
 def _same_origin(request: Request) -> bool:
-    """A browser's `Origin`, when it sends one, names this host (a form posted from elsewhere
-    does not); without one the CSRF token decides alone."""
+    """A browser's `Origin`, when it sends one, names this host, and its `Sec-Fetch-Site` (when
+    sent) does not say the form came from another site; without them the CSRF token decides alone."""
+    if request.header(b"sec-fetch-site") in ("cross-site", "same-site"):
+        return False
     origin = request.header(b"origin")
     if origin is None:
         return True
