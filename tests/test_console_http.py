@@ -222,3 +222,23 @@ def test_the_static_files_are_served_from_the_package(gateway: Gateway) -> None:
     assert httpx.get(gateway.root_url + "/ui/static/htmx.LICENSE").status_code == 200
     assert httpx.get(gateway.root_url + "/ui/static/../app.py").status_code == 404
     assert httpx.get(gateway.root_url + "/ui/static/VENDORED").status_code == 404
+
+
+def test_the_session_cookie_is_secure_behind_a_trusted_tls_proxy(tmp_path: Path) -> None:
+    doc = {**DOC, "server": {"trusted_proxies": ["127.0.0.1/32"]}}
+    gateway = Gateway(settings_for(doc, tmp_path)).start()
+    try:
+        client = browser(gateway)
+        form = client.get("/ui/login")
+        tls = {"x-forwarded-proto": "https"}
+        answer = client.post("/ui/login", data={"key": MASTER_KEY, "csrf": csrf_of(form.text)}, headers=tls)
+        assert answer.status_code == 303
+        assert "Secure" in answer.headers["set-cookie"]
+    finally:
+        gateway.stop()
+
+
+def test_a_forwarded_proto_from_an_untrusted_peer_is_ignored(gateway: Gateway) -> None:
+    client = browser(gateway)
+    form = client.get("/ui/login", headers={"x-forwarded-proto": "https"})
+    assert "Secure" not in form.headers["set-cookie"]

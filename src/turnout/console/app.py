@@ -66,6 +66,7 @@ class ConsoleApp:
         self.sessions = Sessions(services.database, settings.session_ttl)
         self.signing_in = SigningIn(services.keys, services.key_service.people, self.sessions, guard)
         self.ttl = int(settings.session_ttl)
+        self.proxies = services.settings.server.trusted_proxies
         self.static = {
             f.name: f.read_bytes()
             for f in resources.files("turnout.console").joinpath("static").iterdir()
@@ -109,7 +110,7 @@ class ConsoleApp:
         return path == self.root or path.startswith(self.root + "/")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive, scope["path"][len(self.root) :])
+        request = Request(scope, receive, scope["path"][len(self.root) :], self.proxies)
         try:
             response = await self.respond(request)
         except ClientLeft:

@@ -4,9 +4,10 @@ allows no inline script or style, no framing, no sniffing, no caching of pages).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -43,12 +44,15 @@ def _first(values: dict[str, list[str]]) -> dict[str, str]:
 
 
 class Request:
-    __slots__ = ("_form", "cookies", "path", "query", "receive", "scope")
+    __slots__ = ("_form", "cookies", "path", "query", "receive", "scope", "secure")
 
-    def __init__(self, scope: Scope, receive: Receive, path: str) -> None:
+    def __init__(
+        self, scope: Scope, receive: Receive, path: str, proxies: Sequence[IPv4Network | IPv6Network] = ()
+    ) -> None:
         self.scope = scope
         self.receive = receive
         self.path = path  # below the console's root: "/keys"
+        self.secure = self._over_tls(proxies)
         raw_query = bytes(scope.get("query_string") or b"").decode("latin-1")
         self.query = _first(parse_qs(raw_query, keep_blank_values=True))
         self.cookies = _cookies(self.header(b"cookie"))
@@ -58,9 +62,19 @@ class Request:
     def method(self) -> str:
         return str(self.scope["method"])
 
-    @property
-    def secure(self) -> bool:
-        return self.scope.get("scheme") == "https"
+    def _over_tls(self, proxies: Sequence[IPv4Network | IPv6Network]) -> bool:
+        """Did the browser reach turnout over TLS: directly, or through one of the trusted proxies
+        (`server.trusted_proxies`) saying so in `X-Forwarded-Proto`? (Cookies are then Secure.)"""
+        if self.scope.get("scheme") == "https":
+            return True
+        client = self.scope.get("client")
+        if not proxies or not client or self.header(b"x-forwarded-proto") != "https":
+            return False
+        try:
+            peer = ip_address(client[0])
+        except ValueError:
+            return False
+        return any(peer in network for network in proxies)
 
     def header(self, name: bytes) -> str | None:
         for key, value in self.scope["headers"]:
