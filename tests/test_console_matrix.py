@@ -182,3 +182,13 @@ def test_the_api_route_table_leaves_the_console_to_its_own_matrix(gateway: Gatew
     assert gateway.server is not None
     api_paths = {path for _, path in gateway.server.config.app.route_table()}
     assert not any(p == "/ui" or p.startswith("/ui/") for p in api_paths)
+
+
+def test_docs_console_md_lists_every_console_route_and_shows_every_screenshot(gateway: Gateway) -> None:
+    assert gateway.server is not None and gateway.server.config.app.console is not None
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    text = (docs / "console.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `([A-Z]+)` \| `(/ui[^`]*)` \|", text, re.MULTILINE))
+    assert documented == set(gateway.server.config.app.console.route_table())
+    shown = set(re.findall(r"\]\(console/([a-z-]+\.png)\)", text))
+    assert shown == {p.name for p in (docs / "console").glob("*.png")}
