@@ -141,6 +141,15 @@ def test_sign_in_issue_a_key_use_it_through_the_sdk_and_find_it(browser: Browser
     assert w.page.locator("#key-list tbody tr").count() == 1
     w.goto("/keys")
     w.shot("keys")
+    w.page.locator("tr", has_text="browser-made").locator("button", has_text="Revoke").click()
+    w.page.wait_for_selector("tr:has-text('browser-made') >> text=revoked")
+    assert w.dialogs == ["Revoke the key browser-made?"]  # asked first, then revoked
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0)
+    try:
+        with pytest.raises(openai.AuthenticationError):
+            client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hello"}])
+    finally:
+        client.close()
     w.close()
 
 

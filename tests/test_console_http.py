@@ -242,3 +242,26 @@ def test_a_forwarded_proto_from_an_untrusted_peer_is_ignored(gateway: Gateway) -
     client = browser(gateway)
     form = client.get("/ui/login", headers={"x-forwarded-proto": "https"})
     assert "Secure" not in form.headers["set-cookie"]
+
+
+@pytest.mark.parametrize(
+    "wanted", ["//evil.example/x", "https://evil.example/", "/ui//evil.example", "/admin/keys"]
+)
+def test_signing_in_goes_back_to_a_console_page_only(gateway: Gateway, wanted: str) -> None:
+    client = browser(gateway)
+    form = client.get("/ui/login", params={"next": wanted})
+    answer = client.post("/ui/login", data={"key": MASTER_KEY, "csrf": csrf_of(form.text), "next": wanted})
+    assert answer.status_code == 303 and answer.headers["location"] == "/ui/keys"
+    form = client.get("/ui/login")
+    back = client.post("/ui/login", data={"key": MASTER_KEY, "csrf": csrf_of(form.text), "next": "/ui/audit"})
+    assert back.headers["location"] == "/ui/audit"
+
+
+def test_signing_in_again_ends_the_browser_s_earlier_session(gateway: Gateway) -> None:
+    client = signed_in(gateway, MASTER_KEY)
+    first = client.cookies["turnout_session"]
+    form = client.get("/ui/login")
+    assert client.post("/ui/login", data={"key": MASTER_KEY, "csrf": csrf_of(form.text)}).status_code == 303
+    assert client.cookies["turnout_session"] != first
+    stale = httpx.get(gateway.root_url + "/ui/keys", cookies={"turnout_session": first})
+    assert stale.status_code == 303

@@ -206,6 +206,9 @@ class ConsoleApp:
             token, _ = await self.signing_in.sign_in(request.scope, key)
         except TurnoutError as error:
             return await self.login_page(request, error.status, error.message)
+        earlier = await self.sessions.find(request.cookies.get(SESSION_COOKIE))
+        if earlier is not None:  # one session per browser: the one it signed in with before ends
+            await self.sessions.end(earlier)
         session = cookie(SESSION_COOKIE, token, self.root, secure=request.secure, max_age=self.ttl)
         spent = cookie(LOGIN_COOKIE, "", self.root, secure=request.secure, max_age=0)
         return redirect(self._next(request), session, spent)
