@@ -265,3 +265,49 @@ def test_signing_in_again_ends_the_browser_s_earlier_session(gateway: Gateway) -
     assert client.cookies["turnout_session"] != first
     stale = httpx.get(gateway.root_url + "/ui/keys", cookies={"turnout_session": first})
     assert stale.status_code == 303
+
+
+def test_the_key_list_is_paged_and_the_next_page_follows_its_cursor(tmp_path: Path) -> None:
+    gateway = Gateway(settings_for(DOC, tmp_path)).start()
+    try:
+        made = {admin(gateway, "POST", "/admin/keys", name=f"paged-{i:02d}")["id"] for i in range(55)}
+        client = signed_in(gateway, MASTER_KEY)
+        first = client.get("/ui/keys")
+        shown = set(re.findall(r'data-key-id="([^"]+)"', first.text))
+        assert len(shown) == 50
+        after = re.search(r'rel="next" href="([^"]+)"', first.text)
+        assert after is not None
+        second = client.get(after.group(1).replace("&amp;", "&"))
+        rest = set(re.findall(r'data-key-id="([^"]+)"', second.text))
+        assert shown | rest == made and not shown & rest and 'rel="next"' not in second.text
+    finally:
+        gateway.stop()
+
+
+def test_a_bad_form_value_is_a_page_that_says_what_is_wrong(gateway: Gateway) -> None:
+    client = signed_in(gateway, MASTER_KEY)
+    token = csrf_of(client.get("/ui/keys").text)
+    answer = client.post("/ui/keys", data={"name": "bad-expiry", "expires_in": "soon", "csrf": token})
+    assert answer.status_code == 400 and "expected a duration" in answer.text
+    assert client.get("/ui/audit", params={"since": "yesterday"}).status_code == 400
+    assert client.post("/ui/keys", data={"name": "", "csrf": token}).status_code == 400
+    assert "data-key-id" not in client.get("/ui/keys", params={"q": "bad-expiry"}).text  # none made
+
+
+def test_a_change_that_needs_a_second_admin_opens_its_pending_action(gateway: Gateway) -> None:
+    team = admin(gateway, "POST", "/admin/teams", name="gated")["id"]
+    user = admin(gateway, "POST", "/admin/users", email="gated-admin@example.com")["id"]
+    admin(gateway, "POST", f"/admin/teams/{team}/members", user_id=user, role="admin")
+    last = admin(
+        gateway, "POST", "/admin/keys", name="gated-last-admin", role="admin", team_id=team, user_id=user
+    )
+    second = admin(gateway, "POST", "/admin/users", email="gated-org@example.com", role="admin")
+    admin(gateway, "POST", "/admin/keys", name="gated-org-admin", role="admin", user_id=second["id"])
+    client = signed_in(gateway, MASTER_KEY)
+    token = csrf_of(client.get("/ui/keys").text)
+    answer = client.post(f"/ui/keys/{last['id']}/revoke", data={"csrf": token})
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/ui/approvals/")
+    pending = client.get(answer.headers["location"])
+    assert pending.status_code == 200 and 'id="status">pending' in pending.text
+    assert "gated-last-admin" in pending.text  # the key as it is now, beside what is proposed
+    assert admin(gateway, "GET", f"/admin/keys/{last['id']}")["revoked_at"] is None
