@@ -5,6 +5,7 @@ the console switched off or moved, and every console route against every kind of
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from support.databases import PG_HOST, PG_USER, create_postgres_database, drop_postgres_database
 from support.gateway import MASTER_KEY, Gateway, settings_for
 
 DOC: dict[str, Any] = {
@@ -311,3 +313,29 @@ def test_a_change_that_needs_a_second_admin_opens_its_pending_action(gateway: Ga
     assert pending.status_code == 200 and 'id="status">pending' in pending.text
     assert "gated-last-admin" in pending.text  # the key as it is now, beside what is proposed
     assert admin(gateway, "GET", f"/admin/keys/{last['id']}")["revoked_at"] is None
+
+
+@pytest.mark.postgres
+def test_a_session_works_on_every_instance_and_ends_on_all_of_them(tmp_path: Path) -> None:
+    database = asyncio.run(create_postgres_database())
+    doc = {**DOC, "storage": {"database_url": f"postgresql+asyncpg://{PG_USER}@{PG_HOST}/{database}"}}
+    environ = {"TURNOUT_KEY_HASH_SECRET": "console-test-secret-shared-by-both-instances"}
+    a = Gateway(settings_for(doc, tmp_path / "a", environ)).start()
+    b = Gateway(settings_for(doc, tmp_path / "b", environ)).start()
+    try:
+        issued = admin(a, "POST", "/admin/keys", name="two-instance-admin", role="admin")
+        on_a = signed_in(a, issued["key"])
+        cookie = {"turnout_session": on_a.cookies["turnout_session"]}
+        assert httpx.get(b.root_url + "/ui/keys", cookies=cookie).status_code == 200  # known on b
+        admin(a, "POST", f"/admin/keys/{issued['id']}/revoke")
+        assert httpx.get(b.root_url + "/ui/keys", cookies=cookie).status_code == 303  # at once, no sync
+        master = signed_in(a, MASTER_KEY)
+        cookie = {"turnout_session": master.cookies["turnout_session"]}
+        assert httpx.get(b.root_url + "/ui/teams", cookies=cookie).status_code == 200
+        token = csrf_of(master.get("/ui/keys").text)
+        assert master.post("/ui/logout", data={"csrf": token}).status_code == 303
+        assert httpx.get(b.root_url + "/ui/teams", cookies=cookie).status_code == 303
+    finally:
+        a.stop()
+        b.stop()
+        asyncio.run(drop_postgres_database(database))
