@@ -369,7 +369,18 @@ instances = sa.Table(
     sa.Column("shared_counters", sa.Boolean, nullable=False),  # configured with storage.redis_url
 )
 
-# One signed-in console browser (console/sessions.py): the cookie itself is never stored, only
+# (0014) Which turnout can serve a database at each schema revision: `oldest_reader` is the oldest
+# schema revision whose code may serve it (every migration after that one only added what older
+# code can ignore). Written by the code that creates or upgrades the schema; read by older code
+# finding a revision newer than it knows, which serves it when it is at least `oldest_reader`.
+schema_readers = sa.Table(
+    "schema_readers",
+    metadata,
+    sa.Column("revision", sa.String(32), primary_key=True),
+    sa.Column("oldest_reader", sa.String(32), nullable=False),
+)
+
+# (0015) One signed-in console browser (console/sessions.py): the cookie itself is never stored, only
 # its SHA-256; the key it signed in with is re-read on every request.
 console_sessions = sa.Table(
     "console_sessions",

@@ -1,19 +1,23 @@
 """The console's sessions: one row per signed-in browser (console/sessions.py), holding the hash of
 its cookie, the key it signed in with, its CSRF token and when it ends.
 
-Adds a table only: instances of the previous version keep working while this one starts.
+Adds a table only (`expansion`): instances of the previous version keep working while this one
+starts, and ignore it.
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
-down_revision = "0013"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
+# Only adds a table older code never reads: that code may serve a database at this revision
+# (storage/migrate.py, OLDEST_READER).
+expansion = True
 
 
 def upgrade() -> None:
