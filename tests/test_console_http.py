@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from turnout.config.loader import ConfigError
+
 from support.databases import PG_HOST, PG_USER, create_postgres_database, drop_postgres_database
 from support.gateway import MASTER_KEY, Gateway, settings_for
 
@@ -339,3 +341,10 @@ def test_a_session_works_on_every_instance_and_ends_on_all_of_them(tmp_path: Pat
         a.stop()
         b.stop()
         asyncio.run(drop_postgres_database(database))
+
+
+@pytest.mark.parametrize("path", ["/v1", "/admin/ui", "/passthrough", "/health", "ui/../x", ""])
+def test_the_console_cannot_be_put_where_the_gateway_serves_its_api(path: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as refused:
+        settings_for({**DOC, "console": {"path": path}}, tmp_path)
+    assert "console.path" in str(refused.value)

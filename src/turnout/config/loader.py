@@ -62,7 +62,18 @@ _DEPLOYMENT_NAME = re.compile(r"^[\x21-\x2b\x2d-\x7e]{1,128}$")
 CONSOLE_SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
 # the first path segments the gateway serves itself: the console cannot be put under them
 RESERVED_PATHS = frozenset(
-    {"v1", "admin", "health", "openapi.json", "chat", "embeddings", "models", "messages", "responses"}
+    {
+        "v1",
+        "admin",
+        "health",
+        "openapi.json",
+        "chat",
+        "embeddings",
+        "models",
+        "messages",
+        "responses",
+        "passthrough",
+    }
 )
 _PROVIDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _PASSTHROUGH_PREFIX = re.compile(r"^(/[A-Za-z0-9_.~:@-]+)+/?$")
@@ -304,7 +315,7 @@ class _Builder:
     def console(self, cfg: schema.ConsoleConfig) -> ConsoleSettings:
         path = "/" + cfg.path.strip("/")
         segments = path[1:].split("/")
-        if not all(CONSOLE_SEGMENT.fullmatch(s) for s in segments):
+        if not all(CONSOLE_SEGMENT.fullmatch(s) and s not in (".", "..") for s in segments):
             self.problem(
                 "console.path", f"must be a path such as /ui (letters, digits, - _ .), got {cfg.path!r}"
             )
