@@ -13,7 +13,14 @@ import click
 import msgspec
 
 from turnout.cli.main import main as cli_main
-from turnout.config.schema import SECTIONS, ModelConfig, ProviderConfig, RequestLogsConfig, StorageConfig
+from turnout.config.schema import (
+    SECTIONS,
+    ConsoleConfig,
+    ModelConfig,
+    ProviderConfig,
+    RequestLogsConfig,
+    StorageConfig,
+)
 from turnout.providers.bedrock.config_section import AwsConfig
 from turnout.providers.gemini.vertex_section import VertexConfig
 from turnout.providers.registry import KINDS
@@ -42,6 +49,15 @@ def test_every_request_logs_key_is_documented_and_nothing_else_is() -> None:
     table = table[: table.index("\n\n")]
     documented = {m.group(1) for m in re.finditer(r"^\| `([a-z_]+)` \|", table, re.MULTILINE)}
     assert documented == set(RequestLogsConfig.__struct_fields__)
+
+
+def test_every_console_key_is_documented_and_nothing_else_is() -> None:
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    section = text[text.index("## `console`") :]
+    table = section[section.index("|---") :]
+    table = table[: table.index("\n\n")]
+    documented = {m.group(1) for m in re.finditer(r"^\| `([a-z_]+)` \|", table, re.MULTILINE)}
+    assert documented == set(ConsoleConfig.__struct_fields__)
 
 
 # --------------------------------------------------------------------------- the whole schema

@@ -6,6 +6,9 @@ of another team (`blue`), an organisation admin, an organisation owner, and the 
 call's path names a fresh object of `red` where it would change it (a key, a user, a budget, a
 preset, a pending action), so one caller's call never decides the next one's. The two-person rule
 is on (as shipped): an action under it answers 202 with the pending action, and changes nothing.
+
+The web console's pages (`/ui`) are not API routes: tests/test_console_matrix.py has their matrix,
+each caller signed in with a session cookie and sending the CSRF token.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ from turnout.config.secrets import REFERENCE_HINT, Secret, SecretError, is_refer
 from turnout.config.settings import (
     AuthSettings,
     BreakerSettings,
+    ConsoleSettings,
     FailedAttemptSettings,
     GovernanceSettings,
     HttpLimits,
@@ -59,6 +60,22 @@ T = TypeVar("T")
 
 _ALIAS = re.compile(r"^[^\s*]+\*?$|^\*$")
 _DEPLOYMENT_NAME = re.compile(r"^[\x21-\x2b\x2d-\x7e]{1,128}$")
+CONSOLE_SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
+# the first path segments the gateway serves itself: the console cannot be put under them
+RESERVED_PATHS = frozenset(
+    {
+        "v1",
+        "admin",
+        "health",
+        "openapi.json",
+        "chat",
+        "embeddings",
+        "models",
+        "messages",
+        "responses",
+        "passthrough",
+    }
+)
 _PROVIDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _PASSTHROUGH_PREFIX = re.compile(r"^(/[A-Za-z0-9_.~:@-]+)+/?$")
 _CREDENTIAL_HEADER = re.compile(r"(?i)auth|key|token|secret|password|cookie|credential|signature")
@@ -227,6 +244,7 @@ class _Builder:
         request_logs = request_log_settings(
             self.section(data, "request_logs", schema.RequestLogsConfig()), self.problem
         )
+        console = self.console(self.section(data, "console", schema.ConsoleConfig()))
         defaults = self.timeouts(defaults_cfg.timeouts, Timeouts(), "defaults.timeouts")
         server = self.server(server_cfg)
         auth = AuthSettings(
@@ -263,6 +281,7 @@ class _Builder:
             spend=self.spend,
             governance=governance,
             request_logs=request_logs,
+            console=console,
             source=self.source,
             warnings=tuple(self.warnings),
         )
@@ -297,6 +316,18 @@ class _Builder:
             piecewise_revocations=max(1, cfg.piecewise_revocations),
             piecewise_window=window,
         )
+
+    def console(self, cfg: schema.ConsoleConfig) -> ConsoleSettings:
+        path = "/" + cfg.path.strip("/")
+        segments = path[1:].split("/")
+        if not all(CONSOLE_SEGMENT.fullmatch(s) and s not in (".", "..") for s in segments):
+            self.problem(
+                "console.path", f"must be a path such as /ui (letters, digits, - _ .), got {cfg.path!r}"
+            )
+        elif path.split("/")[1] in RESERVED_PATHS:
+            self.problem("console.path", f"{path} is the gateway's own (under /{path.split('/')[1]})")
+        ttl = self.unit(cfg.session_ttl, parse_duration, "console.session_ttl", ConsoleSettings().session_ttl)
+        return ConsoleSettings(enabled=cfg.enabled, path=path, session_ttl=ttl)
 
     def server(self, cfg: schema.ServerConfig) -> ServerSettings:
         if not 0 <= cfg.port < 65536:

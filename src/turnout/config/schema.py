@@ -220,6 +220,12 @@ class GovernanceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     piecewise_window: DurationValue = "1h"
 
 
+class ConsoleConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    enabled: bool = True
+    path: str = "/ui"  # where the console is served: one or more path segments
+    session_ttl: DurationValue = "8h"
+
+
 class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     data_dir: str | None = None
     database_url: str | None = None
@@ -251,6 +257,7 @@ SECTIONS: dict[str, type] = {
     "spend": SpendConfig,
     "governance": GovernanceConfig,
     "request_logs": RequestLogsConfig,
+    "console": ConsoleConfig,
     "providers": dict[str, Any],
     "models": dict[str, Any],
 }

@@ -145,6 +145,16 @@ class GovernanceSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleSettings:
+    """The web console (turnout.console): served under `path` unless `enabled` is false; a signed-in
+    browser's session ends `session_ttl` seconds after it began."""
+
+    enabled: bool = True
+    path: str = "/ui"
+    session_ttl: float = 8 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
 class TargetSettings:
     provider: str
     model: str
@@ -283,4 +293,5 @@ class Settings:
     spend: SpendSettings = SpendSettings()
     governance: GovernanceSettings = GovernanceSettings()
     request_logs: RequestLogSettings = RequestLogSettings()
+    console: ConsoleSettings = ConsoleSettings()
     warnings: tuple[str, ...] = ()

@@ -13,6 +13,7 @@ import orjson
 
 from turnout import __version__
 from turnout.app import Services
+from turnout.console.app import ConsoleApp
 from turnout.domain.errors import (
     InternalError,
     MethodNotAllowed,
@@ -76,6 +77,12 @@ class GatewayApp:
         for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/messages", "/v1/responses"):
             routes[path[3:]] = routes[path]
         self.routes = routes
+        # the web console: reached only by paths no API route matched (nothing on the API's way)
+        self.console = (
+            ConsoleApp(services, self.guard, e.deployment_states)
+            if services.settings.console.enabled
+            else None
+        )
 
     def route_table(self) -> list[tuple[str, str]]:
         """Every (method, path) this gateway serves, `{name}` marking a path parameter: the fixed
@@ -164,6 +171,10 @@ class GatewayApp:
             if path.startswith(prefix):
                 await self.stored_response(path[len(prefix) :], method, x)
                 return
+        console = self.console
+        if console is not None and console.serves(path):
+            await console(x.scope, x.receive, x.send)
+            return
         raise RouteNotFound(f"Unknown request URL: {method} {path}.")
 
     async def stored_response(self, rest: str, method: str, x: Exchange) -> None:
