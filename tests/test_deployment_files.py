@@ -571,8 +571,8 @@ FENCE = re.compile(r"^```(yaml[^\n]*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 def test_every_yaml_block_in_the_deployment_guide_is_checked() -> None:
     """```yaml blocks are turnout configurations and load; ```yaml values.yaml blocks are chart
-    values, rendered into valid manifests; compose and other files are shown with ```yaml <file>
-    and must parse."""
+    values, rendered into valid manifests; ```yaml docker-compose.yml blocks quote services of
+    deploy/docker-compose.yml as they are there."""
     text = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
     blocks = FENCE.findall(text)
     assert blocks, "the guide shows its configuration"
@@ -583,8 +583,16 @@ def test_every_yaml_block_in_the_deployment_guide_is_checked() -> None:
         if info == "yaml":
             loaded(doc, environ)
         elif info == "yaml values.yaml":
-            for manifest in render_manifests(CHART, doc):
+            manifests = render_manifests(CHART, doc)
+            for manifest in manifests:
                 valid(manifest)
+            kinds = by_kind(manifests)
+            container = kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+            config = kinds["ConfigMap"]["data"]["turnout.yaml"]
+            assert references(config) <= {e["name"] for e in container["env"]}
+            loaded(yaml.safe_load(config), chart_environment(container))
         else:
-            assert info in ("yaml docker-compose.yml",), f"unknown fence ```{info}"
-            assert isinstance(doc, dict)
+            assert info == "yaml docker-compose.yml", f"unknown fence ```{info}"
+            services = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
+            for name, shown in doc.items():
+                assert {k: services[name][k] for k in shown} == shown, f"{name} as the compose file has it"
