@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,11 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 
 from turnout.cli.main import main
+from turnout.providers.config_loader import build_settings
 
 from support.gateway import MASTER_KEY, Gateway, settings_for
 
@@ -131,3 +134,15 @@ def test_an_export_of_hashes_only_is_refused_with_how_to_export(gateway: Gateway
     export.write_text("not json")
     assert "cannot read it as JSON" in run(gateway, export).stderr
     assert keys(gateway) == []
+
+
+def test_the_migration_guides_configuration_loads_and_its_litellm_example_parses() -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "migrating-from-litellm.md").read_text()
+    blocks = re.findall(r"^```(yaml[^\n]*)\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+    assert [info for info, _ in blocks] == ["yaml litellm-config.yaml", "yaml"]
+    litellm, ours = (yaml.safe_load(body) for _, body in blocks)
+    assert {m["model_name"] for m in litellm["model_list"]} == {"gpt-4o", "claude-sonnet"}
+    environ = {name: f"value-{name}" for name in re.findall(r"env:([A-Z_]+)", blocks[1][1])}
+    environ["TURNOUT_DATABASE_URL"] = "postgresql+asyncpg://turnout@db/turnout"
+    settings = build_settings(ours, environ, source="docs/migrating-from-litellm.md")
+    assert set(settings.models) == {"gpt-4o", "claude-sonnet"}  # the same aliases LiteLLM served
