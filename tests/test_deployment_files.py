@@ -264,6 +264,9 @@ def test_haproxy_balances_the_gateways_by_their_readiness(
     assert servers == {g: f"{g}:{port}" for g in GATEWAYS}
     check = next(d for d in backend if d.startswith("http-check send"))
     assert check == "http-check send meth GET uri /health/ready" and "option httpchk" in backend
+    default = next(d for d in backend if d.startswith("default-server "))
+    assert "resolvers docker" in default, "a gateway recreated with a new address is found again"
+    assert "nameserver dns 127.0.0.11:53" in haproxy()["resolvers docker"]  # Docker's embedded DNS
     answered = httpx.get(f"http://127.0.0.1:{served_image.port}/health/ready")
     assert answered.status_code == 200, "the checked path is the gateway's readiness"
     bind = next(d for d in haproxy()["frontend turnout"] if d.startswith("bind "))
@@ -309,6 +312,16 @@ def test_the_compose_gateways_started_on_postgres_and_redis_share_keys(
         }
         ready = httpx.get(second + "/health/ready").json()
         assert (ready["status"], ready["instances"], ready["redis"]) == ("ready", 2, "ok")
+        # stopping one: HAProxy's check sees it draining (for drain_delay) while it still serves
+        served[0].proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while httpx.get(first + "/health/ready").status_code != 503:
+            assert time.monotonic() < deadline, "readiness did not turn to draining"
+            time.sleep(0.05)
+        assert httpx.get(first + "/health/ready").json()["status"] == "draining"
+        still = httpx.get(first + "/v1/models", headers={"authorization": f"Bearer {MASTER}"})
+        assert still.status_code == 200, "a draining instance still serves"
+        assert httpx.get(second + "/health/ready").status_code == 200
     finally:
         for s in served:
             s.proc.send_signal(signal.SIGTERM)  # both drain at once
