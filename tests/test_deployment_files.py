@@ -538,8 +538,11 @@ def test_the_units_start_reload_and_stop_commands_work(image: Image, tmp_path: P
     service = unit()["Service"]
     etc, data = tmp_path / "etc", tmp_path / "data"
     etc.mkdir()
-    config = {"server": {"host": "127.0.0.1", "port": 0}, "providers": {"f": {"type": "fake"}}}
-    config["models"] = {"one": {"provider": "f", "model": "a"}}
+    config: dict[str, Any] = {
+        "server": {"host": "127.0.0.1", "port": 0},
+        "providers": {"f": {"type": "fake"}},
+        "models": {"one": {"provider": "f", "model": "a"}},
+    }
     (etc / "turnout.yaml").write_text(yaml.safe_dump(config))
     (etc / "turnout.env").write_text(f"TURNOUT_MASTER_KEY={MASTER}\n")
     places = {

@@ -15,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,16 +105,16 @@ class Image:
     """The runtime stage as built: where its paths are, and how it starts."""
 
     stages: dict[str, Path]
-    env: dict[str, str]
-    workdir: str
-    user: str
-    users_created: list[str]
-    exposed: list[str]
-    volumes: list[str]
-    healthcheck: list[str]
-    healthcheck_flags: dict[str, str]
-    command: list[str]
-    stop_signal: str
+    env: dict[str, str] = field(default_factory=lambda: {"PATH": BASE_PATH})
+    workdir: str = "/"
+    user: str = "root"
+    users_created: list[str] = field(default_factory=list)
+    exposed: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    healthcheck: list[str] = field(default_factory=list)
+    healthcheck_flags: dict[str, str] = field(default_factory=dict)
+    command: list[str] = field(default_factory=list)
+    stop_signal: str = "SIGTERM"
     ran: list[str] = field(default_factory=list)
 
     def host(self, container_path: str) -> Path:
@@ -123,10 +124,12 @@ class Image:
         return map_paths(text, lambda p: str(self.host(p)))
 
 
-def map_paths(text: str, to_host: object) -> str:
+def map_paths(text: str, to_host: Callable[[str], str]) -> str:
+    """`text` with each absolute path the image owns replaced by `to_host(path)`."""
+
     def replace(match: re.Match[str]) -> str:
         path = match.group(0)
-        return path if path.startswith(SYSTEM) or path in ("/usr", "/bin", "/tmp") else to_host(path)  # type: ignore[operator]
+        return path if path.startswith(SYSTEM) or path in ("/usr", "/bin", "/tmp") else to_host(path)
 
     return ABSOLUTE.sub(replace, text)
 
@@ -139,7 +142,8 @@ class Builder:
         self.stages: dict[str, Path] = {}
         self.interpreter = out / "interpreter"
         self.interpreter.mkdir(parents=True)
-        (self.interpreter / "python").symlink_to(sys._base_executable)  # the base image's python
+        base = getattr(sys, "_base_executable", sys.executable)  # the interpreter outside any venv
+        (self.interpreter / "python").symlink_to(base)  # as the base image's python
 
     def build(self, dockerfile: Path) -> Image:
         stage = ""
@@ -149,9 +153,7 @@ class Builder:
                 stage = ins.args.split()[-1]
                 self.stages[stage] = self.out / stage
                 self.stages[stage].mkdir()
-                image = Image(
-                    self.stages, {"PATH": BASE_PATH}, "/", "root", [], [], [], [], {}, [], "SIGTERM"
-                )
+                image = Image(self.stages)  # a stage starts from the base image
             elif image is not None and ins.keyword != "ARG":
                 self.apply(stage, ins, image)
         assert image is not None and stage == "runtime"
