@@ -9,7 +9,8 @@
 # docs/deployment.md says how to run one instance, several, or a Kubernetes release.
 # tests/test_deployment_files.py runs these RUN, HEALTHCHECK and CMD commands in a fresh venv.
 
-ARG PYTHON_VERSION=3.12
+# the oldest Python turnout supports (pyproject.toml), the one its CI runs on
+ARG PYTHON_VERSION=3.11
 
 FROM python:${PYTHON_VERSION}-slim AS build
 WORKDIR /src

@@ -96,6 +96,15 @@ def test_the_build_context_holds_only_what_the_image_is_built_from() -> None:
     assert not ignored("src/turnout/config/prices.yaml", patterns)
 
 
+def test_the_image_runs_a_python_turnout_supports() -> None:
+    version = re.search(r"^ARG PYTHON_VERSION=(\d+)\.(\d+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    required = re.search(
+        r'^requires-python = ">=(\d+)\.(\d+)"$', (ROOT / "pyproject.toml").read_text(), re.MULTILINE
+    )
+    assert version is not None and required is not None
+    assert tuple(map(int, version.groups())) >= tuple(map(int, required.groups()))
+
+
 def test_the_image_runs_as_its_own_user_with_the_data_directory_on_a_volume(image: Image) -> None:
     assert image.user == "turnout" and image.users_created == ["turnout"]
     assert image.env["TURNOUT_DATA_DIR"] == "/var/lib/turnout" == image.workdir
