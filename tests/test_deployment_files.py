@@ -8,6 +8,7 @@ and its ExecStart / ExecReload run."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shlex
 import signal
@@ -29,7 +30,7 @@ from turnout import __version__
 from turnout.config.settings import Settings
 from turnout.providers.config_loader import build_settings, load_settings
 
-from support.databases import create_postgres_database, drop_postgres_database
+from support.databases import PG_HOST, PG_USER, create_postgres_database, drop_postgres_database
 from support.dockerfile import BASE_PATH, Builder, Image, ignore_patterns, ignored
 from support.helm import TemplateError, render_chart, render_manifests
 from support.process import Served, start_process
@@ -40,6 +41,7 @@ CHART = DEPLOY / "helm" / "turnout"
 KUBERNETES = "1.30"  # the oldest Kubernetes the chart is validated for
 MASTER = "sk-deploy-master-Zq3RkW7u1PnB8xVt5YcL0aHs4GdJ6mEf9TiOoUyNrXw"
 HASH_SECRET = "5f" * 32
+REDIS_HOST = os.environ.get("TURNOUT_TEST_REDIS_HOST", "127.0.0.1")
 REFERENCE = re.compile(r"\benv:([A-Z_][A-Z0-9_]*)")
 
 
@@ -294,8 +296,8 @@ def test_the_compose_gateways_started_on_postgres_and_redis_share_keys(
     gateway = compose["services"]["gateway-1"]
     environ = {
         **gateway["environment"],
-        "DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}",
-        "REDIS_URL": "redis://127.0.0.1:6379/11",
+        "DATABASE_URL": f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:5432/{name}",
+        "REDIS_URL": f"redis://{REDIS_HOST}:6379/0",
     }
     config = yaml.safe_load((DEPLOY / "turnout.yaml").read_text())
     config["server"]["host"] = "127.0.0.1"
