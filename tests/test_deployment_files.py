@@ -38,6 +38,8 @@ from support.process import Served, start_process
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 CHART = DEPLOY / "helm" / "turnout"
+# building the image (every dependency's wheel, then a fresh venv) takes about a minute here
+pytestmark = pytest.mark.timeout(600)
 KUBERNETES = "1.30"  # the oldest Kubernetes the chart is validated for
 MASTER = "sk-deploy-master-Zq3RkW7u1PnB8xVt5YcL0aHs4GdJ6mEf9TiOoUyNrXw"
 HASH_SECRET = "5f" * 32
