@@ -459,7 +459,12 @@ class Pipeline:
         return account
 
     def authenticate(self, inbound: Inbound) -> Principal:
+        """In memory only: a key this instance does not know yet is refused."""
         return self.keys.authenticate(inbound.credential())
+
+    async def resolve(self, inbound: Inbound) -> Principal:
+        """The caller, asking the key store about a key issued on another instance."""
+        return await self.keys.resolve(inbound.credential())
 
     def authorise(self, principal: Principal, model: str, catalog: Catalog | None = None) -> Route:
         """The route for `model`, if it exists and the caller may use it (404 either way, so a key

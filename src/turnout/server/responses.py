@@ -114,7 +114,7 @@ class StoredResponses:
         self.keys = keys
 
     async def _stored(self, x: Exchange, response_id: str) -> StoredResponse:
-        principal = self.keys.authenticate(x.credential())
+        principal = await self.keys.resolve(x.credential())
         stored = await self.store.get(response_id, owner_filter(principal))
         if stored is None:
             raise _not_found(response_id)
@@ -125,7 +125,7 @@ class StoredResponses:
         await x.send_json(200, orjson.dumps(stored.response))
 
     async def delete(self, x: Exchange, response_id: str) -> None:
-        principal = self.keys.authenticate(x.credential())
+        principal = await self.keys.resolve(x.credential())
         if not await self.store.delete(response_id, owner_filter(principal)):
             raise _not_found(response_id)
         await x.send_json(200, orjson.dumps({"id": response_id, "object": "response", "deleted": True}))

@@ -42,13 +42,13 @@ class Endpoints:
         return {"id": name, "object": "model", "created": int(self.services.started_at), "owned_by": OWNED_BY}
 
     async def list_models(self, x: Exchange) -> None:
-        principal = self.pipeline.authenticate(x)
+        principal = await self.pipeline.resolve(x)
         names = await self.services.catalog.list_names()
         data = [self._model(n) for n in names if "*" not in n and self.pipeline.visible(principal, n)]
         await x.send_json(200, orjson.dumps({"object": "list", "data": data}))
 
     async def retrieve_model(self, x: Exchange, raw_id: str) -> None:
-        principal = self.pipeline.authenticate(x)
+        principal = await self.pipeline.resolve(x)
         name = unquote(raw_id)
         if not name or "*" in name or not self.pipeline.visible(principal, name):
             raise ModelNotFound(
