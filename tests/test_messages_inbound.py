@@ -195,11 +195,17 @@ def test_native_only_requests_go_to_anthropic_deployments_only(
     upstream: Upstream, client: anthropic.Anthropic
 ) -> None:
     upstream.reply_json(fixture_bytes("message_thinking.json", "anthropic"))
-    # "mixed" prefers the fake (OpenAI-format) deployment, which could not carry `thinking`
+    # "mixed" prefers the fake (OpenAI-format) deployment, which could not carry `top_k`
     raw = client.messages.with_raw_response.create(
-        model="mixed", max_tokens=4096, messages=USER, thinking={"type": "enabled", "budget_tokens": 2048}
+        model="mixed", max_tokens=4096, messages=USER, extra_body={"top_k": 5}
     )
     assert raw.headers["x-turnout-deployment"] == "claude"
+    # thinking only tunes Anthropic's own models: elsewhere the answer comes without it
+    thought = client.messages.with_raw_response.create(
+        model="mixed", max_tokens=4096, messages=USER, thinking={"type": "enabled", "budget_tokens": 2048}
+    )
+    assert thought.headers["x-turnout-deployment"] == "fake"
+    assert thought.parse().content[0].text == ANSWER  # type: ignore[union-attr]
     plain = client.messages.with_raw_response.create(model="mixed", max_tokens=100, messages=USER)
     assert plain.headers["x-turnout-deployment"] == "fake"
     with pytest.raises(anthropic.BadRequestError) as refused:
