@@ -57,10 +57,13 @@ def gateway(agent: AgentUpstream, start_gateway: Callable[..., Gateway]) -> Gate
                 "base_url": agent.base_url,
                 "api_key": "env:UPSTREAM_KEY",
             },
+            # OpenAI's own type: it has the Responses API, so /v1/responses goes to it whole
+            "openai": {"type": "openai", "base_url": agent.base_url, "api_key": "env:UPSTREAM_KEY"},
         },
         "models": {
             "agent-claude": {"provider": "claude", "model": "claude-test"},
             "agent-gpt": {"provider": "compatible", "model": "test-model"},
+            "agent-responses": {"provider": "openai", "model": "test-model"},
             # LlamaIndex checks the model name against OpenAI's own
             "gpt-4o-mini": {"provider": "compatible", "model": "test-model"},
         },
@@ -207,6 +210,23 @@ def test_codex_through_an_openai_format_provider_without_a_responses_api(
     calls = [m for m in second["messages"] if m.get("tool_calls")]
     assert calls[-1]["tool_calls"][0]["function"]["name"] == "exec_command"
     assert any(SECRET in output for output in tool_outputs(second["messages"]))
+
+
+def test_codex_through_a_provider_with_the_responses_api_is_forwarded(
+    node_clients: Path, gateway: Gateway, agent: AgentUpstream, workdir: Path
+) -> None:
+    agent.agent("exec_command", {"cmd": "cat note.txt"})
+    out = codex(node_clients, gateway, workdir, "agent-responses")
+    assert "The tool returned:" in out and SECRET in out
+    assert agent.posted("/chat/completions") == []
+    sent = agent.posted("/responses")
+    assert len(sent) == 2
+    first, second = sent
+    # passed on whole: Codex's own fields and tools, the deployment's model
+    assert first["model"] == "test-model" and first["stream"] is True
+    assert "client_metadata" in first and {t["type"] for t in first["tools"]} >= {"function", "web_search"}
+    outputs = [i for i in second["input"] if i.get("type") == "function_call_output"]
+    assert outputs and SECRET in json.dumps(outputs[-1]["output"])
 
 
 # ----------------------------------------------------------------------------- Vercel AI SDK

@@ -7,6 +7,7 @@ answers in text that quotes the output. Without the tool on offer it just greets
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -253,7 +254,7 @@ class AgentUpstream(Upstream):
         response: dict[str, Any] = {
             "id": "resp_fake_1",
             "object": "response",
-            "created_at": 1,
+            "created_at": int(time.time()),
             "status": "completed",
             "model": data.get("model"),
             "output": [item],
