@@ -272,11 +272,11 @@ def _tools(body: dict[str, Any], out: dict[str, Any], native_only: list[str]) ->
                 "each tool needs a 'name'.",
                 f"tools[{i}]",
             )
+            if tool.get("defer_loading") and tool["name"] not in loaded:
+                continue  # not loaded yet: the model does not see it
             if tool.get("type") not in (None, "custom"):
                 native_only.append(f"tools[{i}] ({tool.get('type')})")  # a server tool
                 continue
-            if tool.get("defer_loading") and tool["name"] not in loaded:
-                continue  # not loaded yet: the model does not see it
             function: dict[str, Any] = {
                 "name": tool["name"],
                 "parameters": tool.get("input_schema") or {"type": "object"},
