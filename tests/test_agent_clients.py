@@ -39,6 +39,14 @@ def node_clients() -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
+def test_the_install_script_says_when_npm_is_unreachable(tmp_path: Path) -> None:
+    """The one case the npm clients' tests are skipped: the registry cannot be reached."""
+    env = {**os.environ, "npm_config_registry": "http://127.0.0.1:9/", "TURNOUT_CLIENTS_CACHE": str(tmp_path)}
+    done = subprocess.run([str(INSTALL)], capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == UNREACHABLE
+    assert "cannot be reached" in done.stderr and "127.0.0.1:9" in done.stderr
+
+
 @pytest.fixture
 def agent() -> Iterator[AgentUpstream]:
     server = AgentUpstream().start()

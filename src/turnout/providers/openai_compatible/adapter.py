@@ -77,7 +77,7 @@ class OpenAICompatibleAdapter:
         return request_json({**native.body, "model": call.model})
 
     async def complete(self, call: ChatCall) -> ChatResult:
-        native = self._native(call)
+        native = None if call.native is None else self._native(call)  # chat: one attribute read
         if native is not None:
             response = await self._send("responses", call.model, native, call.timeouts)
             data = await self.link.answer(response, MAX_RESPONSE_BYTES)
@@ -100,7 +100,7 @@ class OpenAICompatibleAdapter:
         return ChatResult(usage, raw=data)
 
     async def stream(self, call: ChatCall) -> OpenAIStream | responses.NativeResponsesStream:
-        native = self._native(call)
+        native = None if call.native is None else self._native(call)  # chat: one attribute read
         if native is not None:
             response = await self._send("responses", call.model, native, call.timeouts)
             return responses.NativeResponsesStream(
