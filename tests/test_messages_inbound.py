@@ -314,3 +314,39 @@ def test_what_claude_code_sends_is_translated_without_a_400(upstream: Upstream, 
         "content": "Tool loaded: get_weather",
     }
     assert [t["function"]["name"] for t in sent["tools"]] == ["ToolSearch", "get_weather"]
+
+
+def test_images_in_a_tool_result_follow_it_as_a_user_turn(
+    upstream: Upstream, client: anthropic.Anthropic
+) -> None:
+    # a chat tool message holds only text: Claude Code's Read of an image file still gets through
+    pixel = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": pixel}}
+    client.messages.create(
+        model="translated",
+        max_tokens=100,
+        tools=[WEATHER],
+        messages=[
+            *USER,
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_1",
+                        "content": [{"type": "text", "text": "A map:"}, image],
+                    }
+                ],
+            },
+        ],
+    )
+    sent = upstream.requests[-1].json["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool", "user"]
+    assert sent[2]["content"] == "A map:\n\n(an image, shown in the next user message)"
+    assert sent[3]["content"] == [
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{pixel}"}}
+    ]

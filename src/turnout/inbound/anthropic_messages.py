@@ -134,9 +134,10 @@ def _text_of(content: object, where: str) -> str:
     return "\n\n".join(texts)
 
 
-def _result_text(content: object, where: str, native_only: list[str]) -> str:
+def _result_text(content: object, where: str, native_only: list[str], images: list[dict[str, Any]]) -> str:
     """A tool result's text: its text blocks, and a line for each tool a `tool_reference` loaded
-    (the tool itself is offered from then on: `_loaded_tools`)."""
+    (the tool itself is offered from then on: `_loaded_tools`). Its images (a chat tool message
+    holds only text) go to `images`, for the user turn that follows the tool messages."""
     if isinstance(content, str):
         return content
     _require(isinstance(content, list), "must be a string or a list of blocks.", where)
@@ -150,6 +151,9 @@ def _result_text(content: object, where: str, native_only: list[str]) -> str:
             texts.append(block["text"])
         elif kind == "tool_reference" and isinstance(block.get("tool_name"), str):
             texts.append(f"Tool loaded: {block['tool_name']}")
+        elif kind == "image":
+            texts.append("(an image, shown in the next user message)")
+            images.append({"type": "image_url", "image_url": {"url": _image_url(block.get("source"), at)}})
         else:
             native_only.append(f"{at} ({kind})")
     return "\n\n".join(texts)
@@ -223,7 +227,7 @@ def _message(m: object, where: str, native_only: list[str]) -> Iterator[dict[str
         elif kind == "tool_result" and role == "user":
             _require(isinstance(block.get("tool_use_id"), str), "needs 'tool_use_id'.", at)
             result = block.get("content")
-            text = "" if result is None else _result_text(result, f"{at}.content", native_only)
+            text = "" if result is None else _result_text(result, f"{at}.content", native_only, parts)
             if block.get("is_error"):
                 text = f"Error: {text}"
             results.append({"role": "tool", "tool_call_id": block["tool_use_id"], "content": text})
