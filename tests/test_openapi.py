@@ -127,6 +127,7 @@ PAGED_LISTS = {
     "/admin/audit",
     "/admin/approvals",
     "/admin/teams/{team_id}/credits",
+    "/admin/request-logs",
 }
 
 

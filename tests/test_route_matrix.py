@@ -6,6 +6,9 @@ of another team (`blue`), an organisation admin, an organisation owner, and the 
 call's path names a fresh object of `red` where it would change it (a key, a user, a budget, a
 preset, a pending action), so one caller's call never decides the next one's. The two-person rule
 is on (as shipped): an action under it answers 202 with the pending action, and changes nothing.
+
+The web console's pages (`/ui`) are not API routes: tests/test_console_matrix.py has their matrix,
+each caller signed in with a session cookie and sending the CSRF token.
 """
 
 from __future__ import annotations
@@ -46,6 +49,12 @@ EXPECTED: dict[str, str] = {
     "GET /models": "401 401 200 200 200 200 200 200 200",
     "GET /v1/models/{model}": "401 401 200 200 200 200 200 200 200",
     "GET /models/{model}": "401 401 200 200 200 200 200 200 200",
+    # a provider's own API, on the paths its configuration allows (the fake answers them all)
+    "GET /passthrough/{provider}/{path}": "401 401 200 200 200 200 200 200 200",
+    "POST /passthrough/{provider}/{path}": "401 401 200 200 200 200 200 200 200",
+    "PUT /passthrough/{provider}/{path}": "401 401 200 200 200 200 200 200 200",
+    "PATCH /passthrough/{provider}/{path}": "401 401 200 200 200 200 200 200 200",
+    "DELETE /passthrough/{provider}/{path}": "401 401 200 200 200 200 200 200 200",
     # a stored response is its key's alone (the master key's here)
     "GET /v1/responses/{response_id}": "401 401 404 404 404 404 404 404 200",
     "DELETE /v1/responses/{response_id}": "401 401 404 404 404 404 404 404 200",
@@ -105,6 +114,17 @@ EXPECTED: dict[str, str] = {
     "GET /admin/providers": "401 401 403 403 403 403 200 200 200",
     "DELETE /admin/providers/{name}": "401 401 403 403 403 403 202 202 202",
     "POST /admin/providers/{name}/restore": "401 401 403 403 403 403 200 200 200",
+    "GET /admin/exit-report": "401 401 403 403 403 403 200 200 200",
+    # ------------------------------------------------------------------ the request log
+    # prompts and answers: owners and admins only, a team's admin their own team's (the entry read
+    # is one of red's); logging is switched on and off by whoever manages the key or team
+    "GET /admin/request-logs": "401 401 403 403 200 200 200 200 200",
+    "GET /admin/request-logs/export": "401 401 403 403 200 200 200 200 200",
+    "GET /admin/request-logs/{request_id}": "401 401 403 403 200 404 200 200 200",
+    "GET /admin/keys/{key_id}/request-log": "401 401 403 403 200 404 200 200 200",
+    "PUT /admin/keys/{key_id}/request-log": "401 401 403 403 200 404 200 200 200",
+    "GET /admin/teams/{team_id}/request-log": "401 401 403 403 200 404 200 200 200",
+    "PUT /admin/teams/{team_id}/request-log": "401 401 403 403 200 404 200 200 200",
     # ------------------------------------------------------------------ configuration: owners only
     # reading the configuration again changes every alias for everyone: the organisation's owners
     # and the master key, not its admins
@@ -115,7 +135,7 @@ EXPECTED: dict[str, str] = {
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     doc: dict[str, Any] = {
-        "providers": {"fake": {"type": "fake"}},
+        "providers": {"fake": {"type": "fake", "passthrough": ["/models"]}},
         "models": {"chat": {"provider": "fake", "model": "m"}, "embed": {"provider": "fake", "model": "e"}},
         # the matrix revokes many of red's keys: none of them should wait for a second person
         "governance": {"piecewise_revocations": 100_000},
@@ -196,6 +216,14 @@ class World:
         """A response the master key stored."""
         return str(self.ok("POST", "/v1/responses", model="chat", input="hi", store=True)["id"])
 
+    def logged_request(self) -> str:
+        """A request of red's, in the request log (red's traffic is logged)."""
+        self.ok("PUT", f"/admin/teams/{self.red}/request-log", enabled=True)
+        body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+        answer = self.http.post("/v1/chat/completions", headers=self.auth(self.keys["member"]), json=body)
+        assert answer.status_code == 200, answer.text
+        return answer.headers["x-request-id"]
+
     def action(self) -> str:
         """A pending action of red: making a fresh member one of its admins."""
         pending = self.ok("POST", f"/admin/teams/{self.red}/members", user_id=self.user(), role="admin")
@@ -212,6 +240,9 @@ class World:
             "{name}": lambda: self.preset() if pattern.startswith("/admin/presets") else "fake",
             "{model}": lambda: "chat",
             "{response_id}": self.response,
+            "{request_id}": self.logged_request,
+            "{provider}": lambda: "fake",
+            "{path}": lambda: "models",
         }
         for placeholder, make in fill.items():
             if placeholder in pattern:
@@ -248,8 +279,11 @@ class World:
             "POST /admin/teams/{team_id}/billing": lambda: {"markup": "1.1"},
             "POST /admin/teams/{team_id}/credits": lambda: {"amount": "1.00"},
             "POST /admin/presets": lambda: {"name": self.name(), "team_id": self.red, "model": "chat"},
+            "PUT /admin/keys/{key_id}/request-log": lambda: {"enabled": True},
+            "PUT /admin/teams/{team_id}/request-log": lambda: {"enabled": True},
         }
-        route = f"{method} {pattern if pattern.startswith(('/admin', '/health')) else _v1(pattern)}"
+        kept = ("/admin", "/health", "/passthrough")
+        route = f"{method} {pattern if pattern.startswith(kept) else _v1(pattern)}"
         make = bodies.get(route)
         return None if make is None else make()
 

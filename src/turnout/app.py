@@ -37,6 +37,7 @@ from turnout.presets.registry import PresetRegistry
 from turnout.providers.capabilities import capabilities_for
 from turnout.providers.http.client import HttpClient
 from turnout.providers.registry import ProviderRegistry
+from turnout.request_logs.service import RequestLog
 from turnout.routing.catalog import Catalog, PriceOf, TokenizerOf
 from turnout.routing.chain_check import chain_warnings
 from turnout.routing.generation import Generation
@@ -93,6 +94,7 @@ class Services:
     retired_registries: list[ProviderRegistry] = field(default_factory=list)  # (reload) still in use
     _closing: set[asyncio.Task[None]] = field(default_factory=set)
     retention: LedgerRetention | None = None
+    request_log: RequestLog | None = None
     started_at: float = field(default_factory=time.time)
     draining: bool = False
 
@@ -102,6 +104,7 @@ class Services:
         register_internal_hosts(*_upstream_hosts(settings))
         database = await Database.open(settings.storage.database_url, settings.storage.database_timeout)
         client: HttpClient | None = None
+        request_log: RequestLog | None = None
         clock = ReferenceClock()
         instances = Instances(database, clock, shared_counters=settings.storage.redis_url is not None)
         try:
@@ -141,10 +144,18 @@ class Services:
             presets = PresetRegistry()
             await presets.load(database)
             presets.start()
-            pipeline = Pipeline(keys, catalog, router, Admission(), budgets, spend, billing, presets)
+            audit = AuditLog(database)
+            request_log = RequestLog(database, audit, settings.request_logs)
+            await request_log.start()
+            pipeline = Pipeline(
+                keys, catalog, router, Admission(), budgets, spend, billing, presets, request_log
+            )
         except BaseException:
             if client is not None:
                 await client.aclose()
+            if request_log is not None:
+                await request_log.stop_background()
+                await request_log.aclose()
             await instances.aclose()
             await database.close()
             raise
@@ -156,7 +167,6 @@ class Services:
         if settings.routing.health_check_interval is not None:
             checks = ActiveHealthChecks(router.deployments, registry, settings.routing.health_check_interval)
             checks.start()
-        audit = AuditLog(database)
         approvals = Approvals(database, audit, ttl=settings.governance.approval_ttl)
         key_service = KeyService(database, keys, audit, approvals, settings.governance)
         keys.lookup = key_service.find  # keys issued elsewhere work here at once
@@ -208,6 +218,7 @@ class Services:
             checks,
             key_sync=key_sync,
             retention=retention,
+            request_log=request_log,
         )
 
     async def apply(self, settings: Settings) -> None:
@@ -267,6 +278,8 @@ class Services:
             closing.cancel()
         if self.retention is not None:
             await self.retention.aclose()
+        if self.request_log is not None:
+            await self.request_log.stop_background()
         if self.reconciler is not None:
             await self.reconciler.aclose()
         if self.key_sync is not None:
@@ -282,6 +295,8 @@ class Services:
             ("the budget windows", self.budgets.aclose),  # (both send their last settlements to Redis)
             ("the credit holds", self.billing.aclose),
         ]
+        if self.request_log is not None:
+            writes.append(("the request log", self.request_log.aclose))
         if self.budgets.shared is not None:
             writes.append(("the shared counters", self.budgets.shared.aclose))
         writes += [

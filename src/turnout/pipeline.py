@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -17,19 +18,30 @@ import msgspec
 
 from turnout.domain.chat import ChatRequest, parse_chat_request
 from turnout.domain.embeddings import parse_embedding_request
-from turnout.domain.errors import InvalidRequest, ModelNotFound, UnsupportedFeature
+from turnout.domain.errors import (
+    InvalidRequest,
+    ModelNotFound,
+    PermissionDenied,
+    RouteNotFound,
+    UnsupportedFeature,
+)
 from turnout.domain.principal import Principal
+from turnout.domain.request_features import request_features
 from turnout.keys.index import KeyIndex
 from turnout.limits.admission import Admission
 from turnout.presets.registry import PREFIX as PRESET_PREFIX
 from turnout.presets.registry import Preset, PresetRegistry
 from turnout.providers.base import ChatResult, NativeRequest
+from turnout.providers.http.connection import UpstreamResponse
+from turnout.providers.passage import DROPPED_ANSWER_HEADERS, USAGE_BODY_LIMIT, Passage
+from turnout.request_logs.capture import Answer, Captured
+from turnout.request_logs.service import RequestLog
 from turnout.routing.capabilities import first_unmet, needs
-from turnout.routing.catalog import Catalog, Route
+from turnout.routing.catalog import PASSTHROUGH_PREFIX, Catalog, Route
 from turnout.routing.generation import Generation
 from turnout.routing.relay import RelayStream
 from turnout.routing.router import Router
-from turnout.routing.values import Call, Served, Steering
+from turnout.routing.values import AttemptRecord, Call, Served, Steering
 from turnout.spend.billing import Billing, CreditHold, PresetCharge
 from turnout.spend.budget_values import Reservation
 from turnout.spend.budgets import Budgets
@@ -78,6 +90,34 @@ class Responder(Protocol):
         ...
 
 
+class PassthroughInbound(Protocol):
+    """A pass-through request as the edge reads it: the path (as sent) and query under the
+    provider's base URL, the client's headers a pass-through carries on, its body (any type)."""
+
+    @property
+    def request_id(self) -> str: ...
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def query(self) -> str: ...
+
+    def credential(self) -> str | None: ...
+
+    def headers(self) -> list[tuple[str, str]]: ...
+
+    async def body(self) -> bytes: ...
+
+
+class PassthroughResponder(Protocol):
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """The answer's status and headers (the upstream's, those a pass-through passes back)."""
+        ...
+
+    async def write(self, chunk: bytes, more: bool) -> None: ...
+
+
 class Pipeline:
     def __init__(
         self,
@@ -89,6 +129,7 @@ class Pipeline:
         spend: SpendRecorder,
         billing: Billing,
         presets: PresetRegistry,
+        request_log: RequestLog | None = None,
     ) -> None:
         self.keys = keys
         self.current = Generation(catalog, router)
@@ -97,6 +138,7 @@ class Pipeline:
         self.spend = spend
         self.billing = billing
         self.presets = presets
+        self.request_log = request_log
 
     @property
     def catalog(self) -> Catalog:
@@ -123,10 +165,10 @@ class Pipeline:
 
     async def _chat_completion(self, generation: Generation, inbound: Inbound, respond: Responder) -> None:
         principal = await self.keys.resolve(inbound.credential())
-        body = await inbound.json()
+        body = asked = await inbound.json()  # `asked`: as the client sent it (for the request log)
         preset = self._preset(principal, body)
         if preset is not None:
-            body = preset.apply(body)
+            body = preset.apply(body)  # (a preset's prompt is its team's: never in another's log)
         request = parse_chat_request(body)
         catalog = generation.catalog
         route = (
@@ -153,18 +195,23 @@ class Pipeline:
         reservation, hold = await self._reserve(principal, route, request)
         outcome = Outcome()
         outcome.service_tier = request.service_tier
+        outcome.features = request_features(request)
         if preset is not None:
             outcome.preset = PresetCharge(preset.name, preset.team_id, preset.share)
         stream = bool(request.stream)
         account = self._accountant(outcome, inbound.request_id, inbound.api, principal, route, stream)
+        logged = self.request_log is not None and self.request_log.wanted(principal)
+        answer: Answer = None
         try:
             if stream:
                 relay, outcome.served = await generation.router.stream(call, outcome.tally)
                 relay.accounted_by(account)
+                answer = relay
                 await respond.stream(relay, outcome.served)
             else:
                 result, outcome.served = await generation.router.complete(call, outcome.tally)
                 account(None)  # accounted for before the client can see the answer
+                answer = result
                 if result.native is not None:
                     await respond.answer_native(result.native, outcome.served)
                 else:
@@ -176,6 +223,47 @@ class Pipeline:
             ticket.release()
             account(None)
             self._settle(outcome, reservation, hold)
+            if logged:
+                self._log(inbound, principal, route, asked, outcome, answer, stream)
+
+    def _log(
+        self,
+        inbound: Inbound,
+        principal: Principal,
+        route: Route,
+        body: Any,
+        outcome: Outcome,
+        answer: Answer,
+        stream: bool,
+    ) -> None:
+        """Hand the request to the request log (a queue append: redacted and written later)."""
+        assert self.request_log is not None
+        served = outcome.served
+        target = None if served is None else served.target
+        status, reason = outcome.status, outcome.reason
+        last = answer.last_attempt if isinstance(answer, RelayStream) else None
+        if status == 200 and last is not None and last.status > 200:  # broken after its first byte
+            status, reason = last.status, last.reason
+        self.request_log.capture(
+            Captured(
+                request_id=inbound.request_id,
+                at=outcome.at,
+                api=inbound.api,
+                key_id=principal.key_id,
+                team_id=principal.team_id,
+                user_id=principal.user_id,
+                alias=route.alias,
+                model=None if target is None else target.model,
+                deployment=None if target is None else target.label,
+                stream=stream,
+                status=status,
+                reason=reason,
+                latency_ms=round((time.perf_counter() - outcome.started) * 1000),
+                request=body,
+                answer=answer,  # (a stream cut short: what the client was sent)
+                usage=outcome.usage,
+            )
+        )
 
     async def cut_short(self) -> set[asyncio.Task[Any]]:
         """The shutdown's grace ran out: end every stream being relayed (its client told why), and
@@ -233,6 +321,108 @@ class Pipeline:
             ticket.release()
             account(None)
             self._settle(outcome, reservation, hold)
+
+    async def passthrough(
+        self, inbound: PassthroughInbound, respond: PassthroughResponder, provider: str, path: str
+    ) -> None:
+        generation = self.current
+        generation.enter()
+        try:
+            await self._passthrough(generation, inbound, respond, provider, path)
+        finally:
+            generation.leave()
+
+    async def _passthrough(
+        self,
+        generation: Generation,
+        inbound: PassthroughInbound,
+        respond: PassthroughResponder,
+        provider: str,
+        path: str,
+    ) -> None:
+        """A provider API turnout does not model, passed on (providers/passage.py): admitted,
+        budgeted and recorded like a model call — a ledger entry under `passthrough/<provider>`,
+        priced from the usage a JSON answer reports."""
+        principal = await self.keys.resolve(inbound.credential())
+        catalog = generation.catalog
+        passage = catalog.passage(provider)
+        if passage is None or not principal.may_use(PASSTHROUGH_PREFIX + provider):
+            raise RouteNotFound(f"There is no pass-through to '{provider}', or this key may not use it.")
+        if not passage.allows(path) or not passage.query_allowed(inbound.query):
+            raise PermissionDenied(
+                f"The pass-through to '{provider}' may not reach '{path}' (allowed: "
+                f"{', '.join(passage.prefixes)}).",
+                code="passthrough_path_not_allowed",
+            )
+        body = await inbound.body()
+        route = catalog.passthrough_route(passage)
+        self.spend.admit()
+        ticket = self.admission.admit(principal, route)
+        reservation, hold = await self._reserve(principal, route)
+        outcome = Outcome()
+        account = self._accountant(outcome, inbound.request_id, "passthrough", principal, route, False)
+        record = AttemptRecord(1, catalog.passthrough_target(passage, None))
+        outcome.tally.append(record)
+        try:
+            response = await passage.send(inbound.method, path, inbound.query, inbound.headers(), body)
+            try:
+                await self._pass_back(passage, catalog, response, record, outcome, account, respond)
+            finally:
+                response.release()
+        except BaseException as error:
+            outcome.failed(error, self.router.in_flight.cancelled())
+            record.ended(outcome.status, reason=outcome.reason)
+            raise
+        finally:
+            ticket.release()
+            account(None)
+            self._settle(outcome, reservation, hold)
+
+    async def _pass_back(
+        self,
+        passage: Passage,
+        catalog: Catalog,
+        response: UpstreamResponse,
+        record: AttemptRecord,
+        outcome: Outcome,
+        account: Callable[[RelayStream | None], None],
+        respond: PassthroughResponder,
+    ) -> None:
+        """The upstream's answer to the client, as it came: a JSON answer read whole first (for the
+        usage it reports, recorded before the client has it), anything else streamed through."""
+        status = response.status
+        outcome.status = status
+        reason = None if status < 400 else "passthrough_upstream_error"
+        outcome.reason = reason
+        headers = [(n, v) for n, v in response.headers if n not in DROPPED_ANSWER_HEADERS]
+        kind = response.header(b"content-type") or b""
+        held: list[bytes] = []
+        if kind.startswith(b"application/json") or b"+json" in kind:
+            size = 0
+            while size <= USAGE_BODY_LIMIT and (chunk := await response.next_chunk()) is not None:
+                held.append(chunk)
+                size += len(chunk)
+            if size <= USAGE_BODY_LIMIT:  # all of it: its usage read, recorded, then sent
+                data = b"".join(held)
+                reported = passage.reported(data)
+                record.target = catalog.passthrough_target(passage, reported.model)
+                record.ended(status, reported.usage, reason)
+                if status < 400:
+                    outcome.served = Served(record.target, record=record)
+                account(None)
+                await respond.start(status, headers)
+                await respond.write(data, False)
+                return
+        await respond.start(status, headers)
+        for chunk in held:
+            await respond.write(chunk, True)
+        while (chunk := await response.next_chunk()) is not None:
+            await respond.write(chunk, True)
+        record.ended(status, None, reason)
+        if status < 400:
+            outcome.served = Served(record.target, record=record)
+        account(None)
+        await respond.write(b"", False)
 
     async def _reserve(
         self, principal: Principal, route: Route, request: ChatRequest | None = None

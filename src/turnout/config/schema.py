@@ -36,6 +36,8 @@ class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     responses_api: bool | None = None
     proxy: str | None = None
     tls_ca_file: str | None = None
+    # paths under base_url that /passthrough/<name>/... forwards (prefixes; absent: none)
+    passthrough: list[str] | None = None
     # Blocks only some kinds take, each checked by the provider that owns it (its `sections`):
     # `fake:` (turnout.providers.fake), `vertex:` (turnout.providers.gemini), `aws:`
     # (turnout.providers.bedrock).
@@ -219,6 +221,12 @@ class GovernanceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     piecewise_window: DurationValue = "1h"
 
 
+class ConsoleConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    enabled: bool = True
+    path: str = "/ui"  # where the console is served: one or more path segments
+    session_ttl: DurationValue = "8h"
+
+
 class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     data_dir: str | None = None
     database_url: str | None = None
@@ -229,23 +237,16 @@ class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     reconcile_interval: DurationValue | None = None
 
 
+class RequestLogsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    log_by_default: bool = False  # log every key that has no setting of its own (nor its team)
+    retention_days: int = 30
+    max_entry_bytes: int = 65536  # of the request, and of the answer, each
+    queue_limit: int = 10000  # entries waiting to be written; past it new ones are dropped (counted)
+    redact: list[str] | None = None  # regular expressions whose matches are replaced by [redacted]
+
+
 class DefaultsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     timeouts: TimeoutsConfig | None = None
-
-
-class ConfigFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """The top level: which sections exist. Each section is then checked on its own (`SECTIONS`),
-    so a problem in one does not hide the problems in the others."""
-
-    server: Any = None
-    auth: Any = None
-    storage: Any = None
-    defaults: Any = None
-    providers: Any = None
-    models: Any = None
-    routing: Any = None
-    spend: Any = None
-    governance: Any = None
 
 
 SECTIONS: dict[str, type] = {
@@ -256,6 +257,8 @@ SECTIONS: dict[str, type] = {
     "routing": RoutingConfig,
     "spend": SpendConfig,
     "governance": GovernanceConfig,
+    "request_logs": RequestLogsConfig,
+    "console": ConsoleConfig,
     "providers": dict[str, Any],
     "models": dict[str, Any],
 }

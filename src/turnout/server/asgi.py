@@ -13,6 +13,7 @@ import orjson
 
 from turnout import __version__
 from turnout.app import Services
+from turnout.console.app import ConsoleApp
 from turnout.domain.errors import (
     InternalError,
     MethodNotAllowed,
@@ -25,13 +26,18 @@ from turnout.reload import Reloader
 from turnout.server.admin import AdminKeys, KeyChange, NewKey, Rotation
 from turnout.server.admin_billing import AdminBilling, CreditChange, NewPlan, NewPreset, TeamTerms
 from turnout.server.admin_budgets import AdminBudgets, NewBudget
+from turnout.server.admin_exit import AdminExit
 from turnout.server.admin_governance import AdminGovernance
 from turnout.server.admin_providers import AdminProviders
+from turnout.server.admin_request_logs import add_request_log_routes
 from turnout.server.admin_routes import AdminRouter
 from turnout.server.admin_teams import AdminTeams, Membership, NewTeam, NewUser, UserChange
 from turnout.server.auth_guard import AuthGuard
 from turnout.server.exchange import ClientGone, Exchange, Receive, Scope, Send
 from turnout.server.openapi import openapi_endpoint
+from turnout.server.passthrough import METHODS as PASSTHROUGH_METHODS
+from turnout.server.passthrough import PREFIX as PASSTHROUGH_PREFIX
+from turnout.server.passthrough import passthrough
 from turnout.server.routes import Endpoints, Handler
 from turnout.storage.database import unreachable
 from turnout.teams.names import Names
@@ -79,6 +85,12 @@ class GatewayApp:
         ):
             routes[path[3:]] = routes[path]
         self.routes = routes
+        # the web console: reached only by paths no API route matched (nothing on the API's way)
+        self.console = (
+            ConsoleApp(services, self.guard, e.deployment_states)
+            if services.settings.console.enabled
+            else None
+        )
 
     def route_table(self) -> list[tuple[str, str]]:
         """Every (method, path) this gateway serves, `{name}` marking a path parameter: the fixed
@@ -91,6 +103,7 @@ class GatewayApp:
                 ("DELETE", prefix + "{response_id}"),
                 ("GET", prefix + "{response_id}/input_items"),
             ]
+        table += [(method, PASSTHROUGH_PREFIX + "{provider}/{path}") for method in PASSTHROUGH_METHODS]
         return table + [(route.method, route.path) for route in self.admin.routes]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -157,10 +170,19 @@ class GatewayApp:
                 return
         if path.startswith(ADMIN_PREFIX) and await self.admin.dispatch(path, method, x):
             return
+        if path.startswith(PASSTHROUGH_PREFIX):
+            if method not in PASSTHROUGH_METHODS:
+                raise MethodNotAllowed(f"{method} is not allowed on {path}.", allowed=PASSTHROUGH_METHODS)
+            await passthrough(self.services.pipeline, x)
+            return
         for prefix in RESPONSE_PREFIXES:
             if path.startswith(prefix):
                 await self.stored_response(path[len(prefix) :], method, x)
                 return
+        console = self.console
+        if console is not None and console.serves(path):
+            await console(x.scope, x.receive, x.send)
+            return
         raise RouteNotFound(f"Unknown request URL: {method} {path}.")
 
     async def stored_response(self, rest: str, method: str, x: Exchange) -> None:
@@ -204,6 +226,7 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
     governance = AdminGovernance(services.audit, services.approvals)
     billing = AdminBilling(services.billing_service, lambda: services.catalog, names)
     providers = AdminProviders(services.provider_control)
+    exits = AdminExit(services.database, lambda: services.catalog)
     people = services.key_service.people
 
     async def authenticate(x: Exchange) -> Principal:
@@ -476,6 +499,15 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
         tag="providers",
     )
     r.add(
+        "GET",
+        "/admin/exit-report",
+        exits.report,
+        "For each provider, how much of its traffic over a period (default: the last 30 days) the "
+        "configured alternatives could take now, the rest by reason, and the cost difference",
+        query=("since", "until"),
+        tag="providers",
+    )
+    r.add(
         "DELETE",
         "/admin/providers/{name}",
         providers.remove,
@@ -490,4 +522,6 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
         "Put a removed provider back in service",
         tag="providers",
     )
+    if services.request_log is not None:
+        add_request_log_routes(r, services.request_log)
     return r

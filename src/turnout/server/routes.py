@@ -74,7 +74,7 @@ class Endpoints:
             return False
         return principal.kind == "master" or principal.role in ("owner", "admin")
 
-    def _deployments(self) -> list[dict[str, object]]:
+    def deployment_states(self) -> list[dict[str, object]]:
         """Every deployment's live state: the configured ones (used or not) and any a wildcard alias
         has reached, each once, with the aliases that use it."""
         router = self.pipeline.router
@@ -97,7 +97,7 @@ class Endpoints:
         s = self.services
         detail: dict[str, object] = {"models": len(s.settings.models), "providers": len(s.settings.providers)}
         if self._admin(x):
-            deployments = self._deployments()
+            deployments = self.deployment_states()
             detail["deployments_total"] = len(deployments)
             detail["deployments_available"] = sum(1 for d in deployments if d["state"] == "closed")
             detail["deployments"] = deployments
