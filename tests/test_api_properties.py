@@ -120,7 +120,7 @@ def schema(gateway: Gateway) -> Any:
 
 def error_in_openai_format(ctx: CheckContext, response: Response, case: Case) -> bool | None:
     """Every refusal is an OpenAI error (Anthropic's Messages API answers in Anthropic's own)."""
-    if response.status_code < 400 or case.operation.path == "/v1/messages":
+    if response.status_code < 400 or case.operation.path.startswith("/v1/messages"):
         return None
     body = orjson.loads(response.content)
     assert isinstance(body, dict) and set(body.get("error", {})) >= ERROR_FIELDS, response.text[:300]

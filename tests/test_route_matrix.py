@@ -41,6 +41,8 @@ EXPECTED: dict[str, str] = {
     "POST /embeddings": "401 401 200 200 200 200 200 200 200",
     "POST /v1/messages": "401 401 200 200 200 200 200 200 200",
     "POST /messages": "401 401 200 200 200 200 200 200 200",
+    "POST /v1/messages/count_tokens": "401 401 200 200 200 200 200 200 200",
+    "POST /messages/count_tokens": "401 401 200 200 200 200 200 200 200",
     "POST /v1/responses": "401 401 200 200 200 200 200 200 200",
     "POST /responses": "401 401 200 200 200 200 200 200 200",
     "GET /v1/models": "401 401 200 200 200 200 200 200 200",
@@ -258,6 +260,10 @@ class World:
             "POST /v1/messages": lambda: {
                 "model": "chat",
                 "max_tokens": 16,
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+            "POST /v1/messages/count_tokens": lambda: {
+                "model": "chat",
                 "messages": [{"role": "user", "content": "hi"}],
             },
             "POST /v1/responses": lambda: {"model": "chat", "input": "hi"},

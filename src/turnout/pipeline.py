@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import msgspec
+
 from turnout.domain.chat import ChatRequest, parse_chat_request
 from turnout.domain.embeddings import parse_embedding_request
 from turnout.domain.errors import (
@@ -176,6 +178,8 @@ class Pipeline:
         )
         native = None if preset is not None else inbound.native()  # a preset rewrote the request
         check_capabilities(route, request, native)
+        if inbound.api == "messages" and _over_ceiling(route, request) and _all_translated(route, native):
+            request, body = _capped(route, request, body)
         check_output_limit(route, request, inbound.api)
         call = Call(
             route,
@@ -485,6 +489,25 @@ class Pipeline:
 
 # The parameter that caps an answer's length, as each inbound API names it.
 OUTPUT_PARAMS = {"messages": "max_tokens", "responses": "max_output_tokens"}
+
+
+def _over_ceiling(route: Route, request: ChatRequest) -> bool:
+    wanted, largest = request.output_token_limit, route.output_ceiling
+    return wanted is not None and largest is not None and wanted > largest
+
+
+def _all_translated(route: Route, native: NativeRequest | None) -> bool:
+    """Will every deployment get the request translated (none takes its native format)?"""
+    return native is None or not any(t.capabilities.native_wire == native.wire for t in route.targets)
+
+
+def _capped(route: Route, request: ChatRequest, body: dict[str, Any]) -> tuple[ChatRequest, dict[str, Any]]:
+    """Anthropic's format requires `max_tokens`, and clients (Claude Code) set it to the most their
+    Claude model can write: a ceiling, not a wish. Translated for models that write less (an alias
+    with no Anthropic deployment), it is lowered to the most any deployment of the alias can give,
+    rather than refused."""
+    ceiling = route.output_ceiling
+    return msgspec.structs.replace(request, max_tokens=ceiling), {**body, "max_tokens": ceiling}
 
 
 def check_output_limit(route: Route, request: ChatRequest, api: str) -> None:

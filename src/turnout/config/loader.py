@@ -505,6 +505,7 @@ class _Builder:
         proxy = self.proxy(cfg.proxy, sections.base_url, f"{path}.proxy") if proxied else None
         owned: dict[str, Any] = {"api_version": None, **sections.settings}  # filled by its blocks
         return ProviderSettings(
+            responses_api=self.responses_api(cfg, kind, owned["api_version"], path),
             name=name,
             kind=kind,
             base_url=sections.base_url.rstrip("/"),
@@ -521,6 +522,22 @@ class _Builder:
             passthrough=self.passthrough(cfg.passthrough, kind, f"{path}.passthrough"),
             **owned,
         )
+
+    def responses_api(
+        self, cfg: schema.ProviderConfig, kind: ProviderKind, api_version: str | None, path: str
+    ) -> bool:
+        """Does the provider take /v1/responses whole: its kind's default (OpenAI's does), or as
+        configured for another OpenAI-format service that has the API (vLLM, OpenRouter, Azure's
+        v1 API ...)."""
+        if cfg.responses_api is None:
+            return kind.native_inbound == "responses"
+        if cfg.responses_api and kind.wire != "openai":
+            self.problem(f"{path}.responses_api", f"only OpenAI-format providers have it, not {kind.name}")
+            return False
+        if cfg.responses_api and kind.azure_paths and api_version != "v1":
+            self.problem(f"{path}.responses_api", "on Azure it needs api_version: v1")
+            return False
+        return cfg.responses_api
 
     def passthrough(self, written: list[str] | None, kind: ProviderKind, path: str) -> tuple[str, ...]:
         """The path prefixes a provider's pass-through may reach: each `/segment/...` of plain

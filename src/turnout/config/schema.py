@@ -33,6 +33,7 @@ class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     unsupported_params: Literal["reject", "drop"] | None = None
     stream_usage: bool | None = None
     embeddings_base64: bool | None = None
+    responses_api: bool | None = None
     proxy: str | None = None
     tls_ca_file: str | None = None
     # paths under base_url that /passthrough/<name>/... forwards (prefixes; absent: none)

@@ -81,6 +81,8 @@ class ProviderSettings:
     stream_usage: bool
     embeddings_base64: bool
     fake: FakeSettings | None = None
+    # /v1/responses requests are passed whole to its own Responses API (else translated to chat)
+    responses_api: bool = False
     proxy: ProxySettings | None = None
     tls_ca_file: Path | None = None
     vertex: VertexSettings | None = None

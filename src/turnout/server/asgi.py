@@ -67,6 +67,7 @@ class GatewayApp:
             "/v1/chat/completions": {"POST": e.chat_completions},
             "/v1/embeddings": {"POST": e.embeddings},
             "/v1/messages": {"POST": e.messages},
+            "/v1/messages/count_tokens": {"POST": e.count_tokens},
             "/v1/responses": {"POST": e.responses},
             "/v1/models": {"GET": e.list_models},
             "/health/live": {"GET": e.live, "HEAD": e.live},
@@ -74,7 +75,14 @@ class GatewayApp:
             "/openapi.json": {"GET": openapi_endpoint(self.admin, __version__)},
         }
         # Clients configured with a base URL without /v1 reach the same endpoints.
-        for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/messages", "/v1/responses"):
+        for path in (
+            "/v1/chat/completions",
+            "/v1/embeddings",
+            "/v1/models",
+            "/v1/messages",
+            "/v1/messages/count_tokens",
+            "/v1/responses",
+        ):
             routes[path[3:]] = routes[path]
         self.routes = routes
         # the web console: reached only by paths no API route matched (nothing on the API's way)

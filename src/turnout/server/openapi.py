@@ -241,6 +241,15 @@ def compatible_paths() -> dict[str, Json]:
                 stream=True,
             )
         },
+        "/v1/messages/count_tokens": {
+            "post": _compatible(
+                "Count a message's input tokens (Anthropic's count_tokens)",
+                "anthropic",
+                body="Anthropic's token counting request and response: exact from an Anthropic-format "
+                "deployment, else turnout's estimate (x-turnout-token-count)",
+                reference=ANTHROPIC_REFERENCE,
+            )
+        },
         "/v1/responses": {
             "post": _compatible(
                 "Create a response (OpenAI's Responses API)",

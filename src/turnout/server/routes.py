@@ -9,6 +9,7 @@ import orjson
 
 from turnout.app import Services
 from turnout.domain.errors import ModelNotFound, TurnoutError
+from turnout.server.count_tokens import count_message_tokens
 from turnout.server.exchange import Exchange
 from turnout.server.messages import MessagesExchange
 from turnout.server.responses import ResponsesExchange, StoredResponses
@@ -30,6 +31,9 @@ class Endpoints:
     async def messages(self, x: Exchange) -> None:
         inbound = MessagesExchange(x)
         await self.pipeline.chat_completion(inbound, inbound)
+
+    async def count_tokens(self, x: Exchange) -> None:
+        await count_message_tokens(self.pipeline, x)
 
     async def responses(self, x: Exchange) -> None:
         inbound = ResponsesExchange(x, self.services.responses, self.services.keys)
