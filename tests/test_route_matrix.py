@@ -37,6 +37,8 @@ EXPECTED: dict[str, str] = {
     "GET /openapi.json": "200 200 200 200 200 200 200 200 200",
     "POST /v1/chat/completions": "401 401 200 200 200 200 200 200 200",
     "POST /chat/completions": "401 401 200 200 200 200 200 200 200",
+    "POST /v1/completions": "401 401 200 200 200 200 200 200 200",
+    "POST /completions": "401 401 200 200 200 200 200 200 200",
     "POST /v1/embeddings": "401 401 200 200 200 200 200 200 200",
     "POST /embeddings": "401 401 200 200 200 200 200 200 200",
     "POST /v1/messages": "401 401 200 200 200 200 200 200 200",
@@ -257,6 +259,7 @@ class World:
                 "messages": [{"role": "user", "content": "hi"}],
             },
             "POST /v1/embeddings": lambda: {"model": "embed", "input": "hi"},
+            "POST /v1/completions": lambda: {"model": "chat", "prompt": "hi"},
             "POST /v1/messages": lambda: {
                 "model": "chat",
                 "max_tokens": 16,

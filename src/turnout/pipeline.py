@@ -498,7 +498,7 @@ def _over_ceiling(route: Route, request: ChatRequest) -> bool:
 
 def _all_translated(route: Route, native: NativeRequest | None) -> bool:
     """Will every deployment get the request translated (none takes its native format)?"""
-    return native is None or not any(t.capabilities.native_wire == native.wire for t in route.targets)
+    return native is None or not any(t.capabilities.takes(native.wire) for t in route.targets)
 
 
 def _capped(route: Route, request: ChatRequest, body: dict[str, Any]) -> tuple[ChatRequest, dict[str, Any]]:
@@ -534,7 +534,7 @@ def check_capabilities(route: Route, request: ChatRequest, native: NativeRequest
     if (
         native is not None
         and native.requires
-        and not any(t.capabilities.native_wire == native.wire for t in route.targets)
+        and not any(t.capabilities.takes(native.wire) for t in route.targets)
     ):
         name = native.requires[0]
         raise UnsupportedFeature(

@@ -96,6 +96,9 @@ class ProviderKind:
     # The inbound wire format a deployment of this kind can take whole (Anthropic's /v1/messages
     # to an Anthropic deployment), if any.
     native_inbound: str | None = None
+    # Whether it serves OpenAI's legacy `POST /completions` (a prompt, not messages): a client's
+    # /v1/completions request is then passed on whole, rather than translated to chat.
+    legacy_completions: bool = False
 
 
 AZURE_DEFAULT_API_VERSION = "2024-10-21"  # the latest GA dated version; "v1" selects Azure's v1 API

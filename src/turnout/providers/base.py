@@ -38,6 +38,12 @@ class Capabilities:
     continuation: Literal["prefix", "continue_final_message", "instruction"] = "instruction"
     # The inbound wire format it can take whole (a NativeRequest of that format), if any.
     native_wire: str | None = None
+    # It also takes a legacy /v1/completions request whole (OpenAI's `POST /completions`).
+    legacy_completions: bool = False
+
+    def takes(self, wire: str) -> bool:
+        """Can it take a native request of `wire` whole?"""
+        return self.native_wire == wire or (wire == "completions" and self.legacy_completions)
 
     @property
     def full_chat(self) -> bool:

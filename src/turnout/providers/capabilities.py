@@ -23,6 +23,7 @@ def capabilities_for(settings: ProviderSettings) -> Capabilities:
         json_schema=kind.json_schema,
         continuation=kind.continuation,
         native_wire=_native_wire(settings),
+        legacy_completions=kind.legacy_completions,
     )
 
 

@@ -244,7 +244,7 @@ class Router:
         native, steering = call.native, call.steering
         if self.removed and t.provider in self.removed:
             return False  # taken out of service through the admin API
-        if native is not None and native.requires and t.capabilities.native_wire != native.wire:
+        if native is not None and native.requires and not t.capabilities.takes(native.wire):
             return False  # the request holds what only its own format can carry
         if steering.deployment is not None and steering.deployment not in (t.label, t.provider):
             return False

@@ -65,6 +65,7 @@ class GatewayApp:
         self.endpoints = e
         routes: dict[str, dict[str, Handler]] = {
             "/v1/chat/completions": {"POST": e.chat_completions},
+            "/v1/completions": {"POST": e.completions},
             "/v1/embeddings": {"POST": e.embeddings},
             "/v1/messages": {"POST": e.messages},
             "/v1/messages/count_tokens": {"POST": e.count_tokens},
@@ -77,6 +78,7 @@ class GatewayApp:
         # Clients configured with a base URL without /v1 reach the same endpoints.
         for path in (
             "/v1/chat/completions",
+            "/v1/completions",
             "/v1/embeddings",
             "/v1/models",
             "/v1/messages",

@@ -227,6 +227,14 @@ def compatible_paths() -> dict[str, Json]:
         "/v1/chat/completions": {
             "post": _compatible("Create a chat completion", "openai", body=chat, stream=True)
         },
+        "/v1/completions": {
+            "post": _compatible(
+                "Create a completion (the legacy API: a prompt)",
+                "openai",
+                body="OpenAI's legacy completions request and response",
+                stream=True,
+            )
+        },
         "/v1/embeddings": {
             "post": _compatible(
                 "Create embeddings", "openai", body="OpenAI's embeddings request and response"

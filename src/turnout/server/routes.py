@@ -9,6 +9,7 @@ import orjson
 
 from turnout.app import Services
 from turnout.domain.errors import ModelNotFound, TurnoutError
+from turnout.server.completions import CompletionsExchange
 from turnout.server.count_tokens import count_message_tokens
 from turnout.server.exchange import Exchange
 from turnout.server.messages import MessagesExchange
@@ -37,6 +38,10 @@ class Endpoints:
 
     async def responses(self, x: Exchange) -> None:
         inbound = ResponsesExchange(x, self.services.responses, self.services.keys)
+        await self.pipeline.chat_completion(inbound, inbound)
+
+    async def completions(self, x: Exchange) -> None:
+        inbound = CompletionsExchange(x)
         await self.pipeline.chat_completion(inbound, inbound)
 
     async def embeddings(self, x: Exchange) -> None:

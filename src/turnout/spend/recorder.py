@@ -40,6 +40,7 @@ class SpendRecorder:
         self._watch = Periodic(self._tend, WATCH_INTERVAL, "watching the ledger journal")
         self._store_failing = False
         self._tending = asyncio.Lock()  # one task at a time writes or stores held entries
+        self._moving = asyncio.Lock()  # one move at a time: two would insert and unlink a segment twice
         self._urgent: asyncio.Task[None] | None = None
         self.journal.on_hold = self._held
 
@@ -80,9 +81,11 @@ class SpendRecorder:
         return out
 
     async def flush(self) -> None:
-        """Seal the journal and move everything into the database (raises if that fails)."""
-        self.journal.seal()
-        self.moved += await self.journal.move(self.store.insert)
+        """Seal the journal and move everything into the database (raises if that fails). A flush
+        asked while the background move runs waits for it, then moves what is left."""
+        async with self._moving:
+            self.journal.seal()
+            self.moved += await self.journal.move(self.store.insert)
 
     async def _move(self) -> None:
         if not self.journal.pending and not self.journal.sealed():

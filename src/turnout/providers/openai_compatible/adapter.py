@@ -21,6 +21,7 @@ from turnout.providers.embeddings import float32_base64
 from turnout.providers.http.client import Endpoint, HttpClient
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.providers.link import LIST_TIMEOUTS, MAX_CACHED_ENDPOINTS, ProviderLink, request_headers
+from turnout.providers.openai_compatible import legacy as legacy_api
 from turnout.providers.openai_compatible import request as build
 from turnout.providers.openai_compatible import responses
 from turnout.providers.openai_compatible.errors import parse_error_body
@@ -76,7 +77,29 @@ class OpenAICompatibleAdapter:
             return None
         return request_json({**native.body, "model": call.model})
 
+    def _legacy(self, call: ChatCall, *, stream: bool) -> bytes | None:
+        """The client's own legacy Completions request for this deployment's model, if it came as
+        one and this provider serves that API (a stream asks for its usage, for the ledger)."""
+        native = call.native
+        if native is None or native.wire != "completions" or not self.capabilities.legacy_completions:
+            return None
+        body = {**native.body, "model": call.model}
+        if stream and self.settings.stream_usage:
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        return request_json(body)
+
     async def complete(self, call: ChatCall) -> ChatResult:
+        legacy = None if call.native is None else self._legacy(call, stream=False)
+        if legacy is not None:
+            response = await self._send("completions", call.model, legacy, call.timeouts)
+            data = await self.link.answer(response, MAX_RESPONSE_BYTES)
+            try:
+                usage = legacy_api.usage_of(data)
+            except DECODE_ERRORS:
+                raise UpstreamProtocolError(
+                    f"The provider '{self.name}' answered with something that is not a text completion."
+                ) from None
+            return ChatResult(usage, native=data)
         native = None if call.native is None else self._native(call)  # chat: one attribute read
         if native is not None:
             response = await self._send("responses", call.model, native, call.timeouts)
@@ -99,7 +122,20 @@ class OpenAICompatibleAdapter:
         usage = peek.usage.canonical(peek.service_tier) if peek.usage else None
         return ChatResult(usage, raw=data)
 
-    async def stream(self, call: ChatCall) -> OpenAIStream | responses.NativeResponsesStream:
+    async def stream(
+        self, call: ChatCall
+    ) -> OpenAIStream | responses.NativeResponsesStream | legacy_api.NativeLegacyStream:
+        legacy = None if call.native is None else self._legacy(call, stream=True)
+        if legacy is not None:
+            response = await self._send("completions", call.model, legacy, call.timeouts)
+            options = call.native.body.get("stream_options") if call.native is not None else None
+            wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+            return legacy_api.NativeLegacyStream(
+                self.link.event_stream(response),
+                provider=self.name,
+                model=call.model,
+                client_wants_usage=wants_usage,
+            )
         native = None if call.native is None else self._native(call)  # chat: one attribute read
         if native is not None:
             response = await self._send("responses", call.model, native, call.timeouts)

@@ -16,6 +16,7 @@ OPENAI_KINDS = (
         "openai",
         "OpenAI",
         "openai",
+        legacy_completions=True,  # POST /completions (the legacy API) is passed on whole
         default_base_url="https://api.openai.com/v1",
         base_url_env="OPENAI_BASE_URL",
         api_key_env="OPENAI_API_KEY",
@@ -26,6 +27,7 @@ OPENAI_KINDS = (
         "azure",
         "Azure OpenAI",
         "openai",
+        legacy_completions=True,  # POST /completions (the legacy API) is passed on whole
         base_url_env="AZURE_OPENAI_ENDPOINT",
         api_key_env="AZURE_OPENAI_API_KEY",
         auth="api-key",
@@ -86,6 +88,7 @@ OPENAI_KINDS = (
         "together",
         "Together AI",
         "openai",
+        legacy_completions=True,  # POST /completions (the legacy API) is passed on whole
         default_base_url="https://api.together.ai/v1",
         api_key_env="TOGETHER_API_KEY",
         renamed_params=renamed(max_completion_tokens="max_tokens"),
@@ -103,6 +106,7 @@ OPENAI_KINDS = (
         "openrouter",
         "OpenRouter",
         "openai",
+        legacy_completions=True,  # POST /completions (the legacy API) is passed on whole
         default_base_url="https://openrouter.ai/api/v1",
         api_key_env="OPENROUTER_API_KEY",
     ),
@@ -110,6 +114,7 @@ OPENAI_KINDS = (
         "vllm",
         "vLLM",
         "openai",
+        legacy_completions=True,  # POST /completions (the legacy API) is passed on whole
         base_url_env="VLLM_BASE_URL",
         api_key_env="VLLM_API_KEY",
         key_required=False,
@@ -119,6 +124,7 @@ OPENAI_KINDS = (
         "ollama",
         "Ollama",
         "openai",
+        legacy_completions=True,  # POST /completions (the legacy API) is passed on whole
         default_base_url="http://127.0.0.1:11434/v1",
         base_url_env="OLLAMA_BASE_URL",
         key_required=False,
@@ -131,6 +137,7 @@ OPENAI_KINDS = (
         "llamacpp",
         "llama.cpp server",
         "openai",
+        legacy_completions=True,  # POST /completions (the legacy API) is passed on whole
         default_base_url="http://127.0.0.1:8080/v1",
         base_url_env="LLAMACPP_BASE_URL",
         api_key_env="LLAMACPP_API_KEY",
@@ -141,6 +148,7 @@ OPENAI_KINDS = (
         "openai_compatible",
         "any OpenAI-compatible server",
         "openai",
+        legacy_completions=True,  # POST /completions (the legacy API) is passed on whole
         key_required=False,
     ),
 )
