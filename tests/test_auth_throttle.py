@@ -180,7 +180,11 @@ def test_the_limit_can_be_turned_off(
     [
         ({"server": {"trusted_proxies": ["10.0.0.1/8"]}}, "server.trusted_proxies[0]", "host bits set"),
         ({"server": {"trusted_proxies": ["lb.internal"]}}, "server.trusted_proxies[0]", "CIDR"),
-        ({"server": {"forwarded_header": "x-real-ip"}}, "server.forwarded_header", "invalid enum"),
+        (
+            {"server": {"forwarded_header": "x-real-ip"}},
+            "server.forwarded_header",
+            "unknown choice 'x-real-ip' (one of: x-forwarded-for, forwarded)",
+        ),
         ({"auth": {"failed_attempts": {"limit": -1}}}, "auth.failed_attempts.limit", "0 (no limit) or more"),
         ({"auth": {"failed_attempts": {"window": "0s"}}}, "auth.failed_attempts.window", "positive"),
         ({"auth": {"failed_attempts": {"windw": "1m"}}}, "auth.failed_attempts.windw", "did you mean"),
