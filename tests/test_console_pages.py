@@ -104,6 +104,7 @@ def test_a_budget_set_in_the_console_shows_its_use_and_soft_limit_then_refuses(g
     assert answer.status_code == 303 and answer.headers["location"] == "/ui/budgets"
     row = budget_row(client.get("/ui/budgets").text, key["id"])
     assert 'data-used-percent="0"' in row and 'x1="50"' in row  # empty bar, soft limit half way
+    assert f"${limit}" in row and f"${soft}" in row  # amounts below a cent, to the micro-dollar
     assert "soft limit reached" not in row
 
     assert ask(gateway, key["key"]) == "ok"
