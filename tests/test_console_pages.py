@@ -21,7 +21,7 @@ DOC: dict[str, Any] = {
     "providers": {"fake": {"type": "fake"}, "spare": {"type": "fake"}},
     "models": {**paid_models(), "chat": {"provider": "fake", "model": "m"}},
     "governance": {"piecewise_revocations": 100_000},
-    "request_logs": {"log_by_default": True},
+    "request_logs": {"log_by_default": True, "max_entry_bytes": 1024},
     "auth": {"failed_attempts": {"limit": 0}},
 }
 
@@ -187,6 +187,9 @@ def test_the_request_log_is_searched_paged_and_an_entry_shows_its_request_escape
         )
         == 0
     )
+    before = client.get("/ui/request-logs", params={"key_id": key["id"], "until": "2000-01-01"})
+    since = client.get("/ui/request-logs", params={"key_id": key["id"], "since": "2000-01-01T00:00"})
+    assert before.text.count("data-request-id") == 0 and since.text.count("data-request-id") == 50
     entry = client.get(f"/ui/request-logs/{ids[0]}")
     assert entry.status_code == 200
     assert "&lt;b&gt;needle-7c1&lt;/b&gt;" in entry.text and marker not in entry.text  # escaped
@@ -195,6 +198,20 @@ def test_the_request_log_is_searched_paged_and_an_entry_shows_its_request_escape
     assert bad.status_code == 400 and "'status' must be" in unescape(bad.text)
     assert client.get("/ui/request-logs", params={"since": "last week"}).status_code == 400
     assert client.get("/ui/request-logs/req_nope").status_code == 404
+
+
+def test_an_entry_cut_to_the_log_s_size_is_shown_as_the_text_kept(gateway: Gateway) -> None:
+    key = admin(gateway, "POST", "/admin/keys", name="long-winded")
+    chat(gateway, key["key"], "<i>cut-here</i> " + "word " * 600)
+    client, _ = signed_in(gateway, MASTER_KEY)
+    listed = client.get("/ui/request-logs", params={"key_id": key["id"]})
+    found = re.search(r'data-request-id="([^"]+)"', listed.text)
+    assert found is not None
+    entry = client.get(f"/ui/request-logs/{found.group(1)}")
+    assert entry.status_code == 200 and "longer than the log keeps" in entry.text
+    shown = unescape(re.search(r'id="entry-request">(.*?)</pre>', entry.text, re.DOTALL).group(1))  # type: ignore[union-attr]
+    assert shown.startswith('{"') and "truncated by turnout" in shown  # the text kept, not re-quoted
+    assert "&lt;i&gt;cut-here&lt;/i&gt;" in entry.text and "<i>cut-here" not in entry.text
 
 
 def test_a_team_admin_reads_only_their_team_s_request_log_even_by_url(gateway: Gateway) -> None:
