@@ -117,6 +117,11 @@ def test_a_budget_set_in_the_console_shows_its_use_and_soft_limit_then_refuses(g
 
     listed = admin(gateway, "GET", f"/admin/budgets?scope=key&subject_id={key['id']}")["data"]
     assert [b["limit_micros"] for b in listed] == [2 * PER_REQUEST]  # the API sees the same budget
+    key_page = client.get(f"/ui/keys/{key['id']}").text
+    link = re.search(r'id="key-budgets" href="([^"]+)"', key_page)
+    assert link is not None
+    own = client.get(link.group(1).replace("&amp;", "&")).text  # the key's budgets only
+    assert re.findall(r'data-budget-id="([^"]+)"', own) == [listed[0]["id"]]
     delete = client.post(f"/ui/budgets/{listed[0]['id']}/delete", data={"csrf": token})
     assert delete.status_code == 303
     assert key["id"] not in client.get("/ui/budgets").text
@@ -149,6 +154,8 @@ def test_a_team_admin_sees_and_sets_only_their_team_s_budgets(gateway: Gateway) 
     client, token = signed_in(gateway, blue_admin)
     page = client.get("/ui/budgets").text
     assert red_key not in page and red not in page and red_budget not in page
+    by_url = client.get("/ui/budgets", params={"scope": "key", "subject": red_key})
+    assert by_url.status_code == 200 and red_budget not in by_url.text
     assert client.post(f"/ui/budgets/{red_budget}/delete", data={"csrf": token}).status_code == 404
     setting = {"scope": "key", "subject": red_key, "limit": "99.00", "csrf": token}
     assert client.post("/ui/budgets", data=setting).status_code == 404

@@ -58,8 +58,12 @@ class BudgetPages:
         scope = request.text("scope")
         if scope is not None and scope not in SCOPES:
             raise InvalidRequest("'scope' must be key, team or user.", param="scope")
+        subject = request.text("subject", 320)
+        if subject is not None and scope is None:
+            raise InvalidRequest("Name the scope (key, team or user) of the subject.", param="scope")
+        subject_id = None if subject is None or scope is None else await self._subject(scope, subject)
         budgets, page = await self.s.budget_service.list(
-            visit.caller, scope, None, Paging(PAGE_SIZE, request.text("after", 1000))
+            visit.caller, scope, subject_id, Paging(PAGE_SIZE, request.text("after", 1000))
         )
         return self.r.page(
             "budgets.html",
@@ -68,6 +72,7 @@ class BudgetPages:
             budgets=[shown(b) for b in budgets],
             next_cursor=page.next_cursor,
             scope=scope or "",
+            subject=subject or "",
             scopes=SCOPES,
             periods=PERIODS,
         )
