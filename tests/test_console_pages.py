@@ -105,6 +105,7 @@ def test_a_budget_set_in_the_console_shows_its_use_and_soft_limit_then_refuses(g
     row = budget_row(client.get("/ui/budgets").text, key["id"])
     assert 'data-used-percent="0"' in row and 'x1="50"' in row  # empty bar, soft limit half way
     assert f"${limit}" in row and f"${soft}" in row  # amounts below a cent, to the micro-dollar
+    assert "<strong>budgeted</strong>" in row  # the key by its name as well as its id
     assert "soft limit reached" not in row
 
     assert ask(gateway, key["key"]) == "ok"
@@ -154,6 +155,7 @@ def test_a_team_admin_sees_and_sets_only_their_team_s_budgets(gateway: Gateway) 
     client, token = signed_in(gateway, blue_admin)
     page = client.get("/ui/budgets").text
     assert red_key not in page and red not in page and red_budget not in page
+    assert "red-budgets" not in page and "red-budgeted" not in page  # nor their names
     by_url = client.get("/ui/budgets", params={"scope": "key", "subject": red_key})
     assert by_url.status_code == 200 and red_budget not in by_url.text
     assert client.post(f"/ui/budgets/{red_budget}/delete", data={"csrf": token}).status_code == 404

@@ -65,8 +65,12 @@ class BudgetPages:
         budgets, page = await self.s.budget_service.list(
             visit.caller, scope, subject_id, Paging(PAGE_SIZE, request.text("after", 1000))
         )
+        wanted: dict[str, set[str]] = {}
+        for budget in budgets:
+            wanted.setdefault(budget["scope"], set()).add(budget["subject_id"])
         return self.r.page(
             "budgets.html",
+            labels=await self.names.labels(wanted),
             caller=visit.caller,
             csrf=visit.csrf,
             budgets=[shown(b) for b in budgets],
