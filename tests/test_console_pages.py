@@ -113,7 +113,7 @@ def test_a_budget_set_in_the_console_shows_its_use_and_soft_limit_then_refuses(g
     assert 'data-used-percent="50"' in row and 'width="50"' in row and "soft limit reached" in row
     assert ask(gateway, key["key"]) == "ok"
     row = budget_row(client.get("/ui/budgets").text, key["id"])
-    assert 'data-used-percent="100"' in row and "limit reached" in row
+    assert 'data-used-percent="100"' in row and 'class="error">limit reached' in row
     assert ask(gateway, key["key"]) == "insufficient_quota"  # the budget the console set is enforced
 
     listed = admin(gateway, "GET", f"/admin/budgets?scope=key&subject_id={key['id']}")["data"]

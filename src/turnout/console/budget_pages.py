@@ -37,6 +37,8 @@ def shown(budget: dict[str, Any]) -> dict[str, Any]:
         "used_micros": used,
         "used_percent": _percent(used, limit),
         "soft_percent": None if soft is None else _percent(int(soft), limit),
+        # spent to the limit: the next request that costs anything is refused
+        "at_limit": bool(budget["hard_limit_reached"]) or used >= limit,
     }
 
 
