@@ -10,6 +10,7 @@ install it: no package index reachable, or not root)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import openai
 import pytest
 
 from support.gateway import MASTER_KEY, Gateway, settings_for
+from support.paid_model import PER_REQUEST, ask, paid_models
 
 CHROMIUM = shutil.which("chromium")
 if CHROMIUM is None:  # pragma: no cover - only where apt could not install it
@@ -33,9 +35,10 @@ from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, sync_play
 
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "console"
 DOC: dict[str, Any] = {
-    "providers": {"fake": {"type": "fake"}},
-    "models": {"chat": {"provider": "fake", "model": "fake-chat"}},
+    "providers": {"fake": {"type": "fake"}, "spare": {"type": "fake"}},
+    "models": {"chat": {"provider": "fake", "model": "fake-chat"}, **paid_models()},
     "governance": {"piecewise_revocations": 100_000},
+    "request_logs": {"log_by_default": True},
 }
 XSS = "<script>window.__xss = 1; alert('xss')</script><img src=x onerror=\"alert('img')\">"
 
@@ -242,6 +245,8 @@ def test_every_page_loads_without_a_console_error(browser: Browser, gateway: Gat
         ("/audit", None),
         ("/approvals?status=all", None),
         ("/providers", "providers"),
+        ("/budgets", None),
+        ("/request-logs", None),
     ):
         assert w.goto(path) == 200, path
         assert w.page.locator("h1").count() == 1
@@ -251,3 +256,148 @@ def test_every_page_loads_without_a_console_error(browser: Browser, gateway: Gat
     w.page.wait_for_url(re.compile(r".*/ui/login$"))
     assert w.goto("/keys") == 200 and w.page.url.endswith("/ui/login?next=/ui/keys")  # signed out
     w.close()
+
+
+def second_admin(gateway: Gateway) -> str:
+    """A key of the organisation's second admin (a person besides the master key's)."""
+    users = master(gateway, "GET", "/admin/users?limit=1000")["data"]
+    person = next((u for u in users if u["email"] == "second@example.com"), None)
+    if person is None:
+        person = master(gateway, "POST", "/admin/users", email="second@example.com", role="admin")
+    return str(
+        master(gateway, "POST", "/admin/keys", name="second-admin", role="admin", user_id=person["id"])["key"]
+    )
+
+
+def test_set_a_budget_see_its_bar_fill_and_then_the_429(browser: Browser, gateway: Gateway) -> None:
+    key = master(gateway, "POST", "/admin/keys", name="bar-watched")
+    w = Watched(browser, gateway)
+    w.sign_in(MASTER_KEY)
+    w.page.click("nav a[href$='/budgets']")
+    w.page.wait_for_url(re.compile(r".*/ui/budgets$"))
+    w.page.select_option("#scope", "key")
+    w.page.fill("#subject", key["id"])
+    w.page.fill("#limit", str(2 * PER_REQUEST / 1_000_000))
+    w.page.fill("#soft_limit", str(PER_REQUEST / 1_000_000))
+    w.page.click("form.panel button[type=submit]")
+    w.page.wait_for_url(re.compile(r".*/ui/budgets$"))
+    bar = w.page.locator(f"tr:has-text('{key['id']}') svg.bar")
+    assert bar.get_attribute("data-used-percent") == "0"
+    assert bar.locator("line.soft-marker").get_attribute("x1") == "50"
+    assert ask(gateway, key["key"]) == "ok"
+    w.page.reload()
+    assert bar.get_attribute("data-used-percent") == "50"
+    assert "soft limit reached" in w.page.locator(f"tr:has-text('{key['id']}')").inner_text()
+    assert bar.locator("rect.used").bounding_box()["width"] > 0  # type: ignore[index]
+    w.shot("budgets")
+    assert ask(gateway, key["key"]) == "ok"
+    assert ask(gateway, key["key"]) == "insufficient_quota"  # the 429 of a spent budget
+    w.page.reload()
+    assert bar.get_attribute("data-used-percent") == "100"
+    w.page.locator(f"tr:has-text('{key['id']}')").locator("button", has_text="Remove").click()
+    w.page.wait_for_url(re.compile(r".*/ui/budgets$"))
+    assert key["id"] not in w.page.inner_text("#budget-list")
+    assert ask(gateway, key["key"]) == "ok"  # no budget: served again
+    w.close()
+
+
+def test_search_the_request_log_and_open_an_entry(browser: Browser, gateway: Gateway) -> None:
+    key = master(gateway, "POST", "/admin/keys", name="log-searched")
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=key["key"], max_retries=0)
+    try:
+        for text in ("about the weather", XSS, "about the tides"):
+            client.chat.completions.create(model="chat", messages=[{"role": "user", "content": text}])
+    finally:
+        client.close()
+    w = Watched(browser, gateway)
+    w.sign_in(MASTER_KEY)
+    w.page.click("nav a[href$='/request-logs']")
+    w.page.wait_for_url(re.compile(r".*/ui/request-logs$"))
+    w.page.fill("#filter-key_id", key["id"])
+    w.page.fill("#filter-q", "window.__xss")
+    w.page.click("form.filters button[type=submit]")
+    w.page.wait_for_url(re.compile(r".*q=window.__xss.*"))
+    rows = w.page.locator("#request-log tbody tr[data-request-id]")
+    assert rows.count() == 1
+    w.shot("request-logs")
+    rows.first.locator("a").click()
+    w.page.wait_for_selector("#entry-request")
+    assert json.dumps(XSS) in w.page.inner_text("#entry-request")  # the request, as JSON text
+    assert '"content": "' in w.page.inner_text("#entry-response")
+    assert w.page.evaluate("() => window.__xss") is None and w.dialogs == []
+    w.shot("request-log")
+    w.close()
+
+
+def test_change_and_rotate_a_key_on_its_page(browser: Browser, gateway: Gateway) -> None:
+    key = master(gateway, "POST", "/admin/keys", name="to-rotate")
+    w = Watched(browser, gateway)
+    w.sign_in(MASTER_KEY)
+    w.page.fill("#q", "to-rotate")
+    w.page.wait_for_url(re.compile(r".*q=to-rotate"))
+    w.page.click("#key-list a:has-text('to-rotate')")
+    w.page.wait_for_selector("#key-change")
+    w.page.fill("#name", "rotated-one")
+    w.page.fill("#models", "chat")
+    w.page.fill("#max_budget", "7.25")
+    w.page.click("#key-change button[type=submit]")
+    w.page.wait_for_selector("h1:has-text('rotated-one')")
+    assert w.page.inner_text("#key-models") == "chat" and "$7.25" in w.page.inner_text("#key-budget")
+    w.shot("key")
+    w.page.fill("#grace", "0s")
+    w.page.click("#key-rotate button[type=submit]")
+    w.page.wait_for_selector("#new-key")
+    assert w.dialogs == ["Rotate the key rotated-one?"]
+    new = w.page.input_value("#new-key")
+    assert new.startswith("sk-") and new != key["key"]
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=new, max_retries=0)
+    try:
+        assert client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(openai.NotFoundError):  # the models it may use were kept
+            client.chat.completions.create(model="paid", messages=[{"role": "user", "content": "hi"}])
+    finally:
+        client.close()
+    old = openai.OpenAI(base_url=gateway.base_url, api_key=key["key"], max_retries=0)
+    try:
+        with pytest.raises(openai.AuthenticationError):
+            old.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}])
+    finally:
+        old.close()
+    w.close()
+
+
+def test_propose_a_provider_removal_and_approve_it_as_a_second_admin(
+    browser: Browser, gateway: Gateway
+) -> None:
+    second = second_admin(gateway)
+    proposer = Watched(browser, gateway)
+    proposer.sign_in(MASTER_KEY)
+    proposer.goto("/providers")
+    proposer.page.locator("tr[data-provider='spare'] button", has_text="Take out of service").click()
+    proposer.page.wait_for_url(re.compile(r".*/ui/approvals/.+"))
+    assert proposer.dialogs == ["Take spare out of service on every instance?"]
+    assert proposer.page.inner_text("#status") == "pending"
+    action = proposer.page.url.rsplit("/", 1)[1]
+    proposer.goto("/providers")
+    assert proposer.page.inner_text("tr[data-provider='spare'] td.in-service") == "yes"  # not before approval
+
+    approver = Watched(browser, gateway)
+    approver.sign_in(second)
+    approver.goto("/approvals")
+    approver.page.click(f"a[href$='/approvals/{action}']")
+    approver.page.wait_for_selector("#status")
+    assert "remove_provider" in approver.page.inner_text("main") or "spare" in approver.page.inner_text(
+        "main"
+    )
+    approver.page.click("form[action$='/approve'] button")
+    approver.page.wait_for_selector("#status")
+    assert approver.page.inner_text("#status") in ("approving", "approved")
+    approver.close()
+
+    proposer.goto("/providers")
+    assert proposer.page.inner_text("tr[data-provider='spare'] td.in-service") == "no"
+    proposer.shot("provider-removed")
+    proposer.page.locator("tr[data-provider='spare'] button", has_text="Restore").click()
+    proposer.page.wait_for_url(re.compile(r".*/ui/providers$"))
+    assert proposer.page.inner_text("tr[data-provider='spare'] td.in-service") == "yes"
+    proposer.close()

@@ -34,6 +34,9 @@ EXPECTED: dict[str, str] = {
     "GET /ui/keys": "303 303 200 200 200 200 200",
     "POST /ui/keys": "403 403 200 403 200 200 200",
     "POST /ui/keys/{key_id}/revoke": "403 403 303 404 303 303 303",
+    "GET /ui/keys/{key_id}": "303 303 200 404 200 200 200",
+    "POST /ui/keys/{key_id}": "403 403 303 404 303 303 303",
+    "POST /ui/keys/{key_id}/rotate": "403 403 200 404 200 200 200",
     "GET /ui/teams": "303 303 200 200 200 200 200",
     "POST /ui/teams": "403 403 403 403 303 303 303",
     "GET /ui/teams/{team_id}": "303 303 200 404 200 200 200",
@@ -47,6 +50,15 @@ EXPECTED: dict[str, str] = {
     "POST /ui/approvals/{action_id}/approve": "403 403 303 404 303 303 403",
     "POST /ui/approvals/{action_id}/reject": "403 403 303 404 303 303 303",
     "GET /ui/providers": "303 303 403 403 200 200 200",
+    # under the two-person rule a removal is proposed: the pending action's page
+    "POST /ui/providers/{provider}/remove": "403 403 403 403 303 303 303",
+    "POST /ui/providers/{provider}/restore": "403 403 403 403 303 303 303",
+    "GET /ui/budgets": "303 303 200 200 200 200 200",
+    "POST /ui/budgets": "403 403 303 404 303 303 303",
+    # the budget was set by the organisation: a team's admin cannot remove it from below
+    "POST /ui/budgets/{budget_id}/delete": "403 403 403 404 303 303 303",
+    "GET /ui/request-logs": "303 303 200 200 200 200 200",
+    "GET /ui/request-logs/{request_id}": "303 303 200 404 200 200 200",
 }
 
 
@@ -57,6 +69,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         "models": {"chat": {"provider": "fake", "model": "m"}},
         "governance": {"piecewise_revocations": 100_000},
         "auth": {"failed_attempts": {"limit": 0}},
+        "request_logs": {"log_by_default": True},
     }
     gateway = Gateway(settings_for(doc, Path(tmp_path_factory.mktemp("console-matrix")))).start()
     yield gateway
@@ -117,12 +130,33 @@ class World:
         assert pending["object"] == "pending_action", pending
         return str(pending["id"])
 
+    def red_key(self) -> str:
+        return str(self.ok("POST", "/admin/keys", name=self.name(), team_id=self.red)["id"])
+
+    def budget(self) -> str:
+        made = self.ok("POST", "/admin/budgets", scope="key", subject_id=self.red_key(), limit="10.00")
+        return str(made["id"])
+
+    def logged_request(self) -> str:
+        """A request of a red key's, in the request log."""
+        key = self.ok("POST", "/admin/keys", name=self.name(), team_id=self.red)["key"]
+        answer = self.http.post(
+            "/v1/chat/completions",
+            headers={"authorization": f"Bearer {key}"},
+            json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert answer.status_code == 200, answer.text
+        return str(self.ok("GET", "/admin/request-logs?limit=1")["data"][0]["request_id"])
+
     def path(self, pattern: str) -> str:
         fill: dict[str, Callable[[], str]] = {
             "{team_id}": lambda: self.red,
-            "{key_id}": lambda: str(self.ok("POST", "/admin/keys", name=self.name(), team_id=self.red)["id"]),
+            "{key_id}": self.red_key,
             "{action_id}": self.action,
             "{name}": lambda: "htmx.min.js",
+            "{budget_id}": self.budget,
+            "{request_id}": self.logged_request,
+            "{provider}": lambda: "fake",
         }
         for placeholder, make in fill.items():
             if placeholder in pattern:
@@ -136,6 +170,8 @@ class World:
             "POST /ui/teams": lambda: {"name": self.name()},
             "POST /ui/teams/{team_id}/members": lambda: {"user": self.user(), "role": "member"},
             "POST /ui/users": lambda: {"email": f"{self.name()}@example.com"},
+            "POST /ui/keys/{key_id}": lambda: {"name": self.name(), "max_budget": "5.00"},
+            "POST /ui/budgets": lambda: {"scope": "key", "subject": self.red_key(), "limit": "10.00"},
         }
         make = forms.get(route)
         return {} if make is None else make()

@@ -19,8 +19,11 @@ from importlib import resources
 from urllib.parse import quote, unquote, urlsplit
 
 from turnout.app import Services
+from turnout.console.budget_pages import BudgetPages
+from turnout.console.key_pages import KeyPages
 from turnout.console.pages import Pages, Visit
 from turnout.console.rendering import Renderer
+from turnout.console.request_log_pages import RequestLogPages
 from turnout.console.sessions import Sessions
 from turnout.console.signing_in import FailureGuard, SigningIn
 from turnout.console.web import ClientLeft, Receive, Request, Response, Scope, Send, cookie, redirect
@@ -73,10 +76,29 @@ class ConsoleApp:
             if f.is_file() and any(f.name.endswith(s) for s in STATIC_TYPES)
         }
         pages = Pages(services, self.renderer, deployments)
+        key_pages = KeyPages(services, self.renderer)
+        budget_pages = BudgetPages(services, self.renderer)
+        request_logs = RequestLogPages(services, self.renderer)
         self.routes = [
             ConsoleRoute("GET", "/keys", pages.keys, "Keys: paged, searchable; the form to issue one"),
             ConsoleRoute("POST", "/keys", pages.create_key, "Issue a key (shown once)"),
             ConsoleRoute("POST", "/keys/{key_id}/revoke", pages.revoke_key, "Revoke a key"),
+            ConsoleRoute("GET", "/keys/{key_id}", key_pages.key, "A key; the forms to change and rotate it"),
+            ConsoleRoute(
+                "POST", "/keys/{key_id}", key_pages.update_key, "Change a key's name, models, expiry, budget"
+            ),
+            ConsoleRoute(
+                "POST", "/keys/{key_id}/rotate", key_pages.rotate_key, "Rotate a key (the new one shown once)"
+            ),
+            ConsoleRoute("GET", "/budgets", budget_pages.budgets, "Budgets with their current window's use"),
+            ConsoleRoute("POST", "/budgets", budget_pages.set_budget, "Set (or change) a budget"),
+            ConsoleRoute(
+                "POST", "/budgets/{budget_id}/delete", budget_pages.delete_budget, "Remove a budget"
+            ),
+            ConsoleRoute("GET", "/request-logs", request_logs.entries, "The request log, searched and paged"),
+            ConsoleRoute(
+                "GET", "/request-logs/{request_id}", request_logs.entry, "A logged request and its answer"
+            ),
             ConsoleRoute("GET", "/teams", pages.teams, "Teams; the form to create one"),
             ConsoleRoute("POST", "/teams", pages.create_team, "Create a team"),
             ConsoleRoute("GET", "/teams/{team_id}", pages.team, "A team and its members"),
@@ -93,6 +115,15 @@ class ConsoleApp:
             ConsoleRoute("POST", "/approvals/{action_id}/approve", pages.approve, "Approve a pending action"),
             ConsoleRoute("POST", "/approvals/{action_id}/reject", pages.reject, "Reject a pending action"),
             ConsoleRoute("GET", "/providers", pages.providers, "Providers and deployments, as they are now"),
+            ConsoleRoute(
+                "POST",
+                "/providers/{provider}/remove",
+                pages.remove_provider,
+                "Take a provider out of service",
+            ),
+            ConsoleRoute(
+                "POST", "/providers/{provider}/restore", pages.restore_provider, "Restore a provider"
+            ),
         ]
 
     def route_table(self) -> list[tuple[str, str]]:

@@ -42,7 +42,7 @@ def _role(value: str | None) -> Role:
     return cast("Role", value)
 
 
-def _when(value: str | None, name: str) -> datetime | None:
+def when(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
     try:
@@ -174,8 +174,8 @@ class Pages:
             target_type=filters["target_type"],
             target_id=filters["target_id"],
             team_id=filters["team_id"],
-            since=_when(since, "since"),
-            until=_when(until, "until"),
+            since=when(since, "since"),
+            until=when(until, "until"),
             limit=PAGE_SIZE,
             after=request.text("after", 1000),
         )
@@ -228,3 +228,13 @@ class Pages:
     async def providers(self, request: Request, visit: Visit) -> Response:
         providers = await self.s.provider_control.list(visit.caller)  # the organisation's admins only
         return self.page("providers.html", visit, providers=providers, deployments=self.deployments())
+
+    async def remove_provider(self, request: Request, visit: Visit, name: str) -> Response:
+        """Out of service: proposed for a second admin under the two-person rule (the pending
+        action's page is shown), at once without it."""
+        result = await self.s.provider_control.remove(visit.caller, name, visit.request_id)
+        return self._after_change(result, "/providers")
+
+    async def restore_provider(self, request: Request, visit: Visit, name: str) -> Response:
+        await self.s.provider_control.restore(visit.caller, name, visit.request_id)
+        return redirect(self.r.root + "/providers")

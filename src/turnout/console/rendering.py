@@ -19,7 +19,14 @@ def _time(value: float | None) -> str:
 
 
 def _usd(micros: int | None) -> str:
-    return "—" if micros is None else f"${micros / 1_000_000:,.2f}"
+    """Dollars and cents; an amount finer than a cent to the micro-dollar ($0.004, not $0.00)."""
+    if micros is None:
+        return "—"
+    sign, amount = "-" if micros < 0 else "", abs(micros)
+    if amount % 10_000 == 0:
+        return f"{sign}${amount / 1_000_000:,.2f}"
+    whole, part = divmod(amount, 1_000_000)
+    return f"{sign}${whole:,}.{f'{part:06d}'.rstrip('0')}"
 
 
 def _json(value: Any) -> str:

@@ -12,9 +12,10 @@ from typing import Any
 import msgspec
 import orjson
 
+from turnout.domain.amounts import MAX_USD as MAX_USD
+from turnout.domain.amounts import usd as usd
 from turnout.domain.errors import InvalidRequest
 from turnout.domain.json_body import METADATA, FreeForm, check_free_form, decode
-from turnout.domain.pricing import Micros, decimal_price
 from turnout.server.exchange import Exchange
 
 
@@ -43,23 +44,3 @@ def decode_body(raw: bytes, kind: type[msgspec.Struct]) -> Any:
         if isinstance(value, dict):
             check_free_form(value, name, bounds)
     return body
-
-
-MAX_USD = 10**12  # a trillion dollars: more is a typo, and would not fit the ledger's integers
-
-
-def usd(value: str, param: str, *, zero: bool = False) -> Micros:
-    """An amount of USD as written ("25.00") in micro-dollars; more than 0 unless `zero`."""
-    try:
-        amount = decimal_price(value) * 1_000_000
-    except ValueError:
-        raise InvalidRequest(
-            f"'{param}' must be an amount of USD such as \"25.00\" (at most {MAX_USD}).", param=param
-        ) from None
-    if amount > MAX_USD * 1_000_000:
-        raise InvalidRequest(f"'{param}' must be at most {MAX_USD} USD.", param=param)
-    if amount != amount.to_integral_value():
-        raise InvalidRequest(f"'{param}' has more than six decimals (a micro-dollar).", param=param)
-    if amount < 0 or (amount == 0 and not zero):
-        raise InvalidRequest(f"'{param}' must be more than 0 USD.", param=param)
-    return int(amount)

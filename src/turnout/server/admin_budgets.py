@@ -9,7 +9,6 @@ import msgspec
 import orjson
 
 from turnout.domain.errors import InvalidRequest
-from turnout.domain.periods import time_zone
 from turnout.domain.principal import Principal
 from turnout.server.admin_body import decode_body, usd
 from turnout.server.admin_query import paging, query_params, send_page
@@ -40,14 +39,8 @@ class AdminBudgets:
 
     async def create(self, x: Exchange, caller: Principal) -> None:
         body: NewBudget = decode_body(await x.body(), NewBudget)
-        try:
-            time_zone(body.timezone)
-        except ValueError as error:
-            raise InvalidRequest(str(error) + ".", param="timezone") from None
         limit = usd(body.limit, "limit")
         soft = None if body.soft_limit is None else usd(body.soft_limit, "soft_limit")
-        if soft is not None and soft > limit:
-            raise InvalidRequest("'soft_limit' cannot be above 'limit'.", param="soft_limit")
         budget = await self.service.set(
             caller,
             body.scope,

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from turnout.domain.errors import PermissionDenied, ResourceNotFound
+from turnout.domain.errors import InvalidRequest, PermissionDenied, ResourceNotFound
 from turnout.domain.key_policy import (
     budget_level,
     check_budget_level,
@@ -25,7 +25,7 @@ from turnout.domain.key_policy import (
     may_read,
     require_organisation_admin,
 )
-from turnout.domain.periods import Period
+from turnout.domain.periods import Period, time_zone
 from turnout.domain.pricing import Micros
 from turnout.domain.principal import Principal
 from turnout.governance.audit import AuditLog
@@ -168,6 +168,12 @@ class BudgetService:
         soft_limit: Micros | None,
         request_id: str | None,
     ) -> dict[str, Any]:
+        try:
+            time_zone(timezone)
+        except ValueError as error:
+            raise InvalidRequest(str(error) + ".", param="timezone") from None
+        if soft_limit is not None and soft_limit > limit:
+            raise InvalidRequest("'soft_limit' cannot be above 'limit'.", param="soft_limit")
         exists, team = await self._team_of(scope, subject_id)
         if not exists or not may_read(actor, team):
             raise ResourceNotFound(f"No {scope} with id '{subject_id}'.", param="subject_id")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from turnout.storage.database import Database
-from turnout.storage.tables import teams, users
+from turnout.storage.tables import api_keys, teams, users
 
 
 class Names:
@@ -33,3 +33,20 @@ class Names:
         async with self.database.engine.connect() as conn:
             found = (await conn.execute(query)).scalar()
         return ref if found is None else str(found)
+
+    async def labels(self, ids: dict[str, set[str]]) -> dict[str, str]:
+        """What people call keys, teams and users (`ids` by "key", "team", "user"): a key's and a
+        team's name, a user's email, by id; one query for each kind asked about. For showing
+        things the caller may already see: it checks no authority of its own."""
+        columns = {"key": (api_keys.c.id, api_keys.c.name), "team": (teams.c.id, teams.c.name)}
+        columns["user"] = (users.c.id, users.c.email)
+        found: dict[str, str] = {}
+        async with self.database.engine.connect() as conn:
+            for kind, wanted in ids.items():
+                if wanted and kind in columns:
+                    id_column, label = columns[kind]
+                    rows = await conn.execute(
+                        sa.select(id_column, label).where(id_column.in_(sorted(wanted)))
+                    )
+                    found.update({str(r[0]): str(r[1]) for r in rows if r[1] is not None})
+        return found
