@@ -25,33 +25,44 @@ from turnout.storage.paging import Page
 from turnout.teams.names import Names
 
 DEFAULT_SPAN = dt.timedelta(days=30)
-MAX_SPAN = dt.timedelta(days=366)
+MAX_DAYS = dt.timedelta(days=3660)  # a daily series covers at most ten years
 MAX_HOURS = 24 * 31  # an hourly series covers at most a month
 PARAMETERS = ("since", "until", "group_by", "interval", "limit", "after", *DIMENSIONS)
 UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
 
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
+
+
 def parse_time(query: dict[str, str], name: str, now: dt.datetime) -> dt.datetime | None:
     """An ISO 8601 date or time (UTC unless it says otherwise), unix seconds, or a span back from
-    now (7d, 24h, 30m)."""
+    now (7d, 24h, 30m), between 1970 and 2200."""
     raw = query.get(name)
     if raw is None:
         return None
+    problem = (
+        f"'{name}' must be an ISO 8601 date or time, unix seconds, or a span back from now "
+        "such as 7d, 24h or 30m, between 1970 and 2200."
+    )
+    when: dt.datetime | None = None
     if raw[-1:] in UNITS and raw[:-1].isascii() and raw[:-1].isdigit() and len(raw) <= 8:
-        return now - dt.timedelta(**{UNITS[raw[-1]]: int(raw[:-1])})
-    try:
-        return dt.datetime.fromtimestamp(float(raw), dt.UTC)
-    except (ValueError, OverflowError, OSError):
-        pass
-    try:
-        parsed = dt.datetime.fromisoformat(raw)
-    except ValueError:
-        raise InvalidRequest(
-            f"'{name}' must be an ISO 8601 date or time, unix seconds, or a span back from now "
-            "such as 7d, 24h or 30m.",
-            param=name,
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+        try:
+            when = now - dt.timedelta(**{UNITS[raw[-1]]: int(raw[:-1])})
+        except OverflowError:
+            raise InvalidRequest(problem, param=name) from None
+    else:
+        try:
+            when = dt.datetime.fromtimestamp(float(raw), dt.UTC)
+        except (ValueError, OverflowError, OSError):
+            try:
+                parsed = dt.datetime.fromisoformat(raw)
+            except ValueError:
+                raise InvalidRequest(problem, param=name) from None
+            when = parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    if not EARLIEST <= when <= LATEST:
+        raise InvalidRequest(problem, param=name)
+    return when
 
 
 def _group_by(raw: str | None) -> tuple[str, ...]:
@@ -67,6 +78,13 @@ def _group_by(raw: str | None) -> tuple[str, ...]:
     if len(set(dims)) != len(dims):
         raise InvalidRequest("'group_by' names a dimension twice.", param="group_by")
     return dims
+
+
+def interval_of(query: dict[str, str]) -> str | None:
+    interval = query.get("interval")
+    if interval is not None and interval not in INTERVALS:
+        raise InvalidRequest("'interval' must be 'hour' or 'day'.", param="interval")
+    return interval
 
 
 def within_authority(caller: Principal, where: dict[str, str]) -> dict[str, str]:
@@ -94,11 +112,9 @@ def spend_query(query: dict[str, str], now: dt.datetime) -> SpendQuery:
     since = parse_time(query, "since", now) or until - DEFAULT_SPAN
     if since >= until:
         raise InvalidRequest("'since' must be before 'until'.", param="since")
-    if until - since > MAX_SPAN:
-        raise InvalidRequest("A span of at most 366 days may be asked at once.", param="since")
-    interval = query.get("interval")
-    if interval is not None and interval not in INTERVALS:
-        raise InvalidRequest("'interval' must be 'hour' or 'day'.", param="interval")
+    if interval_of(query) == "day" and until - since > MAX_DAYS:
+        raise InvalidRequest("A daily series covers at most 10 years.", param="interval")
+    interval = interval_of(query)
     if interval == "hour" and until - since > dt.timedelta(hours=MAX_HOURS):
         raise InvalidRequest("An hourly series covers at most 31 days; ask for days.", param="interval")
     where = {}
