@@ -1,7 +1,7 @@
 """The ledger at scale: fill PostgreSQL with millions of ledger rows over a month, then measure what
 must not grow with them — the gateway's start-up (budgets, keys' lifetime spend and billing read
-from the running totals) and `turnout spend report` for the month — next to what the same reads
-cost summed from the rows (how turnout read them before the totals).
+from the running totals), GET /admin/spend's reads and `turnout spend report` for the month —
+next to what the same reads cost summed from the rows (how turnout read them before the totals).
 
     .venv/bin/python bench/ledger_scale.py                  # 10 M rows (fill and totals: ~12 min, 2 cores)
     .venv/bin/python bench/ledger_scale.py --rows 2000000   # smaller, faster
@@ -37,7 +37,9 @@ import yaml
 from turnout.domain.periods import window
 from turnout.spend.billing import Billing
 from turnout.spend.budgets import Budgets
+from turnout.spend.explorer import SpendQuery, spend_over
 from turnout.spend.report import REPORT_BY, rows_report, spend_report
+from turnout.storage.cube import backfill_cube
 from turnout.storage.database import Database
 from turnout.storage.rollups import backfill
 from turnout.storage.tables import budgets, ledger
@@ -47,6 +49,7 @@ TURNOUT = str(Path(sys.executable).with_name("turnout"))
 LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 MASTER_KEY = "sk-bench-ledger-Hq3vN8r2LxT0pWc5ZkYb7sDfJ1mGa9eUoRi4"
 CHUNK = 1_000_000
+DEADLINE = 3600.0  # seconds a statement may take here (the fill, the sums from the rows)
 SAMPLED = 10  # budgets whose windows are also summed from the rows, for comparison
 ZONES = ("UTC", "Europe/Paris", "Asia/Kolkata", "America/New_York", "Asia/Kathmandu")
 
@@ -93,7 +96,7 @@ async def create_database(args: argparse.Namespace) -> str:
 async def fill(args: argparse.Namespace, url: str, now: dt.datetime) -> dict[str, float]:
     """The schema (as turnout creates it), the rows, the ledger's indexes, the totals."""
     figures: dict[str, float] = {}
-    database = await Database.open(url)
+    database = await Database.open(url, DEADLINE)
     await database.close()
     conn = await asyncpg.connect(host=args.host, user=args.user, database=args.database)
     try:
@@ -120,7 +123,7 @@ async def fill(args: argparse.Namespace, url: str, now: dt.datetime) -> dict[str
         log("ledger: indexes built")
     finally:
         await conn.close()
-    database = await Database.open(url)
+    database = await Database.open(url, DEADLINE)
     try:
         start = time.perf_counter()
         async with database.engine.begin() as sconn:
@@ -130,6 +133,12 @@ async def fill(args: argparse.Namespace, url: str, now: dt.datetime) -> dict[str
         log(
             f"totals: computed from the rows in {figures['backfill_totals_s']:.1f} s (as migration 0010 does)"
         )
+        start = time.perf_counter()
+        async with database.engine.begin() as sconn:
+            await sconn.execute(sa.text("SET LOCAL work_mem = '256MB'"))
+            await sconn.run_sync(backfill_cube)
+        figures["backfill_cube_s"] = time.perf_counter() - start
+        log(f"totals by every dimension: computed in {figures['backfill_cube_s']:.1f} s (as 0014 does)")
         async with database.engine.begin() as sconn:
             await sconn.execute(budgets.insert(), budget_rows(args.budgets, now))
     finally:
@@ -137,6 +146,7 @@ async def fill(args: argparse.Namespace, url: str, now: dt.datetime) -> dict[str
     conn = await asyncpg.connect(host=args.host, user=args.user, database=args.database)
     try:
         await conn.execute("VACUUM ANALYZE spend_rollups")
+        await conn.execute("VACUUM ANALYZE spend_cube")
     finally:
         await conn.close()
     return figures
@@ -165,7 +175,7 @@ def budget_rows(count: int, now: dt.datetime) -> list[dict[str, Any]]:
 async def startup_reads(url: str) -> dict[str, float]:
     """What start-up reads from the database, in-process: from the totals, and as it was read
     before them (summed from the rows)."""
-    database = await Database.open(url)
+    database = await Database.open(url, DEADLINE)
     try:
         loads = []
         for _ in range(3):
@@ -264,7 +274,7 @@ def cli_report(url: str, runs: int) -> list[float]:
 async def reports(url: str, now: dt.datetime, check: tuple[str, ...]) -> dict[str, Any]:
     """The month's report by every grouping from the totals, and (for `check`) from the rows:
     the time each takes and whether they agree."""
-    database = await Database.open(url)
+    database = await Database.open(url, DEADLINE)
     since = now - dt.timedelta(days=30)
     out: dict[str, Any] = {"report_totals_s": {}, "report_rows_s": {}, "agree": {}}
     try:
@@ -279,6 +289,36 @@ async def reports(url: str, now: dt.datetime, check: tuple[str, ...]) -> dict[st
                 rows = await rows_report(conn, by, [(since, None)])
             out["report_rows_s"][by] = time.perf_counter() - start
             out["agree"][by] = _ordered(got) == _ordered(rows)
+    finally:
+        await database.close()
+    return out
+
+
+# GET /admin/spend's queries over the month: (name, group_by, filters, interval)
+SPEND_QUERIES: tuple[tuple[str, tuple[str, ...], dict[str, str], str | None], ...] = (
+    ("totals", (), {}, None),
+    ("by provider", ("provider",), {}, None),
+    ("by team and model", ("team", "model"), {}, None),
+    ("one team by model", ("model",), {"team": "team_7"}, None),
+    ("one team by key, daily", ("key",), {"team": "team_7"}, "day"),
+    ("one key by deployment, hourly", ("deployment",), {"key": "key_7"}, "hour"),
+    ("by model, daily", ("model",), {}, "day"),
+)
+
+
+async def spend_api(url: str, now: dt.datetime) -> dict[str, float]:
+    """GET /admin/spend's reads (in-process) for the month: the best of 3 for each query."""
+    database = await Database.open(url, DEADLINE)
+    since = now - dt.timedelta(days=30)
+    out: dict[str, float] = {}
+    try:
+        for name, group_by, where, interval in SPEND_QUERIES:
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                await spend_over(database, SpendQuery(since, now, group_by, where, interval))
+                times.append(time.perf_counter() - start)
+            out[name] = min(times)
     finally:
         await database.close()
     return out
@@ -314,6 +354,8 @@ async def main() -> None:
         log("measuring the month's report")
         results["cli_report_s"] = cli_report(url, 3)
         results.update(await reports(url, now, tuple(b for b in args.check.split(",") if b)))
+        log("measuring the spend API's reads")
+        results["spend_api_s"] = await spend_api(url, now)
     finally:
         if not args.keep and not args.reuse:
             admin = await asyncpg.connect(host=args.host, user=args.user, database="postgres")
@@ -333,7 +375,7 @@ def render(r: dict[str, Any]) -> str:
         "| | seconds |",
         "|---|---|",
     ]
-    for name in ("fill_rows_s", "fill_indexes_s", "backfill_totals_s"):
+    for name in ("fill_rows_s", "fill_indexes_s", "backfill_totals_s", "backfill_cube_s"):
         if name in r:
             lines.append(f"| {name.removesuffix('_s').replace('_', ' ')} | {r[name]:.1f} |")
     runs = lambda times: " / ".join(f"{t:.2f}" for t in times)  # noqa: E731
@@ -352,6 +394,8 @@ def render(r: dict[str, Any]) -> str:
             else f" (from the rows: {rows:.2f}, {'equal' if r['agree'][by] else 'DIFFERENT'})"
         )
         lines.append(f"| month's report by {by}, from the totals{before} | {seconds:.3f} |")
+    for name, seconds in r.get("spend_api_s", {}).items():
+        lines.append(f"| GET /admin/spend's read for the month, {name} (best of 3) | {seconds:.3f} |")
     return "\n".join(lines)
 
 

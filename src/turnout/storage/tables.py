@@ -474,3 +474,23 @@ console_sessions = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False, index=True),
 )
+
+# (0019) Budget alerts waiting to reach a webhook (spend/alerts.py), written in the transaction
+# that records the budget window reaching its limit: one row per alert and webhook, kept once
+# delivered or given up (`state`), so none is lost on a restart.
+alert_outbox = sa.Table(
+    "alert_outbox",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # Turnout-Delivery: the same on every retry
+    sa.Column("event", sa.String(32), nullable=False),  # budget.soft_limit | budget.exhausted
+    sa.Column("budget_id", sa.String(40), nullable=False),
+    sa.Column("team_id", sa.String(40), nullable=True),  # the budget's team, for the audit log
+    sa.Column("destination", sa.Text, nullable=False),  # the webhook's URL
+    sa.Column("body", sa.Text, nullable=False),  # the JSON sent, the same on every retry
+    sa.Column("state", sa.String(16), nullable=False),  # pending | delivered | failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_at", sa.Float, nullable=False),  # unix seconds: when it may be tried next
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_error", sa.String(200), nullable=True),
+    sa.Index("ix_alert_outbox_state_next_at", "state", "next_at"),
+)
