@@ -182,8 +182,6 @@ def spend_report(
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
     if config is not None:
-        if by == "provider":
-            raise click.BadParameter("--by provider needs a gateway (without --config)")
         click.echo(run(_settings(config), by, start, end, fmt), nl=False)
         return
     if not key:

@@ -1,11 +1,12 @@
-"""The ledger's totals by every dimension at once (spend_cube: per hour and day, per combination
-of key, team, user, alias, preset, model, deployment and provider), computed here from the rows
-already in the ledger, for `GET /admin/spend`.
+"""The running totals by provider (spend_rollups' dimension `provider`), and the ledger's totals by
+every dimension at once (spend_cube: per hour and day, per combination of key, team, user, alias,
+preset, model, deployment and provider), computed here from the rows already in the ledger, for
+`GET /admin/spend`.
 
-Adds a table only, but instances of the previous version write ledger rows without adding them to
+Adds a table and cells only, but instances of the previous version write ledger rows without adding them to
 it: stop them before this one starts (their journals are kept and moved by this version).
-Rows deleted by ledger retention before this version are not in it (the spend API reads the
-cube for multi-dimension queries; `spend_rollups` still holds them for one dimension at a time).
+Rows deleted by ledger retention before this version are not in these new totals (the other
+dimensions of `spend_rollups` still count them).
 
 Revision ID: 0018
 Revises: 0017
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from turnout.storage.cube import CUBE_COUNTS, CUBE_DIMS, backfill_cube
+from turnout.storage.rollups import backfill
 
 revision = "0018"
 down_revision = "0017"
@@ -42,9 +44,11 @@ def upgrade() -> None:
     op.create_index("ix_spend_cube_grain_team_bucket", "spend_cube", ["grain", "team_id", "bucket"])
     op.create_index("ix_spend_cube_grain_key_bucket", "spend_cube", ["grain", "key_id", "bucket"])
     backfill_cube(op.get_bind())
+    backfill(op.get_bind(), dims=("provider",))
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM spend_rollups WHERE dim = 'provider'")
     op.drop_index("ix_spend_cube_grain_key_bucket", "spend_cube")
     op.drop_index("ix_spend_cube_grain_team_bucket", "spend_cube")
     op.drop_table("spend_cube")
