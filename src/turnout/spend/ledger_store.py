@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
-from turnout.spend.cube import cube_cells
+from turnout.spend.cube import CubeBuilder
 from turnout.spend.ledger import LedgerEntry
 from turnout.spend.rollups import RollupBuilder, as_rows
 from turnout.storage.cube import CUBE_COUNTS, CUBE_KEY
@@ -47,7 +47,7 @@ class LedgerStore:
             return 0
         inserted = 0
         totals = RollupBuilder()
-        every: list[LedgerEntry] = []
+        cube = CubeBuilder()
         async with self.database.engine.begin() as conn:
             for start in range(0, len(entries), CHUNK):
                 chunk = entries[start : start + CHUNK]
@@ -59,14 +59,13 @@ class LedgerStore:
                         new.discard((e.request_id, e.attempt))
                         added.append(e)
                 totals.add(added)
-                every += added
+                cube.add(added)
                 inserted += len(added)
             cells = totals.cells()
             for start in range(0, len(cells), CHUNK):
                 await conn.execute(self._add, as_rows(cells[start : start + CHUNK]))
-            combined = cube_cells(every)
-            for start in range(0, len(combined), CHUNK):
-                await conn.execute(self._add_cube, combined[start : start + CHUNK])
+            for start in range(0, cube.cells(), CHUNK):
+                await conn.execute(self._add_cube, cube.rows(start, start + CHUNK))
         return inserted
 
     async def count(self) -> int:
