@@ -33,7 +33,7 @@ BOUND = 20.0  # seconds an alert may take to arrive (deliveries are retried ever
 class Receiver:
     """A webhook receiver answering `statuses` in turn (the last one from then on)."""
 
-    def __init__(self, statuses: list[int]) -> None:
+    def __init__(self, statuses: list[int], port: int = 0) -> None:
         self.statuses = statuses
         self.calls: list[tuple[dict[str, str], bytes, int]] = []
         receiver = self
@@ -50,7 +50,8 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/turnout?token=t0k3n"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -66,10 +67,21 @@ def verified(headers: dict[str, str], body: bytes) -> bool:
     return hmac.compare_digest(expected, fields["v1"]) and abs(time.time() - int(fields["t"])) < 300
 
 
-def start(tmp_path: Path, receiver: Receiver, *, allow_private: bool = True, attempts: int = 4) -> Gateway:
+def start(
+    tmp_path: Path,
+    receiver: Receiver,
+    *,
+    allow_private: bool = True,
+    attempts: int = 4,
+    copies: int = 1,
+    queue: int = 100,
+) -> Gateway:
     alerts: dict[str, Any] = {
-        "webhooks": [{"url": receiver.url, "secret": "env:ALERT_SECRET"}],
+        "webhooks": [
+            {"url": receiver.url + "&copy=" * i, "secret": "env:ALERT_SECRET"} for i in range(copies)
+        ],
         "attempts": attempts,
+        "queue": queue,
         "backoff": "20ms",
         "max_backoff": "100ms",
         "timeout": "5s",
@@ -213,6 +225,47 @@ def test_a_webhook_on_a_private_address_is_refused_unless_allowed(
     assert receiver.calls == []  # not a byte sent
     assert failed[0]["after"]["attempts"] == 1  # never retried
     assert "127.0.0.1" in failed[0]["after"]["error"] and "allow_private" in failed[0]["after"]["error"]
+
+
+def test_an_alert_queued_before_a_restart_is_delivered_after_it(
+    tmp_path: Path, receivers: list[Receiver]
+) -> None:
+    receiver = Receiver([200])
+    port = receiver.port
+    receiver.close()  # the receiver is down: every delivery is refused a connection
+    gateway = start(tmp_path, receiver, attempts=1000)
+    try:
+        key, _, budget = budgeted_key(gateway, limit="0.000001")
+        assert ask(gateway, key) == "insufficient_quota"
+        audited(gateway, "budget.exhausted", budget)  # queued in the same transaction
+    finally:
+        gateway.stop()
+    back = Receiver([200], port=port)
+    receivers.append(back)
+    again = start(tmp_path, back, attempts=1000)  # the same database
+    try:
+        audited(again, "alert.delivered", budget)
+        raised = audited(again, "budget.exhausted", budget)
+    finally:
+        again.stop()
+    assert len(raised) == 1  # raised once, before the restart: what was delivered was queued then
+    assert [json.loads(body)["type"] for _, body, _ in back.calls] == ["budget.exhausted"]
+
+
+def test_alerts_beyond_the_queue_are_dropped_and_audited(tmp_path: Path, receivers: list[Receiver]) -> None:
+    receiver = Receiver([200])
+    receivers.append(receiver)
+    gateway = start(tmp_path, receiver, copies=2, queue=1)  # two webhooks, room for one alert
+    try:
+        key, _, budget = budgeted_key(gateway, limit="0.000001")
+        assert ask(gateway, key) == "insufficient_quota"
+        dropped = audited(gateway, "alert.dropped", budget)
+        audited(gateway, "budget.exhausted", budget)  # the event itself is in the audit log
+        another_round(gateway)
+    finally:
+        gateway.stop()
+    assert receiver.calls == []
+    assert dropped[0]["after"]["why"] == "queue full" and len(dropped[0]["after"]["webhooks"]) == 2
 
 
 @pytest.mark.parametrize(
