@@ -87,27 +87,23 @@ class AlertDelivery:
                 await asyncio.wait_for(self._wake.wait(), wait)
 
     async def round(self) -> float:
-        """Send the alerts that are due (at most BATCH); the seconds until the next one is."""
+        """Send the alerts that are due (at most BATCH); the seconds until the next one is. One
+        query a look (none while no webhook is configured)."""
+        if not self.settings.webhooks:
+            return IDLE
         c = alert_outbox.c
-        now = self.clock()
-        due = (
-            sa.select(alert_outbox)
-            .where(c.state == "pending", c.next_at <= now)
-            .order_by(c.next_at, c.id)
-            .limit(BATCH)
-        )
+        waiting = sa.select(alert_outbox).where(c.state == "pending").order_by(c.next_at, c.id).limit(BATCH)
         async with self.database.engine.connect() as conn:
-            rows = (await conn.execute(due)).all()
-        for row in rows:
+            rows = (await conn.execute(waiting)).all()
+        now = self.clock()
+        due = [row for row in rows if row.next_at <= now]
+        for row in due:
             if await self._claim(row):
                 await self._send(row)
-        if len(rows) == BATCH:
+        if due and len(due) == BATCH:
             return 0.0
-        async with self.database.engine.connect() as conn:
-            soonest = (
-                await conn.execute(sa.select(sa.func.min(c.next_at)).where(c.state == "pending"))
-            ).scalar()
-        return IDLE if soonest is None else min(IDLE, max(0.0, float(soonest) - self.clock()))
+        later = [row.next_at for row in rows if row.next_at > now]
+        return min(IDLE, max(0.0, min(later) - self.clock())) if later else IDLE
 
     async def _claim(self, row: Any) -> bool:
         """Take the alert for as long as one delivery may last (another instance leaves it)."""
