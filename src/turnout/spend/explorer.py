@@ -74,8 +74,9 @@ async def spend_over(database: Database, query: SpendQuery) -> tuple[list[Group]
         grains = ("hour",) if query.interval == "hour" else ("hour", "day")
         pieces, spans = cover(since, until, grains)
         groups = await _read(conn, query, pieces, spans)
-        whole = SpendQuery(since, until, (), query.where, None)
-        totals = await _read(conn, whole, pieces, spans)
+        totals = groups
+        if query.group_by or query.interval is not None:
+            totals = await _read(conn, SpendQuery(since, until, (), query.where, None), pieces, spans)
     total = next(iter(totals.values()), None)
     return ordered(groups), (total.figures if total else dict.fromkeys(FIGURES, 0))
 
