@@ -138,7 +138,7 @@ async def fill(args: argparse.Namespace, url: str, now: dt.datetime) -> dict[str
             await sconn.execute(sa.text("SET LOCAL work_mem = '256MB'"))
             await sconn.run_sync(backfill_cube)
         figures["backfill_cube_s"] = time.perf_counter() - start
-        log(f"totals by every dimension: computed in {figures['backfill_cube_s']:.1f} s (as 0014 does)")
+        log(f"totals by every dimension: computed in {figures['backfill_cube_s']:.1f} s (as 0018 does)")
         async with database.engine.begin() as sconn:
             await sconn.execute(budgets.insert(), budget_rows(args.budgets, now))
     finally:

@@ -31,7 +31,7 @@ DIMS: dict[str, str] = {
     "deployment": "deployment",
     "preset": "preset",
     "preset_team": "preset_team_id",
-    "provider": "provider",  # (0014)
+    "provider": "provider",  # (0018)
 }
 
 # the dimensions with quarter-hour cells: budgets' subjects (a window starting at a local midnight

@@ -56,7 +56,7 @@ def upgrade() -> None:
         sa.Column("pruned_before", stamp, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_ledger_horizon"),
     )
-    # the dimensions of this revision (0014 adds provider's cells)
+    # the dimensions of this revision (0018 adds provider's cells)
     backfill(
         op.get_bind(), dims=("key", "team", "user", "model", "alias", "deployment", "preset", "preset_team")
     )
