@@ -64,7 +64,7 @@ def test_every_fault_of_a_file_is_named_in_one_round(tmp_path: Path) -> None:
         "providers.azure.timeouts.conect: unknown key (did you mean 'connect'?)",
         "providers.azure.timeouts.frist_byte: unknown key (did you mean 'first_byte'?)",
         "models.gpt.strategy: unknown choice 'weigthed'; did you mean 'weighted'?",
-        "spend.enabled: unknown key (known keys: unknown_prices)",
+        "spend.enabled: unknown key (known keys: unknown_prices, alerts)",
     ):
         assert line in shown, (line, shown)
 

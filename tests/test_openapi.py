@@ -128,6 +128,7 @@ PAGED_LISTS = {
     "/admin/approvals",
     "/admin/teams/{team_id}/credits",
     "/admin/request-logs",
+    "/admin/spend",
 }
 
 

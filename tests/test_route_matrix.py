@@ -112,6 +112,10 @@ EXPECTED: dict[str, str] = {
     "GET /admin/presets": "401 401 200 200 200 200 200 200 200",
     "POST /admin/presets": "401 401 403 403 200 403 200 200 200",
     "DELETE /admin/presets/{name}": "401 401 403 403 200 403 200 200 200",
+    # ------------------------------------------------------------------ spend
+    # everyone reads spend within their scope: a team's keys their team's, the organisation's
+    # admins everything (asking beyond one's scope is 403: tests/test_spend_api.py)
+    "GET /admin/spend": "401 401 200 200 200 200 200 200 200",
     # ------------------------------------------------------------------ providers: the organisation's
     "GET /admin/providers": "401 401 403 403 403 403 200 200 200",
     "DELETE /admin/providers/{name}": "401 401 403 403 403 403 202 202 202",

@@ -43,6 +43,8 @@ from turnout.routing.chain_check import chain_warnings
 from turnout.routing.generation import Generation
 from turnout.routing.health_checks import ActiveHealthChecks
 from turnout.routing.router import Router
+from turnout.spend.alert_delivery import AlertDelivery
+from turnout.spend.alerts import AlertOutbox
 from turnout.spend.billing import Billing
 from turnout.spend.billing_service import BillingService
 from turnout.spend.budget_counters import BudgetCounters
@@ -95,6 +97,7 @@ class Services:
     _closing: set[asyncio.Task[None]] = field(default_factory=set)
     retention: LedgerRetention | None = None
     request_log: RequestLog | None = None
+    alert_delivery: AlertDelivery | None = None
     started_at: float = field(default_factory=time.time)
     draining: bool = False
 
@@ -176,6 +179,11 @@ class Services:
             database, key_service, audit, approvals, gated=settings.governance.two_person_rule
         )
         budget_service = BudgetService(database, budgets, audit)
+        alerts = AlertOutbox(settings.spend.alerts, audit)
+        alert_delivery = AlertDelivery(database, settings.spend.alerts, audit)
+        alerts.notify = alert_delivery.notify
+        budgets.alerts = alerts
+        alert_delivery.start()
         billing_service = BillingService(database, billing, presets, audit)
         provider_control = ProviderControl(
             database,
@@ -219,6 +227,7 @@ class Services:
             key_sync=key_sync,
             retention=retention,
             request_log=request_log,
+            alert_delivery=alert_delivery,
         )
 
     async def apply(self, settings: Settings) -> None:
@@ -247,6 +256,8 @@ class Services:
             spend=settings.spend,
             warnings=settings.warnings,
         )
+        if self.alert_delivery is not None and self.budgets.alerts is not None:
+            self.alert_delivery.settings = self.budgets.alerts.settings = settings.spend.alerts
         self.provider_control.switch(router, {name: p.kind.name for name, p in settings.providers.items()})
         if self.health_checks is not None:
             await self.health_checks.aclose()
@@ -280,6 +291,8 @@ class Services:
             await self.retention.aclose()
         if self.request_log is not None:
             await self.request_log.stop_background()
+        if self.alert_delivery is not None:
+            await self.alert_delivery.aclose()
         if self.reconciler is not None:
             await self.reconciler.aclose()
         if self.key_sync is not None:
@@ -346,6 +359,7 @@ def _secret_values(settings: Settings) -> list[str]:
         values += [value.reveal() for _, value in provider.headers if not isinstance(value, str)]
         if provider.proxy is not None and provider.proxy.authorization is not None:
             values.append(provider.proxy.authorization.reveal())
+    values += [hook.secret.reveal() for hook in settings.spend.alerts.webhooks]
     for url in (settings.storage.database_url, settings.storage.redis_url):
         password = None if url is None else urlsplit(url).password
         if password:

@@ -135,10 +135,27 @@ def spend() -> None:
 
 
 @spend.command("report")
-@click.option("--config", "-c", type=click.Path(dir_okay=False, path_type=Path), help=CONFIG_HELP)
+@click.option(
+    "--url",
+    default=lambda: os.environ.get("TURNOUT_URL", "http://127.0.0.1:4000"),
+    show_default="http://127.0.0.1:4000 or $TURNOUT_URL",
+    help="The gateway's address (its GET /admin/spend answers).",
+)
+@click.option(
+    "--key",
+    default=lambda: os.environ.get("TURNOUT_ADMIN_KEY") or os.environ.get("TURNOUT_MASTER_KEY"),
+    show_default="$TURNOUT_ADMIN_KEY or $TURNOUT_MASTER_KEY",
+    help="A key: the report covers what it may read (a team's key: its team).",
+)
+@click.option(
+    "--config",
+    "-c",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Read the configured database directly instead of asking a gateway (no gateway running).",
+)
 @click.option(
     "--by",
-    type=click.Choice(["team", "key", "user", "model", "alias", "deployment", "preset"]),
+    type=click.Choice(["team", "key", "user", "model", "alias", "deployment", "provider", "preset"]),
     default="model",
     show_default=True,
     help="What to group the spend by.",
@@ -153,16 +170,28 @@ def spend() -> None:
     show_default=True,
     help="A table to read, or CSV to process.",
 )
-def spend_report(config: Path | None, by: str, since: str, until: str | None, fmt: str) -> None:
-    """What was spent, grouped by team, key, model, alias or deployment."""
-    from turnout.cli.spend import parse_since, run
+def spend_report(
+    url: str, key: str | None, config: Path | None, by: str, since: str, until: str | None, fmt: str
+) -> None:
+    """What was spent, grouped by team, key, user, model, alias, deployment, provider or preset."""
+    from turnout.cli.spend import parse_since, run, run_remote
 
     try:
         start = parse_since(since)
         end = parse_since(until) if until else None
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
-    click.echo(run(_settings(config), by, start, end, fmt), nl=False)
+    if config is not None:
+        click.echo(run(_settings(config), by, start, end, fmt), nl=False)
+        return
+    if not key:
+        raise click.UsageError("no key: pass --key or set TURNOUT_ADMIN_KEY (or TURNOUT_MASTER_KEY)")
+    from turnout.cli.keys import AdminError
+
+    try:
+        click.echo(run_remote(url, key, by, start, end, fmt), nl=False)
+    except AdminError as error:
+        raise click.ClickException(str(error)) from None
 
 
 URL_OPTION = click.option(

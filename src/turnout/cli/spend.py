@@ -1,5 +1,6 @@
-"""`turnout spend report`: what was spent, grouped by team, key, model, alias or deployment, as a
-table or CSV, read from the ledger in the database."""
+"""`turnout spend report`: what was spent, grouped by team, key, user, model, alias, deployment,
+provider or preset, as a table or CSV: asked of a running gateway's `GET /admin/spend` (within
+what the key may read), or with `--config`, read from the configured database directly."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from turnout.cli.keys import call_all
 from turnout.config.settings import Settings
 from turnout.domain.pricing import format_usd
 from turnout.spend.report import spend_report
@@ -102,3 +104,13 @@ def run(settings: Settings, by: str, since: datetime, until: datetime | None, fm
             await database.close()
 
     return render(asyncio.run(report()), by, fmt)
+
+
+def run_remote(url: str, key: str, by: str, since: datetime, until: datetime | None, fmt: str) -> str:
+    """The report from a gateway's GET /admin/spend, every page of it."""
+    query = {"group_by": by, "since": repr(since.timestamp())}
+    if until is not None:
+        query["until"] = repr(until.timestamp())
+    items = call_all(url, key, "/admin/spend", query)
+    rows = [{**item, "group": item["group"][by]} for item in items]
+    return render(rows, by, fmt)

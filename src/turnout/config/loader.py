@@ -35,6 +35,8 @@ from turnout.config.proxies import NO_PROXY_VALUE, ProxyError, from_environment,
 from turnout.config.request_logs import request_log_settings
 from turnout.config.secrets import REFERENCE_HINT, Secret, SecretError, is_reference, resolve
 from turnout.config.settings import (
+    ALERT_EVENTS,
+    AlertSettings,
     AuthSettings,
     BreakerSettings,
     ConsoleSettings,
@@ -52,6 +54,7 @@ from turnout.config.settings import (
     StorageSettings,
     TargetSettings,
     Timeouts,
+    Webhook,
 )
 from turnout.config.units import parse_delay, parse_duration, parse_rate, parse_size
 from turnout.domain.pricing import ModelPrice
@@ -239,7 +242,9 @@ class _Builder:
         declared_models: dict[str, Any] = self.section(data, "models", {})
         routing = self.routing(self.section(data, "routing", schema.RoutingConfig()))
         spend_cfg = self.section(data, "spend", schema.SpendConfig())
-        self.spend = SpendSettings(unknown_prices=spend_cfg.unknown_prices or "reject")
+        self.spend = SpendSettings(
+            unknown_prices=spend_cfg.unknown_prices or "reject", alerts=self.alerts(spend_cfg.alerts)
+        )
         governance = self.governance(self.section(data, "governance", schema.GovernanceConfig()))
         request_logs = request_log_settings(
             self.section(data, "request_logs", schema.RequestLogsConfig()), self.problem
@@ -294,6 +299,41 @@ class _Builder:
                 self.problem("(top level)", NON_STRING_KEY)
             elif key not in schema.SECTIONS:
                 self.problem(key, f"unknown key ({key_hint(key, known)})")
+
+    def alerts(self, cfg: schema.AlertsConfig | None) -> AlertSettings:
+        """spend.alerts: webhooks (an http(s) URL and a secret each), how deliveries are retried."""
+        if cfg is None:
+            return AlertSettings()
+        base, path = AlertSettings(), "spend.alerts"
+        webhooks = []
+        for i, hook in enumerate(cfg.webhooks or []):
+            parts = urlsplit(hook.url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                self.problem(
+                    f"{path}.webhooks[{i}].url", f"must be an http:// or https:// URL, got {hook.url!r}"
+                )
+                continue
+            secret = self.secret(hook.secret, f"{path}.webhooks[{i}].secret")
+            if secret is None:
+                continue
+            events = frozenset(hook.events) if hook.events else frozenset(ALERT_EVENTS)
+            webhooks.append(Webhook(hook.url, secret, events))
+        for name, value in (("attempts", cfg.attempts), ("queue", cfg.queue)):
+            if value < 1:
+                self.problem(f"{path}.{name}", "must be at least 1")
+        backoff = self.unit(cfg.backoff, parse_duration, f"{path}.backoff", base.backoff)
+        most = self.unit(cfg.max_backoff, parse_duration, f"{path}.max_backoff", base.max_backoff)
+        if most < backoff:
+            self.problem(f"{path}.max_backoff", f"must be at least backoff ({backoff:g}s)")
+        return AlertSettings(
+            webhooks=tuple(webhooks),
+            allow_private=self.networks(cfg.allow_private or [], f"{path}.allow_private"),
+            attempts=max(1, cfg.attempts),
+            backoff=backoff,
+            max_backoff=max(most, backoff),
+            timeout=self.unit(cfg.timeout, parse_duration, f"{path}.timeout", base.timeout),
+            queue=max(1, cfg.queue),
+        )
 
     def governance(self, cfg: schema.GovernanceConfig) -> GovernanceSettings:
         gated = GovernanceSettings().two_person_rule if cfg.two_person_rule is None else cfg.two_person_rule

@@ -203,10 +203,28 @@ class AuthConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     failed_attempts: FailedAttemptsConfig | None = None
 
 
+class WebhookConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    url: str  # http(s)://... where budget alerts are POSTed
+    secret: str  # a secret reference (env:NAME, file:PATH): the key alerts are signed with
+    events: list[Literal["budget.soft_limit", "budget.exhausted"]] | None = None  # default: both
+
+
+class AlertsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    webhooks: list[WebhookConfig] | None = None
+    # networks (CIDR) a webhook may resolve to although they are private, loopback or link-local
+    allow_private: list[str] | None = None
+    attempts: int = 8  # deliveries tried before an alert is given up
+    backoff: DurationValue = "1s"  # the first retry's delay; doubled each time, with jitter
+    max_backoff: DurationValue = "10m"
+    timeout: DurationValue = "10s"  # one delivery's connect-to-answer time
+    queue: int = 10_000  # alerts waiting at most; beyond, new ones are dropped (and audited)
+
+
 class SpendConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # a deployment whose model has no price: refused when the configuration is loaded (`reject`),
     # or served with its requests recorded as `cost_unknown` (`record`)
     unknown_prices: Literal["reject", "record"] | None = None
+    alerts: AlertsConfig | None = None  # budget alerts delivered to webhooks
 
 
 class GovernanceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -130,9 +130,31 @@ class RoutingSettings:
     health_check_interval: float | None = None  # active checks (a free models-list call); off
 
 
+ALERT_EVENTS = ("budget.soft_limit", "budget.exhausted")
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    url: str
+    secret: Secret = field(repr=False)
+    events: frozenset[str] = frozenset(ALERT_EVENTS)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    webhooks: tuple[Webhook, ...] = ()
+    allow_private: tuple[IPv4Network | IPv6Network, ...] = ()
+    attempts: int = 8
+    backoff: float = 1.0
+    max_backoff: float = 600.0
+    timeout: float = 10.0
+    queue: int = 10_000
+
+
 @dataclass(frozen=True, slots=True)
 class SpendSettings:
     unknown_prices: Literal["reject", "record"] = "reject"
+    alerts: AlertSettings = AlertSettings()
 
 
 GATED_ACTIONS = ("delete_team", "revoke_team_keys", "change_admin_role", "remove_provider")

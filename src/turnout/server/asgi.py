@@ -31,6 +31,8 @@ from turnout.server.admin_governance import AdminGovernance
 from turnout.server.admin_providers import AdminProviders
 from turnout.server.admin_request_logs import add_request_log_routes
 from turnout.server.admin_routes import AdminRouter
+from turnout.server.admin_spend import PARAMETERS as SPEND_PARAMETERS
+from turnout.server.admin_spend import AdminSpend
 from turnout.server.admin_teams import AdminTeams, Membership, NewTeam, NewUser, UserChange
 from turnout.server.auth_guard import AuthGuard
 from turnout.server.exchange import ClientGone, Exchange, Receive, Scope, Send
@@ -229,6 +231,7 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
     billing = AdminBilling(services.billing_service, lambda: services.catalog, names)
     providers = AdminProviders(services.provider_control)
     exits = AdminExit(services.database, lambda: services.catalog)
+    spend = AdminSpend(services.database, names)
     people = services.key_service.people
 
     async def authenticate(x: Exchange) -> Principal:
@@ -493,6 +496,15 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
         tag="presets",
     )
     r.add("DELETE", "/admin/presets/{name}", billing.withdraw, "Withdraw a preset", tag="presets")
+    r.add(
+        "GET",
+        "/admin/spend",
+        spend.report,
+        "Spend over a span, grouped by team, key, user, model, alias, deployment, provider or preset, "
+        "as totals or an hour/day series, within what the caller may read (paged)",
+        query=SPEND_PARAMETERS,
+        tag="spend",
+    )
     r.add(
         "GET",
         "/admin/providers",

@@ -58,6 +58,15 @@ QUERY: dict[str, Json] = {
         "description": "Only what this person did: a user's id, or `master` (the break-glass master key).",
     },
     "scope": {"schema": {"enum": ["key", "team", "user"]}, "description": "Only budgets of this scope."},
+    "group_by": {
+        "schema": {"type": "string"},
+        "description": "Spend: dimensions separated by commas, of team, key, user, model, alias, "
+        "deployment, provider, preset (absent: totals only).",
+    },
+    "interval": {
+        "schema": {"enum": ["hour", "day"]},
+        "description": "Spend: a series of UTC hour or day buckets (an hourly one covers at most 31 days).",
+    },
     "status": {"schema": {"enum": list(STATUSES)}, "description": "Only actions in this state."},
 }
 

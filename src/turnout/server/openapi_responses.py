@@ -226,6 +226,36 @@ RESPONSE_SCHEMAS: dict[str, Json] = {
         },
     ),
     "KeysRevoked": _object("team.keys_revoked", {"team_id": STRING, "revoked_keys": REVOKED_KEYS}),
+    "SpendFigures": _object(
+        None,
+        {
+            "requests": INTEGER,
+            "attempts": INTEGER,
+            "failed": INTEGER,
+            "input_tokens": INTEGER,
+            "cached_input_tokens": INTEGER,
+            "output_tokens": INTEGER,
+            "cache_write_tokens": INTEGER,
+            "reasoning_tokens": INTEGER,
+            "cost_micros": INTEGER,
+            "customer_price_micros": INTEGER,
+            "revenue_share_micros": INTEGER,
+            "cost_unknown": INTEGER,
+            "estimated": INTEGER,
+            "cost_usd": STRING,
+            "charged_usd": STRING,
+        },
+    ),
+    "SpendGroup": {
+        "allOf": [
+            ref("SpendFigures"),
+            _object(
+                None,
+                {"group": {"type": "object", "additionalProperties": STRING_OR_NULL}},
+                {"bucket": {"type": "number", "description": "The bucket's start, unix seconds (a series)."}},
+            ),
+        ]
+    },
 }
 
 # A page of a list paged by cursor (storage/paging.py): ask for the next with `after=next_cursor`.
@@ -278,6 +308,18 @@ ANSWERS: dict[tuple[str, str], dict[str, Json]] = {
     ("GET", "/admin/presets"): {"200": list_of("Preset", **PAGED)},
     ("POST", "/admin/presets"): {"200": ref("Preset")},
     ("DELETE", "/admin/presets/{name}"): {"200": ref("Deleted")},
+    ("GET", "/admin/spend"): {
+        "200": list_of(
+            "SpendGroup",
+            since=TIME,
+            until=TIME,
+            group_by={"type": "array", "items": STRING},
+            interval={"enum": ["hour", "day", None]},
+            filters={"type": "object", "additionalProperties": STRING},
+            totals=ref("SpendFigures"),
+            **PAGED,
+        )
+    },
     ("GET", "/admin/providers"): {"200": list_of("Provider")},
     ("DELETE", "/admin/providers/{name}"): {"200": ref("Provider")},
     ("POST", "/admin/providers/{name}/restore"): {"200": ref("Provider")},

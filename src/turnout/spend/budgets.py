@@ -46,6 +46,7 @@ from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
 from turnout.periodic import Periodic
 from turnout.routing.catalog import Route
+from turnout.spend.alerts import EXHAUSTED, SOFT_LIMIT, AlertOutbox
 from turnout.spend.budget_counters import BudgetCounters, Outcome
 from turnout.spend.budget_sharing import SharedWindows
 from turnout.spend.budget_values import BudgetRule, Reservation, Scope, Window
@@ -108,6 +109,7 @@ class Budgets:
         self.loose: dict[str, dict[int, Reservation]] = {}
         self.key_spent: dict[str, Micros] = {}  # lifetime spend by key, for keys' own max_budget
         self.soft_limit_alerts = 0  # soft limits reached (once per budget and window)
+        self.alerts: AlertOutbox | None = None  # raises the soft-limit and exhaustion events
         self.database: Database | None = None
         self._writes: set[asyncio.Task[None]] = set()
         self.refresher = Periodic(self.refresh, REFRESH_SECONDS, "reading budgets")
@@ -358,7 +360,7 @@ class Budgets:
     def _refuse(self, rule: BudgetRule, current: Window, left: Micros, amount: Micros) -> None:
         if not current.hard_reached and rule.stored:
             current.hard_reached = True
-            self._write(self._mark(rule, current, "hard_limit_reached_at"))
+            self._write(self._mark(rule, current, "hard_limit_reached_at", event=EXHAUSTED))
         raise BudgetExhausted(
             f"The {rule.label} budget cannot cover this request: {format_usd(max(left, 0))} USD "
             f"of {format_usd(rule.limit)} left, and the request may cost up to {format_usd(amount)} USD.",
@@ -407,7 +409,7 @@ class Budgets:
         if rule.soft_limit is None or current.soft_reached or used < rule.soft_limit:
             return
         current.soft_reached = True
-        self._write(self._mark(rule, current, "soft_limit_reached_at", alert=True))
+        self._write(self._mark(rule, current, "soft_limit_reached_at", event=SOFT_LIMIT))
 
     # ------------------------------------------------------------------ what is written behind
 
@@ -432,9 +434,11 @@ class Budgets:
         except Exception:
             log.warning("could not record budget %s's window", rule.id, exc_info=True)
 
-    async def _mark(self, rule: BudgetRule, current: Window, column: str, *, alert: bool = False) -> None:
+    async def _mark(self, rule: BudgetRule, current: Window, column: str, *, event: str) -> None:
         """Record when a window first reached a limit; the instance whose write lands first (the
-        only one, whatever the number of instances) raises the soft limit's alert."""
+        only one, whatever the number of instances) raises its alert (`event`): a log line for
+        the soft limit, and through `alerts` the audit log and the webhooks, in the same
+        transaction."""
         await self._mark_opened(rule, current.start)
         assert self.database is not None
         target = budget_windows.c[column]
@@ -447,13 +451,18 @@ class Budgets:
             )
             .values({column: self.clock()})
         )
+        spent = current.spent
         try:
             async with self.database.engine.begin() as conn:
                 first = (await conn.execute(statement)).rowcount == 1
+                if first and self.alerts is not None:
+                    await self.alerts.raise_event(conn, event, rule, current, spent)
         except Exception:
             log.warning("could not record budget %s's limit", rule.id, exc_info=True)
             first = True  # better an alert twice than never
-        if alert and first:
+        if first and self.alerts is not None:
+            self.alerts.notify()
+        if event == SOFT_LIMIT and first:
             self.soft_limit_alerts += 1
             log.warning(
                 "budget %s (%s) reached its soft limit: %s of %s USD spent (hard limit %s USD)",

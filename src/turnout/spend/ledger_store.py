@@ -1,6 +1,6 @@
 """The ledger in the database: idempotent inserts (a request id already there is left alone, so
 replaying a journal never counts twice), each adding the rows it inserted to the running totals
-(spend_rollups) in the same transaction."""
+(spend_rollups, and spend_cube by every dimension at once) in the same transaction."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
+from turnout.spend.cube import CubeBuilder
 from turnout.spend.ledger import LedgerEntry
 from turnout.spend.rollups import RollupBuilder, as_rows
+from turnout.storage.cube import CUBE_COUNTS, CUBE_KEY
 from turnout.storage.database import Database
 from turnout.storage.rollups import COUNTS, KEY
-from turnout.storage.tables import ledger, spend_rollups
+from turnout.storage.tables import ledger, spend_cube, spend_rollups
 
 # Rows are inserted this many at a time: the event loop runs between two (SQLAlchemy prepares a
 # batch's parameters on it, about 20 µs a row), so moving a second's journal at 500 req/s never
@@ -36,6 +38,7 @@ class LedgerStore:
             ledger.c.request_id, ledger.c.attempt
         )
         self._add = database.insert_adding(spend_rollups, KEY, COUNTS)
+        self._add_cube = database.insert_adding(spend_cube, CUBE_KEY, CUBE_COUNTS)
 
     async def insert(self, entries: list[LedgerEntry]) -> int:
         """Insert the entries not already there and add them to the totals, in one transaction;
@@ -44,6 +47,7 @@ class LedgerStore:
             return 0
         inserted = 0
         totals = RollupBuilder()
+        cube = CubeBuilder()
         async with self.database.engine.begin() as conn:
             for start in range(0, len(entries), CHUNK):
                 chunk = entries[start : start + CHUNK]
@@ -55,10 +59,13 @@ class LedgerStore:
                         new.discard((e.request_id, e.attempt))
                         added.append(e)
                 totals.add(added)
+                cube.add(added)
                 inserted += len(added)
             cells = totals.cells()
             for start in range(0, len(cells), CHUNK):
                 await conn.execute(self._add, as_rows(cells[start : start + CHUNK]))
+            for start in range(0, cube.cells(), CHUNK):
+                await conn.execute(self._add_cube, cube.rows(start, start + CHUNK))
         return inserted
 
     async def count(self) -> int:

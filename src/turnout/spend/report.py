@@ -1,4 +1,5 @@
-"""`spend report`'s figures: spend grouped by team, key, user, model, alias, deployment or preset
+"""`spend report`'s figures: spend grouped by team, key, user, model, alias, deployment, preset or
+provider
 over [since, until), read from the running totals (whole days and hours) and, for the parts of
 the span that are not whole hours, from the ledger's rows: exactly what the rows sum to, in a
 handful of cells per group whatever the ledger's size.
@@ -29,6 +30,7 @@ REPORT_BY = {
     "deployment": "deployment",
     "user": "user_id",
     "preset": "preset",
+    "provider": "provider",
 }
 FIGURES = (
     "requests",

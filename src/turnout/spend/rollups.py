@@ -58,6 +58,7 @@ def _combination(e: LedgerEntry) -> tuple[Any, ...]:
         e.deployment,
         e.preset,
         e.preset_team_id,
+        e.provider,
     )
 
 

@@ -31,6 +31,7 @@ DIMS: dict[str, str] = {
     "deployment": "deployment",
     "preset": "preset",
     "preset_team": "preset_team_id",
+    "provider": "provider",  # (0018)
 }
 
 # the dimensions with quarter-hour cells: budgets' subjects (a window starting at a local midnight
@@ -156,14 +157,16 @@ def coarser_query(dialect: str, grain: str, dim: str, finer: str) -> sa.Select[t
     )
 
 
-def backfill(conn: sa.Connection, now: dt.datetime | None = None) -> None:
-    """Compute every cell from the ledger's rows into an empty spend_rollups, run by the
-    database: per dimension, hours (and recent quarter-hours) from the rows, days from the hours,
-    all time from the days."""
+def backfill(
+    conn: sa.Connection, now: dt.datetime | None = None, dims: tuple[str, ...] = tuple(DIMS)
+) -> None:
+    """Compute every cell of `dims` from the ledger's rows into spend_rollups (empty of them), run
+    by the database: per dimension, hours (and recent quarter-hours) from the rows, days from the
+    hours, all time from the days."""
     dialect = conn.dialect.name
     recent = (now or dt.datetime.now(dt.UTC)) - RECENT_QUARTERS
     into = spend_rollups.insert()
-    for dim in DIMS:
+    for dim in dims:
         conn.execute(into.from_select([*KEY, *COUNTS], cells_query(dialect, "hour", dim)))
         conn.execute(into.from_select([*KEY, *COUNTS], coarser_query(dialect, "day", dim, "hour")))
         conn.execute(into.from_select([*KEY, *COUNTS], coarser_query(dialect, "all", dim, "day")))

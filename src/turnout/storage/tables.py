@@ -347,6 +347,44 @@ spend_rollups = sa.Table(
     sa.Index("ix_spend_rollups_grain_dim_bucket", "grain", "dim", "bucket"),
 )
 
+# (0018) The ledger's totals by every dimension at once (storage/cube.py): per hour and per day, per
+# combination of the dimensions below ("" for none); counts as in spend_rollups, and requests and
+# failures seen through each subset of the attempt-level dimensions (requests_1..7, failed_1..7).
+_CUBE_COUNTS = (
+    "requests",
+    "attempts",
+    "failed",
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_micros",
+    "customer_price_micros",
+    "revenue_share_micros",
+    "cost_unknown",
+    "estimated",
+    *(f"requests_{m}" for m in range(1, 8)),
+    *(f"failed_{m}" for m in range(1, 8)),
+)
+spend_cube = sa.Table(
+    "spend_cube",
+    metadata,
+    sa.Column("grain", sa.String(8), primary_key=True),
+    sa.Column("bucket", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("key_id", sa.String(40), primary_key=True),
+    sa.Column("team_id", sa.String(40), primary_key=True),
+    sa.Column("user_id", sa.String(40), primary_key=True),
+    sa.Column("alias", sa.String(256), primary_key=True),
+    sa.Column("preset", sa.String(128), primary_key=True),
+    sa.Column("model", sa.String(256), primary_key=True),
+    sa.Column("deployment", sa.String(256), primary_key=True),
+    sa.Column("provider", sa.String(128), primary_key=True),
+    *(sa.Column(name, sa.BigInteger, nullable=False) for name in _CUBE_COUNTS),
+    sa.Index("ix_spend_cube_grain_team_bucket", "grain", "team_id", "bucket"),
+    sa.Index("ix_spend_cube_grain_key_bucket", "grain", "key_id", "bucket"),
+)
+
 # (0012) How far ledger retention (`storage.ledger_retention_days`) has deleted rows: every row
 # before `pruned_before` is gone (counted in spend_rollups only). One row, id 1, once pruning began.
 ledger_horizon = sa.Table(
@@ -435,4 +473,24 @@ console_sessions = sa.Table(
     sa.Column("csrf_token", sa.String(64), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False, index=True),
+)
+
+# (0019) Budget alerts waiting to reach a webhook (spend/alerts.py), written in the transaction
+# that records the budget window reaching its limit: one row per alert and webhook, kept once
+# delivered or given up (`state`), so none is lost on a restart.
+alert_outbox = sa.Table(
+    "alert_outbox",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # Turnout-Delivery: the same on every retry
+    sa.Column("event", sa.String(32), nullable=False),  # budget.soft_limit | budget.exhausted
+    sa.Column("budget_id", sa.String(40), nullable=False),
+    sa.Column("team_id", sa.String(40), nullable=True),  # the budget's team, for the audit log
+    sa.Column("destination", sa.Text, nullable=False),  # the webhook's URL
+    sa.Column("body", sa.Text, nullable=False),  # the JSON sent, the same on every retry
+    sa.Column("state", sa.String(16), nullable=False),  # pending | delivered | failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_at", sa.Float, nullable=False),  # unix seconds: when it may be tried next
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_error", sa.String(200), nullable=True),
+    sa.Index("ix_alert_outbox_state_next_at", "state", "next_at"),
 )

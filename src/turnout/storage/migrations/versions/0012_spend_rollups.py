@@ -56,7 +56,10 @@ def upgrade() -> None:
         sa.Column("pruned_before", stamp, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_ledger_horizon"),
     )
-    backfill(op.get_bind())
+    # the dimensions of this revision (0018 adds provider's cells)
+    backfill(
+        op.get_bind(), dims=("key", "team", "user", "model", "alias", "deployment", "preset", "preset_team")
+    )
 
 
 def downgrade() -> None:
