@@ -10,6 +10,7 @@ install it: no package index reachable, or not root)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -236,6 +237,16 @@ def test_a_second_admin_approves_a_pending_action_seeing_who_proposed_it(
 
 
 def test_every_page_loads_without_a_console_error(browser: Browser, gateway: Gateway) -> None:
+    for model in ("paid", "paid", "chat"):  # some spend for the spend page to draw
+        answer = httpx.post(
+            gateway.base_url + "/chat/completions",
+            json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16},
+            headers={"authorization": f"Bearer {MASTER_KEY}"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+    assert gateway.loop is not None
+    asyncio.run_coroutine_threadsafe(gateway.services.spend.flush(), gateway.loop).result(30)
     w = Watched(browser, gateway)
     w.sign_in(MASTER_KEY)
     for path, shot in (
@@ -247,6 +258,7 @@ def test_every_page_loads_without_a_console_error(browser: Browser, gateway: Gat
         ("/providers", "providers"),
         ("/budgets", None),
         ("/request-logs", None),
+        ("/spend?group_by=model&since=1d", "spend"),
     ):
         assert w.goto(path) == 200, path
         assert w.page.locator("h1").count() == 1

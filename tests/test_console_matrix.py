@@ -54,6 +54,9 @@ EXPECTED: dict[str, str] = {
     "POST /ui/providers/{provider}/remove": "403 403 403 403 303 303 303",
     "POST /ui/providers/{provider}/restore": "403 403 403 403 303 303 303",
     "GET /ui/budgets": "303 303 200 200 200 200 200",
+    # spend: a team's admin reads their team's (the same page, narrowed), the organisation all of it
+    "GET /ui/spend": "303 303 200 200 200 200 200",
+    "GET /ui/spend.csv": "303 303 200 200 200 200 200",
     "POST /ui/budgets": "403 403 303 404 303 303 303",
     # the budget was set by the organisation: a team's admin cannot remove it from below
     "POST /ui/budgets/{budget_id}/delete": "403 403 403 404 303 303 303",

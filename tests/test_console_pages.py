@@ -5,6 +5,9 @@ every one of these changes is refused without the session's CSRF token."""
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
 import re
 from collections.abc import Iterator
 from html import unescape
@@ -350,3 +353,39 @@ def test_every_new_change_is_refused_without_the_csrf_token_and_changes_nothing(
     assert admin(gateway, "GET", f"/admin/budgets/{budget['id']}")["limit_micros"] == 1_000_000
     pending = admin(gateway, "GET", "/admin/approvals?status=pending")["data"]
     assert all(a["target_id"] != "spare" for a in pending)
+
+
+# ---------------------------------------------------------------------- spend
+
+
+def _flushed(gateway: Gateway) -> None:
+    assert gateway.loop is not None
+    asyncio.run_coroutine_threadsafe(gateway.services.spend.flush(), gateway.loop).result(30)
+
+
+def test_the_spend_page_shows_a_teams_spend_stacked_by_day_and_exports_it_as_csv(gateway: Gateway) -> None:
+    red, blue, red_admin, _ = teams(gateway, "spend")
+    red_key = admin(gateway, "POST", "/admin/keys", name="red-spender", team_id=red)["key"]
+    blue_key = admin(gateway, "POST", "/admin/keys", name="blue-spender", team_id=blue)["key"]
+    for _ in range(3):
+        assert ask(gateway, red_key) == "ok"
+    assert ask(gateway, blue_key) == "ok"
+    _flushed(gateway)
+    client, _ = signed_in(gateway, red_admin)
+    page = client.get("/ui/spend", params={"group_by": "team", "since": "1d"})
+    assert page.status_code == 200, page.text
+    html = unescape(page.text)
+    assert f"<td>{red}</td><td>3</td>" in html and blue not in html  # their team's only
+    assert '<rect class="s0"' in page.text  # the day's stacked bar
+    cost = f"${3 * PER_REQUEST / 1_000_000:.6f}".rstrip("0").rstrip(".")
+    assert cost in html
+    export = client.get("/ui/spend.csv", params={"group_by": "team", "since": "1d"})
+    assert export.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(export.text)))
+    assert [(r["team"], r["requests"], r["cost_micros"]) for r in rows] == [(red, "3", str(3 * PER_REQUEST))]
+    # another team's spend, asked for by name in the URL: refused, never shown
+    other = client.get("/ui/spend", params={"team": blue, "since": "1d"})
+    assert other.status_code == 403 and str(PER_REQUEST) not in other.text
+    everything, _ = signed_in(gateway, MASTER_KEY)
+    both = unescape(everything.get("/ui/spend", params={"group_by": "team", "since": "1d"}).text)
+    assert f"<td>{red}</td><td>3</td>" in both and f"<td>{blue}</td><td>1</td>" in both

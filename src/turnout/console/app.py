@@ -26,6 +26,7 @@ from turnout.console.rendering import Renderer
 from turnout.console.request_log_pages import RequestLogPages
 from turnout.console.sessions import Sessions
 from turnout.console.signing_in import FailureGuard, SigningIn
+from turnout.console.spend_pages import SpendPages
 from turnout.console.web import ClientLeft, Receive, Request, Response, Scope, Send, cookie, redirect
 from turnout.domain.errors import AuthenticationFailed, TurnoutError
 from turnout.storage.database import unreachable
@@ -79,6 +80,7 @@ class ConsoleApp:
         key_pages = KeyPages(services, self.renderer)
         budget_pages = BudgetPages(services, self.renderer)
         request_logs = RequestLogPages(services, self.renderer)
+        spend = SpendPages(services, self.renderer)
         self.routes = [
             ConsoleRoute("GET", "/keys", pages.keys, "Keys: paged, searchable; the form to issue one"),
             ConsoleRoute("POST", "/keys", pages.create_key, "Issue a key (shown once)"),
@@ -91,6 +93,10 @@ class ConsoleApp:
                 "POST", "/keys/{key_id}/rotate", key_pages.rotate_key, "Rotate a key (the new one shown once)"
             ),
             ConsoleRoute("GET", "/budgets", budget_pages.budgets, "Budgets with their current window's use"),
+            ConsoleRoute(
+                "GET", "/spend", spend.spend, "Spend and customer charge over time, by any dimension"
+            ),
+            ConsoleRoute("GET", "/spend.csv", spend.spend_csv, "The spend shown, as CSV"),
             ConsoleRoute("POST", "/budgets", budget_pages.set_budget, "Set (or change) a budget"),
             ConsoleRoute(
                 "POST", "/budgets/{budget_id}/delete", budget_pages.delete_budget, "Remove a budget"

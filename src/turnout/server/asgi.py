@@ -31,7 +31,6 @@ from turnout.server.admin_governance import AdminGovernance
 from turnout.server.admin_providers import AdminProviders
 from turnout.server.admin_request_logs import add_request_log_routes
 from turnout.server.admin_routes import AdminRouter
-from turnout.server.admin_spend import PARAMETERS as SPEND_PARAMETERS
 from turnout.server.admin_spend import AdminSpend
 from turnout.server.admin_teams import AdminTeams, Membership, NewTeam, NewUser, UserChange
 from turnout.server.auth_guard import AuthGuard
@@ -41,6 +40,7 @@ from turnout.server.passthrough import METHODS as PASSTHROUGH_METHODS
 from turnout.server.passthrough import PREFIX as PASSTHROUGH_PREFIX
 from turnout.server.passthrough import passthrough
 from turnout.server.routes import Endpoints, Handler
+from turnout.spend.spend_query import PARAMETERS as SPEND_PARAMETERS
 from turnout.storage.database import unreachable
 from turnout.teams.names import Names
 
