@@ -259,6 +259,7 @@ def test_every_page_loads_without_a_console_error(browser: Browser, gateway: Gat
         ("/budgets", None),
         ("/request-logs", None),
         ("/spend?group_by=model&since=1d", "spend"),
+        ("/exit-report?since=1d", "exit-report"),
     ):
         assert w.goto(path) == 200, path
         assert w.page.locator("h1").count() == 1

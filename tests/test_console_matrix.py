@@ -57,6 +57,8 @@ EXPECTED: dict[str, str] = {
     # spend: a team's admin reads their team's (the same page, narrowed), the organisation all of it
     "GET /ui/spend": "303 303 200 200 200 200 200",
     "GET /ui/spend.csv": "303 303 200 200 200 200 200",
+    # the organisation's owners and admins, as GET /admin/exit-report
+    "GET /ui/exit-report": "303 303 403 403 200 200 200",
     "POST /ui/budgets": "403 403 303 404 303 303 303",
     # the budget was set by the organisation: a team's admin cannot remove it from below
     "POST /ui/budgets/{budget_id}/delete": "403 403 403 404 303 303 303",

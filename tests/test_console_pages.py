@@ -389,3 +389,20 @@ def test_the_spend_page_shows_a_teams_spend_stacked_by_day_and_exports_it_as_csv
     everything, _ = signed_in(gateway, MASTER_KEY)
     both = unescape(everything.get("/ui/spend", params={"group_by": "team", "since": "1d"}).text)
     assert f"<td>{red}</td><td>3</td>" in both and f"<td>{blue}</td><td>1</td>" in both
+
+
+def test_the_exit_readiness_page_is_the_organisations_and_shows_each_providers_share(
+    gateway: Gateway,
+) -> None:
+    key = admin(gateway, "POST", "/admin/keys", name="exit-traffic")["key"]
+    chat(gateway, key, "what could move?")
+    _flushed(gateway)
+    client, _ = signed_in(gateway, MASTER_KEY)
+    page = client.get("/ui/exit-report", params={"since": "1d"})
+    assert page.status_code == 200, page.text
+    html = unescape(page.text)
+    assert 'data-provider="fake"' in page.text  # the provider that served it
+    assert "stuck: no alternative deployment on another provider" in html  # `chat` has no other
+    _, _, red_admin, _ = teams(gateway, "exit")
+    team_view, _ = signed_in(gateway, red_admin)
+    assert team_view.get("/ui/exit-report").status_code == 403

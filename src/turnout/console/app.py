@@ -20,6 +20,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from turnout.app import Services
 from turnout.console.budget_pages import BudgetPages
+from turnout.console.exit_pages import ExitPages
 from turnout.console.key_pages import KeyPages
 from turnout.console.pages import Pages, Visit
 from turnout.console.rendering import Renderer
@@ -81,6 +82,7 @@ class ConsoleApp:
         budget_pages = BudgetPages(services, self.renderer)
         request_logs = RequestLogPages(services, self.renderer)
         spend = SpendPages(services, self.renderer)
+        exits = ExitPages(services, self.renderer)
         self.routes = [
             ConsoleRoute("GET", "/keys", pages.keys, "Keys: paged, searchable; the form to issue one"),
             ConsoleRoute("POST", "/keys", pages.create_key, "Issue a key (shown once)"),
@@ -97,6 +99,9 @@ class ConsoleApp:
                 "GET", "/spend", spend.spend, "Spend and customer charge over time, by any dimension"
             ),
             ConsoleRoute("GET", "/spend.csv", spend.spend_csv, "The spend shown, as CSV"),
+            ConsoleRoute(
+                "GET", "/exit-report", exits.exit_report, "How much of each provider's traffic could move"
+            ),
             ConsoleRoute("POST", "/budgets", budget_pages.set_budget, "Set (or change) a budget"),
             ConsoleRoute(
                 "POST", "/budgets/{budget_id}/delete", budget_pages.delete_budget, "Remove a budget"
