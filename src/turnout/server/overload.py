@@ -19,8 +19,11 @@ from turnout.domain.principal import Priority
 from turnout.inbound.anthropic_messages import error_json
 from turnout.keys.index import KeyIndex
 from turnout.limits.concurrency import ConcurrencyGate
+from turnout.limits.priority import PRIORITIES
 from turnout.server.exchange import Exchange, Send
 from turnout.server.routes import Handler
+
+LOWEST = len(PRIORITIES) - 1  # the rank of `batch`
 
 
 def concurrency_gate(settings: OverloadSettings) -> ConcurrencyGate | None:
@@ -52,8 +55,9 @@ def gated(
         return handler
 
     async def admitted(x: Exchange) -> None:
-        rank = gate.rank(_priority(keys, x))
-        if not gate.try_enter(rank):
+        # with room even for the lowest class, who calls does not matter (no key lookup)
+        if not gate.try_enter(LOWEST):
+            rank = gate.rank(_priority(keys, x))
             try:
                 await gate.enter(rank)
             except Overloaded:
