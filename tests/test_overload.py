@@ -243,6 +243,25 @@ def test_critical_requests_overtake_batch_ones_in_the_queue(serve: Any, upstream
     asyncio.run(scenario())
 
 
+def test_a_request_waits_in_the_queue_at_most_queue_timeout(serve: Any, upstream: Upstream) -> None:
+    held = Held(upstream, 1)
+    served = serve(initial_limit=1, min_limit=1, max_limit=1, queue_ratio=1, queue_timeout="200ms")
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(timeout=30) as http:
+            running = chat(http, served)
+            await held.arrived(1)
+            waited = await http.post(root(served) + "/v1/chat/completions", headers=auth(), json=CHAT)
+            assert waited.status_code == 503 and waited.json()["error"]["code"] == "overloaded"
+            shown = await state(http, served)
+            assert shown["queued"] == 0 and shown["in_flight"] == 1
+            held.release(1)
+            assert (await running).status_code == 200
+
+    asyncio.run(scenario())
+    assert len(upstream.requests) == 1
+
+
 def test_a_priority_must_be_a_class(serve: Any, upstream: Upstream) -> None:
     served = serve()
 
