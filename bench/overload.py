@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -117,12 +118,17 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
         "refused_p50_ms": refused.get("p50"),
         "refused_p99_ms": refused.get("p99"),
         "other_errors": {k: v for k, v in report["error_samples"].items() if k != "status 503"},
+        # how late the load generator itself sent (counted in every latency above)
+        "send_lag_p99_ms": report["send_lag_ms"]["p99"],
     }
 
 
 def overload_phase(root: str, proc: Process, api_key: str, rate: float, duration: float) -> dict[str, Any]:
+    cpu = proc.cpu_seconds()
+    began = time.monotonic()
     report = load(root, api_key, rate, duration, warmup=2)
     out = summary(report)
+    out["gateway_cpu_share"] = round((proc.cpu_seconds() - cpu) / (time.monotonic() - began), 2)
     out["rss_peak_mib"] = round(proc.rss_mib()[1], 1)
     return out
 
@@ -145,6 +151,15 @@ def together(root: str, critical: str, batch: str, capacity: float, args: argpar
         crit = pool.submit(load, root, critical, 0.2 * capacity, args.phase, 2)
         bulk = pool.submit(load, root, batch, args.factor * capacity, args.phase, 2)
         return summary(crit.result()), summary(bulk.result())
+
+
+def together_with_cpu(
+    root: str, proc: Process, critical: str, batch: str, capacity: float, args: argparse.Namespace
+) -> Any:
+    cpu, began = proc.cpu_seconds(), time.monotonic()
+    crit, bulk = together(root, critical, batch, capacity, args)
+    bulk["gateway_cpu_share"] = round((proc.cpu_seconds() - cpu) / (time.monotonic() - began), 2)
+    return crit, bulk
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             print("critical alone (20%) ...", flush=True)
             crit_alone = summary(load(root, critical, 0.2 * capacity, args.phase, warmup=2))
             print(f"critical (20%) beside batch ({args.factor:g}x) ...", flush=True)
-            crit_with, batch_with = together(root, critical, batch, capacity, args)
+            crit_with, batch_with = together_with_cpu(root, proc, critical, batch, capacity, args)
             state = json.loads(
                 subprocess.run(
                     ["curl", "-s", "-H", f"Authorization: Bearer {MASTER_KEY}", root + "/health/ready"],
@@ -256,7 +271,14 @@ def report(r: dict[str, Any]) -> None:
             f"| {name} | {s['offered']:g} | {s['ok_rps']} | {s['ok_p50_ms']} | {s['ok_p99_ms']} "
             f"| {s['refused']} | {s['refused_p50_ms']} | {s['refused_p99_ms']} | {s['other_errors'] or ''} |"
         )
-    print(f"\nRSS peak under overload: {r['overload']['rss_peak_mib']} MiB; after: {r['rss_after_mib']} MiB")
+    print(
+        "\ngateway CPU (share of its core, including drain): overload "
+        f"{r['overload']['gateway_cpu_share']}, "
+        f"batch beside critical {r['batch_beside_critical']['gateway_cpu_share']}"
+    )
+    lags = {name: s["send_lag_p99_ms"] for name, s in rows}
+    print(f"load generator's own send lag, p99 ms: {lags}")
+    print(f"RSS peak under overload: {r['overload']['rss_peak_mib']} MiB; after: {r['rss_after_mib']} MiB")
     if "unguarded_overload" in r:
         print(f"RSS peak without admission control: {r['unguarded_overload']['rss_peak_mib']} MiB")
     print(f"gate after the run: {r['gate_after']}")

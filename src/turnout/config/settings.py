@@ -218,7 +218,7 @@ class OverloadSettings:
     initial_limit: int = 100
     min_limit: int = 10
     max_limit: int = 1000
-    tolerance: float = 1.5  # latency this many times the long-run average is queueing: shrink
+    tolerance: float = 1.2  # latency this many times the long-run average is queueing: shrink
     window: float = 1.0  # the limit is recomputed at most this often (and over 10 answers at least)
     queue_ratio: float = 0.5  # requests that may wait for a slot, as a fraction of the limit
     queue_timeout: float = 1.0  # the longest a request waits for a slot; then 503

@@ -44,7 +44,7 @@ class GradientLimit:
         low: int,
         high: int,
         *,
-        tolerance: float = 1.5,
+        tolerance: float = 1.2,
         window: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
