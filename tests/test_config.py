@@ -115,7 +115,7 @@ def _with_provider(**fields: Any) -> dict[str, Any]:
             {"server": {"zzz": 1}},
             "server.zzz",
             "known keys: host, port, max_request_bytes, shutdown_grace, drain_delay, access_log, "
-            "trusted_proxies, forwarded_header, limits",
+            "trusted_proxies, forwarded_header, limits, overload",
         ),
     ],
 )

@@ -1,7 +1,7 @@
 """The configuration reference keeps up with the schema: every key of a section documented as a
-table (`storage`, `request_logs`, `console`) has a row there, and every row is a key; every key of
-every section, every provider type, every environment variable turnout reads and every command
-of the CLI (with its options, in docs/cli.md) is documented."""
+table (`storage`, `request_logs`, `console`, `server.overload`) has a row there, and every row is
+a key; every key of every section, every provider type, every environment variable turnout reads
+and every command of the CLI (with its options, in docs/cli.md) is documented."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from turnout.config.schema import (
     SECTIONS,
     ConsoleConfig,
     ModelConfig,
+    OverloadConfig,
     ProviderConfig,
     RequestLogsConfig,
     StorageConfig,
@@ -31,12 +32,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.parametrize(
     ("name", "section"),
-    [("storage", StorageConfig), ("request_logs", RequestLogsConfig), ("console", ConsoleConfig)],
+    [
+        ("storage", StorageConfig),
+        ("request_logs", RequestLogsConfig),
+        ("console", ConsoleConfig),
+        ("server.overload", OverloadConfig),
+    ],
 )
 def test_a_section_with_a_table_lists_each_of_its_keys_and_nothing_else(name: str, section: type) -> None:
     """The sections documented as a table of keys (one row each) have a row for every key."""
     text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
-    part = text[text.index(f"## `{name}`") :]
+    part = text[text.index(f"# `{name}`") :]  # a section (##) or a subsection (###)
     table = part[part.index("|---") :]
     table = table[: table.index("\n\n")]
     documented = {m.group(1) for m in re.finditer(r"^\| `([a-z_]+)` \|", table, re.MULTILINE)}

@@ -56,6 +56,8 @@ type report struct {
 	LatencyMS    percentiles    `json:"latency_ms"`
 	TTFBMS       percentiles    `json:"ttfb_ms"`
 	SendLagMS    percentiles    `json:"send_lag_ms"`
+	// latency of the answers with each non-200 status (how fast a refusal comes)
+	StatusLatencyMS map[string]percentiles `json:"status_latency_ms"`
 }
 
 type loader struct {
@@ -87,7 +89,7 @@ func (l *loader) exchange(ctx context.Context, intended time.Time) sample {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, resp.Body)
-		return sample{err: fmt.Sprintf("status %d", resp.StatusCode)}
+		return sample{err: fmt.Sprintf("status %d", resp.StatusCode), latency: time.Since(intended)}
 	}
 	if !l.stream {
 		_, err := io.Copy(io.Discard, resp.Body)
@@ -303,11 +305,15 @@ func runLoad(args []string) {
 		samples, measured = l.closedLoop(*concurrency, *warmup, *duration)
 	}
 	var lat, ttfb, lags []time.Duration
+	byStatus := map[string][]time.Duration{}
 	for _, s := range samples {
 		lags = append(lags, s.sendLag)
 		if s.err != "" {
 			rep.Errors++
 			rep.ErrorSamples[s.err]++
+			if strings.HasPrefix(s.err, "status ") {
+				byStatus[s.err[7:]] = append(byStatus[s.err[7:]], s.latency)
+			}
 			continue
 		}
 		rep.OK++
@@ -320,6 +326,10 @@ func runLoad(args []string) {
 	rep.LatencyMS = summarize(lat)
 	rep.TTFBMS = summarize(ttfb)
 	rep.SendLagMS = summarize(lags)
+	rep.StatusLatencyMS = map[string]percentiles{}
+	for status, values := range byStatus {
+		rep.StatusLatencyMS[status] = summarize(values)
+	}
 	out, _ := json.Marshal(rep)
 	fmt.Println(string(out))
 }

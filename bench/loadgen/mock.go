@@ -50,6 +50,9 @@ type mockServer struct {
 	chunks   int
 	chunkGap time.Duration
 	latency  time.Duration
+	// slots, when not nil, bounds the answers in progress (a provider at capacity): a request
+	// beyond them waits for one, its latency growing with the queue
+	slots chan struct{}
 	// The Anthropic event stream, precomputed: message_start + content_block_start, one
 	// content_block_delta per chunk, then content_block_stop + message_delta + message_stop.
 	msgHead   []byte
@@ -88,6 +91,10 @@ func (m *mockServer) chat(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		_, _ = io.WriteString(w, `{"error":{"message":"invalid json","type":"invalid_request_error","param":null,"code":null}}`)
 		return
+	}
+	if m.slots != nil {
+		m.slots <- struct{}{}
+		defer func() { <-m.slots }()
 	}
 	if m.latency > 0 {
 		time.Sleep(m.latency)
@@ -206,9 +213,13 @@ func runMock(args []string) {
 	chunks := fs.Int("chunks", 20, "content chunks per streamed answer")
 	gap := fs.Duration("chunk-gap", 0, "pause between streamed chunks")
 	latency := fs.Duration("latency", 0, "pause before answering")
+	slots := fs.Int("slots", 0, "chat answers in progress at most (0: no bound); the rest wait")
 	_ = fs.Parse(args)
 
 	m := newMockServer(*chunks, *gap, *latency)
+	if *slots > 0 {
+		m.slots = make(chan struct{}, *slots)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/chat/completions", m.chat)
 	mux.HandleFunc("/v1/messages", m.messages)

@@ -44,6 +44,7 @@ from turnout.config.settings import (
     GovernanceSettings,
     HttpLimits,
     ModelSettings,
+    OverloadSettings,
     ProviderSettings,
     ProxySettings,
     RetrySettings,
@@ -384,6 +385,58 @@ class _Builder:
             trusted_proxies=self.networks(cfg.trusted_proxies or [], "server.trusted_proxies"),
             forwarded_header=cfg.forwarded_header or "x-forwarded-for",
             limits=self.http_limits(cfg.limits),
+            overload=self.overload(cfg.overload),
+        )
+
+    def overload(self, cfg: schema.OverloadConfig | None) -> OverloadSettings:
+        base = OverloadSettings()
+        if cfg is None:
+            return base
+        path = "server.overload"
+        low = base.min_limit if cfg.min_limit is None else cfg.min_limit
+        high = base.max_limit if cfg.max_limit is None else cfg.max_limit
+        initial = min(max(base.initial_limit, low), high) if cfg.initial_limit is None else cfg.initial_limit
+        if low < 1:
+            self.problem(f"{path}.min_limit", f"must be at least 1, got {low}")
+        if not low <= initial <= high:
+            self.problem(
+                f"{path}.initial_limit",
+                f"must be between min_limit ({low}) and max_limit ({high}), got {initial}",
+            )
+        numbers = {
+            "tolerance": (cfg.tolerance, base.tolerance, 1.0, 10.0),
+            "queue_ratio": (cfg.queue_ratio, base.queue_ratio, 0.0, 10.0),
+            "standard_share": (cfg.standard_share, base.standard_share, 0.05, 1.0),
+            "batch_share": (cfg.batch_share, base.batch_share, 0.05, 1.0),
+        }
+        chosen: dict[str, float] = {}
+        for name, (value, default, least, most) in numbers.items():
+            chosen[name] = default if value is None else float(value)
+            if not least <= chosen[name] <= most:
+                self.problem(
+                    f"{path}.{name}", f"must be between {least:g} and {most:g}, got {chosen[name]:g}"
+                )
+        if chosen["batch_share"] > chosen["standard_share"]:
+            self.problem(f"{path}.batch_share", "must not be more than standard_share (batch is shed first)")
+        window = self.unit(cfg.window, parse_duration, f"{path}.window", base.window)
+        retry_after = self.unit(
+            cfg.retry_after, parse_duration, f"{path}.retry_after", float(base.retry_after)
+        )
+        return OverloadSettings(
+            enabled=base.enabled if cfg.enabled is None else cfg.enabled,
+            initial_limit=initial,
+            min_limit=low,
+            max_limit=high,
+            tolerance=chosen["tolerance"],
+            window=window,
+            queue_ratio=chosen["queue_ratio"],
+            queue_timeout=self.unit(
+                cfg.queue_timeout, parse_delay, f"{path}.queue_timeout", base.queue_timeout
+            ),
+            retry_after=max(1, round(retry_after)),
+            standard_share=chosen["standard_share"],
+            batch_share=chosen["batch_share"],
+            default_priority=cfg.default_priority or base.default_priority,
         )
 
     def http_limits(self, cfg: schema.HttpLimitsConfig | None) -> HttpLimits:

@@ -178,6 +178,23 @@ class HttpLimitsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     body_min_rate: SizeValue | None = None  # bytes per second: 16KiB or 16KiB/s
 
 
+class OverloadConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Admission control per instance (server.overload)."""
+
+    enabled: bool | None = None
+    initial_limit: int | None = None
+    min_limit: int | None = None
+    max_limit: int | None = None
+    tolerance: float | None = None
+    window: DurationValue | None = None
+    queue_ratio: float | None = None
+    queue_timeout: DurationValue | None = None
+    retry_after: DurationValue | None = None
+    standard_share: float | None = None
+    batch_share: float | None = None
+    default_priority: Literal["critical", "standard", "batch"] | None = None
+
+
 class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     host: str = "127.0.0.1"
     port: int = 4000
@@ -188,6 +205,7 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     trusted_proxies: list[str] | None = None  # CIDRs of the proxies whose forwarded header is believed
     forwarded_header: Literal["x-forwarded-for", "forwarded"] | None = None
     limits: HttpLimitsConfig | None = None
+    overload: OverloadConfig | None = None
 
 
 class FailedAttemptsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -12,6 +12,7 @@ from typing import Literal
 from turnout.config.provider_kinds import ProviderKind
 from turnout.config.secrets import Secret
 from turnout.domain.pricing import ModelPrice
+from turnout.domain.principal import Priority
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +246,25 @@ class HttpLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class OverloadSettings:
+    """Admission control per instance (`server.overload`): how many requests may be in progress at
+    once, a limit that follows the measured latency (limits/concurrency.py), and a short queue."""
+
+    enabled: bool = True
+    initial_limit: int = 100
+    min_limit: int = 10
+    max_limit: int = 1000
+    tolerance: float = 1.2  # latency this many times the long-run average is queueing: shrink
+    window: float = 1.0  # the limit is recomputed at most this often (and over 10 answers at least)
+    queue_ratio: float = 0.5  # requests that may wait for a slot, as a fraction of the limit
+    queue_timeout: float = 1.0  # the longest a request waits for a slot; then 503
+    retry_after: int = 1  # seconds, in the 503's Retry-After
+    standard_share: float = 0.9  # the part of the limit `standard` requests may hold
+    batch_share: float = 0.7  # ... and `batch` requests (the rest is headroom for higher classes)
+    default_priority: Priority = "standard"  # of a key without one
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 4000
@@ -257,6 +277,7 @@ class ServerSettings:
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     forwarded_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
     limits: HttpLimits = HttpLimits()
+    overload: OverloadSettings = OverloadSettings()
 
 
 @dataclass(frozen=True, slots=True)

@@ -402,6 +402,21 @@ class LedgerUnavailable(ServiceUnavailable):
         return [(b"retry-after", str(self.retry_after).encode())]
 
 
+class Overloaded(ServiceUnavailable):
+    """This instance has as many requests in progress as it can serve well (`server.overload`) and
+    its short queue is full or was waited in too long: refused at once, before anything is read
+    or spent (503, with Retry-After). Requests of a lower priority class are refused first."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", str(self.retry_after).encode())]
+
+
 class InternalError(TurnoutError):
     """A bug in turnout. The message never carries details of it (500)."""
 

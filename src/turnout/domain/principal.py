@@ -7,6 +7,7 @@ from typing import Literal
 import msgspec
 
 Role = Literal["owner", "admin", "member", "viewer"]
+Priority = Literal["critical", "standard", "batch"]  # overload sheds batch first (limits/priority.py)
 
 MASTER_PERSON = "master"
 """The person behind the master key (break-glass): one person, whoever holds it."""
@@ -25,6 +26,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     # the person the key acts for: its user, or for a key without one the person whose key issued
     # it (MASTER_PERSON for the master key and what it issued without a user)
     person: str | None = None
+    priority: Priority | None = None  # the key's metadata.priority (None: server.overload's default)
 
     @property
     def is_admin(self) -> bool:

@@ -19,6 +19,7 @@ from turnout.domain.errors import InvalidRequest
 from turnout.domain.key_policy import KeySpec
 from turnout.domain.principal import Principal
 from turnout.keys.service import KeyService
+from turnout.limits.priority import checked_metadata
 from turnout.server.admin_body import decode_body, reply, usd
 from turnout.server.admin_query import paging, query_params, send_page
 from turnout.server.exchange import Exchange
@@ -69,6 +70,7 @@ class AdminKeys:
 
     async def create(self, x: Exchange, issuer: Principal) -> None:
         body: NewKey = decode_body(await x.body(), NewKey)
+        checked_metadata(body.metadata)
         if not body.name.strip() or len(body.name) > 200:
             raise InvalidRequest("'name' must be 1-200 characters.", param="name")
         try:
@@ -123,6 +125,8 @@ class AdminKeys:
             if body.limits is not None:
                 limits = {k: v for k, v in msgspec.structs.asdict(body.limits).items() if v is not None}
         metadata = body.metadata
+        if metadata is not msgspec.UNSET:
+            checked_metadata(metadata)
         await reply(x, await self.keys.update(issuer, key_id, changes, limits, metadata, x.request_id))
 
     async def list(self, x: Exchange, issuer: Principal) -> None:

@@ -36,6 +36,7 @@ from turnout.server.admin_teams import AdminTeams, Membership, NewTeam, NewUser,
 from turnout.server.auth_guard import AuthGuard
 from turnout.server.exchange import ClientGone, Exchange, Receive, Scope, Send
 from turnout.server.openapi import openapi_endpoint
+from turnout.server.overload import concurrency_gate, gated
 from turnout.server.passthrough import METHODS as PASSTHROUGH_METHODS
 from turnout.server.passthrough import PREFIX as PASSTHROUGH_PREFIX
 from turnout.server.passthrough import passthrough
@@ -62,16 +63,18 @@ class GatewayApp:
         self.max_body = services.settings.server.max_request_bytes
         self.access_log = services.settings.server.access_log
         self.guard = AuthGuard.of(services.settings)
-        e = Endpoints(services)
+        self.gate = gate = concurrency_gate(services.settings.server.overload)
+        e = Endpoints(services, gate)
         self.admin = admin_router(services, reloader)
         self.endpoints = e
+        keys = services.keys
         routes: dict[str, dict[str, Handler]] = {
-            "/v1/chat/completions": {"POST": e.chat_completions},
-            "/v1/completions": {"POST": e.completions},
-            "/v1/embeddings": {"POST": e.embeddings},
-            "/v1/messages": {"POST": e.messages},
+            "/v1/chat/completions": {"POST": gated(gate, keys, e.chat_completions)},
+            "/v1/completions": {"POST": gated(gate, keys, e.completions)},
+            "/v1/embeddings": {"POST": gated(gate, keys, e.embeddings)},
+            "/v1/messages": {"POST": gated(gate, keys, e.messages, anthropic=True)},
             "/v1/messages/count_tokens": {"POST": e.count_tokens},
-            "/v1/responses": {"POST": e.responses},
+            "/v1/responses": {"POST": gated(gate, keys, e.responses)},
             "/v1/models": {"GET": e.list_models},
             "/health/live": {"GET": e.live, "HEAD": e.live},
             "/health/ready": {"GET": e.ready, "HEAD": e.ready},

@@ -9,6 +9,7 @@ import orjson
 
 from turnout.app import Services
 from turnout.domain.errors import ModelNotFound, TurnoutError
+from turnout.limits.concurrency import ConcurrencyGate
 from turnout.server.completions import CompletionsExchange
 from turnout.server.count_tokens import count_message_tokens
 from turnout.server.exchange import Exchange
@@ -21,8 +22,9 @@ OWNED_BY = "turnout"
 
 
 class Endpoints:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, gate: ConcurrencyGate | None = None) -> None:
         self.services = services
+        self.gate = gate  # admission control (server.overload), shown to admins on /health/ready
         self.pipeline = services.pipeline
         self.stored_responses = StoredResponses(services.responses, services.keys)
 
@@ -106,6 +108,8 @@ class Endpoints:
             detail["deployments_total"] = len(deployments)
             detail["deployments_available"] = sum(1 for d in deployments if d["state"] == "closed")
             detail["deployments"] = deployments
+            if self.gate is not None:
+                detail["overload"] = self.gate.describe()
         detail["journal"] = s.spend.health()  # ok | degraded | unwritable (then requests are refused)
         if s.draining:
             await x.send_json(503, orjson.dumps({"status": "draining", **detail}))

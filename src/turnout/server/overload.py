@@ -1,0 +1,84 @@
+"""The admission gate at the edge (`server.overload`): the model endpoints take a slot of the
+instance's concurrency limit before anything of the request is read, and give it back when the
+answer is over; a request that finds no slot and no room in the queue gets 503 with Retry-After in
+its API's own error format. Health, admin and model listings are never gated.
+
+A request's latency, for the limit, is the time from its admission to its response's head: the whole
+answer for a JSON one, the first token for a stream (whose length says nothing about load). Only
+answered requests (200) count; a refusal or an error says nothing about capacity."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import MutableMapping
+from typing import Any
+
+from turnout.config.settings import OverloadSettings
+from turnout.domain.errors import Overloaded, TurnoutError
+from turnout.domain.principal import Priority
+from turnout.inbound.anthropic_messages import error_json
+from turnout.keys.index import KeyIndex
+from turnout.limits.concurrency import ConcurrencyGate
+from turnout.limits.priority import PRIORITIES
+from turnout.server.exchange import Exchange, Send
+from turnout.server.routes import Handler
+
+LOWEST = len(PRIORITIES) - 1  # the rank of `batch`
+
+
+def concurrency_gate(settings: OverloadSettings) -> ConcurrencyGate | None:
+    return ConcurrencyGate(settings) if settings.enabled else None
+
+
+class _TimedSend:
+    """The exchange's `send`, noting when and with which status the response's head went out."""
+
+    __slots__ = ("at", "send", "status")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 0
+        self.at = 0.0
+
+    async def __call__(self, message: MutableMapping[str, Any]) -> None:
+        if not self.status and message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.at = time.perf_counter()
+        await self.send(message)
+
+
+def gated(
+    gate: ConcurrencyGate | None, keys: KeyIndex, handler: Handler, *, anthropic: bool = False
+) -> Handler:
+    """`handler`, run only once `gate` admits the request (unchanged without a gate)."""
+    if gate is None:
+        return handler
+
+    async def admitted(x: Exchange) -> None:
+        # with room even for the lowest class, who calls does not matter (no key lookup)
+        if not gate.try_enter(LOWEST):
+            rank = gate.rank(_priority(keys, x))
+            try:
+                await gate.enter(rank)
+            except Overloaded:
+                if anthropic:
+                    x.render_error = lambda error: error_json(error, x.request_id)
+                raise
+        timed = _TimedSend(x.send)
+        x.send = timed
+        began = time.perf_counter()
+        try:
+            await handler(x)
+        finally:
+            gate.leave(timed.at - began if timed.status == 200 else None)
+
+    return admitted
+
+
+def _priority(keys: KeyIndex, x: Exchange) -> Priority | None:
+    """The caller's class, from the in-memory key index (a key it does not know yet: the default;
+    the pipeline authenticates the request properly)."""
+    try:
+        return keys.authenticate(x.credential()).priority
+    except TurnoutError:
+        return None
