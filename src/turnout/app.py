@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,8 @@ from turnout.keys.store import (
 )
 from turnout.keys.sync import KeySync
 from turnout.limits.admission import Admission
+from turnout.limits.book import LimitBook
+from turnout.limits.shared import SharedLimits
 from turnout.observability.redaction import register_internal_hosts, register_secrets
 from turnout.pipeline import Pipeline
 from turnout.presets.registry import PresetRegistry
@@ -57,6 +60,7 @@ from turnout.storage.instances import Instances
 from turnout.storage.reference_clock import ReferenceClock
 from turnout.storage.stored_responses import ResponseStore
 from turnout.teams.directory import Directory
+from turnout.teams.limits import LimitSettings
 
 log = logging.getLogger("turnout")
 
@@ -93,6 +97,7 @@ class Services:
     retired_registries: list[ProviderRegistry] = field(default_factory=list)  # (reload) still in use
     _closing: set[asyncio.Task[None]] = field(default_factory=set)
     retention: LedgerRetention | None = None
+    limit_settings: LimitSettings | None = None
     started_at: float = field(default_factory=time.time)
     draining: bool = False
 
@@ -127,7 +132,17 @@ class Services:
             )
             budgets = Budgets(clock.now, counters)
             budgets.peers = instances.live
-            instances.on_count = budgets.set_peers
+            limit_book = LimitBook()
+            await limit_book.load(database)
+            limit_book.start()
+            admission = Admission(
+                limit_book,
+                None if shared is None else SharedLimits(shared.client, settings.storage.reservation_lapse),
+                clock.seconds,
+            )
+            admission.peers = instances.live
+            admission.start()
+            instances.on_count = functools.partial(_count_peers, budgets, admission)
             await budgets.load(database)  # after the journal a killed process left is in the ledger
             budgets.start()
             reconciler = (
@@ -141,7 +156,7 @@ class Services:
             presets = PresetRegistry()
             await presets.load(database)
             presets.start()
-            pipeline = Pipeline(keys, catalog, router, Admission(), budgets, spend, billing, presets)
+            pipeline = Pipeline(keys, catalog, router, admission, budgets, spend, billing, presets)
         except BaseException:
             if client is not None:
                 await client.aclose()
@@ -158,7 +173,8 @@ class Services:
             checks.start()
         audit = AuditLog(database)
         approvals = Approvals(database, audit, ttl=settings.governance.approval_ttl)
-        key_service = KeyService(database, keys, audit, approvals, settings.governance)
+        key_service = KeyService(database, keys, audit, approvals, settings.governance, limit_book)
+        limit_settings = LimitSettings(database, limit_book, audit)
         keys.lookup = key_service.find  # keys issued elsewhere work here at once
         key_sync = KeySync(database, keys, configured_master=settings.auth.master_key is not None)
         key_sync.start()  # and keys changed elsewhere change here within about a second
@@ -208,6 +224,7 @@ class Services:
             checks,
             key_sync=key_sync,
             retention=retention,
+            limit_settings=limit_settings,
         )
 
     async def apply(self, settings: Settings) -> None:
@@ -281,6 +298,7 @@ class Services:
             ("the ledger journal", self.spend.aclose),  # moves the journal into the database
             ("the budget windows", self.budgets.aclose),  # (both send their last settlements to Redis)
             ("the credit holds", self.billing.aclose),
+            ("the rate limits", self.pipeline.admission.aclose),  # their last settlements to Redis
         ]
         if self.budgets.shared is not None:
             writes.append(("the shared counters", self.budgets.shared.aclose))
@@ -300,6 +318,13 @@ class Services:
                 log.error("shutdown: %s could not be closed within the shutdown grace; left as it is", what)
             except Exception:
                 log.exception("shutdown: closing %s failed", what)
+
+
+def _count_peers(budgets: Budgets, admission: Admission, live: int) -> None:
+    """How many instances share the database now: without Redis, each enforces its share of
+    every budget and rate limit."""
+    budgets.set_peers(live)
+    admission.set_peers(live)
 
 
 def price_lookup(settings: Settings) -> PriceOf:

@@ -6,6 +6,8 @@ from typing import Literal
 
 import msgspec
 
+from turnout.domain.rate_limits import RateLimits
+
 Role = Literal["owner", "admin", "member", "viewer"]
 
 MASTER_PERSON = "master"
@@ -25,6 +27,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     # the person the key acts for: its user, or for a key without one the person whose key issued
     # it (MASTER_PERSON for the master key and what it issued without a user)
     person: str | None = None
+    limits: RateLimits | None = None  # the key's own rate limits
 
     @property
     def is_admin(self) -> bool:

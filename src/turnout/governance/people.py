@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from turnout.domain.errors import AuthenticationFailed
 from turnout.domain.key_policy import ADMIN_ROLES, MASTER_LINEAGE, Lineage, higher, lowest, one_person
 from turnout.domain.principal import MASTER_PERSON, Principal, Role
+from turnout.domain.rate_limits import stored_limits
 from turnout.storage.database import Database
 from turnout.storage.tables import api_keys, key_controllers, team_members, users
 from turnout.storage.times import unix_seconds
@@ -39,6 +40,7 @@ def principal_of(row: Any) -> Principal:
         expires_at=unix_seconds(row.expires_at),
         max_budget_micros=row.max_budget_micros,
         person=row.person or row.user_id,
+        limits=stored_limits(row.limits),
     )
 
 

@@ -1,24 +1,348 @@
-"""The admission step of the pipeline. With no limits configured every request is admitted;
-the limit backends (per key, team, model and deployment) plug in behind `admit`."""
+"""The admission step of the pipeline: rate limits per key, team, user and alias — requests per
+minute (rpm) and per day (rpd), tokens per minute (tpm) and requests at once (parallel). Every
+limit that covers a request applies, so the tightest wins; a request refused by one is counted in
+none (429 `rate_limit_exceeded` naming it, with Retry-After).
+
+A token limit counts the request's estimate at admission — its prompt at a token a UTF-8 byte and
+its output limit (domain/prompt_bounds.py), a bound — and the actual once it ends. On one instance
+the windows are in memory (limits/window.py). With Redis (`storage.redis_url`) they are shared by
+every instance and decided in one script run: the budget reservation's when budgets cover the
+request (the pipeline hands the ticket's `ask` to it), else the limits' own. Without Redis, an
+instance that shares its database with n - 1 others enforces 1/n of each limit (warned), as budgets
+do. With no limit covering a request, admission costs a few dict lookups."""
 
 from __future__ import annotations
 
+import itertools
+import math
+import secrets
+import time
+from collections.abc import Callable
+
+from turnout.domain.chat import ChatRequest
 from turnout.domain.principal import Principal
+from turnout.domain.prompt_bounds import byte_bound, output_bound
+from turnout.domain.rate_limits import (
+    SLICES,
+    WINDOWS,
+    LimitScope,
+    Measure,
+    Quota,
+    RateLimited,
+    RateLimits,
+)
+from turnout.limits.book import LimitBook
+from turnout.limits.shared import PREFIX, Answer, Ask, SharedLimits
+from turnout.limits.window import SlidingWindow
+from turnout.periodic import Periodic
 from turnout.routing.catalog import Route
+
+PARALLEL_WAIT = 1.0  # the Retry-After of a refusal for too many requests at once
+
+
+class Applied:
+    """One limit applied to one request: where it is counted and how much."""
+
+    __slots__ = ("amount", "key", "limit", "measure", "scope", "slice")
+
+    def __init__(self, scope: LimitScope, subject: str, measure: Measure, limit: int, amount: int) -> None:
+        self.scope = scope
+        self.measure = measure
+        self.limit = limit
+        self.amount = amount
+        self.key = f"{PREFIX}{scope}:{subject}:{measure}"
+        self.slice = 0  # the window's slice it was counted in
 
 
 class Ticket:
-    """What an admitted request holds until it ends (a concurrency slot, once limits exist)."""
+    """What an admitted request holds until it ends: its places and its token reservations,
+    given back or settled to the actual once (`settle`)."""
 
-    __slots__ = ()
+    __slots__ = ("admission", "applied", "done", "pending", "quota", "rid", "shared")
+
+    def __init__(self, admission: Admission | None, applied: list[Applied]) -> None:
+        self.admission = admission
+        self.applied = applied
+        self.quota: Quota | None = None
+        self.pending = False  # to be decided by Redis (`ask`, `answered`)
+        self.shared = False  # decided by Redis: settled there
+        self.done = admission is None
+        self.rid = ""
+
+    def ask(self) -> Ask:
+        """The limits' part of a script run (limits/shared.py)."""
+        assert self.admission is not None
+        return self.admission.ask(self)
+
+    def answered(self, answer: Answer) -> None:
+        """Redis's verdict: admitted (counted there), or RateLimited."""
+        assert self.admission is not None
+        self.admission.answered(self, answer)
+
+    def unreachable(self) -> None:
+        """The script that was to decide it could not reach Redis: decided on this instance."""
+        assert self.admission is not None
+        self.admission.unreachable(self)
 
     def release(self) -> None:
-        return None
+        """Give everything back: the request was not served (a later step refused it)."""
+        self.settle(0)
+
+    def settle(self, tokens: int) -> None:
+        """The request ended having used `tokens` (prompt and output): its place back, its token
+        reservations set to that."""
+        if not self.done:
+            self.done = True
+            assert self.admission is not None
+            self.admission.settle(self, tokens)
 
 
-_ADMITTED = Ticket()
+_ADMITTED = Ticket(None, [])
 
 
 class Admission:
-    def admit(self, principal: Principal, route: Route) -> Ticket:
-        return _ADMITTED
+    def __init__(
+        self,
+        book: LimitBook | None = None,
+        shared: SharedLimits | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.book = book if book is not None else LimitBook()
+        self.shared = shared
+        self.clock = clock
+        self.windows: dict[str, SlidingWindow] = {}
+        self.running: dict[str, int] = {}
+        self.peers = 1  # instances sharing the database (without Redis: each enforces 1/peers)
+        self.live: dict[str, Ticket] = {}  # by request id: places held in Redis, renewed
+        self._ids = itertools.count()
+        self._prefix = secrets.token_hex(6)
+        self.renewer = (
+            None
+            if shared is None
+            else Periodic(self.renew, shared.lapse_ms / 3000, "renewing rate-limit places in Redis")
+        )
+
+    def set_peers(self, live: int) -> None:
+        self.peers = live
+
+    def start(self) -> None:
+        if self.renewer is not None:
+            self.renewer.start()
+
+    # ------------------------------------------------------------------ which limits apply
+
+    def admit(self, principal: Principal, route: Route, request: ChatRequest | None = None) -> Ticket:
+        """The limits covering the request, decided here (RateLimited if one has no room) or, with
+        Redis, left `pending` for the one script run that decides them."""
+        applied = self._applying(principal, route, request)
+        if applied is None:
+            return _ADMITTED
+        ticket = Ticket(self, applied)
+        if self.shared is not None and self.shared.usable:
+            ticket.pending = True
+            ticket.rid = f"{self._prefix}.{next(self._ids)}"
+            return ticket
+        self._take_here(ticket)
+        return ticket
+
+    def _applying(
+        self, principal: Principal, route: Route, request: ChatRequest | None
+    ) -> list[Applied] | None:
+        book = self.book
+        found: list[tuple[LimitScope, str, RateLimits]] = []
+        if principal.limits is not None:
+            found.append(("key", principal.key_id, principal.limits))
+        if book.teams and principal.team_id is not None:
+            team = book.teams.get(principal.team_id)
+            if team is not None:
+                found.append(("team", principal.team_id, team))
+        if book.users and principal.user_id is not None:
+            user = book.users.get(principal.user_id)
+            if user is not None:
+                found.append(("user", principal.user_id, user))
+        alias = route.policy.limits
+        if alias is not None:
+            found.append(("alias", route.alias, alias))
+        if not found:
+            return None
+        tokens = 0
+        applied = []
+        for scope, subject, limits in found:
+            if limits.rpm is not None:
+                applied.append(Applied(scope, subject, "rpm", limits.rpm, 1))
+            if limits.rpd is not None:
+                applied.append(Applied(scope, subject, "rpd", limits.rpd, 1))
+            if limits.tpm is not None:
+                if not tokens:
+                    tokens = max(byte_bound(request) + output_bound(request), 1)
+                applied.append(Applied(scope, subject, "tpm", limits.tpm, tokens))
+            if limits.parallel is not None:
+                applied.append(Applied(scope, subject, "parallel", limits.parallel, 1))
+        return applied
+
+    # ------------------------------------------------------------------ on this instance
+
+    def _share(self, limit: int) -> int:
+        peers = self.peers
+        return limit if peers <= 1 else max(limit // peers, 1)
+
+    def _window(self, applied: Applied) -> SlidingWindow:
+        window = self.windows.get(applied.key)
+        if window is None:
+            window = self.windows[applied.key] = SlidingWindow(
+                WINDOWS[applied.measure], SLICES[applied.measure]
+            )
+        return window
+
+    def _take_here(self, ticket: Ticket) -> None:
+        now = self.clock()
+        refused: tuple[Applied, float] | None = None
+        for applied in ticket.applied:
+            limit = self._share(applied.limit)
+            if applied.measure == "parallel":
+                if self.running.get(applied.key, 0) + 1 > limit:
+                    wait = PARALLEL_WAIT
+                else:
+                    continue
+            else:
+                wait = self._window(applied).wait(now, applied.amount, limit)
+                if wait <= 0:
+                    continue
+            if refused is None or wait > refused[1]:
+                refused = (applied, wait)
+        if refused is not None:
+            ticket.done = True
+            self._refuse(*refused)
+        quota = Quota(now)
+        for applied in ticket.applied:
+            limit = self._share(applied.limit)
+            if applied.measure == "parallel":
+                self.running[applied.key] = self.running.get(applied.key, 0) + 1
+                continue
+            window = self._window(applied)
+            applied.slice = window.add(now, applied.amount)
+            remaining = limit - window.total
+            if applied.measure == "tpm":
+                quota.note_tokens(limit, remaining, window.reset(now))
+            else:
+                quota.note_requests(limit, remaining, window.reset(now))
+        ticket.quota = quota
+
+    def _refuse(self, applied: Applied, wait: float, now: float | None = None) -> None:
+        detail = ""
+        if math.isinf(wait):
+            detail = f", and this request alone may use {applied.amount} tokens"
+            wait = WINDOWS["tpm"]
+        refusal = RateLimited(applied.scope, applied.measure, applied.limit, wait, detail)
+        quota = Quota(self.clock() if now is None else now)
+        if applied.measure == "tpm":
+            quota.note_tokens(applied.limit, 0, wait)
+        elif applied.measure != "parallel":
+            quota.note_requests(applied.limit, 0, wait)
+        refusal.quota = None if quota.empty else quota
+        raise refusal
+
+    # ------------------------------------------------------------------ through Redis
+
+    def ask(self, ticket: Ticket) -> Ask:
+        assert self.shared is not None
+        words = [f"{len(ticket.applied)} {ticket.rid} {self.shared.lapse_ms}"]
+        for applied in ticket.applied:
+            if applied.measure == "parallel":
+                words.append(f"p {applied.limit} 1 0 0")
+            else:
+                slices = SLICES[applied.measure]
+                slice_ms = int(WINDOWS[applied.measure] * 1000) // slices
+                words.append(f"w {applied.limit} {applied.amount} {slice_ms} {slices}")
+        return Ask([a.key for a in ticket.applied], " ".join(words), len(ticket.applied))
+
+    async def confirm(self, ticket: Ticket) -> None:
+        """Decide a pending ticket alone (no budget reservation carried it): one round trip, or
+        this instance's share of each limit while Redis cannot be reached."""
+        if not ticket.pending:
+            return
+        assert self.shared is not None
+        answer = await self.shared.admit(ticket.ask())
+        if answer is None:
+            ticket.pending = False
+            self._take_here(ticket)
+            return
+        self.answered(ticket, answer)
+
+    def unreachable(self, ticket: Ticket) -> None:
+        """The script carrying the ticket could not reach Redis: decide it here."""
+        if ticket.pending:
+            ticket.pending = False
+            assert self.shared is not None
+            self.shared.unreachable()
+            self._take_here(ticket)
+
+    def answered(self, ticket: Ticket, answer: Answer) -> None:
+        ticket.pending = False
+        now = answer.now_ms / 1000
+        if answer.code > 0:
+            ticket.done = True
+            applied = ticket.applied[answer.code - 1]
+            wait = PARALLEL_WAIT if applied.measure == "parallel" else answer.wait_ms / 1000
+            self._refuse(applied, math.inf if answer.wait_ms < 0 else wait, now)
+        ticket.shared = True
+        quota = Quota(now)
+        holds_place = False
+        for applied, (used, reset_ms, slice_index) in zip(ticket.applied, answer.taken, strict=True):
+            applied.slice = slice_index
+            if applied.measure == "parallel":
+                holds_place = True
+            elif applied.measure == "tpm":
+                quota.note_tokens(applied.limit, applied.limit - used, reset_ms / 1000)
+            else:
+                quota.note_requests(applied.limit, applied.limit - used, reset_ms / 1000)
+        ticket.quota = quota
+        if holds_place:
+            self.live[ticket.rid] = ticket
+
+    async def renew(self) -> None:
+        """Push back the deadlines of the places this instance's running requests hold in Redis."""
+        shared = self.shared
+        if shared is None or shared.down:
+            return
+        for rid, ticket in list(self.live.items()):
+            for applied in ticket.applied:
+                if applied.measure == "parallel":
+                    shared.add(applied.key, "r", rid)
+
+    # ------------------------------------------------------------------ the end of a request
+
+    def settle(self, ticket: Ticket, tokens: int) -> None:
+        if ticket.pending:  # refused by a later step before Redis was asked: nothing was taken
+            ticket.pending = False
+            return
+        if ticket.shared:
+            self._settle_shared(ticket, tokens)
+            return
+        now = self.clock()
+        for applied in ticket.applied:
+            if applied.measure == "parallel":
+                left = self.running.get(applied.key, 0) - 1
+                if left > 0:
+                    self.running[applied.key] = left
+                else:
+                    self.running.pop(applied.key, None)
+            elif applied.measure == "tpm" and tokens != applied.amount:
+                self._window(applied).adjust(applied.slice, tokens - applied.amount, now)
+
+    def _settle_shared(self, ticket: Ticket, tokens: int) -> None:
+        shared = self.shared
+        assert shared is not None
+        self.live.pop(ticket.rid, None)
+        for applied in ticket.applied:
+            if applied.measure == "parallel":
+                shared.add(applied.key, "x", ticket.rid)
+            elif applied.measure == "tpm" and tokens != applied.amount:
+                shared.add(applied.key, "t", str(applied.slice), tokens - applied.amount)
+
+    async def aclose(self) -> None:
+        if self.renewer is not None:
+            await self.renewer.aclose()
+        await self.book.aclose()
+        if self.shared is not None:
+            await self.shared.aclose()
