@@ -33,6 +33,7 @@ from turnout.keys.store import (
 from turnout.keys.sync import KeySync
 from turnout.limits.admission import Admission
 from turnout.limits.book import LimitBook
+from turnout.limits.deployment_sync import DeploymentSync
 from turnout.limits.shared import SharedLimits
 from turnout.observability.redaction import register_internal_hosts, register_secrets
 from turnout.pipeline import Pipeline
@@ -98,6 +99,7 @@ class Services:
     _closing: set[asyncio.Task[None]] = field(default_factory=set)
     retention: LedgerRetention | None = None
     limit_settings: LimitSettings | None = None
+    capacity: DeploymentSync | None = None
     started_at: float = field(default_factory=time.time)
     draining: bool = False
 
@@ -157,6 +159,10 @@ class Services:
             await presets.load(database)
             presets.start()
             pipeline = Pipeline(keys, catalog, router, admission, budgets, spend, billing, presets)
+            capacity = DeploymentSync(
+                lambda: pipeline.router.deployments, admission.shared, lambda: admission.peers
+            )
+            capacity.start()
         except BaseException:
             if client is not None:
                 await client.aclose()
@@ -225,6 +231,7 @@ class Services:
             key_sync=key_sync,
             retention=retention,
             limit_settings=limit_settings,
+            capacity=capacity,
         )
 
     async def apply(self, settings: Settings) -> None:
@@ -256,6 +263,8 @@ class Services:
         self.provider_control.switch(router, {name: p.kind.name for name, p in settings.providers.items()})
         if self.health_checks is not None:
             await self.health_checks.aclose()
+        if self.capacity is not None:
+            await self.capacity.aclose()
             self.health_checks = None
         if settings.routing.health_check_interval is not None:
             self.health_checks = ActiveHealthChecks(
@@ -290,6 +299,8 @@ class Services:
             await self.key_sync.aclose()
         if self.health_checks is not None:
             await self.health_checks.aclose()
+        if self.capacity is not None:
+            await self.capacity.aclose()
         for registry in (*self.retired_registries, self.registry):
             await registry.aclose()
         await self.client.aclose()

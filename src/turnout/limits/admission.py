@@ -336,7 +336,7 @@ class Admission:
         self.live.pop(ticket.rid, None)
         for applied in ticket.applied:
             if applied.measure == "parallel":
-                shared.add(applied.key, "x", ticket.rid)
+                shared.add(applied.key, "x", ticket.rid, now=True)
             elif applied.measure == "tpm" and tokens != applied.amount:
                 shared.add(applied.key, "t", str(applied.slice), tokens - applied.amount)
 

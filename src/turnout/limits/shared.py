@@ -211,7 +211,7 @@ class SharedLimits:
         self.down = False
         self._retry_at = 0.0
         self._ops: list[tuple[str, str, str, int]] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
         self._flushing: set[asyncio.Task[None]] = set()
 
     @property
@@ -241,11 +241,19 @@ class SharedLimits:
             log.info("Redis answers again: rate limits are shared by the instances again")
             self.down = False
 
-    def add(self, key: str, op: str, what: str, amount: int = 0) -> None:
-        """An operation sent with the next settlements (within SETTLE_INTERVAL)."""
+    def add(self, key: str, op: str, what: str, amount: int = 0, *, now: bool = False) -> None:
+        """An operation sent with the next settlements (within SETTLE_INTERVAL; `now`: as soon as
+        the loop turns — a place given back, so that a client's next request finds it free)."""
         self._ops.append((key, op, what, amount))
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(SETTLE_INTERVAL, self._start)
+        timer = self._timer
+        if timer is not None and now and isinstance(timer, asyncio.TimerHandle):
+            timer.cancel()  # a later flush is replaced by one at once
+            timer = self._timer = None
+        if timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = (
+                loop.call_soon(self._start) if now else loop.call_later(SETTLE_INTERVAL, self._start)
+            )
 
     def _start(self) -> None:
         self._timer = None
