@@ -41,7 +41,16 @@ def doc(data: Path, **models: Any) -> dict[str, Any]:
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[Gateway]:
     data = tmp_path / "data"
-    models = {"capped": {"provider": "fake", "model": "m?reply=ok", "limits": {"rpm": 2}}}
+    models = {
+        "capped": {"provider": "fake", "model": "m?reply=ok", "limits": {"rpm": 2}},
+        "spill": {
+            "targets": [
+                {"provider": "fake", "model": "m?reply=a", "name": "small", "rpm": 2},
+                {"provider": "fake", "model": "m?reply=b", "name": "big"},
+            ]
+        },
+        "single": {"targets": [{"provider": "fake", "model": "m?reply=c", "name": "only", "rpm": 2}]},
+    }
     gateway = Gateway(settings_for(doc(data, **models), data)).start()
     try:
         yield gateway
@@ -235,3 +244,13 @@ def test_limits_are_part_of_authority(gateway: Gateway) -> None:
     assert "team.limits" in actions
     change = next(e for e in audit if e["action"] == "key.update" and e["target_id"] == issued["id"])
     assert change["before"]["limits"]["rpm"] == 5 and change["after"]["limits"]["rpm"] == 500
+
+
+def test_a_deployment_at_its_capacity_is_skipped_and_all_at_capacity_is_a_429(gateway: Gateway) -> None:
+    served = [chat(gateway, MASTER_KEY, "spill").headers["x-turnout-deployment"] for _ in range(4)]
+    assert served == ["small", "small", "big", "big"]  # before the provider's own limit
+    answers = [chat(gateway, MASTER_KEY, "single") for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    error = answers[2].json()["error"]
+    assert error["code"] == "rate_limit_exceeded" and "deployment rpm" in error["message"]
+    assert 1 <= int(answers[2].headers["retry-after"]) <= 60

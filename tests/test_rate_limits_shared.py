@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +31,9 @@ CLIENTS = 50
 REQUESTS = 800  # more than the limit, sent within its minute (the limit is a minute's)
 
 
+RUN = secrets.token_hex(4)  # deployments' shared windows are named by provider and model: this run's own
+
+
 def doc(database: str, data_dir: Path, *, redis: bool = True) -> dict[str, Any]:
     storage: dict[str, Any] = {
         "database_url": f"postgresql+asyncpg://{PG_USER}@{PG_HOST}/{database}",
@@ -40,7 +44,11 @@ def doc(database: str, data_dir: Path, *, redis: bool = True) -> dict[str, Any]:
     return {
         "storage": storage,
         "providers": {"fake": {"type": "fake"}},
-        "models": {"chat": {"provider": "fake", "model": "m?reply=ok"}, **paid_models()},
+        "models": {
+            "chat": {"provider": "fake", "model": "m?reply=ok"},
+            "single": {"targets": [{"provider": "fake", "model": f"m?reply={RUN}", "rpm": 4}]},
+            **paid_models(),
+        },
         "spend": {"unknown_prices": "record"},
     }
 
@@ -56,7 +64,11 @@ def database() -> Iterator[str]:
 
 def admin(root_url: str, method: str, path: str, **body: Any) -> dict[str, Any]:
     answer = httpx.request(
-        method, root_url + path, headers={"authorization": f"Bearer {MASTER_KEY}"}, json=body or None, timeout=20
+        method,
+        root_url + path,
+        headers={"authorization": f"Bearer {MASTER_KEY}"},
+        json=body or None,
+        timeout=20,
     )
     assert answer.status_code == 200, answer.text
     return answer.json()  # type: ignore[no-any-return]
@@ -132,7 +144,9 @@ def test_a_limit_and_a_budget_refuse_each_other_nothing(pair: list[Gateway]) -> 
     """Both in one script run: a request a limit refuses reserves no budget, and one the budget
     refuses takes no place in the limit."""
     a, b = pair
-    key = admin(a.root_url, "POST", "/admin/keys", name="k", limits={"rpm": 3}, max_budget=str(5 * PER_REQUEST / 1e6))
+    key = admin(
+        a.root_url, "POST", "/admin/keys", name="k", limits={"rpm": 3}, max_budget=str(5 * PER_REQUEST / 1e6)
+    )
     assert [ask(g, key["key"]) for g in (a, b, a, b)] == ["ok", "ok", "ok", "rate_limit_exceeded"]
     other = admin(
         a.root_url, "POST", "/admin/keys", name="k2", limits={"rpm": 3}, max_budget=str(2 * PER_REQUEST / 1e6)
@@ -161,3 +175,16 @@ def test_without_redis_each_instance_enforces_its_share(tmp_path: Path, database
         assert hammer([b.base_url], key["key"], 20, clients=2).count(200) == 5
     finally:
         gateways.close()
+
+
+def test_a_deployments_capacity_is_shared_by_the_instances(pair: list[Gateway]) -> None:
+    a, b = pair
+    assert ask(b, MASTER_KEY, "single") == "ok"
+    assert [ask(a, MASTER_KEY, "single") for _ in range(2)] == ["ok", "ok"]
+
+    def seen_by_b() -> bool:
+        deployments = b.services.pipeline.router.deployments
+        return b.call(lambda: deployments.get("fake", f"m?reply={RUN}", "").elsewhere_requests) == 2
+
+    until(seen_by_b, 15, "the second instance never learnt of the first one's requests")
+    assert [ask(b, MASTER_KEY, "single") for _ in range(2)] == ["ok", "rate_limit_exceeded"]  # 4 in all
