@@ -23,6 +23,7 @@ from turnout.domain.chat import ChatRequest
 from turnout.domain.principal import Principal
 from turnout.domain.prompt_bounds import byte_bound, output_bound
 from turnout.domain.rate_limits import (
+    MEASURES,
     SLICES,
     WINDOWS,
     LimitScope,
@@ -38,20 +39,43 @@ from turnout.periodic import Periodic
 from turnout.routing.catalog import Route
 
 PARALLEL_WAIT = 1.0  # the Retry-After of a refusal for too many requests at once
+MAX_PLANS = 100_000  # subjects' limits kept built at once (then built again as they come)
 
 
-class Applied:
-    """One limit applied to one request: where it is counted and how much."""
+class Rule:
+    """One limit of one subject, built once per subject and limits (cached by the admission):
+    where it is counted."""
 
-    __slots__ = ("amount", "key", "limit", "measure", "scope", "slice")
+    __slots__ = ("key", "limit", "measure", "scope", "window", "words")
 
-    def __init__(self, scope: LimitScope, subject: str, measure: Measure, limit: int, amount: int) -> None:
+    def __init__(
+        self, scope: LimitScope, subject: str, measure: Measure, limit: int, windows: dict[str, SlidingWindow]
+    ) -> None:
         self.scope = scope
         self.measure = measure
         self.limit = limit
+        self.key = key = f"{PREFIX}{scope}:{subject}:{measure}"
+        self.window: SlidingWindow | None = None
+        if measure == "parallel":
+            self.words = f"p {limit} 1 0 0"
+            return
+        window = windows.get(key)  # shared by every rule counted there (limits changed, same window)
+        if window is None:
+            window = windows[key] = SlidingWindow(WINDOWS[measure], SLICES[measure])
+        self.window = window
+        slices = SLICES[measure]
+        self.words = f"w {limit} {{}} {int(WINDOWS[measure] * 1000) // slices} {slices}"
+
+
+class Applied:
+    """One limit applied to one request: how much it counts there, and in which slice."""
+
+    __slots__ = ("amount", "rule", "slice")
+
+    def __init__(self, rule: Rule, amount: int) -> None:
+        self.rule = rule
         self.amount = amount
-        self.key = f"{PREFIX}{scope}:{subject}:{measure}"
-        self.slice = 0  # the window's slice it was counted in
+        self.slice = 0
 
 
 class Ticket:
@@ -114,6 +138,7 @@ class Admission:
         self.running: dict[str, int] = {}
         self.peers = 1  # instances sharing the database (without Redis: each enforces 1/peers)
         self.live: dict[str, Ticket] = {}  # by request id: places held in Redis, renewed
+        self._plans: dict[tuple[LimitScope, str, RateLimits], tuple[Rule, ...]] = {}
         self._ids = itertools.count()
         self._prefix = secrets.token_hex(6)
         self.renewer = (
@@ -167,47 +192,51 @@ class Admission:
             return None
         tokens = 0
         applied = []
-        for scope, subject, limits in found:
-            if limits.rpm is not None:
-                applied.append(Applied(scope, subject, "rpm", limits.rpm, 1))
-            if limits.rpd is not None:
-                applied.append(Applied(scope, subject, "rpd", limits.rpd, 1))
-            if limits.tpm is not None:
-                if not tokens:
-                    tokens = max(byte_bound(request) + output_bound(request), 1)
-                applied.append(Applied(scope, subject, "tpm", limits.tpm, tokens))
-            if limits.parallel is not None:
-                applied.append(Applied(scope, subject, "parallel", limits.parallel, 1))
+        plans = self._plans
+        for found_one in found:
+            plan = plans.get(found_one)
+            if plan is None:
+                plan = self._plan(*found_one)
+            for rule in plan:
+                if rule.measure == "tpm":
+                    if not tokens:
+                        tokens = max(byte_bound(request) + output_bound(request), 1)
+                    applied.append(Applied(rule, tokens))
+                else:
+                    applied.append(Applied(rule, 1))
         return applied
+
+    def _plan(self, scope: LimitScope, subject: str, limits: RateLimits) -> tuple[Rule, ...]:
+        if len(self._plans) >= MAX_PLANS:
+            self._plans.clear()
+        plan = tuple(
+            Rule(scope, subject, measure, value, self.windows)
+            for measure in MEASURES
+            if (value := limits.get(measure)) is not None
+        )
+        self._plans[(scope, subject, limits)] = plan
+        return plan
 
     # ------------------------------------------------------------------ on this instance
 
-    def _share(self, limit: int) -> int:
-        peers = self.peers
-        return limit if peers <= 1 else max(limit // peers, 1)
-
-    def _window(self, applied: Applied) -> SlidingWindow:
-        window = self.windows.get(applied.key)
-        if window is None:
-            window = self.windows[applied.key] = SlidingWindow(
-                WINDOWS[applied.measure], SLICES[applied.measure]
-            )
-        return window
-
     def _take_here(self, ticket: Ticket) -> None:
         now = self.clock()
+        peers = self.peers
+        running = self.running
         refused: tuple[Applied, float] | None = None
         for applied in ticket.applied:
-            limit = self._share(applied.limit)
-            if applied.measure == "parallel":
-                if self.running.get(applied.key, 0) + 1 > limit:
-                    wait = PARALLEL_WAIT
-                else:
+            rule = applied.rule
+            limit = rule.limit if peers <= 1 else max(rule.limit // peers, 1)
+            window = rule.window
+            if window is None:
+                if running.get(rule.key, 0) + 1 <= limit:
                     continue
+                wait = PARALLEL_WAIT
             else:
-                wait = self._window(applied).wait(now, applied.amount, limit)
-                if wait <= 0:
+                applied.slice = window.prune(now)
+                if window.total + applied.amount <= limit:
                     continue
+                wait = window.wait(now, applied.amount, limit)
             if refused is None or wait > refused[1]:
                 refused = (applied, wait)
         if refused is not None:
@@ -215,30 +244,31 @@ class Admission:
             self._refuse(*refused)
         quota = Quota(now)
         for applied in ticket.applied:
-            limit = self._share(applied.limit)
-            if applied.measure == "parallel":
-                self.running[applied.key] = self.running.get(applied.key, 0) + 1
+            rule = applied.rule
+            window = rule.window
+            if window is None:
+                running[rule.key] = running.get(rule.key, 0) + 1
                 continue
-            window = self._window(applied)
-            applied.slice = window.add(now, applied.amount)
-            remaining = limit - window.total
-            if applied.measure == "tpm":
-                quota.note_tokens(limit, remaining, window.reset(now))
+            window.put(applied.slice, applied.amount)
+            limit = rule.limit if peers <= 1 else max(rule.limit // peers, 1)
+            if rule.measure == "tpm":
+                quota.note_tokens(limit, limit - window.total, window.reset(now))
             else:
-                quota.note_requests(limit, remaining, window.reset(now))
+                quota.note_requests(limit, limit - window.total, window.reset(now))
         ticket.quota = quota
 
     def _refuse(self, applied: Applied, wait: float, now: float | None = None) -> None:
+        rule = applied.rule
         detail = ""
         if math.isinf(wait):
             detail = f", and this request alone may use {applied.amount} tokens"
             wait = WINDOWS["tpm"]
-        refusal = RateLimited(applied.scope, applied.measure, applied.limit, wait, detail)
+        refusal = RateLimited(rule.scope, rule.measure, rule.limit, wait, detail)
         quota = Quota(self.clock() if now is None else now)
-        if applied.measure == "tpm":
-            quota.note_tokens(applied.limit, 0, wait)
-        elif applied.measure != "parallel":
-            quota.note_requests(applied.limit, 0, wait)
+        if rule.measure == "tpm":
+            quota.note_tokens(rule.limit, 0, wait)
+        elif rule.measure != "parallel":
+            quota.note_requests(rule.limit, 0, wait)
         refusal.quota = None if quota.empty else quota
         raise refusal
 
@@ -248,13 +278,9 @@ class Admission:
         assert self.shared is not None
         words = [f"{len(ticket.applied)} {ticket.rid} {self.shared.lapse_ms}"]
         for applied in ticket.applied:
-            if applied.measure == "parallel":
-                words.append(f"p {applied.limit} 1 0 0")
-            else:
-                slices = SLICES[applied.measure]
-                slice_ms = int(WINDOWS[applied.measure] * 1000) // slices
-                words.append(f"w {applied.limit} {applied.amount} {slice_ms} {slices}")
-        return Ask([a.key for a in ticket.applied], " ".join(words), len(ticket.applied))
+            rule = applied.rule
+            words.append(rule.words if rule.window is None else rule.words.format(applied.amount))
+        return Ask([a.rule.key for a in ticket.applied], " ".join(words), len(ticket.applied))
 
     async def confirm(self, ticket: Ticket) -> None:
         """Decide a pending ticket alone (no budget reservation carried it): one round trip, or
@@ -273,8 +299,6 @@ class Admission:
         """The script carrying the ticket could not reach Redis: decide it here."""
         if ticket.pending:
             ticket.pending = False
-            assert self.shared is not None
-            self.shared.unreachable()
             self._take_here(ticket)
 
     def answered(self, ticket: Ticket, answer: Answer) -> None:
@@ -283,19 +307,20 @@ class Admission:
         if answer.code > 0:
             ticket.done = True
             applied = ticket.applied[answer.code - 1]
-            wait = PARALLEL_WAIT if applied.measure == "parallel" else answer.wait_ms / 1000
+            wait = PARALLEL_WAIT if applied.rule.window is None else answer.wait_ms / 1000
             self._refuse(applied, math.inf if answer.wait_ms < 0 else wait, now)
         ticket.shared = True
         quota = Quota(now)
         holds_place = False
         for applied, (used, reset_ms, slice_index) in zip(ticket.applied, answer.taken, strict=True):
             applied.slice = slice_index
-            if applied.measure == "parallel":
+            rule = applied.rule
+            if rule.window is None:
                 holds_place = True
-            elif applied.measure == "tpm":
-                quota.note_tokens(applied.limit, applied.limit - used, reset_ms / 1000)
+            elif rule.measure == "tpm":
+                quota.note_tokens(rule.limit, rule.limit - used, reset_ms / 1000)
             else:
-                quota.note_requests(applied.limit, applied.limit - used, reset_ms / 1000)
+                quota.note_requests(rule.limit, rule.limit - used, reset_ms / 1000)
         ticket.quota = quota
         if holds_place:
             self.live[ticket.rid] = ticket
@@ -307,8 +332,8 @@ class Admission:
             return
         for rid, ticket in list(self.live.items()):
             for applied in ticket.applied:
-                if applied.measure == "parallel":
-                    shared.add(applied.key, "r", rid)
+                if applied.rule.window is None:
+                    shared.add(applied.rule.key, "r", rid)
 
     # ------------------------------------------------------------------ the end of a request
 
@@ -319,26 +344,28 @@ class Admission:
         if ticket.shared:
             self._settle_shared(ticket, tokens)
             return
-        now = self.clock()
         for applied in ticket.applied:
-            if applied.measure == "parallel":
-                left = self.running.get(applied.key, 0) - 1
+            rule = applied.rule
+            window = rule.window
+            if window is None:
+                left = self.running.get(rule.key, 0) - 1
                 if left > 0:
-                    self.running[applied.key] = left
+                    self.running[rule.key] = left
                 else:
-                    self.running.pop(applied.key, None)
-            elif applied.measure == "tpm" and tokens != applied.amount:
-                self._window(applied).adjust(applied.slice, tokens - applied.amount, now)
+                    self.running.pop(rule.key, None)
+            elif rule.measure == "tpm" and tokens != applied.amount:
+                window.adjust(applied.slice, tokens - applied.amount)
 
     def _settle_shared(self, ticket: Ticket, tokens: int) -> None:
         shared = self.shared
         assert shared is not None
         self.live.pop(ticket.rid, None)
         for applied in ticket.applied:
-            if applied.measure == "parallel":
-                shared.add(applied.key, "x", ticket.rid, now=True)
-            elif applied.measure == "tpm" and tokens != applied.amount:
-                shared.add(applied.key, "t", str(applied.slice), tokens - applied.amount)
+            rule = applied.rule
+            if rule.window is None:
+                shared.add(rule.key, "x", ticket.rid, now=True)
+            elif rule.measure == "tpm" and tokens != applied.amount:
+                shared.add(rule.key, "t", str(applied.slice), tokens - applied.amount)
 
     async def aclose(self) -> None:
         if self.renewer is not None:

@@ -22,6 +22,16 @@ class SlidingWindow:
         self.counts: dict[int, int] = {}
         self.total = 0
 
+    def prune(self, now: float) -> int:
+        """Drop the slices that left the window; the slice of `now`."""
+        return self._prune(now)
+
+    def put(self, current: int, amount: int) -> None:
+        """Count `amount` in slice `current` (the one `prune` returned)."""
+        counts = self.counts
+        counts[current] = counts.get(current, 0) + amount
+        self.total += amount
+
     def _prune(self, now: float) -> int:
         current = int(now // self.slice)
         cutoff = current - self.slices + 1
@@ -45,10 +55,9 @@ class SlidingWindow:
         self.total += amount
         return current
 
-    def adjust(self, slice_index: int, delta: int, now: float) -> None:
+    def adjust(self, slice_index: int, delta: int) -> None:
         """Change what was counted in a slice (a token reservation settled to the actual), if that
-        slice is still in the window."""
-        self._prune(now)
+        slice is still counted."""
         counted = self.counts.get(slice_index)
         if counted is None:
             return
@@ -71,8 +80,8 @@ class SlidingWindow:
         return self.slices * self.slice
 
     def reset(self, now: float) -> float:
-        """Seconds until the oldest slice counted leaves the window (0: nothing counted)."""
-        self._prune(now)
+        """Seconds until the oldest slice counted leaves the window (0: nothing counted; call
+        `prune` first)."""
         for k in self.counts:
             return max((k + self.slices) * self.slice - now, 0.0)
         return 0.0
