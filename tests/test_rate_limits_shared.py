@@ -85,6 +85,12 @@ def until(condition: Callable[[], bool], seconds: float, what: str) -> None:
         pause.wait(0.05)
 
 
+def _chat(base_url: str, key: str) -> int:
+    body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"authorization": f"Bearer {key}"}
+    return httpx.post(base_url + "/chat/completions", json=body, headers=headers, timeout=30).status_code
+
+
 def hammer(base_urls: list[str], key: str, requests: int, clients: int = CLIENTS) -> list[int]:
     """`requests` chat requests from `clients` concurrent clients, spread over the instances; the
     statuses."""
@@ -92,7 +98,7 @@ def hammer(base_urls: list[str], key: str, requests: int, clients: int = CLIENTS
     def client(n: int) -> list[int]:
         statuses = []
         with httpx.Client(base_url=base_urls[n % len(base_urls)], timeout=30) as http:
-            for _ in range(requests // clients):
+            for _ in range(requests // clients + (n < requests % clients)):
                 answer = http.post(
                     "/chat/completions",
                     headers={"authorization": f"Bearer {key}"},
@@ -116,10 +122,16 @@ def test_two_processes_admit_exactly_a_keys_600_rpm_between_them(tmp_path: Path,
             served.append(start_serve(config, env))
         roots = [s.base_url.removesuffix("/v1") for s in served]
         key = admin(roots[0], "POST", "/admin/keys", name="k", limits={"rpm": 600})
-        statuses = hammer([s.base_url for s in served], key["key"], REQUESTS)
+        # each instance has met the key (the second looks it up in the database once) before the
+        # load: on a busy machine 25 lookups at once could pass the database deadline (a 503)
+        statuses = [_chat(s.base_url, key["key"]) for s in served]
+        statuses += hammer([s.base_url for s in served], key["key"], REQUESTS - len(served))
         assert len(statuses) == REQUESTS
-        assert statuses.count(200) == 600, Counter(statuses)  # exactly (600 ± 2% is the promise)
-        assert statuses.count(429) == REQUESTS - 600, Counter(statuses)
+        # 600 ± 2% is the promise; through Redis it is exactly 600 (each decision is one script
+        # run). Only a Redis answer slower than the client's 1 s timeout (a starved machine) has an
+        # instance decide alone for a moment, against its share and what it already sent.
+        assert 588 <= statuses.count(200) <= 612, Counter(statuses)
+        assert set(statuses) == {200, 429}, Counter(statuses)
     finally:
         for process in served:
             process.stop()
@@ -206,8 +218,9 @@ def test_with_redis_unreachable_an_instance_enforces_the_limits_alone(tmp_path: 
         key = admin(gateway.root_url, "POST", "/admin/keys", name="k", limits={"rpm": 6})
         assert [ask(gateway, key["key"], "chat") for _ in range(2)] == ["ok", "ok"]  # through Redis
         forwarder.cut()
-        served = [ask(gateway, key["key"], "chat") for _ in range(8)]
-        assert served == ["ok"] * 6 + ["rate_limit_exceeded"] * 2  # decided here, from scratch
+        served = [ask(gateway, key["key"], "chat") for _ in range(6)]
+        # decided here, counting what this instance sent through Redis before it went away
+        assert served == ["ok"] * 4 + ["rate_limit_exceeded"] * 2
     finally:
         gateway.stop()
         forwarder.stop()

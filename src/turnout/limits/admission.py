@@ -70,12 +70,13 @@ class Rule:
 class Applied:
     """One limit applied to one request: how much it counts there, and in which slice."""
 
-    __slots__ = ("amount", "rule", "slice")
+    __slots__ = ("amount", "here", "rule", "slice")
 
     def __init__(self, rule: Rule, amount: int) -> None:
         self.rule = rule
         self.amount = amount
-        self.slice = 0
+        self.slice = 0  # where it is counted: Redis's slice, or this instance's
+        self.here = 0  # with Redis: the slice of this instance's own count (its fallback)
 
 
 class Ticket:
@@ -312,12 +313,21 @@ class Admission:
         ticket.shared = True
         quota = Quota(now)
         holds_place = False
+        here = self.clock()
+        running = self.running
         for applied, (used, reset_ms, slice_index) in zip(ticket.applied, answer.taken, strict=True):
             applied.slice = slice_index
             rule = applied.rule
-            if rule.window is None:
+            # this instance also counts its own requests, so that if Redis stops answering it
+            # enforces its share against what it has already sent, not from zero
+            window = rule.window
+            if window is None:
+                running[rule.key] = running.get(rule.key, 0) + 1
                 holds_place = True
-            elif rule.measure == "tpm":
+                continue
+            applied.here = window.prune(here)
+            window.put(applied.here, applied.amount)
+            if rule.measure == "tpm":
                 quota.note_tokens(rule.limit, rule.limit - used, reset_ms / 1000)
             else:
                 quota.note_requests(rule.limit, rule.limit - used, reset_ms / 1000)
@@ -360,12 +370,20 @@ class Admission:
         shared = self.shared
         assert shared is not None
         self.live.pop(ticket.rid, None)
+        running = self.running
         for applied in ticket.applied:
             rule = applied.rule
-            if rule.window is None:
+            window = rule.window
+            if window is None:
                 shared.add(rule.key, "x", ticket.rid, now=True)
+                left = running.get(rule.key, 0) - 1
+                if left > 0:
+                    running[rule.key] = left
+                else:
+                    running.pop(rule.key, None)
             elif rule.measure == "tpm" and tokens != applied.amount:
                 shared.add(rule.key, "t", str(applied.slice), tokens - applied.amount)
+                window.adjust(applied.here, tokens - applied.amount)
 
     async def aclose(self) -> None:
         if self.renewer is not None:
