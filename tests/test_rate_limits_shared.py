@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import os
 import secrets
 import threading
@@ -20,6 +21,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+
+from turnout.limits.shared import ADMIT
+from turnout.spend.budget_counters import RESERVE
 
 from support.databases import PG_HOST, PG_USER, create_postgres_database, drop_postgres_database
 from support.gateway import MASTER_KEY, Gateway, settings_for
@@ -221,6 +225,44 @@ def test_with_redis_unreachable_an_instance_enforces_the_limits_alone(tmp_path: 
         served = [ask(gateway, key["key"], "chat") for _ in range(6)]
         # decided here, counting what this instance sent through Redis before it went away
         assert served == ["ok"] * 4 + ["rate_limit_exceeded"] * 2
+    finally:
+        gateway.stop()
+        forwarder.stop()
+
+
+def test_limits_and_budgets_are_one_round_trip(tmp_path: Path) -> None:
+    """Counted on the wire to Redis: a request that budgets and limits both cover runs the budget
+    reservation's script once and no script of the limits' own; one only limits cover runs the
+    limits' script once."""
+    forwarder = TcpForwarder(REDIS_HOST, 6379, record=True).start()
+    config = doc("unused", tmp_path / "data")
+    config["storage"] = {
+        "data_dir": str(tmp_path / "data"),
+        "redis_url": f"redis://127.0.0.1:{forwarder.port}/11",
+    }
+    gateway = Gateway(settings_for(config, tmp_path / "data")).start()
+    reserve = hashlib.sha1(RESERVE.encode()).hexdigest().encode()
+    limits_alone = hashlib.sha1(ADMIT.encode()).hexdigest().encode()
+    try:
+        both = admin(
+            gateway.root_url,
+            "POST",
+            "/admin/keys",
+            name="both",
+            limits={"rpm": 100, "tpm": 10**6, "parallel": 10},
+            max_budget="100",
+        )
+        alone = admin(gateway.root_url, "POST", "/admin/keys", name="alone", limits={"rpm": 100})
+        # the budget's first request seeds its window's counter from the ledger (a second run)
+        assert ask(gateway, both["key"]) == "ok"
+        before = bytes(forwarder.sent)
+        assert [ask(gateway, both["key"]) for _ in range(5)] == ["ok"] * 5
+        sent = bytes(forwarder.sent)[len(before) :]
+        assert sent.count(reserve) == 5 and sent.count(limits_alone) == 0
+        before = bytes(forwarder.sent)
+        assert [ask(gateway, alone["key"], "chat") for _ in range(5)] == ["ok"] * 5
+        sent = bytes(forwarder.sent)[len(before) :]
+        assert sent.count(limits_alone) == 5 and sent.count(reserve) == 0
     finally:
         gateway.stop()
         forwarder.stop()
