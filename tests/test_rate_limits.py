@@ -102,7 +102,18 @@ def chat(gateway: Gateway, key: str, model: str = "chat", **extra: Any) -> httpx
 
 def test_a_key_rpm_serves_its_limit_then_refuses_naming_it(gateway: Gateway) -> None:
     key = Admin(gateway).call("POST", "/admin/keys", name="k", limits={"rpm": 3})
-    answers = [chat(gateway, key["key"]) for _ in range(4)]
+    answers = [chat(gateway, key["key"]) for _ in range(2)]
+    with httpx.stream(
+        "POST",
+        gateway.base_url + "/chat/completions",
+        json={"model": "chat", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+        headers={"authorization": f"Bearer {key['key']}"},
+        timeout=20,
+    ) as streamed:  # a stream's head carries them too
+        assert streamed.status_code == 200
+        assert b"[DONE]" in streamed.read()
+        answers.append(streamed)
+    answers.append(chat(gateway, key["key"]))
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert [a.headers["x-ratelimit-limit-requests"] for a in answers[:3]] == ["3", "3", "3"]
     assert [a.headers["x-ratelimit-remaining-requests"] for a in answers] == ["2", "1", "0", "0"]
