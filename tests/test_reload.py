@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import queue
+import re
 import signal
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,9 @@ import openai
 import pytest
 import yaml
 
-from support.process import Served, start_serve
+from support.databases import PG_HOST, PG_USER, create_postgres_database, drop_postgres_database
+from support.process import TURNOUT, Served, start_serve
+from support.tcp_forwarder import TcpForwarder
 
 MASTER = "sk-master-for-reload-Ux2v9QmW4rT7yZ1aB3cD5eF7gH9iJ1kL3mN5oP7qR9s"
 PROMPT = "tell me a long story"
@@ -156,3 +161,57 @@ def test_an_invalid_file_keeps_the_running_configuration_and_says_why(
     assert answered_by(served, "story") == "after-reload"
     assert served.proc.poll() is None
     assert served.stop() == 0
+
+
+@pytest.mark.postgres
+def test_a_sighup_while_starting_does_not_end_the_gateway_and_is_acted_on_once_it_listens(
+    tmp_path: Path,
+) -> None:
+    """The start is held on a database that does not answer yet (a black hole); a SIGHUP then, as
+    a config-management run might send, is one reload once the gateway listens (not its end)."""
+    name = asyncio.run(create_postgres_database())
+    forwarder = TcpForwarder(PG_HOST, 5432).start()
+    forwarder.stall()
+    url = f"postgresql+asyncpg://{PG_USER}@127.0.0.1:{forwarder.port}/{name}"
+    storage = {"data_dir": str(tmp_path / "data"), "database_url": url, "database_timeout": "60s"}
+    config = tmp_path / "turnout.yaml"
+    config.write_text(yaml.safe_dump({**document(tmp_path, BEFORE), "storage": storage}))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TURNOUT_", "OPENAI_"))}
+    env = {**clean, "TURNOUT_LOG_LEVEL": "warning", "TURNOUT_MASTER_KEY": MASTER}
+    proc = subprocess.Popen(
+        [TURNOUT, "serve", "--config", str(config), "--port", "0"],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stderr is not None
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr or ()], daemon=True)
+    reader.start()
+
+    def wait_for(pattern: str) -> re.Match[str]:
+        while True:
+            line = lines.get(timeout=60)
+            if found := re.search(pattern, line):
+                return found
+
+    try:
+        forwarder.wait_for_connection(timeout=60)  # turnout serve is past its start: at the database
+        proc.send_signal(signal.SIGHUP)
+        config.write_text(yaml.safe_dump({**document(tmp_path, AFTER), "storage": storage}))
+        forwarder.resume()
+        port = int(wait_for(r"listening on http://127\.0\.0\.1:(\d+)").group(1))
+        wait_for("a SIGHUP arrived while the gateway was starting")
+        wait_for(r"reload: .* read; models applied")
+        served = Served(proc, port, "", threading.Thread())
+        assert answered_by(served, "fresh") == "fresh-model"
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+        reader.join(10)
+        proc.stderr.close()
+        forwarder.stop()
+        asyncio.run(drop_postgres_database(name))
+    assert code == 0

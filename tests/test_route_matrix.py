@@ -44,6 +44,12 @@ EXPECTED: dict[str, str] = {
     "GET /models": "401 401 200 200 200 200 200 200 200",
     "GET /v1/models/{model}": "401 401 200 200 200 200 200 200 200",
     "GET /models/{model}": "401 401 200 200 200 200 200 200 200",
+    # a provider's own API, on the paths its configuration allows (the fake answers them all)
+    "GET /passthrough/{provider}/{path}": "401 401 200 200 200 200 200 200 200",
+    "POST /passthrough/{provider}/{path}": "401 401 200 200 200 200 200 200 200",
+    "PUT /passthrough/{provider}/{path}": "401 401 200 200 200 200 200 200 200",
+    "PATCH /passthrough/{provider}/{path}": "401 401 200 200 200 200 200 200 200",
+    "DELETE /passthrough/{provider}/{path}": "401 401 200 200 200 200 200 200 200",
     # a stored response is its key's alone (the master key's here)
     "GET /v1/responses/{response_id}": "401 401 404 404 404 404 404 404 200",
     "DELETE /v1/responses/{response_id}": "401 401 404 404 404 404 404 404 200",
@@ -115,7 +121,7 @@ EXPECTED: dict[str, str] = {
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     doc: dict[str, Any] = {
-        "providers": {"fake": {"type": "fake"}},
+        "providers": {"fake": {"type": "fake", "passthrough": ["/models"]}},
         "models": {"chat": {"provider": "fake", "model": "m"}, "embed": {"provider": "fake", "model": "e"}},
         # the matrix revokes many of red's keys: none of them should wait for a second person
         "governance": {"piecewise_revocations": 100_000},
@@ -212,6 +218,8 @@ class World:
             "{name}": lambda: self.preset() if pattern.startswith("/admin/presets") else "fake",
             "{model}": lambda: "chat",
             "{response_id}": self.response,
+            "{provider}": lambda: "fake",
+            "{path}": lambda: "models",
         }
         for placeholder, make in fill.items():
             if placeholder in pattern:
@@ -246,7 +254,8 @@ class World:
             "POST /admin/teams/{team_id}/credits": lambda: {"amount": "1.00"},
             "POST /admin/presets": lambda: {"name": self.name(), "team_id": self.red, "model": "chat"},
         }
-        route = f"{method} {pattern if pattern.startswith(('/admin', '/health')) else _v1(pattern)}"
+        kept = ("/admin", "/health", "/passthrough")
+        route = f"{method} {pattern if pattern.startswith(kept) else _v1(pattern)}"
         make = bodies.get(route)
         return None if make is None else make()
 

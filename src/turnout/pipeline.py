@@ -15,7 +15,13 @@ from typing import Any, Protocol
 
 from turnout.domain.chat import ChatRequest, parse_chat_request
 from turnout.domain.embeddings import parse_embedding_request
-from turnout.domain.errors import InvalidRequest, ModelNotFound, UnsupportedFeature
+from turnout.domain.errors import (
+    InvalidRequest,
+    ModelNotFound,
+    PermissionDenied,
+    RouteNotFound,
+    UnsupportedFeature,
+)
 from turnout.domain.principal import Principal
 from turnout.domain.rate_limits import Quota, RateLimited
 from turnout.keys.index import KeyIndex
@@ -23,12 +29,14 @@ from turnout.limits.admission import Admission, Ticket
 from turnout.presets.registry import PREFIX as PRESET_PREFIX
 from turnout.presets.registry import Preset, PresetRegistry
 from turnout.providers.base import ChatResult, NativeRequest
+from turnout.providers.http.connection import UpstreamResponse
+from turnout.providers.passage import DROPPED_ANSWER_HEADERS, USAGE_BODY_LIMIT, Passage
 from turnout.routing.capabilities import first_unmet, needs
-from turnout.routing.catalog import Catalog, Route
+from turnout.routing.catalog import PASSTHROUGH_PREFIX, Catalog, Route
 from turnout.routing.generation import Generation
 from turnout.routing.relay import RelayStream
 from turnout.routing.router import Router
-from turnout.routing.values import Call, Served, Steering
+from turnout.routing.values import AttemptRecord, Call, Served, Steering
 from turnout.spend.billing import Billing, CreditHold, PresetCharge
 from turnout.spend.budget_values import Reservation
 from turnout.spend.budgets import Budgets
@@ -79,6 +87,42 @@ class Responder(Protocol):
         """Relay the stream, framed for the client's API (the stream accounts for itself before
         its end reaches the client)."""
         ...
+
+
+class PassthroughInbound(Protocol):
+    """A pass-through request as the edge reads it: the path (as sent) and query under the
+    provider's base URL, the client's headers a pass-through carries on, its body (any type)."""
+
+    @property
+    def request_id(self) -> str: ...
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def query(self) -> str: ...
+
+    def credential(self) -> str | None: ...
+
+    def headers(self) -> list[tuple[str, str]]: ...
+
+    async def body(self) -> bytes: ...
+
+    def rate_limited(self, quota: Quota) -> None:
+        """The rate limits the request was admitted under, for its answer's headers."""
+        ...
+
+
+class RateLimitedInbound(Protocol):
+    def rate_limited(self, quota: Quota) -> None: ...
+
+
+class PassthroughResponder(Protocol):
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """The answer's status and headers (the upstream's, those a pass-through passes back)."""
+        ...
+
+    async def write(self, chunk: bytes, more: bool) -> None: ...
 
 
 class Pipeline:
@@ -231,8 +275,114 @@ class Pipeline:
             account(None)
             self._settle(outcome, reservation, hold, ticket)
 
+    async def passthrough(
+        self, inbound: PassthroughInbound, respond: PassthroughResponder, provider: str, path: str
+    ) -> None:
+        generation = self.current
+        generation.enter()
+        try:
+            await self._passthrough(generation, inbound, respond, provider, path)
+        finally:
+            generation.leave()
+
+    async def _passthrough(
+        self,
+        generation: Generation,
+        inbound: PassthroughInbound,
+        respond: PassthroughResponder,
+        provider: str,
+        path: str,
+    ) -> None:
+        """A provider API turnout does not model, passed on (providers/passage.py): admitted,
+        budgeted and recorded like a model call — a ledger entry under `passthrough/<provider>`,
+        priced from the usage a JSON answer reports."""
+        principal = await self.keys.resolve(inbound.credential())
+        catalog = generation.catalog
+        passage = catalog.passage(provider)
+        if passage is None or not principal.may_use(PASSTHROUGH_PREFIX + provider):
+            raise RouteNotFound(f"There is no pass-through to '{provider}', or this key may not use it.")
+        if not passage.allows(path) or not passage.query_allowed(inbound.query):
+            raise PermissionDenied(
+                f"The pass-through to '{provider}' may not reach '{path}' (allowed: "
+                f"{', '.join(passage.prefixes)}).",
+                code="passthrough_path_not_allowed",
+            )
+        body = await inbound.body()
+        route = catalog.passthrough_route(passage)
+        self.spend.admit()
+        ticket, reservation, hold = await self._admit(inbound, principal, route)
+        outcome = Outcome()
+        account = self._accountant(
+            outcome, inbound.request_id, "passthrough", principal, route, False, ticket
+        )
+        record = AttemptRecord(1, catalog.passthrough_target(passage, None))
+        outcome.tally.append(record)
+        try:
+            response = await passage.send(inbound.method, path, inbound.query, inbound.headers(), body)
+            try:
+                await self._pass_back(passage, catalog, response, record, outcome, account, respond)
+            finally:
+                response.release()
+        except BaseException as error:
+            outcome.failed(error, self.router.in_flight.cancelled())
+            record.ended(outcome.status, reason=outcome.reason)
+            raise
+        finally:
+            account(None)
+            self._settle(outcome, reservation, hold, ticket)
+
+    async def _pass_back(
+        self,
+        passage: Passage,
+        catalog: Catalog,
+        response: UpstreamResponse,
+        record: AttemptRecord,
+        outcome: Outcome,
+        account: Callable[[RelayStream | None], None],
+        respond: PassthroughResponder,
+    ) -> None:
+        """The upstream's answer to the client, as it came: a JSON answer read whole first (for the
+        usage it reports, recorded before the client has it), anything else streamed through."""
+        status = response.status
+        outcome.status = status
+        reason = None if status < 400 else "passthrough_upstream_error"
+        outcome.reason = reason
+        headers = [(n, v) for n, v in response.headers if n not in DROPPED_ANSWER_HEADERS]
+        kind = response.header(b"content-type") or b""
+        held: list[bytes] = []
+        if kind.startswith(b"application/json") or b"+json" in kind:
+            size = 0
+            while size <= USAGE_BODY_LIMIT and (chunk := await response.next_chunk()) is not None:
+                held.append(chunk)
+                size += len(chunk)
+            if size <= USAGE_BODY_LIMIT:  # all of it: its usage read, recorded, then sent
+                data = b"".join(held)
+                reported = passage.reported(data)
+                record.target = catalog.passthrough_target(passage, reported.model)
+                record.ended(status, reported.usage, reason)
+                if status < 400:
+                    outcome.served = Served(record.target, record=record)
+                account(None)
+                await respond.start(status, headers)
+                await respond.write(data, False)
+                return
+        await respond.start(status, headers)
+        for chunk in held:
+            await respond.write(chunk, True)
+        while (chunk := await response.next_chunk()) is not None:
+            await respond.write(chunk, True)
+        record.ended(status, None, reason)
+        if status < 400:
+            outcome.served = Served(record.target, record=record)
+        account(None)
+        await respond.write(b"", False)
+
     async def _admit(
-        self, inbound: Inbound, principal: Principal, route: Route, request: ChatRequest | None = None
+        self,
+        inbound: RateLimitedInbound,
+        principal: Principal,
+        route: Route,
+        request: ChatRequest | None = None,
     ) -> tuple[Ticket, Reservation, CreditHold]:
         """The request's rate limits decided (with Redis: in the budgets' script run when budgets
         cover it, else in the limits' own), its maximum cost reserved in its budgets and held on a
@@ -266,7 +416,7 @@ class Pipeline:
             raise
 
     @staticmethod
-    def _refused(inbound: Inbound, ticket: Ticket, error: BaseException) -> None:
+    def _refused(inbound: RateLimitedInbound, ticket: Ticket, error: BaseException) -> None:
         ticket.release()
         if isinstance(error, RateLimited) and error.quota is not None:
             inbound.rate_limited(error.quota)  # the refusal shows the limit it hit

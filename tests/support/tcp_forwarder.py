@@ -20,6 +20,7 @@ class TcpForwarder:
         self._writers: set[asyncio.StreamWriter] = set()
         self._flowing = asyncio.Event()  # cleared while stalled
         self._flowing.set()
+        self._connected = threading.Event()  # a client has connected at least once
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     def start(self) -> TcpForwarder:
@@ -33,6 +34,7 @@ class TcpForwarder:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        self._connected.set()
         await self._flowing.wait()  # a connection made while stalled hangs, unanswered
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
@@ -52,6 +54,11 @@ class TcpForwarder:
             dst.close()
 
         await asyncio.gather(pipe(reader, up_writer, self.record), pipe(up_reader, writer, False))
+
+    def wait_for_connection(self, timeout: float) -> None:
+        """Until a client has connected (stalled or not)."""
+        if not self._connected.wait(timeout):
+            raise TimeoutError(f"nothing connected to the forwarder within {timeout} s")
 
     def cut(self) -> None:
         """Refuse new connections and drop the open ones."""

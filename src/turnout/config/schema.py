@@ -35,6 +35,8 @@ class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     embeddings_base64: bool | None = None
     proxy: str | None = None
     tls_ca_file: str | None = None
+    # paths under base_url that /passthrough/<name>/... forwards (prefixes; absent: none)
+    passthrough: list[str] | None = None
     # Blocks only some kinds take, each checked by the provider that owns it (its `sections`):
     # `fake:` (turnout.providers.fake), `vertex:` (turnout.providers.gemini), `aws:`
     # (turnout.providers.bedrock).
@@ -240,21 +242,6 @@ class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 class DefaultsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     timeouts: TimeoutsConfig | None = None
-
-
-class ConfigFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """The top level: which sections exist. Each section is then checked on its own (`SECTIONS`),
-    so a problem in one does not hide the problems in the others."""
-
-    server: Any = None
-    auth: Any = None
-    storage: Any = None
-    defaults: Any = None
-    providers: Any = None
-    models: Any = None
-    routing: Any = None
-    spend: Any = None
-    governance: Any = None
 
 
 SECTIONS: dict[str, type] = {

@@ -85,6 +85,7 @@ class ProviderSettings:
     tls_ca_file: Path | None = None
     vertex: VertexSettings | None = None
     aws: AwsSettings | None = None
+    passthrough: tuple[str, ...] = ()  # path prefixes /passthrough/<name>/... may reach
 
 
 Strategy = Literal["priority", "weighted", "least_busy", "lowest_latency", "lowest_cost"]

@@ -12,6 +12,8 @@ from turnout.config.settings import ProviderSettings
 from turnout.providers import anthropic, bedrock, cohere, fake, gemini, openai_compatible
 from turnout.providers.base import Adapter
 from turnout.providers.http.client import HttpClient
+from turnout.providers.link import ProviderLink
+from turnout.providers.passage import Passage
 from turnout.providers.spec import AdapterFactory, LocalUpstream, ProviderSpec
 
 PROVIDERS: tuple[ProviderSpec, ...] = (
@@ -41,14 +43,21 @@ def _factory(spec: ProviderSpec) -> AdapterFactory:
 
 
 class ProviderRegistry:
-    def __init__(self, adapters: dict[str, Adapter], fakes: dict[str, LocalUpstream]) -> None:
+    def __init__(
+        self,
+        adapters: dict[str, Adapter],
+        fakes: dict[str, LocalUpstream],
+        passages: dict[str, Passage] | None = None,
+    ) -> None:
         self.adapters = adapters
         self.fakes = fakes  # the upstreams turnout runs itself, by provider name
+        self.passages = passages or {}  # the providers with a pass-through, by name
 
     @classmethod
     async def start(cls, providers: Mapping[str, ProviderSettings], client: HttpClient) -> ProviderRegistry:
         adapters: dict[str, Adapter] = {}
         fakes: dict[str, LocalUpstream] = {}
+        passages: dict[str, Passage] = {}
         try:
             for name, settings in providers.items():
                 spec = spec_of(settings.kind)
@@ -57,12 +66,15 @@ class ProviderRegistry:
                     port = await local.start()
                     fakes[name] = local
                     settings = dataclasses.replace(settings, base_url=f"http://127.0.0.1:{port}/v1")
-                adapters[name] = _factory(spec)(settings, client)
+                adapters[name] = adapter = _factory(spec)(settings, client)
+                link = getattr(adapter, "link", None)
+                if settings.passthrough and isinstance(link, ProviderLink):
+                    passages[name] = Passage(settings, link, client)
         except BaseException:
             for local in fakes.values():
                 await local.stop()
             raise
-        return cls(adapters, fakes)
+        return cls(adapters, fakes, passages)
 
     def __getitem__(self, name: str) -> Adapter:
         return self.adapters[name]

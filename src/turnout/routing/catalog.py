@@ -19,11 +19,13 @@ from turnout.domain.errors import TurnoutError
 from turnout.domain.pricing import ModelPrice
 from turnout.providers.base import Adapter, Capabilities, ChatCall, NativeRequest
 from turnout.providers.capabilities import with_declared
+from turnout.providers.passage import Passage
 from turnout.providers.registry import ProviderRegistry
 
 log = logging.getLogger("turnout.catalog")
 
 MAX_CACHED_ROUTES = 4096
+PASSTHROUGH_PREFIX = "passthrough/"  # a key that may use `passthrough/<provider>` may use its pass-through
 UPSTREAM_LIST_TTL = 300.0
 FAILED_LIST_RETRY = 15.0  # a provider that could not list its models is asked again this soon
 
@@ -166,6 +168,33 @@ class Catalog:
             tokenizer=None if self._tokenizer_of is None else self._tokenizer_of(t.provider, model),
             capabilities=with_declared(adapter.capabilities, t.supports),
             unsupported_params=t.unsupported_params,
+        )
+
+    # ------------------------------------------------------------------ pass-through
+
+    def passage(self, provider: str) -> Passage | None:
+        """The provider's pass-through, if it has one (`passthrough:` in its configuration)."""
+        return self._registry.passages.get(provider)
+
+    def passthrough_route(self, passage: Passage) -> Route:
+        """What a pass-through request is accounted under: `passthrough/<provider>`, no deployment
+        chosen ahead (its answer says which model served it)."""
+        alias = f"{PASSTHROUGH_PREFIX}{passage.provider}"
+        return Route(alias=alias, requested=alias, targets=(), policy=ModelSettings(alias=alias, targets=()))
+
+    def passthrough_target(self, passage: Passage, model: str | None) -> Target:
+        """The deployment a pass-through answer came from: the provider and the model it reported
+        (priced from the price table where it is known; unpriced otherwise)."""
+        adapter = self._registry[passage.provider]
+        named = model or ""
+        return Target(
+            provider=passage.provider,
+            model=named,
+            timeouts=passage.timeouts,
+            adapter=adapter,
+            name=f"{passage.provider}/{named}" if named else passage.provider,
+            price=self._wildcard_price(passage.provider, named) if named else None,
+            capabilities=adapter.capabilities,
         )
 
     def _wildcard_price(self, provider: str, model: str) -> ModelPrice | None:

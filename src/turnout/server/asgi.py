@@ -32,6 +32,9 @@ from turnout.server.admin_teams import AdminTeams, Membership, NewTeam, NewUser,
 from turnout.server.auth_guard import AuthGuard
 from turnout.server.exchange import ClientGone, Exchange, Receive, Scope, Send
 from turnout.server.openapi import openapi_endpoint
+from turnout.server.passthrough import METHODS as PASSTHROUGH_METHODS
+from turnout.server.passthrough import PREFIX as PASSTHROUGH_PREFIX
+from turnout.server.passthrough import passthrough
 from turnout.server.routes import Endpoints, Handler
 from turnout.storage.database import unreachable
 from turnout.teams.names import Names
@@ -83,6 +86,7 @@ class GatewayApp:
                 ("DELETE", prefix + "{response_id}"),
                 ("GET", prefix + "{response_id}/input_items"),
             ]
+        table += [(method, PASSTHROUGH_PREFIX + "{provider}/{path}") for method in PASSTHROUGH_METHODS]
         return table + [(route.method, route.path) for route in self.admin.routes]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -148,6 +152,11 @@ class GatewayApp:
                 await self.endpoints.retrieve_model(x, model_id)
                 return
         if path.startswith(ADMIN_PREFIX) and await self.admin.dispatch(path, method, x):
+            return
+        if path.startswith(PASSTHROUGH_PREFIX):
+            if method not in PASSTHROUGH_METHODS:
+                raise MethodNotAllowed(f"{method} is not allowed on {path}.", allowed=PASSTHROUGH_METHODS)
+            await passthrough(self.services.pipeline, x)
             return
         for prefix in RESPONSE_PREFIXES:
             if path.startswith(prefix):

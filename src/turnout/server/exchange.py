@@ -22,6 +22,7 @@ from turnout.domain.errors import (
     RequestTooLarge,
     TurnoutError,
     UnsupportedMediaType,
+    UpstreamAnswerCut,
     UpstreamError,
     UpstreamRejected,
 )
@@ -182,12 +183,12 @@ class Exchange:
     def native(self) -> None:
         """OpenAI-format requests need no native form: same-format deployments get the body as is."""
 
-    async def body(self) -> bytes:
-        """The request body (every body turnout reads is JSON), within the size limit."""
+    async def body(self, *, json_only: bool = True) -> bytes:
+        """The request body (JSON, but for a pass-through's), within the size limit."""
         length = self.header(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             raise self._too_large()
-        if length != b"0":
+        if length != b"0" and json_only:
             self._check_json_type()
         self._body_read = True
         parts: list[bytes] = []
@@ -298,7 +299,7 @@ class Exchange:
             headers = [*headers, (b"www-authenticate", b'Bearer realm="turnout"')]
         if error.attempts:
             headers = [*headers, (b"x-turnout-attempts", str(error.attempts).encode())]
-            if error.attempts > 1:
+            if error.attempts > 1 and not isinstance(error, UpstreamAnswerCut):  # (says so itself)
                 # turnout has already retried and failed over: an SDK retrying on top would only
                 # multiply the attempts (the official SDKs obey this header)
                 headers = [*headers, (b"x-should-retry", b"false")]

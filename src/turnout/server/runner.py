@@ -36,6 +36,7 @@ from turnout.config.settings import Settings
 from turnout.domain import tokens
 from turnout.reload import Load, Reloader
 from turnout.server.asgi import create_app
+from turnout.server.hangups import HeldHangups
 from turnout.server.protocol import edge_protocol
 
 log = logging.getLogger("turnout.server")
@@ -99,6 +100,9 @@ class GatewayServer(uvicorn.Server):
         gc.freeze()
         if self.started and self._on_started is not None:
             self._on_started(self)
+        if self.started and HeldHangups.take():
+            log.warning("a SIGHUP arrived while the gateway was starting: reloading the configuration now")
+            self._reload()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -114,6 +118,7 @@ class GatewayServer(uvicorn.Server):
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # not its default: ending the process
 
     def _reload(self) -> None:
         """SIGHUP: read the configuration again; nothing in flight is dropped."""

@@ -118,7 +118,7 @@ teams = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("created_by", sa.String(40), nullable=True),
     sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
-    # (0014) the team's own rate limits (all its keys together) and its new keys' defaults, JSON
+    # (0015) the team's own rate limits (all its keys together) and its new keys' defaults, JSON
     sa.Column("limits", sa.Text, nullable=True),
     sa.Column("key_limits", sa.Text, nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
@@ -134,7 +134,7 @@ users = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("created_by", sa.String(40), nullable=True),
     sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("limits", sa.Text, nullable=True),  # (0014) the user's rate limits (all their keys), JSON
+    sa.Column("limits", sa.Text, nullable=True),  # (0015) the user's rate limits (all their keys), JSON
 )
 
 team_members = sa.Table(
@@ -372,4 +372,15 @@ instances = sa.Table(
     sa.Column("started_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False, index=True),
     sa.Column("shared_counters", sa.Boolean, nullable=False),  # configured with storage.redis_url
+)
+
+# (0014) Which turnout can serve a database at each schema revision: `oldest_reader` is the oldest
+# schema revision whose code may serve it (every migration after that one only added what older
+# code can ignore). Written by the code that creates or upgrades the schema; read by older code
+# finding a revision newer than it knows, which serves it when it is at least `oldest_reader`.
+schema_readers = sa.Table(
+    "schema_readers",
+    metadata,
+    sa.Column("revision", sa.String(32), primary_key=True),
+    sa.Column("oldest_reader", sa.String(32), nullable=False),
 )

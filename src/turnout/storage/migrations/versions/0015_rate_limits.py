@@ -1,19 +1,22 @@
 """Rate limits of teams and users (limits/): a team's own limits and its new keys' defaults, a
 user's limits.
 
-Adds nullable columns only: instances of the previous version keep working while this one starts.
+Adds nullable columns only (`expansion`): instances of the previous version keep working while
+this one starts, and ignore them.
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
-down_revision = "0013"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
+# Only adds what code of the previous revision can ignore (storage/migrate.py, OLDEST_READER).
+expansion = True
 
 
 def upgrade() -> None:
