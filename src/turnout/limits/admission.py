@@ -83,7 +83,7 @@ class Ticket:
     """What an admitted request holds until it ends: its places and its token reservations,
     given back or settled to the actual once (`settle`)."""
 
-    __slots__ = ("admission", "applied", "done", "pending", "quota", "rid", "shared")
+    __slots__ = ("admission", "applied", "done", "pending", "prompt", "quota", "rid", "shared")
 
     def __init__(self, admission: Admission | None, applied: list[Applied]) -> None:
         self.admission = admission
@@ -93,6 +93,7 @@ class Ticket:
         self.shared = False  # decided by Redis: settled there
         self.done = admission is None
         self.rid = ""
+        self.prompt: int | None = None  # the prompt's byte bound, when a tpm limit needed it
 
     def ask(self) -> Ask:
         """The limits' part of a script run (limits/shared.py)."""
@@ -160,10 +161,11 @@ class Admission:
     def admit(self, principal: Principal, route: Route, request: ChatRequest | None = None) -> Ticket:
         """The limits covering the request, decided here (RateLimited if one has no room) or, with
         Redis, left `pending` for the one script run that decides them."""
-        applied = self._applying(principal, route, request)
-        if applied is None:
+        applying = self._applying(principal, route, request)
+        if applying is None:
             return _ADMITTED
-        ticket = Ticket(self, applied)
+        ticket = Ticket(self, applying[0])
+        ticket.prompt = applying[1]  # computed for a tpm limit: the budgets' bound reuses it
         if self.shared is not None and self.shared.usable:
             ticket.pending = True
             ticket.rid = f"{self._prefix}.{next(self._ids)}"
@@ -173,7 +175,8 @@ class Admission:
 
     def _applying(
         self, principal: Principal, route: Route, request: ChatRequest | None
-    ) -> list[Applied] | None:
+    ) -> tuple[list[Applied], int | None] | None:
+        """The limits covering the request, and its prompt's byte bound when a tpm limit needed it."""
         book = self.book
         found: list[tuple[LimitScope, str, RateLimits]] = []
         if principal.limits is not None:
@@ -192,6 +195,7 @@ class Admission:
         if not found:
             return None
         tokens = 0
+        prompt: int | None = None
         applied = []
         plans = self._plans
         for found_one in found:
@@ -200,12 +204,13 @@ class Admission:
                 plan = self._plan(*found_one)
             for rule in plan:
                 if rule.measure == "tpm":
-                    if not tokens:
-                        tokens = max(byte_bound(request) + output_bound(request), 1)
+                    if prompt is None:
+                        prompt = byte_bound(request)
+                        tokens = max(prompt + output_bound(request), 1)
                     applied.append(Applied(rule, tokens))
                 else:
                     applied.append(Applied(rule, 1))
-        return applied
+        return applied, prompt
 
     def _plan(self, scope: LimitScope, subject: str, limits: RateLimits) -> tuple[Rule, ...]:
         if len(self._plans) >= MAX_PLANS:

@@ -248,7 +248,7 @@ class Budgets:
         covering = self._covering(principal)
         if not covering:
             return Reservation(principal, route.alias)
-        bound = RequestBound(route, request)
+        bound = RequestBound(route, request, None if ticket is None else ticket.prompt)
         now = self.clock()
         held = []
         for rule in covering:
