@@ -22,7 +22,13 @@ EXPECTED_CALLS = [("get_weather", {"city": "Paris"}), ("get_weather", {"city": "
 FINAL = "The weather: Paris: 18 C; Oslo: 18 C"
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 UPSTREAMS: dict[str, Callable[[str], dict[str, Any]]] = {
-    "openai": lambda root: {"type": "openai", "base_url": f"{root}/v1", "api_key": "env:UPSTREAM_KEY"},
+    # translated like the others (/v1/responses forwarded whole: tests/test_responses_native.py)
+    "openai": lambda root: {
+        "type": "openai",
+        "base_url": f"{root}/v1",
+        "api_key": "env:UPSTREAM_KEY",
+        "responses_api": False,
+    },
     "anthropic": lambda root: {"type": "anthropic", "base_url": f"{root}/v1", "api_key": "env:UPSTREAM_KEY"},
     "gemini": lambda root: {"type": "gemini", "base_url": f"{root}/v1beta", "api_key": "env:UPSTREAM_KEY"},
     "cohere": lambda root: {"type": "cohere", "base_url": f"{root}/v2", "api_key": "env:UPSTREAM_KEY"},

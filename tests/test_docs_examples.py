@@ -34,6 +34,12 @@ SERVICE_ACCOUNT = {
 def _dummy(variable: str) -> str:
     if variable.endswith("ACCESS_KEY_ID"):
         return "AKIAIOSFODNN7EXAMPLE"  # the shape AWS documents for an access key id
+    if variable.endswith("REDIS_URL"):
+        return "redis://127.0.0.1:6379/0"
+    if variable.endswith("DATABASE_URL"):
+        return "postgresql+asyncpg://turnout@127.0.0.1:5432/turnout"
+    if variable.endswith("_URL"):
+        return "https://example.com"
     return f"dummy-{variable.lower()}-0123456789abcdef"
 
 

@@ -1,5 +1,5 @@
-"""The configuration reference keeps up with the schema: every `storage` key a config may set has
-a row in docs/configuration.md's `storage` table, and every row there is a key; every key of
+"""The configuration reference keeps up with the schema: every key of a section documented as a
+table (`storage`, `request_logs`, `console`) has a row there, and every row is a key; every key of
 every section, every provider type, every environment variable turnout reads and every command
 of the CLI (with its options, in docs/cli.md) is documented."""
 
@@ -11,9 +11,17 @@ from pathlib import Path
 
 import click
 import msgspec
+import pytest
 
 from turnout.cli.main import main as cli_main
-from turnout.config.schema import SECTIONS, ModelConfig, ProviderConfig, StorageConfig
+from turnout.config.schema import (
+    SECTIONS,
+    ConsoleConfig,
+    ModelConfig,
+    ProviderConfig,
+    RequestLogsConfig,
+    StorageConfig,
+)
 from turnout.providers.bedrock.config_section import AwsConfig
 from turnout.providers.gemini.vertex_section import VertexConfig
 from turnout.providers.registry import KINDS
@@ -21,13 +29,18 @@ from turnout.providers.registry import KINDS
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_every_storage_key_is_documented_and_nothing_else_is() -> None:
+@pytest.mark.parametrize(
+    ("name", "section"),
+    [("storage", StorageConfig), ("request_logs", RequestLogsConfig), ("console", ConsoleConfig)],
+)
+def test_a_section_with_a_table_lists_each_of_its_keys_and_nothing_else(name: str, section: type) -> None:
+    """The sections documented as a table of keys (one row each) have a row for every key."""
     text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
-    section = text[text.index("## `storage`") :]
-    table = section[section.index("|---") :]
+    part = text[text.index(f"## `{name}`") :]
+    table = part[part.index("|---") :]
     table = table[: table.index("\n\n")]
     documented = {m.group(1) for m in re.finditer(r"^\| `([a-z_]+)` \|", table, re.MULTILINE)}
-    assert documented == set(StorageConfig.__struct_fields__)
+    assert documented == set(section.__struct_fields__)
 
 
 def test_the_scaling_guide_is_linked_from_the_reference() -> None:

@@ -394,6 +394,16 @@ def test_no_deployment_long_enough_names_the_largest_limit_on_every_api(
     assert _sent(upstreams) == before
 
 
+def test_anthropics_required_max_tokens_is_lowered_for_models_that_write_less(
+    claude: anthropic.Anthropic,
+) -> None:
+    # Claude Code asks for its Claude model's most (32000+); an alias with no Anthropic deployment
+    # gets the most its deployments can give instead of a 400 the user cannot act on
+    raw = claude.messages.with_raw_response.create(model="capped", max_tokens=100_000, messages=USER)  # type: ignore[arg-type]
+    assert raw.headers["x-turnout-deployment"] == "b"  # the one that can write 2000; "a" only 1000
+    assert raw.parse().stop_reason == "end_turn"
+
+
 def test_a_configured_max_output_tokens_is_validated(tmp_path: Path) -> None:
     doc = {
         "providers": {"fake": {"type": "fake"}},

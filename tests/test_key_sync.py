@@ -124,6 +124,21 @@ def test_a_key_revoked_on_one_instance_stops_on_the_other(pair: Pair) -> None:
 
 
 @pytest.mark.postgres
+def test_a_key_issued_elsewhere_lists_and_reads_models_at_once(pair: Pair) -> None:
+    """Not only chat: the model list, a model's page and stored responses look a key up too,
+    before the sync has brought it (an SDK's first call is often `models.list()`)."""
+    key = ok(pair.admin(pair.a, "POST", "/admin/keys", name="x"))["key"]
+    with openai.OpenAI(base_url=pair.b.base_url, api_key=key, max_retries=0, timeout=20) as sdk:
+        assert [m.id for m in sdk.models.list()] == ["chat"]
+    other = ok(pair.admin(pair.a, "POST", "/admin/keys", name="y"))["key"]
+    with openai.OpenAI(base_url=pair.b.base_url, api_key=other, max_retries=0, timeout=20) as sdk:
+        assert sdk.models.retrieve("chat").id == "chat"
+    third = ok(pair.admin(pair.a, "POST", "/admin/keys", name="z"))["key"]
+    stored = pair.admin(pair.b, "GET", "/v1/responses/resp_none", key=third)
+    assert stored.status_code == 404, stored.text  # known, and the response is not there
+
+
+@pytest.mark.postgres
 def test_a_key_issued_elsewhere_is_known_without_a_lookup(pair: Pair) -> None:
     created = ok(pair.admin(pair.a, "POST", "/admin/keys", name="x"))
     key_hash = pair.b.call(lambda: pair.b.services.keys.hash(created["key"]))

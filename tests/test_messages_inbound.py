@@ -32,8 +32,14 @@ def gateway(upstream: Upstream, start_gateway: Callable[..., Gateway]) -> Gatewa
         "providers": {
             "fake": {"type": "fake", "fake": {"chunks": 6}},
             "claude": {"type": "anthropic", "base_url": upstream.base_url, "api_key": "env:UPSTREAM_KEY"},
+            "compatible": {
+                "type": "openai_compatible",
+                "base_url": upstream.base_url,
+                "api_key": "env:UPSTREAM_KEY",
+            },
         },
         "models": {
+            "translated": {"provider": "compatible", "model": "test-model"},
             "chat": {"provider": "fake", "model": "m"},
             "down": {"provider": "fake", "model": "m?fail=503"},
             "claude": {"provider": "claude", "model": "claude-sonnet-4-5-20250929"},
@@ -195,11 +201,17 @@ def test_native_only_requests_go_to_anthropic_deployments_only(
     upstream: Upstream, client: anthropic.Anthropic
 ) -> None:
     upstream.reply_json(fixture_bytes("message_thinking.json", "anthropic"))
-    # "mixed" prefers the fake (OpenAI-format) deployment, which could not carry `thinking`
+    # "mixed" prefers the fake (OpenAI-format) deployment, which could not carry `top_k`
     raw = client.messages.with_raw_response.create(
-        model="mixed", max_tokens=4096, messages=USER, thinking={"type": "enabled", "budget_tokens": 2048}
+        model="mixed", max_tokens=4096, messages=USER, extra_body={"top_k": 5}
     )
     assert raw.headers["x-turnout-deployment"] == "claude"
+    # thinking only tunes Anthropic's own models: elsewhere the answer comes without it
+    thought = client.messages.with_raw_response.create(
+        model="mixed", max_tokens=4096, messages=USER, thinking={"type": "enabled", "budget_tokens": 2048}
+    )
+    assert thought.headers["x-turnout-deployment"] == "fake"
+    assert thought.parse().content[0].text == ANSWER  # type: ignore[union-attr]
     plain = client.messages.with_raw_response.create(model="mixed", max_tokens=100, messages=USER)
     assert plain.headers["x-turnout-deployment"] == "fake"
     with pytest.raises(anthropic.BadRequestError) as refused:
@@ -233,3 +245,108 @@ def test_errors_come_in_anthropics_format(client: anthropic.Anthropic, gateway: 
     body = json.loads(response.content)
     validate_anthropic("ErrorResponse", body)
     assert body["type"] == "error" and "max_tokens" in body["error"]["message"]
+
+
+def test_what_claude_code_sends_is_translated_without_a_400(upstream: Upstream, gateway: Gateway) -> None:
+    """Claude Code's requests: system turns among the messages, thinking, output_config and
+    context_management, deferred tools (loaded by a tool_reference), cache_control everywhere."""
+    body = {
+        "model": "translated",
+        "max_tokens": 32000,
+        "stream": True,
+        "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        "metadata": {"user_id": json.dumps({"device_id": "d", "session_id": "s"})},
+        "thinking": {"type": "adaptive"},
+        "output_config": {"effort": "medium"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "tools": [
+            {**WEATHER, "name": "ToolSearch"},
+            {**WEATHER, "defer_loading": True},  # get_weather: loaded below
+            {**WEATHER, "name": "Placeholder", "defer_loading": True},  # never loaded
+            {"type": "web_search_20250305", "name": "web_search", "defer_loading": True},
+        ],
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": QUESTION, "cache_control": {"type": "ephemeral"}}],
+            },
+            {"role": "system", "content": [{"type": "text", "text": "Deferred tools: get_weather"}]},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": "Search.", "signature": "sig"},
+                    {
+                        "type": "tool_use",
+                        "id": "toolu_1",
+                        "name": "ToolSearch",
+                        "input": {"query": "weather"},
+                    },
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_1",
+                        "content": [{"type": "tool_reference", "tool_name": "get_weather"}],
+                    }
+                ],
+            },
+        ],
+    }
+    with httpx.Client(timeout=20) as http:
+        response = http.post(
+            gateway.root_url + "/v1/messages?beta=true",
+            headers={"x-api-key": MASTER_KEY, "anthropic-beta": "context-management-2025-06-27"},
+            json=body,
+        )
+    assert response.status_code == 200, response.text
+    assert "event: message_stop" in response.text
+    sent = upstream.requests[-1].json
+    assert sent["model"] == "test-model" and sent["max_tokens"] == 32000
+    assert not {"thinking", "output_config", "context_management"} & set(sent)
+    assert [m["role"] for m in sent["messages"]] == ["system", "user", "system", "assistant", "tool"]
+    assert sent["messages"][2]["content"] == "Deferred tools: get_weather"
+    assert sent["messages"][4] == {
+        "role": "tool",
+        "tool_call_id": "toolu_1",
+        "content": "Tool loaded: get_weather",
+    }
+    assert [t["function"]["name"] for t in sent["tools"]] == ["ToolSearch", "get_weather"]
+
+
+def test_images_in_a_tool_result_follow_it_as_a_user_turn(
+    upstream: Upstream, client: anthropic.Anthropic
+) -> None:
+    # a chat tool message holds only text: Claude Code's Read of an image file still gets through
+    pixel = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": pixel}}
+    client.messages.create(
+        model="translated",
+        max_tokens=100,
+        tools=[WEATHER],
+        messages=[
+            *USER,
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_1",
+                        "content": [{"type": "text", "text": "A map:"}, image],
+                    }
+                ],
+            },
+        ],
+    )
+    sent = upstream.requests[-1].json["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool", "user"]
+    assert sent[2]["content"] == "A map:\n\n(an image, shown in the next user message)"
+    assert sent[3]["content"] == [
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{pixel}"}}
+    ]

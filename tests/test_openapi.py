@@ -37,6 +37,7 @@ COMPATIBLE = {
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/embeddings"),
     ("POST", "/v1/messages"),
+    ("POST", "/v1/messages/count_tokens"),
     ("POST", "/v1/responses"),
     ("GET", "/v1/models"),
     ("GET", "/v1/models/{model}"),
@@ -126,6 +127,7 @@ PAGED_LISTS = {
     "/admin/audit",
     "/admin/approvals",
     "/admin/teams/{team_id}/credits",
+    "/admin/request-logs",
 }
 
 

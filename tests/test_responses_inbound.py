@@ -36,7 +36,12 @@ def config(upstream: Upstream, data_dir: Path | None = None) -> dict[str, Any]:
         "routing": {"retries": {"attempts": 1}},
         "providers": {
             "fake": {"type": "fake", "fake": {"chunks": 6}},
-            "up": {"type": "openai", "base_url": upstream.base_url, "api_key": "env:UPSTREAM_KEY"},
+            "up": {
+                "type": "openai",
+                "base_url": upstream.base_url,
+                "api_key": "env:UPSTREAM_KEY",
+                "responses_api": False,  # translated to chat (test_agent_clients forwards it whole)
+            },
             "claude": {"type": "anthropic", "base_url": upstream.base_url, "api_key": "env:UPSTREAM_KEY"},
         },
         "models": {
@@ -365,7 +370,7 @@ def test_stored_responses_survive_a_restart_and_are_shared(
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
+        ({"tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]}, "tools[0].type"),
         ({"background": True}, "background"),
         ({"truncation": "auto"}, "truncation"),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0]"),

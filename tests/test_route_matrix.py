@@ -6,6 +6,9 @@ of another team (`blue`), an organisation admin, an organisation owner, and the 
 call's path names a fresh object of `red` where it would change it (a key, a user, a budget, a
 preset, a pending action), so one caller's call never decides the next one's. The two-person rule
 is on (as shipped): an action under it answers 202 with the pending action, and changes nothing.
+
+The web console's pages (`/ui`) are not API routes: tests/test_console_matrix.py has their matrix,
+each caller signed in with a session cookie and sending the CSRF token.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ EXPECTED: dict[str, str] = {
     "POST /embeddings": "401 401 200 200 200 200 200 200 200",
     "POST /v1/messages": "401 401 200 200 200 200 200 200 200",
     "POST /messages": "401 401 200 200 200 200 200 200 200",
+    "POST /v1/messages/count_tokens": "401 401 200 200 200 200 200 200 200",
+    "POST /messages/count_tokens": "401 401 200 200 200 200 200 200 200",
     "POST /v1/responses": "401 401 200 200 200 200 200 200 200",
     "POST /responses": "401 401 200 200 200 200 200 200 200",
     "GET /v1/models": "401 401 200 200 200 200 200 200 200",
@@ -111,6 +116,17 @@ EXPECTED: dict[str, str] = {
     "GET /admin/providers": "401 401 403 403 403 403 200 200 200",
     "DELETE /admin/providers/{name}": "401 401 403 403 403 403 202 202 202",
     "POST /admin/providers/{name}/restore": "401 401 403 403 403 403 200 200 200",
+    "GET /admin/exit-report": "401 401 403 403 403 403 200 200 200",
+    # ------------------------------------------------------------------ the request log
+    # prompts and answers: owners and admins only, a team's admin their own team's (the entry read
+    # is one of red's); logging is switched on and off by whoever manages the key or team
+    "GET /admin/request-logs": "401 401 403 403 200 200 200 200 200",
+    "GET /admin/request-logs/export": "401 401 403 403 200 200 200 200 200",
+    "GET /admin/request-logs/{request_id}": "401 401 403 403 200 404 200 200 200",
+    "GET /admin/keys/{key_id}/request-log": "401 401 403 403 200 404 200 200 200",
+    "PUT /admin/keys/{key_id}/request-log": "401 401 403 403 200 404 200 200 200",
+    "GET /admin/teams/{team_id}/request-log": "401 401 403 403 200 404 200 200 200",
+    "PUT /admin/teams/{team_id}/request-log": "401 401 403 403 200 404 200 200 200",
     # ------------------------------------------------------------------ configuration: owners only
     # reading the configuration again changes every alias for everyone: the organisation's owners
     # and the master key, not its admins
@@ -202,6 +218,14 @@ class World:
         """A response the master key stored."""
         return str(self.ok("POST", "/v1/responses", model="chat", input="hi", store=True)["id"])
 
+    def logged_request(self) -> str:
+        """A request of red's, in the request log (red's traffic is logged)."""
+        self.ok("PUT", f"/admin/teams/{self.red}/request-log", enabled=True)
+        body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+        answer = self.http.post("/v1/chat/completions", headers=self.auth(self.keys["member"]), json=body)
+        assert answer.status_code == 200, answer.text
+        return answer.headers["x-request-id"]
+
     def action(self) -> str:
         """A pending action of red: making a fresh member one of its admins."""
         pending = self.ok("POST", f"/admin/teams/{self.red}/members", user_id=self.user(), role="admin")
@@ -218,6 +242,7 @@ class World:
             "{name}": lambda: self.preset() if pattern.startswith("/admin/presets") else "fake",
             "{model}": lambda: "chat",
             "{response_id}": self.response,
+            "{request_id}": self.logged_request,
             "{provider}": lambda: "fake",
             "{path}": lambda: "models",
         }
@@ -239,6 +264,10 @@ class World:
                 "max_tokens": 16,
                 "messages": [{"role": "user", "content": "hi"}],
             },
+            "POST /v1/messages/count_tokens": lambda: {
+                "model": "chat",
+                "messages": [{"role": "user", "content": "hi"}],
+            },
             "POST /v1/responses": lambda: {"model": "chat", "input": "hi"},
             "POST /admin/keys": lambda: {"name": self.name(), "team_id": self.red},
             "PATCH /admin/keys/{key_id}": lambda: {"name": self.name()},
@@ -253,6 +282,8 @@ class World:
             "POST /admin/teams/{team_id}/billing": lambda: {"markup": "1.1"},
             "POST /admin/teams/{team_id}/credits": lambda: {"amount": "1.00"},
             "POST /admin/presets": lambda: {"name": self.name(), "team_id": self.red, "model": "chat"},
+            "PUT /admin/keys/{key_id}/request-log": lambda: {"enabled": True},
+            "PUT /admin/teams/{team_id}/request-log": lambda: {"enabled": True},
         }
         kept = ("/admin", "/health", "/passthrough")
         route = f"{method} {pattern if pattern.startswith(kept) else _v1(pattern)}"

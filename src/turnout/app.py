@@ -41,6 +41,7 @@ from turnout.presets.registry import PresetRegistry
 from turnout.providers.capabilities import capabilities_for
 from turnout.providers.http.client import HttpClient
 from turnout.providers.registry import ProviderRegistry
+from turnout.request_logs.service import RequestLog
 from turnout.routing.catalog import Catalog, PriceOf, TokenizerOf
 from turnout.routing.chain_check import chain_warnings
 from turnout.routing.generation import Generation
@@ -100,6 +101,7 @@ class Services:
     retention: LedgerRetention | None = None
     limit_settings: LimitSettings | None = None
     capacity: DeploymentSync | None = None
+    request_log: RequestLog | None = None
     started_at: float = field(default_factory=time.time)
     draining: bool = False
 
@@ -109,6 +111,7 @@ class Services:
         register_internal_hosts(*_upstream_hosts(settings))
         database = await Database.open(settings.storage.database_url, settings.storage.database_timeout)
         client: HttpClient | None = None
+        request_log: RequestLog | None = None
         clock = ReferenceClock()
         instances = Instances(database, clock, shared_counters=settings.storage.redis_url is not None)
         try:
@@ -158,7 +161,12 @@ class Services:
             presets = PresetRegistry()
             await presets.load(database)
             presets.start()
-            pipeline = Pipeline(keys, catalog, router, admission, budgets, spend, billing, presets)
+            audit = AuditLog(database)
+            request_log = RequestLog(database, audit, settings.request_logs)
+            await request_log.start()
+            pipeline = Pipeline(
+                keys, catalog, router, admission, budgets, spend, billing, presets, request_log
+            )
             capacity = DeploymentSync(
                 lambda: pipeline.router.deployments, admission.shared, lambda: admission.peers
             )
@@ -166,6 +174,9 @@ class Services:
         except BaseException:
             if client is not None:
                 await client.aclose()
+            if request_log is not None:
+                await request_log.stop_background()
+                await request_log.aclose()
             await instances.aclose()
             await database.close()
             raise
@@ -177,7 +188,6 @@ class Services:
         if settings.routing.health_check_interval is not None:
             checks = ActiveHealthChecks(router.deployments, registry, settings.routing.health_check_interval)
             checks.start()
-        audit = AuditLog(database)
         approvals = Approvals(database, audit, ttl=settings.governance.approval_ttl)
         key_service = KeyService(database, keys, audit, approvals, settings.governance, limit_book)
         limit_settings = LimitSettings(database, limit_book, audit)
@@ -232,6 +242,7 @@ class Services:
             retention=retention,
             limit_settings=limit_settings,
             capacity=capacity,
+            request_log=request_log,
         )
 
     async def apply(self, settings: Settings) -> None:
@@ -293,6 +304,8 @@ class Services:
             closing.cancel()
         if self.retention is not None:
             await self.retention.aclose()
+        if self.request_log is not None:
+            await self.request_log.stop_background()
         if self.reconciler is not None:
             await self.reconciler.aclose()
         if self.key_sync is not None:
@@ -311,6 +324,8 @@ class Services:
             ("the credit holds", self.billing.aclose),
             ("the rate limits", self.pipeline.admission.aclose),  # their last settlements to Redis
         ]
+        if self.request_log is not None:
+            writes.append(("the request log", self.request_log.aclose))
         if self.budgets.shared is not None:
             writes.append(("the shared counters", self.budgets.shared.aclose))
         writes += [

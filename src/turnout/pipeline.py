@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
+
+import msgspec
 
 from turnout.domain.chat import ChatRequest, parse_chat_request
 from turnout.domain.embeddings import parse_embedding_request
@@ -24,6 +27,7 @@ from turnout.domain.errors import (
 )
 from turnout.domain.principal import Principal
 from turnout.domain.rate_limits import Quota, RateLimited
+from turnout.domain.request_features import request_features
 from turnout.keys.index import KeyIndex
 from turnout.limits.admission import Admission, Ticket
 from turnout.presets.registry import PREFIX as PRESET_PREFIX
@@ -31,6 +35,8 @@ from turnout.presets.registry import Preset, PresetRegistry
 from turnout.providers.base import ChatResult, NativeRequest
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.providers.passage import DROPPED_ANSWER_HEADERS, USAGE_BODY_LIMIT, Passage
+from turnout.request_logs.capture import Answer, Captured
+from turnout.request_logs.service import RequestLog
 from turnout.routing.capabilities import first_unmet, needs
 from turnout.routing.catalog import PASSTHROUGH_PREFIX, Catalog, Route
 from turnout.routing.generation import Generation
@@ -136,6 +142,7 @@ class Pipeline:
         spend: SpendRecorder,
         billing: Billing,
         presets: PresetRegistry,
+        request_log: RequestLog | None = None,
     ) -> None:
         self.keys = keys
         self.current = Generation(catalog, router)
@@ -144,6 +151,7 @@ class Pipeline:
         self.spend = spend
         self.billing = billing
         self.presets = presets
+        self.request_log = request_log
 
     @property
     def catalog(self) -> Catalog:
@@ -170,10 +178,10 @@ class Pipeline:
 
     async def _chat_completion(self, generation: Generation, inbound: Inbound, respond: Responder) -> None:
         principal = await self.keys.resolve(inbound.credential())
-        body = await inbound.json()
+        body = asked = await inbound.json()  # `asked`: as the client sent it (for the request log)
         preset = self._preset(principal, body)
         if preset is not None:
-            body = preset.apply(body)
+            body = preset.apply(body)  # (a preset's prompt is its team's: never in another's log)
         request = parse_chat_request(body)
         catalog = generation.catalog
         route = (
@@ -183,6 +191,8 @@ class Pipeline:
         )
         native = None if preset is not None else inbound.native()  # a preset rewrote the request
         check_capabilities(route, request, native)
+        if inbound.api == "messages" and _over_ceiling(route, request) and _all_translated(route, native):
+            request, body = _capped(route, request, body)
         check_output_limit(route, request, inbound.api)
         call = Call(
             route,
@@ -197,18 +207,23 @@ class Pipeline:
         ticket, reservation, hold = await self._admit(inbound, principal, route, request)
         outcome = Outcome()
         outcome.service_tier = request.service_tier
+        outcome.features = request_features(request)
         if preset is not None:
             outcome.preset = PresetCharge(preset.name, preset.team_id, preset.share)
         stream = bool(request.stream)
         account = self._accountant(outcome, inbound.request_id, inbound.api, principal, route, stream, ticket)
+        logged = self.request_log is not None and self.request_log.wanted(principal)
+        answer: Answer = None
         try:
             if stream:
                 relay, outcome.served = await generation.router.stream(call, outcome.tally)
                 relay.accounted_by(account)
+                answer = relay
                 await respond.stream(relay, outcome.served)
             else:
                 result, outcome.served = await generation.router.complete(call, outcome.tally)
                 account(None)  # accounted for before the client can see the answer
+                answer = result
                 if result.native is not None:
                     await respond.answer_native(result.native, outcome.served)
                 else:
@@ -219,6 +234,47 @@ class Pipeline:
         finally:
             account(None)
             self._settle(outcome, reservation, hold, ticket)
+            if logged:
+                self._log(inbound, principal, route, asked, outcome, answer, stream)
+
+    def _log(
+        self,
+        inbound: Inbound,
+        principal: Principal,
+        route: Route,
+        body: Any,
+        outcome: Outcome,
+        answer: Answer,
+        stream: bool,
+    ) -> None:
+        """Hand the request to the request log (a queue append: redacted and written later)."""
+        assert self.request_log is not None
+        served = outcome.served
+        target = None if served is None else served.target
+        status, reason = outcome.status, outcome.reason
+        last = answer.last_attempt if isinstance(answer, RelayStream) else None
+        if status == 200 and last is not None and last.status > 200:  # broken after its first byte
+            status, reason = last.status, last.reason
+        self.request_log.capture(
+            Captured(
+                request_id=inbound.request_id,
+                at=outcome.at,
+                api=inbound.api,
+                key_id=principal.key_id,
+                team_id=principal.team_id,
+                user_id=principal.user_id,
+                alias=route.alias,
+                model=None if target is None else target.model,
+                deployment=None if target is None else target.label,
+                stream=stream,
+                status=status,
+                reason=reason,
+                latency_ms=round((time.perf_counter() - outcome.started) * 1000),
+                request=body,
+                answer=answer,  # (a stream cut short: what the client was sent)
+                usage=outcome.usage,
+            )
+        )
 
     async def cut_short(self) -> set[asyncio.Task[Any]]:
         """The shutdown's grace ran out: end every stream being relayed (its client told why), and
@@ -461,7 +517,12 @@ class Pipeline:
         return account
 
     def authenticate(self, inbound: Inbound) -> Principal:
+        """In memory only: a key this instance does not know yet is refused."""
         return self.keys.authenticate(inbound.credential())
+
+    async def resolve(self, inbound: Inbound) -> Principal:
+        """The caller, asking the key store about a key issued on another instance."""
+        return await self.keys.resolve(inbound.credential())
 
     def authorise(self, principal: Principal, model: str, catalog: Catalog | None = None) -> Route:
         """The route for `model`, if it exists and the caller may use it (404 either way, so a key
@@ -482,6 +543,25 @@ class Pipeline:
 
 # The parameter that caps an answer's length, as each inbound API names it.
 OUTPUT_PARAMS = {"messages": "max_tokens", "responses": "max_output_tokens"}
+
+
+def _over_ceiling(route: Route, request: ChatRequest) -> bool:
+    wanted, largest = request.output_token_limit, route.output_ceiling
+    return wanted is not None and largest is not None and wanted > largest
+
+
+def _all_translated(route: Route, native: NativeRequest | None) -> bool:
+    """Will every deployment get the request translated (none takes its native format)?"""
+    return native is None or not any(t.capabilities.native_wire == native.wire for t in route.targets)
+
+
+def _capped(route: Route, request: ChatRequest, body: dict[str, Any]) -> tuple[ChatRequest, dict[str, Any]]:
+    """Anthropic's format requires `max_tokens`, and clients (Claude Code) set it to the most their
+    Claude model can write: a ceiling, not a wish. Translated for models that write less (an alias
+    with no Anthropic deployment), it is lowered to the most any deployment of the alias can give,
+    rather than refused."""
+    ceiling = route.output_ceiling
+    return msgspec.structs.replace(request, max_tokens=ceiling), {**body, "max_tokens": ceiling}
 
 
 def check_output_limit(route: Route, request: ChatRequest, api: str) -> None:

@@ -43,12 +43,13 @@ def _discard(lines: Iterator[str]) -> None:
 
 
 def start_serve(config: Path, env: dict[str, str]) -> Served:
+    return start_process([TURNOUT, "serve", "--config", str(config), "--port", "0"], env)
+
+
+def start_process(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> Served:
+    """Run `argv` (a `turnout serve` command line listening on 127.0.0.1) until it listens."""
     proc = subprocess.Popen(
-        [TURNOUT, "serve", "--config", str(config), "--port", "0"],
-        env=env,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
+        argv, env=env, cwd=cwd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
     )
     assert proc.stderr is not None
     banner: list[str] = []

@@ -1,11 +1,13 @@
-"""`turnout keys create | list | revoke | rotate`: a thin client of the admin API of a running
+"""`turnout keys create | list | revoke | rotate | import`: a thin client of the admin API of a running
 gateway (so a revocation takes effect there at once), authenticated with an admin key."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -94,3 +96,36 @@ def show_new(key: dict[str, Any]) -> None:
     click.echo(describe(key))
     click.echo("\nThe key, shown this once (store it now; turnout keeps only its hash):\n")
     click.echo(f"    {key['key']}\n")
+
+
+def import_litellm(url: str, key: str, export: Path, *, dry_run: bool) -> None:
+    """Re-issue each key of a LiteLLM export; each new key printed once, what was not carried said."""
+    from turnout.cli.litellm_import import ExportError, plan, read_export
+
+    try:
+        entries = read_export(export)
+    except ExportError as error:
+        raise click.ClickException(str(error)) from None
+    now = dt.datetime.now(dt.UTC)
+    issued = skipped = 0
+    for entry in entries:
+        planned = plan(entry, now)
+        if planned.skipped:
+            click.echo(f"skipped {planned.source}: {planned.skipped}", err=True)
+            skipped += 1
+            continue
+        for note in planned.notes:
+            click.echo(f"{planned.source}: {note}", err=True)
+        if dry_run:
+            click.echo(f"{planned.source}: would issue {json.dumps(planned.body, sort_keys=True)}")
+            continue
+        try:
+            new = call(url, key, "POST", "/admin/keys", planned.body)
+        except AdminError as error:
+            raise click.ClickException(
+                f"{planned.source}: {error} ({issued} key(s) issued before it; run again without them)"
+            ) from None
+        click.echo(f"{planned.source}\t{new['id']}\t{new['key']}")
+        issued += 1
+    verb = "would be issued" if dry_run else "issued (shown this once: hand them to their owners)"
+    click.echo(f"{len(entries) - skipped} key(s) {verb}, {skipped} skipped", err=True)

@@ -1,4 +1,4 @@
-"""`turnout serve | config check | status | demo | reset-master-key`."""
+"""`turnout serve | config check | status | demo | reset-master-key | keys | ...`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from turnout.cli.budgets import budgets_group
+from turnout.cli.exit_report import exit_report_command
 from turnout.cli.governance import approvals_group, audit_group
 from turnout.cli.teams import teams_group, users_group
 from turnout.config.loader import ConfigError, default_config_path
@@ -288,5 +289,26 @@ def keys_rotate(url: str, key: str | None, key_id: str, grace: str) -> None:
     show_new(_admin_call(url, key, "POST", f"/admin/keys/{key_id}/rotate", {"grace": grace}))
 
 
+@keys.command("import")
+@URL_OPTION
+@KEY_OPTION
+@click.option(
+    "--from-litellm",
+    "export",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="LiteLLM's keys as JSON (GET /key/list?return_full_object=true, or a list of key objects).",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be issued; issue nothing.")
+def keys_import(url: str, key: str | None, export: Path, dry_run: bool) -> None:
+    """Issue a turnout key for each LiteLLM key (LiteLLM's keys cannot be reused: hand out the new ones)."""
+    from turnout.cli.keys import import_litellm
+
+    if not key and not dry_run:
+        raise click.UsageError("no key: pass --key or set TURNOUT_ADMIN_KEY (or TURNOUT_MASTER_KEY)")
+    import_litellm(url, key or "", export, dry_run=dry_run)
+
+
 for group in (teams_group, users_group, budgets_group, audit_group, approvals_group):
     main.add_command(group)
+main.add_command(exit_report_command)

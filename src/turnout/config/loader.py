@@ -32,10 +32,12 @@ from turnout.config.problems import NON_STRING_KEY, describe, every_problem, key
 from turnout.config.provider_kinds import ProviderKind, kinds_by_name
 from turnout.config.provider_sections import DescribesConfig, SectionInput, SectionResult
 from turnout.config.proxies import NO_PROXY_VALUE, ProxyError, from_environment, parse_proxy
+from turnout.config.request_logs import request_log_settings
 from turnout.config.secrets import REFERENCE_HINT, Secret, SecretError, is_reference, resolve
 from turnout.config.settings import (
     AuthSettings,
     BreakerSettings,
+    ConsoleSettings,
     FailedAttemptSettings,
     GovernanceSettings,
     HttpLimits,
@@ -59,6 +61,22 @@ T = TypeVar("T")
 
 _ALIAS = re.compile(r"^[^\s*]+\*?$|^\*$")
 _DEPLOYMENT_NAME = re.compile(r"^[\x21-\x2b\x2d-\x7e]{1,128}$")
+CONSOLE_SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
+# the first path segments the gateway serves itself: the console cannot be put under them
+RESERVED_PATHS = frozenset(
+    {
+        "v1",
+        "admin",
+        "health",
+        "openapi.json",
+        "chat",
+        "embeddings",
+        "models",
+        "messages",
+        "responses",
+        "passthrough",
+    }
+)
 _PROVIDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _PASSTHROUGH_PREFIX = re.compile(r"^(/[A-Za-z0-9_.~:@-]+)+/?$")
 _CREDENTIAL_HEADER = re.compile(r"(?i)auth|key|token|secret|password|cookie|credential|signature")
@@ -224,6 +242,10 @@ class _Builder:
         spend_cfg = self.section(data, "spend", schema.SpendConfig())
         self.spend = SpendSettings(unknown_prices=spend_cfg.unknown_prices or "reject")
         governance = self.governance(self.section(data, "governance", schema.GovernanceConfig()))
+        request_logs = request_log_settings(
+            self.section(data, "request_logs", schema.RequestLogsConfig()), self.problem
+        )
+        console = self.console(self.section(data, "console", schema.ConsoleConfig()))
         defaults = self.timeouts(defaults_cfg.timeouts, Timeouts(), "defaults.timeouts")
         server = self.server(server_cfg)
         auth = AuthSettings(
@@ -259,6 +281,8 @@ class _Builder:
             routing=routing,
             spend=self.spend,
             governance=governance,
+            request_logs=request_logs,
+            console=console,
             source=self.source,
             warnings=tuple(self.warnings),
         )
@@ -293,6 +317,18 @@ class _Builder:
             piecewise_revocations=max(1, cfg.piecewise_revocations),
             piecewise_window=window,
         )
+
+    def console(self, cfg: schema.ConsoleConfig) -> ConsoleSettings:
+        path = "/" + cfg.path.strip("/")
+        segments = path[1:].split("/")
+        if not all(CONSOLE_SEGMENT.fullmatch(s) and s not in (".", "..") for s in segments):
+            self.problem(
+                "console.path", f"must be a path such as /ui (letters, digits, - _ .), got {cfg.path!r}"
+            )
+        elif path.split("/")[1] in RESERVED_PATHS:
+            self.problem("console.path", f"{path} is the gateway's own (under /{path.split('/')[1]})")
+        ttl = self.unit(cfg.session_ttl, parse_duration, "console.session_ttl", ConsoleSettings().session_ttl)
+        return ConsoleSettings(enabled=cfg.enabled, path=path, session_ttl=ttl)
 
     def server(self, cfg: schema.ServerConfig) -> ServerSettings:
         if not 0 <= cfg.port < 65536:
@@ -470,6 +506,7 @@ class _Builder:
         proxy = self.proxy(cfg.proxy, sections.base_url, f"{path}.proxy") if proxied else None
         owned: dict[str, Any] = {"api_version": None, **sections.settings}  # filled by its blocks
         return ProviderSettings(
+            responses_api=self.responses_api(cfg, kind, owned["api_version"], path),
             name=name,
             kind=kind,
             base_url=sections.base_url.rstrip("/"),
@@ -486,6 +523,22 @@ class _Builder:
             passthrough=self.passthrough(cfg.passthrough, kind, f"{path}.passthrough"),
             **owned,
         )
+
+    def responses_api(
+        self, cfg: schema.ProviderConfig, kind: ProviderKind, api_version: str | None, path: str
+    ) -> bool:
+        """Does the provider take /v1/responses whole: its kind's default (OpenAI's does), or as
+        configured for another OpenAI-format service that has the API (vLLM, OpenRouter, Azure's
+        v1 API ...)."""
+        if cfg.responses_api is None:
+            return kind.native_inbound == "responses"
+        if cfg.responses_api and kind.wire != "openai":
+            self.problem(f"{path}.responses_api", f"only OpenAI-format providers have it, not {kind.name}")
+            return False
+        if cfg.responses_api and kind.azure_paths and api_version != "v1":
+            self.problem(f"{path}.responses_api", "on Azure it needs api_version: v1")
+            return False
+        return cfg.responses_api
 
     def passthrough(self, written: list[str] | None, kind: ProviderKind, path: str) -> tuple[str, ...]:
         """The path prefixes a provider's pass-through may reach: each `/segment/...` of plain

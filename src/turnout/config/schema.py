@@ -33,6 +33,7 @@ class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     unsupported_params: Literal["reject", "drop"] | None = None
     stream_usage: bool | None = None
     embeddings_base64: bool | None = None
+    responses_api: bool | None = None
     proxy: str | None = None
     tls_ca_file: str | None = None
     # paths under base_url that /passthrough/<name>/... forwards (prefixes; absent: none)
@@ -230,6 +231,12 @@ class GovernanceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     piecewise_window: DurationValue = "1h"
 
 
+class ConsoleConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    enabled: bool = True
+    path: str = "/ui"  # where the console is served: one or more path segments
+    session_ttl: DurationValue = "8h"
+
+
 class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     data_dir: str | None = None
     database_url: str | None = None
@@ -238,6 +245,14 @@ class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ledger_retention_days: int | None = None
     reservation_lapse: DurationValue | None = None
     reconcile_interval: DurationValue | None = None
+
+
+class RequestLogsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    log_by_default: bool = False  # log every key that has no setting of its own (nor its team)
+    retention_days: int = 30
+    max_entry_bytes: int = 65536  # of the request, and of the answer, each
+    queue_limit: int = 10000  # entries waiting to be written; past it new ones are dropped (counted)
+    redact: list[str] | None = None  # regular expressions whose matches are replaced by [redacted]
 
 
 class DefaultsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -252,6 +267,8 @@ SECTIONS: dict[str, type] = {
     "routing": RoutingConfig,
     "spend": SpendConfig,
     "governance": GovernanceConfig,
+    "request_logs": RequestLogsConfig,
+    "console": ConsoleConfig,
     "providers": dict[str, Any],
     "models": dict[str, Any],
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
@@ -81,6 +82,8 @@ class ProviderSettings:
     stream_usage: bool
     embeddings_base64: bool
     fake: FakeSettings | None = None
+    # /v1/responses requests are passed whole to its own Responses API (else translated to chat)
+    responses_api: bool = False
     proxy: ProxySettings | None = None
     tls_ca_file: Path | None = None
     vertex: VertexSettings | None = None
@@ -142,6 +145,16 @@ class GovernanceSettings:
     approval_ttl: float = 24 * 3600.0
     piecewise_revocations: int = 5  # a team's keys revoked one by one within the window, at once
     piecewise_window: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSettings:
+    """The web console (turnout.console): served under `path` unless `enabled` is false; a signed-in
+    browser's session ends `session_ttl` seconds after it began."""
+
+    enabled: bool = True
+    path: str = "/ui"
+    session_ttl: float = 8 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +274,18 @@ class StorageSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestLogSettings:
+    """The request log (request_logs/): off for every key unless a key's or team's setting (or
+    `log_by_default`) says otherwise."""
+
+    log_by_default: bool = False
+    retention_days: int = 30
+    max_entry_bytes: int = 65536  # of the request and of the answer, each; longer is cut and marked
+    queue_limit: int = 10_000
+    redact: tuple[re.Pattern[str], ...] = ()  # beside the built-in credential patterns
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings
     auth: AuthSettings
@@ -271,4 +296,6 @@ class Settings:
     routing: RoutingSettings = RoutingSettings()
     spend: SpendSettings = SpendSettings()
     governance: GovernanceSettings = GovernanceSettings()
+    request_logs: RequestLogSettings = RequestLogSettings()
+    console: ConsoleSettings = ConsoleSettings()
     warnings: tuple[str, ...] = ()

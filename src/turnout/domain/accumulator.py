@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from msgspec import UNSET
 
@@ -58,6 +58,7 @@ class ToolCallState:
     id: str | None = None
     name: str = ""
     argument_characters: int = 0
+    arguments: Pieces = field(default_factory=Pieces)  # as kept (let go past the cap, as text is)
 
 
 class StreamAccumulator:
@@ -94,8 +95,8 @@ class StreamAccumulator:
         # each choice's content (and refusal), by the index the provider gave it: a dict, so that a
         # hostile index (a billion, or negative) costs one entry, not a list that long
         self._texts: dict[int, Pieces] = {0: Pieces()}
-        self._other = Pieces()  # reasoning, tool calls' names and arguments: output, not text
-        self.kept = 0  # characters kept in `_texts` and `_other`
+        self._other = Pieces()  # reasoning and tool calls' names: output, not text (arguments: per call)
+        self.kept = 0  # characters kept in `_texts`, `_other` and the tool calls' arguments
         self.spilled_tokens = 0  # tokens of the output let go past the cap
 
     # ------------------------------------------------------------------ folding
@@ -168,7 +169,7 @@ class StreamAccumulator:
                     self._add(self._other, function.name)
                 if function.arguments:
                     state.argument_characters += len(function.arguments)
-                    self._add(self._other, function.arguments)
+                    self._add(state.arguments, function.arguments)
 
     def _add(self, pieces: Pieces, text: str) -> None:
         if self.first_output_at is None:
@@ -181,7 +182,7 @@ class StreamAccumulator:
     def _spill(self) -> None:
         """Past the cap: count what is kept, let it go; the answer can no longer be continued."""
         self.spilled_tokens += count_tokens(self._produced())
-        for pieces in (*self._texts.values(), self._other):
+        for pieces in self._kept_pieces():
             pieces.clear()
         self.kept = 0
         self.obstacle = self.obstacle or CAP_OBSTACLE
@@ -204,8 +205,16 @@ class StreamAccumulator:
         texts = self._texts.get(choice)
         return "" if texts is None else texts.text()
 
+    def choices(self) -> list[int]:
+        """The indexes of the choices that produced text (0 always)."""
+        return sorted(self._texts)
+
+    def _kept_pieces(self) -> tuple[Pieces, ...]:
+        calls = tuple(state.arguments for state in self.tool_calls.values())
+        return (*self._texts.values(), self._other, *calls)
+
     def _produced(self) -> list[str]:
-        return [piece for pieces in (*self._texts.values(), self._other) for piece in pieces.all()]
+        return [piece for pieces in self._kept_pieces() for piece in pieces.all()]
 
     def produced(self) -> list[str]:
         """Everything the attempt produced that is still kept: every choice's text, reasoning and

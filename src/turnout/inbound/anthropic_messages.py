@@ -2,10 +2,15 @@
 answer (whole, or chunk by chunk) as Anthropic's message and stream events. Pure functions; the
 server edge does the I/O.
 
-Request: `system` becomes a system message; `tool_result` blocks become tool messages; images
-become image parts (base64 as a data URL); tools, tool_choice (auto / any / tool / none and
-`disable_parallel_tool_use`), stop_sequences, temperature, top_p and `metadata.user_id` map
-across. What has no OpenAI equivalent (`top_k`, `thinking`, documents, server tools...) is
+Request: `system` (and a `system` turn among the messages) becomes a system message;
+`tool_result` blocks become tool messages; images become image parts (base64 as a data URL);
+tools, tool_choice (auto / any / tool / none and `disable_parallel_tool_use`), stop_sequences,
+temperature, top_p and `metadata.user_id` map across. What only tunes how Anthropic's own models
+work (`thinking`, `output_config`, `context_management`, `service_tier`, `cache_control`) is
+dropped on the way to another format: a client such as Claude Code sends it on every request,
+and its user cannot turn it off. A tool with `defer_loading` is offered once a `tool_reference`
+in a tool result has loaded it, as Anthropic's tool search does. What would change the answer
+and has no OpenAI equivalent (`top_k`, documents, server tools, MCP servers, containers) is
 listed as native-only: such a request goes whole to Anthropic-format deployments only, and is
 refused with a 400 naming it when the model has none. Thinking blocks in earlier assistant turns
 are carried only natively (no other provider could read them).
@@ -32,7 +37,7 @@ STOP_REASONS = {
     "tool_calls": "tool_use",
     "content_filter": "refusal",
 }
-NATIVE_ONLY = ("top_k", "thinking", "container", "mcp_servers", "service_tier", "context_management")
+NATIVE_ONLY = ("top_k", "container", "mcp_servers")
 DELTA_USAGE = (
     "input_tokens",
     "output_tokens",
@@ -129,12 +134,60 @@ def _text_of(content: object, where: str) -> str:
     return "\n\n".join(texts)
 
 
+def _result_text(content: object, where: str, native_only: list[str], images: list[dict[str, Any]]) -> str:
+    """A tool result's text: its text blocks, and a line for each tool a `tool_reference` loaded
+    (the tool itself is offered from then on: `_loaded_tools`). Its images (a chat tool message
+    holds only text) go to `images`, for the user turn that follows the tool messages."""
+    if isinstance(content, str):
+        return content
+    _require(isinstance(content, list), "must be a string or a list of blocks.", where)
+    assert isinstance(content, list)
+    texts = []
+    for j, block in enumerate(content):
+        at = f"{where}[{j}]"
+        _require(isinstance(block, dict), "each block must be an object.", at)
+        kind = block.get("type")
+        if kind == "text" and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif kind == "tool_reference" and isinstance(block.get("tool_name"), str):
+            texts.append(f"Tool loaded: {block['tool_name']}")
+        elif kind == "image":
+            texts.append("(an image, shown in the next user message)")
+            images.append({"type": "image_url", "image_url": {"url": _image_url(block.get("source"), at)}})
+        else:
+            native_only.append(f"{at} ({kind})")
+    return "\n\n".join(texts)
+
+
+def _loaded_tools(messages: list[Any]) -> set[str]:
+    """The tools a `tool_reference` in a tool result has loaded (deferred tools offered from then)."""
+    names: set[str] = set()
+    for m in messages:
+        content = m.get("content") if isinstance(m, dict) else None
+        if not isinstance(content, list):
+            continue
+        for block in content:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                inner = block.get("content")
+                for ref in inner if isinstance(inner, list) else ():
+                    if isinstance(ref, dict) and ref.get("type") == "tool_reference":
+                        names.add(str(ref.get("tool_name")))
+    return names
+
+
 def _message(m: object, where: str, native_only: list[str]) -> Iterator[dict[str, Any]]:
     _require(isinstance(m, dict), "each message must be an object.", where)
     assert isinstance(m, dict)
     role = m.get("role")
-    _require(role in ("user", "assistant"), "'role' must be 'user' or 'assistant'.", f"{where}.role")
+    _require(
+        role in ("user", "assistant", "system"),
+        "'role' must be 'user', 'assistant' or 'system'.",
+        f"{where}.role",
+    )
     content = m.get("content")
+    if role == "system":  # a system turn in the conversation (Claude Code sends them)
+        yield {"role": "system", "content": _text_of(content, f"{where}.content")}
+        return
     if isinstance(content, str):
         yield {"role": role, "content": content}
         return
@@ -174,7 +227,7 @@ def _message(m: object, where: str, native_only: list[str]) -> Iterator[dict[str
         elif kind == "tool_result" and role == "user":
             _require(isinstance(block.get("tool_use_id"), str), "needs 'tool_use_id'.", at)
             result = block.get("content")
-            text = "" if result is None else _text_of(result, f"{at}.content")
+            text = "" if result is None else _result_text(result, f"{at}.content", native_only, parts)
             if block.get("is_error"):
                 text = f"Error: {text}"
             results.append({"role": "tool", "tool_call_id": block["tool_use_id"], "content": text})
@@ -213,6 +266,9 @@ def _tools(body: dict[str, Any], out: dict[str, Any], native_only: list[str]) ->
     tools = body.get("tools")
     if tools is not None:
         _require(isinstance(tools, list), "'tools' must be a list.", "tools")
+        assert isinstance(tools, list)
+        deferred = any(isinstance(t, dict) and t.get("defer_loading") for t in tools)
+        loaded = _loaded_tools(body["messages"]) if deferred else set()
         functions = []
         for i, tool in enumerate(tools):
             _require(
@@ -220,6 +276,8 @@ def _tools(body: dict[str, Any], out: dict[str, Any], native_only: list[str]) ->
                 "each tool needs a 'name'.",
                 f"tools[{i}]",
             )
+            if tool.get("defer_loading") and tool["name"] not in loaded:
+                continue  # not loaded yet: the model does not see it
             if tool.get("type") not in (None, "custom"):
                 native_only.append(f"tools[{i}] ({tool.get('type')})")  # a server tool
                 continue

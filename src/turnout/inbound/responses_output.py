@@ -58,6 +58,8 @@ def usage_of(usage: OpenAIUsage | None) -> dict[str, Any] | None:
 
 
 def _echo_tools(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The function tools the request offered (the tools a translated request goes without are
+    not echoed: the model had none of them)."""
     return [
         {
             "type": "function",
@@ -67,6 +69,7 @@ def _echo_tools(body: dict[str, Any]) -> list[dict[str, Any]]:
             "strict": t.get("strict"),
         }
         for t in body.get("tools") or ()
+        if t.get("type") == "function"
     ]
 
 

@@ -7,7 +7,10 @@ conversation, after the stored history of `previous_response_id` when one is giv
 tools, `tool_choice`, `text.format` (json_object / json_schema), `reasoning.effort`,
 `max_output_tokens` and the sampling parameters map across. What turnout cannot carry to every
 provider (hosted tools, `background`, `conversation`, prompt templates, `truncation: auto`,
-logprobs) is refused with a 400 naming it; nothing is dropped silently. Reasoning items from
+logprobs) is refused with a 400 naming it. Dropped, as agent clients such as Codex send them on
+every request and their users cannot turn them off: `client_metadata` (a client's own labels),
+the `web_search` tool (the model answers without searching) and `namespace` tool groups (their
+tools are not offered). Reasoning items from
 earlier turns are not sent on (no provider but the one that wrote them could read them), and a
 requested reasoning summary is answered with the reasoning text itself where the provider
 returns it.
@@ -31,6 +34,10 @@ UNSUPPORTED = (
     "top_logprobs",
     "context_management",
 )
+# Fields that label the request for the client's own use: accepted, and not sent on.
+DROPPED = ("client_metadata",)
+# Tool types a translated request goes without (see the module's docstring).
+DROPPED_TOOLS = ("web_search", "web_search_preview", "namespace")
 # CreateResponse fields passed to the chat request under the same name.
 PASSED_THROUGH = (
     "temperature",
@@ -46,6 +53,7 @@ KNOWN = frozenset(
     (
         *UNSUPPORTED,
         *PASSED_THROUGH,
+        *DROPPED,
         "model",
         "input",
         "instructions",
@@ -374,6 +382,8 @@ def _tools(body: dict[str, Any], chat: dict[str, Any]) -> None:
         functions = []
         for i, tool in enumerate(tools):
             _require(isinstance(tool, dict), "each tool must be an object.", f"tools[{i}]")
+            if tool.get("type") in DROPPED_TOOLS:
+                continue
             if tool.get("type") != "function":
                 raise InvalidRequest(
                     f"turnout does not support '{tool.get('type')}' tools (only function tools).",

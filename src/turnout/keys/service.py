@@ -253,10 +253,21 @@ class KeyService:
             raise ResourceNotFound(f"No key with id '{key_id}'.", param="id")  # the same for hidden ones
         return row
 
-    async def list(self, issuer: Principal, paging: Paging = FIRST) -> tuple[list[dict[str, Any]], Page]:
+    async def list(
+        self, issuer: Principal, paging: Paging = FIRST, search: str | None = None
+    ) -> tuple[list[dict[str, Any]], Page]:
         """A page of the keys `issuer` manages, oldest first (the query keeps to the issuer's team;
-        `may_manage` decides)."""
+        `may_manage` decides); with `search`, those whose name contains it (any case), or whose
+        id or display prefix starts with it."""
         query = sa.select(api_keys).where(api_keys.c.kind == "virtual")
+        if search:
+            query = query.where(
+                sa.or_(
+                    sa.func.lower(api_keys.c.name).contains(search.lower(), autoescape=True),
+                    api_keys.c.id.startswith(search, autoescape=True),
+                    api_keys.c.prefix.startswith(search, autoescape=True),
+                )
+            )
         if issuer.kind != "master" and issuer.team_id is not None:
             query = query.where(api_keys.c.team_id == issuer.team_id)
         async with self.database.engine.connect() as conn:

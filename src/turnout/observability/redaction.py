@@ -34,6 +34,11 @@ def register_secrets(*values: str) -> None:
     _known = _known | {v for v in values if len(v) >= MIN_KNOWN_SECRET}
 
 
+def has_known_secret(text: str) -> bool:
+    """Does `text` hold one of the secret values `register_secrets` was given?"""
+    return any(secret in text for secret in _known)
+
+
 def redact(text: str, limit: int = 1000) -> str:
     """`text` with every known secret and anything that looks like a credential replaced, cut to
     `limit` characters."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from turnout.config.settings import Timeouts
 from turnout.domain.accumulator import StreamAccumulator
@@ -57,6 +57,15 @@ class NativeRequest:
     # What only a deployment of this wire format can carry (the fields' names, for the 400 when
     # the model has no such deployment); deployments of other formats are skipped for it.
     requires: tuple[str, ...] = ()
+    beta: bool = False  # the client asked for the format's beta endpoint (Anthropic's `?beta=true`)
+
+
+@runtime_checkable
+class CountsTokens(Protocol):
+    """An adapter whose provider counts a native request's prompt tokens itself (Anthropic's
+    `POST /v1/messages/count_tokens`): the provider's answer, as it came."""
+
+    async def count_tokens(self, native: NativeRequest, model: str, timeouts: Timeouts) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)

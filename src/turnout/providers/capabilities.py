@@ -22,8 +22,17 @@ def capabilities_for(settings: ProviderSettings) -> Capabilities:
         embeddings=kind.embeddings,
         json_schema=kind.json_schema,
         continuation=kind.continuation,
-        native_wire=kind.native_inbound,
+        native_wire=_native_wire(settings),
     )
+
+
+def _native_wire(settings: ProviderSettings) -> str | None:
+    """The inbound format it takes whole: its kind's, but /v1/responses only as configured
+    (`responses_api`, whose default is the kind's)."""
+    if settings.responses_api:
+        return "responses"
+    native = settings.kind.native_inbound
+    return None if native == "responses" else native
 
 
 def with_declared(caps: Capabilities, supports: tuple[tuple[str, bool], ...]) -> Capabilities:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgspec
 
-from turnout.domain.accumulator import RESUME_COPY_CAP
+from turnout.domain.accumulator import RESUME_COPY_CAP, StreamAccumulator
 from turnout.domain.chat import counted_usage
 from turnout.domain.completions import Chunk
 from turnout.domain.errors import CLIENT_CLOSED, NoUpstreamAvailable, TurnoutError, UpstreamError
@@ -93,6 +93,21 @@ class RelayStream:
     @property
     def usage(self) -> Usage | None:
         return self._stream.answer.usage
+
+    @property
+    def answer(self) -> StreamAccumulator:
+        """What the current attempt produced, as folded chunk by chunk (read once it has ended)."""
+        return self._stream.answer
+
+    @property
+    def last_attempt(self) -> AttemptRecord | None:
+        """The record of the attempt relayed last (the one a continuation made, if any): how the
+        stream ended for the client."""
+        return self._serving.record
+
+    def sent(self) -> Partial:
+        """What the client was sent of the first choice's text, continuations included."""
+        return partial_of(self._stream.answer, self._before, self._rewriter)
 
     async def abandon(self) -> None:
         """The client went away: stop the upstream now, and never continue the stream."""

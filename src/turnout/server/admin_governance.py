@@ -4,35 +4,16 @@ Owners and admins only; a team admin sees and decides their own team's records o
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from turnout.domain.errors import InvalidRequest, RouteNotFound
+from turnout.domain.errors import RouteNotFound
 from turnout.domain.principal import Principal
 from turnout.governance.approvals import Approvals
 from turnout.governance.audit import AuditLog
-from turnout.server.admin_query import integer, paging, query_params, send_page
+from turnout.server.admin_query import integer, paging, query_params, send_page, time_param
 from turnout.server.exchange import Exchange
-
-
-def _time(query: dict[str, str], name: str) -> datetime | None:
-    """An ISO 8601 date or time (UTC unless it says otherwise), or unix seconds."""
-    raw = query.get(name)
-    if raw is None:
-        return None
-    try:
-        return datetime.fromtimestamp(float(raw), UTC)
-    except (ValueError, OverflowError, OSError):
-        pass
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        raise InvalidRequest(
-            f"'{name}' must be an ISO 8601 date or time, or unix seconds.", param=name
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class AdminGovernance:
@@ -56,8 +37,8 @@ class AdminGovernance:
             target_type=query.get("target_type"),
             target_id=query.get("target_id"),
             team_id=query.get("team_id"),
-            since=_time(query, "since"),
-            until=_time(query, "until"),
+            since=time_param(query, "since"),
+            until=time_param(query, "until"),
             limit=asked.limit,
             before_id=integer(query, "before_id", 1, 2**63 - 1),
             after=asked.after,

@@ -4,6 +4,7 @@ list takes (`limit`, `after`), answered as `{"object": "list", "data": [...], "h
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -42,3 +43,21 @@ def paging(query: dict[str, str]) -> Paging:
 async def send_page(x: Exchange, data: list[dict[str, Any]], page: Page, **extra: Any) -> None:
     body = {"object": "list", "data": data, "has_more": page.has_more, "next_cursor": page.next_cursor}
     await x.send_json(200, orjson.dumps({**body, **extra}))
+
+
+def time_param(query: dict[str, str], name: str) -> datetime | None:
+    """An ISO 8601 date or time (UTC unless it says otherwise), or unix seconds."""
+    raw = query.get(name)
+    if raw is None:
+        return None
+    try:
+        return datetime.fromtimestamp(float(raw), UTC)
+    except (ValueError, OverflowError, OSError):
+        pass
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidRequest(
+            f"'{name}' must be an ISO 8601 date or time, or unix seconds.", param=name
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

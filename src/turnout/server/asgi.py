@@ -13,6 +13,7 @@ import orjson
 
 from turnout import __version__
 from turnout.app import Services
+from turnout.console.app import ConsoleApp
 from turnout.domain.errors import (
     InternalError,
     MethodNotAllowed,
@@ -25,8 +26,10 @@ from turnout.reload import Reloader
 from turnout.server.admin import AdminKeys, KeyChange, NewKey, Rotation
 from turnout.server.admin_billing import AdminBilling, CreditChange, NewPlan, NewPreset, TeamTerms
 from turnout.server.admin_budgets import AdminBudgets, NewBudget
+from turnout.server.admin_exit import AdminExit
 from turnout.server.admin_governance import AdminGovernance
 from turnout.server.admin_providers import AdminProviders
+from turnout.server.admin_request_logs import add_request_log_routes
 from turnout.server.admin_routes import AdminRouter
 from turnout.server.admin_teams import AdminTeams, Membership, NewTeam, NewUser, TeamChange, UserChange
 from turnout.server.auth_guard import AuthGuard
@@ -64,6 +67,7 @@ class GatewayApp:
             "/v1/chat/completions": {"POST": e.chat_completions},
             "/v1/embeddings": {"POST": e.embeddings},
             "/v1/messages": {"POST": e.messages},
+            "/v1/messages/count_tokens": {"POST": e.count_tokens},
             "/v1/responses": {"POST": e.responses},
             "/v1/models": {"GET": e.list_models},
             "/health/live": {"GET": e.live, "HEAD": e.live},
@@ -71,9 +75,22 @@ class GatewayApp:
             "/openapi.json": {"GET": openapi_endpoint(self.admin, __version__)},
         }
         # Clients configured with a base URL without /v1 reach the same endpoints.
-        for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/messages", "/v1/responses"):
+        for path in (
+            "/v1/chat/completions",
+            "/v1/embeddings",
+            "/v1/models",
+            "/v1/messages",
+            "/v1/messages/count_tokens",
+            "/v1/responses",
+        ):
             routes[path[3:]] = routes[path]
         self.routes = routes
+        # the web console: reached only by paths no API route matched (nothing on the API's way)
+        self.console = (
+            ConsoleApp(services, self.guard, e.deployment_states)
+            if services.settings.console.enabled
+            else None
+        )
 
     def route_table(self) -> list[tuple[str, str]]:
         """Every (method, path) this gateway serves, `{name}` marking a path parameter: the fixed
@@ -162,6 +179,10 @@ class GatewayApp:
             if path.startswith(prefix):
                 await self.stored_response(path[len(prefix) :], method, x)
                 return
+        console = self.console
+        if console is not None and console.serves(path):
+            await console(x.scope, x.receive, x.send)
+            return
         raise RouteNotFound(f"Unknown request URL: {method} {path}.")
 
     async def stored_response(self, rest: str, method: str, x: Exchange) -> None:
@@ -206,6 +227,7 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
     governance = AdminGovernance(services.audit, services.approvals)
     billing = AdminBilling(services.billing_service, lambda: services.catalog, names)
     providers = AdminProviders(services.provider_control)
+    exits = AdminExit(services.database, lambda: services.catalog)
     people = services.key_service.people
 
     async def authenticate(x: Exchange) -> Principal:
@@ -487,6 +509,15 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
         tag="providers",
     )
     r.add(
+        "GET",
+        "/admin/exit-report",
+        exits.report,
+        "For each provider, how much of its traffic over a period (default: the last 30 days) the "
+        "configured alternatives could take now, the rest by reason, and the cost difference",
+        query=("since", "until"),
+        tag="providers",
+    )
+    r.add(
         "DELETE",
         "/admin/providers/{name}",
         providers.remove,
@@ -501,4 +532,6 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
         "Put a removed provider back in service",
         tag="providers",
     )
+    if services.request_log is not None:
+        add_request_log_routes(r, services.request_log)
     return r

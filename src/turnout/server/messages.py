@@ -42,12 +42,9 @@ class MessagesExchange(WrappedExchange):
         native_only: list[str] = []
         translated = to_openai(body, native_only)
         self.model = translated["model"]
-        headers = tuple(
-            (name.decode(), value.decode("latin-1"))
-            for name in PASSED_HEADERS
-            if (value := self.x.header(name)) is not None
+        self._native = NativeRequest(
+            "anthropic", body, passed_headers(self.x), tuple(native_only), beta=asks_beta(self.x)
         )
-        self._native = NativeRequest("anthropic", body, headers, tuple(native_only))
         return translated
 
     def native(self) -> NativeRequest | None:
@@ -61,6 +58,21 @@ class MessagesExchange(WrappedExchange):
             await self.x.stream(stream, served, _NativeFraming(self.x.request_id))
         else:
             await self.x.stream(stream, served, _EventFraming(self.model, self.x.request_id))
+
+
+def asks_beta(x: Exchange) -> bool:
+    """Did the client call Anthropic's beta endpoint (`?beta=true`, as the SDK's beta methods and
+    Claude Code do)? A native request then goes to the provider's beta endpoint too."""
+    query = bytes(x.scope.get("query_string") or b"")
+    return b"beta=true" in query.split(b"&")
+
+
+def passed_headers(x: Exchange) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (name.decode(), value.decode("latin-1"))
+        for name in PASSED_HEADERS
+        if (value := x.header(name)) is not None
+    )
 
 
 class _EventFraming:

@@ -61,6 +61,31 @@ QUERY: dict[str, Json] = {
     "status": {"schema": {"enum": list(STATUSES)}, "description": "Only actions in this state."},
 }
 
+# The request log's filters (its `status` is an HTTP status, not an action's state).
+_LOG_FILTERS: dict[str, Json] = {
+    "key_id": {"schema": {"type": "string"}, "description": "Only this key's requests."},
+    "team_id": {"schema": {"type": "string"}, "description": "Only this team's requests."},
+    "user_id": {"schema": {"type": "string"}, "description": "Only this user's requests."},
+    "model": {
+        "schema": {"type": "string"},
+        "description": "Only requests for this model (as asked for, or the upstream model that answered).",
+    },
+    "status": {
+        "schema": {"type": "string", "pattern": "^([1-5][0-9][0-9]|[1-5]xx)$"},
+        "description": "Only requests that ended with this HTTP status (429) or class (4xx).",
+    },
+    "q": {
+        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+        "description": "Only requests whose request or answer contains this text, ignoring case.",
+    },
+}
+ROUTE_QUERY: dict[str, dict[str, Json]] = {
+    "/admin/request-logs": _LOG_FILTERS,
+    "/admin/request-logs/export": _LOG_FILTERS,
+}
+# Answers that are not one JSON document.
+ROUTE_CONTENT: dict[tuple[str, str], str] = {("GET", "/admin/request-logs/export"): "application/x-ndjson"}
+
 ERRORS: dict[str, tuple[str, str]] = {  # status: (component name, description)
     "400": ("BadRequest", "The request is malformed: a missing or invalid field (`param` names it)."),
     "401": ("Unauthorized", "No API key, or one turnout does not know."),
@@ -216,6 +241,15 @@ def compatible_paths() -> dict[str, Json]:
                 stream=True,
             )
         },
+        "/v1/messages/count_tokens": {
+            "post": _compatible(
+                "Count a message's input tokens (Anthropic's count_tokens)",
+                "anthropic",
+                body="Anthropic's token counting request and response: exact from an Anthropic-format "
+                "deployment, else turnout's estimate (x-turnout-token-count)",
+                reference=ANTHROPIC_REFERENCE,
+            )
+        },
         "/v1/responses": {
             "post": _compatible(
                 "Create a response (OpenAI's Responses API)",
@@ -268,12 +302,19 @@ def admin_operation(route: AdminRoute, body_schema: Json | None) -> Json:
                 "name": name,
                 "in": "query",
                 "required": False,
-                **QUERY.get(name, {"schema": {"type": "string"}}),
+                **(
+                    ROUTE_QUERY.get(route.path, {}).get(name)
+                    or QUERY.get(name, {"schema": {"type": "string"}})
+                ),
             }
         )
     answers = ANSWERS.get((route.method, route.path), {})
+    content = ROUTE_CONTENT.get((route.method, route.path), JSON)
     responses: Json = {
-        "200": {"description": "OK.", "content": {JSON: {"schema": answers.get("200", {"type": "object"})}}}
+        "200": {
+            "description": "OK.",
+            "content": {content: {"schema": answers.get("200", {"type": "object"})}},
+        }
     }
     if route.pending:
         pending = {"$ref": SCHEMAS.format(name="PendingAction")}

@@ -192,6 +192,39 @@ RESPONSE_SCHEMAS: dict[str, Json] = {
             "removed_by": STRING_OR_NULL,
         },
     ),
+    "RequestLog": _object(
+        "request_log",
+        {
+            "request_id": {"type": "string", "description": "The ledger's request id (x-request-id)."},
+            "at": TIME,
+            "api": STRING,
+            "key_id": STRING,
+            "team_id": STRING_OR_NULL,
+            "user_id": STRING_OR_NULL,
+            "model": STRING,
+            "served_model": STRING_OR_NULL,
+            "deployment": STRING_OR_NULL,
+            "stream": {"type": "boolean"},
+            "status": INTEGER,
+            "reason": STRING_OR_NULL,
+            "latency_ms": INTEGER,
+            "truncated": {"type": "boolean", "description": "A body was cut at the size cap."},
+        },
+        {
+            "request": {"description": "The request (JSON; the text as kept when it was cut)."},
+            "response": {"description": "The answer, a stream assembled (null: none)."},
+        },
+    ),
+    "RequestLogSetting": _object(
+        "request_log_setting",
+        {
+            "scope": {"enum": ["key", "team"]},
+            "subject_id": STRING,
+            "team_id": STRING_OR_NULL,
+            "enabled": {"type": ["boolean", "null"], "description": "Its own setting (null: inherited)."},
+            "effective": {"type": "boolean", "description": "Whether its traffic is logged now."},
+        },
+    ),
     "KeysRevoked": _object("team.keys_revoked", {"team_id": STRING, "revoked_keys": REVOKED_KEYS}),
 }
 
@@ -248,4 +281,13 @@ ANSWERS: dict[tuple[str, str], dict[str, Json]] = {
     ("GET", "/admin/providers"): {"200": list_of("Provider")},
     ("DELETE", "/admin/providers/{name}"): {"200": ref("Provider")},
     ("POST", "/admin/providers/{name}/restore"): {"200": ref("Provider")},
+    ("GET", "/admin/request-logs"): {"200": list_of("RequestLog", **PAGED)},
+    ("GET", "/admin/request-logs/export"): {
+        "200": {"type": "string", "description": "One RequestLog a line."}
+    },
+    ("GET", "/admin/request-logs/{request_id}"): {"200": ref("RequestLog")},
+    ("GET", "/admin/keys/{key_id}/request-log"): {"200": ref("RequestLogSetting")},
+    ("PUT", "/admin/keys/{key_id}/request-log"): {"200": ref("RequestLogSetting")},
+    ("GET", "/admin/teams/{team_id}/request-log"): {"200": ref("RequestLogSetting")},
+    ("PUT", "/admin/teams/{team_id}/request-log"): {"200": ref("RequestLogSetting")},
 }

@@ -9,6 +9,7 @@ import orjson
 
 from turnout.app import Services
 from turnout.domain.errors import ModelNotFound, TurnoutError
+from turnout.server.count_tokens import count_message_tokens
 from turnout.server.exchange import Exchange
 from turnout.server.messages import MessagesExchange
 from turnout.server.responses import ResponsesExchange, StoredResponses
@@ -31,6 +32,9 @@ class Endpoints:
         inbound = MessagesExchange(x)
         await self.pipeline.chat_completion(inbound, inbound)
 
+    async def count_tokens(self, x: Exchange) -> None:
+        await count_message_tokens(self.pipeline, x)
+
     async def responses(self, x: Exchange) -> None:
         inbound = ResponsesExchange(x, self.services.responses, self.services.keys)
         await self.pipeline.chat_completion(inbound, inbound)
@@ -42,13 +46,13 @@ class Endpoints:
         return {"id": name, "object": "model", "created": int(self.services.started_at), "owned_by": OWNED_BY}
 
     async def list_models(self, x: Exchange) -> None:
-        principal = self.pipeline.authenticate(x)
+        principal = await self.pipeline.resolve(x)
         names = await self.services.catalog.list_names()
         data = [self._model(n) for n in names if "*" not in n and self.pipeline.visible(principal, n)]
         await x.send_json(200, orjson.dumps({"object": "list", "data": data}))
 
     async def retrieve_model(self, x: Exchange, raw_id: str) -> None:
-        principal = self.pipeline.authenticate(x)
+        principal = await self.pipeline.resolve(x)
         name = unquote(raw_id)
         if not name or "*" in name or not self.pipeline.visible(principal, name):
             raise ModelNotFound(
@@ -70,7 +74,7 @@ class Endpoints:
             return False
         return principal.kind == "master" or principal.role in ("owner", "admin")
 
-    def _deployments(self) -> list[dict[str, object]]:
+    def deployment_states(self) -> list[dict[str, object]]:
         """Every deployment's live state: the configured ones (used or not) and any a wildcard alias
         has reached, each once, with the aliases that use it."""
         router = self.pipeline.router
@@ -93,7 +97,7 @@ class Endpoints:
         s = self.services
         detail: dict[str, object] = {"models": len(s.settings.models), "providers": len(s.settings.providers)}
         if self._admin(x):
-            deployments = self._deployments()
+            deployments = self.deployment_states()
             detail["deployments_total"] = len(deployments)
             detail["deployments_available"] = sum(1 for d in deployments if d["state"] == "closed")
             detail["deployments"] = deployments

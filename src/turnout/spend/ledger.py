@@ -60,6 +60,7 @@ class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     preset_team_id: str | None = None  # the preset's creator
     revenue_share_micros: Micros | None = None  # credited to the preset's creator
     reason: str | None = None  # why it failed (None: it answered)
+    features: int = 0  # what the request needed (domain/request_features.py bits; 0: plain chat)
 
 
 entry_encoder = msgspec.json.Encoder()
@@ -75,6 +76,7 @@ class Outcome:
         "at",
         "billed",
         "charged",
+        "features",
         "preset",
         "reason",
         "recorded",
@@ -99,6 +101,7 @@ class Outcome:
         self.charged: Micros | None = 0  # ... and what the customer paid (domain.billing)
         self.preset: PresetCharge | None = None  # the preset it was called through
         self.service_tier: str | None = None  # the tier the request asked for (`service_tier`)
+        self.features = 0  # what the request needed (domain/request_features.py)
 
     def failed(self, error: BaseException, cancelled: tuple[int, str] = (499, CLIENT_CLOSED)) -> None:
         """The request failed with `error`. Cancelled, it ended as `cancelled` says (the client went
@@ -219,6 +222,7 @@ class _Entries:
             preset_team_id=None if preset is None else preset.team_id,
             revenue_share_micros=None if charge is None else charge.revenue_share,
             reason=None if status < 400 else (reason or "error")[:64],
+            features=outcome.features,
         )
 
 

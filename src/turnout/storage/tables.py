@@ -105,6 +105,8 @@ ledger = sa.Table(
     sa.Column("cache_write_1h_tokens", sa.BigInteger, nullable=False, server_default="0"),
     # 0011: why an attempt failed (the error's code; client_closed, gateway_shutdown); NULL: answered
     sa.Column("reason", sa.String(64), nullable=True),
+    # 0016: what the request needed (domain/request_features.py bits: tools, images ...; 0: plain)
+    sa.Column("features", sa.Integer, nullable=False, server_default="0"),
 )
 
 # Teams and users (0005). A user's `role` is organisation-wide (NULL: none); a membership's is
@@ -118,7 +120,7 @@ teams = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("created_by", sa.String(40), nullable=True),
     sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
-    # (0015) the team's own rate limits (all its keys together) and its new keys' defaults, JSON
+    # (0018) the team's own rate limits (all its keys together) and its new keys' defaults, JSON
     sa.Column("limits", sa.Text, nullable=True),
     sa.Column("key_limits", sa.Text, nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
@@ -134,7 +136,7 @@ users = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("created_by", sa.String(40), nullable=True),
     sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("limits", sa.Text, nullable=True),  # (0015) the user's rate limits (all their keys), JSON
+    sa.Column("limits", sa.Text, nullable=True),  # (0018) the user's rate limits (all their keys), JSON
 )
 
 team_members = sa.Table(
@@ -383,4 +385,59 @@ schema_readers = sa.Table(
     metadata,
     sa.Column("revision", sa.String(32), primary_key=True),
     sa.Column("oldest_reader", sa.String(32), nullable=False),
+)
+
+# (0015) The request log (request_logs/): for keys and teams that have it switched on, what a
+# request asked and what it was answered (redacted, each part cut at `request_logs.max_entry_bytes`
+# and marked so), under the ledger's request id. Written in batches off the request path, deleted
+# after `request_logs.retention_days`. `request` and `response` are JSON text (a cut one is not).
+request_logs = sa.Table(
+    "request_logs",
+    metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("api", sa.String(16), nullable=False),
+    sa.Column("key_id", sa.String(40), nullable=False),
+    sa.Column("team_id", sa.String(40), nullable=True),
+    sa.Column("user_id", sa.String(40), nullable=True),
+    sa.Column("alias", sa.String(256), nullable=False),  # the model the client asked for
+    sa.Column("model", sa.String(256), nullable=True),  # the upstream model that answered
+    sa.Column("deployment", sa.String(256), nullable=True),
+    sa.Column("stream", sa.Boolean, nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("reason", sa.String(64), nullable=True),
+    sa.Column("latency_ms", sa.Integer, nullable=False),
+    sa.Column("request", sa.Text, nullable=False),
+    sa.Column("response", sa.Text, nullable=True),  # None: no answer (the request failed)
+    sa.Column("truncated", sa.Boolean, nullable=False),
+    # in the admin API's order (newest first, by id within a time): a page is read off an index,
+    # and a search walks it until the page is full rather than sorting every match
+    sa.Index("ix_request_logs_at_request_id", "at", "request_id"),
+    sa.Index("ix_request_logs_key_id_at", "key_id", "at", "request_id"),
+    sa.Index("ix_request_logs_team_id_at", "team_id", "at", "request_id"),
+)
+
+# (0015) Who is logged: a key's or a team's own setting (a key's wins over its team's, a team's over
+# `request_logs.log_by_default`). Every instance reads the table every few seconds.
+request_log_settings = sa.Table(
+    "request_log_settings",
+    metadata,
+    sa.Column("scope", sa.String(8), primary_key=True),  # key | team
+    sa.Column("subject_id", sa.String(40), primary_key=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_by", sa.String(40), nullable=True),
+)
+
+# (0017) One signed-in console browser (console/sessions.py): the cookie itself is never stored, only
+# its SHA-256; the key it signed in with is re-read on every request.
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("id_hash", sa.LargeBinary(32), primary_key=True),
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.Column("key_hash", sa.LargeBinary(32), nullable=False),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
 )

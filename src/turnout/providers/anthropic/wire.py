@@ -109,7 +109,14 @@ class ModelList(msgspec.Struct, frozen=True):
     data: list[ModelEntry]
 
 
+class InputTokens(msgspec.Struct, frozen=True):
+    """`POST /v1/messages/count_tokens`'s answer."""
+
+    input_tokens: TokenCount
+
+
 message_decoder = msgspec.json.Decoder(Message)
+count_decoder = msgspec.json.Decoder(InputTokens)
 event_decoder = msgspec.json.Decoder(Event)
 error_decoder = msgspec.json.Decoder(ErrorBody)
 models_decoder = msgspec.json.Decoder(ModelList)

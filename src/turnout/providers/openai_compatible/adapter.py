@@ -13,6 +13,8 @@ from urllib.parse import quote
 import orjson
 
 from turnout.config.settings import ProviderSettings, Timeouts
+from turnout.domain.errors import UpstreamProtocolError
+from turnout.domain.malformed import DECODE_ERRORS
 from turnout.providers.base import ChatCall, ChatResult, EmbeddingCall, EmbeddingResult
 from turnout.providers.capabilities import capabilities_for
 from turnout.providers.embeddings import float32_base64
@@ -20,9 +22,11 @@ from turnout.providers.http.client import Endpoint, HttpClient
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.providers.link import LIST_TIMEOUTS, MAX_CACHED_ENDPOINTS, ProviderLink, request_headers
 from turnout.providers.openai_compatible import request as build
+from turnout.providers.openai_compatible import responses
 from turnout.providers.openai_compatible.errors import parse_error_body
 from turnout.providers.openai_compatible.stream import OpenAIStream
 from turnout.providers.openai_compatible.wire import completion_decoder, embeddings_decoder, models_decoder
+from turnout.providers.request_json import request_json
 
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 
@@ -36,7 +40,7 @@ class OpenAICompatibleAdapter:
         self._endpoints: dict[tuple[str, str], Endpoint] = {}
 
     def _endpoint(self, operation: str, model: str) -> Endpoint:
-        """`operation` is `chat/completions`, `embeddings` or `models`; Azure addresses a
+        """`operation` is `chat/completions`, `responses`, `embeddings` or `models`; Azure addresses a
         deployment (the target's model) in the URL, everyone else names the model in the body."""
         per_deployment = self.settings.kind.azure_paths and self.settings.api_version != "v1"
         key = (operation, model if per_deployment else "")
@@ -64,7 +68,26 @@ class OpenAICompatibleAdapter:
 
     # ------------------------------------------------------------------ chat
 
+    def _native(self, call: ChatCall) -> bytes | None:
+        """The client's own Responses request for this deployment's model, if it came as one and
+        this provider has the Responses API."""
+        native = call.native
+        if native is None or native.wire != "responses" or self.capabilities.native_wire != "responses":
+            return None
+        return request_json({**native.body, "model": call.model})
+
     async def complete(self, call: ChatCall) -> ChatResult:
+        native = None if call.native is None else self._native(call)  # chat: one attribute read
+        if native is not None:
+            response = await self._send("responses", call.model, native, call.timeouts)
+            data = await self.link.answer(response, MAX_RESPONSE_BYTES)
+            try:
+                usage = responses.usage_of(data)
+            except DECODE_ERRORS:
+                raise UpstreamProtocolError(
+                    f"The provider '{self.name}' answered with something that is not a response."
+                ) from None
+            return ChatResult(usage, native=data)
         body = build.chat_body(
             call.body, call.model, self.settings, stream=False, policy=call.unsupported_params
         )
@@ -76,7 +99,13 @@ class OpenAICompatibleAdapter:
         usage = peek.usage.canonical(peek.service_tier) if peek.usage else None
         return ChatResult(usage, raw=data)
 
-    async def stream(self, call: ChatCall) -> OpenAIStream:
+    async def stream(self, call: ChatCall) -> OpenAIStream | responses.NativeResponsesStream:
+        native = None if call.native is None else self._native(call)  # chat: one attribute read
+        if native is not None:
+            response = await self._send("responses", call.model, native, call.timeouts)
+            return responses.NativeResponsesStream(
+                self.link.event_stream(response), provider=self.name, model=call.model
+            )
         body = build.chat_body(
             call.body, call.model, self.settings, stream=True, policy=call.unsupported_params
         )

@@ -20,6 +20,7 @@ OPENAI_KINDS = (
         base_url_env="OPENAI_BASE_URL",
         api_key_env="OPENAI_API_KEY",
         price_namespace="openai",
+        native_inbound="responses",  # /v1/responses is passed on whole
     ),
     ProviderKind(
         "azure",

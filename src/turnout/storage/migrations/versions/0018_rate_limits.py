@@ -4,15 +4,15 @@ user's limits.
 Adds nullable columns only (`expansion`): instances of the previous version keep working while
 this one starts, and ignore them.
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0018
+Revises: 0017
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015"
-down_revision = "0014"
+revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 # Only adds what code of the previous revision can ignore (storage/migrate.py, OLDEST_READER).
