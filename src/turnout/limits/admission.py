@@ -83,7 +83,7 @@ class Ticket:
     """What an admitted request holds until it ends: its places and its token reservations,
     given back or settled to the actual once (`settle`)."""
 
-    __slots__ = ("admission", "applied", "done", "pending", "prompt", "quota", "rid", "shared")
+    __slots__ = ("admission", "applied", "done", "pending", "prompt", "quota", "released", "rid", "shared")
 
     def __init__(self, admission: Admission | None, applied: list[Applied]) -> None:
         self.admission = admission
@@ -94,6 +94,7 @@ class Ticket:
         self.done = admission is None
         self.rid = ""
         self.prompt: int | None = None  # the prompt's byte bound, when a tpm limit needed it
+        self.released: list[tuple[str, str]] = []  # other requests' places its script run gave back
 
     def ask(self) -> Ask:
         """The limits' part of a script run (limits/shared.py)."""
@@ -281,12 +282,21 @@ class Admission:
     # ------------------------------------------------------------------ through Redis
 
     def ask(self, ticket: Ticket) -> Ask:
-        assert self.shared is not None
-        words = [f"{len(ticket.applied)} {ticket.rid} {self.shared.lapse_ms}"]
+        shared = self.shared
+        assert shared is not None
+        words = [f"{len(ticket.applied)} {ticket.rid} {shared.lapse_ms}"]
+        keys = []
         for applied in ticket.applied:
             rule = applied.rule
+            keys.append(rule.key)
             words.append(rule.words if rule.window is None else rule.words.format(applied.amount))
-        return Ask([a.rule.key for a in ticket.applied], " ".join(words), len(ticket.applied))
+        released = shared.take_released()
+        words.append(str(len(released)))
+        for key, rid in released:
+            keys.append(key)
+            words.append(rid)
+        ticket.released = released
+        return Ask(keys, " ".join(words), len(ticket.applied), released)
 
     async def confirm(self, ticket: Ticket) -> None:
         """Decide a pending ticket alone (no budget reservation carried it): one round trip, or
@@ -296,6 +306,7 @@ class Admission:
         assert self.shared is not None
         answer = await self.shared.admit(ticket.ask())
         if answer is None:
+            self.shared.give_back(ticket.released)
             ticket.pending = False
             self._take_here(ticket)
             return
@@ -304,6 +315,8 @@ class Admission:
     def unreachable(self, ticket: Ticket) -> None:
         """The script carrying the ticket could not reach Redis: decide it here."""
         if ticket.pending:
+            assert self.shared is not None
+            self.shared.give_back(ticket.released)
             ticket.pending = False
             self._take_here(ticket)
 
@@ -380,7 +393,7 @@ class Admission:
             rule = applied.rule
             window = rule.window
             if window is None:
-                shared.add(rule.key, "x", ticket.rid, now=True)
+                shared.release(rule.key, ticket.rid)
                 left = running.get(rule.key, 0) - 1
                 if left > 0:
                     running[rule.key] = left

@@ -30,11 +30,22 @@ SETTLE_INTERVAL = 0.05
 RETRY_SECONDS = 5.0  # how long an unreachable Redis is left alone before it is tried again
 
 # A Lua fragment: `limits_check(words, base)` with the words of the limits' argument (count, request
-# id, lapse ms, then per limit: kind ('w' window, 'p' at once), limit, amount, slice ms, slices) and
-# the index in KEYS before the first limit's key. Needs `now` (ms, Redis's TIME). Returns
+# id, lapse ms, then per limit: kind ('w' window, 'p' at once), limit, amount, slice ms, slices;
+# then the number of places given back and their request ids) and the index in KEYS before the
+# first limit's key (the places' keys follow the limits'). `limits_release` gives those places back
+# first: a finished request's place rides with the instance's next script run, no round trip of
+# its own. Needs `now` (ms, Redis's TIME). Returns
 # 0, 0, results when every limit has room (results: per limit {used after, reset ms, slice}), or
 # j, wait ms (-1: never), nil for the first limit j without room. Writes nothing but pruning.
 CHECK = """
+local function limits_release(lw, base)
+  local n = tonumber(lw[1])
+  local at = 4 + n * 5
+  local m = tonumber(lw[at]) or 0
+  for i = 1, m do
+    redis.call('ZREM', KEYS[base + n + i], lw[at + i])
+  end
+end
 local function limits_check(lw, base)
   local n = tonumber(lw[1])
   local res = {}
@@ -134,6 +145,7 @@ ADMIT = (
     + """
 local lw = {}
 for w in string.gmatch(ARGV[1], '%S+') do lw[#lw + 1] = w end
+limits_release(lw, 0)
 local code, value, res = limits_check(lw, 0)
 if code ~= 0 then return limits_reply(code, value, nil, 0) end
 limits_take(lw, 0, res)
@@ -172,11 +184,13 @@ return 0
 
 @dataclass(frozen=True, slots=True)
 class Ask:
-    """What a request asks of the shared limits: the keys and the one packed argument."""
+    """What a request asks of the shared limits: the keys and the one packed argument (with the
+    places of finished requests it gives back on the way)."""
 
     keys: list[str]
     words: str
     count: int
+    released: list[tuple[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +225,8 @@ class SharedLimits:
         self.down = False
         self._retry_at = 0.0
         self._ops: list[tuple[str, str, str, int]] = []
-        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._released: list[tuple[str, str]] = []  # (key, request id): places given back
+        self._timer: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[None]] = set()
 
     @property
@@ -241,19 +256,27 @@ class SharedLimits:
             log.info("Redis answers again: rate limits are shared by the instances again")
             self.down = False
 
-    def add(self, key: str, op: str, what: str, amount: int = 0, *, now: bool = False) -> None:
-        """An operation sent with the next settlements (within SETTLE_INTERVAL; `now`: as soon as
-        the loop turns — a place given back, so that a client's next request finds it free)."""
+    def add(self, key: str, op: str, what: str, amount: int = 0) -> None:
+        """An operation sent with the next settlements (within SETTLE_INTERVAL)."""
         self._ops.append((key, op, what, amount))
-        timer = self._timer
-        if timer is not None and now and isinstance(timer, asyncio.TimerHandle):
-            timer.cancel()  # a later flush is replaced by one at once
-            timer = self._timer = None
-        if timer is None:
-            loop = asyncio.get_running_loop()
-            self._timer = (
-                loop.call_soon(self._start) if now else loop.call_later(SETTLE_INTERVAL, self._start)
-            )
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(SETTLE_INTERVAL, self._start)
+
+    def release(self, key: str, rid: str) -> None:
+        """A finished request's place: given back by this instance's next script run (before the
+        client can send its next request through it), or with the settlements."""
+        self._released.append((key, rid))
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(SETTLE_INTERVAL, self._start)
+
+    def take_released(self) -> list[tuple[str, str]]:
+        released, self._released = self._released, []
+        return released
+
+    def give_back(self, released: list[tuple[str, str]]) -> None:
+        """Places a script run could not give back (Redis away): sent again later."""
+        if released:
+            self._released += released
 
     def _start(self) -> None:
         self._timer = None
@@ -263,6 +286,7 @@ class SharedLimits:
 
     async def flush(self) -> None:
         ops, self._ops = self._ops, []
+        ops += [(key, "x", rid, 0) for key, rid in self.take_released()]
         if not ops:
             return
         index: dict[str, int] = {}

@@ -73,7 +73,8 @@ local nb, lw, lres = #KEYS, nil, nil
 if ARGV[2] then
   lw = {}
   for w in string.gmatch(ARGV[2], '%S+') do lw[#lw + 1] = w end
-  nb = #KEYS - tonumber(lw[1])
+  nb = #KEYS - tonumber(lw[1]) - (tonumber(lw[4 + tonumber(lw[1]) * 5]) or 0)
+  limits_release(lw, nb)
   local lcode, lvalue
   lcode, lvalue, lres = limits_check(lw, nb)
   if lcode ~= 0 then return {-3, 0, now, lcode, lvalue, now} end
