@@ -3,6 +3,8 @@ that does not move when other work shares the machine, unlike req/s or CPU secon
 
     .venv/bin/python bench/instructions.py                      # this checkout
     .venv/bin/python bench/instructions.py --baseline e01d4ff   # and turnout at that commit
+    .venv/bin/python bench/instructions.py --limited --redis redis://127.0.0.1:6379/11
+                                        # and with every rate limit on the key, its team and user
 
 Each target is started as bench/run.py starts it (same config, the same accounted virtual key, the
 same request body), but under `valgrind --tool=callgrind` with instrumentation off; after a warm-up,
@@ -40,6 +42,7 @@ BODIES = {
 TARGETS: dict[str, Callable[[int, str], AbstractContextManager[targets.Endpoint]]] = {
     "turnout": targets.turnout,
     "turnout-baseline": targets.turnout_baseline,
+    "turnout-limited": targets.turnout_limited,
 }
 
 
@@ -125,11 +128,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--modes", default="json,stream")
+    parser.add_argument("--limited", action="store_true", help="also measure turnout-limited")
+    parser.add_argument("--redis", metavar="URL", help="share budgets and limits through this Redis")
     args = parser.parse_args()
     ensure_valgrind()
     build_loadgen()
     targets.OPTIONS.baseline = args.baseline
+    targets.OPTIONS.redis_url = args.redis
     names = ["turnout", *(["turnout-baseline"] if args.baseline else [])]
+    names += ["turnout-limited"] if args.limited else []
     results: dict[str, dict[str, float]] = {}
     with targets.mock_upstream() as mock_port:
         for mode in args.modes.split(","):
@@ -141,6 +148,10 @@ def main() -> None:
         for mode in args.modes.split(","):
             now, before = results["turnout"][mode], results["turnout-baseline"][mode]
             print(f"{mode:6} this checkout vs {args.baseline}: {100 * (now / before - 1):+.1f}%")
+    if args.limited:
+        for mode in args.modes.split(","):
+            limited, plain = results["turnout-limited"][mode], results["turnout"][mode]
+            print(f"{mode:6} with rate limits vs without: {100 * (limited / plain - 1):+.1f}%")
     (BUILD_DIR / "instructions.json").write_text(json.dumps(results, indent=2))
 
 

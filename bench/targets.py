@@ -192,6 +192,7 @@ def _turnout(
     log: str,
     extra_env: dict[str, str] | None = None,
     baseline: bool = False,
+    limited: bool = False,
 ) -> Iterator[Endpoint]:
     """The project's gateway, from the virtualenv running this script (or, for the baseline, as
     committed at `--baseline`), with a fresh data dir."""
@@ -217,24 +218,32 @@ def _turnout(
         cmd = [*OPTIONS.wrapper, binary, "serve", "--config", str(config)]
         timeout = OPTIONS.start_timeout
         with started(log, cmd, port, GATEWAY_CPUS, env=env, cwd=Path(tmp), timeout=timeout) as proc:
-            key = MASTER_KEY if OPTIONS.master_key else accounted_key(f"http://127.0.0.1:{port}")
+            root = f"http://127.0.0.1:{port}"
+            key = MASTER_KEY if OPTIONS.master_key else accounted_key(root, limited=limited)
             yield Endpoint(name, f"http://127.0.0.1:{port}{CHAT_PATH}", proc, version, key)
 
 
-def _admin(root: str, path: str, body: dict[str, object]) -> dict[str, object]:
+def _admin(root: str, path: str, body: dict[str, object], method: str = "POST") -> dict[str, object]:
     request = urllib.request.Request(
         root + path,
         data=json.dumps(body).encode(),
         headers={"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"},
+        method=method,
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())  # type: ignore[no-any-return]
 
 
-def accounted_key(root: str) -> str:
+# Rate limits far above what a run sends: every limit kind checked and counted on every request.
+UNREACHED_LIMITS = {"rpm": 10**9, "tpm": 10**12, "rpd": 10**11, "parallel": 10**6}
+
+
+def accounted_key(root: str, *, limited: bool = False) -> str:
     """A virtual key that exercises every accounting step on each request: a user in a team on a
     billing plan (a markup), with a budget of its own, a daily team budget with a soft limit and a
-    monthly user budget, all far above what a run spends. The ledger journal is always on."""
+    monthly user budget, all far above what a run spends. The ledger journal is always on.
+    `limited`: the key, its team and its user also have every rate limit (rpm, tpm, rpd,
+    parallel), far above what a run sends."""
     plan = _admin(root, "/admin/plans", {"name": "bench", "markup": "1.2"})
     team = _admin(root, "/admin/teams", {"name": "bench"})["id"]
     _admin(root, f"/admin/teams/{team}/billing", {"plan_id": plan["id"]})
@@ -243,15 +252,24 @@ def accounted_key(root: str) -> str:
     budget = {"limit": "1000000", "soft_limit": "900000"}
     _admin(root, "/admin/budgets", {"scope": "team", "subject_id": team, "period": "daily", **budget})
     _admin(root, "/admin/budgets", {"scope": "user", "subject_id": user, "period": "monthly", **budget})
-    key = _admin(
-        root, "/admin/keys", {"name": "bench", "team_id": team, "user_id": user, "max_budget": "1000000"}
-    )
+    body: dict[str, object] = {"name": "bench", "team_id": team, "user_id": user, "max_budget": "1000000"}
+    if limited:
+        _admin(root, f"/admin/teams/{team}", {"limits": UNREACHED_LIMITS}, "PATCH")
+        _admin(root, f"/admin/users/{user}", {"limits": UNREACHED_LIMITS}, "PATCH")
+        body["limits"] = UNREACHED_LIMITS
+    key = _admin(root, "/admin/keys", body)
     return str(key["key"])
 
 
 def turnout(mock_port: int, log: str) -> AbstractContextManager[Endpoint]:
     """turnout with one deployment behind the model."""
     return _turnout("turnout", ONE_DEPLOYMENT, mock_port, log)
+
+
+def turnout_limited(mock_port: int, log: str) -> AbstractContextManager[Endpoint]:
+    """turnout with one deployment, the accounted key and its team and user also rate-limited
+    (every kind of limit, never reached): what the limits cost a request."""
+    return _turnout("turnout-limited", ONE_DEPLOYMENT, mock_port, log, limited=True)
 
 
 def turnout_baseline(mock_port: int, log: str) -> AbstractContextManager[Endpoint]:
@@ -305,6 +323,7 @@ TARGETS: dict[str, Target] = {
     "bare": bare,
     "turnout": turnout,
     "turnout-baseline": turnout_baseline,
+    "turnout-limited": turnout_limited,
     "turnout-3": turnout_weighted,
     "turnout-anthropic": turnout_anthropic,
     "litellm": litellm,

@@ -153,6 +153,11 @@ def test_keys_are_issued_changed_and_revoked_from_the_command_line(gateway: Gate
     key_id = next(word for word in created.split() if word.startswith("key_"))
     changed = ok(cli(gateway, "keys", "update", key_id, "--models", "*", "--name", "etl v2"))
     assert "etl v2" in changed and "models=*" in changed
+    limited = ok(cli(gateway, "keys", "update", key_id, "--limits", "rpm=60,parallel=2"))
+    assert "limits=rpm=60,parallel=2" in limited
+    assert "limits=" not in ok(cli(gateway, "keys", "update", key_id, "--limits", "none"))
+    bad = cli(gateway, "keys", "create", "--name", "x", "--limits", "rpm=lots")
+    assert bad.exit_code == 2 and "NAME=NUMBER" in bad.output
     refused = cli(gateway, "keys", "update", key_id, "--budget", "lots")
     assert refused.exit_code == 1 and "'max_budget' must be an amount of USD" in refused.output
     assert "revoked" in ok(cli(gateway, "keys", "revoke", key_id))

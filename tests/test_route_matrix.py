@@ -79,6 +79,8 @@ EXPECTED: dict[str, str] = {
     "POST /admin/teams": "401 401 403 403 403 403 200 200 200",
     "GET /admin/teams/{team_id}": "401 401 200 200 200 404 200 200 200",
     "DELETE /admin/teams/{team_id}": "401 401 403 403 403 404 202 202 202",
+    # a team's rate limits are the organisation's to set (its own admins cannot lift them)
+    "PATCH /admin/teams/{team_id}": "401 401 403 403 403 404 200 200 200",
     "POST /admin/teams/{team_id}/members": "401 401 403 403 200 404 200 200 200",
     "DELETE /admin/teams/{team_id}/members/{user_id}": "401 401 403 403 200 404 200 200 200",
     "POST /admin/teams/{team_id}/revoke-keys": "401 401 403 403 202 404 202 202 202",
@@ -278,6 +280,7 @@ class World:
             "PATCH /admin/keys/{key_id}": lambda: {"name": self.name()},
             "POST /admin/keys/{key_id}/rotate": lambda: {"grace": "0s"},
             "POST /admin/teams": lambda: {"name": self.name()},
+            "PATCH /admin/teams/{team_id}": lambda: {"limits": {"rpm": 1000}, "key_limits": None},
             "POST /admin/teams/{team_id}/members": lambda: {"user_id": self.user(), "role": "member"},
             "POST /admin/users": lambda: {"email": f"{self.name()}@example.com"},
             "PATCH /admin/users/{user_id}": lambda: {"role": "viewer"},

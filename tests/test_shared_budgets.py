@@ -225,7 +225,7 @@ def test_without_redis_instances_on_one_database_each_enforce_their_share(
         for gateway in pair.gateways:
             state = ready(gateway)
             assert state["status"] == "ready" and state["instances"] == 2
-            assert "set storage.redis_url to share budgets exactly" in state["warnings"][0]
+            assert "set storage.redis_url to share them exactly" in state["warnings"][0]
         _, (key, _), team = pair.team_budget(5)
         results = burst(pair, key, 50)
         # each instance holds half of a budget worth five (two requests each): never more in all

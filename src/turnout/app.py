@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,9 @@ from turnout.keys.store import (
 )
 from turnout.keys.sync import KeySync
 from turnout.limits.admission import Admission
+from turnout.limits.book import LimitBook
+from turnout.limits.deployment_sync import DeploymentSync
+from turnout.limits.shared import SharedLimits
 from turnout.observability.redaction import register_internal_hosts, register_secrets
 from turnout.pipeline import Pipeline
 from turnout.presets.registry import PresetRegistry
@@ -60,6 +64,7 @@ from turnout.storage.instances import Instances
 from turnout.storage.reference_clock import ReferenceClock
 from turnout.storage.stored_responses import ResponseStore
 from turnout.teams.directory import Directory
+from turnout.teams.limits import LimitSettings
 
 log = logging.getLogger("turnout")
 
@@ -96,6 +101,8 @@ class Services:
     retired_registries: list[ProviderRegistry] = field(default_factory=list)  # (reload) still in use
     _closing: set[asyncio.Task[None]] = field(default_factory=set)
     retention: LedgerRetention | None = None
+    limit_settings: LimitSettings | None = None
+    capacity: DeploymentSync | None = None
     request_log: RequestLog | None = None
     alert_delivery: AlertDelivery | None = None
     started_at: float = field(default_factory=time.time)
@@ -133,7 +140,17 @@ class Services:
             )
             budgets = Budgets(clock.now, counters)
             budgets.peers = instances.live
-            instances.on_count = budgets.set_peers
+            limit_book = LimitBook()
+            await limit_book.load(database)
+            limit_book.start()
+            admission = Admission(
+                limit_book,
+                None if shared is None else SharedLimits(shared.client, settings.storage.reservation_lapse),
+                clock.seconds,
+            )
+            admission.peers = instances.live
+            admission.start()
+            instances.on_count = functools.partial(_count_peers, budgets, admission)
             await budgets.load(database)  # after the journal a killed process left is in the ledger
             budgets.start()
             reconciler = (
@@ -151,8 +168,12 @@ class Services:
             request_log = RequestLog(database, audit, settings.request_logs)
             await request_log.start()
             pipeline = Pipeline(
-                keys, catalog, router, Admission(), budgets, spend, billing, presets, request_log
+                keys, catalog, router, admission, budgets, spend, billing, presets, request_log
             )
+            capacity = DeploymentSync(
+                lambda: pipeline.router.deployments, admission.shared, lambda: admission.peers
+            )
+            capacity.start()
         except BaseException:
             if client is not None:
                 await client.aclose()
@@ -171,7 +192,8 @@ class Services:
             checks = ActiveHealthChecks(router.deployments, registry, settings.routing.health_check_interval)
             checks.start()
         approvals = Approvals(database, audit, ttl=settings.governance.approval_ttl)
-        key_service = KeyService(database, keys, audit, approvals, settings.governance)
+        key_service = KeyService(database, keys, audit, approvals, settings.governance, limit_book)
+        limit_settings = LimitSettings(database, limit_book, audit)
         keys.lookup = key_service.find  # keys issued elsewhere work here at once
         key_sync = KeySync(database, keys, configured_master=settings.auth.master_key is not None)
         key_sync.start()  # and keys changed elsewhere change here within about a second
@@ -226,6 +248,8 @@ class Services:
             checks,
             key_sync=key_sync,
             retention=retention,
+            limit_settings=limit_settings,
+            capacity=capacity,
             request_log=request_log,
             alert_delivery=alert_delivery,
         )
@@ -261,6 +285,8 @@ class Services:
         self.provider_control.switch(router, {name: p.kind.name for name, p in settings.providers.items()})
         if self.health_checks is not None:
             await self.health_checks.aclose()
+        if self.capacity is not None:
+            await self.capacity.aclose()
             self.health_checks = None
         if settings.routing.health_check_interval is not None:
             self.health_checks = ActiveHealthChecks(
@@ -287,18 +313,19 @@ class Services:
         end = None if deadline is None else max(loop.time() + LAST_WRITES, deadline)
         for closing in list(self._closing):
             closing.cancel()
-        if self.retention is not None:
-            await self.retention.aclose()
         if self.request_log is not None:
             await self.request_log.stop_background()
-        if self.alert_delivery is not None:
-            await self.alert_delivery.aclose()
-        if self.reconciler is not None:
-            await self.reconciler.aclose()
-        if self.key_sync is not None:
-            await self.key_sync.aclose()
-        if self.health_checks is not None:
-            await self.health_checks.aclose()
+        background = (
+            self.retention,
+            self.alert_delivery,
+            self.reconciler,
+            self.key_sync,
+            self.health_checks,
+            self.capacity,
+        )
+        for task in background:  # the periodic work, stopped before the last writes
+            if task is not None:
+                await task.aclose()
         for registry in (*self.retired_registries, self.registry):
             await registry.aclose()
         await self.client.aclose()
@@ -307,6 +334,7 @@ class Services:
             ("the ledger journal", self.spend.aclose),  # moves the journal into the database
             ("the budget windows", self.budgets.aclose),  # (both send their last settlements to Redis)
             ("the credit holds", self.billing.aclose),
+            ("the rate limits", self.pipeline.admission.aclose),  # their last settlements to Redis
         ]
         if self.request_log is not None:
             writes.append(("the request log", self.request_log.aclose))
@@ -328,6 +356,13 @@ class Services:
                 log.error("shutdown: %s could not be closed within the shutdown grace; left as it is", what)
             except Exception:
                 log.exception("shutdown: closing %s failed", what)
+
+
+def _count_peers(budgets: Budgets, admission: Admission, live: int) -> None:
+    """How many instances share the database now: without Redis, each enforces its share of
+    every budget and rate limit."""
+    budgets.set_peers(live)
+    admission.set_peers(live)
 
 
 def price_lookup(settings: Settings) -> PriceOf:

@@ -26,9 +26,10 @@ from turnout.domain.errors import (
     UnsupportedFeature,
 )
 from turnout.domain.principal import Principal
+from turnout.domain.rate_limits import Quota, RateLimited
 from turnout.domain.request_features import request_features
 from turnout.keys.index import KeyIndex
-from turnout.limits.admission import Admission
+from turnout.limits.admission import Admission, Ticket
 from turnout.presets.registry import PREFIX as PRESET_PREFIX
 from turnout.presets.registry import Preset, PresetRegistry
 from turnout.providers.base import ChatResult, NativeRequest
@@ -72,6 +73,10 @@ class Inbound(Protocol):
         """The request in the client's own wire format, for deployments that speak it."""
         ...
 
+    def rate_limited(self, quota: Quota) -> None:
+        """The rate limits the request was admitted under, for its answer's headers."""
+        ...
+
 
 class Responder(Protocol):
     async def answer(self, body: bytes, served: Served) -> None: ...
@@ -108,6 +113,14 @@ class PassthroughInbound(Protocol):
     def headers(self) -> list[tuple[str, str]]: ...
 
     async def body(self) -> bytes: ...
+
+    def rate_limited(self, quota: Quota) -> None:
+        """The rate limits the request was admitted under, for its answer's headers."""
+        ...
+
+
+class RateLimitedInbound(Protocol):
+    def rate_limited(self, quota: Quota) -> None: ...
 
 
 class PassthroughResponder(Protocol):
@@ -191,15 +204,14 @@ class Pipeline:
             access=None if principal.allowed_models is None else principal.may_use,
         )
         self.spend.admit()  # the ledger can record it: else 503, before anything is spent
-        ticket = self.admission.admit(principal, route)
-        reservation, hold = await self._reserve(principal, route, request)
+        ticket, reservation, hold = await self._admit(inbound, principal, route, request)
         outcome = Outcome()
         outcome.service_tier = request.service_tier
         outcome.features = request_features(request)
         if preset is not None:
             outcome.preset = PresetCharge(preset.name, preset.team_id, preset.share)
         stream = bool(request.stream)
-        account = self._accountant(outcome, inbound.request_id, inbound.api, principal, route, stream)
+        account = self._accountant(outcome, inbound.request_id, inbound.api, principal, route, stream, ticket)
         logged = self.request_log is not None and self.request_log.wanted(principal)
         answer: Answer = None
         try:
@@ -220,9 +232,8 @@ class Pipeline:
             outcome.failed(error, self.router.in_flight.cancelled())
             raise
         finally:
-            ticket.release()
             account(None)
-            self._settle(outcome, reservation, hold)
+            self._settle(outcome, reservation, hold, ticket)
             if logged:
                 self._log(inbound, principal, route, asked, outcome, answer, stream)
 
@@ -306,10 +317,9 @@ class Pipeline:
         access = None if principal.allowed_models is None else principal.may_use
         call = Call(route, request, body, inbound.steering(), access=access)
         self.spend.admit()
-        ticket = self.admission.admit(principal, route)
-        reservation, hold = await self._reserve(principal, route)
+        ticket, reservation, hold = await self._admit(inbound, principal, route)
         outcome = Outcome()
-        account = self._accountant(outcome, inbound.request_id, "embeddings", principal, route, False)
+        account = self._accountant(outcome, inbound.request_id, "embeddings", principal, route, False, ticket)
         try:
             result, outcome.served = await generation.router.embed(call, outcome.tally)
             account(None)
@@ -318,9 +328,8 @@ class Pipeline:
             outcome.failed(error, self.router.in_flight.cancelled())
             raise
         finally:
-            ticket.release()
             account(None)
-            self._settle(outcome, reservation, hold)
+            self._settle(outcome, reservation, hold, ticket)
 
     async def passthrough(
         self, inbound: PassthroughInbound, respond: PassthroughResponder, provider: str, path: str
@@ -357,10 +366,11 @@ class Pipeline:
         body = await inbound.body()
         route = catalog.passthrough_route(passage)
         self.spend.admit()
-        ticket = self.admission.admit(principal, route)
-        reservation, hold = await self._reserve(principal, route)
+        ticket, reservation, hold = await self._admit(inbound, principal, route)
         outcome = Outcome()
-        account = self._accountant(outcome, inbound.request_id, "passthrough", principal, route, False)
+        account = self._accountant(
+            outcome, inbound.request_id, "passthrough", principal, route, False, ticket
+        )
         record = AttemptRecord(1, catalog.passthrough_target(passage, None))
         outcome.tally.append(record)
         try:
@@ -374,9 +384,8 @@ class Pipeline:
             record.ended(outcome.status, reason=outcome.reason)
             raise
         finally:
-            ticket.release()
             account(None)
-            self._settle(outcome, reservation, hold)
+            self._settle(outcome, reservation, hold, ticket)
 
     async def _pass_back(
         self,
@@ -424,31 +433,74 @@ class Pipeline:
         account(None)
         await respond.write(b"", False)
 
-    async def _reserve(
-        self, principal: Principal, route: Route, request: ChatRequest | None = None
-    ) -> tuple[Reservation, CreditHold]:
-        """The request's maximum cost, reserved in its budgets and held on a prepaid team's credit
-        (before any provider is called); either refusal gives back what was taken."""
-        reservation = await self.budgets.reserve(principal, route, request)
+    async def _admit(
+        self,
+        inbound: RateLimitedInbound,
+        principal: Principal,
+        route: Route,
+        request: ChatRequest | None = None,
+    ) -> tuple[Ticket, Reservation, CreditHold]:
+        """The request's rate limits decided (with Redis: in the budgets' script run when budgets
+        cover it, else in the limits' own), its maximum cost reserved in its budgets and held on a
+        prepaid team's credit (before any provider is called); any refusal gives back what was
+        taken."""
         try:
-            return reservation, await self.billing.hold(principal, route, request, reservation.bound)
+            ticket = self.admission.admit(principal, route, request)
+        except RateLimited as error:
+            if error.quota is not None:
+                inbound.rate_limited(error.quota)  # the refusal shows the limit it hit
+            raise
+        try:
+            reservation = await self.budgets.reserve(principal, route, request, ticket)
+        except BaseException as error:
+            self._refused(inbound, ticket, error)
+            raise
+        try:
+            if ticket.pending:
+                await self.admission.confirm(ticket)
+        except BaseException as error:
+            self.budgets.release(reservation)
+            self._refused(inbound, ticket, error)
+            raise
+        if ticket.quota is not None:
+            inbound.rate_limited(ticket.quota)
+        try:
+            return ticket, reservation, await self.billing.hold(principal, route, request, reservation.bound)
         except BaseException:
+            ticket.release()
             self.budgets.release(reservation)
             raise
 
-    def _settle(self, outcome: Outcome, reservation: Reservation, hold: CreditHold) -> None:
-        """Replace the reservation and the hold by what the request was charged."""
+    @staticmethod
+    def _refused(inbound: RateLimitedInbound, ticket: Ticket, error: BaseException) -> None:
+        ticket.release()
+        if isinstance(error, RateLimited) and error.quota is not None:
+            inbound.rate_limited(error.quota)  # the refusal shows the limit it hit
+
+    def _settle(self, outcome: Outcome, reservation: Reservation, hold: CreditHold, ticket: Ticket) -> None:
+        """Replace the reservation, the hold and the token limits' estimate by what the request
+        used and was charged."""
+        usage = outcome.usage
+        ticket.settle(0 if usage is None else usage.input_tokens + usage.output_tokens)  # if not yet
         self.billing.release(hold, outcome.charged)
         self.budgets.settle(
             reservation, outcome.usage, answered=outcome.served is not None, cost=outcome.billed
         )
 
     def _accountant(
-        self, outcome: Outcome, request_id: str, api: str, principal: Principal, route: Route, stream: bool
+        self,
+        outcome: Outcome,
+        request_id: str,
+        api: str,
+        principal: Principal,
+        route: Route,
+        stream: bool,
+        ticket: Ticket,
     ) -> Callable[[RelayStream | None], None]:
         """Record the request in the ledger once, an entry per upstream attempt: as soon as the
         answer is complete (before the client sees it complete), or when the request ends without
-        one (failed, or the client left: 499)."""
+        one (failed, or the client left: 499). Its rate-limit ticket is settled then too, so a
+        client that sends its next request once it has the answer finds its place free."""
 
         def account(relay: RelayStream | None) -> None:
             if outcome.recorded:
@@ -459,6 +511,8 @@ class Pipeline:
             entries = outcome.entries(request_id, api, principal, route, stream=stream, billing=self.billing)
             for entry in entries:
                 self.spend.record(entry)
+            usage = outcome.usage
+            ticket.settle(0 if usage is None else usage.input_tokens + usage.output_tokens)
 
         return account
 

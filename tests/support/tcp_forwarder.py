@@ -10,8 +10,10 @@ import threading
 
 
 class TcpForwarder:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, *, record: bool = False) -> None:
         self.target = (target_host, target_port)
+        self.record = record
+        self.sent = bytearray()  # with `record`: every byte the clients sent (to count commands)
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
@@ -41,15 +43,17 @@ class TcpForwarder:
             return
         self._writers |= {writer, up_writer}
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, recorded: bool) -> None:
             with contextlib.suppress(OSError, ConnectionError):
                 while data := await src.read(65536):
                     await self._flowing.wait()  # while stalled, bytes are held, never delivered
+                    if recorded:
+                        self.sent += data
                     dst.write(data)
                     await dst.drain()
             dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer, self.record), pipe(up_reader, writer, False))
 
     def wait_for_connection(self, timeout: float) -> None:
         """Until a client has connected (stalled or not)."""

@@ -74,7 +74,22 @@ def describe(key: dict[str, Any]) -> str:
     state = "revoked" if key.get("revoked_at") else "active"
     team = key.get("team_id") or "-"
     head = f"{key['id']}  {key['prefix']}…  {key['name']}"
-    return f"{head}  role={key['role']} team={team} models={models} {state}"
+    limits = key.get("limits")
+    limited = "" if not limits else " limits=" + ",".join(f"{k}={v}" for k, v in limits.items())
+    return f"{head}  role={key['role']} team={team} models={models}{limited} {state}"
+
+
+def parse_limits(text: str) -> dict[str, int] | None:
+    """`rpm=60,tpm=100000` as the admin API's limits ("none": no limits); UsageError otherwise."""
+    if text.strip() == "none":
+        return None
+    limits: dict[str, int] = {}
+    for part in text.split(","):
+        name, equals, value = part.strip().partition("=")
+        if not equals or not value.strip().isdigit():
+            raise click.UsageError(f"--limits: '{part.strip()}' is not NAME=NUMBER (e.g. rpm=60,tpm=100000)")
+        limits[name.strip()] = int(value)
+    return limits
 
 
 def show_new(key: dict[str, Any]) -> None:

@@ -242,13 +242,16 @@ def keys() -> None:
 @click.option("--models", help="Comma-separated aliases or prefixes (team/*); default: every model.")
 @click.option("--expires-in", help="A lifetime such as 30d or 12h; default: none.")
 @click.option("--budget", "max_budget", help="USD, e.g. 25.00.")
+@click.option("--limits", help="Rate limits: rpm=60,tpm=100000,rpd=5000,parallel=4 (any of them).")
 def keys_create(url: str, key: str | None, **spec: str | None) -> None:
     """Issue a key (shown in full this once)."""
-    from turnout.cli.keys import show_new
+    from turnout.cli.keys import parse_limits, show_new
 
     body: dict[str, object] = {k: v for k, v in spec.items() if v is not None and k != "models"}
     if spec.get("models"):
         body["models"] = [m.strip() for m in str(spec["models"]).split(",") if m.strip()]
+    if spec.get("limits"):
+        body["limits"] = parse_limits(str(spec["limits"]))
     show_new(_admin_call(url, key, "POST", "/admin/keys", body))
 
 
@@ -285,9 +288,10 @@ def keys_revoke(url: str, key: str | None, key_id: str) -> None:
 @click.option("--models", help='Comma-separated aliases or prefixes; "*" for every model.')
 @click.option("--expires-in", help='A lifetime from now such as 30d; "never" for none.')
 @click.option("--budget", "max_budget", help='USD, e.g. 25.00; "none" for no budget.')
+@click.option("--limits", help='Rate limits: rpm=60,tpm=100000,rpd=5000,parallel=4; "none" for none.')
 def keys_update(url: str, key: str | None, key_id: str, **change: str | None) -> None:
     """Change a key (within what this admin key may give)."""
-    from turnout.cli.keys import describe
+    from turnout.cli.keys import describe, parse_limits
 
     body: dict[str, object] = {k: v for k, v in change.items() if v is not None and k != "models"}
     if change.get("models"):
@@ -297,6 +301,8 @@ def keys_update(url: str, key: str | None, key_id: str, **change: str | None) ->
         body["expires_in"] = None
     if body.get("max_budget") == "none":
         body["max_budget"] = None
+    if change.get("limits"):
+        body["limits"] = parse_limits(str(change["limits"]))
     click.echo(describe(_admin_call(url, key, "PATCH", f"/admin/keys/{key_id}", body)))
 
 

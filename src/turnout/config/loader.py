@@ -59,6 +59,7 @@ from turnout.config.settings import (
 )
 from turnout.config.units import parse_delay, parse_duration, parse_rate, parse_size
 from turnout.domain.pricing import ModelPrice
+from turnout.domain.rate_limits import RateLimits
 
 T = TypeVar("T")
 
@@ -819,7 +820,18 @@ class _Builder:
             fallbacks_included=bool(cfg.fallbacks_included),
             hedge_after=hedge,
             stream_resume=routing.stream_resume if cfg.stream_resume is None else cfg.stream_resume,
+            limits=self.rate_limits(cfg.limits, f"{path}.limits"),
         )
+
+    def rate_limits(self, cfg: schema.LimitsConfig | None, path: str) -> RateLimits | None:
+        if cfg is None:
+            return None
+        values = msgspec.structs.asdict(cfg)
+        for name, value in values.items():
+            if value is not None and value < 1:
+                self.problem(f"{path}.{name}", f"must be at least 1, got {value}")
+        limits = RateLimits(**{k: v for k, v in values.items() if v is not None and v >= 1})
+        return None if limits.empty else limits
 
     def written_targets(
         self, cfg: schema.ModelConfig, path: str

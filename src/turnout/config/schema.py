@@ -113,6 +113,15 @@ class TargetConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     unsupported_params: Literal["reject", "drop"] | None = None  # overrides the provider's policy
 
 
+class LimitsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """An alias's rate limits, for every key together (docs/configuration.md, "Rate limits")."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    rpd: int | None = None
+    parallel: int | None = None
+
+
 class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """A public model alias: a list of `targets`, or `provider` + `model` for just one."""
 
@@ -133,6 +142,7 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     fallbacks_included: bool | None = None
     hedge_after: DurationValue | None = None
     stream_resume: bool | None = None
+    limits: LimitsConfig | None = None
 
 
 class RetriesConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

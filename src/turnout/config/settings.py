@@ -13,6 +13,7 @@ from turnout.config.provider_kinds import ProviderKind
 from turnout.config.secrets import Secret
 from turnout.domain.pricing import ModelPrice
 from turnout.domain.principal import Priority
+from turnout.domain.rate_limits import RateLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +216,7 @@ class ModelSettings:
     fallbacks_included: bool = False
     hedge_after: float | None = None  # seconds without a first token before a second attempt starts
     stream_resume: bool = True  # continue a stream cut after its first byte on another deployment
+    limits: RateLimits | None = None  # the alias's rate limits (every key's requests together)
 
     def chain(self, kind: str) -> tuple[str, ...]:
         if kind == "context_window":

@@ -6,6 +6,8 @@ from typing import Literal
 
 import msgspec
 
+from turnout.domain.rate_limits import RateLimits
+
 Role = Literal["owner", "admin", "member", "viewer"]
 Priority = Literal["critical", "standard", "batch"]  # overload sheds batch first (limits/priority.py)
 
@@ -27,6 +29,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     # it (MASTER_PERSON for the master key and what it issued without a user)
     person: str | None = None
     priority: Priority | None = None  # the key's metadata.priority (None: server.overload's default)
+    limits: RateLimits | None = None  # the key's own rate limits
 
     @property
     def is_admin(self) -> bool:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from turnout.domain.errors import AuthenticationFailed
 from turnout.domain.key_policy import ADMIN_ROLES, MASTER_LINEAGE, Lineage, higher, lowest, one_person
 from turnout.domain.principal import MASTER_PERSON, Principal, Role
+from turnout.domain.rate_limits import stored_limits
 from turnout.limits.priority import priority_of
 from turnout.storage.database import Database
 from turnout.storage.tables import api_keys, key_controllers, team_members, users
@@ -41,6 +42,7 @@ def principal_of(row: Any) -> Principal:
         max_budget_micros=row.max_budget_micros,
         person=row.person or row.user_id,
         priority=priority_of(orjson.loads(row.metadata)) if row.metadata else None,
+        limits=stored_limits(row.limits),
     )
 
 

@@ -42,11 +42,13 @@ from turnout.domain.key_policy import (
     outranks,
 )
 from turnout.domain.principal import Principal, Role
+from turnout.domain.rate_limits import NO_LIMITS, RateLimits, check_within, parse_limits, stored_limits
 from turnout.governance.approvals import Approvals
 from turnout.governance.audit import AuditLog
 from turnout.governance.people import People, active_admin_key, in_scope, principal_of
 from turnout.keys.hashing import display_prefix, new_key
 from turnout.keys.index import KeyIndex
+from turnout.limits.book import LimitBook
 from turnout.storage.database import Database
 from turnout.storage.paging import FIRST, Keyset, Page, Paging
 from turnout.storage.tables import api_keys, audit_log, key_controllers, team_members, teams, users
@@ -128,8 +130,10 @@ class KeyService:
         audit: AuditLog,
         approvals: Approvals | None = None,
         governance: GovernanceSettings | None = None,
+        limit_book: LimitBook | None = None,
     ) -> None:
         self.database = database
+        self.limit_book = limit_book if limit_book is not None else LimitBook()
         self.index = index
         self.audit = audit
         self.people = People(database)
@@ -144,15 +148,18 @@ class KeyService:
         issuer: Principal,
         spec: KeySpec,
         *,
-        limits: dict[str, int] | None = None,
+        limits: RateLimits | None = None,
         metadata: dict[str, Any] | None = None,
         request_id: str | None = None,
         action: str = "key.create",
         budget_set_level: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """A new key (its plaintext, shown this once) and its description. Its budget counts as
-        set at the issuer's level (`budget_set_level`: at that one, for a rotation's new key)."""
+        set at the issuer's level (`budget_set_level`: at that one, for a rotation's new key); its
+        rate limits as asked, what they leave open filled from its team's defaults for new keys
+        and from the issuer's own limits, never looser than either's (`_limits`)."""
         spec = check_issue(issuer, spec)
+        limits = self._limits(issuer, spec.team_id, limits, new=True)
         key = new_key()
         key_hash = self.index.hash(key)
         key_id = "key_" + secrets.token_hex(8)
@@ -173,7 +180,7 @@ class KeyService:
             else orjson.dumps(list(spec.allowed_models)).decode(),
             "expires_at": from_unix(spec.expires_at),
             "max_budget_micros": spec.max_budget_micros,
-            "limits": orjson.dumps(limits).decode() if limits else None,
+            "limits": None if limits is None else msgspec.json.encode(limits).decode(),
             "metadata": orjson.dumps(metadata).decode() if metadata else None,
             "created_by": issuer.key_id,
             "budget_set_level": None
@@ -202,6 +209,25 @@ class KeyService:
             )
         self.index.add(key_hash, principal_of(stored))
         return key, described
+
+    def _limits(
+        self, issuer: Principal, team_id: str | None, limits: RateLimits | None, *, new: bool
+    ) -> RateLimits | None:
+        """A key's rate limits as `issuer` may set them: a new key's open measures filled from its
+        team's defaults; for anyone but the master key, open measures filled from the issuer's own
+        limits, and PermissionDenied for one looser than the issuer's or the team's."""
+        book = self.limit_book
+        asked = limits or NO_LIMITS
+        if new and team_id is not None and team_id in book.key_defaults:
+            asked = asked.under(book.key_defaults[team_id])
+        if issuer.kind != "master":
+            if issuer.limits is not None:
+                asked = asked.under(issuer.limits)
+                check_within(asked, issuer.limits, "the issuing key's", "limits")
+            team = None if team_id is None else book.teams.get(team_id)
+            if team is not None:
+                check_within(asked.under(team), team, "the team's", "limits")
+        return None if asked.empty else asked
 
     async def find(self, key_hash: bytes) -> Principal | None:
         """The active virtual key with this hash, if the store has one (the index's lookup): within
@@ -426,7 +452,7 @@ class KeyService:
             if why is not None:
                 params: dict[str, Any] = {"key_id": key_id, "changes": msgspec.to_builtins(changes)}
                 if limits is not msgspec.UNSET:
-                    params["limits"] = limits
+                    params["limits"] = None if limits is None else limits.stored()
                 if metadata is not msgspec.UNSET:
                     params["metadata"] = metadata
                 return await self._propose(issuer, "change_key", row, params, why, request_id)
@@ -441,6 +467,8 @@ class KeyService:
         if changes.get("allowed_models") is not None:
             changes["allowed_models"] = tuple(changes["allowed_models"])
         limits = params.get("limits", msgspec.UNSET)
+        if limits is not msgspec.UNSET:
+            limits = parse_limits(limits, "limits")
         metadata = params.get("metadata", msgspec.UNSET)
         return await self._update(requester, row, changes, limits, metadata, None)
 
@@ -482,7 +510,8 @@ class KeyService:
             "updated_at": dt.datetime.now(dt.UTC),
         }
         if limits is not msgspec.UNSET:
-            values["limits"] = orjson.dumps(limits).decode() if limits else None
+            limits = self._limits(issuer, row.team_id, limits, new=False)
+            values["limits"] = None if limits is None else msgspec.json.encode(limits).decode()
         if metadata is not msgspec.UNSET:
             values["metadata"] = orjson.dumps(metadata).decode() if metadata else None
         self.index.touch(row.key_hash)  # a read in flight now must not undo this change
@@ -529,7 +558,7 @@ class KeyService:
         key, new = await self.issue(
             issuer,
             spec,
-            limits=orjson.loads(old.limits) if old.limits else None,
+            limits=stored_limits(old.limits),
             metadata=orjson.loads(old.metadata) if old.metadata else None,
             request_id=request_id,
             action="key.rotate",

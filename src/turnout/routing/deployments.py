@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from turnout.config.settings import BreakerSettings
 from turnout.routing.circuit import CircuitBreaker, State
@@ -37,15 +38,38 @@ class DeploymentState:
     last_used: float = 0.0  # (the loop clock) when a request last chose or finished on it
     _requests: WindowCounter = field(default_factory=lambda: WindowCounter(MINUTE, 12))
     _tokens: WindowCounter = field(default_factory=lambda: WindowCounter(MINUTE, 12))
+    # the capacity is shared by the instances (limits/deployment_sync.py): what the others used in
+    # the last minute (with Redis), or how many share it equally (without Redis)
+    elsewhere_requests: int = 0
+    elsewhere_tokens: int = 0
+    share_of: int = 1
+    sent_requests: int = 0  # ever, counted while it has an rpm (what the sync sends on)
+    sent_tokens: int = 0  # ever, counted while it has a tpm
 
     def available(self, now: float) -> bool:
         """Could a request be sent here now (breaker, cool-down and capacity allowing)?"""
         return self.breaker.available() and now >= self.cooldown_until and self.has_capacity(now)
 
     def has_capacity(self, now: float) -> bool:
-        if self.rpm is not None and self._requests.total(now) >= self.rpm:
+        if self.rpm is not None and self._requests.total(now) + self.elsewhere_requests >= max(
+            self.rpm // self.share_of, 1
+        ):
             return False
-        return self.tpm is None or self._tokens.total(now) < self.tpm
+        return self.tpm is None or self._tokens.total(now) + self.elsewhere_tokens < max(
+            self.tpm // self.share_of, 1
+        )
+
+    def limiting(self, now: float) -> tuple[Literal["rpm", "tpm"], int]:
+        """The capacity limit that holds it back (rpm first)."""
+        if self.rpm is not None and self._requests.total(now) + self.elsewhere_requests >= max(
+            self.rpm // self.share_of, 1
+        ):
+            return "rpm", self.rpm
+        return "tpm", self.tpm or 0
+
+    def used(self, now: float) -> tuple[int, int]:
+        """(requests, tokens) this instance sent here in the last minute."""
+        return self._requests.total(now), self._tokens.total(now)
 
     def available_at(self, now: float) -> float:
         """The soonest time this deployment may take a request again (`now` if it can)."""
@@ -58,12 +82,14 @@ class DeploymentState:
         self.in_flight += 1
         if self.rpm is not None:
             self._requests.add(now)
+            self.sent_requests += 1
 
     def finished(self, now: float, tokens: int = 0) -> None:
         self.in_flight = max(0, self.in_flight - 1)
         self.last_used = now
         if tokens and self.tpm is not None:
             self._tokens.add(now, tokens)
+            self.sent_tokens += tokens
 
     def succeeded(self, latency: float | None = None) -> None:
         """An answer came back whole: the breaker is told (and the latency noted, when given)."""
@@ -193,6 +219,10 @@ class DeploymentRegistry:
             self._make_room(now)
         self._reached[key] = state
         return state
+
+    def now(self) -> float:
+        """The clock the states are kept by."""
+        return self._clock()
 
     def all(self) -> list[DeploymentState]:
         self._forget_idle(self._clock())

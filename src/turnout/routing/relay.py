@@ -23,6 +23,7 @@ from turnout.domain.accumulator import RESUME_COPY_CAP, StreamAccumulator
 from turnout.domain.chat import counted_usage
 from turnout.domain.completions import Chunk
 from turnout.domain.errors import CLIENT_CLOSED, NoUpstreamAvailable, TurnoutError, UpstreamError
+from turnout.domain.rate_limits import RateLimited
 from turnout.domain.tokens import count_tokens
 from turnout.domain.usage import Usage
 from turnout.routing.deployments import DeploymentState
@@ -243,7 +244,7 @@ class RelayStream:
         )
         try:
             peeked, continued = await self._continue_elsewhere(partial, failed_state, self.served.attempts)
-        except NoUpstreamAvailable:
+        except (NoUpstreamAvailable, RateLimited):  # nowhere to continue: the break stands
             raise error from None
         if self.abandoned or self.cut_short is not None:  # while the continuation was sought
             self.served.attempts += continued.attempts

@@ -56,6 +56,7 @@ from turnout.domain.errors import (
     UpstreamRateLimited,
     UpstreamRejected,
 )
+from turnout.domain.rate_limits import RateLimited
 from turnout.providers.base import ChatResult, EmbeddingCall, EmbeddingResult
 from turnout.routing.capabilities import first_unmet, fits_context, fits_output, needs
 from turnout.routing.catalog import Catalog, Route, Target
@@ -527,7 +528,18 @@ class Router:
         if walk.last_error is not None:
             walk.last_error.attempts = walk.attempts
             return walk.last_error
-        return self.unavailable(route, walk)
+        return self.at_capacity(route, walk) or self.unavailable(route, walk)
+
+    def at_capacity(self, route: Route, walk: Walk) -> RateLimited | None:
+        """With every deployment held back by its own rpm/tpm (not a breaker or a cool-down), the
+        request is refused like any other rate limit: 429 naming the deployment's limit."""
+        now = self.clock()
+        states = [c.state for s in walk.stages for c in s.candidates]
+        if not states or any(s.has_capacity(now) for s in states):
+            return None
+        state = min(states, key=lambda s: s.available_at(now))
+        measure, limit = state.limiting(now)
+        return RateLimited("deployment", measure, limit, max(1.0, state.available_at(now) - now))
 
     def unavailable(self, route: Route, walk: Walk) -> NoUpstreamAvailable:
         now = self.clock()

@@ -18,6 +18,7 @@ from turnout.config.units import parse_delay, parse_duration
 from turnout.domain.errors import InvalidRequest
 from turnout.domain.key_policy import KeySpec
 from turnout.domain.principal import Principal
+from turnout.domain.rate_limits import RateLimits, parse_limits
 from turnout.keys.service import KeyService
 from turnout.limits.priority import checked_metadata
 from turnout.server.admin_body import decode_body, reply, usd
@@ -27,9 +28,17 @@ from turnout.teams.names import Names
 
 
 class Limits(msgspec.Struct, forbid_unknown_fields=True):
+    """Rate limits (each a whole number from 1; null or left out: no limit of that kind)."""
+
     rpm: int | None = None
     tpm: int | None = None
+    rpd: int | None = None
     parallel: int | None = None
+
+
+def rate_limits(body: Limits | None, param: str = "limits") -> RateLimits | None:
+    """The limits of an admin body, checked (InvalidRequest naming the field)."""
+    return None if body is None else parse_limits(msgspec.structs.asdict(body), param)
 
 
 class NewKey(msgspec.Struct, forbid_unknown_fields=True):
@@ -87,9 +96,7 @@ class AdminKeys:
             expires_at=expires,
             max_budget_micros=budget,
         )
-        limits = None
-        if body.limits is not None:
-            limits = {k: v for k, v in msgspec.structs.asdict(body.limits).items() if v is not None}
+        limits = rate_limits(body.limits)
         key, described = await self.keys.issue(
             issuer, spec, limits=limits, metadata=body.metadata, request_id=x.request_id
         )
@@ -121,9 +128,7 @@ class AdminKeys:
             )
         limits: Any = msgspec.UNSET
         if body.limits is not msgspec.UNSET:
-            limits = None
-            if body.limits is not None:
-                limits = {k: v for k, v in msgspec.structs.asdict(body.limits).items() if v is not None}
+            limits = rate_limits(body.limits)
         metadata = body.metadata
         if metadata is not msgspec.UNSET:
             checked_metadata(metadata)

@@ -10,10 +10,12 @@ import orjson
 
 from turnout.domain.errors import InvalidRequest
 from turnout.domain.principal import Principal
+from turnout.server.admin import Limits, rate_limits
 from turnout.server.admin_body import decode_body, reply
 from turnout.server.admin_query import paging, query_params, send_page
 from turnout.server.exchange import Exchange
 from turnout.teams.directory import Directory
+from turnout.teams.limits import LimitSettings
 from turnout.teams.names import Names
 
 RoleName = Literal["owner", "admin", "member", "viewer"]
@@ -31,7 +33,18 @@ class NewUser(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class UserChange(msgspec.Struct, forbid_unknown_fields=True):
-    role: RoleName
+    """A user's organisation-wide role and/or rate limits (all their keys together; null: none)."""
+
+    role: RoleName | msgspec.UnsetType = msgspec.UNSET
+    limits: Limits | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class TeamChange(msgspec.Struct, forbid_unknown_fields=True):
+    """A team's rate limits (all its keys together) and its defaults for new keys; a field left
+    out stays as it is, null removes it."""
+
+    limits: Limits | msgspec.UnsetType | None = msgspec.UNSET
+    key_limits: Limits | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class Membership(msgspec.Struct, forbid_unknown_fields=True):
@@ -47,9 +60,22 @@ def _name(value: str, param: str, limit: int = 200) -> str:
 
 
 class AdminTeams:
-    def __init__(self, directory: Directory, names: Names) -> None:
+    def __init__(self, directory: Directory, names: Names, limits: LimitSettings) -> None:
         self.directory = directory
         self.names = names
+        self.limits = limits
+
+    async def update_team(self, x: Exchange, caller: Principal, team_id: str) -> None:
+        """PATCH /admin/teams/{id}: its rate limits and new keys' defaults (organisation admins)."""
+        change: TeamChange = decode_body(await x.body(), TeamChange)
+        limits = change.limits if change.limits is msgspec.UNSET else rate_limits(change.limits)
+        key_limits = (
+            change.key_limits
+            if change.key_limits is msgspec.UNSET
+            else rate_limits(change.key_limits, "key_limits")
+        )
+        changed = await self.limits.set_team(caller, team_id, limits, key_limits, x.request_id)
+        await x.send_json(200, orjson.dumps(changed))
 
     async def create_team(self, x: Exchange, caller: Principal) -> None:
         body: NewTeam = decode_body(await x.body(), NewTeam)
@@ -97,6 +123,14 @@ class AdminTeams:
             await reply(x, await self.directory.delete_user(caller, user_id, x.request_id))
         elif method == "PATCH":
             change: UserChange = decode_body(await x.body(), UserChange)
+            if change.role is msgspec.UNSET and change.limits is msgspec.UNSET:
+                raise InvalidRequest("Give 'role', 'limits' or both.", param="role")
+            if change.limits is not msgspec.UNSET:
+                limits = rate_limits(change.limits)
+                await self.limits.set_user(caller, user_id, limits, x.request_id)
+            if change.role is msgspec.UNSET:
+                await x.send_json(200, orjson.dumps(await self.directory.get_user(caller, user_id)))
+                return
             await reply(x, await self.directory.set_role(caller, user_id, None, change.role, x.request_id))
         else:
             await x.send_json(200, orjson.dumps(await self.directory.get_user(caller, user_id)))

@@ -32,7 +32,7 @@ from turnout.server.admin_providers import AdminProviders
 from turnout.server.admin_request_logs import add_request_log_routes
 from turnout.server.admin_routes import AdminRouter
 from turnout.server.admin_spend import AdminSpend
-from turnout.server.admin_teams import AdminTeams, Membership, NewTeam, NewUser, UserChange
+from turnout.server.admin_teams import AdminTeams, Membership, NewTeam, NewUser, TeamChange, UserChange
 from turnout.server.auth_guard import AuthGuard
 from turnout.server.exchange import ClientGone, Exchange, Receive, Scope, Send
 from turnout.server.openapi import openapi_endpoint
@@ -228,7 +228,8 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
     a reload reads the settings the gateway was started with again (nothing changes)."""
     names = Names(services.database)
     keys = AdminKeys(services.key_service, names)
-    teams = AdminTeams(services.directory, names)
+    assert services.limit_settings is not None
+    teams = AdminTeams(services.directory, names, services.limit_settings)
     budgets = AdminBudgets(services.budget_service, names)
     governance = AdminGovernance(services.audit, services.approvals)
     billing = AdminBilling(services.billing_service, lambda: services.catalog, names)
@@ -322,6 +323,15 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
     r.add("POST", "/admin/teams", teams.create_team, "Create a team", body=NewTeam, tag="teams")
     r.add("GET", "/admin/teams/{team_id}", teams.team, "Describe a team and its members", tag="teams")
     r.add(
+        "PATCH",
+        "/admin/teams/{team_id}",
+        teams.update_team,
+        "Set a team's rate limits (all its keys together) and its defaults for new keys "
+        "(organisation admins)",
+        body=TeamChange,
+        tag="teams",
+    )
+    r.add(
         "DELETE",
         "/admin/teams/{team_id}",
         teams.team,
@@ -371,7 +381,7 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
         "PATCH",
         "/admin/users/{user_id}",
         teams.user,
-        "Change a user's organisation-wide role",
+        "Change a user's organisation-wide role and/or rate limits (all their keys together)",
         body=UserChange,
         tag="users",
         pending=True,

@@ -27,6 +27,7 @@ from turnout.domain.errors import (
     UpstreamRejected,
 )
 from turnout.domain.json_body import loads
+from turnout.domain.rate_limits import Quota
 from turnout.domain.steering_fields import refuse_steering_fields
 from turnout.observability.redaction import hide_addresses
 from turnout.providers.base import ChatResult
@@ -96,6 +97,8 @@ class Exchange:
         "_known_headers",
         "guard",
         "max_body",
+        "quota",
+        "quota_headers",
         "receive",
         "render_error",
         "request_id",
@@ -118,6 +121,8 @@ class Exchange:
         self._body_read = False
         self._known_headers: dict[bytes, bytes] | None = None
         self.render_error = error_body  # the API's own error format (Anthropic's on /v1/messages)
+        self.quota: Quota | None = None  # the rate limits it was admitted (or refused) under
+        self.quota_headers = Quota.openai_headers  # ... as the API's own headers name them
 
     # ------------------------------------------------------------------ request
 
@@ -234,8 +239,13 @@ class Exchange:
 
     # ------------------------------------------------------------------ response
 
+    def rate_limited(self, quota: Quota) -> None:
+        self.quota = quota
+
     def response_headers(self, served: Served | None) -> list[tuple[bytes, bytes]]:
         headers = [(b"x-request-id", self.request_id.encode())]
+        if self.quota is not None:
+            headers += self.quota_headers(self.quota)
         if served is not None:
             headers.append((b"x-turnout-deployment", served.target.label.encode("ascii", "replace")))
             headers.append((b"x-turnout-attempts", str(served.attempts).encode()))
@@ -390,6 +400,9 @@ class WrappedExchange:
 
     def steering(self) -> Steering:
         return self.x.steering()
+
+    def rate_limited(self, quota: Quota) -> None:
+        self.x.rate_limited(quota)
 
     async def answer(self, body: bytes, served: Served) -> None:
         await self.x.answer(body, served)

@@ -14,6 +14,7 @@ import orjson
 
 from turnout.domain.completions import Chunk
 from turnout.domain.errors import TurnoutError
+from turnout.domain.rate_limits import Quota
 from turnout.inbound.anthropic_messages import EventWriter, error_event, error_json, to_message, to_openai
 from turnout.providers.base import ChatResult, NativeRequest
 from turnout.routing.relay import RelayStream
@@ -32,6 +33,7 @@ class MessagesExchange(WrappedExchange):
     def __init__(self, x: Exchange) -> None:
         super().__init__(x)
         x.render_error = lambda error: error_json(error, x.request_id)
+        x.quota_headers = Quota.anthropic_headers
         self.model = ""
         self._native: NativeRequest | None = None
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from turnout.domain.errors import RouteNotFound
+from turnout.domain.rate_limits import Quota
 from turnout.pipeline import Pipeline
 from turnout.providers.passage import PASSED_REQUEST_HEADERS
 from turnout.server.exchange import Exchange
@@ -38,6 +39,9 @@ class PassthroughExchange:
 
     async def body(self) -> bytes:
         return await self.x.body(json_only=False)
+
+    def rate_limited(self, quota: Quota) -> None:
+        self.x.rate_limited(quota)
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.x.started = True

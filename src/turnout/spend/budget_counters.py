@@ -22,6 +22,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from turnout.limits.shared import CHECK as LIMITS_CHECK
+from turnout.limits.shared import Answer, Ask, answer_of
 from turnout.spend.shared_counters import RETRY_SECONDS, SETTLE_INTERVAL, SharedCounters
 from turnout.storage.reference_clock import ReferenceClock
 
@@ -52,18 +54,33 @@ local function used(h)
 end
 """
 
-# KEYS: one hash per budget (its sorted set is the hash's key + ':due'). ARGV[1], space-separated
-# (one argument to encode rather than many): amount, reservation id, lapse ms, then per budget:
-# limit, window start ms, window end ms (0: none). Returns {code, value, now}: {0, 0} reserved in
-# all; {i, used} budget i has no room; {-1, i} budget i's window has no counter (seed it);
-# {-2, i} Redis's clock is outside budget i's window (the instance's clock is off).
+# KEYS: one hash per budget (its sorted set is the hash's key + ':due'), then the rate limits' keys
+# (limits/shared.py) if any. ARGV[1], space-separated (one argument to encode rather than many):
+# amount, reservation id, lapse ms, then per budget: limit, window start ms, window end ms (0:
+# none); ARGV[2], when given: the rate limits' words. The limits are checked first, then the
+# budgets; both are taken, or neither. Returns {code, value, now}, then the limits' reply when
+# they were given: {0, 0} reserved in all; {i, used} budget i has no room; {-1, i} budget i's
+# window has no counter (seed it); {-2, i} Redis's clock is outside budget i's window (the
+# instance's clock is off); {-3, 0} a rate limit has no room (which: the limits' reply).
 RESERVE = (
     _NOW
+    + LIMITS_CHECK
     + """
 local a = {}
 for w in string.gmatch(ARGV[1], '%S+') do a[#a + 1] = w end
 local amount, rid, lapse = tonumber(a[1]), a[2], tonumber(a[3])
-for i, h in ipairs(KEYS) do
+local nb, lw, lres = #KEYS, nil, nil
+if ARGV[2] then
+  lw = {}
+  for w in string.gmatch(ARGV[2], '%S+') do lw[#lw + 1] = w end
+  nb = #KEYS - tonumber(lw[1]) - (tonumber(lw[4 + tonumber(lw[1]) * 5]) or 0)
+  limits_release(lw, nb)
+  local lcode, lvalue
+  lcode, lvalue, lres = limits_check(lw, nb)
+  if lcode ~= 0 then return {-3, 0, now, lcode, lvalue, now} end
+end
+for i = 1, nb do
+  local h = KEYS[i]
   local due, b = h .. ':due', 4 + (i - 1) * 3
   local start, stop = tonumber(a[b + 1]), tonumber(a[b + 2])
   if now < start or (stop > 0 and now >= stop) then return {-2, i, now} end
@@ -74,12 +91,19 @@ for i, h in ipairs(KEYS) do
   local left = tonumber(a[b]) - u
   if amount > left or left <= 0 then return {i, u, now} end
 end
-for _, h in ipairs(KEYS) do
+for i = 1, nb do
+  local h = KEYS[i]
   redis.call('HSET', h, 'r:' .. rid, amount)
   redis.call('HINCRBY', h, 'held', amount)
   redis.call('ZADD', h .. ':due', now + lapse, rid)
 end
-return {0, 0, now}
+if not lw then return {0, 0, now} end
+limits_take(lw, nb, lres)
+local out = limits_reply(0, 0, lres, tonumber(lw[1]))
+table.insert(out, 1, now)
+table.insert(out, 1, 0)
+table.insert(out, 1, 0)
+return out
 """
 )
 
@@ -197,8 +221,9 @@ class Span:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    code: int  # 0 reserved; i > 0 budget i has no room; -1 seed budget i; -2 wrong window
+    code: int  # 0 reserved; i > 0 budget i has no room; -1 seed budget i; -2 wrong window; -3 limited
     value: int  # used (code > 0) or the budget's index (code < 0)
+    limits: Answer | None = None  # the rate limits' verdict, when they were asked too
 
 
 def due_key(key: str) -> str:
@@ -218,17 +243,26 @@ class BudgetCounters:
         self._correct: Any = client.register_script(CORRECT)
         self._unlock: Any = client.register_script(RELEASE_LOCK)
 
-    async def reserve(self, spans: Sequence[Span], rid: str, amount: int) -> Outcome | None:
-        """One round trip; None when Redis cannot be reached (the instance decides alone)."""
+    async def reserve(
+        self, spans: Sequence[Span], rid: str, amount: int, limits: Ask | None = None
+    ) -> Outcome | None:
+        """One round trip (the rate limits' too, when `limits` asks); None when Redis cannot be
+        reached (the instance decides alone)."""
         packed = f"{amount} {rid} {self.lapse_ms} " + " ".join(
             f"{span.limit} {span.start_ms} {span.end_ms}" for span in spans
         )
+        keys = [span.key for span in spans]
+        args = [packed]
+        if limits is not None:
+            keys += limits.keys
+            args.append(limits.words)
         before = self.clock.local()
-        reply = await self.shared.call(self._reserve, [span.key for span in spans], [packed])
+        reply = await self.shared.call(self._reserve, keys, args)
         if reply is None:
             return None
         self.clock.observe(int(reply[2]) / 1000, "redis", before)
-        return Outcome(int(reply[0]), int(reply[1]))
+        answer = None if len(reply) <= 3 else answer_of(reply, 3)
+        return Outcome(int(reply[0]), int(reply[1]), answer)
 
     async def apply(self, ops: Sequence[Op]) -> list[int]:
         """(window key, op, reservation id, amount, held) each, in one round trip; each

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
+from turnout.limits.shared import Ask
 from turnout.periodic import Periodic
 from turnout.spend.budget_counters import PREFIX, SEED_WAIT, BudgetCounters, Outcome, Settlements, Span
 
@@ -67,17 +68,18 @@ class SharedWindows:
     def start(self) -> None:
         self.renewer.start()
 
-    async def reserve(self, reservation: Reservation) -> Outcome | None:
-        """One attempt; seeds a window that has no counter first (and tries again)."""
+    async def reserve(self, reservation: Reservation, limits: Ask | None = None) -> Outcome | None:
+        """One attempt (the rate limits' too, when `limits` asks: limits/shared.py); seeds a window
+        that has no counter first (and tries again)."""
         if not reservation.rid:
             reservation.rid = f"{self._prefix}.{next(self._ids)}"
         spans = [span(rule, current) for rule, current in reservation.held]
-        outcome = await self.counters.reserve(spans, reservation.rid, reservation.amount)
+        outcome = await self.counters.reserve(spans, reservation.rid, reservation.amount, limits)
         if outcome is not None and outcome.code == -1:
             rule, current = reservation.held[outcome.value - 1]
             if not await self.seed(rule, current):
                 return None
-            outcome = await self.counters.reserve(spans, reservation.rid, reservation.amount)
+            outcome = await self.counters.reserve(spans, reservation.rid, reservation.amount, limits)
         if outcome is not None and outcome.code == 0:
             self.live[reservation.rid] = reservation
         return outcome

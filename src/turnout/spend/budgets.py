@@ -44,6 +44,8 @@ from turnout.domain.periods import ALL_TIME, time_zone, window
 from turnout.domain.pricing import Micros, format_usd
 from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
+from turnout.limits.admission import Ticket
+from turnout.limits.shared import Ask
 from turnout.periodic import Periodic
 from turnout.routing.catalog import Route
 from turnout.spend.alerts import EXHAUSTED, SOFT_LIMIT, AlertOutbox
@@ -236,12 +238,19 @@ class Budgets:
         return found
 
     async def reserve(
-        self, principal: Principal, route: Route, request: ChatRequest | None = None
+        self,
+        principal: Principal,
+        route: Route,
+        request: ChatRequest | None = None,
+        ticket: Ticket | None = None,
     ) -> Reservation:
+        """Reserve the request's most in its budgets. A rate-limit `ticket` still to be decided by
+        Redis rides in the same script run when budgets are shared (decided there: RateLimited if
+        a limit has no room); else it is left pending for the admission to decide."""
         covering = self._covering(principal)
         if not covering:
             return Reservation(principal, route.alias)
-        bound = RequestBound(route, request)
+        bound = RequestBound(route, request, None if ticket is None else ticket.prompt)
         now = self.clock()
         held = []
         for rule in covering:
@@ -249,7 +258,7 @@ class Budgets:
                 self.windows[rule.id] = Window(ALL_TIME, None, spent=self.key_spent.get(principal.key_id, 0))
             held.append((rule, self._window(rule, now)))
         reservation = Reservation(principal, route.alias, bound.most(list_price), held, bound=bound)
-        if self.sharing is not None and await self._reserve_shared(reservation):
+        if self.sharing is not None and await self._reserve_shared(reservation, ticket):
             return self._reserved(reservation)
         short = self._short(reservation)
         if short is not None and await self._count_exactly(reservation, [short]):
@@ -326,14 +335,21 @@ class Budgets:
         assert self.sharing is not None
         await self.sharing.shrink(freed)
 
-    async def _reserve_shared(self, reservation: Reservation) -> bool:
+    async def _reserve_shared(self, reservation: Reservation, ticket: Ticket | None = None) -> bool:
         """Reserve in the instances' shared counters; False when they cannot be reached (this
-        instance's own counters decide instead). Counted exactly before a refusal, as locally."""
-        outcome = await self._shared_attempt(reservation)
+        instance's own counters decide instead). Counted exactly before a refusal, as locally.
+        A pending rate-limit ticket is decided in the same run."""
+        ask = ticket.ask() if ticket is not None and ticket.pending else None
+        outcome = await self._shared_attempt(reservation, ask)
         if outcome is not None and outcome.code > 0:
             short = reservation.held[outcome.code - 1]
             if await self._count_exactly(reservation, [short]):
-                outcome = await self._shared_attempt(reservation)
+                outcome = await self._shared_attempt(reservation, ask)
+        if ticket is not None and ask is not None:
+            if outcome is None:
+                ticket.unreachable()
+            elif outcome.limits is not None and outcome.code in (0, -3):
+                ticket.answered(outcome.limits)  # RateLimited when refused: no budget was taken
         if outcome is None:
             return False
         if outcome.code > 0:
@@ -344,14 +360,14 @@ class Budgets:
             current.reserved += reservation.amount  # this instance's view, for its status and its release
         return True
 
-    async def _shared_attempt(self, reservation: Reservation) -> Outcome | None:
+    async def _shared_attempt(self, reservation: Reservation, ask: Ask | None = None) -> Outcome | None:
         """Reserve in Redis (code 0) or learn which budget has no room (code > 0). When this
         instance chose a window that does not hold Redis's instant (its clock is off: corrected
         by the answer), the windows are chosen again. None: decide alone."""
         assert self.sharing is not None
         for _ in range(3):
-            outcome = await self.sharing.reserve(reservation)
-            if outcome is None or outcome.code >= 0:
+            outcome = await self.sharing.reserve(reservation, ask)
+            if outcome is None or outcome.code >= 0 or outcome.code == -3:
                 return outcome
             now = self.clock()
             reservation.held = [(rule, self._window(rule, now)) for rule, _ in reservation.held]

@@ -31,11 +31,12 @@ class RequestBound:
 
     __slots__ = ("_cheap", "_counted", "_output", "request", "route", "service_tier")
 
-    def __init__(self, route: Route, request: ChatRequest | None) -> None:
+    def __init__(self, route: Route, request: ChatRequest | None, cheap: int | None = None) -> None:
         self.route = route
         self.request = request
         self.service_tier = None if request is None else request.service_tier
-        self._cheap = byte_bound(request)
+        # the prompt's byte bound (given when the rate limits' admission already computed it)
+        self._cheap = byte_bound(request) if cheap is None else cheap
         self._output = output_bound(request)
         self._counted: int | None = None  # the prompt by o200k_base, once counted
 

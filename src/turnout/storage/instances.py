@@ -27,8 +27,8 @@ FORGET_SECONDS = 24 * 3600.0  # stale rows are removed after this long (a few pe
 
 UNSHARED_WARNING = (
     "{n} turnout instances share this database without storage.redis_url: each enforces 1/{n} of "
-    "every budget (so together they never overspend, but a budget can run out on one instance "
-    "while another still has room); set storage.redis_url to share budgets exactly"
+    "every budget and rate limit (so together they never overspend, but a budget or a limit can run "
+    "out on one instance while another still has room); set storage.redis_url to share them exactly"
 )
 
 

@@ -31,7 +31,7 @@ api_keys = sa.Table(
     sa.Column("allowed_models", sa.Text, nullable=True),  # JSON list; NULL: every model
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("max_budget_micros", sa.BigInteger, nullable=True),
-    sa.Column("limits", sa.Text, nullable=True),  # JSON {rpm, tpm, parallel}
+    sa.Column("limits", sa.Text, nullable=True),  # JSON {rpm, tpm, rpd, parallel}
     sa.Column("metadata", sa.Text, nullable=True),  # JSON object
     sa.Column("created_by", sa.String(40), nullable=True),
     sa.Column("rotated_to", sa.String(40), nullable=True),
@@ -120,6 +120,10 @@ teams = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("created_by", sa.String(40), nullable=True),
     sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+    # (0020) the team's own rate limits (all its keys together) and its new keys' defaults, JSON
+    sa.Column("limits", sa.Text, nullable=True),
+    sa.Column("key_limits", sa.Text, nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
 )
 
 users = sa.Table(
@@ -132,6 +136,7 @@ users = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("created_by", sa.String(40), nullable=True),
     sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("limits", sa.Text, nullable=True),  # (0020) the user's rate limits (all their keys), JSON
 )
 
 team_members = sa.Table(

@@ -43,6 +43,7 @@ from turnout.storage.database import Database
 from turnout.storage.paging import FIRST, Keyset, Page, Paging
 from turnout.storage.tables import team_members, teams, users
 from turnout.storage.times import unix_seconds
+from turnout.teams.limits import shown_limits, team_limits
 
 # How /admin/teams and /admin/users are paged: oldest first.
 TEAMS_ORDER = Keyset(teams.c.created_at, teams.c.id)
@@ -58,6 +59,7 @@ def describe_team(row: Any, members: list[dict[str, Any]] | None = None) -> dict
         "created_at": unix_seconds(row.created_at),
         "created_by": row.created_by,
         "deleted_at": unix_seconds(row.deleted_at),
+        **team_limits(row),
     }
     if members is not None:
         out["members"] = members
@@ -74,6 +76,7 @@ def describe_user(row: Any, teams_of: list[dict[str, Any]] | None = None) -> dic
         "created_at": unix_seconds(row.created_at),
         "created_by": row.created_by,
         "deleted_at": unix_seconds(row.deleted_at),
+        "limits": shown_limits(row.limits),
     }
     if teams_of is not None:
         out["teams"] = teams_of
