@@ -31,6 +31,7 @@ from turnout.keys.store import (
 )
 from turnout.keys.sync import KeySync
 from turnout.limits.admission import Admission
+from turnout.observability.metrics import RequestMetrics
 from turnout.observability.redaction import register_internal_hosts, register_secrets
 from turnout.pipeline import Pipeline
 from turnout.presets.registry import PresetRegistry
@@ -87,6 +88,7 @@ class Services:
     provider_control: ProviderControl
     instances: Instances
     clock: ReferenceClock
+    metrics: RequestMetrics | None = None  # None: metrics off (`metrics.enabled: false`)
     reconciler: Reconciler | None = None
     health_checks: ActiveHealthChecks | None = None
     key_sync: KeySync | None = None
@@ -115,7 +117,10 @@ class Services:
             registry = await ProviderRegistry.start(settings.providers, client)
             catalog = Catalog(settings.models, registry, price_lookup(settings), tokenizer_lookup(settings))
             router = Router(catalog, settings.routing)
-            spend = SpendRecorder(settings.storage.data_dir / "journal", LedgerStore(database))
+            metrics = RequestMetrics(settings.metrics.team_label) if settings.metrics.enabled else None
+            spend = SpendRecorder(
+                settings.storage.data_dir / "journal", LedgerStore(database), metrics=metrics
+            )
             await spend.start()
             shared = (
                 None
@@ -204,6 +209,7 @@ class Services:
             provider_control,
             instances,
             clock,
+            metrics,
             reconciler,
             checks,
             key_sync=key_sync,

@@ -263,8 +263,16 @@ class Pipeline:
             if relay is not None and relay.abandoned:
                 outcome.left()
             entries = outcome.entries(request_id, api, principal, route, stream=stream, billing=self.billing)
-            for entry in entries:
-                self.spend.record(entry)
+            served = outcome.served
+            record = None if served is None else served.record
+            first = None if relay is None else relay.first_output_at
+            self.spend.record_request(
+                entries,
+                outcome.status,
+                0 if record is None else record.number,
+                outcome.elapsed,
+                None if first is None else first - outcome.started,
+            )
 
         return account
 

@@ -38,6 +38,7 @@ from turnout.config.settings import (
     FailedAttemptSettings,
     GovernanceSettings,
     HttpLimits,
+    MetricsSettings,
     ModelSettings,
     ProviderSettings,
     ProxySettings,
@@ -49,6 +50,7 @@ from turnout.config.settings import (
     StorageSettings,
     TargetSettings,
     Timeouts,
+    TracingSettings,
 )
 from turnout.config.units import parse_delay, parse_duration, parse_rate, parse_size
 from turnout.domain.pricing import ModelPrice
@@ -222,6 +224,8 @@ class _Builder:
         spend_cfg = self.section(data, "spend", schema.SpendConfig())
         self.spend = SpendSettings(unknown_prices=spend_cfg.unknown_prices or "reject")
         governance = self.governance(self.section(data, "governance", schema.GovernanceConfig()))
+        metrics = self.metrics(self.section(data, "metrics", schema.MetricsConfig()))
+        tracing = self.tracing(self.section(data, "tracing", schema.TracingConfig()))
         defaults = self.timeouts(defaults_cfg.timeouts, Timeouts(), "defaults.timeouts")
         server = self.server(server_cfg)
         auth = AuthSettings(
@@ -257,6 +261,8 @@ class _Builder:
             routing=routing,
             spend=self.spend,
             governance=governance,
+            metrics=metrics,
+            tracing=tracing,
             source=self.source,
             warnings=tuple(self.warnings),
         )
@@ -281,6 +287,39 @@ class _Builder:
             approval_ttl=ttl,
             piecewise_revocations=max(1, cfg.piecewise_revocations),
             piecewise_window=window,
+        )
+
+    def metrics(self, cfg: schema.MetricsConfig) -> MetricsSettings:
+        key = self.secret(cfg.key, "metrics.key")
+        why = None if key is None else weakness(key.reveal())
+        if key is not None and why is not None:
+            self.problem("metrics.key", f"the metrics key from {key.source} {why}; {HOW_TO_GENERATE}")
+            key = None
+        if key is not None and not cfg.enabled:
+            self.problem("metrics.key", "metrics are disabled (metrics.enabled: false): remove the key")
+        return MetricsSettings(enabled=cfg.enabled, key=key, team_label=cfg.team_label)
+
+    def tracing(self, cfg: schema.TracingConfig) -> TracingSettings:
+        endpoint = cfg.otlp_endpoint
+        if endpoint is not None:
+            parts = urlsplit(endpoint)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                self.problem("tracing.otlp_endpoint", "must be an http:// or https:// URL (OTLP over HTTP)")
+            elif parts.username or parts.password or parts.query:
+                self.problem(
+                    "tracing.otlp_endpoint",
+                    f"must not hold credentials; put them in tracing.headers ({REFERENCE_HINT})",
+                )
+        elif cfg.headers or cfg.capture_content:
+            self.problem("tracing", "takes effect only with tracing.otlp_endpoint (set it, or remove this)")
+        if not 0.0 <= cfg.sample_ratio <= 1.0:
+            self.problem("tracing.sample_ratio", f"must be from 0 to 1, got {cfg.sample_ratio:g}")
+        return TracingSettings(
+            otlp_endpoint=endpoint,
+            headers=self.provider_headers(cfg.headers or {}, "tracing"),
+            service_name=cfg.service_name,
+            sample_ratio=min(1.0, max(0.0, cfg.sample_ratio)),
+            capture_content=cfg.capture_content,
         )
 
     def server(self, cfg: schema.ServerConfig) -> ServerSettings:

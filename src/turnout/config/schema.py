@@ -228,6 +228,20 @@ class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     reconcile_interval: DurationValue | None = None
 
 
+class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    enabled: bool = True
+    key: str | None = None  # a secret reference: a bearer token that may read /metrics only
+    team_label: bool = False
+
+
+class TracingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    otlp_endpoint: str | None = None  # OTLP over HTTP (protobuf): http(s)://collector:4318/v1/traces
+    headers: dict[str, str] | None = None  # sent with each export (credentials as secret references)
+    service_name: str = "turnout"
+    sample_ratio: float = 1.0
+    capture_content: bool = False  # prompts and answers in spans (redacted)
+
+
 class DefaultsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     timeouts: TimeoutsConfig | None = None
 
@@ -245,6 +259,8 @@ class ConfigFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     routing: Any = None
     spend: Any = None
     governance: Any = None
+    metrics: Any = None
+    tracing: Any = None
 
 
 SECTIONS: dict[str, type] = {
@@ -255,6 +271,8 @@ SECTIONS: dict[str, type] = {
     "routing": RoutingConfig,
     "spend": SpendConfig,
     "governance": GovernanceConfig,
+    "metrics": MetricsConfig,
+    "tracing": TracingConfig,
     "providers": dict[str, Any],
     "models": dict[str, Any],
 }

@@ -258,6 +258,28 @@ class StorageSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """Prometheus metrics at GET /metrics: read with the master key, an organisation admin's or
+    owner's key, or `key` (a token good for nothing else)."""
+
+    enabled: bool = True
+    key: Secret | None = None
+    team_label: bool = False  # label spend and requests with the caller's team (bounded by teams)
+
+
+@dataclass(frozen=True, slots=True)
+class TracingSettings:
+    """OpenTelemetry traces, exported over OTLP/HTTP to `otlp_endpoint` (None: off, and the SDK is
+    never imported)."""
+
+    otlp_endpoint: str | None = None
+    headers: tuple[tuple[str, str | Secret], ...] = ()
+    service_name: str = "turnout"
+    sample_ratio: float = 1.0
+    capture_content: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings
     auth: AuthSettings
@@ -268,4 +290,6 @@ class Settings:
     routing: RoutingSettings = RoutingSettings()
     spend: SpendSettings = SpendSettings()
     governance: GovernanceSettings = GovernanceSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    tracing: TracingSettings = TracingSettings()
     warnings: tuple[str, ...] = ()

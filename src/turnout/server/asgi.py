@@ -31,6 +31,7 @@ from turnout.server.admin_routes import AdminRouter
 from turnout.server.admin_teams import AdminTeams, Membership, NewTeam, NewUser, UserChange
 from turnout.server.auth_guard import AuthGuard
 from turnout.server.exchange import ClientGone, Exchange, Receive, Scope, Send
+from turnout.server.metrics_route import MetricsEndpoint
 from turnout.server.openapi import openapi_endpoint
 from turnout.server.routes import Endpoints, Handler
 from turnout.storage.database import unreachable
@@ -67,6 +68,9 @@ class GatewayApp:
             "/health/ready": {"GET": e.ready, "HEAD": e.ready},
             "/openapi.json": {"GET": openapi_endpoint(self.admin, __version__)},
         }
+        metrics = services.metrics
+        if metrics is not None:
+            routes["/metrics"] = {"GET": MetricsEndpoint(services, metrics, e.deployments)}
         # Clients configured with a base URL without /v1 reach the same endpoints.
         for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/messages", "/v1/responses"):
             routes[path[3:]] = routes[path]
@@ -99,6 +103,8 @@ class GatewayApp:
             await self.dispatch(scope["path"], scope["method"], x)
         except TurnoutError as error:
             status = error.status
+            if error.refused_by is not None and self.services.metrics is not None:
+                self.services.metrics.refused(error.refused_by)
             await x.error(error)
         except ClientGone:
             status = 499

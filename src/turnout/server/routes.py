@@ -70,7 +70,7 @@ class Endpoints:
             return False
         return principal.kind == "master" or principal.role in ("owner", "admin")
 
-    def _deployments(self) -> list[dict[str, object]]:
+    def deployments(self) -> list[dict[str, object]]:
         """Every deployment's live state: the configured ones (used or not) and any a wildcard alias
         has reached, each once, with the aliases that use it."""
         router = self.pipeline.router
@@ -93,7 +93,7 @@ class Endpoints:
         s = self.services
         detail: dict[str, object] = {"models": len(s.settings.models), "providers": len(s.settings.providers)}
         if self._admin(x):
-            deployments = self._deployments()
+            deployments = self.deployments()
             detail["deployments_total"] = len(deployments)
             detail["deployments_available"] = sum(1 for d in deployments if d["state"] == "closed")
             detail["deployments"] = deployments

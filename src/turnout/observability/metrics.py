@@ -1,0 +1,409 @@
+"""What requests did, as Prometheus counts: fed once per finished request from its ledger entries
+(the spend recorder hands them over as it journals them), and rendered only when scraped.
+
+The hot path does plain dictionary and integer arithmetic (one event loop: no lock); label sets
+are tuples looked up once per request, and exposition builds prometheus_client metric families
+from them at scrape time. Labels never name keys or users; a team label is opt-in. A label set
+past `MAX_SERIES` per metric is folded into deployment `other`, so wildcard aliases (deployments
+named by clients) cannot grow a scrape without bound.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import NamedTuple, Protocol, TypeVar
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+# Seconds: from a cached answer's millisecond to a long reasoning model's two minutes.
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+MAX_SERIES = 2000  # label sets kept per metric; later ones are counted under deployment "other"
+OTHER = "other"
+MICROS = 1_000_000
+STATUS_CLASSES = {n: f"{n}xx" for n in range(1, 6)}
+# The reasons a failed attempt may be labelled with (the error tree's codes); anything else an
+# upstream named is "other", so that a provider cannot add label values.
+CAUSES = frozenset(
+    {
+        "upstream_server_error",
+        "upstream_unavailable",
+        "upstream_timeout",
+        "upstream_connection_error",
+        "bad_upstream_response",
+        "upstream_auth_error",
+        "upstream_answer_cut",
+        "no_upstream_available",
+        "context_length_exceeded",
+        "client_closed",
+        "gateway_shutdown",
+        "internal_error",
+    }
+)
+RATE_LIMITED = "rate_limited"  # a provider's 429, whatever code it gave
+# The ledger's token kinds, in the order `_Spend` keeps them.
+TOKEN_KINDS = ("input", "output", "cached_input", "cache_write", "reasoning")
+
+
+class AttemptEntry(Protocol):
+    """What the metrics read of a ledger entry (one upstream attempt of a request)."""
+
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def api(self) -> str: ...
+    @property
+    def alias(self) -> str: ...
+    @property
+    def deployment(self) -> str | None: ...
+    @property
+    def provider(self) -> str | None: ...
+    @property
+    def team_id(self) -> str | None: ...
+    @property
+    def stream(self) -> bool: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def cached_input_tokens(self) -> int: ...
+    @property
+    def cache_write_tokens(self) -> int: ...
+    @property
+    def reasoning_tokens(self) -> int: ...
+    @property
+    def cost_micros(self) -> int | None: ...
+    @property
+    def customer_price_micros(self) -> int | None: ...
+
+
+class Histogram:
+    """Counts per bucket (not cumulative: made so at exposition) and their sum."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)  # the last: above every bound (+Inf)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(BUCKETS, value)] += 1
+        self.total += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip((*(repr(b) for b in BUCKETS), "+Inf"), self.counts, strict=True):
+            running += count
+            out.append((bound, running))
+        return out
+
+
+def _status_class(status: int) -> str:
+    return STATUS_CLASSES.get(status // 100, "other")
+
+
+Labels = tuple[str, ...]
+T = TypeVar("T")
+
+
+def _fold_deployment(key: Labels) -> Labels:
+    """The label set with its deployment (always the second label) as `other`."""
+    return (key[0], OTHER, *key[2:])
+
+
+def _add(table: dict[Labels, int], key: Labels) -> None:
+    """Count one under `key` (past MAX_SERIES label sets, a new one under deployment `other`)."""
+    if key not in table and len(table) >= MAX_SERIES:
+        key = _fold_deployment(key)
+    table[key] = table.get(key, 0) + 1
+
+
+def _cell(table: dict[Labels, T], key: Labels, fresh: Callable[[], T]) -> T:
+    """`table[key]`, made on first use (past MAX_SERIES label sets, under deployment `other`)."""
+    found = table.get(key)
+    if found is None:
+        if len(table) >= MAX_SERIES:
+            key = _fold_deployment(key)
+            found = table.get(key)
+        if found is None:
+            found = table[key] = fresh()
+    return found
+
+
+def _no_spend() -> list[int]:
+    return [0] * 8
+
+
+class RequestMetrics:
+    """The counts of every request the ledger recorded (and of those refused before it)."""
+
+    def __init__(self, team_label: bool = False) -> None:
+        self.team_label = team_label
+        # (alias, deployment, provider, api, stream, status class[, team]) → requests
+        self.requests: dict[Labels, int] = {}
+        # (alias, api, stream) → seconds from arrival to the answer's end
+        self.durations: dict[Labels, Histogram] = {}
+        # (alias, deployment, provider) → seconds from arrival to a stream's first token
+        self.first_tokens: dict[Labels, Histogram] = {}
+        # (alias, deployment, provider, status class) → upstream attempts
+        self.attempts: dict[Labels, int] = {}
+        # (alias, deployment, provider, cause) → failed attempts another attempt followed
+        self.failovers: dict[Labels, int] = {}
+        # (alias, deployment, provider[, team]) → [tokens by TOKEN_KINDS..., cost µ$, charge µ$, unpriced]
+        self.spend: dict[Labels, list[int]] = {}
+        self.refusals: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ fed by the recorder
+
+    def request(
+        self,
+        entries: Sequence[AttemptEntry],
+        status: int,
+        served: int,
+        elapsed: float,
+        first_token: float | None,
+    ) -> None:
+        """A request ended with `status` after `elapsed` seconds, its entries one per attempt
+        (`served`: the number of the attempt that answered, 0 for none); `first_token`: seconds to
+        a stream's first token."""
+        head = entries[0]
+        alias, stream = head.alias, "true" if head.stream else "false"
+        team = (head.team_id or "",) if self.team_label else ()
+        deployment = provider = ""
+        for entry in entries:
+            if entry.attempt:
+                self._attempt(entry, alias, team)
+                if entry.attempt == served:
+                    deployment, provider = entry.deployment or "", entry.provider or ""
+        _add(self.requests, (alias, deployment, provider, head.api, stream, _status_class(status), *team))
+        _cell(self.durations, (alias, head.api, stream), Histogram).observe(elapsed)
+        if first_token is not None:
+            _cell(self.first_tokens, (alias, deployment, provider), Histogram).observe(first_token)
+
+    def _attempt(self, entry: AttemptEntry, alias: str, team: Labels) -> None:
+        deployment, provider, status = entry.deployment or "", entry.provider or "", entry.status
+        place = (alias, deployment, provider)
+        _add(self.attempts, (*place, _status_class(status)))
+        if status >= 400 and entry.attempt < entry.attempts:
+            reason = entry.reason
+            cause = RATE_LIMITED if status == 429 else reason if reason in CAUSES else OTHER
+            _add(self.failovers, (*place, cause))
+        spent = _cell(self.spend, (*place, *team), _no_spend)
+        spent[0] += entry.input_tokens
+        spent[1] += entry.output_tokens
+        spent[2] += entry.cached_input_tokens
+        spent[3] += entry.cache_write_tokens
+        spent[4] += entry.reasoning_tokens
+        cost = entry.cost_micros
+        if cost is None:
+            spent[7] += 1
+        else:
+            spent[5] += cost
+        charge = entry.customer_price_micros
+        if charge is not None:
+            spent[6] += charge
+
+    def refused(self, kind: str) -> None:
+        """A request refused before any provider was called (a budget, prepaid credit, a limit)."""
+        self.refusals[kind] = self.refusals.get(kind, 0) + 1
+
+    # ------------------------------------------------------------------ read at scrape time
+
+    def collect(self) -> Iterator[Metric]:
+        team = ["team"] if self.team_label else []
+        place = ["alias", "deployment", "provider"]
+        requests = CounterMetricFamily(
+            "turnout_requests",
+            "Requests the ledger recorded, by the deployment that answered (empty: none did), API, "
+            "stream and the status class they ended with.",
+            labels=[*place, "api", "stream", "status_class", *team],
+        )
+        for key, count in self.requests.items():
+            requests.add_metric(list(key), count)
+        yield requests
+        yield _histograms(
+            "turnout_request_duration_seconds",
+            "Seconds from a request's arrival to the end of its answer (a stream's last event).",
+            ["alias", "api", "stream"],
+            self.durations,
+        )
+        yield _histograms(
+            "turnout_time_to_first_token_seconds",
+            "Seconds from a streamed request's arrival to its first token of output.",
+            place,
+            self.first_tokens,
+        )
+        attempts = CounterMetricFamily(
+            "turnout_upstream_attempts",
+            "Attempts sent to upstream deployments, by the status class each ended with.",
+            labels=[*place, "status_class"],
+        )
+        for key, count in self.attempts.items():
+            attempts.add_metric(list(key), count)
+        yield attempts
+        failovers = CounterMetricFamily(
+            "turnout_failovers",
+            "Failed upstream attempts that another attempt followed, by the deployment that failed and why.",
+            labels=[*place, "cause"],
+        )
+        for key, count in self.failovers.items():
+            failovers.add_metric(list(key), count)
+        yield failovers
+        yield from self._spend(place + team)
+        refusals = CounterMetricFamily(
+            "turnout_refusals",
+            "Requests refused before any provider was called, by what refused them.",
+            labels=["kind"],
+        )
+        for kind, count in self.refusals.items():
+            refusals.add_metric([kind], count)
+        yield refusals
+
+    def _spend(self, labels: list[str]) -> Iterator[Metric]:
+        tokens = CounterMetricFamily(
+            "turnout_tokens", "Tokens upstream attempts used, by kind.", labels=[*labels, "kind"]
+        )
+        cost = CounterMetricFamily(
+            "turnout_cost_usd", "What upstream attempts cost at the providers' prices, USD.", labels=labels
+        )
+        charge = CounterMetricFamily(
+            "turnout_customer_charge_usd",
+            "What the callers' teams were charged for upstream attempts (their prices), USD.",
+            labels=labels,
+        )
+        unpriced = CounterMetricFamily(
+            "turnout_unpriced_attempts",
+            "Upstream attempts whose model has no known price (not in the cost).",
+            labels=labels,
+        )
+        for key, spent in self.spend.items():
+            values = list(key)
+            for index, kind in enumerate(TOKEN_KINDS):
+                tokens.add_metric([*values, kind], spent[index])
+            cost.add_metric(values, spent[5] / MICROS)
+            charge.add_metric(values, spent[6] / MICROS)
+            unpriced.add_metric(values, spent[7])
+        yield from (tokens, cost, charge, unpriced)
+
+
+def _histograms(
+    name: str, documentation: str, labels: list[str], table: dict[Labels, Histogram]
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, documentation, labels=labels)
+    for key, histogram in table.items():
+        family.add_metric(list(key), histogram.buckets(), histogram.total)
+    return family
+
+
+# --------------------------------------------------------------------------- read from services
+
+
+class DeploymentSample(NamedTuple):
+    deployment: str
+    provider: str
+    model: str
+    state: str  # closed | open | half_open | cooling_down
+    in_flight: int
+
+
+BREAKER_STATES = ("closed", "open", "half_open", "cooling_down")
+
+
+class JournalSample(NamedTuple):
+    backlog: int  # entries journaled and not yet in the database
+    lag: float  # seconds the oldest of them has waited
+    held: int  # entries held in memory after a failed write
+    writable: bool
+
+
+class Health(NamedTuple):
+    database: bool | None  # None: not known (not looked at)
+    redis: bool | None  # None: no Redis configured
+
+
+class ServiceCollector(Collector):
+    """Gauges read from the running services when scraped: each deployment's breaker and requests
+    in flight (from the deployment registry), the ledger journal, the database and Redis."""
+
+    def __init__(
+        self,
+        deployments: Callable[[], Iterable[DeploymentSample]],
+        journal: Callable[[], JournalSample],
+        health: Callable[[], Health],
+        version: str,
+    ) -> None:
+        self._deployments = deployments
+        self._journal = journal
+        self._health = health
+        self._version = version
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["deployment", "provider", "model"]
+        state = GaugeMetricFamily(
+            "turnout_deployment_breaker_state",
+            "1 for the state each deployment's circuit breaker is in (cooling_down: closed, but its "
+            "provider asked for a pause), 0 for the others.",
+            labels=[*labels, "state"],
+        )
+        in_flight = GaugeMetricFamily(
+            "turnout_deployment_in_flight", "Requests in flight on each deployment.", labels=labels
+        )
+        for d in self._deployments():
+            names = [d.deployment, d.provider, d.model]
+            for shown in BREAKER_STATES:
+                state.add_metric([*names, shown], 1.0 if shown == d.state else 0.0)
+            in_flight.add_metric(names, d.in_flight)
+        yield state
+        yield in_flight
+        journal = self._journal()
+        yield GaugeMetricFamily(
+            "turnout_ledger_journal_backlog_entries",
+            "Ledger entries journaled and not yet moved into the database.",
+            value=journal.backlog,
+        )
+        yield GaugeMetricFamily(
+            "turnout_ledger_journal_lag_seconds",
+            "Seconds the oldest ledger entry not yet in the database has waited (0: none waits).",
+            value=journal.lag,
+        )
+        yield GaugeMetricFamily(
+            "turnout_ledger_journal_held_entries",
+            "Ledger entries held in memory because the journal could not be written.",
+            value=journal.held,
+        )
+        yield GaugeMetricFamily(
+            "turnout_ledger_journal_writable",
+            "1 while the ledger journal can be written (0: requests are refused with 503).",
+            value=1.0 if journal.writable else 0.0,
+        )
+        health = self._health()
+        if health.database is not None:
+            yield GaugeMetricFamily(
+                "turnout_database_up",
+                "1 if the database answered a ping at this scrape.",
+                value=health.database,
+            )
+        if health.redis is not None:
+            yield GaugeMetricFamily(
+                "turnout_redis_up", "1 while the shared counters' Redis answers.", value=health.redis
+            )
+        info = GaugeMetricFamily("turnout_build_info", "turnout's version.", labels=["version"])
+        info.add_metric([self._version], 1.0)
+        yield info
+
+
+class RequestCollector(Collector):
+    def __init__(self, metrics: RequestMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        return self._metrics.collect()
