@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 MAX_SERIES = 2000  # label sets kept per metric; later ones are counted under deployment "other"
 OTHER = "other"
+CONFIGURED = 1 << 62  # no cap: label sets of aliases and APIs only (the configuration bounds them)
 MICROS = 1_000_000
 STATUS_CLASSES = {n: f"{n}xx" for n in range(1, 6)}
 # The reasons a failed attempt may be labelled with (the error tree's codes); anything else an
@@ -120,18 +121,11 @@ def _fold_deployment(key: Labels) -> Labels:
     return (key[0], OTHER, *key[2:])
 
 
-def _add(table: dict[Labels, int], key: Labels) -> None:
-    """Count one under `key` (past MAX_SERIES label sets, a new one under deployment `other`)."""
-    if key not in table and len(table) >= MAX_SERIES:
-        key = _fold_deployment(key)
-    table[key] = table.get(key, 0) + 1
-
-
-def _cell(table: dict[Labels, T], key: Labels, fresh: Callable[[], T]) -> T:
-    """`table[key]`, made on first use (past MAX_SERIES label sets, under deployment `other`)."""
+def _cell(table: dict[Labels, T], key: Labels, fresh: Callable[[], T], limit: int = MAX_SERIES) -> T:
+    """`table[key]`, made on first use (past `limit` label sets, under deployment `other`)."""
     found = table.get(key)
     if found is None:
-        if len(table) >= MAX_SERIES:
+        if len(table) >= limit:
             key = _fold_deployment(key)
             found = table.get(key)
         if found is None:
@@ -143,24 +137,68 @@ def _no_spend() -> list[int]:
     return [0] * 8
 
 
+def _zero() -> list[int]:
+    return [0]
+
+
+def _spend(spent: list[int], entry: AttemptEntry) -> None:
+    spent[0] += entry.input_tokens
+    spent[1] += entry.output_tokens
+    spent[2] += entry.cached_input_tokens
+    spent[3] += entry.cache_write_tokens
+    spent[4] += entry.reasoning_tokens
+    cost = entry.cost_micros
+    if cost is None:
+        spent[7] += 1
+    else:
+        spent[5] += cost
+    charge = entry.customer_price_micros
+    if charge is not None:
+        spent[6] += charge
+
+
+class _Bundle:
+    """The cells one kind of single-attempt request adds to, found with one lookup."""
+
+    __slots__ = ("attempts", "duration", "first_token", "first_token_labels", "requests", "spend")
+
+    def __init__(
+        self,
+        requests: list[int],
+        attempts: list[int],
+        duration: Histogram,
+        spend: list[int],
+        first_token_labels: Labels,
+    ) -> None:
+        self.requests = requests
+        self.attempts = attempts
+        self.duration = duration
+        self.spend = spend
+        self.first_token: Histogram | None = None  # made with a stream's first observation
+        self.first_token_labels = first_token_labels
+
+
 class RequestMetrics:
     """The counts of every request the ledger recorded (and of those refused before it)."""
 
-    def __init__(self, team_label: bool = False) -> None:
+    def __init__(self, team_label: bool = False, max_series: int = MAX_SERIES) -> None:
         self.team_label = team_label
+        self.max_series = max_series
         # (alias, deployment, provider, api, stream, status class[, team]) → requests
-        self.requests: dict[Labels, int] = {}
+        self.requests: dict[Labels, list[int]] = {}
         # (alias, api, stream) → seconds from arrival to the answer's end
         self.durations: dict[Labels, Histogram] = {}
         # (alias, deployment, provider) → seconds from arrival to a stream's first token
         self.first_tokens: dict[Labels, Histogram] = {}
         # (alias, deployment, provider, status class) → upstream attempts
-        self.attempts: dict[Labels, int] = {}
+        self.attempts: dict[Labels, list[int]] = {}
         # (alias, deployment, provider, cause) → failed attempts another attempt followed
-        self.failovers: dict[Labels, int] = {}
+        self.failovers: dict[Labels, list[int]] = {}
         # (alias, deployment, provider[, team]) → [tokens by TOKEN_KINDS..., cost µ$, charge µ$, unpriced]
         self.spend: dict[Labels, list[int]] = {}
         self.refusals: dict[str, int] = {}
+        # the common request (one attempt, which answered): its cells by what labels them
+        self._bundles: dict[tuple[object, ...], _Bundle] = {}
 
     # ------------------------------------------------------------------ fed by the recorder
 
@@ -175,6 +213,64 @@ class RequestMetrics:
         """A request ended with `status` after `elapsed` seconds, its entries one per attempt
         (`served`: the number of the attempt that answered, 0 for none); `first_token`: seconds to
         a stream's first token."""
+        if served == 1 and len(entries) == 1:
+            entry = entries[0]
+            team_id = entry.team_id if self.team_label else None
+            key = (
+                entry.alias,
+                entry.deployment,
+                entry.provider,
+                entry.api,
+                entry.stream,
+                status,
+                entry.status,
+            )
+            bundle = self._bundles.get(key if team_id is None else (*key, team_id))
+            if bundle is None:
+                bundle = self._bundle(entry, status, key if team_id is None else (*key, team_id))
+            if bundle is not None:
+                bundle.requests[0] += 1
+                bundle.attempts[0] += 1
+                bundle.duration.observe(elapsed)
+                _spend(bundle.spend, entry)
+                if first_token is not None:
+                    histogram = bundle.first_token
+                    if histogram is None:
+                        histogram = bundle.first_token = _cell(
+                            self.first_tokens, bundle.first_token_labels, Histogram, self.max_series
+                        )
+                    histogram.observe(first_token)
+                return
+        self._request(entries, status, served, elapsed, first_token)
+
+    def _bundle(self, entry: AttemptEntry, status: int, key: tuple[object, ...]) -> _Bundle | None:
+        if len(self._bundles) >= self.max_series:
+            return None
+        alias, stream = entry.alias, "true" if entry.stream else "false"
+        team = (entry.team_id or "",) if self.team_label else ()
+        place = (alias, entry.deployment or "", entry.provider or "")
+        bundle = self._bundles[key] = _Bundle(
+            _cell(
+                self.requests,
+                (*place, entry.api, stream, _status_class(status), *team),
+                _zero,
+                self.max_series,
+            ),
+            _cell(self.attempts, (*place, _status_class(entry.status)), _zero, self.max_series),
+            _cell(self.durations, (alias, entry.api, stream), Histogram, CONFIGURED),
+            _cell(self.spend, (*place, *team), _no_spend, self.max_series),
+            place,
+        )
+        return bundle
+
+    def _request(
+        self,
+        entries: Sequence[AttemptEntry],
+        status: int,
+        served: int,
+        elapsed: float,
+        first_token: float | None,
+    ) -> None:
         head = entries[0]
         alias, stream = head.alias, "true" if head.stream else "false"
         team = (head.team_id or "",) if self.team_label else ()
@@ -184,33 +280,23 @@ class RequestMetrics:
                 self._attempt(entry, alias, team)
                 if entry.attempt == served:
                     deployment, provider = entry.deployment or "", entry.provider or ""
-        _add(self.requests, (alias, deployment, provider, head.api, stream, _status_class(status), *team))
-        _cell(self.durations, (alias, head.api, stream), Histogram).observe(elapsed)
+        requests = (alias, deployment, provider, head.api, stream, _status_class(status), *team)
+        _cell(self.requests, requests, _zero, self.max_series)[0] += 1
+        _cell(self.durations, (alias, head.api, stream), Histogram, CONFIGURED).observe(elapsed)
         if first_token is not None:
-            _cell(self.first_tokens, (alias, deployment, provider), Histogram).observe(first_token)
+            _cell(self.first_tokens, (alias, deployment, provider), Histogram, self.max_series).observe(
+                first_token
+            )
 
     def _attempt(self, entry: AttemptEntry, alias: str, team: Labels) -> None:
-        deployment, provider, status = entry.deployment or "", entry.provider or "", entry.status
-        place = (alias, deployment, provider)
-        _add(self.attempts, (*place, _status_class(status)))
+        status = entry.status
+        place = (alias, entry.deployment or "", entry.provider or "")
+        _cell(self.attempts, (*place, _status_class(status)), _zero, self.max_series)[0] += 1
         if status >= 400 and entry.attempt < entry.attempts:
             reason = entry.reason
             cause = RATE_LIMITED if status == 429 else reason if reason in CAUSES else OTHER
-            _add(self.failovers, (*place, cause))
-        spent = _cell(self.spend, (*place, *team), _no_spend)
-        spent[0] += entry.input_tokens
-        spent[1] += entry.output_tokens
-        spent[2] += entry.cached_input_tokens
-        spent[3] += entry.cache_write_tokens
-        spent[4] += entry.reasoning_tokens
-        cost = entry.cost_micros
-        if cost is None:
-            spent[7] += 1
-        else:
-            spent[5] += cost
-        charge = entry.customer_price_micros
-        if charge is not None:
-            spent[6] += charge
+            _cell(self.failovers, (*place, cause), _zero, self.max_series)[0] += 1
+        _spend(_cell(self.spend, (*place, *team), _no_spend, self.max_series), entry)
 
     def refused(self, kind: str) -> None:
         """A request refused before any provider was called (a budget, prepaid credit, a limit)."""
@@ -228,7 +314,7 @@ class RequestMetrics:
             labels=[*place, "api", "stream", "status_class", *team],
         )
         for key, count in self.requests.items():
-            requests.add_metric(list(key), count)
+            requests.add_metric(list(key), count[0])
         yield requests
         yield _histograms(
             "turnout_request_duration_seconds",
@@ -248,7 +334,7 @@ class RequestMetrics:
             labels=[*place, "status_class"],
         )
         for key, count in self.attempts.items():
-            attempts.add_metric(list(key), count)
+            attempts.add_metric(list(key), count[0])
         yield attempts
         failovers = CounterMetricFamily(
             "turnout_failovers",
@@ -256,7 +342,7 @@ class RequestMetrics:
             labels=[*place, "cause"],
         )
         for key, count in self.failovers.items():
-            failovers.add_metric(list(key), count)
+            failovers.add_metric(list(key), count[0])
         yield failovers
         yield from self._spend(place + team)
         refusals = CounterMetricFamily(
@@ -264,8 +350,8 @@ class RequestMetrics:
             "Requests refused before any provider was called, by what refused them.",
             labels=["kind"],
         )
-        for kind, count in self.refusals.items():
-            refusals.add_metric([kind], count)
+        for kind, refused in self.refusals.items():
+            refusals.add_metric([kind], refused)
         yield refusals
 
     def _spend(self, labels: list[str]) -> Iterator[Metric]:
