@@ -14,6 +14,7 @@ import bisect
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple, Protocol, TypeVar
 
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -493,3 +494,13 @@ class RequestCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         return self._metrics.collect()
+
+
+def metrics_registry(metrics: RequestMetrics, services: ServiceCollector) -> CollectorRegistry:
+    """What /metrics exposes: the request counts, the services' gauges and the process's own
+    (CPU, memory, open files: prometheus_client's process collector)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RequestCollector(metrics))
+    registry.register(services)
+    ProcessCollector(registry=registry)
+    return registry

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 
 from turnout import __version__
@@ -19,9 +18,9 @@ from turnout.domain.errors import AuthenticationFailed, PermissionDenied
 from turnout.observability.metrics import (
     DeploymentSample,
     Health,
-    RequestCollector,
     RequestMetrics,
     ServiceCollector,
+    metrics_registry,
 )
 from turnout.server.exchange import Exchange
 
@@ -35,12 +34,8 @@ class MetricsEndpoint:
         self._key = None if key is None else key.reveal().encode()
         self._deployments = deployments
         self._database_up: bool | None = None
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(RequestCollector(metrics))
-        self.registry.register(
-            ServiceCollector(self._samples, services.spend.backlog, self._health, __version__)
-        )
-        ProcessCollector(registry=self.registry)
+        gauges = ServiceCollector(self._samples, services.spend.backlog, self._health, __version__)
+        self.registry = metrics_registry(metrics, gauges)
 
     async def __call__(self, x: Exchange) -> None:
         self._authorise(x)
