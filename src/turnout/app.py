@@ -12,8 +12,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from urllib.parse import urlsplit
 
+from turnout import __version__
 from turnout.config.prices import shipped_prices
 from turnout.config.settings import Settings
 from turnout.config.tokenizers import tokenizer_of
@@ -33,6 +35,7 @@ from turnout.keys.sync import KeySync
 from turnout.limits.admission import Admission
 from turnout.observability.metrics import RequestMetrics
 from turnout.observability.redaction import register_internal_hosts, register_secrets
+from turnout.observability.tracing import Tracer
 from turnout.pipeline import Pipeline
 from turnout.presets.registry import PresetRegistry
 from turnout.providers.capabilities import capabilities_for
@@ -97,6 +100,8 @@ class Services:
     retention: LedgerRetention | None = None
     started_at: float = field(default_factory=time.time)
     draining: bool = False
+    tracer: Tracer | None = None  # None: tracing off (no `tracing.otlp_endpoint`)
+    provider_kinds: dict[str, str] = field(default_factory=dict)  # name → kind, for the traces
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -147,6 +152,8 @@ class Services:
             await presets.load(database)
             presets.start()
             pipeline = Pipeline(keys, catalog, router, Admission(), budgets, spend, billing, presets)
+            kinds = {name: p.kind.name for name, p in settings.providers.items()}
+            pipeline.tracer = tracer_for(settings, kinds)
         except BaseException:
             if client is not None:
                 await client.aclose()
@@ -186,7 +193,7 @@ class Services:
         retention.start()
         if reconciler is not None:
             reconciler.start()
-        return cls(
+        services = cls(
             settings,
             database,
             client,
@@ -214,7 +221,10 @@ class Services:
             checks,
             key_sync=key_sync,
             retention=retention,
+            tracer=pipeline.tracer,
+            provider_kinds=kinds,
         )
+        return services
 
     async def apply(self, settings: Settings) -> None:
         """Serve new requests with `settings`' providers, models, routing and prices (a reload);
@@ -232,6 +242,7 @@ class Services:
         for warning in (*settings.warnings, *chain_warnings(settings, capabilities_for)):
             log.warning("%s", warning)
         router.removed = self.pipeline.router.removed & frozenset(settings.providers)
+        self.provider_kinds.update({name: p.kind.name for name, p in settings.providers.items()})
         retired = self.pipeline.switch(catalog, router)
         old_registry, self.registry, self.catalog = self.registry, registry, catalog
         self.settings = dataclasses.replace(
@@ -296,6 +307,8 @@ class Services:
             ("the instance registration", self.instances.aclose),  # the others' shares grow
             ("the database", self.database.close),
         ]
+        if self.tracer is not None:  # the spans still batched are exported (a blocking call)
+            writes.append(("the trace exporter", partial(asyncio.to_thread, self.tracer.shutdown)))
         for what, close in writes:
             left = None if end is None else end - loop.time()
             if left is not None and close == self.database.close:  # a moment to let connections go
@@ -306,6 +319,26 @@ class Services:
                 log.error("shutdown: %s could not be closed within the shutdown grace; left as it is", what)
             except Exception:
                 log.exception("shutdown: closing %s failed", what)
+
+
+def tracer_for(settings: Settings, kinds: dict[str, str]) -> Tracer | None:
+    """The tracer `tracing` asks for: spans exported over OTLP/HTTP, or None (then OpenTelemetry's
+    SDK is never imported)."""
+    tracing = settings.tracing
+    if tracing.otlp_endpoint is None:
+        return None
+    from turnout.observability.otel import OtelTracer  # only when traces are wanted
+
+    headers = {name: v if isinstance(v, str) else v.reveal() for name, v in tracing.headers}
+    return OtelTracer.exporting(
+        tracing.otlp_endpoint,
+        headers,
+        lambda provider: kinds.get(provider, provider),
+        service_name=tracing.service_name,
+        sample_ratio=tracing.sample_ratio,
+        capture_content=tracing.capture_content,
+        version=__version__,
+    )
 
 
 def price_lookup(settings: Settings) -> PriceOf:
@@ -330,7 +363,9 @@ def _upstream_hosts(settings: Settings) -> list[str]:
 
 def _secret_values(settings: Settings) -> list[str]:
     """Every secret the configuration resolved: removed by value from anything logged or relayed."""
-    values = [s.reveal() for s in (settings.auth.master_key, settings.auth.key_hash_secret) if s is not None]
+    secrets = (settings.auth.master_key, settings.auth.key_hash_secret, settings.metrics.key)
+    values = [s.reveal() for s in secrets if s is not None]
+    values += [value.reveal() for _, value in settings.tracing.headers if not isinstance(value, str)]
     for provider in settings.providers.values():
         if provider.api_key is not None:
             values.append(provider.api_key.reveal())

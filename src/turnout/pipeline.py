@@ -15,10 +15,11 @@ from typing import Any, Protocol
 
 from turnout.domain.chat import ChatRequest, parse_chat_request
 from turnout.domain.embeddings import parse_embedding_request
-from turnout.domain.errors import InvalidRequest, ModelNotFound, UnsupportedFeature
+from turnout.domain.errors import InvalidRequest, ModelNotFound, TurnoutError, UnsupportedFeature
 from turnout.domain.principal import Principal
 from turnout.keys.index import KeyIndex
 from turnout.limits.admission import Admission
+from turnout.observability.tracing import Answer, RequestTrace, Tracer
 from turnout.presets.registry import PREFIX as PRESET_PREFIX
 from turnout.presets.registry import Preset, PresetRegistry
 from turnout.providers.base import ChatResult, NativeRequest
@@ -51,6 +52,10 @@ class Inbound(Protocol):
     def credential(self) -> str | None: ...
 
     def steering(self) -> Steering: ...
+
+    def trace_context(self) -> tuple[str | None, str | None]:
+        """The client's `traceparent` and `tracestate` (W3C trace context), if it sent them."""
+        ...
 
     async def json(self) -> Any: ...
 
@@ -95,6 +100,7 @@ class Pipeline:
         self.spend = spend
         self.billing = billing
         self.presets = presets
+        self.tracer: Tracer | None = None  # set when traces are exported (None: tracing off)
 
     @property
     def catalog(self) -> Catalog:
@@ -111,15 +117,30 @@ class Pipeline:
         retired, self.current = self.current, Generation(catalog, router)
         return retired
 
+    def _trace(self, operation: str, inbound: Inbound) -> RequestTrace | None:
+        tracer = self.tracer
+        if tracer is None:
+            return None
+        return tracer.request(operation, inbound.request_id, *inbound.trace_context())
+
     async def chat_completion(self, inbound: Inbound, respond: Responder) -> None:
         generation = self.current  # the configuration this request is served with, to its end
         generation.enter()
+        trace = self._trace("chat", inbound)
+        failure: BaseException | None = None
         try:
-            await self._chat_completion(generation, inbound, respond)
+            await self._chat_completion(generation, inbound, respond, trace)
+        except BaseException as error:
+            failure = error
+            raise
         finally:
             generation.leave()
+            if trace is not None:
+                trace.end(failure)
 
-    async def _chat_completion(self, generation: Generation, inbound: Inbound, respond: Responder) -> None:
+    async def _chat_completion(
+        self, generation: Generation, inbound: Inbound, respond: Responder, trace: RequestTrace | None
+    ) -> None:
         principal = await self.keys.resolve(inbound.credential())
         body = await inbound.json()
         preset = self._preset(principal, body)
@@ -135,6 +156,10 @@ class Pipeline:
         native = None if preset is not None else inbound.native()  # a preset rewrote the request
         check_capabilities(route, request, native)
         check_output_limit(route, request, inbound.api)
+        if trace is not None:
+            sampling = {"temperature": request.temperature, "top_p": request.top_p}
+            sampling["max_tokens"] = request.output_token_limit
+            trace.requested(request.model, sampling, body.get("messages"))
         call = Call(
             route,
             request,
@@ -143,6 +168,7 @@ class Pipeline:
             wants_usage=request.wants_usage_in_stream,
             native=native,
             access=None if principal.allowed_models is None else principal.may_use,
+            trace=trace,
         )
         self.spend.admit()  # the ledger can record it: else 503, before anything is spent
         ticket = self.admission.admit(principal, route)
@@ -152,7 +178,7 @@ class Pipeline:
         if preset is not None:
             outcome.preset = PresetCharge(preset.name, preset.team_id, preset.share)
         stream = bool(request.stream)
-        account = self._accountant(outcome, inbound.request_id, inbound.api, principal, route, stream)
+        account = self._accountant(outcome, inbound.request_id, inbound.api, principal, route, stream, trace)
         try:
             if stream:
                 relay, outcome.served = await generation.router.stream(call, outcome.tally)
@@ -160,7 +186,7 @@ class Pipeline:
                 await respond.stream(relay, outcome.served)
             else:
                 result, outcome.served = await generation.router.complete(call, outcome.tally)
-                account(None)  # accounted for before the client can see the answer
+                account(None, result)  # accounted for before the client can see the answer
                 if result.native is not None:
                     await respond.answer_native(result.native, outcome.served)
                 else:
@@ -199,12 +225,21 @@ class Pipeline:
     async def embeddings(self, inbound: Inbound, respond: Responder) -> None:
         generation = self.current
         generation.enter()
+        trace = self._trace("embeddings", inbound)
+        failure: BaseException | None = None
         try:
-            await self._embeddings(generation, inbound, respond)
+            await self._embeddings(generation, inbound, respond, trace)
+        except BaseException as error:
+            failure = error
+            raise
         finally:
             generation.leave()
+            if trace is not None:
+                trace.end(failure)
 
-    async def _embeddings(self, generation: Generation, inbound: Inbound, respond: Responder) -> None:
+    async def _embeddings(
+        self, generation: Generation, inbound: Inbound, respond: Responder, trace: RequestTrace | None
+    ) -> None:
         principal = await self.keys.resolve(inbound.credential())
         body = await inbound.json()
         request = parse_embedding_request(body)
@@ -212,12 +247,14 @@ class Pipeline:
         if not any(t.capabilities.embeddings for t in route.targets):
             raise UnsupportedFeature(f"The model '{request.model}' does not offer embeddings.", param="model")
         access = None if principal.allowed_models is None else principal.may_use
-        call = Call(route, request, body, inbound.steering(), access=access)
+        if trace is not None:
+            trace.requested(request.model, {}, None)
+        call = Call(route, request, body, inbound.steering(), access=access, trace=trace)
         self.spend.admit()
         ticket = self.admission.admit(principal, route)
         reservation, hold = await self._reserve(principal, route)
         outcome = Outcome()
-        account = self._accountant(outcome, inbound.request_id, "embeddings", principal, route, False)
+        account = self._accountant(outcome, inbound.request_id, "embeddings", principal, route, False, trace)
         try:
             result, outcome.served = await generation.router.embed(call, outcome.tally)
             account(None)
@@ -250,13 +287,20 @@ class Pipeline:
         )
 
     def _accountant(
-        self, outcome: Outcome, request_id: str, api: str, principal: Principal, route: Route, stream: bool
-    ) -> Callable[[RelayStream | None], None]:
+        self,
+        outcome: Outcome,
+        request_id: str,
+        api: str,
+        principal: Principal,
+        route: Route,
+        stream: bool,
+        trace: RequestTrace | None = None,
+    ) -> Callable[..., None]:
         """Record the request in the ledger once, an entry per upstream attempt: as soon as the
         answer is complete (before the client sees it complete), or when the request ends without
-        one (failed, or the client left: 499)."""
+        one (failed, or the client left: 499). The metrics and the trace take it from there."""
 
-        def account(relay: RelayStream | None) -> None:
+        def account(relay: RelayStream | None, result: ChatResult | None = None) -> None:
             if outcome.recorded:
                 return
             outcome.recorded = True
@@ -272,6 +316,8 @@ class Pipeline:
                 0 if record is None else record.number,
                 outcome.elapsed,
                 None if first is None else first - outcome.started,
+                trace,
+                None if trace is None or record is None else answer_of(relay, result, trace.captures_content),
             )
 
         return account
@@ -294,6 +340,24 @@ class Pipeline:
     def visible(self, principal: Principal, name: str) -> bool:
         route = self.catalog.resolve(name)
         return route is not None and (principal.may_use(route.alias) or principal.may_use(name))
+
+
+def answer_of(relay: RelayStream | None, result: ChatResult | None, content: bool) -> Answer | None:
+    """What a chat answer says of itself, for its trace: its id, model and finish reasons (and its
+    text, when `content`) — from a stream's accumulator, or a complete answer read typed."""
+    if relay is not None:
+        folded = relay.answer
+        reasons = () if folded.finish_reason is None else (folded.finish_reason,)
+        return Answer(folded.id, folded.model, reasons, folded.text() if content else None)
+    if result is None:
+        return None
+    try:
+        completion = result.typed()
+    except TurnoutError:  # an answer in the provider's own format (passed through as it is)
+        return None
+    finished = tuple(c.finish_reason for c in completion.choices if c.finish_reason)
+    text = "".join(result.texts()) if content else None
+    return Answer(completion.id, completion.model, finished, text)
 
 
 # The parameter that caps an answer's length, as each inbound API names it.

@@ -13,6 +13,7 @@ kinds and the blocks they own through `DescribesConfig` rather than importing th
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -309,6 +310,11 @@ class _Builder:
                 self.problem(
                     "tracing.otlp_endpoint",
                     f"must not hold credentials; put them in tracing.headers ({REFERENCE_HINT})",
+                )
+            elif importlib.util.find_spec("opentelemetry.sdk") is None:
+                self.problem(
+                    "tracing.otlp_endpoint",
+                    "traces need OpenTelemetry's SDK, which is not installed: pip install 'turnout[tracing]'",
                 )
         elif cfg.headers or cfg.capture_content:
             self.problem("tracing", "takes effect only with tracing.otlp_endpoint (set it, or remove this)")

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgspec
 
-from turnout.domain.accumulator import RESUME_COPY_CAP
+from turnout.domain.accumulator import RESUME_COPY_CAP, StreamAccumulator
 from turnout.domain.chat import counted_usage
 from turnout.domain.completions import Chunk
 from turnout.domain.errors import CLIENT_CLOSED, NoUpstreamAvailable, TurnoutError, UpstreamError
@@ -93,6 +93,11 @@ class RelayStream:
     @property
     def usage(self) -> Usage | None:
         return self._stream.answer.usage
+
+    @property
+    def answer(self) -> StreamAccumulator:
+        """What the current attempt has produced so far, folded."""
+        return self._stream.answer
 
     @property
     def first_output_at(self) -> float | None:

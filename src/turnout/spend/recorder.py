@@ -20,6 +20,7 @@ from pathlib import Path
 
 from turnout.domain.errors import LedgerUnavailable
 from turnout.observability.metrics import JournalSample, RequestMetrics
+from turnout.observability.tracing import Answer, RequestTrace
 from turnout.periodic import Periodic
 from turnout.spend.journal import BATCH, Journal
 from turnout.spend.ledger import LedgerEntry
@@ -90,13 +91,18 @@ class SpendRecorder:
         served: int,
         elapsed: float,
         first_token: float | None,
+        trace: RequestTrace | None = None,
+        answer: Answer | None = None,
     ) -> None:
-        """Journal a finished request's entries (one per attempt) and count it in the metrics:
-        the one place both see it (see `RequestMetrics.request` for the arguments)."""
+        """Journal a finished request's entries (one per attempt), count it in the metrics and
+        give its trace's spans their figures: the one place all three see it (see
+        `RequestMetrics.request` for the arguments; `answer`: what the answer said of itself)."""
         for entry in entries:
             self.record(entry)
         if self.metrics is not None:
             self.metrics.request(entries, status, served, elapsed, first_token)
+        if trace is not None:
+            trace.recorded(entries, status, answer)
 
     def backlog(self) -> JournalSample:
         """For the metrics: entries not in the database yet, how long the oldest has waited."""
