@@ -6,7 +6,9 @@ answers only to admins and the metrics key, and is absent when metrics are off."
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from turnout.config.loader import ConfigError
 from turnout.providers.config_loader import build_settings
 
-from support.gateway import MASTER_KEY, Gateway
+from support.gateway import MASTER_KEY, Gateway, settings_for
 
 METRICS_KEY = "sk-metrics-read-only-4t0RgXq2Vb7pZcLwS9eJ1nHd"
 USER = [{"role": "user", "content": "Where does the train go?"}]
@@ -257,3 +259,35 @@ def test_metrics_settings_are_checked() -> None:
         build_settings({"metrics": {"enabled": False, "key": "env:K"}}, {"K": METRICS_KEY}, source="test")
     with pytest.raises(ConfigError, match=r"metrics\.colour"):
         build_settings({"metrics": {"colour": "blue"}}, {}, source="test")
+
+
+def test_a_metrics_listener_of_its_own_needs_no_key(start_gateway: Callable[..., Gateway]) -> None:
+    gateway = start_gateway(doc(metrics={"listen": "127.0.0.1:0"}))
+    with openai.OpenAI(base_url=gateway.base_url, api_key=MASTER_KEY, max_retries=0) as client:
+        client.chat.completions.create(model="solo", messages=USER)
+    assert gateway.server is not None and gateway.server.metrics_port
+    with httpx.Client(base_url=f"http://127.0.0.1:{gateway.server.metrics_port}", timeout=10) as http:
+        answer = http.get("/metrics")
+        assert answer.status_code == 200
+        samples = {
+            (s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(answer.text)
+            for s in family.samples
+        }
+        assert sum(series(samples, "turnout_requests_total").values()) == 1
+        # it serves nothing else
+        assert http.get("/v1/models").status_code == 404
+        assert http.post("/v1/chat/completions", json={}).status_code == 404
+        assert http.post("/metrics").status_code == 405
+    # and the gateway's own /metrics still wants a key
+    assert httpx.get(gateway.root_url + "/metrics", timeout=10).status_code == 401
+
+
+def test_a_metrics_listener_whose_address_is_taken_stops_the_start(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        settings = settings_for(doc(metrics={"listen": f"127.0.0.1:{port}"}), tmp_path)
+        with pytest.raises(OSError, match=rf"metrics\.listen: cannot listen on 127\.0\.0\.1:{port}"):
+            Gateway(settings).start()
+    with pytest.raises(ConfigError, match=r"metrics\.listen: must be host:port"):
+        build_settings({"metrics": {"listen": "9464"}}, {}, source="test")

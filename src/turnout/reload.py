@@ -2,8 +2,8 @@
 models, routing and prices over without dropping a request. Requests in flight finish on the
 configuration they began with; new ones use the new one. A configuration that does not load
 changes nothing: the running one is kept and every problem is logged and answered, with its dotted
-path (NGINX's semantics). Sections that only take effect at start (server, auth, storage,
-governance) are reported as changed and left as they are until the next restart.
+path (NGINX's semantics). Sections that only take effect at start (server, auth, storage, metrics,
+tracing, governance) are reported as changed and left as they are until the next restart.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from turnout.domain.principal import Principal
 log = logging.getLogger("turnout.reload")
 
 APPLIED = ("providers", "models", "routing", "spend")
-AT_RESTART = ("server", "auth", "storage", "governance")
+AT_RESTART = ("server", "auth", "storage", "governance", "metrics", "tracing")
 
 Load = Callable[[], Settings]
 

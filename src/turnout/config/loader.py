@@ -298,7 +298,19 @@ class _Builder:
             key = None
         if key is not None and not cfg.enabled:
             self.problem("metrics.key", "metrics are disabled (metrics.enabled: false): remove the key")
-        return MetricsSettings(enabled=cfg.enabled, key=key, team_label=cfg.team_label)
+        listen = None if cfg.listen is None else self.listen_address(cfg.listen, "metrics.listen")
+        if listen is not None and not cfg.enabled:
+            self.problem("metrics.listen", "metrics are disabled (metrics.enabled: false): remove it")
+        return MetricsSettings(enabled=cfg.enabled, key=key, team_label=cfg.team_label, listen=listen)
+
+    def listen_address(self, written: str, path: str) -> tuple[str, int] | None:
+        """`host:port` (`[::1]:9464` for IPv6; port 0: any free one)."""
+        host, _, port = written.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            self.problem(path, f"must be host:port (e.g. 127.0.0.1:9464), got {written!r}")
+            return None
+        return host, int(port)
 
     def tracing(self, cfg: schema.TracingConfig) -> TracingSettings:
         endpoint = cfg.otlp_endpoint

@@ -231,6 +231,7 @@ class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     enabled: bool = True
     key: str | None = None  # a secret reference: a bearer token that may read /metrics only
+    listen: str | None = None  # host:port of a second listener serving /metrics without a key
     team_label: bool = False
 
 

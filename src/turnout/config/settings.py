@@ -265,6 +265,9 @@ class MetricsSettings:
     enabled: bool = True
     key: Secret | None = None
     team_label: bool = False  # label spend and requests with the caller's team (bounded by teams)
+    # a second listener (host, port) that serves /metrics to anyone who can reach it (a private
+    # interface, a sidecar's loopback): no key needed there
+    listen: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,8 +69,9 @@ class GatewayApp:
             "/openapi.json": {"GET": openapi_endpoint(self.admin, __version__)},
         }
         metrics = services.metrics
-        if metrics is not None:
-            routes["/metrics"] = {"GET": MetricsEndpoint(services, metrics, e.deployments)}
+        self.metrics = None if metrics is None else MetricsEndpoint(services, metrics, e.deployments)
+        if self.metrics is not None:
+            routes["/metrics"] = {"GET": self.metrics}
         # Clients configured with a base URL without /v1 reach the same endpoints.
         for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/messages", "/v1/responses"):
             routes[path[3:]] = routes[path]

@@ -3,7 +3,8 @@ gauges read from the running services when scraped: each deployment's breaker an
 flight, the ledger journal's backlog, the database (pinged at the scrape) and Redis.
 
 Readable with the master key, an organisation owner's or admin's key, or the configured metrics
-key (`metrics.key`: a token that opens nothing else)."""
+key (`metrics.key`: a token that opens nothing else); or without a key on a listener of its own
+(`metrics.listen`), which serves nothing else."""
 
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ from prometheus_client.exposition import choose_encoder
 
 from turnout import __version__
 from turnout.app import Services
-from turnout.domain.errors import AuthenticationFailed, PermissionDenied
+from turnout.domain.errors import (
+    AuthenticationFailed,
+    MethodNotAllowed,
+    PermissionDenied,
+    RouteNotFound,
+    TurnoutError,
+)
 from turnout.observability.metrics import (
     DeploymentSample,
     Health,
@@ -22,7 +29,7 @@ from turnout.observability.metrics import (
     ServiceCollector,
     metrics_registry,
 )
-from turnout.server.exchange import Exchange
+from turnout.server.exchange import Exchange, Receive, Scope, Send
 
 Deployments = Callable[[], list[dict[str, object]]]
 
@@ -39,6 +46,10 @@ class MetricsEndpoint:
 
     async def __call__(self, x: Exchange) -> None:
         self._authorise(x)
+        await self.serve(x)
+
+    async def serve(self, x: Exchange) -> None:
+        """The exposition, whoever asks (the caller is authorised, or on the metrics listener)."""
         database = self.services.database
         try:
             await database.within(database.ping())
@@ -81,3 +92,23 @@ class MetricsEndpoint:
     def _health(self) -> Health:
         shared = self.services.budgets.shared
         return Health(self._database_up, None if shared is None else not shared.down)
+
+
+class MetricsListener:
+    """The ASGI app of the metrics listener (`metrics.listen`): GET /metrics, no key, nothing else."""
+
+    def __init__(self, endpoint: MetricsEndpoint) -> None:
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        x = Exchange(scope, receive, send, 0)
+        try:
+            if scope["path"] != "/metrics":
+                raise RouteNotFound(f"Unknown request URL: {scope['method']} {scope['path']}.")
+            if scope["method"] != "GET":
+                raise MethodNotAllowed(f"{scope['method']} is not allowed on /metrics.", allowed=("GET",))
+            await self.endpoint.serve(x)
+        except TurnoutError as error:
+            await x.error(error)
