@@ -10,14 +10,14 @@ from typing import Any
 
 import orjson
 
-from turnout.observability.metrics import (
+from turnout.observability.gauges import (
     DeploymentSample,
     Health,
     JournalSample,
-    RequestMetrics,
     ServiceCollector,
     metrics_registry,
 )
+from turnout.observability.metrics import RequestMetrics
 from turnout.spend.ledger import LedgerEntry
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -117,16 +117,14 @@ class Pipeline:
         retired, self.current = self.current, Generation(catalog, router)
         return retired
 
-    def _trace(self, operation: str, inbound: Inbound) -> RequestTrace | None:
-        tracer = self.tracer
-        if tracer is None:
-            return None
-        return tracer.request(operation, inbound.request_id, *inbound.trace_context())
+    def _trace(self, operation: str, inbound: Inbound) -> RequestTrace:
+        assert self.tracer is not None
+        return self.tracer.request(operation, inbound.request_id, *inbound.trace_context())
 
     async def chat_completion(self, inbound: Inbound, respond: Responder) -> None:
         generation = self.current  # the configuration this request is served with, to its end
         generation.enter()
-        trace = self._trace("chat", inbound)
+        trace = None if self.tracer is None else self._trace("chat", inbound)
         failure: BaseException | None = None
         try:
             await self._chat_completion(generation, inbound, respond, trace)
@@ -225,7 +223,7 @@ class Pipeline:
     async def embeddings(self, inbound: Inbound, respond: Responder) -> None:
         generation = self.current
         generation.enter()
-        trace = self._trace("embeddings", inbound)
+        trace = None if self.tracer is None else self._trace("embeddings", inbound)
         failure: BaseException | None = None
         try:
             await self._embeddings(generation, inbound, respond, trace)

@@ -22,13 +22,13 @@ from turnout.domain.errors import (
     RouteNotFound,
     TurnoutError,
 )
-from turnout.observability.metrics import (
+from turnout.observability.gauges import (
     DeploymentSample,
     Health,
-    RequestMetrics,
     ServiceCollector,
     metrics_registry,
 )
+from turnout.observability.metrics import RequestMetrics
 from turnout.server.exchange import Exchange, Receive, Scope, Send
 
 Deployments = Callable[[], list[dict[str, object]]]

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from turnout.domain.errors import LedgerUnavailable
-from turnout.observability.metrics import JournalSample, RequestMetrics
+from turnout.observability.gauges import JournalSample
+from turnout.observability.metrics import RequestMetrics
 from turnout.observability.tracing import Answer, RequestTrace
 from turnout.periodic import Periodic
 from turnout.spend.journal import BATCH, Journal
