@@ -6,6 +6,7 @@ answers only to admins and the metrics key, and is absent when metrics are off."
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,9 @@ from turnout.config.loader import ConfigError
 from turnout.providers.config_loader import build_settings
 
 from support.gateway import MASTER_KEY, Gateway, settings_for
+from support.tcp_forwarder import TcpForwarder
 
+REDIS_HOST = os.environ.get("TURNOUT_TEST_REDIS_HOST", "127.0.0.1")
 METRICS_KEY = "sk-metrics-read-only-4t0RgXq2Vb7pZcLwS9eJ1nHd"
 USER = [{"role": "user", "content": "Where does the train go?"}]
 NO_BREAKER = {"consecutive_failures": 10000, "min_requests": 10000}
@@ -291,3 +294,18 @@ def test_a_metrics_listener_whose_address_is_taken_stops_the_start(tmp_path: Pat
             Gateway(settings).start()
     with pytest.raises(ConfigError, match=r"metrics\.listen: must be host:port"):
         build_settings({"metrics": {"listen": "9464"}}, {}, source="test")
+
+
+@pytest.mark.redis
+def test_redis_health_is_pinged_at_each_scrape(start_gateway: Callable[..., Gateway]) -> None:
+    forwarder = TcpForwarder(REDIS_HOST, 6379).start()
+    try:
+        storage = {"redis_url": f"redis://127.0.0.1:{forwarder.port}/13"}
+        gateway = start_gateway(doc(storage=storage), {"METRICS_KEY": METRICS_KEY})
+        assert scrape(gateway)[("turnout_redis_up", frozenset())] == 1
+        forwarder.cut()
+        assert scrape(gateway)[("turnout_redis_up", frozenset())] == 0
+        forwarder.reopen()
+        assert scrape(gateway)[("turnout_redis_up", frozenset())] == 1
+    finally:
+        forwarder.stop()

@@ -101,7 +101,9 @@ class ServiceCollector(Collector):
             )
         if health.redis is not None:
             yield GaugeMetricFamily(
-                "turnout_redis_up", "1 while the shared counters' Redis answers.", value=health.redis
+                "turnout_redis_up",
+                "1 if the shared counters' Redis answered a ping at this scrape.",
+                value=health.redis,
             )
         info = GaugeMetricFamily("turnout_build_info", "turnout's version.", labels=["version"])
         info.add_metric([self._version], 1.0)

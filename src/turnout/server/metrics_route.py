@@ -41,6 +41,7 @@ class MetricsEndpoint:
         self._key = None if key is None else key.reveal().encode()
         self._deployments = deployments
         self._database_up: bool | None = None
+        self._redis_up: bool | None = None
         gauges = ServiceCollector(self._samples, services.spend.backlog, self._health, __version__)
         self.registry = metrics_registry(metrics, gauges)
 
@@ -56,6 +57,8 @@ class MetricsEndpoint:
             self._database_up = True
         except Exception:
             self._database_up = False
+        shared = self.services.budgets.shared
+        self._redis_up = None if shared is None else await shared.answers()
         # the Prometheus text format, or OpenMetrics when the scraper asks for it
         encode, content_type = choose_encoder((x.header(b"accept") or b"").decode("latin-1"))
         body = encode(self.registry)
@@ -90,8 +93,7 @@ class MetricsEndpoint:
             )
 
     def _health(self) -> Health:
-        shared = self.services.budgets.shared
-        return Health(self._database_up, None if shared is None else not shared.down)
+        return Health(self._database_up, self._redis_up)
 
 
 class MetricsListener:
