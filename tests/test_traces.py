@@ -24,7 +24,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from turnout.observability.otel import OtelTracer
 
-from support.gateway import MASTER_KEY, UPSTREAM_KEY, Gateway
+from support.gateway import MASTER_KEY, UPSTREAM_KEY, Gateway, openai_doc
 from support.upstream import Upstream
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -196,6 +196,42 @@ def test_content_is_captured_only_when_asked_and_redacted(
     answer = completion.choices[0].message.content
     assert answer and answer in str(server.attributes["gen_ai.output.messages"])
     assert "gen_ai.input.messages" not in attempt.attributes  # content once, on the request
+
+
+def test_a_hedged_request_traces_both_attempts(
+    upstream: Upstream, second_upstream: Upstream, start_gateway: Callable[..., Gateway]
+) -> None:
+    doc = two_upstreams(upstream, second_upstream)
+    doc["models"]["gpt-4o"]["hedge_after"] = "50ms"
+    gateway = start_gateway(doc, ENV)
+    exporter = traced(gateway)
+    upstream.hang()  # the first deployment never answers: the hedge on the second wins
+    with openai.OpenAI(base_url=gateway.base_url, api_key=MASTER_KEY, max_retries=0) as client:
+        raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=USER)
+    assert raw.headers["x-turnout-hedged"] == "true"
+    server, (slow, fast) = by_kind(exporter.get_finished_spans())
+    assert slow.attributes["turnout.deployment"] == "first"
+    assert slow.attributes["error.type"] == "client_closed"  # cancelled: the ledger's 499
+    assert fast.attributes["turnout.deployment"] == "second"
+    assert fast.status.status_code is StatusCode.UNSET
+    assert all(
+        span.parent is not None and span.parent.span_id == server.context.span_id for span in (slow, fast)
+    )
+    assert upstream.requests[0].headers["traceparent"] == traceparent_of(slow)
+    assert second_upstream.requests[0].headers["traceparent"] == traceparent_of(fast)
+
+
+def test_embeddings_are_traced_too(upstream: Upstream, start_gateway: Callable[..., Gateway]) -> None:
+    gateway = start_gateway(openai_doc(upstream), ENV)
+    exporter = traced(gateway)
+    with openai.OpenAI(base_url=gateway.base_url, api_key=MASTER_KEY, max_retries=0) as client:
+        result = client.embeddings.create(model="embed", input="hello")
+    server, (attempt,) = by_kind(exporter.get_finished_spans())
+    assert server.name == "embeddings embed"
+    assert server.attributes["gen_ai.operation.name"] == "embeddings"
+    assert attempt.name == "embeddings text-embedding-3-small"
+    assert attempt.attributes["gen_ai.usage.input_tokens"] == result.usage.prompt_tokens
+    assert upstream.requests[0].headers["traceparent"] == traceparent_of(attempt)
 
 
 class Collector:
