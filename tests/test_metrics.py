@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from turnout.config.loader import ConfigError
 from turnout.providers.config_loader import build_settings
+from turnout.spend.ledger_store import LedgerStore
 
 from support.gateway import MASTER_KEY, Gateway, settings_for
 from support.tcp_forwarder import TcpForwarder
@@ -177,6 +178,16 @@ def test_deployments_journal_and_database_are_read_at_the_scrape(
     assert ("turnout_redis_up", frozenset()) not in samples  # no Redis configured
     assert any(name == "turnout_build_info" for name, _ in samples)
     assert any(name == "process_resident_memory_bytes" for name, _ in samples)
+
+    # the counts are the ledger's: the same attempts, tokens and cost as its rows
+    store = LedgerStore(gateway.services.database)
+    rows = asyncio.run_coroutine_threadsafe(store.entries(), gateway.loop).result(10)
+    assert len(rows) == sum(series(samples, "turnout_upstream_attempts_total").values()) == 2
+    tokens = series(samples, "turnout_tokens_total")
+    for kind, column in (("input", "input_tokens"), ("output", "output_tokens")):
+        assert sum(v for k, v in tokens.items() if ("kind", kind) in k) == sum(r[column] for r in rows)
+    cost = sum(series(samples, "turnout_cost_usd_total").values())
+    assert cost == pytest.approx(sum(r["cost_micros"] for r in rows) / 1e6, abs=1e-12)
 
 
 def test_a_breaker_that_opened_shows_open(start_gateway: Callable[..., Gateway]) -> None:
