@@ -249,7 +249,10 @@ async def serve(
     finally:
         if metrics is not None and server is not None:
             server.metrics_server.should_exit = True
-            await metrics
+            try:
+                await metrics
+            except Exception:  # (it failed on its own: the services are closed all the same)
+                log.exception("the metrics listener failed")
         elif listener is not None:
             listener.close()
         # the services' last writes get what is left of the grace the shutdown began with
