@@ -69,6 +69,9 @@ class Options:
     # YAML added to the baseline's configuration; without `baseline`, `turnout-baseline` is this
     # checkout configured so (`--baseline-config 'metrics: {enabled: false}'`: what metrics cost)
     baseline_config: str | None = None
+    # run turnout under this command (bench/instructions.py: valgrind), waiting this long for it
+    wrapper: tuple[str, ...] = ()
+    start_timeout: float = 60.0
 
 
 OPTIONS = Options()
@@ -216,8 +219,9 @@ def _turnout(
             f"storage: {{data_dir: {tmp}/data{redis}}}\n" + routing.format(port=mock_port)
         )
         env = {**_clean_env(), "TURNOUT_MASTER_KEY": MASTER_KEY, **(extra_env or {})}
-        cmd = [binary, "serve", "--config", str(config)]
-        with started(log, cmd, port, GATEWAY_CPUS, env=env, cwd=Path(tmp)) as proc:
+        cmd = [*OPTIONS.wrapper, binary, "serve", "--config", str(config)]
+        timeout = OPTIONS.start_timeout
+        with started(log, cmd, port, GATEWAY_CPUS, env=env, cwd=Path(tmp), timeout=timeout) as proc:
             key = MASTER_KEY if OPTIONS.master_key else accounted_key(f"http://127.0.0.1:{port}")
             yield Endpoint(name, f"http://127.0.0.1:{port}{CHAT_PATH}", proc, version, key)
 

@@ -82,7 +82,8 @@ def _deployments(gateway: Gateway) -> dict[str, dict[str, Any]]:
 
 
 def _openai(gateway: Gateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=20)
+    # the SDK's own retries on: a cut answer must tell it not to send the request again
+    return openai.OpenAI(base_url=gateway.base_url, api_key=MASTER_KEY, max_retries=2, timeout=20)
 
 
 def _check_accounted(gateway: Gateway, data: Path, upstream: Upstream, request_id: str) -> None:
@@ -114,6 +115,7 @@ def test_a_cut_chat_answer_is_not_retried_and_is_billed(
     error = caught.value
     assert error.status_code == 502
     assert error.response.headers["x-turnout-attempts"] == "1"
+    assert error.response.headers["x-should-retry"] == "false"
     body: Any = error.body
     assert body["code"] == "upstream_answer_cut"
     assert body["type"] == "upstream_error"

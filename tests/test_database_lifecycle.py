@@ -207,6 +207,52 @@ def test_a_database_newer_than_the_code_is_refused_with_what_to_do(
     assert "Run that version" in refused.stderr and "Traceback" not in refused.stderr
 
 
+def _as_if_upgraded_by_a_newer_turnout(database: Path, oldest_reader: str) -> str:
+    """Stamp the database one revision past this code, as a newer turnout leaves it, recording
+    which turnout may serve it."""
+    newer = f"{int(HEAD) + 1:04d}"
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE alembic_version SET version_num = ?", (newer,))
+        db.execute("INSERT INTO schema_readers VALUES (?, ?)", (newer, oldest_reader))
+    return newer
+
+
+def test_a_newer_database_its_upgrader_says_this_version_may_serve_is_served_untouched(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """A rolling upgrade: the new version only added what older code ignores, so an instance of
+    the previous version restarted meanwhile keeps serving, and migrates nothing."""
+    database = tmp_path / "data" / "turnout.db"
+    config = config_file(tmp_path, f"sqlite+aiosqlite:///{database}")
+    env = {**env, "TURNOUT_MASTER_KEY": MASTER_KEY}
+    assert start_serve(config, env).stop() == 0
+    newer = _as_if_upgraded_by_a_newer_turnout(database, oldest_reader=HEAD)
+    served = start_serve(config, env)
+    try:
+        assert chat(served.base_url, MASTER_KEY).choices
+    finally:
+        assert served.stop() == 0
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(newer,)]
+    assert f"schema is at revision {newer}, newer than this turnout knows" in served.banner
+    assert "served as it is, never migrated" in served.banner
+
+
+def test_a_newer_database_its_upgrader_says_needs_newer_code_is_refused_naming_the_version(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    database = tmp_path / "data" / "turnout.db"
+    config = config_file(tmp_path, f"sqlite+aiosqlite:///{database}")
+    env = {**env, "TURNOUT_MASTER_KEY": MASTER_KEY}
+    assert start_serve(config, env).stop() == 0
+    newer = _as_if_upgraded_by_a_newer_turnout(database, oldest_reader=f"{int(HEAD) + 1:04d}")
+    refused = refused_start(config, env)
+    assert refused.returncode == 1
+    assert f"schema is at revision {newer}, newer than this turnout knows" in refused.stderr
+    assert f"it needs schema revision {newer} or newer" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
 @pytest.mark.postgres
 def test_an_instance_with_another_key_hash_secret_refuses_to_start_and_says_how_to_share_it(
     tmp_path: Path, database: str, env: dict[str, str]

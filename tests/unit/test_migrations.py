@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from turnout.storage.migrate import (
     HEAD,
     MIGRATIONS,
+    OLDEST_READER,
     current_revision,
     upgrade_if_needed,
     upgrade_with_alembic,
@@ -149,3 +150,30 @@ async def test_keys_issued_before_0007_get_the_people_behind_them(tmp_path: Path
     }
     assert level == "team"  # set with a team's key
     assert proposer == "user_alice"
+
+
+def test_the_oldest_reader_is_where_the_expansions_since_head_began() -> None:
+    """OLDEST_READER is what a newer database tells older instances they may serve: walking back
+    from HEAD over the migrations flagged `expansion` (each only adds what older code ignores)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    scripts = ScriptDirectory.from_config(config)
+    reader = HEAD
+    while getattr(scripts.get_revision(reader).module, "expansion", False):
+        down = scripts.get_revision(reader).down_revision
+        assert isinstance(down, str)
+        reader = down
+    assert reader == OLDEST_READER
+
+
+async def test_a_database_records_which_turnout_may_serve_it(tmp_path: Path) -> None:
+    for name, build in (("fresh", None), ("migrated", upgrade_with_alembic)):
+        engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / name}.db")
+        if build is not None:  # upgraded from an older revision, as an existing database is
+            async with engine.begin() as conn:
+                await conn.run_sync(upgrade_with_alembic, "0013")
+        await upgrade_if_needed(engine)
+        async with engine.connect() as conn:
+            rows = (await conn.execute(sa.text("SELECT revision, oldest_reader FROM schema_readers"))).all()
+        assert [tuple(r) for r in rows] == [(HEAD, OLDEST_READER)], name
+        await engine.dispose()

@@ -58,6 +58,7 @@ def budgets_group() -> None:
     type=click.Choice(["daily", "weekly", "monthly", "never"]),
     default="monthly",
     show_default=True,
+    help="When the budget starts again (never: one budget for all time).",
 )
 @click.option(
     "--timezone", default="UTC", show_default=True, help="Where the period's days begin (Europe/Paris)."

@@ -84,7 +84,9 @@ def audit_group() -> None:
 @click.option("--team", "team_id", help="Only this team's actions.")
 @click.option("--since", help="ISO date/time (UTC), or 7d, 24h, 30m back.")
 @click.option("--until", help="ISO date/time (UTC), or 7d, 24h, 30m back.")
-@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="How many events (1-1000)."
+)
 @click.option("--before-id", type=click.IntRange(min=1), help="Older than this event (the next page).")
 @JSON_OPTION
 def audit_list(

@@ -45,12 +45,18 @@ def main() -> None:
 @click.option("--config", "-c", type=click.Path(dir_okay=False, path_type=Path), help=CONFIG_HELP)
 @click.option("--host", help="Interface to listen on (default from config: 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default from config: 4000).")
-@click.option("--log-level", default=lambda: os.environ.get("TURNOUT_LOG_LEVEL", "info"), show_default="info")
+@click.option(
+    "--log-level",
+    default=lambda: os.environ.get("TURNOUT_LOG_LEVEL", "info"),
+    show_default="info",
+    help="debug, info, warning or error (default: $TURNOUT_LOG_LEVEL, else info).",
+)
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     default=lambda: os.environ.get("TURNOUT_LOG_FORMAT", "text"),
     show_default="text",
+    help="Log lines as text or one JSON object each (default: $TURNOUT_LOG_FORMAT, else text).",
 )
 def serve(config: Path | None, host: str | None, port: int | None, log_level: str, log_format: str) -> None:
     """Run the gateway."""
@@ -131,10 +137,18 @@ def spend() -> None:
     type=click.Choice(["team", "key", "user", "model", "alias", "deployment", "preset"]),
     default="model",
     show_default=True,
+    help="What to group the spend by.",
 )
 @click.option("--since", default="30d", show_default=True, help="ISO date/time (UTC), or 7d, 24h, 30m back.")
 @click.option("--until", help="ISO date/time (UTC); default: now.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv"]), default="table", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv"]),
+    default="table",
+    show_default=True,
+    help="A table to read, or CSV to process.",
+)
 def spend_report(config: Path | None, by: str, since: str, until: str | None, fmt: str) -> None:
     """What was spent, grouped by team, key, model, alias or deployment."""
     from turnout.cli.spend import parse_since, run
@@ -184,7 +198,11 @@ def keys() -> None:
 @KEY_OPTION
 @click.option("--name", required=True, help="What the key is for.")
 @click.option(
-    "--role", type=click.Choice(["owner", "admin", "member", "viewer"]), default="member", show_default=True
+    "--role",
+    type=click.Choice(["owner", "admin", "member", "viewer"]),
+    default="member",
+    show_default=True,
+    help="What the key may do in its team (an admin key: manage it).",
 )
 @click.option("--team", "team_id", help="The team the key belongs to (its id or name).")
 @click.option("--user", "user_id", help="The user the key belongs to (their id or email).")
@@ -230,7 +248,7 @@ def keys_revoke(url: str, key: str | None, key_id: str) -> None:
 @KEY_OPTION
 @click.argument("key_id")
 @click.option("--name", help="A new name.")
-@click.option("--role", type=click.Choice(["owner", "admin", "member", "viewer"]))
+@click.option("--role", type=click.Choice(["owner", "admin", "member", "viewer"]), help="A new role.")
 @click.option("--models", help='Comma-separated aliases or prefixes; "*" for every model.')
 @click.option("--expires-in", help='A lifetime from now such as 30d; "never" for none.')
 @click.option("--budget", "max_budget", help='USD, e.g. 25.00; "none" for no budget.')

@@ -29,6 +29,7 @@ from turnout.config import schema
 from turnout.config.env_defaults import config_from_environment
 from turnout.config.key_strength import HOW_TO_GENERATE, weakness
 from turnout.config.prices import model_price, shipped_prices
+from turnout.config.problems import NON_STRING_KEY, describe, every_problem, key_hint
 from turnout.config.provider_kinds import ProviderKind, kinds_by_name
 from turnout.config.provider_sections import DescribesConfig, SectionInput, SectionResult
 from turnout.config.proxies import NO_PROXY_VALUE, ProxyError, from_environment, parse_proxy
@@ -62,7 +63,6 @@ _ALIAS = re.compile(r"^[^\s*]+\*?$|^\*$")
 _DEPLOYMENT_NAME = re.compile(r"^[\x21-\x2b\x2d-\x7e]{1,128}$")
 _PROVIDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CREDENTIAL_HEADER = re.compile(r"(?i)auth|key|token|secret|password|cookie|credential|signature")
-_MSGSPEC_PATH = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 # Floors for server.limits: below them ordinary clients are refused (the official SDKs send about
 # 20 header fields and 600 bytes of head; a typo such as `64` for `64KiB` would refuse them all).
 MIN_REQUEST_LINE = 256
@@ -159,7 +159,9 @@ class _Builder:
         try:
             return msgspec.convert(data, typ)
         except msgspec.ValidationError as error:
-            self.problem(*_describe(error, typ, path))
+            found = every_problem(data, typ, path) or [describe(error, typ, path, data)]
+            for where, message in found:
+                self.problem(where, message)
             return None
 
     def section(self, data: dict[str, Any], name: str, default: T) -> T:
@@ -212,9 +214,7 @@ class _Builder:
             raise ConfigError(
                 ["the top level must be a mapping of sections (server, providers, models ...)"], self.source
             )
-        top = self.convert(data, schema.ConfigFile, "")
-        if top is None:
-            raise ConfigError(self.problems, self.source)
+        self.top_level(data)
         server_cfg = self.section(data, "server", schema.ServerConfig())
         auth_cfg = self.section(data, "auth", schema.AuthConfig())
         storage_cfg = self.section(data, "storage", schema.StorageConfig())
@@ -267,6 +267,15 @@ class _Builder:
             source=self.source,
             warnings=tuple(self.warnings),
         )
+
+    def top_level(self, data: dict[Any, Any]) -> None:
+        """Report keys that name no section; the sections are then checked all the same."""
+        known = list(schema.SECTIONS)
+        for key in data:
+            if not isinstance(key, str):
+                self.problem("(top level)", NON_STRING_KEY)
+            elif key not in schema.SECTIONS:
+                self.problem(key, f"unknown key ({key_hint(key, known)})")
 
     def governance(self, cfg: schema.GovernanceConfig) -> GovernanceSettings:
         gated = GovernanceSettings().two_person_rule if cfg.two_person_rule is None else cfg.two_person_rule
@@ -915,66 +924,3 @@ def _unknown(what: str, value: str, known: Mapping[str, Any]) -> str:
     hint = f"; did you mean '{close[0]}'?" if close else ""
     listing = ", ".join(names) if names else "none are configured"
     return f"unknown {what} '{value}'{hint} (known: {listing})"
-
-
-_KEY_PATH = re.compile(r"^(?P<what>.*?) - at `key` in `\$(?P<path>[^`]*)`$", re.DOTALL)
-NON_STRING_KEY = (
-    "every key must be a string (YAML reads unquoted on/off/yes/no, numbers and ~ as other types: quote them)"
-)
-
-
-def _describe(error: msgspec.ValidationError, typ: type, base: str) -> tuple[str, str]:
-    """A msgspec failure → (dotted path, message with a hint)."""
-    key = _KEY_PATH.match(str(error))
-    if key:
-        sub = key["path"].lstrip(".")
-        return ".".join(p for p in (base, sub) if p).replace(".[", "[") or "(top level)", NON_STRING_KEY
-    match = _MSGSPEC_PATH.match(str(error))
-    assert match is not None
-    what, sub = match["what"], (match["path"] or "").lstrip(".")
-    path = ".".join(p for p in (base, sub) if p).replace(".[", "[")
-    unknown = re.match(r"Object contains unknown field `(?P<field>[^`]+)`", what)
-    if unknown:
-        field = unknown["field"]
-        owner = _struct_at(typ, sub)
-        fields = list(getattr(owner, "__struct_fields__", ()))
-        close = difflib.get_close_matches(field, fields, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(fields)}"
-        return (f"{path}.{field}" if path else field), f"unknown key ({hint})"
-    missing = re.match(r"Object missing required field `(?P<field>[^`]+)`", what)
-    if missing:
-        field = missing["field"]
-        return (f"{path}.{field}" if path else field), "required"
-    expected = re.match(r"Expected `(?P<expected>[^`]+)`, got `(?P<got>[^`]+)`", what)
-    if expected:
-        wanted = expected["expected"].replace("float", "number").replace("str", "string")
-        return path, f"expected {wanted}, got {expected['got']}"
-    return path, what[0].lower() + what[1:] if what else "invalid value"
-
-
-def _struct_at(typ: type, path: str) -> type | None:
-    """The struct type found at a msgspec path such as `.targets[1]` under `typ`."""
-    current: Any = typ
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
-        if part.startswith("["):
-            continue
-        info = msgspec.inspect.type_info(current)
-        fields = {f.name: f for f in getattr(info, "fields", ())}
-        if part not in fields:
-            return None
-        current = _unwrap(fields[part].type)
-        if current is None:
-            return None
-    return current if isinstance(current, type) and hasattr(current, "__struct_fields__") else None
-
-
-def _unwrap(info: msgspec.inspect.Type) -> type | None:
-    if isinstance(info, msgspec.inspect.StructType):
-        return info.cls
-    if isinstance(info, msgspec.inspect.UnionType):
-        for t in info.types:
-            if (found := _unwrap(t)) is not None:
-                return found
-    if isinstance(info, msgspec.inspect.ListType):
-        return _unwrap(info.item_type)
-    return None

@@ -247,23 +247,6 @@ class DefaultsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     timeouts: TimeoutsConfig | None = None
 
 
-class ConfigFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """The top level: which sections exist. Each section is then checked on its own (`SECTIONS`),
-    so a problem in one does not hide the problems in the others."""
-
-    server: Any = None
-    auth: Any = None
-    storage: Any = None
-    defaults: Any = None
-    providers: Any = None
-    models: Any = None
-    routing: Any = None
-    spend: Any = None
-    governance: Any = None
-    metrics: Any = None
-    tracing: Any = None
-
-
 SECTIONS: dict[str, type] = {
     "server": ServerConfig,
     "auth": AuthConfig,

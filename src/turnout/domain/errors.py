@@ -316,6 +316,10 @@ class UpstreamAnswerCut(UpstreamError):
         super().__init__(message, deployment=deployment)
         self.received = received
 
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        # an SDK retrying a 502 would have it generated and billed a second time
+        return [(b"x-should-retry", b"false")]
+
 
 class UpstreamTimeout(UpstreamError):
     """The provider did not answer in time: connect, first byte, idle or total (504)."""

@@ -22,6 +22,7 @@ from turnout.domain.errors import (
     RequestTooLarge,
     TurnoutError,
     UnsupportedMediaType,
+    UpstreamAnswerCut,
     UpstreamError,
     UpstreamRejected,
 )
@@ -296,7 +297,7 @@ class Exchange:
             headers = [*headers, (b"www-authenticate", b'Bearer realm="turnout"')]
         if error.attempts:
             headers = [*headers, (b"x-turnout-attempts", str(error.attempts).encode())]
-            if error.attempts > 1:
+            if error.attempts > 1 and not isinstance(error, UpstreamAnswerCut):  # (says so itself)
                 # turnout has already retried and failed over: an SDK retrying on top would only
                 # multiply the attempts (the official SDKs obey this header)
                 headers = [*headers, (b"x-should-retry", b"false")]

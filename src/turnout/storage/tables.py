@@ -368,3 +368,14 @@ instances = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False, index=True),
     sa.Column("shared_counters", sa.Boolean, nullable=False),  # configured with storage.redis_url
 )
+
+# (0014) Which turnout can serve a database at each schema revision: `oldest_reader` is the oldest
+# schema revision whose code may serve it (every migration after that one only added what older
+# code can ignore). Written by the code that creates or upgrades the schema; read by older code
+# finding a revision newer than it knows, which serves it when it is at least `oldest_reader`.
+schema_readers = sa.Table(
+    "schema_readers",
+    metadata,
+    sa.Column("revision", sa.String(32), primary_key=True),
+    sa.Column("oldest_reader", sa.String(32), nullable=False),
+)
