@@ -37,11 +37,12 @@ CAUSES = frozenset(
         "upstream_answer_cut",
         "no_upstream_available",
         "context_length_exceeded",
-        "client_closed",
-        "gateway_shutdown",
         "internal_error",
     }
 )
+# Attempts that ended so without failing: a hedge's loser (cancelled when the other answered) or
+# one the gateway's shutdown cut short. Not failovers.
+NOT_FAILED = frozenset({"client_closed", "gateway_shutdown"})
 RATE_LIMITED = "rate_limited"  # a provider's 429, whatever code it gave
 # The ledger's token kinds, in the order `_Spend` keeps them.
 TOKEN_KINDS = ("input", "output", "cached_input", "cache_write", "reasoning")
@@ -294,7 +295,7 @@ class RequestMetrics:
         status = entry.status
         place = (alias, entry.deployment or "", entry.provider or "")
         _cell(self.attempts, (*place, _status_class(status)), _zero, self.max_series)[0] += 1
-        if status >= 400 and entry.attempt < entry.attempts:
+        if status >= 400 and entry.attempt < entry.attempts and entry.reason not in NOT_FAILED:
             reason = entry.reason
             cause = RATE_LIMITED if status == 429 else reason if reason in CAUSES else OTHER
             _cell(self.failovers, (*place, cause), _zero, self.max_series)[0] += 1

@@ -1,8 +1,10 @@
 """Clients name the deployments a wildcard alias reaches: past the cap on label sets per metric,
 new deployments are counted together under `other`, so a scrape cannot grow without bound, and
-nothing is lost from the totals."""
+nothing is lost from the totals. A hedge's loser is an attempt, not a failover."""
 
 from __future__ import annotations
+
+import msgspec
 
 from turnout.observability.metrics import RequestMetrics
 from turnout.spend.ledger import LedgerEntry
@@ -49,3 +51,11 @@ def test_a_failover_past_the_cap_is_still_counted() -> None:
         ("up/*", "up/b", "up", "other"): 1  # 502 with no reason given: cause "other"
     }
     assert sum(cell[0] for cell in metrics.requests.values()) == 2
+
+
+def test_a_hedge_that_lost_is_not_a_failover() -> None:
+    metrics = RequestMetrics()
+    lost = msgspec.structs.replace(entry("slow", attempts=2, status=499), reason="client_closed")
+    metrics.request([lost, entry("fast", attempt=2, attempts=2)], 200, 2, 0.02, None)
+    assert metrics.failovers == {}
+    assert {key[1]: cell[0] for key, cell in metrics.attempts.items()} == {"up/slow": 1, "up/fast": 1}
