@@ -5,6 +5,8 @@ that does not move when other work shares the machine, unlike req/s or CPU secon
     .venv/bin/python bench/instructions.py --baseline e01d4ff   # and turnout at that commit
     .venv/bin/python bench/instructions.py --limited --redis redis://127.0.0.1:6379/11
                                         # and with every rate limit on the key, its team and user
+    .venv/bin/python bench/instructions.py --baseline-config 'metrics: {enabled: false}'
+                                                                # and this checkout so configured
 
 Each target is started as bench/run.py starts it (same config, the same accounted virtual key, the
 same request body), but under `valgrind --tool=callgrind` with instrumentation off; after a warm-up,
@@ -125,6 +127,12 @@ def main() -> None:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
     parser.add_argument("--baseline", help="also measure turnout at this git ref")
+    parser.add_argument(
+        "--baseline-config",
+        metavar="YAML",
+        help="YAML added to the baseline's configuration; without --baseline the baseline is this "
+        "checkout so configured (e.g. 'metrics: {enabled: false}')",
+    )
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--modes", default="json,stream")
@@ -135,7 +143,9 @@ def main() -> None:
     build_loadgen()
     targets.OPTIONS.baseline = args.baseline
     targets.OPTIONS.redis_url = args.redis
-    names = ["turnout", *(["turnout-baseline"] if args.baseline else [])]
+    targets.OPTIONS.baseline_config = args.baseline_config
+    compared = args.baseline or args.baseline_config
+    names = ["turnout", *(["turnout-baseline"] if compared else [])]
     names += ["turnout-limited"] if args.limited else []
     results: dict[str, dict[str, float]] = {}
     with targets.mock_upstream() as mock_port:
@@ -144,10 +154,10 @@ def main() -> None:
                 per_request = measure(name, mode, args.requests, args.warmup, mock_port)
                 results.setdefault(name, {})[mode] = per_request
                 print(f"{name:17} {mode:6} {per_request / 1e6:8.3f} M instructions per request", flush=True)
-    if args.baseline:
+    if compared:
         for mode in args.modes.split(","):
             now, before = results["turnout"][mode], results["turnout-baseline"][mode]
-            print(f"{mode:6} this checkout vs {args.baseline}: {100 * (now / before - 1):+.1f}%")
+            print(f"{mode:6} this checkout vs {compared}: {100 * (now / before - 1):+.1f}%")
     if args.limited:
         for mode in args.modes.split(","):
             limited, plain = results["turnout-limited"][mode], results["turnout"][mode]

@@ -60,8 +60,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="REF",
         help="also run turnout as committed at this git ref (e.g. main), as target turnout-baseline",
     )
+    p.add_argument(
+        "--baseline-config",
+        metavar="YAML",
+        help="YAML added to the baseline's configuration; without --baseline the baseline is this "
+        "checkout so configured (e.g. 'metrics: {enabled: false}')",
+    )
     args = p.parse_args(argv)
     OPTIONS.master_key, OPTIONS.redis_url, OPTIONS.baseline = args.master_key, args.redis, args.baseline
+    OPTIONS.baseline_config = args.baseline_config
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
     args.wait_quiet = args.wait_quiet if args.wait_quiet is not None else (0.0 if args.quick else 120.0)
@@ -71,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     names = [t.strip() for t in args.only.split(",")] if args.only else list(TARGETS)
     if args.skip_litellm:
         names = [n for n in names if n != "litellm"]
-    if args.baseline is None:
+    if args.baseline is None and args.baseline_config is None:
         names = [n for n in names if n != "turnout-baseline"]
     elif "turnout-baseline" not in names:
         names.append("turnout-baseline")

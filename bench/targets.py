@@ -66,6 +66,9 @@ class Options:
     master_key: bool = False
     redis_url: str | None = None
     baseline: str | None = None  # a git ref: `turnout-baseline` is turnout as it was there
+    # YAML added to the baseline's configuration; without `baseline`, `turnout-baseline` is this
+    # checkout configured so (`--baseline-config 'metrics: {enabled: false}'`: what metrics cost)
+    baseline_config: str | None = None
     # run turnout under this command (bench/instructions.py: valgrind), waiting this long for it
     wrapper: tuple[str, ...] = ()
     start_timeout: float = 60.0
@@ -204,6 +207,8 @@ def _turnout(
             raise RuntimeError("turnout-baseline needs --baseline REF")
         built, version = ensure_baseline(OPTIONS.baseline)
         binary = str(built)
+    if name == "turnout-baseline" and OPTIONS.baseline_config:
+        version += f" with {OPTIONS.baseline_config}"
     if not binary:
         raise RuntimeError("the 'turnout' command is not installed in this Python environment")
     port = free_port()
@@ -273,9 +278,10 @@ def turnout_limited(mock_port: int, log: str) -> AbstractContextManager[Endpoint
 
 
 def turnout_baseline(mock_port: int, log: str) -> AbstractContextManager[Endpoint]:
-    """turnout as committed at `--baseline` (e.g. main), one deployment: the same run's yardstick
-    for what a change costs."""
-    return _turnout("turnout-baseline", ONE_DEPLOYMENT, mock_port, log, baseline=True)
+    """turnout as committed at `--baseline` (e.g. main), or this checkout with `--baseline-config`
+    added to its configuration, one deployment: the same run's yardstick for what a change costs."""
+    routing = ONE_DEPLOYMENT + (OPTIONS.baseline_config or "").replace("{", "{{").replace("}", "}}") + "\n"
+    return _turnout("turnout-baseline", routing, mock_port, log, baseline=OPTIONS.baseline is not None)
 
 
 def turnout_weighted(mock_port: int, log: str) -> AbstractContextManager[Endpoint]:

@@ -29,7 +29,10 @@ CALLERS = ("none", "junk", "viewer", "member", "red_admin", "blue_admin", "org_a
 # key's; the admin API is owners' and admins' (keys, audit, approvals), each within their scope, or
 # readable by a team's members where it is theirs to read (their team, its budgets and billing).
 EXPECTED: dict[str, str] = {
-    # ------------------------------------------------------------------ public
+    # ------------------------------------------------------------------ metrics
+    # Prometheus metrics: the organisation's owners and admins (and the metrics key, tests/test_metrics.py)
+    "GET /metrics": "401 401 403 403 403 403 200 200 200",
+    # ------------------------------------------------------------------ health and the API
     "GET /health/live": "200 200 200 200 200 200 200 200 200",
     "HEAD /health/live": "200 200 200 200 200 200 200 200 200",
     "GET /health/ready": "200 200 200 200 200 200 200 200 200",

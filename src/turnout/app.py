@@ -13,8 +13,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from urllib.parse import urlsplit
 
+from turnout import __version__
 from turnout.config.prices import shipped_prices
 from turnout.config.settings import Settings
 from turnout.config.tokenizers import tokenizer_of
@@ -35,7 +37,9 @@ from turnout.limits.admission import Admission
 from turnout.limits.book import LimitBook
 from turnout.limits.deployment_sync import DeploymentSync
 from turnout.limits.shared import SharedLimits
+from turnout.observability.metrics import RequestMetrics
 from turnout.observability.redaction import register_internal_hosts, register_secrets
+from turnout.observability.tracing import Tracer
 from turnout.pipeline import Pipeline
 from turnout.presets.registry import PresetRegistry
 from turnout.providers.capabilities import capabilities_for
@@ -95,6 +99,7 @@ class Services:
     provider_control: ProviderControl
     instances: Instances
     clock: ReferenceClock
+    metrics: RequestMetrics | None = None  # None: metrics off (`metrics.enabled: false`)
     reconciler: Reconciler | None = None
     health_checks: ActiveHealthChecks | None = None
     key_sync: KeySync | None = None
@@ -107,6 +112,8 @@ class Services:
     alert_delivery: AlertDelivery | None = None
     started_at: float = field(default_factory=time.time)
     draining: bool = False
+    tracer: Tracer | None = None  # None: tracing off (no `tracing.otlp_endpoint`)
+    provider_kinds: dict[str, str] = field(default_factory=dict)  # name → kind, for the traces
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -128,7 +135,10 @@ class Services:
             registry = await ProviderRegistry.start(settings.providers, client)
             catalog = Catalog(settings.models, registry, price_lookup(settings), tokenizer_lookup(settings))
             router = Router(catalog, settings.routing)
-            spend = SpendRecorder(settings.storage.data_dir / "journal", LedgerStore(database))
+            metrics = RequestMetrics(settings.metrics.team_label) if settings.metrics.enabled else None
+            spend = SpendRecorder(
+                settings.storage.data_dir / "journal", LedgerStore(database), metrics=metrics
+            )
             await spend.start()
             shared = (
                 None
@@ -174,6 +184,8 @@ class Services:
                 lambda: pipeline.router.deployments, admission.shared, lambda: admission.peers
             )
             capacity.start()
+            kinds = {name: p.kind.name for name, p in settings.providers.items()}
+            pipeline.tracer = tracer_for(settings, kinds)
         except BaseException:
             if client is not None:
                 await client.aclose()
@@ -221,7 +233,7 @@ class Services:
         retention.start()
         if reconciler is not None:
             reconciler.start()
-        return cls(
+        services = cls(
             settings,
             database,
             client,
@@ -244,6 +256,7 @@ class Services:
             provider_control,
             instances,
             clock,
+            metrics,
             reconciler,
             checks,
             key_sync=key_sync,
@@ -252,7 +265,10 @@ class Services:
             capacity=capacity,
             request_log=request_log,
             alert_delivery=alert_delivery,
+            tracer=pipeline.tracer,
+            provider_kinds=kinds,
         )
+        return services
 
     async def apply(self, settings: Settings) -> None:
         """Serve new requests with `settings`' providers, models, routing and prices (a reload);
@@ -270,6 +286,7 @@ class Services:
         for warning in (*settings.warnings, *chain_warnings(settings, capabilities_for)):
             log.warning("%s", warning)
         router.removed = self.pipeline.router.removed & frozenset(settings.providers)
+        self.provider_kinds.update({name: p.kind.name for name, p in settings.providers.items()})
         retired = self.pipeline.switch(catalog, router)
         old_registry, self.registry, self.catalog = self.registry, registry, catalog
         self.settings = dataclasses.replace(
@@ -346,6 +363,8 @@ class Services:
             ("the instance registration", self.instances.aclose),  # the others' shares grow
             ("the database", self.database.close),
         ]
+        if self.tracer is not None:  # the spans still batched are exported (a blocking call)
+            writes.append(("the trace exporter", partial(asyncio.to_thread, self.tracer.shutdown)))
         for what, close in writes:
             left = None if end is None else end - loop.time()
             if left is not None and close == self.database.close:  # a moment to let connections go
@@ -363,6 +382,26 @@ def _count_peers(budgets: Budgets, admission: Admission, live: int) -> None:
     every budget and rate limit."""
     budgets.set_peers(live)
     admission.set_peers(live)
+
+
+def tracer_for(settings: Settings, kinds: dict[str, str]) -> Tracer | None:
+    """The tracer `tracing` asks for: spans exported over OTLP/HTTP, or None (then OpenTelemetry's
+    SDK is never imported)."""
+    tracing = settings.tracing
+    if tracing.otlp_endpoint is None:
+        return None
+    from turnout.observability.otel import OtelTracer  # only when traces are wanted
+
+    headers = {name: v if isinstance(v, str) else v.reveal() for name, v in tracing.headers}
+    return OtelTracer.exporting(
+        tracing.otlp_endpoint,
+        headers,
+        lambda provider: kinds.get(provider, provider),
+        service_name=tracing.service_name,
+        sample_ratio=tracing.sample_ratio,
+        capture_content=tracing.capture_content,
+        version=__version__,
+    )
 
 
 def price_lookup(settings: Settings) -> PriceOf:
@@ -387,7 +426,9 @@ def _upstream_hosts(settings: Settings) -> list[str]:
 
 def _secret_values(settings: Settings) -> list[str]:
     """Every secret the configuration resolved: removed by value from anything logged or relayed."""
-    values = [s.reveal() for s in (settings.auth.master_key, settings.auth.key_hash_secret) if s is not None]
+    secrets = (settings.auth.master_key, settings.auth.key_hash_secret, settings.metrics.key)
+    values = [s.reveal() for s in secrets if s is not None]
+    values += [value.reveal() for _, value in settings.tracing.headers if not isinstance(value, str)]
     for provider in settings.providers.values():
         if provider.api_key is not None:
             values.append(provider.api_key.reveal())

@@ -23,6 +23,7 @@ from turnout.domain.errors import (
     ModelNotFound,
     PermissionDenied,
     RouteNotFound,
+    TurnoutError,
     UnsupportedFeature,
 )
 from turnout.domain.principal import Principal
@@ -30,6 +31,8 @@ from turnout.domain.rate_limits import Quota, RateLimited
 from turnout.domain.request_features import request_features
 from turnout.keys.index import KeyIndex
 from turnout.limits.admission import Admission, Ticket
+from turnout.observability.tracing import Answer as TracedAnswer
+from turnout.observability.tracing import RequestTrace, Tracer
 from turnout.presets.registry import PREFIX as PRESET_PREFIX
 from turnout.presets.registry import Preset, PresetRegistry
 from turnout.providers.base import ChatResult, NativeRequest
@@ -66,6 +69,10 @@ class Inbound(Protocol):
     def credential(self) -> str | None: ...
 
     def steering(self) -> Steering: ...
+
+    def trace_context(self) -> tuple[str | None, str | None]:
+        """The client's `traceparent` and `tracestate` (W3C trace context), if it sent them."""
+        ...
 
     async def json(self) -> Any: ...
 
@@ -152,6 +159,7 @@ class Pipeline:
         self.billing = billing
         self.presets = presets
         self.request_log = request_log
+        self.tracer: Tracer | None = None  # set when traces are exported (None: tracing off)
 
     @property
     def catalog(self) -> Catalog:
@@ -168,15 +176,28 @@ class Pipeline:
         retired, self.current = self.current, Generation(catalog, router)
         return retired
 
+    def _trace(self, operation: str, inbound: Inbound) -> RequestTrace:
+        assert self.tracer is not None
+        return self.tracer.request(operation, inbound.request_id, *inbound.trace_context())
+
     async def chat_completion(self, inbound: Inbound, respond: Responder) -> None:
         generation = self.current  # the configuration this request is served with, to its end
         generation.enter()
+        trace = None if self.tracer is None else self._trace("chat", inbound)
+        failure: BaseException | None = None
         try:
-            await self._chat_completion(generation, inbound, respond)
+            await self._chat_completion(generation, inbound, respond, trace)
+        except BaseException as error:
+            failure = error
+            raise
         finally:
             generation.leave()
+            if trace is not None:
+                trace.end(failure)
 
-    async def _chat_completion(self, generation: Generation, inbound: Inbound, respond: Responder) -> None:
+    async def _chat_completion(
+        self, generation: Generation, inbound: Inbound, respond: Responder, trace: RequestTrace | None
+    ) -> None:
         principal = await self.keys.resolve(inbound.credential())
         body = asked = await inbound.json()  # `asked`: as the client sent it (for the request log)
         preset = self._preset(principal, body)
@@ -194,6 +215,10 @@ class Pipeline:
         if inbound.api == "messages" and _over_ceiling(route, request) and _all_translated(route, native):
             request, body = _capped(route, request, body)
         check_output_limit(route, request, inbound.api)
+        if trace is not None:
+            sampling = {"temperature": request.temperature, "top_p": request.top_p}
+            sampling["max_tokens"] = request.output_token_limit
+            trace.requested(request.model, sampling, body.get("messages"))
         call = Call(
             route,
             request,
@@ -202,6 +227,7 @@ class Pipeline:
             wants_usage=request.wants_usage_in_stream,
             native=native,
             access=None if principal.allowed_models is None else principal.may_use,
+            trace=trace,
         )
         self.spend.admit()  # the ledger can record it: else 503, before anything is spent
         ticket, reservation, hold = await self._admit(inbound, principal, route, request)
@@ -211,7 +237,9 @@ class Pipeline:
         if preset is not None:
             outcome.preset = PresetCharge(preset.name, preset.team_id, preset.share)
         stream = bool(request.stream)
-        account = self._accountant(outcome, inbound.request_id, inbound.api, principal, route, stream, ticket)
+        account = self._accountant(
+            outcome, inbound.request_id, inbound.api, principal, route, stream, ticket, trace
+        )
         logged = self.request_log is not None and self.request_log.wanted(principal)
         answer: Answer = None
         try:
@@ -222,7 +250,7 @@ class Pipeline:
                 await respond.stream(relay, outcome.served)
             else:
                 result, outcome.served = await generation.router.complete(call, outcome.tally)
-                account(None)  # accounted for before the client can see the answer
+                account(None, result)  # accounted for before the client can see the answer
                 answer = result
                 if result.native is not None:
                     await respond.answer_native(result.native, outcome.served)
@@ -302,12 +330,21 @@ class Pipeline:
     async def embeddings(self, inbound: Inbound, respond: Responder) -> None:
         generation = self.current
         generation.enter()
+        trace = None if self.tracer is None else self._trace("embeddings", inbound)
+        failure: BaseException | None = None
         try:
-            await self._embeddings(generation, inbound, respond)
+            await self._embeddings(generation, inbound, respond, trace)
+        except BaseException as error:
+            failure = error
+            raise
         finally:
             generation.leave()
+            if trace is not None:
+                trace.end(failure)
 
-    async def _embeddings(self, generation: Generation, inbound: Inbound, respond: Responder) -> None:
+    async def _embeddings(
+        self, generation: Generation, inbound: Inbound, respond: Responder, trace: RequestTrace | None
+    ) -> None:
         principal = await self.keys.resolve(inbound.credential())
         body = await inbound.json()
         request = parse_embedding_request(body)
@@ -315,11 +352,15 @@ class Pipeline:
         if not any(t.capabilities.embeddings for t in route.targets):
             raise UnsupportedFeature(f"The model '{request.model}' does not offer embeddings.", param="model")
         access = None if principal.allowed_models is None else principal.may_use
-        call = Call(route, request, body, inbound.steering(), access=access)
+        if trace is not None:
+            trace.requested(request.model, {}, None)
+        call = Call(route, request, body, inbound.steering(), access=access, trace=trace)
         self.spend.admit()
         ticket, reservation, hold = await self._admit(inbound, principal, route)
         outcome = Outcome()
-        account = self._accountant(outcome, inbound.request_id, "embeddings", principal, route, False, ticket)
+        account = self._accountant(
+            outcome, inbound.request_id, "embeddings", principal, route, False, ticket, trace
+        )
         try:
             result, outcome.served = await generation.router.embed(call, outcome.tally)
             account(None)
@@ -496,21 +537,33 @@ class Pipeline:
         route: Route,
         stream: bool,
         ticket: Ticket,
-    ) -> Callable[[RelayStream | None], None]:
+        trace: RequestTrace | None = None,
+    ) -> Callable[..., None]:
         """Record the request in the ledger once, an entry per upstream attempt: as soon as the
         answer is complete (before the client sees it complete), or when the request ends without
-        one (failed, or the client left: 499). Its rate-limit ticket is settled then too, so a
-        client that sends its next request once it has the answer finds its place free."""
+        one (failed, or the client left: 499); the metrics and the trace take it from there. Its
+        rate-limit ticket is settled then too, so a client that sends its next request once it has
+        the answer finds its place free."""
 
-        def account(relay: RelayStream | None) -> None:
+        def account(relay: RelayStream | None, result: ChatResult | None = None) -> None:
             if outcome.recorded:
                 return
             outcome.recorded = True
             if relay is not None and relay.abandoned:
                 outcome.left()
             entries = outcome.entries(request_id, api, principal, route, stream=stream, billing=self.billing)
-            for entry in entries:
-                self.spend.record(entry)
+            served = outcome.served
+            record = None if served is None else served.record
+            first = None if relay is None else relay.first_output_at
+            self.spend.record_request(
+                entries,
+                outcome.status,
+                0 if record is None else record.number,
+                outcome.elapsed,
+                None if first is None else first - outcome.started,
+                trace,
+                None if trace is None or record is None else answer_of(relay, result, trace.captures_content),
+            )
             usage = outcome.usage
             ticket.settle(0 if usage is None else usage.input_tokens + usage.output_tokens)
 
@@ -539,6 +592,24 @@ class Pipeline:
     def visible(self, principal: Principal, name: str) -> bool:
         route = self.catalog.resolve(name)
         return route is not None and (principal.may_use(route.alias) or principal.may_use(name))
+
+
+def answer_of(relay: RelayStream | None, result: ChatResult | None, content: bool) -> TracedAnswer | None:
+    """What a chat answer says of itself, for its trace: its id, model and finish reasons (and its
+    text, when `content`) — from a stream's accumulator, or a complete answer read typed."""
+    if relay is not None:
+        folded = relay.answer
+        reasons = () if folded.finish_reason is None else (folded.finish_reason,)
+        return TracedAnswer(folded.id, folded.model, reasons, folded.text() if content else None)
+    if result is None:
+        return None
+    try:
+        completion = result.typed()
+    except TurnoutError:  # an answer in the provider's own format (passed through as it is)
+        return None
+    finished = tuple(c.finish_reason for c in completion.choices if c.finish_reason)
+    text = "".join(result.texts()) if content else None
+    return TracedAnswer(completion.id, completion.model, finished, text)
 
 
 # The parameter that caps an answer's length, as each inbound API names it.

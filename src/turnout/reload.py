@@ -3,7 +3,8 @@ models, routing and prices over without dropping a request. Requests in flight f
 configuration they began with; new ones use the new one. A configuration that does not load
 changes nothing: the running one is kept and every problem is logged and answered, with its dotted
 path (NGINX's semantics). Sections that only take effect at start (server, auth, storage,
-governance, request_logs) are reported as changed and left as they are until the next restart.
+governance, request_logs, metrics, tracing) are reported as changed and left as they are until the
+next restart.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from turnout.domain.principal import Principal
 log = logging.getLogger("turnout.reload")
 
 APPLIED = ("providers", "models", "routing", "spend")
-AT_RESTART = ("server", "auth", "storage", "governance", "request_logs")
+AT_RESTART = ("server", "auth", "storage", "governance", "request_logs", "metrics", "tracing")
 
 Load = Callable[[], Settings]
 

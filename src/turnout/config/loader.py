@@ -13,6 +13,7 @@ kinds and the blocks they own through `DescribesConfig` rather than importing th
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +44,7 @@ from turnout.config.settings import (
     FailedAttemptSettings,
     GovernanceSettings,
     HttpLimits,
+    MetricsSettings,
     ModelSettings,
     OverloadSettings,
     ProviderSettings,
@@ -55,6 +57,7 @@ from turnout.config.settings import (
     StorageSettings,
     TargetSettings,
     Timeouts,
+    TracingSettings,
     Webhook,
 )
 from turnout.config.units import parse_delay, parse_duration, parse_rate, parse_size
@@ -252,6 +255,8 @@ class _Builder:
             self.section(data, "request_logs", schema.RequestLogsConfig()), self.problem
         )
         console = self.console(self.section(data, "console", schema.ConsoleConfig()))
+        metrics = self.metrics(self.section(data, "metrics", schema.MetricsConfig()))
+        tracing = self.tracing(self.section(data, "tracing", schema.TracingConfig()))
         defaults = self.timeouts(defaults_cfg.timeouts, Timeouts(), "defaults.timeouts")
         server = self.server(server_cfg)
         auth = AuthSettings(
@@ -289,6 +294,8 @@ class _Builder:
             governance=governance,
             request_logs=request_logs,
             console=console,
+            metrics=metrics,
+            tracing=tracing,
             source=self.source,
             warnings=tuple(self.warnings),
         )
@@ -370,6 +377,56 @@ class _Builder:
             self.problem("console.path", f"{path} is the gateway's own (under /{path.split('/')[1]})")
         ttl = self.unit(cfg.session_ttl, parse_duration, "console.session_ttl", ConsoleSettings().session_ttl)
         return ConsoleSettings(enabled=cfg.enabled, path=path, session_ttl=ttl)
+
+    def metrics(self, cfg: schema.MetricsConfig) -> MetricsSettings:
+        key = self.secret(cfg.key, "metrics.key")
+        why = None if key is None else weakness(key.reveal())
+        if key is not None and why is not None:
+            self.problem("metrics.key", f"the metrics key from {key.source} {why}; {HOW_TO_GENERATE}")
+            key = None
+        if key is not None and not cfg.enabled:
+            self.problem("metrics.key", "metrics are disabled (metrics.enabled: false): remove the key")
+        listen = None if cfg.listen is None else self.listen_address(cfg.listen, "metrics.listen")
+        if listen is not None and not cfg.enabled:
+            self.problem("metrics.listen", "metrics are disabled (metrics.enabled: false): remove it")
+        return MetricsSettings(enabled=cfg.enabled, key=key, team_label=cfg.team_label, listen=listen)
+
+    def listen_address(self, written: str, path: str) -> tuple[str, int] | None:
+        """`host:port` (`[::1]:9464` for IPv6; port 0: any free one)."""
+        host, _, port = written.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            self.problem(path, f"must be host:port (e.g. 127.0.0.1:9464), got {written!r}")
+            return None
+        return host, int(port)
+
+    def tracing(self, cfg: schema.TracingConfig) -> TracingSettings:
+        endpoint = cfg.otlp_endpoint
+        if endpoint is not None:
+            parts = urlsplit(endpoint)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                self.problem("tracing.otlp_endpoint", "must be an http:// or https:// URL (OTLP over HTTP)")
+            elif parts.username or parts.password or parts.query:
+                self.problem(
+                    "tracing.otlp_endpoint",
+                    f"must not hold credentials; put them in tracing.headers ({REFERENCE_HINT})",
+                )
+            elif importlib.util.find_spec("opentelemetry.sdk") is None:
+                self.problem(
+                    "tracing.otlp_endpoint",
+                    "traces need OpenTelemetry's SDK, which is not installed: pip install 'turnout[tracing]'",
+                )
+        elif cfg.headers or cfg.capture_content:
+            self.problem("tracing", "takes effect only with tracing.otlp_endpoint (set it, or remove this)")
+        if not 0.0 <= cfg.sample_ratio <= 1.0:
+            self.problem("tracing.sample_ratio", f"must be from 0 to 1, got {cfg.sample_ratio:g}")
+        return TracingSettings(
+            otlp_endpoint=endpoint,
+            headers=self.provider_headers(cfg.headers or {}, "tracing"),
+            service_name=cfg.service_name,
+            sample_ratio=min(1.0, max(0.0, cfg.sample_ratio)),
+            capture_content=cfg.capture_content,
+        )
 
     def server(self, cfg: schema.ServerConfig) -> ServerSettings:
         if not 0 <= cfg.port < 65536:

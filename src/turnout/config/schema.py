@@ -291,6 +291,21 @@ class RequestLogsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True)
     redact: list[str] | None = None  # regular expressions whose matches are replaced by [redacted]
 
 
+class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    enabled: bool = True
+    key: str | None = None  # a secret reference: a bearer token that may read /metrics only
+    listen: str | None = None  # host:port of a second listener serving /metrics without a key
+    team_label: bool = False
+
+
+class TracingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    otlp_endpoint: str | None = None  # OTLP over HTTP (protobuf): http(s)://collector:4318/v1/traces
+    headers: dict[str, str] | None = None  # sent with each export (credentials as secret references)
+    service_name: str = "turnout"
+    sample_ratio: float = 1.0
+    capture_content: bool = False  # prompts and answers in spans (redacted)
+
+
 class DefaultsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     timeouts: TimeoutsConfig | None = None
 
@@ -305,6 +320,8 @@ SECTIONS: dict[str, type] = {
     "governance": GovernanceConfig,
     "request_logs": RequestLogsConfig,
     "console": ConsoleConfig,
+    "metrics": MetricsConfig,
+    "tracing": TracingConfig,
     "providers": dict[str, Any],
     "models": dict[str, Any],
 }

@@ -329,6 +329,31 @@ class RequestLogSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """Prometheus metrics at GET /metrics: read with the master key, an organisation admin's or
+    owner's key, or `key` (a token good for nothing else)."""
+
+    enabled: bool = True
+    key: Secret | None = None
+    team_label: bool = False  # label spend and requests with the caller's team (bounded by teams)
+    # a second listener (host, port) that serves /metrics to anyone who can reach it (a private
+    # interface, a sidecar's loopback): no key needed there
+    listen: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TracingSettings:
+    """OpenTelemetry traces, exported over OTLP/HTTP to `otlp_endpoint` (None: off, and the SDK is
+    never imported)."""
+
+    otlp_endpoint: str | None = None
+    headers: tuple[tuple[str, str | Secret], ...] = ()
+    service_name: str = "turnout"
+    sample_ratio: float = 1.0
+    capture_content: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings
     auth: AuthSettings
@@ -341,4 +366,6 @@ class Settings:
     governance: GovernanceSettings = GovernanceSettings()
     request_logs: RequestLogSettings = RequestLogSettings()
     console: ConsoleSettings = ConsoleSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    tracing: TracingSettings = TracingSettings()
     warnings: tuple[str, ...] = ()

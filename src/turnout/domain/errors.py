@@ -29,6 +29,9 @@ class TurnoutError(Exception):
     code: str | None = None
     retryable: bool = False
     attempts: int = 0  # upstream attempts made before this error was reported
+    # what refused the request before any provider was called (a budget, prepaid credit, a
+    # limit), for the metrics' `turnout_refusals_total{kind}`; None: not such a refusal
+    refused_by: str | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -116,6 +119,13 @@ class BudgetExhausted(ClientError):
     status = 429
     error_type = "insufficient_quota"
     code = "insufficient_quota"
+    refused_by = "budget"
+
+
+class CreditExhausted(BudgetExhausted):
+    """The team's prepaid credit cannot cover this request (the same answer as a budget's)."""
+
+    refused_by = "credit"
 
 
 class TooManyFailedAuthentications(ClientError):
@@ -125,6 +135,7 @@ class TooManyFailedAuthentications(ClientError):
     status = 429
     error_type = "rate_limit_error"
     code = "too_many_failed_authentications"
+    refused_by = "failed_authentications"
 
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
@@ -396,6 +407,7 @@ class LedgerUnavailable(ServiceUnavailable):
     Retry-After)."""
 
     code = "ledger_unavailable"
+    refused_by = "ledger_unavailable"
     retry_after = 5
 
     def headers(self) -> list[tuple[bytes, bytes]]:

@@ -1,1 +1,1 @@
-"""Logs, redaction and (later) metrics and traces."""
+"""Logs, redaction, metrics and traces."""

@@ -13,6 +13,7 @@ import msgspec
 from turnout.config.settings import ProviderSettings, Timeouts
 from turnout.domain.errors import UpstreamProtocolError
 from turnout.domain.malformed import DECODE_ERRORS
+from turnout.observability.tracing import UPSTREAM_TRACE_HEADERS
 from turnout.providers.http.client import Endpoint, HttpClient, Proxy
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.providers.upstream_errors import UpstreamErrorBody, error_from_response
@@ -75,7 +76,11 @@ class ProviderLink:
         self, endpoint: Endpoint, body: bytes, timeouts: Timeouts, *, extra_headers: bytes = b""
     ) -> UpstreamResponse:
         """The upstream's answer if it is a 2xx; its error (on the error tree) otherwise.
-        `extra_headers` are this request's own (`name: value\\r\\n` lines), e.g. a fresh token."""
+        `extra_headers` are this request's own (`name: value\\r\\n` lines), e.g. a fresh token;
+        the trace context of the attempt it belongs to is added when the request is traced."""
+        trace = UPSTREAM_TRACE_HEADERS.get()
+        if trace is not None:
+            extra_headers += trace
         response = await self.client.send(endpoint, body, timeouts, extra_headers)
         if response.status >= 300:
             raise await error_from_response(response, self._parse_error_body, provider=self.provider)

@@ -59,6 +59,7 @@ class RelayStream:
         self._clock = clock
         self._tally = tally
         self._stream = peeked
+        self._first_answer = peeked.answer  # the attempt the client's first chunks came from
         self._serving = served  # whose deployment is in flight now
         self.served = served
         self.first = peeked.first
@@ -108,6 +109,12 @@ class RelayStream:
     def sent(self) -> Partial:
         """What the client was sent of the first choice's text, continuations included."""
         return partial_of(self._stream.answer, self._before, self._rewriter)
+
+    @property
+    def first_output_at(self) -> float | None:
+        """When the client's first token of output arrived (the monotonic clock), if one did."""
+        at = self._first_answer.first_output_at
+        return self._stream.answer.first_output_at if at is None else at
 
     async def abandon(self) -> None:
         """The client went away: stop the upstream now, and never continue the stream."""

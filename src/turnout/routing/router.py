@@ -57,6 +57,7 @@ from turnout.domain.errors import (
     UpstreamRejected,
 )
 from turnout.domain.rate_limits import RateLimited
+from turnout.observability.tracing import UPSTREAM_TRACE_HEADERS
 from turnout.providers.base import ChatResult, EmbeddingCall, EmbeddingResult
 from turnout.routing.capabilities import first_unmet, fits_context, fits_output, needs
 from turnout.routing.catalog import Catalog, Route, Target
@@ -226,7 +227,9 @@ class Router:
                 fallback = self.catalog.resolve(alias)
                 if fallback is not None:
                     stages.append(self._stage(fallback, call, avoid, embeddings))
-        return Walk([s for s in stages if s.candidates], request, access=access, tally=tally)
+        return Walk(
+            [s for s in stages if s.candidates], request, access=access, tally=tally, trace=call.trace
+        )
 
     def _stage(self, route: Route, call: Call, avoid: DeploymentState | None, embeddings: bool) -> Stage:
         candidates = [
@@ -315,6 +318,9 @@ class Router:
         c.tries += 1
         record = AttemptRecord(len(walk.tally) + 1, c.target)
         walk.tally.append(record)
+        if walk.trace is not None:
+            t = c.target
+            record.span = walk.trace.attempt(t.provider, t.model, t.label, record.number)
         return c.state.lease(self.clock), record
 
     async def _try(
@@ -334,7 +340,7 @@ class Router:
         lease, record = self._begin(walk, stage, c)
         started = self.clock()
         try:
-            result = await attempt(c, record)
+            result = await (attempt(c, record) if record.span is None else _traced(attempt, c, record))
         except TurnoutError as error:
             lease.release()
             record.ended(error.status, reason=error.reason)
@@ -454,7 +460,8 @@ class Router:
 
         def launch(c: Candidate) -> None:
             lease, record = self._begin(walk, stage, c)
-            running[loop.create_task(attempt(c, record))] = (c, self.clock(), lease, record)
+            call = attempt(c, record) if record.span is None else _traced(attempt, c, record)
+            running[loop.create_task(call)] = (c, self.clock(), lease, record)
 
         launch(first)
         hedged = False
@@ -554,6 +561,16 @@ class Router:
         )
         error.attempts = walk.attempts
         return error
+
+
+async def _traced(attempt: Attempt[T], c: Candidate, record: AttemptRecord) -> T:
+    """The attempt, with its span's trace context sent upstream (the providers' link reads it)."""
+    assert record.span is not None
+    token = UPSTREAM_TRACE_HEADERS.set(record.span.headers)
+    try:
+        return await attempt(c, record)
+    finally:
+        UPSTREAM_TRACE_HEADERS.reset(token)
 
 
 def _refuse_steering(route: Route, steering: Steering) -> None:

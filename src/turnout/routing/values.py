@@ -17,6 +17,7 @@ from turnout.domain.chat import ChatRequest
 from turnout.domain.embeddings import EmbeddingRequest
 from turnout.domain.errors import TurnoutError
 from turnout.domain.usage import Usage
+from turnout.observability.tracing import AttemptSpan, RequestTrace
 from turnout.providers.base import NativeRequest
 from turnout.routing.catalog import Route, Target
 from turnout.routing.deployments import DeploymentState, Lease
@@ -50,6 +51,7 @@ class Call:
     wants_usage: bool = False
     native: NativeRequest | None = None
     access: Access | None = None
+    trace: RequestTrace | None = None  # the request's trace (None: tracing off)
 
     @property
     def chat(self) -> ChatRequest:
@@ -72,12 +74,15 @@ class AttemptRecord:
     estimate: Callable[[], Usage] | None = None
     done: bool = False
     reason: str | None = None  # why it failed (None: it answered)
+    span: AttemptSpan | None = None  # its trace span (None: tracing off)
 
     def ended(self, status: int, usage: Usage | None = None, reason: str | None = None) -> None:
         """The attempt is over (once: later calls change nothing)."""
         if self.done:
             return
         self.done = True
+        if self.span is not None:
+            self.span.ended()
         self.status = status
         self.reason = reason
         if usage is not None:
@@ -167,6 +172,7 @@ class Walk:
     tally: list[AttemptRecord] = field(default_factory=list)  # every attempt, in order
     over: bool = False  # a failure no other attempt may follow (an answer generated, then cut)
     streamed: bool = False  # the winner's verdict is given when its stream ends (Served.verdict_pending)
+    trace: RequestTrace | None = None  # the request's trace: each attempt gets a span in it
 
 
 Attempt = Callable[[Candidate, AttemptRecord], Coroutine[Any, Any, T]]  # one upstream call

@@ -35,6 +35,7 @@ from turnout.server.admin_spend import AdminSpend
 from turnout.server.admin_teams import AdminTeams, Membership, NewTeam, NewUser, TeamChange, UserChange
 from turnout.server.auth_guard import AuthGuard
 from turnout.server.exchange import ClientGone, Exchange, Receive, Scope, Send
+from turnout.server.metrics_route import MetricsEndpoint
 from turnout.server.openapi import openapi_endpoint
 from turnout.server.overload import concurrency_gate, gated
 from turnout.server.passthrough import METHODS as PASSTHROUGH_METHODS
@@ -80,6 +81,10 @@ class GatewayApp:
             "/health/ready": {"GET": e.ready, "HEAD": e.ready},
             "/openapi.json": {"GET": openapi_endpoint(self.admin, __version__)},
         }
+        metrics = services.metrics
+        self.metrics = None if metrics is None else MetricsEndpoint(services, metrics, e.deployment_states)
+        if self.metrics is not None:
+            routes["/metrics"] = {"GET": self.metrics}
         # Clients configured with a base URL without /v1 reach the same endpoints.
         for path in (
             "/v1/chat/completions",
@@ -127,6 +132,8 @@ class GatewayApp:
             await self.dispatch(scope["path"], scope["method"], x)
         except TurnoutError as error:
             status = error.status
+            if error.refused_by is not None and self.services.metrics is not None:
+                self.services.metrics.refused(error.refused_by)
             await x.error(error)
         except ClientGone:
             status = 499

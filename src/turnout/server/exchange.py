@@ -180,6 +180,14 @@ class Exchange:
             return NO_STEERING
         return Steering(deployment, tags)
 
+    def trace_context(self) -> tuple[str | None, str | None]:
+        """The client's W3C trace context: its `traceparent` and `tracestate` headers."""
+        parent, state = self.header(b"traceparent"), self.header(b"tracestate")
+        return (
+            None if parent is None else parent.decode("latin-1"),
+            None if state is None else state.decode("latin-1"),
+        )
+
     def native(self) -> None:
         """OpenAI-format requests need no native form: same-format deployments get the body as is."""
 
@@ -403,6 +411,9 @@ class WrappedExchange:
 
     def rate_limited(self, quota: Quota) -> None:
         self.x.rate_limited(quota)
+
+    def trace_context(self) -> tuple[str | None, str | None]:
+        return self.x.trace_context()
 
     async def answer(self, body: bytes, served: Served) -> None:
         await self.x.answer(body, served)

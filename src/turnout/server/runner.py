@@ -37,6 +37,7 @@ from turnout.domain import tokens
 from turnout.reload import Load, Reloader
 from turnout.server.asgi import create_app
 from turnout.server.hangups import HeldHangups
+from turnout.server.metrics_route import MetricsListener
 from turnout.server.protocol import edge_protocol
 
 log = logging.getLogger("turnout.server")
@@ -49,6 +50,27 @@ KEEP_ALIVE_SECONDS = 75
 CUT_MARGIN = 1.0
 
 
+class MetricsServer(uvicorn.Server):
+    """The metrics listener (`metrics.listen`), beside the gateway's server, which owns signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def metrics_listener(settings: Settings) -> socket.socket | None:
+    """The metrics listener's socket, bound before anything starts (an address that cannot be had
+    stops the start with a clear error)."""
+    address = settings.metrics.listen
+    if address is None or not settings.metrics.enabled:
+        return None
+    host, port = address
+    try:
+        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as error:
+        raise OSError(f"metrics.listen: cannot listen on {host}:{port}: {error.strerror}") from None
+
+
 class GatewayServer(uvicorn.Server):
     def __init__(
         self,
@@ -58,11 +80,24 @@ class GatewayServer(uvicorn.Server):
         port: int,
         on_started: Callable[[GatewayServer], None] | None = None,
         reloader: Reloader | None = None,
+        metrics_socket: socket.socket | None = None,
     ) -> None:
         settings = services.settings.server
         self.reloader = reloader or Reloader(services, lambda: services.settings)
+        self.app = create_app(services, self.reloader)
+        self.metrics_socket = metrics_socket
+        self.metrics_server = MetricsServer(
+            uvicorn.Config(
+                MetricsListener(self.app.metrics) if self.app.metrics is not None else self.app,
+                loop="none",
+                lifespan="off",
+                log_config=None,
+                access_log=False,
+                server_header=False,
+            )
+        )
         config = uvicorn.Config(
-            create_app(services, self.reloader),
+            self.app,
             host=host,
             port=port,
             loop="none",
@@ -81,6 +116,18 @@ class GatewayServer(uvicorn.Server):
         self._on_started = on_started
         self.stop_requested_at: float | None = None  # loop time
         self._reloads: set[asyncio.Task[None]] = set()
+
+    def serve_metrics(self) -> asyncio.Task[None] | None:
+        """Serve /metrics on the metrics listener, until `metrics_server.should_exit`."""
+        if self.metrics_socket is None or self.app.metrics is None:
+            return None
+        return asyncio.get_running_loop().create_task(
+            self.metrics_server.serve(sockets=[self.metrics_socket]), name="turnout: metrics listener"
+        )
+
+    @property
+    def metrics_port(self) -> int | None:
+        return None if self.metrics_socket is None else int(self.metrics_socket.getsockname()[1])
 
     @property
     def port(self) -> int:
@@ -184,8 +231,15 @@ async def serve(
 ) -> None:
     """Serve until stopped. `load` reads the configuration again (SIGHUP, `POST /admin/reload`);
     without it a reload finds `settings` unchanged."""
-    services = await Services.start(settings)
+    listener = metrics_listener(settings)
+    try:
+        services = await Services.start(settings)
+    except BaseException:
+        if listener is not None:
+            listener.close()
+        raise
     server: GatewayServer | None = None
+    metrics: asyncio.Task[None] | None = None
     try:
         server = GatewayServer(
             services,
@@ -193,9 +247,19 @@ async def serve(
             port=settings.server.port if port is None else port,
             on_started=on_started,
             reloader=Reloader(services, load or (lambda: settings)),
+            metrics_socket=listener,
         )
+        metrics = server.serve_metrics()
         await server.serve()
     finally:
+        if metrics is not None and server is not None:
+            server.metrics_server.should_exit = True
+            try:
+                await metrics
+            except Exception:  # (it failed on its own: the services are closed all the same)
+                log.exception("the metrics listener failed")
+        elif listener is not None:
+            listener.close()
         # the services' last writes get what is left of the grace the shutdown began with
         began = None if server is None else server.stop_requested_at
         loop = asyncio.get_running_loop()

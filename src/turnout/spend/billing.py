@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from turnout.domain.billing import NO_TERMS, RevenueShare, Terms, customer_price, tokens_of
 from turnout.domain.chat import ChatRequest
-from turnout.domain.errors import BudgetExhausted
+from turnout.domain.errors import CreditExhausted
 from turnout.domain.pricing import Micros, ModelPrice, format_usd
 from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
@@ -251,7 +251,7 @@ class Billing:
         return None
 
     def _refuse(self, left: Micros, amount: Micros) -> None:
-        raise BudgetExhausted(
+        raise CreditExhausted(
             f"The team's prepaid credit cannot cover this request: {format_usd(max(left, 0))} USD left, "
             f"and the request may cost up to {format_usd(amount)} USD. Top up the team's credit.",
         )

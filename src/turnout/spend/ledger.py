@@ -76,6 +76,7 @@ class Outcome:
         "at",
         "billed",
         "charged",
+        "elapsed",
         "features",
         "preset",
         "reason",
@@ -90,7 +91,8 @@ class Outcome:
 
     def __init__(self) -> None:
         self.at = time.time()
-        self.started = time.perf_counter()
+        self.started = time.monotonic()  # (the clock streams' first tokens are timed with)
+        self.elapsed = 0.0  # seconds from its arrival to its entries (set by `entries`)
         self.served: Served | None = None
         self.tally: list[AttemptRecord] = []
         self.usage: Usage | None = None  # every attempt's, summed (None: none reported or counted)
@@ -163,7 +165,8 @@ class _Entries:
         self.route = route
         self.stream = stream
         self.billing = billing
-        self.latency_ms = round((time.perf_counter() - outcome.started) * 1000)
+        outcome.elapsed = time.monotonic() - outcome.started
+        self.latency_ms = round(outcome.elapsed * 1000)
         outcome.billed = outcome.charged = 0
         outcome.usage = None
 

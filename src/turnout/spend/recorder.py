@@ -14,9 +14,14 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from turnout.domain.errors import LedgerUnavailable
+from turnout.observability.gauges import JournalSample
+from turnout.observability.metrics import RequestMetrics
+from turnout.observability.tracing import Answer, RequestTrace
 from turnout.periodic import Periodic
 from turnout.spend.journal import BATCH, Journal
 from turnout.spend.ledger import LedgerEntry
@@ -30,12 +35,23 @@ WATCH_INTERVAL = 1.0  # seconds between looks at the journal's disk and retries 
 
 
 class SpendRecorder:
-    def __init__(self, journal_dir: Path, store: LedgerStore, interval: float = FLUSH_INTERVAL) -> None:
+    def __init__(
+        self,
+        journal_dir: Path,
+        store: LedgerStore,
+        interval: float = FLUSH_INTERVAL,
+        metrics: RequestMetrics | None = None,
+    ) -> None:
         self.journal = Journal(journal_dir)
+        self.metrics = metrics  # counts every request it records (None: metrics off)
         self.store = store
         self.interval = interval
         self.recorded = 0  # entries journaled by this process
         self.moved = 0  # entries moved into the database by this process
+        # when the oldest entry not yet in the database was journaled (the monotonic clock): of
+        # those after the last seal, and of those sealed and still being moved
+        self._oldest: float | None = None
+        self._oldest_sealed: float | None = None
         self._mover = Periodic(self._move, interval, "moving the ledger journal")
         self._watch = Periodic(self._tend, WATCH_INTERVAL, "watching the ledger journal")
         self._store_failing = False
@@ -67,6 +83,37 @@ class SpendRecorder:
     def record(self, entry: LedgerEntry) -> None:
         self.journal.append(entry)
         self.recorded += 1
+        if self._oldest is None:
+            self._oldest = time.monotonic()
+
+    def record_request(
+        self,
+        entries: Sequence[LedgerEntry],
+        status: int,
+        served: int,
+        elapsed: float,
+        first_token: float | None,
+        trace: RequestTrace | None = None,
+        answer: Answer | None = None,
+    ) -> None:
+        """Journal a finished request's entries (one per attempt), count it in the metrics and
+        give its trace's spans their figures: the one place all three see it (see
+        `RequestMetrics.request` for the arguments; `answer`: what the answer said of itself)."""
+        for entry in entries:
+            self.record(entry)
+        if self.metrics is not None:
+            self.metrics.request(entries, status, served, elapsed, first_token)
+        if trace is not None:
+            trace.recorded(entries, status, answer)
+
+    def backlog(self) -> JournalSample:
+        """For the metrics: entries not in the database yet, how long the oldest has waited."""
+        journal = self.journal
+        waiting = [at for at in (self._oldest_sealed, self._oldest) if at is not None]
+        lag = time.monotonic() - min(waiting) if waiting else 0.0
+        return JournalSample(
+            max(0, self.recorded - self.moved), lag, len(journal.held), journal.state != "unwritable"
+        )
 
     def health(self) -> dict[str, object]:
         """The journal's state for /health/ready: ok, degraded or unwritable, and why."""
@@ -85,7 +132,11 @@ class SpendRecorder:
         asked while the background move runs waits for it, then moves what is left."""
         async with self._moving:
             self.journal.seal()
+            if self._oldest_sealed is None:
+                self._oldest_sealed = self._oldest
+            self._oldest = None
             self.moved += await self.journal.move(self.store.insert)
+            self._oldest_sealed = None
 
     async def _move(self) -> None:
         if not self.journal.pending and not self.journal.sealed():

@@ -96,6 +96,13 @@ class SharedCounters:
             self.down = False
         return reply
 
+    async def answers(self) -> bool:
+        """Does Redis answer a ping now (within the client's one-second timeouts)? For /metrics."""
+        try:
+            return bool(await self.client.ping())
+        except RedisError:
+            return False
+
     async def adjust(self, deltas: dict[str, int]) -> None:
         """Add each delta to its counter now (one round trip): reservations that were counted
         exactly and shrank give back what they no longer need before a refusal is decided."""
