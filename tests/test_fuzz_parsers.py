@@ -76,12 +76,25 @@ def _alike(outcome: object) -> object:
     return [_alike(o) for o in outcome] if isinstance(outcome, list) else outcome
 
 
+def _clockless(outcome: object, depth: int = 3) -> object:
+    """`outcome` without the `created` times a translated answer takes from the clock (two reads
+    a second apart differ there, and nowhere else): in its answers and chunks, the outer levels
+    only (a hostile input nests deeper than recursion may go)."""
+    if depth == 0:
+        return outcome
+    if isinstance(outcome, dict):
+        return {k: v for k, v in outcome.items() if k != "created"}
+    if isinstance(outcome, list | tuple):
+        return type(outcome)(_clockless(o, depth - 1) for o in outcome)
+    return outcome
+
+
 def check(target: str, data: bytes, cuts: Sequence[int]) -> None:
     """The property every target has: a result or a documented error for `data`, the same one
     however its bytes are split into reads."""
-    whole = TARGETS[target]([data])
+    whole = _clockless(TARGETS[target]([data]))
     if cuts:
-        pieces = TARGETS[target](split(data, cuts))
+        pieces = _clockless(TARGETS[target](split(data, cuts)))
         if target in ANY_ERROR_ALIKE:
             whole, pieces = _alike(whole), _alike(pieces)
         assert pieces == whole, f"another result when read in pieces at {cuts}"

@@ -97,7 +97,7 @@ def test_unique_wildcard_names_leave_bounded_state_and_keep_what_matters(
     answers: list[httpx.Response] = []
     url = f"{gateway.base_url}/chat/completions"
     sender = threading.Thread(
-        target=lambda: answers.append(httpx.post(url, json=_chat("up/held"), headers=AUTH, timeout=60))
+        target=lambda: answers.append(httpx.post(url, json=_chat("up/held"), headers=AUTH, timeout=600))
     )
     sender.start()
     try:
