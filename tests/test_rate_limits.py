@@ -130,6 +130,9 @@ def test_a_key_rpm_serves_its_limit_then_refuses_naming_it(gateway: Gateway) -> 
         client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}])
     assert chat(gateway, MASTER_KEY).status_code == 200
     assert "x-ratelimit-limit-requests" not in chat(gateway, MASTER_KEY).headers  # none applies
+    scraped = httpx.get(gateway.root_url + "/metrics", headers={"authorization": f"Bearer {MASTER_KEY}"})
+    refusals = re.search(r'^turnout_refusals_total\{kind="rate_limit"\} (\S+)$', scraped.text, re.MULTILINE)
+    assert refusals is not None and float(refusals.group(1)) >= 2  # the 429 and the SDK's
 
 
 def test_requests_per_day_are_a_limit_of_their_own(gateway: Gateway) -> None:

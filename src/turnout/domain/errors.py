@@ -420,6 +420,7 @@ class Overloaded(ServiceUnavailable):
     or spent (503, with Retry-After). Requests of a lower priority class are refused first."""
 
     code = "overloaded"
+    refused_by = "overloaded"  # (turnout_refusals_total)
 
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)

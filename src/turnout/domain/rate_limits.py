@@ -124,6 +124,7 @@ class RateLimited(ClientError):
 
     status = 429
     code = "rate_limit_exceeded"
+    refused_by = "rate_limit"  # (turnout_refusals_total)
 
     def __init__(
         self, scope: LimitScope, measure: Measure, limit: int, retry_after: float, detail: str = ""
