@@ -30,6 +30,7 @@ from turnout.console.signing_in import FailureGuard, SigningIn
 from turnout.console.spend_pages import SpendPages
 from turnout.console.web import ClientLeft, Receive, Request, Response, Scope, Send, cookie, redirect
 from turnout.domain.errors import AuthenticationFailed, TurnoutError
+from turnout.domain.path_patterns import match_segments, path_segments
 from turnout.storage.database import unreachable
 
 log = logging.getLogger("turnout.console")
@@ -179,7 +180,7 @@ class ConsoleApp:
             return await self.sign_out(request)
         allowed = []
         for route in self.routes:
-            params = _match(route.segments, path)
+            params = match_segments(route.segments, path_segments(path))
             if params is None:
                 continue
             if route.method != method:
@@ -295,18 +296,3 @@ def _same_origin(request: Request) -> bool:
     if origin is None:
         return True
     return origin != "null" and urlsplit(origin).netloc == (request.header(b"host") or "")
-
-
-def _match(pattern: list[str], path: str) -> list[str] | None:
-    parts = path.strip("/").split("/") if path.strip("/") else []
-    if len(pattern) != len(parts):
-        return None
-    params = []
-    for want, got in zip(pattern, parts, strict=True):
-        if want.startswith("{"):
-            if not got:
-                return None
-            params.append(unquote(got))
-        elif want != got:
-            return None
-    return params

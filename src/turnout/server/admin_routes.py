@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from urllib.parse import unquote
 
 import msgspec
 
 from turnout.domain.errors import MethodNotAllowed, PermissionDenied
+from turnout.domain.path_patterns import match_segments
 from turnout.domain.principal import Principal
 from turnout.server.exchange import Exchange
 
@@ -69,7 +69,7 @@ class AdminRouter:
         parts = path.strip("/").split("/")
         allowed: list[str] = []
         for route in self.routes:
-            params = _match(route.segments, parts)
+            params = match_segments(route.segments, parts)
             if params is None:
                 continue
             if route.method != method:
@@ -87,17 +87,3 @@ class AdminRouter:
         if allowed:
             raise MethodNotAllowed(f"{method} is not allowed on {path}.", allowed=tuple(allowed))
         return False
-
-
-def _match(pattern: list[str], parts: list[str]) -> list[str] | None:
-    if len(pattern) != len(parts):
-        return None
-    params = []
-    for want, got in zip(pattern, parts, strict=True):
-        if want.startswith("{"):
-            if not got:
-                return None
-            params.append(unquote(got))
-        elif want != got:
-            return None
-    return params
