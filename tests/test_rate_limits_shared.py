@@ -185,6 +185,15 @@ def test_parallel_places_are_shared_and_given_back(pair: list[Gateway]) -> None:
     assert [ask(g, key["key"], "chat") for g in (a, b, a)] == ["ok", "ok", "ok"]
 
 
+def test_one_request_at_a_time_through_alternating_instances_is_never_refused(pair: list[Gateway]) -> None:
+    """A finished request's place reaches Redis at its instance's next loop turn, and a refusal is
+    asked once more: a client sending its next request through the other instance as soon as it
+    has the answer (a round-robin load balancer) is never refused by `parallel: 1`."""
+    a, b = pair
+    key = admin(a.root_url, "POST", "/admin/keys", name="k", limits={"parallel": 1})
+    assert [ask((a, b)[i % 2], key["key"], "chat") for i in range(40)] == ["ok"] * 40
+
+
 def test_without_redis_each_instance_enforces_its_share(tmp_path: Path, database: str) -> None:
     gateways = _pair(tmp_path, database, redis=False)
     a, b = next(gateways)

@@ -52,6 +52,9 @@ from turnout.spend.budgets import Budgets
 from turnout.spend.ledger import Outcome
 from turnout.spend.recorder import SpendRecorder
 
+# how long a request refused by a `parallel` limit in Redis waits before it is asked once more:
+# longer than another instance takes to give a finished request's place back (its loop's next turn)
+PLACE_RECHECK = 0.05
 _MODEL_NAME = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,255}$")
 
 
@@ -475,6 +478,24 @@ class Pipeline:
         await respond.write(b"", False)
 
     async def _admit(
+        self,
+        inbound: RateLimitedInbound,
+        principal: Principal,
+        route: Route,
+        request: ChatRequest | None = None,
+    ) -> tuple[Ticket, Reservation, CreditHold]:
+        """`_admit_once`, asked once more after PLACE_RECHECK when Redis found no free place under a
+        `parallel` limit: another instance gives a finished request's place back at its event
+        loop's next turn, so a client's next request through another instance may arrive first."""
+        try:
+            return await self._admit_once(inbound, principal, route, request)
+        except RateLimited as refusal:
+            if not refusal.recheck:
+                raise
+        await asyncio.sleep(PLACE_RECHECK)
+        return await self._admit_once(inbound, principal, route, request)
+
+    async def _admit_once(
         self,
         inbound: RateLimitedInbound,
         principal: Principal,

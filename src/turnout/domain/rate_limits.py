@@ -140,6 +140,9 @@ class RateLimited(ClientError):
             f"Try again in {self.retry_after}s."
         )
         self.quota: Quota | None = None  # the remaining counts, for the headers
+        # a `parallel` refusal decided in Redis: another instance may have given a place back that
+        # has not reached Redis yet, so it is worth asking once more (pipeline: PLACE_RECHECK)
+        self.recheck = False
 
     @property
     def named(self) -> str:

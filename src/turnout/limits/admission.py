@@ -248,7 +248,7 @@ class Admission:
                 refused = (applied, wait)
         if refused is not None:
             ticket.done = True
-            self._refuse(*refused)
+            raise self._refusal(*refused)
         quota = Quota(now)
         for applied in ticket.applied:
             rule = applied.rule
@@ -264,7 +264,7 @@ class Admission:
                 quota.note_requests(limit, limit - window.total, window.reset(now))
         ticket.quota = quota
 
-    def _refuse(self, applied: Applied, wait: float, now: float | None = None) -> None:
+    def _refusal(self, applied: Applied, wait: float, now: float | None = None) -> RateLimited:
         rule = applied.rule
         detail = ""
         if math.isinf(wait):
@@ -277,7 +277,7 @@ class Admission:
         elif rule.measure != "parallel":
             quota.note_requests(rule.limit, 0, wait)
         refusal.quota = None if quota.empty else quota
-        raise refusal
+        return refusal
 
     # ------------------------------------------------------------------ through Redis
 
@@ -326,8 +326,11 @@ class Admission:
         if answer.code > 0:
             ticket.done = True
             applied = ticket.applied[answer.code - 1]
-            wait = PARALLEL_WAIT if applied.rule.window is None else answer.wait_ms / 1000
-            self._refuse(applied, math.inf if answer.wait_ms < 0 else wait, now)
+            if applied.rule.window is None:
+                refusal = self._refusal(applied, PARALLEL_WAIT, now)
+                refusal.recheck = True
+                raise refusal
+            raise self._refusal(applied, math.inf if answer.wait_ms < 0 else answer.wait_ms / 1000, now)
         ticket.shared = True
         quota = Quota(now)
         holds_place = False

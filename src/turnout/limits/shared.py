@@ -227,6 +227,7 @@ class SharedLimits:
         self._ops: list[tuple[str, str, str, int]] = []
         self._released: list[tuple[str, str]] = []  # (key, request id): places given back
         self._timer: asyncio.TimerHandle | None = None
+        self._releasing = False  # a script run giving places back is due at the loop's next turn
         self._flushing: set[asyncio.Task[None]] = set()
 
     @property
@@ -263,11 +264,18 @@ class SharedLimits:
             self._timer = asyncio.get_running_loop().call_later(SETTLE_INTERVAL, self._start)
 
     def release(self, key: str, rid: str) -> None:
-        """A finished request's place: given back by this instance's next script run (before the
-        client can send its next request through it), or with the settlements."""
+        """A finished request's place: given back at the event loop's next turn, in one script run
+        with every place given back meanwhile (or by this instance's next admission, if it comes
+        first), so that the client's next request finds it free through any instance."""
         self._released.append((key, rid))
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(SETTLE_INTERVAL, self._start)
+        if not self._releasing:
+            self._releasing = True
+            asyncio.get_running_loop().call_soon(self._release_now)
+
+    def _release_now(self) -> None:
+        self._releasing = False
+        if self._released:  # not carried by an admission's script run meanwhile
+            self._flush_behind()
 
     def take_released(self) -> list[tuple[str, str]]:
         released, self._released = self._released, []
@@ -280,6 +288,9 @@ class SharedLimits:
 
     def _start(self) -> None:
         self._timer = None
+        self._flush_behind()
+
+    def _flush_behind(self) -> None:
         task = asyncio.get_running_loop().create_task(self.flush())
         self._flushing.add(task)
         task.add_done_callback(self._flushing.discard)
