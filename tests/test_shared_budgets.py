@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import logging
 import os
 import signal
@@ -25,6 +26,7 @@ import pytest
 import redis
 import yaml
 
+from turnout.spend.budget_counters import APPLY
 from turnout.spend.ledger_store import LedgerStore
 from turnout.storage.database import Database
 
@@ -254,6 +256,24 @@ def test_spend_while_redis_was_unreachable_is_added_to_redis_when_it_answers(pai
     for gateway in pair.gateways:
         gateway.stop()
     assert pair.ledger_spent(team) == 6 * PER_REQUEST
+
+
+def test_a_settlement_whose_answer_was_lost_is_not_counted_twice(pair: Pair) -> None:
+    """Redis applies a batch of settlements but its answer never comes back (the client times out):
+    the batch is sent again, and Redis, which knows it applied that batch, does not count it twice."""
+    budget, (key, _), _team = pair.team_budget(5)
+    gateway = pair.gateways[0]
+    settling = gateway.services.budgets.sharing.settling  # type: ignore[union-attr]
+    pair.forwarders[0].lose_answer_to(hashlib.sha1(APPLY.encode()).hexdigest().encode())
+    assert ask(gateway, key) == "ok"
+    until(lambda: gateway.call(lambda: settling.pending) == 0, 30, "the settlement was never sent again")
+    (window,) = [k for k in counters(budget) if not k.endswith((":due", ":lock"))]
+    with redis.Redis(*REDIS) as client:
+        assert client.hmget(window, "spent", "held") == [str(PER_REQUEST).encode(), b"0"]
+    assert pair.status(budget)["remaining_micros"] == 4 * PER_REQUEST
+    assert ask(gateway, key) == "ok"  # and later batches count as ever
+    until(lambda: gateway.call(lambda: settling.pending) == 0, 30, "the next settlement was not sent")
+    assert pair.status(budget)["spent_micros"] == 2 * PER_REQUEST
 
 
 def test_a_counter_redis_lost_is_seeded_from_the_ledger(pair: Pair) -> None:

@@ -21,6 +21,7 @@ class TcpForwarder:
         self._flowing = asyncio.Event()  # cleared while stalled
         self._flowing.set()
         self._connected = threading.Event()  # a client has connected at least once
+        self._lose_after: bytes | None = None  # `lose_answer_to`: the request whose answer goes
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     def start(self) -> TcpForwarder:
@@ -43,17 +44,25 @@ class TcpForwarder:
             return
         self._writers |= {writer, up_writer}
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, recorded: bool) -> None:
+        losing = False  # this connection's answers are lost from now on (`lose_answer_to`)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, upward: bool) -> None:
+            nonlocal losing
             with contextlib.suppress(OSError, ConnectionError):
                 while data := await src.read(65536):
                     await self._flowing.wait()  # while stalled, bytes are held, never delivered
-                    if recorded:
-                        self.sent += data
+                    if upward:
+                        if self.record:
+                            self.sent += data
+                        if self._lose_after is not None and self._lose_after in data:
+                            self._lose_after, losing = None, True
+                    elif losing:
+                        continue
                     dst.write(data)
                     await dst.drain()
             dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer, self.record), pipe(up_reader, writer, False))
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
 
     def wait_for_connection(self, timeout: float) -> None:
         """Until a client has connected (stalled or not)."""
@@ -79,6 +88,12 @@ class TcpForwarder:
             self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
 
         asyncio.run_coroutine_threadsafe(reopen(), self._loop).result(10)
+
+    def lose_answer_to(self, marker: bytes) -> None:
+        """Once: the next request whose bytes contain `marker` reaches the server, and its answer
+        (and everything after it on that connection) never comes back — a reply lost on the way,
+        after the server acted on the request."""
+        self._loop.call_soon_threadsafe(setattr, self, "_lose_after", marker)
 
     def stall(self) -> None:
         """Stop forwarding: connections (open and new) stay up, and nothing gets through."""

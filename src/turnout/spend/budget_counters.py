@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,8 @@ from turnout.storage.reference_clock import ReferenceClock
 log = logging.getLogger("turnout.spend")
 
 PREFIX = "turnout:budget:"
+BATCH_MARK_SECONDS = 7 * 24 * 3600  # how long an instance's last applied batch number is kept
+NO_MARK = PREFIX + "batches:-"  # the mark of batches that may be applied twice (never written)
 AFTER_WINDOW_MS = 24 * 3600 * 1000  # a window's keys outlive its end by a day (set when seeded)
 SEED_LOCK_MS = 10_000  # how long a seeding instance holds the lock at most
 SEED_WAIT = 2.0  # seconds another instance waits for that seed before deciding alone
@@ -115,14 +118,29 @@ return out
 # `amount`; 'r': a reservation renewed. Sums change once per window per run. Spend is added only
 # to a window that has a counter: one without is seeded from the ledger, which holds it. Returns
 # each window's use after the run, in the order of KEYS.
+# The last KEY is the sending instance's batch mark and ARGV[3] the batch's number (0: a batch
+# that only renews, safe to apply twice): a batch whose number is not above the mark was applied
+# already (its answer was lost on the way back and it was sent again) and changes nothing.
 APPLY = (
     _NOW
     + """
 local lapse = tonumber(ARGV[1])
+local n = #KEYS - 1
+local mark, batch = KEYS[#KEYS], tonumber(ARGV[3])
+if batch > 0 then
+  if batch <= tonumber(redis.call('GET', mark) or '0') then
+    local out = {}
+    for i = 1, n do out[i] = used(KEYS[i]) end
+    return out
+  end
+  redis.call('SET', mark, batch, 'EX', """
+    + str(BATCH_MARK_SECONDS)
+    + """)
+end
 local a = {}
 for w in string.gmatch(ARGV[2], '%S+') do a[#a + 1] = w end
 local held, spent = {}, {}
-for i = 1, #KEYS do held[i], spent[i] = 0, 0 end
+for i = 1, n do held[i], spent[i] = 0, 0 end
 for b = 1, #a, 5 do
   local i, op, rid, amount = tonumber(a[b]), a[b + 1], a[b + 2], tonumber(a[b + 3])
   local h = KEYS[i]
@@ -144,7 +162,8 @@ for b = 1, #a, 5 do
   end
 end
 local out = {}
-for i, h in ipairs(KEYS) do
+for i = 1, n do
+  local h = KEYS[i]
   if held[i] ~= 0 then redis.call('HINCRBY', h, 'held', held[i]) end
   if spent[i] ~= 0 and redis.call('HEXISTS', h, 'spent') == 1 then
     redis.call('HINCRBY', h, 'spent', spent[i])
@@ -264,15 +283,17 @@ class BudgetCounters:
         answer = None if len(reply) <= 3 else answer_of(reply, 3)
         return Outcome(int(reply[0]), int(reply[1]), answer)
 
-    async def apply(self, ops: Sequence[Op]) -> list[int]:
-        """(window key, op, reservation id, amount, held) each, in one round trip; each
-        operation's window's use after them all. Raises RedisError."""
+    async def apply(self, ops: Sequence[Op], mark: str = NO_MARK, batch: int = 0) -> list[int]:
+        """(window key, op, reservation id, amount, held) each, in one round trip, unless batch
+        number `batch` of the sender whose mark is `mark` was applied already (batch 0: renewals
+        only, which may be applied twice); each operation's window's use after them. Raises
+        RedisError."""
         index: dict[str, int] = {}
         words = []
         for key, op, rid, amount, held in ops:
             i = index.setdefault(key, len(index) + 1)
             words.append(f"{i} {op} {rid or '-'} {amount} {held}")
-        use = await self._apply(keys=list(index), args=[self.lapse_ms, " ".join(words)])
+        use = await self._apply(keys=[*index, mark], args=[self.lapse_ms, " ".join(words), batch])
         return [int(use[index[key] - 1]) for key, *_ in ops]
 
     async def read(self, key: str) -> tuple[int, int] | None:
@@ -303,7 +324,12 @@ class Settlements:
     one round trip for them all rather than one per request. What cannot be sent (Redis away) is
     kept and sent when it answers again — nothing settled is lost from the counters. Until then a
     counter holds the reservation in full: too much is held for a while, never too little.
-    `on_value(context, value)` sees each window's use after its operation."""
+    `on_value(context, value)` sees each window's use after its operation.
+
+    Batches are numbered and sent one at a time; one that failed is sent again, alone and under
+    its number, before any later one. Redis keeps the number of this sender's last applied batch
+    (its mark, kept `BATCH_MARK_SECONDS`), so a batch Redis applied but whose answer was lost (a
+    timeout, a connection cut after the write) is not counted twice when it is sent again."""
 
     def __init__(
         self,
@@ -318,10 +344,14 @@ class Settlements:
         self._contexts: list[Any] = []
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[None]] = set()
+        self.mark = f"{PREFIX}batches:{secrets.token_hex(8)}"  # this sender's, in Redis
+        self._batches = 0  # the last batch's number
+        self._unsent: tuple[int, list[Op], list[Any]] | None = None  # a batch to send again
+        self._sending = asyncio.Lock()
 
     @property
     def pending(self) -> int:
-        return len(self._ops)
+        return len(self._ops) + (0 if self._unsent is None else len(self._unsent[1]))
 
     def add(self, key: str, op: str, rid: str, amount: int, held: int = 0, context: Any = None) -> None:
         self._ops.append((key, op, rid, amount, held))
@@ -339,21 +369,29 @@ class Settlements:
         task.add_done_callback(self._flushing.discard)
 
     async def flush(self) -> None:
-        ops, contexts = self._ops, self._contexts
-        self._ops, self._contexts = [], []
-        if not ops:
-            return
+        async with self._sending:
+            if self._unsent is not None and not await self._send(*self._unsent):
+                return
+            ops, contexts = self._ops, self._contexts
+            self._ops, self._contexts = [], []
+            if ops:
+                self._batches += 1
+                await self._send(self._batches, ops, contexts)
+
+    async def _send(self, batch: int, ops: list[Op], contexts: list[Any]) -> bool:
         try:
-            values = await self.counters.apply(ops)
+            values = await self.counters.apply(ops, self.mark, batch)
         except RedisError:
-            self._ops, self._contexts = ops + self._ops, contexts + self._contexts
+            self._unsent = (batch, ops, contexts)
             log.warning("could not send %d budget settlements to Redis; trying again", len(ops))
             self._arm(RETRY_SECONDS)
-            return
+            return False
+        self._unsent = None
         if self.on_value is not None:
             for context, value in zip(contexts, values, strict=True):
                 if context is not None:
                     self.on_value(context, value)
+        return True
 
     def _disarm(self) -> None:
         if self._timer is not None:

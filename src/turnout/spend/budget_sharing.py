@@ -136,11 +136,9 @@ class SharedWindows:
             for reservation, delta in freed
             for rule, current in reservation.held
         ]
-        try:
-            await self.counters.apply(ops)
-        except RedisError:  # sent with the next settlements instead: too much held for a moment
-            for key, op, rid, delta, _ in ops:
-                self.settling.add(key, op, rid, delta)
+        for key, op, rid, delta, _ in ops:  # numbered with the settlements: never applied twice
+            self.settling.add(key, op, rid, delta)
+        await self.settling.flush()  # Redis away: sent when it answers; too much held meanwhile
 
     async def renew(self) -> None:
         """Push back the deadlines of the reservations whose requests still run here."""
