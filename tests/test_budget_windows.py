@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from turnout.config.settings import ModelSettings, Timeouts
 from turnout.domain.chat import parse_chat_request
 from turnout.domain.errors import BudgetExhausted
+from turnout.domain.ledger_entry import LedgerEntry
 from turnout.domain.periods import window
 from turnout.domain.pricing import ModelPrice
 from turnout.domain.principal import Principal
@@ -26,7 +27,6 @@ from turnout.domain.usage import Usage
 from turnout.routing.catalog import Route, Target
 from turnout.spend.budget_values import BudgetRule
 from turnout.spend.budgets import Budgets
-from turnout.spend.ledger import LedgerEntry
 from turnout.spend.ledger_store import LedgerStore
 from turnout.storage.database import Database
 from turnout.storage.tables import budget_windows

@@ -23,8 +23,8 @@ from aiohttp import web
 from click.testing import CliRunner
 
 from turnout.cli.main import main
+from turnout.domain.ledger_entry import LedgerEntry
 from turnout.spend.journal import Journal, read_segment
-from turnout.spend.ledger import LedgerEntry
 from turnout.spend.ledger_store import LedgerStore
 from turnout.storage.database import Database
 

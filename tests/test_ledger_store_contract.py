@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from turnout.spend.ledger import LedgerEntry
+from turnout.domain.ledger_entry import LedgerEntry
 from turnout.spend.ledger_store import LedgerStore
 from turnout.spend.report import spend_report
 from turnout.storage.database import Database

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from turnout.domain.ledger_entry import LedgerEntry
 from turnout.observability.gauges import (
     DeploymentSample,
     Health,
@@ -18,7 +19,6 @@ from turnout.observability.gauges import (
     metrics_registry,
 )
 from turnout.observability.metrics import RequestMetrics
-from turnout.spend.ledger import LedgerEntry
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "observability.md"

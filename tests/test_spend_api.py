@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from turnout.spend.ledger import LedgerEntry
+from turnout.domain.ledger_entry import LedgerEntry
 from turnout.spend.ledger_store import LedgerStore
 from turnout.storage.database import Database
 

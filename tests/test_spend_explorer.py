@@ -16,8 +16,8 @@ import msgspec
 import pytest
 import sqlalchemy as sa
 
+from turnout.domain.ledger_entry import LedgerEntry
 from turnout.spend.explorer import FIGURES, SpendQuery, spend_over
-from turnout.spend.ledger import LedgerEntry
 from turnout.spend.ledger_store import LedgerStore
 from turnout.storage.cube import CUBE_DIMS, backfill_cube
 from turnout.storage.database import Database

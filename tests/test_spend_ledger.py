@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from turnout.config.loader import ConfigError
+from turnout.domain.ledger_entry import LedgerEntry
 from turnout.spend.journal import Journal
-from turnout.spend.ledger import LedgerEntry
 from turnout.spend.ledger_store import LedgerStore
 from turnout.storage.database import Database
 

@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from turnout.config.loader import ConfigError
+from turnout.domain.ledger_entry import entry_encoder
 from turnout.spend.journal import PREFIX, SUFFIX
-from turnout.spend.ledger import entry_encoder
 from turnout.spend.ledger_store import LedgerStore
 from turnout.spend.report import REPORT_BY, spend_report
 from turnout.storage.database import Database

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from turnout.spend.ledger import LedgerEntry
+from turnout.domain.ledger_entry import LedgerEntry
 from turnout.spend.ledger_store import CHUNK, LedgerStore, as_row
 from turnout.storage.database import Database
 from turnout.storage.tables import ledger

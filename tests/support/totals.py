@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from turnout.spend.ledger import LedgerEntry
+from turnout.domain.ledger_entry import LedgerEntry
 from turnout.spend.ledger_store import LedgerStore
 from turnout.storage.database import Database
 from turnout.storage.rollups import backfill

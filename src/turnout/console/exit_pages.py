@@ -13,8 +13,8 @@ from turnout.console.rendering import Renderer
 from turnout.console.web import Request, Response
 from turnout.domain.errors import InvalidRequest
 from turnout.domain.key_policy import require_organisation_admin
+from turnout.domain.query_times import parse_time
 from turnout.spend.exit_report import exit_report
-from turnout.spend.spend_query import parse_time
 
 DEFAULT_SPAN = dt.timedelta(days=30)
 

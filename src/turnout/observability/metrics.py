@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from turnout.domain.ledger_entry import LedgerEntry
 
 # Seconds: from a cached answer's millisecond to a long reasoning model's two minutes.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -46,47 +48,6 @@ NOT_FAILED = frozenset({"client_closed", "gateway_shutdown"})
 RATE_LIMITED = "rate_limited"  # a provider's 429, whatever code it gave
 # The ledger's token kinds, in the order `_Spend` keeps them.
 TOKEN_KINDS = ("input", "output", "cached_input", "cache_write", "reasoning")
-
-
-class AttemptEntry(Protocol):
-    """What the metrics read of a ledger entry (one upstream attempt of a request)."""
-
-    @property
-    def attempt(self) -> int: ...
-    @property
-    def attempts(self) -> int: ...
-    @property
-    def api(self) -> str: ...
-    @property
-    def alias(self) -> str: ...
-    @property
-    def deployment(self) -> str | None: ...
-    @property
-    def provider(self) -> str | None: ...
-    @property
-    def model(self) -> str | None: ...
-    @property
-    def team_id(self) -> str | None: ...
-    @property
-    def stream(self) -> bool: ...
-    @property
-    def status(self) -> int: ...
-    @property
-    def reason(self) -> str | None: ...
-    @property
-    def input_tokens(self) -> int: ...
-    @property
-    def output_tokens(self) -> int: ...
-    @property
-    def cached_input_tokens(self) -> int: ...
-    @property
-    def cache_write_tokens(self) -> int: ...
-    @property
-    def reasoning_tokens(self) -> int: ...
-    @property
-    def cost_micros(self) -> int | None: ...
-    @property
-    def customer_price_micros(self) -> int | None: ...
 
 
 class Histogram:
@@ -144,7 +105,7 @@ def _zero() -> list[int]:
     return [0]
 
 
-def _spend(spent: list[int], entry: AttemptEntry) -> None:
+def _spend(spent: list[int], entry: LedgerEntry) -> None:
     spent[0] += entry.input_tokens
     spent[1] += entry.output_tokens
     spent[2] += entry.cached_input_tokens
@@ -207,7 +168,7 @@ class RequestMetrics:
 
     def request(
         self,
-        entries: Sequence[AttemptEntry],
+        entries: Sequence[LedgerEntry],
         status: int,
         served: int,
         elapsed: float,
@@ -246,7 +207,7 @@ class RequestMetrics:
                 return
         self._request(entries, status, served, elapsed, first_token)
 
-    def _bundle(self, entry: AttemptEntry, status: int, key: tuple[object, ...]) -> _Bundle | None:
+    def _bundle(self, entry: LedgerEntry, status: int, key: tuple[object, ...]) -> _Bundle | None:
         if len(self._bundles) >= self.max_series:
             return None
         alias, stream = entry.alias, "true" if entry.stream else "false"
@@ -268,7 +229,7 @@ class RequestMetrics:
 
     def _request(
         self,
-        entries: Sequence[AttemptEntry],
+        entries: Sequence[LedgerEntry],
         status: int,
         served: int,
         elapsed: float,
@@ -291,7 +252,7 @@ class RequestMetrics:
                 first_token
             )
 
-    def _attempt(self, entry: AttemptEntry, alias: str, team: Labels) -> None:
+    def _attempt(self, entry: LedgerEntry, alias: str, team: Labels) -> None:
         status = entry.status
         place = (alias, entry.deployment or "", entry.provider or "")
         _cell(self.attempts, (*place, _status_class(status)), _zero, self.max_series)[0] += 1

@@ -24,7 +24,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from turnout.domain.errors import TurnoutError
-from turnout.observability.metrics import AttemptEntry
+from turnout.domain.ledger_entry import LedgerEntry
 from turnout.observability.redaction import redact
 from turnout.observability.tracing import Answer
 
@@ -167,7 +167,7 @@ class OtelRequestTrace:
             text = orjson.dumps(messages).decode()
             span.set_attribute("gen_ai.input.messages", redact(text, limit=CONTENT_LIMIT))
 
-    def recorded(self, entries: Sequence[AttemptEntry], status: int, answer: Answer | None) -> None:
+    def recorded(self, entries: Sequence[LedgerEntry], status: int, answer: Answer | None) -> None:
         span = self.span
         self._recorded = True
         inputs = outputs = 0
@@ -191,7 +191,7 @@ class OtelRequestTrace:
             span.set_status(Status(StatusCode.ERROR, reason))
 
     def _attempt_done(
-        self, attempt: OtelAttemptSpan, entry: AttemptEntry, answer: Answer | None, status: int
+        self, attempt: OtelAttemptSpan, entry: LedgerEntry, answer: Answer | None, status: int
     ) -> None:
         span = attempt.span
         span.set_attribute("gen_ai.usage.input_tokens", entry.input_tokens)

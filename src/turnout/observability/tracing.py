@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from turnout.observability.metrics import AttemptEntry
+from turnout.domain.ledger_entry import LedgerEntry
 
 # The `traceparent: ...\r\n` (and `tracestate`) header lines of the upstream attempt running in
 # this task, added to its request by the providers' shared link (None: not traced).
@@ -50,7 +50,7 @@ class RequestTrace(Protocol):
         messages (kept only when content is captured)."""
         ...
 
-    def recorded(self, entries: Sequence[AttemptEntry], status: int, answer: Answer | None) -> None:
+    def recorded(self, entries: Sequence[LedgerEntry], status: int, answer: Answer | None) -> None:
         """The request's ledger entries, one per attempt: each attempt's span gets its figures."""
         ...
 

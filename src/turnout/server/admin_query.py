@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from turnout.domain.errors import InvalidRequest
+from turnout.domain.query_times import parse_time
 from turnout.server.exchange import Exchange
 from turnout.storage.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, Paging
 
@@ -46,18 +47,6 @@ async def send_page(x: Exchange, data: list[dict[str, Any]], page: Page, **extra
 
 
 def time_param(query: dict[str, str], name: str) -> datetime | None:
-    """An ISO 8601 date or time (UTC unless it says otherwise), or unix seconds."""
-    raw = query.get(name)
-    if raw is None:
-        return None
-    try:
-        return datetime.fromtimestamp(float(raw), UTC)
-    except (ValueError, OverflowError, OSError):
-        pass
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        raise InvalidRequest(
-            f"'{name}' must be an ISO 8601 date or time, or unix seconds.", param=name
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    """An ISO 8601 date or time (UTC unless it says otherwise), unix seconds, or a span back from
+    now (7d, 24h, 30m): domain/query_times.py."""
+    return parse_time(query, name, datetime.now(UTC))

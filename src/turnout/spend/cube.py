@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from operator import add
 from typing import Any
 
-from turnout.spend.ledger import LedgerEntry
+from turnout.domain.ledger_entry import LedgerEntry
 from turnout.storage.cube import ATTEMPT_DIMS, CUBE_COUNTS, CUBE_DIMS, CUBE_GRAINS, MASKS
 from turnout.storage.rollups import bucket_of
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import msgspec
 
-from turnout.spend.ledger import LedgerEntry, entry_decoder, entry_encoder
+from turnout.domain.ledger_entry import LedgerEntry, entry_decoder, entry_encoder
 
 log = logging.getLogger("turnout.spend")
 

@@ -10,8 +10,8 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
+from turnout.domain.ledger_entry import LedgerEntry
 from turnout.spend.cube import CubeBuilder
-from turnout.spend.ledger import LedgerEntry
 from turnout.spend.rollups import RollupBuilder, as_rows
 from turnout.storage.cube import CUBE_COUNTS, CUBE_KEY
 from turnout.storage.database import Database

@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from turnout.domain.errors import LedgerUnavailable
+from turnout.domain.ledger_entry import LedgerEntry
 from turnout.observability.gauges import JournalSample
 from turnout.observability.metrics import RequestMetrics
 from turnout.observability.tracing import Answer, RequestTrace
 from turnout.periodic import Periodic
 from turnout.spend.journal import BATCH, Journal
-from turnout.spend.ledger import LedgerEntry
 from turnout.spend.ledger_store import LedgerStore
 
 log = logging.getLogger("turnout.spend")

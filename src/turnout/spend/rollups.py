@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from operator import add, sub
 from typing import Any
 
-from turnout.spend.ledger import LedgerEntry
+from turnout.domain.ledger_entry import LedgerEntry
 from turnout.storage.rollups import COUNTS, DIMS, FINE_DIMS, GRAINS, bucket_of
 
 _QUARTER = GRAINS["quarter"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import msgspec
 
+from turnout.domain.ledger_entry import LedgerEntry
 from turnout.observability.metrics import RequestMetrics
-from turnout.spend.ledger import LedgerEntry
 
 
 def entry(model: str, *, attempt: int = 1, attempts: int = 1, status: int = 200) -> LedgerEntry:
