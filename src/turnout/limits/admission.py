@@ -326,11 +326,10 @@ class Admission:
         if answer.code > 0:
             ticket.done = True
             applied = ticket.applied[answer.code - 1]
-            if applied.rule.window is None:
-                refusal = self._refusal(applied, PARALLEL_WAIT, now)
-                refusal.recheck = True
-                raise refusal
-            raise self._refusal(applied, math.inf if answer.wait_ms < 0 else answer.wait_ms / 1000, now)
+            wait = PARALLEL_WAIT if applied.rule.window is None else answer.wait_ms / 1000
+            refusal = self._refusal(applied, math.inf if answer.wait_ms < 0 else wait, now)
+            refusal.recheck = applied.rule.window is None  # a place may be on its way back
+            raise refusal
         ticket.shared = True
         quota = Quota(now)
         holds_place = False
