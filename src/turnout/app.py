@@ -168,7 +168,7 @@ class Services:
                 if counters is None
                 else Reconciler(budgets, counters, settings.storage.reconcile_interval)
             )
-            billing = Billing(shared=shared)
+            billing = Billing(counters=counters)
             await billing.load(database)
             billing.start()
             presets = PresetRegistry()
