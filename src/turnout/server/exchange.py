@@ -46,6 +46,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON_TYPE = (b"content-type", b"application/json")
+KEEP_ALIVE_BODY = 64 * 1024  # a refused request's body up to this size is taken, if it has arrived
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -223,6 +224,26 @@ class Exchange:
         length = self.header(b"content-length")
         return (length is not None and length != b"0") or self.header(b"transfer-encoding") is not None
 
+    async def _body_arrived(self) -> bool:
+        """Take the body of a refused request if it has already arrived whole (a small one sent
+        with its head, as SDKs send them), so that the connection stays open for the client's next
+        request (its retry after a 429 or 503, say) instead of a new connection each time. Waits one
+        turn of the event loop at most: a body still on its way is not waited for (the connection
+        closes instead)."""
+        length = self.header(b"content-length")
+        if self.header(b"transfer-encoding") is not None or length is None or not length.isdigit():
+            return False
+        if int(length) > KEEP_ALIVE_BODY:
+            return False
+        self._body_read = True
+        taking = asyncio.ensure_future(self.receive())
+        await asyncio.sleep(0)  # (the message is ready at once when the body came with the head)
+        if not taking.done():
+            taking.cancel()
+            return False
+        message = taking.result()
+        return message["type"] == "http.request" and not message.get("more_body", False)
+
     def _too_large(self) -> RequestTooLarge:
         return RequestTooLarge(f"The request body is larger than the limit of {self.max_body} bytes.")
 
@@ -301,7 +322,7 @@ class Exchange:
             return
         error = _for_client(error, self.request_id)
         headers = error.headers()
-        if isinstance(error, RequestTooLarge) or self._body_unread():
+        if isinstance(error, RequestTooLarge) or (self._body_unread() and not await self._body_arrived()):
             headers = [*headers, (b"connection", b"close")]  # do not read the rest of the body
         if error.status == 401:
             headers = [*headers, (b"www-authenticate", b'Bearer realm="turnout"')]
