@@ -150,7 +150,7 @@ class Services:
             )
             budgets = Budgets(clock.now, counters)
             budgets.peers = instances.live
-            limit_book = LimitBook()
+            limit_book = LimitBook(settings.server.overload.default_priority)
             await limit_book.load(database)
             limit_book.start()
             admission = Admission(

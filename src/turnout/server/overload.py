@@ -18,8 +18,9 @@ from turnout.domain.errors import Overloaded, TurnoutError
 from turnout.domain.principal import Priority
 from turnout.inbound.anthropic_messages import error_json
 from turnout.keys.index import KeyIndex
+from turnout.limits.book import LimitBook
 from turnout.limits.concurrency import ConcurrencyGate
-from turnout.limits.priority import PRIORITIES
+from turnout.limits.priority import PRIORITIES, class_of
 from turnout.server.exchange import Exchange, Send
 from turnout.server.routes import Handler
 
@@ -47,8 +48,27 @@ class _TimedSend:
         await self.send(message)
 
 
+class Classes:
+    """A caller's priority class, read from memory only: the key index and the teams' classes."""
+
+    __slots__ = ("book", "keys")
+
+    def __init__(self, keys: KeyIndex, book: LimitBook) -> None:
+        self.keys = keys
+        self.book = book
+
+    def __call__(self, x: Exchange) -> Priority | None:
+        """The caller's class: its key's, else its team's (a key the index does not know yet: the
+        default; the pipeline authenticates the request properly)."""
+        try:
+            principal = self.keys.authenticate(x.credential())
+        except TurnoutError:
+            return None
+        return class_of(principal.priority, self.book.team_priority(principal.team_id))
+
+
 def gated(
-    gate: ConcurrencyGate | None, keys: KeyIndex, handler: Handler, *, anthropic: bool = False
+    gate: ConcurrencyGate | None, classes: Classes, handler: Handler, *, anthropic: bool = False
 ) -> Handler:
     """`handler`, run only once `gate` admits the request (unchanged without a gate)."""
     if gate is None:
@@ -57,7 +77,7 @@ def gated(
     async def admitted(x: Exchange) -> None:
         # with room even for the lowest class, who calls does not matter (no key lookup)
         if not gate.try_enter(LOWEST):
-            rank = gate.rank(_priority(keys, x))
+            rank = gate.rank(classes(x))
             try:
                 await gate.enter(rank)
             except Overloaded:
@@ -73,12 +93,3 @@ def gated(
             gate.leave(timed.at - began if timed.status == 200 else None)
 
     return admitted
-
-
-def _priority(keys: KeyIndex, x: Exchange) -> Priority | None:
-    """The caller's class, from the in-memory key index (a key it does not know yet: the default;
-    the pipeline authenticates the request properly)."""
-    try:
-        return keys.authenticate(x.credential()).priority
-    except TurnoutError:
-        return None

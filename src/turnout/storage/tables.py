@@ -124,6 +124,8 @@ teams = sa.Table(
     sa.Column("limits", sa.Text, nullable=True),
     sa.Column("key_limits", sa.Text, nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
+    # (0021) the team's priority class (critical, standard, batch; NULL: the configured default)
+    sa.Column("priority", sa.String(16), nullable=True),
 )
 
 users = sa.Table(
