@@ -69,6 +69,7 @@ def serve(tmp_path: Path, upstream: Upstream) -> Iterator[Any]:
                     "type": "openai_compatible",
                     "base_url": upstream.base_url,
                     "api_key": "env:UPSTREAM_KEY",
+                    "passthrough": ["/files"],
                 }
             },
             "models": {"gpt-4o": {"provider": "up", "model": "gpt-4o-2024-08-06"}},
@@ -425,3 +426,39 @@ def test_a_keys_own_class_overrides_its_teams(serve: Any, upstream: Upstream) ->
             assert [a.status_code for a in await asyncio.gather(*running)] == [200] * 3
 
     asyncio.run(scenario())
+
+
+def test_token_counting_and_the_passthrough_are_shed_under_overload(serve: Any, upstream: Upstream) -> None:
+    held = Held(upstream, 1)
+    served = serve(initial_limit=1, min_limit=1, max_limit=1, queue_ratio=0)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(timeout=30) as http:
+            running = chat(http, served)
+            await held.arrived(1)
+            passed = await http.get(root(served) + "/passthrough/up/files", headers=auth())
+            assert passed.status_code == 503 and passed.headers["retry-after"] == "1"
+            assert passed.json()["error"]["code"] == "overloaded"
+            counted = await http.post(
+                root(served) + "/v1/messages/count_tokens",
+                headers={"x-api-key": MASTER, "anthropic-version": "2023-06-01"},
+                json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            assert counted.status_code == 503 and counted.headers["retry-after"] == "1"
+            assert counted.json()["type"] == "error"
+            assert counted.json()["error"]["type"] == "overloaded_error"
+            assert (await state(http, served))["refused"]["standard"] == 2
+            held.release(1)
+            assert (await running).status_code == 200
+
+            upstream.reply_json({"object": "list", "data": [], "has_more": False})
+            assert (await http.get(root(served) + "/passthrough/up/files", headers=auth())).status_code == 200
+            again = await http.post(
+                root(served) + "/v1/messages/count_tokens",
+                headers={"x-api-key": MASTER, "anthropic-version": "2023-06-01"},
+                json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            assert again.status_code == 200 and again.json()["input_tokens"] > 0
+
+    asyncio.run(scenario())
+    assert len(upstream.requests) == 2  # the chat and the pass-through after the overload

@@ -74,13 +74,17 @@ class GatewayApp:
             "/v1/completions": {"POST": gated(gate, classes, e.completions)},
             "/v1/embeddings": {"POST": gated(gate, classes, e.embeddings)},
             "/v1/messages": {"POST": gated(gate, classes, e.messages, anthropic=True)},
-            "/v1/messages/count_tokens": {"POST": e.count_tokens},
+            "/v1/messages/count_tokens": {
+                "POST": gated(gate, classes, e.count_tokens, anthropic=True, measured=False)
+            },
             "/v1/responses": {"POST": gated(gate, classes, e.responses)},
             "/v1/models": {"GET": e.list_models},
             "/health/live": {"GET": e.live, "HEAD": e.live},
             "/health/ready": {"GET": e.ready, "HEAD": e.ready},
             "/openapi.json": {"GET": openapi_endpoint(self.admin, __version__)},
         }
+        pipeline = services.pipeline
+        self.passthrough = gated(gate, classes, lambda x: passthrough(pipeline, x), measured=False)
         metrics = services.metrics
         self.metrics = None if metrics is None else MetricsEndpoint(services, metrics, e.deployment_states)
         if self.metrics is not None:
@@ -187,7 +191,7 @@ class GatewayApp:
         if path.startswith(PASSTHROUGH_PREFIX):
             if method not in PASSTHROUGH_METHODS:
                 raise MethodNotAllowed(f"{method} is not allowed on {path}.", allowed=PASSTHROUGH_METHODS)
-            await passthrough(self.services.pipeline, x)
+            await self.passthrough(x)
             return
         for prefix in RESPONSE_PREFIXES:
             if path.startswith(prefix):

@@ -1,11 +1,13 @@
-"""The admission gate at the edge (`server.overload`): the model endpoints take a slot of the
-instance's concurrency limit before anything of the request is read, and give it back when the
-answer is over; a request that finds no slot and no room in the queue gets 503 with Retry-After in
-its API's own error format. Health, admin and model listings are never gated.
+"""The admission gate at the edge (`server.overload`): the model endpoints (token counting and the
+pass-through to a provider's own API too) take a slot of the instance's concurrency limit before
+anything of the request is read, and give it back when the answer is over; a request that finds no
+slot and no room in the queue gets 503 with Retry-After in its API's own error format. Health,
+admin and model listings are never gated.
 
 A request's latency, for the limit, is the time from its admission to its response's head: the whole
 answer for a JSON one, the first token for a stream (whose length says nothing about load). Only
-answered requests (200) count; a refusal or an error says nothing about capacity."""
+answered requests (200) of the model endpoints count; a refusal or an error says nothing about
+capacity."""
 
 from __future__ import annotations
 
@@ -68,9 +70,16 @@ class Classes:
 
 
 def gated(
-    gate: ConcurrencyGate | None, classes: Classes, handler: Handler, *, anthropic: bool = False
+    gate: ConcurrencyGate | None,
+    classes: Classes,
+    handler: Handler,
+    *,
+    anthropic: bool = False,
+    measured: bool = True,
 ) -> Handler:
-    """`handler`, run only once `gate` admits the request (unchanged without a gate)."""
+    """`handler`, run only once `gate` admits the request (unchanged without a gate). The latency of
+    a request not `measured` (counting tokens, a provider's own API: neither is a model's answer)
+    does not move the limit; it holds a slot all the same."""
     if gate is None:
         return handler
 
@@ -84,6 +93,12 @@ def gated(
                 if anthropic:
                     x.render_error = lambda error: error_json(error, x.request_id)
                 raise
+        if not measured:
+            try:
+                await handler(x)
+            finally:
+                gate.leave(None)
+            return
         timed = _TimedSend(x.send)
         x.send = timed
         began = time.perf_counter()
