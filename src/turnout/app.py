@@ -385,8 +385,8 @@ def _count_peers(budgets: Budgets, admission: Admission, live: int) -> None:
 
 
 def tracer_for(settings: Settings, kinds: dict[str, str]) -> Tracer | None:
-    """The tracer `tracing` asks for: spans exported over OTLP/HTTP, or None (then OpenTelemetry's
-    SDK is never imported)."""
+    """The tracer `tracing` asks for: spans exported over OTLP (HTTP or gRPC), or None (then
+    OpenTelemetry's SDK is never imported)."""
     tracing = settings.tracing
     if tracing.otlp_endpoint is None:
         return None
@@ -397,6 +397,7 @@ def tracer_for(settings: Settings, kinds: dict[str, str]) -> Tracer | None:
         tracing.otlp_endpoint,
         headers,
         lambda provider: kinds.get(provider, provider),
+        protocol=tracing.otlp_protocol,
         service_name=tracing.service_name,
         sample_ratio=tracing.sample_ratio,
         capture_content=tracing.capture_content,

@@ -300,6 +300,7 @@ class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 class TracingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     otlp_endpoint: str | None = None  # OTLP over HTTP (protobuf): http(s)://collector:4318/v1/traces
+    otlp_protocol: Literal["http", "grpc"] | None = None  # None: http; grpc: http(s)://collector:4317
     headers: dict[str, str] | None = None  # sent with each export (credentials as secret references)
     service_name: str = "turnout"
     sample_ratio: float = 1.0

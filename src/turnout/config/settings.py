@@ -343,10 +343,11 @@ class MetricsSettings:
 
 @dataclass(frozen=True, slots=True)
 class TracingSettings:
-    """OpenTelemetry traces, exported over OTLP/HTTP to `otlp_endpoint` (None: off, and the SDK is
-    never imported)."""
+    """OpenTelemetry traces, exported over OTLP to `otlp_endpoint` (None: off, and the SDK is never
+    imported), over HTTP (protobuf) or gRPC (`otlp_protocol`)."""
 
     otlp_endpoint: str | None = None
+    otlp_protocol: Literal["http", "grpc"] = "http"
     headers: tuple[tuple[str, str | Secret], ...] = ()
     service_name: str = "turnout"
     sample_ratio: float = 1.0
