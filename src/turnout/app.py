@@ -229,7 +229,11 @@ class Services:
         )
         await provider_control.refresh()  # providers removed before this start stay removed
         provider_control.start()
-        retention = LedgerRetention(database, settings.storage.ledger_retention_days)
+        retention = LedgerRetention(
+            database,
+            settings.storage.ledger_retention_days,
+            hour_days=settings.storage.hourly_totals_retention_days,
+        )
         retention.start()
         if reconciler is not None:
             reconciler.start()

@@ -93,6 +93,9 @@ MIN_REQUEST_LINE = 256
 MIN_HEADER_BYTES = 1024
 MIN_HEADERS = 32
 MAX_RETENTION_DAYS = 36_500  # a hundred years: more is a typo
+# hour cells are kept longer than any budget window that is not `never` reaches back
+# (storage.rollups.RECENT_QUARTERS), so budgets stay exact to the quarter-hour
+MIN_HOUR_TOTALS_DAYS = 35
 
 
 class ConfigError(Exception):
@@ -612,6 +615,13 @@ class _Builder:
                 "storage.ledger_retention_days",
                 f"must be a number of days from 1 to {MAX_RETENTION_DAYS} (leave it out to keep every row)",
             )
+        hours = cfg.hourly_totals_retention_days
+        if hours is not None and not MIN_HOUR_TOTALS_DAYS <= hours <= MAX_RETENTION_DAYS:
+            self.problem(
+                "storage.hourly_totals_retention_days",
+                f"must be a number of days from {MIN_HOUR_TOTALS_DAYS} (longer than any budget "
+                f"window) to {MAX_RETENTION_DAYS}, got {hours}",
+            )
         timeout = self.unit(cfg.database_timeout, parse_duration, "storage.database_timeout", 2.0)
         base = StorageSettings(data_dir=data_dir, database_url=url)
         timing = {}
@@ -630,6 +640,7 @@ class _Builder:
             redis_url=redis_url,
             database_timeout=timeout,
             ledger_retention_days=retention,
+            hourly_totals_retention_days=90 if hours is None else hours,
             **timing,
         )
 

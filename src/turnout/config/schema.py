@@ -279,6 +279,7 @@ class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     redis_url: str | None = None
     database_timeout: str | float | None = None
     ledger_retention_days: int | None = None
+    hourly_totals_retention_days: int | None = None  # None: 90
     reservation_lapse: DurationValue | None = None
     reconcile_interval: DurationValue | None = None
 

@@ -401,6 +401,16 @@ ledger_horizon = sa.Table(
     sa.Column("pruned_before", sa.DateTime(timezone=True), nullable=False),
 )
 
+# (0022) How far the running totals' cells of a grain (`hour`) have been pruned
+# (`storage.hourly_totals_retention_days`): every such cell before `pruned_before` is gone from
+# spend_rollups and spend_cube, its figures kept by the day cells.
+totals_horizon = sa.Table(
+    "totals_horizon",
+    metadata,
+    sa.Column("grain", sa.String(8), primary_key=True),
+    sa.Column("pruned_before", sa.DateTime(timezone=True), nullable=False),
+)
+
 # (0013) The gateway processes sharing this database: each writes its row on start and renews it
 # every few seconds (times are the database's own clock, in unix seconds); a row past `expires_at`
 # is an instance that stopped without saying so. Without Redis, each live instance enforces its
