@@ -150,7 +150,7 @@ class Services:
             )
             budgets = Budgets(clock.now, counters)
             budgets.peers = instances.live
-            limit_book = LimitBook()
+            limit_book = LimitBook(settings.server.overload.default_priority)
             await limit_book.load(database)
             limit_book.start()
             admission = Admission(
@@ -229,7 +229,11 @@ class Services:
         )
         await provider_control.refresh()  # providers removed before this start stay removed
         provider_control.start()
-        retention = LedgerRetention(database, settings.storage.ledger_retention_days)
+        retention = LedgerRetention(
+            database,
+            settings.storage.ledger_retention_days,
+            hour_days=settings.storage.hourly_totals_retention_days,
+        )
         retention.start()
         if reconciler is not None:
             reconciler.start()
@@ -385,8 +389,8 @@ def _count_peers(budgets: Budgets, admission: Admission, live: int) -> None:
 
 
 def tracer_for(settings: Settings, kinds: dict[str, str]) -> Tracer | None:
-    """The tracer `tracing` asks for: spans exported over OTLP/HTTP, or None (then OpenTelemetry's
-    SDK is never imported)."""
+    """The tracer `tracing` asks for: spans exported over OTLP (HTTP or gRPC), or None (then
+    OpenTelemetry's SDK is never imported)."""
     tracing = settings.tracing
     if tracing.otlp_endpoint is None:
         return None
@@ -397,6 +401,7 @@ def tracer_for(settings: Settings, kinds: dict[str, str]) -> Tracer | None:
         tracing.otlp_endpoint,
         headers,
         lambda provider: kinds.get(provider, provider),
+        protocol=tracing.otlp_protocol,
         service_name=tracing.service_name,
         sample_ratio=tracing.sample_ratio,
         capture_content=tracing.capture_content,

@@ -533,6 +533,38 @@ class Pipeline:
             self.budgets.release(reservation)
             raise
 
+    async def admit_uncharged(
+        self, inbound: RateLimitedInbound, principal: Principal, route: Route
+    ) -> Ticket:
+        """Admission for a request that uses no tokens and costs nothing (counting a prompt's
+        tokens): it counts in the request limits (rpm, rpd, parallel), reserves no tokens and no
+        budget (asked once more as `_admit` is). The caller settles the ticket when it ends."""
+        try:
+            return await self._admit_requests(inbound, principal, route)
+        except RateLimited as refusal:
+            if not refusal.recheck:
+                raise
+        await asyncio.sleep(PLACE_RECHECK)
+        return await self._admit_requests(inbound, principal, route)
+
+    async def _admit_requests(
+        self, inbound: RateLimitedInbound, principal: Principal, route: Route
+    ) -> Ticket:
+        try:
+            ticket = self.admission.admit(principal, route, tokens=False)
+        except RateLimited as error:
+            if error.quota is not None:
+                inbound.rate_limited(error.quota)
+            raise
+        try:
+            await self.admission.confirm(ticket)
+        except BaseException as error:
+            self._refused(inbound, ticket, error)
+            raise
+        if ticket.quota is not None:
+            inbound.rate_limited(ticket.quota)
+        return ticket
+
     @staticmethod
     def _refused(inbound: RateLimitedInbound, ticket: Ticket, error: BaseException) -> None:
         ticket.release()

@@ -93,6 +93,9 @@ MIN_REQUEST_LINE = 256
 MIN_HEADER_BYTES = 1024
 MIN_HEADERS = 32
 MAX_RETENTION_DAYS = 36_500  # a hundred years: more is a typo
+# hour cells are kept longer than any budget window that is not `never` reaches back
+# (storage.rollups.RECENT_QUARTERS), so budgets stay exact to the quarter-hour
+MIN_HOUR_TOTALS_DAYS = 35
 
 
 class ConfigError(Exception):
@@ -402,31 +405,47 @@ class _Builder:
 
     def tracing(self, cfg: schema.TracingConfig) -> TracingSettings:
         endpoint = cfg.otlp_endpoint
+        protocol = cfg.otlp_protocol or "http"
         if endpoint is not None:
-            parts = urlsplit(endpoint)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                self.problem("tracing.otlp_endpoint", "must be an http:// or https:// URL (OTLP over HTTP)")
-            elif parts.username or parts.password or parts.query:
-                self.problem(
-                    "tracing.otlp_endpoint",
-                    f"must not hold credentials; put them in tracing.headers ({REFERENCE_HINT})",
-                )
-            elif importlib.util.find_spec("opentelemetry.sdk") is None:
-                self.problem(
-                    "tracing.otlp_endpoint",
-                    "traces need OpenTelemetry's SDK, which is not installed: pip install 'turnout[tracing]'",
-                )
-        elif cfg.headers or cfg.capture_content:
+            self.otlp_endpoint(endpoint, protocol)
+        elif cfg.headers or cfg.capture_content or cfg.otlp_protocol is not None:
             self.problem("tracing", "takes effect only with tracing.otlp_endpoint (set it, or remove this)")
         if not 0.0 <= cfg.sample_ratio <= 1.0:
             self.problem("tracing.sample_ratio", f"must be from 0 to 1, got {cfg.sample_ratio:g}")
         return TracingSettings(
             otlp_endpoint=endpoint,
+            otlp_protocol=protocol,
             headers=self.provider_headers(cfg.headers or {}, "tracing"),
             service_name=cfg.service_name,
             sample_ratio=min(1.0, max(0.0, cfg.sample_ratio)),
             capture_content=cfg.capture_content,
         )
+
+    def otlp_endpoint(self, endpoint: str, protocol: str) -> None:
+        """An OTLP endpoint: an http(s) URL without credentials; for gRPC a host and port only
+        (`http://` without TLS, `https://` with it); the protocol's exporter installed."""
+        parts = urlsplit(endpoint)
+        wire = "OTLP over gRPC" if protocol == "grpc" else "OTLP over HTTP"
+        exporter = f"opentelemetry.exporter.otlp.proto.{protocol}"
+        extra = "tracing-grpc" if protocol == "grpc" else "tracing"
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            self.problem("tracing.otlp_endpoint", f"must be an http:// or https:// URL ({wire})")
+        elif parts.username or parts.password or parts.query:
+            self.problem(
+                "tracing.otlp_endpoint",
+                f"must not hold credentials; put them in tracing.headers ({REFERENCE_HINT})",
+            )
+        elif protocol == "grpc" and parts.path not in ("", "/"):
+            self.problem(
+                "tracing.otlp_endpoint",
+                f"gRPC takes a host and port only (http://collector:4317), not a path ('{parts.path}')",
+            )
+        elif not (_installed("opentelemetry.sdk") and _installed(exporter)):
+            self.problem(
+                "tracing.otlp_endpoint",
+                f"traces over {wire} need OpenTelemetry's SDK and exporter, which are not installed: "
+                f"pip install 'turnout[{extra}]'",
+            )
 
     def server(self, cfg: schema.ServerConfig) -> ServerSettings:
         if not 0 <= cfg.port < 65536:
@@ -596,6 +615,13 @@ class _Builder:
                 "storage.ledger_retention_days",
                 f"must be a number of days from 1 to {MAX_RETENTION_DAYS} (leave it out to keep every row)",
             )
+        hours = cfg.hourly_totals_retention_days
+        if hours is not None and not MIN_HOUR_TOTALS_DAYS <= hours <= MAX_RETENTION_DAYS:
+            self.problem(
+                "storage.hourly_totals_retention_days",
+                f"must be a number of days from {MIN_HOUR_TOTALS_DAYS} (longer than any budget "
+                f"window) to {MAX_RETENTION_DAYS}, got {hours}",
+            )
         timeout = self.unit(cfg.database_timeout, parse_duration, "storage.database_timeout", 2.0)
         base = StorageSettings(data_dir=data_dir, database_url=url)
         timing = {}
@@ -614,6 +640,7 @@ class _Builder:
             redis_url=redis_url,
             database_timeout=timeout,
             ledger_retention_days=retention,
+            hourly_totals_retention_days=90 if hours is None else hours,
             **timing,
         )
 
@@ -1109,3 +1136,11 @@ def _unknown(what: str, value: str, known: Mapping[str, Any]) -> str:
     hint = f"; did you mean '{close[0]}'?" if close else ""
     listing = ", ".join(names) if names else "none are configured"
     return f"unknown {what} '{value}'{hint} (known: {listing})"
+
+
+def _installed(module: str) -> bool:
+    """Is `module` importable (its parents imported to find it; a missing parent: no)?"""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False

@@ -279,6 +279,7 @@ class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     redis_url: str | None = None
     database_timeout: str | float | None = None
     ledger_retention_days: int | None = None
+    hourly_totals_retention_days: int | None = None  # None: 90
     reservation_lapse: DurationValue | None = None
     reconcile_interval: DurationValue | None = None
 
@@ -300,6 +301,7 @@ class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 class TracingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     otlp_endpoint: str | None = None  # OTLP over HTTP (protobuf): http(s)://collector:4318/v1/traces
+    otlp_protocol: Literal["http", "grpc"] | None = None  # None: http; grpc: http(s)://collector:4317
     headers: dict[str, str] | None = None  # sent with each export (credentials as secret references)
     service_name: str = "turnout"
     sample_ratio: float = 1.0

@@ -310,6 +310,9 @@ class StorageSettings:
     database_timeout: float = 2.0
     # delete ledger rows older than this many days (their figures stay in the running totals)
     ledger_retention_days: int | None = None
+    # delete the running totals' hour cells older than this many days (their day cells keep the
+    # figures; spans reaching further back are answered in whole days)
+    hourly_totals_retention_days: int = 90
     # a reservation in Redis lapses this long after its instance last renewed it (a killed
     # instance's reservations free themselves); counters are compared with the ledger this often
     reservation_lapse: float = 30.0
@@ -343,10 +346,11 @@ class MetricsSettings:
 
 @dataclass(frozen=True, slots=True)
 class TracingSettings:
-    """OpenTelemetry traces, exported over OTLP/HTTP to `otlp_endpoint` (None: off, and the SDK is
-    never imported)."""
+    """OpenTelemetry traces, exported over OTLP to `otlp_endpoint` (None: off, and the SDK is never
+    imported), over HTTP (protobuf) or gRPC (`otlp_protocol`)."""
 
     otlp_endpoint: str | None = None
+    otlp_protocol: Literal["http", "grpc"] = "http"
     headers: tuple[tuple[str, str | Secret], ...] = ()
     service_name: str = "turnout"
     sample_ratio: float = 1.0

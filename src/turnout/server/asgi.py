@@ -37,7 +37,7 @@ from turnout.server.auth_guard import AuthGuard
 from turnout.server.exchange import ClientGone, Exchange, Receive, Scope, Send
 from turnout.server.metrics_route import MetricsEndpoint
 from turnout.server.openapi import openapi_endpoint
-from turnout.server.overload import concurrency_gate, gated
+from turnout.server.overload import Classes, concurrency_gate, gated
 from turnout.server.passthrough import METHODS as PASSTHROUGH_METHODS
 from turnout.server.passthrough import PREFIX as PASSTHROUGH_PREFIX
 from turnout.server.passthrough import passthrough
@@ -68,19 +68,23 @@ class GatewayApp:
         e = Endpoints(services, gate)
         self.admin = admin_router(services, reloader)
         self.endpoints = e
-        keys = services.keys
+        classes = Classes(services.keys, services.pipeline.admission.book)
         routes: dict[str, dict[str, Handler]] = {
-            "/v1/chat/completions": {"POST": gated(gate, keys, e.chat_completions)},
-            "/v1/completions": {"POST": gated(gate, keys, e.completions)},
-            "/v1/embeddings": {"POST": gated(gate, keys, e.embeddings)},
-            "/v1/messages": {"POST": gated(gate, keys, e.messages, anthropic=True)},
-            "/v1/messages/count_tokens": {"POST": e.count_tokens},
-            "/v1/responses": {"POST": gated(gate, keys, e.responses)},
+            "/v1/chat/completions": {"POST": gated(gate, classes, e.chat_completions)},
+            "/v1/completions": {"POST": gated(gate, classes, e.completions)},
+            "/v1/embeddings": {"POST": gated(gate, classes, e.embeddings)},
+            "/v1/messages": {"POST": gated(gate, classes, e.messages, anthropic=True)},
+            "/v1/messages/count_tokens": {
+                "POST": gated(gate, classes, e.count_tokens, anthropic=True, measured=False)
+            },
+            "/v1/responses": {"POST": gated(gate, classes, e.responses)},
             "/v1/models": {"GET": e.list_models},
             "/health/live": {"GET": e.live, "HEAD": e.live},
             "/health/ready": {"GET": e.ready, "HEAD": e.ready},
             "/openapi.json": {"GET": openapi_endpoint(self.admin, __version__)},
         }
+        pipeline = services.pipeline
+        self.passthrough = gated(gate, classes, lambda x: passthrough(pipeline, x), measured=False)
         metrics = services.metrics
         self.metrics = None if metrics is None else MetricsEndpoint(services, metrics, e.deployment_states)
         if self.metrics is not None:
@@ -187,7 +191,7 @@ class GatewayApp:
         if path.startswith(PASSTHROUGH_PREFIX):
             if method not in PASSTHROUGH_METHODS:
                 raise MethodNotAllowed(f"{method} is not allowed on {path}.", allowed=PASSTHROUGH_METHODS)
-            await passthrough(self.services.pipeline, x)
+            await self.passthrough(x)
             return
         for prefix in RESPONSE_PREFIXES:
             if path.startswith(prefix):
@@ -334,7 +338,7 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
         "/admin/teams/{team_id}",
         teams.update_team,
         "Set a team's rate limits (all its keys together) and its defaults for new keys "
-        "(organisation admins)",
+        "(organisation admins), and its priority class (its admins too, up to their own class)",
         body=TeamChange,
         tag="teams",
     )

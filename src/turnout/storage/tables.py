@@ -124,6 +124,8 @@ teams = sa.Table(
     sa.Column("limits", sa.Text, nullable=True),
     sa.Column("key_limits", sa.Text, nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
+    # (0021) the team's priority class (critical, standard, batch; NULL: the configured default)
+    sa.Column("priority", sa.String(16), nullable=True),
 )
 
 users = sa.Table(
@@ -396,6 +398,16 @@ ledger_horizon = sa.Table(
     "ledger_horizon",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("pruned_before", sa.DateTime(timezone=True), nullable=False),
+)
+
+# (0022) How far the running totals' cells of a grain (`hour`) have been pruned
+# (`storage.hourly_totals_retention_days`): every such cell before `pruned_before` is gone from
+# spend_rollups and spend_cube, its figures kept by the day cells.
+totals_horizon = sa.Table(
+    "totals_horizon",
+    metadata,
+    sa.Column("grain", sa.String(8), primary_key=True),
     sa.Column("pruned_before", sa.DateTime(timezone=True), nullable=False),
 )
 
