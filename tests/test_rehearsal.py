@@ -1,0 +1,368 @@
+"""Rehearsing a move: clients' requests go through a gateway to `primary` and are logged; then
+`turnout rehearse replay` sends them to a candidate and `turnout rehearse report` compares. Two
+candidates differ from `primary` in known ways — `backup` is slower (same answers), `other` calls
+a tool with other (schema-breaking) arguments, answers a JSON-schema request with JSON the
+schema refuses, words one answer differently and stops another for length — and the report's
+figures are asserted exactly. A replay killed mid-way and run again finishes the plan without
+replaying or recording any request twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import openai
+import orjson
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from turnout.cli.main import main
+from turnout.rehearsal.similarity import similarity
+from turnout.spend.ledger_store import LedgerStore
+from turnout.storage.database import Database
+
+from support.answering import AnsweringUpstream, Reply
+from support.gateway import MASTER_KEY, UPSTREAM_KEY, Gateway, settings_for
+
+PRIMARY_PRICE = {"input": "2.50", "output": "10.00"}
+BACKUP_PRICE = {"input": "1.00", "output": "4.00"}
+OTHER_PRICE = {"input": "0.50", "output": "2.00"}
+ENV = {"UPSTREAM_KEY": UPSTREAM_KEY, "TURNOUT_MASTER_KEY": MASTER_KEY}
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    },
+}
+TIME = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]},
+    },
+}
+PERSON = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "person",
+        "schema": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+            "required": ["name", "age"],
+        },
+    },
+}
+CAPITAL, WEATHER_Q, TIME_Q, ADA, HELLO = (
+    "What is the capital of France?",
+    "Weather in Paris?",
+    "What time is it in UTC?",
+    "Describe Ada as JSON.",
+    "Say hello.",
+)
+PRIMARY = {
+    CAPITAL: Reply("Paris is the capital of France.", prompt_tokens=20, completion_tokens=8),
+    WEATHER_Q: Reply(
+        tool_calls=(("get_weather", '{"city": "Paris"}'),),
+        finish_reason="tool_calls",
+        prompt_tokens=30,
+        completion_tokens=10,
+    ),
+    TIME_Q: Reply(
+        tool_calls=(("get_time", '{"zone": "UTC"}'),),
+        finish_reason="tool_calls",
+        prompt_tokens=28,
+        completion_tokens=9,
+    ),
+    ADA: Reply('{"name": "Ada", "age": 36}', prompt_tokens=25, completion_tokens=12),
+    HELLO: Reply("Hello there! How can I help you today?", prompt_tokens=10, completion_tokens=9),
+}
+SLOW = 0.3  # seconds `backup` waits before each answer
+BACKUP = {prompt: Reply(**{**reply.__dict__, "delay": SLOW}) for prompt, reply in PRIMARY.items()}
+OTHER = {
+    CAPITAL: Reply("The capital of France is Paris.", prompt_tokens=20, completion_tokens=7),
+    WEATHER_Q: Reply(
+        tool_calls=(("get_weather", '{"city": "Paris, FR", "unit": "c"}'),),  # "unit": not in the schema
+        finish_reason="tool_calls",
+        prompt_tokens=30,
+        completion_tokens=14,
+    ),
+    TIME_Q: Reply(
+        tool_calls=(("get_time", '{ "zone" : "UTC" }'),),  # the same arguments, spaced otherwise
+        finish_reason="tool_calls",
+        prompt_tokens=28,
+        completion_tokens=9,
+    ),
+    ADA: Reply('{"name": "Ada"}', prompt_tokens=25, completion_tokens=6),  # "age" is required
+    HELLO: Reply(
+        "Hello there! How can I help you today?",
+        finish_reason="length",
+        prompt_tokens=10,
+        completion_tokens=9,
+    ),
+}
+
+
+def _doc(primary: str, backup: str, other: str) -> dict[str, Any]:
+    def provider(url: str) -> dict[str, Any]:
+        return {"type": "openai_compatible", "base_url": url, "api_key": "env:UPSTREAM_KEY"}
+
+    return {
+        "routing": {"retries": {"attempts": 1}},
+        "providers": {"primary": provider(primary), "backup": provider(backup), "other": provider(other)},
+        "models": {
+            "chat": {"provider": "primary", "model": "gpt-4o", "price": PRIMARY_PRICE},
+            "chat-backup": {"provider": "backup", "model": "small", "price": BACKUP_PRICE},
+            "chat-other": {"provider": "other", "model": "mini", "price": OTHER_PRICE},
+        },
+        "request_logs": {"log_by_default": True},
+    }
+
+
+class Logged:
+    """A gateway's history of five requests to `chat` (answered by `primary`), stopped; and the
+    configuration file the CLI reads the same database and deployments from."""
+
+    def __init__(self, tmp_path: Path, backup: AnsweringUpstream, other: AnsweringUpstream) -> None:
+        self.primary = AnsweringUpstream(replies=PRIMARY).start()
+        self.data = tmp_path / "data"
+        doc = _doc(self.primary.base_url, backup.base_url, other.base_url)
+        gateway = Gateway(settings_for(doc, self.data, {"UPSTREAM_KEY": UPSTREAM_KEY})).start()
+        try:
+            self.ids = _send_history(gateway)
+        finally:
+            gateway.stop()  # writes the request log and the ledger
+        self.config = tmp_path / "turnout.yaml"
+        full = {**doc, "storage": {"data_dir": str(self.data)}}
+        self.config.write_text(yaml.safe_dump(full))
+
+    def stop(self) -> None:
+        self.primary.stop()
+
+
+def _send_history(gateway: Gateway) -> dict[str, str]:
+    """The five requests, through the official SDK; the gateway's request id of each, by prompt."""
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=MASTER_KEY, max_retries=0)
+    ids = {}
+    for prompt, extra in (
+        (CAPITAL, {}),
+        (WEATHER_Q, {"tools": [WEATHER]}),
+        (TIME_Q, {"tools": [TIME]}),
+        (ADA, {"response_format": PERSON}),
+    ):
+        raw = client.chat.completions.with_raw_response.create(
+            model="chat", messages=[{"role": "user", "content": prompt}], **extra
+        )
+        ids[prompt] = raw.headers["x-request-id"]
+    with client.chat.completions.with_streaming_response.create(
+        model="chat",
+        messages=[{"role": "user", "content": HELLO}],
+        stream=True,
+        stream_options={"include_usage": True},
+    ) as streamed:
+        ids[HELLO] = streamed.headers["x-request-id"]
+        for _ in streamed.iter_lines():
+            pass
+    return ids
+
+
+@pytest.fixture
+def candidates() -> Any:
+    backup, other = AnsweringUpstream(replies=BACKUP).start(), AnsweringUpstream(replies=OTHER).start()
+    yield backup, other
+    backup.stop()
+    other.stop()
+
+
+@pytest.fixture
+def history(tmp_path: Path, candidates: tuple[AnsweringUpstream, AnsweringUpstream]) -> Any:
+    logged = Logged(tmp_path, *candidates)
+    yield logged
+    logged.stop()
+
+
+def _cli(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args), env=ENV, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _replay(history: Logged, state: Path, *args: str) -> str:
+    return _cli(
+        "rehearse", "replay", "-c", str(history.config), "--since", "1h", "--rate", "100/s",
+        "--state", str(state), "--quiet", *args,
+    )  # fmt: skip
+
+
+def _report(state: Path) -> dict[str, Any]:
+    return orjson.loads(_cli("rehearse", "report", "--state", str(state), "--format", "json"))
+
+
+def _rehearsal_ledger(data: Path) -> list[dict[str, Any]]:
+    async def read() -> list[dict[str, Any]]:
+        database = await Database.open(f"sqlite+aiosqlite:///{data}/turnout.db")
+        try:
+            return await LedgerStore(database).entries(key_id="rehearsal")
+        finally:
+            await database.close()
+
+    return asyncio.run(read())
+
+
+def _rate(agree: int, of: int) -> dict[str, Any]:
+    return {"of": of, "agree": agree, "rate": round(agree / of, 4) if of else None}
+
+
+BASELINE_SIDE = {
+    "answered": 5,
+    "failed": {},
+    "input_tokens": 113,
+    "output_tokens": 48,
+    "cost_usd": "0.000763",  # 130 + 175 + 160 + 183 (182.5 rounded up) + 115 micro-dollars
+    "unpriced": 0,
+    "finish_reasons": {"stop": 3, "tool_calls": 2},
+}
+
+
+def test_a_slower_candidate_agrees_on_everything_and_its_latency_shows(
+    history: Logged, candidates: tuple[AnsweringUpstream, AnsweringUpstream], tmp_path: Path
+) -> None:
+    backup, _ = candidates
+    state = tmp_path / "backup.jsonl"
+    said = _replay(history, state, "--from", "chat", "--to", "backup/small", "--sample", "500")
+    assert "5 replayed now; 5 of the plan done" in said
+    assert backup.chat_requests == 5
+    report = _report(state)
+    assert (report["planned"], report["replayed"], report["missing"], report["compared"]) == (5, 5, 0, 5)
+    assert {k: report["baseline"][k] for k in BASELINE_SIDE} == BASELINE_SIDE
+    candidate = report["candidate"]
+    assert {k: candidate[k] for k in BASELINE_SIDE} == {
+        **BASELINE_SIDE,
+        "cost_usd": "0.000305",  # 52 + 70 + 64 + 73 + 46 micro-dollars at backup's price
+    }
+    # every answer waited SLOW seconds at the upstream before its first byte
+    assert min(candidate["latency_ms"]["values"]) >= SLOW * 1000
+    assert min(candidate["ttft_ms"]["values"]) >= SLOW * 1000
+    assert candidate["latency_ms"]["count"] == candidate["ttft_ms"]["count"] == 5
+    assert report["baseline"]["ttft_ms"]["count"] == 0  # the request log keeps no time to first token
+    assert report["agreement"] == {
+        "finish_reason": _rate(5, 5),
+        "same_tools": _rate(2, 2),
+        "tool_arguments_valid": _rate(2, 2),
+        "tool_arguments_equal": _rate(2, 2),
+        "json_valid": _rate(1, 1),
+        "baseline_json_valid": _rate(1, 1),
+    }
+    assert report["similarity"]["count"] == 3 and report["similarity"]["mean"] == 1.0
+    assert report["worst"] == []
+    # the rehearsal's spend: under `rehearsal`, at backup's price, one entry per request, no customer's
+    spent = _rehearsal_ledger(history.data)
+    assert len(spent) == 5
+    assert sum(e["cost_micros"] for e in spent) == 305
+    assert {(e["alias"], e["team_id"], e["customer_price_micros"], e["provider"]) for e in spent} == {
+        ("rehearsal", None, None, "backup")
+    }
+
+
+def test_a_candidate_that_answers_otherwise_is_caught_request_by_request(
+    history: Logged, candidates: tuple[AnsweringUpstream, AnsweringUpstream], tmp_path: Path
+) -> None:
+    state = tmp_path / "other.jsonl"
+    _replay(history, state, "--from", "primary", "--to", "other/mini")  # a provider's traffic
+    report = _report(state)
+    ids = history.ids
+    candidate = report["candidate"]
+    assert candidate["input_tokens"] == 113 and candidate["output_tokens"] == 45
+    assert candidate["cost_usd"] == "0.000147"  # 24 + 43 + 32 + 25 (24.5 rounded up) + 23
+    assert candidate["finish_reasons"] == {"length": 1, "stop": 2, "tool_calls": 2}
+    assert report["agreement"] == {
+        "finish_reason": _rate(4, 5),  # "Say hello." stopped for length
+        "same_tools": _rate(2, 2),
+        "tool_arguments_valid": _rate(1, 2),  # get_weather's "unit" is outside its schema
+        "tool_arguments_equal": _rate(1, 2),  # get_time's arguments are equal as JSON
+        "json_valid": _rate(0, 1),
+        "baseline_json_valid": _rate(1, 1),
+    }
+    capital = round(similarity(PRIMARY[CAPITAL].text or "", OTHER[CAPITAL].text or ""), 4)
+    ada = round(similarity(PRIMARY[ADA].text or "", OTHER[ADA].text or ""), 4)
+    assert 0.5 < capital < 1
+    assert report["similarity"]["count"] == 3
+    assert report["similarity"]["min"] == min(capital, ada)
+    assert report["similarity"]["mean"] == round((capital + ada + 1.0) / 3, 4)
+    expected = {
+        ids[ADA]: round(1.0 + 1 - ada, 4),  # invalid against the schema, and other words
+        ids[WEATHER_Q]: 1.0,  # arguments invalid (0.5) and not equal (0.5)
+        ids[HELLO]: 0.5,  # another finish reason
+        ids[CAPITAL]: round(1 - capital, 4),
+    }
+    worst = sorted(expected.items(), key=lambda item: (-item[1], item[0]))
+    assert [(w["request_id"], w["disagreement"]) for w in report["worst"]] == worst
+    reasons = {w["request_id"]: w["reasons"] for w in report["worst"]}
+    assert reasons[ids[WEATHER_Q]] == [
+        "other tool arguments",
+        "tool arguments invalid against the tool's schema",
+    ]
+    assert reasons[ids[ADA]][0] == "answer not valid against the requested JSON schema"
+    assert reasons[ids[HELLO]] == ["finished length (was stop)"]
+
+    table = _cli("rehearse", "report", "--state", str(state))
+    assert "tool arguments valid" in table and "50.0% (1/2)" in table
+    page = tmp_path / "report.html"
+    _cli("rehearse", "report", "--state", str(state), "--format", "html", "-o", str(page))
+    html = page.read_text()
+    assert html.count("<svg") == 4  # latency, time to first token, cost, agreement
+    assert "src=" not in html and "<script" not in html and "<link" not in html  # nothing to fetch
+    assert ids[ADA] in html and "get_weather(" in html
+
+
+def test_a_killed_replay_resumes_without_replaying_or_losing_a_request(
+    tmp_path: Path, candidates: tuple[AnsweringUpstream, AnsweringUpstream]
+) -> None:
+    backup, _ = candidates
+    stalling = AnsweringUpstream(replies=PRIMARY, hold_from=3).start()  # answers two, holds the third
+    history = Logged(tmp_path, stalling, candidates[1])
+    state = tmp_path / "resume.jsonl"
+    command = [
+        sys.executable, "-c", "from turnout.cli.main import main; main()",
+        "rehearse", "replay", "-c", str(history.config), "--from", "chat", "--to", "backup/small",
+        "--since", "1h", "--rate", "100/s", "--parallel", "1", "--state", str(state), "--quiet",
+    ]  # fmt: skip
+    try:
+        errors = tmp_path / "replay.stderr"
+        with (
+            errors.open("wb") as stderr,
+            subprocess.Popen(command, env={**os.environ, **ENV}, stderr=stderr) as process,
+        ):
+            try:
+                assert stalling.held.wait(60), errors.read_text()
+                assert len(state.read_bytes().splitlines()) == 1 + 2  # the plan and two results
+                process.send_signal(signal.SIGKILL)
+            finally:
+                process.wait(30)
+        assert process.returncode == -signal.SIGKILL
+        assert len(_rehearsal_ledger(history.data)) == 2  # the one held was never answered
+        stalling.release()
+        said = _replay(history, state, "--from", "chat", "--to", "backup/small")
+        assert "3 replayed now; 5 of the plan done" in said
+        assert stalling.chat_requests == 3 + 3  # the one in flight at the kill was asked again, once
+        lines = [orjson.loads(line) for line in state.read_bytes().splitlines()]
+        assert sorted(r["request_id"] for r in lines[1:]) == sorted(history.ids.values())
+        assert len(_rehearsal_ledger(history.data)) == 5
+        report = _report(state)
+        assert report["replayed"] == 5 and report["agreement"]["same_tools"] == _rate(2, 2)
+        assert backup.chat_requests == 0
+    finally:
+        history.stop()
+        stalling.stop()
