@@ -29,6 +29,7 @@ from turnout.storage.database import Database
 
 from support.answering import AnsweringUpstream, Reply
 from support.gateway import MASTER_KEY, UPSTREAM_KEY, Gateway, settings_for
+from support.upstream import Upstream
 
 PRIMARY_PRICE = {"input": "2.50", "output": "10.00"}
 BACKUP_PRICE = {"input": "1.00", "output": "4.00"}
@@ -126,6 +127,7 @@ def _doc(primary: str, backup: str, other: str) -> dict[str, Any]:
             "chat": {"provider": "primary", "model": "gpt-4o", "price": PRIMARY_PRICE},
             "chat-backup": {"provider": "backup", "model": "small", "price": BACKUP_PRICE},
             "chat-other": {"provider": "other", "model": "mini", "price": OTHER_PRICE},
+            "judge": {"provider": "other", "model": "judge", "price": OTHER_PRICE},
         },
         "request_logs": {"log_by_default": True},
     }
@@ -180,7 +182,8 @@ def _send_history(gateway: Gateway) -> dict[str, str]:
 
 @pytest.fixture
 def candidates() -> Any:
-    backup, other = AnsweringUpstream(replies=BACKUP).start(), AnsweringUpstream(replies=OTHER).start()
+    backup = AnsweringUpstream(replies=BACKUP).start()
+    other = AnsweringUpstream(replies=OTHER, fallback=Reply("8")).start()  # as the judge: "8" (of 10)
     yield backup, other
     backup.stop()
     other.stop()
@@ -241,7 +244,7 @@ def test_a_slower_candidate_agrees_on_everything_and_its_latency_shows(
 ) -> None:
     backup, _ = candidates
     state = tmp_path / "backup.jsonl"
-    said = _replay(history, state, "--from", "chat", "--to", "backup/small", "--sample", "500")
+    said = _replay(history, state, "--from", "chat", "--to", "backup/small", "--judge", "judge")
     assert "5 replayed now; 5 of the plan done" in said
     assert backup.chat_requests == 5
     report = _report(state)
@@ -266,14 +269,23 @@ def test_a_slower_candidate_agrees_on_everything_and_its_latency_shows(
         "baseline_json_valid": _rate(1, 1),
     }
     assert report["similarity"]["count"] == 3 and report["similarity"]["mean"] == 1.0
-    assert report["worst"] == []
-    # the rehearsal's spend: under `rehearsal`, at backup's price, one entry per request, no customer's
+    # the judge scored the three pairs of texts 8 of 10: the only disagreement left
+    assert report["judge"] == {"model": "judge", "count": 3, "mean": 0.8}
+    texts = sorted(history.ids[p] for p in (CAPITAL, ADA, HELLO))
+    assert [(w["request_id"], w["disagreement"]) for w in report["worst"]] == [(i, 0.2) for i in texts]
+    # the rehearsal's spend: under `rehearsal`, one entry per request at backup's price and one per
+    # judgement at the judge's (10 + 5 tokens: 15 micro-dollars); no customer's
     spent = _rehearsal_ledger(history.data)
-    assert len(spent) == 5
-    assert sum(e["cost_micros"] for e in spent) == 305
-    assert {(e["alias"], e["team_id"], e["customer_price_micros"], e["provider"]) for e in spent} == {
-        ("rehearsal", None, None, "backup")
+    assert sorted((e["provider"], e["cost_micros"]) for e in spent) == sorted(
+        [("backup", c) for c in (52, 70, 64, 73, 46)] + [("other", 15)] * 3
+    )
+    assert {(e["alias"], e["team_id"], e["customer_price_micros"]) for e in spent} == {
+        ("rehearsal", None, None)
     }
+    by_key = _cli(
+        "spend", "report", "-c", str(history.config), "--by", "key", "--since", "1d", "--format", "csv"
+    )
+    assert "rehearsal,8,0,143,0,63,0.000350,0.000000,0,0" in by_key.splitlines()
 
 
 def test_a_candidate_that_answers_otherwise_is_caught_request_by_request(
@@ -366,3 +378,40 @@ def test_a_killed_replay_resumes_without_replaying_or_losing_a_request(
     finally:
         history.stop()
         stalling.stop()
+
+
+def test_a_failing_candidate_and_mistaken_invocations_are_told_plainly(tmp_path: Path) -> None:
+    failing = Upstream(mode="500").start()
+    other = AnsweringUpstream(replies=OTHER).start()
+    history = Logged(tmp_path, failing, other)  # type: ignore[arg-type]
+    try:
+        state = tmp_path / "failing.jsonl"
+        _replay(history, state, "--from", "chat", "--to", "backup/small")
+        report = _report(state)
+        assert report["candidate"]["answered"] == 0 and report["compared"] == 0
+        assert report["candidate"]["failed"] == {"upstream_server_error": 5}
+        assert [w["disagreement"] for w in report["worst"]] == [4.0] * 5
+        assert report["worst"][0]["reasons"] == ["the candidate failed (upstream_server_error)"]
+        spent = _rehearsal_ledger(history.data)
+        assert [(e["status"], e["cost_micros"], e["reason"]) for e in spent] == [
+            (502, 0, "upstream_server_error")
+        ] * 5
+
+        def refused(*args: str) -> str:
+            result = CliRunner().invoke(
+                main, ["rehearse", "replay", "-c", str(history.config), *args], env=ENV
+            )
+            assert result.exit_code != 0
+            return result.output
+
+        unknown = refused("--from", "chat", "--to", "nowhere/x", "--state", str(tmp_path / "x.jsonl"))
+        configured = "backup/small, other/judge, other/mini, primary/gpt-4o"
+        assert f"no deployment named 'nowhere/x' (configured: {configured})" in unknown
+        assert "--rate" in refused("--from", "chat", "--to", "backup/small", "--rate", "0/s")
+        other_plan = refused("--from", "chat", "--to", "other/mini", "--state", str(state))
+        assert "replays chat -> backup/small; name another --state" in other_plan
+        assert not (tmp_path / "x.jsonl").exists()
+    finally:
+        history.stop()
+        failing.stop()
+        other.stop()

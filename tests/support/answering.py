@@ -38,6 +38,7 @@ def last_user_text(body: dict[str, Any]) -> str:
 class AnsweringUpstream(Upstream):
     replies: dict[str, Reply] = field(default_factory=dict)  # by the last user message
     hold_from: int | None = None  # the chat request (1, 2, ...) from which answers wait for `release`
+    fallback: Reply | None = None  # the answer to any other message (None: every one is scripted)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -64,7 +65,9 @@ class AnsweringUpstream(Upstream):
             if not released.is_set():
                 self.held.set()
                 await released.wait()
-        reply = self.replies[last_user_text(data)]
+        reply = self.replies.get(last_user_text(data), self.fallback)
+        if reply is None:
+            return web.json_response({"error": {"message": "unscripted", "type": "server_error"}}, status=500)
         if reply.delay:
             await asyncio.sleep(reply.delay)  # the upstream is slow: that is what it is scripted to be
         if data.get("stream"):

@@ -54,7 +54,9 @@ def _settings(config: Path | None) -> Settings:
 def _rate(value: str) -> float:
     found = RATE.match(value.strip())
     if found is None or not 0 < float(found.group(1)) <= MAX_RATE:
-        raise click.BadParameter(f"requests a second, such as 5/s or 0.5/s (at most {MAX_RATE:g})")
+        raise click.BadParameter(
+            f"requests a second, such as 5/s or 0.5/s (above 0, at most {MAX_RATE:g})", param_hint="--rate"
+        )
     return float(found.group(1))
 
 
