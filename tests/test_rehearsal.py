@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import orjson
 import pytest
@@ -140,8 +141,8 @@ class Logged:
     def __init__(self, tmp_path: Path, backup: AnsweringUpstream, other: AnsweringUpstream) -> None:
         self.primary = AnsweringUpstream(replies=PRIMARY).start()
         self.data = tmp_path / "data"
-        doc = _doc(self.primary.base_url, backup.base_url, other.base_url)
-        gateway = Gateway(settings_for(doc, self.data, {"UPSTREAM_KEY": UPSTREAM_KEY})).start()
+        self.doc = doc = _doc(self.primary.base_url, backup.base_url, other.base_url)
+        gateway = self.gateway()
         try:
             self.ids = _send_history(gateway)
         finally:
@@ -149,6 +150,9 @@ class Logged:
         self.config = tmp_path / "turnout.yaml"
         full = {**doc, "storage": {"data_dir": str(self.data)}}
         self.config.write_text(yaml.safe_dump(full))
+
+    def gateway(self) -> Gateway:
+        return Gateway(settings_for(self.doc, self.data, {"UPSTREAM_KEY": UPSTREAM_KEY})).start()
 
     def stop(self) -> None:
         self.primary.stop()
@@ -286,6 +290,15 @@ def test_a_slower_candidate_agrees_on_everything_and_its_latency_shows(
         "spend", "report", "-c", str(history.config), "--by", "key", "--since", "1d", "--format", "csv"
     )
     assert "rehearsal,8,0,143,0,63,0.000350,0.000000,0,0" in by_key.splitlines()
+    # nor is it the providers' traffic when the gateway weighs an exit
+    gateway = history.gateway()
+    try:
+        exit_report = httpx.get(
+            gateway.root_url + "/admin/exit-report", headers={"authorization": f"Bearer {MASTER_KEY}"}
+        ).json()
+    finally:
+        gateway.stop()
+    assert [(p["provider"], p["requests"]) for p in exit_report["providers"]] == [("primary", 5)]
 
 
 def test_a_candidate_that_answers_otherwise_is_caught_request_by_request(
@@ -411,6 +424,10 @@ def test_a_failing_candidate_and_mistaken_invocations_are_told_plainly(tmp_path:
         other_plan = refused("--from", "chat", "--to", "other/mini", "--state", str(state))
         assert "replays chat -> backup/small; name another --state" in other_plan
         assert not (tmp_path / "x.jsonl").exists()
+        nothing = refused("--from", "gpt-5", "--to", "backup/small", "--state", str(tmp_path / "y.jsonl"))
+        assert "the request log holds no answered chat request for 'gpt-5' in the period" in nothing
+        assert not (tmp_path / "y.jsonl").exists()
+        assert state.stat().st_mode & 0o777 == 0o600  # it quotes answers: its owner's only
     finally:
         history.stop()
         failing.stop()

@@ -181,6 +181,11 @@ async def _replay(settings: Settings, asked: Asked, quiet: bool) -> tuple[int, i
             )
             since, until = asked.since.timestamp(), asked.until.timestamp()
             ids = await sample(database, asked.source, deployments, since, until, asked.sample)
+            if not ids:
+                raise LookupError(
+                    f"the request log holds no answered chat request for {asked.source!r} in the period "
+                    "(is the request log on for that traffic? docs/exit.md)"
+                )
             plan = state.Plan(
                 asked.source, asked.target, since, until, asked.sample, secrets.token_hex(8), ids, asked.judge
             )
@@ -256,5 +261,9 @@ def report_command(state: Path, fmt: str, output: Path | None) -> None:
     if output is None:
         click.echo(text)
     else:
-        output.write_text(text + "\n", encoding="utf-8")
+        # readable by its owner only, as the state file: it quotes answers from the request log
+        with os.fdopen(
+            os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8"
+        ) as file:
+            file.write(text + "\n")
         click.echo(f"written to {output}")

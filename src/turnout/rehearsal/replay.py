@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from turnout.domain.ledger_entry import LedgerEntry
+from turnout.domain.ledger_entry import REHEARSAL_KEY_ID, LedgerEntry
 from turnout.domain.usage import Usage
 from turnout.rehearsal import sources
 from turnout.rehearsal.answers import Answer, logged_answer
@@ -28,7 +28,6 @@ from turnout.routing.catalog import Target
 from turnout.spend.ledger_store import LedgerStore
 from turnout.storage.database import Database
 
-REHEARSAL = "rehearsal"  # the key id and alias rehearsal spend is recorded under
 READ_AHEAD = 50  # logged requests read from the database at a time
 
 
@@ -54,8 +53,8 @@ def _entry(request_id: str, target: Target, answer: Answer, usage: Usage | None)
         request_id=request_id,
         at=time.time(),
         api="chat",
-        key_id=REHEARSAL,
-        alias=REHEARSAL,
+        key_id=REHEARSAL_KEY_ID,
+        alias=REHEARSAL_KEY_ID,
         deployment=target.label,
         provider=target.provider,
         model=target.model,

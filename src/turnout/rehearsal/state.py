@@ -87,8 +87,10 @@ class State:
 
 
 def create(path: Path, plan: Plan) -> State:
+    """A new state file, readable by its owner only (it holds answers from the request log)."""
     line = orjson.dumps(plan.document()) + b"\n"
-    with path.open("xb") as file:  # never overwrite: an existing file is resumed, not replaced
+    # never overwrite: an existing file is resumed, not replaced
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
         file.write(line)
         file.flush()
         os.fsync(file.fileno())
