@@ -17,10 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import openai
 import orjson
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from turnout.cli.main import main
@@ -29,159 +27,23 @@ from turnout.spend.ledger_store import LedgerStore
 from turnout.storage.database import Database
 
 from support.answering import AnsweringUpstream, Reply
-from support.gateway import MASTER_KEY, UPSTREAM_KEY, Gateway, settings_for
-from support.upstream import Upstream
-
-PRIMARY_PRICE = {"input": "2.50", "output": "10.00"}
-BACKUP_PRICE = {"input": "1.00", "output": "4.00"}
-OTHER_PRICE = {"input": "0.50", "output": "2.00"}
-ENV = {"UPSTREAM_KEY": UPSTREAM_KEY, "TURNOUT_MASTER_KEY": MASTER_KEY}
-
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-            "additionalProperties": False,
-        },
-    },
-}
-TIME = {
-    "type": "function",
-    "function": {
-        "name": "get_time",
-        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]},
-    },
-}
-PERSON = {
-    "type": "json_schema",
-    "json_schema": {
-        "name": "person",
-        "schema": {
-            "type": "object",
-            "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
-            "required": ["name", "age"],
-        },
-    },
-}
-CAPITAL, WEATHER_Q, TIME_Q, ADA, HELLO = (
-    "What is the capital of France?",
-    "Weather in Paris?",
-    "What time is it in UTC?",
-    "Describe Ada as JSON.",
-    "Say hello.",
+from support.gateway import MASTER_KEY
+from support.rehearsal import (
+    ADA,
+    BACKUP,
+    CAPITAL,
+    ENV,
+    HELLO,
+    OTHER,
+    PRIMARY,
+    SLOW,
+    WEATHER_Q,
+    Logged,
+    cli,
+    replay,
+    report_of,
 )
-PRIMARY = {
-    CAPITAL: Reply("Paris is the capital of France.", prompt_tokens=20, completion_tokens=8),
-    WEATHER_Q: Reply(
-        tool_calls=(("get_weather", '{"city": "Paris"}'),),
-        finish_reason="tool_calls",
-        prompt_tokens=30,
-        completion_tokens=10,
-    ),
-    TIME_Q: Reply(
-        tool_calls=(("get_time", '{"zone": "UTC"}'),),
-        finish_reason="tool_calls",
-        prompt_tokens=28,
-        completion_tokens=9,
-    ),
-    ADA: Reply('{"name": "Ada", "age": 36}', prompt_tokens=25, completion_tokens=12),
-    HELLO: Reply("Hello there! How can I help you today?", prompt_tokens=10, completion_tokens=9),
-}
-SLOW = 0.3  # seconds `backup` waits before each answer
-BACKUP = {prompt: Reply(**{**reply.__dict__, "delay": SLOW}) for prompt, reply in PRIMARY.items()}
-OTHER = {
-    CAPITAL: Reply("The capital of France is Paris.", prompt_tokens=20, completion_tokens=7),
-    WEATHER_Q: Reply(
-        tool_calls=(("get_weather", '{"city": "Paris, FR", "unit": "c"}'),),  # "unit": not in the schema
-        finish_reason="tool_calls",
-        prompt_tokens=30,
-        completion_tokens=14,
-    ),
-    TIME_Q: Reply(
-        tool_calls=(("get_time", '{ "zone" : "UTC" }'),),  # the same arguments, spaced otherwise
-        finish_reason="tool_calls",
-        prompt_tokens=28,
-        completion_tokens=9,
-    ),
-    ADA: Reply('{"name": "Ada"}', prompt_tokens=25, completion_tokens=6),  # "age" is required
-    HELLO: Reply(
-        "Hello there! How can I help you today?",
-        finish_reason="length",
-        prompt_tokens=10,
-        completion_tokens=9,
-    ),
-}
-
-
-def _doc(primary: str, backup: str, other: str) -> dict[str, Any]:
-    def provider(url: str) -> dict[str, Any]:
-        return {"type": "openai_compatible", "base_url": url, "api_key": "env:UPSTREAM_KEY"}
-
-    return {
-        "routing": {"retries": {"attempts": 1}},
-        "providers": {"primary": provider(primary), "backup": provider(backup), "other": provider(other)},
-        "models": {
-            "chat": {"provider": "primary", "model": "gpt-4o", "price": PRIMARY_PRICE},
-            "chat-backup": {"provider": "backup", "model": "small", "price": BACKUP_PRICE},
-            "chat-other": {"provider": "other", "model": "mini", "price": OTHER_PRICE},
-            "judge": {"provider": "other", "model": "judge", "price": OTHER_PRICE},
-        },
-        "request_logs": {"log_by_default": True},
-    }
-
-
-class Logged:
-    """A gateway's history of five requests to `chat` (answered by `primary`), stopped; and the
-    configuration file the CLI reads the same database and deployments from."""
-
-    def __init__(self, tmp_path: Path, backup: AnsweringUpstream, other: AnsweringUpstream) -> None:
-        self.primary = AnsweringUpstream(replies=PRIMARY).start()
-        self.data = tmp_path / "data"
-        self.doc = doc = _doc(self.primary.base_url, backup.base_url, other.base_url)
-        gateway = self.gateway()
-        try:
-            self.ids = _send_history(gateway)
-        finally:
-            gateway.stop()  # writes the request log and the ledger
-        self.config = tmp_path / "turnout.yaml"
-        full = {**doc, "storage": {"data_dir": str(self.data)}}
-        self.config.write_text(yaml.safe_dump(full))
-
-    def gateway(self) -> Gateway:
-        return Gateway(settings_for(self.doc, self.data, {"UPSTREAM_KEY": UPSTREAM_KEY})).start()
-
-    def stop(self) -> None:
-        self.primary.stop()
-
-
-def _send_history(gateway: Gateway) -> dict[str, str]:
-    """The five requests, through the official SDK; the gateway's request id of each, by prompt."""
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=MASTER_KEY, max_retries=0)
-    ids = {}
-    for prompt, extra in (
-        (CAPITAL, {}),
-        (WEATHER_Q, {"tools": [WEATHER]}),
-        (TIME_Q, {"tools": [TIME]}),
-        (ADA, {"response_format": PERSON}),
-    ):
-        raw = client.chat.completions.with_raw_response.create(
-            model="chat", messages=[{"role": "user", "content": prompt}], **extra
-        )
-        ids[prompt] = raw.headers["x-request-id"]
-    with client.chat.completions.with_streaming_response.create(
-        model="chat",
-        messages=[{"role": "user", "content": HELLO}],
-        stream=True,
-        stream_options={"include_usage": True},
-    ) as streamed:
-        ids[HELLO] = streamed.headers["x-request-id"]
-        for _ in streamed.iter_lines():
-            pass
-    return ids
+from support.upstream import Upstream
 
 
 @pytest.fixture
@@ -198,23 +60,6 @@ def history(tmp_path: Path, candidates: tuple[AnsweringUpstream, AnsweringUpstre
     logged = Logged(tmp_path, *candidates)
     yield logged
     logged.stop()
-
-
-def _cli(*args: str) -> str:
-    result = CliRunner().invoke(main, list(args), env=ENV, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def _replay(history: Logged, state: Path, *args: str) -> str:
-    return _cli(
-        "rehearse", "replay", "-c", str(history.config), "--since", "1h", "--rate", "100/s",
-        "--state", str(state), "--quiet", *args,
-    )  # fmt: skip
-
-
-def _report(state: Path) -> dict[str, Any]:
-    return orjson.loads(_cli("rehearse", "report", "--state", str(state), "--format", "json"))
 
 
 def _rehearsal_ledger(data: Path) -> list[dict[str, Any]]:
@@ -248,10 +93,10 @@ def test_a_slower_candidate_agrees_on_everything_and_its_latency_shows(
 ) -> None:
     backup, _ = candidates
     state = tmp_path / "backup.jsonl"
-    said = _replay(history, state, "--from", "chat", "--to", "backup/small", "--judge", "judge")
+    said = replay(history, state, "--from", "chat", "--to", "backup/small", "--judge", "judge")
     assert "5 replayed now; 5 of the plan done" in said
     assert backup.chat_requests == 5
-    report = _report(state)
+    report = report_of(state)
     assert (report["planned"], report["replayed"], report["missing"], report["compared"]) == (5, 5, 0, 5)
     assert {k: report["baseline"][k] for k in BASELINE_SIDE} == BASELINE_SIDE
     candidate = report["candidate"]
@@ -286,7 +131,7 @@ def test_a_slower_candidate_agrees_on_everything_and_its_latency_shows(
     assert {(e["alias"], e["team_id"], e["customer_price_micros"]) for e in spent} == {
         ("rehearsal", None, None)
     }
-    by_key = _cli(
+    by_key = cli(
         "spend", "report", "-c", str(history.config), "--by", "key", "--since", "1d", "--format", "csv"
     )
     assert "rehearsal,8,0,143,0,63,0.000350,0.000000,0,0" in by_key.splitlines()
@@ -305,8 +150,8 @@ def test_a_candidate_that_answers_otherwise_is_caught_request_by_request(
     history: Logged, candidates: tuple[AnsweringUpstream, AnsweringUpstream], tmp_path: Path
 ) -> None:
     state = tmp_path / "other.jsonl"
-    _replay(history, state, "--from", "primary", "--to", "other/mini")  # a provider's traffic
-    report = _report(state)
+    replay(history, state, "--from", "primary", "--to", "other/mini")  # a provider's traffic
+    report = report_of(state)
     ids = history.ids
     candidate = report["candidate"]
     assert candidate["input_tokens"] == 113 and candidate["output_tokens"] == 45
@@ -342,10 +187,10 @@ def test_a_candidate_that_answers_otherwise_is_caught_request_by_request(
     assert reasons[ids[ADA]][0] == "answer not valid against the requested JSON schema"
     assert reasons[ids[HELLO]] == ["finished length (was stop)"]
 
-    table = _cli("rehearse", "report", "--state", str(state))
+    table = cli("rehearse", "report", "--state", str(state))
     assert "tool arguments valid" in table and "50.0% (1/2)" in table
     page = tmp_path / "report.html"
-    _cli("rehearse", "report", "--state", str(state), "--format", "html", "-o", str(page))
+    cli("rehearse", "report", "--state", str(state), "--format", "html", "-o", str(page))
     html = page.read_text()
     assert html.count("<svg") == 4  # latency, time to first token, cost, agreement
     assert "src=" not in html and "<script" not in html and "<link" not in html  # nothing to fetch
@@ -379,13 +224,13 @@ def test_a_killed_replay_resumes_without_replaying_or_losing_a_request(
         assert process.returncode == -signal.SIGKILL
         assert len(_rehearsal_ledger(history.data)) == 2  # the one held was never answered
         stalling.release()
-        said = _replay(history, state, "--from", "chat", "--to", "backup/small")
+        said = replay(history, state, "--from", "chat", "--to", "backup/small")
         assert "3 replayed now; 5 of the plan done" in said
         assert stalling.chat_requests == 3 + 3  # the one in flight at the kill was asked again, once
         lines = [orjson.loads(line) for line in state.read_bytes().splitlines()]
         assert sorted(r["request_id"] for r in lines[1:]) == sorted(history.ids.values())
         assert len(_rehearsal_ledger(history.data)) == 5
-        report = _report(state)
+        report = report_of(state)
         assert report["replayed"] == 5 and report["agreement"]["same_tools"] == _rate(2, 2)
         assert backup.chat_requests == 0
     finally:
@@ -399,8 +244,8 @@ def test_a_failing_candidate_and_mistaken_invocations_are_told_plainly(tmp_path:
     history = Logged(tmp_path, failing, other)  # type: ignore[arg-type]
     try:
         state = tmp_path / "failing.jsonl"
-        _replay(history, state, "--from", "chat", "--to", "backup/small")
-        report = _report(state)
+        replay(history, state, "--from", "chat", "--to", "backup/small")
+        report = report_of(state)
         assert report["candidate"]["answered"] == 0 and report["compared"] == 0
         assert report["candidate"]["failed"] == {"upstream_server_error": 5}
         assert [w["disagreement"] for w in report["worst"]] == [4.0] * 5

@@ -87,6 +87,8 @@ def _histograms(report: dict[str, Any], key: str, title: str) -> str:
             h = round(140 * counts[side][i] / tallest)
             x = 40 + i * 48 + j * 20
             parts.append(f'<rect x="{x}" y="{160 - h}" width="18" height="{h}" fill="{COLOURS[side]}"/>')
+            if counts[side][i]:  # how many requests the bar stands for
+                parts.append(f'<text x="{x + 4}" y="{156 - h}">{counts[side][i]}</text>')
         parts.append(f'<text x="{40 + i * 48}" y="176">{round(i * width)}</text>')
     legend = "".join(
         f'<rect x="{40 + 130 * j}" y="186" width="12" height="12" fill="{COLOURS[s]}"/>'
@@ -122,7 +124,7 @@ def _costs(report: dict[str, Any]) -> str:
         )
         for side in SIDES
     ]
-    return "<h3>cost</h3>" + _bars(rows)
+    return _bars(rows)
 
 
 def _answer(doc: dict[str, Any]) -> str:

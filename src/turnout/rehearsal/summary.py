@@ -95,7 +95,7 @@ def _reasons(result: dict[str, Any]) -> list[str]:
             f"finished {result['candidate']['finish_reason']} (was {result['baseline']['finish_reason']})"
         )
     if c["similarity"] is not None and c["similarity"] < 1:
-        reasons.append(f"similarity {c['similarity']:.2f}")
+        reasons.append(f"similarity {c['similarity']:.3f}")
     return reasons
 
 
