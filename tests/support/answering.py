@@ -43,6 +43,8 @@ class AnsweringUpstream(Upstream):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.chat_requests = 0
+        self.in_flight = 0
+        self.most_at_once = 0  # chat requests answered at the same time, at most
         self._released: asyncio.Event | None = None
         self.held = threading.Event()  # set once a request is being held
 
@@ -58,6 +60,14 @@ class AnsweringUpstream(Upstream):
     async def _default(self, request: web.Request, body: bytes) -> web.StreamResponse:
         if not request.path.endswith("/chat/completions"):
             return await super()._default(request, body)
+        self.in_flight += 1
+        self.most_at_once = max(self.most_at_once, self.in_flight)
+        try:
+            return await self._answer(request, body)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request, body: bytes) -> web.StreamResponse:
         data = json.loads(body)
         self.chat_requests += 1
         if self.hold_from is not None and self.chat_requests >= self.hold_from:

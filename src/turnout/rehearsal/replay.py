@@ -23,6 +23,7 @@ from turnout.rehearsal.answers import Answer, logged_answer
 from turnout.rehearsal.candidate import ask
 from turnout.rehearsal.compare import Similarity, compare
 from turnout.rehearsal.judge import judge
+from turnout.rehearsal.pacing import Pacer
 from turnout.rehearsal.state import State
 from turnout.routing.catalog import Target
 from turnout.spend.ledger_store import LedgerStore
@@ -107,8 +108,7 @@ async def run(replay: Replay, state: State) -> int:
     ledger = LedgerStore(replay.database)
     pending = state.pending()
     gate = asyncio.Semaphore(replay.parallel)
-    interval = 1.0 / replay.rate
-    next_start = time.monotonic()
+    pacer = Pacer(replay.rate)
     done = 0
 
     async def one(logged: sources.Logged) -> None:
@@ -130,10 +130,7 @@ async def run(replay: Replay, state: State) -> int:
                 state.record(result)
                 replay.on_done(result)
             for logged in found:
-                await gate.acquire()
-                wait = next_start - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)  # the rate bound: a start at most every `interval`
-                next_start = max(next_start, time.monotonic()) + interval
+                await gate.acquire()  # at most `parallel` at once...
+                await pacer.wait()  # ...and at most `rate` started a second
                 group.create_task(one(logged))
     return done
