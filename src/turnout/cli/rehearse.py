@@ -135,6 +135,12 @@ def replay_command(config: Path | None, until: str | None, rate: str, quiet: boo
         done, total = asyncio.run(_replay(settings, asked, quiet))
     except (LookupError, ValueError, RuntimeError) as error:
         raise click.ClickException(str(error)) from None
+    except Exception as error:  # the database or the disk failed mid-way: what finished is kept
+        said = str(error).splitlines()[0][:200] if str(error) else ""
+        raise click.ClickException(
+            f"the replay stopped ({type(error).__name__}: {said}); the requests that finished are in "
+            f"{asked.state}: run the same command again to go on"
+        ) from None
     click.echo(
         f"{done} replayed now; {total} of the plan done. State: {asked.state} "
         f"(turnout rehearse report --state {asked.state})"

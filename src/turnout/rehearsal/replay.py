@@ -121,16 +121,19 @@ async def run(replay: Replay, state: State) -> int:
         finally:
             gate.release()
 
-    async with asyncio.TaskGroup() as group:
-        for start in range(0, len(pending), READ_AHEAD):
-            ids = pending[start : start + READ_AHEAD]
-            found = await sources.read(replay.database, ids)
-            for missing in sorted(set(ids) - {logged.request_id for logged in found}):
-                result = {"request_id": missing, "missing": True}  # deleted since (retention)
-                state.record(result)
-                replay.on_done(result)
-            for logged in found:
-                await gate.acquire()  # at most `parallel` at once...
-                await pacer.wait()  # ...and at most `rate` started a second
-                group.create_task(one(logged))
+    try:
+        async with asyncio.TaskGroup() as group:
+            for start in range(0, len(pending), READ_AHEAD):
+                ids = pending[start : start + READ_AHEAD]
+                found = await sources.read(replay.database, ids)
+                for missing in sorted(set(ids) - {logged.request_id for logged in found}):
+                    result = {"request_id": missing, "missing": True}  # deleted since (retention)
+                    state.record(result)
+                    replay.on_done(result)
+                for logged in found:
+                    await gate.acquire()  # at most `parallel` at once...
+                    await pacer.wait()  # ...and at most `rate` started a second
+                    group.create_task(one(logged))
+    except ExceptionGroup as failed:  # a task failed (the database away ...): the first one says why
+        raise failed.exceptions[0] from None
     return done
