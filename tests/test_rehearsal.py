@@ -246,7 +246,11 @@ def test_a_failing_candidate_and_mistaken_invocations_are_told_plainly(tmp_path:
     history = Logged(tmp_path, failing, other)  # type: ignore[arg-type]
     try:
         state = tmp_path / "failing.jsonl"
-        replay(history, state, "--from", "chat", "--to", "backup/small")
+        shown = cli(
+            "rehearse", "replay", "-c", str(history.config), "--from", "chat", "--to", "backup/small",
+            "--since", "1h", "--rate", "100/s", "--state", str(state),
+        )  # fmt: skip
+        assert "replaying: 100%" in shown and "5/5" in shown  # the progress bar (on stderr)
         report = report_of(state)
         assert report["candidate"]["answered"] == 0 and report["compared"] == 0
         assert report["candidate"]["failed"] == {"upstream_server_error": 5}
