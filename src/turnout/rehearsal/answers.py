@@ -9,6 +9,8 @@ from typing import Any
 
 from turnout.domain.accumulator import StreamAccumulator
 
+KEPT = 65_536  # characters of an answer's text (and of each tool call's arguments) the state keeps
+
 
 @dataclass(frozen=True, slots=True)
 class ToolUse:
@@ -31,8 +33,12 @@ class Answer:
     readable: bool = True  # False: a logged answer in a format the comparison cannot read
 
     def document(self) -> dict[str, Any]:
+        """As the state file keeps it: texts cut at `KEPT` characters (compared whole before)."""
         doc = asdict(self)
-        doc["tool_calls"] = [{"name": t.name, "arguments": t.arguments} for t in self.tool_calls]
+        doc["text"] = self.text[:KEPT]
+        doc["tool_calls"] = [
+            {"name": t.name[:KEPT], "arguments": t.arguments[:KEPT]} for t in self.tool_calls
+        ]
         return doc
 
 

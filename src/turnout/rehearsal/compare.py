@@ -29,8 +29,11 @@ def _valid(schema: Any, value: Any) -> bool:
     try:
         validator = jsonschema.validators.validator_for(schema)
         validator.check_schema(schema)
+        # a `$ref` to elsewhere is unresolvable (nothing is fetched) and counts as not valid
         return bool(validator(schema).is_valid(value))
-    except jsonschema.SchemaError:
+    except (jsonschema.SchemaError, RecursionError):
+        return False
+    except Exception:  # an unresolvable `$ref`, a pattern the regex engine refuses ...
         return False
 
 

@@ -97,3 +97,14 @@ def test_a_failed_candidate_is_not_compared_further() -> None:
 def test_an_answer_in_words_against_none_has_no_similarity_at_all() -> None:
     comparison = compare({}, Answer(ok=True, text="Paris."), Answer(ok=True, text=""), _never)
     assert comparison["similarity"] == 0.0
+
+
+def test_a_schema_that_points_elsewhere_is_not_fetched_and_holds_nothing_valid() -> None:
+    request = _schema({"$ref": "https://example.com/schema.json"})
+    assert json_validity(request, Answer(ok=True, text="{}")) is False
+
+
+def test_the_state_keeps_a_bounded_part_of_a_long_answer() -> None:
+    long = Answer(ok=True, text="word " * 50_000, tool_calls=(ToolUse("add", "1" * 100_000),))
+    doc = long.document()
+    assert len(doc["text"]) == 65_536 and len(doc["tool_calls"][0]["arguments"]) == 65_536
