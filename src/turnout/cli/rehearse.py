@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -21,6 +21,11 @@ from turnout.cli.spend import parse_since
 from turnout.config.loader import ConfigError, default_config_path
 from turnout.config.settings import Settings
 from turnout.providers.config_loader import load_settings
+
+if TYPE_CHECKING:
+    from turnout.rehearsal.state import State
+    from turnout.routing.catalog import Catalog
+    from turnout.storage.database import Database
 
 RATE = re.compile(r"^(\d+(?:\.\d+)?)(?:/s)?$")
 MAX_RATE = 1000.0
@@ -151,71 +156,77 @@ async def _replay(settings: Settings, asked: Asked, quiet: bool) -> tuple[int, i
     from turnout.app import price_lookup, tokenizer_lookup
     from turnout.providers.http.client import HttpClient
     from turnout.providers.registry import ProviderRegistry
-    from turnout.rehearsal import similarity, state
-    from turnout.rehearsal.candidate import find, provider_deployments
+    from turnout.rehearsal import similarity
+    from turnout.rehearsal.candidate import find
     from turnout.rehearsal.replay import Replay, run
-    from turnout.rehearsal.sources import sample
     from turnout.routing.catalog import Catalog
     from turnout.storage.database import Database
 
     similarity.load()  # a missing model is told before anything is sent
     database = await Database.open(settings.storage.database_url, DEADLINE)
     client = HttpClient()
-    registry = await ProviderRegistry.start(settings.providers, client)
     try:
-        catalog = Catalog(settings.models, registry, price_lookup(settings), tokenizer_lookup(settings))
-        target = find(settings.models, catalog, asked.target)
-        judge = None
-        if asked.judge is not None:
-            route = catalog.resolve(asked.judge)
-            if route is None or not route.targets:
-                raise LookupError(f"--judge: no alias named {asked.judge!r}")
-            judge = route.targets[0]
-        if asked.state.exists():
-            current = state.load(asked.state)
-            if (current.plan.source, current.plan.target) != (asked.source, asked.target):
-                raise ValueError(
-                    f"{asked.state} replays {current.plan.source} -> {current.plan.target}; "
-                    "name another --state for another rehearsal"
-                )
-        else:
-            providers = settings.providers
-            deployments = (
-                provider_deployments(settings.models, catalog, asked.source)
-                if asked.source in providers
-                else set()
-            )
-            since, until = asked.since.timestamp(), asked.until.timestamp()
-            ids = await sample(database, asked.source, deployments, since, until, asked.sample)
-            if not ids:
-                raise LookupError(
-                    f"the request log holds no answered chat request for {asked.source!r} in the period "
-                    "(is the request log on for that traffic? docs/exit.md)"
-                )
-            plan = state.Plan(
-                asked.source, asked.target, since, until, asked.sample, secrets.token_hex(8), ids, asked.judge
-            )
-            current = state.create(asked.state, plan)
-        bar = None if quiet else _bar(len(current.plan.request_ids), len(current.results))
-        replay = Replay(
-            database,
-            target,
-            similarity.similarity,
-            asked.rate,
-            asked.parallel,
-            judge,
-            on_done=(lambda result: None) if bar is None else (lambda result: bar.update(1)),
-        )
+        registry = await ProviderRegistry.start(settings.providers, client)
         try:
-            done = await run(replay, current)
+            catalog = Catalog(settings.models, registry, price_lookup(settings), tokenizer_lookup(settings))
+            target = find(settings.models, catalog, asked.target)
+            judge = None
+            if asked.judge is not None:
+                route = catalog.resolve(asked.judge)
+                if route is None or not route.targets:
+                    raise LookupError(f"--judge: no alias named {asked.judge!r}")
+                judge = route.targets[0]
+            current = await _state(asked, settings, catalog, database)
+            bar = None if quiet else _bar(len(current.plan.request_ids), len(current.results))
+            replay = Replay(
+                database,
+                target,
+                similarity.similarity,
+                asked.rate,
+                asked.parallel,
+                judge,
+                on_done=(lambda result: None) if bar is None else (lambda result: bar.update(1)),
+            )
+            try:
+                done = await run(replay, current)
+            finally:
+                if bar is not None:
+                    bar.close()
+            return done, len(current.results)
         finally:
-            if bar is not None:
-                bar.close()
-        return done, len(current.results)
+            await registry.aclose()
     finally:
-        await registry.aclose()
         await client.aclose()
         await database.close()
+
+
+async def _state(asked: Asked, settings: Settings, catalog: Catalog, database: Database) -> State:
+    """The state file resumed, or created with a new plan: a sample of the logged requests."""
+    from turnout.rehearsal import state
+    from turnout.rehearsal.candidate import provider_deployments
+    from turnout.rehearsal.sources import sample
+
+    if asked.state.exists():
+        current = state.load(asked.state)
+        if (current.plan.source, current.plan.target) != (asked.source, asked.target):
+            raise ValueError(
+                f"{asked.state} replays {current.plan.source} -> {current.plan.target}; "
+                "name another --state for another rehearsal"
+            )
+        return current
+    deployments: set[str] = set()
+    if asked.source in settings.providers:
+        deployments = provider_deployments(settings.models, catalog, asked.source)
+    since, until = asked.since.timestamp(), asked.until.timestamp()
+    ids = await sample(database, asked.source, deployments, since, until, asked.sample)
+    if not ids:
+        raise LookupError(
+            f"the request log holds no answered chat request for {asked.source!r} in the period "
+            "(is the request log on for that traffic? docs/exit.md)"
+        )
+    run_id = secrets.token_hex(8)
+    plan = state.Plan(asked.source, asked.target, since, until, asked.sample, run_id, ids, asked.judge)
+    return state.create(asked.state, plan)
 
 
 def _bar(total: int, done: int) -> Any:
