@@ -37,6 +37,7 @@ from support.rehearsal import (
     OTHER,
     PRIMARY,
     SLOW,
+    TIME_Q,
     WEATHER_Q,
     Logged,
     cli,
@@ -181,6 +182,16 @@ def test_a_candidate_that_answers_otherwise_is_caught_request_by_request(
     }
     worst = sorted(expected.items(), key=lambda item: (-item[1], item[0]))
     assert [(w["request_id"], w["disagreement"]) for w in report["worst"]] == worst
+    weather = next(r for r in report["requests"] if r["request_id"] == ids[WEATHER_Q])
+    assert weather["comparison"]["tool_calls"] == {
+        "same_tools": True,
+        "arguments_valid": False,
+        "arguments_equal": False,
+    }
+    assert (weather["baseline"]["cost_micros"], weather["candidate"]["cost_micros"]) == (175, 43)
+    assert [r["request_id"] for r in report["requests"]] == [
+        ids[p] for p in (CAPITAL, WEATHER_Q, TIME_Q, ADA, HELLO)
+    ]
     reasons = {w["request_id"]: w["reasons"] for w in report["worst"]}
     assert reasons[ids[WEATHER_Q]] == [
         "other tool arguments",

@@ -53,7 +53,9 @@ def test_the_html_report_draws_its_plots_from_its_own_file_alone(tmp_path: Path)
             page.goto(page_file.as_uri())
             assert page.locator("svg").count() == 4  # latency, first token, cost, agreement
             assert page.locator("svg rect").count() > 20
-            assert page.locator("table tr").count() == 1 + 4  # the four requests that disagree
+            assert page.locator("#worst tr").count() == 1 + 4  # the four requests that disagree
+            assert page.locator("#every tr").count() == 1 + 5
+            assert not page.locator("#every").is_visible()  # folded away until asked for
             SHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SHOTS / "rehearsal-report.png"), full_page=True)
         finally:

@@ -137,6 +137,40 @@ def _answer(doc: dict[str, Any]) -> str:
     return f"{html.escape(doc['text'][:SHOWN])}{calls}"
 
 
+def _cost(micros: int | None) -> str:
+    return "-" if micros is None else f"${micros / 1_000_000:.6f}"
+
+
+def _every_request(report: dict[str, Any]) -> str:
+    """Every request's figures, folded away under the worst ones."""
+    rows = []
+    for r in report["requests"]:
+        b, c, comparison = r["baseline"], r["candidate"], r["comparison"]
+        tools = comparison["tool_calls"]
+        agree = "-" if tools is None else "/".join("yes" if tools[k] else "no" for k in sorted(tools))
+        cells = [
+            f"<code>{html.escape(r['request_id'])}</code>",
+            f"{r['disagreement']:.2f}",
+            _ms(b["latency_ms"]),
+            _ms(c["latency_ms"]),
+            _ms(c["ttft_ms"]),
+            _cost(b["cost_micros"]),
+            _cost(c["cost_micros"]),
+            html.escape(f"{b['finish_reason']} / {c['finish_reason'] if c['ok'] else c['error']}"),
+            agree,
+            {None: "-", True: "yes", False: "no"}[comparison["json_valid"]],
+            "-" if comparison["similarity"] is None else f"{comparison['similarity']:.3f}",
+        ]
+        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    head = (
+        "<tr><th>request</th><th>score</th><th>latency</th><th>candidate</th><th>first token</th>"
+        "<th>cost</th><th>candidate</th><th>finish (as served / candidate)</th>"
+        "<th>tools (equal/same/valid)</th><th>JSON valid</th><th>similarity</th></tr>"
+    )
+    table = f"<table id='every'>{head}{''.join(rows)}</table>"
+    return f"<details><summary>Every request ({len(rows)})</summary>{table}</details>"
+
+
 def as_html(report: dict[str, Any]) -> str:
     title = f"turnout rehearsal: {report['from']} -> {report['to']}"
     agreement = report["agreement"]
@@ -176,10 +210,12 @@ def as_html(report: dict[str, Any]) -> str:
         "<h2>Agreement</h2>",
         _bars(rates),
         "<h2>Worst disagreements</h2>",
-        "<table><tr><th>request</th><th>score</th><th>why</th><th>as served</th><th>candidate</th></tr>"
+        "<table id='worst'><tr><th>request</th><th>score</th><th>why</th>"
+        "<th>as served</th><th>candidate</th></tr>"
         f"{worst}</table>"
         if worst
         else "<p>None: every compared answer agrees.</p>",
+        _every_request(report),
         f"<p><small>generated {datetime.now(UTC).isoformat(timespec='seconds')}</small></p>",
         "</body></html>",
     ]

@@ -99,6 +99,29 @@ def _reasons(result: dict[str, Any]) -> list[str]:
     return reasons
 
 
+FIGURES = (
+    "ok",
+    "error",
+    "finish_reason",
+    "latency_ms",
+    "ttft_ms",
+    "input_tokens",
+    "output_tokens",
+    "cost_micros",
+)
+
+
+def per_request(result: dict[str, Any]) -> dict[str, Any]:
+    """One request's comparison, without the answers' texts (the state file has them)."""
+    return {
+        "request_id": result["request_id"],
+        "disagreement": disagreement(result),
+        "baseline": {k: result["baseline"].get(k) for k in FIGURES},
+        "candidate": {k: result["candidate"].get(k) for k in FIGURES},
+        "comparison": result["comparison"],
+    }
+
+
 def summarise(plan: dict[str, Any], results: list[dict[str, Any]], planned: int) -> dict[str, Any]:
     replayed = [r for r in results if not r.get("missing")]
     compared = [r for r in replayed if r["comparison"]["succeeded"] and r["comparison"]["comparable"]]
@@ -149,4 +172,5 @@ def summarise(plan: dict[str, Any], results: list[dict[str, Any]], planned: int)
             for r in ranked[:WORST]
             if disagreement(r) > 0
         ],
+        "requests": [per_request(r) for r in replayed],
     }
