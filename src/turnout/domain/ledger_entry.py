@@ -48,5 +48,9 @@ class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     features: int = 0  # what the request needed (domain/request_features.py bits; 0: plain chat)
 
 
+# The key id (and alias) of rehearsal spend (turnout rehearse replay): what a replay against a
+# candidate cost, counted on that provider, never on a customer; issued keys are `key_...`.
+REHEARSAL_KEY_ID = "rehearsal"
+
 entry_encoder = msgspec.json.Encoder()
 entry_decoder = msgspec.json.Decoder(LedgerEntry)

@@ -24,6 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from turnout.domain.ledger_entry import REHEARSAL_KEY_ID
 from turnout.domain.pricing import Micros
 from turnout.domain.request_features import IMAGES, STREAMING, STRUCTURED, TOOLS
 from turnout.domain.usage import Usage
@@ -269,7 +270,11 @@ async def exit_report(
     query = (
         sa.select(*ROW_COLUMNS)
         .where(
-            ledger.c.at >= since, ledger.c.at < until, ledger.c.status < 300, ledger.c.provider.is_not(None)
+            ledger.c.at >= since,
+            ledger.c.at < until,
+            ledger.c.status < 300,
+            ledger.c.provider.is_not(None),
+            ledger.c.key_id != REHEARSAL_KEY_ID,  # a rehearsal's replays are not the provider's traffic
         )
         .execution_options(yield_per=5000)
     )
