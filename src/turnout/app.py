@@ -50,6 +50,7 @@ from turnout.routing.catalog import Catalog, PriceOf, TokenizerOf
 from turnout.routing.chain_check import chain_warnings
 from turnout.routing.generation import Generation
 from turnout.routing.health_checks import ActiveHealthChecks
+from turnout.routing.mirror import Mirror, Mirrors
 from turnout.routing.router import Router
 from turnout.spend.alert_delivery import AlertDelivery
 from turnout.spend.alerts import AlertOutbox
@@ -186,6 +187,9 @@ class Services:
             capacity.start()
             kinds = {name: p.kind.name for name, p in settings.providers.items()}
             pipeline.tracer = tracer_for(settings, kinds)
+            pipeline.mirrors = Mirrors(mirrors_of(settings, catalog, spend), spend.store.rehearsal_spent)
+            await pipeline.mirrors.refresh()  # the rehearsal spend so far in each mirror's window
+            pipeline.mirrors.start()
         except BaseException:
             if client is not None:
                 await client.aclose()
@@ -288,6 +292,7 @@ class Services:
         router.removed = self.pipeline.router.removed & frozenset(settings.providers)
         self.provider_kinds.update({name: p.kind.name for name, p in settings.providers.items()})
         retired = self.pipeline.switch(catalog, router)
+        await self.pipeline.mirrors.switch(mirrors_of(settings, catalog, self.spend))
         old_registry, self.registry, self.catalog = self.registry, registry, catalog
         self.settings = dataclasses.replace(
             self.settings,
@@ -330,6 +335,7 @@ class Services:
         end = None if deadline is None else max(loop.time() + LAST_WRITES, deadline)
         for closing in list(self._closing):
             closing.cancel()
+        await self.pipeline.mirrors.aclose()  # shadows are cancelled, never waited for
         if self.request_log is not None:
             await self.request_log.stop_background()
         background = (
@@ -375,6 +381,17 @@ class Services:
                 log.error("shutdown: %s could not be closed within the shutdown grace; left as it is", what)
             except Exception:
                 log.exception("shutdown: closing %s failed", what)
+
+
+def mirrors_of(settings: Settings, catalog: Catalog, spend: SpendRecorder) -> dict[str, Mirror]:
+    """The aliases' mirrors the configuration asks for (routing/mirror.py)."""
+    return {
+        alias: Mirror(
+            alias, catalog.target(m.mirror.target), m.mirror, spend.record_shadow, spend.shadow_skipped
+        )
+        for alias, m in settings.models.items()
+        if m.mirror is not None
+    }
 
 
 def _count_peers(budgets: Budgets, admission: Admission, live: int) -> None:

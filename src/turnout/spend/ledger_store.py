@@ -68,6 +68,14 @@ class LedgerStore:
                 await conn.execute(self._add_cube, cube.rows(start, start + CHUNK))
         return inserted
 
+    async def rehearsal_spent(self, alias: str, since: datetime) -> int:
+        """What the shadows of `alias`'s mirror cost from `since` (micro-dollars; unpriced: 0)."""
+        query = sa.select(sa.func.coalesce(sa.func.sum(ledger.c.cost_micros), 0)).where(
+            ledger.c.rehearsal.is_(True), ledger.c.alias == alias, ledger.c.at >= since
+        )
+        async with self.database.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
     async def count(self) -> int:
         async with self.database.engine.connect() as conn:
             return int((await conn.execute(sa.select(sa.func.count()).select_from(ledger))).scalar_one())
