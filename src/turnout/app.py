@@ -22,6 +22,7 @@ from turnout.config.settings import Settings
 from turnout.config.tokenizers import tokenizer_of
 from turnout.governance.approvals import Approvals
 from turnout.governance.audit import AuditLog
+from turnout.governance.game_days import GameDays
 from turnout.governance.providers import ProviderControl
 from turnout.keys.index import KeyIndex
 from turnout.keys.service import KeyService
@@ -115,6 +116,7 @@ class Services:
     draining: bool = False
     tracer: Tracer | None = None  # None: tracing off (no `tracing.otlp_endpoint`)
     provider_kinds: dict[str, str] = field(default_factory=dict)  # name → kind, for the traces
+    game_days: GameDays | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -233,6 +235,16 @@ class Services:
         )
         await provider_control.refresh()  # providers removed before this start stay removed
         provider_control.start()
+        game_days = GameDays(
+            database,
+            router,
+            audit,
+            approvals,
+            {name: p.kind.name for name, p in settings.providers.items()},
+            gated="start_game_day" in settings.governance.two_person_rule,
+        )
+        await game_days.refresh()  # game days under way go on
+        game_days.start()
         retention = LedgerRetention(database, settings.storage.ledger_retention_days)
         retention.start()
         if reconciler is not None:
@@ -271,6 +283,7 @@ class Services:
             alert_delivery=alert_delivery,
             tracer=pipeline.tracer,
             provider_kinds=kinds,
+            game_days=game_days,
         )
         return services
 
@@ -305,6 +318,8 @@ class Services:
         if self.alert_delivery is not None and self.budgets.alerts is not None:
             self.alert_delivery.settings = self.budgets.alerts.settings = settings.spend.alerts
         self.provider_control.switch(router, {name: p.kind.name for name, p in settings.providers.items()})
+        if self.game_days is not None:
+            self.game_days.switch(router, {name: p.kind.name for name, p in settings.providers.items()})
         if self.health_checks is not None:
             await self.health_checks.aclose()
         if self.capacity is not None:
@@ -366,6 +381,10 @@ class Services:
         writes += [
             ("the presets", self.presets.aclose),
             ("the provider control", self.provider_control.aclose),
+        ]
+        if self.game_days is not None:  # (a rollback still being written finishes)
+            writes.append(("the game days", self.game_days.aclose))
+        writes += [
             ("the instance registration", self.instances.aclose),  # the others' shares grow
             ("the database", self.database.close),
         ]

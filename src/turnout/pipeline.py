@@ -233,6 +233,8 @@ class Pipeline:
             native=native,
             access=None if principal.allowed_models is None else principal.may_use,
             trace=trace,
+            team=principal.team_id,
+            request_id=inbound.request_id,
         )
         self.spend.admit()  # the ledger can record it: else 503, before anything is spent
         ticket, reservation, hold = await self._admit(inbound, principal, route, request)
@@ -362,7 +364,16 @@ class Pipeline:
         access = None if principal.allowed_models is None else principal.may_use
         if trace is not None:
             trace.requested(request.model, {}, None)
-        call = Call(route, request, body, inbound.steering(), access=access, trace=trace)
+        call = Call(
+            route,
+            request,
+            body,
+            inbound.steering(),
+            access=access,
+            trace=trace,
+            team=principal.team_id,
+            request_id=inbound.request_id,
+        )
         self.spend.admit()
         ticket, reservation, hold = await self._admit(inbound, principal, route)
         outcome = Outcome()

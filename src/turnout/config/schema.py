@@ -273,11 +273,14 @@ class SpendConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     alerts: AlertsConfig | None = None  # budget alerts delivered to webhooks
 
 
+GatedAction = Literal[
+    "delete_team", "revoke_team_keys", "change_admin_role", "remove_provider", "start_game_day"
+]
+
+
 class GovernanceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # admin actions that take effect only when a second admin approves them
-    two_person_rule: (
-        list[Literal["delete_team", "revoke_team_keys", "change_admin_role", "remove_provider"]] | None
-    ) = None
+    two_person_rule: list[GatedAction] | None = None
     approval_ttl: DurationValue = "24h"  # how long a pending action waits for its approval
     # revoking a team's keys one by one: this many within `piecewise_window` revoke at once, the
     # next needs a second admin (as `revoke_team_keys` does), as does its last owner/admin key

@@ -159,7 +159,7 @@ class SpendSettings:
     alerts: AlertSettings = AlertSettings()
 
 
-GATED_ACTIONS = ("delete_team", "revoke_team_keys", "change_admin_role", "remove_provider")
+GATED_ACTIONS = ("delete_team", "revoke_team_keys", "change_admin_role", "remove_provider", "start_game_day")
 
 
 @dataclass(frozen=True, slots=True)

@@ -269,7 +269,11 @@ async def exit_report(
     query = (
         sa.select(*ROW_COLUMNS)
         .where(
-            ledger.c.at >= since, ledger.c.at < until, ledger.c.status < 300, ledger.c.provider.is_not(None)
+            ledger.c.at >= since,
+            ledger.c.at < until,
+            ledger.c.status < 300,
+            ledger.c.provider.is_not(None),
+            ledger.c.rehearsal.is_(False),  # a mirror's shadows are not the customers' traffic
         )
         .execution_options(yield_per=5000)
     )
