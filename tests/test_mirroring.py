@@ -170,7 +170,7 @@ def test_a_failing_shadow_leaves_the_answer_whole_and_is_never_the_customers_spe
 
 def test_shadows_stop_once_the_mirrors_budget_is_spent(tmp_path: Path, candidate: Upstream) -> None:
     # the candidate's answer (the fixture's usage) costs more than the budget: one shadow spends it
-    gateway = start(tmp_path, candidate, budget={"limit": "0.001", "period": "never"})
+    gateway = start(tmp_path, candidate, budget={"limit": "0.001", "period": "daily"})
     try:
         assert ask(gateway) == "the real answer"
         until(lambda: shadow_counts(gateway).get("answered") == 1)
@@ -235,3 +235,26 @@ def test_a_mirror_that_cannot_be_enforced_is_refused(
     with pytest.raises(ConfigError) as caught:
         build_settings(doc, {"UPSTREAM_KEY": UPSTREAM_KEY, "TURNOUT_MASTER_KEY": MASTER_KEY}, source="test")
     assert problem in caught.value.render()
+
+
+def test_a_spent_rehearsal_budget_stays_spent_after_a_restart(tmp_path: Path, candidate: Upstream) -> None:
+    budget = {"limit": "0.001", "period": "daily"}
+    first = start(tmp_path, candidate, budget=budget)
+    try:
+        assert ask(first) == "the real answer"
+        until(lambda: shadow_counts(first).get("answered") == 1)
+    finally:
+        first.stop()
+    again = start(tmp_path, candidate, budget=budget)  # reads the day's rehearsal spend from the ledger
+    try:
+        assert ask(again) == "the real answer"
+        assert shadow_counts(again) == {"budget": 1}
+    finally:
+        again.stop()
+    assert len(candidate.requests) == 1
+    larger = start(tmp_path, candidate, budget={"limit": "100.00", "period": "daily"})  # room left
+    try:
+        assert ask(larger) == "the real answer"
+        until(lambda: shadow_counts(larger) == {"answered": 1})
+    finally:
+        larger.stop()

@@ -114,9 +114,18 @@ class Mirror:
     def offer(
         self, request: ChatRequest, body: dict[str, Any], request_id: str, api: str, features: int
     ) -> None:
-        """An admitted request of the alias: shadowed with the mirror's share of chance."""
+        """An admitted request of the alias: shadowed with the mirror's share of chance. Never
+        raises: nothing about a shadow may reach the client."""
         if self._draw() >= self.settings.share:
             return
+        try:
+            self._offer(request, body, request_id, api, features)
+        except Exception:
+            log.exception("a shadow request to %s could not be started", self.target.label)
+
+    def _offer(
+        self, request: ChatRequest, body: dict[str, Any], request_id: str, api: str, features: int
+    ) -> None:
         why = self._obstacle(request)
         if why is not None:
             self._skipped(self.alias, why)
