@@ -199,3 +199,25 @@ def test_the_cli_starts_lists_and_ends_a_game_day_under_the_two_person_rule(gate
         env=CLEAN_ENV,
     )
     assert refused.exit_code == 1 and "'share'" in refused.output
+
+
+def test_a_game_day_ends_by_itself_when_its_window_runs_out(tmp_path: Path) -> None:
+    gateway = start(tmp_path, governance={"two_person_rule": []})
+    try:
+        with httpx.Client(base_url=gateway.root_url, timeout=20) as http:
+            call = caller(http)
+            game_day = call("POST", "/admin/game-days", provider="alpha", share=1.0, duration="1s")
+            deadline = time.monotonic() + WAIT
+            while call("GET", "/admin/game-days")["data"][0]["state"] == "active":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert served_by(gateway, MASTER_KEY) == "alpha/m"  # its window is over
+            deadline = time.monotonic() + WAIT  # and every instance marks it so (the first one audits)
+            while not call("GET", "/admin/audit?action=game_day.end")["data"]:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            (ended,) = call("GET", "/admin/audit?action=game_day.end")["data"]
+            assert ended["target_id"] == game_day["id"] and ended["actor_key_id"] == "turnout"
+            assert call("GET", "/admin/game-days")["data"][0]["end_reason"] == "its window ran out"
+    finally:
+        gateway.stop()
