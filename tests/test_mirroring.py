@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -258,3 +259,21 @@ def test_a_spent_rehearsal_budget_stays_spent_after_a_restart(tmp_path: Path, ca
         until(lambda: shadow_counts(larger) == {"answered": 1})
     finally:
         larger.stop()
+
+
+def test_a_request_in_anthropics_format_is_shadowed_in_openais(tmp_path: Path, candidate: Upstream) -> None:
+    gateway = start(tmp_path, candidate)
+    try:
+        with anthropic.Anthropic(
+            base_url=gateway.root_url, api_key=MASTER_KEY, max_retries=0, timeout=20
+        ) as c:
+            message = c.messages.create(model="chat", max_tokens=64, messages=USER)  # type: ignore[arg-type]
+        assert message.content[0].text == "the real answer"  # type: ignore[union-attr]
+        until(lambda: shadow_counts(gateway).get("answered") == 1)
+    finally:
+        gateway.stop()
+    (shadowed,) = candidate.requests
+    assert shadowed.path == "/v1/chat/completions"
+    assert shadowed.json["messages"] == USER and shadowed.json["model"] == "candidate-model"
+    (shadow,) = [r for r in ledger_rows(tmp_path) if r["rehearsal"]]
+    assert shadow["api"] == "messages"
