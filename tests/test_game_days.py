@@ -96,6 +96,7 @@ def test_a_game_day_takes_a_provider_out_for_chosen_teams_once_a_second_admin_ap
 
         ended = call("POST", f"/admin/game-days/{game_day['id']}/end", second)
         assert ended["state"] == "ended" and ended["end_reason"] == "ended by an admin"
+        assert ended["affected_requests"] == 1  # what it did stays in the list
         assert served_by(gateway, red_key) == "alpha/m"
         call("POST", "/admin/game-days/gd_nothing/end", status=404)
         actions = [e["action"] for e in call("GET", "/admin/audit?action=game_day.*")["data"]]
@@ -144,6 +145,7 @@ def test_a_game_day_is_rolled_back_when_the_affected_requests_fail_above_its_thr
         ({"provider": "alpha", "share": 0, "duration": "1h"}, 400, "share"),
         ({"provider": "alpha", "share": 1.5, "duration": "1h"}, 400, "share"),
         ({"provider": "alpha", "teams": [], "duration": "1h"}, 400, "teams"),
+        ({"provider": "alpha", "teams": ["t" * 41], "duration": "1h"}, 400, "teams"),
         ({"provider": "alpha", "share": 0.1, "duration": "8d"}, 400, "duration"),
         ({"provider": "alpha", "share": 0.1, "duration": "soon"}, 400, "duration"),
         ({"provider": "alpha", "share": 0.1, "duration": "1h", "error_rate": 1}, 400, "error_rate"),

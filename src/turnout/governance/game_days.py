@@ -40,6 +40,7 @@ log = logging.getLogger("turnout.governance")
 REFRESH_SECONDS = 1.0
 MAX_DURATION = 7 * 24 * 3600.0  # a week: longer is an outage, not a rehearsal
 MAX_TEAMS = 100
+MAX_TEAM_ID = 40  # (the teams table's ids are at most this long)
 LISTED = 100  # game days a list shows, newest first
 # who ends a game day whose window ran out, or rolls one back (in the audit log)
 TURNOUT = Principal(key_id="turnout", name="turnout (game days)", role="viewer", person="turnout")
@@ -56,8 +57,10 @@ def game_day_params(
     """A game day's parameters checked (each refusal names its field), as an approval stores them."""
     if share is not None and not 0 < share <= 1:
         raise InvalidRequest("'share' must be more than 0 and at most 1.", param="share")
-    if team_ids is not None and not 0 < len(team_ids) <= MAX_TEAMS:
-        raise InvalidRequest(f"'teams' names 1 to {MAX_TEAMS} teams.", param="teams")
+    if team_ids is not None and (
+        not 0 < len(team_ids) <= MAX_TEAMS or any(not 0 < len(t) <= MAX_TEAM_ID for t in team_ids)
+    ):
+        raise InvalidRequest(f"'teams' names 1 to {MAX_TEAMS} teams by their ids.", param="teams")
     if share is None and team_ids is None:
         raise InvalidRequest(
             "Say which traffic the game day takes the provider out for: 'share' (of every request), "
@@ -105,6 +108,7 @@ class GameDays:
         self.gated = gated
         self.clock = clock
         self.drills: dict[str, Drill] = {}  # the active ones, by id (their counts kept across reads)
+        self.finished: dict[str, Drill] = {}  # the last LISTED that were, for their counts in a list
         self.router = router
         router.on_rollback = self._tipped
         self.refresher = Periodic(self.refresh, REFRESH_SECONDS, "reading game days")
@@ -154,6 +158,10 @@ class GameDays:
                 share=row.share,
                 teams=frozenset(orjson.loads(row.teams)) if row.teams else frozenset(),
             )
+        for gone in self.drills.keys() - active.keys():
+            self.finished[gone] = self.drills[gone]
+        while len(self.finished) > LISTED:
+            del self.finished[next(iter(self.finished))]
         self.drills = active
         self.router.drills = self.router_drills()
 
@@ -161,7 +169,7 @@ class GameDays:
         state = row.state
         if state == "active" and as_utc(row.ends_at).timestamp() <= self.clock():
             state = "ended"
-        drill = self.drills.get(row.id)
+        drill = self.drills.get(row.id) or self.finished.get(row.id)
         return {
             "id": row.id,
             "object": "game_day",

@@ -26,7 +26,8 @@ import msgspec
 
 from turnout.config.settings import MirrorSettings
 from turnout.domain.chat import ChatRequest, counted_usage
-from turnout.domain.errors import TurnoutError
+from turnout.domain.cut_answer import cut_answer_usage
+from turnout.domain.errors import TurnoutError, UpstreamAnswerCut
 from turnout.domain.ledger_entry import REHEARSAL_KEY, LedgerEntry
 from turnout.domain.periods import window
 from turnout.domain.pricing import Micros
@@ -165,6 +166,9 @@ class Mirror:
             async with asyncio.timeout(self.settings.timeout):
                 result = await t.adapter.complete(t.call(request, body, False))
             usage = result.usage or counted_usage(request, result.texts())
+        except UpstreamAnswerCut as cut:  # generated, so billed: counted from what arrived
+            status, reason = cut.status, cut.reason
+            usage = cut_answer_usage(request, cut.received)
         except TurnoutError as error:
             status, reason = error.status, error.reason
         except TimeoutError:
