@@ -277,3 +277,20 @@ def test_a_request_in_anthropics_format_is_shadowed_in_openais(tmp_path: Path, c
     assert shadowed.json["messages"] == USER and shadowed.json["model"] == "candidate-model"
     (shadow,) = [r for r in ledger_rows(tmp_path) if r["rehearsal"]]
     assert shadow["api"] == "messages"
+
+
+def test_no_shadow_goes_to_a_candidate_taken_out_of_service(tmp_path: Path, candidate: Upstream) -> None:
+    doc = {**config(tmp_path, candidate), "governance": {"two_person_rule": []}}
+    gateway = Gateway(settings_for(doc, tmp_path, {"UPSTREAM_KEY": UPSTREAM_KEY})).start()
+    try:
+        removed = httpx.delete(
+            gateway.root_url + "/admin/providers/cand",
+            headers={"authorization": f"Bearer {MASTER_KEY}"},
+            timeout=10,
+        )
+        assert removed.status_code == 200, removed.text
+        assert ask(gateway) == "the real answer"
+        assert shadow_counts(gateway) == {"out_of_service": 1}
+    finally:
+        gateway.stop()
+    assert candidate.requests == []

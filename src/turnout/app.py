@@ -189,7 +189,9 @@ class Services:
             capacity.start()
             kinds = {name: p.kind.name for name, p in settings.providers.items()}
             pipeline.tracer = tracer_for(settings, kinds)
-            pipeline.mirrors = Mirrors(mirrors_of(settings, catalog, spend), spend.store.rehearsal_spent)
+            pipeline.mirrors = Mirrors(
+                mirrors_of(settings, catalog, spend, pipeline), spend.store.rehearsal_spent
+            )
             await pipeline.mirrors.refresh()  # the rehearsal spend so far in each mirror's window
             pipeline.mirrors.start()
         except BaseException:
@@ -305,7 +307,7 @@ class Services:
         router.removed = self.pipeline.router.removed & frozenset(settings.providers)
         self.provider_kinds.update({name: p.kind.name for name, p in settings.providers.items()})
         retired = self.pipeline.switch(catalog, router)
-        await self.pipeline.mirrors.switch(mirrors_of(settings, catalog, self.spend))
+        await self.pipeline.mirrors.switch(mirrors_of(settings, catalog, self.spend, self.pipeline))
         old_registry, self.registry, self.catalog = self.registry, registry, catalog
         self.settings = dataclasses.replace(
             self.settings,
@@ -402,11 +404,19 @@ class Services:
                 log.exception("shutdown: closing %s failed", what)
 
 
-def mirrors_of(settings: Settings, catalog: Catalog, spend: SpendRecorder) -> dict[str, Mirror]:
-    """The aliases' mirrors the configuration asks for (routing/mirror.py)."""
+def mirrors_of(
+    settings: Settings, catalog: Catalog, spend: SpendRecorder, pipeline: Pipeline
+) -> dict[str, Mirror]:
+    """The aliases' mirrors the configuration asks for (routing/mirror.py); none sends to a
+    provider taken out of service."""
     return {
         alias: Mirror(
-            alias, catalog.target(m.mirror.target), m.mirror, spend.record_shadow, spend.shadow_skipped
+            alias,
+            catalog.target(m.mirror.target),
+            m.mirror,
+            spend.record_shadow,
+            spend.shadow_skipped,
+            out_of_service=lambda: pipeline.router.removed,
         )
         for alias, m in settings.models.items()
         if m.mirror is not None

@@ -162,7 +162,7 @@ class RequestMetrics:
         self.spend: dict[Labels, list[int]] = {}
         self.refusals: dict[str, int] = {}
         # (alias, deployment, outcome) → a mirror's shadow requests (outcome: answered, failed,
-        # timeout, cut_short, or not sent: busy, budget, unsupported)
+        # timeout, cut_short, or not sent: busy, budget, unsupported, out_of_service)
         self.shadows: dict[Labels, list[int]] = {}
         # (alias, deployment) → what they cost, micro-dollars (rehearsal spend)
         self.shadow_spend: dict[Labels, list[int]] = {}
@@ -348,8 +348,8 @@ class RequestMetrics:
         shadows = CounterMetricFamily(
             "turnout_shadow_requests",
             "Requests a mirror shadowed to its candidate deployment, by outcome (answered, failed, "
-            "timeout, cut_short), and those it did not send (busy, budget, unsupported; deployment "
-            "empty).",
+            "timeout, cut_short), and those it did not send (busy, budget, unsupported, "
+            "out_of_service; deployment empty).",
             labels=["alias", "deployment", "outcome"],
         )
         for key, count in self.shadows.items():

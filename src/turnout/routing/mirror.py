@@ -45,7 +45,12 @@ SUFFIX = "-shadow"  # a shadow's request id: its client request's, with this aft
 # (alias, window start) → the rehearsal spend the ledger holds for it (micro-dollars)
 SpentSince = Callable[[str, dt.datetime], Awaitable[int]]
 Record = Callable[[LedgerEntry], None]
-Skipped = Callable[[str, str], None]  # (alias, why): busy | budget | unsupported
+Skipped = Callable[[str, str], None]  # (alias, why): busy | budget | unsupported | out_of_service
+OutOfService = Callable[[], frozenset[str]]  # the providers taken out of service (admin API)
+
+
+def _none_out() -> frozenset[str]:
+    return frozenset()
 
 
 class RehearsalBudget:
@@ -102,6 +107,7 @@ class Mirror:
         record: Record,
         skipped: Skipped,
         draw: Callable[[], float] = random.random,
+        out_of_service: OutOfService = _none_out,
     ) -> None:
         self.alias = alias
         self.target = target
@@ -110,6 +116,7 @@ class Mirror:
         self._record = record
         self._skipped = skipped
         self._draw = draw
+        self._out_of_service = out_of_service
         self.tasks: set[asyncio.Task[None]] = set()
 
     def offer(
@@ -146,6 +153,8 @@ class Mirror:
         if not self.budget.allows():
             return "budget"
         t = self.target
+        if t.provider in self._out_of_service():  # a vendor in crisis gets no rehearsal traffic either
+            return "out_of_service"
         caps = t.capabilities
         if (
             (not caps.full_chat and first_unmet(caps, needs(request)) is not None)

@@ -113,7 +113,8 @@ class SpendRecorder:
             self.metrics.shadow(entry)
 
     def shadow_skipped(self, alias: str, why: str) -> None:
-        """A request the mirror would have shadowed was not (busy, budget, unsupported)."""
+        """A request the mirror would have shadowed was not (busy, budget, unsupported,
+        out_of_service)."""
         if self.metrics is not None:
             self.metrics.shadow_not_sent(alias, why)
 
