@@ -294,3 +294,31 @@ def test_no_shadow_goes_to_a_candidate_taken_out_of_service(tmp_path: Path, cand
     finally:
         gateway.stop()
     assert candidate.requests == []
+
+
+def test_the_spend_api_shows_rehearsal_spend_apart_from_every_teams(
+    tmp_path: Path, candidate: Upstream
+) -> None:
+    gateway = start(tmp_path, candidate)
+    try:
+        with httpx.Client(base_url=gateway.root_url, timeout=20) as http:
+            admin = {"authorization": f"Bearer {MASTER_KEY}"}
+            team = http.post("/admin/teams", headers=admin, json={"name": "red"}).json()["id"]
+            key = http.post("/admin/keys", headers=admin, json={"name": "k", "team_id": team}).json()["key"]
+            assert ask(gateway, key) == "the real answer"
+
+            def spend(query: str, auth: dict[str, str] = admin) -> Any:
+                return http.get("/admin/spend" + query, headers=auth).json()
+
+            until(lambda: spend("")["totals"]["requests"] == 2)  # both in the database (moved each second)
+            by_key = spend("?group_by=key,team")["data"]
+            as_team = spend("", {"authorization": f"Bearer {key}"})
+    finally:
+        gateway.stop()
+    rows = ledger_rows(tmp_path)
+    shadow_cost = sum(r["cost_micros"] for r in rows if r["rehearsal"])
+    customer_cost = sum(r["cost_micros"] for r in rows if not r["rehearsal"])
+    groups = {(g["group"]["key"], g["group"]["team"]): g["cost_micros"] for g in by_key}
+    assert groups[("rehearsal", None)] == shadow_cost > 0
+    assert [cost for (_, t), cost in groups.items() if t == team] == [customer_cost]
+    assert as_team["totals"]["cost_micros"] == customer_cost  # the team sees its own spend only
