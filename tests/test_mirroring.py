@@ -322,3 +322,24 @@ def test_the_spend_api_shows_rehearsal_spend_apart_from_every_teams(
     assert groups[("rehearsal", None)] == shadow_cost > 0
     assert [cost for (_, t), cost in groups.items() if t == team] == [customer_cost]
     assert as_team["totals"]["cost_micros"] == customer_cost  # the team sees its own spend only
+
+
+def test_the_clients_error_is_its_own_whatever_the_shadow_answers(
+    tmp_path: Path, candidate: Upstream
+) -> None:
+    doc = config(tmp_path, candidate)
+    doc["models"]["chat"]["model"] = "m?fail=503"  # the primary deployment fails; the candidate answers
+    gateway = Gateway(settings_for(doc, tmp_path, {"UPSTREAM_KEY": UPSTREAM_KEY})).start()
+    try:
+        with (
+            openai.OpenAI(base_url=gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=20) as sdk,
+            pytest.raises(openai.APIStatusError) as failed,
+        ):
+            sdk.chat.completions.create(model="chat", messages=USER)  # type: ignore[arg-type]
+        assert failed.value.status_code >= 500
+        until(lambda: shadow_counts(gateway).get("answered") == 1)
+    finally:
+        gateway.stop()
+    rows = ledger_rows(tmp_path)
+    assert [r["status"] for r in rows if not r["rehearsal"]] == [failed.value.status_code]
+    assert [r["status"] for r in rows if r["rehearsal"]] == [200]
