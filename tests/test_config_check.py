@@ -285,7 +285,16 @@ def _routing_doc() -> dict[str, Any]:
                 "context_window_fallbacks": ["big"],
                 "content_policy_fallbacks": ["llama"],
             },
-            "big": {"provider": "openai", "model": "gpt-4.1", "context_window": 1000000},
+            "big": {
+                "provider": "openai",
+                "model": "gpt-4.1",
+                "context_window": 1000000,
+                "mirror": {
+                    "to": {"provider": "deepseek", "model": "deepseek-chat"},
+                    "share": 0.05,
+                    "budget": {"limit": "20.00"},
+                },
+            },
             "llama": {**LLAMA, "attempts": 4},
             "deepseek-chat": DEEPSEEK,
         },
@@ -299,6 +308,8 @@ def test_describe_prints_the_whole_routing_table() -> None:
     assert table.split("\n\n")[0].splitlines() == [
         "  big  strategy=priority",
         "    - openai/gpt-4.1  context_window=1000000 price=2.00/8.00",  # from the price table
+        "    mirror 5% -> deepseek/deepseek-chat  price=0.28/0.42  (budget 20.000000 USD daily, timeout 60s, "
+        "16 at once)",
         "  deepseek-chat  strategy=priority",
         "    - deepseek/deepseek-chat  price=0.28/0.42",
         "  gpt-4o  strategy=weighted hedge_after=1.5s stream_resume=off",

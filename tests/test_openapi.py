@@ -30,6 +30,7 @@ MAY_PEND = {
     ("PATCH", "/admin/users/{user_id}"),
     ("POST", "/admin/users"),
     ("DELETE", "/admin/providers/{name}"),
+    ("POST", "/admin/game-days"),
     ("PATCH", "/admin/keys/{key_id}"),
     ("POST", "/admin/keys/{key_id}/revoke"),
 }

@@ -126,6 +126,10 @@ EXPECTED: dict[str, str] = {
     "DELETE /admin/providers/{name}": "401 401 403 403 403 403 202 202 202",
     "POST /admin/providers/{name}/restore": "401 401 403 403 403 403 200 200 200",
     "GET /admin/exit-report": "401 401 403 403 403 403 200 200 200",
+    # game days: the organisation's admins; starting one is under the two-person rule
+    "GET /admin/game-days": "401 401 403 403 403 403 200 200 200",
+    "POST /admin/game-days": "401 401 403 403 403 403 202 202 202",
+    "POST /admin/game-days/{game_day_id}/end": "401 401 403 403 403 403 200 200 200",
     # ------------------------------------------------------------------ the request log
     # prompts and answers: owners and admins only, a team's admin their own team's (the entry read
     # is one of red's); logging is switched on and off by whoever manages the key or team
@@ -241,6 +245,17 @@ class World:
         assert pending["object"] == "pending_action", pending
         return str(pending["id"])
 
+    def game_day(self) -> str:
+        """A game day under way for a team nobody calls with (proposed by the master key, approved
+        by the owner)."""
+        green = self.ok("POST", "/admin/teams", name=self.name())["id"]
+        pending = self.ok("POST", "/admin/game-days", provider="fake", teams=[green], duration="1h")
+        approved = self.http.post(
+            f"/admin/approvals/{pending['id']}/approve", headers=self.auth(self.keys["owner"])
+        )
+        assert approved.status_code == 200, approved.text
+        return str(approved.json()["result"]["id"])
+
     def path(self, pattern: str) -> str:
         fill: dict[str, Callable[[], str]] = {
             "{team_id}": lambda: self.red,
@@ -248,6 +263,7 @@ class World:
             "{key_id}": self.key,
             "{budget_id}": self.budget,
             "{action_id}": self.action,
+            "{game_day_id}": self.game_day,
             "{name}": lambda: self.preset() if pattern.startswith("/admin/presets") else "fake",
             "{model}": lambda: "chat",
             "{response_id}": self.response,
@@ -294,6 +310,7 @@ class World:
             "POST /admin/presets": lambda: {"name": self.name(), "team_id": self.red, "model": "chat"},
             "PUT /admin/keys/{key_id}/request-log": lambda: {"enabled": True},
             "PUT /admin/teams/{team_id}/request-log": lambda: {"enabled": True},
+            "POST /admin/game-days": lambda: {"provider": "fake", "teams": [self.red], "duration": "1h"},
         }
         kept = ("/admin", "/health", "/passthrough")
         route = f"{method} {pattern if pattern.startswith(kept) else _v1(pattern)}"

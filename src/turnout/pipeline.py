@@ -43,6 +43,7 @@ from turnout.request_logs.service import RequestLog
 from turnout.routing.capabilities import first_unmet, needs
 from turnout.routing.catalog import PASSTHROUGH_PREFIX, Catalog, Route
 from turnout.routing.generation import Generation
+from turnout.routing.mirror import Mirrors
 from turnout.routing.relay import RelayStream
 from turnout.routing.router import Router
 from turnout.routing.values import AttemptRecord, Call, Served, Steering
@@ -163,6 +164,7 @@ class Pipeline:
         self.presets = presets
         self.request_log = request_log
         self.tracer: Tracer | None = None  # set when traces are exported (None: tracing off)
+        self.mirrors = Mirrors({}, _nothing_spent)  # the aliases' shadow traffic (routing/mirror.py)
 
     @property
     def catalog(self) -> Catalog:
@@ -231,6 +233,8 @@ class Pipeline:
             native=native,
             access=None if principal.allowed_models is None else principal.may_use,
             trace=trace,
+            team=principal.team_id,
+            request_id=inbound.request_id,
         )
         self.spend.admit()  # the ledger can record it: else 503, before anything is spent
         ticket, reservation, hold = await self._admit(inbound, principal, route, request)
@@ -239,6 +243,9 @@ class Pipeline:
         outcome.features = request_features(request)
         if preset is not None:
             outcome.preset = PresetCharge(preset.name, preset.team_id, preset.share)
+        mirror = self.mirrors.by_alias.get(route.alias)  # (mirroring off: an empty dict)
+        if mirror is not None:  # a shadow to the candidate, in the background: admitted, it is sent
+            mirror.offer(request, body, inbound.request_id, inbound.api, outcome.features)
         stream = bool(request.stream)
         account = self._accountant(
             outcome, inbound.request_id, inbound.api, principal, route, stream, ticket, trace
@@ -357,7 +364,16 @@ class Pipeline:
         access = None if principal.allowed_models is None else principal.may_use
         if trace is not None:
             trace.requested(request.model, {}, None)
-        call = Call(route, request, body, inbound.steering(), access=access, trace=trace)
+        call = Call(
+            route,
+            request,
+            body,
+            inbound.steering(),
+            access=access,
+            trace=trace,
+            team=principal.team_id,
+            request_id=inbound.request_id,
+        )
         self.spend.admit()
         ticket, reservation, hold = await self._admit(inbound, principal, route)
         outcome = Outcome()
@@ -645,6 +661,10 @@ class Pipeline:
     def visible(self, principal: Principal, name: str) -> bool:
         route = self.catalog.resolve(name)
         return route is not None and (principal.may_use(route.alias) or principal.may_use(name))
+
+
+async def _nothing_spent(alias: str, since: Any) -> int:
+    return 0
 
 
 def answer_of(relay: RelayStream | None, result: ChatResult | None, content: bool) -> TracedAnswer | None:

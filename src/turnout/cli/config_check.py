@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.engine import make_url
 
 from turnout.config.settings import ModelSettings, RoutingSettings, Settings, TargetSettings, Timeouts
+from turnout.domain.pricing import format_usd
 from turnout.providers.capabilities import capabilities_for
 from turnout.routing.chain_check import chain_warnings
 
@@ -96,6 +97,14 @@ def _model(m: ModelSettings, r: RoutingSettings) -> list[str]:
     ):
         if chain:
             lines.append(f"    {label} -> {', '.join(chain)}")
+    mirror = m.mirror
+    if mirror is not None:
+        span = "in all" if mirror.period == "never" else mirror.period
+        lines.append(
+            f"    mirror {mirror.share:.0%} -> {_target(mirror.target, 0)}  (budget "
+            f"{format_usd(mirror.budget)} USD {span}, timeout {_seconds(mirror.timeout)}, "
+            f"{mirror.concurrency} at once)"
+        )
     return lines
 
 

@@ -10,6 +10,7 @@ import click
 
 from turnout.cli.budgets import budgets_group
 from turnout.cli.exit_report import exit_report_command
+from turnout.cli.game_days import game_day_group
 from turnout.cli.governance import approvals_group, audit_group
 from turnout.cli.rehearse import rehearse_group
 from turnout.cli.teams import teams_group, users_group
@@ -342,3 +343,4 @@ def keys_import(url: str, key: str | None, export: Path, dry_run: bool) -> None:
 for group in (teams_group, users_group, budgets_group, audit_group, approvals_group, rehearse_group):
     main.add_command(group)
 main.add_command(exit_report_command)
+main.add_command(game_day_group)

@@ -37,6 +37,8 @@ from turnout.config.request_logs import request_log_settings
 from turnout.config.secrets import REFERENCE_HINT, Secret, SecretError, is_reference, resolve
 from turnout.config.settings import (
     ALERT_EVENTS,
+    MIRROR_CONCURRENCY,
+    MIRROR_TIMEOUT,
     AlertSettings,
     AuthSettings,
     BreakerSettings,
@@ -45,6 +47,7 @@ from turnout.config.settings import (
     GovernanceSettings,
     HttpLimits,
     MetricsSettings,
+    MirrorSettings,
     ModelSettings,
     OverloadSettings,
     ProviderSettings,
@@ -61,6 +64,8 @@ from turnout.config.settings import (
     Webhook,
 )
 from turnout.config.units import parse_delay, parse_duration, parse_rate, parse_size
+from turnout.domain.amounts import usd
+from turnout.domain.errors import TurnoutError
 from turnout.domain.pricing import ModelPrice
 from turnout.domain.rate_limits import RateLimits
 
@@ -905,6 +910,53 @@ class _Builder:
             hedge_after=hedge,
             stream_resume=routing.stream_resume if cfg.stream_resume is None else cfg.stream_resume,
             limits=self.rate_limits(cfg.limits, f"{path}.limits"),
+            mirror=self.mirror(cfg.mirror, f"{path}.mirror", providers, declared),
+        )
+
+    def mirror(
+        self,
+        cfg: schema.MirrorConfig | None,
+        path: str,
+        providers: Mapping[str, ProviderSettings],
+        declared: Mapping[str, Any],
+    ) -> MirrorSettings | None:
+        """An alias's shadow traffic: its candidate deployment (a target, without what only routing
+        among several targets reads), the share of requests, the rehearsal budget."""
+        if cfg is None:
+            return None
+        to, tpath = cfg.to, f"{path}.to"
+        routing_only = [f for f in ("weight", "priority", "tags", "rpm", "tpm") if getattr(to, f) is not None]
+        for name in routing_only:
+            self.problem(f"{tpath}.{name}", "a mirror's candidate is not routed to: it takes no " + name)
+        provider = providers.get(to.provider)
+        if provider is None:
+            if to.provider not in declared:
+                self.problem(f"{tpath}.provider", _unknown("provider", to.provider, declared))
+            return None
+        if "*" in to.model:
+            self.problem(f"{tpath}.model", "a mirror's candidate names one model (no '*')")
+            return None
+        target = self.target(to, tpath, 0, provider)
+        if not 0 < cfg.share <= 1:
+            self.problem(f"{path}.share", f"must be more than 0 and at most 1, got {cfg.share}")
+        try:
+            budget = usd(str(cfg.budget.limit), "limit")
+        except TurnoutError as error:
+            self.problem(f"{path}.budget.limit", error.message.replace("'limit' ", "", 1))
+            budget = 0
+        timeout = self.unit(cfg.timeout, parse_duration, f"{path}.timeout", MIRROR_TIMEOUT)
+        if timeout <= 0:
+            self.problem(f"{path}.timeout", "must be more than 0")
+        concurrency = self.count(cfg.concurrency, f"{path}.concurrency", MIRROR_CONCURRENCY)
+        if target is None or routing_only:
+            return None
+        return MirrorSettings(
+            target=target,
+            share=cfg.share,
+            budget=budget,
+            period=cfg.budget.period,
+            timeout=timeout,
+            concurrency=concurrency,
         )
 
     def rate_limits(self, cfg: schema.LimitsConfig | None, path: str) -> RateLimits | None:

@@ -122,6 +122,23 @@ class LimitsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     parallel: int | None = None
 
 
+class MirrorBudgetConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The most a mirror's shadows may cost in each period (USD, written as a string: "5.00")."""
+
+    limit: PriceValue
+    period: Literal["daily", "weekly", "monthly", "never"] = "daily"  # UTC windows
+
+
+class MirrorConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Shadow traffic: a share of an alias's live requests also sent to a candidate deployment."""
+
+    to: TargetConfig
+    share: float
+    budget: MirrorBudgetConfig
+    timeout: DurationValue | None = None  # a shadow's whole call; then it is cancelled
+    concurrency: int | None = None  # shadows in flight at once; more are skipped
+
+
 class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """A public model alias: a list of `targets`, or `provider` + `model` for just one."""
 
@@ -143,6 +160,7 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     hedge_after: DurationValue | None = None
     stream_resume: bool | None = None
     limits: LimitsConfig | None = None
+    mirror: MirrorConfig | None = None
 
 
 class RetriesConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -255,11 +273,14 @@ class SpendConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     alerts: AlertsConfig | None = None  # budget alerts delivered to webhooks
 
 
+GatedAction = Literal[
+    "delete_team", "revoke_team_keys", "change_admin_role", "remove_provider", "start_game_day"
+]
+
+
 class GovernanceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # admin actions that take effect only when a second admin approves them
-    two_person_rule: (
-        list[Literal["delete_team", "revoke_team_keys", "change_admin_role", "remove_provider"]] | None
-    ) = None
+    two_person_rule: list[GatedAction] | None = None
     approval_ttl: DurationValue = "24h"  # how long a pending action waits for its approval
     # revoking a team's keys one by one: this many within `piecewise_window` revoke at once, the
     # next needs a second admin (as `revoke_team_keys` does), as does its last owner/admin key

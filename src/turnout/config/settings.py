@@ -159,7 +159,7 @@ class SpendSettings:
     alerts: AlertSettings = AlertSettings()
 
 
-GATED_ACTIONS = ("delete_team", "revoke_team_keys", "change_admin_role", "remove_provider")
+GATED_ACTIONS = ("delete_team", "revoke_team_keys", "change_admin_role", "remove_provider", "start_game_day")
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +199,25 @@ class TargetSettings:
     unsupported_params: Literal["reject", "drop"] | None = None  # None: the provider's policy
 
 
+MirrorPeriod = Literal["daily", "weekly", "monthly", "never"]
+MIRROR_TIMEOUT = 60.0
+MIRROR_CONCURRENCY = 16
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorSettings:
+    """An alias's shadow traffic (routing/mirror.py): `share` of its admitted chat requests are
+    also sent to `target`, in the background, recorded in the ledger as rehearsal spend; they stop
+    for the rest of a `period` window (UTC) once that spend reaches `budget` (micro-dollars)."""
+
+    target: TargetSettings
+    share: float
+    budget: int
+    period: MirrorPeriod = "daily"
+    timeout: float = MIRROR_TIMEOUT  # seconds a shadow may take in all; then it is cancelled
+    concurrency: int = MIRROR_CONCURRENCY  # shadows of this alias in flight at once; more are skipped
+
+
 @dataclass(frozen=True, slots=True)
 class ModelSettings:
     """A public alias. A wildcard alias (`groq/*`) matches any name with its prefix; `*` in a
@@ -217,6 +236,7 @@ class ModelSettings:
     hedge_after: float | None = None  # seconds without a first token before a second attempt starts
     stream_resume: bool = True  # continue a stream cut after its first byte on another deployment
     limits: RateLimits | None = None  # the alias's rate limits (every key's requests together)
+    mirror: MirrorSettings | None = None  # shadow traffic to a candidate deployment (None: none)
 
     def chain(self, kind: str) -> tuple[str, ...]:
         if kind == "context_window":

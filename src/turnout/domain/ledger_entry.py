@@ -46,6 +46,13 @@ class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     revenue_share_micros: Micros | None = None  # credited to the preset's creator
     reason: str | None = None  # why it failed (None: it answered)
     features: int = 0  # what the request needed (domain/request_features.py bits; 0: plain chat)
+    # a mirror's shadow (routing/mirror.py): rehearsal spend, under REHEARSAL_KEY, no team, no charge
+    rehearsal: bool = False
+
+
+# The key a shadow's entry is recorded under: no key has it (keys are `key_` + hex), so no budget
+# of a key, team or user ever counts rehearsal spend, and no customer is charged for it.
+REHEARSAL_KEY = "rehearsal"
 
 
 # The key id (and alias) of rehearsal spend (turnout rehearse replay): what a replay against a

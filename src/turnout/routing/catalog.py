@@ -144,6 +144,10 @@ class Catalog:
         targets = tuple(self._target(t, matched) for t in model.targets)
         return Route(alias=model.alias, requested=requested, targets=targets, policy=model)
 
+    def target(self, t: TargetSettings) -> Target:
+        """The deployment a configured target (one without a wildcard) makes: a mirror's candidate."""
+        return self._target(t, "")
+
     def _target(self, t: TargetSettings, matched: str) -> Target:
         model = t.model.replace("*", matched)
         name = t.name.replace("*", matched) if t.name else f"{t.provider}/{model}"

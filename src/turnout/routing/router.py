@@ -63,6 +63,7 @@ from turnout.routing.capabilities import first_unmet, fits_context, fits_output,
 from turnout.routing.catalog import Catalog, Route, Target
 from turnout.routing.deployments import DeploymentRegistry, DeploymentState, Lease
 from turnout.routing.first_chunk import PeekedStream, peek_first
+from turnout.routing.game_day import Drill
 from turnout.routing.in_flight import InFlight
 from turnout.routing.relay import Continuation, RelayStream
 from turnout.routing.resume import Partial, continuation_body
@@ -104,6 +105,8 @@ class Router:
         self._sleep = sleep
         self._draw = draw
         self.removed: frozenset[str] = frozenset()  # providers taken out of service (admin API)
+        self.drills: tuple[Drill, ...] = ()  # game days under way (governance/game_days.py)
+        self.on_rollback: Callable[[Drill], None] | None = None  # told when a drill tips over
         self.in_flight = InFlight()  # the streams being relayed (a shutdown cuts them short)
 
     # ------------------------------------------------------------------ operations
@@ -125,7 +128,7 @@ class Router:
             return result
 
         walk = self.plan(call, tally)
-        result, served = await self.walk(call.route, walk, attempt)
+        result, served = await self._walk_drilled(call.route, walk, attempt)
         self.settle(served, result.usage.total_tokens if result.usage else 0)  # counts toward its tpm
         return result, served
 
@@ -141,7 +144,7 @@ class Router:
 
         walk = self.plan(call, tally)
         walk.streamed = True
-        peeked, served = await self.walk(call.route, walk, attempt)
+        peeked, served = await self._walk_drilled(call.route, walk, attempt)
         continuation = self._continuation(call, tally)
         relay = RelayStream(call, peeked, served, tally, continuation, self.clock, self.in_flight)
         served.resumable = relay.resumable
@@ -158,7 +161,7 @@ class Router:
             return result
 
         walk = self.plan(call, tally, embeddings=True)
-        result, served = await self.walk(call.route, walk, attempt)
+        result, served = await self._walk_drilled(call.route, walk, attempt)
         self.settle(served, result.usage.total_tokens if result.usage else 0)  # counts toward its tpm
         return result, served
 
@@ -212,8 +215,11 @@ class Router:
         route, steering, access = call.route, call.steering, call.access
         request = call.request if isinstance(call.request, ChatRequest) else None
         stages: list[Stage] = []
+        out, drills = self.removed, self._drilled(call) if self.drills else ()
+        if drills:  # a game day takes its provider out for this request
+            out = out | {d.provider for d in drills}
         if chain == "errors":
-            stage = self._stage(route, call, avoid, embeddings)
+            stage = self._stage(route, call, avoid, embeddings, out)
             if not stage.candidates:
                 _refuse_steering(route, steering)
             stages.append(stage)
@@ -226,28 +232,78 @@ class Router:
                     continue
                 fallback = self.catalog.resolve(alias)
                 if fallback is not None:
-                    stages.append(self._stage(fallback, call, avoid, embeddings))
+                    stages.append(self._stage(fallback, call, avoid, embeddings, out))
         return Walk(
-            [s for s in stages if s.candidates], request, access=access, tally=tally, trace=call.trace
+            [s for s in stages if s.candidates],
+            request,
+            access=access,
+            tally=tally,
+            trace=call.trace,
+            drills=drills,
         )
 
-    def _stage(self, route: Route, call: Call, avoid: DeploymentState | None, embeddings: bool) -> Stage:
+    def _drilled(self, call: Call) -> tuple[Drill, ...]:
+        """The game days that apply to this request: its team or its share, and its alias has a
+        deployment of their provider."""
+        now = time.time()
+        targets = call.route.targets
+        return tuple(
+            d
+            for d in self.drills
+            if d.applies(call.team, call.request_id, now) and any(t.provider == d.provider for t in targets)
+        )
+
+    async def _walk_drilled(self, route: Route, walk: Walk, attempt: Attempt[T]) -> tuple[T, Served]:
+        """`walk`, its outcome counted by the game days that affected it: an upstream failure is an
+        error (a caller's error is not counted); a drill whose error rate tips over is rolled back."""
+        if not walk.drills:
+            return await self.walk(route, walk, attempt)
+        try:
+            outcome = await self.walk(route, walk, attempt)
+        except TurnoutError as error:
+            if error.status >= 500 or error.status == 429:
+                self._drills_saw(walk.drills, failed=True)
+            raise
+        self._drills_saw(walk.drills, failed=False)
+        return outcome
+
+    def _drills_saw(self, drills: tuple[Drill, ...], *, failed: bool) -> None:
+        for drill in drills:
+            if drill.ended(failed) and self.on_rollback is not None:
+                log.warning(
+                    "game day %s rolled back: %.0f%% of %d affected requests failed (threshold %.0f%%)",
+                    drill.id,
+                    drill.observed_rate * 100,
+                    drill.requests,
+                    drill.error_rate * 100,
+                )
+                self.on_rollback(drill)
+
+    def _stage(
+        self,
+        route: Route,
+        call: Call,
+        avoid: DeploymentState | None,
+        embeddings: bool,
+        out: frozenset[str],
+    ) -> Stage:
         candidates = [
             Candidate(t, self.deployments.get(t.provider, t.model, t.label, t.rpm, t.tpm))
             for t in route.targets
-            if self._may_serve(t, call, embeddings)
+            if self._may_serve(t, call, embeddings, out)
         ]
         ordered = order(route.policy.strategy, candidates, self._draw)
         if avoid is not None:  # the deployment that just failed goes last
             ordered.sort(key=lambda c: c.state is avoid)
         return Stage(route.alias, ordered, route.policy.attempts)
 
-    def _may_serve(self, t: Target, call: Call, embeddings: bool) -> bool:
-        """Can this deployment take the call: in service, of the wire format the request needs,
-        the one the client pinned or carrying its tags, able to carry what the request holds?"""
+    def _may_serve(self, t: Target, call: Call, embeddings: bool, out: frozenset[str]) -> bool:
+        """Can this deployment take the call: in service (`out`: the providers out of service for
+        it), of the wire format the request needs, the one the client pinned or carrying its tags,
+        able to carry what the request holds?"""
         native, steering = call.native, call.steering
-        if self.removed and t.provider in self.removed:
-            return False  # taken out of service through the admin API
+        if out and t.provider in out:
+            return False  # taken out of service through the admin API (or for a game day)
         if native is not None and native.requires and not t.capabilities.takes(native.wire):
             return False  # the request holds what only its own format can carry
         if steering.deployment is not None and steering.deployment not in (t.label, t.provider):

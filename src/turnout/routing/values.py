@@ -21,6 +21,7 @@ from turnout.observability.tracing import AttemptSpan, RequestTrace
 from turnout.providers.base import NativeRequest
 from turnout.routing.catalog import Route, Target
 from turnout.routing.deployments import DeploymentState, Lease
+from turnout.routing.game_day import Drill
 
 T = TypeVar("T")
 
@@ -52,6 +53,8 @@ class Call:
     native: NativeRequest | None = None
     access: Access | None = None
     trace: RequestTrace | None = None  # the request's trace (None: tracing off)
+    team: str | None = None  # the caller's team (game days may take a provider out for it)
+    request_id: str = ""  # turnout's id for the request (game days' shares are drawn from it)
 
     @property
     def chat(self) -> ChatRequest:
@@ -173,6 +176,7 @@ class Walk:
     over: bool = False  # a failure no other attempt may follow (an answer generated, then cut)
     streamed: bool = False  # the winner's verdict is given when its stream ends (Served.verdict_pending)
     trace: RequestTrace | None = None  # the request's trace: each attempt gets a span in it
+    drills: tuple[Drill, ...] = ()  # the game days that took a provider out for it
 
 
 Attempt = Callable[[Candidate, AttemptRecord], Coroutine[Any, Any, T]]  # one upstream call

@@ -27,6 +27,7 @@ from turnout.server.admin import AdminKeys, KeyChange, NewKey, Rotation
 from turnout.server.admin_billing import AdminBilling, CreditChange, NewPlan, NewPreset, TeamTerms
 from turnout.server.admin_budgets import AdminBudgets, NewBudget
 from turnout.server.admin_exit import AdminExit
+from turnout.server.admin_game_days import AdminGameDays, NewGameDay
 from turnout.server.admin_governance import AdminGovernance
 from turnout.server.admin_providers import AdminProviders
 from turnout.server.admin_request_logs import add_request_log_routes
@@ -245,6 +246,7 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
     governance = AdminGovernance(services.audit, services.approvals)
     billing = AdminBilling(services.billing_service, lambda: services.catalog, names)
     providers = AdminProviders(services.provider_control)
+    drills = AdminGameDays(services.game_days)
     exits = AdminExit(services.database, lambda: services.catalog)
     spend = AdminSpend(services.database, names)
     people = services.key_service.people
@@ -558,6 +560,31 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
         "/admin/providers/{name}/restore",
         providers.restore,
         "Put a removed provider back in service",
+        tag="providers",
+    )
+    r.add(
+        "GET",
+        "/admin/game-days",
+        drills.list,
+        "Game days, newest first: a provider out of service for some traffic for a window",
+        tag="providers",
+    )
+    r.add(
+        "POST",
+        "/admin/game-days",
+        drills.start,
+        "Take a provider out of service for a share of the traffic or for chosen teams for a window, "
+        "rolled back when the affected requests' error rate passes a threshold (two-person rule: 202 "
+        "with the pending action)",
+        body=NewGameDay,
+        tag="providers",
+        pending=True,
+    )
+    r.add(
+        "POST",
+        "/admin/game-days/{game_day_id}/end",
+        drills.end,
+        "End a game day before its window does",
         tag="providers",
     )
     if services.request_log is not None:

@@ -275,6 +275,7 @@ async def exit_report(
             ledger.c.status < 300,
             ledger.c.provider.is_not(None),
             ledger.c.key_id != REHEARSAL_KEY_ID,  # a rehearsal's replays are not the provider's traffic
+            ledger.c.rehearsal.is_(False),  # a mirror's shadows are not the customers' traffic
         )
         .execution_options(yield_per=5000)
     )

@@ -107,6 +107,8 @@ ledger = sa.Table(
     sa.Column("reason", sa.String(64), nullable=True),
     # 0016: what the request needed (domain/request_features.py bits: tools, images ...; 0: plain)
     sa.Column("features", sa.Integer, nullable=False, server_default="0"),
+    # 0023: a mirror's shadow (rehearsal spend: key `rehearsal`, no team, never charged)
+    sa.Column("rehearsal", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 # Teams and users (0005). A user's `role` is organisation-wide (NULL: none); a membership's is
@@ -312,6 +314,27 @@ removed_providers = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("removed_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("removed_by", sa.String(40), nullable=True),
+)
+
+# (0023) Game days: a provider taken out of service for a share of traffic or for chosen teams until
+# `ends_at`; rolled back early (`state` rolled_back) when the affected traffic's error rate passes
+# `error_rate`. Every instance reads the active ones (governance/game_days.py).
+game_days = sa.Table(
+    "game_days",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("share", sa.Float, nullable=True),  # of every request (None: the teams' only)
+    sa.Column("teams", sa.Text, nullable=True),  # JSON list of team ids (None: by share)
+    sa.Column("error_rate", sa.Float, nullable=False),
+    sa.Column("min_requests", sa.Integer, nullable=False),
+    sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ends_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("state", sa.String(16), nullable=False),  # active | ended | rolled_back
+    sa.Column("created_by", sa.String(40), nullable=True),
+    sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("ended_by", sa.String(40), nullable=True),
+    sa.Column("end_reason", sa.String(200), nullable=True),
 )
 
 # (0010) Values every instance sharing the database must agree on, written by the first to start
