@@ -46,17 +46,14 @@ class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     revenue_share_micros: Micros | None = None  # credited to the preset's creator
     reason: str | None = None  # why it failed (None: it answered)
     features: int = 0  # what the request needed (domain/request_features.py bits; 0: plain chat)
-    # a mirror's shadow (routing/mirror.py): rehearsal spend, under REHEARSAL_KEY, no team, no charge
+    # a mirror's shadow (routing/mirror.py): rehearsal spend, under REHEARSAL_KEY_ID, no team, no charge
     rehearsal: bool = False
 
 
-# The key a shadow's entry is recorded under: no key has it (keys are `key_` + hex), so no budget
-# of a key, team or user ever counts rehearsal spend, and no customer is charged for it.
-REHEARSAL_KEY = "rehearsal"
-
-
-# The key id (and alias) of rehearsal spend (turnout rehearse replay): what a replay against a
-# candidate cost, counted on that provider, never on a customer; issued keys are `key_...`.
+# The key id (and, for replays, the alias) of rehearsal spend: a mirror's shadows
+# (routing/mirror.py) and `turnout rehearse replay`'s requests. No issued key has it (keys are
+# `key_` + hex), so no budget of a key, team or user counts it, and no customer is charged for it;
+# it is counted on the candidate's provider and deployment only.
 REHEARSAL_KEY_ID = "rehearsal"
 
 entry_encoder = msgspec.json.Encoder()

@@ -71,6 +71,7 @@ def _entry(request_id: str, target: Target, answer: Answer, usage: Usage | None)
         latency_ms=answer.latency_ms or 0,
         attempts=1,
         reason=answer.error,
+        rehearsal=True,
     )
 
 

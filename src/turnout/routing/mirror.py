@@ -4,7 +4,7 @@ in the background, to rehearse moving to it on real traffic.
 A shadow is a task of its own: the client's request never waits for it, never sees its answer,
 its latency or its error. Each is bounded by the mirror's `timeout` and cancelled when the gateway
 stops; at most `concurrency` run at once per alias (more are skipped, so a slow candidate cannot
-pile tasks up). Its ledger entry is rehearsal spend (`rehearsal`, under `REHEARSAL_KEY`, no team,
+pile tasks up). Its ledger entry is rehearsal spend (`rehearsal`, under `REHEARSAL_KEY_ID`, no team,
 no customer price): no customer budget counts it and no customer is charged for it. The mirror's
 own budget caps it: once the rehearsal spend of the period's window reaches it, shadows stop until
 the next window. With mirroring off the pipeline pays one dictionary lookup per request.
@@ -28,7 +28,7 @@ from turnout.config.settings import MirrorSettings
 from turnout.domain.chat import ChatRequest, counted_usage
 from turnout.domain.cut_answer import cut_answer_usage
 from turnout.domain.errors import TurnoutError, UpstreamAnswerCut
-from turnout.domain.ledger_entry import REHEARSAL_KEY, LedgerEntry
+from turnout.domain.ledger_entry import REHEARSAL_KEY_ID, LedgerEntry
 from turnout.domain.periods import window
 from turnout.domain.pricing import Micros
 from turnout.domain.usage import Usage
@@ -211,7 +211,7 @@ class Mirror:
                 request_id=request_id + SUFFIX,
                 at=at,
                 api=api,
-                key_id=REHEARSAL_KEY,
+                key_id=REHEARSAL_KEY_ID,
                 alias=self.alias,
                 deployment=t.label,
                 provider=t.provider,

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
-from turnout.domain.ledger_entry import REHEARSAL_KEY, LedgerEntry
+from turnout.domain.ledger_entry import REHEARSAL_KEY_ID, LedgerEntry
 from turnout.spend.cube import CubeBuilder
 from turnout.spend.rollups import RollupBuilder, as_rows
 from turnout.storage.cube import CUBE_COUNTS, CUBE_KEY
@@ -74,7 +74,7 @@ class LedgerStore:
         once ledger retention has deleted the rows."""
         c = spend_cube.c
         query = sa.select(sa.func.coalesce(sa.func.sum(c.cost_micros), 0)).where(
-            c.grain == "day", c.key_id == REHEARSAL_KEY, c.alias == alias, c.bucket >= since
+            c.grain == "day", c.key_id == REHEARSAL_KEY_ID, c.alias == alias, c.bucket >= since
         )
         async with self.database.engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
