@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import msgspec
@@ -26,9 +26,11 @@ from turnout.domain.errors import (
     TurnoutError,
     UnsupportedFeature,
 )
+from turnout.domain.moderation import parse_moderation_request
 from turnout.domain.principal import Principal
 from turnout.domain.rate_limits import Quota, RateLimited
 from turnout.domain.request_features import request_features
+from turnout.domain.rerank import parse_rerank_request
 from turnout.keys.index import KeyIndex
 from turnout.limits.admission import Admission, Ticket
 from turnout.observability.tracing import Answer as TracedAnswer
@@ -352,7 +354,7 @@ class Pipeline:
         body = await inbound.json()
         request = parse_embedding_request(body)
         route = self.authorise(principal, request.model, generation.catalog)
-        if not any(t.capabilities.embeddings for t in route.targets):
+        if not any(t.capabilities.embeddings and t.capabilities.chat for t in route.targets):
             raise UnsupportedFeature(f"The model '{request.model}' does not offer embeddings.", param="model")
         access = None if principal.allowed_models is None else principal.may_use
         if trace is not None:
@@ -368,6 +370,117 @@ class Pipeline:
             result, outcome.served = await generation.router.embed(call, outcome.tally)
             account(None)
             await respond.answer(result.body, outcome.served)
+        except BaseException as error:
+            outcome.failed(error, self.router.in_flight.cancelled())
+            raise
+        finally:
+            account(None)
+            self._settle(outcome, reservation, hold, ticket)
+
+    async def rerank(self, inbound: Inbound, respond: Responder) -> None:
+        await self._task("rerank", inbound, respond, self._rerank)
+
+    async def moderations(self, inbound: Inbound, respond: Responder) -> None:
+        await self._task("moderations", inbound, respond, self._moderations)
+
+    async def _task(
+        self,
+        operation: str,
+        inbound: Inbound,
+        respond: Responder,
+        serve: Callable[[Generation, Inbound, Responder, RequestTrace | None], Awaitable[None]],
+    ) -> None:
+        """Serve a request of an API other than chat on the configuration it began with, traced."""
+        generation = self.current
+        generation.enter()
+        trace = None if self.tracer is None else self._trace(operation, inbound)
+        failure: BaseException | None = None
+        try:
+            await serve(generation, inbound, respond, trace)
+        except BaseException as error:
+            failure = error
+            raise
+        finally:
+            generation.leave()
+            if trace is not None:
+                trace.end(failure)
+
+    async def _rerank(
+        self, generation: Generation, inbound: Inbound, respond: Responder, trace: RequestTrace | None
+    ) -> None:
+        principal = await self.keys.resolve(inbound.credential())
+        body = await inbound.json()
+        request = parse_rerank_request(body)
+        route = self.authorise(principal, request.model, generation.catalog)
+        if not any(t.capabilities.rerank for t in route.targets):
+            raise UnsupportedFeature(
+                f"The model '{request.model}' does not rerank documents (a reranker's target declares "
+                "'supports: {rerank: true}').",
+                param="model",
+            )
+        access = None if principal.allowed_models is None else principal.may_use
+        if trace is not None:
+            trace.requested(request.model, {}, None)
+        call = Call(route, request, body, inbound.steering(), access=access, trace=trace)
+
+        async def run(tally: list[AttemptRecord]) -> tuple[bytes, Served]:
+            result, served = await generation.router.rerank(call, tally, inbound.request_id)
+            return result.body, served
+
+        await self._serve(inbound, respond, principal, route, "rerank", trace, run)
+
+    async def _moderations(
+        self, generation: Generation, inbound: Inbound, respond: Responder, trace: RequestTrace | None
+    ) -> None:
+        principal = await self.keys.resolve(inbound.credential())
+        body = await inbound.json()
+        request = parse_moderation_request(body)
+        model = request.model or generation.router.settings.moderation_model
+        if model is None:
+            raise InvalidRequest(
+                "Missing required parameter: 'model' (this gateway has no default moderation model: "
+                "its operator can name one as routing.moderation_model).",
+                param="model",
+                code="missing_required_parameter",
+            )
+        route = self.authorise(principal, model, generation.catalog)
+        if not any(t.capabilities.moderation for t in route.targets):
+            raise UnsupportedFeature(
+                f"The model '{model}' does not moderate content (a moderation model's target declares "
+                "'supports: {moderation: true}').",
+                param="model",
+            )
+        access = None if principal.allowed_models is None else principal.may_use
+        if trace is not None:
+            trace.requested(model, {}, None)
+        call = Call(route, request, body, inbound.steering(), access=access, trace=trace)
+
+        async def run(tally: list[AttemptRecord]) -> tuple[bytes, Served]:
+            result, served = await generation.router.moderate(call, tally)
+            return result.body, served
+
+        await self._serve(inbound, respond, principal, route, "moderations", trace, run)
+
+    async def _serve(
+        self,
+        inbound: Inbound,
+        respond: Responder,
+        principal: Principal,
+        route: Route,
+        api: str,
+        trace: RequestTrace | None,
+        run: Callable[[list[AttemptRecord]], Awaitable[tuple[bytes, Served]]],
+    ) -> None:
+        """Admit, budget, route and account a request answered in one JSON body (rerank,
+        moderations): recorded in the ledger before the client has the answer."""
+        self.spend.admit()
+        ticket, reservation, hold = await self._admit(inbound, principal, route)
+        outcome = Outcome()
+        account = self._accountant(outcome, inbound.request_id, api, principal, route, False, ticket, trace)
+        try:
+            body, outcome.served = await run(outcome.tally)
+            account(None)
+            await respond.answer(body, outcome.served)
         except BaseException as error:
             outcome.failed(error, self.router.in_flight.cancelled())
             raise
@@ -677,6 +790,12 @@ def check_output_limit(route: Route, request: ChatRequest, api: str) -> None:
 def check_capabilities(route: Route, request: ChatRequest, native: NativeRequest | None = None) -> None:
     """A request needing something no deployment of its model can do is refused up front, naming
     the feature (deployments that lack it are skipped by the router)."""
+    if not route.serves_chat:
+        raise UnsupportedFeature(
+            f"The model '{request.model}' is a reranker or a moderation model: it serves /v1/rerank or "
+            "/v1/moderations, not chat.",
+            param="model",
+        )
     if (
         native is not None
         and native.requires

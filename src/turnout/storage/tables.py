@@ -107,6 +107,8 @@ ledger = sa.Table(
     sa.Column("reason", sa.String(64), nullable=True),
     # 0016: what the request needed (domain/request_features.py bits: tools, images ...; 0: plain)
     sa.Column("features", sa.Integer, nullable=False, server_default="0"),
+    # 0021: a reranker's search units (what rerank requests are priced by)
+    sa.Column("search_units", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 # Teams and users (0005). A user's `role` is organisation-wide (NULL: none); a membership's is
