@@ -281,22 +281,26 @@ def test_an_openai_compatible_reranker_records_its_tokens_and_configured_price(
     assert (row["input_tokens"], row["search_units"], row["cost_micros"]) == (42, 1, 500)
 
 
-def test_a_spent_budget_refuses_rerank_before_the_provider_is_called(
-    upstream: Upstream, gateway: Gateway
+def test_a_budget_reserves_the_searches_and_refuses_what_it_cannot_pay(
+    upstream: Upstream, gateway: Gateway, data: Path
 ) -> None:
     key = httpx.post(
         gateway.root_url + "/admin/keys",
         headers={"authorization": f"Bearer {MASTER_KEY}"},
-        json={"name": "capped", "max_budget": "0.001"},  # 1,000 micro-dollars: one search costs 2,000
+        json={"name": "capped", "max_budget": "0.005"},  # 5,000 micro-dollars: a search costs 2,000
         timeout=20,
     ).json()
     cohere_v2(upstream)
+    cohere_v2(upstream)
     body = {"model": "rerank", "query": QUERY, "documents": DOCUMENTS}
-    assert rerank(gateway, body, key["key"]).status_code == 200
-    refused = rerank(gateway, body, key["key"])
+    assert [rerank(gateway, body, key["key"]).status_code for _ in range(2)] == [200, 200]
+    refused = rerank(gateway, body, key["key"])  # 1,000 left: less than the search it reserves
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "insufficient_quota"
-    assert len(upstream.requests) == 1  # the refused one never left turnout
+    assert len(upstream.requests) == 2  # the refused one never left turnout
+    gateway.stop()
+    rows = [r for r in ledger_rows(data) if r["key_id"] == key["id"]]
+    assert sum(r["cost_micros"] for r in rows) == 4000 and all(r["api"] == "rerank" for r in rows)
 
 
 def test_a_key_rpm_refuses_the_next_rerank(upstream: Upstream, gateway: Gateway) -> None:

@@ -20,6 +20,19 @@ class ModerationRequest(msgspec.Struct, frozen=True):
     model: str | None = None
 
 
+def model_of(request: ModerationRequest, configured: str | None) -> str:
+    """The model the request names, else the gateway's configured moderation alias (else a 400)."""
+    model = request.model or configured
+    if model is None:
+        raise InvalidRequest(
+            "Missing required parameter: 'model' (this gateway has no default moderation model: "
+            "its operator can name one as routing.moderation_model).",
+            param="model",
+            code="missing_required_parameter",
+        )
+    return model
+
+
 def parse_moderation_request(body: object) -> ModerationRequest:
     request = convert(body, ModerationRequest)
     items = request.input

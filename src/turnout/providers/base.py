@@ -10,7 +10,7 @@ without re-serialising) with the usage read from them.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from turnout.config.settings import Timeouts
@@ -46,11 +46,12 @@ class Capabilities:
     # target declares (`supports:`): it then serves that and nothing else.
     rerank: bool = False
     moderation: bool = False
+    # Does it serve chat (and embeddings) at all: not a reranker, not a moderation model? (Set
+    # once here, as the router reads it for every deployment of every chat request.)
+    chat: bool = field(init=False)
 
-    @property
-    def chat(self) -> bool:
-        """Does it serve chat (and embeddings) at all: not a reranker, not a moderation model?"""
-        return not (self.rerank or self.moderation)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "chat", not (self.rerank or self.moderation))
 
     def takes(self, wire: str) -> bool:
         """Can it take a native request of `wire` whole?"""
