@@ -70,6 +70,13 @@ def doc(upstream: Upstream, data: Path, **routing: Any) -> dict[str, Any]:
                 "supports": {"moderation": True},
             },
             "chat": {"provider": "oa", "model": "gpt-4o-mini"},
+            "rerank-any": {
+                "attempts": 2,
+                "targets": [
+                    {"provider": "co", "model": "rerank-v3.5", "supports": {"rerank": True}},
+                    {"provider": "br", "model": "amazon.rerank-v1:0", "supports": {"rerank": True}},
+                ],
+            },
             "mixed": {
                 "targets": [
                     {"provider": "co", "model": "rerank-v3.5", "supports": {"rerank": True}},
@@ -281,6 +288,43 @@ def test_an_openai_compatible_reranker_records_its_tokens_and_configured_price(
     assert (row["input_tokens"], row["search_units"], row["cost_micros"]) == (42, 1, 500)
 
 
+def test_a_failing_reranker_fails_over_to_the_next_and_both_attempts_are_recorded(
+    upstream: Upstream, gateway: Gateway, data: Path
+) -> None:
+    upstream.reply_json({"message": "internal server error"}, status=500)  # Cohere's error shape
+    bedrock_agent_runtime(upstream)
+    answer = rerank(gateway, {"model": "rerank-any", "query": QUERY, "documents": DOCUMENTS})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-turnout-deployment"] == "br/amazon.rerank-v1:0"
+    assert [r.path for r in upstream.requests] == ["/v2/rerank", "/rerank"]
+    request_id = answer.headers["x-request-id"]
+    gateway.stop()
+    rows = [r for r in ledger_rows(data) if r["request_id"] == request_id]
+    assert [(r["attempt"], r["provider"], r["status"], r["search_units"]) for r in rows] == [
+        (1, "co", 502, 0),  # an upstream failure, as turnout records it
+        (2, "br", 200, 1),
+    ]
+
+
+def test_a_ranking_of_documents_never_sent_is_a_bad_gateway(upstream: Upstream, gateway: Gateway) -> None:
+    upstream.reply_json({"id": "x", "results": [{"index": 7, "relevance_score": 0.5}], "meta": {}})
+    answer = rerank(gateway, {"model": "rerank", "query": QUERY, "documents": DOCUMENTS})
+    assert answer.status_code == 502
+    error = answer.json()["error"]
+    assert error["code"] == "bad_upstream_response" and "not sent" in error["message"]
+
+
+def test_cohere_alone_is_given_a_document_token_limit(upstream: Upstream, gateway: Gateway) -> None:
+    cohere_v2(upstream)
+    body = {"query": QUERY, "documents": DOCUMENTS, "max_tokens_per_doc": 512}
+    assert rerank(gateway, {"model": "rerank", **body}).status_code == 200
+    assert upstream.requests[-1].json["max_tokens_per_doc"] == 512
+    refused = rerank(gateway, {"model": "rerank-local", **body})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "max_tokens_per_doc"
+    assert len(upstream.requests) == 1
+
+
 def test_a_budget_reserves_the_searches_and_refuses_what_it_cannot_pay(
     upstream: Upstream, gateway: Gateway, data: Path
 ) -> None:
@@ -362,6 +406,11 @@ def test_rerankers_serve_rerank_only_and_chat_models_no_rerank(upstream: Upstrea
         ({"model": "rerank", "query": QUERY, "documents": ["a", 3]}, "documents[1]", "invalid_type"),
         ({"model": "rerank", "query": " ", "documents": ["a"]}, "query", "invalid_value"),
         ({"model": "rerank", "query": QUERY, "documents": ["a"], "top_n": 0}, "top_n", None),
+        (
+            {"model": "rerank", "query": QUERY, "documents": ["a"], "rank_fields": ["t"]},
+            "rank_fields",
+            "unknown_parameter",
+        ),
     ],
     ids=[
         "no-model",
@@ -372,6 +421,7 @@ def test_rerankers_serve_rerank_only_and_chat_models_no_rerank(upstream: Upstrea
         "number",
         "blank-query",
         "top_n",
+        "unknown-field",
     ],
 )
 def test_bad_rerank_requests_get_a_clear_400(

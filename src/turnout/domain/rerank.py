@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from turnout.domain.errors import InvalidRequest
+from turnout.domain.errors import InvalidRequest, UnsupportedFeature
 from turnout.domain.validation import convert
 
 MAX_DOCUMENTS = 1000  # Amazon Bedrock's and Cohere's documented ceiling for one call
@@ -45,6 +45,17 @@ class RerankRequest(msgspec.Struct, frozen=True):
 
 
 def parse_rerank_request(body: object) -> RerankRequest:
+    """The request, checked; a field it does not know is refused, not dropped (no provider would
+    be told of it)."""
+    if isinstance(body, dict):
+        unknown = sorted(str(name) for name in body if name not in RerankRequest.__struct_fields__)
+        if unknown:
+            raise InvalidRequest(
+                f"Unrecognized request argument supplied: {unknown[0]} (a rerank request takes "
+                f"{', '.join(RerankRequest.__struct_fields__)}).",
+                param=unknown[0],
+                code="unknown_parameter",
+            )
     request = convert(body, RerankRequest)
     documents = request.documents
     if not documents:
@@ -123,3 +134,12 @@ def checked_ranking(ranked: list[tuple[int, float]], documents: int) -> list[tup
             return None
         seen.add(index)
     return sorted(ranked, key=lambda pair: -pair[1])
+
+
+def refuse_document_limit(request: RerankRequest, provider: str) -> None:
+    """`max_tokens_per_doc` is Cohere's: a provider that cannot be told it refuses it (a 400)."""
+    if request.max_tokens_per_doc is not None:
+        raise UnsupportedFeature(
+            f"'max_tokens_per_doc' is Cohere's: the provider '{provider}' cannot be given it.",
+            param="max_tokens_per_doc",
+        )

@@ -20,7 +20,7 @@ import orjson
 
 from turnout.config.settings import ProviderSettings, Timeouts
 from turnout.domain.errors import UpstreamProtocolError
-from turnout.domain.rerank import checked_ranking, rerank_answer
+from turnout.domain.rerank import checked_ranking, refuse_document_limit, rerank_answer
 from turnout.domain.usage import Usage
 from turnout.providers.base import (
     ChatCall,
@@ -153,6 +153,7 @@ class BedrockAdapter:
         return EmbeddingResult(body=orjson.dumps(out), usage=usage)
 
     async def rerank(self, call: RerankCall) -> RerankResult:
+        refuse_document_limit(call.request, self.name)
         region = None if self.settings.aws is None else self.settings.aws.region
         arn = ranking.model_arn(call.model, region, self.name)
         body = ranking.rerank_body(call.request, arn)

@@ -15,7 +15,7 @@ import orjson
 from turnout.config.settings import ProviderSettings, Timeouts
 from turnout.domain.errors import UpstreamProtocolError
 from turnout.domain.malformed import DECODE_ERRORS
-from turnout.domain.rerank import checked_ranking, rerank_answer
+from turnout.domain.rerank import checked_ranking, refuse_document_limit, rerank_answer
 from turnout.providers.base import (
     ChatCall,
     ChatResult,
@@ -186,6 +186,7 @@ class OpenAICompatibleAdapter:
 
     async def rerank(self, call: RerankCall) -> RerankResult:
         """vLLM's and Jina's `POST {base}/rerank` (module turnout.providers.openai_compatible.rerank)."""
+        refuse_document_limit(call.request, self.name)
         body = ranking.rerank_body(call.request, call.model)
         response = await self._send("rerank", call.model, body, call.timeouts)
         data = await response.read(RERANK_RESPONSE_BYTES)
