@@ -360,3 +360,25 @@ def test_the_gateway_logs_chain_warnings_at_start(tmp_path: Path, caplog: pytest
         r.getMessage().startswith("models.gpt-4o.fallbacks[0]: 'deepseek-chat' cannot serve structured")
         for r in caplog.records
     )
+
+
+def test_describe_shows_rerankers_and_moderation_models_with_their_prices() -> None:
+    doc = {
+        "routing": {"moderation_model": "moderation"},
+        "providers": {
+            "co": {"type": "cohere", "api_key": "env:CO_KEY"},
+            "openai": {"type": "openai", "api_key": "env:OPENAI_KEY"},
+        },
+        "models": {
+            "rerank": {"provider": "co", "model": "rerank-v3.5", "supports": {"rerank": True}},
+            "moderation": {
+                "provider": "openai",
+                "model": "omni-moderation-latest",
+                "supports": {"moderation": True},
+            },
+        },
+    }
+    text = describe(build_settings(doc, {**ENV, "CO_KEY": "k", "OPENAI_KEY": "k"}, source="test"))
+    assert "    - co/rerank-v3.5  rerank price=2.00/1K searches" in text.splitlines()
+    assert "    - openai/omni-moderation-latest  moderation price=0/0" in text.splitlines()
+    assert "  moderation: 'moderation' answers a moderation naming no model" in text.splitlines()
