@@ -97,6 +97,22 @@ def test_a_feature_counts_when_any_target_has_it_and_is_missing_only_when_no_fal
     assert _warnings({"ds2": {**DEEPSEEK, "fallbacks": ["ds"]}, "ds": DEEPSEEK}) == []
 
 
+def test_a_reranker_chain_needs_rerankers_and_a_chat_chain_chat_models() -> None:
+    reranker = {"provider": "openai", "model": "rr", "supports": {"rerank": True}}
+    assert _warnings(
+        {
+            "rerank": {**reranker, "fallbacks": ["gpt-4o", "rerank-2"]},
+            "rerank-2": reranker,
+            "gpt-4o": {**GPT4O, "fallbacks": ["rerank-2"]},
+        }
+    ) == [
+        "models.rerank.fallbacks[0]: 'gpt-4o' cannot rerank documents as 'rerank' does; "
+        "such requests will skip it",
+        "models.gpt-4o.fallbacks[0]: 'rerank-2' serves only rerank or moderation requests; "
+        "chat requests will skip it",
+    ]
+
+
 def test_every_missing_feature_is_named_with_the_capabilities_given() -> None:
     def capabilities(provider: ProviderSettings) -> Capabilities:
         caps = capabilities_for(provider)
