@@ -21,6 +21,7 @@ from aiohttp import web
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from prometheus_client.parser import text_string_to_metric_families
 
 from turnout.config.loader import ConfigError
 
@@ -219,6 +220,15 @@ def test_cohere_ranks_the_documents_and_the_search_unit_is_billed(
     assert sent.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
     texts = [DOCUMENTS[0], DOCUMENTS[1]["text"], DOCUMENTS[2]]
     assert sent.json == {"model": "rerank-v3.5", "query": QUERY, "documents": texts, "top_n": 2}
+
+    metrics = httpx.get(gateway.root_url + "/metrics", headers={"authorization": f"Bearer {MASTER_KEY}"})
+    searched = [
+        (sample.labels, sample.value)
+        for family in text_string_to_metric_families(metrics.text)
+        for sample in family.samples
+        if sample.name == "turnout_search_units_total"
+    ]
+    assert ({"alias": "rerank", "deployment": "co/rerank-v3.5", "provider": "co"}, 1.0) in searched
 
     request_id = answer.headers["x-request-id"]
     gateway.stop()
