@@ -357,6 +357,20 @@ def test_a_budget_reserves_the_searches_and_refuses_what_it_cannot_pay(
     assert sum(r["cost_micros"] for r in rows) == 4000 and all(r["api"] == "rerank" for r in rows)
 
 
+def test_a_prepaid_team_without_credit_for_a_search_is_refused(upstream: Upstream, gateway: Gateway) -> None:
+    with httpx.Client(base_url=gateway.root_url, headers={"authorization": f"Bearer {MASTER_KEY}"}) as admin:
+        team = admin.post("/admin/teams", json={"name": "prepaid"}).json()["id"]
+        assert admin.post(f"/admin/teams/{team}/billing", json={"prepaid": True}).status_code == 200
+        key = admin.post("/admin/keys", json={"name": "p", "team_id": team}).json()["key"]
+        assert admin.post(f"/admin/teams/{team}/credits", json={"amount": "0.003"}).status_code == 200
+    cohere_v2(upstream)
+    body = {"model": "rerank", "query": QUERY, "documents": DOCUMENTS}
+    assert rerank(gateway, body, key).status_code == 200  # 3,000 micro-dollars: one search of 2,000
+    refused = rerank(gateway, body, key)  # 1,000 left: the next search is not held
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "insufficient_quota"
+    assert len(upstream.requests) == 1
+
+
 def test_a_key_rpm_refuses_the_next_rerank(upstream: Upstream, gateway: Gateway) -> None:
     key = httpx.post(
         gateway.root_url + "/admin/keys",
