@@ -97,6 +97,22 @@ def test_a_feature_counts_when_any_target_has_it_and_is_missing_only_when_no_fal
     assert _warnings({"ds2": {**DEEPSEEK, "fallbacks": ["ds"]}, "ds": DEEPSEEK}) == []
 
 
+def test_a_reranker_chain_needs_rerankers_and_a_chat_chain_chat_models() -> None:
+    reranker = {"provider": "openai", "model": "rr", "supports": {"rerank": True}}
+    assert _warnings(
+        {
+            "rerank": {**reranker, "fallbacks": ["gpt-4o", "rerank-2"]},
+            "rerank-2": reranker,
+            "gpt-4o": {**GPT4O, "fallbacks": ["rerank-2"]},
+        }
+    ) == [
+        "models.rerank.fallbacks[0]: 'gpt-4o' cannot rerank documents as 'rerank' does; "
+        "such requests will skip it",
+        "models.gpt-4o.fallbacks[0]: 'rerank-2' serves only rerank or moderation requests; "
+        "chat requests will skip it",
+    ]
+
+
 def test_every_missing_feature_is_named_with_the_capabilities_given() -> None:
     def capabilities(provider: ProviderSettings) -> Capabilities:
         caps = capabilities_for(provider)
@@ -371,3 +387,25 @@ def test_the_gateway_logs_chain_warnings_at_start(tmp_path: Path, caplog: pytest
         r.getMessage().startswith("models.gpt-4o.fallbacks[0]: 'deepseek-chat' cannot serve structured")
         for r in caplog.records
     )
+
+
+def test_describe_shows_rerankers_and_moderation_models_with_their_prices() -> None:
+    doc = {
+        "routing": {"moderation_model": "moderation"},
+        "providers": {
+            "co": {"type": "cohere", "api_key": "env:CO_KEY"},
+            "openai": {"type": "openai", "api_key": "env:OPENAI_KEY"},
+        },
+        "models": {
+            "rerank": {"provider": "co", "model": "rerank-v3.5", "supports": {"rerank": True}},
+            "moderation": {
+                "provider": "openai",
+                "model": "omni-moderation-latest",
+                "supports": {"moderation": True},
+            },
+        },
+    }
+    text = describe(build_settings(doc, {**ENV, "CO_KEY": "k", "OPENAI_KEY": "k"}, source="test"))
+    assert "    - co/rerank-v3.5  rerank price=2.00/1K searches" in text.splitlines()
+    assert "    - openai/omni-moderation-latest  moderation price=0/0" in text.splitlines()
+    assert "  moderation: 'moderation' answers a moderation naming no model" in text.splitlines()

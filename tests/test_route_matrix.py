@@ -44,6 +44,10 @@ EXPECTED: dict[str, str] = {
     "POST /completions": "401 401 200 200 200 200 200 200 200",
     "POST /v1/embeddings": "401 401 200 200 200 200 200 200 200",
     "POST /embeddings": "401 401 200 200 200 200 200 200 200",
+    "POST /v1/rerank": "401 401 200 200 200 200 200 200 200",
+    "POST /rerank": "401 401 200 200 200 200 200 200 200",
+    "POST /v1/moderations": "401 401 200 200 200 200 200 200 200",
+    "POST /moderations": "401 401 200 200 200 200 200 200 200",
     "POST /v1/messages": "401 401 200 200 200 200 200 200 200",
     "POST /messages": "401 401 200 200 200 200 200 200 200",
     "POST /v1/messages/count_tokens": "401 401 200 200 200 200 200 200 200",
@@ -151,7 +155,12 @@ EXPECTED: dict[str, str] = {
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     doc: dict[str, Any] = {
         "providers": {"fake": {"type": "fake", "passthrough": ["/models"]}},
-        "models": {"chat": {"provider": "fake", "model": "m"}, "embed": {"provider": "fake", "model": "e"}},
+        "models": {
+            "chat": {"provider": "fake", "model": "m"},
+            "embed": {"provider": "fake", "model": "e"},
+            "rerank": {"provider": "fake", "model": "r", "supports": {"rerank": True}},
+            "moderation": {"provider": "fake", "model": "o", "supports": {"moderation": True}},
+        },
         # the matrix revokes many of red's keys: none of them should wait for a second person
         "governance": {"piecewise_revocations": 100_000},
         # and it presents a junk key to every route: its address must not be throttled for it
@@ -284,6 +293,8 @@ class World:
                 "messages": [{"role": "user", "content": "hi"}],
             },
             "POST /v1/embeddings": lambda: {"model": "embed", "input": "hi"},
+            "POST /v1/rerank": lambda: {"model": "rerank", "query": "hi", "documents": ["hi", "ho"]},
+            "POST /v1/moderations": lambda: {"model": "moderation", "input": "hi"},
             "POST /v1/completions": lambda: {"model": "chat", "prompt": "hi"},
             "POST /v1/messages": lambda: {
                 "model": "chat",

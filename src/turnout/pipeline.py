@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import msgspec
@@ -26,9 +26,11 @@ from turnout.domain.errors import (
     TurnoutError,
     UnsupportedFeature,
 )
+from turnout.domain.moderation import ModerationRequest, model_of, parse_moderation_request
 from turnout.domain.principal import Principal
 from turnout.domain.rate_limits import Quota, RateLimited
 from turnout.domain.request_features import request_features
+from turnout.domain.rerank import RerankRequest, parse_rerank_request
 from turnout.keys.index import KeyIndex
 from turnout.limits.admission import Admission, Ticket
 from turnout.observability.tracing import Answer as TracedAnswer
@@ -46,12 +48,14 @@ from turnout.routing.generation import Generation
 from turnout.routing.mirror import Mirrors
 from turnout.routing.relay import RelayStream
 from turnout.routing.router import Router
+from turnout.routing.tasks import require
 from turnout.routing.values import AttemptRecord, Call, Served, Steering
 from turnout.spend.billing import Billing, CreditHold, PresetCharge
 from turnout.spend.budget_values import Reservation
 from turnout.spend.budgets import Budgets
 from turnout.spend.ledger import Outcome
 from turnout.spend.recorder import SpendRecorder
+from turnout.spend.request_bound import RequestBound
 
 # how long a request refused by a `parallel` limit in Redis waits before it is asked once more:
 # longer than another instance takes to give a finished request's place back (its loop's next turn)
@@ -359,7 +363,7 @@ class Pipeline:
         body = await inbound.json()
         request = parse_embedding_request(body)
         route = self.authorise(principal, request.model, generation.catalog)
-        if not any(t.capabilities.embeddings for t in route.targets):
+        if not any(t.capabilities.embeddings and t.capabilities.chat for t in route.targets):
             raise UnsupportedFeature(f"The model '{request.model}' does not offer embeddings.", param="model")
         access = None if principal.allowed_models is None else principal.may_use
         if trace is not None:
@@ -384,6 +388,111 @@ class Pipeline:
             result, outcome.served = await generation.router.embed(call, outcome.tally)
             account(None)
             await respond.answer(result.body, outcome.served)
+        except BaseException as error:
+            outcome.failed(error, self.router.in_flight.cancelled())
+            raise
+        finally:
+            account(None)
+            self._settle(outcome, reservation, hold, ticket)
+
+    async def rerank(self, inbound: Inbound, respond: Responder) -> None:
+        await self._task("rerank", inbound, respond, self._rerank)
+
+    async def moderations(self, inbound: Inbound, respond: Responder) -> None:
+        await self._task("moderations", inbound, respond, self._moderations)
+
+    async def _task(
+        self,
+        operation: str,
+        inbound: Inbound,
+        respond: Responder,
+        serve: Callable[[Generation, Inbound, Responder, RequestTrace | None], Awaitable[None]],
+    ) -> None:
+        """Serve a request of an API other than chat on the configuration it began with, traced."""
+        generation = self.current
+        generation.enter()
+        trace = None if self.tracer is None else self._trace(operation, inbound)
+        failure: BaseException | None = None
+        try:
+            await serve(generation, inbound, respond, trace)
+        except BaseException as error:
+            failure = error
+            raise
+        finally:
+            generation.leave()
+            if trace is not None:
+                trace.end(failure)
+
+    async def _rerank(
+        self, generation: Generation, inbound: Inbound, respond: Responder, trace: RequestTrace | None
+    ) -> None:
+        principal = await self.keys.resolve(inbound.credential())
+        body = await inbound.json()
+        request = parse_rerank_request(body)
+        route = self.authorise(principal, request.model, generation.catalog)
+        require(route, "rerank", request.model)
+        call = self._task_call(principal, route, request, body, inbound, trace, request.model)
+
+        async def run(tally: list[AttemptRecord]) -> tuple[bytes, Served]:
+            result, served = await generation.router.rerank(call, tally, inbound.request_id)
+            return result.body, served
+
+        await self._serve(inbound, respond, principal, route, "rerank", trace, run, request.search_units)
+
+    async def _moderations(
+        self, generation: Generation, inbound: Inbound, respond: Responder, trace: RequestTrace | None
+    ) -> None:
+        principal = await self.keys.resolve(inbound.credential())
+        body = await inbound.json()
+        request = parse_moderation_request(body)
+        model = model_of(request, generation.router.settings.moderation_model)
+        route = self.authorise(principal, model, generation.catalog)
+        require(route, "moderation", model)
+        call = self._task_call(principal, route, request, body, inbound, trace, model)
+
+        async def run(tally: list[AttemptRecord]) -> tuple[bytes, Served]:
+            result, served = await generation.router.moderate(call, tally)
+            return result.body, served
+
+        await self._serve(inbound, respond, principal, route, "moderations", trace, run)
+
+    @staticmethod
+    def _task_call(
+        principal: Principal,
+        route: Route,
+        request: RerankRequest | ModerationRequest,
+        body: dict[str, Any],
+        inbound: Inbound,
+        trace: RequestTrace | None,
+        model: str,
+    ) -> Call:
+        if trace is not None:
+            trace.requested(model, {}, None)
+        access = None if principal.allowed_models is None else principal.may_use
+        return Call(route, request, body, inbound.steering(), access=access, trace=trace)
+
+    async def _serve(
+        self,
+        inbound: Inbound,
+        respond: Responder,
+        principal: Principal,
+        route: Route,
+        api: str,
+        trace: RequestTrace | None,
+        run: Callable[[list[AttemptRecord]], Awaitable[tuple[bytes, Served]]],
+        searches: int = 0,
+    ) -> None:
+        """Admit, budget (`searches`: a rerank request's search units, reserved at their price),
+        route and account a request answered in one JSON body (rerank, moderations): recorded in
+        the ledger before the client has the answer."""
+        self.spend.admit()
+        ticket, reservation, hold = await self._admit(inbound, principal, route, searches=searches)
+        outcome = Outcome()
+        account = self._accountant(outcome, inbound.request_id, api, principal, route, False, ticket, trace)
+        try:
+            body, outcome.served = await run(outcome.tally)
+            account(None)
+            await respond.answer(body, outcome.served)
         except BaseException as error:
             outcome.failed(error, self.router.in_flight.cancelled())
             raise
@@ -499,17 +608,18 @@ class Pipeline:
         principal: Principal,
         route: Route,
         request: ChatRequest | None = None,
+        searches: int = 0,
     ) -> tuple[Ticket, Reservation, CreditHold]:
         """`_admit_once`, asked once more after PLACE_RECHECK when Redis found no free place under a
         `parallel` limit: another instance gives a finished request's place back at its event
         loop's next turn, so a client's next request through another instance may arrive first."""
         try:
-            return await self._admit_once(inbound, principal, route, request)
+            return await self._admit_once(inbound, principal, route, request, searches)
         except RateLimited as refusal:
             if not refusal.recheck:
                 raise
         await asyncio.sleep(PLACE_RECHECK)
-        return await self._admit_once(inbound, principal, route, request)
+        return await self._admit_once(inbound, principal, route, request, searches)
 
     async def _admit_once(
         self,
@@ -517,6 +627,7 @@ class Pipeline:
         principal: Principal,
         route: Route,
         request: ChatRequest | None = None,
+        searches: int = 0,
     ) -> tuple[Ticket, Reservation, CreditHold]:
         """The request's rate limits decided (with Redis: in the budgets' script run when budgets
         cover it, else in the limits' own), its maximum cost reserved in its budgets and held on a
@@ -529,7 +640,7 @@ class Pipeline:
                 inbound.rate_limited(error.quota)  # the refusal shows the limit it hit
             raise
         try:
-            reservation = await self.budgets.reserve(principal, route, request, ticket)
+            reservation = await self.budgets.reserve(principal, route, request, ticket, searches)
         except BaseException as error:
             self._refused(inbound, ticket, error)
             raise
@@ -543,7 +654,10 @@ class Pipeline:
         if ticket.quota is not None:
             inbound.rate_limited(ticket.quota)
         try:
-            return ticket, reservation, await self.billing.hold(principal, route, request, reservation.bound)
+            bound = reservation.bound
+            if bound is None and searches:  # (no budget covers it: bounded for a prepaid team here)
+                bound = RequestBound(route, None, 0, searches)
+            return ticket, reservation, await self.billing.hold(principal, route, request, bound)
         except BaseException:
             ticket.release()
             self.budgets.release(reservation)
@@ -729,6 +843,12 @@ def check_output_limit(route: Route, request: ChatRequest, api: str) -> None:
 def check_capabilities(route: Route, request: ChatRequest, native: NativeRequest | None = None) -> None:
     """A request needing something no deployment of its model can do is refused up front, naming
     the feature (deployments that lack it are skipped by the router)."""
+    if not route.serves_chat:
+        raise UnsupportedFeature(
+            f"The model '{request.model}' is a reranker or a moderation model: it serves /v1/rerank or "
+            "/v1/moderations, not chat.",
+            param="model",
+        )
     if (
         native is not None
         and native.requires

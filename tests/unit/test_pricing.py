@@ -28,8 +28,13 @@ def test_the_table_is_complete_and_exact() -> None:
     for namespace, models in raw["models"].items():
         for name, versions in models.items():
             entry = versions[-1] if isinstance(versions, list) else versions  # the newest version
-            assert isinstance(entry["input"], str), f"{namespace}.{name}: write prices as strings"
             price = table.sections[namespace][name]
+            if "search_units" in entry:  # a reranker: priced per 1,000 search units
+                assert isinstance(entry["search_units"], str), f"{namespace}.{name}: write prices as strings"
+                units = Decimal(entry["search_units"])
+                assert price.cost(Usage(search_units=3)) == int(units * 3 * 1000)
+                continue
+            assert isinstance(entry["input"], str), f"{namespace}.{name}: write prices as strings"
             assert price.input == Decimal(entry["input"])
             # tokens of each kind cost the listed price, in micro-dollars, exactly (below every
             # long-context threshold: a million tokens of prompt is above Claude's and Gemini's)
@@ -236,3 +241,12 @@ def test_deepseek_s_price_history_applies_to_the_hour() -> None:
     assert at("2025-09-29T00:00:00") == round(
         M // 2 * Decimal("0.28") + M // 2 * Decimal("0.028") + M * Decimal("0.42")
     )
+
+
+def test_search_units_are_priced_per_thousand_beside_tokens() -> None:
+    price = model_price({"input": "0.10", "search_units": "2.00"}, "test", table=False)
+    assert price.cost(Usage(search_units=1)) == 2000  # $2.00 / 1,000 searches: $0.002 each
+    assert price.cost(Usage(input_tokens=1000, search_units=2)) == 100 + 4000
+    assert model_price({"search_units": "1.00"}, "test", table=False).cost(Usage(search_units=5)) == 5000
+    with pytest.raises(ValueError, match="search_units"):
+        model_price({"output": "1.00"}, "test", table=False)

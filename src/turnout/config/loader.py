@@ -83,12 +83,17 @@ RESERVED_PATHS = frozenset(
         "openapi.json",
         "chat",
         "embeddings",
+        "rerank",
+        "moderations",
         "models",
         "messages",
         "responses",
         "passthrough",
     }
 )
+# the wire formats whose rerank API turnout calls (the fake upstream answers in OpenAI's format)
+RERANK_WIRES = frozenset({"cohere", "bedrock", "openai", "fake"})
+MODERATION_WIRES = frozenset({"openai", "fake"})
 _PROVIDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _PASSTHROUGH_PREFIX = re.compile(r"^(/[A-Za-z0-9_.~:@-]+)+/?$")
 _CREDENTIAL_HEADER = re.compile(r"(?i)auth|key|token|secret|password|cookie|credential|signature")
@@ -284,6 +289,7 @@ class _Builder:
             if (m := self.model(str(alias), raw, providers, declared_providers, routing)) is not None
         }
         self.check_fallbacks(models, declared_models)
+        self.check_moderation_model(routing, models)
         if self.problems:
             raise ConfigError(self.problems, self.source)
         if not models:
@@ -1031,6 +1037,8 @@ class _Builder:
         price = self.price(t, path, provider)
         if price is False:
             ok = False
+        if not self.task_supported(t, path, provider):
+            ok = False
         if t.name is not None and not _DEPLOYMENT_NAME.match(t.name):
             self.problem(
                 f"{path}.name", "a deployment name is 1-128 printable characters without spaces or ','"
@@ -1065,6 +1073,47 @@ class _Builder:
             ),
             unsupported_params=t.unsupported_params,
         )
+
+    def task_supported(self, t: schema.TargetConfig, path: str, provider: ProviderSettings) -> bool:
+        """`supports.rerank` and `supports.moderation` only where turnout can call them: rerank on
+        Cohere, Bedrock and OpenAI-format providers, moderation on OpenAI-format ones; not both."""
+        supports = t.supports
+        if supports is None:
+            return True
+        wire, where = provider.kind.wire, f"{path}.supports" if path else "supports"
+        ok = True
+        if supports.rerank and wire not in RERANK_WIRES:
+            self.problem(
+                f"{where}.rerank",
+                f"the provider '{t.provider}' ({provider.kind.title}) has no rerank API turnout can "
+                "call (rerank works with cohere, bedrock and OpenAI-compatible providers)",
+            )
+            ok = False
+        if supports.moderation and wire not in MODERATION_WIRES:
+            self.problem(
+                f"{where}.moderation",
+                f"the provider '{t.provider}' ({provider.kind.title}) has no moderation API turnout "
+                "can call (moderation works with OpenAI-format providers)",
+            )
+            ok = False
+        if supports.rerank and supports.moderation:
+            self.problem(where, "a model either reranks or moderates, not both")
+            ok = False
+        return ok
+
+    def check_moderation_model(self, routing: RoutingSettings, models: Mapping[str, ModelSettings]) -> None:
+        """`routing.moderation_model` names an alias with a moderation model."""
+        alias = routing.moderation_model
+        if alias is None:
+            return
+        model = models.get(alias)
+        if model is None:
+            self.problem("routing.moderation_model", f"names no alias ({key_hint(alias, list(models))})")
+        elif not any(dict(t.supports).get("moderation") for t in model.targets):
+            self.problem(
+                "routing.moderation_model",
+                f"the alias '{alias}' has no target with 'supports: {{moderation: true}}'",
+            )
 
     def max_output_tokens(self, t: schema.TargetConfig, provider: ProviderSettings) -> int | None:
         """The target's configured limit on an answer's tokens, else the one the price table
@@ -1163,6 +1212,7 @@ class _Builder:
             health_check_interval=self.unit(
                 cfg.health_check_interval, parse_duration, "routing.health_check_interval", None
             ),
+            moderation_model=cfg.moderation_model,
         )
 
     def count(self, value: int | None, path: str, default: int) -> int:

@@ -110,10 +110,11 @@ def model_price(entry: Any, where: str, effective: str = "", *, table: bool = Tr
 
 
 def _version(entry: Any, where: str, effective: str | None, table: bool) -> ModelPrice:
-    if not isinstance(entry, dict) or "input" not in entry:
-        raise ValueError(f"{where}: needs at least an 'input' price")
+    if not isinstance(entry, dict) or not _priced(entry):
+        raise ValueError(f"{where}: needs at least an 'input' price (a reranker's: 'search_units')")
     known = {
         *RATES,
+        "search_units",
         "long_context",
         "service_tiers",
         "since",
@@ -139,8 +140,10 @@ def _version(entry: Any, where: str, effective: str | None, table: bool) -> Mode
         if not capabilities <= CAPABILITIES:
             raise ValueError(f"unknown capability '{sorted(capabilities - CAPABILITIES)[0]}'")
         base = _tier(entry, where, set())  # its fields were checked above
+        searches = entry.get("search_units")
         return dataclasses.replace(
             base,
+            search_units=None if searches is None else decimal_price(searches),
             service_tiers=tuple(
                 (name, _tier(tier, f"{where}.service_tiers.{name}", {*RATES, "long_context"}))
                 for name, tier in sorted(tiers.items())
@@ -155,9 +158,13 @@ def _version(entry: Any, where: str, effective: str | None, table: bool) -> Mode
         raise ValueError(message if message.startswith(where) else f"{where}: {message}") from None
 
 
+def _priced(entry: dict[str, Any]) -> bool:
+    return entry.get("input") is not None or entry.get("search_units") is not None
+
+
 def _tier(entry: Any, where: str, known: set[str]) -> ModelPrice:
     """Rates, and a long-context step if any."""
-    if not isinstance(entry, dict) or "input" not in entry:
+    if not isinstance(entry, dict) or (not _priced(entry) if not known else "input" not in entry):
         raise ValueError(f"{where}: needs at least an 'input' price")
     if known:
         _only(entry, known, where)
@@ -181,7 +188,7 @@ def _tier(entry: Any, where: str, known: set[str]) -> ModelPrice:
 def _rates(entry: dict[str, Any], where: str) -> dict[str, Any]:
     try:
         rates: dict[str, Any] = {
-            "input": decimal_price(entry["input"]),
+            "input": decimal_price(0 if entry.get("input") is None else entry["input"]),
             "output": decimal_price(entry.get("output", 0)),
         }
         for k in ("cached_input", "cache_write", "cache_write_1h"):

@@ -55,9 +55,9 @@ PriceValue = str | int | float
 class RatesConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """USD per million tokens (write them as strings, "2.50", to be exact: they are read as
     decimals). Cache reads and writes cost the input price unless given; 1-hour cache writes
-    (Anthropic's) the 5-minute price unless given."""
+    (Anthropic's) the 5-minute price unless given. A reranker may have only `search_units`."""
 
-    input: PriceValue
+    input: PriceValue | None = None
     output: PriceValue = 0
     cached_input: PriceValue | None = None
     cache_write: PriceValue | None = None
@@ -82,6 +82,7 @@ class PriceConfig(TierPriceConfig, frozen=True, kw_only=True):
 
     service_tiers: dict[str, TierPriceConfig] | None = None
     since: str | None = None
+    search_units: PriceValue | None = None  # USD per 1,000 search units (a reranker's searches)
 
 
 class SupportsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -92,6 +93,10 @@ class SupportsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     tools: bool | None = None
     json_schema: bool | None = None
     streaming: bool | None = None
+    # the model ranks documents (/v1/rerank) or classifies content (/v1/moderations): requests of
+    # that kind go to it, and nothing else does
+    rerank: bool | None = None
+    moderation: bool | None = None
 
 
 class TargetConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -193,6 +198,7 @@ class RoutingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     stream_resume: bool | None = None
     hedge_after: DurationValue | None = None
     health_check_interval: DurationValue | None = None
+    moderation_model: str | None = None  # the alias a /v1/moderations request without `model` uses
 
 
 class HttpLimitsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

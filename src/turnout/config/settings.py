@@ -130,6 +130,7 @@ class RoutingSettings:
     stream_resume: bool = True
     hedge_after: float | None = None
     health_check_interval: float | None = None  # active checks (a free models-list call); off
+    moderation_model: str | None = None  # the alias a /v1/moderations request without `model` uses
 
 
 ALERT_EVENTS = ("budget.soft_limit", "budget.exhausted")

@@ -18,7 +18,7 @@ class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     request_id: str
     attempt: int = 1  # 1, 2...: the attempt's number in its request; 0: it reached no upstream
     at: float  # when the request arrived, unix seconds
-    api: str  # chat | messages | responses | embeddings
+    api: str  # chat | messages | responses | completions | embeddings | rerank | moderations
     key_id: str
     team_id: str | None = None
     user_id: str | None = None
@@ -48,6 +48,7 @@ class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     features: int = 0  # what the request needed (domain/request_features.py bits; 0: plain chat)
     # a mirror's shadow (routing/mirror.py): rehearsal spend, under REHEARSAL_KEY_ID, no team, no charge
     rehearsal: bool = False
+    search_units: int = 0  # a reranker's searches, as its provider billed them (or turnout counted)
 
 
 # The key id (and, for replays, the alias) of rehearsal spend: a mirror's shadows

@@ -98,7 +98,7 @@ def _cell(table: dict[Labels, T], key: Labels, fresh: Callable[[], T], limit: in
 
 
 def _no_spend() -> list[int]:
-    return [0] * 8
+    return [0] * 9
 
 
 def _zero() -> list[int]:
@@ -119,6 +119,7 @@ def _spend(spent: list[int], entry: LedgerEntry) -> None:
     charge = entry.customer_price_micros
     if charge is not None:
         spent[6] += charge
+    spent[8] += entry.search_units
 
 
 class _Bundle:
@@ -158,7 +159,8 @@ class RequestMetrics:
         self.attempts: dict[Labels, list[int]] = {}
         # (alias, deployment, provider, cause) → failed attempts another attempt followed
         self.failovers: dict[Labels, list[int]] = {}
-        # (alias, deployment, provider[, team]) → [tokens by TOKEN_KINDS..., cost µ$, charge µ$, unpriced]
+        # (alias, deployment, provider[, team]) → [tokens by TOKEN_KINDS..., cost µ$, charge µ$, unpriced,
+        # search units]
         self.spend: dict[Labels, list[int]] = {}
         self.refusals: dict[str, int] = {}
         # (alias, deployment, outcome) → a mirror's shadow requests (outcome: answered, failed,
@@ -381,6 +383,11 @@ class RequestMetrics:
             "Upstream attempts whose model has no known price (not in the cost).",
             labels=labels,
         )
+        searches = CounterMetricFamily(
+            "turnout_search_units",
+            "Search units rerankers billed (one query with up to 100 documents each).",
+            labels=labels,
+        )
         for key, spent in self.spend.items():
             values = list(key)
             for index, kind in enumerate(TOKEN_KINDS):
@@ -388,7 +395,8 @@ class RequestMetrics:
             cost.add_metric(values, spent[5] / MICROS)
             charge.add_metric(values, spent[6] / MICROS)
             unpriced.add_metric(values, spent[7])
-        yield from (tokens, cost, charge, unpriced)
+            searches.add_metric(values, spent[8])
+        yield from (tokens, cost, charge, unpriced, searches)
 
 
 def _histograms(

@@ -10,7 +10,7 @@ without re-serialising) with the usage read from them.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from turnout.config.settings import Timeouts
@@ -20,6 +20,8 @@ from turnout.domain.completions import ChatCompletion, Chunk, answer_texts, comp
 from turnout.domain.embeddings import EmbeddingRequest
 from turnout.domain.errors import UpstreamProtocolError
 from turnout.domain.malformed import DECODE_ERRORS
+from turnout.domain.moderation import ModerationRequest
+from turnout.domain.rerank import RerankRequest
 from turnout.domain.usage import Usage
 
 
@@ -40,6 +42,16 @@ class Capabilities:
     native_wire: str | None = None
     # It also takes a legacy /v1/completions request whole (OpenAI's `POST /completions`).
     legacy_completions: bool = False
+    # The model ranks documents (/v1/rerank) or classifies content (/v1/moderations), as its
+    # target declares (`supports:`): it then serves that and nothing else.
+    rerank: bool = False
+    moderation: bool = False
+    # Does it serve chat (and embeddings) at all: not a reranker, not a moderation model? (Set
+    # once here, as the router reads it for every deployment of every chat request.)
+    chat: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "chat", not (self.rerank or self.moderation))
 
     def takes(self, wire: str) -> bool:
         """Can it take a native request of `wire` whole?"""
@@ -48,7 +60,7 @@ class Capabilities:
     @property
     def full_chat(self) -> bool:
         """Can it serve any chat request (so no request needs checking against it)?"""
-        return self.streaming and self.tools and self.images and self.json_schema
+        return self.streaming and self.tools and self.images and self.json_schema and self.chat
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +101,22 @@ class ChatCall:
 @dataclass(frozen=True, slots=True)
 class EmbeddingCall:
     request: EmbeddingRequest
+    body: dict[str, Any]
+    model: str
+    timeouts: Timeouts
+
+
+@dataclass(frozen=True, slots=True)
+class RerankCall:
+    request: RerankRequest
+    model: str
+    timeouts: Timeouts
+    request_id: str  # turnout's id for the request: the answer's `id` where the provider gives none
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationCall:
+    request: ModerationRequest
     body: dict[str, Any]
     model: str
     timeouts: Timeouts
@@ -136,6 +164,37 @@ class ChatResult:
 class EmbeddingResult:
     body: bytes
     usage: Usage | None
+
+
+@dataclass(slots=True)
+class RerankResult:
+    """The answer in turnout's rerank shape (domain/rerank.py), and what it used: the search units
+    the provider billed (or turnout counted), and tokens where the provider counts them."""
+
+    body: bytes
+    usage: Usage
+
+
+@dataclass(slots=True)
+class ModerationResult:
+    """OpenAI's moderation answer, as the provider gave it (moderation reports no usage)."""
+
+    body: bytes
+
+
+@runtime_checkable
+class Reranks(Protocol):
+    """An adapter whose provider ranks documents against a query (Cohere's `/v2/rerank`, Bedrock's
+    Agent Runtime `Rerank`, an OpenAI-compatible server's `/rerank`)."""
+
+    async def rerank(self, call: RerankCall) -> RerankResult: ...
+
+
+@runtime_checkable
+class Moderates(Protocol):
+    """An adapter whose provider answers OpenAI's `POST /moderations`."""
+
+    async def moderate(self, call: ModerationCall) -> ModerationResult: ...
 
 
 class ChatStream(Protocol):

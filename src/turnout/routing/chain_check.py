@@ -38,6 +38,7 @@ CHAT_FEATURES = (
     _Feature("streaming", "streaming"),
 )
 EMBEDDINGS = _Feature("embeddings", "embeddings")
+TASKS = (_Feature("rerank", "rerank documents"), _Feature("moderation", "moderate content"))
 
 
 def chain_warnings(settings: Settings, capabilities: Callable[[ProviderSettings], Capabilities]) -> list[str]:
@@ -112,6 +113,17 @@ def _feature_gaps(
     def missing(feature: _Feature) -> bool:
         accepted = any(getattr(c, feature.attribute) for c in primary_caps)
         return accepted and not any(getattr(c, feature.attribute) for c in fallback_caps)
+
+    for task in TASKS:  # a reranker's or a moderation model's chain: only its kind can help
+        if any(getattr(c, task.attribute) for c in primary_caps):
+            if not missing(task):
+                return []
+            return [
+                f"{where}: {shown} cannot {task.description} as '{primary.alias}' does; "
+                "such requests will skip it"
+            ]
+    if fallback_caps and not any(c.chat for c in fallback_caps):
+        return [f"{where}: {shown} serves only rerank or moderation requests; chat requests will skip it"]
 
     if any(EMBEDDING_MODEL_HINT in t.model.lower() for t in primary.targets):
         if not missing(EMBEDDINGS):

@@ -39,7 +39,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from turnout.config.settings import RoutingSettings
 from turnout.domain.chat import ChatRequest, counted_usage, parse_chat_request
@@ -56,9 +56,22 @@ from turnout.domain.errors import (
     UpstreamRateLimited,
     UpstreamRejected,
 )
+from turnout.domain.moderation import ModerationRequest
 from turnout.domain.rate_limits import RateLimited
+from turnout.domain.rerank import RerankRequest
 from turnout.observability.tracing import UPSTREAM_TRACE_HEADERS
-from turnout.providers.base import ChatResult, EmbeddingCall, EmbeddingResult
+from turnout.providers.base import (
+    Capabilities,
+    ChatResult,
+    EmbeddingCall,
+    EmbeddingResult,
+    Moderates,
+    ModerationCall,
+    ModerationResult,
+    RerankCall,
+    RerankResult,
+    Reranks,
+)
 from turnout.routing.capabilities import first_unmet, fits_context, fits_output, needs
 from turnout.routing.catalog import Catalog, Route, Target
 from turnout.routing.deployments import DeploymentRegistry, DeploymentState, Lease
@@ -74,6 +87,17 @@ from turnout.routing.values import Attempt, AttemptRecord, Call, Candidate, Serv
 log = logging.getLogger("turnout.routing")
 
 T = TypeVar("T")
+Task = Literal["chat", "embeddings", "rerank", "moderation"]  # what a request asks a deployment to do
+
+
+def _can(t: Target, caps: Capabilities, task: Task) -> bool:
+    """Can the deployment do `task` (other than chat): embeddings on a chat model, rerank on a
+    declared reranker whose provider has a rerank API, moderation likewise?"""
+    if task == "embeddings":
+        return caps.embeddings and caps.chat
+    if task == "rerank":
+        return caps.rerank and isinstance(t.adapter, Reranks)
+    return caps.moderation and isinstance(t.adapter, Moderates)
 
 
 def refusal_of(error: TurnoutError) -> Refusal | None:
@@ -160,9 +184,43 @@ class Router:
             record.ended(200, result.usage)
             return result
 
-        walk = self.plan(call, tally, embeddings=True)
+        walk = self.plan(call, tally, task="embeddings")
         result, served = await self._walk_drilled(call.route, walk, attempt)
         self.settle(served, result.usage.total_tokens if result.usage else 0)  # counts toward its tpm
+        return result, served
+
+    async def rerank(
+        self, call: Call, tally: list[AttemptRecord], request_id: str
+    ) -> tuple[RerankResult, Served]:
+        request = call.request
+        assert isinstance(request, RerankRequest)
+
+        async def attempt(c: Candidate, record: AttemptRecord) -> RerankResult:
+            t = c.target
+            assert isinstance(t.adapter, Reranks)  # (the plan keeps only deployments that rerank)
+            result = await t.adapter.rerank(RerankCall(request, t.model, t.timeouts, request_id))
+            record.ended(200, result.usage)
+            return result
+
+        walk = self.plan(call, tally, task="rerank")
+        result, served = await self._walk_drilled(call.route, walk, attempt)
+        self.settle(served, result.usage.total_tokens)
+        return result, served
+
+    async def moderate(self, call: Call, tally: list[AttemptRecord]) -> tuple[ModerationResult, Served]:
+        request = call.request
+        assert isinstance(request, ModerationRequest)
+
+        async def attempt(c: Candidate, record: AttemptRecord) -> ModerationResult:
+            t = c.target
+            assert isinstance(t.adapter, Moderates)  # (the plan keeps only deployments that moderate)
+            result = await t.adapter.moderate(ModerationCall(request, call.body, t.model, t.timeouts))
+            record.ended(200)
+            return result
+
+        walk = self.plan(call, tally, task="moderation")
+        result, served = await self._walk_drilled(call.route, walk, attempt)
+        self.settle(served)
         return result, served
 
     def settle(self, served: Served, tokens: int = 0) -> None:
@@ -207,7 +265,7 @@ class Router:
         *,
         chain: str = "errors",
         avoid: DeploymentState | None = None,
-        embeddings: bool = False,
+        task: Task = "chat",
     ) -> Walk:
         """The stages for the call's route: its own deployments (unless `chain` names a refusal
         chain, which replaces them), then the fallback aliases of `chain` the caller may use —
@@ -219,7 +277,7 @@ class Router:
         if drills:  # a game day takes its provider out for this request
             out = out | {d.provider for d in drills}
         if chain == "errors":
-            stage = self._stage(route, call, avoid, embeddings, out)
+            stage = self._stage(route, call, avoid, task, out)
             if not stage.candidates:
                 _refuse_steering(route, steering)
             stages.append(stage)
@@ -232,7 +290,7 @@ class Router:
                     continue
                 fallback = self.catalog.resolve(alias)
                 if fallback is not None:
-                    stages.append(self._stage(fallback, call, avoid, embeddings, out))
+                    stages.append(self._stage(fallback, call, avoid, task, out))
         return Walk(
             [s for s in stages if s.candidates],
             request,
@@ -284,20 +342,20 @@ class Router:
         route: Route,
         call: Call,
         avoid: DeploymentState | None,
-        embeddings: bool,
+        task: Task,
         out: frozenset[str],
     ) -> Stage:
         candidates = [
             Candidate(t, self.deployments.get(t.provider, t.model, t.label, t.rpm, t.tpm))
             for t in route.targets
-            if self._may_serve(t, call, embeddings, out)
+            if self._may_serve(t, call, task, out)
         ]
         ordered = order(route.policy.strategy, candidates, self._draw)
         if avoid is not None:  # the deployment that just failed goes last
             ordered.sort(key=lambda c: c.state is avoid)
         return Stage(route.alias, ordered, route.policy.attempts)
 
-    def _may_serve(self, t: Target, call: Call, embeddings: bool, out: frozenset[str]) -> bool:
+    def _may_serve(self, t: Target, call: Call, task: Task, out: frozenset[str]) -> bool:
         """Can this deployment take the call: in service (`out`: the providers out of service for
         it), of the wire format the request needs, the one the client pinned or carrying its tags,
         able to carry what the request holds?"""
@@ -310,12 +368,14 @@ class Router:
             return False
         if not steering.tags <= t.tags:
             return False
-        if embeddings:
-            return t.capabilities.embeddings
+        caps = t.capabilities
+        if task != "chat":
+            return _can(t, caps, task)
+        if not caps.chat:
+            return False  # a reranker or a moderation model
         request = call.request
         if not isinstance(request, ChatRequest):
             return True
-        caps = t.capabilities
         if not caps.full_chat and first_unmet(caps, needs(request)) is not None:
             return False
         if t.context_window is not None and not fits_context(t.context_window, request):

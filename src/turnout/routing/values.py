@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 from turnout.domain.chat import ChatRequest
 from turnout.domain.embeddings import EmbeddingRequest
 from turnout.domain.errors import TurnoutError
+from turnout.domain.moderation import ModerationRequest
+from turnout.domain.rerank import RerankRequest
 from turnout.domain.usage import Usage
 from turnout.observability.tracing import AttemptSpan, RequestTrace
 from turnout.providers.base import NativeRequest
@@ -46,7 +48,7 @@ class Call:
     request in its own wire format (for deployments that speak it) and the aliases it may use."""
 
     route: Route
-    request: ChatRequest | EmbeddingRequest
+    request: ChatRequest | EmbeddingRequest | RerankRequest | ModerationRequest
     body: dict[str, Any]
     steering: Steering = NO_STEERING
     wants_usage: bool = False

@@ -74,6 +74,8 @@ class GatewayApp:
             "/v1/chat/completions": {"POST": gated(gate, classes, e.chat_completions)},
             "/v1/completions": {"POST": gated(gate, classes, e.completions)},
             "/v1/embeddings": {"POST": gated(gate, classes, e.embeddings)},
+            "/v1/rerank": {"POST": gated(gate, classes, e.rerank)},
+            "/v1/moderations": {"POST": gated(gate, classes, e.moderations)},
             "/v1/messages": {"POST": gated(gate, classes, e.messages, anthropic=True)},
             "/v1/messages/count_tokens": {
                 "POST": gated(gate, classes, e.count_tokens, anthropic=True, measured=False)
@@ -95,6 +97,8 @@ class GatewayApp:
             "/v1/chat/completions",
             "/v1/completions",
             "/v1/embeddings",
+            "/v1/rerank",
+            "/v1/moderations",
             "/v1/models",
             "/v1/messages",
             "/v1/messages/count_tokens",

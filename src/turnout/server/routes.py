@@ -49,6 +49,12 @@ class Endpoints:
     async def embeddings(self, x: Exchange) -> None:
         await self.pipeline.embeddings(x, x)
 
+    async def rerank(self, x: Exchange) -> None:
+        await self.pipeline.rerank(x, x)
+
+    async def moderations(self, x: Exchange) -> None:
+        await self.pipeline.moderations(x, x)
+
     def _model(self, name: str) -> dict[str, object]:
         return {"id": name, "object": "model", "created": int(self.services.started_at), "owned_by": OWNED_BY}
 

@@ -258,14 +258,16 @@ class Budgets:
         route: Route,
         request: ChatRequest | None = None,
         ticket: Ticket | None = None,
+        searches: int = 0,
     ) -> Reservation:
-        """Reserve the request's most in its budgets. A rate-limit `ticket` still to be decided by
-        Redis rides in the same script run when budgets are shared (decided there: RateLimited if
-        a limit has no room); else it is left pending for the admission to decide."""
+        """Reserve the request's most in its budgets (`searches`: a rerank request's search units).
+        A rate-limit `ticket` still to be decided by Redis rides in the same script run when
+        budgets are shared (decided there: RateLimited if a limit has no room); else it is left
+        pending for the admission to decide."""
         covering = self._covering(principal)
         if not covering:
             return Reservation(principal, route.alias)
-        bound = RequestBound(route, request, None if ticket is None else ticket.prompt)
+        bound = RequestBound(route, request, None if ticket is None else ticket.prompt, searches)
         now = self.clock()
         held = []
         for rule in covering:

@@ -46,6 +46,12 @@ NEEDS: tuple[tuple[int, str, str], ...] = (
 CONTEXT = "longer than every alternative's context window"
 OUTPUT = "a longer answer than every alternative gives"
 EMBEDDINGS = "no alternative makes embeddings"
+CHAT = "every alternative is a reranker or a moderation model"
+# the APIs only a model declared for them serves (supports: rerank / moderation), and why none can
+TASKS = {
+    "rerank": ("rerank", "no alternative reranks"),
+    "moderations": ("moderation", "no alternative moderates"),
+}
 
 
 @dataclass
@@ -195,6 +201,7 @@ class ExitReadiness:
             output_tokens=row.output_tokens,
             cached_input_tokens=row.cached_input_tokens,
             cache_write_tokens=row.cache_write_tokens,
+            search_units=row.search_units,
         )
         at = as_utc(row.at).timestamp()
         priced = [c for t in capable if (c := _cost(t, usage, at)) is not None]
@@ -224,10 +231,16 @@ def _cost(target: Target, usage: Usage, at: float) -> Micros | None:
 def _capable(alternatives: tuple[Target, ...], row: Any) -> tuple[list[Target], str]:
     """The alternatives that could carry the row (in the order they would be tried), or none and
     the reason every one of them shares."""
+    task = TASKS.get(row.api)
+    if task is not None:
+        capable = [t for t in alternatives if getattr(t.capabilities, task[0])]
+        return capable, "" if capable else task[1]
     if row.api == "embeddings":
-        capable = [t for t in alternatives if t.capabilities.embeddings]
+        capable = [t for t in alternatives if t.capabilities.embeddings and t.capabilities.chat]
         return capable, "" if capable else EMBEDDINGS
-    candidates = list(alternatives)
+    candidates = [t for t in alternatives if t.capabilities.chat]
+    if not candidates:
+        return [], CHAT
     for bit, capability, reason in NEEDS:
         if row.features & bit:
             candidates = [t for t in candidates if getattr(t.capabilities, capability)]
@@ -256,6 +269,7 @@ ROW_COLUMNS = (
     ledger.c.cache_write_tokens,
     ledger.c.cost_micros,
     ledger.c.features,
+    ledger.c.search_units,
 )
 
 

@@ -183,6 +183,7 @@ class _Entries:
             revenue_share_micros=None if charge is None else charge.revenue_share,
             reason=None if status < 400 else (reason or "error")[:64],
             features=outcome.features,
+            search_units=counted.search_units,
         )
 
 
@@ -194,6 +195,7 @@ def _sum(a: Usage, b: Usage) -> Usage:
         cache_write_tokens=a.cache_write_tokens + b.cache_write_tokens,
         cache_write_1h_tokens=a.cache_write_1h_tokens + b.cache_write_1h_tokens,
         reasoning_tokens=a.reasoning_tokens + b.reasoning_tokens,
+        search_units=a.search_units + b.search_units,
         estimated=a.estimated or b.estimated,
         service_tier=a.service_tier or b.service_tier,
     )

@@ -109,6 +109,8 @@ ledger = sa.Table(
     sa.Column("features", sa.Integer, nullable=False, server_default="0"),
     # 0023: a mirror's shadow (rehearsal spend: key `rehearsal`, no team, never charged)
     sa.Column("rehearsal", sa.Boolean, nullable=False, server_default=sa.false()),
+    # 0024: a reranker's search units (what rerank requests are priced by)
+    sa.Column("search_units", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 # Teams and users (0005). A user's `role` is organisation-wide (NULL: none); a membership's is

@@ -12,13 +12,14 @@ import contextlib
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import httptools
 import orjson
 
 from turnout.config.settings import FakeSettings
-from turnout.providers.fake import responses
+from turnout.providers.fake import ranking, responses
 from turnout.providers.fake.behaviour import BadDirective, Behaviour, behaviour_for
 
 log = logging.getLogger("turnout.fake")
@@ -203,15 +204,26 @@ class _Connection(asyncio.Protocol):
                     responses.completion(request, b, ident=self.upstream.next_id(), created=int(time.time())),
                     keep_alive,
                 )
-        elif path.endswith("/embeddings"):
-            try:
-                answer = responses.embeddings(request, b)
-            except ValueError as error:
-                self._error(400, str(error), keep_alive)
-                return
-            self._write(200, answer, keep_alive)
         else:
+            self._answer_other(path, request, b, keep_alive)
+
+    def _answer_other(self, path: str, request: dict[str, Any], b: Behaviour, keep_alive: bool) -> None:
+        """Embeddings, rerank (vLLM's and Jina's `/rerank`) and moderations; 404 for the rest."""
+        makers: dict[str, Callable[[], dict[str, Any]]] = {
+            "/embeddings": lambda: responses.embeddings(request, b),
+            "/rerank": lambda: ranking.rerank(request, b.model, self.upstream.next_id()),
+            "/moderations": lambda: ranking.moderation(request, b.model, self.upstream.next_id()),
+        }
+        make = next((m for suffix, m in makers.items() if path.endswith(suffix)), None)
+        if make is None:
             self._error(404, f"no route {path}", keep_alive)
+            return
+        try:
+            answer = make()
+        except ValueError as error:
+            self._error(400, str(error), keep_alive)
+            return
+        self._write(200, answer, keep_alive)
 
     async def _stream(
         self, request: dict[str, Any], b: Behaviour, failure: str | None, keep_alive: bool
