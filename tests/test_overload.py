@@ -41,7 +41,7 @@ class Held:
 
         async def action(request: web.Request) -> web.StreamResponse:
             self.arrivals.release()
-            await asyncio.to_thread(self.tokens.acquire)
+            await asyncio.to_thread(self.tokens.acquire, True, 60)  # (bounded: a failed test must end)
             return web.Response(body=ANSWER, content_type="application/json")
 
         upstream.then(action, times)
