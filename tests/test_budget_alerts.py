@@ -3,7 +3,8 @@ reached and a budget exhausted each reach the receiver once, signed (HMAC-SHA256
 timestamp and the body, verified here as a receiver would); a receiver that fails (5xx) and then
 recovers gets the alert delivered once; a dead one is given up after the configured attempts; a
 webhook that resolves to a loopback address not listed in `allow_private` is refused without a
-byte sent; and every step is in the audit log."""
+byte sent; two instances on one PostgreSQL database raise and deliver each event once; and every
+step is in the audit log."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import pytest
 
 from turnout.spend.destinations import refused_address
 
+from support.databases import PG_HOST, PG_USER, create_postgres_database, drop_postgres_database
 from support.gateway import MASTER_KEY, Gateway, settings_for
 from support.paid_model import PER_REQUEST, ask, paid_models
 
@@ -75,6 +77,8 @@ def start(
     attempts: int = 4,
     copies: int = 1,
     queue: int = 100,
+    database: str | None = None,
+    name: str = "data",
 ) -> Gateway:
     alerts: dict[str, Any] = {
         "webhooks": [
@@ -88,8 +92,16 @@ def start(
     }
     if allow_private:
         alerts["allow_private"] = ["127.0.0.0/8"]
-    doc = {"providers": {"fake": {"type": "fake"}}, "models": paid_models(), "spend": {"alerts": alerts}}
-    return Gateway(settings_for(doc, tmp_path / "data", {"ALERT_SECRET": SECRET})).start()
+    doc: dict[str, Any] = {
+        "providers": {"fake": {"type": "fake"}},
+        "models": paid_models(),
+        "spend": {"alerts": alerts},
+    }
+    environ = {"ALERT_SECRET": SECRET}
+    if database is not None:  # instances sharing a PostgreSQL database (and their key-hash secret)
+        doc["storage"] = {"database_url": f"postgresql+asyncpg://{PG_USER}@{PG_HOST}/{database}"}
+        environ["TURNOUT_KEY_HASH_SECRET"] = "shared-secret-of-the-alerting-pair"
+    return Gateway(settings_for(doc, tmp_path / name, environ)).start()
 
 
 def admin(gateway: Gateway, method: str, path: str, **body: Any) -> Any:
@@ -170,6 +182,39 @@ def test_a_soft_limit_and_an_exhaustion_reach_the_webhook_once_each_signed(
     assert "t0k3n" not in json.dumps(delivered) and delivered[0]["after"]["webhook"].startswith(
         "http://127.0.0.1:"
     )
+
+
+def test_two_instances_on_one_database_raise_and_deliver_each_alert_once(
+    tmp_path: Path, receivers: list[Receiver]
+) -> None:
+    """Both instances see the soft limit crossed and the budget used up (each spends and refuses
+    through it), and both look at the one queue: the receiver still gets each event once."""
+    receiver = Receiver([204])
+    receivers.append(receiver)
+    database = asyncio.run(create_postgres_database())
+    pair: list[Gateway] = []
+    try:
+        pair += [start(tmp_path, receiver, database=database, name=n) for n in ("a", "b")]
+        key, key_id, budget = budgeted_key(pair[0], limit=f"{4 * PER_REQUEST / 1e6}", soft_limit="0.000001")
+        deadline = time.monotonic() + BOUND
+        while not all(("key", key_id) in g.services.budgets.rules for g in pair):
+            assert time.monotonic() < deadline, "the budget did not reach the second instance"
+            time.sleep(0.1)
+        answers = [ask(pair[i % 2], key) for i in range(10)]
+        assert "ok" in answers and answers[-2:] == ["insufficient_quota"] * 2, answers
+        audited(pair[0], "budget.soft_limit_reached", budget)
+        audited(pair[0], "budget.exhausted", budget)
+        delivered = audited(pair[0], "alert.delivered", budget, count=2)
+        for gateway in pair:  # every instance looks at the queue once more: nothing is left to send
+            another_round(gateway)
+    finally:
+        for gateway in pair:
+            gateway.stop()
+        asyncio.run(drop_postgres_database(database))
+    assert len(delivered) == 2
+    events = sorted(json.loads(body)["type"] for _, body, _ in receiver.calls)
+    assert events == ["budget.exhausted", "budget.soft_limit"]
+    assert len({headers["turnout-delivery"] for headers, _, _ in receiver.calls}) == 2
 
 
 def test_a_failing_receiver_gets_the_alert_once_it_recovers(
