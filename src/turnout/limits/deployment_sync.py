@@ -5,9 +5,13 @@ The router decides in memory (routing/deployments.py: no round trip per attempt)
 `SYNC_SECONDS` this instance adds what it sent each capacity-limited deployment since the last
 sync to the deployment's shared sliding window in Redis (the layout of limits/shared.py, one
 script run for all of them) and reads back every instance's use: the others' part is what the
-router adds to its own count. So the instances together overshoot a deployment's limit by at most
-what they send it within one sync interval. Without Redis (or while it is unreachable) each
-instance takes its share: the limit ÷ the live instances."""
+router adds to its own count. Until the next sync each instance may add only its part of what was
+left (what remained ÷ the live instances: what it adds counts once for each of them), so a burst
+through every instance overshoots only by what the others sent since their own last sync (a burst
+through two instances at 20 rpm: 22 to 27 served, 40 before); what one idle instance leaves unused
+is taken at the next sync. Without Redis (or while it is unreachable) each instance takes its
+share: the limit ÷ the live instances. A deployment first used between two syncs takes its share
+until the next."""
 
 from __future__ import annotations
 
@@ -85,16 +89,19 @@ class DeploymentSync:
         self.periodic.start()
 
     async def tick(self) -> None:
-        limited = [s for s in self.registry().all() if s.rpm is not None or s.tpm is not None]
+        registry = self.registry()
+        peers = max(self.peers(), 1)
+        registry.share_of = peers  # what a deployment first used before the next sync takes
+        limited = [s for s in registry.all() if s.rpm is not None or s.tpm is not None]
         if not limited:
             return
         shared = self.shared
-        if shared is None or not shared.usable or not await self._exchange(limited):
-            peers = max(self.peers(), 1)
+        if shared is None or not shared.usable or not await self._exchange(limited, peers):
             for state in limited:
-                state.share_of, state.elsewhere_requests, state.elsewhere_tokens = peers, 0, 0
+                state.share_of, state.growing = peers, 1
+                state.elsewhere_requests = state.elsewhere_tokens = 0
 
-    async def _exchange(self, states: list[DeploymentState]) -> bool:
+    async def _exchange(self, states: list[DeploymentState], peers: int) -> bool:
         """Send this instance's use and read everyone's; False when Redis cannot be reached."""
         keys: list[str] = []
         adds: list[int] = []
@@ -117,8 +124,9 @@ class DeploymentSync:
         index = 0
         now = self._now()
         for state in states:
-            state.share_of = 1
+            state.share_of, state.growing = 1, peers
             mine_requests, mine_tokens = state.used(now)
+            state.synced_requests, state.synced_tokens = mine_requests, mine_tokens
             if state.rpm is not None:
                 state.elsewhere_requests = max(int(sums[index]) - mine_requests, 0)
                 index += 1

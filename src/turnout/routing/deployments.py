@@ -38,10 +38,15 @@ class DeploymentState:
     last_used: float = 0.0  # (the loop clock) when a request last chose or finished on it
     _requests: WindowCounter = field(default_factory=lambda: WindowCounter(MINUTE, 12))
     _tokens: WindowCounter = field(default_factory=lambda: WindowCounter(MINUTE, 12))
-    # the capacity is shared by the instances (limits/deployment_sync.py): what the others used in
-    # the last minute (with Redis), or how many share it equally (without Redis)
+    # the capacity is shared by the instances (limits/deployment_sync.py): with Redis, what the
+    # others used in the last minute, this instance's own use then, and how many instances may grow
+    # theirs until the next sync (each takes its part of what was left); without Redis, how many
+    # share it equally
     elsewhere_requests: int = 0
     elsewhere_tokens: int = 0
+    synced_requests: int = 0
+    synced_tokens: int = 0
+    growing: int = 1
     share_of: int = 1
     sent_requests: int = 0  # ever, counted while it has an rpm (what the sync sends on)
     sent_tokens: int = 0  # ever, counted while it has a tpm
@@ -51,18 +56,25 @@ class DeploymentState:
         return self.breaker.available() and now >= self.cooldown_until and self.has_capacity(now)
 
     def has_capacity(self, now: float) -> bool:
-        if self.rpm is not None and self._requests.total(now) + self.elsewhere_requests >= max(
-            self.rpm // self.share_of, 1
+        if self.rpm is not None and self._full(
+            self._requests.total(now), self.elsewhere_requests, self.synced_requests, self.rpm
         ):
             return False
-        return self.tpm is None or self._tokens.total(now) + self.elsewhere_tokens < max(
-            self.tpm // self.share_of, 1
+        return self.tpm is None or not self._full(
+            self._tokens.total(now), self.elsewhere_tokens, self.synced_tokens, self.tpm
         )
+
+    def _full(self, mine: int, elsewhere: int, synced: int, limit: int) -> bool:
+        """Is a capacity used up: what this instance used, what the others had at the last sync,
+        and as much again as this instance added since for each other instance that may be
+        adding as much meanwhile (so that together they stay within the limit between syncs)?"""
+        grown = (self.growing - 1) * max(mine - synced, 0)
+        return mine + elsewhere + grown >= max(limit // self.share_of, 1)
 
     def limiting(self, now: float) -> tuple[Literal["rpm", "tpm"], int]:
         """The capacity limit that holds it back (rpm first)."""
-        if self.rpm is not None and self._requests.total(now) + self.elsewhere_requests >= max(
-            self.rpm // self.share_of, 1
+        if self.rpm is not None and self._full(
+            self._requests.total(now), self.elsewhere_requests, self.synced_requests, self.rpm
         ):
             return "rpm", self.rpm
         return "tpm", self.tpm or 0
@@ -193,6 +205,8 @@ class DeploymentRegistry:
         self._configured = configured
         self.capacity = capacity
         self.idle_ttl = idle_ttl
+        # instances sharing capacity, as last known: a new state takes its share until it is synced
+        self.share_of = 1
         self._states: dict[tuple[str, str], DeploymentState] = {}  # configured: kept for good
         self._reached: OrderedDict[tuple[str, str], DeploymentState] = OrderedDict()  # LRU first
 
@@ -211,6 +225,7 @@ class DeploymentRegistry:
             return state
         state = DeploymentState(key, label, CircuitBreaker(self._breaker, self._clock), rpm, tpm)
         state.last_used = now
+        state.share_of = self.share_of
         if key in self._configured:
             self._states[key] = state
             return state
