@@ -17,6 +17,9 @@ from functools import partial
 from urllib.parse import urlsplit
 
 from turnout import __version__
+from turnout.batches.accounting import BatchAccountant
+from turnout.batches.service import BatchService
+from turnout.batches.store import BatchStore
 from turnout.config.prices import shipped_prices
 from turnout.config.settings import Settings
 from turnout.config.tokenizers import tokenizer_of
@@ -114,6 +117,7 @@ class Services:
     draining: bool = False
     tracer: Tracer | None = None  # None: tracing off (no `tracing.otlp_endpoint`)
     provider_kinds: dict[str, str] = field(default_factory=dict)  # name → kind, for the traces
+    batches: BatchService | None = None  # the files and batches endpoints (batches/)
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -231,6 +235,14 @@ class Services:
         provider_control.start()
         retention = LedgerRetention(database, settings.storage.ledger_retention_days)
         retention.start()
+        batch_store = BatchStore(database)
+        batches = BatchService(
+            batch_store,
+            lambda: pipeline.catalog,
+            budgets,
+            BatchAccountant(batch_store, keys, budgets, spend, billing),
+        )
+        batches.start()
         if reconciler is not None:
             reconciler.start()
         services = cls(
@@ -267,6 +279,7 @@ class Services:
             alert_delivery=alert_delivery,
             tracer=pipeline.tracer,
             provider_kinds=kinds,
+            batches=batches,
         )
         return services
 
@@ -333,6 +346,7 @@ class Services:
         if self.request_log is not None:
             await self.request_log.stop_background()
         background = (
+            self.batches,
             self.retention,
             self.alert_delivery,
             self.reconciler,

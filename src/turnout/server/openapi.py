@@ -229,6 +229,51 @@ def _health(summary: str, *, optional_key: bool) -> Json:
     return operation
 
 
+def _path_id(name: str) -> Json:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _batch_paths() -> dict[str, Json]:
+    """OpenAI's files and batches endpoints, for deployments whose provider has a batch API."""
+    upload = _compatible(
+        "Upload a batch input file (purpose 'batch'; JSON Lines, checked line by line)",
+        "openai",
+        body="OpenAI's file upload (multipart/form-data: `file`, `purpose`) and file object",
+    )
+    form = {
+        "type": "object",
+        "properties": {"file": {"type": "string", "contentMediaType": "application/jsonl"}},
+    }
+    upload["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": form}}}
+    batch = "OpenAI's batch request and batch object"
+    return {
+        "/v1/files": {"post": upload},
+        "/v1/files/{file_id}": {
+            "parameters": [_path_id("file_id")],
+            "get": _compatible("Describe a file", "openai"),
+            "delete": _compatible("Delete a file", "openai"),
+        },
+        "/v1/files/{file_id}/content": {
+            "parameters": [_path_id("file_id")],
+            "get": _compatible("A file's content (a batch's output: JSON Lines)", "openai"),
+        },
+        "/v1/batches": {
+            "post": _compatible(
+                "Create a batch (its most reserved in the key's budgets)", "openai", body=batch
+            ),
+            "get": _compatible("List the batches of the key's team (newest first)", "openai"),
+        },
+        "/v1/batches/{batch_id}": {
+            "parameters": [_path_id("batch_id")],
+            "get": _compatible("Describe a batch (a finished one is accounted at batch prices)", "openai"),
+        },
+        "/v1/batches/{batch_id}/cancel": {
+            "parameters": [_path_id("batch_id")],
+            "post": _compatible("Cancel a batch", "openai"),
+        },
+    }
+
+
 def compatible_paths() -> dict[str, Json]:
     """The OpenAI- and Anthropic-compatible endpoints (also served without the /v1 prefix)."""
     chat = "OpenAI's chat completion request and response (or its stream of chunks)"
@@ -284,6 +329,7 @@ def compatible_paths() -> dict[str, Json]:
             "parameters": [_response_id()],
             "get": _compatible("List a stored response's input items", "openai"),
         },
+        **_batch_paths(),
         "/v1/models": {"get": _compatible("List the models the key may use", "openai")},
         "/v1/models/{model}": {
             "parameters": [_model_parameter()],
