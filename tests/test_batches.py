@@ -375,3 +375,32 @@ def test_a_finished_batch_is_accounted_once_by_two_instances_and_a_restart(
         restarted.stop()
     (row,) = _shared_rows(url)
     assert row["cost_micros"] == BATCH_COST
+
+
+def test_an_azure_deployment_gets_its_own_paths_key_header_and_deployment_name(
+    provider: BatchUpstream, start_gateway: Callable[..., Gateway]
+) -> None:
+    azure = {
+        "type": "azure",
+        "base_url": f"http://127.0.0.1:{provider.port}",
+        "api_key": "env:UPSTREAM_KEY",
+        "api_version": "2024-10-21",
+    }
+    doc = {"providers": {"az": azure}, "models": {"cheap": {"provider": "az", "model": "my-mini-deployment"}}}
+    gateway = start_gateway(doc, {"UPSTREAM_KEY": UPSTREAM_KEY})
+    with _sdk(gateway, _key(gateway)) as client:
+        batch_id = _upload_and_create(client)
+        assert client.batches.retrieve(batch_id).endpoint == "/v1/chat/completions"  # as the client named it
+    upload, create, read = provider.requests
+    assert [(s.method, s.path, s.query) for s in (upload, create, read)] == [
+        ("POST", "/openai/files", "api-version=2024-10-21"),
+        ("POST", "/openai/batches", "api-version=2024-10-21"),
+        ("GET", f"/openai/batches/{batch_id}", "api-version=2024-10-21"),
+    ]
+    assert upload.headers["api-key"] == UPSTREAM_KEY and "Authorization" not in upload.headers
+    (file_id,) = provider.files
+    lines = [json.loads(line) for line in provider.files[file_id][1].decode().splitlines()]
+    assert {(line["url"], line["body"]["model"]) for line in lines} == {
+        ("/chat/completions", "my-mini-deployment")
+    }
+    assert json.loads(create.body)["endpoint"] == "/chat/completions"

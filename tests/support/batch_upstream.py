@@ -23,6 +23,7 @@ COMPLETION_TOKENS = 200
 class Seen:
     method: str
     path: str
+    query: str
     headers: dict[str, str]
     body: bytes
 
@@ -156,10 +157,13 @@ class BatchUpstream:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.requests.append(Seen(request.method, request.path, dict(request.headers), body))
-        if request.headers.get("Authorization") != f"Bearer {self.key}":
+        self.requests.append(
+            Seen(request.method, request.path, request.query_string, dict(request.headers), body)
+        )
+        bearer = request.headers.get("Authorization") == f"Bearer {self.key}"
+        if not bearer and request.headers.get("api-key") != self.key:  # (Azure's header)
             return self._error(401, "Incorrect API key provided.")
-        parts = request.path.strip("/").split("/")[1:]  # without the leading "v1"
+        parts = request.path.strip("/").split("/")[1:]  # without the leading "v1" (Azure: "openai")
         with self._lock:
             return await self._route(request, parts, body)
 
