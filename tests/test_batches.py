@@ -404,3 +404,20 @@ def test_an_azure_deployment_gets_its_own_paths_key_header_and_deployment_name(
         ("/chat/completions", "my-mini-deployment")
     }
     assert json.loads(create.body)["endpoint"] == "/chat/completions"
+
+
+def test_a_batchs_reservation_holds_its_budget_until_it_finishes_then_gives_way_to_its_cost(
+    gateway: Gateway, provider: BatchUpstream
+) -> None:
+    # each batch reserves 3 x (29 prompt tokens at 1 + 100 output tokens at 4) = 1,287 micro-dollars
+    # and costs 3 x (10 at 1 + 20 at 4) = 270: one fits in 2,000, two do not while both are reserved
+    with _sdk(gateway, _key(gateway, max_budget="0.002")) as client:
+        uploaded = client.files.create(file=("tasks.jsonl", io.BytesIO(_jsonl())), purpose="batch")
+        asked = {"input_file_id": uploaded.id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+        first = client.batches.create(**asked)
+        with pytest.raises(openai.RateLimitError):
+            client.batches.create(**asked)
+        provider.finish(first.id)
+        assert client.batches.retrieve(first.id).status == "completed"  # accounted: 270 spent
+        second = client.batches.create(**asked)
+    assert second.id != first.id and len(provider.batches) == 2

@@ -15,8 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
-PROMPT_TOKENS = 1000
-COMPLETION_TOKENS = 200
+PROMPT_TOKENS = 10
+COMPLETION_TOKENS = 20
 
 
 @dataclass

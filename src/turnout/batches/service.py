@@ -39,7 +39,8 @@ MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # a batch file's upload, the whole multipar
 COMPLETION_WINDOWS = ("24h",)
 MAX_METADATA = 16
 POLL_INTERVAL = 60.0  # seconds between looks at the batches not accounted yet
-POLL_BATCH = 50  # batches looked at in one round, oldest first
+POLL_BATCH = 50  # batches asked about in one round
+POLL_SCAN = 1000  # batches not accounted yet read in one round (the ones to ask about chosen among them)
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _BATCH_FIELDS = frozenset({"input_file_id", "endpoint", "completion_window", "metadata"})
 
@@ -63,6 +64,7 @@ class BatchService:
         self.budgets = budgets
         self.accountant = accountant
         self.poller = Periodic(self.poll, POLL_INTERVAL, "polling batches")
+        self._polled: dict[str, float] = {}  # by batch id: when this instance last asked about it
 
     # ------------------------------------------------------------------ placement
 
@@ -266,20 +268,29 @@ class BatchService:
         await self.poller.aclose()
 
     async def poll(self) -> int:
-        """Look at the oldest batches not accounted yet (POLL_BATCH at most); returns how many."""
+        """Ask the providers about POLL_BATCH batches not accounted yet at most, those this instance
+        asked about longest ago first (so batches that keep failing cannot starve the others);
+        returns how many it asked about."""
         for batch_id in list(self.accountant.reservations):
             held = await self.store.batch(batch_id)
             if held is None or held.accounted_at is not None:
                 self.accountant.release(batch_id)
-        records = await self.store.unaccounted(POLL_BATCH)
-        for record in records:
+        records = await self.store.unaccounted(POLL_SCAN)
+        waiting = {r.id for r in records}
+        self._polled = {k: v for k, v in self._polled.items() if k in waiting}
+        asked = 0
+        for record in sorted(records, key=lambda r: self._polled.get(r.id, 0.0)):
+            if asked == POLL_BATCH:
+                break
+            self._polled[record.id] = time.monotonic()
             try:
                 upstream, target = self._target(record.place)
+                asked += 1
                 answer = await upstream.get(f"batches/{record.id}")
                 await self._observe(record, answer, upstream, target)
             except Exception as error:  # the next round tries again
                 log.warning("batch %s could not be polled: %s", record.id, error)
-        return len(records)
+        return asked
 
 
 def _upload_parts(parts: list[Part]) -> tuple[str, Part]:
