@@ -49,6 +49,12 @@ COMPATIBLE = {
     ("GET", "/v1/batches"),
     ("GET", "/v1/batches/{batch_id}"),
     ("POST", "/v1/batches/{batch_id}/cancel"),
+    ("POST", "/v1/messages/batches"),
+    ("GET", "/v1/messages/batches"),
+    ("GET", "/v1/messages/batches/{batch_id}"),
+    ("DELETE", "/v1/messages/batches/{batch_id}"),
+    ("POST", "/v1/messages/batches/{batch_id}/cancel"),
+    ("GET", "/v1/messages/batches/{batch_id}/results"),
     ("GET", "/health/live"),
     ("GET", "/health/ready"),
 }

@@ -86,6 +86,19 @@ EXPECTED: dict[str, str] = {
     "GET /batches/{batch_id}": "401 401 200 200 200 404 404 404 404",
     "POST /v1/batches/{batch_id}/cancel": "401 401 200 200 200 404 404 404 404",
     "POST /batches/{batch_id}/cancel": "401 401 200 200 200 404 404 404 404",
+    # Anthropic's message batches: the same (red's member's batch here)
+    "POST /v1/messages/batches": "401 401 200 200 200 200 200 200 200",
+    "POST /messages/batches": "401 401 200 200 200 200 200 200 200",
+    "GET /v1/messages/batches": "401 401 200 200 200 200 200 200 200",
+    "GET /messages/batches": "401 401 200 200 200 200 200 200 200",
+    "GET /v1/messages/batches/{batch_id}": "401 401 200 200 200 404 404 404 404",
+    "GET /messages/batches/{batch_id}": "401 401 200 200 200 404 404 404 404",
+    "DELETE /v1/messages/batches/{batch_id}": "401 401 200 200 200 404 404 404 404",
+    "DELETE /messages/batches/{batch_id}": "401 401 200 200 200 404 404 404 404",
+    "POST /v1/messages/batches/{batch_id}/cancel": "401 401 200 200 200 404 404 404 404",
+    "POST /messages/batches/{batch_id}/cancel": "401 401 200 200 200 404 404 404 404",
+    "GET /v1/messages/batches/{batch_id}/results": "401 401 200 200 200 404 404 404 404",
+    "GET /messages/batches/{batch_id}/results": "401 401 200 200 200 404 404 404 404",
     # ------------------------------------------------------------------ keys: owners and admins
     # (a team's admin manages its keys; another team's keys are absent to them)
     "GET /admin/keys": "401 401 403 403 200 200 200 200 200",
@@ -173,11 +186,16 @@ def batch_provider() -> Iterator[BatchUpstream]:
 def gateway(tmp_path_factory: pytest.TempPathFactory, batch_provider: BatchUpstream) -> Iterator[Gateway]:
     batches = {"type": "openai", "base_url": batch_provider.base_url, "api_key": "env:UPSTREAM_KEY"}
     doc: dict[str, Any] = {
-        "providers": {"fake": {"type": "fake", "passthrough": ["/models"]}, "batches": batches},
+        "providers": {
+            "fake": {"type": "fake", "passthrough": ["/models"]},
+            "batches": batches,
+            "claude-batches": {**batches, "type": "anthropic"},
+        },
         "models": {
             "chat": {"provider": "fake", "model": "m"},
             "embed": {"provider": "fake", "model": "e"},
             "batched": {"provider": "batches", "model": "gpt-4o-mini"},
+            "claude-batched": {"provider": "claude-batches", "model": "claude-sonnet-4-5"},
         },
         # the matrix revokes many of red's keys: none of them should wait for a second person
         "governance": {"piecewise_revocations": 100_000},
@@ -295,6 +313,23 @@ class World:
         assert answer.status_code == 200, answer.text
         return str(answer.json()["id"])
 
+    def message_batch(self) -> str:
+        """An Anthropic message batch red's member created."""
+        answer = self.http.post(
+            "/v1/messages/batches", headers=self.auth(self.keys["member"]), json=self.message_batch_body()
+        )
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["id"])
+
+    @staticmethod
+    def message_batch_body() -> dict[str, Any]:
+        params = {
+            "model": "claude-batched",
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+        return {"requests": [{"custom_id": "1", "params": params}]}
+
     def action(self) -> str:
         """A pending action of red: making a fresh member one of its admins."""
         pending = self.ok("POST", f"/admin/teams/{self.red}/members", user_id=self.user(), role="admin")
@@ -315,7 +350,9 @@ class World:
             "{provider}": lambda: "fake",
             "{path}": lambda: "models",
             "{file_id}": self.batch_file,
-            "{batch_id}": self.batch,
+            "{batch_id}": self.message_batch
+            if pattern.startswith(("/v1/messages/", "/messages/"))
+            else self.batch,
         }
         for placeholder, make in fill.items():
             if placeholder in pattern:
@@ -341,6 +378,7 @@ class World:
                 "messages": [{"role": "user", "content": "hi"}],
             },
             "POST /v1/responses": lambda: {"model": "chat", "input": "hi"},
+            "POST /v1/messages/batches": self.message_batch_body,
             "POST /v1/batches": lambda: {
                 "input_file_id": self.batch_file(),
                 "endpoint": "/v1/chat/completions",

@@ -17,8 +17,7 @@ from functools import partial
 from urllib.parse import urlsplit
 
 from turnout import __version__
-from turnout.batches.accounting import BatchAccountant
-from turnout.batches.service import BatchService
+from turnout.batches.poll import Batches
 from turnout.batches.store import BatchStore
 from turnout.config.prices import shipped_prices
 from turnout.config.settings import Settings
@@ -117,7 +116,7 @@ class Services:
     draining: bool = False
     tracer: Tracer | None = None  # None: tracing off (no `tracing.otlp_endpoint`)
     provider_kinds: dict[str, str] = field(default_factory=dict)  # name → kind, for the traces
-    batches: BatchService | None = None  # the files and batches endpoints (batches/)
+    batches: Batches | None = None  # the batch APIs' endpoints and their poll (batches/)
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -235,13 +234,7 @@ class Services:
         provider_control.start()
         retention = LedgerRetention(database, settings.storage.ledger_retention_days)
         retention.start()
-        batch_store = BatchStore(database)
-        batches = BatchService(
-            batch_store,
-            lambda: pipeline.catalog,
-            budgets,
-            BatchAccountant(batch_store, keys, budgets, spend, billing),
-        )
+        batches = Batches(BatchStore(database), lambda: pipeline.catalog, keys, budgets, spend, billing)
         batches.start()
         if reconciler is not None:
             reconciler.start()

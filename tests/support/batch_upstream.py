@@ -1,7 +1,8 @@
-"""A fake provider batch API in OpenAI's documented wire format (`/v1/files`, `/v1/batches`): a real
-HTTP server on 127.0.0.1 (aiohttp, in its own thread) that keeps uploaded files and batches, and
-runs a batch when a test says so (`finish`), answering each line with a chat completion whose
-usage is fixed (PROMPT_TOKENS, COMPLETION_TOKENS)."""
+"""A fake provider batch API in OpenAI's documented wire format (`/v1/files`, `/v1/batches`) and
+Anthropic's (`/v1/messages/batches`): a real HTTP server on 127.0.0.1 (aiohttp, in its own thread)
+that keeps uploaded files and batches, and runs a batch when a test says so (`finish`,
+`finish_messages`), answering each request with a chat completion (or message) whose usage is
+fixed (PROMPT_TOKENS, COMPLETION_TOKENS)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ class BatchUpstream:
     requests: list[Seen] = field(default_factory=list)
     files: dict[str, tuple[dict[str, Any], bytes]] = field(default_factory=dict)
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    message_batches: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -136,6 +138,78 @@ class BatchUpstream:
                 request_counts={"total": len(out), "completed": len(out), "failed": 0},
             )
 
+    def finish_messages(self, batch_id: str) -> None:
+        """End an Anthropic message batch: every request succeeded (usage fixed)."""
+        with self._lock:
+            batch, requests = self.message_batches[batch_id]
+            batch.update(
+                processing_status="ended",
+                ended_at="2026-12-06T12:00:00Z",
+                results_url=f"http://127.0.0.1:{self.port}/v1/messages/batches/{batch_id}/results",
+                request_counts={
+                    "processing": 0,
+                    "succeeded": len(requests),
+                    "errored": 0,
+                    "canceled": 0,
+                    "expired": 0,
+                },
+            )
+
+    def _results(self, batch_id: str) -> bytes:
+        _, requests = self.message_batches[batch_id]
+        lines = []
+        for request in requests:
+            message = {
+                "id": "msg_" + request["custom_id"],
+                "type": "message",
+                "role": "assistant",
+                "model": request["params"]["model"],
+                "content": [{"type": "text", "text": "done"}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS},
+            }
+            result = {"type": "succeeded", "message": message}
+            lines.append(json.dumps({"custom_id": request["custom_id"], "result": result}))
+        return ("\n".join(lines) + "\n").encode()
+
+    def _message_batch(self, parts: list[str], method: str, body: bytes) -> web.StreamResponse:
+        if len(parts) == 2 and method == "POST":
+            requests = json.loads(body)["requests"]
+            batch_id = self._new_id("msgbatch")
+            batch = {
+                "id": batch_id,
+                "type": "message_batch",
+                "processing_status": "in_progress",
+                "request_counts": {
+                    "processing": len(requests),
+                    "succeeded": 0,
+                    "errored": 0,
+                    "canceled": 0,
+                    "expired": 0,
+                },
+                "ended_at": None,
+                "created_at": "2026-12-06T11:00:00Z",
+                "expires_at": "2026-12-07T11:00:00Z",
+                "archived_at": None,
+                "cancel_initiated_at": None,
+                "results_url": None,
+            }
+            self.message_batches[batch_id] = (batch, requests)
+            return web.json_response(batch)
+        found = self.message_batches.get(parts[2]) if len(parts) >= 3 else None
+        if found is None:
+            return _anthropic_error(404, "not_found_error", "message batch not found")
+        batch = found[0]
+        if len(parts) == 4 and parts[3] == "results" and method == "GET":
+            return web.Response(body=self._results(parts[2]), content_type="application/binary")
+        if len(parts) == 4 and parts[3] == "cancel" and method == "POST":
+            batch.update(processing_status="canceling", cancel_initiated_at="2026-12-06T11:30:00Z")
+        if method == "DELETE":
+            del self.message_batches[parts[2]]
+            return web.json_response({"id": parts[2], "type": "message_batch_deleted"})
+        return web.json_response(batch)
+
     # ------------------------------------------------------------------ the API
 
     @staticmethod
@@ -161,7 +235,11 @@ class BatchUpstream:
             Seen(request.method, request.path, request.query_string, dict(request.headers), body)
         )
         bearer = request.headers.get("Authorization") == f"Bearer {self.key}"
-        if not bearer and request.headers.get("api-key") != self.key:  # (Azure's header)
+        keyed = self.key in (
+            request.headers.get("api-key"),
+            request.headers.get("x-api-key"),
+        )  # Azure's, Anthropic's
+        if not bearer and not keyed:
             return self._error(401, "Incorrect API key provided.")
         parts = request.path.strip("/").split("/")[1:]  # without the leading "v1" (Azure: "openai")
         with self._lock:
@@ -169,6 +247,8 @@ class BatchUpstream:
 
     async def _route(self, request: web.Request, parts: list[str], body: bytes) -> web.StreamResponse:
         method = request.method
+        if parts[:2] == ["messages", "batches"]:
+            return self._message_batch(parts, method, body)
         if parts == ["files"] and method == "POST":
             form = await _form(request, body)
             upload = form["file"]
@@ -231,3 +311,7 @@ async def _form(request: web.Request, body: bytes) -> dict[str, tuple[str, bytes
         name = params["name"].strip('"')
         out[name] = (params.get("filename", "").strip('"'), data[:-2])  # (its CRLF before the boundary)
     return out
+
+
+def _anthropic_error(status: int, kind: str, message: str) -> web.Response:
+    return web.json_response({"type": "error", "error": {"type": kind, "message": message}}, status=status)

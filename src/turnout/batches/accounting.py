@@ -18,6 +18,7 @@ from turnout.domain.ledger_entry import LedgerEntry
 from turnout.domain.principal import Principal
 from turnout.domain.usage import OpenAIUsage, Usage
 from turnout.keys.index import KeyIndex
+from turnout.providers.anthropic.wire import AnthropicUsage
 from turnout.routing.catalog import Target
 from turnout.spend.billing import Billing
 from turnout.spend.budget_values import Reservation
@@ -65,6 +66,50 @@ async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     yield held
 
 
+def _add(total: Usage, usage: Usage) -> Usage:
+    return Usage(
+        input_tokens=total.input_tokens + usage.input_tokens,
+        output_tokens=total.output_tokens + usage.output_tokens,
+        cached_input_tokens=total.cached_input_tokens + usage.cached_input_tokens,
+        cache_write_tokens=total.cache_write_tokens + usage.cache_write_tokens,
+        cache_write_1h_tokens=total.cache_write_1h_tokens + usage.cache_write_1h_tokens,
+        reasoning_tokens=total.reasoning_tokens + usage.reasoning_tokens,
+        service_tier=BATCH_TIER,
+    )
+
+
+class _Message(msgspec.Struct, frozen=True):
+    usage: AnthropicUsage | None = None
+
+
+class _Result(msgspec.Struct, frozen=True):
+    type: str = ""
+    message: _Message | None = None
+
+
+class _ResultLine(msgspec.Struct, frozen=True):
+    result: _Result | None = None
+
+
+_result = msgspec.json.Decoder(_ResultLine)
+
+
+async def results_usage(upstream: BatchUpstream, batch_id: str) -> Usage:
+    """The usage of every succeeded request of an Anthropic message batch's results, summed."""
+    total = Usage(service_tier=BATCH_TIER)
+    response = await upstream.get_stream(f"messages/batches/{batch_id}/results")
+    async for line in _lines(response.iter_chunks()):
+        if not line.strip():
+            continue
+        try:
+            result = _result.decode(line).result
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
+        if result is not None and result.type == "succeeded" and result.message and result.message.usage:
+            total = _add(total, result.message.usage.canonical())
+    return total
+
+
 async def output_usage(upstream: BatchUpstream, file_id: str) -> Usage:
     """The usage of every answered line of an output file, summed (lines that fail to decode, or
     carry no usage, count nothing)."""
@@ -84,14 +129,7 @@ async def output_usage(upstream: BatchUpstream, file_id: str) -> Usage:
             usage = msgspec.convert(answer.body["usage"], OpenAIUsage).canonical()
         except msgspec.ValidationError:
             continue
-        total = Usage(
-            input_tokens=total.input_tokens + usage.input_tokens,
-            output_tokens=total.output_tokens + usage.output_tokens,
-            cached_input_tokens=total.cached_input_tokens + usage.cached_input_tokens,
-            cache_write_tokens=total.cache_write_tokens + usage.cache_write_tokens,
-            reasoning_tokens=total.reasoning_tokens + usage.reasoning_tokens,
-            service_tier=BATCH_TIER,
-        )
+        total = _add(total, usage)
     return total
 
 
@@ -123,19 +161,15 @@ class BatchAccountant:
         )
 
     async def account(
-        self, record: BatchRecord, batch: dict[str, Any], upstream: BatchUpstream, target: Target | None
+        self, record: BatchRecord, usage: Usage, target: Target | None, *, failed: bool
     ) -> None:
         """Record the finished batch's usage and settle its budgets (once, whoever else tries)."""
-        usage = Usage(service_tier=BATCH_TIER)
-        output = batch.get("output_file_id")
-        if isinstance(output, str) and output:
-            usage = await output_usage(upstream, output)
         principal = self.principal(record)
         if not await self.store.claim_accounting(record.id):
             self.release(record.id)  # another instance (or an earlier round) accounted it
             return
         # from the claim to the journal's write nothing awaits: no other task runs in between
-        entry = self._entry(record, batch, principal, usage, target)
+        entry = self._entry(record, principal, usage, target, failed)
         self.spend.record(entry)
         reservation = self.reservations.pop(record.id, None)
         if reservation is None:
@@ -155,18 +189,12 @@ class BatchAccountant:
             self.budgets.release(reservation)
 
     def _entry(
-        self,
-        record: BatchRecord,
-        batch: dict[str, Any],
-        principal: Principal,
-        usage: Usage,
-        target: Target | None,
+        self, record: BatchRecord, principal: Principal, usage: Usage, target: Target | None, failed: bool
     ) -> LedgerEntry:
         price = None if target is None else target.price
         version = None if price is None else price.at(record.created_at)
         cost = None if version is None else version.cost(usage)
         customer = self.billing.charge(principal, usage, cost).customer_price
-        failed = batch.get("status") == "failed"
         return LedgerEntry(
             request_id=ledger_id(record.id),
             attempt=1,

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from turnout.storage.database import Database
 from turnout.storage.tables import batch_files, batches
 
-TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+TERMINAL = frozenset({"completed", "failed", "expired", "cancelled", "ended"})  # (ended: Anthropic's)
 MAX_PAGE = 100
 
 
@@ -56,6 +56,7 @@ class FileRecord:
 @dataclass(frozen=True)
 class BatchRecord:
     id: str
+    api: str  # batches (OpenAI's /v1/batches) | messages (Anthropic's /v1/messages/batches)
     place: Placement
     owner: Owner
     created_at: float
@@ -86,6 +87,7 @@ def _file(row: Any) -> FileRecord:
 def _batch(row: Any) -> BatchRecord:
     return BatchRecord(
         row.id,
+        row.api,
         _place(row),
         Owner(row.key_id, row.team_id, row.user_id),
         row.created_at,
@@ -134,6 +136,7 @@ class BatchStore:
     async def add_batch(self, record: BatchRecord) -> None:
         values = {
             "id": record.id,
+            "api": record.api,
             "provider": record.place.provider,
             "deployment": record.place.deployment,
             "model": record.place.model,
@@ -185,13 +188,14 @@ class BatchStore:
             return [_batch(row) for row in (await conn.execute(query)).all()]
 
     async def page(
-        self, key_id: str, team_id: str | None, after: str | None, limit: int
+        self, api: str, key_id: str, team_id: str | None, after: str | None, limit: int
     ) -> tuple[list[BatchRecord], bool]:
-        """The caller's batches, newest first, after the batch `after` (and whether more follow)."""
+        """The caller's batches made through `api`, newest first, after the batch `after` (and
+        whether more follow)."""
         visible = batches.c.key_id == key_id
         if team_id is not None:
             visible = sa.or_(visible, batches.c.team_id == team_id)
-        query = sa.select(batches).where(visible)
+        query = sa.select(batches).where(visible, batches.c.api == api)
         if after is not None:
             anchor = await self.batch(after)
             if anchor is not None:

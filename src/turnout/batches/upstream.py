@@ -1,6 +1,7 @@
-"""One deployment's batch API in OpenAI's wire format (OpenAI, Azure OpenAI): its files and batches
-endpoints under the provider's URL, called with the provider's credential. Answers are the
-provider's JSON objects; a non-2xx answer is an error on the error tree (providers/link.py)."""
+"""One deployment's batch API: OpenAI's files and batches endpoints (OpenAI, Azure OpenAI), or
+Anthropic's Message Batches (`messages/batches`), under the provider's URL, called with the
+provider's credential. Answers are the provider's JSON objects; a non-2xx answer is an error on the
+error tree (providers/link.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import orjson
 
 from turnout.config.settings import ProviderSettings, Timeouts
 from turnout.domain.errors import UpstreamProtocolError
+from turnout.providers.anthropic.adapter import AnthropicAdapter
 from turnout.providers.base import Adapter
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.providers.link import ProviderLink
@@ -24,17 +26,23 @@ MAX_LIST_BYTES = 16 * 1024 * 1024
 
 
 class BatchUpstream:
-    def __init__(self, settings: ProviderSettings, link: ProviderLink) -> None:
+    def __init__(self, settings: ProviderSettings, link: ProviderLink, wire: str = "openai") -> None:
         self.settings = settings
         self.link = link
+        self.wire = wire  # openai | anthropic
         self.provider = settings.name
         self.azure = settings.kind.azure_paths
         # the provider's own headers (its credential, configured ones) without the JSON defaults
         self._headers = [(n, v) for n, v in link.headers if n not in ("content-type", "accept")]
 
     @classmethod
-    def of(cls, adapter: Adapter) -> BatchUpstream | None:
-        """The batch API of a deployment's provider (None: its provider has none turnout uses)."""
+    def of(cls, adapter: Adapter, wire: str = "openai") -> BatchUpstream | None:
+        """The batch API of a deployment's provider in `wire`'s format (None: it has none turnout
+        uses)."""
+        if wire == "anthropic":
+            if isinstance(adapter, AnthropicAdapter) and adapter.settings.kind.name == "anthropic":
+                return cls(adapter.settings, adapter.link, "anthropic")
+            return None
         if not isinstance(adapter, OpenAICompatibleAdapter) or adapter.settings.kind.name not in BATCH_KINDS:
             return None
         return cls(adapter.settings, adapter.link)
@@ -107,4 +115,8 @@ class BatchUpstream:
 
     async def content(self, file_id: str) -> UpstreamResponse:
         """A file's content as it arrives (the caller reads and releases it)."""
-        return await self._send("GET", f"files/{file_id}/content", transfer=True)
+        return await self.get_stream(f"files/{file_id}/content")
+
+    async def get_stream(self, path: str) -> UpstreamResponse:
+        """A GET's answer as it arrives (a file's content, a message batch's results)."""
+        return await self._send("GET", path, transfer=True)

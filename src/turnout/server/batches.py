@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import orjson
 
-from turnout.batches.service import MAX_UPLOAD_BYTES, BatchService
+from turnout.batches.poll import Batches
+from turnout.batches.service import MAX_UPLOAD_BYTES
 from turnout.domain.errors import MethodNotAllowed, RouteNotFound
 from turnout.keys.index import KeyIndex
-from turnout.providers.http.connection import UpstreamResponse
-from turnout.providers.passage import DROPPED_ANSWER_HEADERS
 from turnout.server.admin_query import integer, query_params
 from turnout.server.exchange import Exchange
+from turnout.server.message_batches import MessageBatchEndpoints
 from turnout.server.routes import Handler
 
 FILES = ("/v1/files/", "/files/")
@@ -20,21 +20,24 @@ MAX_LIST = 100
 
 
 class BatchEndpoints:
-    def __init__(self, service: BatchService, keys: KeyIndex) -> None:
-        self.service = service
+    """OpenAI's files and batches, and Anthropic's message batches (server/message_batches.py)."""
+
+    def __init__(self, batches: Batches, keys: KeyIndex) -> None:
+        self.service = batches.openai
         self.keys = keys
+        self.messages = MessageBatchEndpoints(batches.anthropic, keys)
 
     def routes(self) -> dict[str, dict[str, Handler]]:
         """The fixed routes (their forms without /v1 are added with the others')."""
         return {
             "/v1/files": {"POST": self.upload},
             "/v1/batches": {"POST": self.create, "GET": self.list},
+            **self.messages.routes(),
         }
 
-    @staticmethod
-    def table() -> list[tuple[str, str]]:
+    def table(self) -> list[tuple[str, str]]:
         """The routes matched by prefix, `{name}` marking a path parameter."""
-        out = []
+        out = self.messages.table()
         for prefix in FILES:
             out += [("GET", prefix + "{file_id}"), ("DELETE", prefix + "{file_id}")]
             out.append(("GET", prefix + "{file_id}/content"))
@@ -43,7 +46,10 @@ class BatchEndpoints:
         return out
 
     async def dispatch(self, path: str, method: str, x: Exchange) -> bool:
-        """Serve a `/v1/files/...` or `/v1/batches/...` path (False: not one of these)."""
+        """Serve a `/v1/files/...`, `/v1/batches/...` or `/v1/messages/batches/...` path (False: not
+        one of these)."""
+        if await self.messages.dispatch(path, method, x):
+            return True
         for prefix in FILES:
             if path.startswith(prefix):
                 await self._file(path[len(prefix) :], method, x)
@@ -63,7 +69,7 @@ class BatchEndpoints:
             raise MethodNotAllowed(f"{method} is not allowed here.", allowed=allowed)
         principal = await self.keys.resolve(x.credential())
         if sub == "content":
-            await self._content(x, await self.service.file_content(principal, file_id))
+            await x.relay(await self.service.file_content(principal, file_id))
         elif method == "GET":
             await x.send_json(200, orjson.dumps(await self.service.retrieve_file(principal, file_id)))
         else:
@@ -100,21 +106,3 @@ class BatchEndpoints:
         limit = integer(query, "limit", 1, MAX_LIST) or 20
         after = query.get("after") or None
         await x.send_json(200, orjson.dumps(await self.service.list_batches(principal, after, limit)))
-
-    async def _content(self, x: Exchange, response: UpstreamResponse) -> None:
-        """The file's bytes as they come from the provider, with its content type."""
-        headers = [(n, v) for n, v in response.headers if n not in DROPPED_ANSWER_HEADERS]
-        x.started = True
-        try:
-            await x.send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [*headers, *x.response_headers(None)],
-                }
-            )
-            while (chunk := await response.next_chunk()) is not None:
-                await x.send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await x.send({"type": "http.response.body", "body": b""})
-        finally:
-            response.release()

@@ -271,6 +271,38 @@ def _batch_paths() -> dict[str, Json]:
             "parameters": [_path_id("batch_id")],
             "post": _compatible("Cancel a batch", "openai"),
         },
+        **_message_batch_paths(),
+    }
+
+
+def _message_batch_paths() -> dict[str, Json]:
+    """Anthropic's Message Batches, for models with an Anthropic deployment."""
+
+    def anthropic(summary: str, body: str | None = None) -> Json:
+        return _compatible(summary, "anthropic", body=body, reference=ANTHROPIC_REFERENCE)
+
+    one = [_path_id("batch_id")]
+    return {
+        "/v1/messages/batches": {
+            "post": anthropic(
+                "Create a message batch (one model; its most reserved in the key's budgets)",
+                body="Anthropic's message batch request and batch object",
+            ),
+            "get": anthropic("List the message batches of the key's team (newest first)"),
+        },
+        "/v1/messages/batches/{batch_id}": {
+            "parameters": one,
+            "get": anthropic("Describe a message batch (an ended one is accounted at batch prices)"),
+            "delete": anthropic("Delete a message batch"),
+        },
+        "/v1/messages/batches/{batch_id}/cancel": {
+            "parameters": one,
+            "post": anthropic("Cancel a message batch"),
+        },
+        "/v1/messages/batches/{batch_id}/results": {
+            "parameters": one,
+            "get": anthropic("A message batch's results (JSON Lines)"),
+        },
     }
 
 

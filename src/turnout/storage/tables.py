@@ -530,6 +530,7 @@ batches = sa.Table(
     "batches",
     metadata,
     sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("api", sa.String(16), nullable=False),  # batches (OpenAI's) | messages (Anthropic's)
     sa.Column("provider", sa.String(128), nullable=False),
     sa.Column("deployment", sa.String(256), nullable=False),
     sa.Column("model", sa.String(256), nullable=False),

@@ -42,6 +42,7 @@ def upgrade() -> None:
     op.create_table(
         "batches",
         sa.Column("id", sa.String(128), nullable=False),
+        sa.Column("api", sa.String(16), nullable=False),
         sa.Column("provider", sa.String(128), nullable=False),
         sa.Column("deployment", sa.String(256), nullable=False),
         sa.Column("model", sa.String(256), nullable=False),
