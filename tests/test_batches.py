@@ -421,3 +421,34 @@ def test_a_batchs_reservation_holds_its_budget_until_it_finishes_then_gives_way_
         assert client.batches.retrieve(first.id).status == "completed"  # accounted: 270 spent
         second = client.batches.create(**asked)
     assert second.id != first.id and len(provider.batches) == 2
+
+
+def test_a_gateway_stopped_while_it_reads_a_finished_batch_leaves_it_to_the_next_once(
+    provider: BatchUpstream, tmp_path: Path
+) -> None:
+    """The poll reads the batch's output when the gateway stops: nothing is recorded, and the
+    gateway started again accounts the batch, once."""
+    data = tmp_path / "data"
+    environ = {"UPSTREAM_KEY": UPSTREAM_KEY}
+    first = Gateway(settings_for(_doc(provider), data, environ)).start()
+    try:
+        key = _key(first)
+        with _sdk(first, key) as client:
+            batch_id = _upload_and_create(client)
+        provider.finish(batch_id)
+        provider.hold_downloads()
+        polling = _poll(first)
+        assert provider.download_held.wait(30)  # mid-poll: the output is being read
+    finally:
+        first.stop()
+        provider.release_downloads()
+    assert polling.cancelled() or polling.done()
+    assert _batch_rows(data) == []
+    again = Gateway(settings_for(_doc(provider), data, environ)).start()
+    try:
+        assert _poll(again).result(30) == 1
+        assert _poll(again).result(30) == 0  # accounted: nothing left to ask about
+    finally:
+        again.stop()
+    (row,) = _batch_rows(data)
+    assert row["cost_micros"] == BATCH_COST

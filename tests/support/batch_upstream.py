@@ -44,6 +44,8 @@ class BatchUpstream:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self._downloads: asyncio.Event | None = None  # set: downloads wait for it
+        self.download_held = threading.Event()
 
     @property
     def base_url(self) -> str:
@@ -137,6 +139,29 @@ class BatchUpstream:
                 completed_at=int(time.time()),
                 request_counts={"total": len(out), "completed": len(out), "failed": 0},
             )
+
+    def hold_downloads(self) -> None:
+        """Keep every file content or results download waiting (from now) until released;
+        `download_held` is set once one is waiting."""
+        assert self._loop is not None
+        ready = threading.Event()
+
+        def hold() -> None:
+            self._downloads = asyncio.Event()
+            ready.set()
+
+        self._loop.call_soon_threadsafe(hold)
+        ready.wait(10)
+
+    def release_downloads(self) -> None:
+        assert self._loop is not None
+
+        def release() -> None:
+            if self._downloads is not None:
+                self._downloads.set()
+                self._downloads = None
+
+        self._loop.call_soon_threadsafe(release)
 
     def finish_messages(self, batch_id: str) -> None:
         """End an Anthropic message batch: every request succeeded (usage fixed)."""
@@ -242,6 +267,9 @@ class BatchUpstream:
         if not bearer and not keyed:
             return self._error(401, "Incorrect API key provided.")
         parts = request.path.strip("/").split("/")[1:]  # without the leading "v1" (Azure: "openai")
+        if parts[-1:] in (["content"], ["results"]) and self._downloads is not None:
+            self.download_held.set()
+            await self._downloads.wait()  # held until `release_downloads`
         with self._lock:
             return await self._route(request, parts, body)
 
