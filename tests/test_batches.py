@@ -452,3 +452,15 @@ def test_a_gateway_stopped_while_it_reads_a_finished_batch_leaves_it_to_the_next
         again.stop()
     (row,) = _batch_rows(data)
     assert row["cost_micros"] == BATCH_COST
+
+
+def test_a_batch_file_larger_than_the_request_limit_uploads_within_its_own(
+    provider: BatchUpstream, start_gateway: Callable[..., Gateway]
+) -> None:
+    doc = {**_doc(provider), "server": {"max_request_bytes": "1MiB"}}
+    gateway = start_gateway(doc, {"UPSTREAM_KEY": UPSTREAM_KEY})
+    content = _jsonl(12000)  # about 2 MiB
+    assert len(content) > 1024 * 1024
+    with _sdk(gateway, _key(gateway)) as client:
+        uploaded = client.files.create(file=("big.jsonl", io.BytesIO(content)), purpose="batch")
+    assert len(provider.files[uploaded.id][1].splitlines()) == 12000
