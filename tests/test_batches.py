@@ -221,6 +221,10 @@ def test_a_key_may_batch_only_the_models_it_may_use(gateway: Gateway, provider: 
         ),
         (b"\n\n", "The file holds no request"),
         (
+            _jsonl(1).replace(b'"max_tokens"', b'"api_base": "http://x", "max_tokens"'),
+            "'api_base' cannot be set",
+        ),
+        (
             _jsonl(1).rstrip(b"}\n") + b" " * (4 * 1024 * 1024) + b"}}\n",
             "is longer than 4194304 bytes",
         ),

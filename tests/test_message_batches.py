@@ -132,6 +132,10 @@ def test_a_message_batch_over_the_budget_is_refused_in_anthropics_error_shape(
         (_requests(count=1) * 2, "unique in the batch"),
         ([{"custom_id": "a", "params": {"model": "sonnet", "messages": []}}], "max_tokens must be"),
         ([], "'requests' must hold 1-100000"),
+        (
+            [{"custom_id": "a", "params": {**_requests()[0]["params"], "api_key": "sk-x"}}],
+            "requests.0.params.api_key cannot be set",
+        ),
     ],
 )
 def test_a_bad_message_batch_is_refused_naming_the_request(

@@ -16,6 +16,7 @@ from turnout.domain.embeddings import parse_embedding_request
 from turnout.domain.errors import InvalidRequest, TurnoutError
 from turnout.domain.json_body import loads
 from turnout.domain.prompt_bounds import byte_bound, output_bound
+from turnout.domain.steering_fields import refuse_steering_fields
 
 MAX_LINES = 50_000  # OpenAI's documented limit of requests in one batch
 MAX_LINE_BYTES = 4 * 1024 * 1024
@@ -108,6 +109,10 @@ def _request(number: int, line: bytes) -> tuple[str, str, dict[str, Any]]:
         raise _bad(number, "needs a 'body' object")
     if body.get("stream"):
         raise _bad(number, "asks for a stream, which a batch cannot give")
+    try:
+        refuse_steering_fields(body)
+    except TurnoutError as error:
+        raise _bad(number, f"has a forbidden field: {error.message}") from None
     return custom_id, str(url), body
 
 

@@ -18,6 +18,7 @@ from turnout.batches.store import BatchRecord, Owner, Placement
 from turnout.batches.upstream import BatchUpstream
 from turnout.domain.errors import InvalidRequest
 from turnout.domain.principal import Principal
+from turnout.domain.steering_fields import STEERING_FIELDS
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.routing.catalog import Target
 from turnout.spend.budgets import Budgets
@@ -75,6 +76,14 @@ def read_message_batch(body: Any) -> MessageBatchInput:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise InvalidRequest(
                 f"{where}.params.max_tokens must be a positive integer.", param=f"{where}.params.max_tokens"
+            )
+        if not STEERING_FIELDS.isdisjoint(params):
+            field = next(k for k in params if k in STEERING_FIELDS)
+            raise InvalidRequest(
+                f"{where}.params.{field} cannot be set: turnout chooses the upstream, its address and its "
+                "credentials.",
+                param=f"{where}.params.{field}",
+                code="forbidden_parameter",
             )
         if params.get("stream"):
             raise InvalidRequest(
