@@ -111,6 +111,7 @@ def test_a_batch_runs_through_turnout_and_is_accounted_once_at_batch_prices(
         stored = provider.files[uploaded.id][1].decode().splitlines()
         assert [json.loads(line)["body"]["model"] for line in stored] == ["gpt-4o-mini-2024-07-18"] * LINES
         assert client.files.retrieve(uploaded.id).purpose == "batch"
+        assert [f.id for f in client.files.list()] == [uploaded.id]
 
         batch = client.batches.create(
             input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
@@ -122,6 +123,9 @@ def test_a_batch_runs_through_turnout_and_is_accounted_once_at_batch_prices(
         output = client.files.content(done.output_file_id).text.splitlines()
         assert [json.loads(line)["custom_id"] for line in output] == ["task-0", "task-1", "task-2"]
         assert [b.id for b in client.batches.list()] == [batch.id]
+        listed = [f.id for f in client.files.list()]  # the output file joined its owner's files
+        assert listed == [done.output_file_id, uploaded.id]
+        assert [f.id for f in client.files.list(purpose="batch")] == [uploaded.id]
         client.batches.retrieve(batch.id)  # read again: accounted already
     _poll(gateway).result(30)  # the periodic round finds it accounted already
     gateway.stop()
@@ -185,6 +189,7 @@ def test_another_team_cannot_see_read_or_cancel_a_batch_or_its_files(
                 input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
             )
         assert list(client.batches.list()) == []
+        assert list(client.files.list()) == []
     assert provider.batches[batch_id]["status"] == "validating"  # never cancelled
     assert file_id in provider.files
 

@@ -72,6 +72,8 @@ EXPECTED: dict[str, str] = {
     # a batch and its files are their key's team's alone (red's member's here); any key batches
     "POST /v1/files": "401 401 200 200 200 200 200 200 200",
     "POST /files": "401 401 200 200 200 200 200 200 200",
+    "GET /v1/files": "401 401 200 200 200 200 200 200 200",
+    "GET /files": "401 401 200 200 200 200 200 200 200",
     "GET /v1/files/{file_id}": "401 401 200 200 200 404 404 404 404",
     "GET /files/{file_id}": "401 401 200 200 200 404 404 404 404",
     "DELETE /v1/files/{file_id}": "401 401 200 200 200 404 404 404 404",

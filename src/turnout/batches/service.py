@@ -89,6 +89,19 @@ class BatchService:
         await self.store.drop_file(record.id)
         return answer
 
+    async def list_files(
+        self, principal: Principal, purpose: str | None, after: str | None, limit: int
+    ) -> dict[str, Any]:
+        """The caller's team's files as turnout last saw them (newest first)."""
+        records, more = await self.store.file_page(principal.key_id, principal.team_id, purpose, after, limit)
+        return {
+            "object": "list",
+            "data": [r.file for r in records],
+            "first_id": records[0].id if records else None,
+            "last_id": records[-1].id if records else None,
+            "has_more": more,
+        }
+
     # ------------------------------------------------------------------ batches
 
     async def create_batch(self, principal: Principal, body: Any) -> dict[str, Any]:

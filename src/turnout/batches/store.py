@@ -209,3 +209,30 @@ class BatchStore:
         async with self.database.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [_batch(r) for r in rows[:limit]], len(rows) > limit
+
+    async def file_page(
+        self, key_id: str, team_id: str | None, purpose: str | None, after: str | None, limit: int
+    ) -> tuple[list[FileRecord], bool]:
+        """The caller's files (of `purpose`), newest first, after the file `after` (and whether
+        more follow)."""
+        visible = batch_files.c.key_id == key_id
+        if team_id is not None:
+            visible = sa.or_(visible, batch_files.c.team_id == team_id)
+        query = sa.select(batch_files).where(visible)
+        if purpose is not None:
+            query = query.where(batch_files.c.purpose == purpose)
+        if after is not None:
+            async with self.database.engine.connect() as conn:
+                anchor = sa.select(batch_files.c.created_at).where(batch_files.c.id == after)
+                at = (await conn.execute(anchor)).scalar_one_or_none()
+            if at is not None:
+                query = query.where(
+                    sa.or_(
+                        batch_files.c.created_at < at,
+                        sa.and_(batch_files.c.created_at == at, batch_files.c.id < after),
+                    )
+                )
+        query = query.order_by(batch_files.c.created_at.desc(), batch_files.c.id.desc()).limit(limit + 1)
+        async with self.database.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_file(r) for r in rows[:limit]], len(rows) > limit

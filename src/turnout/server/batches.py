@@ -17,6 +17,7 @@ from turnout.server.routes import Handler
 FILES = ("/v1/files/", "/files/")
 BATCHES = ("/v1/batches/", "/batches/")
 MAX_LIST = 100
+MAX_FILES = 10_000  # OpenAI's documented most per page of files
 
 
 class BatchEndpoints:
@@ -30,7 +31,7 @@ class BatchEndpoints:
     def routes(self) -> dict[str, dict[str, Handler]]:
         """The fixed routes (their forms without /v1 are added with the others')."""
         return {
-            "/v1/files": {"POST": self.upload},
+            "/v1/files": {"POST": self.upload, "GET": self.list_files},
             "/v1/batches": {"POST": self.create, "GET": self.list},
             **self.messages.routes(),
         }
@@ -94,6 +95,14 @@ class BatchEndpoints:
         body = await x.body(json_only=False)
         answer = await self.service.upload(principal, x.header(b"content-type"), body)
         await x.send_json(200, orjson.dumps(answer))
+
+    async def list_files(self, x: Exchange) -> None:
+        principal = await self.keys.resolve(x.credential())
+        query = query_params(x)
+        limit = integer(query, "limit", 1, MAX_FILES) or MAX_FILES
+        purpose = query.get("purpose") or None
+        page = await self.service.list_files(principal, purpose, query.get("after") or None, limit)
+        await x.send_json(200, orjson.dumps(page))
 
     async def create(self, x: Exchange) -> None:
         principal = await self.keys.resolve(x.credential())

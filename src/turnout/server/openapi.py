@@ -247,7 +247,12 @@ def _batch_paths() -> dict[str, Json]:
     upload["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": form}}}
     batch = "OpenAI's batch request and batch object"
     return {
-        "/v1/files": {"post": upload},
+        "/v1/files": {
+            "post": upload,
+            "get": _compatible(
+                "List the files of the key's team (newest first; `purpose`, `after`, `limit`)", "openai"
+            ),
+        },
         "/v1/files/{file_id}": {
             "parameters": [_path_id("file_id")],
             "get": _compatible("Describe a file", "openai"),
