@@ -90,9 +90,13 @@ def read_message_batch(body: Any) -> MessageBatchInput:
                 f"{where}.params.stream: a batch cannot stream.", param=f"{where}.params.stream"
             )
         # the prompt at a token a byte of its JSON: a bound for byte-level tokenizers
-        input_tokens += len(
-            orjson.dumps({k: v for k, v in params.items() if k not in ("model", "max_tokens")})
-        )
+        prompt = {k: v for k, v in params.items() if k not in ("model", "max_tokens")}
+        try:
+            input_tokens += len(orjson.dumps(prompt))
+        except orjson.JSONEncodeError:
+            raise InvalidRequest(
+                f"{where}.params is nested too deep to be sent.", param=f"{where}.params"
+            ) from None
         output_tokens += limit
         checked.append((custom_id, params))
     assert model is not None
