@@ -473,3 +473,16 @@ def test_a_batch_file_larger_than_the_request_limit_uploads_within_its_own(
     with _sdk(gateway, _key(gateway)) as client:
         uploaded = client.files.create(file=("big.jsonl", io.BytesIO(content)), purpose="batch")
     assert len(provider.files[uploaded.id][1].splitlines()) == 12000
+
+
+def test_creating_a_batch_counts_as_a_request_against_the_keys_rate_limit(
+    gateway: Gateway, provider: BatchUpstream
+) -> None:
+    with _sdk(gateway, _key(gateway, limits={"rpm": 1})) as client:
+        uploaded = client.files.create(file=("tasks.jsonl", io.BytesIO(_jsonl())), purpose="batch")
+        asked = {"input_file_id": uploaded.id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+        client.batches.create(**asked)
+        with pytest.raises(openai.RateLimitError) as refused:
+            client.batches.create(**asked)
+    assert refused.value.code == "rate_limit_exceeded"
+    assert len(provider.batches) == 1

@@ -234,7 +234,9 @@ class Services:
         provider_control.start()
         retention = LedgerRetention(database, settings.storage.ledger_retention_days)
         retention.start()
-        batches = Batches(BatchStore(database), lambda: pipeline.catalog, keys, budgets, spend, billing)
+        batches = Batches(
+            BatchStore(database), lambda: pipeline.catalog, keys, admission, budgets, spend, billing
+        )
         batches.start()
         if reconciler is not None:
             reconciler.start()

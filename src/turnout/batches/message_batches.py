@@ -13,12 +13,14 @@ from typing import Any
 import orjson
 
 from turnout.batches.accounting import BatchAccountant, results_usage
+from turnout.batches.admitting import admit
 from turnout.batches.placement import Places, answered_id, most
 from turnout.batches.store import BatchRecord, Owner, Placement
 from turnout.batches.upstream import BatchUpstream
 from turnout.domain.errors import InvalidRequest
 from turnout.domain.principal import Principal
 from turnout.domain.steering_fields import STEERING_FIELDS
+from turnout.limits.admission import Admission
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.routing.catalog import Target
 from turnout.spend.budgets import Budgets
@@ -104,9 +106,12 @@ def read_message_batch(body: Any) -> MessageBatchInput:
 
 
 class MessageBatchService:
-    def __init__(self, places: Places, budgets: Budgets, accountant: BatchAccountant) -> None:
+    def __init__(
+        self, places: Places, admission: Admission, budgets: Budgets, accountant: BatchAccountant
+    ) -> None:
         self.places = places
         self.store = places.store
+        self.admission = admission
         self.budgets = budgets
         self.accountant = accountant
 
@@ -115,7 +120,7 @@ class MessageBatchService:
         route = self.places.authorised(principal, checked.model)
         upstream, target = self.places.first(route, checked.model, WIRE)
         amount = most(target, checked.max_input_tokens, checked.max_output_tokens)
-        reservation = await self.budgets.reserve(principal, route, amount=amount)
+        ticket, reservation = await admit(self.admission, self.budgets, principal, route, amount)
         try:
             sent = [{"custom_id": c, "params": {**p, "model": target.model}} for c, p in checked.requests]
             answer = await upstream.post("messages/batches", {"requests": sent})
@@ -135,6 +140,8 @@ class MessageBatchService:
         except BaseException:
             self.budgets.release(reservation)
             raise
+        finally:
+            ticket.settle(0)
         self.accountant.reservations[batch_id] = reservation
         return answer
 

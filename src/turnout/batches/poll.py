@@ -15,6 +15,7 @@ from turnout.batches.placement import Places
 from turnout.batches.service import BatchService
 from turnout.batches.store import BatchStore
 from turnout.keys.index import KeyIndex
+from turnout.limits.admission import Admission
 from turnout.periodic import Periodic
 from turnout.routing.catalog import Catalog
 from turnout.spend.billing import Billing
@@ -34,6 +35,7 @@ class Batches:
         store: BatchStore,
         catalog: Callable[[], Catalog],
         keys: KeyIndex,
+        admission: Admission,
         budgets: Budgets,
         spend: SpendRecorder,
         billing: Billing,
@@ -41,8 +43,8 @@ class Batches:
         places = Places(store, catalog)
         self.store = store
         self.accountant = BatchAccountant(store, keys, budgets, spend, billing)
-        self.openai = BatchService(places, budgets, self.accountant)
-        self.anthropic = MessageBatchService(places, budgets, self.accountant)
+        self.openai = BatchService(places, admission, budgets, self.accountant)
+        self.anthropic = MessageBatchService(places, admission, budgets, self.accountant)
         self.poller = Periodic(self.poll, POLL_INTERVAL, "polling batches")
         self._polled: dict[str, float] = {}  # by batch id: when this instance last asked about it
 

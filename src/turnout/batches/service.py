@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from turnout.batches.accounting import BatchAccountant, output_usage
+from turnout.batches.admitting import admit
 from turnout.batches.form import Part, parse_form
 from turnout.batches.jsonl import BatchInput, read_batch_input, rewritten
 from turnout.batches.placement import BATCH_TIER, ID, Places, answered_id, most
@@ -19,6 +20,7 @@ from turnout.batches.upstream import BatchUpstream
 from turnout.domain.errors import InvalidRequest, UpstreamProtocolError
 from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
+from turnout.limits.admission import Admission
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.routing.catalog import Target
 from turnout.spend.budgets import Budgets
@@ -33,9 +35,12 @@ WIRE = "openai"
 class BatchService:
     """OpenAI's files and batches endpoints."""
 
-    def __init__(self, places: Places, budgets: Budgets, accountant: BatchAccountant) -> None:
+    def __init__(
+        self, places: Places, admission: Admission, budgets: Budgets, accountant: BatchAccountant
+    ) -> None:
         self.places = places
         self.store = places.store
+        self.admission = admission
         self.budgets = budgets
         self.accountant = accountant
 
@@ -142,7 +147,7 @@ class BatchService:
         route = self.places.authorised(principal, file.place.alias)
         upstream, target = self.places.target(file.place, WIRE)
         amount = most(target, file.max_input_tokens, file.max_output_tokens)
-        reservation = await self.budgets.reserve(principal, route, amount=amount)
+        ticket, reservation = await admit(self.admission, self.budgets, principal, route, amount)
         try:
             sent: dict[str, Any] = {
                 "input_file_id": file.id,
@@ -168,6 +173,8 @@ class BatchService:
         except BaseException:
             self.budgets.release(reservation)
             raise
+        finally:
+            ticket.settle(0)
         self.accountant.reservations[batch_id] = reservation
         return _shown(answer, record)
 
