@@ -22,7 +22,13 @@ from turnout.spend.ledger_store import LedgerStore
 from turnout.storage.database import Database
 
 from support.batch_upstream import COMPLETION_TOKENS, PROMPT_TOKENS, BatchUpstream
-from support.databases import ledger_rows
+from support.databases import (
+    PG_HOST,
+    PG_USER,
+    create_postgres_database,
+    drop_postgres_database,
+    ledger_rows,
+)
 from support.gateway import MASTER_KEY, UPSTREAM_KEY, Gateway, settings_for
 
 # per 1M tokens: standard 2.00 / 8.00 USD, batch 1.00 / 4.00 USD (1 and 4 micro-dollars a token)
@@ -353,10 +359,21 @@ def _poll(gateway: Gateway) -> concurrent.futures.Future[int]:
     return asyncio.run_coroutine_threadsafe(gateway.services.batches.poll(), gateway.loop)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database two instances share: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/shared.db"
+        return
+    name = asyncio.run(create_postgres_database())
+    yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}/{name}"
+    asyncio.run(drop_postgres_database(name))
+
+
 def test_a_finished_batch_is_accounted_once_by_two_instances_and_a_restart(
-    provider: BatchUpstream, tmp_path: Path
+    provider: BatchUpstream, tmp_path: Path, shared_database: str
 ) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path}/shared.db"
+    url = shared_database
     doc = {**_doc(provider), "storage": {"database_url": url}}
     environ = {"UPSTREAM_KEY": UPSTREAM_KEY, "TURNOUT_KEY_HASH_SECRET": "shared-secret-of-the-pair"}
     first = Gateway(settings_for(doc, tmp_path / "a", environ)).start()
