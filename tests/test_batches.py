@@ -503,3 +503,22 @@ def test_creating_a_batch_counts_as_a_request_against_the_keys_rate_limit(
             client.batches.create(**asked)
     assert refused.value.code == "rate_limit_exceeded"
     assert len(provider.batches) == 1
+
+
+def test_a_deployment_priced_without_batch_rates_is_charged_its_standard_rates_with_a_warning(
+    provider: BatchUpstream,
+    start_gateway: Callable[..., Gateway],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    doc = _doc(provider)
+    doc["models"]["cheap"]["price"] = {"input": "2.00", "output": "8.00"}  # no service_tiers.batch
+    gateway = start_gateway(doc, {"UPSTREAM_KEY": UPSTREAM_KEY})
+    with _sdk(gateway, _key(gateway)) as client:
+        batch_id = _upload_and_create(client)
+        provider.finish(batch_id)
+        client.batches.retrieve(batch_id)
+    gateway.stop()
+    assert "has no batch rates (service_tiers.batch)" in caplog.text
+    (row,) = _batch_rows(tmp_path / "data0")
+    assert row["cost_micros"] == LINES * (PROMPT_TOKENS * 2 + COMPLETION_TOKENS * 8)

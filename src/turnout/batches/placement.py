@@ -4,6 +4,7 @@ objects a caller may see (its key's team's; anything else is "not found")."""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from turnout.domain.errors import (
 from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
 from turnout.routing.catalog import Catalog, Route, Target
+
+log = logging.getLogger("turnout.batches")
 
 BATCH_TIER = "batch"
 ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -40,10 +43,23 @@ def answered_id(answer: dict[str, Any], upstream: BatchUpstream) -> str:
     return value
 
 
+_UNTIERED: set[str] = set()  # deployments warned of (once each) for a price without batch rates
+
+
 def most(target: Target, input_tokens: int, output_tokens: int) -> int:
     """The most `input_tokens` and `output_tokens` can cost on `target` at its batch rates (0: no price)."""
     if target.price is None:
         return 0
+    if (
+        not any(name == BATCH_TIER for name, _ in target.price.service_tiers)
+        and target.label not in _UNTIERED
+    ):
+        _UNTIERED.add(target.label)
+        log.warning(
+            "the price of deployment %s has no batch rates (service_tiers.batch): its batches are "
+            "reserved and charged at its standard rates",
+            target.label,
+        )
     usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens, service_tier=BATCH_TIER)
     return target.price.cost(usage, at=time.time())
 
