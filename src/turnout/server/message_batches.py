@@ -63,9 +63,9 @@ class MessageBatchEndpoints:
             response = await self.service.results(principal, batch_id)
             await x.relay(response, b"application/binary")
         elif sub == "cancel":
-            await x.send_json(200, _shown(x, await self.service.cancel(principal, batch_id)))
+            await x.send_json(200, _shown(await self.service.cancel(principal, batch_id)))
         elif method == "GET":
-            await x.send_json(200, _shown(x, await self.service.retrieve(principal, batch_id)))
+            await x.send_json(200, _shown(await self.service.retrieve(principal, batch_id)))
         else:
             await x.send_json(200, orjson.dumps(await self.service.delete(principal, batch_id)))
 
@@ -73,7 +73,7 @@ class MessageBatchEndpoints:
         anthropic(x)
         principal = await self.keys.resolve(x.credential())
         body = await x.json()
-        await x.send_json(200, _shown(x, await self.service.create(principal, body)))
+        await x.send_json(200, _shown(await self.service.create(principal, body)))
 
     async def list(self, x: Exchange) -> None:
         anthropic(x)
@@ -81,18 +81,18 @@ class MessageBatchEndpoints:
         query = query_params(x)
         limit = integer(query, "limit", 1, MAX_LIST) or 20
         page = await self.service.list(principal, query.get("after_id") or None, limit)
-        page["data"] = [_with_results_url(x, b) for b in page["data"]]
+        page["data"] = [_with_results_url(b) for b in page["data"]]
         await x.send_json(200, orjson.dumps(page))
 
 
-def _with_results_url(x: Exchange, batch: dict[str, Any]) -> dict[str, Any]:
-    """The batch with its `results_url` (once it has results) at turnout, as the client reached it."""
+def _with_results_url(batch: dict[str, Any]) -> dict[str, Any]:
+    """The batch with its `results_url` (once it has results) at turnout: a path, which the SDKs
+    resolve against their base URL (right behind a proxy that terminates TLS or adds a prefix,
+    where a URL built from the request's Host would not be)."""
     if not batch.get("results_url") or not isinstance(batch.get("id"), str):
         return batch
-    host = (x.header(b"host") or b"").decode("latin-1")
-    scheme = str(x.scope.get("scheme") or "http")
-    return {**batch, "results_url": f"{scheme}://{host}/v1/messages/batches/{batch['id']}/results"}
+    return {**batch, "results_url": f"/v1/messages/batches/{batch['id']}/results"}
 
 
-def _shown(x: Exchange, batch: dict[str, Any]) -> bytes:
-    return orjson.dumps(_with_results_url(x, batch))
+def _shown(batch: dict[str, Any]) -> bytes:
+    return orjson.dumps(_with_results_url(batch))
