@@ -14,6 +14,7 @@ import msgspec
 
 from turnout.batches.store import BatchRecord, BatchStore
 from turnout.batches.upstream import BatchUpstream
+from turnout.domain.errors import UpstreamProtocolError
 from turnout.domain.ledger_entry import LedgerEntry
 from turnout.domain.principal import Principal
 from turnout.domain.usage import OpenAIUsage, Usage
@@ -50,20 +51,34 @@ def ledger_id(batch_id: str) -> str:
     return ("batch:" + batch_id)[:64]
 
 
-async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    held = b""
+async def download_lines(
+    chunks: AsyncIterator[bytes],
+    provider: str,
+    max_bytes: int = MAX_OUTPUT_BYTES,
+    max_line: int = MAX_OUTPUT_LINE,
+) -> AsyncIterator[bytes]:
+    """The lines of a JSON Lines download as they arrive (each byte looked at once), within bounds."""
+    held = bytearray()
     size = 0
     async for chunk in chunks:
         size += len(chunk)
-        if size > MAX_OUTPUT_BYTES:
-            raise ValueError(f"the output file is larger than {MAX_OUTPUT_BYTES} bytes")
-        held += chunk
-        *complete, held = held.split(b"\n")
-        if len(held) > MAX_OUTPUT_LINE:
-            raise ValueError(f"an output line is longer than {MAX_OUTPUT_LINE} bytes")
-        for line in complete:
-            yield line
-    yield held
+        if size > max_bytes:
+            raise UpstreamProtocolError(
+                f"The provider '{provider}' sent batch results over {max_bytes} bytes."
+            )
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            held += chunk[start:end]
+            yield bytes(held)
+            held.clear()
+            start = end + 1
+        held += chunk[start:]
+        if len(held) > max_line:
+            raise UpstreamProtocolError(
+                f"The provider '{provider}' sent a batch result line over {max_line} bytes."
+            )
+    if held:
+        yield bytes(held)
 
 
 def _add(total: Usage, usage: Usage) -> Usage:
@@ -98,7 +113,7 @@ async def results_usage(upstream: BatchUpstream, batch_id: str) -> Usage:
     """The usage of every succeeded request of an Anthropic message batch's results, summed."""
     total = Usage(service_tier=BATCH_TIER)
     response = await upstream.get_stream(f"messages/batches/{batch_id}/results")
-    async for line in _lines(response.iter_chunks()):
+    async for line in download_lines(response.iter_chunks(), upstream.provider):
         if not line.strip():
             continue
         try:
@@ -115,7 +130,7 @@ async def output_usage(upstream: BatchUpstream, file_id: str) -> Usage:
     carry no usage, count nothing)."""
     total = Usage(service_tier=BATCH_TIER)
     response = await upstream.content(file_id)
-    async for line in _lines(response.iter_chunks()):
+    async for line in download_lines(response.iter_chunks(), upstream.provider):
         if not line.strip():
             continue
         try:
