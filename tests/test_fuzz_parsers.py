@@ -381,12 +381,24 @@ def request_bodies(draw: st.DrawFn, target: str) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "target", ["chat_request", "embedding_request", "anthropic_request", "responses_request"]
+    "target", ["chat_request", "embedding_request", "anthropic_request", "responses_request", "message_batch"]
 )
 @budget(250)
 @given(data=st.data())
 def test_request_decoders_give_a_request_or_a_documented_error(target: str, data: st.DataObject) -> None:
     check(target, data.draw(request_bodies(target), label="body"), [])
+
+
+@pytest.mark.parametrize("target", ["multipart_form", "batch_file"])
+@budget(250)
+@given(data=st.data())
+def test_batch_uploads_give_their_parts_or_a_documented_error(target: str, data: st.DataObject) -> None:
+    """A batch upload's form and file, a seed with a stretch of it replaced by any bytes."""
+    seed = data.draw(st.sampled_from([p.read_bytes() for p in corpus(target)]), label="seed")
+    start = data.draw(st.integers(0, len(seed)), label="start")
+    end = data.draw(st.integers(start, len(seed)), label="end")
+    junk = data.draw(st.binary(max_size=40) | st.sampled_from([b"\r\n", b"--xx", b"\r\n\r\n", b'"', b"\n"]))
+    check(target, seed[:start] + junk + seed[end:], data.draw(CUTS, label="cuts"))
 
 
 def _value_for(info: msgspec.inspect.Type) -> st.SearchStrategy[Any]:

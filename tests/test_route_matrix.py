@@ -14,6 +14,7 @@ each caller signed in with a session cookie and sending the CSRF token.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from support.gateway import MASTER_KEY, Gateway, settings_for
+from support.batch_upstream import BatchUpstream
+from support.gateway import MASTER_KEY, UPSTREAM_KEY, Gateway, settings_for
 
 CALLERS = ("none", "junk", "viewer", "member", "red_admin", "blue_admin", "org_admin", "owner", "master")
 
@@ -71,6 +73,38 @@ EXPECTED: dict[str, str] = {
     "GET /responses/{response_id}": "401 401 404 404 404 404 404 404 200",
     "DELETE /responses/{response_id}": "401 401 404 404 404 404 404 404 200",
     "GET /responses/{response_id}/input_items": "401 401 404 404 404 404 404 404 200",
+    # a batch and its files are their key's team's alone (red's member's here); any key batches
+    "POST /v1/files": "401 401 200 200 200 200 200 200 200",
+    "POST /files": "401 401 200 200 200 200 200 200 200",
+    "GET /v1/files": "401 401 200 200 200 200 200 200 200",
+    "GET /files": "401 401 200 200 200 200 200 200 200",
+    "GET /v1/files/{file_id}": "401 401 200 200 200 404 404 404 404",
+    "GET /files/{file_id}": "401 401 200 200 200 404 404 404 404",
+    "DELETE /v1/files/{file_id}": "401 401 200 200 200 404 404 404 404",
+    "DELETE /files/{file_id}": "401 401 200 200 200 404 404 404 404",
+    "GET /v1/files/{file_id}/content": "401 401 200 200 200 404 404 404 404",
+    "GET /files/{file_id}/content": "401 401 200 200 200 404 404 404 404",
+    "POST /v1/batches": "401 401 200 200 200 404 404 404 404",
+    "POST /batches": "401 401 200 200 200 404 404 404 404",
+    "GET /v1/batches": "401 401 200 200 200 200 200 200 200",
+    "GET /batches": "401 401 200 200 200 200 200 200 200",
+    "GET /v1/batches/{batch_id}": "401 401 200 200 200 404 404 404 404",
+    "GET /batches/{batch_id}": "401 401 200 200 200 404 404 404 404",
+    "POST /v1/batches/{batch_id}/cancel": "401 401 200 200 200 404 404 404 404",
+    "POST /batches/{batch_id}/cancel": "401 401 200 200 200 404 404 404 404",
+    # Anthropic's message batches: the same (red's member's batch here)
+    "POST /v1/messages/batches": "401 401 200 200 200 200 200 200 200",
+    "POST /messages/batches": "401 401 200 200 200 200 200 200 200",
+    "GET /v1/messages/batches": "401 401 200 200 200 200 200 200 200",
+    "GET /messages/batches": "401 401 200 200 200 200 200 200 200",
+    "GET /v1/messages/batches/{batch_id}": "401 401 200 200 200 404 404 404 404",
+    "GET /messages/batches/{batch_id}": "401 401 200 200 200 404 404 404 404",
+    "DELETE /v1/messages/batches/{batch_id}": "401 401 200 200 200 404 404 404 404",
+    "DELETE /messages/batches/{batch_id}": "401 401 200 200 200 404 404 404 404",
+    "POST /v1/messages/batches/{batch_id}/cancel": "401 401 200 200 200 404 404 404 404",
+    "POST /messages/batches/{batch_id}/cancel": "401 401 200 200 200 404 404 404 404",
+    "GET /v1/messages/batches/{batch_id}/results": "401 401 200 200 200 404 404 404 404",
+    "GET /messages/batches/{batch_id}/results": "401 401 200 200 200 404 404 404 404",
     # ------------------------------------------------------------------ keys: owners and admins
     # (a team's admin manages its keys; another team's keys are absent to them)
     "GET /admin/keys": "401 401 403 403 200 200 200 200 200",
@@ -152,14 +186,28 @@ EXPECTED: dict[str, str] = {
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def batch_provider() -> Iterator[BatchUpstream]:
+    server = BatchUpstream(UPSTREAM_KEY).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, batch_provider: BatchUpstream) -> Iterator[Gateway]:
+    batches = {"type": "openai", "base_url": batch_provider.base_url, "api_key": "env:UPSTREAM_KEY"}
     doc: dict[str, Any] = {
-        "providers": {"fake": {"type": "fake", "passthrough": ["/models"]}},
+        "providers": {
+            "fake": {"type": "fake", "passthrough": ["/models"]},
+            "batches": batches,
+            "claude-batches": {**batches, "type": "anthropic"},
+        },
         "models": {
             "chat": {"provider": "fake", "model": "m"},
             "embed": {"provider": "fake", "model": "e"},
             "rerank": {"provider": "fake", "model": "r", "supports": {"rerank": True}},
             "moderation": {"provider": "fake", "model": "o", "supports": {"moderation": True}},
+            "batched": {"provider": "batches", "model": "gpt-4o-mini"},
+            "claude-batched": {"provider": "claude-batches", "model": "claude-sonnet-4-5"},
         },
         # the matrix revokes many of red's keys: none of them should wait for a second person
         "governance": {"piecewise_revocations": 100_000},
@@ -167,7 +215,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         # (tests/test_auth_throttle.py proves the throttle)
         "auth": {"failed_attempts": {"limit": 0}},
     }
-    gateway = Gateway(settings_for(doc, Path(tmp_path_factory.mktemp("matrix")))).start()
+    environ = {"UPSTREAM_KEY": UPSTREAM_KEY}
+    gateway = Gateway(settings_for(doc, Path(tmp_path_factory.mktemp("matrix")), environ)).start()
     yield gateway
     gateway.stop()
 
@@ -248,6 +297,51 @@ class World:
         assert answer.status_code == 200, answer.text
         return answer.headers["x-request-id"]
 
+    def batch_file(self) -> str:
+        """A batch file red's member uploaded."""
+        line = {
+            "custom_id": "1",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": "batched", "messages": [{"role": "user", "content": "hi"}]},
+        }
+        answer = self.http.post(
+            "/v1/files",
+            headers=self.auth(self.keys["member"]),
+            data={"purpose": "batch"},
+            files={"file": ("batch.jsonl", json.dumps(line).encode())},
+        )
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["id"])
+
+    def batch(self) -> str:
+        """A batch red's member created."""
+        body = {
+            "input_file_id": self.batch_file(),
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+        }
+        answer = self.http.post("/v1/batches", headers=self.auth(self.keys["member"]), json=body)
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["id"])
+
+    def message_batch(self) -> str:
+        """An Anthropic message batch red's member created."""
+        answer = self.http.post(
+            "/v1/messages/batches", headers=self.auth(self.keys["member"]), json=self.message_batch_body()
+        )
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["id"])
+
+    @staticmethod
+    def message_batch_body() -> dict[str, Any]:
+        params = {
+            "model": "claude-batched",
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+        return {"requests": [{"custom_id": "1", "params": params}]}
+
     def action(self) -> str:
         """A pending action of red: making a fresh member one of its admins."""
         pending = self.ok("POST", f"/admin/teams/{self.red}/members", user_id=self.user(), role="admin")
@@ -279,6 +373,10 @@ class World:
             "{request_id}": self.logged_request,
             "{provider}": lambda: "fake",
             "{path}": lambda: "models",
+            "{file_id}": self.batch_file,
+            "{batch_id}": self.message_batch
+            if pattern.startswith(("/v1/messages/", "/messages/"))
+            else self.batch,
         }
         for placeholder, make in fill.items():
             if placeholder in pattern:
@@ -306,6 +404,12 @@ class World:
                 "messages": [{"role": "user", "content": "hi"}],
             },
             "POST /v1/responses": lambda: {"model": "chat", "input": "hi"},
+            "POST /v1/messages/batches": self.message_batch_body,
+            "POST /v1/batches": lambda: {
+                "input_file_id": self.batch_file(),
+                "endpoint": "/v1/chat/completions",
+                "completion_window": "24h",
+            },
             "POST /admin/keys": lambda: {"name": self.name(), "team_id": self.red},
             "PATCH /admin/keys/{key_id}": lambda: {"name": self.name()},
             "POST /admin/keys/{key_id}/rotate": lambda: {"grace": "0s"},
@@ -344,7 +448,14 @@ def observe(gateway: Gateway) -> dict[str, str]:
             for caller in CALLERS:
                 path = world.path(pattern)
                 body = world.body(method, pattern)
-                answer = http.request(method, path, headers=world.auth(world.keys[caller]), json=body)
+                headers = world.auth(world.keys[caller])
+                if method == "POST" and _v1(pattern) == "/v1/files":  # a multipart upload
+                    line = b'{"custom_id": "1", "method": "POST", "url": "/v1/chat/completions", '
+                    line += b'"body": {"model": "batched", "messages": [{"role": "user", "content": "hi"}]}}'
+                    form = {"file": ("batch.jsonl", line)}
+                    answer = http.post(path, headers=headers, data={"purpose": "batch"}, files=form)
+                else:
+                    answer = http.request(method, path, headers=headers, json=body)
                 statuses.append(str(answer.status_code))
             seen[f"{method} {pattern}"] = " ".join(statuses)
     return seen

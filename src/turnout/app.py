@@ -17,6 +17,8 @@ from functools import partial
 from urllib.parse import urlsplit
 
 from turnout import __version__
+from turnout.batches.poll import Batches
+from turnout.batches.store import BatchStore
 from turnout.config.prices import shipped_prices
 from turnout.config.settings import Settings
 from turnout.config.tokenizers import tokenizer_of
@@ -117,6 +119,7 @@ class Services:
     tracer: Tracer | None = None  # None: tracing off (no `tracing.otlp_endpoint`)
     provider_kinds: dict[str, str] = field(default_factory=dict)  # name → kind, for the traces
     game_days: GameDays | None = None
+    batches: Batches | None = None  # the batch APIs' endpoints and their poll (batches/)
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -253,6 +256,10 @@ class Services:
             hour_days=settings.storage.hourly_totals_retention_days,
         )
         retention.start()
+        batches = Batches(
+            BatchStore(database), lambda: pipeline.catalog, keys, admission, budgets, spend, billing
+        )
+        batches.start()
         if reconciler is not None:
             reconciler.start()
         services = cls(
@@ -290,6 +297,7 @@ class Services:
             tracer=pipeline.tracer,
             provider_kinds=kinds,
             game_days=game_days,
+            batches=batches,
         )
         return services
 
@@ -360,6 +368,7 @@ class Services:
         if self.request_log is not None:
             await self.request_log.stop_background()
         background = (
+            self.batches,
             self.retention,
             self.alert_delivery,
             self.reconciler,

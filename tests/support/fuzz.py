@@ -18,6 +18,9 @@ from typing import Any
 import msgspec
 import orjson
 
+from turnout.batches.form import parse_form
+from turnout.batches.jsonl import read_batch_input
+from turnout.batches.message_batches import read_message_batch
 from turnout.domain.chat import (
     counted_prompt_tokens,
     estimated_prompt_tokens,
@@ -385,6 +388,28 @@ def answer(chunks: Sequence[bytes]) -> object:
     return _answer_outcomes(b"".join(chunks))
 
 
+# --------------------------------------------------------------------------- batch uploads
+
+
+def multipart_form(chunks: Sequence[bytes]) -> object:
+    try:
+        parts = parse_form(b"multipart/form-data; boundary=xx", b"".join(chunks))
+    except TurnoutError as error:
+        return failure(error)
+    return [(p.name, p.filename, p.content_type, p.data) for p in parts]
+
+
+def batch_file(chunks: Sequence[bytes]) -> object:
+    try:
+        return read_batch_input(b"".join(chunks))
+    except TurnoutError as error:
+        return failure(error)
+
+
+def message_batch(chunks: Sequence[bytes]) -> object:
+    return _outcome(read_message_batch, chunks)
+
+
 TARGETS: dict[str, Target] = {
     "sse": sse,
     "eventstream": eventstream,
@@ -400,6 +425,9 @@ TARGETS: dict[str, Target] = {
     "admin_body": admin_body,
     "error_body": error_body,
     "answer": answer,
+    "multipart_form": multipart_form,
+    "batch_file": batch_file,
+    "message_batch": message_batch,
 }
 
 

@@ -35,6 +35,7 @@ from turnout.server.admin_routes import AdminRouter
 from turnout.server.admin_spend import AdminSpend
 from turnout.server.admin_teams import AdminTeams, Membership, NewTeam, NewUser, TeamChange, UserChange
 from turnout.server.auth_guard import AuthGuard
+from turnout.server.batches import BatchEndpoints
 from turnout.server.exchange import ClientGone, Exchange, Receive, Scope, Send
 from turnout.server.metrics_route import MetricsEndpoint
 from turnout.server.openapi import openapi_endpoint
@@ -88,6 +89,9 @@ class GatewayApp:
         }
         pipeline = services.pipeline
         self.passthrough = gated(gate, classes, lambda x: passthrough(pipeline, x), measured=False)
+        assert services.batches is not None
+        self.batches = BatchEndpoints(services.batches, services.keys)
+        routes.update(self.batches.routes())
         metrics = services.metrics
         self.metrics = None if metrics is None else MetricsEndpoint(services, metrics, e.deployment_states)
         if self.metrics is not None:
@@ -103,6 +107,7 @@ class GatewayApp:
             "/v1/messages",
             "/v1/messages/count_tokens",
             "/v1/responses",
+            *self.batches.routes(),
         ):
             routes[path[3:]] = routes[path]
         self.routes = routes
@@ -124,6 +129,7 @@ class GatewayApp:
                 ("DELETE", prefix + "{response_id}"),
                 ("GET", prefix + "{response_id}/input_items"),
             ]
+        table += self.batches.table()
         table += [(method, PASSTHROUGH_PREFIX + "{provider}/{path}") for method in PASSTHROUGH_METHODS]
         return table + [(route.method, route.path) for route in self.admin.routes]
 
@@ -192,6 +198,8 @@ class GatewayApp:
                 await self.endpoints.retrieve_model(x, model_id)
                 return
         if path.startswith(ADMIN_PREFIX) and await self.admin.dispatch(path, method, x):
+            return
+        if await self.batches.dispatch(path, method, x):
             return
         if path.startswith(PASSTHROUGH_PREFIX):
             if method not in PASSTHROUGH_METHODS:

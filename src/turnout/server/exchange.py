@@ -31,6 +31,7 @@ from turnout.domain.rate_limits import Quota
 from turnout.domain.steering_fields import refuse_steering_fields
 from turnout.observability.redaction import hide_addresses
 from turnout.providers.base import ChatResult
+from turnout.providers.http.connection import UpstreamResponse
 from turnout.providers.sse import DONE
 from turnout.routing.relay import RelayStream
 from turnout.routing.values import NO_STEERING, Served, Steering
@@ -311,6 +312,20 @@ class Exchange:
             }
         )
         await self.send({"type": "http.response.body", "body": body})
+
+    async def relay(self, response: UpstreamResponse, content_type: bytes | None = None) -> None:
+        """An upstream's 2xx answer passed on as it arrives (a file's content), with its content type
+        (or `content_type` where it sent none); the connection is released at the end."""
+        try:
+            kind = response.header(b"content-type") or content_type or b"application/octet-stream"
+            self.started = True
+            headers = [(b"content-type", kind), *self.response_headers(None)]
+            await self.send({"type": "http.response.start", "status": 200, "headers": headers})
+            while (chunk := await response.next_chunk()) is not None:
+                await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await self.send({"type": "http.response.body", "body": b""})
+        finally:
+            response.release()
 
     async def answer_chat(self, result: ChatResult, served: Served) -> None:
         """A chat answer as OpenAI JSON: the upstream's bytes, or the typed answer encoded once."""

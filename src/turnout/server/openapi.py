@@ -230,6 +230,88 @@ def _health(summary: str, *, optional_key: bool) -> Json:
     return operation
 
 
+def _path_id(name: str) -> Json:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _batch_paths() -> dict[str, Json]:
+    """OpenAI's files and batches endpoints, for deployments whose provider has a batch API."""
+    upload = _compatible(
+        "Upload a batch input file (purpose 'batch'; JSON Lines, checked line by line)",
+        "openai",
+        body="OpenAI's file upload (multipart/form-data: `file`, `purpose`) and file object",
+    )
+    form = {
+        "type": "object",
+        "properties": {"file": {"type": "string", "contentMediaType": "application/jsonl"}},
+    }
+    upload["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": form}}}
+    batch = "OpenAI's batch request and batch object"
+    return {
+        "/v1/files": {
+            "post": upload,
+            "get": _compatible(
+                "List the files of the key's team (newest first; `purpose`, `after`, `limit`)", "openai"
+            ),
+        },
+        "/v1/files/{file_id}": {
+            "parameters": [_path_id("file_id")],
+            "get": _compatible("Describe a file", "openai"),
+            "delete": _compatible("Delete a file", "openai"),
+        },
+        "/v1/files/{file_id}/content": {
+            "parameters": [_path_id("file_id")],
+            "get": _compatible("A file's content (a batch's output: JSON Lines)", "openai"),
+        },
+        "/v1/batches": {
+            "post": _compatible(
+                "Create a batch (its most reserved in the key's budgets)", "openai", body=batch
+            ),
+            "get": _compatible("List the batches of the key's team (newest first)", "openai"),
+        },
+        "/v1/batches/{batch_id}": {
+            "parameters": [_path_id("batch_id")],
+            "get": _compatible("Describe a batch (a finished one is accounted at batch prices)", "openai"),
+        },
+        "/v1/batches/{batch_id}/cancel": {
+            "parameters": [_path_id("batch_id")],
+            "post": _compatible("Cancel a batch", "openai"),
+        },
+        **_message_batch_paths(),
+    }
+
+
+def _message_batch_paths() -> dict[str, Json]:
+    """Anthropic's Message Batches, for models with an Anthropic deployment."""
+
+    def anthropic(summary: str, body: str | None = None) -> Json:
+        return _compatible(summary, "anthropic", body=body, reference=ANTHROPIC_REFERENCE)
+
+    one = [_path_id("batch_id")]
+    return {
+        "/v1/messages/batches": {
+            "post": anthropic(
+                "Create a message batch (one model; its most reserved in the key's budgets)",
+                body="Anthropic's message batch request and batch object",
+            ),
+            "get": anthropic("List the message batches of the key's team (newest first)"),
+        },
+        "/v1/messages/batches/{batch_id}": {
+            "parameters": one,
+            "get": anthropic("Describe a message batch (an ended one is accounted at batch prices)"),
+            "delete": anthropic("Delete a message batch"),
+        },
+        "/v1/messages/batches/{batch_id}/cancel": {
+            "parameters": one,
+            "post": anthropic("Cancel a message batch"),
+        },
+        "/v1/messages/batches/{batch_id}/results": {
+            "parameters": one,
+            "get": anthropic("A message batch's results (JSON Lines)"),
+        },
+    }
+
+
 def compatible_paths() -> dict[str, Json]:
     """The OpenAI- and Anthropic-compatible endpoints (also served without the /v1 prefix)."""
     chat = "OpenAI's chat completion request and response (or its stream of chunks)"
@@ -303,6 +385,7 @@ def compatible_paths() -> dict[str, Json]:
             "parameters": [_response_id()],
             "get": _compatible("List a stored response's input items", "openai"),
         },
+        **_batch_paths(),
         "/v1/models": {"get": _compatible("List the models the key may use", "openai")},
         "/v1/models/{model}": {
             "parameters": [_model_parameter()],

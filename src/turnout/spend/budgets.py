@@ -259,26 +259,28 @@ class Budgets:
         request: ChatRequest | None = None,
         ticket: Ticket | None = None,
         searches: int = 0,
+        *,
+        amount: Micros | None = None,
     ) -> Reservation:
-        """Reserve the request's most in its budgets (`searches`: a rerank request's search units).
-        A rate-limit `ticket` still to be decided by Redis rides in the same script run when
-        budgets are shared (decided there: RateLimited if a limit has no room); else it is left
-        pending for the admission to decide."""
+        """Reserve the request's most in its budgets (`searches`: a rerank request's search units;
+        or `amount`: a batch's, bounded by its lines). A rate-limit `ticket` still to be decided by
+        Redis rides in the same script run when budgets are shared (decided there: RateLimited if a
+        limit has no room); else it is left pending for the admission to decide."""
         covering = self._covering(principal)
         if not covering:
             return Reservation(principal, route.alias)
-        bound = RequestBound(route, request, None if ticket is None else ticket.prompt, searches)
-        now = self.clock()
-        held = []
-        for rule in covering:
-            if not rule.stored and rule.id not in self.windows:  # its spend: the key's lifetime
-                self.windows[rule.id] = Window(ALL_TIME, None, spent=self.key_spent.get(principal.key_id, 0))
-            held.append((rule, self._window(rule, now)))
-        reservation = Reservation(principal, route.alias, bound.most(list_price), held, bound=bound)
+        bound = (
+            None
+            if amount is not None
+            else RequestBound(route, request, None if ticket is None else ticket.prompt, searches)
+        )
+        held = self._held(principal, covering)
+        most = bound.most(list_price) if bound is not None else amount or 0
+        reservation = Reservation(principal, route.alias, most, held, bound=bound)
         if self.sharing is not None and await self._reserve_shared(reservation, ticket):
             return self._reserved(reservation)
         short = self._short(reservation)
-        if short is not None and await self._count_exactly(reservation, [short]):
+        if short is not None and bound is not None and await self._count_exactly(reservation, [short]):
             short = self._short(reservation)  # checked again: other requests ran meanwhile
         if short is not None:
             rule, current = short
@@ -287,6 +289,22 @@ class Budgets:
         for _, current in held:
             current.reserved += reservation.amount
         return self._reserved(reservation)
+
+    def _held(self, principal: Principal, covering: list[BudgetRule]) -> list[tuple[BudgetRule, Window]]:
+        """The current window of each budget in `covering`."""
+        now = self.clock()
+        held = []
+        for rule in covering:
+            if not rule.stored and rule.id not in self.windows:  # its spend: the key's lifetime
+                self.windows[rule.id] = Window(ALL_TIME, None, spent=self.key_spent.get(principal.key_id, 0))
+            held.append((rule, self._window(rule, now)))
+        return held
+
+    def unreserved(self, principal: Principal, alias: str) -> Reservation:
+        """A reservation of nothing in the budgets covering `principal`, never refused: what a cost
+        reserved elsewhere (on another instance, or before a restart) is settled with."""
+        covering = self._covering(principal)
+        return Reservation(principal, alias, 0, self._held(principal, covering) if covering else [])
 
     def _short(self, reservation: Reservation) -> tuple[BudgetRule, Window] | None:
         """The first budget (this instance's view, and its share) without room for it."""
@@ -358,7 +376,7 @@ class Budgets:
         A pending rate-limit ticket is decided in the same run."""
         ask = ticket.ask() if ticket is not None and ticket.pending else None
         outcome = await self._shared_attempt(reservation, ask)
-        if outcome is not None and outcome.code > 0:
+        if outcome is not None and outcome.code > 0 and reservation.bound is not None:
             short = reservation.held[outcome.code - 1]
             if await self._count_exactly(reservation, [short]):
                 outcome = await self._shared_attempt(reservation, ask)

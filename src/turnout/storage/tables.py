@@ -536,3 +536,50 @@ alert_outbox = sa.Table(
     sa.Column("last_error", sa.String(200), nullable=True),
     sa.Index("ix_alert_outbox_state_next_at", "state", "next_at"),
 )
+
+# (0025) The files and batches of providers' batch APIs (batches/): which deployment holds each (its
+# id is the provider's own), whose it is (only its key's team sees it), and for a file turnout
+# uploaded, the model alias its lines name and the most they can use (reserved when a batch of it is
+# created). Output files a batch produced are added when the batch is read.
+batch_files = sa.Table(
+    "batch_files",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("provider", sa.String(128), nullable=False),
+    sa.Column("deployment", sa.String(256), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),  # the deployment's model the lines were given
+    sa.Column("alias", sa.String(256), nullable=False),  # the model the lines named
+    sa.Column("key_id", sa.String(40), nullable=False),
+    sa.Column("team_id", sa.String(40), nullable=True, index=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("purpose", sa.String(32), nullable=False),
+    sa.Column("endpoint", sa.String(64), nullable=True),  # the `url` every line names
+    sa.Column("lines", sa.Integer, nullable=False),
+    sa.Column("max_input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("max_output_tokens", sa.BigInteger, nullable=False),
+    sa.Column("file", sa.Text, nullable=False),  # the provider's file object (JSON)
+)
+
+# (0025) A batch: its deployment, its owner, what was reserved for it, its last known state (the
+# provider's batch object, JSON), and when its usage was accounted in the ledger (once: the
+# instance whose update sets `accounted_at` settles its budgets).
+batches = sa.Table(
+    "batches",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("api", sa.String(16), nullable=False),  # batches (OpenAI's) | messages (Anthropic's)
+    sa.Column("provider", sa.String(128), nullable=False),
+    sa.Column("deployment", sa.String(256), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("alias", sa.String(256), nullable=False),
+    sa.Column("key_id", sa.String(40), nullable=False),
+    sa.Column("team_id", sa.String(40), nullable=True),
+    sa.Column("user_id", sa.String(40), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("reserved_micros", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("batch", sa.Text, nullable=False),
+    sa.Column("accounted_at", sa.Float, nullable=True),
+    sa.Index("ix_batches_team_id_created_at", "team_id", "created_at"),
+    sa.Index("ix_batches_accounted_at_status", "accounted_at", "status"),
+)
