@@ -247,9 +247,6 @@ class Pipeline:
         outcome.features = request_features(request)
         if preset is not None:
             outcome.preset = PresetCharge(preset.name, preset.team_id, preset.share)
-        mirror = self.mirrors.by_alias.get(route.alias)  # (mirroring off: an empty dict)
-        if mirror is not None:  # a shadow to the candidate, in the background: admitted, it is sent
-            mirror.offer(request, body, inbound.request_id, inbound.api, outcome.features)
         stream = bool(request.stream)
         account = self._accountant(
             outcome, inbound.request_id, inbound.api, principal, route, stream, ticket, trace
@@ -278,6 +275,9 @@ class Pipeline:
             self._settle(outcome, reservation, hold, ticket)
             if logged:
                 self._log(inbound, principal, route, asked, outcome, answer, stream)
+            mirror = self.mirrors.by_alias.get(route.alias)  # (mirroring off: an empty dict)
+            if mirror is not None:  # a shadow to the candidate, once the client has its answer
+                mirror.offer(request, body, inbound.request_id, inbound.api, outcome.features)
 
     def _log(
         self,
