@@ -262,6 +262,11 @@ def test_every_page_loads_without_a_console_error(browser: Browser, gateway: Gat
             timeout=30,
         )
         assert answer.status_code == 200, answer.text
+    acme = master(gateway, "POST", "/admin/teams", name="acme")["id"]
+    plan = master(gateway, "POST", "/admin/plans", name="resell", markup="1.25")
+    master(gateway, "POST", f"/admin/teams/{acme}/billing", plan_id=plan["id"], prepaid=True)
+    master(gateway, "POST", f"/admin/teams/{acme}/credits", amount="50.00", note="first top-up")
+    master(gateway, "POST", "/admin/presets", name="tutor", team_id=acme, model="paid", revenue_share="0.3")
     flushed(gateway)
     w = Watched(browser, gateway)
     w.sign_in(MASTER_KEY)
@@ -277,6 +282,9 @@ def test_every_page_loads_without_a_console_error(browser: Browser, gateway: Gat
         ("/budgets", None),
         ("/request-logs", None),
         ("/spend?group_by=model&since=1d", "spend"),
+        ("/billing", "billing"),
+        (f"/teams/{acme}/billing", "team-billing"),
+        ("/presets", "presets"),
         ("/exit-report?since=1d", "exit-report"),
     ):
         assert w.goto(path) == 200, path

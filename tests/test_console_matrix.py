@@ -74,6 +74,16 @@ EXPECTED: dict[str, str] = {
     "POST /ui/budgets": "403 403 403 303 404 403 303 303 303",
     # the budget was set by the organisation: a team's admin cannot remove it from below
     "POST /ui/budgets/{budget_id}/delete": "403 403 403 403 404 403 303 303 303",
+    # billing is the organisation's to set; its teams' admins and viewers read their own account
+    "GET /ui/billing": "303 200 303 200 200 200 200 200 200",
+    "POST /ui/plans": "403 403 403 403 403 403 303 303 303",
+    "GET /ui/teams/{team_id}/billing": "303 200 303 200 404 200 200 200 200",
+    "POST /ui/teams/{team_id}/billing": "403 403 403 403 403 403 303 303 303",
+    "POST /ui/teams/{team_id}/credits": "403 403 403 403 403 403 303 303 303",
+    # presets: a team's admins publish and withdraw their team's (the preset here is red's)
+    "GET /ui/presets": "303 200 303 200 200 200 200 200 200",
+    "POST /ui/presets": "403 403 403 303 403 403 303 303 303",
+    "POST /ui/presets/{name}/withdraw": "403 403 403 303 403 403 303 303 303",
     "GET /ui/request-logs": "303 200 303 200 200 200 200 200 200",
     "GET /ui/request-logs/{request_id}": "303 200 303 200 404 200 200 200 200",
 }
@@ -168,12 +178,17 @@ class World:
         assert answer.status_code == 200, answer.text
         return str(self.ok("GET", "/admin/request-logs?limit=1")["data"][0]["request_id"])
 
+    def preset(self) -> str:
+        name = self.name()
+        self.ok("POST", "/admin/presets", name=name, team_id=self.red, model="chat")
+        return name
+
     def path(self, pattern: str) -> str:
         fill: dict[str, Callable[[], str]] = {
             "{team_id}": lambda: self.red,
             "{key_id}": self.red_key,
             "{action_id}": self.action,
-            "{name}": lambda: "htmx.min.js",
+            "{name}": lambda: self.preset() if pattern.startswith("/ui/presets") else "htmx.min.js",
             "{budget_id}": self.budget,
             "{request_id}": self.logged_request,
             "{provider}": lambda: "fake",
@@ -192,6 +207,10 @@ class World:
             "POST /ui/users": lambda: {"email": f"{self.name()}@example.com"},
             "POST /ui/keys/{key_id}": lambda: {"name": self.name(), "max_budget": "5.00"},
             "POST /ui/budgets": lambda: {"scope": "key", "subject": self.red_key(), "limit": "10.00"},
+            "POST /ui/plans": lambda: {"name": self.name(), "markup": "1.2"},
+            "POST /ui/teams/{team_id}/billing": lambda: {"markup": "1.1"},
+            "POST /ui/teams/{team_id}/credits": lambda: {"amount": "1.00"},
+            "POST /ui/presets": lambda: {"name": self.name(), "team": self.red, "model": "chat"},
         }
         make = forms.get(route)
         return {} if make is None else make()

@@ -19,6 +19,7 @@ from importlib import resources
 from urllib.parse import quote, unquote, urlsplit
 
 from turnout.app import Services
+from turnout.console.billing_pages import BillingPages
 from turnout.console.budget_pages import BudgetPages
 from turnout.console.exit_pages import ExitPages
 from turnout.console.key_pages import KeyPages
@@ -88,6 +89,7 @@ class ConsoleApp:
         spend = SpendPages(services, self.renderer)
         exits = ExitPages(services, self.renderer)
         overview = OverviewPages(services, self.renderer, deployments)
+        billing = BillingPages(services, self.renderer)
         self.routes = [
             ConsoleRoute("GET", "", overview.overview, "Overview: traffic, errors, spend, latency, health"),
             ConsoleRoute("GET", "/keys", pages.keys, "Keys: paged, searchable; the form to issue one"),
@@ -112,6 +114,16 @@ class ConsoleApp:
             ConsoleRoute(
                 "POST", "/budgets/{budget_id}/delete", budget_pages.delete_budget, "Remove a budget"
             ),
+            ConsoleRoute("GET", "/billing", billing.billing, "Plans and every team's terms and credit"),
+            ConsoleRoute("POST", "/plans", billing.create_plan, "Create a billing plan"),
+            ConsoleRoute(
+                "GET", "/teams/{team_id}/billing", billing.team_billing, "A team's terms, credit and top-ups"
+            ),
+            ConsoleRoute("POST", "/teams/{team_id}/billing", billing.set_terms, "Set a team's billing terms"),
+            ConsoleRoute("POST", "/teams/{team_id}/credits", billing.change_credit, "Top up or adjust"),
+            ConsoleRoute("GET", "/presets", billing.presets, "Presets and what each earned its team"),
+            ConsoleRoute("POST", "/presets", billing.publish, "Publish a preset"),
+            ConsoleRoute("POST", "/presets/{name}/withdraw", billing.withdraw, "Withdraw a preset"),
             ConsoleRoute("GET", "/request-logs", request_logs.entries, "The request log, searched and paged"),
             ConsoleRoute(
                 "GET", "/request-logs/{request_id}", request_logs.entry, "A logged request and its answer"

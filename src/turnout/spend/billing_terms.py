@@ -36,7 +36,7 @@ def price(value: str, param: str) -> str:
     try:
         return str(decimal_price(value))
     except ValueError as error:
-        raise InvalidRequest(str(error), param=param) from None
+        raise InvalidRequest(f"'{param}': {error}", param=param) from None
 
 
 def plan_values(
