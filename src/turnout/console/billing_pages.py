@@ -47,9 +47,10 @@ class BillingPages:
         teams, page = await self.s.directory.list_teams(
             visit.caller, Paging(PAGE_SIZE, request.text("after", 1000))
         )
+        names = {t["id"]: t["name"] for t in teams}
         accounts = [
-            {**await self.s.billing_service.account(visit.caller, t["id"]), "team_name": t["name"]}
-            for t in teams
+            {**account, "team_name": names[account["team_id"]]}
+            for account in await self.s.billing_service.accounts(visit.caller, list(names))
         ]
         return self.page("billing.html", visit, plans=plans, accounts=accounts, next_cursor=page.next_cursor)
 
