@@ -34,6 +34,7 @@ DOC: dict[str, Any] = {
         },
     },
     "auth": {"failed_attempts": {"limit": 0}},
+    "routing": {"breaker": {"consecutive_failures": 1, "open_for": "60s"}},  # one failure opens it
 }
 
 
@@ -117,7 +118,9 @@ def test_the_overview_shows_traffic_spend_latency_and_failovers_and_a_team_admin
     assert latency and " ms" in latency.group(1)  # p50 and p95 measured
     failovers = re.search(r'<table class="list" id="failovers">(.*?)</table>', html, re.DOTALL)
     assert failovers and "<td>fake</td><td>upstream_server_error</td><td>1</td>" in failovers.group(1)
-    assert re.search(r"<td>broken</td><td class=\"state-\w+\">", html)  # its breaker, as it is
+    broken = re.search(r"<tr><td>broken</td>(.*?)</tr>", html, re.DOTALL)
+    assert broken and '<td class="state-open">open (retry in' in broken.group(1)  # its breaker, now
+    assert '<span class="state-open">open</span>' in broken.group(1)  # and when it opened
 
     for window, buckets in (("hour", 4), ("day", 24), ("month", 30)):
         plotted = everything.get("/ui", params={"window": window})

@@ -47,4 +47,12 @@ def stacked_bars(
                 }
             )
     legend = [{"series": layer.series, "name": layer.name} for layer in layers]
-    return {"bars": bars, "legend": legend, "peak": shown(peak), "buckets": len(buckets)}
+    first, last = (buckets[0][0], buckets[-1][0]) if buckets else ("", "")
+    return {
+        "bars": bars,
+        "legend": legend,
+        "peak": shown(peak),
+        "buckets": len(buckets),
+        "first": first,  # the labels of the first and last bars, under the chart's ends
+        "last": last,
+    }
