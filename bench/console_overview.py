@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -136,6 +137,7 @@ def main() -> None:
                 client.close()
     finally:
         gateway.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)  # a million rows: hundreds of MB
 
 
 if __name__ == "__main__":
