@@ -90,11 +90,15 @@ class Watched:
         assert answer is not None
         return answer.status
 
-    def sign_in(self, key: str) -> None:
+    def sign_in(self, key: str, then: str = "/keys") -> None:
+        """Sign in from the sign-in page (to the overview, the console's landing page), then go to
+        the page `then`."""
         self.goto("/login")
         self.page.fill("#key", key)
         self.page.click("button[type=submit]")
-        self.page.wait_for_url(re.compile(r".*/ui/keys$"))
+        self.page.wait_for_url(re.compile(r".*/ui$"))
+        assert self.page.inner_text("h1").startswith("Overview")
+        self.goto(then)
 
     def shot(self, name: str, **options: Any) -> None:
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -104,6 +108,12 @@ class Watched:
         unexpected = [e for e in self.errors if not any(x in e for x in expected_errors)]
         self.context.close()
         assert not unexpected, "the browser's console reported errors:\n" + "\n".join(unexpected)
+
+
+def flushed(gateway: Gateway) -> None:
+    """The spend recorder's journal written to the database (and so to the running totals)."""
+    assert gateway.loop is not None
+    asyncio.run_coroutine_threadsafe(gateway.services.spend.flush(), gateway.loop).result(30)
 
 
 def master(gateway: Gateway, method: str, path: str, **body: Any) -> Any:
@@ -120,6 +130,10 @@ def test_sign_in_issue_a_key_use_it_through_the_sdk_and_find_it(browser: Browser
     assert w.page.url.endswith("/ui/login?next=/ui/keys")
     w.shot("login")
     w.sign_in(MASTER_KEY)
+    flushed(gateway)
+    assert w.goto("") == 200
+    before = int(w.page.locator("#today td").first.inner_text())  # requests today
+    w.goto("/keys")
     w.page.fill("#name", "browser-made")
     w.page.click("form.panel button[type=submit]")
     w.page.wait_for_selector("#new-key")
@@ -136,6 +150,9 @@ def test_sign_in_issue_a_key_use_it_through_the_sdk_and_find_it(browser: Browser
         client.close()
     assert answer.choices[0].message.content
 
+    flushed(gateway)
+    w.goto("")  # the request appears in the overview's figures for today
+    assert int(w.page.locator("#today td").first.inner_text()) == before + 1
     w.goto("/keys")
     row = w.page.locator("tr", has_text="browser-made")
     assert row.count() == 1 and "active" in row.inner_text()
@@ -245,11 +262,17 @@ def test_every_page_loads_without_a_console_error(browser: Browser, gateway: Gat
             timeout=30,
         )
         assert answer.status_code == 200, answer.text
-    assert gateway.loop is not None
-    asyncio.run_coroutine_threadsafe(gateway.services.spend.flush(), gateway.loop).result(30)
+    acme = master(gateway, "POST", "/admin/teams", name="acme")["id"]
+    plan = master(gateway, "POST", "/admin/plans", name="resell", markup="1.25")
+    master(gateway, "POST", f"/admin/teams/{acme}/billing", plan_id=plan["id"], prepaid=True)
+    master(gateway, "POST", f"/admin/teams/{acme}/credits", amount="50.00", note="first top-up")
+    master(gateway, "POST", "/admin/presets", name="tutor", team_id=acme, model="paid", revenue_share="0.3")
+    flushed(gateway)
     w = Watched(browser, gateway)
     w.sign_in(MASTER_KEY)
     for path, shot in (
+        ("", "overview"),
+        ("?window=month", None),
         ("/keys", None),
         ("/teams", "teams"),
         ("/users", "users"),
@@ -259,6 +282,9 @@ def test_every_page_loads_without_a_console_error(browser: Browser, gateway: Gat
         ("/budgets", None),
         ("/request-logs", None),
         ("/spend?group_by=model&since=1d", "spend"),
+        ("/billing", "billing"),
+        (f"/teams/{acme}/billing", "team-billing"),
+        ("/presets", "presets"),
         ("/exit-report?since=1d", "exit-report"),
     ):
         assert w.goto(path) == 200, path

@@ -71,7 +71,7 @@ def signed_in(gateway: Gateway, key: str) -> httpx.Client:
     assert form.status_code == 200
     answer = client.post("/ui/login", data={"key": key, "csrf": csrf_of(form.text)})
     assert answer.status_code == 303, answer.text
-    assert answer.headers["location"] == "/ui/keys"
+    assert answer.headers["location"] == "/ui"
     return client
 
 
@@ -125,8 +125,42 @@ def test_a_member_key_cannot_sign_in(gateway: Gateway) -> None:
     client = browser(gateway)
     form = client.get("/ui/login")
     answer = client.post("/ui/login", data={"key": member, "csrf": csrf_of(form.text)})
-    assert answer.status_code == 403 and "owners and admins" in answer.text
+    assert answer.status_code == 403 and "owners, admins and viewers" in answer.text
     assert "turnout_session=" not in answer.headers.get("set-cookie", "")
+
+
+def test_a_viewer_reads_every_page_of_its_scope_and_changes_nothing(gateway: Gateway) -> None:
+    team = admin(gateway, "POST", "/admin/teams", name="watched")["id"]
+    watched = admin(gateway, "POST", "/admin/keys", name="watched-service", team_id=team)
+    viewers = {
+        "organisation": admin(gateway, "POST", "/admin/keys", name="org-viewer", role="viewer")["key"],
+        "team": admin(gateway, "POST", "/admin/keys", name="team-viewer", role="viewer", team_id=team)["key"],
+    }
+    for scope, key in viewers.items():
+        client = signed_in(gateway, key)
+        keys = client.get("/ui/keys", params={"q": "watched-service"})
+        assert keys.status_code == 200 and "watched-service" in keys.text  # reads what an admin reads
+        assert client.get("/ui").status_code == 200
+        assert client.get("/ui/audit").status_code == 200
+        assert client.get("/ui/providers").status_code == (200 if scope == "organisation" else 403)
+        token = csrf_of(keys.text)  # the forms are there; the server refuses what they send
+        changes = {
+            "/ui/keys": {"name": "by-a-viewer", "team": team},
+            f"/ui/keys/{watched['id']}/revoke": {},
+            "/ui/teams": {"name": "made-by-a-viewer"},
+            "/ui/budgets": {"scope": "team", "subject": team, "limit": "1.00"},
+            "/ui/providers/fake/remove": {},
+        }
+        for path, form in changes.items():
+            refused = client.post(path, data={**form, "csrf": token})
+            assert refused.status_code == 403 and "A viewer reads only" in refused.text, path
+        assert client.post("/ui/logout", data={"csrf": token}).status_code == 303  # it may leave
+    assert admin(gateway, "GET", f"/admin/keys/{watched['id']}")["revoked_at"] is None
+    names = {t["name"] for t in admin(gateway, "GET", "/admin/teams?limit=1000")["data"]}
+    assert "made-by-a-viewer" not in names
+    assert not admin(gateway, "GET", f"/admin/budgets?scope=team&subject_id={team}")["data"]
+    keys = admin(gateway, "GET", "/admin/keys?limit=1000")["data"]
+    assert not [k for k in keys if k["name"] == "by-a-viewer"]
 
 
 def test_a_change_without_the_csrf_token_is_refused_and_changes_nothing(gateway: Gateway) -> None:
@@ -255,7 +289,7 @@ def test_signing_in_goes_back_to_a_console_page_only(gateway: Gateway, wanted: s
     client = browser(gateway)
     form = client.get("/ui/login", params={"next": wanted})
     answer = client.post("/ui/login", data={"key": MASTER_KEY, "csrf": csrf_of(form.text), "next": wanted})
-    assert answer.status_code == 303 and answer.headers["location"] == "/ui/keys"
+    assert answer.status_code == 303 and answer.headers["location"] == "/ui"
     form = client.get("/ui/login")
     back = client.post("/ui/login", data={"key": MASTER_KEY, "csrf": csrf_of(form.text), "next": "/ui/audit"})
     assert back.headers["location"] == "/ui/audit"

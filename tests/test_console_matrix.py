@@ -1,9 +1,11 @@
 """Every console route x every kind of caller, from the console's live route table (the API's
 routes have theirs in tests/test_route_matrix.py): a console route added without a row here fails.
 
-Each caller signs in afresh for each call (the members' and viewers' keys cannot: they have no
-session, like an anonymous browser) and sends the session's CSRF token with every change, so
-what is refused is refused by the server's authority, never for a missing token. Each call's path
+Each caller signs in afresh for each call (a member's key cannot: it has no session, like an
+anonymous browser) and sends the session's CSRF token with every change, so what is refused is
+refused by the server's authority, never for a missing token. Viewers (of the team `red`, and of
+the whole organisation) read what an admin of their scope reads, and every change they send is
+refused (403) before any page's code runs. Each call's path
 names a fresh object of the team `red` where it would change it.
 """
 
@@ -20,50 +22,70 @@ import pytest
 
 from support.gateway import MASTER_KEY, Gateway, settings_for
 
-CALLERS = ("none", "member", "red_admin", "blue_admin", "org_admin", "owner", "master")
+CALLERS = (
+    "none",
+    "viewer",
+    "member",
+    "red_admin",
+    "blue_admin",
+    "org_viewer",
+    "org_admin",
+    "owner",
+    "master",
+)
 
 # 303: a redirect (GET without a session: to the sign-in page; a change done: to the page showing
-# it); 403 for a change without a session, or one the caller's authority refuses; 404 for another
-# team's things.
+# it); 403 for a change without a session, one the caller's authority refuses, or any a viewer
+# sends; 404 for another team's things.
 EXPECTED: dict[str, str] = {
-    "GET /ui": "303 303 303 303 303 303 303",
-    "GET /ui/login": "200 200 200 200 200 200 200",
-    "POST /ui/login": "400 403 303 303 303 303 303",
-    "POST /ui/logout": "303 303 303 303 303 303 303",
-    "GET /ui/static/{name}": "200 200 200 200 200 200 200",
-    "GET /ui/keys": "303 303 200 200 200 200 200",
-    "POST /ui/keys": "403 403 200 403 200 200 200",
-    "POST /ui/keys/{key_id}/revoke": "403 403 303 404 303 303 303",
-    "GET /ui/keys/{key_id}": "303 303 200 404 200 200 200",
-    "POST /ui/keys/{key_id}": "403 403 303 404 303 303 303",
-    "POST /ui/keys/{key_id}/rotate": "403 403 200 404 200 200 200",
-    "GET /ui/teams": "303 303 200 200 200 200 200",
-    "POST /ui/teams": "403 403 403 403 303 303 303",
-    "GET /ui/teams/{team_id}": "303 303 200 404 200 200 200",
-    "POST /ui/teams/{team_id}/members": "403 403 303 404 303 303 303",
-    "GET /ui/users": "303 303 200 200 200 200 200",
-    "POST /ui/users": "403 403 403 403 303 303 303",
-    "GET /ui/audit": "303 303 200 200 200 200 200",
-    "GET /ui/approvals": "303 303 200 200 200 200 200",
-    "GET /ui/approvals/{action_id}": "303 303 200 404 200 200 200",
+    "GET /ui": "303 200 303 200 200 200 200 200 200",
+    "GET /ui/login": "200 200 200 200 200 200 200 200 200",
+    "POST /ui/login": "400 303 403 303 303 303 303 303 303",
+    "POST /ui/logout": "303 303 303 303 303 303 303 303 303",
+    "GET /ui/static/{name}": "200 200 200 200 200 200 200 200 200",
+    "GET /ui/keys": "303 200 303 200 200 200 200 200 200",
+    "POST /ui/keys": "403 403 403 200 403 403 200 200 200",
+    "POST /ui/keys/{key_id}/revoke": "403 403 403 303 404 403 303 303 303",
+    "GET /ui/keys/{key_id}": "303 200 303 200 404 200 200 200 200",
+    "POST /ui/keys/{key_id}": "403 403 403 303 404 403 303 303 303",
+    "POST /ui/keys/{key_id}/rotate": "403 403 403 200 404 403 200 200 200",
+    "GET /ui/teams": "303 200 303 200 200 200 200 200 200",
+    "POST /ui/teams": "403 403 403 403 403 403 303 303 303",
+    "GET /ui/teams/{team_id}": "303 200 303 200 404 200 200 200 200",
+    "POST /ui/teams/{team_id}/members": "403 403 403 303 404 403 303 303 303",
+    "GET /ui/users": "303 200 303 200 200 200 200 200 200",
+    "POST /ui/users": "403 403 403 403 403 403 303 303 303",
+    "GET /ui/audit": "303 200 303 200 200 200 200 200 200",
+    "GET /ui/approvals": "303 200 303 200 200 200 200 200 200",
+    "GET /ui/approvals/{action_id}": "303 200 303 200 404 200 200 200 200",
     # the pending action is the master key's: it may withdraw it, never approve it
-    "POST /ui/approvals/{action_id}/approve": "403 403 303 404 303 303 403",
-    "POST /ui/approvals/{action_id}/reject": "403 403 303 404 303 303 303",
-    "GET /ui/providers": "303 303 403 403 200 200 200",
+    "POST /ui/approvals/{action_id}/approve": "403 403 403 303 404 403 303 303 403",
+    "POST /ui/approvals/{action_id}/reject": "403 403 403 303 404 403 303 303 303",
+    "GET /ui/providers": "303 403 303 403 403 200 200 200 200",
     # under the two-person rule a removal is proposed: the pending action's page
-    "POST /ui/providers/{provider}/remove": "403 403 403 403 303 303 303",
-    "POST /ui/providers/{provider}/restore": "403 403 403 403 303 303 303",
-    "GET /ui/budgets": "303 303 200 200 200 200 200",
+    "POST /ui/providers/{provider}/remove": "403 403 403 403 403 403 303 303 303",
+    "POST /ui/providers/{provider}/restore": "403 403 403 403 403 403 303 303 303",
+    "GET /ui/budgets": "303 200 303 200 200 200 200 200 200",
     # spend: a team's admin reads their team's (the same page, narrowed), the organisation all of it
-    "GET /ui/spend": "303 303 200 200 200 200 200",
-    "GET /ui/spend.csv": "303 303 200 200 200 200 200",
+    "GET /ui/spend": "303 200 303 200 200 200 200 200 200",
+    "GET /ui/spend.csv": "303 200 303 200 200 200 200 200 200",
     # the organisation's owners and admins, as GET /admin/exit-report
-    "GET /ui/exit-report": "303 303 403 403 200 200 200",
-    "POST /ui/budgets": "403 403 303 404 303 303 303",
+    "GET /ui/exit-report": "303 403 303 403 403 200 200 200 200",
+    "POST /ui/budgets": "403 403 403 303 404 403 303 303 303",
     # the budget was set by the organisation: a team's admin cannot remove it from below
-    "POST /ui/budgets/{budget_id}/delete": "403 403 403 404 303 303 303",
-    "GET /ui/request-logs": "303 303 200 200 200 200 200",
-    "GET /ui/request-logs/{request_id}": "303 303 200 404 200 200 200",
+    "POST /ui/budgets/{budget_id}/delete": "403 403 403 403 404 403 303 303 303",
+    # billing is the organisation's to set; its teams' admins and viewers read their own account
+    "GET /ui/billing": "303 200 303 200 200 200 200 200 200",
+    "POST /ui/plans": "403 403 403 403 403 403 303 303 303",
+    "GET /ui/teams/{team_id}/billing": "303 200 303 200 404 200 200 200 200",
+    "POST /ui/teams/{team_id}/billing": "403 403 403 403 403 403 303 303 303",
+    "POST /ui/teams/{team_id}/credits": "403 403 403 403 403 403 303 303 303",
+    # presets: a team's admins publish and withdraw their team's (the preset here is red's)
+    "GET /ui/presets": "303 200 303 200 200 200 200 200 200",
+    "POST /ui/presets": "403 403 403 303 403 403 303 303 303",
+    "POST /ui/presets/{name}/withdraw": "403 403 403 303 403 403 303 303 303",
+    "GET /ui/request-logs": "303 200 303 200 200 200 200 200 200",
+    "GET /ui/request-logs/{request_id}": "303 200 303 200 404 200 200 200 200",
 }
 
 
@@ -94,9 +116,10 @@ class World:
         self.red = self.ok("POST", "/admin/teams", name="red")["id"]
         self.blue = self.ok("POST", "/admin/teams", name="blue")["id"]
         users = {}
-        for name, role in (("org_admin", "admin"), ("owner", "owner")):
+        for name, role in (("org_viewer", "viewer"), ("org_admin", "admin"), ("owner", "owner")):
             users[name] = self.ok("POST", "/admin/users", email=f"{name}@example.com", role=role)["id"]
         for name, team, role in (
+            ("viewer", self.red, "viewer"),
             ("member", self.red, "member"),
             ("red_admin", self.red, "admin"),
             ("blue_admin", self.blue, "admin"),
@@ -105,9 +128,11 @@ class World:
             self.ok("POST", f"/admin/teams/{team}/members", user_id=users[name], role=role)
         self.keys: dict[str, str | None] = {"none": None, "master": MASTER_KEY}
         for name, (team, role) in {
+            "viewer": (self.red, "viewer"),
             "member": (self.red, "member"),
             "red_admin": (self.red, "admin"),
             "blue_admin": (self.blue, "admin"),
+            "org_viewer": (None, "viewer"),
             "org_admin": (None, "admin"),
             "owner": (None, "owner"),
         }.items():
@@ -153,12 +178,17 @@ class World:
         assert answer.status_code == 200, answer.text
         return str(self.ok("GET", "/admin/request-logs?limit=1")["data"][0]["request_id"])
 
+    def preset(self) -> str:
+        name = self.name()
+        self.ok("POST", "/admin/presets", name=name, team_id=self.red, model="chat")
+        return name
+
     def path(self, pattern: str) -> str:
         fill: dict[str, Callable[[], str]] = {
             "{team_id}": lambda: self.red,
             "{key_id}": self.red_key,
             "{action_id}": self.action,
-            "{name}": lambda: "htmx.min.js",
+            "{name}": lambda: self.preset() if pattern.startswith("/ui/presets") else "htmx.min.js",
             "{budget_id}": self.budget,
             "{request_id}": self.logged_request,
             "{provider}": lambda: "fake",
@@ -177,6 +207,10 @@ class World:
             "POST /ui/users": lambda: {"email": f"{self.name()}@example.com"},
             "POST /ui/keys/{key_id}": lambda: {"name": self.name(), "max_budget": "5.00"},
             "POST /ui/budgets": lambda: {"scope": "key", "subject": self.red_key(), "limit": "10.00"},
+            "POST /ui/plans": lambda: {"name": self.name(), "markup": "1.2"},
+            "POST /ui/teams/{team_id}/billing": lambda: {"markup": "1.1"},
+            "POST /ui/teams/{team_id}/credits": lambda: {"amount": "1.00"},
+            "POST /ui/presets": lambda: {"name": self.name(), "team": self.red, "model": "chat"},
         }
         make = forms.get(route)
         return {} if make is None else make()

@@ -2,7 +2,9 @@
 row here fails the build, and every row says what each caller gets.
 
 Callers: no key, a junk key, a viewer and a member of the team `red`, an admin of `red`, an admin
-of another team (`blue`), an organisation admin, an organisation owner, and the master key. Each
+of another team (`blue`), an organisation-wide viewer, an organisation admin, an organisation
+owner, and the master key. A viewer reads what an admin of its scope reads and changes nothing:
+every change it asks for is refused (403) before any service sees it. Each
 call's path names a fresh object of `red` where it would change it (a key, a user, a budget, a
 preset, a pending action), so one caller's call never decides the next one's. The two-person rule
 is on (as shipped): an action under it answers 202 with the pending action, and changes nothing.
@@ -25,7 +27,18 @@ import pytest
 from support.batch_upstream import BatchUpstream
 from support.gateway import MASTER_KEY, UPSTREAM_KEY, Gateway, settings_for
 
-CALLERS = ("none", "junk", "viewer", "member", "red_admin", "blue_admin", "org_admin", "owner", "master")
+CALLERS = (
+    "none",
+    "junk",
+    "viewer",
+    "member",
+    "red_admin",
+    "blue_admin",
+    "org_viewer",
+    "org_admin",
+    "owner",
+    "master",
+)
 
 # Who gets what, callers in the order of CALLERS. The public OpenAI and Anthropic API is any valid
 # key's; the admin API is owners' and admins' (keys, audit, approvals), each within their scope, or
@@ -33,155 +46,155 @@ CALLERS = ("none", "junk", "viewer", "member", "red_admin", "blue_admin", "org_a
 EXPECTED: dict[str, str] = {
     # ------------------------------------------------------------------ metrics
     # Prometheus metrics: the organisation's owners and admins (and the metrics key, tests/test_metrics.py)
-    "GET /metrics": "401 401 403 403 403 403 200 200 200",
+    "GET /metrics": "401 401 403 403 403 403 200 200 200 200",
     # ------------------------------------------------------------------ health and the API
-    "GET /health/live": "200 200 200 200 200 200 200 200 200",
-    "HEAD /health/live": "200 200 200 200 200 200 200 200 200",
-    "GET /health/ready": "200 200 200 200 200 200 200 200 200",
-    "HEAD /health/ready": "200 200 200 200 200 200 200 200 200",
-    "GET /openapi.json": "200 200 200 200 200 200 200 200 200",
-    "POST /v1/chat/completions": "401 401 200 200 200 200 200 200 200",
-    "POST /chat/completions": "401 401 200 200 200 200 200 200 200",
-    "POST /v1/completions": "401 401 200 200 200 200 200 200 200",
-    "POST /completions": "401 401 200 200 200 200 200 200 200",
-    "POST /v1/embeddings": "401 401 200 200 200 200 200 200 200",
-    "POST /embeddings": "401 401 200 200 200 200 200 200 200",
-    "POST /v1/rerank": "401 401 200 200 200 200 200 200 200",
-    "POST /rerank": "401 401 200 200 200 200 200 200 200",
-    "POST /v1/moderations": "401 401 200 200 200 200 200 200 200",
-    "POST /moderations": "401 401 200 200 200 200 200 200 200",
-    "POST /v1/messages": "401 401 200 200 200 200 200 200 200",
-    "POST /messages": "401 401 200 200 200 200 200 200 200",
-    "POST /v1/messages/count_tokens": "401 401 200 200 200 200 200 200 200",
-    "POST /messages/count_tokens": "401 401 200 200 200 200 200 200 200",
-    "POST /v1/responses": "401 401 200 200 200 200 200 200 200",
-    "POST /responses": "401 401 200 200 200 200 200 200 200",
-    "GET /v1/models": "401 401 200 200 200 200 200 200 200",
-    "GET /models": "401 401 200 200 200 200 200 200 200",
-    "GET /v1/models/{model}": "401 401 200 200 200 200 200 200 200",
-    "GET /models/{model}": "401 401 200 200 200 200 200 200 200",
+    "GET /health/live": "200 200 200 200 200 200 200 200 200 200",
+    "HEAD /health/live": "200 200 200 200 200 200 200 200 200 200",
+    "GET /health/ready": "200 200 200 200 200 200 200 200 200 200",
+    "HEAD /health/ready": "200 200 200 200 200 200 200 200 200 200",
+    "GET /openapi.json": "200 200 200 200 200 200 200 200 200 200",
+    "POST /v1/chat/completions": "401 401 200 200 200 200 200 200 200 200",
+    "POST /chat/completions": "401 401 200 200 200 200 200 200 200 200",
+    "POST /v1/completions": "401 401 200 200 200 200 200 200 200 200",
+    "POST /completions": "401 401 200 200 200 200 200 200 200 200",
+    "POST /v1/embeddings": "401 401 200 200 200 200 200 200 200 200",
+    "POST /embeddings": "401 401 200 200 200 200 200 200 200 200",
+    "POST /v1/rerank": "401 401 200 200 200 200 200 200 200 200",
+    "POST /rerank": "401 401 200 200 200 200 200 200 200 200",
+    "POST /v1/moderations": "401 401 200 200 200 200 200 200 200 200",
+    "POST /moderations": "401 401 200 200 200 200 200 200 200 200",
+    "POST /v1/messages": "401 401 200 200 200 200 200 200 200 200",
+    "POST /messages": "401 401 200 200 200 200 200 200 200 200",
+    "POST /v1/messages/count_tokens": "401 401 200 200 200 200 200 200 200 200",
+    "POST /messages/count_tokens": "401 401 200 200 200 200 200 200 200 200",
+    "POST /v1/responses": "401 401 200 200 200 200 200 200 200 200",
+    "POST /responses": "401 401 200 200 200 200 200 200 200 200",
+    "GET /v1/models": "401 401 200 200 200 200 200 200 200 200",
+    "GET /models": "401 401 200 200 200 200 200 200 200 200",
+    "GET /v1/models/{model}": "401 401 200 200 200 200 200 200 200 200",
+    "GET /models/{model}": "401 401 200 200 200 200 200 200 200 200",
     # a provider's own API, on the paths its configuration allows (the fake answers them all)
-    "GET /passthrough/{provider}/{path}": "401 401 200 200 200 200 200 200 200",
-    "POST /passthrough/{provider}/{path}": "401 401 200 200 200 200 200 200 200",
-    "PUT /passthrough/{provider}/{path}": "401 401 200 200 200 200 200 200 200",
-    "PATCH /passthrough/{provider}/{path}": "401 401 200 200 200 200 200 200 200",
-    "DELETE /passthrough/{provider}/{path}": "401 401 200 200 200 200 200 200 200",
+    "GET /passthrough/{provider}/{path}": "401 401 200 200 200 200 200 200 200 200",
+    "POST /passthrough/{provider}/{path}": "401 401 200 200 200 200 200 200 200 200",
+    "PUT /passthrough/{provider}/{path}": "401 401 200 200 200 200 200 200 200 200",
+    "PATCH /passthrough/{provider}/{path}": "401 401 200 200 200 200 200 200 200 200",
+    "DELETE /passthrough/{provider}/{path}": "401 401 200 200 200 200 200 200 200 200",
     # a stored response is its key's alone (the master key's here)
-    "GET /v1/responses/{response_id}": "401 401 404 404 404 404 404 404 200",
-    "DELETE /v1/responses/{response_id}": "401 401 404 404 404 404 404 404 200",
-    "GET /v1/responses/{response_id}/input_items": "401 401 404 404 404 404 404 404 200",
-    "GET /responses/{response_id}": "401 401 404 404 404 404 404 404 200",
-    "DELETE /responses/{response_id}": "401 401 404 404 404 404 404 404 200",
-    "GET /responses/{response_id}/input_items": "401 401 404 404 404 404 404 404 200",
+    "GET /v1/responses/{response_id}": "401 401 404 404 404 404 404 404 404 200",
+    "DELETE /v1/responses/{response_id}": "401 401 404 404 404 404 404 404 404 200",
+    "GET /v1/responses/{response_id}/input_items": "401 401 404 404 404 404 404 404 404 200",
+    "GET /responses/{response_id}": "401 401 404 404 404 404 404 404 404 200",
+    "DELETE /responses/{response_id}": "401 401 404 404 404 404 404 404 404 200",
+    "GET /responses/{response_id}/input_items": "401 401 404 404 404 404 404 404 404 200",
     # a batch and its files are their key's team's alone (red's member's here); any key batches
-    "POST /v1/files": "401 401 200 200 200 200 200 200 200",
-    "POST /files": "401 401 200 200 200 200 200 200 200",
-    "GET /v1/files": "401 401 200 200 200 200 200 200 200",
-    "GET /files": "401 401 200 200 200 200 200 200 200",
-    "GET /v1/files/{file_id}": "401 401 200 200 200 404 404 404 404",
-    "GET /files/{file_id}": "401 401 200 200 200 404 404 404 404",
-    "DELETE /v1/files/{file_id}": "401 401 200 200 200 404 404 404 404",
-    "DELETE /files/{file_id}": "401 401 200 200 200 404 404 404 404",
-    "GET /v1/files/{file_id}/content": "401 401 200 200 200 404 404 404 404",
-    "GET /files/{file_id}/content": "401 401 200 200 200 404 404 404 404",
-    "POST /v1/batches": "401 401 200 200 200 404 404 404 404",
-    "POST /batches": "401 401 200 200 200 404 404 404 404",
-    "GET /v1/batches": "401 401 200 200 200 200 200 200 200",
-    "GET /batches": "401 401 200 200 200 200 200 200 200",
-    "GET /v1/batches/{batch_id}": "401 401 200 200 200 404 404 404 404",
-    "GET /batches/{batch_id}": "401 401 200 200 200 404 404 404 404",
-    "POST /v1/batches/{batch_id}/cancel": "401 401 200 200 200 404 404 404 404",
-    "POST /batches/{batch_id}/cancel": "401 401 200 200 200 404 404 404 404",
+    "POST /v1/files": "401 401 200 200 200 200 200 200 200 200",
+    "POST /files": "401 401 200 200 200 200 200 200 200 200",
+    "GET /v1/files": "401 401 200 200 200 200 200 200 200 200",
+    "GET /files": "401 401 200 200 200 200 200 200 200 200",
+    "GET /v1/files/{file_id}": "401 401 200 200 200 404 404 404 404 404",
+    "GET /files/{file_id}": "401 401 200 200 200 404 404 404 404 404",
+    "DELETE /v1/files/{file_id}": "401 401 200 200 200 404 404 404 404 404",
+    "DELETE /files/{file_id}": "401 401 200 200 200 404 404 404 404 404",
+    "GET /v1/files/{file_id}/content": "401 401 200 200 200 404 404 404 404 404",
+    "GET /files/{file_id}/content": "401 401 200 200 200 404 404 404 404 404",
+    "POST /v1/batches": "401 401 200 200 200 404 404 404 404 404",
+    "POST /batches": "401 401 200 200 200 404 404 404 404 404",
+    "GET /v1/batches": "401 401 200 200 200 200 200 200 200 200",
+    "GET /batches": "401 401 200 200 200 200 200 200 200 200",
+    "GET /v1/batches/{batch_id}": "401 401 200 200 200 404 404 404 404 404",
+    "GET /batches/{batch_id}": "401 401 200 200 200 404 404 404 404 404",
+    "POST /v1/batches/{batch_id}/cancel": "401 401 200 200 200 404 404 404 404 404",
+    "POST /batches/{batch_id}/cancel": "401 401 200 200 200 404 404 404 404 404",
     # Anthropic's message batches: the same (red's member's batch here)
-    "POST /v1/messages/batches": "401 401 200 200 200 200 200 200 200",
-    "POST /messages/batches": "401 401 200 200 200 200 200 200 200",
-    "GET /v1/messages/batches": "401 401 200 200 200 200 200 200 200",
-    "GET /messages/batches": "401 401 200 200 200 200 200 200 200",
-    "GET /v1/messages/batches/{batch_id}": "401 401 200 200 200 404 404 404 404",
-    "GET /messages/batches/{batch_id}": "401 401 200 200 200 404 404 404 404",
-    "DELETE /v1/messages/batches/{batch_id}": "401 401 200 200 200 404 404 404 404",
-    "DELETE /messages/batches/{batch_id}": "401 401 200 200 200 404 404 404 404",
-    "POST /v1/messages/batches/{batch_id}/cancel": "401 401 200 200 200 404 404 404 404",
-    "POST /messages/batches/{batch_id}/cancel": "401 401 200 200 200 404 404 404 404",
-    "GET /v1/messages/batches/{batch_id}/results": "401 401 200 200 200 404 404 404 404",
-    "GET /messages/batches/{batch_id}/results": "401 401 200 200 200 404 404 404 404",
+    "POST /v1/messages/batches": "401 401 200 200 200 200 200 200 200 200",
+    "POST /messages/batches": "401 401 200 200 200 200 200 200 200 200",
+    "GET /v1/messages/batches": "401 401 200 200 200 200 200 200 200 200",
+    "GET /messages/batches": "401 401 200 200 200 200 200 200 200 200",
+    "GET /v1/messages/batches/{batch_id}": "401 401 200 200 200 404 404 404 404 404",
+    "GET /messages/batches/{batch_id}": "401 401 200 200 200 404 404 404 404 404",
+    "DELETE /v1/messages/batches/{batch_id}": "401 401 200 200 200 404 404 404 404 404",
+    "DELETE /messages/batches/{batch_id}": "401 401 200 200 200 404 404 404 404 404",
+    "POST /v1/messages/batches/{batch_id}/cancel": "401 401 200 200 200 404 404 404 404 404",
+    "POST /messages/batches/{batch_id}/cancel": "401 401 200 200 200 404 404 404 404 404",
+    "GET /v1/messages/batches/{batch_id}/results": "401 401 200 200 200 404 404 404 404 404",
+    "GET /messages/batches/{batch_id}/results": "401 401 200 200 200 404 404 404 404 404",
     # ------------------------------------------------------------------ keys: owners and admins
-    # (a team's admin manages its keys; another team's keys are absent to them)
-    "GET /admin/keys": "401 401 403 403 200 200 200 200 200",
-    "POST /admin/keys": "401 401 403 403 200 403 200 200 200",
-    "GET /admin/keys/{key_id}": "401 401 403 403 200 404 200 200 200",
-    "PATCH /admin/keys/{key_id}": "401 401 403 403 200 404 200 200 200",
-    "POST /admin/keys/{key_id}/revoke": "401 401 403 403 200 404 200 200 200",
-    "POST /admin/keys/{key_id}/rotate": "401 401 403 403 200 404 200 200 200",
+    # (a team's admin manages its keys; another team's keys are absent to them; viewers read them)
+    "GET /admin/keys": "401 401 200 403 200 200 200 200 200 200",
+    "POST /admin/keys": "401 401 403 403 200 403 403 200 200 200",
+    "GET /admin/keys/{key_id}": "401 401 200 403 200 404 200 200 200 200",
+    "PATCH /admin/keys/{key_id}": "401 401 403 403 200 404 403 200 200 200",
+    "POST /admin/keys/{key_id}/revoke": "401 401 403 403 200 404 403 200 200 200",
+    "POST /admin/keys/{key_id}/rotate": "401 401 403 403 200 404 403 200 200 200",
     # ------------------------------------------------------------------ teams and users
     # members read their team; the organisation creates teams and users; deleting a team and
     # revoking its keys wait for a second person (202); a team's admin may not delete it
-    "GET /admin/teams": "401 401 200 200 200 200 200 200 200",
-    "POST /admin/teams": "401 401 403 403 403 403 200 200 200",
-    "GET /admin/teams/{team_id}": "401 401 200 200 200 404 200 200 200",
-    "DELETE /admin/teams/{team_id}": "401 401 403 403 403 404 202 202 202",
+    "GET /admin/teams": "401 401 200 200 200 200 200 200 200 200",
+    "POST /admin/teams": "401 401 403 403 403 403 403 200 200 200",
+    "GET /admin/teams/{team_id}": "401 401 200 200 200 404 200 200 200 200",
+    "DELETE /admin/teams/{team_id}": "401 401 403 403 403 404 403 202 202 202",
     # a team's rate limits are the organisation's to set (its own admins cannot lift them)
-    "PATCH /admin/teams/{team_id}": "401 401 403 403 403 404 200 200 200",
-    "POST /admin/teams/{team_id}/members": "401 401 403 403 200 404 200 200 200",
-    "DELETE /admin/teams/{team_id}/members/{user_id}": "401 401 403 403 200 404 200 200 200",
-    "POST /admin/teams/{team_id}/revoke-keys": "401 401 403 403 202 404 202 202 202",
-    "GET /admin/users": "401 401 200 200 200 200 200 200 200",
-    "POST /admin/users": "401 401 403 403 403 403 200 200 200",
-    "GET /admin/users/{user_id}": "401 401 200 200 200 404 200 200 200",
-    "PATCH /admin/users/{user_id}": "401 401 403 403 403 403 200 200 200",
-    "DELETE /admin/users/{user_id}": "401 401 403 403 403 403 200 200 200",
+    "PATCH /admin/teams/{team_id}": "401 401 403 403 403 404 403 200 200 200",
+    "POST /admin/teams/{team_id}/members": "401 401 403 403 200 404 403 200 200 200",
+    "DELETE /admin/teams/{team_id}/members/{user_id}": "401 401 403 403 200 404 403 200 200 200",
+    "POST /admin/teams/{team_id}/revoke-keys": "401 401 403 403 202 404 403 202 202 202",
+    "GET /admin/users": "401 401 200 200 200 200 200 200 200 200",
+    "POST /admin/users": "401 401 403 403 403 403 403 200 200 200",
+    "GET /admin/users/{user_id}": "401 401 200 200 200 404 200 200 200 200",
+    "PATCH /admin/users/{user_id}": "401 401 403 403 403 403 403 200 200 200",
+    "DELETE /admin/users/{user_id}": "401 401 403 403 403 403 403 200 200 200",
     # ------------------------------------------------------------------ budgets
     # a team's admin sets its keys' budgets, but cannot remove one the organisation set
-    "GET /admin/budgets": "401 401 200 200 200 200 200 200 200",
-    "POST /admin/budgets": "401 401 403 403 200 404 200 200 200",
-    "GET /admin/budgets/{budget_id}": "401 401 200 200 200 404 200 200 200",
-    "DELETE /admin/budgets/{budget_id}": "401 401 403 403 403 404 200 200 200",
+    "GET /admin/budgets": "401 401 200 200 200 200 200 200 200 200",
+    "POST /admin/budgets": "401 401 403 403 200 404 403 200 200 200",
+    "GET /admin/budgets/{budget_id}": "401 401 200 200 200 404 200 200 200 200",
+    "DELETE /admin/budgets/{budget_id}": "401 401 403 403 403 404 403 200 200 200",
     # ------------------------------------------------------------------ governance
-    # the action here is the master key's: it may withdraw it, never approve it
-    "GET /admin/audit": "401 401 403 403 200 200 200 200 200",
-    "GET /admin/approvals": "401 401 403 403 200 200 200 200 200",
-    "GET /admin/approvals/{action_id}": "401 401 403 403 200 404 200 200 200",
-    "POST /admin/approvals/{action_id}/approve": "401 401 403 403 200 404 200 200 403",
-    "POST /admin/approvals/{action_id}/reject": "401 401 403 403 200 404 200 200 200",
+    # the action here is the master key's: it may withdraw it, never approve it; viewers read them
+    "GET /admin/audit": "401 401 200 403 200 200 200 200 200 200",
+    "GET /admin/approvals": "401 401 200 403 200 200 200 200 200 200",
+    "GET /admin/approvals/{action_id}": "401 401 200 403 200 404 200 200 200 200",
+    "POST /admin/approvals/{action_id}/approve": "401 401 403 403 200 404 403 200 200 403",
+    "POST /admin/approvals/{action_id}/reject": "401 401 403 403 200 404 403 200 200 200",
     # ------------------------------------------------------------------ billing and presets
     # money is the organisation's; a team's members read its terms; presets are published by
     # a team's admins (others see them listed, without their prompts)
-    "GET /admin/plans": "401 401 200 200 200 200 200 200 200",
-    "POST /admin/plans": "401 401 403 403 403 403 200 200 200",
-    "GET /admin/teams/{team_id}/billing": "401 401 200 200 200 404 200 200 200",
-    "POST /admin/teams/{team_id}/billing": "401 401 403 403 403 403 200 200 200",
-    "GET /admin/teams/{team_id}/credits": "401 401 200 200 200 404 200 200 200",
-    "POST /admin/teams/{team_id}/credits": "401 401 403 403 403 403 200 200 200",
-    "GET /admin/presets": "401 401 200 200 200 200 200 200 200",
-    "POST /admin/presets": "401 401 403 403 200 403 200 200 200",
-    "DELETE /admin/presets/{name}": "401 401 403 403 200 403 200 200 200",
+    "GET /admin/plans": "401 401 200 200 200 200 200 200 200 200",
+    "POST /admin/plans": "401 401 403 403 403 403 403 200 200 200",
+    "GET /admin/teams/{team_id}/billing": "401 401 200 200 200 404 200 200 200 200",
+    "POST /admin/teams/{team_id}/billing": "401 401 403 403 403 403 403 200 200 200",
+    "GET /admin/teams/{team_id}/credits": "401 401 200 200 200 404 200 200 200 200",
+    "POST /admin/teams/{team_id}/credits": "401 401 403 403 403 403 403 200 200 200",
+    "GET /admin/presets": "401 401 200 200 200 200 200 200 200 200",
+    "POST /admin/presets": "401 401 403 403 200 403 403 200 200 200",
+    "DELETE /admin/presets/{name}": "401 401 403 403 200 403 403 200 200 200",
     # ------------------------------------------------------------------ spend
     # everyone reads spend within their scope: a team's keys their team's, the organisation's
     # admins everything (asking beyond one's scope is 403: tests/test_spend_api.py)
-    "GET /admin/spend": "401 401 200 200 200 200 200 200 200",
+    "GET /admin/spend": "401 401 200 200 200 200 200 200 200 200",
     # ------------------------------------------------------------------ providers: the organisation's
-    "GET /admin/providers": "401 401 403 403 403 403 200 200 200",
-    "DELETE /admin/providers/{name}": "401 401 403 403 403 403 202 202 202",
-    "POST /admin/providers/{name}/restore": "401 401 403 403 403 403 200 200 200",
-    "GET /admin/exit-report": "401 401 403 403 403 403 200 200 200",
+    "GET /admin/providers": "401 401 403 403 403 403 200 200 200 200",
+    "DELETE /admin/providers/{name}": "401 401 403 403 403 403 403 202 202 202",
+    "POST /admin/providers/{name}/restore": "401 401 403 403 403 403 403 200 200 200",
+    "GET /admin/exit-report": "401 401 403 403 403 403 200 200 200 200",
     # game days: the organisation's admins; starting one is under the two-person rule
-    "GET /admin/game-days": "401 401 403 403 403 403 200 200 200",
-    "POST /admin/game-days": "401 401 403 403 403 403 202 202 202",
-    "POST /admin/game-days/{game_day_id}/end": "401 401 403 403 403 403 200 200 200",
+    "GET /admin/game-days": "401 401 403 403 403 403 200 200 200 200",
+    "POST /admin/game-days": "401 401 403 403 403 403 403 202 202 202",
+    "POST /admin/game-days/{game_day_id}/end": "401 401 403 403 403 403 403 200 200 200",
     # ------------------------------------------------------------------ the request log
-    # prompts and answers: owners and admins only, a team's admin their own team's (the entry read
-    # is one of red's); logging is switched on and off by whoever manages the key or team
-    "GET /admin/request-logs": "401 401 403 403 200 200 200 200 200",
-    "GET /admin/request-logs/export": "401 401 403 403 200 200 200 200 200",
-    "GET /admin/request-logs/{request_id}": "401 401 403 403 200 404 200 200 200",
-    "GET /admin/keys/{key_id}/request-log": "401 401 403 403 200 404 200 200 200",
-    "PUT /admin/keys/{key_id}/request-log": "401 401 403 403 200 404 200 200 200",
-    "GET /admin/teams/{team_id}/request-log": "401 401 403 403 200 404 200 200 200",
-    "PUT /admin/teams/{team_id}/request-log": "401 401 403 403 200 404 200 200 200",
+    # prompts and answers: owners, admins and viewers only, a team's their own team's (the entry
+    # read is one of red's); logging is switched on and off by whoever manages the key or team
+    "GET /admin/request-logs": "401 401 200 403 200 200 200 200 200 200",
+    "GET /admin/request-logs/export": "401 401 200 403 200 200 200 200 200 200",
+    "GET /admin/request-logs/{request_id}": "401 401 200 403 200 404 200 200 200 200",
+    "GET /admin/keys/{key_id}/request-log": "401 401 200 403 200 404 200 200 200 200",
+    "PUT /admin/keys/{key_id}/request-log": "401 401 403 403 200 404 403 200 200 200",
+    "GET /admin/teams/{team_id}/request-log": "401 401 200 403 200 404 200 200 200 200",
+    "PUT /admin/teams/{team_id}/request-log": "401 401 403 403 200 404 403 200 200 200",
     # ------------------------------------------------------------------ configuration: owners only
     # reading the configuration again changes every alias for everyone: the organisation's owners
     # and the master key, not its admins
-    "POST /admin/reload": "401 401 403 403 403 403 403 200 200",
+    "POST /admin/reload": "401 401 403 403 403 403 403 403 200 200",
 }
 
 
@@ -230,7 +243,7 @@ class World:
         self.red = self.ok("POST", "/admin/teams", name="red")["id"]
         self.blue = self.ok("POST", "/admin/teams", name="blue")["id"]
         users = {}
-        for name, role in (("org_admin", "admin"), ("owner", "owner")):
+        for name, role in (("org_viewer", "viewer"), ("org_admin", "admin"), ("owner", "owner")):
             users[name] = self.ok("POST", "/admin/users", email=f"{name}@example.com", role=role)["id"]
         for name, team, role in (
             ("viewer", self.red, "viewer"),
@@ -250,6 +263,7 @@ class World:
             "member": (self.red, "member"),
             "red_admin": (self.red, "admin"),
             "blue_admin": (self.blue, "admin"),
+            "org_viewer": (None, "viewer"),
             "org_admin": (None, "admin"),
             "owner": (None, "owner"),
         }.items():

@@ -35,7 +35,8 @@ class World:
             "red_member": self.key("red_member", "member", self.red),
             "red_admin": self.key("red_admin", "admin", self.red),
             "blue_admin": self.key("blue_admin", "admin", self.blue),
-            "loner": self.key("loner", "viewer", None),
+            "loner": self.key("loner", "member", None),
+            "org_viewer": self.key("org_viewer", "viewer", None),
         }
 
     def ok(self, method: str, path: str, key: str = MASTER_KEY, **body: Any) -> Any:
@@ -148,6 +149,8 @@ def test_each_caller_reads_only_what_is_theirs(world: World) -> None:
     )
     everything = world.spend(since="1h")
     assert everything["totals"]["requests"] == 7 and everything["filters"] == {}
+    viewer = world.spend(world.keys["org_viewer"][0], since="1h")  # reads what the organisation's admins read
+    assert viewer["totals"]["requests"] == 7 and viewer["filters"] == {}
 
 
 def test_hour_and_day_buckets_start_and_end_on_the_boundary(world: World) -> None:

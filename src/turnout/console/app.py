@@ -19,9 +19,11 @@ from importlib import resources
 from urllib.parse import quote, unquote, urlsplit
 
 from turnout.app import Services
+from turnout.console.billing_pages import BillingPages
 from turnout.console.budget_pages import BudgetPages
 from turnout.console.exit_pages import ExitPages
 from turnout.console.key_pages import KeyPages
+from turnout.console.overview_pages import OverviewPages
 from turnout.console.pages import Pages, Visit
 from turnout.console.rendering import Renderer
 from turnout.console.request_log_pages import RequestLogPages
@@ -43,6 +45,8 @@ STATIC_TYPES = {
     ".svg": b"image/svg+xml",
     ".LICENSE": b"text/plain; charset=utf-8",
 }
+
+READ_ONLY = "A viewer reads only: this key cannot change anything."
 
 Handler = Callable[..., Awaitable[Response]]  # (request, visit, *path parameters)
 
@@ -84,7 +88,10 @@ class ConsoleApp:
         request_logs = RequestLogPages(services, self.renderer)
         spend = SpendPages(services, self.renderer)
         exits = ExitPages(services, self.renderer)
+        overview = OverviewPages(services, self.renderer, deployments)
+        billing = BillingPages(services, self.renderer)
         self.routes = [
+            ConsoleRoute("GET", "", overview.overview, "Overview: traffic, errors, spend, latency, health"),
             ConsoleRoute("GET", "/keys", pages.keys, "Keys: paged, searchable; the form to issue one"),
             ConsoleRoute("POST", "/keys", pages.create_key, "Issue a key (shown once)"),
             ConsoleRoute("POST", "/keys/{key_id}/revoke", pages.revoke_key, "Revoke a key"),
@@ -107,6 +114,16 @@ class ConsoleApp:
             ConsoleRoute(
                 "POST", "/budgets/{budget_id}/delete", budget_pages.delete_budget, "Remove a budget"
             ),
+            ConsoleRoute("GET", "/billing", billing.billing, "Plans and every team's terms and credit"),
+            ConsoleRoute("POST", "/plans", billing.create_plan, "Create a billing plan"),
+            ConsoleRoute(
+                "GET", "/teams/{team_id}/billing", billing.team_billing, "A team's terms, credit and top-ups"
+            ),
+            ConsoleRoute("POST", "/teams/{team_id}/billing", billing.set_terms, "Set a team's billing terms"),
+            ConsoleRoute("POST", "/teams/{team_id}/credits", billing.change_credit, "Top up or adjust"),
+            ConsoleRoute("GET", "/presets", billing.presets, "Presets and what each earned its team"),
+            ConsoleRoute("POST", "/presets", billing.publish, "Publish a preset"),
+            ConsoleRoute("POST", "/presets/{name}/withdraw", billing.withdraw, "Withdraw a preset"),
             ConsoleRoute("GET", "/request-logs", request_logs.entries, "The request log, searched and paged"),
             ConsoleRoute(
                 "GET", "/request-logs/{request_id}", request_logs.entry, "A logged request and its answer"
@@ -141,7 +158,6 @@ class ConsoleApp:
     def route_table(self) -> list[tuple[str, str]]:
         """Every (method, path) the console serves, `{name}` marking a path parameter."""
         fixed = [
-            ("GET", ""),
             ("GET", "/login"),
             ("POST", "/login"),
             ("POST", "/logout"),
@@ -170,8 +186,6 @@ class ConsoleApp:
 
     async def respond(self, request: Request) -> Response:
         path, method = request.path.rstrip("/"), request.method
-        if path == "":
-            return redirect(self.root + "/keys")
         if path.startswith("/static/") and method in ("GET", "HEAD"):
             return self.static_file(path[len("/static/") :])
         if path == "/login":
@@ -205,6 +219,10 @@ class ConsoleApp:
             if not session.csrf_matches(form.get("csrf")) or not _same_origin(request):
                 return self.forbidden(
                     "This form was not sent by the console (its CSRF token is missing or wrong)."
+                )
+            if caller.read_only:  # enforced here, before any page's code: not by hiding buttons
+                return self.renderer.page(
+                    "error.html", 403, caller=caller, csrf=session.csrf_token, message=READ_ONLY
                 )
         visit = Visit(caller, session.csrf_token, request_id="console_" + secrets.token_hex(8))
         try:
@@ -277,7 +295,7 @@ class ConsoleApp:
             and "\\" not in wanted
         ):
             return wanted
-        return self.root + "/keys"
+        return self.root
 
     def static_file(self, name: str) -> Response:
         body = self.static.get(name)

@@ -12,7 +12,7 @@ from turnout.console.pages import Visit
 from turnout.console.rendering import Renderer
 from turnout.console.web import Request, Response
 from turnout.domain.errors import InvalidRequest
-from turnout.domain.key_policy import require_organisation_admin
+from turnout.domain.key_policy import require_organisation_reader
 from turnout.domain.query_times import parse_time
 from turnout.spend.exit_report import exit_report
 
@@ -25,7 +25,7 @@ class ExitPages:
         self.r = renderer
 
     async def exit_report(self, request: Request, visit: Visit) -> Response:
-        require_organisation_admin(visit.caller, "read the exit-readiness report")
+        require_organisation_reader(visit.caller, "read the exit-readiness report")
         asked = {name: value for name in ("since", "until") if (value := request.text(name, 64)) is not None}
         now = dt.datetime.now(dt.UTC)
         until = parse_time(asked, "until", now) or now

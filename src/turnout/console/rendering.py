@@ -18,7 +18,7 @@ def _time(value: float | None) -> str:
     return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _usd(micros: int | None) -> str:
+def usd(micros: int | None) -> str:
     """Dollars and cents; an amount finer than a cent to the micro-dollar ($0.004, not $0.00)."""
     if micros is None:
         return "—"
@@ -43,7 +43,7 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["time"] = _time
-    env.filters["usd"] = _usd
+    env.filters["usd"] = usd
     env.filters["json"] = _json
     return env
 

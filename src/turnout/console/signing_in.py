@@ -1,6 +1,6 @@
-"""Who a console request acts as. Signing in exchanges an owner's or admin's key for a session;
-every later request reads that key again as it is now (revoked, expired, lowered below admin: the
-session no longer works). Failed sign-ins count toward the same per-address limit as failed API
+"""Who a console request acts as. Signing in exchanges an owner's, admin's or viewer's key for a
+session; every later request reads that key again as it is now (revoked, expired, lowered to a
+member: the session no longer works). Failed sign-ins count toward the same per-address limit as failed API
 keys (`limits.auth_failures`, through the server's guard), so guessing keys here is as slow."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from turnout.console.sessions import Session, Sessions
 from turnout.domain.errors import AuthenticationFailed, PermissionDenied
+from turnout.domain.key_policy import reads_as_admin
 from turnout.domain.principal import Principal
 from turnout.governance.people import MASTER_KEY_ID, People
 from turnout.keys.index import KeyIndex
@@ -23,7 +24,7 @@ class FailureGuard(Protocol):
     def failed(self, scope: Mapping[str, Any]) -> None: ...
 
 
-NOT_ADMIN = "The console is for owners and admins; this key's role is '{role}'."
+NOT_ADMIN = "The console is for owners, admins and viewers; this key's role is '{role}'."
 
 
 class SigningIn:
@@ -47,7 +48,7 @@ class SigningIn:
             if self.guard is not None:
                 self.guard.failed(scope)
             raise AuthenticationFailed("That key is not valid.", code="invalid_api_key") from None
-        if not principal.is_admin:
+        if not reads_as_admin(principal):
             raise PermissionDenied(NOT_ADMIN.format(role=principal.role))
         token, _ = await self.sessions.begin(principal.key_id, self.index.hash(key))
         return token, principal
@@ -65,6 +66,6 @@ class SigningIn:
             principal = await self.people.current(stub)
         except AuthenticationFailed:
             return None
-        if principal.key_id != session.key_id or not principal.is_admin:
+        if principal.key_id != session.key_id or not reads_as_admin(principal):
             return None
         return principal

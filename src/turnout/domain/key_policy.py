@@ -22,6 +22,7 @@ from turnout.domain.principal import MASTER_PERSON, Principal, Role
 
 ROLE_RANK: dict[Role, int] = {"viewer": 0, "member": 1, "admin": 2, "owner": 3}
 ADMIN_ROLES: tuple[Role, ...] = ("owner", "admin")
+READER_ROLES: tuple[Role, ...] = ("owner", "admin", "viewer")  # read what an admin of their scope reads
 
 BudgetLevel = Literal["organisation", "team"]
 
@@ -137,6 +138,30 @@ def may_manage(issuer: Principal, team_id: str | None) -> bool:
     return issuer.is_admin and (issuer.team_id is None or issuer.team_id == team_id)
 
 
+def reads_as_admin(principal: Principal) -> bool:
+    """Does `principal` read what an admin of its scope reads (an owner, an admin, or a viewer,
+    who reads as much and changes nothing)?"""
+    return principal.kind == "master" or principal.role in READER_ROLES
+
+
+def may_oversee(reader: Principal, team_id: str | None) -> bool:
+    """May `reader` see (not change) what an admin of `team_id` manages — its keys, its audit
+    events and pending actions, its request log? `may_manage` and a viewer of that scope."""
+    if reader.kind == "master":
+        return True
+    return reads_as_admin(reader) and (reader.team_id is None or reader.team_id == team_id)
+
+
+def organisation_reader(principal: Principal) -> bool:
+    """An owner, admin or viewer of the whole organisation (the master key is its first owner)."""
+    return principal.kind == "master" or (reads_as_admin(principal) and principal.team_id is None)
+
+
+def require_organisation_reader(principal: Principal, what: str) -> None:
+    if not organisation_reader(principal):
+        raise PermissionDenied(f"Only organisation-wide owners, admins and viewers may {what}.")
+
+
 def outranks(role: Role, ceiling: Role) -> bool:
     return ROLE_RANK[role] > ROLE_RANK[ceiling]
 
@@ -164,7 +189,7 @@ def require_organisation_owner(principal: Principal, what: str) -> None:
 
 def may_read(viewer: Principal, team_id: str | None) -> bool:
     """May `viewer` read (not change) things of `team_id` — teams, members, budgets, spend?"""
-    if viewer.kind == "master" or (viewer.team_id is None and viewer.is_admin):
+    if organisation_reader(viewer):
         return True
     return viewer.team_id is not None and viewer.team_id == team_id
 

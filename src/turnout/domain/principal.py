@@ -35,6 +35,12 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     def is_admin(self) -> bool:
         return self.kind == "master" or self.role in ("owner", "admin")
 
+    @property
+    def read_only(self) -> bool:
+        """A viewer's key: it reads what an admin of its scope reads and changes nothing (the
+        admin API and the console refuse its every change before any service sees it)."""
+        return self.kind != "master" and self.role == "viewer"
+
     def may_use(self, model: str) -> bool:
         allowed = self.allowed_models
         if allowed is None:

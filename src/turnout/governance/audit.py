@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from turnout.domain.errors import PermissionDenied
-from turnout.domain.key_policy import may_manage
+from turnout.domain.key_policy import organisation_reader, reads_as_admin
 from turnout.domain.principal import Principal
 from turnout.storage.database import Database
 from turnout.storage.paging import DEFAULT_LIMIT, Keyset, Page, Paging
@@ -46,10 +46,10 @@ def redact(value: Any) -> Any:
 
 def team_scope(viewer: Principal) -> str | None:
     """The one team whose governance records `viewer` may read, or None for every record (an
-    organisation-wide owner or admin). PermissionDenied for anyone who is not an owner or admin."""
-    if not viewer.is_admin:
-        raise PermissionDenied("Only owners and admins may read the audit log and pending actions.")
-    return None if may_manage(viewer, None) else viewer.team_id
+    organisation-wide owner, admin or viewer). PermissionDenied for anyone who is not one of those."""
+    if not reads_as_admin(viewer):
+        raise PermissionDenied("Only owners, admins and viewers may read the audit log and pending actions.")
+    return None if organisation_reader(viewer) else viewer.team_id
 
 
 def _decoded(text: str | None) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from turnout.domain.errors import ResourceNotFound
-from turnout.domain.key_policy import require_organisation_admin
+from turnout.domain.key_policy import require_organisation_admin, require_organisation_reader
 from turnout.domain.principal import Principal
 from turnout.governance.approvals import Approvals
 from turnout.governance.audit import AuditLog
@@ -69,7 +69,7 @@ class ProviderControl:
             raise ResourceNotFound(f"No provider named '{name}' is configured.", param="name")
 
     async def list(self, viewer: Principal) -> list[dict[str, Any]]:
-        require_organisation_admin(viewer, "manage providers")
+        require_organisation_reader(viewer, "read the providers' state")
         async with self.database.engine.connect() as conn:
             removed = {r.name: r for r in await conn.execute(sa.select(removed_providers))}
         return [

@@ -39,6 +39,7 @@ from turnout.domain.key_policy import (
     check_issue,
     lineage_of_new_key,
     may_manage,
+    may_oversee,
     outranks,
 )
 from turnout.domain.principal import Principal, Priority, Role
@@ -254,23 +255,25 @@ class KeyService:
             row = (await conn.execute(query)).first()
         return None if row is None else principal_of(row)
 
-    async def _managed(self, issuer: Principal, key_id: str) -> Any:
+    async def _managed(self, issuer: Principal, key_id: str, *, read: bool = False) -> Any:
+        """The key, if `issuer` manages it (or, to `read` it, may oversee its team); 404 if not."""
         async with self.database.engine.connect() as conn:
             row = (
                 await conn.execute(
                     sa.select(api_keys).where(api_keys.c.id == key_id, api_keys.c.kind == "virtual")
                 )
             ).first()
-        if row is None or not may_manage(issuer, row.team_id):
+        allowed = may_oversee if read else may_manage
+        if row is None or not allowed(issuer, row.team_id):
             raise ResourceNotFound(f"No key with id '{key_id}'.", param="id")  # the same for hidden ones
         return row
 
     async def list(
         self, issuer: Principal, paging: Paging = FIRST, search: str | None = None
     ) -> tuple[list[dict[str, Any]], Page]:
-        """A page of the keys `issuer` manages, oldest first (the query keeps to the issuer's team;
-        `may_manage` decides); with `search`, those whose name contains it (any case), or whose
-        id or display prefix starts with it."""
+        """A page of the keys `issuer` manages or, a viewer, oversees, oldest first (the query keeps
+        to the issuer's team; `may_oversee` decides); with `search`, those whose name contains it
+        (any case), or whose id or display prefix starts with it."""
         query = sa.select(api_keys).where(api_keys.c.kind == "virtual")
         if search:
             query = query.where(
@@ -284,7 +287,7 @@ class KeyService:
             query = query.where(api_keys.c.team_id == issuer.team_id)
         async with self.database.engine.connect() as conn:
             page = KEYS_ORDER.page((await conn.execute(KEYS_ORDER.select(query, paging))).all(), paging)
-        return [describe(r) for r in page.rows if may_manage(issuer, r.team_id)], page
+        return [describe(r) for r in page.rows if may_oversee(issuer, r.team_id)], page
 
     async def revoke(self, issuer: Principal, key_id: str, request_id: str | None = None) -> dict[str, Any]:
         """Revoke a key, or propose revoking it when that needs a second admin (`_gated`)."""
@@ -439,7 +442,7 @@ class KeyService:
             self.index.add(row.key_hash, principal_of(row))
 
     async def get(self, issuer: Principal, key_id: str) -> dict[str, Any]:
-        return describe(await self._managed(issuer, key_id))
+        return describe(await self._managed(issuer, key_id, read=True))
 
     async def update(
         self,

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from turnout.domain.errors import PermissionDenied, ResourceNotFound
-from turnout.domain.key_policy import check_act_on, may_manage, may_read
+from turnout.domain.key_policy import check_act_on, may_manage, may_oversee, may_read
 from turnout.domain.principal import Principal
 from turnout.governance.audit import AuditLog
 from turnout.periodic import Periodic
@@ -75,7 +75,7 @@ class LoggingPolicy:
 
     async def get(self, viewer: Principal, scope: Scope, subject_id: str) -> dict[str, Any]:
         async with self.database.engine.connect() as conn:
-            team_id = await self._subject(conn, viewer, scope, subject_id)
+            team_id = await self._subject(conn, viewer, scope, subject_id, change=False)
             own = await self._own(conn, scope, subject_id)
         return self._describe(scope, subject_id, team_id, own)
 
@@ -130,22 +130,28 @@ class LoggingPolicy:
         value = (await conn.execute(query)).scalar()
         return None if value is None else bool(value)
 
-    async def _subject(self, conn: Any, caller: Principal, scope: Scope, subject_id: str) -> str | None:
-        """The subject's team, if `caller` manages the key or team (404 when they may not see it)."""
+    async def _subject(
+        self, conn: Any, caller: Principal, scope: Scope, subject_id: str, *, change: bool = True
+    ) -> str | None:
+        """The subject's team, if `caller` manages the key or team (or, not to `change` it, may
+        oversee it); 404 when they may not see it."""
         if scope == "key":
             query = sa.select(api_keys.c.team_id, api_keys.c.role).where(
                 api_keys.c.id == subject_id, api_keys.c.kind == "virtual"
             )
             key = (await conn.execute(query)).first()
-            if key is None or not may_manage(caller, key.team_id):
+            if key is None or not (may_manage if change else may_oversee)(caller, key.team_id):
                 raise ResourceNotFound(f"No key with id '{subject_id}'.", param="key_id")
-            check_act_on(caller, key.role)
+            if change:
+                check_act_on(caller, key.role)
             return str(key.team_id) if key.team_id is not None else None
         query = sa.select(teams.c.id).where(teams.c.id == subject_id, teams.c.deleted_at.is_(None))
         if (await conn.execute(query)).first() is None or not may_read(caller, subject_id):
             raise ResourceNotFound(f"No team with id '{subject_id}'.", param="team_id")
-        if not may_manage(caller, subject_id):
+        if change and not may_manage(caller, subject_id):
             raise PermissionDenied("Only the team's owners and admins may change its request log.")
+        if not may_oversee(caller, subject_id):
+            raise PermissionDenied("Only the team's owners, admins and viewers may read this setting.")
         return subject_id
 
     def _describe(

@@ -12,6 +12,8 @@ sleeping.
 from __future__ import annotations
 
 import enum
+import time
+from collections import deque
 from collections.abc import Callable
 
 from turnout.config.settings import BreakerSettings
@@ -22,6 +24,9 @@ class State(enum.Enum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+
+
+CHANGES_KEPT = 20  # a breaker's latest transitions, for the console's provider health
 
 
 class CircuitBreaker:
@@ -37,6 +42,8 @@ class CircuitBreaker:
         self._probes = 0  # probes in flight while half-open
         self._probe_successes = 0
         self.opened_count = 0
+        # (wall-clock unix seconds, the state entered): shown, never decided on (that is `_clock`'s)
+        self.changes: deque[tuple[float, str]] = deque(maxlen=CHANGES_KEPT)
 
     # ------------------------------------------------------------------ asking
 
@@ -49,7 +56,7 @@ class CircuitBreaker:
         if self.state is State.OPEN:
             if now < self._open_until:
                 return False
-            self.state = State.HALF_OPEN
+            self._enter(State.HALF_OPEN)
             self._probes = self._probe_successes = 0
         if self._probes >= self.settings.half_open_probes:
             return False
@@ -106,7 +113,7 @@ class CircuitBreaker:
         recovered) is tried anyway, as a probe whose verdict counts like any other (Envoy's panic
         threshold: ejection never takes away the last hosts)."""
         if self.state is State.OPEN:
-            self.state = State.HALF_OPEN
+            self._enter(State.HALF_OPEN)
             self._probes = self._probe_successes = 0
         if self.state is State.HALF_OPEN:
             self._probes += 1
@@ -124,14 +131,18 @@ class CircuitBreaker:
 
     # ------------------------------------------------------------------ transitions
 
+    def _enter(self, state: State) -> None:
+        self.state = state
+        self.changes.append((time.time(), state.value))
+
     def _open(self, now: float, cool_down: float) -> None:
-        self.state = State.OPEN
+        self._enter(State.OPEN)
         self._open_until = now + cool_down
         self._streak = 0
         self.opened_count += 1
 
     def _close(self) -> None:
-        self.state = State.CLOSED
+        self._enter(State.CLOSED)
         self._streak = 0
         self._open_for = self.settings.open_for
         self._requests.clear()

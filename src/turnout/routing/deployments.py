@@ -155,6 +155,8 @@ class DeploymentState:
             detail["retry_in_s"] = round(max(0.0, self.available_at(now) - now), 1)
         if self.last_failure is not None:
             detail["last_failure"] = self.last_failure
+        if self.breaker.changes:  # its breaker's latest transitions, oldest first
+            detail["changes"] = [{"at": round(at, 3), "state": st} for at, st in self.breaker.changes]
         return detail
 
 

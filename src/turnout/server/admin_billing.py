@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any, Literal
 
 import msgspec
 import orjson
 
-from turnout.domain.chat import parse_chat_request
-from turnout.domain.errors import InvalidRequest, TurnoutError
-from turnout.domain.pricing import decimal_price
 from turnout.domain.principal import Principal
 from turnout.routing.catalog import Catalog
-from turnout.server.admin_body import decode_body, usd
+from turnout.server.admin_body import decode_body
 from turnout.server.admin_query import paging, query_params, send_page
 from turnout.server.exchange import Exchange
 from turnout.spend.billing_service import BillingService
+from turnout.spend.billing_terms import credit_amount, markup, plan_values, preset_values
 from turnout.teams.names import Names
-
-PRESET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-PRESET_FIXED = ("model", "messages", "stream", "stream_options", "n")
 
 
 class TokenPrices(msgspec.Struct, forbid_unknown_fields=True):
@@ -61,23 +54,6 @@ class NewPreset(msgspec.Struct, forbid_unknown_fields=True):
     share_cap: str | None = None  # USD a month
 
 
-def _markup(value: str, param: str) -> Decimal:
-    try:
-        markup = decimal_price(value)
-    except ValueError:
-        raise InvalidRequest(f"'{param}' must be a decimal number such as \"1.25\".", param=param) from None
-    if markup <= 0:
-        raise InvalidRequest(f"'{param}' must be more than 0.", param=param)
-    return markup
-
-
-def _price(value: str, param: str) -> str:
-    try:
-        return str(decimal_price(value))
-    except ValueError as error:
-        raise InvalidRequest(str(error), param=param) from None
-
-
 class AdminBilling:
     def __init__(self, service: BillingService, catalog: Callable[[], Catalog], names: Names) -> None:
         self.service = service
@@ -90,20 +66,8 @@ class AdminBilling:
 
     async def create_plan(self, x: Exchange, caller: Principal) -> None:
         body: NewPlan = decode_body(await x.body(), NewPlan)
-        if not body.name.strip() or len(body.name) > 200:
-            raise InvalidRequest("'name' must be 1-200 characters.", param="name")
-        if (body.markup is None) == (body.prices is None):
-            raise InvalidRequest("A plan prices by 'markup' or by 'prices', one of the two.", param="markup")
-        if body.included_tokens < 0:
-            raise InvalidRequest("'included_tokens' cannot be negative.", param="included_tokens")
-        values = {
-            "name": body.name.strip(),
-            "markup": None if body.markup is None else str(_markup(body.markup, "markup")),
-            "input_price": None if body.prices is None else _price(body.prices.input, "prices.input"),
-            "output_price": None if body.prices is None else _price(body.prices.output, "prices.output"),
-            "included_tokens": body.included_tokens,
-            "monthly_fee_micros": 0 if body.monthly_fee is None else usd(body.monthly_fee, "monthly_fee"),
-        }
+        prices = None if body.prices is None else (body.prices.input, body.prices.output)
+        values = plan_values(body.name, body.markup, prices, body.included_tokens, body.monthly_fee)
         plan = await self.service.create_plan(caller, values, x.request_id)
         await x.send_json(200, orjson.dumps(plan))
 
@@ -115,9 +79,9 @@ class AdminBilling:
             await x.send_json(200, orjson.dumps(await self.service.account(caller, team_id)))
             return
         body: TeamTerms = decode_body(await x.body(), TeamTerms)
-        markup = None if body.markup is None else _markup(body.markup, "markup")
+        by_markup = None if body.markup is None else markup(body.markup, "markup")
         account = await self.service.set_terms(
-            caller, team_id, body.plan_id, markup, body.prepaid, x.request_id
+            caller, team_id, body.plan_id, by_markup, body.prepaid, x.request_id
         )
         await x.send_json(200, orjson.dumps(account))
 
@@ -128,55 +92,24 @@ class AdminBilling:
             await send_page(x, data, page, account=account)
             return
         body: CreditChange = decode_body(await x.body(), CreditChange)
-        negative = body.amount.strip().startswith("-")
-        if negative and body.kind == "topup":
-            raise InvalidRequest(
-                "A top-up must be positive (use kind 'adjustment' to take credit away).", param="amount"
-            )
-        amount = usd(body.amount.strip().lstrip("-"), "amount")
-        if note := body.note:
-            note = note[:500]
-        account = await self.service.top_up(
-            caller, team_id, -amount if negative else amount, body.kind, note, x.request_id
-        )
+        amount = credit_amount(body.amount, body.kind)
+        note = None if body.note is None else body.note[:500]
+        account = await self.service.top_up(caller, team_id, amount, body.kind, note, x.request_id)
         await x.send_json(200, orjson.dumps(account))
 
     async def publish(self, x: Exchange, caller: Principal) -> None:
         body: NewPreset = decode_body(await x.body(), NewPreset)
-        if not PRESET_NAME.match(body.name):
-            raise InvalidRequest("'name' must be 1-100 letters, digits, '.', '_' or '-'.", param="name")
-        route = self.catalog.resolve(body.model)
-        if route is None or "*" in body.model:
-            raise InvalidRequest(f"The model '{body.model}' does not exist.", param="model")
-        params = body.params or {}
-        fixed = [name for name in PRESET_FIXED if name in params]
-        if fixed:
-            raise InvalidRequest(f"A preset cannot set '{fixed[0]}'.", param=f"params.{fixed[0]}")
-        try:  # its parameters must make a valid request
-            parse_chat_request(
-                {**params, "model": body.model, "messages": [{"role": "user", "content": "x"}]}
-            )
-        except TurnoutError as error:
-            raise InvalidRequest(
-                error.message, param=f"params.{error.param}" if error.param else "params"
-            ) from None
-        share = _price(body.revenue_share, "revenue_share")
-        if Decimal(share) > 1:
-            raise InvalidRequest(
-                "'revenue_share' is a fraction of what callers pay: 0 to 1.", param="revenue_share"
-            )
-        if body.description is not None and len(body.description) > 500:
-            raise InvalidRequest("'description' must be at most 500 characters.", param="description")
-        values = {
-            "name": body.name,
-            "team_id": await self.names.team(body.team_id),
-            "description": body.description,
-            "alias": route.alias,
-            "system_prompt": body.system_prompt,
-            "params": orjson.dumps(params).decode() if params else None,
-            "revenue_share": share,
-            "share_cap_micros": None if body.share_cap is None else usd(body.share_cap, "share_cap"),
-        }
+        values = preset_values(
+            self.catalog,
+            name=body.name,
+            team_id=await self.names.team(body.team_id) or body.team_id,
+            model=body.model,
+            description=body.description,
+            system_prompt=body.system_prompt,
+            params=body.params,
+            revenue_share=body.revenue_share,
+            share_cap=body.share_cap,
+        )
         await x.send_json(200, orjson.dumps(await self.service.publish(caller, values, x.request_id)))
 
     async def list_presets(self, x: Exchange, caller: Principal) -> None:

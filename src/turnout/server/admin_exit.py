@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from turnout.domain.errors import InvalidRequest
-from turnout.domain.key_policy import require_organisation_admin
+from turnout.domain.key_policy import require_organisation_reader
 from turnout.domain.principal import Principal
 from turnout.routing.catalog import Catalog
 from turnout.server.admin_query import query_params, time_param
@@ -26,7 +26,7 @@ class AdminExit:
         self.catalog = catalog  # the running configuration's (a reload changes it)
 
     async def report(self, x: Exchange, caller: Principal) -> None:
-        require_organisation_admin(caller, "read the exit-readiness report")
+        require_organisation_reader(caller, "read the exit-readiness report")
         query = query_params(x)
         until = time_param(query, "until") or datetime.now(UTC)
         since = time_param(query, "since") or until - DEFAULT_PERIOD

@@ -19,6 +19,8 @@ from turnout.domain.path_patterns import match_segments
 from turnout.domain.principal import Principal
 from turnout.server.exchange import Exchange
 
+READS = ("GET", "HEAD")  # the only methods a viewer's key may call the admin API with
+
 AdminHandler = Callable[..., Awaitable[None]]  # (exchange, caller, *path parameters)
 Authenticate = Callable[[Exchange], Awaitable[Principal]]
 Resolve = Callable[[str], Awaitable[str | None]]  # a path parameter as given -> the id it names
@@ -36,7 +38,7 @@ class AdminRoute:
     query: tuple[str, ...] = ()  # query parameters it reads
     tag: str = "admin"
     pending: bool = False  # may answer 202 with an action waiting for a second admin
-    admin_only: bool = False  # owners and admins only (others: 403 before the handler runs)
+    admin_only: bool = False  # owners, admins and (reading) viewers only (others: 403 first)
 
     @property
     def segments(self) -> list[str]:
@@ -77,8 +79,10 @@ class AdminRouter:
                 continue
             x.max_body = min(x.max_body, MAX_BODY)
             caller = await self.authenticate(x)
-            if route.admin_only and not caller.is_admin:
-                raise PermissionDenied("This part of the admin API is for owners and admins.")
+            if caller.read_only and method not in READS:
+                raise PermissionDenied("A viewer's key reads only: it cannot change anything.")
+            if route.admin_only and not (caller.is_admin or caller.read_only):
+                raise PermissionDenied("This part of the admin API is for owners, admins and viewers.")
             for i, name in enumerate(s[1:-1] for s in route.segments if s.startswith("{")):
                 if name in self.resolve:
                     params[i] = await self.resolve[name](params[i]) or params[i]

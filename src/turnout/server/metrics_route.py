@@ -22,6 +22,7 @@ from turnout.domain.errors import (
     RouteNotFound,
     TurnoutError,
 )
+from turnout.domain.key_policy import organisation_reader
 from turnout.observability.gauges import (
     DeploymentSample,
     Health,
@@ -79,8 +80,8 @@ class MetricsEndpoint:
         if self._key is not None and hmac.compare_digest(credential.encode("utf-8", "replace"), self._key):
             return
         principal = self.services.pipeline.authenticate(x)
-        if principal.kind != "master" and not (principal.is_admin and principal.team_id is None):
-            raise PermissionDenied("/metrics is readable by the organisation's owners and admins only.")
+        if not organisation_reader(principal):
+            raise PermissionDenied("/metrics is for the organisation's owners, admins and viewers.")
 
     def _samples(self) -> Iterator[DeploymentSample]:
         for d in self._deployments():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from turnout.domain.errors import InvalidRequest, PermissionDenied
-from turnout.domain.key_policy import organisation_admin
+from turnout.domain.key_policy import organisation_reader
 from turnout.domain.principal import Principal
 from turnout.domain.query_times import parse_time
 from turnout.spend.explorer import DIMENSIONS, INTERVALS, SpendQuery
@@ -44,7 +44,7 @@ def interval_of(query: dict[str, str]) -> str | None:
 
 def within_authority(caller: Principal, where: dict[str, str]) -> dict[str, str]:
     """The filters with the caller's scope added; PermissionDenied if they ask beyond it."""
-    if organisation_admin(caller):
+    if organisation_reader(caller):  # the organisation's owners, admins and viewers
         return where
     if caller.team_id is not None:
         scope, mine = "team", caller.team_id

@@ -33,6 +33,7 @@ from turnout.domain.key_policy import (
     in_team,
     may_manage,
     may_read,
+    reads_as_admin,
     require_organisation_admin,
 )
 from turnout.domain.principal import Principal, Role
@@ -340,14 +341,14 @@ class Directory:
             query = query.join(team_members, team_members.c.user_id == users.c.id).where(
                 team_members.c.team_id == viewer.team_id
             )
-        elif not viewer.is_admin:
+        elif not reads_as_admin(viewer):
             return [], Page([], None)
         async with self.database.engine.connect() as conn:
             page = USERS_ORDER.page((await conn.execute(USERS_ORDER.select(query, paging))).all(), paging)
         return [describe_user(r) for r in page.rows], page
 
     async def get_user(self, viewer: Principal, user_id: str) -> dict[str, Any]:
-        if viewer.team_id is None and not viewer.is_admin:
+        if viewer.team_id is None and not reads_as_admin(viewer):
             raise ResourceNotFound(f"No user with id '{user_id}'.", param="user_id")
         async with self.database.engine.connect() as conn:
             row = await self._user(conn, viewer, user_id)

@@ -122,3 +122,28 @@ def test_a_probe_released_without_verdict_frees_its_slot() -> None:
     assert breaker.allow()
     breaker.release_probe()
     assert breaker.allow()
+
+
+def test_its_latest_transitions_are_kept_in_order_for_the_console() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(SETTINGS, clock)
+    assert not breaker.changes
+    for _ in range(3):
+        breaker.record_failure()
+    clock.now += 10
+    assert breaker.allow()  # half-open: a probe
+    breaker.record_success()
+    assert breaker.allow()
+    breaker.record_success()
+    assert [state for _, state in breaker.changes] == ["open", "half_open", "closed"]
+    times = [at for at, _ in breaker.changes]
+    assert times == sorted(times)
+    for _ in range(30):  # open and close over and over: only the latest are kept
+        for _ in range(3):
+            breaker.record_failure()
+        clock.now += 40
+        breaker.allow()
+        breaker.record_success()
+        breaker.allow()
+        breaker.record_success()
+    assert len(breaker.changes) == 20 and breaker.changes[-1][1] == "closed"
