@@ -36,6 +36,9 @@ MAY_PEND = {
 COMPATIBLE = {
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/embeddings"),
+    ("POST", "/v1/images/generations"),
+    ("POST", "/v1/audio/transcriptions"),
+    ("POST", "/v1/audio/speech"),
     ("POST", "/v1/messages"),
     ("POST", "/v1/messages/count_tokens"),
     ("POST", "/v1/responses"),

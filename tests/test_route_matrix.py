@@ -44,6 +44,12 @@ EXPECTED: dict[str, str] = {
     "POST /completions": "401 401 200 200 200 200 200 200 200",
     "POST /v1/embeddings": "401 401 200 200 200 200 200 200 200",
     "POST /embeddings": "401 401 200 200 200 200 200 200 200",
+    "POST /v1/images/generations": "401 401 200 200 200 200 200 200 200",
+    "POST /images/generations": "401 401 200 200 200 200 200 200 200",
+    "POST /v1/audio/transcriptions": "401 401 200 200 200 200 200 200 200",
+    "POST /audio/transcriptions": "401 401 200 200 200 200 200 200 200",
+    "POST /v1/audio/speech": "401 401 200 200 200 200 200 200 200",
+    "POST /audio/speech": "401 401 200 200 200 200 200 200 200",
     "POST /v1/messages": "401 401 200 200 200 200 200 200 200",
     "POST /messages": "401 401 200 200 200 200 200 200 200",
     "POST /v1/messages/count_tokens": "401 401 200 200 200 200 200 200 200",
@@ -147,7 +153,13 @@ EXPECTED: dict[str, str] = {
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     doc: dict[str, Any] = {
         "providers": {"fake": {"type": "fake", "passthrough": ["/models"]}},
-        "models": {"chat": {"provider": "fake", "model": "m"}, "embed": {"provider": "fake", "model": "e"}},
+        "models": {
+            "chat": {"provider": "fake", "model": "m"},
+            "embed": {"provider": "fake", "model": "e"},
+            "draw": {"provider": "fake", "model": "i", "supports": {"image_generation": True, "chat": False}},
+            "listen": {"provider": "fake", "model": "t", "supports": {"transcription": True, "chat": False}},
+            "say": {"provider": "fake", "model": "s", "supports": {"speech": True, "chat": False}},
+        },
         # the matrix revokes many of red's keys: none of them should wait for a second person
         "governance": {"piecewise_revocations": 100_000},
         # and it presents a junk key to every route: its address must not be throttled for it
@@ -279,6 +291,8 @@ class World:
                 "messages": [{"role": "user", "content": "hi"}],
             },
             "POST /v1/responses": lambda: {"model": "chat", "input": "hi"},
+            "POST /v1/images/generations": lambda: {"model": "draw", "prompt": "a fox"},
+            "POST /v1/audio/speech": lambda: {"model": "say", "voice": "alloy", "input": "hi"},
             "POST /admin/keys": lambda: {"name": self.name(), "team_id": self.red},
             "PATCH /admin/keys/{key_id}": lambda: {"name": self.name()},
             "POST /admin/keys/{key_id}/rotate": lambda: {"grace": "0s"},
@@ -316,7 +330,13 @@ def observe(gateway: Gateway) -> dict[str, str]:
             for caller in CALLERS:
                 path = world.path(pattern)
                 body = world.body(method, pattern)
-                answer = http.request(method, path, headers=world.auth(world.keys[caller]), json=body)
+                headers = world.auth(world.keys[caller])
+                if pattern.endswith("/audio/transcriptions"):  # a multipart form
+                    form = {"model": "listen"}
+                    audio = {"file": ("a.wav", b"RIFF" + bytes(32_000), "audio/wav")}
+                    answer = http.request(method, path, headers=headers, data=form, files=audio)
+                else:
+                    answer = http.request(method, path, headers=headers, json=body)
                 statuses.append(str(answer.status_code))
             seen[f"{method} {pattern}"] = " ".join(statuses)
     return seen

@@ -18,7 +18,7 @@ class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     request_id: str
     attempt: int = 1  # 1, 2...: the attempt's number in its request; 0: it reached no upstream
     at: float  # when the request arrived, unix seconds
-    api: str  # chat | messages | responses | embeddings
+    api: str  # chat | messages | responses | embeddings | images | transcriptions | speech ...
     key_id: str
     team_id: str | None = None
     user_id: str | None = None
@@ -46,6 +46,9 @@ class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     revenue_share_micros: Micros | None = None  # credited to the preset's creator
     reason: str | None = None  # why it failed (None: it answered)
     features: int = 0  # what the request needed (domain/request_features.py bits; 0: plain chat)
+    images: int = 0  # images generated (images)
+    audio_seconds: int = 0  # seconds of audio transcribed (transcriptions)
+    characters: int = 0  # characters read aloud (speech)
 
 
 entry_encoder = msgspec.json.Encoder()

@@ -3,6 +3,7 @@ micro-dollars (one USD per 1M tokens is one micro-dollar per token). Never float
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 from dataclasses import dataclass
@@ -12,6 +13,9 @@ from turnout.domain.usage import Usage
 
 Micros = int  # money: integer micro-dollars (1 USD = 1,000,000)
 CAPABILITIES = frozenset({"tools", "images", "json_schema", "reasoning", "embeddings"})
+# what a model does besides chat, each behind its own endpoint (a model with one of them and no
+# `chat` capability is never sent a chat request)
+MEDIA_CAPABILITIES = frozenset({"image_generation", "transcription", "speech"})
 
 
 MAX_DECIMAL = Decimal(10**15)  # far above any price, markup or amount; keeps arithmetic exact
@@ -65,6 +69,45 @@ class LongContext:
 
 
 @dataclass(frozen=True, slots=True)
+class UnitPrices:
+    """Prices per unit rather than per token, as providers price images and audio: USD per image
+    by its quality and size (`"hd 1024x1792"`, or the size alone where quality does not change
+    the price), USD per minute of audio transcribed (billed by the second), USD per 1M characters
+    read aloud."""
+
+    per_image: tuple[tuple[str, Decimal], ...] = ()
+    per_audio_minute: Decimal | None = None
+    per_1m_characters: Decimal | None = None
+
+    def image(self, kind: str | None) -> Decimal | None:
+        """The price of one image of `kind` ("quality size"): its own, else its size's, else the
+        dearest listed (an image is never billed below what it may cost)."""
+        if not self.per_image:
+            return None
+        prices = dict(self.per_image)
+        if kind is not None:
+            if kind in prices:
+                return prices[kind]
+            size = kind.rpartition(" ")[2]
+            if size in prices:
+                return prices[size]
+        return max(prices.values())
+
+    def micros(self, usage: Usage) -> Decimal:
+        """What `usage`'s units cost, in (unrounded) micro-dollars."""
+        total = Decimal(0)
+        if usage.images:
+            each = self.image(usage.image_kind)
+            if each is not None:
+                total += usage.images * each * _MICROS
+        if usage.audio_seconds and self.per_audio_minute is not None:
+            total += usage.audio_seconds * self.per_audio_minute * _MICROS / 60
+        if usage.characters and self.per_1m_characters is not None:
+            total += usage.characters * self.per_1m_characters  # USD per 1M: micros per character
+        return total
+
+
+@dataclass(frozen=True, slots=True)
 class ModelPrice:
     """What a model's tokens cost, USD per 1M tokens. Cache reads and writes default to the
     input price where the provider does not price them apart; a 1-hour cache write (Anthropic's)
@@ -84,6 +127,7 @@ class ModelPrice:
     context_window: int | None = None
     max_output_tokens: int | None = None  # the most tokens one answer may hold, when documented
     capabilities: frozenset[str] = frozenset()
+    units: UnitPrices | None = None  # images, audio, characters (None: priced by tokens only)
 
     @property
     def blended(self) -> Decimal:
@@ -124,6 +168,10 @@ class ModelPrice:
         rates = version  # (a price without tiers or long-prompt steps has its own rates: no calls)
         if version.service_tiers or version.long_context is not None:
             rates = version.rates(usage)
+        if version.units is not None:  # images and audio: by unit, and by token where reported
+            units = version.units.micros(usage)
+            tokens = dataclasses.replace(version, units=None).cost(usage)
+            return tokens + int(units.quantize(_ONE, rounding=ROUND_HALF_UP))
         cached = usage.cached_input_tokens
         written = usage.cache_write_tokens
         if not (cached or written or usage.cache_write_1h_tokens):  # no cache: two products, not five
@@ -143,6 +191,7 @@ class ModelPrice:
 
 
 _ONE = Decimal(1)
+_MICROS = Decimal(1_000_000)
 
 
 def format_usd(micros: Micros) -> str:

@@ -20,6 +20,7 @@ from turnout.domain.completions import ChatCompletion, Chunk, answer_texts, comp
 from turnout.domain.embeddings import EmbeddingRequest
 from turnout.domain.errors import UpstreamProtocolError
 from turnout.domain.malformed import DECODE_ERRORS
+from turnout.domain.media import ImageRequest, MediaApi, SpeechRequest, TranscriptionRequest
 from turnout.domain.usage import Usage
 
 
@@ -40,6 +41,13 @@ class Capabilities:
     native_wire: str | None = None
     # It also takes a legacy /v1/completions request whole (OpenAI's `POST /completions`).
     legacy_completions: bool = False
+    # What its model does besides chat (declared per model: `supports:` or the price table), and
+    # whether it chats at all (an image or audio model does not: chat is never sent to it).
+    image_generation: bool = False
+    transcription: bool = False
+    speech: bool = False
+    chat: bool = True
+    media_apis: bool = False  # its provider serves those endpoints (OpenAI's format)
 
     def takes(self, wire: str) -> bool:
         """Can it take a native request of `wire` whole?"""
@@ -48,7 +56,7 @@ class Capabilities:
     @property
     def full_chat(self) -> bool:
         """Can it serve any chat request (so no request needs checking against it)?"""
-        return self.streaming and self.tools and self.images and self.json_schema
+        return self.streaming and self.tools and self.images and self.json_schema and self.chat
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +144,35 @@ class ChatResult:
 class EmbeddingResult:
     body: bytes
     usage: Usage | None
+
+
+@dataclass(frozen=True, slots=True)
+class MediaCall:
+    """An image, transcription or speech request (`api`) for one deployment's `model`."""
+
+    api: MediaApi
+    request: ImageRequest | TranscriptionRequest | SpeechRequest
+    body: dict[str, Any]
+    model: str
+    timeouts: Timeouts
+
+
+@dataclass(slots=True)
+class MediaResult:
+    """An image, transcription or speech answer: its content type, and its bytes (`body`) or, for
+    speech, the audio as it arrives (`chunks`); what it is billed for."""
+
+    usage: Usage | None
+    content_type: str
+    body: bytes = b""
+    chunks: AsyncIterator[bytes] | None = None
+
+
+@runtime_checkable
+class MakesMedia(Protocol):
+    """An adapter whose provider serves OpenAI's image generation, transcription and speech."""
+
+    async def media(self, call: MediaCall) -> MediaResult: ...
 
 
 class ChatStream(Protocol):

@@ -56,9 +56,17 @@ from turnout.domain.errors import (
     UpstreamRateLimited,
     UpstreamRejected,
 )
+from turnout.domain.media import CAPABILITY, ImageRequest, MediaApi, SpeechRequest, TranscriptionRequest
 from turnout.domain.rate_limits import RateLimited
 from turnout.observability.tracing import UPSTREAM_TRACE_HEADERS
-from turnout.providers.base import ChatResult, EmbeddingCall, EmbeddingResult
+from turnout.providers.base import (
+    ChatResult,
+    EmbeddingCall,
+    EmbeddingResult,
+    MakesMedia,
+    MediaCall,
+    MediaResult,
+)
 from turnout.routing.capabilities import first_unmet, fits_context, fits_output, needs
 from turnout.routing.catalog import Catalog, Route, Target
 from turnout.routing.deployments import DeploymentRegistry, DeploymentState, Lease
@@ -162,6 +170,26 @@ class Router:
         self.settle(served, result.usage.total_tokens if result.usage else 0)  # counts toward its tpm
         return result, served
 
+    async def media(
+        self, call: Call, tally: list[AttemptRecord], api: MediaApi
+    ) -> tuple[MediaResult, Served]:
+        """An image, transcription or speech request, to the deployments whose model does it."""
+        request = call.request
+        assert isinstance(request, ImageRequest | TranscriptionRequest | SpeechRequest)
+
+        async def attempt(c: Candidate, record: AttemptRecord) -> MediaResult:
+            t = c.target
+            adapter = t.adapter
+            assert isinstance(adapter, MakesMedia)  # (only OpenAI-format kinds declare media)
+            result = await adapter.media(MediaCall(api, request, call.body, t.model, t.timeouts))
+            record.ended(200, result.usage)
+            return result
+
+        walk = self.plan(call, tally, serves=CAPABILITY[api])
+        result, served = await self.walk(call.route, walk, attempt)
+        self.settle(served)
+        return result, served
+
     def settle(self, served: Served, tokens: int = 0) -> None:
         """The answer is complete: the deployment's request is no longer in flight."""
         if served.lease is not None:
@@ -205,6 +233,7 @@ class Router:
         chain: str = "errors",
         avoid: DeploymentState | None = None,
         embeddings: bool = False,
+        serves: str | None = None,
     ) -> Walk:
         """The stages for the call's route: its own deployments (unless `chain` names a refusal
         chain, which replaces them), then the fallback aliases of `chain` the caller may use —
@@ -213,7 +242,7 @@ class Router:
         request = call.request if isinstance(call.request, ChatRequest) else None
         stages: list[Stage] = []
         if chain == "errors":
-            stage = self._stage(route, call, avoid, embeddings)
+            stage = self._stage(route, call, avoid, embeddings, serves)
             if not stage.candidates:
                 _refuse_steering(route, steering)
             stages.append(stage)
@@ -226,23 +255,30 @@ class Router:
                     continue
                 fallback = self.catalog.resolve(alias)
                 if fallback is not None:
-                    stages.append(self._stage(fallback, call, avoid, embeddings))
+                    stages.append(self._stage(fallback, call, avoid, embeddings, serves))
         return Walk(
             [s for s in stages if s.candidates], request, access=access, tally=tally, trace=call.trace
         )
 
-    def _stage(self, route: Route, call: Call, avoid: DeploymentState | None, embeddings: bool) -> Stage:
+    def _stage(
+        self,
+        route: Route,
+        call: Call,
+        avoid: DeploymentState | None,
+        embeddings: bool,
+        serves: str | None = None,
+    ) -> Stage:
         candidates = [
             Candidate(t, self.deployments.get(t.provider, t.model, t.label, t.rpm, t.tpm))
             for t in route.targets
-            if self._may_serve(t, call, embeddings)
+            if self._may_serve(t, call, embeddings, serves)
         ]
         ordered = order(route.policy.strategy, candidates, self._draw)
         if avoid is not None:  # the deployment that just failed goes last
             ordered.sort(key=lambda c: c.state is avoid)
         return Stage(route.alias, ordered, route.policy.attempts)
 
-    def _may_serve(self, t: Target, call: Call, embeddings: bool) -> bool:
+    def _may_serve(self, t: Target, call: Call, embeddings: bool, serves: str | None = None) -> bool:
         """Can this deployment take the call: in service, of the wire format the request needs,
         the one the client pinned or carrying its tags, able to carry what the request holds?"""
         native, steering = call.native, call.steering
@@ -256,6 +292,8 @@ class Router:
             return False
         if embeddings:
             return t.capabilities.embeddings
+        if serves is not None:  # image generation, transcription, speech
+            return bool(getattr(t.capabilities, serves))
         request = call.request
         if not isinstance(request, ChatRequest):
             return True

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from turnout.domain.chat import ChatRequest
 from turnout.domain.embeddings import EmbeddingRequest
 from turnout.domain.errors import TurnoutError
+from turnout.domain.media import ImageRequest, SpeechRequest, TranscriptionRequest
 from turnout.domain.usage import Usage
 from turnout.observability.tracing import AttemptSpan, RequestTrace
 from turnout.providers.base import NativeRequest
@@ -45,7 +46,7 @@ class Call:
     request in its own wire format (for deployments that speak it) and the aliases it may use."""
 
     route: Route
-    request: ChatRequest | EmbeddingRequest
+    request: ChatRequest | EmbeddingRequest | ImageRequest | TranscriptionRequest | SpeechRequest
     body: dict[str, Any]
     steering: Steering = NO_STEERING
     wants_usage: bool = False

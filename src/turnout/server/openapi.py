@@ -229,6 +229,28 @@ def _health(summary: str, *, optional_key: bool) -> Json:
     return operation
 
 
+def media_paths() -> dict[str, Json]:
+    """OpenAI's image generation, transcription and speech endpoints."""
+    images = _compatible("Create images", "openai", body="OpenAI's image generation request and response")
+    transcription = _compatible(
+        "Transcribe audio", "openai", body="OpenAI's transcription form (multipart) and response"
+    )
+    transcription["requestBody"] = {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {"type": "object", "required": ["file", "model"]}}},
+    }
+    transcription["responses"]["200"]["content"]["text/plain"] = {"schema": {"type": "string"}}
+    speech = _compatible("Generate speech", "openai", body="OpenAI's speech request; the answer is audio")
+    speech["responses"]["200"]["content"] = {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+    }
+    return {
+        "/v1/images/generations": {"post": images},
+        "/v1/audio/transcriptions": {"post": transcription},
+        "/v1/audio/speech": {"post": speech},
+    }
+
+
 def compatible_paths() -> dict[str, Json]:
     """The OpenAI- and Anthropic-compatible endpoints (also served without the /v1 prefix)."""
     chat = "OpenAI's chat completion request and response (or its stream of chunks)"
@@ -249,6 +271,7 @@ def compatible_paths() -> dict[str, Json]:
                 "Create embeddings", "openai", body="OpenAI's embeddings request and response"
             )
         },
+        **media_paths(),
         "/v1/messages": {
             "post": _compatible(
                 "Create a message (Anthropic's Messages API)",

@@ -243,6 +243,7 @@ class Budgets:
         route: Route,
         request: ChatRequest | None = None,
         ticket: Ticket | None = None,
+        units: Usage | None = None,
     ) -> Reservation:
         """Reserve the request's most in its budgets. A rate-limit `ticket` still to be decided by
         Redis rides in the same script run when budgets are shared (decided there: RateLimited if
@@ -250,7 +251,7 @@ class Budgets:
         covering = self._covering(principal)
         if not covering:
             return Reservation(principal, route.alias)
-        bound = RequestBound(route, request, None if ticket is None else ticket.prompt)
+        bound = RequestBound(route, request, None if ticket is None else ticket.prompt, units)
         now = self.clock()
         held = []
         for rule in covering:

@@ -183,6 +183,9 @@ class _Entries:
             revenue_share_micros=None if charge is None else charge.revenue_share,
             reason=None if status < 400 else (reason or "error")[:64],
             features=outcome.features,
+            images=counted.images,
+            audio_seconds=counted.audio_seconds,
+            characters=counted.characters,
         )
 
 
@@ -196,6 +199,10 @@ def _sum(a: Usage, b: Usage) -> Usage:
         reasoning_tokens=a.reasoning_tokens + b.reasoning_tokens,
         estimated=a.estimated or b.estimated,
         service_tier=a.service_tier or b.service_tier,
+        images=a.images + b.images,
+        image_kind=a.image_kind or b.image_kind,
+        audio_seconds=a.audio_seconds + b.audio_seconds,
+        characters=a.characters + b.characters,
     )
 
 

@@ -107,6 +107,10 @@ ledger = sa.Table(
     sa.Column("reason", sa.String(64), nullable=True),
     # 0016: what the request needed (domain/request_features.py bits: tools, images ...; 0: plain)
     sa.Column("features", sa.Integer, nullable=False, server_default="0"),
+    # 0021: what an image or audio request was billed by (images, seconds of audio, characters)
+    sa.Column("images", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("audio_seconds", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("characters", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 # Teams and users (0005). A user's `role` is organisation-wide (NULL: none); a membership's is
