@@ -20,7 +20,7 @@ import openai
 import pytest
 
 from support.databases import ledger_rows
-from support.gateway import MASTER_KEY, UPSTREAM_KEY, Gateway
+from support.gateway import MASTER_KEY, UPSTREAM_KEY, Gateway, settings_for
 from support.spec import validate_openai
 from support.upstream import Recorded, Upstream
 
@@ -41,7 +41,7 @@ VERBOSE = {
 }
 
 
-def doc(upstream: Upstream, **extra: Any) -> dict[str, Any]:
+def doc(upstream: Upstream, models: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     """An OpenAI provider at `upstream` (priced from the shipped table) and an Azure one beside it."""
     return {
         "routing": {"retries": {"attempts": 1}},
@@ -58,6 +58,7 @@ def doc(upstream: Upstream, **extra: Any) -> dict[str, Any]:
             "gpt-4o": {"provider": "up", "model": "gpt-4o"},
             "draw": {"provider": "up", "model": "dall-e-3"},
             "listen": {"provider": "up", "model": "whisper-1"},
+            "listen-4o": {"provider": "up", "model": "gpt-4o-transcribe"},
             "say": {"provider": "up", "model": "tts-1"},
             "az-listen": {
                 "provider": "az",
@@ -71,6 +72,7 @@ def doc(upstream: Upstream, **extra: Any) -> dict[str, Any]:
                 "supports": {"speech": True, "chat": False},
                 "price": {"per_1m_characters": "15.00"},
             },
+            **(models or {}),
         },
         **extra,
     }
@@ -156,6 +158,30 @@ def test_a_chat_model_makes_no_images_and_an_image_model_no_chat(
     assert upstream.requests == []
 
 
+def test_an_alias_mixing_models_sends_chat_and_speech_each_to_its_own(
+    upstream: Upstream, start_gateway: Callable[..., Gateway]
+) -> None:
+    mixed = {"targets": [{"provider": "up", "model": "tts-1"}, {"provider": "up", "model": "gpt-4o"}]}
+    gateway = start_gateway(doc(upstream, models={"mixed": mixed}), {"UPSTREAM_KEY": UPSTREAM_KEY})
+    with sdk(gateway) as client:
+        client.chat.completions.create(model="mixed", messages=[{"role": "user", "content": "hi"}])
+        upstream.reply_raw(b"ID3", content_type="audio/mpeg")
+        client.audio.speech.create(model="mixed", voice="alloy", input="hi").read()
+    chat, speech = upstream.requests
+    assert (chat.path, chat.json["model"]) == ("/v1/chat/completions", "gpt-4o")
+    assert (speech.path, speech.json["model"]) == ("/v1/audio/speech", "tts-1")
+
+
+def test_declaring_audio_on_a_provider_without_those_endpoints_is_refused_at_load(tmp_path: Path) -> None:
+    bad = {
+        "providers": {"claude": {"type": "anthropic", "api_key": "env:UPSTREAM_KEY"}},
+        "models": {"say": {"provider": "claude", "model": "c", "supports": {"speech": True}}},
+    }
+    with pytest.raises(Exception, match=r"models\.say\.supports\.speech: provider 'claude'") as refused:
+        settings_for(bad, tmp_path, {"UPSTREAM_KEY": UPSTREAM_KEY})
+    assert "does not serve OpenAI's image and audio endpoints" in str(refused.value)
+
+
 # --------------------------------------------------------------------------- transcription
 
 
@@ -206,6 +232,20 @@ def test_text_is_asked_as_json_for_its_duration_and_answered_as_text(
     assert form_of(upstream.requests[0])["response_format"] == "json"
     (row,) = rows(gateway, tmp_path / "data0")
     assert (row["audio_seconds"], row["cost_micros"]) == (3, 300)
+
+
+def test_a_token_priced_transcription_is_billed_by_the_tokens_it_reports(
+    gateway: Gateway, upstream: Upstream, tmp_path: Path
+) -> None:
+    usage = {"type": "tokens", "input_tokens": 1200, "output_tokens": 150, "total_tokens": 1350}
+    upstream.reply_json({"text": "Hello.", "usage": usage})
+    with sdk(gateway) as client:
+        result = client.audio.transcriptions.create(model="listen-4o", file=("a.mp3", AUDIO))
+    assert result.text == "Hello."
+    assert form_of(upstream.requests[0])["model"] == "gpt-4o-transcribe"
+    (row,) = rows(gateway, tmp_path / "data0")
+    assert (row["input_tokens"], row["output_tokens"], row["audio_seconds"]) == (1200, 150, 0)
+    assert row["cost_micros"] == 4500  # 1200 x $2.50 + 150 x $10 per 1M tokens
 
 
 def test_subtitles_are_passed_on_and_billed_to_their_last_cue_as_an_estimate(

@@ -9,7 +9,7 @@ without re-serialising) with the usage read from them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -165,7 +165,7 @@ class MediaResult:
     usage: Usage | None
     content_type: str
     body: bytes = b""
-    chunks: AsyncIterator[bytes] | None = None
+    chunks: AsyncGenerator[bytes] | None = None
 
 
 @runtime_checkable

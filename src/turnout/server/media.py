@@ -72,4 +72,6 @@ class MediaExchange(WrappedExchange):
                 await x.send({"type": "http.response.body", "body": chunk, "more_body": True})
         except OSError:
             raise ClientGone from None
+        finally:
+            await chunks.aclose()  # the upstream connection released, or dropped mid-answer
         await x.send({"type": "http.response.body", "body": b""})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -163,7 +163,7 @@ def speech_usage(request: SpeechRequest) -> Usage:
     return request.units()
 
 
-async def audio_chunks(response: UpstreamResponse) -> AsyncIterator[bytes]:
+async def audio_chunks(response: UpstreamResponse) -> AsyncGenerator[bytes]:
     """The audio as it arrives; the connection goes back to its pool (or is dropped) at the end."""
     try:
         while (chunk := await response.next_chunk()) is not None:
