@@ -21,8 +21,8 @@ from turnout.providers.base import MediaResult
 from turnout.routing.values import Served
 from turnout.server.exchange import ClientGone, Exchange, WrappedExchange
 
-# A form larger than this is parsed in a worker thread (python-multipart reads about 500 MB/s:
-# 2 ms of the event loop at most)
+# A form larger than this is parsed in a worker thread (one this size takes about 0.5 ms of the
+# event loop: docs/architecture.md, "Multipart forms")
 THREADED_FORM_BYTES = 1024 * 1024
 # OpenAI takes audio files of up to 25 MB; a form is that and its few fields
 MAX_FORM_BYTES = 25 * 1024 * 1024 + 64 * 1024
