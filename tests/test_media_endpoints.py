@@ -432,3 +432,31 @@ def test_a_well_formed_form_posted_by_hand_is_transcribed(small_gateway: Gateway
     answer = post_form(small_gateway, GOOD + b"--b0undary--\r\n", FORM)
     assert answer.status_code == 200 and answer.json() == {"text": "ok"}
     assert form_of(upstream.requests[0])["file"] == ("a.wav", "application/octet-stream", b"RIFF....")
+
+
+def test_the_fake_provider_answers_images_and_audio_for_demos(
+    start_gateway: Callable[..., Gateway], tmp_path: Path
+) -> None:
+    fake = {
+        "providers": {"fake": {"type": "fake"}},
+        "models": {
+            "draw": {"provider": "fake", "model": "i", "supports": {"image_generation": True, "chat": False}},
+            "listen": {
+                "provider": "fake",
+                "model": "t",
+                "supports": {"transcription": True, "chat": False},
+                "price": {"per_audio_minute": "0.006"},
+            },
+            "say": {"provider": "fake", "model": "s", "supports": {"speech": True, "chat": False}},
+        },
+    }
+    gateway = start_gateway(fake)
+    with sdk(gateway) as client:
+        images = client.images.generate(model="draw", prompt="a fox", n=3)
+        verbose = client.audio.transcriptions.create(
+            model="listen", file=("a.wav", bytes(48_000)), response_format="verbose_json"
+        )
+        audio = client.audio.speech.create(model="say", voice="alloy", input="hi").read()
+    assert len(images.data or []) == 3 and verbose.duration == 3.0 and audio.startswith(b"FAKEAUDIO")
+    listen = next(r for r in rows(gateway, tmp_path / "data0") if r["api"] == "transcriptions")
+    assert (listen["audio_seconds"], listen["cost_micros"]) == (3, 300)
