@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import hashlib
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from turnout.domain import media, multipart
 from turnout.domain.chat import (
     counted_prompt_tokens,
     estimated_prompt_tokens,
@@ -52,6 +54,7 @@ from turnout.providers.gemini import wire as gemini_wire
 from turnout.providers.gemini.stream import GeminiStream
 from turnout.providers.http.connection import Connection, Deadlines, UpstreamResponse
 from turnout.providers.openai_compatible import errors as openai_errors
+from turnout.providers.openai_compatible import media as openai_media
 from turnout.providers.openai_compatible import wire as openai_wire
 from turnout.providers.openai_compatible.stream import OpenAIStream
 from turnout.providers.request_json import request_json
@@ -385,6 +388,64 @@ def answer(chunks: Sequence[bytes]) -> object:
     return _answer_outcomes(b"".join(chunks))
 
 
+# --------------------------------------------------------------------------- images and audio
+
+
+def media_request(chunks: Sequence[bytes]) -> object:
+    """A JSON body read as an image request and as a speech request, with what each is billed for."""
+
+    def parse(body: Any) -> object:
+        outcomes: list[object] = []
+        for read in (media.parse_image_request, media.parse_speech_request):
+            try:
+                request = read(body)
+                outcomes.append((request, request.units()))
+            except TurnoutError as error:
+                outcomes.append(failure(error))
+        return outcomes
+
+    return _outcome(parse, chunks)
+
+
+def multipart_form(chunks: Sequence[bytes]) -> object:
+    """`<content-type>\n<body>`: the form as a transcription request reads it (the file by its size
+    and digest), and the form it would send upstream read back the same way."""
+    head, _, body = b"".join(chunks).partition(b"\n")
+    try:
+        boundary = multipart.form_boundary(head)
+        request = media.transcription_request(multipart.parse_form(body, boundary))
+    except TurnoutError as error:
+        return failure(error)
+    sent, kind = openai_media.transcription_form(request, "m")
+    again = multipart.parse_form(sent, multipart.form_boundary(kind.encode()))
+    # the file byte for byte (its name's quotes and line breaks percent-encoded, as RFC 7578 says)
+    assert [(f.name, f.data) for f in again.files] == [(f.name, f.data) for f in request.form.files]
+
+    def shown(form: media.Form) -> object:
+        files = [(f.name, f.filename, f.content_type, hashlib.sha256(f.data).hexdigest()) for f in form.files]
+        return form.fields, files
+
+    return shown(request.form), request.model, request.response_format, request.units(), shown(again)[1]
+
+
+def media_answer(chunks: Sequence[bytes]) -> object:
+    """An upstream's answer to an image or transcription request, read for what it is billed."""
+    raw = b"".join(chunks)
+    image = media.ImageRequest(prompt="p", n=2, size="1024x1024")
+    outcomes: list[object] = []
+    readers: list[Callable[[], object]] = [lambda: openai_media.image_usage(image, raw, PROVIDER)]
+    for fmt in sorted(media.TRANSCRIPTION_FORMATS):
+        form = media.Form((("model", "m"),), (media.Upload("file", "a", "audio/wav", b"x"),))
+        request = media.TranscriptionRequest("m", form.files[0], form, fmt)
+        readers.append(lambda r=request: openai_media.transcription_answer(r, raw, PROVIDER))  # type: ignore[misc]
+    for read in readers:
+        try:
+            outcomes.append(read())
+        except TurnoutError as error:
+            outcomes.append(failure(error))
+    return outcomes
+
+
 TARGETS: dict[str, Target] = {
     "sse": sse,
     "eventstream": eventstream,
@@ -400,6 +461,9 @@ TARGETS: dict[str, Target] = {
     "admin_body": admin_body,
     "error_body": error_body,
     "answer": answer,
+    "media_request": media_request,
+    "multipart_form": multipart_form,
+    "media_answer": media_answer,
 }
 
 

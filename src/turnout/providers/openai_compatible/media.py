@@ -116,7 +116,7 @@ def _header(text: str) -> str:
     return re.sub(r"[\x00-\x1f\x7f]", "", text) or "application/octet-stream"
 
 
-_CUE = re.compile(rb"(\d+):(\d{2}):(\d{2})[.,](\d{3})")
+_CUE = re.compile(rb"(\d{1,5}):(\d{2}):(\d{2})[.,](\d{3})")  # a cue's time (hours bounded)
 
 
 def transcription_answer(
