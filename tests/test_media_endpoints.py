@@ -307,6 +307,25 @@ def test_speech_streams_the_providers_audio_through_and_is_billed_per_character(
     assert (row["api"], row["characters"], row["cost_micros"]) == ("speech", 11, 165)  # 11 at $15 / 1M
 
 
+def test_speech_cut_off_by_the_provider_ends_the_clients_body_early_and_is_still_billed(
+    gateway: Gateway, upstream: Upstream, tmp_path: Path
+) -> None:
+    pieces = [b"ID3" + bytes(4096), bytes(4096), bytes(4096)]
+    upstream.reply_sse(pieces, cut_after=2, content_type="audio/mpeg")
+    with (
+        sdk(gateway) as client,
+        client.audio.speech.with_streaming_response.create(
+            model="say", voice="alloy", input="Hello"
+        ) as response,
+    ):
+        assert response.status_code == 200  # (the audio had begun)
+        with pytest.raises(httpx.HTTPError):
+            b"".join(response.iter_bytes())
+    (row,) = rows(gateway, tmp_path / "data0")
+    assert row["status"] >= 500 and row["reason"]
+    assert (row["characters"], row["cost_micros"]) == (5, 75)  # generated, so billed
+
+
 def test_speech_input_over_openais_limit_is_refused_up_front(gateway: Gateway, upstream: Upstream) -> None:
     with sdk(gateway) as client, pytest.raises(openai.BadRequestError) as refused:
         client.audio.speech.create(model="say", voice="alloy", input="x" * 4097)

@@ -452,9 +452,12 @@ class Pipeline:
         account = self._accountant(outcome, inbound.request_id, api, principal, route, False, ticket, trace)
         try:
             result, outcome.served = await generation.router.media(call, outcome.tally, api)
-            if result.chunks is None:
-                account(None)  # accounted for before the client can see the answer
-            await respond.answer_media(result, outcome.served)
+            try:
+                if result.chunks is None:
+                    account(None)  # accounted for before the client can see the answer
+                await respond.answer_media(result, outcome.served)
+            finally:
+                await result.aclose()  # (speech: the upstream's connection, however the answer ended)
         except BaseException as error:
             outcome.failed(error, self.router.in_flight.cancelled())
             raise

@@ -9,7 +9,7 @@ without re-serialising) with the usage read from them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -165,7 +165,14 @@ class MediaResult:
     usage: Usage | None
     content_type: str
     body: bytes = b""
-    chunks: AsyncGenerator[bytes] | None = None
+    chunks: AsyncIterator[bytes] | None = None
+    release: Callable[[], None] | None = None  # lets go of the upstream connection (speech)
+
+    async def aclose(self) -> None:
+        """The answer is read, or nobody will read it (a client that left, a hedge's loser): its
+        connection goes back to its pool if it was read to its end, and is dropped otherwise."""
+        if self.release is not None:
+            self.release()
 
 
 @runtime_checkable

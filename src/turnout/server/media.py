@@ -73,5 +73,5 @@ class MediaExchange(WrappedExchange):
         except OSError:
             raise ClientGone from None
         finally:
-            await chunks.aclose()  # the upstream connection released, or dropped mid-answer
+            await result.aclose()  # the upstream connection released, or dropped mid-answer
         await x.send({"type": "http.response.body", "body": b""})

@@ -193,7 +193,8 @@ class OpenAICompatibleAdapter:
         response = await self.link.send(endpoint, body, call.timeouts, extra_headers=extra)
         if isinstance(request, SpeechRequest):
             kind = media.content_type(response, "application/octet-stream")
-            return MediaResult(media.speech_usage(request), kind, chunks=media.audio_chunks(response))
+            chunks = response.iter_chunks()
+            return MediaResult(media.speech_usage(request), kind, chunks=chunks, release=response.release)
         data = await self.link.answer(response, media.MAX_ANSWER_BYTES)
         if isinstance(request, ImageRequest):
             return MediaResult(media.image_usage(request, data, self.name), "application/json", data)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import AsyncGenerator
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -161,15 +160,6 @@ def speech_body(call: MediaCall) -> bytes:
 
 def speech_usage(request: SpeechRequest) -> Usage:
     return request.units()
-
-
-async def audio_chunks(response: UpstreamResponse) -> AsyncGenerator[bytes]:
-    """The audio as it arrives; the connection goes back to its pool (or is dropped) at the end."""
-    try:
-        while (chunk := await response.next_chunk()) is not None:
-            yield chunk
-    finally:
-        response.release()
 
 
 def content_type(response: UpstreamResponse, default: str) -> str:
