@@ -36,6 +36,10 @@ CHAT_FEATURES = (
     _Feature("json_schema", "structured outputs (response_format json_schema)"),
     _Feature("images", "images"),
     _Feature("streaming", "streaming"),
+    _Feature("chat", "chat"),  # an image or audio model does none
+    _Feature("image_generation", "image generation"),
+    _Feature("transcription", "transcription"),
+    _Feature("speech", "speech"),
 )
 EMBEDDINGS = _Feature("embeddings", "embeddings")
 
