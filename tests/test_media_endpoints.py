@@ -57,6 +57,7 @@ def doc(upstream: Upstream, models: dict[str, Any] | None = None, **extra: Any) 
         "models": {
             "gpt-4o": {"provider": "up", "model": "gpt-4o"},
             "draw": {"provider": "up", "model": "dall-e-3"},
+            "draw-tokens": {"provider": "up", "model": "gpt-image-1"},
             "listen": {"provider": "up", "model": "whisper-1"},
             "listen-4o": {"provider": "up", "model": "gpt-4o-transcribe"},
             "say": {"provider": "up", "model": "tts-1"},
@@ -142,6 +143,25 @@ def test_images_come_back_as_generated_and_are_billed_per_image(
     assert (row["api"], row["alias"], row["model"], row["status"]) == ("images", "draw", "dall-e-3", 200)
     assert (row["images"], row["audio_seconds"], row["characters"]) == (2, 0, 0)
     assert row["cost_micros"] == 240_000  # 2 HD 1024x1792 images at $0.12
+
+
+def test_a_token_priced_image_model_is_billed_by_the_tokens_its_answer_reports(
+    gateway: Gateway, upstream: Upstream, tmp_path: Path
+) -> None:
+    usage = {
+        "input_tokens": 50,
+        "output_tokens": 4160,
+        "total_tokens": 4210,
+        "input_tokens_details": {"text_tokens": 50, "image_tokens": 0},
+    }
+    answer = {"created": 1, "data": [{"b64_json": "iVBORw0KGgo="}], "size": "1024x1024", "quality": "high"}
+    upstream.reply_json({**answer, "usage": usage})
+    with sdk(gateway) as client:
+        raw = client.images.with_raw_response.generate(model="draw-tokens", prompt="a fox", quality="high")
+    validate_openai("ImagesResponse", json.loads(raw.content))
+    (row,) = rows(gateway, tmp_path / "data0")
+    assert (row["images"], row["input_tokens"], row["output_tokens"]) == (1, 50, 4160)
+    assert row["cost_micros"] == 166_650  # 50 x $5 + 4160 x $40 per 1M tokens
 
 
 def test_a_chat_model_makes_no_images_and_an_image_model_no_chat(
