@@ -499,3 +499,51 @@ def test_the_fake_provider_answers_images_and_audio_for_demos(
     assert len(images.data or []) == 3 and verbose.duration == 3.0 and audio.startswith(b"FAKEAUDIO")
     listen = next(r for r in rows(gateway, tmp_path / "data0") if r["api"] == "transcriptions")
     assert (listen["audio_seconds"], listen["cost_micros"]) == (3, 300)
+
+
+def test_the_exit_report_moves_image_and_audio_requests_only_to_models_that_do_them(
+    upstream: Upstream, start_gateway: Callable[..., Gateway]
+) -> None:
+    models = {
+        "listen": {
+            "targets": [
+                {"provider": "up", "model": "whisper-1"},
+                {
+                    "provider": "az",
+                    "model": "cheap-whisper",
+                    "supports": {"transcription": True, "chat": False},
+                    "price": {"per_audio_minute": "0.003"},
+                },
+            ]
+        },
+        "talk": {
+            "targets": [
+                {"provider": "up", "model": "gpt-4o"},
+                {"provider": "az", "model": "my-tts", "supports": {"speech": True, "chat": False}},
+            ]
+        },
+    }
+    gateway = start_gateway(doc(upstream, models=models), {"UPSTREAM_KEY": UPSTREAM_KEY})
+    with sdk(gateway) as client:
+        upstream.reply_json({"text": "hi", "usage": {"type": "duration", "seconds": 60}})
+        client.audio.transcriptions.create(model="listen", file=("a.wav", AUDIO))
+        client.chat.completions.create(model="talk", messages=[{"role": "user", "content": "hi"}])
+        upstream.reply_raw(b"ID3", content_type="audio/mpeg")
+        client.audio.speech.create(model="say", voice="alloy", input="hi").read()
+    assert gateway.loop is not None
+    asyncio.run_coroutine_threadsafe(gateway.services.spend.flush(), gateway.loop).result(30)
+    answer = httpx.get(
+        gateway.root_url + "/admin/exit-report",
+        params={"since": "2000-01-01"},
+        headers={"authorization": f"Bearer {MASTER_KEY}"},
+        timeout=30,
+    )
+    (report,) = answer.json()["providers"]
+    assert report["requests"] == 3
+    movable = report["movable"]
+    assert movable["requests"] == 1  # the minute of audio: to the other whisper
+    assert (movable["cost_usd"], movable["cost_if_moved_usd"]) == ("0.006000", "0.003000")
+    assert {s["reason"]: s["requests"] for s in report["stuck"]} == {
+        "no alternative chats (they are image or audio models)": 1,
+        "no alternative deployment on another provider": 1,
+    }

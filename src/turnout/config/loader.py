@@ -78,6 +78,8 @@ RESERVED_PATHS = frozenset(
         "openapi.json",
         "chat",
         "embeddings",
+        "images",
+        "audio",
         "models",
         "messages",
         "responses",

@@ -45,6 +45,12 @@ NEEDS: tuple[tuple[int, str, str], ...] = (
 CONTEXT = "longer than every alternative's context window"
 OUTPUT = "a longer answer than every alternative gives"
 EMBEDDINGS = "no alternative makes embeddings"
+NO_CHAT = "no alternative chats (they are image or audio models)"
+MEDIA = {  # an image or audio request's API: what an alternative must do, and why none could
+    "images": ("image_generation", "no alternative generates images"),
+    "transcriptions": ("transcription", "no alternative transcribes audio"),
+    "speech": ("speech", "no alternative makes speech"),
+}
 
 
 @dataclass
@@ -194,6 +200,9 @@ class ExitReadiness:
             output_tokens=row.output_tokens,
             cached_input_tokens=row.cached_input_tokens,
             cache_write_tokens=row.cache_write_tokens,
+            images=row.images,  # (of a kind the ledger does not keep: at the dearest per image)
+            audio_seconds=row.audio_seconds,
+            characters=row.characters,
         )
         at = as_utc(row.at).timestamp()
         priced = [c for t in capable if (c := _cost(t, usage, at)) is not None]
@@ -226,7 +235,13 @@ def _capable(alternatives: tuple[Target, ...], row: Any) -> tuple[list[Target], 
     if row.api == "embeddings":
         capable = [t for t in alternatives if t.capabilities.embeddings]
         return capable, "" if capable else EMBEDDINGS
-    candidates = list(alternatives)
+    if row.api in MEDIA:
+        capability, reason = MEDIA[row.api]
+        capable = [t for t in alternatives if getattr(t.capabilities, capability)]
+        return capable, "" if capable else reason
+    candidates = [t for t in alternatives if t.capabilities.chat]
+    if not candidates:
+        return [], NO_CHAT
     for bit, capability, reason in NEEDS:
         if row.features & bit:
             candidates = [t for t in candidates if getattr(t.capabilities, capability)]
@@ -255,6 +270,9 @@ ROW_COLUMNS = (
     ledger.c.cache_write_tokens,
     ledger.c.cost_micros,
     ledger.c.features,
+    ledger.c.images,
+    ledger.c.audio_seconds,
+    ledger.c.characters,
 )
 
 
