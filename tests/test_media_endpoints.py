@@ -547,3 +547,21 @@ def test_the_exit_report_moves_image_and_audio_requests_only_to_models_that_do_t
         "no alternative chats (they are image or audio models)": 1,
         "no alternative deployment on another provider": 1,
     }
+
+
+def test_a_plan_priced_per_token_charges_images_and_audio_what_they_cost(
+    gateway: Gateway, upstream: Upstream, tmp_path: Path
+) -> None:
+    plan = admin(gateway, "POST", "/admin/plans", name="tokens", prices={"input": "2000", "output": "2000"})
+    marked = admin(gateway, "POST", "/admin/plans", name="marked", markup="1.5")
+    keys = []
+    for name, chosen in (("per-token", plan), ("marked-up", marked)):
+        team = admin(gateway, "POST", "/admin/teams", name=name)["id"]
+        admin(gateway, "POST", f"/admin/teams/{team}/billing", plan_id=chosen["id"])
+        keys.append(admin(gateway, "POST", "/admin/keys", name=name, team_id=team)["key"])
+    for key in keys:
+        upstream.reply_raw(b"ID3", content_type="audio/mpeg")
+        with sdk(gateway, key) as client:
+            client.audio.speech.create(model="say", voice="alloy", input="Hello world").read()
+    paid = [(r["cost_micros"], r["customer_price_micros"]) for r in rows(gateway, tmp_path / "data0")]
+    assert paid == [(165, 165), (165, 248)]  # never free; a markup applies (165 x 1.5, rounded)
