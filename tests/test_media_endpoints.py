@@ -435,6 +435,7 @@ FORM = "multipart/form-data; boundary=b0undary"
         (GOOD + part("prompt", b"p" * 40_000) + b"--b0undary--\r\n", FORM, 400, "larger than 32768 bytes"),
         (GOOD + part("x", b"1") * 31 + b"--b0undary--\r\n", FORM, 400, "more than 32 parts"),
         (GOOD + part("stream", b"true") + b"--b0undary--\r\n", FORM, 400, "Streamed transcription"),
+        (GOOD + part("api_base", b"http://10.0.0.1") + b"--b0undary--\r\n", FORM, 400, "turnout chooses"),
         (
             part("model", b"listen") + part("file", b"a" * 70_000, filename="a.wav") + b"--b0undary--\r\n",
             FORM,
@@ -453,6 +454,7 @@ FORM = "multipart/form-data; boundary=b0undary"
         "field-too-large",
         "too-many-parts",
         "stream",
+        "steering-field",
         "over-the-size-limit",
     ],
 )

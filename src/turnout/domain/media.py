@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from turnout.domain.errors import InvalidRequest, UnsupportedFeature
+from turnout.domain.steering_fields import refuse_steering_fields
 from turnout.domain.usage import Usage
 from turnout.domain.validation import convert
 
@@ -136,8 +137,10 @@ def parse_speech_request(body: object) -> SpeechRequest:
 
 
 def transcription_request(form: Form) -> TranscriptionRequest:
-    """The transcription request a form holds: one `file`, a `model`, a known `response_format`;
-    streamed transcription is refused (its usage would come in events turnout does not read)."""
+    """The transcription request a form holds: one `file`, a `model`, a known `response_format`,
+    no field that would steer the upstream; streamed transcription is refused (its usage would come
+    in events turnout does not read)."""
+    refuse_steering_fields(dict(form.fields))  # (the form is forwarded: as a JSON body would be)
     model = form.field("model")
     if not model:
         raise InvalidRequest(
