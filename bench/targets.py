@@ -173,6 +173,24 @@ THREE_DEPLOYMENTS = (
     f"      - {{{{provider: mock-c, model: {MODEL}, weight: 1, {PRICE}}}}}\n"
 )
 
+# One deployment, every request also mirrored (share 1) to a second provider at the same mock: what
+# a shadow costs the client's request (routing/mirror.py), under a rehearsal budget never reached.
+MIRRORED = (
+    "providers:\n"
+    "  mock: {{type: openai_compatible, base_url: http://127.0.0.1:{port}/v1}}\n"
+    "  candidate: {{type: openai_compatible, base_url: http://127.0.0.1:{port}/v1}}\n"
+    "models:\n"
+    f"  {MODEL}:\n"
+    "    provider: mock\n"
+    f"    model: {MODEL}\n"
+    f"    {PRICE}\n"
+    "    mirror:\n"
+    f"      to: {{{{provider: candidate, model: {MODEL}, {PRICE}}}}}\n"
+    "      share: 1.0\n"
+    "      budget: {{limit: '1000000', period: never}}\n"
+    "      concurrency: 512\n"
+)
+
 # The translated path: the same OpenAI-format load, to an Anthropic Messages API upstream (the mock's
 # /v1/messages), so turnout translates the request, the answer and the stream.
 ANTHROPIC_KEY_ENV = "BENCH_ANTHROPIC_API_KEY"
@@ -289,6 +307,11 @@ def turnout_weighted(mock_port: int, log: str) -> AbstractContextManager[Endpoin
     return _turnout("turnout-3", THREE_DEPLOYMENTS, mock_port, log)
 
 
+def turnout_mirrored(mock_port: int, log: str) -> AbstractContextManager[Endpoint]:
+    """turnout with one deployment, every request also shadowed to a candidate at the same mock."""
+    return _turnout("turnout-mirrored", MIRRORED, mock_port, log)
+
+
 def turnout_anthropic(mock_port: int, log: str) -> AbstractContextManager[Endpoint]:
     """turnout with one Anthropic deployment behind the model: OpenAI format in, Anthropic's out."""
     env = {ANTHROPIC_KEY_ENV: "sk-ant-bench"}
@@ -332,6 +355,7 @@ TARGETS: dict[str, Target] = {
     "turnout-limited": turnout_limited,
     "turnout-3": turnout_weighted,
     "turnout-anthropic": turnout_anthropic,
+    "turnout-mirrored": turnout_mirrored,
     "litellm": litellm,
 }
 

@@ -70,7 +70,12 @@ def budget(examples: int) -> settings:
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     doc = {
         "providers": {"fake": {"type": "fake"}},
-        "models": {"chat": {"provider": "fake", "model": "m"}, "embed": {"provider": "fake", "model": "e"}},
+        "models": {
+            "chat": {"provider": "fake", "model": "m"},
+            "embed": {"provider": "fake", "model": "e"},
+            "rerank": {"provider": "fake", "model": "r", "supports": {"rerank": True}},
+            "moderation": {"provider": "fake", "model": "o", "supports": {"moderation": True}},
+        },
     }
     gateway = Gateway(settings_for(doc, tmp_path_factory.mktemp("api-properties"))).start()
     yield gateway
@@ -385,6 +390,43 @@ def embedding_bodies(draw: st.DrawFn) -> bytes:
     return draw(encoded(draw(made_hostile(body))))
 
 
+DOCUMENT = TEXT | st.fixed_dictionaries({"text": TEXT}, optional={"id": TEXT}) | st.integers()
+
+
+@st.composite
+def rerank_bodies(draw: st.DrawFn) -> bytes:
+    body: dict[str, Any] = {
+        "model": "rerank",
+        "query": draw(TEXT | HUGE_TEXT),
+        "documents": draw(
+            st.lists(DOCUMENT, max_size=6) | st.lists(st.just("d"), min_size=999, max_size=1002)
+        ),
+    }
+    body.update(
+        draw(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "top_n": st.integers(-2, 10**20),
+                    "return_documents": st.booleans() | TEXT,
+                    "max_tokens_per_doc": st.integers(-1, 10**12),
+                },
+            )
+        )
+    )
+    return draw(encoded(draw(made_hostile(body))))
+
+
+@st.composite
+def moderation_bodies(draw: st.DrawFn) -> bytes:
+    part = st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url", "audio"]), "text": TEXT})
+    inputs = TEXT | HUGE_TEXT | st.lists(TEXT, max_size=4) | st.lists(part, max_size=3)
+    body: dict[str, Any] = {"input": draw(inputs)}
+    if draw(st.booleans()):
+        body["model"] = draw(st.sampled_from(["moderation", "chat", "nope"]))
+    return draw(encoded(draw(made_hostile(body))))
+
+
 @pytest.fixture(scope="module")
 def v1(gateway: Gateway) -> Iterator[httpx.Client]:
     headers = {"authorization": f"Bearer {MASTER_KEY}", "content-type": "application/json"}
@@ -416,6 +458,18 @@ def test_any_chat_body_gets_an_answer_or_an_openai_error(v1: httpx.Client, body:
 @given(body=embedding_bodies())
 def test_any_embeddings_body_gets_an_answer_or_an_openai_error(v1: httpx.Client, body: bytes) -> None:
     _never_broken(v1.post("/embeddings", content=body))
+
+
+@budget(300)
+@given(body=rerank_bodies())
+def test_any_rerank_body_gets_an_answer_or_an_openai_error(v1: httpx.Client, body: bytes) -> None:
+    _never_broken(v1.post("/rerank", content=body))
+
+
+@budget(300)
+@given(body=moderation_bodies())
+def test_any_moderation_body_gets_an_answer_or_an_openai_error(v1: httpx.Client, body: bytes) -> None:
+    _never_broken(v1.post("/moderations", content=body))
 
 
 # --------------------------------------------------------------------------- bodies a wire format rewrites

@@ -186,3 +186,53 @@ def test_teams_and_users_are_named_by_name_as_well_as_by_id(gateway: Gateway) ->
         assert http.get("/admin/teams/nope").status_code == 404
         clash = http.post("/admin/teams", json={"name": "team_lookalike"})
         assert clash.status_code == 400 and clash.json()["error"]["param"] == "name"
+
+
+def test_a_team_admin_may_lower_their_teams_class_but_not_raise_it_above_their_own(
+    gateway: Gateway,
+) -> None:
+    team_id = ok(cli(gateway, "teams", "create", "etl")).split()[0]
+    user_id = ok(cli(gateway, "users", "create", "lead@example.com")).split()[0]
+    ok(cli(gateway, "teams", "add-member", team_id, user_id, "--role", "admin"))
+    with httpx.Client(base_url=gateway.root_url) as http:
+        made = http.post(
+            "/admin/keys",
+            headers={"authorization": f"Bearer {MASTER_KEY}"},
+            json={"name": "lead", "team_id": team_id, "user_id": user_id, "role": "admin"},
+        )
+        admin = made.json()["key"]
+
+        def patch(key: str, body: dict[str, Any]) -> httpx.Response:
+            return http.patch(
+                f"/admin/teams/{team_id}", headers={"authorization": f"Bearer {key}"}, json=body
+            )
+
+        # the team's admin is of the default class (standard): they may not make their team critical
+        raised = patch(admin, {"priority": "critical"})
+        assert raised.status_code == 403 and raised.json()["error"]["param"] == "priority"
+        assert "class 'critical'" in raised.json()["error"]["message"]
+        # nor give one of their keys a class above their own
+        key = http.post(
+            "/admin/keys",
+            headers={"authorization": f"Bearer {admin}"},
+            json={"name": "vip", "team_id": team_id, "metadata": {"priority": "critical"}},
+        )
+        assert key.status_code == 403 and key.json()["error"]["param"] == "metadata.priority"
+        # lowering is theirs to do; the rate limits stay the organisation's
+        assert patch(admin, {"priority": "batch"}).json()["priority"] == "batch"
+        assert patch(admin, {"limits": {"rpm": 5}}).status_code == 403
+        # now of class batch themselves, they cannot put it back (null: the default, standard)
+        assert patch(admin, {"priority": None}).status_code == 403
+        assert patch(admin, {"priority": "standard"}).status_code == 403
+        assert patch(admin, {"priority": "urgent"}).status_code == 400
+        audit = http.get("/admin/audit", headers={"authorization": f"Bearer {MASTER_KEY}"}).json()["data"]
+        assert [e["after"]["priority"] for e in audit if e["action"] == "team.priority"] == ["batch"]
+
+    # the organisation's admins may give any class, from the command line too
+    assert "priority=critical" in ok(cli(gateway, "teams", "set-priority", "etl", "critical"))
+    assert "priority=critical" in ok(cli(gateway, "teams", "show", team_id))
+    # a team admin now of class critical may keep it, or lower it
+    assert "priority=standard" in ok(cli(gateway, "teams", "set-priority", "etl", "standard", key=admin))
+    refused = cli(gateway, "teams", "set-priority", "etl", "critical", key=admin)
+    assert refused.exit_code == 1 and "class 'critical'" in refused.output
+    assert "priority=-" in ok(cli(gateway, "teams", "set-priority", "etl", "none"))

@@ -97,6 +97,22 @@ def test_a_feature_counts_when_any_target_has_it_and_is_missing_only_when_no_fal
     assert _warnings({"ds2": {**DEEPSEEK, "fallbacks": ["ds"]}, "ds": DEEPSEEK}) == []
 
 
+def test_a_reranker_chain_needs_rerankers_and_a_chat_chain_chat_models() -> None:
+    reranker = {"provider": "openai", "model": "rr", "supports": {"rerank": True}}
+    assert _warnings(
+        {
+            "rerank": {**reranker, "fallbacks": ["gpt-4o", "rerank-2"]},
+            "rerank-2": reranker,
+            "gpt-4o": {**GPT4O, "fallbacks": ["rerank-2"]},
+        }
+    ) == [
+        "models.rerank.fallbacks[0]: 'gpt-4o' cannot rerank documents as 'rerank' does; "
+        "such requests will skip it",
+        "models.gpt-4o.fallbacks[0]: 'rerank-2' serves only rerank, moderation, image or audio requests; "
+        "chat requests will skip it",
+    ]
+
+
 def test_every_missing_feature_is_named_with_the_capabilities_given() -> None:
     def capabilities(provider: ProviderSettings) -> Capabilities:
         caps = capabilities_for(provider)
@@ -135,10 +151,10 @@ def test_image_and_audio_models_are_named_as_fallbacks_for_what_they_cannot_do()
             "say-hd": {"provider": "openai", "model": "tts-1-hd"},
         }
     )
-    skip = "such requests will skip it"
+    only = "serves only rerank, moderation, image or audio requests"
     assert warnings == [
-        f"models.gpt-4o.fallbacks[0]: 'say' cannot serve chat that 'gpt-4o' accepts; {skip}",
-        f"models.say.fallbacks[0]: 'gpt-4o' cannot serve speech that 'say' accepts; {skip}",
+        f"models.gpt-4o.fallbacks[0]: 'say' {only}; chat requests will skip it",
+        "models.say.fallbacks[0]: 'gpt-4o' cannot make speech as 'say' does; such requests will skip it",
     ]
 
 
@@ -312,7 +328,16 @@ def _routing_doc() -> dict[str, Any]:
                 "context_window_fallbacks": ["big"],
                 "content_policy_fallbacks": ["llama"],
             },
-            "big": {"provider": "openai", "model": "gpt-4.1", "context_window": 1000000},
+            "big": {
+                "provider": "openai",
+                "model": "gpt-4.1",
+                "context_window": 1000000,
+                "mirror": {
+                    "to": {"provider": "deepseek", "model": "deepseek-chat"},
+                    "share": 0.05,
+                    "budget": {"limit": "20.00"},
+                },
+            },
             "llama": {**LLAMA, "attempts": 4},
             "deepseek-chat": DEEPSEEK,
         },
@@ -326,6 +351,8 @@ def test_describe_prints_the_whole_routing_table() -> None:
     assert table.split("\n\n")[0].splitlines() == [
         "  big  strategy=priority",
         "    - openai/gpt-4.1  context_window=1000000 price=2.00/8.00",  # from the price table
+        "    mirror 5% -> deepseek/deepseek-chat  price=0.28/0.42  (budget 20.000000 USD daily, timeout 60s, "
+        "16 at once)",
         "  deepseek-chat  strategy=priority",
         "    - deepseek/deepseek-chat  price=0.28/0.42",
         "  gpt-4o  strategy=weighted hedge_after=1.5s stream_resume=off",
@@ -387,3 +414,25 @@ def test_the_gateway_logs_chain_warnings_at_start(tmp_path: Path, caplog: pytest
         r.getMessage().startswith("models.gpt-4o.fallbacks[0]: 'deepseek-chat' cannot serve structured")
         for r in caplog.records
     )
+
+
+def test_describe_shows_rerankers_and_moderation_models_with_their_prices() -> None:
+    doc = {
+        "routing": {"moderation_model": "moderation"},
+        "providers": {
+            "co": {"type": "cohere", "api_key": "env:CO_KEY"},
+            "openai": {"type": "openai", "api_key": "env:OPENAI_KEY"},
+        },
+        "models": {
+            "rerank": {"provider": "co", "model": "rerank-v3.5", "supports": {"rerank": True}},
+            "moderation": {
+                "provider": "openai",
+                "model": "omni-moderation-latest",
+                "supports": {"moderation": True},
+            },
+        },
+    }
+    text = describe(build_settings(doc, {**ENV, "CO_KEY": "k", "OPENAI_KEY": "k"}, source="test"))
+    assert "    - co/rerank-v3.5  rerank price=2.00/1K searches" in text.splitlines()
+    assert "    - openai/omni-moderation-latest  moderation price=0/0" in text.splitlines()
+    assert "  moderation: 'moderation' answers a moderation naming no model" in text.splitlines()

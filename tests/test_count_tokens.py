@@ -124,3 +124,42 @@ def test_an_anthropic_provider_that_fails_leaves_turnouts_estimate(
     )
     assert raw.headers["x-turnout-token-count"] == "estimated"
     assert 0 < raw.parse().input_tokens < 20
+
+
+def _key(gateway: Gateway, limits: dict[str, int]) -> str:
+    made = httpx.post(
+        gateway.root_url + "/admin/keys",
+        json={"name": "counter", "limits": limits},
+        headers={"authorization": f"Bearer {MASTER_KEY}"},
+        timeout=10,
+    )
+    assert made.status_code == 200, made.text
+    return str(made.json()["key"])
+
+
+def test_counting_counts_against_the_keys_rpm_in_anthropics_shape(gateway: Gateway) -> None:
+    key = _key(gateway, {"rpm": 1})
+    with anthropic.Anthropic(base_url=gateway.root_url, api_key=key, max_retries=0, timeout=20) as client:
+        first = client.messages.with_raw_response.count_tokens(
+            model="gpt", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert first.parse().input_tokens > 0
+        assert first.headers["anthropic-ratelimit-requests-limit"] == "1"
+        with pytest.raises(anthropic.RateLimitError) as refused:
+            client.messages.count_tokens(model="gpt", messages=[{"role": "user", "content": "hi"}])
+    body = refused.value.body
+    assert isinstance(body, dict) and body["type"] == "error"
+    assert body["error"]["type"] == "rate_limit_error" and "key rpm" in body["error"]["message"]
+    assert int(refused.value.response.headers["retry-after"]) >= 1
+
+
+def test_counting_reserves_no_tokens(gateway: Gateway) -> None:
+    """A prompt far over the key's tokens per minute is counted, again and again: counting uses
+    none."""
+    key = _key(gateway, {"tpm": 10})
+    with anthropic.Anthropic(base_url=gateway.root_url, api_key=key, max_retries=0, timeout=20) as client:
+        for _ in range(3):
+            counted = client.messages.count_tokens(model="gpt", messages=[{"role": "user", "content": LONG}])
+            assert counted.input_tokens > 10
+        with pytest.raises(anthropic.RateLimitError):  # a message of that prompt is over the limit
+            client.messages.create(model="gpt", max_tokens=5, messages=[{"role": "user", "content": LONG}])

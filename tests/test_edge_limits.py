@@ -384,3 +384,47 @@ def test_limits_have_defaults_and_units() -> None:
         ).server.limits.body_min_rate
         == 0
     )
+
+
+# --------------------------------------------------------------------------- refusals and keep-alive
+
+
+def _chat_request(key: str, body: bytes, *, send_body: bool = True) -> bytes:
+    head = _head(
+        "POST",
+        "/v1/chat/completions",
+        f"Authorization: Bearer {key}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+    )
+    return head + b"\r\n" + (body if send_body else b"")
+
+
+CHAT_BODY = orjson.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
+
+
+def test_a_refused_request_whose_body_came_with_it_keeps_its_connection(
+    limited: Gateway, upstream: Upstream
+) -> None:
+    """A client retrying after a refusal (a wrong key here; a 429 or 503 alike) reuses its
+    connection: the small body that arrived with the head is taken, not left to close the socket."""
+    with _connection(limited) as sock:
+        sock.sendall(_chat_request("sk-not-a-key", CHAT_BODY))
+        refused = http.client.HTTPResponse(sock)
+        refused.begin()
+        assert refused.status == 401, refused.read()[:300]
+        assert refused.getheader("connection") != "close"
+        assert orjson.loads(refused.read())["error"]["code"] == "invalid_api_key"
+        sock.sendall(_chat_request(MASTER_KEY, CHAT_BODY))  # the same socket
+        served = http.client.HTTPResponse(sock)
+        served.begin()
+        assert served.status == 200
+        assert orjson.loads(served.read())["choices"][0]["message"]["content"]
+    assert len(upstream.requests) == 1
+
+
+def test_a_refused_request_whose_body_has_not_arrived_closes_its_connection(limited: Gateway) -> None:
+    """The body is not waited for: the refusal says `connection: close` and the socket closes."""
+    with _connection(limited) as sock:
+        sock.sendall(_chat_request("sk-not-a-key", CHAT_BODY, send_body=False))
+        assert _refusal(sock, 401)["code"] == "invalid_api_key"

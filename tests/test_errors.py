@@ -160,7 +160,7 @@ def test_unknown_model_is_a_404(client: openai.OpenAI, upstream: Upstream) -> No
 def test_unknown_path_is_a_404(client: openai.OpenAI, http: httpx.Client) -> None:
     # An SDK call to an endpoint turnout does not serve fails like OpenAI's own 404 would.
     with pytest.raises(openai.NotFoundError) as caught:
-        client.moderations.create(input="hello")
+        client.fine_tuning.jobs.list()
     assert sdk_error(caught.value, 404)["code"] == "not_found"
     response = http.get("/no/such/thing", headers=AUTH)
     assert api_error(response, 404)["code"] == "not_found"

@@ -174,7 +174,7 @@ def test_a_chat_model_makes_no_images_and_an_image_model_no_chat(
         assert "does not offer image generation" in refused.value.message
         with pytest.raises(openai.BadRequestError) as chat:
             client.chat.completions.create(model="draw", messages=[{"role": "user", "content": "hi"}])
-        assert chat.value.code == "unsupported_feature" and "image or audio model" in chat.value.message
+        assert chat.value.code == "unsupported_feature" and "not a chat model" in chat.value.message
     assert upstream.requests == []
 
 
@@ -546,7 +546,7 @@ def test_the_exit_report_moves_image_and_audio_requests_only_to_models_that_do_t
     assert movable["requests"] == 1  # the minute of audio: to the other whisper
     assert (movable["cost_usd"], movable["cost_if_moved_usd"]) == ("0.006000", "0.003000")
     assert {s["reason"]: s["requests"] for s in report["stuck"]} == {
-        "no alternative chats (they are image or audio models)": 1,
+        "every alternative is a reranker, a moderation model, or an image or audio model": 1,
         "no alternative deployment on another provider": 1,
     }
 

@@ -38,6 +38,9 @@ def exposed() -> list[tuple[str, str, str, str]]:
     answered = LedgerEntry(request_id="r", attempt=2, attempts=2, at=0.0, api="chat", key_id="k", alias="a")
     metrics.request([failed, answered], 200, 2, 0.1, 0.05)
     metrics.refused("budget")
+    metrics.shadow(
+        LedgerEntry(request_id="r-shadow", at=0.0, api="chat", key_id="rehearsal", alias="a", rehearsal=True)
+    )
     gauges = ServiceCollector(
         lambda: [DeploymentSample("d", "p", "m", "closed", 0)],
         lambda: JournalSample(0, 0.0, 0, True),

@@ -30,12 +30,15 @@ MAY_PEND = {
     ("PATCH", "/admin/users/{user_id}"),
     ("POST", "/admin/users"),
     ("DELETE", "/admin/providers/{name}"),
+    ("POST", "/admin/game-days"),
     ("PATCH", "/admin/keys/{key_id}"),
     ("POST", "/admin/keys/{key_id}/revoke"),
 }
 COMPATIBLE = {
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/embeddings"),
+    ("POST", "/v1/rerank"),
+    ("POST", "/v1/moderations"),
     ("POST", "/v1/images/generations"),
     ("POST", "/v1/audio/transcriptions"),
     ("POST", "/v1/audio/speech"),

@@ -41,7 +41,7 @@ class Held:
 
         async def action(request: web.Request) -> web.StreamResponse:
             self.arrivals.release()
-            await asyncio.to_thread(self.tokens.acquire)
+            await asyncio.to_thread(self.tokens.acquire, True, 60)  # (bounded: a failed test must end)
             return web.Response(body=ANSWER, content_type="application/json")
 
         upstream.then(action, times)
@@ -69,6 +69,7 @@ def serve(tmp_path: Path, upstream: Upstream) -> Iterator[Any]:
                     "type": "openai_compatible",
                     "base_url": upstream.base_url,
                     "api_key": "env:UPSTREAM_KEY",
+                    "passthrough": ["/files"],
                 }
             },
             "models": {"gpt-4o": {"provider": "up", "model": "gpt-4o-2024-08-06"}},
@@ -147,6 +148,7 @@ def test_excess_requests_are_refused_with_retry_after_while_admitted_ones_comple
             refused = await http.post(root(served) + "/v1/chat/completions", headers=auth(), json=CHAT)
             assert refused.status_code == 503
             assert refused.headers["retry-after"] == "1"
+            assert refused.headers.get("connection") != "close"  # the client may retry on it
             error = refused.json()["error"]
             assert error["code"] == "overloaded" and error["type"] == "service_unavailable"
             assert "Retry-After" in error["message"]
@@ -351,3 +353,113 @@ def test_the_limit_grows_while_latency_is_low_and_shrinks_when_it_rises(
             assert shrunk < grown * 0.7
 
     asyncio.run(scenario())
+
+
+async def team_key(http: httpx.AsyncClient, served: Served, team: str, priority: str | None) -> str:
+    """A key of a new team whose class is `priority`; the key itself has none unless asked."""
+    made = await http.post(root(served) + "/admin/teams", headers=auth(), json={"name": team})
+    assert made.status_code == 200, made.text
+    team_id = made.json()["id"]
+    classed = await http.patch(
+        root(served) + f"/admin/teams/{team_id}", headers=auth(), json={"priority": priority}
+    )
+    assert classed.status_code == 200 and classed.json()["priority"] == priority, classed.text
+    key = await http.post(
+        root(served) + "/admin/keys", headers=auth(), json={"name": f"{team} key", "team_id": team_id}
+    )
+    assert key.status_code == 200 and key.json()["metadata"] == {}, key.text
+    value: str = key.json()["key"]
+    return value
+
+
+def test_a_critical_teams_traffic_is_admitted_while_a_batch_teams_is_shed(
+    serve: Any, upstream: Upstream
+) -> None:
+    held = Held(upstream, 4)
+    # a limit of 4: batch may hold 2 of it, standard 3, critical all 4
+    served = serve(
+        initial_limit=4, min_limit=4, max_limit=4, queue_ratio=0, standard_share=0.75, batch_share=0.5
+    )
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(timeout=30) as http:
+            batch = await team_key(http, served, "etl", "batch")
+            critical = await team_key(http, served, "checkout", "critical")
+            running = [chat(http, served, batch), chat(http, served, batch)]
+            await held.arrived(2)
+            shed = await http.post(root(served) + "/v1/chat/completions", headers=auth(batch), json=CHAT)
+            assert shed.status_code == 503 and shed.json()["error"]["code"] == "overloaded"
+
+            running += [chat(http, served, critical), chat(http, served, critical)]
+            await held.arrived(2)  # the critical team takes the headroom batch may not use
+            assert (await state(http, served))["refused"] == {"critical": 0, "standard": 0, "batch": 1}
+            held.release(4)
+            assert [a.status_code for a in await asyncio.gather(*running)] == [200] * 4
+
+    asyncio.run(scenario())
+
+
+def test_a_keys_own_class_overrides_its_teams(serve: Any, upstream: Upstream) -> None:
+    held = Held(upstream, 3)
+    served = serve(
+        initial_limit=4, min_limit=4, max_limit=4, queue_ratio=0, standard_share=0.75, batch_share=0.5
+    )
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(timeout=30) as http:
+            batch = await team_key(http, served, "etl", "batch")
+            team_id = (await http.get(root(served) + "/admin/teams", headers=auth())).json()["data"][0]["id"]
+            own = await http.post(
+                root(served) + "/admin/keys",
+                headers=auth(),
+                json={"name": "urgent", "team_id": team_id, "metadata": {"priority": "standard"}},
+            )
+            standard = own.json()["key"]
+            running = [chat(http, served, batch), chat(http, served, batch)]
+            await held.arrived(2)
+            assert (
+                await http.post(root(served) + "/v1/chat/completions", headers=auth(batch), json=CHAT)
+            ).status_code == 503
+            running.append(chat(http, served, standard))  # the same team, but the key is standard
+            await held.arrived(1)
+            assert (await state(http, served))["refused"]["batch"] == 1
+            held.release(3)
+            assert [a.status_code for a in await asyncio.gather(*running)] == [200] * 3
+
+    asyncio.run(scenario())
+
+
+def test_token_counting_and_the_passthrough_are_shed_under_overload(serve: Any, upstream: Upstream) -> None:
+    held = Held(upstream, 1)
+    served = serve(initial_limit=1, min_limit=1, max_limit=1, queue_ratio=0)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(timeout=30) as http:
+            running = chat(http, served)
+            await held.arrived(1)
+            passed = await http.get(root(served) + "/passthrough/up/files", headers=auth())
+            assert passed.status_code == 503 and passed.headers["retry-after"] == "1"
+            assert passed.json()["error"]["code"] == "overloaded"
+            counted = await http.post(
+                root(served) + "/v1/messages/count_tokens",
+                headers={"x-api-key": MASTER, "anthropic-version": "2023-06-01"},
+                json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            assert counted.status_code == 503 and counted.headers["retry-after"] == "1"
+            assert counted.json()["type"] == "error"
+            assert counted.json()["error"]["type"] == "overloaded_error"
+            assert (await state(http, served))["refused"]["standard"] == 2
+            held.release(1)
+            assert (await running).status_code == 200
+
+            upstream.reply_json({"object": "list", "data": [], "has_more": False})
+            assert (await http.get(root(served) + "/passthrough/up/files", headers=auth())).status_code == 200
+            again = await http.post(
+                root(served) + "/v1/messages/count_tokens",
+                headers={"x-api-key": MASTER, "anthropic-version": "2023-06-01"},
+                json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            assert again.status_code == 200 and again.json()["input_tokens"] > 0
+
+    asyncio.run(scenario())
+    assert len(upstream.requests) == 2  # the chat and the pass-through after the overload

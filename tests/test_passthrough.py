@@ -265,3 +265,21 @@ def test_a_bedrock_provider_cannot_have_a_passthrough() -> None:
     with pytest.raises(ConfigError) as caught:
         build_settings({"providers": {"b": provider}}, {"AK": "AKIAIOSFODNN7EXAMPLE", "SK": "x"}, source="t")
     assert any(p.startswith("providers.b.passthrough: not available") for p in caught.value.problems)
+
+
+def test_a_key_over_its_rpm_is_refused_in_openais_shape_before_the_provider_is_called(
+    gateway: Gateway, upstream: Upstream
+) -> None:
+    key = _key(gateway, limits={"rpm": 1})
+    upstream.reply_json({"object": "list", "data": [FILE], "has_more": False})
+    with _sdk(gateway, key) as client:
+        listed = client.files.with_raw_response.list()
+        assert listed.headers["x-ratelimit-limit-requests"] == "1"
+        assert listed.headers["x-ratelimit-remaining-requests"] == "0"
+        with pytest.raises(openai.RateLimitError) as refused:
+            client.files.list()
+    error = refused.value
+    assert error.code == "rate_limit_exceeded" and "key rpm" in error.message
+    assert int(error.response.headers["retry-after"]) >= 1
+    assert error.response.headers["x-ratelimit-remaining-requests"] == "0"
+    assert len(upstream.requests) == 1  # the refused one never reached the provider

@@ -44,6 +44,10 @@ EXPECTED: dict[str, str] = {
     "POST /completions": "401 401 200 200 200 200 200 200 200",
     "POST /v1/embeddings": "401 401 200 200 200 200 200 200 200",
     "POST /embeddings": "401 401 200 200 200 200 200 200 200",
+    "POST /v1/rerank": "401 401 200 200 200 200 200 200 200",
+    "POST /rerank": "401 401 200 200 200 200 200 200 200",
+    "POST /v1/moderations": "401 401 200 200 200 200 200 200 200",
+    "POST /moderations": "401 401 200 200 200 200 200 200 200",
     "POST /v1/images/generations": "401 401 200 200 200 200 200 200 200",
     "POST /images/generations": "401 401 200 200 200 200 200 200 200",
     "POST /v1/audio/transcriptions": "401 401 200 200 200 200 200 200 200",
@@ -132,6 +136,10 @@ EXPECTED: dict[str, str] = {
     "DELETE /admin/providers/{name}": "401 401 403 403 403 403 202 202 202",
     "POST /admin/providers/{name}/restore": "401 401 403 403 403 403 200 200 200",
     "GET /admin/exit-report": "401 401 403 403 403 403 200 200 200",
+    # game days: the organisation's admins; starting one is under the two-person rule
+    "GET /admin/game-days": "401 401 403 403 403 403 200 200 200",
+    "POST /admin/game-days": "401 401 403 403 403 403 202 202 202",
+    "POST /admin/game-days/{game_day_id}/end": "401 401 403 403 403 403 200 200 200",
     # ------------------------------------------------------------------ the request log
     # prompts and answers: owners and admins only, a team's admin their own team's (the entry read
     # is one of red's); logging is switched on and off by whoever manages the key or team
@@ -156,6 +164,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         "models": {
             "chat": {"provider": "fake", "model": "m"},
             "embed": {"provider": "fake", "model": "e"},
+            "rerank": {"provider": "fake", "model": "r", "supports": {"rerank": True}},
+            "moderation": {"provider": "fake", "model": "o", "supports": {"moderation": True}},
             "draw": {"provider": "fake", "model": "i", "supports": {"image_generation": True, "chat": False}},
             "listen": {"provider": "fake", "model": "t", "supports": {"transcription": True, "chat": False}},
             "say": {"provider": "fake", "model": "s", "supports": {"speech": True, "chat": False}},
@@ -253,6 +263,17 @@ class World:
         assert pending["object"] == "pending_action", pending
         return str(pending["id"])
 
+    def game_day(self) -> str:
+        """A game day under way for a team nobody calls with (proposed by the master key, approved
+        by the owner)."""
+        green = self.ok("POST", "/admin/teams", name=self.name())["id"]
+        pending = self.ok("POST", "/admin/game-days", provider="fake", teams=[green], duration="1h")
+        approved = self.http.post(
+            f"/admin/approvals/{pending['id']}/approve", headers=self.auth(self.keys["owner"])
+        )
+        assert approved.status_code == 200, approved.text
+        return str(approved.json()["result"]["id"])
+
     def path(self, pattern: str) -> str:
         fill: dict[str, Callable[[], str]] = {
             "{team_id}": lambda: self.red,
@@ -260,6 +281,7 @@ class World:
             "{key_id}": self.key,
             "{budget_id}": self.budget,
             "{action_id}": self.action,
+            "{game_day_id}": self.game_day,
             "{name}": lambda: self.preset() if pattern.startswith("/admin/presets") else "fake",
             "{model}": lambda: "chat",
             "{response_id}": self.response,
@@ -280,6 +302,8 @@ class World:
                 "messages": [{"role": "user", "content": "hi"}],
             },
             "POST /v1/embeddings": lambda: {"model": "embed", "input": "hi"},
+            "POST /v1/rerank": lambda: {"model": "rerank", "query": "hi", "documents": ["hi", "ho"]},
+            "POST /v1/moderations": lambda: {"model": "moderation", "input": "hi"},
             "POST /v1/completions": lambda: {"model": "chat", "prompt": "hi"},
             "POST /v1/messages": lambda: {
                 "model": "chat",
@@ -308,6 +332,7 @@ class World:
             "POST /admin/presets": lambda: {"name": self.name(), "team_id": self.red, "model": "chat"},
             "PUT /admin/keys/{key_id}/request-log": lambda: {"enabled": True},
             "PUT /admin/teams/{team_id}/request-log": lambda: {"enabled": True},
+            "POST /admin/game-days": lambda: {"provider": "fake", "teams": [self.red], "duration": "1h"},
         }
         kept = ("/admin", "/health", "/passthrough")
         route = f"{method} {pattern if pattern.startswith(kept) else _v1(pattern)}"

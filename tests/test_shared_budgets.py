@@ -290,9 +290,17 @@ def test_a_counter_redis_lost_is_seeded_from_the_ledger(pair: Pair) -> None:
     assert pair.ledger_spent(team) == 5 * PER_REQUEST
 
 
-def test_reservations_of_a_killed_instance_lapse(tmp_path: Path) -> None:
-    """An instance killed with requests in flight: what they reserved is free again within the
-    reservations' lapse (2 s here), not at the end of the window."""
+def credit_held(team: str) -> int:
+    """What a prepaid team's shared credit counter holds for requests in flight (unpruned)."""
+    with redis.Redis(*REDIS) as client:
+        return int(client.hget(f"turnout:budget:credit:{team}:0", "held") or 0)
+
+
+@pytest.mark.parametrize("holder", ["budget", "credit"])
+def test_reservations_of_a_killed_instance_lapse(tmp_path: Path, holder: str) -> None:
+    """An instance killed with requests in flight: what they reserved in a budget or in a prepaid
+    team's credit is free again within the reservations' lapse (2 s here), not at the end of the
+    window (never, for credit)."""
     database = asyncio.run(create_postgres_database())
     storage = {"reservation_lapse": "2s"}
     survivor = Gateway(settings_for(doc(database, REDIS[1], **storage), tmp_path / "b", ENVIRON)).start()
@@ -301,9 +309,15 @@ def test_reservations_of_a_killed_instance_lapse(tmp_path: Path) -> None:
         team = admin(survivor, "POST", "/admin/teams", name="t")["id"]
         key = admin(survivor, "POST", "/admin/keys", name="k", team_id=team)["key"]
         limit = str(5 * PER_REQUEST / 1_000_000)
-        budget = admin(
-            survivor, "POST", "/admin/budgets", scope="team", subject_id=team, period="daily", limit=limit
-        )["id"]
+        if holder == "budget":
+            budget = admin(
+                survivor, "POST", "/admin/budgets", scope="team", subject_id=team, period="daily", limit=limit
+            )["id"]
+            held_all = lambda: status(survivor, budget)["remaining_micros"] == 0  # noqa: E731
+        else:
+            admin(survivor, "POST", f"/admin/teams/{team}/billing", prepaid=True)
+            admin(survivor, "POST", f"/admin/teams/{team}/credits", amount=limit)
+            held_all = lambda: credit_held(team) == 5 * PER_REQUEST  # noqa: E731
         config = tmp_path / "a.yaml"
         config.write_text(yaml.safe_dump(doc(database, REDIS[1], **storage, data_dir=str(tmp_path / "a"))))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TURNOUT_", "OPENAI_"))}
@@ -311,17 +325,22 @@ def test_reservations_of_a_killed_instance_lapse(tmp_path: Path) -> None:
         killed = start_serve(config, env)
         with concurrent.futures.ThreadPoolExecutor(5) as pool:
             held = [pool.submit(ask, killed, key, SLOW, 90) for _ in range(5)]
-            until(lambda: status(survivor, budget)["remaining_micros"] == 0, 20, "nothing was reserved")
+            until(held_all, 20, "nothing was reserved")
+            assert ask(survivor, key) == "insufficient_quota"  # all of it is held
             killed.stop(signal.SIGKILL)
             for request in held:
                 with pytest.raises(openai.APIConnectionError):  # it died with the process
                     request.result()
-        until(
-            lambda: status(survivor, budget)["remaining_micros"] == 5 * PER_REQUEST,
-            15,
-            "the killed instance's reservations did not lapse",
-        )
-        assert [ask(survivor, key) for _ in range(6)] == ["ok"] * 5 + ["insufficient_quota"]
+        if holder == "budget":
+            until(
+                lambda: status(survivor, budget)["remaining_micros"] == 5 * PER_REQUEST,
+                15,
+                "the killed instance's reservations did not lapse",
+            )
+            assert [ask(survivor, key) for _ in range(6)] == ["ok"] * 5 + ["insufficient_quota"]
+        else:  # (a refusal spends nothing: asking until one is served takes one request's worth)
+            until(lambda: ask(survivor, key) == "ok", 15, "the killed instance's holds did not lapse")
+            assert [ask(survivor, key) for _ in range(5)] == ["ok"] * 4 + ["insufficient_quota"]
     finally:
         if killed is not None:
             killed.stop(signal.SIGKILL)

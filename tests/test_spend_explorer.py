@@ -16,13 +16,17 @@ import msgspec
 import pytest
 import sqlalchemy as sa
 
+from turnout.domain.errors import InvalidRequest
 from turnout.domain.ledger_entry import LedgerEntry
 from turnout.spend.explorer import FIGURES, SpendQuery, spend_over
 from turnout.spend.ledger_store import LedgerStore
+from turnout.spend.report import rows_report, spend_report
+from turnout.spend.retention import LedgerRetention
 from turnout.storage.cube import CUBE_DIMS, backfill_cube
 from turnout.storage.database import Database
-from turnout.storage.rollups import floor_to
-from turnout.storage.tables import spend_cube
+from turnout.storage.rollups import DIMS, floor_to
+from turnout.storage.tables import spend_cube, spend_rollups, totals_horizon
+from turnout.storage.times import as_utc
 
 from support.databases import opened_database
 from support.totals import NOW, insert_in_batches, requests_over
@@ -158,3 +162,86 @@ async def test_the_writers_cells_equal_the_migrations_backfill(database: Databas
         computed = [tuple(r) for r in await conn.execute(sa.select(spend_cube).order_by(*order))]
     assert written == computed
     assert len(written) > 500
+
+
+async def _hour_and_day_cells(database: Database) -> dict[str, set[tuple[Any, ...]]]:
+    """Every cell of both tables, by grain ("hour", "day"), as comparable tuples."""
+    found: dict[str, set[tuple[Any, ...]]] = {"hour": set(), "day": set()}
+    async with database.engine.connect() as conn:
+        for table in (spend_rollups, spend_cube):
+            for row in await conn.execute(sa.select(table).where(table.c.grain.in_(("hour", "day")))):
+                cells = row._mapping
+                found[cells["grain"]].add(
+                    (table.name, *(as_utc(v) if isinstance(v, dt.datetime) else v for v in cells.values()))
+                )
+    return found
+
+
+def _bucket(cell: tuple[Any, ...]) -> dt.datetime:
+    return next(v for v in cell if isinstance(v, dt.datetime))
+
+
+async def test_old_hour_cells_are_pruned_a_bounded_number_at_a_time_and_old_spans_stay_exact(
+    database: Database,
+) -> None:
+    requests = workload()  # three days before NOW
+    await insert_in_batches(LedgerStore(database), requests)
+    before = await _hour_and_day_cells(database)
+    clock = [NOW]
+    retention = LedgerRetention(database, None, clock=lambda: clock[0], batch=40, hour_days=1)
+    for day in range(2):  # the clock moves on a day: the horizon with it
+        clock[0] = NOW + dt.timedelta(days=day)
+        horizon = floor_to(clock[0] - dt.timedelta(days=1), "day")
+        rounds = []
+        while done := await retention.prune():
+            rounds.append(done)
+        assert rounds and max(rounds) <= 40 * (len(DIMS) + 1)  # a batch per table a round
+        now = await _hour_and_day_cells(database)
+        assert now["day"] == before["day"]  # the days keep every figure
+        assert now["hour"] == {c for c in before["hour"] if _bucket(c) >= horizon}
+        assert any(_bucket(c) < horizon for c in before["hour"])
+
+        # spans over the pruned hours: exact in whole days, a span's edges inside them widened
+        old_day = horizon - dt.timedelta(days=1)
+        mid = old_day + dt.timedelta(hours=7, minutes=13)
+        for since, until, counted in (
+            (old_day, horizon, old_day),  # whole days
+            (mid, NOW, old_day),  # from inside a pruned day: that whole day
+            (old_day - dt.timedelta(days=3), clock[0], old_day - dt.timedelta(days=3)),
+        ):
+            for group_by, where in QUERIES:
+                for interval in (None, "day"):
+                    groups, _ = await spend_over(
+                        database, SpendQuery(since, until, group_by, where, interval)
+                    )
+                    got = {(g.values, g.bucket): g.figures for g in groups}
+                    assert got == expected(requests, SpendQuery(counted, until, group_by, where, interval))
+        # hour series only where hours are kept, and exact there
+        with pytest.raises(InvalidRequest) as refused:
+            await spend_over(database, SpendQuery(mid, NOW, ("model",), {}, "hour"))
+        assert refused.value.param == "interval"
+        recent = SpendQuery(horizon + dt.timedelta(minutes=20), clock[0], ("team", "model"), {}, "hour")
+        groups, _ = await spend_over(database, recent)
+        assert {(g.values, g.bucket): g.figures for g in groups} == expected(requests, recent)
+        # the report reads the same horizons
+        async with database.engine.connect() as conn:
+            assert sorted(await spend_report(database, "model", mid, NOW), key=str) == sorted(
+                await rows_report(conn, "model", [(old_day, NOW)]), key=str
+            )
+    async with database.engine.connect() as conn:
+        kept = (await conn.execute(sa.select(totals_horizon.c.pruned_before))).scalar_one()
+    assert as_utc(kept) == floor_to(NOW, "day")
+
+
+@pytest.mark.parametrize("days", [0, 34, 36_501])
+def test_hour_totals_are_kept_longer_than_any_budget_window(tmp_path: Path, days: int) -> None:
+    from turnout.config.loader import ConfigError
+
+    from support.gateway import settings_for
+
+    assert settings_for({}, tmp_path).storage.hourly_totals_retention_days == 90
+    doc = {"storage": {"hourly_totals_retention_days": days}}
+    with pytest.raises(
+        ConfigError, match=r"storage\.hourly_totals_retention_days: must be a number of days from 35"
+    ):
+        settings_for(doc, tmp_path)

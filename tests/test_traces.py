@@ -11,11 +11,14 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from typing import Any
 
+import grpc
 import openai
 import pytest
 from aiohttp import web
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -304,6 +307,87 @@ def test_spans_reach_an_otlp_collector_when_configured(
         collector.stop()
 
 
+class GrpcCollector(trace_service_pb2_grpc.TraceServiceServicer):
+    """An OTLP receiver over gRPC: the TraceService Export RPC of opentelemetry-proto, served by
+    grpcio on 127.0.0.1, keeping each span with its resource's attributes and each call's metadata."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[dict[str, Any], Any]] = []
+        self.metadata: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self._server)
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+
+    def Export(self, request: Any, context: Any) -> Any:
+        with self._lock:
+            self.metadata.append(dict(context.invocation_metadata()))
+            for resource_spans in request.resource_spans:
+                resource = attributes(resource_spans.resource.attributes)
+                for scope in resource_spans.scope_spans:
+                    self.spans += [(resource, span) for span in scope.spans]
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+    def start(self) -> GrpcCollector:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop(None).wait(10)
+
+
+def attributes(pairs: Any) -> dict[str, Any]:
+    """OTLP key-value attributes as a dict (scalars and string arrays)."""
+    found: dict[str, Any] = {}
+    for pair in pairs:
+        kind = pair.value.WhichOneof("value")
+        value = getattr(pair.value, kind)
+        found[pair.key] = [v.string_value for v in value.values] if kind == "array_value" else value
+    return found
+
+
+def test_spans_reach_an_otlp_collector_over_grpc_with_their_gen_ai_attributes(
+    upstream: Upstream, second_upstream: Upstream, start_gateway: Callable[..., Gateway]
+) -> None:
+    collector = GrpcCollector().start()
+    try:
+        tracing = {
+            "otlp_endpoint": f"http://127.0.0.1:{collector.port}",
+            "otlp_protocol": "grpc",
+            "headers": {"X-Collector-Key": "env:COLLECTOR_KEY"},
+            "service_name": "gateway-grpc",
+        }
+        doc = two_upstreams(upstream, second_upstream, tracing=tracing)
+        gateway = start_gateway(doc, {**ENV, "COLLECTOR_KEY": "collector-secret-123456"})
+        with openai.OpenAI(base_url=gateway.base_url, api_key=MASTER_KEY, max_retries=0) as client:
+            answer = client.chat.completions.create(
+                model="gpt-4o", messages=USER, extra_headers={"traceparent": TRACEPARENT}
+            )
+        gateway.stop()  # the batched spans are exported on the way out
+    finally:
+        collector.stop()
+    spans = {span.name: (resource, span) for resource, span in collector.spans}
+    assert sorted(spans) == ["chat gpt-4o", "chat gpt-4o-2024-08-06"]
+    assert {resource["service.name"] for resource, _ in spans.values()} == {"gateway-grpc"}
+    assert all(span.trace_id.hex() == TRACE_ID for _, span in spans.values())
+    assert all(m.get("x-collector-key") == "collector-secret-123456" for m in collector.metadata)
+    request = spans["chat gpt-4o"][1]
+    attempt = spans["chat gpt-4o-2024-08-06"][1]
+    assert request.parent_span_id.hex() == CLIENT_SPAN
+    assert attempt.parent_span_id == request.span_id
+    on_request, on_attempt = attributes(request.attributes), attributes(attempt.attributes)
+    assert answer.usage is not None
+    assert on_request["gen_ai.operation.name"] == "chat"
+    assert on_request["gen_ai.request.model"] == "gpt-4o"
+    assert on_request["gen_ai.response.model"] == answer.model
+    assert on_request["gen_ai.usage.input_tokens"] == answer.usage.prompt_tokens
+    assert on_request["gen_ai.usage.output_tokens"] == answer.usage.completion_tokens
+    assert on_request["gen_ai.response.finish_reasons"] == ["stop"]
+    assert on_attempt["gen_ai.provider.name"] == "openai_compatible"  # the provider's kind
+    assert on_attempt["gen_ai.request.model"] == "gpt-4o-2024-08-06"
+    assert on_attempt["turnout.deployment"] == "first"
+
+
 def test_tracing_settings_are_checked() -> None:
     from turnout.config.loader import ConfigError
     from turnout.providers.config_loader import build_settings
@@ -312,6 +396,13 @@ def test_tracing_settings_are_checked() -> None:
         build_settings({"tracing": {"otlp_endpoint": "grpc://collector:4317"}}, {}, source="t")
     with pytest.raises(ConfigError, match=r"tracing: takes effect only with tracing\.otlp_endpoint"):
         build_settings({"tracing": {"capture_content": True}}, {}, source="t")
+    with pytest.raises(ConfigError, match=r"tracing: takes effect only with tracing\.otlp_endpoint"):
+        build_settings({"tracing": {"otlp_protocol": "grpc"}}, {}, source="t")
+    with pytest.raises(ConfigError, match=r"tracing\.otlp_endpoint: gRPC takes a host and port only"):
+        grpc_doc = {"otlp_endpoint": "http://collector:4317/v1/traces", "otlp_protocol": "grpc"}
+        build_settings({"tracing": grpc_doc}, {}, source="t")
+    with pytest.raises(ConfigError, match=r"tracing\.otlp_protocol"):
+        build_settings({"tracing": {"otlp_endpoint": "http://c:4317", "otlp_protocol": "h2"}}, {}, source="t")
     with pytest.raises(ConfigError, match=r"tracing\.headers\.authorization: looks like a credential"):
         endpoint = "http://collector:4318/v1/traces"
         build_settings(
@@ -328,7 +419,8 @@ def test_with_tracing_off_the_tracing_sdk_is_never_loaded() -> None:
     code = (
         "import sys\n"
         "import turnout.server.asgi, turnout.server.runner, turnout.cli.main\n"
-        "wanted = ('opentelemetry.sdk.trace', 'opentelemetry.exporter', 'turnout.observability.otel')\n"
+        "wanted = ('opentelemetry.sdk.trace', 'opentelemetry.exporter', 'grpc',\n"
+        "          'turnout.observability.otel')\n"
         "print(sorted(m for m in sys.modules if m.startswith(wanted)))\n"
     )
     done = subprocess.run(

@@ -22,6 +22,7 @@ from turnout.config.settings import Settings
 from turnout.config.tokenizers import tokenizer_of
 from turnout.governance.approvals import Approvals
 from turnout.governance.audit import AuditLog
+from turnout.governance.game_days import GameDays
 from turnout.governance.providers import ProviderControl
 from turnout.keys.index import KeyIndex
 from turnout.keys.service import KeyService
@@ -50,6 +51,7 @@ from turnout.routing.catalog import Catalog, PriceOf, TokenizerOf
 from turnout.routing.chain_check import chain_warnings
 from turnout.routing.generation import Generation
 from turnout.routing.health_checks import ActiveHealthChecks
+from turnout.routing.mirror import Mirror, Mirrors
 from turnout.routing.router import Router
 from turnout.spend.alert_delivery import AlertDelivery
 from turnout.spend.alerts import AlertOutbox
@@ -114,6 +116,7 @@ class Services:
     draining: bool = False
     tracer: Tracer | None = None  # None: tracing off (no `tracing.otlp_endpoint`)
     provider_kinds: dict[str, str] = field(default_factory=dict)  # name → kind, for the traces
+    game_days: GameDays | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -150,7 +153,7 @@ class Services:
             )
             budgets = Budgets(clock.now, counters)
             budgets.peers = instances.live
-            limit_book = LimitBook()
+            limit_book = LimitBook(settings.server.overload.default_priority)
             await limit_book.load(database)
             limit_book.start()
             admission = Admission(
@@ -168,7 +171,7 @@ class Services:
                 if counters is None
                 else Reconciler(budgets, counters, settings.storage.reconcile_interval)
             )
-            billing = Billing(shared=shared)
+            billing = Billing(counters=counters)
             await billing.load(database)
             billing.start()
             presets = PresetRegistry()
@@ -186,6 +189,11 @@ class Services:
             capacity.start()
             kinds = {name: p.kind.name for name, p in settings.providers.items()}
             pipeline.tracer = tracer_for(settings, kinds)
+            pipeline.mirrors = Mirrors(
+                mirrors_of(settings, catalog, spend, pipeline), spend.store.rehearsal_spent
+            )
+            await pipeline.mirrors.refresh()  # the rehearsal spend so far in each mirror's window
+            pipeline.mirrors.start()
         except BaseException:
             if client is not None:
                 await client.aclose()
@@ -229,7 +237,21 @@ class Services:
         )
         await provider_control.refresh()  # providers removed before this start stay removed
         provider_control.start()
-        retention = LedgerRetention(database, settings.storage.ledger_retention_days)
+        game_days = GameDays(
+            database,
+            router,
+            audit,
+            approvals,
+            {name: p.kind.name for name, p in settings.providers.items()},
+            gated="start_game_day" in settings.governance.two_person_rule,
+        )
+        await game_days.refresh()  # game days under way go on
+        game_days.start()
+        retention = LedgerRetention(
+            database,
+            settings.storage.ledger_retention_days,
+            hour_days=settings.storage.hourly_totals_retention_days,
+        )
         retention.start()
         if reconciler is not None:
             reconciler.start()
@@ -267,6 +289,7 @@ class Services:
             alert_delivery=alert_delivery,
             tracer=pipeline.tracer,
             provider_kinds=kinds,
+            game_days=game_days,
         )
         return services
 
@@ -288,6 +311,7 @@ class Services:
         router.removed = self.pipeline.router.removed & frozenset(settings.providers)
         self.provider_kinds.update({name: p.kind.name for name, p in settings.providers.items()})
         retired = self.pipeline.switch(catalog, router)
+        await self.pipeline.mirrors.switch(mirrors_of(settings, catalog, self.spend, self.pipeline))
         old_registry, self.registry, self.catalog = self.registry, registry, catalog
         self.settings = dataclasses.replace(
             self.settings,
@@ -300,6 +324,8 @@ class Services:
         if self.alert_delivery is not None and self.budgets.alerts is not None:
             self.alert_delivery.settings = self.budgets.alerts.settings = settings.spend.alerts
         self.provider_control.switch(router, {name: p.kind.name for name, p in settings.providers.items()})
+        if self.game_days is not None:
+            self.game_days.switch(router, {name: p.kind.name for name, p in settings.providers.items()})
         if self.health_checks is not None:
             await self.health_checks.aclose()
         if self.capacity is not None:
@@ -330,6 +356,7 @@ class Services:
         end = None if deadline is None else max(loop.time() + LAST_WRITES, deadline)
         for closing in list(self._closing):
             closing.cancel()
+        await self.pipeline.mirrors.aclose()  # shadows are cancelled, never waited for
         if self.request_log is not None:
             await self.request_log.stop_background()
         background = (
@@ -360,6 +387,10 @@ class Services:
         writes += [
             ("the presets", self.presets.aclose),
             ("the provider control", self.provider_control.aclose),
+        ]
+        if self.game_days is not None:  # (a rollback still being written finishes)
+            writes.append(("the game days", self.game_days.aclose))
+        writes += [
             ("the instance registration", self.instances.aclose),  # the others' shares grow
             ("the database", self.database.close),
         ]
@@ -377,6 +408,25 @@ class Services:
                 log.exception("shutdown: closing %s failed", what)
 
 
+def mirrors_of(
+    settings: Settings, catalog: Catalog, spend: SpendRecorder, pipeline: Pipeline
+) -> dict[str, Mirror]:
+    """The aliases' mirrors the configuration asks for (routing/mirror.py); none sends to a
+    provider taken out of service."""
+    return {
+        alias: Mirror(
+            alias,
+            catalog.target(m.mirror.target),
+            m.mirror,
+            spend.record_shadow,
+            spend.shadow_skipped,
+            out_of_service=lambda: pipeline.router.removed,
+        )
+        for alias, m in settings.models.items()
+        if m.mirror is not None
+    }
+
+
 def _count_peers(budgets: Budgets, admission: Admission, live: int) -> None:
     """How many instances share the database now: without Redis, each enforces its share of
     every budget and rate limit."""
@@ -385,8 +435,8 @@ def _count_peers(budgets: Budgets, admission: Admission, live: int) -> None:
 
 
 def tracer_for(settings: Settings, kinds: dict[str, str]) -> Tracer | None:
-    """The tracer `tracing` asks for: spans exported over OTLP/HTTP, or None (then OpenTelemetry's
-    SDK is never imported)."""
+    """The tracer `tracing` asks for: spans exported over OTLP (HTTP or gRPC), or None (then
+    OpenTelemetry's SDK is never imported)."""
     tracing = settings.tracing
     if tracing.otlp_endpoint is None:
         return None
@@ -397,6 +447,7 @@ def tracer_for(settings: Settings, kinds: dict[str, str]) -> Tracer | None:
         tracing.otlp_endpoint,
         headers,
         lambda provider: kinds.get(provider, provider),
+        protocol=tracing.otlp_protocol,
         service_name=tracing.service_name,
         sample_ratio=tracing.sample_ratio,
         capture_content=tracing.capture_content,

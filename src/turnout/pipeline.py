@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import msgspec
@@ -27,9 +27,11 @@ from turnout.domain.errors import (
     UnsupportedFeature,
 )
 from turnout.domain.media import CAPABILITY, WHAT, ImageRequest, MediaApi, SpeechRequest, TranscriptionRequest
+from turnout.domain.moderation import ModerationRequest, model_of, parse_moderation_request
 from turnout.domain.principal import Principal
 from turnout.domain.rate_limits import Quota, RateLimited
 from turnout.domain.request_features import request_features
+from turnout.domain.rerank import RerankRequest, parse_rerank_request
 from turnout.domain.usage import Usage
 from turnout.keys.index import KeyIndex
 from turnout.limits.admission import Admission, Ticket
@@ -45,8 +47,10 @@ from turnout.request_logs.service import RequestLog
 from turnout.routing.capabilities import first_unmet, needs
 from turnout.routing.catalog import PASSTHROUGH_PREFIX, Catalog, Route
 from turnout.routing.generation import Generation
+from turnout.routing.mirror import Mirrors
 from turnout.routing.relay import RelayStream
 from turnout.routing.router import Router
+from turnout.routing.tasks import require
 from turnout.routing.values import AttemptRecord, Call, Served, Steering
 from turnout.spend.billing import Billing, CreditHold, PresetCharge
 from turnout.spend.budget_values import Reservation
@@ -193,6 +197,7 @@ class Pipeline:
         self.presets = presets
         self.request_log = request_log
         self.tracer: Tracer | None = None  # set when traces are exported (None: tracing off)
+        self.mirrors = Mirrors({}, _nothing_spent)  # the aliases' shadow traffic (routing/mirror.py)
 
     @property
     def catalog(self) -> Catalog:
@@ -261,6 +266,8 @@ class Pipeline:
             native=native,
             access=None if principal.allowed_models is None else principal.may_use,
             trace=trace,
+            team=principal.team_id,
+            request_id=inbound.request_id,
         )
         self.spend.admit()  # the ledger can record it: else 503, before anything is spent
         ticket, reservation, hold = await self._admit(inbound, principal, route, request)
@@ -269,6 +276,9 @@ class Pipeline:
         outcome.features = request_features(request)
         if preset is not None:
             outcome.preset = PresetCharge(preset.name, preset.team_id, preset.share)
+        mirror = self.mirrors.by_alias.get(route.alias)  # (mirroring off: an empty dict)
+        if mirror is not None:  # a shadow to the candidate, in the background: admitted, it is sent
+            mirror.offer(request, body, inbound.request_id, inbound.api, outcome.features)
         stream = bool(request.stream)
         account = self._accountant(
             outcome, inbound.request_id, inbound.api, principal, route, stream, ticket, trace
@@ -382,12 +392,21 @@ class Pipeline:
         body = await inbound.json()
         request = parse_embedding_request(body)
         route = self.authorise(principal, request.model, generation.catalog)
-        if not any(t.capabilities.embeddings for t in route.targets):
+        if not any(t.capabilities.embeddings and t.capabilities.chat for t in route.targets):
             raise UnsupportedFeature(f"The model '{request.model}' does not offer embeddings.", param="model")
         access = None if principal.allowed_models is None else principal.may_use
         if trace is not None:
             trace.requested(request.model, {}, None)
-        call = Call(route, request, body, inbound.steering(), access=access, trace=trace)
+        call = Call(
+            route,
+            request,
+            body,
+            inbound.steering(),
+            access=access,
+            trace=trace,
+            team=principal.team_id,
+            request_id=inbound.request_id,
+        )
         self.spend.admit()
         ticket, reservation, hold = await self._admit(inbound, principal, route)
         outcome = Outcome()
@@ -427,6 +446,34 @@ class Pipeline:
             if trace is not None:
                 trace.end(failure)
 
+    async def rerank(self, inbound: Inbound, respond: Responder) -> None:
+        await self._task("rerank", inbound, respond, self._rerank)
+
+    async def moderations(self, inbound: Inbound, respond: Responder) -> None:
+        await self._task("moderations", inbound, respond, self._moderations)
+
+    async def _task(
+        self,
+        operation: str,
+        inbound: Inbound,
+        respond: Responder,
+        serve: Callable[[Generation, Inbound, Responder, RequestTrace | None], Awaitable[None]],
+    ) -> None:
+        """Serve a request of an API other than chat on the configuration it began with, traced."""
+        generation = self.current
+        generation.enter()
+        trace = None if self.tracer is None else self._trace(operation, inbound)
+        failure: BaseException | None = None
+        try:
+            await serve(generation, inbound, respond, trace)
+        except BaseException as error:
+            failure = error
+            raise
+        finally:
+            generation.leave()
+            if trace is not None:
+                trace.end(failure)
+
     async def _media(
         self,
         generation: Generation,
@@ -458,6 +505,83 @@ class Pipeline:
                 await respond.answer_media(result, outcome.served)
             finally:
                 await result.aclose()  # (speech: the upstream's connection, however the answer ended)
+        except BaseException as error:
+            outcome.failed(error, self.router.in_flight.cancelled())
+            raise
+        finally:
+            account(None)
+            self._settle(outcome, reservation, hold, ticket)
+
+    async def _rerank(
+        self, generation: Generation, inbound: Inbound, respond: Responder, trace: RequestTrace | None
+    ) -> None:
+        principal = await self.keys.resolve(inbound.credential())
+        body = await inbound.json()
+        request = parse_rerank_request(body)
+        route = self.authorise(principal, request.model, generation.catalog)
+        require(route, "rerank", request.model)
+        call = self._task_call(principal, route, request, body, inbound, trace, request.model)
+
+        async def run(tally: list[AttemptRecord]) -> tuple[bytes, Served]:
+            result, served = await generation.router.rerank(call, tally, inbound.request_id)
+            return result.body, served
+
+        await self._serve(inbound, respond, principal, route, "rerank", trace, run, request.search_units)
+
+    async def _moderations(
+        self, generation: Generation, inbound: Inbound, respond: Responder, trace: RequestTrace | None
+    ) -> None:
+        principal = await self.keys.resolve(inbound.credential())
+        body = await inbound.json()
+        request = parse_moderation_request(body)
+        model = model_of(request, generation.router.settings.moderation_model)
+        route = self.authorise(principal, model, generation.catalog)
+        require(route, "moderation", model)
+        call = self._task_call(principal, route, request, body, inbound, trace, model)
+
+        async def run(tally: list[AttemptRecord]) -> tuple[bytes, Served]:
+            result, served = await generation.router.moderate(call, tally)
+            return result.body, served
+
+        await self._serve(inbound, respond, principal, route, "moderations", trace, run)
+
+    @staticmethod
+    def _task_call(
+        principal: Principal,
+        route: Route,
+        request: RerankRequest | ModerationRequest,
+        body: dict[str, Any],
+        inbound: Inbound,
+        trace: RequestTrace | None,
+        model: str,
+    ) -> Call:
+        if trace is not None:
+            trace.requested(model, {}, None)
+        access = None if principal.allowed_models is None else principal.may_use
+        return Call(route, request, body, inbound.steering(), access=access, trace=trace)
+
+    async def _serve(
+        self,
+        inbound: Inbound,
+        respond: Responder,
+        principal: Principal,
+        route: Route,
+        api: str,
+        trace: RequestTrace | None,
+        run: Callable[[list[AttemptRecord]], Awaitable[tuple[bytes, Served]]],
+        searches: int = 0,
+    ) -> None:
+        """Admit, budget (`searches`: a rerank request's search units, reserved at their price),
+        route and account a request answered in one JSON body (rerank, moderations): recorded in
+        the ledger before the client has the answer."""
+        self.spend.admit()
+        ticket, reservation, hold = await self._admit(inbound, principal, route, searches=searches)
+        outcome = Outcome()
+        account = self._accountant(outcome, inbound.request_id, api, principal, route, False, ticket, trace)
+        try:
+            body, outcome.served = await run(outcome.tally)
+            account(None)
+            await respond.answer(body, outcome.served)
         except BaseException as error:
             outcome.failed(error, self.router.in_flight.cancelled())
             raise
@@ -573,18 +697,19 @@ class Pipeline:
         principal: Principal,
         route: Route,
         request: ChatRequest | None = None,
+        searches: int = 0,
         units: Usage | None = None,
     ) -> tuple[Ticket, Reservation, CreditHold]:
         """`_admit_once`, asked once more after PLACE_RECHECK when Redis found no free place under a
         `parallel` limit: another instance gives a finished request's place back at its event
         loop's next turn, so a client's next request through another instance may arrive first."""
         try:
-            return await self._admit_once(inbound, principal, route, request, units)
+            return await self._admit_once(inbound, principal, route, request, searches, units)
         except RateLimited as refusal:
             if not refusal.recheck:
                 raise
         await asyncio.sleep(PLACE_RECHECK)
-        return await self._admit_once(inbound, principal, route, request, units)
+        return await self._admit_once(inbound, principal, route, request, searches, units)
 
     async def _admit_once(
         self,
@@ -592,6 +717,7 @@ class Pipeline:
         principal: Principal,
         route: Route,
         request: ChatRequest | None = None,
+        searches: int = 0,
         units: Usage | None = None,
     ) -> tuple[Ticket, Reservation, CreditHold]:
         """The request's rate limits decided (with Redis: in the budgets' script run when budgets
@@ -605,7 +731,7 @@ class Pipeline:
                 inbound.rate_limited(error.quota)  # the refusal shows the limit it hit
             raise
         try:
-            reservation = await self.budgets.reserve(principal, route, request, ticket, units)
+            reservation = await self.budgets.reserve(principal, route, request, ticket, searches, units)
         except BaseException as error:
             self._refused(inbound, ticket, error)
             raise
@@ -620,13 +746,45 @@ class Pipeline:
             inbound.rate_limited(ticket.quota)
         try:
             bound = reservation.bound
-            if bound is None and units is not None:  # (an image or audio request: priced per unit)
-                bound = RequestBound(route, None, units=units)
+            if bound is None and (searches or units is not None):  # (no budget covers it: a prepaid
+                bound = RequestBound(route, None, 0, searches, units)  # team's hold is bounded here)
             return ticket, reservation, await self.billing.hold(principal, route, request, bound)
         except BaseException:
             ticket.release()
             self.budgets.release(reservation)
             raise
+
+    async def admit_uncharged(
+        self, inbound: RateLimitedInbound, principal: Principal, route: Route
+    ) -> Ticket:
+        """Admission for a request that uses no tokens and costs nothing (counting a prompt's
+        tokens): it counts in the request limits (rpm, rpd, parallel), reserves no tokens and no
+        budget (asked once more as `_admit` is). The caller settles the ticket when it ends."""
+        try:
+            return await self._admit_requests(inbound, principal, route)
+        except RateLimited as refusal:
+            if not refusal.recheck:
+                raise
+        await asyncio.sleep(PLACE_RECHECK)
+        return await self._admit_requests(inbound, principal, route)
+
+    async def _admit_requests(
+        self, inbound: RateLimitedInbound, principal: Principal, route: Route
+    ) -> Ticket:
+        try:
+            ticket = self.admission.admit(principal, route, tokens=False)
+        except RateLimited as error:
+            if error.quota is not None:
+                inbound.rate_limited(error.quota)
+            raise
+        try:
+            await self.admission.confirm(ticket)
+        except BaseException as error:
+            self._refused(inbound, ticket, error)
+            raise
+        if ticket.quota is not None:
+            inbound.rate_limited(ticket.quota)
+        return ticket
 
     @staticmethod
     def _refused(inbound: RateLimitedInbound, ticket: Ticket, error: BaseException) -> None:
@@ -710,6 +868,10 @@ class Pipeline:
         return route is not None and (principal.may_use(route.alias) or principal.may_use(name))
 
 
+async def _nothing_spent(alias: str, since: Any) -> int:
+    return 0
+
+
 def answer_of(relay: RelayStream | None, result: ChatResult | None, content: bool) -> TracedAnswer | None:
     """What a chat answer says of itself, for its trace: its id, model and finish reasons (and its
     text, when `content`) — from a stream's accumulator, or a complete answer read typed."""
@@ -772,6 +934,13 @@ def check_output_limit(route: Route, request: ChatRequest, api: str) -> None:
 def check_capabilities(route: Route, request: ChatRequest, native: NativeRequest | None = None) -> None:
     """A request needing something no deployment of its model can do is refused up front, naming
     the feature (deployments that lack it are skipped by the router)."""
+    if not route.serves_chat:
+        raise UnsupportedFeature(
+            f"The model '{request.model}' is not a chat model: a reranker, a moderation model, or an image "
+            "or audio model serves only its own endpoint (/v1/rerank, /v1/moderations, /v1/images/..., "
+            "/v1/audio/...).",
+            param="model",
+        )
     if (
         native is not None
         and native.requires

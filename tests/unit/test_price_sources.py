@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-RATES = ("input", "output", "cached_input", "cache_write", "cache_write_1h")
+RATES = ("input", "output", "cached_input", "cache_write", "cache_write_1h", "search_units")
+FREE = ("free", "免费")  # a source's word for a price of zero (OpenAI's moderation models)
 FIGURE = re.compile(r"\$(\d+(?:\.\d+)?)")
 
 
@@ -55,6 +56,8 @@ def test_every_sourced_figure_is_in_its_source() -> None:
                     assert cited["url"].startswith("https://"), f"{namespace}.{name}: {cited}"
                     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", cited["seen"]), f"{namespace}.{name}: {cited}"
                     quoted |= {Decimal(f).normalize() for f in FIGURE.findall(cited["says"])}
+                    if any(word in cited["says"].lower() for word in FREE):
+                        quoted.add(Decimal(0))
                 for where, value in figures(version, set(version.get("unverified") or ())).items():
                     assert value.normalize() in quoted, (
                         f"{namespace}.{name}.{where}: {value} is not in its source"

@@ -28,7 +28,7 @@ def test_the_table_is_complete_and_exact() -> None:
     for namespace, models in raw["models"].items():
         for name, versions in models.items():
             entry = versions[-1] if isinstance(versions, list) else versions  # the newest version
-            if "input" not in entry:  # an image or audio model, priced per unit only
+            if "input" not in entry and "search_units" not in entry:  # priced per unit only (images, audio)
                 units = [
                     entry.get("per_audio_minute"),
                     entry.get("per_1m_characters"),
@@ -36,8 +36,13 @@ def test_the_table_is_complete_and_exact() -> None:
                 ]
                 assert any(units), f"{namespace}.{name}: no price"
                 continue
-            assert isinstance(entry["input"], str), f"{namespace}.{name}: write prices as strings"
             price = table.sections[namespace][name]
+            if "search_units" in entry:  # a reranker: priced per 1,000 search units
+                assert isinstance(entry["search_units"], str), f"{namespace}.{name}: write prices as strings"
+                units = Decimal(entry["search_units"])
+                assert price.cost(Usage(search_units=3)) == int(units * 3 * 1000)
+                continue
+            assert isinstance(entry["input"], str), f"{namespace}.{name}: write prices as strings"
             assert price.input == Decimal(entry["input"])
             # tokens of each kind cost the listed price, in micro-dollars, exactly (below every
             # long-context threshold: a million tokens of prompt is above Claude's and Gemini's)
@@ -275,3 +280,12 @@ def test_a_unit_price_is_checked_like_any_other() -> None:
         model_price({"output": "1"}, "models.x.price", table=False)
     price = model_price({"per_1m_characters": "15"}, "models.x.price", table=False)
     assert price.input == 0 and price.cost(Usage(characters=11)) == 165
+
+
+def test_search_units_are_priced_per_thousand_beside_tokens() -> None:
+    price = model_price({"input": "0.10", "search_units": "2.00"}, "test", table=False)
+    assert price.cost(Usage(search_units=1)) == 2000  # $2.00 / 1,000 searches: $0.002 each
+    assert price.cost(Usage(input_tokens=1000, search_units=2)) == 100 + 4000
+    assert model_price({"search_units": "1.00"}, "test", table=False).cost(Usage(search_units=5)) == 5000
+    with pytest.raises(ValueError, match="search_units"):
+        model_price({"output": "1.00"}, "test", table=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.engine import make_url
 
 from turnout.config.settings import ModelSettings, RoutingSettings, Settings, TargetSettings, Timeouts
-from turnout.domain.pricing import UnitPrices
+from turnout.domain.pricing import UnitPrices, format_usd
 from turnout.providers.capabilities import capabilities_for
 from turnout.routing.chain_check import chain_warnings
 
@@ -63,6 +63,11 @@ def _routing(r: RoutingSettings) -> list[str]:
     t, b = r.retries, r.breaker
     hedge = f"after {_seconds(r.hedge_after)}" if r.hedge_after is not None else "off"
     checks = f"every {_seconds(r.health_check_interval)}" if r.health_check_interval is not None else "off"
+    moderation = (
+        []
+        if r.moderation_model is None
+        else [f"  moderation: '{r.moderation_model}' answers a moderation naming no model"]
+    )
     return [
         "routing:",
         f"  defaults:  strategy {r.strategy}, stream resume {_on(r.stream_resume)}, hedging {hedge}, "
@@ -76,6 +81,7 @@ def _routing(r: RoutingSettings) -> list[str]:
         f"over {_seconds(b.window)} (at least {b.min_requests} requests); open {_seconds(b.open_for)} "
         f"doubling up to {_seconds(b.max_open_for)}, {b.half_open_probes} probe(s) at a time, "
         f"closes after {b.close_after} success(es)",
+        *moderation,
     ]
 
 
@@ -97,6 +103,14 @@ def _model(m: ModelSettings, r: RoutingSettings) -> list[str]:
     ):
         if chain:
             lines.append(f"    {label} -> {', '.join(chain)}")
+    mirror = m.mirror
+    if mirror is not None:
+        span = "in all" if mirror.period == "never" else mirror.period
+        lines.append(
+            f"    mirror {mirror.share:.0%} -> {_target(mirror.target, 0)}  (budget "
+            f"{format_usd(mirror.budget)} USD {span}, timeout {_seconds(mirror.timeout)}, "
+            f"{mirror.concurrency} at once)"
+        )
     return lines
 
 
@@ -117,8 +131,12 @@ def _target(t: TargetSettings, index: int) -> str:
         ("max_output_tokens", t.max_output_tokens),
     )
     details += [f"{k}={v}" for k, v in limits if v]
+    declared = dict(t.supports)
+    details += [task for task in ("rerank", "moderation") if declared.get(task)]  # serves only that
     if t.price is not None and t.price.units is not None:  # an image or audio model
         details.append(_unit_prices(t.price.units))
+    elif t.price is not None and t.price.search_units is not None:
+        details.append(f"price={t.price.search_units:g}/1K searches")  # a reranker's
     elif t.price is not None:
         details.append(f"price={t.price.input:g}/{t.price.output:g}")  # USD per 1M in/out
     elif "*" not in t.model:

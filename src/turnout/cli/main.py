@@ -10,7 +10,9 @@ import click
 
 from turnout.cli.budgets import budgets_group
 from turnout.cli.exit_report import exit_report_command
+from turnout.cli.game_days import game_day_group
 from turnout.cli.governance import approvals_group, audit_group
+from turnout.cli.rehearse import rehearse_group
 from turnout.cli.teams import teams_group, users_group
 from turnout.config.loader import ConfigError, default_config_path
 from turnout.config.settings import Settings
@@ -338,6 +340,7 @@ def keys_import(url: str, key: str | None, export: Path, dry_run: bool) -> None:
     import_litellm(url, key or "", export, dry_run=dry_run)
 
 
-for group in (teams_group, users_group, budgets_group, audit_group, approvals_group):
+for group in (teams_group, users_group, budgets_group, audit_group, approvals_group, rehearse_group):
     main.add_command(group)
 main.add_command(exit_report_command)
+main.add_command(game_day_group)

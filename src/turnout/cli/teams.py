@@ -1,4 +1,5 @@
-"""`turnout teams create | list | show | delete | add-member | remove-member | revoke-keys` and
+"""`turnout teams create | list | show | set-priority | delete | add-member | remove-member |
+revoke-keys` and
 `turnout users create | list | show | set-role | delete`: thin clients of a running gateway's admin
 API (/admin/teams, /admin/users), authenticated with an admin key. An action under the two-person
 rule prints the pending action a second admin approves (`turnout approvals approve <id>`).
@@ -18,6 +19,7 @@ from turnout.cli.governance import JSON_OPTION, KEY_OPTION, URL_OPTION
 from turnout.cli.keys import AdminError, call, list_all
 
 ROLES = click.Choice(["owner", "admin", "member", "viewer"])
+PRIORITIES = click.Choice(["critical", "standard", "batch", "none"])
 
 
 def request(
@@ -79,6 +81,8 @@ def show_list(
 
 def describe_team(team: dict[str, Any]) -> str:
     line = f"{team['id']}  {team['name']}"
+    if team.get("priority"):
+        line += f"  priority={team['priority']}"
     if team.get("members") is not None:
         line += f"  members={len(team['members'])}"
     line += f"  created {at(team.get('created_at'))}"
@@ -156,6 +160,20 @@ def teams_show(url: str, key: str | None, team_id: str, as_json: bool) -> None:
     if not as_json:
         for member in team.get("members") or []:
             click.echo(f"  {member['user_id']}  {member['email']}  role={member['role']}")
+
+
+@teams_group.command("set-priority")
+@URL_OPTION
+@KEY_OPTION
+@click.argument("team_id", metavar="TEAM")
+@click.argument("priority", type=PRIORITIES)
+@JSON_OPTION
+def teams_set_priority(url: str, key: str | None, team_id: str, priority: str, as_json: bool) -> None:
+    """Set a team's priority class under overload (its keys without a class of their own); `none`
+    leaves it to the configured default. A team's admins may set it up to their own class."""
+    body = {"priority": None if priority == "none" else priority}
+    answer = request(url, key, "PATCH", f"/admin/teams/{segment(team_id)}", body)
+    show(answer, as_json, lambda a: f"{a['id']}  priority={a['priority'] or '-'}")
 
 
 @teams_group.command("delete")

@@ -37,6 +37,8 @@ from turnout.config.request_logs import request_log_settings
 from turnout.config.secrets import REFERENCE_HINT, Secret, SecretError, is_reference, resolve
 from turnout.config.settings import (
     ALERT_EVENTS,
+    MIRROR_CONCURRENCY,
+    MIRROR_TIMEOUT,
     AlertSettings,
     AuthSettings,
     BreakerSettings,
@@ -45,6 +47,7 @@ from turnout.config.settings import (
     GovernanceSettings,
     HttpLimits,
     MetricsSettings,
+    MirrorSettings,
     ModelSettings,
     OverloadSettings,
     ProviderSettings,
@@ -61,6 +64,8 @@ from turnout.config.settings import (
     Webhook,
 )
 from turnout.config.units import parse_delay, parse_duration, parse_rate, parse_size
+from turnout.domain.amounts import usd
+from turnout.domain.errors import TurnoutError
 from turnout.domain.pricing import MEDIA_CAPABILITIES, ModelPrice
 from turnout.domain.rate_limits import RateLimits
 
@@ -80,12 +85,17 @@ RESERVED_PATHS = frozenset(
         "embeddings",
         "images",
         "audio",
+        "rerank",
+        "moderations",
         "models",
         "messages",
         "responses",
         "passthrough",
     }
 )
+# the wire formats whose rerank API turnout calls (the fake upstream answers in OpenAI's format)
+RERANK_WIRES = frozenset({"cohere", "bedrock", "openai", "fake"})
+MODERATION_WIRES = frozenset({"openai", "fake"})
 _PROVIDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _PASSTHROUGH_PREFIX = re.compile(r"^(/[A-Za-z0-9_.~:@-]+)+/?$")
 _CREDENTIAL_HEADER = re.compile(r"(?i)auth|key|token|secret|password|cookie|credential|signature")
@@ -95,6 +105,9 @@ MIN_REQUEST_LINE = 256
 MIN_HEADER_BYTES = 1024
 MIN_HEADERS = 32
 MAX_RETENTION_DAYS = 36_500  # a hundred years: more is a typo
+# hour cells are kept longer than any budget window that is not `never` reaches back
+# (storage.rollups.RECENT_QUARTERS), so budgets stay exact to the quarter-hour
+MIN_HOUR_TOTALS_DAYS = 35
 
 
 class ConfigError(Exception):
@@ -278,6 +291,7 @@ class _Builder:
             if (m := self.model(str(alias), raw, providers, declared_providers, routing)) is not None
         }
         self.check_fallbacks(models, declared_models)
+        self.check_moderation_model(routing, models)
         if self.problems:
             raise ConfigError(self.problems, self.source)
         if not models:
@@ -404,31 +418,47 @@ class _Builder:
 
     def tracing(self, cfg: schema.TracingConfig) -> TracingSettings:
         endpoint = cfg.otlp_endpoint
+        protocol = cfg.otlp_protocol or "http"
         if endpoint is not None:
-            parts = urlsplit(endpoint)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                self.problem("tracing.otlp_endpoint", "must be an http:// or https:// URL (OTLP over HTTP)")
-            elif parts.username or parts.password or parts.query:
-                self.problem(
-                    "tracing.otlp_endpoint",
-                    f"must not hold credentials; put them in tracing.headers ({REFERENCE_HINT})",
-                )
-            elif importlib.util.find_spec("opentelemetry.sdk") is None:
-                self.problem(
-                    "tracing.otlp_endpoint",
-                    "traces need OpenTelemetry's SDK, which is not installed: pip install 'turnout[tracing]'",
-                )
-        elif cfg.headers or cfg.capture_content:
+            self.otlp_endpoint(endpoint, protocol)
+        elif cfg.headers or cfg.capture_content or cfg.otlp_protocol is not None:
             self.problem("tracing", "takes effect only with tracing.otlp_endpoint (set it, or remove this)")
         if not 0.0 <= cfg.sample_ratio <= 1.0:
             self.problem("tracing.sample_ratio", f"must be from 0 to 1, got {cfg.sample_ratio:g}")
         return TracingSettings(
             otlp_endpoint=endpoint,
+            otlp_protocol=protocol,
             headers=self.provider_headers(cfg.headers or {}, "tracing"),
             service_name=cfg.service_name,
             sample_ratio=min(1.0, max(0.0, cfg.sample_ratio)),
             capture_content=cfg.capture_content,
         )
+
+    def otlp_endpoint(self, endpoint: str, protocol: str) -> None:
+        """An OTLP endpoint: an http(s) URL without credentials; for gRPC a host and port only
+        (`http://` without TLS, `https://` with it); the protocol's exporter installed."""
+        parts = urlsplit(endpoint)
+        wire = "OTLP over gRPC" if protocol == "grpc" else "OTLP over HTTP"
+        exporter = f"opentelemetry.exporter.otlp.proto.{protocol}"
+        extra = "tracing-grpc" if protocol == "grpc" else "tracing"
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            self.problem("tracing.otlp_endpoint", f"must be an http:// or https:// URL ({wire})")
+        elif parts.username or parts.password or parts.query:
+            self.problem(
+                "tracing.otlp_endpoint",
+                f"must not hold credentials; put them in tracing.headers ({REFERENCE_HINT})",
+            )
+        elif protocol == "grpc" and parts.path not in ("", "/"):
+            self.problem(
+                "tracing.otlp_endpoint",
+                f"gRPC takes a host and port only (http://collector:4317), not a path ('{parts.path}')",
+            )
+        elif not (_installed("opentelemetry.sdk") and _installed(exporter)):
+            self.problem(
+                "tracing.otlp_endpoint",
+                f"traces over {wire} need OpenTelemetry's SDK and exporter, which are not installed: "
+                f"pip install 'turnout[{extra}]'",
+            )
 
     def server(self, cfg: schema.ServerConfig) -> ServerSettings:
         if not 0 <= cfg.port < 65536:
@@ -598,6 +628,13 @@ class _Builder:
                 "storage.ledger_retention_days",
                 f"must be a number of days from 1 to {MAX_RETENTION_DAYS} (leave it out to keep every row)",
             )
+        hours = cfg.hourly_totals_retention_days
+        if hours is not None and not MIN_HOUR_TOTALS_DAYS <= hours <= MAX_RETENTION_DAYS:
+            self.problem(
+                "storage.hourly_totals_retention_days",
+                f"must be a number of days from {MIN_HOUR_TOTALS_DAYS} (longer than any budget "
+                f"window) to {MAX_RETENTION_DAYS}, got {hours}",
+            )
         timeout = self.unit(cfg.database_timeout, parse_duration, "storage.database_timeout", 2.0)
         base = StorageSettings(data_dir=data_dir, database_url=url)
         timing = {}
@@ -616,6 +653,7 @@ class _Builder:
             redis_url=redis_url,
             database_timeout=timeout,
             ledger_retention_days=retention,
+            hourly_totals_retention_days=90 if hours is None else hours,
             **timing,
         )
 
@@ -880,6 +918,53 @@ class _Builder:
             hedge_after=hedge,
             stream_resume=routing.stream_resume if cfg.stream_resume is None else cfg.stream_resume,
             limits=self.rate_limits(cfg.limits, f"{path}.limits"),
+            mirror=self.mirror(cfg.mirror, f"{path}.mirror", providers, declared),
+        )
+
+    def mirror(
+        self,
+        cfg: schema.MirrorConfig | None,
+        path: str,
+        providers: Mapping[str, ProviderSettings],
+        declared: Mapping[str, Any],
+    ) -> MirrorSettings | None:
+        """An alias's shadow traffic: its candidate deployment (a target, without what only routing
+        among several targets reads), the share of requests, the rehearsal budget."""
+        if cfg is None:
+            return None
+        to, tpath = cfg.to, f"{path}.to"
+        routing_only = [f for f in ("weight", "priority", "tags", "rpm", "tpm") if getattr(to, f) is not None]
+        for name in routing_only:
+            self.problem(f"{tpath}.{name}", "a mirror's candidate is not routed to: it takes no " + name)
+        provider = providers.get(to.provider)
+        if provider is None:
+            if to.provider not in declared:
+                self.problem(f"{tpath}.provider", _unknown("provider", to.provider, declared))
+            return None
+        if "*" in to.model:
+            self.problem(f"{tpath}.model", "a mirror's candidate names one model (no '*')")
+            return None
+        target = self.target(to, tpath, 0, provider)
+        if not 0 < cfg.share <= 1:
+            self.problem(f"{path}.share", f"must be more than 0 and at most 1, got {cfg.share}")
+        try:
+            budget = usd(str(cfg.budget.limit), "limit")
+        except TurnoutError as error:
+            self.problem(f"{path}.budget.limit", error.message.replace("'limit' ", "", 1))
+            budget = 0
+        timeout = self.unit(cfg.timeout, parse_duration, f"{path}.timeout", MIRROR_TIMEOUT)
+        if timeout <= 0:
+            self.problem(f"{path}.timeout", "must be more than 0")
+        concurrency = self.count(cfg.concurrency, f"{path}.concurrency", MIRROR_CONCURRENCY)
+        if target is None or routing_only:
+            return None
+        return MirrorSettings(
+            target=target,
+            share=cfg.share,
+            budget=budget,
+            period=cfg.budget.period,
+            timeout=timeout,
+            concurrency=concurrency,
         )
 
     def rate_limits(self, cfg: schema.LimitsConfig | None, path: str) -> RateLimits | None:
@@ -954,6 +1039,8 @@ class _Builder:
         price = self.price(t, path, provider)
         if price is False:
             ok = False
+        if not self.task_supported(t, path, provider):
+            ok = False
         if t.name is not None and not _DEPLOYMENT_NAME.match(t.name):
             self.problem(
                 f"{path}.name", "a deployment name is 1-128 printable characters without spaces or ','"
@@ -1012,6 +1099,47 @@ class _Builder:
         return tuple(
             (name, declared[name]) for name in schema.SupportsConfig.__struct_fields__ if name in declared
         )
+
+    def task_supported(self, t: schema.TargetConfig, path: str, provider: ProviderSettings) -> bool:
+        """`supports.rerank` and `supports.moderation` only where turnout can call them: rerank on
+        Cohere, Bedrock and OpenAI-format providers, moderation on OpenAI-format ones; not both."""
+        supports = t.supports
+        if supports is None:
+            return True
+        wire, where = provider.kind.wire, f"{path}.supports" if path else "supports"
+        ok = True
+        if supports.rerank and wire not in RERANK_WIRES:
+            self.problem(
+                f"{where}.rerank",
+                f"the provider '{t.provider}' ({provider.kind.title}) has no rerank API turnout can "
+                "call (rerank works with cohere, bedrock and OpenAI-compatible providers)",
+            )
+            ok = False
+        if supports.moderation and wire not in MODERATION_WIRES:
+            self.problem(
+                f"{where}.moderation",
+                f"the provider '{t.provider}' ({provider.kind.title}) has no moderation API turnout "
+                "can call (moderation works with OpenAI-format providers)",
+            )
+            ok = False
+        if supports.rerank and supports.moderation:
+            self.problem(where, "a model either reranks or moderates, not both")
+            ok = False
+        return ok
+
+    def check_moderation_model(self, routing: RoutingSettings, models: Mapping[str, ModelSettings]) -> None:
+        """`routing.moderation_model` names an alias with a moderation model."""
+        alias = routing.moderation_model
+        if alias is None:
+            return
+        model = models.get(alias)
+        if model is None:
+            self.problem("routing.moderation_model", f"names no alias ({key_hint(alias, list(models))})")
+        elif not any(dict(t.supports).get("moderation") for t in model.targets):
+            self.problem(
+                "routing.moderation_model",
+                f"the alias '{alias}' has no target with 'supports: {{moderation: true}}'",
+            )
 
     def max_output_tokens(self, t: schema.TargetConfig, provider: ProviderSettings) -> int | None:
         """The target's configured limit on an answer's tokens, else the one the price table
@@ -1110,6 +1238,7 @@ class _Builder:
             health_check_interval=self.unit(
                 cfg.health_check_interval, parse_duration, "routing.health_check_interval", None
             ),
+            moderation_model=cfg.moderation_model,
         )
 
     def count(self, value: int | None, path: str, default: int) -> int:
@@ -1135,3 +1264,11 @@ def _unknown(what: str, value: str, known: Mapping[str, Any]) -> str:
     hint = f"; did you mean '{close[0]}'?" if close else ""
     listing = ", ".join(names) if names else "none are configured"
     return f"unknown {what} '{value}'{hint} (known: {listing})"
+
+
+def _installed(module: str) -> bool:
+    """Is `module` importable (its parents imported to find it; a missing parent: no)?"""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False

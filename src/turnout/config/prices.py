@@ -113,13 +113,15 @@ def model_price(entry: Any, where: str, effective: str = "", *, table: bool = Tr
 
 
 def _version(entry: Any, where: str, effective: str | None, table: bool) -> ModelPrice:
-    if isinstance(entry, dict) and entry.get("input") is None and _has_units(entry):
-        entry = {**entry, "input": 0}  # priced by the image, the minute or the character
-    if not isinstance(entry, dict) or entry.get("input") is None:
-        raise ValueError(f"{where}: needs at least an 'input' price")
+    if not isinstance(entry, dict) or not _priced(entry):
+        raise ValueError(
+            f"{where}: needs at least an 'input' price (a reranker's: 'search_units'; an image or audio "
+            "model's: 'per_image', 'per_audio_minute' or 'per_1m_characters')"
+        )
     known = {
         *RATES,
         *UNITS,
+        "search_units",
         "long_context",
         "service_tiers",
         "since",
@@ -146,8 +148,10 @@ def _version(entry: Any, where: str, effective: str | None, table: bool) -> Mode
             unknown_capability = sorted(capabilities - CAPABILITIES - MEDIA_CAPABILITIES)[0]
             raise ValueError(f"unknown capability '{unknown_capability}'")
         base = _tier(entry, where, set())  # its fields were checked above
+        searches = entry.get("search_units")
         return dataclasses.replace(
             base,
+            search_units=None if searches is None else decimal_price(searches),
             service_tiers=tuple(
                 (name, _tier(tier, f"{where}.service_tiers.{name}", {*RATES, "long_context"}))
                 for name, tier in sorted(tiers.items())
@@ -163,9 +167,13 @@ def _version(entry: Any, where: str, effective: str | None, table: bool) -> Mode
         raise ValueError(message if message.startswith(where) else f"{where}: {message}") from None
 
 
+def _priced(entry: dict[str, Any]) -> bool:
+    return entry.get("input") is not None or entry.get("search_units") is not None or _has_units(entry)
+
+
 def _tier(entry: Any, where: str, known: set[str]) -> ModelPrice:
     """Rates, and a long-context step if any."""
-    if not isinstance(entry, dict) or entry.get("input") is None:
+    if not isinstance(entry, dict) or (not _priced(entry) if not known else "input" not in entry):
         raise ValueError(f"{where}: needs at least an 'input' price")
     if known:
         _only(entry, known, where)
@@ -189,7 +197,7 @@ def _tier(entry: Any, where: str, known: set[str]) -> ModelPrice:
 def _rates(entry: dict[str, Any], where: str) -> dict[str, Any]:
     try:
         rates: dict[str, Any] = {
-            "input": decimal_price(entry["input"]),
+            "input": decimal_price(0 if entry.get("input") is None else entry["input"]),
             "output": decimal_price(entry.get("output", 0)),
         }
         for k in ("cached_input", "cache_write", "cache_write_1h"):

@@ -55,7 +55,7 @@ PriceValue = str | int | float
 class RatesConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """USD per million tokens (write them as strings, "2.50", to be exact: they are read as
     decimals). Cache reads and writes cost the input price unless given; 1-hour cache writes
-    (Anthropic's) the 5-minute price unless given."""
+    (Anthropic's) the 5-minute price unless given. A reranker may have only `search_units`."""
 
     input: PriceValue | None = None  # required, but for a price given only per unit (below)
     output: PriceValue = 0
@@ -82,6 +82,7 @@ class PriceConfig(TierPriceConfig, frozen=True, kw_only=True):
 
     service_tiers: dict[str, TierPriceConfig] | None = None
     since: str | None = None
+    search_units: PriceValue | None = None  # USD per 1,000 search units (a reranker's searches)
     # priced per unit (images, speech, transcription): USD per image by "quality size" (or size),
     # USD per minute of audio transcribed, USD per 1M characters read aloud
     per_image: dict[str, PriceValue] | None = None
@@ -97,6 +98,10 @@ class SupportsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     tools: bool | None = None
     json_schema: bool | None = None
     streaming: bool | None = None
+    # the model ranks documents (/v1/rerank) or classifies content (/v1/moderations): requests of
+    # that kind go to it, and nothing else does
+    rerank: bool | None = None
+    moderation: bool | None = None
     # what it does besides chat (OpenAI-format providers only): POST /v1/images/generations,
     # /v1/audio/transcriptions, /v1/audio/speech; `chat: false` keeps chat requests away from it
     image_generation: bool | None = None
@@ -133,6 +138,23 @@ class LimitsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     parallel: int | None = None
 
 
+class MirrorBudgetConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The most a mirror's shadows may cost in each period (USD, written as a string: "5.00")."""
+
+    limit: PriceValue
+    period: Literal["daily", "weekly", "monthly", "never"] = "daily"  # UTC windows
+
+
+class MirrorConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Shadow traffic: a share of an alias's live requests also sent to a candidate deployment."""
+
+    to: TargetConfig
+    share: float
+    budget: MirrorBudgetConfig
+    timeout: DurationValue | None = None  # a shadow's whole call; then it is cancelled
+    concurrency: int | None = None  # shadows in flight at once; more are skipped
+
+
 class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """A public model alias: a list of `targets`, or `provider` + `model` for just one."""
 
@@ -154,6 +176,7 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     hedge_after: DurationValue | None = None
     stream_resume: bool | None = None
     limits: LimitsConfig | None = None
+    mirror: MirrorConfig | None = None
 
 
 class RetriesConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -186,6 +209,7 @@ class RoutingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     stream_resume: bool | None = None
     hedge_after: DurationValue | None = None
     health_check_interval: DurationValue | None = None
+    moderation_model: str | None = None  # the alias a /v1/moderations request without `model` uses
 
 
 class HttpLimitsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -266,11 +290,14 @@ class SpendConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     alerts: AlertsConfig | None = None  # budget alerts delivered to webhooks
 
 
+GatedAction = Literal[
+    "delete_team", "revoke_team_keys", "change_admin_role", "remove_provider", "start_game_day"
+]
+
+
 class GovernanceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # admin actions that take effect only when a second admin approves them
-    two_person_rule: (
-        list[Literal["delete_team", "revoke_team_keys", "change_admin_role", "remove_provider"]] | None
-    ) = None
+    two_person_rule: list[GatedAction] | None = None
     approval_ttl: DurationValue = "24h"  # how long a pending action waits for its approval
     # revoking a team's keys one by one: this many within `piecewise_window` revoke at once, the
     # next needs a second admin (as `revoke_team_keys` does), as does its last owner/admin key
@@ -290,6 +317,7 @@ class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     redis_url: str | None = None
     database_timeout: str | float | None = None
     ledger_retention_days: int | None = None
+    hourly_totals_retention_days: int | None = None  # None: 90
     reservation_lapse: DurationValue | None = None
     reconcile_interval: DurationValue | None = None
 
@@ -311,6 +339,7 @@ class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 class TracingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     otlp_endpoint: str | None = None  # OTLP over HTTP (protobuf): http(s)://collector:4318/v1/traces
+    otlp_protocol: Literal["http", "grpc"] | None = None  # None: http; grpc: http(s)://collector:4317
     headers: dict[str, str] | None = None  # sent with each export (credentials as secret references)
     service_name: str = "turnout"
     sample_ratio: float = 1.0

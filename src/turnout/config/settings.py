@@ -130,6 +130,7 @@ class RoutingSettings:
     stream_resume: bool = True
     hedge_after: float | None = None
     health_check_interval: float | None = None  # active checks (a free models-list call); off
+    moderation_model: str | None = None  # the alias a /v1/moderations request without `model` uses
 
 
 ALERT_EVENTS = ("budget.soft_limit", "budget.exhausted")
@@ -159,7 +160,7 @@ class SpendSettings:
     alerts: AlertSettings = AlertSettings()
 
 
-GATED_ACTIONS = ("delete_team", "revoke_team_keys", "change_admin_role", "remove_provider")
+GATED_ACTIONS = ("delete_team", "revoke_team_keys", "change_admin_role", "remove_provider", "start_game_day")
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +200,25 @@ class TargetSettings:
     unsupported_params: Literal["reject", "drop"] | None = None  # None: the provider's policy
 
 
+MirrorPeriod = Literal["daily", "weekly", "monthly", "never"]
+MIRROR_TIMEOUT = 60.0
+MIRROR_CONCURRENCY = 16
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorSettings:
+    """An alias's shadow traffic (routing/mirror.py): `share` of its admitted chat requests are
+    also sent to `target`, in the background, recorded in the ledger as rehearsal spend; they stop
+    for the rest of a `period` window (UTC) once that spend reaches `budget` (micro-dollars)."""
+
+    target: TargetSettings
+    share: float
+    budget: int
+    period: MirrorPeriod = "daily"
+    timeout: float = MIRROR_TIMEOUT  # seconds a shadow may take in all; then it is cancelled
+    concurrency: int = MIRROR_CONCURRENCY  # shadows of this alias in flight at once; more are skipped
+
+
 @dataclass(frozen=True, slots=True)
 class ModelSettings:
     """A public alias. A wildcard alias (`groq/*`) matches any name with its prefix; `*` in a
@@ -217,6 +237,7 @@ class ModelSettings:
     hedge_after: float | None = None  # seconds without a first token before a second attempt starts
     stream_resume: bool = True  # continue a stream cut after its first byte on another deployment
     limits: RateLimits | None = None  # the alias's rate limits (every key's requests together)
+    mirror: MirrorSettings | None = None  # shadow traffic to a candidate deployment (None: none)
 
     def chain(self, kind: str) -> tuple[str, ...]:
         if kind == "context_window":
@@ -310,6 +331,9 @@ class StorageSettings:
     database_timeout: float = 2.0
     # delete ledger rows older than this many days (their figures stay in the running totals)
     ledger_retention_days: int | None = None
+    # delete the running totals' hour cells older than this many days (their day cells keep the
+    # figures; spans reaching further back are answered in whole days)
+    hourly_totals_retention_days: int = 90
     # a reservation in Redis lapses this long after its instance last renewed it (a killed
     # instance's reservations free themselves); counters are compared with the ledger this often
     reservation_lapse: float = 30.0
@@ -343,10 +367,11 @@ class MetricsSettings:
 
 @dataclass(frozen=True, slots=True)
 class TracingSettings:
-    """OpenTelemetry traces, exported over OTLP/HTTP to `otlp_endpoint` (None: off, and the SDK is
-    never imported)."""
+    """OpenTelemetry traces, exported over OTLP to `otlp_endpoint` (None: off, and the SDK is never
+    imported), over HTTP (protobuf) or gRPC (`otlp_protocol`)."""
 
     otlp_endpoint: str | None = None
+    otlp_protocol: Literal["http", "grpc"] = "http"
     headers: tuple[tuple[str, str | Secret], ...] = ()
     service_name: str = "turnout"
     sample_ratio: float = 1.0

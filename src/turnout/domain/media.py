@@ -21,7 +21,12 @@ MAX_SPEECH_CHARACTERS = 4096  # OpenAI's limit on `input` (and `instructions`)
 BOUND_BYTES_PER_SECOND = 2000
 
 MediaApi = Literal["images", "transcriptions", "speech"]
-CAPABILITY = {"images": "image_generation", "transcriptions": "transcription", "speech": "speech"}
+MediaTask = Literal["image_generation", "transcription", "speech"]  # what a deployment must do
+CAPABILITY: dict[str, MediaTask] = {
+    "images": "image_generation",
+    "transcriptions": "transcription",
+    "speech": "speech",
+}
 OPERATION = {
     "images": "images/generations",
     "transcriptions": "audio/transcriptions",

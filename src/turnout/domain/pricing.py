@@ -1,5 +1,6 @@
-"""Prices and cost, in exact money: prices are decimals (USD per 1M tokens), costs are integer
-micro-dollars (one USD per 1M tokens is one micro-dollar per token). Never floats."""
+"""Prices and cost, in exact money: prices are decimals (USD per 1M tokens; a reranker's searches
+USD per 1,000 search units), costs are integer micro-dollars (one USD per 1M tokens is one
+micro-dollar per token). Never floats."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from turnout.domain.usage import Usage
 
 Micros = int  # money: integer micro-dollars (1 USD = 1,000,000)
-CAPABILITIES = frozenset({"tools", "images", "json_schema", "reasoning", "embeddings"})
+CAPABILITIES = frozenset(
+    {"tools", "images", "json_schema", "reasoning", "embeddings", "rerank", "moderation"}
+)
 # what a model does besides chat, each behind its own endpoint (a model with one of them and no
 # `chat` capability is never sent a chat request)
 MEDIA_CAPABILITIES = frozenset({"image_generation", "transcription", "speech"})
+MICROS_PER_THOUSAND = 1000  # USD per 1,000 units is this many micro-dollars per unit
 
 
 MAX_DECIMAL = Decimal(10**15)  # far above any price, markup or amount; keeps arithmetic exact
@@ -120,6 +124,7 @@ class ModelPrice:
     cached_input: Decimal | None = None
     cache_write: Decimal | None = None
     cache_write_1h: Decimal | None = None
+    search_units: Decimal | None = None  # USD per 1,000 search units (rerankers)
     long_context: LongContext | None = None
     service_tiers: tuple[tuple[str, ModelPrice], ...] = ()
     since: str = ""  # YYYY-MM-DD (from midnight UTC) or YYYY-MM-DDTHH:MM:SSZ; "" where unknown
@@ -174,8 +179,12 @@ class ModelPrice:
             return tokens + int(units.quantize(_ONE, rounding=ROUND_HALF_UP))
         cached = usage.cached_input_tokens
         written = usage.cache_write_tokens
+        if usage.search_units and version.search_units is not None:  # a reranker's searches
+            searched = usage.search_units * version.search_units * MICROS_PER_THOUSAND
+        else:
+            searched = _ZERO
         if not (cached or written or usage.cache_write_1h_tokens):  # no cache: two products, not five
-            total = max(0, usage.input_tokens) * rates.input + usage.output_tokens * rates.output
+            total = max(0, usage.input_tokens) * rates.input + usage.output_tokens * rates.output + searched
             return int(total.quantize(_ONE, rounding=ROUND_HALF_UP))
         hour = min(usage.cache_write_1h_tokens, written)
         uncached = max(0, usage.input_tokens - cached - written)
@@ -186,12 +195,14 @@ class ModelPrice:
             + (written - hour) * write
             + hour * (write if rates.cache_write_1h is None else rates.cache_write_1h)
             + usage.output_tokens * rates.output
+            + searched
         )
         return int(total.quantize(_ONE, rounding=ROUND_HALF_UP))
 
 
 _ONE = Decimal(1)
 _MICROS = Decimal(1_000_000)
+_ZERO = Decimal(0)
 
 
 def format_usd(micros: Micros) -> str:

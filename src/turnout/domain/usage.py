@@ -23,6 +23,7 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True):
     cache_write_tokens: int = 0
     cache_write_1h_tokens: int = 0  # of the cache writes, those kept an hour (Anthropic's)
     reasoning_tokens: int = 0
+    search_units: int = 0  # a reranker's searches (one query with up to 100 documents each)
     estimated: bool = False
     service_tier: str | None = None  # the tier the provider says it served at, if it says
     # units priced per unit rather than per token (images, speech, transcription)

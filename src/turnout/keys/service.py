@@ -41,7 +41,7 @@ from turnout.domain.key_policy import (
     may_manage,
     outranks,
 )
-from turnout.domain.principal import Principal, Role
+from turnout.domain.principal import Principal, Priority, Role
 from turnout.domain.rate_limits import NO_LIMITS, RateLimits, check_within, parse_limits, stored_limits
 from turnout.governance.approvals import Approvals
 from turnout.governance.audit import AuditLog
@@ -49,6 +49,7 @@ from turnout.governance.people import People, active_admin_key, in_scope, princi
 from turnout.keys.hashing import display_prefix, new_key
 from turnout.keys.index import KeyIndex
 from turnout.limits.book import LimitBook
+from turnout.limits.priority import check_grantable, grantable, priority_of
 from turnout.storage.database import Database
 from turnout.storage.paging import FIRST, Keyset, Page, Paging
 from turnout.storage.tables import api_keys, audit_log, key_controllers, team_members, teams, users
@@ -160,6 +161,8 @@ class KeyService:
         and from the issuer's own limits, never looser than either's (`_limits`)."""
         spec = check_issue(issuer, spec)
         limits = self._limits(issuer, spec.team_id, limits, new=True)
+        if action != "key.rotate":  # a rotation's new key keeps the class the old one had
+            self._check_priority(issuer, priority_of(metadata), None)
         key = new_key()
         key_hash = self.index.hash(key)
         key_id = "key_" + secrets.token_hex(8)
@@ -228,6 +231,15 @@ class KeyService:
             if team is not None:
                 check_within(asked.under(team), team, "the team's", "limits")
         return None if asked.empty else asked
+
+    def _check_priority(self, issuer: Principal, asked: Priority | None, current: Priority | None) -> None:
+        """PermissionDenied when `issuer` gives a key a class above their own (a class the key
+        already has may stay)."""
+        if asked is None or asked == current:
+            return
+        book = self.limit_book
+        ceiling = grantable(issuer, book.team_priority(issuer.team_id), book.default_priority)
+        check_grantable(asked, ceiling, "a key", "metadata.priority")
 
     async def find(self, key_hash: bytes) -> Principal | None:
         """The active virtual key with this hash, if the store has one (the index's lookup): within
@@ -513,6 +525,7 @@ class KeyService:
             limits = self._limits(issuer, row.team_id, limits, new=False)
             values["limits"] = None if limits is None else msgspec.json.encode(limits).decode()
         if metadata is not msgspec.UNSET:
+            self._check_priority(issuer, priority_of(metadata), current.priority)
             values["metadata"] = orjson.dumps(metadata).decode() if metadata else None
         self.index.touch(row.key_hash)  # a read in flight now must not undo this change
         async with self.database.engine.begin() as conn:

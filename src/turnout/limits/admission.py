@@ -159,10 +159,13 @@ class Admission:
 
     # ------------------------------------------------------------------ which limits apply
 
-    def admit(self, principal: Principal, route: Route, request: ChatRequest | None = None) -> Ticket:
+    def admit(
+        self, principal: Principal, route: Route, request: ChatRequest | None = None, *, tokens: bool = True
+    ) -> Ticket:
         """The limits covering the request, decided here (RateLimited if one has no room) or, with
-        Redis, left `pending` for the one script run that decides them."""
-        applying = self._applying(principal, route, request)
+        Redis, left `pending` for the one script run that decides them. A request that uses no
+        tokens (`tokens` False: counting them) counts in the request limits only."""
+        applying = self._applying(principal, route, request, tokens)
         if applying is None:
             return _ADMITTED
         ticket = Ticket(self, applying[0])
@@ -175,7 +178,7 @@ class Admission:
         return ticket
 
     def _applying(
-        self, principal: Principal, route: Route, request: ChatRequest | None
+        self, principal: Principal, route: Route, request: ChatRequest | None, tokens_too: bool = True
     ) -> tuple[list[Applied], int | None] | None:
         """The limits covering the request, and its prompt's byte bound when a tpm limit needed it."""
         book = self.book
@@ -205,13 +208,15 @@ class Admission:
                 plan = self._plan(*found_one)
             for rule in plan:
                 if rule.measure == "tpm":
+                    if not tokens_too:
+                        continue
                     if prompt is None:
                         prompt = byte_bound(request)
                         tokens = max(prompt + output_bound(request), 1)
                     applied.append(Applied(rule, tokens))
                 else:
                     applied.append(Applied(rule, 1))
-        return applied, prompt
+        return (applied, prompt) if applied else None
 
     def _plan(self, scope: LimitScope, subject: str, limits: RateLimits) -> tuple[Rule, ...]:
         if len(self._plans) >= MAX_PLANS:

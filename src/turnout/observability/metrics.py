@@ -98,7 +98,7 @@ def _cell(table: dict[Labels, T], key: Labels, fresh: Callable[[], T], limit: in
 
 
 def _no_spend() -> list[int]:
-    return [0] * 8
+    return [0] * 9
 
 
 def _zero() -> list[int]:
@@ -119,6 +119,7 @@ def _spend(spent: list[int], entry: LedgerEntry) -> None:
     charge = entry.customer_price_micros
     if charge is not None:
         spent[6] += charge
+    spent[8] += entry.search_units
 
 
 class _Bundle:
@@ -158,9 +159,15 @@ class RequestMetrics:
         self.attempts: dict[Labels, list[int]] = {}
         # (alias, deployment, provider, cause) → failed attempts another attempt followed
         self.failovers: dict[Labels, list[int]] = {}
-        # (alias, deployment, provider[, team]) → [tokens by TOKEN_KINDS..., cost µ$, charge µ$, unpriced]
+        # (alias, deployment, provider[, team]) → [tokens by TOKEN_KINDS..., cost µ$, charge µ$, unpriced,
+        # search units]
         self.spend: dict[Labels, list[int]] = {}
         self.refusals: dict[str, int] = {}
+        # (alias, deployment, outcome) → a mirror's shadow requests (outcome: answered, failed,
+        # timeout, cut_short, or not sent: busy, budget, unsupported, out_of_service)
+        self.shadows: dict[Labels, list[int]] = {}
+        # (alias, deployment) → what they cost, micro-dollars (rehearsal spend)
+        self.shadow_spend: dict[Labels, list[int]] = {}
         # the common request (one attempt, which answered): its cells by what labels them
         self._bundles: dict[tuple[object, ...], _Bundle] = {}
 
@@ -262,6 +269,26 @@ class RequestMetrics:
             _cell(self.failovers, (*place, cause), _zero, self.max_series)[0] += 1
         _spend(_cell(self.spend, (*place, *team), _no_spend, self.max_series), entry)
 
+    def shadow(self, entry: LedgerEntry) -> None:
+        """A mirror's shadow request ended (its ledger entry): counted by outcome, its cost as
+        rehearsal spend (never in `turnout_cost_usd`, which is the customers' traffic)."""
+        place = (entry.alias, entry.deployment or "")
+        status = entry.status
+        outcome = (
+            "answered"
+            if status < 400
+            else "timeout"
+            if status == 504
+            else "cut_short"
+            if entry.reason == "gateway_shutdown"
+            else "failed"
+        )
+        _cell(self.shadows, (*place, outcome), _zero, self.max_series)[0] += 1
+        _cell(self.shadow_spend, place, _zero, self.max_series)[0] += entry.cost_micros or 0
+
+    def shadow_not_sent(self, alias: str, why: str) -> None:
+        _cell(self.shadows, (alias, "", why), _zero, self.max_series)[0] += 1
+
     def refused(self, kind: str) -> None:
         """A request refused before any provider was called (a budget, prepaid credit, a limit)."""
         self.refusals[kind] = self.refusals.get(kind, 0) + 1
@@ -317,6 +344,27 @@ class RequestMetrics:
         for kind, refused in self.refusals.items():
             refusals.add_metric([kind], refused)
         yield refusals
+        yield from self._shadows()
+
+    def _shadows(self) -> Iterator[Metric]:
+        shadows = CounterMetricFamily(
+            "turnout_shadow_requests",
+            "Requests a mirror shadowed to its candidate deployment, by outcome (answered, failed, "
+            "timeout, cut_short), and those it did not send (busy, budget, unsupported, "
+            "out_of_service; deployment empty).",
+            labels=["alias", "deployment", "outcome"],
+        )
+        for key, count in self.shadows.items():
+            shadows.add_metric(list(key), count[0])
+        yield shadows
+        spend = CounterMetricFamily(
+            "turnout_rehearsal_cost_usd",
+            "What mirrors' shadow requests cost at the candidates' prices, USD (rehearsal spend).",
+            labels=["alias", "deployment"],
+        )
+        for key, spent in self.shadow_spend.items():
+            spend.add_metric(list(key), spent[0] / MICROS)
+        yield spend
 
     def _spend(self, labels: list[str]) -> Iterator[Metric]:
         tokens = CounterMetricFamily(
@@ -335,6 +383,11 @@ class RequestMetrics:
             "Upstream attempts whose model has no known price (not in the cost).",
             labels=labels,
         )
+        searches = CounterMetricFamily(
+            "turnout_search_units",
+            "Search units rerankers billed (one query with up to 100 documents each).",
+            labels=labels,
+        )
         for key, spent in self.spend.items():
             values = list(key)
             for index, kind in enumerate(TOKEN_KINDS):
@@ -342,7 +395,8 @@ class RequestMetrics:
             cost.add_metric(values, spent[5] / MICROS)
             charge.add_metric(values, spent[6] / MICROS)
             unpriced.add_metric(values, spent[7])
-        yield from (tokens, cost, charge, unpriced)
+            searches.add_metric(values, spent[8])
+        yield from (tokens, cost, charge, unpriced, searches)
 
 
 def _histograms(

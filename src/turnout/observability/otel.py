@@ -1,4 +1,4 @@
-"""Traces with OpenTelemetry's SDK, exported over OTLP/HTTP, following the GenAI semantic
+"""Traces with OpenTelemetry's SDK, exported over OTLP (HTTP or gRPC), following the GenAI semantic
 conventions: a server span per client request (`chat <model>`), a client span per upstream
 attempt (`chat <upstream model>`), `gen_ai.*` attributes for the provider, the models, token usage
 and finish reasons. Imported only when tracing is configured.
@@ -13,12 +13,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -77,12 +78,29 @@ class OtelTracer:
         endpoint: str,
         headers: Mapping[str, str],
         kind_of: ProviderKind,
+        *,
+        protocol: str = "http",
         **options: Any,
     ) -> OtelTracer:
-        """Spans batched and sent to `endpoint` (OTLP over HTTP, protobuf) in the background."""
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        """Spans batched and sent to `endpoint` in the background: OTLP over HTTP (protobuf), or
+        over gRPC (`protocol`; TLS for an https:// endpoint). Only the exporter asked for is
+        imported."""
+        exporter: SpanExporter
+        if protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                OTLPSpanExporter as GrpcSpanExporter,
+            )
 
-        exporter = OTLPSpanExporter(endpoint=endpoint, headers=dict(headers), timeout=10)
+            exporter = GrpcSpanExporter(
+                endpoint=endpoint,
+                insecure=urlsplit(endpoint).scheme == "http",
+                headers={name.lower(): value for name, value in headers.items()},  # gRPC metadata
+                timeout=10,
+            )
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            exporter = OTLPSpanExporter(endpoint=endpoint, headers=dict(headers), timeout=10)
         return cls(BatchSpanProcessor(exporter), kind_of, **options)
 
     def request(

@@ -21,6 +21,8 @@ from turnout.domain.embeddings import EmbeddingRequest
 from turnout.domain.errors import UpstreamProtocolError
 from turnout.domain.malformed import DECODE_ERRORS
 from turnout.domain.media import ImageRequest, MediaApi, SpeechRequest, TranscriptionRequest
+from turnout.domain.moderation import ModerationRequest
+from turnout.domain.rerank import RerankRequest
 from turnout.domain.usage import Usage
 
 
@@ -41,13 +43,23 @@ class Capabilities:
     native_wire: str | None = None
     # It also takes a legacy /v1/completions request whole (OpenAI's `POST /completions`).
     legacy_completions: bool = False
-    # What its model does besides chat (declared per model: `supports:` or the price table), and
-    # whether it chats at all (an image or audio model does not: chat is never sent to it).
+    # The model ranks documents (/v1/rerank) or classifies content (/v1/moderations), as its
+    # target declares (`supports:`): it then serves that and nothing else.
+    rerank: bool = False
+    moderation: bool = False
+    # What its model does besides chat (declared per model: `supports:` or the price table).
     image_generation: bool = False
     transcription: bool = False
     speech: bool = False
-    chat: bool = True
     media_apis: bool = False  # its provider serves those endpoints (OpenAI's format)
+    # Does it serve chat (and embeddings) at all: not a reranker, not a moderation model, not an
+    # image or audio model (`supports: {chat: false}`, implied for the price table's)? (Set once
+    # here, as the router reads it for every deployment of every chat request.)
+    chat: bool = True
+
+    def __post_init__(self) -> None:
+        if self.chat and (self.rerank or self.moderation):
+            object.__setattr__(self, "chat", False)
 
     def takes(self, wire: str) -> bool:
         """Can it take a native request of `wire` whole?"""
@@ -97,6 +109,22 @@ class ChatCall:
 @dataclass(frozen=True, slots=True)
 class EmbeddingCall:
     request: EmbeddingRequest
+    body: dict[str, Any]
+    model: str
+    timeouts: Timeouts
+
+
+@dataclass(frozen=True, slots=True)
+class RerankCall:
+    request: RerankRequest
+    model: str
+    timeouts: Timeouts
+    request_id: str  # turnout's id for the request: the answer's `id` where the provider gives none
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationCall:
+    request: ModerationRequest
     body: dict[str, Any]
     model: str
     timeouts: Timeouts
@@ -180,6 +208,37 @@ class MakesMedia(Protocol):
     """An adapter whose provider serves OpenAI's image generation, transcription and speech."""
 
     async def media(self, call: MediaCall) -> MediaResult: ...
+
+
+@dataclass(slots=True)
+class RerankResult:
+    """The answer in turnout's rerank shape (domain/rerank.py), and what it used: the search units
+    the provider billed (or turnout counted), and tokens where the provider counts them."""
+
+    body: bytes
+    usage: Usage
+
+
+@dataclass(slots=True)
+class ModerationResult:
+    """OpenAI's moderation answer, as the provider gave it (moderation reports no usage)."""
+
+    body: bytes
+
+
+@runtime_checkable
+class Reranks(Protocol):
+    """An adapter whose provider ranks documents against a query (Cohere's `/v2/rerank`, Bedrock's
+    Agent Runtime `Rerank`, an OpenAI-compatible server's `/rerank`)."""
+
+    async def rerank(self, call: RerankCall) -> RerankResult: ...
+
+
+@runtime_checkable
+class Moderates(Protocol):
+    """An adapter whose provider answers OpenAI's `POST /moderations`."""
+
+    async def moderate(self, call: ModerationCall) -> ModerationResult: ...
 
 
 class ChatStream(Protocol):

@@ -82,11 +82,14 @@ class Route:
     policy: ModelSettings
     # the longest answer one of its deployments can give (None: one has no known limit)
     output_ceiling: int | None = field(init=False)
+    # whether one of its deployments serves chat (not all are rerankers or moderation models)
+    serves_chat: bool = field(init=False)
 
     def __post_init__(self) -> None:
         limits = [t.max_output_tokens for t in self.targets]
         ceiling = None if not limits or None in limits else max(x for x in limits if x is not None)
         object.__setattr__(self, "output_ceiling", ceiling)
+        object.__setattr__(self, "serves_chat", any(t.capabilities.chat for t in self.targets))
 
 
 PriceOf = Callable[[str, str], ModelPrice | None]  # (provider, model) → its price, if known
@@ -143,6 +146,10 @@ class Catalog:
     def _route(self, model: ModelSettings, requested: str, matched: str) -> Route:
         targets = tuple(self._target(t, matched) for t in model.targets)
         return Route(alias=model.alias, requested=requested, targets=targets, policy=model)
+
+    def target(self, t: TargetSettings) -> Target:
+        """The deployment a configured target (one without a wildcard) makes: a mirror's candidate."""
+        return self._target(t, "")
 
     def _target(self, t: TargetSettings, matched: str) -> Target:
         model = t.model.replace("*", matched)

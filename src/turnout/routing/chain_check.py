@@ -36,12 +36,15 @@ CHAT_FEATURES = (
     _Feature("json_schema", "structured outputs (response_format json_schema)"),
     _Feature("images", "images"),
     _Feature("streaming", "streaming"),
-    _Feature("chat", "chat"),  # an image or audio model does none
-    _Feature("image_generation", "image generation"),
-    _Feature("transcription", "transcription"),
-    _Feature("speech", "speech"),
 )
 EMBEDDINGS = _Feature("embeddings", "embeddings")
+TASKS = (
+    _Feature("rerank", "rerank documents"),
+    _Feature("moderation", "moderate content"),
+    _Feature("image_generation", "generate images"),
+    _Feature("transcription", "transcribe audio"),
+    _Feature("speech", "make speech"),
+)
 
 
 def chain_warnings(settings: Settings, capabilities: Callable[[ProviderSettings], Capabilities]) -> list[str]:
@@ -116,6 +119,20 @@ def _feature_gaps(
     def missing(feature: _Feature) -> bool:
         accepted = any(getattr(c, feature.attribute) for c in primary_caps)
         return accepted and not any(getattr(c, feature.attribute) for c in fallback_caps)
+
+    for task in TASKS:  # a reranker's, moderation, image or audio model's chain: only its kind can help
+        if any(getattr(c, task.attribute) for c in primary_caps):
+            if not missing(task):
+                return []
+            return [
+                f"{where}: {shown} cannot {task.description} as '{primary.alias}' does; "
+                "such requests will skip it"
+            ]
+    if fallback_caps and not any(c.chat for c in fallback_caps):
+        return [
+            f"{where}: {shown} serves only rerank, moderation, image or audio requests; chat requests "
+            "will skip it"
+        ]
 
     if any(EMBEDDING_MODEL_HINT in t.model.lower() for t in primary.targets):
         if not missing(EMBEDDINGS):

@@ -39,7 +39,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from turnout.config.settings import RoutingSettings
 from turnout.domain.chat import ChatRequest, counted_usage, parse_chat_request
@@ -57,20 +57,30 @@ from turnout.domain.errors import (
     UpstreamRejected,
 )
 from turnout.domain.media import CAPABILITY, ImageRequest, MediaApi, SpeechRequest, TranscriptionRequest
+from turnout.domain.moderation import ModerationRequest
 from turnout.domain.rate_limits import RateLimited
+from turnout.domain.rerank import RerankRequest
 from turnout.observability.tracing import UPSTREAM_TRACE_HEADERS
 from turnout.providers.base import (
+    Capabilities,
     ChatResult,
     EmbeddingCall,
     EmbeddingResult,
     MakesMedia,
     MediaCall,
     MediaResult,
+    Moderates,
+    ModerationCall,
+    ModerationResult,
+    RerankCall,
+    RerankResult,
+    Reranks,
 )
 from turnout.routing.capabilities import first_unmet, fits_context, fits_output, needs
 from turnout.routing.catalog import Catalog, Route, Target
 from turnout.routing.deployments import DeploymentRegistry, DeploymentState, Lease
 from turnout.routing.first_chunk import PeekedStream, peek_first
+from turnout.routing.game_day import Drill
 from turnout.routing.in_flight import InFlight
 from turnout.routing.relay import Continuation, RelayStream
 from turnout.routing.resume import Partial, continuation_body
@@ -81,6 +91,21 @@ from turnout.routing.values import Attempt, AttemptRecord, Call, Candidate, Serv
 log = logging.getLogger("turnout.routing")
 
 T = TypeVar("T")
+# what a request asks a deployment to do
+Task = Literal["chat", "embeddings", "rerank", "moderation", "image_generation", "transcription", "speech"]
+
+
+def _can(t: Target, caps: Capabilities, task: Task) -> bool:
+    """Can the deployment do `task` (other than chat): embeddings on a chat model, rerank on a
+    declared reranker whose provider has a rerank API, moderation likewise, images and audio on a
+    model declared (or listed) as doing it whose provider serves OpenAI's endpoints for it?"""
+    if task == "embeddings":
+        return caps.embeddings and caps.chat
+    if task == "rerank":
+        return caps.rerank and isinstance(t.adapter, Reranks)
+    if task == "moderation":
+        return caps.moderation and isinstance(t.adapter, Moderates)
+    return bool(getattr(caps, task)) and isinstance(t.adapter, MakesMedia)
 
 
 def refusal_of(error: TurnoutError) -> Refusal | None:
@@ -112,6 +137,8 @@ class Router:
         self._sleep = sleep
         self._draw = draw
         self.removed: frozenset[str] = frozenset()  # providers taken out of service (admin API)
+        self.drills: tuple[Drill, ...] = ()  # game days under way (governance/game_days.py)
+        self.on_rollback: Callable[[Drill], None] | None = None  # told when a drill tips over
         self.in_flight = InFlight()  # the streams being relayed (a shutdown cuts them short)
 
     # ------------------------------------------------------------------ operations
@@ -133,7 +160,7 @@ class Router:
             return result
 
         walk = self.plan(call, tally)
-        result, served = await self.walk(call.route, walk, attempt)
+        result, served = await self._walk_drilled(call.route, walk, attempt)
         self.settle(served, result.usage.total_tokens if result.usage else 0)  # counts toward its tpm
         return result, served
 
@@ -149,7 +176,7 @@ class Router:
 
         walk = self.plan(call, tally)
         walk.streamed = True
-        peeked, served = await self.walk(call.route, walk, attempt)
+        peeked, served = await self._walk_drilled(call.route, walk, attempt)
         continuation = self._continuation(call, tally)
         relay = RelayStream(call, peeked, served, tally, continuation, self.clock, self.in_flight)
         served.resumable = relay.resumable
@@ -165,8 +192,8 @@ class Router:
             record.ended(200, result.usage)
             return result
 
-        walk = self.plan(call, tally, embeddings=True)
-        result, served = await self.walk(call.route, walk, attempt)
+        walk = self.plan(call, tally, task="embeddings")
+        result, served = await self._walk_drilled(call.route, walk, attempt)
         self.settle(served, result.usage.total_tokens if result.usage else 0)  # counts toward its tpm
         return result, served
 
@@ -180,13 +207,47 @@ class Router:
         async def attempt(c: Candidate, record: AttemptRecord) -> MediaResult:
             t = c.target
             adapter = t.adapter
-            assert isinstance(adapter, MakesMedia)  # (only OpenAI-format kinds declare media)
+            assert isinstance(adapter, MakesMedia)  # (the plan keeps only deployments that do it)
             result = await adapter.media(MediaCall(api, request, call.body, t.model, t.timeouts))
             record.ended(200, result.usage)
             return result
 
-        walk = self.plan(call, tally, serves=CAPABILITY[api])
-        result, served = await self.walk(call.route, walk, attempt)
+        walk = self.plan(call, tally, task=CAPABILITY[api])
+        result, served = await self._walk_drilled(call.route, walk, attempt)
+        self.settle(served)
+        return result, served
+
+    async def rerank(
+        self, call: Call, tally: list[AttemptRecord], request_id: str
+    ) -> tuple[RerankResult, Served]:
+        request = call.request
+        assert isinstance(request, RerankRequest)
+
+        async def attempt(c: Candidate, record: AttemptRecord) -> RerankResult:
+            t = c.target
+            assert isinstance(t.adapter, Reranks)  # (the plan keeps only deployments that rerank)
+            result = await t.adapter.rerank(RerankCall(request, t.model, t.timeouts, request_id))
+            record.ended(200, result.usage)
+            return result
+
+        walk = self.plan(call, tally, task="rerank")
+        result, served = await self._walk_drilled(call.route, walk, attempt)
+        self.settle(served, result.usage.total_tokens)
+        return result, served
+
+    async def moderate(self, call: Call, tally: list[AttemptRecord]) -> tuple[ModerationResult, Served]:
+        request = call.request
+        assert isinstance(request, ModerationRequest)
+
+        async def attempt(c: Candidate, record: AttemptRecord) -> ModerationResult:
+            t = c.target
+            assert isinstance(t.adapter, Moderates)  # (the plan keeps only deployments that moderate)
+            result = await t.adapter.moderate(ModerationCall(request, call.body, t.model, t.timeouts))
+            record.ended(200)
+            return result
+
+        walk = self.plan(call, tally, task="moderation")
+        result, served = await self._walk_drilled(call.route, walk, attempt)
         self.settle(served)
         return result, served
 
@@ -232,8 +293,7 @@ class Router:
         *,
         chain: str = "errors",
         avoid: DeploymentState | None = None,
-        embeddings: bool = False,
-        serves: str | None = None,
+        task: Task = "chat",
     ) -> Walk:
         """The stages for the call's route: its own deployments (unless `chain` names a refusal
         chain, which replaces them), then the fallback aliases of `chain` the caller may use —
@@ -241,8 +301,11 @@ class Router:
         route, steering, access = call.route, call.steering, call.access
         request = call.request if isinstance(call.request, ChatRequest) else None
         stages: list[Stage] = []
+        out, drills = self.removed, self._drilled(call) if self.drills else ()
+        if drills:  # a game day takes its provider out for this request
+            out = out | {d.provider for d in drills}
         if chain == "errors":
-            stage = self._stage(route, call, avoid, embeddings, serves)
+            stage = self._stage(route, call, avoid, task, out)
             if not stage.candidates:
                 _refuse_steering(route, steering)
             stages.append(stage)
@@ -255,49 +318,92 @@ class Router:
                     continue
                 fallback = self.catalog.resolve(alias)
                 if fallback is not None:
-                    stages.append(self._stage(fallback, call, avoid, embeddings, serves))
+                    stages.append(self._stage(fallback, call, avoid, task, out))
         return Walk(
-            [s for s in stages if s.candidates], request, access=access, tally=tally, trace=call.trace
+            [s for s in stages if s.candidates],
+            request,
+            access=access,
+            tally=tally,
+            trace=call.trace,
+            drills=drills,
         )
+
+    def _drilled(self, call: Call) -> tuple[Drill, ...]:
+        """The game days that apply to this request: its team or its share, and its alias has a
+        deployment of their provider."""
+        now = time.time()
+        targets = call.route.targets
+        return tuple(
+            d
+            for d in self.drills
+            if d.applies(call.team, call.request_id, now) and any(t.provider == d.provider for t in targets)
+        )
+
+    async def _walk_drilled(self, route: Route, walk: Walk, attempt: Attempt[T]) -> tuple[T, Served]:
+        """`walk`, its outcome counted by the game days that affected it: an upstream failure is an
+        error (a caller's error is not counted); a drill whose error rate tips over is rolled back."""
+        if not walk.drills:
+            return await self.walk(route, walk, attempt)
+        try:
+            outcome = await self.walk(route, walk, attempt)
+        except TurnoutError as error:
+            if error.status >= 500 or error.status == 429:
+                self._drills_saw(walk.drills, failed=True)
+            raise
+        self._drills_saw(walk.drills, failed=False)
+        return outcome
+
+    def _drills_saw(self, drills: tuple[Drill, ...], *, failed: bool) -> None:
+        for drill in drills:
+            if drill.ended(failed) and self.on_rollback is not None:
+                log.warning(
+                    "game day %s rolled back: %.0f%% of %d affected requests failed (threshold %.0f%%)",
+                    drill.id,
+                    drill.observed_rate * 100,
+                    drill.requests,
+                    drill.error_rate * 100,
+                )
+                self.on_rollback(drill)
 
     def _stage(
         self,
         route: Route,
         call: Call,
         avoid: DeploymentState | None,
-        embeddings: bool,
-        serves: str | None = None,
+        task: Task,
+        out: frozenset[str],
     ) -> Stage:
         candidates = [
             Candidate(t, self.deployments.get(t.provider, t.model, t.label, t.rpm, t.tpm))
             for t in route.targets
-            if self._may_serve(t, call, embeddings, serves)
+            if self._may_serve(t, call, task, out)
         ]
         ordered = order(route.policy.strategy, candidates, self._draw)
         if avoid is not None:  # the deployment that just failed goes last
             ordered.sort(key=lambda c: c.state is avoid)
         return Stage(route.alias, ordered, route.policy.attempts)
 
-    def _may_serve(self, t: Target, call: Call, embeddings: bool, serves: str | None = None) -> bool:
-        """Can this deployment take the call: in service, of the wire format the request needs,
-        the one the client pinned or carrying its tags, able to carry what the request holds?"""
+    def _may_serve(self, t: Target, call: Call, task: Task, out: frozenset[str]) -> bool:
+        """Can this deployment take the call: in service (`out`: the providers out of service for
+        it), of the wire format the request needs, the one the client pinned or carrying its tags,
+        able to carry what the request holds?"""
         native, steering = call.native, call.steering
-        if self.removed and t.provider in self.removed:
-            return False  # taken out of service through the admin API
+        if out and t.provider in out:
+            return False  # taken out of service through the admin API (or for a game day)
         if native is not None and native.requires and not t.capabilities.takes(native.wire):
             return False  # the request holds what only its own format can carry
         if steering.deployment is not None and steering.deployment not in (t.label, t.provider):
             return False
         if not steering.tags <= t.tags:
             return False
-        if embeddings:
-            return t.capabilities.embeddings
-        if serves is not None:  # image generation, transcription, speech
-            return bool(getattr(t.capabilities, serves))
+        caps = t.capabilities
+        if task != "chat":
+            return _can(t, caps, task)
+        if not caps.chat:
+            return False  # a reranker, a moderation model, an image or audio model
         request = call.request
         if not isinstance(request, ChatRequest):
             return True
-        caps = t.capabilities
         if not caps.full_chat and first_unmet(caps, needs(request)) is not None:
             return False
         if t.context_window is not None and not fits_context(t.context_window, request):

@@ -17,11 +17,14 @@ from turnout.domain.chat import ChatRequest
 from turnout.domain.embeddings import EmbeddingRequest
 from turnout.domain.errors import TurnoutError
 from turnout.domain.media import ImageRequest, SpeechRequest, TranscriptionRequest
+from turnout.domain.moderation import ModerationRequest
+from turnout.domain.rerank import RerankRequest
 from turnout.domain.usage import Usage
 from turnout.observability.tracing import AttemptSpan, RequestTrace
 from turnout.providers.base import NativeRequest
 from turnout.routing.catalog import Route, Target
 from turnout.routing.deployments import DeploymentState, Lease
+from turnout.routing.game_day import Drill
 
 T = TypeVar("T")
 
@@ -46,13 +49,23 @@ class Call:
     request in its own wire format (for deployments that speak it) and the aliases it may use."""
 
     route: Route
-    request: ChatRequest | EmbeddingRequest | ImageRequest | TranscriptionRequest | SpeechRequest
+    request: (
+        ChatRequest
+        | EmbeddingRequest
+        | RerankRequest
+        | ModerationRequest
+        | ImageRequest
+        | TranscriptionRequest
+        | SpeechRequest
+    )
     body: dict[str, Any]
     steering: Steering = NO_STEERING
     wants_usage: bool = False
     native: NativeRequest | None = None
     access: Access | None = None
     trace: RequestTrace | None = None  # the request's trace (None: tracing off)
+    team: str | None = None  # the caller's team (game days may take a provider out for it)
+    request_id: str = ""  # turnout's id for the request (game days' shares are drawn from it)
 
     @property
     def chat(self) -> ChatRequest:
@@ -174,6 +187,7 @@ class Walk:
     over: bool = False  # a failure no other attempt may follow (an answer generated, then cut)
     streamed: bool = False  # the winner's verdict is given when its stream ends (Served.verdict_pending)
     trace: RequestTrace | None = None  # the request's trace: each attempt gets a span in it
+    drills: tuple[Drill, ...] = ()  # the game days that took a provider out for it
 
 
 Attempt = Callable[[Candidate, AttemptRecord], Coroutine[Any, Any, T]]  # one upstream call

@@ -9,7 +9,7 @@ import msgspec
 import orjson
 
 from turnout.domain.errors import InvalidRequest
-from turnout.domain.principal import Principal
+from turnout.domain.principal import Principal, Priority
 from turnout.server.admin import Limits, rate_limits
 from turnout.server.admin_body import decode_body, reply
 from turnout.server.admin_query import paging, query_params, send_page
@@ -40,11 +40,14 @@ class UserChange(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class TeamChange(msgspec.Struct, forbid_unknown_fields=True):
-    """A team's rate limits (all its keys together) and its defaults for new keys; a field left
-    out stays as it is, null removes it."""
+    """A team's rate limits (all its keys together), its defaults for new keys (both organisation
+    admins') and its priority class under overload (its keys without a class of their own; the
+    team's admins may set it up to their own class); a field left out stays as it is, null removes
+    it."""
 
     limits: Limits | msgspec.UnsetType | None = msgspec.UNSET
     key_limits: Limits | msgspec.UnsetType | None = msgspec.UNSET
+    priority: Priority | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class Membership(msgspec.Struct, forbid_unknown_fields=True):
@@ -66,7 +69,8 @@ class AdminTeams:
         self.limits = limits
 
     async def update_team(self, x: Exchange, caller: Principal, team_id: str) -> None:
-        """PATCH /admin/teams/{id}: its rate limits and new keys' defaults (organisation admins)."""
+        """PATCH /admin/teams/{id}: its rate limits and new keys' defaults (organisation admins), its
+        priority class."""
         change: TeamChange = decode_body(await x.body(), TeamChange)
         limits = change.limits if change.limits is msgspec.UNSET else rate_limits(change.limits)
         key_limits = (
@@ -74,7 +78,9 @@ class AdminTeams:
             if change.key_limits is msgspec.UNSET
             else rate_limits(change.key_limits, "key_limits")
         )
-        changed = await self.limits.set_team(caller, team_id, limits, key_limits, x.request_id)
+        changed = await self.limits.set_team(
+            caller, team_id, limits, key_limits, x.request_id, priority=change.priority
+        )
         await x.send_json(200, orjson.dumps(changed))
 
     async def create_team(self, x: Exchange, caller: Principal) -> None:

@@ -27,6 +27,7 @@ from turnout.server.admin import AdminKeys, KeyChange, NewKey, Rotation
 from turnout.server.admin_billing import AdminBilling, CreditChange, NewPlan, NewPreset, TeamTerms
 from turnout.server.admin_budgets import AdminBudgets, NewBudget
 from turnout.server.admin_exit import AdminExit
+from turnout.server.admin_game_days import AdminGameDays, NewGameDay
 from turnout.server.admin_governance import AdminGovernance
 from turnout.server.admin_providers import AdminProviders
 from turnout.server.admin_request_logs import add_request_log_routes
@@ -37,7 +38,7 @@ from turnout.server.auth_guard import AuthGuard
 from turnout.server.exchange import ClientGone, Exchange, Receive, Scope, Send
 from turnout.server.metrics_route import MetricsEndpoint
 from turnout.server.openapi import openapi_endpoint
-from turnout.server.overload import concurrency_gate, gated
+from turnout.server.overload import Classes, concurrency_gate, gated
 from turnout.server.passthrough import METHODS as PASSTHROUGH_METHODS
 from turnout.server.passthrough import PREFIX as PASSTHROUGH_PREFIX
 from turnout.server.passthrough import passthrough
@@ -68,22 +69,28 @@ class GatewayApp:
         e = Endpoints(services, gate)
         self.admin = admin_router(services, reloader)
         self.endpoints = e
-        keys = services.keys
+        classes = Classes(services.keys, services.pipeline.admission.book)
         routes: dict[str, dict[str, Handler]] = {
-            "/v1/chat/completions": {"POST": gated(gate, keys, e.chat_completions)},
-            "/v1/completions": {"POST": gated(gate, keys, e.completions)},
-            "/v1/embeddings": {"POST": gated(gate, keys, e.embeddings)},
-            "/v1/images/generations": {"POST": gated(gate, keys, e.images)},
-            "/v1/audio/transcriptions": {"POST": gated(gate, keys, e.transcriptions)},
-            "/v1/audio/speech": {"POST": gated(gate, keys, e.speech)},
-            "/v1/messages": {"POST": gated(gate, keys, e.messages, anthropic=True)},
-            "/v1/messages/count_tokens": {"POST": e.count_tokens},
-            "/v1/responses": {"POST": gated(gate, keys, e.responses)},
+            "/v1/chat/completions": {"POST": gated(gate, classes, e.chat_completions)},
+            "/v1/completions": {"POST": gated(gate, classes, e.completions)},
+            "/v1/embeddings": {"POST": gated(gate, classes, e.embeddings)},
+            "/v1/rerank": {"POST": gated(gate, classes, e.rerank)},
+            "/v1/moderations": {"POST": gated(gate, classes, e.moderations)},
+            "/v1/images/generations": {"POST": gated(gate, classes, e.images)},
+            "/v1/audio/transcriptions": {"POST": gated(gate, classes, e.transcriptions)},
+            "/v1/audio/speech": {"POST": gated(gate, classes, e.speech)},
+            "/v1/messages": {"POST": gated(gate, classes, e.messages, anthropic=True)},
+            "/v1/messages/count_tokens": {
+                "POST": gated(gate, classes, e.count_tokens, anthropic=True, measured=False)
+            },
+            "/v1/responses": {"POST": gated(gate, classes, e.responses)},
             "/v1/models": {"GET": e.list_models},
             "/health/live": {"GET": e.live, "HEAD": e.live},
             "/health/ready": {"GET": e.ready, "HEAD": e.ready},
             "/openapi.json": {"GET": openapi_endpoint(self.admin, __version__)},
         }
+        pipeline = services.pipeline
+        self.passthrough = gated(gate, classes, lambda x: passthrough(pipeline, x), measured=False)
         metrics = services.metrics
         self.metrics = None if metrics is None else MetricsEndpoint(services, metrics, e.deployment_states)
         if self.metrics is not None:
@@ -93,6 +100,8 @@ class GatewayApp:
             "/v1/chat/completions",
             "/v1/completions",
             "/v1/embeddings",
+            "/v1/rerank",
+            "/v1/moderations",
             "/v1/images/generations",
             "/v1/audio/transcriptions",
             "/v1/audio/speech",
@@ -193,7 +202,7 @@ class GatewayApp:
         if path.startswith(PASSTHROUGH_PREFIX):
             if method not in PASSTHROUGH_METHODS:
                 raise MethodNotAllowed(f"{method} is not allowed on {path}.", allowed=PASSTHROUGH_METHODS)
-            await passthrough(self.services.pipeline, x)
+            await self.passthrough(x)
             return
         for prefix in RESPONSE_PREFIXES:
             if path.startswith(prefix):
@@ -247,6 +256,7 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
     governance = AdminGovernance(services.audit, services.approvals)
     billing = AdminBilling(services.billing_service, lambda: services.catalog, names)
     providers = AdminProviders(services.provider_control)
+    drills = AdminGameDays(services.game_days)
     exits = AdminExit(services.database, lambda: services.catalog)
     spend = AdminSpend(services.database, names)
     people = services.key_service.people
@@ -340,7 +350,7 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
         "/admin/teams/{team_id}",
         teams.update_team,
         "Set a team's rate limits (all its keys together) and its defaults for new keys "
-        "(organisation admins)",
+        "(organisation admins), and its priority class (its admins too, up to their own class)",
         body=TeamChange,
         tag="teams",
     )
@@ -560,6 +570,31 @@ def admin_router(services: Services, reloader: Reloader | None = None) -> AdminR
         "/admin/providers/{name}/restore",
         providers.restore,
         "Put a removed provider back in service",
+        tag="providers",
+    )
+    r.add(
+        "GET",
+        "/admin/game-days",
+        drills.list,
+        "Game days, newest first: a provider out of service for some traffic for a window",
+        tag="providers",
+    )
+    r.add(
+        "POST",
+        "/admin/game-days",
+        drills.start,
+        "Take a provider out of service for a share of the traffic or for chosen teams for a window, "
+        "rolled back when the affected requests' error rate passes a threshold (two-person rule: 202 "
+        "with the pending action)",
+        body=NewGameDay,
+        tag="providers",
+        pending=True,
+    )
+    r.add(
+        "POST",
+        "/admin/game-days/{game_day_id}/end",
+        drills.end,
+        "End a game day before its window does",
         tag="providers",
     )
     if services.request_log is not None:

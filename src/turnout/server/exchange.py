@@ -46,6 +46,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON_TYPE = (b"content-type", b"application/json")
+KEEP_ALIVE_BODY = 64 * 1024  # a refused request's body up to this size is taken if it comes at once:
+KEEP_ALIVE_WAIT = 0.01  # within this many seconds (then its connection can serve the next request)
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -223,6 +225,29 @@ class Exchange:
         length = self.header(b"content-length")
         return (length is not None and length != b"0") or self.header(b"transfer-encoding") is not None
 
+    async def _body_arrived(self) -> bool:
+        """Take the body of a refused request if it arrives at once (a small one sent right behind
+        its head, as SDKs send them), so that the connection stays open for the client's next
+        request (its retry after a 429 or 503, say) instead of a new connection each time. A body
+        that has not arrived within `KEEP_ALIVE_WAIT` is not waited for: the connection closes."""
+        length = self.header(b"content-length")
+        if self.header(b"transfer-encoding") is not None or length is None or not length.isdigit():
+            return False
+        if int(length) > KEEP_ALIVE_BODY:
+            return False
+        self._body_read = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + KEEP_ALIVE_WAIT
+        while True:
+            try:
+                message = await asyncio.wait_for(self.receive(), max(deadline - loop.time(), 0))
+            except TimeoutError:
+                return False
+            if message["type"] != "http.request":
+                return False
+            if not message.get("more_body", False):
+                return True
+
     def _too_large(self) -> RequestTooLarge:
         return RequestTooLarge(f"The request body is larger than the limit of {self.max_body} bytes.")
 
@@ -301,7 +326,7 @@ class Exchange:
             return
         error = _for_client(error, self.request_id)
         headers = error.headers()
-        if isinstance(error, RequestTooLarge) or self._body_unread():
+        if isinstance(error, RequestTooLarge) or (self._body_unread() and not await self._body_arrived()):
             headers = [*headers, (b"connection", b"close")]  # do not read the rest of the body
         if error.status == 401:
             headers = [*headers, (b"www-authenticate", b'Bearer realm="turnout"')]

@@ -169,6 +169,7 @@ PENDING_ACTION_SCHEMA: Json = {
 
 OPENAI_REFERENCE = "https://platform.openai.com/docs/api-reference"
 ANTHROPIC_REFERENCE = "https://docs.anthropic.com/en/api/messages"
+RERANK_REFERENCE = "https://docs.cohere.com/reference/rerank"
 
 
 def _compatible(
@@ -269,6 +270,24 @@ def compatible_paths() -> dict[str, Json]:
         "/v1/embeddings": {
             "post": _compatible(
                 "Create embeddings", "openai", body="OpenAI's embeddings request and response"
+            )
+        },
+        "/v1/moderations": {
+            "post": _compatible(
+                "Classify content (OpenAI's moderations; without `model`, the configured "
+                "routing.moderation_model)",
+                "openai",
+                body="OpenAI's moderation request and response",
+            )
+        },
+        "/v1/rerank": {
+            "post": _compatible(
+                "Rank documents against a query (Cohere's and Jina's rerank shape)",
+                "openai",
+                body="Cohere's and Jina's rerank request (query, documents as strings or objects with "
+                "`text`, top_n, return_documents) and response (results best first, "
+                "meta.billed_units.search_units)",
+                reference=RERANK_REFERENCE,
             )
         },
         **media_paths(),

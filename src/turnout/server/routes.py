@@ -50,6 +50,12 @@ class Endpoints:
     async def embeddings(self, x: Exchange) -> None:
         await self.pipeline.embeddings(x, x)
 
+    async def rerank(self, x: Exchange) -> None:
+        await self.pipeline.rerank(x, x)
+
+    async def moderations(self, x: Exchange) -> None:
+        await self.pipeline.moderations(x, x)
+
     async def images(self, x: Exchange) -> None:
         inbound = MediaExchange(x, "images")
         await self.pipeline.media(inbound, inbound, "images")

@@ -22,19 +22,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from turnout.domain.billing import NO_TERMS, RevenueShare, Terms, customer_price, tokens_of
 from turnout.domain.chat import ChatRequest
 from turnout.domain.errors import CreditExhausted
+from turnout.domain.periods import ALL_TIME
 from turnout.domain.pricing import Micros, ModelPrice, format_usd
 from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
 from turnout.periodic import Periodic
 from turnout.routing.catalog import Route
+from turnout.spend.budget_counters import BudgetCounters
+from turnout.spend.budget_sharing import SharedWindows
+from turnout.spend.budget_values import BudgetRule, Reservation, Window
 from turnout.spend.request_bound import RequestBound, list_price
-from turnout.spend.shared_counters import SettleBatch, SharedCounters
+from turnout.spend.shared_counters import SharedCounters
 from turnout.spend.totals import by_value
 from turnout.storage.database import Database
 from turnout.storage.tables import credits, plans, spend_rollups, team_billing
@@ -42,7 +47,8 @@ from turnout.storage.tables import credits, plans, spend_rollups, team_billing
 log = logging.getLogger("turnout.billing")
 
 REFRESH_SECONDS = 5.0
-CREDIT_PREFIX = "turnout:credit:"  # a prepaid team's counter: charged plus held, all instances
+CREDIT_ID = "credit:"  # a prepaid team's credit is shared as a budget window of this id + team
+UTC = ZoneInfo("UTC")
 
 
 def month_of(when: dt.datetime) -> str:
@@ -97,6 +103,7 @@ class CreditHold:
     team_id: str | None = None
     amount: Micros = 0
     shared: bool = False  # held in the instances' shared counter (Redis)
+    reservation: Reservation | None = None  # its entry there (with Redis configured)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +128,15 @@ class Billing:
     def __init__(
         self,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-        shared: SharedCounters | None = None,
+        counters: BudgetCounters | None = None,
     ) -> None:
         self.clock = clock
-        self.shared = shared
-        self.settling = None if shared is None else SettleBatch(shared)
+        self.shared: SharedCounters | None = None if counters is None else counters.shared
+        # Credit shared through Redis as budgets are: a reservation per request that lapses when
+        # its instance dies, a counter seeded from the ledger under a lock, numbered settlements
+        # and spend made while Redis was away added when it answers (spend/budget_sharing.py).
+        self.sharing = None if counters is None else SharedWindows(counters, self.ledger_charged)
+        self.windows: dict[str, Window] = {}  # by team: its credit's window (its counter's key)
         self.terms: dict[str, Terms] = {}
         self.credited: dict[str, Micros] = {}  # by team: the credits table's sum
         self.charged: defaultdict[str, Micros] = defaultdict(int)  # by team: customer prices
@@ -158,6 +169,15 @@ class Billing:
 
     def start(self) -> None:
         self.refresher.start()
+        if self.sharing is not None:
+            self.sharing.start()
+
+    async def ledger_charged(self, rule: BudgetRule, start: dt.datetime, end: dt.datetime | None) -> Micros:
+        """What the ledger holds as charged to a prepaid team: what its shared counter starts from."""
+        assert self.database is not None
+        async with self.database.engine.connect() as conn:
+            charged = await by_value(conn, "team", spend_rollups.c.customer_price_micros)
+        return charged.get(rule.subject_id, 0)
 
     async def refresh(self) -> None:
         """Terms and credits as the database has them; this month's fees charged (once)."""
@@ -217,14 +237,15 @@ class Billing:
             return NO_HOLD
         bound = bound or RequestBound(route, request)
         hold = CreditHold(team, _most_charged(terms, bound))
-        if self.shared is not None:
+        if self.sharing is not None:
             limit = self.credited.get(team, 0) + self.earned[team]
-            outcome = await self._hold_shared(team, limit, hold)
-            if outcome is None and await bound.count():
-                hold.amount = _most_charged(terms, bound)
-                outcome = await self._hold_shared(team, limit, hold)
-            if outcome is not None:
-                self._refuse(limit - outcome, hold.amount)
+            hold.reservation = self._reservation(principal, route.alias, team, limit, hold.amount)
+            used = await self._hold_shared(hold)
+            if used is not None and await bound.count():
+                hold.amount = hold.reservation.amount = _most_charged(terms, bound)
+                used = await self._hold_shared(hold)
+            if used is not None:
+                self._refuse(limit - used, hold.amount)
         if not hold.shared:
             left = self.balance(team) - self.reserved[team]
             if (hold.amount > left or left <= 0) and await bound.count():
@@ -235,19 +256,28 @@ class Billing:
         self.reserved[team] += hold.amount
         return hold
 
-    async def _hold_shared(self, team: str, limit: Micros, hold: CreditHold) -> Micros | None:
+    def _reservation(
+        self, principal: Principal, alias: str, team: str, limit: Micros, amount: Micros
+    ) -> Reservation:
+        """A hold's entry in the team's shared credit counter (its limit: the credit as this
+        instance last read it)."""
+        current = self.windows.get(team)
+        if current is None:
+            current = self.windows[team] = Window(ALL_TIME, None)
+        rule = BudgetRule(CREDIT_ID + team, "team", team, "never", UTC, limit)
+        return Reservation(principal, alias, amount, [(rule, current)])
+
+    async def _hold_shared(self, hold: CreditHold) -> Micros | None:
         """Hold in the shared counter: None when held (or Redis is out of reach: `hold.shared`
         says which), else what the team had used."""
-        assert self.shared is not None
-        outcome = await self.shared.reserve(
-            [CREDIT_PREFIX + team], [limit], [self.charged[team] + self.reserved[team]], [0], hold.amount
-        )
-        if outcome is None:
+        assert self.sharing is not None
+        assert hold.reservation is not None
+        outcome = await self.sharing.reserve(hold.reservation)
+        if outcome is None or outcome.code < 0:  # Redis out of reach: this instance decides
             return None
-        refused, used = outcome
-        if refused:
-            return used
-        hold.shared = True
+        if outcome.code > 0:
+            return outcome.value
+        hold.shared = hold.reservation.shared = True
         return None
 
     def _refuse(self, left: Micros, amount: Micros) -> None:
@@ -261,9 +291,9 @@ class Billing:
         if hold.team_id is None:
             return
         self.reserved[hold.team_id] -= hold.amount
-        if hold.shared and (charged or 0) != hold.amount:
-            assert self.settling is not None
-            self.settling.add(CREDIT_PREFIX + hold.team_id, (charged or 0) - hold.amount)
+        if self.sharing is not None and hold.reservation is not None:
+            # held in Redis: replaced by the charge; held here alone: the charge added when it answers
+            self.sharing.settle(hold.reservation, charged or 0)
 
     def charge(
         self, principal: Principal, usage: Usage, cost: Micros | None, preset: PresetCharge | None = None
@@ -296,5 +326,5 @@ class Billing:
 
     async def aclose(self) -> None:
         await self.refresher.aclose()
-        if self.settling is not None:
-            await self.settling.aclose()
+        if self.sharing is not None:
+            await self.sharing.aclose()

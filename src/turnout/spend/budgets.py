@@ -37,6 +37,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from turnout.domain.chat import ChatRequest
 from turnout.domain.errors import BudgetExhausted
@@ -56,6 +57,7 @@ from turnout.spend.request_bound import RequestBound, list_price
 from turnout.spend.totals import by_value, window_cost
 from turnout.storage.database import Database
 from turnout.storage.tables import budget_windows, budgets, spend_rollups
+from turnout.storage.times import as_utc
 
 log = logging.getLogger("turnout.budgets")
 
@@ -122,11 +124,16 @@ class Budgets:
         """Every budget, with what was spent in its current window and each key's lifetime spend,
         from the ledger's totals (call after the ledger journal was moved into the database)."""
         self.database = database
-        async with database.engine.connect() as conn:
+        now = self.clock()
+        async with database.engine.connect() as conn:  # one connection; the marks in one query
             self.key_spent = await by_value(conn, "key", spend_rollups.c.cost_micros)
-            rows = (await conn.execute(sa.select(budgets))).all()
-        for row in rows:
-            await self.put(rule_of(row))
+            rules = [rule_of(row) for row in await conn.execute(sa.select(budgets))]
+            spans = {rule.id: window(rule.period, rule.tz, now) for rule in rules}
+            marks = await _current_marks(conn, spans)
+            for rule in rules:
+                self.rules.setdefault((rule.scope, rule.subject_id), []).append(rule)
+                start, end = spans[rule.id]
+                self.windows[rule.id] = await self._opened(conn, rule, start, end, marks)
 
     def set_peers(self, live: int) -> None:
         """How many instances share the database now (storage/instances.py)."""
@@ -171,15 +178,23 @@ class Budgets:
     async def _open(self, rule: BudgetRule, start: dt.datetime, end: dt.datetime | None) -> Window:
         """A window as the database knows it: what the ledger holds for it, whether its soft limit
         was already reached (and alerted)."""
-        opened = Window(start, end)
         if self.database is None:
-            return opened
-        marks = sa.select(
-            budget_windows.c.soft_limit_reached_at, budget_windows.c.hard_limit_reached_at
-        ).where(budget_windows.c.budget_id == rule.id, budget_windows.c.window_start == start)
+            return Window(start, end)
         async with self.database.engine.connect() as conn:
-            opened.spent = await window_cost(conn, rule.scope, rule.subject_id, start, end)
-            row = (await conn.execute(marks)).first()
+            marks = await _current_marks(conn, {rule.id: (start, end)})
+            return await self._opened(conn, rule, start, end, marks)
+
+    async def _opened(
+        self,
+        conn: AsyncConnection,
+        rule: BudgetRule,
+        start: dt.datetime,
+        end: dt.datetime | None,
+        marks: dict[tuple[str, dt.datetime], Any],
+    ) -> Window:
+        opened = Window(start, end)
+        opened.spent = await window_cost(conn, rule.scope, rule.subject_id, start, end)
+        row = marks.get((rule.id, start.astimezone(dt.UTC)))
         if row is not None:
             opened.soft_reached = row.soft_limit_reached_at is not None
             opened.hard_reached = row.hard_limit_reached_at is not None
@@ -243,15 +258,18 @@ class Budgets:
         route: Route,
         request: ChatRequest | None = None,
         ticket: Ticket | None = None,
+        searches: int = 0,
         units: Usage | None = None,
     ) -> Reservation:
-        """Reserve the request's most in its budgets. A rate-limit `ticket` still to be decided by
-        Redis rides in the same script run when budgets are shared (decided there: RateLimited if
-        a limit has no room); else it is left pending for the admission to decide."""
+        """Reserve the request's most in its budgets (`searches`: a rerank request's search units;
+        `units`: an image or audio request's images, seconds of audio or characters at most).
+        A rate-limit `ticket` still to be decided by Redis rides in the same script run when
+        budgets are shared (decided there: RateLimited if a limit has no room); else it is left
+        pending for the admission to decide."""
         covering = self._covering(principal)
         if not covering:
             return Reservation(principal, route.alias)
-        bound = RequestBound(route, request, None if ticket is None else ticket.prompt, units)
+        bound = RequestBound(route, request, None if ticket is None else ticket.prompt, searches, units)
         now = self.clock()
         held = []
         for rule in covering:
@@ -532,3 +550,20 @@ class Budgets:
             await self.sharing.aclose()
         while self._writes:
             await asyncio.gather(*list(self._writes), return_exceptions=True)
+
+
+async def _current_marks(
+    conn: AsyncConnection, spans: dict[str, tuple[dt.datetime, dt.datetime | None]]
+) -> dict[tuple[str, dt.datetime], Any]:
+    """The rows of `budget_windows` for these budgets' current windows (by budget id and window
+    start in UTC), in one query: the windows starting at or after the earliest of them."""
+    if not spans:
+        return {}
+    earliest = min(start for start, _ in spans.values())
+    query = sa.select(
+        budget_windows.c.budget_id,
+        budget_windows.c.window_start,
+        budget_windows.c.soft_limit_reached_at,
+        budget_windows.c.hard_limit_reached_at,
+    ).where(budget_windows.c.budget_id.in_(list(spans)), budget_windows.c.window_start >= earliest)
+    return {(row.budget_id, as_utc(row.window_start)): row for row in await conn.execute(query)}

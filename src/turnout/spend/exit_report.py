@@ -24,6 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from turnout.domain.ledger_entry import REHEARSAL_KEY_ID
 from turnout.domain.pricing import Micros
 from turnout.domain.request_features import IMAGES, STREAMING, STRUCTURED, TOOLS
 from turnout.domain.usage import Usage
@@ -45,8 +46,12 @@ NEEDS: tuple[tuple[int, str, str], ...] = (
 CONTEXT = "longer than every alternative's context window"
 OUTPUT = "a longer answer than every alternative gives"
 EMBEDDINGS = "no alternative makes embeddings"
-NO_CHAT = "no alternative chats (they are image or audio models)"
-MEDIA = {  # an image or audio request's API: what an alternative must do, and why none could
+CHAT = "every alternative is a reranker, a moderation model, or an image or audio model"
+# the APIs only a model declared for them serves (supports: rerank / moderation / image_generation /
+# transcription / speech), and why none can
+TASKS = {
+    "rerank": ("rerank", "no alternative reranks"),
+    "moderations": ("moderation", "no alternative moderates"),
     "images": ("image_generation", "no alternative generates images"),
     "transcriptions": ("transcription", "no alternative transcribes audio"),
     "speech": ("speech", "no alternative makes speech"),
@@ -200,6 +205,7 @@ class ExitReadiness:
             output_tokens=row.output_tokens,
             cached_input_tokens=row.cached_input_tokens,
             cache_write_tokens=row.cache_write_tokens,
+            search_units=row.search_units,
             images=row.images,  # (of a kind the ledger does not keep: at the dearest per image)
             audio_seconds=row.audio_seconds,
             characters=row.characters,
@@ -232,16 +238,16 @@ def _cost(target: Target, usage: Usage, at: float) -> Micros | None:
 def _capable(alternatives: tuple[Target, ...], row: Any) -> tuple[list[Target], str]:
     """The alternatives that could carry the row (in the order they would be tried), or none and
     the reason every one of them shares."""
+    task = TASKS.get(row.api)
+    if task is not None:
+        capable = [t for t in alternatives if getattr(t.capabilities, task[0])]
+        return capable, "" if capable else task[1]
     if row.api == "embeddings":
-        capable = [t for t in alternatives if t.capabilities.embeddings]
+        capable = [t for t in alternatives if t.capabilities.embeddings and t.capabilities.chat]
         return capable, "" if capable else EMBEDDINGS
-    if row.api in MEDIA:
-        capability, reason = MEDIA[row.api]
-        capable = [t for t in alternatives if getattr(t.capabilities, capability)]
-        return capable, "" if capable else reason
     candidates = [t for t in alternatives if t.capabilities.chat]
     if not candidates:
-        return [], NO_CHAT
+        return [], CHAT
     for bit, capability, reason in NEEDS:
         if row.features & bit:
             candidates = [t for t in candidates if getattr(t.capabilities, capability)]
@@ -270,6 +276,7 @@ ROW_COLUMNS = (
     ledger.c.cache_write_tokens,
     ledger.c.cost_micros,
     ledger.c.features,
+    ledger.c.search_units,
     ledger.c.images,
     ledger.c.audio_seconds,
     ledger.c.characters,
@@ -287,7 +294,12 @@ async def exit_report(
     query = (
         sa.select(*ROW_COLUMNS)
         .where(
-            ledger.c.at >= since, ledger.c.at < until, ledger.c.status < 300, ledger.c.provider.is_not(None)
+            ledger.c.at >= since,
+            ledger.c.at < until,
+            ledger.c.status < 300,
+            ledger.c.provider.is_not(None),
+            ledger.c.key_id != REHEARSAL_KEY_ID,  # a rehearsal's replays are not the provider's traffic
+            ledger.c.rehearsal.is_(False),  # a mirror's shadows are not the customers' traffic
         )
         .execution_options(yield_per=5000)
     )

@@ -5,7 +5,9 @@ A query that touches at most one dimension (spend by model; one team's spend) re
 one dimension (`spend_rollups`); any other reads the totals by every dimension at once
 (`spend_cube`). Whole hours and days come from those; the parts of the span that are not whole
 hours (under an hour at each edge) are summed from the ledger's rows, so figures are exactly what
-the rows sum to. Where ledger retention has deleted rows, such an edge is widened to its hour.
+the rows sum to. Where ledger retention has deleted rows, such an edge is widened to its hour; where
+the hour cells are pruned (`storage.hourly_totals_retention_days`), to its day, and an hour series
+reaching back there is refused (spend/horizons.py).
 
 `requests` counts client requests, once per group; `attempts` the ledger's rows (one per upstream
 attempt); `failed` the requests none of whose attempts in the group answered; tokens and money sum
@@ -21,11 +23,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from turnout.domain.errors import InvalidRequest
+from turnout.spend.horizons import horizons
 from turnout.spend.totals import Piece, Span, cover
 from turnout.storage.cube import CUBE_DIMS, failed_column, mask_of, requests_column
 from turnout.storage.database import Database
-from turnout.storage.rollups import DIMS, ceil_to, floor_to
-from turnout.storage.tables import ledger, ledger_horizon, spend_cube, spend_rollups
+from turnout.storage.rollups import DIMS, floor_to
+from turnout.storage.tables import ledger, spend_cube, spend_rollups
 from turnout.storage.times import as_utc
 
 DIMENSIONS = ("team", "key", "user", "model", "alias", "deployment", "provider", "preset")
@@ -70,7 +74,7 @@ GroupKey = tuple[tuple[str | None, ...], dt.datetime | None]
 async def spend_over(database: Database, query: SpendQuery) -> tuple[list[Group], dict[str, int]]:
     """The groups (in the order of `ordered`) and the totals over all of them."""
     async with database.engine.connect() as conn:
-        since, until = await _within_horizon(conn, as_utc(query.since), as_utc(query.until))
+        since, until = await _within_horizons(conn, query)
         grains = ("hour",) if query.interval == "hour" else ("hour", "day")
         pieces, spans = cover(since, until, grains)
         groups = await _read(conn, query, pieces, spans)
@@ -91,16 +95,20 @@ def ordered(groups: dict[GroupKey, Group]) -> list[Group]:
     return sorted(groups.values(), key=order)
 
 
-async def _within_horizon(
-    conn: AsyncConnection, since: dt.datetime, until: dt.datetime
-) -> tuple[dt.datetime, dt.datetime]:
-    pruned = (await conn.execute(sa.select(ledger_horizon.c.pruned_before))).scalar()
-    horizon = None if pruned is None else as_utc(pruned)
-    if horizon is not None and since < horizon:
-        since = floor_to(since, "hour")
-    if horizon is not None and until < horizon:
-        until = ceil_to(until, "hour")
-    return since, until
+async def _within_horizons(conn: AsyncConnection, query: SpendQuery) -> tuple[dt.datetime, dt.datetime]:
+    """The query's span widened to what pruning left of it; an hour series needs the hour cells."""
+    kept = await horizons(conn)
+    since = as_utc(query.since)
+    if query.interval == "hour" and not kept.has_hours(since):
+        assert kept.hours is not None
+        raise InvalidRequest(
+            f"Hourly figures are kept from {kept.hours.isoformat()} on "
+            "(storage.hourly_totals_retention_days); ask for interval=day, or a later 'since'.",
+            param="interval",
+        )
+    widened, until = kept.widened(since, as_utc(query.until))
+    assert until is not None
+    return widened, until
 
 
 async def _read(

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
-from turnout.domain.ledger_entry import LedgerEntry
+from turnout.domain.ledger_entry import REHEARSAL_KEY_ID, LedgerEntry
 from turnout.spend.cube import CubeBuilder
 from turnout.spend.rollups import RollupBuilder, as_rows
 from turnout.storage.cube import CUBE_COUNTS, CUBE_KEY
@@ -67,6 +67,17 @@ class LedgerStore:
             for start in range(0, cube.cells(), CHUNK):
                 await conn.execute(self._add_cube, cube.rows(start, start + CHUNK))
         return inserted
+
+    async def rehearsal_spent(self, alias: str, since: datetime) -> int:
+        """What the shadows of `alias`'s mirror cost from `since` (a midnight UTC; micro-dollars,
+        unpriced ones 0), from the totals by day: a few cells, however many rows, and still right
+        once ledger retention has deleted the rows."""
+        c = spend_cube.c
+        query = sa.select(sa.func.coalesce(sa.func.sum(c.cost_micros), 0)).where(
+            c.grain == "day", c.key_id == REHEARSAL_KEY_ID, c.alias == alias, c.bucket >= since
+        )
+        async with self.database.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
 
     async def count(self) -> int:
         async with self.database.engine.connect() as conn:

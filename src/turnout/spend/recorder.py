@@ -106,6 +106,18 @@ class SpendRecorder:
         if trace is not None:
             trace.recorded(entries, status, answer)
 
+    def record_shadow(self, entry: LedgerEntry) -> None:
+        """Journal a mirror's shadow (rehearsal spend) and count it in the metrics by outcome."""
+        self.record(entry)
+        if self.metrics is not None:
+            self.metrics.shadow(entry)
+
+    def shadow_skipped(self, alias: str, why: str) -> None:
+        """A request the mirror would have shadowed was not (busy, budget, unsupported,
+        out_of_service)."""
+        if self.metrics is not None:
+            self.metrics.shadow_not_sent(alias, why)
+
     def backlog(self) -> JournalSample:
         """For the metrics: entries not in the database yet, how long the oldest has waited."""
         journal = self.journal

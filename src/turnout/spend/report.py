@@ -5,7 +5,8 @@ the span that are not whole hours, from the ledger's rows: exactly what the rows
 handful of cells per group whatever the ledger's size.
 
 Where ledger retention (`storage.ledger_retention_days`) has deleted the rows, an edge that is not
-a whole hour is widened to its whole hour (the totals are all that is left of it)."""
+a whole hour is widened to its whole hour (the totals are all that is left of it); where the hour
+cells are pruned (`storage.hourly_totals_retention_days`), to its whole day (spend/horizons.py)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from turnout.spend.horizons import horizons
 from turnout.spend.totals import Span, cover, in_pieces, in_spans
 from turnout.storage.database import Database
-from turnout.storage.rollups import ceil_to, floor_to
-from turnout.storage.tables import ledger, ledger_horizon, spend_rollups
+from turnout.storage.tables import ledger, spend_rollups
 from turnout.storage.times import as_utc
 
 # --by → the totals' dimension (and the ledger's column)
@@ -59,12 +60,7 @@ async def spend_report(
     since = as_utc(since)  # (SQLite compares datetimes as text, without their zone)
     until = None if until is None else as_utc(until)
     async with database.engine.connect() as conn:
-        pruned = (await conn.execute(sa.select(ledger_horizon.c.pruned_before))).scalar()
-        horizon = None if pruned is None else as_utc(pruned)
-        if horizon is not None and since < horizon:
-            since = floor_to(since, "hour")
-        if horizon is not None and until is not None and until < horizon:
-            until = ceil_to(until, "hour")
+        since, until = (await horizons(conn)).widened(since, until)
         pieces, spans = cover(since, until, REPORT_GRAINS)
         groups: dict[Any, dict[str, Any]] = {}
         if pieces:

@@ -29,13 +29,19 @@ PriceOfUsage = Callable[[Target, Usage], Micros | None]  # a deployment's price 
 class RequestBound:
     """A request's usage at its most, per deployment."""
 
-    __slots__ = ("_cheap", "_counted", "_output", "request", "route", "service_tier", "units")
+    __slots__ = ("_cheap", "_counted", "_output", "_searches", "request", "route", "service_tier", "units")
 
     def __init__(
-        self, route: Route, request: ChatRequest | None, cheap: int | None = None, units: Usage | None = None
+        self,
+        route: Route,
+        request: ChatRequest | None,
+        cheap: int | None = None,
+        searches: int = 0,
+        units: Usage | None = None,
     ) -> None:
         self.route = route
         self.request = request
+        self._searches = searches  # a rerank request's search units (priced per search, not per token)
         self.units = units  # an image or audio request's units at most (priced per unit)
         self.service_tier = None if request is None else request.service_tier
         # the prompt's byte bound (given when the rate limits' admission already computed it)
@@ -72,7 +78,12 @@ class RequestBound:
         prompt = self._cheap
         if self._counted is not None and target.tokenizer == O200K:
             prompt = min(prompt, self._counted)
-        return Usage(input_tokens=prompt, output_tokens=self._output, service_tier=self.service_tier)
+        return Usage(
+            input_tokens=prompt,
+            output_tokens=self._output,
+            search_units=self._searches,
+            service_tier=self.service_tier,
+        )
 
     def most(self, price: PriceOfUsage) -> Micros:
         """The dearest of the alias's priced deployments (0 where none is priced)."""
@@ -85,7 +96,7 @@ class RequestBound:
 
     def least(self, price: PriceOfUsage) -> Micros:
         """What the request costs at least even if its prompt were free: no count can go below."""
-        floor = Usage(output_tokens=self._output, service_tier=self.service_tier)
+        floor = Usage(output_tokens=self._output, search_units=self._searches, service_tier=self.service_tier)
         return max((c for t in self.route.targets if (c := price(t, floor)) is not None), default=0)
 
 

@@ -107,7 +107,11 @@ ledger = sa.Table(
     sa.Column("reason", sa.String(64), nullable=True),
     # 0016: what the request needed (domain/request_features.py bits: tools, images ...; 0: plain)
     sa.Column("features", sa.Integer, nullable=False, server_default="0"),
-    # 0021: what an image or audio request was billed by (images, seconds of audio, characters)
+    # 0023: a mirror's shadow (rehearsal spend: key `rehearsal`, no team, never charged)
+    sa.Column("rehearsal", sa.Boolean, nullable=False, server_default=sa.false()),
+    # 0024: a reranker's search units (what rerank requests are priced by)
+    sa.Column("search_units", sa.BigInteger, nullable=False, server_default="0"),
+    # 0025: what an image or audio request was billed by (images, seconds of audio, characters)
     sa.Column("images", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("audio_seconds", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("characters", sa.BigInteger, nullable=False, server_default="0"),
@@ -128,6 +132,8 @@ teams = sa.Table(
     sa.Column("limits", sa.Text, nullable=True),
     sa.Column("key_limits", sa.Text, nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
+    # (0021) the team's priority class (critical, standard, batch; NULL: the configured default)
+    sa.Column("priority", sa.String(16), nullable=True),
 )
 
 users = sa.Table(
@@ -316,6 +322,27 @@ removed_providers = sa.Table(
     sa.Column("removed_by", sa.String(40), nullable=True),
 )
 
+# (0023) Game days: a provider taken out of service for a share of traffic or for chosen teams until
+# `ends_at`; rolled back early (`state` rolled_back) when the affected traffic's error rate passes
+# `error_rate`. Every instance reads the active ones (governance/game_days.py).
+game_days = sa.Table(
+    "game_days",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("share", sa.Float, nullable=True),  # of every request (None: the teams' only)
+    sa.Column("teams", sa.Text, nullable=True),  # JSON list of team ids (None: by share)
+    sa.Column("error_rate", sa.Float, nullable=False),
+    sa.Column("min_requests", sa.Integer, nullable=False),
+    sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ends_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("state", sa.String(16), nullable=False),  # active | ended | rolled_back
+    sa.Column("created_by", sa.String(40), nullable=True),
+    sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("ended_by", sa.String(40), nullable=True),
+    sa.Column("end_reason", sa.String(200), nullable=True),
+)
+
 # (0010) Values every instance sharing the database must agree on, written by the first to start
 # (the key-hash secret's check: `keys.secret_check`).
 instance_checks = sa.Table(
@@ -400,6 +427,16 @@ ledger_horizon = sa.Table(
     "ledger_horizon",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("pruned_before", sa.DateTime(timezone=True), nullable=False),
+)
+
+# (0022) How far the running totals' cells of a grain (`hour`) have been pruned
+# (`storage.hourly_totals_retention_days`): every such cell before `pruned_before` is gone from
+# spend_rollups and spend_cube, its figures kept by the day cells.
+totals_horizon = sa.Table(
+    "totals_horizon",
+    metadata,
+    sa.Column("grain", sa.String(8), primary_key=True),
     sa.Column("pruned_before", sa.DateTime(timezone=True), nullable=False),
 )
 

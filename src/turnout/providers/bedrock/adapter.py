@@ -1,7 +1,8 @@
 """The adapter for Amazon Bedrock's Converse API: OpenAI-shaped calls in,
 `POST {base}/model/{modelId}/converse` (or `/converse-stream`) out, for any model Bedrock serves
-through Converse (Claude, Llama, Mistral, Nova, Titan ...); and embeddings through InvokeModel,
-`POST {base}/model/{modelId}/invoke`, for Titan and Cohere Embed models (embeddings.py).
+through Converse (Claude, Llama, Mistral, Nova, Titan ...); embeddings through InvokeModel,
+`POST {base}/model/{modelId}/invoke`, for Titan and Cohere Embed models (embeddings.py); and
+reranking through the Agent Runtime's `Rerank` (rerank.py).
 
 The model id is one URL path segment, percent-encoded (ARNs and inference-profile ids hold ':' and
 '/'). Each request is signed with SigV4 (service `bedrock`), the signature covering its body, so
@@ -18,8 +19,19 @@ import msgspec
 import orjson
 
 from turnout.config.settings import ProviderSettings, Timeouts
-from turnout.providers.base import ChatCall, ChatResult, EmbeddingCall, EmbeddingResult
+from turnout.domain.errors import UpstreamProtocolError
+from turnout.domain.rerank import checked_ranking, refuse_document_limit, rerank_answer
+from turnout.domain.usage import Usage
+from turnout.providers.base import (
+    ChatCall,
+    ChatResult,
+    EmbeddingCall,
+    EmbeddingResult,
+    RerankCall,
+    RerankResult,
+)
 from turnout.providers.bedrock import embeddings, translate
+from turnout.providers.bedrock import rerank as ranking
 from turnout.providers.bedrock.errors import parse_error_body
 from turnout.providers.bedrock.signing import SigV4Signer
 from turnout.providers.bedrock.stream import BedrockStream
@@ -33,6 +45,7 @@ from turnout.providers.parameters import apply_parameter_policy
 from turnout.providers.request_json import request_json
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+RERANK_RESPONSE_BYTES = 16 * 1024 * 1024  # scores, never documents
 EVENT_STREAM = b"application/vnd.amazon.eventstream"
 PARALLEL_INVOKES = 8  # concurrent InvokeModel calls for one embeddings request (Titan: one text each)
 
@@ -72,6 +85,8 @@ class BedrockAdapter:
         control = base.replace("://bedrock-runtime.", "://bedrock.", 1)  # the control plane's host
         models_url = f"{control}/foundation-models?byOutputModality=TEXT"
         self._models = (self.link.endpoint("GET", models_url), models_url)
+        rerank_url = ranking.agent_runtime_url(base)
+        self._rerank = (self.link.endpoint("POST", rerank_url), rerank_url)
 
     def _endpoint(self, model: str, action: str) -> tuple[Endpoint, str]:
         key = (model, action)
@@ -136,6 +151,29 @@ class BedrockAdapter:
             answers, model=call.model, as_base64=call.request.encoding_format == "base64"
         )
         return EmbeddingResult(body=orjson.dumps(out), usage=usage)
+
+    async def rerank(self, call: RerankCall) -> RerankResult:
+        refuse_document_limit(call.request, self.name)
+        region = None if self.settings.aws is None else self.settings.aws.region
+        arn = ranking.model_arn(call.model, region, self.name)
+        body = ranking.rerank_body(call.request, arn)
+        response = await self._send(self._rerank, body, call.timeouts)
+        data = await response.read(RERANK_RESPONSE_BYTES)
+        answer = self.link.decode(ranking.rerank_decoder, data, "sent a malformed ranking")
+        ranked = checked_ranking(answer.ranking(), len(call.request.documents))
+        if ranked is None:
+            raise UpstreamProtocolError(f"The provider '{self.name}' ranked documents that were not sent.")
+        usage = Usage(search_units=call.request.search_units, estimated=True)  # (Bedrock reports none)
+        request_id = response.header(b"x-amzn-requestid")
+        out = rerank_answer(
+            call.request,
+            ranked,
+            answer_id=request_id.decode("latin-1") if request_id else call.request_id,
+            model=call.model,
+            search_units=usage.search_units,
+            tokens=None,
+        )
+        return RerankResult(orjson.dumps(out), usage)
 
     async def list_models(self) -> list[str]:
         response = await self._send(self._models, b"", LIST_TIMEOUTS, method="GET")

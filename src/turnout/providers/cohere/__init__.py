@@ -1,4 +1,5 @@
-"""Cohere's v2 API (`/v2/chat`, `/v2/embed`), behind OpenAI's chat and embeddings formats."""
+"""Cohere's v2 API (`/v2/chat`, `/v2/embed`, `/v2/rerank`), behind OpenAI's chat and embeddings
+formats and turnout's rerank."""
 
 from __future__ import annotations
 

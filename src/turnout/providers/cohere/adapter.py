@@ -1,14 +1,24 @@
-"""The adapter for Cohere's v2 API: `POST /v2/chat` (plain and streamed) and `POST /v2/embed`,
-with a Bearer key. The provider's base URL is `https://api.cohere.com/v2`."""
+"""The adapter for Cohere's v2 API: `POST /v2/chat` (plain and streamed), `POST /v2/embed` and
+`POST /v2/rerank`, with a Bearer key. The provider's base URL is `https://api.cohere.com/v2`."""
 
 from __future__ import annotations
 
 import orjson
 
 from turnout.config.settings import ProviderSettings
+from turnout.domain.errors import UpstreamProtocolError
+from turnout.domain.rerank import checked_ranking, rerank_answer
 from turnout.domain.usage import Usage
-from turnout.providers.base import ChatCall, ChatResult, EmbeddingCall, EmbeddingResult
+from turnout.providers.base import (
+    ChatCall,
+    ChatResult,
+    EmbeddingCall,
+    EmbeddingResult,
+    RerankCall,
+    RerankResult,
+)
 from turnout.providers.capabilities import capabilities_for
+from turnout.providers.cohere import rerank as ranking
 from turnout.providers.cohere import translate
 from turnout.providers.cohere.errors import parse_error_body
 from turnout.providers.cohere.stream import CohereStream
@@ -20,6 +30,7 @@ from turnout.providers.parameters import apply_parameter_policy
 from turnout.providers.request_json import request_json
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+RERANK_RESPONSE_BYTES = 16 * 1024 * 1024  # scores, never documents
 
 
 class CohereAdapter:
@@ -31,6 +42,7 @@ class CohereAdapter:
         base = settings.base_url
         self._chat = self.link.endpoint("POST", f"{base}/chat")
         self._embed = self.link.endpoint("POST", f"{base}/embed")
+        self._rerank = self.link.endpoint("POST", f"{base}/rerank")
         # the model list lives under v1
         self._models = self.link.endpoint("GET", base.removesuffix("/v2") + "/v1/models?page_size=1000")
 
@@ -79,6 +91,25 @@ class CohereAdapter:
             as_base64=call.request.encoding_format == "base64",
         )
         return EmbeddingResult(body=orjson.dumps(out), usage=Usage(input_tokens=tokens))
+
+    async def rerank(self, call: RerankCall) -> RerankResult:
+        body = ranking.rerank_body(call.request, call.model)
+        response = await self.link.send(self._rerank, body, call.timeouts)
+        data = await response.read(RERANK_RESPONSE_BYTES)
+        answer = self.link.decode(ranking.rerank_decoder, data, "sent a malformed ranking")
+        ranked = checked_ranking(answer.ranking(), len(call.request.documents))
+        if ranked is None:
+            raise UpstreamProtocolError(f"The provider '{self.name}' ranked documents that were not sent.")
+        usage = answer.usage_for(call.request)
+        out = rerank_answer(
+            call.request,
+            ranked,
+            answer_id=answer.id or call.request_id,
+            model=call.model,
+            search_units=usage.search_units,
+            tokens=None,
+        )
+        return RerankResult(orjson.dumps(out), usage)
 
     async def list_models(self) -> list[str]:
         response = await self.link.send(self._models, b"", LIST_TIMEOUTS)

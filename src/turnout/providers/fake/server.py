@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import httptools
@@ -19,7 +20,7 @@ import orjson
 
 from turnout.config.settings import FakeSettings
 from turnout.domain.media import Form
-from turnout.providers.fake import media, responses
+from turnout.providers.fake import media, ranking, responses
 from turnout.providers.fake.behaviour import BadDirective, Behaviour, behaviour_for
 
 log = logging.getLogger("turnout.fake")
@@ -207,15 +208,26 @@ class _Connection(asyncio.Protocol):
             kind, body = media.answer(path, request, form)
             self._head(200, kind, keep_alive, length=len(body))
             self._send(body)
-        elif path.endswith("/embeddings"):
-            try:
-                answer = responses.embeddings(request, b)
-            except ValueError as error:
-                self._error(400, str(error), keep_alive)
-                return
-            self._write(200, answer, keep_alive)
         else:
+            self._answer_other(path, request, b, keep_alive)
+
+    def _answer_other(self, path: str, request: dict[str, Any], b: Behaviour, keep_alive: bool) -> None:
+        """Embeddings, rerank (vLLM's and Jina's `/rerank`) and moderations; 404 for the rest."""
+        makers: dict[str, Callable[[], dict[str, Any]]] = {
+            "/embeddings": lambda: responses.embeddings(request, b),
+            "/rerank": lambda: ranking.rerank(request, b.model, self.upstream.next_id()),
+            "/moderations": lambda: ranking.moderation(request, b.model, self.upstream.next_id()),
+        }
+        make = next((m for suffix, m in makers.items() if path.endswith(suffix)), None)
+        if make is None:
             self._error(404, f"no route {path}", keep_alive)
+            return
+        try:
+            answer = make()
+        except ValueError as error:
+            self._error(400, str(error), keep_alive)
+            return
+        self._write(200, answer, keep_alive)
 
     async def _stream(
         self, request: dict[str, Any], b: Behaviour, failure: str | None, keep_alive: bool

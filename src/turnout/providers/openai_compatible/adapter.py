@@ -16,6 +16,7 @@ from turnout.config.settings import ProviderSettings, Timeouts
 from turnout.domain.errors import UpstreamProtocolError
 from turnout.domain.malformed import DECODE_ERRORS
 from turnout.domain.media import OPERATION, ImageRequest, SpeechRequest, TranscriptionRequest
+from turnout.domain.rerank import checked_ranking, refuse_document_limit, rerank_answer
 from turnout.providers.base import (
     ChatCall,
     ChatResult,
@@ -23,6 +24,10 @@ from turnout.providers.base import (
     EmbeddingResult,
     MediaCall,
     MediaResult,
+    ModerationCall,
+    ModerationResult,
+    RerankCall,
+    RerankResult,
 )
 from turnout.providers.capabilities import capabilities_for
 from turnout.providers.embeddings import float32_base64
@@ -32,12 +37,14 @@ from turnout.providers.link import LIST_TIMEOUTS, MAX_CACHED_ENDPOINTS, Provider
 from turnout.providers.openai_compatible import legacy as legacy_api
 from turnout.providers.openai_compatible import media, responses
 from turnout.providers.openai_compatible import request as build
+from turnout.providers.openai_compatible import rerank as ranking
 from turnout.providers.openai_compatible.errors import parse_error_body
 from turnout.providers.openai_compatible.stream import OpenAIStream
 from turnout.providers.openai_compatible.wire import completion_decoder, embeddings_decoder, models_decoder
 from turnout.providers.request_json import request_json
 
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+RERANK_RESPONSE_BYTES = 16 * 1024 * 1024  # a ranking or a moderation: scores, never documents
 
 
 class OpenAICompatibleAdapter:
@@ -214,6 +221,39 @@ class OpenAICompatibleAdapter:
             endpoint = self.link.endpoint("POST", self._url(operation, model), [*headers, ("accept", "*/*")])
             self._endpoints[key] = endpoint
         return endpoint
+
+    # ------------------------------------------------------------------ rerank, moderations
+
+    async def rerank(self, call: RerankCall) -> RerankResult:
+        """vLLM's and Jina's `POST {base}/rerank` (module turnout.providers.openai_compatible.rerank)."""
+        refuse_document_limit(call.request, self.name)
+        body = ranking.rerank_body(call.request, call.model)
+        response = await self._send("rerank", call.model, body, call.timeouts)
+        data = await response.read(RERANK_RESPONSE_BYTES)
+        answer = self.link.decode(
+            ranking.rerank_decoder, data, "answered with something that is not a ranking"
+        )
+        ranked = checked_ranking(answer.ranking(), len(call.request.documents))
+        if ranked is None:
+            raise UpstreamProtocolError(f"The provider '{self.name}' ranked documents that were not sent.")
+        usage, tokens = answer.usage_for(call.request)
+        out = rerank_answer(
+            call.request,
+            ranked,
+            answer_id=answer.id or call.request_id,
+            model=call.model,
+            search_units=usage.search_units,
+            tokens=tokens,
+        )
+        return RerankResult(orjson.dumps(out), usage)
+
+    async def moderate(self, call: ModerationCall) -> ModerationResult:
+        """OpenAI's `POST {base}/moderations`, passed on with the deployment's model."""
+        body = ranking.moderation_body(call.body, call.model)
+        response = await self._send("moderations", call.model, body, call.timeouts)
+        data = await response.read(RERANK_RESPONSE_BYTES)
+        self.link.decode(ranking.moderation_decoder, data, "answered with something that is not a moderation")
+        return ModerationResult(data)
 
     # ------------------------------------------------------------------ models
 

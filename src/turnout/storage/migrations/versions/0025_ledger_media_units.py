@@ -4,15 +4,15 @@ the seconds of audio transcribed, the characters read aloud. Existing rows have 
 Adds columns with a default only (`expansion`): instances of the previous version keep writing
 rows (without them) while this one starts.
 
-Revision ID: 0021
-Revises: 0020
+Revision ID: 0025
+Revises: 0024
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0021"
-down_revision = "0020"
+revision = "0025"
+down_revision = "0024"
 branch_labels = None
 depends_on = None
 expansion = True
