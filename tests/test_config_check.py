@@ -108,7 +108,7 @@ def test_a_reranker_chain_needs_rerankers_and_a_chat_chain_chat_models() -> None
     ) == [
         "models.rerank.fallbacks[0]: 'gpt-4o' cannot rerank documents as 'rerank' does; "
         "such requests will skip it",
-        "models.gpt-4o.fallbacks[0]: 'rerank-2' serves only rerank or moderation requests; "
+        "models.gpt-4o.fallbacks[0]: 'rerank-2' serves only rerank, moderation, image or audio requests; "
         "chat requests will skip it",
     ]
 
@@ -141,6 +141,33 @@ def test_embeddings_are_checked_for_an_embeddings_alias_only() -> None:
         "models.chat.fallbacks[0]: 'deepseek-chat' cannot serve structured outputs "
         "(response_format json_schema) that 'chat' accepts; such requests will skip it",
     ]
+
+
+def test_image_and_audio_models_are_named_as_fallbacks_for_what_they_cannot_do() -> None:
+    warnings = _warnings(
+        {
+            "gpt-4o": {**GPT4O, "fallbacks": ["say"]},
+            "say": {"provider": "openai", "model": "tts-1", "fallbacks": ["gpt-4o", "say-hd"]},
+            "say-hd": {"provider": "openai", "model": "tts-1-hd"},
+        }
+    )
+    only = "serves only rerank, moderation, image or audio requests"
+    assert warnings == [
+        f"models.gpt-4o.fallbacks[0]: 'say' {only}; chat requests will skip it",
+        "models.say.fallbacks[0]: 'gpt-4o' cannot make speech as 'say' does; such requests will skip it",
+    ]
+
+
+def test_image_and_audio_prices_are_shown_per_unit() -> None:
+    models = {
+        "draw": {"provider": "openai", "model": "dall-e-3"},
+        "listen": {"provider": "openai", "model": "whisper-1"},
+        "say": {"provider": "openai", "model": "tts-1"},
+    }
+    text = describe(_settings(models))
+    assert "    - openai/dall-e-3  price=0.04-0.12/image" in text
+    assert "    - openai/whisper-1  price=0.006/minute" in text
+    assert "    - openai/tts-1  price=15.00/1M characters" in text
 
 
 def test_a_wildcard_fallback_is_judged_by_the_longest_prefix_alias_serving_it() -> None:

@@ -381,7 +381,15 @@ def request_bodies(draw: st.DrawFn, target: str) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "target", ["chat_request", "embedding_request", "anthropic_request", "responses_request", "message_batch"]
+    "target",
+    [
+        "chat_request",
+        "embedding_request",
+        "anthropic_request",
+        "responses_request",
+        "message_batch",
+        "media_request",
+    ],
 )
 @budget(250)
 @given(data=st.data())
@@ -481,3 +489,32 @@ def answers(draw: st.DrawFn) -> bytes:
 @given(data=answers())
 def test_whole_answers_translate_or_give_a_documented_error(data: bytes) -> None:
     check("answer", data, [])
+
+
+@st.composite
+def forms(draw: st.DrawFn) -> bytes:
+    """A seed form with its bytes corrupted (its boundary, headers, parts cut or changed), or any
+    bytes under a form's content type."""
+    seeds = [p.read_bytes() for p in corpus("multipart_form") if p.name.startswith("seed-")]
+    if not draw(st.integers(0, 4)):
+        return b"multipart/form-data; boundary=b0undary\n" + draw(st.binary(max_size=300))
+    return draw(corrupted(draw(st.sampled_from(seeds))))
+
+
+@budget(300)
+@given(data=forms())
+def test_forms_give_a_transcription_request_or_a_documented_error(data: bytes) -> None:
+    check("multipart_form", data, [])
+
+
+@st.composite
+def media_answers(draw: st.DrawFn) -> bytes:
+    seeds = [json.loads(p.read_bytes()) for p in corpus("media_answer") if p.name.startswith("seed-")]
+    raw = dumps(draw(mutated(seeds) | JSON), draw)
+    return draw(corrupted(raw)) if not draw(st.integers(0, 6)) else raw
+
+
+@budget(200)
+@given(data=media_answers())
+def test_image_and_transcription_answers_are_read_or_give_a_documented_error(data: bytes) -> None:
+    check("media_answer", data, [])

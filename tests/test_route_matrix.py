@@ -63,6 +63,12 @@ EXPECTED: dict[str, str] = {
     "POST /rerank": "401 401 200 200 200 200 200 200 200 200",
     "POST /v1/moderations": "401 401 200 200 200 200 200 200 200 200",
     "POST /moderations": "401 401 200 200 200 200 200 200 200 200",
+    "POST /v1/images/generations": "401 401 200 200 200 200 200 200 200 200",
+    "POST /images/generations": "401 401 200 200 200 200 200 200 200 200",
+    "POST /v1/audio/transcriptions": "401 401 200 200 200 200 200 200 200 200",
+    "POST /audio/transcriptions": "401 401 200 200 200 200 200 200 200 200",
+    "POST /v1/audio/speech": "401 401 200 200 200 200 200 200 200 200",
+    "POST /audio/speech": "401 401 200 200 200 200 200 200 200 200",
     "POST /v1/messages": "401 401 200 200 200 200 200 200 200 200",
     "POST /messages": "401 401 200 200 200 200 200 200 200 200",
     "POST /v1/messages/count_tokens": "401 401 200 200 200 200 200 200 200 200",
@@ -221,6 +227,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, batch_provider: BatchUpstr
             "moderation": {"provider": "fake", "model": "o", "supports": {"moderation": True}},
             "batched": {"provider": "batches", "model": "gpt-4o-mini"},
             "claude-batched": {"provider": "claude-batches", "model": "claude-sonnet-4-5"},
+            "draw": {"provider": "fake", "model": "i", "supports": {"image_generation": True, "chat": False}},
+            "listen": {"provider": "fake", "model": "t", "supports": {"transcription": True, "chat": False}},
+            "say": {"provider": "fake", "model": "s", "supports": {"speech": True, "chat": False}},
         },
         # the matrix revokes many of red's keys: none of them should wait for a second person
         "governance": {"piecewise_revocations": 100_000},
@@ -424,6 +433,8 @@ class World:
                 "endpoint": "/v1/chat/completions",
                 "completion_window": "24h",
             },
+            "POST /v1/images/generations": lambda: {"model": "draw", "prompt": "a fox"},
+            "POST /v1/audio/speech": lambda: {"model": "say", "voice": "alloy", "input": "hi"},
             "POST /admin/keys": lambda: {"name": self.name(), "team_id": self.red},
             "PATCH /admin/keys/{key_id}": lambda: {"name": self.name()},
             "POST /admin/keys/{key_id}/rotate": lambda: {"grace": "0s"},
@@ -468,6 +479,10 @@ def observe(gateway: Gateway) -> dict[str, str]:
                     line += b'"body": {"model": "batched", "messages": [{"role": "user", "content": "hi"}]}}'
                     form = {"file": ("batch.jsonl", line)}
                     answer = http.post(path, headers=headers, data={"purpose": "batch"}, files=form)
+                elif pattern.endswith("/audio/transcriptions"):  # a multipart form
+                    form = {"model": "listen"}
+                    audio = {"file": ("a.wav", b"RIFF" + bytes(32_000), "audio/wav")}
+                    answer = http.request(method, path, headers=headers, data=form, files=audio)
                 else:
                     answer = http.request(method, path, headers=headers, json=body)
                 statuses.append(str(answer.status_code))

@@ -26,18 +26,20 @@ from turnout.domain.errors import (
     TurnoutError,
     UnsupportedFeature,
 )
+from turnout.domain.media import CAPABILITY, WHAT, ImageRequest, MediaApi, SpeechRequest, TranscriptionRequest
 from turnout.domain.moderation import ModerationRequest, model_of, parse_moderation_request
 from turnout.domain.principal import Principal
 from turnout.domain.rate_limits import Quota, RateLimited
 from turnout.domain.request_features import request_features
 from turnout.domain.rerank import RerankRequest, parse_rerank_request
+from turnout.domain.usage import Usage
 from turnout.keys.index import KeyIndex
 from turnout.limits.admission import Admission, Ticket
 from turnout.observability.tracing import Answer as TracedAnswer
 from turnout.observability.tracing import RequestTrace, Tracer
 from turnout.presets.registry import PREFIX as PRESET_PREFIX
 from turnout.presets.registry import Preset, PresetRegistry
-from turnout.providers.base import ChatResult, NativeRequest
+from turnout.providers.base import ChatResult, MediaResult, NativeRequest
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.providers.passage import DROPPED_ANSWER_HEADERS, USAGE_BODY_LIMIT, Passage
 from turnout.request_logs.capture import Answer, Captured
@@ -107,6 +109,33 @@ class Responder(Protocol):
     async def stream(self, stream: RelayStream, served: Served) -> None:
         """Relay the stream, framed for the client's API (the stream accounts for itself before
         its end reaches the client)."""
+        ...
+
+
+class MediaInbound(Protocol):
+    """An image, transcription or speech request as the edge reads it (JSON, or a form)."""
+
+    @property
+    def request_id(self) -> str: ...
+
+    def credential(self) -> str | None: ...
+
+    def steering(self) -> Steering: ...
+
+    def trace_context(self) -> tuple[str | None, str | None]: ...
+
+    async def media_request(
+        self,
+    ) -> tuple[ImageRequest | TranscriptionRequest | SpeechRequest, dict[str, Any]]:
+        """The typed request and the body it came in (a form's: {})."""
+        ...
+
+    def rate_limited(self, quota: Quota) -> None: ...
+
+
+class MediaResponder(Protocol):
+    async def answer_media(self, result: MediaResult, served: Served) -> None:
+        """The answer as the provider gave it: its bytes, or its audio streamed through."""
         ...
 
 
@@ -395,6 +424,28 @@ class Pipeline:
             account(None)
             self._settle(outcome, reservation, hold, ticket)
 
+    async def media(self, inbound: MediaInbound, respond: MediaResponder, api: MediaApi) -> None:
+        """An image generation, transcription or speech request (`api`): admitted, budgeted (at the
+        most its images, seconds of audio or characters can cost), routed to a deployment whose
+        model does it, and accounted by what the provider says it made."""
+        generation = self.current
+        generation.enter()
+        trace = (
+            None
+            if self.tracer is None
+            else self.tracer.request(api, inbound.request_id, *inbound.trace_context())
+        )
+        failure: BaseException | None = None
+        try:
+            await self._media(generation, inbound, respond, api, trace)
+        except BaseException as error:
+            failure = error
+            raise
+        finally:
+            generation.leave()
+            if trace is not None:
+                trace.end(failure)
+
     async def rerank(self, inbound: Inbound, respond: Responder) -> None:
         await self._task("rerank", inbound, respond, self._rerank)
 
@@ -422,6 +473,44 @@ class Pipeline:
             generation.leave()
             if trace is not None:
                 trace.end(failure)
+
+    async def _media(
+        self,
+        generation: Generation,
+        inbound: MediaInbound,
+        respond: MediaResponder,
+        api: MediaApi,
+        trace: RequestTrace | None,
+    ) -> None:
+        principal = await self.keys.resolve(inbound.credential())
+        request, body = await inbound.media_request()
+        route = self.authorise(principal, request.model, generation.catalog)
+        if not any(getattr(t.capabilities, CAPABILITY[api]) for t in route.targets):
+            raise UnsupportedFeature(
+                f"The model '{request.model}' does not offer {WHAT[api]}.", param="model"
+            )
+        access = None if principal.allowed_models is None else principal.may_use
+        if trace is not None:
+            trace.requested(request.model, {}, None)
+        call = Call(route, request, body, inbound.steering(), access=access, trace=trace)
+        self.spend.admit()
+        ticket, reservation, hold = await self._admit(inbound, principal, route, units=request.units())
+        outcome = Outcome()
+        account = self._accountant(outcome, inbound.request_id, api, principal, route, False, ticket, trace)
+        try:
+            result, outcome.served = await generation.router.media(call, outcome.tally, api)
+            try:
+                if result.chunks is None:
+                    account(None)  # accounted for before the client can see the answer
+                await respond.answer_media(result, outcome.served)
+            finally:
+                await result.aclose()  # (speech: the upstream's connection, however the answer ended)
+        except BaseException as error:
+            outcome.failed(error, self.router.in_flight.cancelled())
+            raise
+        finally:
+            account(None)
+            self._settle(outcome, reservation, hold, ticket)
 
     async def _rerank(
         self, generation: Generation, inbound: Inbound, respond: Responder, trace: RequestTrace | None
@@ -609,17 +698,18 @@ class Pipeline:
         route: Route,
         request: ChatRequest | None = None,
         searches: int = 0,
+        units: Usage | None = None,
     ) -> tuple[Ticket, Reservation, CreditHold]:
         """`_admit_once`, asked once more after PLACE_RECHECK when Redis found no free place under a
         `parallel` limit: another instance gives a finished request's place back at its event
         loop's next turn, so a client's next request through another instance may arrive first."""
         try:
-            return await self._admit_once(inbound, principal, route, request, searches)
+            return await self._admit_once(inbound, principal, route, request, searches, units)
         except RateLimited as refusal:
             if not refusal.recheck:
                 raise
         await asyncio.sleep(PLACE_RECHECK)
-        return await self._admit_once(inbound, principal, route, request, searches)
+        return await self._admit_once(inbound, principal, route, request, searches, units)
 
     async def _admit_once(
         self,
@@ -628,6 +718,7 @@ class Pipeline:
         route: Route,
         request: ChatRequest | None = None,
         searches: int = 0,
+        units: Usage | None = None,
     ) -> tuple[Ticket, Reservation, CreditHold]:
         """The request's rate limits decided (with Redis: in the budgets' script run when budgets
         cover it, else in the limits' own), its maximum cost reserved in its budgets and held on a
@@ -640,7 +731,7 @@ class Pipeline:
                 inbound.rate_limited(error.quota)  # the refusal shows the limit it hit
             raise
         try:
-            reservation = await self.budgets.reserve(principal, route, request, ticket, searches)
+            reservation = await self.budgets.reserve(principal, route, request, ticket, searches, units)
         except BaseException as error:
             self._refused(inbound, ticket, error)
             raise
@@ -655,8 +746,8 @@ class Pipeline:
             inbound.rate_limited(ticket.quota)
         try:
             bound = reservation.bound
-            if bound is None and searches:  # (no budget covers it: bounded for a prepaid team here)
-                bound = RequestBound(route, None, 0, searches)
+            if bound is None and (searches or units is not None):  # (no budget covers it: a prepaid
+                bound = RequestBound(route, None, 0, searches, units)  # team's hold is bounded here)
             return ticket, reservation, await self.billing.hold(principal, route, request, bound)
         except BaseException:
             ticket.release()
@@ -845,8 +936,9 @@ def check_capabilities(route: Route, request: ChatRequest, native: NativeRequest
     the feature (deployments that lack it are skipped by the router)."""
     if not route.serves_chat:
         raise UnsupportedFeature(
-            f"The model '{request.model}' is a reranker or a moderation model: it serves /v1/rerank or "
-            "/v1/moderations, not chat.",
+            f"The model '{request.model}' is not a chat model: a reranker, a moderation model, or an image "
+            "or audio model serves only its own endpoint (/v1/rerank, /v1/moderations, /v1/images/..., "
+            "/v1/audio/...).",
             param="model",
         )
     if (
@@ -863,7 +955,7 @@ def check_capabilities(route: Route, request: ChatRequest, native: NativeRequest
     if any(t.capabilities.full_chat for t in route.targets):
         return
     wanted = needs(request)
-    if not wanted:
+    if not wanted and all(t.capabilities.chat for t in route.targets):
         return
     unmet = [first_unmet(t.capabilities, wanted) for t in route.targets]
     missing = next((need for need in unmet if need is not None), None)

@@ -152,6 +152,44 @@ def example(info: msgspec.inspect.Type) -> Any:
     return "10"
 
 
+MEDIA: dict[str, Any] = {
+    "image": {"model": "dall-e-3", "prompt": "A red fox", "n": 1, "size": "1024x1792", "quality": "hd"},
+    "speech": {"model": "tts-1", "voice": "alloy", "input": "Hello world", "speed": 1.25},
+}
+
+
+def _form(*parts: tuple[str, bytes, str | None]) -> bytes:
+    out = b"multipart/form-data; boundary=b0undary\n"
+    for name, value, filename in parts:
+        named = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        out += f"--b0undary\r\nContent-Disposition: {named}\r\n\r\n".encode() + value + b"\r\n"
+    return out + b"--b0undary--\r\n"
+
+
+FORMS = {
+    "transcription": _form(("model", b"whisper-1", None), ("file", bytes(range(256)), "a.wav")),
+    "verbose": _form(
+        ("model", b"whisper-1", None),
+        ("response_format", b"verbose_json", None),
+        ("timestamp_granularities[]", b"word", None),
+        ("file", b"RIFF\r\n--b0undar", 'speech "1".mp3'),
+    ),
+}
+MEDIA_ANSWERS: dict[str, Any] = {
+    "images": {
+        "created": 1,
+        "data": [{"url": "https://x/1.png"}],
+        "usage": {"input_tokens": 5, "output_tokens": 9},
+    },
+    "verbose": {"language": "english", "duration": 61.4, "text": "hi", "segments": []},
+    "json-duration": {"text": "hi", "usage": {"type": "duration", "seconds": 3}},
+    "json-tokens": {
+        "text": "hi",
+        "usage": {"type": "tokens", "input_tokens": 9, "output_tokens": 2, "total_tokens": 11},
+    },
+}
+
+
 def _write(target: str, name: str, data: bytes) -> None:
     folder = CORPUS / target
     folder.mkdir(parents=True, exist_ok=True)
@@ -207,6 +245,12 @@ def main() -> None:
     ):
         for name, body in bodies.items():
             _write(target, name, json.dumps(body, indent=1).encode())
+    for name, body in MEDIA.items():
+        _write("media_request", name, json.dumps(body, indent=1).encode())
+    for name, form in FORMS.items():
+        _write("multipart_form", name, form)
+    for name, body in MEDIA_ANSWERS.items():
+        _write("media_answer", name, json.dumps(body).encode())
     for name, kind in admin_bodies().items():
         body = example(msgspec.inspect.type_info(kind))
         _write("admin_body", name, name.encode() + b"\n" + json.dumps(body).encode())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import hashlib
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ import orjson
 from turnout.batches.form import parse_form
 from turnout.batches.jsonl import read_batch_input
 from turnout.batches.message_batches import read_message_batch
+from turnout.domain import media, multipart
 from turnout.domain.chat import (
     counted_prompt_tokens,
     estimated_prompt_tokens,
@@ -55,6 +57,7 @@ from turnout.providers.gemini import wire as gemini_wire
 from turnout.providers.gemini.stream import GeminiStream
 from turnout.providers.http.connection import Connection, Deadlines, UpstreamResponse
 from turnout.providers.openai_compatible import errors as openai_errors
+from turnout.providers.openai_compatible import media as openai_media
 from turnout.providers.openai_compatible import wire as openai_wire
 from turnout.providers.openai_compatible.stream import OpenAIStream
 from turnout.providers.request_json import request_json
@@ -410,6 +413,64 @@ def message_batch(chunks: Sequence[bytes]) -> object:
     return _outcome(read_message_batch, chunks)
 
 
+# --------------------------------------------------------------------------- images and audio
+
+
+def media_request(chunks: Sequence[bytes]) -> object:
+    """A JSON body read as an image request and as a speech request, with what each is billed for."""
+
+    def parse(body: Any) -> object:
+        outcomes: list[object] = []
+        for read in (media.parse_image_request, media.parse_speech_request):
+            try:
+                request = read(body)
+                outcomes.append((request, request.units()))
+            except TurnoutError as error:
+                outcomes.append(failure(error))
+        return outcomes
+
+    return _outcome(parse, chunks)
+
+
+def multipart_form(chunks: Sequence[bytes]) -> object:
+    """`<content-type>\n<body>`: the form as a transcription request reads it (the file by its size
+    and digest), and the form it would send upstream read back the same way."""
+    head, _, body = b"".join(chunks).partition(b"\n")
+    try:
+        boundary = multipart.form_boundary(head)
+        request = media.transcription_request(multipart.parse_form(body, boundary))
+    except TurnoutError as error:
+        return failure(error)
+    sent, kind = openai_media.transcription_form(request, "m")
+    again = multipart.parse_form(sent, multipart.form_boundary(kind.encode()))
+    # the file byte for byte (its name's quotes and line breaks percent-encoded, as RFC 7578 says)
+    assert [(f.name, f.data) for f in again.files] == [(f.name, f.data) for f in request.form.files]
+
+    def shown(form: media.Form) -> object:
+        files = [(f.name, f.filename, f.content_type, hashlib.sha256(f.data).hexdigest()) for f in form.files]
+        return form.fields, files
+
+    return shown(request.form), request.model, request.response_format, request.units(), shown(again)[1]
+
+
+def media_answer(chunks: Sequence[bytes]) -> object:
+    """An upstream's answer to an image or transcription request, read for what it is billed."""
+    raw = b"".join(chunks)
+    image = media.ImageRequest(prompt="p", n=2, size="1024x1024")
+    outcomes: list[object] = []
+    readers: list[Callable[[], object]] = [lambda: openai_media.image_usage(image, raw, PROVIDER)]
+    for fmt in sorted(media.TRANSCRIPTION_FORMATS):
+        form = media.Form((("model", "m"),), (media.Upload("file", "a", "audio/wav", b"x"),))
+        request = media.TranscriptionRequest("m", form.files[0], form, fmt)
+        readers.append(lambda r=request: openai_media.transcription_answer(r, raw, PROVIDER))  # type: ignore[misc]
+    for read in readers:
+        try:
+            outcomes.append(read())
+        except TurnoutError as error:
+            outcomes.append(failure(error))
+    return outcomes
+
+
 TARGETS: dict[str, Target] = {
     "sse": sse,
     "eventstream": eventstream,
@@ -428,6 +489,11 @@ TARGETS: dict[str, Target] = {
     "multipart_form": multipart_form,
     "batch_file": batch_file,
     "message_batch": message_batch,
+
+
+    "media_request": media_request,
+    "multipart_form": multipart_form,
+    "media_answer": media_answer,
 }
 
 

@@ -28,6 +28,14 @@ def test_the_table_is_complete_and_exact() -> None:
     for namespace, models in raw["models"].items():
         for name, versions in models.items():
             entry = versions[-1] if isinstance(versions, list) else versions  # the newest version
+            if "input" not in entry and "search_units" not in entry:  # priced per unit only (images, audio)
+                units = [
+                    entry.get("per_audio_minute"),
+                    entry.get("per_1m_characters"),
+                    entry.get("per_image"),
+                ]
+                assert any(units), f"{namespace}.{name}: no price"
+                continue
             price = table.sections[namespace][name]
             if "search_units" in entry:  # a reranker: priced per 1,000 search units
                 assert isinstance(entry["search_units"], str), f"{namespace}.{name}: write prices as strings"
@@ -241,6 +249,37 @@ def test_deepseek_s_price_history_applies_to_the_hour() -> None:
     assert at("2025-09-29T00:00:00") == round(
         M // 2 * Decimal("0.28") + M // 2 * Decimal("0.028") + M * Decimal("0.42")
     )
+
+
+def test_images_audio_and_characters_are_priced_per_unit_exactly() -> None:
+    table = shipped_prices()
+    dalle = table.lookup("openai", "dall-e-3")
+    assert dalle is not None and "image_generation" in dalle.capabilities
+    assert dalle.cost(Usage(images=2, image_kind="hd 1024x1792")) == 240_000  # 2 x $0.12
+    assert dalle.cost(Usage(images=1, image_kind="standard 1024x1024")) == 40_000
+    assert dalle.cost(Usage(images=1, image_kind="ultra 4096x4096")) == 120_000  # unlisted: the dearest
+    small = table.lookup("openai", "dall-e-2")
+    assert (
+        small is not None and small.cost(Usage(images=3, image_kind="standard 256x256")) == 48_000
+    )  # by size
+    whisper = table.lookup("openai", "whisper-1")
+    assert whisper is not None and whisper.cost(Usage(audio_seconds=61)) == 6_100  # $0.006 a minute
+    assert whisper.cost(Usage(audio_seconds=1)) == 100
+    tts = table.lookup("openai", "tts-1-hd")
+    assert tts is not None and tts.cost(Usage(characters=1_000)) == 30_000  # $30 per 1M characters
+    tokens = table.lookup("openai", "gpt-4o-transcribe")
+    assert tokens is not None and tokens.cost(Usage(input_tokens=1_000, output_tokens=100)) == 3_500
+
+
+def test_a_unit_price_is_checked_like_any_other() -> None:
+    with pytest.raises(ValueError, match="per_image: must map"):
+        model_price({"per_image": ["0.04"]}, "models.x.price", table=False)
+    with pytest.raises(ValueError, match="a price must be zero or more"):
+        model_price({"per_audio_minute": "-1"}, "models.x.price", table=False)
+    with pytest.raises(ValueError, match="needs at least an 'input' price"):
+        model_price({"output": "1"}, "models.x.price", table=False)
+    price = model_price({"per_1m_characters": "15"}, "models.x.price", table=False)
+    assert price.input == 0 and price.cost(Usage(characters=11)) == 165
 
 
 def test_search_units_are_priced_per_thousand_beside_tokens() -> None:

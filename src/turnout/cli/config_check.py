@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.engine import make_url
 
 from turnout.config.settings import ModelSettings, RoutingSettings, Settings, TargetSettings, Timeouts
-from turnout.domain.pricing import format_usd
+from turnout.domain.pricing import UnitPrices, format_usd
 from turnout.providers.capabilities import capabilities_for
 from turnout.routing.chain_check import chain_warnings
 
@@ -133,7 +133,9 @@ def _target(t: TargetSettings, index: int) -> str:
     details += [f"{k}={v}" for k, v in limits if v]
     declared = dict(t.supports)
     details += [task for task in ("rerank", "moderation") if declared.get(task)]  # serves only that
-    if t.price is not None and t.price.search_units is not None:
+    if t.price is not None and t.price.units is not None:  # an image or audio model
+        details.append(_unit_prices(t.price.units))
+    elif t.price is not None and t.price.search_units is not None:
         details.append(f"price={t.price.search_units:g}/1K searches")  # a reranker's
     elif t.price is not None:
         details.append(f"price={t.price.input:g}/{t.price.output:g}")  # USD per 1M in/out
@@ -144,3 +146,17 @@ def _target(t: TargetSettings, index: int) -> str:
 
 def _on(flag: bool) -> str:
     return "on" if flag else "off"
+
+
+def _unit_prices(units: UnitPrices) -> str:
+    """An image or audio model's prices, USD per unit ("price=0.04-0.12/image")."""
+    shown = []
+    if units.per_image:
+        prices = [p for _, p in units.per_image]
+        low, high = min(prices), max(prices)
+        shown.append(f"{low:g}/image" if low == high else f"{low:g}-{high:g}/image")
+    if units.per_audio_minute is not None:
+        shown.append(f"{units.per_audio_minute:g}/minute")
+    if units.per_1m_characters is not None:
+        shown.append(f"{units.per_1m_characters:g}/1M characters")
+    return "price=" + ",".join(shown)

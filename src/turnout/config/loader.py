@@ -66,7 +66,7 @@ from turnout.config.settings import (
 from turnout.config.units import parse_delay, parse_duration, parse_rate, parse_size
 from turnout.domain.amounts import usd
 from turnout.domain.errors import TurnoutError
-from turnout.domain.pricing import ModelPrice
+from turnout.domain.pricing import MEDIA_CAPABILITIES, ModelPrice
 from turnout.domain.rate_limits import RateLimits
 
 T = TypeVar("T")
@@ -83,6 +83,8 @@ RESERVED_PATHS = frozenset(
         "openapi.json",
         "chat",
         "embeddings",
+        "images",
+        "audio",
         "rerank",
         "moderations",
         "models",
@@ -1066,12 +1068,36 @@ class _Builder:
             context_window=t.context_window,
             max_output_tokens=self.max_output_tokens(t, provider),
             price=price if price is not False else None,
-            supports=tuple(
-                (name, value)
-                for name in schema.SupportsConfig.__struct_fields__
-                if t.supports is not None and (value := getattr(t.supports, name)) is not None
-            ),
+            supports=self.supports(t, path, provider),
             unsupported_params=t.unsupported_params,
+        )
+
+    def supports(
+        self, t: schema.TargetConfig, path: str, provider: ProviderSettings
+    ) -> tuple[tuple[str, bool], ...]:
+        """What the target declares its model can do, and what the price table lists it doing besides
+        chat (image and audio models, on a provider serving those endpoints: they do no chat)."""
+        declared = {
+            name: value
+            for name in schema.SupportsConfig.__struct_fields__
+            if t.supports is not None and (value := getattr(t.supports, name)) is not None
+        }
+        media = [name for name in sorted(MEDIA_CAPABILITIES) if declared.get(name)]
+        if media and not provider.kind.media_apis:
+            self.problem(
+                f"{path}.supports.{media[0]}",
+                f"provider '{provider.name}' ({provider.kind.title}) does not serve OpenAI's image and "
+                "audio endpoints (only OpenAI, Azure OpenAI and openai_compatible providers do)",
+            )
+        elif provider.kind.media_apis and "*" not in t.model:
+            known = shipped_prices().lookup(provider.kind.price_namespace, t.model)
+            listed = sorted(MEDIA_CAPABILITIES & known.capabilities) if known is not None else []
+            for name in listed:
+                declared.setdefault(name, True)
+            if listed:
+                declared.setdefault("chat", False)
+        return tuple(
+            (name, declared[name]) for name in schema.SupportsConfig.__struct_fields__ if name in declared
         )
 
     def task_supported(self, t: schema.TargetConfig, path: str, provider: ProviderSettings) -> bool:

@@ -19,9 +19,11 @@ import yaml
 
 from turnout.domain.pricing import (
     CAPABILITIES,
+    MEDIA_CAPABILITIES,
     SERVICE_TIERS,
     LongContext,
     ModelPrice,
+    UnitPrices,
     decimal_price,
     since_timestamp,
 )
@@ -86,6 +88,7 @@ def parse_table(doc: Any, source: str) -> PriceTable:
 
 
 RATES = ("input", "output", "cached_input", "cache_write", "cache_write_1h")
+UNITS = ("per_image", "per_audio_minute", "per_1m_characters")
 META = ("context_window", "max_output_tokens", "capabilities")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}:\d{2}Z)?$")
 
@@ -111,9 +114,13 @@ def model_price(entry: Any, where: str, effective: str = "", *, table: bool = Tr
 
 def _version(entry: Any, where: str, effective: str | None, table: bool) -> ModelPrice:
     if not isinstance(entry, dict) or not _priced(entry):
-        raise ValueError(f"{where}: needs at least an 'input' price (a reranker's: 'search_units')")
+        raise ValueError(
+            f"{where}: needs at least an 'input' price (a reranker's: 'search_units'; an image or audio "
+            "model's: 'per_image', 'per_audio_minute' or 'per_1m_characters')"
+        )
     known = {
         *RATES,
+        *UNITS,
         "search_units",
         "long_context",
         "service_tiers",
@@ -137,8 +144,9 @@ def _version(entry: Any, where: str, effective: str | None, table: bool) -> Mode
         raise ValueError(f"{where}.service_tiers: unknown tier '{sorted(unknown)[0]}' (known: {known_tiers})")
     try:
         capabilities = frozenset(entry.get("capabilities") or ())
-        if not capabilities <= CAPABILITIES:
-            raise ValueError(f"unknown capability '{sorted(capabilities - CAPABILITIES)[0]}'")
+        if not capabilities <= CAPABILITIES | MEDIA_CAPABILITIES:
+            unknown_capability = sorted(capabilities - CAPABILITIES - MEDIA_CAPABILITIES)[0]
+            raise ValueError(f"unknown capability '{unknown_capability}'")
         base = _tier(entry, where, set())  # its fields were checked above
         searches = entry.get("search_units")
         return dataclasses.replace(
@@ -152,6 +160,7 @@ def _version(entry: Any, where: str, effective: str | None, table: bool) -> Mode
             context_window=entry.get("context_window"),
             max_output_tokens=_tokens(entry.get("max_output_tokens"), "max_output_tokens"),
             capabilities=capabilities,
+            units=_units(entry),
         )
     except ValueError as error:
         message = str(error)
@@ -159,7 +168,7 @@ def _version(entry: Any, where: str, effective: str | None, table: bool) -> Mode
 
 
 def _priced(entry: dict[str, Any]) -> bool:
-    return entry.get("input") is not None or entry.get("search_units") is not None
+    return entry.get("input") is not None or entry.get("search_units") is not None or _has_units(entry)
 
 
 def _tier(entry: Any, where: str, known: set[str]) -> ModelPrice:
@@ -172,7 +181,7 @@ def _tier(entry: Any, where: str, known: set[str]) -> ModelPrice:
     step = entry.get("long_context")
     if step is None:
         return ModelPrice(**rates)
-    if not isinstance(step, dict) or "above" not in step or "input" not in step:
+    if not isinstance(step, dict) or "above" not in step or step.get("input") is None:
         raise ValueError(f"{where}.long_context: needs 'above' (prompt tokens) and an 'input' price")
     _only(step, {*RATES, "above"}, f"{where}.long_context")
     above = _tokens(step["above"], "above")
@@ -197,6 +206,27 @@ def _rates(entry: dict[str, Any], where: str) -> dict[str, Any]:
     except ValueError as error:
         raise ValueError(f"{where}: {error}") from None
     return rates
+
+
+def _has_units(entry: dict[str, Any]) -> bool:
+    return any(entry.get(name) is not None for name in UNITS)
+
+
+def _units(entry: dict[str, Any]) -> UnitPrices | None:
+    """The per-unit prices of an entry: `per_image` (a mapping of "quality size", or size, to USD
+    per image), `per_audio_minute` (USD), `per_1m_characters` (USD); None when it has none."""
+    if not _has_units(entry):
+        return None
+    images = entry.get("per_image") or {}
+    if not isinstance(images, dict):
+        raise ValueError('per_image: must map an image\'s quality and size ("hd 1024x1792") or size to USD')
+    per_image = tuple(sorted((str(kind), decimal_price(price)) for kind, price in images.items()))
+    minute, characters = entry.get("per_audio_minute"), entry.get("per_1m_characters")
+    return UnitPrices(
+        per_image=per_image,
+        per_audio_minute=None if minute is None else decimal_price(minute),
+        per_1m_characters=None if characters is None else decimal_price(characters),
+    )
 
 
 def _only(entry: dict[str, Any], known: set[str], where: str) -> None:

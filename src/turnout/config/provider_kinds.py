@@ -99,6 +99,10 @@ class ProviderKind:
     # Whether it serves OpenAI's legacy `POST /completions` (a prompt, not messages): a client's
     # /v1/completions request is then passed on whole, rather than translated to chat.
     legacy_completions: bool = False
+    # Whether it serves OpenAI's image generation, transcription and speech endpoints (for the
+    # models that declare them): `POST /images/generations`, `/audio/transcriptions`,
+    # `/audio/speech`.
+    media_apis: bool = False
 
 
 AZURE_DEFAULT_API_VERSION = "2024-10-21"  # the latest GA dated version; "v1" selects Azure's v1 API

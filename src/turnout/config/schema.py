@@ -57,7 +57,7 @@ class RatesConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_on
     decimals). Cache reads and writes cost the input price unless given; 1-hour cache writes
     (Anthropic's) the 5-minute price unless given. A reranker may have only `search_units`."""
 
-    input: PriceValue | None = None
+    input: PriceValue | None = None  # required, but for a price given only per unit (below)
     output: PriceValue = 0
     cached_input: PriceValue | None = None
     cache_write: PriceValue | None = None
@@ -83,6 +83,11 @@ class PriceConfig(TierPriceConfig, frozen=True, kw_only=True):
     service_tiers: dict[str, TierPriceConfig] | None = None
     since: str | None = None
     search_units: PriceValue | None = None  # USD per 1,000 search units (a reranker's searches)
+    # priced per unit (images, speech, transcription): USD per image by "quality size" (or size),
+    # USD per minute of audio transcribed, USD per 1M characters read aloud
+    per_image: dict[str, PriceValue] | None = None
+    per_audio_minute: PriceValue | None = None
+    per_1m_characters: PriceValue | None = None
 
 
 class SupportsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -97,6 +102,12 @@ class SupportsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # that kind go to it, and nothing else does
     rerank: bool | None = None
     moderation: bool | None = None
+    # what it does besides chat (OpenAI-format providers only): POST /v1/images/generations,
+    # /v1/audio/transcriptions, /v1/audio/speech; `chat: false` keeps chat requests away from it
+    image_generation: bool | None = None
+    transcription: bool | None = None
+    speech: bool | None = None
+    chat: bool | None = None
 
 
 class TargetConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -36,8 +36,9 @@ class Terms:
     def list_price(self, usage: Usage, cost: Micros | None) -> Micros | None:
         """The price before any included tokens (None: the cost is unknown and the plan prices by
         markup, so there is nothing to price from)."""
-        if self.prices is not None:
+        if self.prices is not None and not (usage.images or usage.audio_seconds or usage.characters):
             return self.prices.cost(usage)
+        # (a plan's per-token prices do not price images or audio: those pay what they cost)
         if cost is None:
             return None
         return cost if self.markup is None else round_micros(cost * self.markup)

@@ -18,7 +18,8 @@ class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     request_id: str
     attempt: int = 1  # 1, 2...: the attempt's number in its request; 0: it reached no upstream
     at: float  # when the request arrived, unix seconds
-    api: str  # chat | messages | responses | completions | embeddings | rerank | moderations
+    api: str  # chat | messages | responses | completions | embeddings | rerank | moderations | images
+    # | transcriptions | speech
     key_id: str
     team_id: str | None = None
     user_id: str | None = None
@@ -49,6 +50,9 @@ class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     # a mirror's shadow (routing/mirror.py): rehearsal spend, under REHEARSAL_KEY_ID, no team, no charge
     rehearsal: bool = False
     search_units: int = 0  # a reranker's searches, as its provider billed them (or turnout counted)
+    images: int = 0  # images generated (images)
+    audio_seconds: int = 0  # seconds of audio transcribed (transcriptions)
+    characters: int = 0  # characters read aloud (speech)
 
 
 # The key id (and, for replays, the alias) of rehearsal spend: a mirror's shadows

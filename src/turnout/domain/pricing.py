@@ -4,6 +4,7 @@ micro-dollar per token). Never floats."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 from dataclasses import dataclass
@@ -15,6 +16,9 @@ Micros = int  # money: integer micro-dollars (1 USD = 1,000,000)
 CAPABILITIES = frozenset(
     {"tools", "images", "json_schema", "reasoning", "embeddings", "rerank", "moderation"}
 )
+# what a model does besides chat, each behind its own endpoint (a model with one of them and no
+# `chat` capability is never sent a chat request)
+MEDIA_CAPABILITIES = frozenset({"image_generation", "transcription", "speech"})
 MICROS_PER_THOUSAND = 1000  # USD per 1,000 units is this many micro-dollars per unit
 
 
@@ -69,6 +73,45 @@ class LongContext:
 
 
 @dataclass(frozen=True, slots=True)
+class UnitPrices:
+    """Prices per unit rather than per token, as providers price images and audio: USD per image
+    by its quality and size (`"hd 1024x1792"`, or the size alone where quality does not change
+    the price), USD per minute of audio transcribed (billed by the second), USD per 1M characters
+    read aloud."""
+
+    per_image: tuple[tuple[str, Decimal], ...] = ()
+    per_audio_minute: Decimal | None = None
+    per_1m_characters: Decimal | None = None
+
+    def image(self, kind: str | None) -> Decimal | None:
+        """The price of one image of `kind` ("quality size"): its own, else its size's, else the
+        dearest listed (an image is never billed below what it may cost)."""
+        if not self.per_image:
+            return None
+        prices = dict(self.per_image)
+        if kind is not None:
+            if kind in prices:
+                return prices[kind]
+            size = kind.rpartition(" ")[2]
+            if size in prices:
+                return prices[size]
+        return max(prices.values())
+
+    def micros(self, usage: Usage) -> Decimal:
+        """What `usage`'s units cost, in (unrounded) micro-dollars."""
+        total = Decimal(0)
+        if usage.images:
+            each = self.image(usage.image_kind)
+            if each is not None:
+                total += usage.images * each * _MICROS
+        if usage.audio_seconds and self.per_audio_minute is not None:
+            total += usage.audio_seconds * self.per_audio_minute * _MICROS / 60
+        if usage.characters and self.per_1m_characters is not None:
+            total += usage.characters * self.per_1m_characters  # USD per 1M: micros per character
+        return total
+
+
+@dataclass(frozen=True, slots=True)
 class ModelPrice:
     """What a model's tokens cost, USD per 1M tokens. Cache reads and writes default to the
     input price where the provider does not price them apart; a 1-hour cache write (Anthropic's)
@@ -89,6 +132,7 @@ class ModelPrice:
     context_window: int | None = None
     max_output_tokens: int | None = None  # the most tokens one answer may hold, when documented
     capabilities: frozenset[str] = frozenset()
+    units: UnitPrices | None = None  # images, audio, characters (None: priced by tokens only)
 
     @property
     def blended(self) -> Decimal:
@@ -129,6 +173,10 @@ class ModelPrice:
         rates = version  # (a price without tiers or long-prompt steps has its own rates: no calls)
         if version.service_tiers or version.long_context is not None:
             rates = version.rates(usage)
+        if version.units is not None:  # images and audio: by unit, and by token where reported
+            units = version.units.micros(usage)
+            tokens = dataclasses.replace(version, units=None).cost(usage)
+            return tokens + int(units.quantize(_ONE, rounding=ROUND_HALF_UP))
         cached = usage.cached_input_tokens
         written = usage.cache_write_tokens
         if usage.search_units and version.search_units is not None:  # a reranker's searches
@@ -153,6 +201,7 @@ class ModelPrice:
 
 
 _ONE = Decimal(1)
+_MICROS = Decimal(1_000_000)
 _ZERO = Decimal(0)
 
 

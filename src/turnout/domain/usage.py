@@ -26,6 +26,11 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True):
     search_units: int = 0  # a reranker's searches (one query with up to 100 documents each)
     estimated: bool = False
     service_tier: str | None = None  # the tier the provider says it served at, if it says
+    # units priced per unit rather than per token (images, speech, transcription)
+    images: int = 0  # images generated
+    image_kind: str | None = None  # their quality and size ("hd 1024x1792"), as priced per image
+    audio_seconds: int = 0  # seconds of audio transcribed (the provider's own count, rounded)
+    characters: int = 0  # characters of text read aloud (speech)
 
     @property
     def total_tokens(self) -> int:

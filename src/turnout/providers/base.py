@@ -9,8 +9,8 @@ without re-serialising) with the usage read from them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from turnout.config.settings import Timeouts
@@ -20,6 +20,7 @@ from turnout.domain.completions import ChatCompletion, Chunk, answer_texts, comp
 from turnout.domain.embeddings import EmbeddingRequest
 from turnout.domain.errors import UpstreamProtocolError
 from turnout.domain.malformed import DECODE_ERRORS
+from turnout.domain.media import ImageRequest, MediaApi, SpeechRequest, TranscriptionRequest
 from turnout.domain.moderation import ModerationRequest
 from turnout.domain.rerank import RerankRequest
 from turnout.domain.usage import Usage
@@ -46,12 +47,19 @@ class Capabilities:
     # target declares (`supports:`): it then serves that and nothing else.
     rerank: bool = False
     moderation: bool = False
-    # Does it serve chat (and embeddings) at all: not a reranker, not a moderation model? (Set
-    # once here, as the router reads it for every deployment of every chat request.)
-    chat: bool = field(init=False)
+    # What its model does besides chat (declared per model: `supports:` or the price table).
+    image_generation: bool = False
+    transcription: bool = False
+    speech: bool = False
+    media_apis: bool = False  # its provider serves those endpoints (OpenAI's format)
+    # Does it serve chat (and embeddings) at all: not a reranker, not a moderation model, not an
+    # image or audio model (`supports: {chat: false}`, implied for the price table's)? (Set once
+    # here, as the router reads it for every deployment of every chat request.)
+    chat: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "chat", not (self.rerank or self.moderation))
+        if self.chat and (self.rerank or self.moderation):
+            object.__setattr__(self, "chat", False)
 
     def takes(self, wire: str) -> bool:
         """Can it take a native request of `wire` whole?"""
@@ -164,6 +172,42 @@ class ChatResult:
 class EmbeddingResult:
     body: bytes
     usage: Usage | None
+
+
+@dataclass(frozen=True, slots=True)
+class MediaCall:
+    """An image, transcription or speech request (`api`) for one deployment's `model`."""
+
+    api: MediaApi
+    request: ImageRequest | TranscriptionRequest | SpeechRequest
+    body: dict[str, Any]
+    model: str
+    timeouts: Timeouts
+
+
+@dataclass(slots=True)
+class MediaResult:
+    """An image, transcription or speech answer: its content type, and its bytes (`body`) or, for
+    speech, the audio as it arrives (`chunks`); what it is billed for."""
+
+    usage: Usage | None
+    content_type: str
+    body: bytes = b""
+    chunks: AsyncIterator[bytes] | None = None
+    release: Callable[[], None] | None = None  # lets go of the upstream connection (speech)
+
+    async def aclose(self) -> None:
+        """The answer is read, or nobody will read it (a client that left, a hedge's loser): its
+        connection goes back to its pool if it was read to its end, and is dropped otherwise."""
+        if self.release is not None:
+            self.release()
+
+
+@runtime_checkable
+class MakesMedia(Protocol):
+    """An adapter whose provider serves OpenAI's image generation, transcription and speech."""
+
+    async def media(self, call: MediaCall) -> MediaResult: ...
 
 
 @dataclass(slots=True)

@@ -11,6 +11,7 @@ import dataclasses
 from typing import Any
 
 from turnout.config.settings import ProviderSettings
+from turnout.domain.pricing import MEDIA_CAPABILITIES
 from turnout.providers.base import Capabilities
 
 
@@ -24,6 +25,7 @@ def capabilities_for(settings: ProviderSettings) -> Capabilities:
         continuation=kind.continuation,
         native_wire=_native_wire(settings),
         legacy_completions=kind.legacy_completions,
+        media_apis=kind.media_apis,
     )
 
 
@@ -36,9 +38,17 @@ def _native_wire(settings: ProviderSettings) -> str | None:
     return None if native == "responses" else native
 
 
-def with_declared(caps: Capabilities, supports: tuple[tuple[str, bool], ...]) -> Capabilities:
-    """`caps` with what a model declares for itself (`supports:` on its target) put over them."""
-    if not supports:
+def with_declared(
+    caps: Capabilities, supports: tuple[tuple[str, bool], ...], listed: frozenset[str] = frozenset()
+) -> Capabilities:
+    """`caps` with what a model declares for itself (`supports:` on its target) put over them, and,
+    on a provider serving OpenAI's image and audio endpoints, what the price table `listed` for
+    the model: an image or audio model (dall-e-3, whisper-1, tts-1) does that and no chat."""
+    media = listed & MEDIA_CAPABILITIES if caps.media_apis else frozenset()
+    if not supports and not media:
         return caps
-    declared: dict[str, Any] = dict(supports)  # the names are checked by the config's schema
+    declared: dict[str, Any] = dict.fromkeys(media, True)
+    if media:
+        declared["chat"] = False
+    declared.update(supports)  # the names are checked by the config's schema
     return dataclasses.replace(caps, **declared)

@@ -44,7 +44,12 @@ def lacks(caps: Capabilities, need: Need) -> bool:
     return not caps.images
 
 
+CHAT = Need("chat (it is an image or audio model)", "model")
+
+
 def first_unmet(caps: Capabilities, wanted: tuple[Need, ...]) -> Need | None:
+    if not caps.chat:
+        return CHAT
     for need in wanted:
         if lacks(caps, need):
             return need

@@ -156,6 +156,7 @@ class Catalog:
         name = t.name.replace("*", matched) if t.name else f"{t.provider}/{model}"
         adapter = self._registry[t.provider]
         looked_up = None if "*" not in t.model else self._wildcard_price(t.provider, model)
+        price = t.price if t.price is not None or "*" not in t.model else looked_up
         return Target(
             provider=t.provider,
             model=model,
@@ -171,9 +172,9 @@ class Catalog:
             max_output_tokens=t.max_output_tokens
             if t.max_output_tokens is not None or looked_up is None
             else looked_up.max_output_tokens,
-            price=t.price if t.price is not None or "*" not in t.model else looked_up,
+            price=price,
             tokenizer=None if self._tokenizer_of is None else self._tokenizer_of(t.provider, model),
-            capabilities=with_declared(adapter.capabilities, t.supports),
+            capabilities=with_declared(adapter.capabilities, t.supports, _listed(looked_up)),
             unsupported_params=t.unsupported_params,
         )
 
@@ -235,3 +236,8 @@ class Catalog:
             now -= UPSTREAM_LIST_TTL - FAILED_LIST_RETRY  # keep what we had, but ask again soon
         self._upstream_lists[provider] = (now, names)
         return names
+
+
+def _listed(price: ModelPrice | None) -> frozenset[str]:
+    """What the price table lists a wildcard's model as able to do (image, audio models)."""
+    return frozenset() if price is None else price.capabilities

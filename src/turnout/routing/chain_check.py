@@ -38,7 +38,13 @@ CHAT_FEATURES = (
     _Feature("streaming", "streaming"),
 )
 EMBEDDINGS = _Feature("embeddings", "embeddings")
-TASKS = (_Feature("rerank", "rerank documents"), _Feature("moderation", "moderate content"))
+TASKS = (
+    _Feature("rerank", "rerank documents"),
+    _Feature("moderation", "moderate content"),
+    _Feature("image_generation", "generate images"),
+    _Feature("transcription", "transcribe audio"),
+    _Feature("speech", "make speech"),
+)
 
 
 def chain_warnings(settings: Settings, capabilities: Callable[[ProviderSettings], Capabilities]) -> list[str]:
@@ -114,7 +120,7 @@ def _feature_gaps(
         accepted = any(getattr(c, feature.attribute) for c in primary_caps)
         return accepted and not any(getattr(c, feature.attribute) for c in fallback_caps)
 
-    for task in TASKS:  # a reranker's or a moderation model's chain: only its kind can help
+    for task in TASKS:  # a reranker's, moderation, image or audio model's chain: only its kind can help
         if any(getattr(c, task.attribute) for c in primary_caps):
             if not missing(task):
                 return []
@@ -123,7 +129,10 @@ def _feature_gaps(
                 "such requests will skip it"
             ]
     if fallback_caps and not any(c.chat for c in fallback_caps):
-        return [f"{where}: {shown} serves only rerank or moderation requests; chat requests will skip it"]
+        return [
+            f"{where}: {shown} serves only rerank, moderation, image or audio requests; chat requests "
+            "will skip it"
+        ]
 
     if any(EMBEDDING_MODEL_HINT in t.model.lower() for t in primary.targets):
         if not missing(EMBEDDINGS):

@@ -56,6 +56,7 @@ from turnout.domain.errors import (
     UpstreamRateLimited,
     UpstreamRejected,
 )
+from turnout.domain.media import CAPABILITY, ImageRequest, MediaApi, SpeechRequest, TranscriptionRequest
 from turnout.domain.moderation import ModerationRequest
 from turnout.domain.rate_limits import RateLimited
 from turnout.domain.rerank import RerankRequest
@@ -65,6 +66,9 @@ from turnout.providers.base import (
     ChatResult,
     EmbeddingCall,
     EmbeddingResult,
+    MakesMedia,
+    MediaCall,
+    MediaResult,
     Moderates,
     ModerationCall,
     ModerationResult,
@@ -87,17 +91,21 @@ from turnout.routing.values import Attempt, AttemptRecord, Call, Candidate, Serv
 log = logging.getLogger("turnout.routing")
 
 T = TypeVar("T")
-Task = Literal["chat", "embeddings", "rerank", "moderation"]  # what a request asks a deployment to do
+# what a request asks a deployment to do
+Task = Literal["chat", "embeddings", "rerank", "moderation", "image_generation", "transcription", "speech"]
 
 
 def _can(t: Target, caps: Capabilities, task: Task) -> bool:
     """Can the deployment do `task` (other than chat): embeddings on a chat model, rerank on a
-    declared reranker whose provider has a rerank API, moderation likewise?"""
+    declared reranker whose provider has a rerank API, moderation likewise, images and audio on a
+    model declared (or listed) as doing it whose provider serves OpenAI's endpoints for it?"""
     if task == "embeddings":
         return caps.embeddings and caps.chat
     if task == "rerank":
         return caps.rerank and isinstance(t.adapter, Reranks)
-    return caps.moderation and isinstance(t.adapter, Moderates)
+    if task == "moderation":
+        return caps.moderation and isinstance(t.adapter, Moderates)
+    return bool(getattr(caps, task)) and isinstance(t.adapter, MakesMedia)
 
 
 def refusal_of(error: TurnoutError) -> Refusal | None:
@@ -187,6 +195,26 @@ class Router:
         walk = self.plan(call, tally, task="embeddings")
         result, served = await self._walk_drilled(call.route, walk, attempt)
         self.settle(served, result.usage.total_tokens if result.usage else 0)  # counts toward its tpm
+        return result, served
+
+    async def media(
+        self, call: Call, tally: list[AttemptRecord], api: MediaApi
+    ) -> tuple[MediaResult, Served]:
+        """An image, transcription or speech request, to the deployments whose model does it."""
+        request = call.request
+        assert isinstance(request, ImageRequest | TranscriptionRequest | SpeechRequest)
+
+        async def attempt(c: Candidate, record: AttemptRecord) -> MediaResult:
+            t = c.target
+            adapter = t.adapter
+            assert isinstance(adapter, MakesMedia)  # (the plan keeps only deployments that do it)
+            result = await adapter.media(MediaCall(api, request, call.body, t.model, t.timeouts))
+            record.ended(200, result.usage)
+            return result
+
+        walk = self.plan(call, tally, task=CAPABILITY[api])
+        result, served = await self._walk_drilled(call.route, walk, attempt)
+        self.settle(served)
         return result, served
 
     async def rerank(
@@ -372,7 +400,7 @@ class Router:
         if task != "chat":
             return _can(t, caps, task)
         if not caps.chat:
-            return False  # a reranker or a moderation model
+            return False  # a reranker, a moderation model, an image or audio model
         request = call.request
         if not isinstance(request, ChatRequest):
             return True

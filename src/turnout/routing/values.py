@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from turnout.domain.chat import ChatRequest
 from turnout.domain.embeddings import EmbeddingRequest
 from turnout.domain.errors import TurnoutError
+from turnout.domain.media import ImageRequest, SpeechRequest, TranscriptionRequest
 from turnout.domain.moderation import ModerationRequest
 from turnout.domain.rerank import RerankRequest
 from turnout.domain.usage import Usage
@@ -48,7 +49,15 @@ class Call:
     request in its own wire format (for deployments that speak it) and the aliases it may use."""
 
     route: Route
-    request: ChatRequest | EmbeddingRequest | RerankRequest | ModerationRequest
+    request: (
+        ChatRequest
+        | EmbeddingRequest
+        | RerankRequest
+        | ModerationRequest
+        | ImageRequest
+        | TranscriptionRequest
+        | SpeechRequest
+    )
     body: dict[str, Any]
     steering: Steering = NO_STEERING
     wants_usage: bool = False

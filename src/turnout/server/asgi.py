@@ -77,6 +77,9 @@ class GatewayApp:
             "/v1/embeddings": {"POST": gated(gate, classes, e.embeddings)},
             "/v1/rerank": {"POST": gated(gate, classes, e.rerank)},
             "/v1/moderations": {"POST": gated(gate, classes, e.moderations)},
+            "/v1/images/generations": {"POST": gated(gate, classes, e.images)},
+            "/v1/audio/transcriptions": {"POST": gated(gate, classes, e.transcriptions)},
+            "/v1/audio/speech": {"POST": gated(gate, classes, e.speech)},
             "/v1/messages": {"POST": gated(gate, classes, e.messages, anthropic=True)},
             "/v1/messages/count_tokens": {
                 "POST": gated(gate, classes, e.count_tokens, anthropic=True, measured=False)
@@ -103,6 +106,9 @@ class GatewayApp:
             "/v1/embeddings",
             "/v1/rerank",
             "/v1/moderations",
+            "/v1/images/generations",
+            "/v1/audio/transcriptions",
+            "/v1/audio/speech",
             "/v1/models",
             "/v1/messages",
             "/v1/messages/count_tokens",

@@ -309,6 +309,27 @@ def _message_batch_paths() -> dict[str, Json]:
             "parameters": one,
             "get": anthropic("A message batch's results (JSON Lines)"),
         },
+
+
+def media_paths() -> dict[str, Json]:
+    """OpenAI's image generation, transcription and speech endpoints."""
+    images = _compatible("Create images", "openai", body="OpenAI's image generation request and response")
+    transcription = _compatible(
+        "Transcribe audio", "openai", body="OpenAI's transcription form (multipart) and response"
+    )
+    transcription["requestBody"] = {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {"type": "object", "required": ["file", "model"]}}},
+    }
+    transcription["responses"]["200"]["content"]["text/plain"] = {"schema": {"type": "string"}}
+    speech = _compatible("Generate speech", "openai", body="OpenAI's speech request; the answer is audio")
+    speech["responses"]["200"]["content"] = {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+    }
+    return {
+        "/v1/images/generations": {"post": images},
+        "/v1/audio/transcriptions": {"post": transcription},
+        "/v1/audio/speech": {"post": speech},
     }
 
 
@@ -350,6 +371,7 @@ def compatible_paths() -> dict[str, Json]:
                 reference=RERANK_REFERENCE,
             )
         },
+        **media_paths(),
         "/v1/messages": {
             "post": _compatible(
                 "Create a message (Anthropic's Messages API)",

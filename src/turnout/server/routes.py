@@ -13,6 +13,7 @@ from turnout.limits.concurrency import ConcurrencyGate
 from turnout.server.completions import CompletionsExchange
 from turnout.server.count_tokens import count_message_tokens
 from turnout.server.exchange import Exchange
+from turnout.server.media import MediaExchange
 from turnout.server.messages import MessagesExchange
 from turnout.server.responses import ResponsesExchange, StoredResponses
 
@@ -54,6 +55,18 @@ class Endpoints:
 
     async def moderations(self, x: Exchange) -> None:
         await self.pipeline.moderations(x, x)
+
+    async def images(self, x: Exchange) -> None:
+        inbound = MediaExchange(x, "images")
+        await self.pipeline.media(inbound, inbound, "images")
+
+    async def transcriptions(self, x: Exchange) -> None:
+        inbound = MediaExchange(x, "transcriptions")
+        await self.pipeline.media(inbound, inbound, "transcriptions")
+
+    async def speech(self, x: Exchange) -> None:
+        inbound = MediaExchange(x, "speech")
+        await self.pipeline.media(inbound, inbound, "speech")
 
     def _model(self, name: str) -> dict[str, object]:
         return {"id": name, "object": "model", "created": int(self.services.started_at), "owned_by": OWNED_BY}

@@ -259,11 +259,13 @@ class Budgets:
         request: ChatRequest | None = None,
         ticket: Ticket | None = None,
         searches: int = 0,
+        units: Usage | None = None,
         *,
         amount: Micros | None = None,
     ) -> Reservation:
         """Reserve the request's most in its budgets (`searches`: a rerank request's search units;
-        or `amount`: a batch's, bounded by its lines). A rate-limit `ticket` still to be decided by
+        `units`: an image or audio request's images, seconds of audio or characters at most; or
+        `amount`: a batch's, bounded by its lines). A rate-limit `ticket` still to be decided by
         Redis rides in the same script run when budgets are shared (decided there: RateLimited if a
         limit has no room); else it is left pending for the admission to decide."""
         covering = self._covering(principal)
@@ -272,7 +274,7 @@ class Budgets:
         bound = (
             None
             if amount is not None
-            else RequestBound(route, request, None if ticket is None else ticket.prompt, searches)
+            else RequestBound(route, request, None if ticket is None else ticket.prompt, searches, units)
         )
         held = self._held(principal, covering)
         most = bound.most(list_price) if bound is not None else amount or 0

@@ -46,11 +46,15 @@ NEEDS: tuple[tuple[int, str, str], ...] = (
 CONTEXT = "longer than every alternative's context window"
 OUTPUT = "a longer answer than every alternative gives"
 EMBEDDINGS = "no alternative makes embeddings"
-CHAT = "every alternative is a reranker or a moderation model"
-# the APIs only a model declared for them serves (supports: rerank / moderation), and why none can
+CHAT = "every alternative is a reranker, a moderation model, or an image or audio model"
+# the APIs only a model declared for them serves (supports: rerank / moderation / image_generation /
+# transcription / speech), and why none can
 TASKS = {
     "rerank": ("rerank", "no alternative reranks"),
     "moderations": ("moderation", "no alternative moderates"),
+    "images": ("image_generation", "no alternative generates images"),
+    "transcriptions": ("transcription", "no alternative transcribes audio"),
+    "speech": ("speech", "no alternative makes speech"),
 }
 
 
@@ -202,6 +206,9 @@ class ExitReadiness:
             cached_input_tokens=row.cached_input_tokens,
             cache_write_tokens=row.cache_write_tokens,
             search_units=row.search_units,
+            images=row.images,  # (of a kind the ledger does not keep: at the dearest per image)
+            audio_seconds=row.audio_seconds,
+            characters=row.characters,
         )
         at = as_utc(row.at).timestamp()
         priced = [c for t in capable if (c := _cost(t, usage, at)) is not None]
@@ -270,6 +277,9 @@ ROW_COLUMNS = (
     ledger.c.cost_micros,
     ledger.c.features,
     ledger.c.search_units,
+    ledger.c.images,
+    ledger.c.audio_seconds,
+    ledger.c.characters,
 )
 
 

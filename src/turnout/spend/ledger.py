@@ -184,6 +184,9 @@ class _Entries:
             reason=None if status < 400 else (reason or "error")[:64],
             features=outcome.features,
             search_units=counted.search_units,
+            images=counted.images,
+            audio_seconds=counted.audio_seconds,
+            characters=counted.characters,
         )
 
 
@@ -198,6 +201,10 @@ def _sum(a: Usage, b: Usage) -> Usage:
         search_units=a.search_units + b.search_units,
         estimated=a.estimated or b.estimated,
         service_tier=a.service_tier or b.service_tier,
+        images=a.images + b.images,
+        image_kind=a.image_kind or b.image_kind,
+        audio_seconds=a.audio_seconds + b.audio_seconds,
+        characters=a.characters + b.characters,
     )
 
 

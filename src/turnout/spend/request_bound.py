@@ -29,14 +29,20 @@ PriceOfUsage = Callable[[Target, Usage], Micros | None]  # a deployment's price 
 class RequestBound:
     """A request's usage at its most, per deployment."""
 
-    __slots__ = ("_cheap", "_counted", "_output", "_searches", "request", "route", "service_tier")
+    __slots__ = ("_cheap", "_counted", "_output", "_searches", "request", "route", "service_tier", "units")
 
     def __init__(
-        self, route: Route, request: ChatRequest | None, cheap: int | None = None, searches: int = 0
+        self,
+        route: Route,
+        request: ChatRequest | None,
+        cheap: int | None = None,
+        searches: int = 0,
+        units: Usage | None = None,
     ) -> None:
         self.route = route
         self.request = request
         self._searches = searches  # a rerank request's search units (priced per search, not per token)
+        self.units = units  # an image or audio request's units at most (priced per unit)
         self.service_tier = None if request is None else request.service_tier
         # the prompt's byte bound (given when the rate limits' admission already computed it)
         self._cheap = byte_bound(request) if cheap is None else cheap
@@ -67,6 +73,8 @@ class RequestBound:
 
     def usage(self, target: Target) -> Usage:
         """The most `target` can bill for the request."""
+        if self.units is not None:
+            return self.units
         prompt = self._cheap
         if self._counted is not None and target.tokenizer == O200K:
             prompt = min(prompt, self._counted)

@@ -111,6 +111,10 @@ ledger = sa.Table(
     sa.Column("rehearsal", sa.Boolean, nullable=False, server_default=sa.false()),
     # 0024: a reranker's search units (what rerank requests are priced by)
     sa.Column("search_units", sa.BigInteger, nullable=False, server_default="0"),
+    # 0026: what an image or audio request was billed by (images, seconds of audio, characters)
+    sa.Column("images", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("audio_seconds", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("characters", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 # Teams and users (0005). A user's `role` is organisation-wide (NULL: none); a membership's is

@@ -27,6 +27,7 @@ PROVIDER = ProviderSpec(
             auth="none",
             continuation="prefix",
             price_namespace="fake",
+            media_apis=True,  # images and audio, for the models that declare them (`supports:`)
         ),
     ),
     adapter="openai",

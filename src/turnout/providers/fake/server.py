@@ -19,7 +19,8 @@ import httptools
 import orjson
 
 from turnout.config.settings import FakeSettings
-from turnout.providers.fake import ranking, responses
+from turnout.domain.media import Form
+from turnout.providers.fake import media, ranking, responses
 from turnout.providers.fake.behaviour import BadDirective, Behaviour, behaviour_for
 
 log = logging.getLogger("turnout.fake")
@@ -162,10 +163,9 @@ class _Connection(asyncio.Protocol):
             ]
             self._write(200, {"object": "list", "data": data}, keep_alive)
             return
+        form = None
         try:
-            request: Any = orjson.loads(raw)
-            if not isinstance(request, dict):
-                raise ValueError("the body must be a JSON object")
+            form, request = _request_of(path, raw)
             b = behaviour_for(str(request.get("model", "")), self.upstream.settings)
         except (ValueError, BadDirective) as error:
             self._error(400, str(error), keep_alive)
@@ -204,6 +204,10 @@ class _Connection(asyncio.Protocol):
                     responses.completion(request, b, ident=self.upstream.next_id(), created=int(time.time())),
                     keep_alive,
                 )
+        elif form is not None or path.endswith(("/images/generations", "/audio/speech")):
+            kind, body = media.answer(path, request, form)
+            self._head(200, kind, keep_alive, length=len(body))
+            self._send(body)
         else:
             self._answer_other(path, request, b, keep_alive)
 
@@ -306,3 +310,14 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             with contextlib.suppress(Exception):
                 self.transport.close()
+
+
+def _request_of(path: str, raw: bytes) -> tuple[Form | None, dict[str, Any]]:
+    """The request: its JSON body, or (a transcription) its form and the form's fields."""
+    if path.endswith("/audio/transcriptions"):
+        form = media.form_of(raw)
+        return form, dict(form.fields)
+    request = orjson.loads(raw)
+    if not isinstance(request, dict):
+        raise ValueError("the body must be a JSON object")
+    return None, request

@@ -15,12 +15,15 @@ import orjson
 from turnout.config.settings import ProviderSettings, Timeouts
 from turnout.domain.errors import UpstreamProtocolError
 from turnout.domain.malformed import DECODE_ERRORS
+from turnout.domain.media import OPERATION, ImageRequest, SpeechRequest, TranscriptionRequest
 from turnout.domain.rerank import checked_ranking, refuse_document_limit, rerank_answer
 from turnout.providers.base import (
     ChatCall,
     ChatResult,
     EmbeddingCall,
     EmbeddingResult,
+    MediaCall,
+    MediaResult,
     ModerationCall,
     ModerationResult,
     RerankCall,
@@ -32,9 +35,9 @@ from turnout.providers.http.client import Endpoint, HttpClient
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.providers.link import LIST_TIMEOUTS, MAX_CACHED_ENDPOINTS, ProviderLink, request_headers
 from turnout.providers.openai_compatible import legacy as legacy_api
+from turnout.providers.openai_compatible import media, responses
 from turnout.providers.openai_compatible import request as build
 from turnout.providers.openai_compatible import rerank as ranking
-from turnout.providers.openai_compatible import responses
 from turnout.providers.openai_compatible.errors import parse_error_body
 from turnout.providers.openai_compatible.stream import OpenAIStream
 from turnout.providers.openai_compatible.wire import completion_decoder, embeddings_decoder, models_decoder
@@ -61,20 +64,19 @@ class OpenAICompatibleAdapter:
         if endpoint is None:
             if len(self._endpoints) >= MAX_CACHED_ENDPOINTS:
                 self._endpoints.clear()
-            s = self.settings
-            if s.kind.azure_paths and s.api_version == "v1":
-                url = f"{s.base_url}/openai/v1/{operation}"
-            elif s.kind.azure_paths:
-                where = (
-                    "models" if operation == "models" else f"deployments/{quote(model, safe='')}/{operation}"
-                )
-                url = f"{s.base_url}/openai/{where}?api-version={s.api_version}"
-            else:
-                url = f"{s.base_url}/{operation}"
             method = "GET" if operation == "models" else "POST"
-            endpoint = self.link.endpoint(method, url)
+            endpoint = self.link.endpoint(method, self._url(operation, model))
             self._endpoints[key] = endpoint
         return endpoint
+
+    def _url(self, operation: str, model: str) -> str:
+        s = self.settings
+        if s.kind.azure_paths and s.api_version == "v1":
+            return f"{s.base_url}/openai/v1/{operation}"
+        if s.kind.azure_paths:
+            where = "models" if operation == "models" else f"deployments/{quote(model, safe='')}/{operation}"
+            return f"{s.base_url}/openai/{where}?api-version={s.api_version}"
+        return f"{s.base_url}/{operation}"
 
     async def _send(self, operation: str, model: str, body: bytes, timeouts: Timeouts) -> UpstreamResponse:
         return await self.link.send(self._endpoint(operation, model), body, timeouts)
@@ -181,6 +183,44 @@ class OpenAICompatibleAdapter:
         if convert or indices != sorted(indices):
             data = _reshape_embeddings(data, to_base64=convert)
         return EmbeddingResult(body=data, usage=peek.usage.canonical() if peek.usage else None)
+
+    # ------------------------------------------------------------------ images and audio
+
+    async def media(self, call: MediaCall) -> MediaResult:
+        """An image, transcription or speech request, forwarded; its answer passed on as it came
+        (speech: streamed through), with what it is billed for (providers/openai_compatible/media.py)."""
+        request, extra = call.request, b""
+        if isinstance(request, TranscriptionRequest):
+            body, kind = media.transcription_form(request, call.model)
+            extra = f"content-type: {kind}\r\n".encode()
+        else:
+            body = media.image_body(call) if isinstance(request, ImageRequest) else media.speech_body(call)
+            extra = b"content-type: application/json\r\n"
+        endpoint = self._media_endpoint(OPERATION[call.api], call.model)
+        response = await self.link.send(endpoint, body, call.timeouts, extra_headers=extra)
+        if isinstance(request, SpeechRequest):
+            kind = media.content_type(response, "application/octet-stream")
+            chunks = response.iter_chunks()
+            return MediaResult(media.speech_usage(request), kind, chunks=chunks, release=response.release)
+        data = await self.link.answer(response, media.MAX_ANSWER_BYTES)
+        if isinstance(request, ImageRequest):
+            return MediaResult(media.image_usage(request, data, self.name), "application/json", data)
+        data, kind, usage = media.transcription_answer(request, data, self.name)
+        return MediaResult(usage, kind, data)
+
+    def _media_endpoint(self, operation: str, model: str) -> Endpoint:
+        """As `_endpoint`, without a fixed content type (a form's boundary is per request) and
+        accepting any (speech answers in audio)."""
+        per_deployment = self.settings.kind.azure_paths and self.settings.api_version != "v1"
+        key = (operation, model if per_deployment else "")
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            if len(self._endpoints) >= MAX_CACHED_ENDPOINTS:
+                self._endpoints.clear()
+            headers = [(n, v) for n, v in self.link.headers if n not in ("content-type", "accept")]
+            endpoint = self.link.endpoint("POST", self._url(operation, model), [*headers, ("accept", "*/*")])
+            self._endpoints[key] = endpoint
+        return endpoint
 
     # ------------------------------------------------------------------ rerank, moderations
 

@@ -22,6 +22,7 @@ OPENAI_KINDS = (
         api_key_env="OPENAI_API_KEY",
         price_namespace="openai",
         native_inbound="responses",  # /v1/responses is passed on whole
+        media_apis=True,
     ),
     ProviderKind(
         "azure",
@@ -33,6 +34,7 @@ OPENAI_KINDS = (
         auth="api-key",
         azure_paths=True,
         price_namespace="azure",
+        media_apis=True,
     ),
     ProviderKind(
         "mistral",
@@ -150,5 +152,6 @@ OPENAI_KINDS = (
         "openai",
         legacy_completions=True,  # POST /completions (the legacy API) is passed on whole
         key_required=False,
+        media_apis=True,
     ),
 )
