@@ -397,7 +397,7 @@ def test_request_decoders_give_a_request_or_a_documented_error(target: str, data
     check(target, data.draw(request_bodies(target), label="body"), [])
 
 
-@pytest.mark.parametrize("target", ["multipart_form", "batch_file"])
+@pytest.mark.parametrize("target", ["batch_form", "batch_file"])
 @budget(250)
 @given(data=st.data())
 def test_batch_uploads_give_their_parts_or_a_documented_error(target: str, data: st.DataObject) -> None:

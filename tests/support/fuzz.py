@@ -394,7 +394,7 @@ def answer(chunks: Sequence[bytes]) -> object:
 # --------------------------------------------------------------------------- batch uploads
 
 
-def multipart_form(chunks: Sequence[bytes]) -> object:
+def batch_form(chunks: Sequence[bytes]) -> object:
     try:
         parts = parse_form(b"multipart/form-data; boundary=xx", b"".join(chunks))
     except TurnoutError as error:
@@ -486,11 +486,9 @@ TARGETS: dict[str, Target] = {
     "admin_body": admin_body,
     "error_body": error_body,
     "answer": answer,
-    "multipart_form": multipart_form,
+    "batch_form": batch_form,
     "batch_file": batch_file,
     "message_batch": message_batch,
-
-
     "media_request": media_request,
     "multipart_form": multipart_form,
     "media_answer": media_answer,

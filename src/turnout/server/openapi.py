@@ -309,6 +309,7 @@ def _message_batch_paths() -> dict[str, Json]:
             "parameters": one,
             "get": anthropic("A message batch's results (JSON Lines)"),
         },
+    }
 
 
 def media_paths() -> dict[str, Json]:
