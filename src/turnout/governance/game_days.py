@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from turnout.config.units import parse_duration
 from turnout.domain.errors import InvalidRequest, ResourceNotFound
-from turnout.domain.key_policy import require_organisation_admin
+from turnout.domain.key_policy import require_organisation_admin, require_organisation_reader
 from turnout.domain.principal import Principal
 from turnout.governance.approvals import Approvals
 from turnout.governance.audit import AuditLog
@@ -191,7 +191,7 @@ class GameDays:
         }
 
     async def list(self, viewer: Principal) -> list[dict[str, Any]]:
-        require_organisation_admin(viewer, "run game days")
+        require_organisation_reader(viewer, "see game days")
         query = sa.select(game_days).order_by(game_days.c.starts_at.desc(), game_days.c.id).limit(LISTED)
         async with self.database.engine.connect() as conn:
             return [self.describe(row) for row in await conn.execute(query)]
