@@ -18,6 +18,9 @@ import httpx
 import pytest
 
 from turnout.config.loader import ConfigError
+from turnout.config.settings import OidcSettings
+from turnout.console.oidc import Attempt, OidcClient, SignOnFailed
+from turnout.providers.http.client import HttpClient
 
 from support.gateway import MASTER_KEY, Gateway, settings_for
 from support.identity_provider import IdentityProvider, new_key
@@ -30,6 +33,7 @@ def doc_for(idp: IdentityProvider, **oidc: Any) -> dict[str, Any]:
     return {
         "providers": {"fake": {"type": "fake"}},
         "models": {"chat": {"provider": "fake", "model": "m"}},
+        "governance": {"two_person_rule": ["remove_provider"]},
         "console": {
             "oidc": {
                 "issuer": idp.issuer,
@@ -66,6 +70,7 @@ def _fresh_provider(idp: IdentityProvider) -> Iterator[None]:
     yield
     idp.claims.clear()
     idp.signing_key = None
+    idp.discovery_overrides.clear()
     idp.person = {"sub": "p-1", "email": "ada@example.com", "email_verified": True}
 
 
@@ -294,3 +299,86 @@ def test_oidc_with_the_console_off_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as refused:
         settings_for(doc, tmp_path)
     assert "console.oidc" in str(refused.value)
+
+
+def test_the_two_person_rule_knows_the_person_behind_a_single_sign_on_session(
+    gateway: Gateway, idp: IdentityProvider
+) -> None:
+    """A removal proposed through an SSO session waits for another person: the proposer's own key
+    cannot approve it, the master key can, and it then runs with the proposer's current rights."""
+    users = admin(gateway, "GET", "/admin/users?limit=100")["data"]
+    ada = next(u for u in users if u["email"] == "Ada@Example.com")
+    client, answer = sign_on(gateway, "/ui/providers")
+    with closing(client):
+        assert answer.status_code == 200, answer.text
+        page = client.get("/ui/providers")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert page.status_code == 200 and csrf, page.text
+        proposed = client.post(
+            "/ui/providers/fake/remove", data={"csrf": csrf.group(1)}, follow_redirects=False
+        )
+        assert proposed.status_code == 303 and "/ui/approvals/" in proposed.headers["location"]
+    action = proposed.headers["location"].rsplit("/", 1)[1]
+    own = admin(gateway, "POST", "/admin/keys", name="adas", user_id=ada["id"], role="admin")["key"]
+    refused = httpx.post(
+        f"{gateway.root_url}/admin/approvals/{action}/approve", headers={"authorization": f"Bearer {own}"}
+    )
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "self_approval"
+    done = admin(gateway, "POST", f"/admin/approvals/{action}/approve")
+    assert done["status"] == "approved", done
+    assert done["requested_by"] == "sso:" + ada["id"]
+    admin(gateway, "POST", "/admin/providers/fake/restore")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"issuer": "https://another.example"}, "discovery names another issuer"),
+        ({"code_challenge_methods_supported": ["plain"]}, "does not support PKCE with S256"),
+        ({"id_token_signing_alg_values_supported": ["HS256"]}, "no algorithm turnout accepts"),
+        ({"jwks_uri": "ftp://keys.example"}, "no usable jwks_uri"),
+    ],
+)
+def test_a_provider_whose_discovery_cannot_work_is_refused_before_anyone_leaves(
+    overrides: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    idp = IdentityProvider().start()
+    idp.discovery_overrides.update(overrides)
+    gateway = start_gateway(idp, tmp_path)
+    try:
+        answer = httpx.get(gateway.root_url + "/ui/login/oidc")
+        assert answer.status_code == 503 and message in answer.text
+        assert not idp.authorize_requests
+    finally:
+        gateway.stop()
+        idp.stop()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_rotated_signing_key_is_read_again_at_most_once_a_minute() -> None:
+    idp = IdentityProvider().start()
+    http = HttpClient()
+    try:
+        clock = Clock()
+        settings = OidcSettings(issuer=idp.issuer, client_id=idp.client_id, clock_skew=10**9)
+        client = OidcClient(settings, http, clock=clock)
+        nonce = Attempt.new().nonce
+        assert (await client.verify(idp.id_token(nonce), nonce)).email == "ada@example.com"
+        idp.rotate()
+        with pytest.raises(SignOnFailed, match="does not publish"):  # keys read moments ago
+            await client.verify(idp.id_token(nonce), nonce)
+        clock.now += 61
+        assert (await client.verify(idp.id_token(nonce), nonce)).email == "ada@example.com"
+        with pytest.raises(SignOnFailed, match="signature is not"):  # right kid, wrong key
+            idp.signing_key = new_key()
+            await client.verify(idp.id_token(nonce), nonce)
+    finally:
+        await http.aclose()
+        idp.stop()

@@ -37,11 +37,13 @@ class IdentityProvider:
     )
     claims: dict[str, Any] = field(default_factory=dict)  # laid over the next ID tokens
     signing_key: RSAPrivateKey | None = None  # signs instead of the published key
+    discovery_overrides: dict[str, Any] = field(default_factory=dict)
     authorize_requests: list[dict[str, str]] = field(default_factory=list)
     token_requests: list[dict[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.key = new_key()
+        self.kid = KID
         self._codes: dict[str, dict[str, str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -91,8 +93,23 @@ class IdentityProvider:
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(10)
+        loop.close()
 
     # ------------------------------------------------------------------ endpoints
+
+    def rotate(self) -> None:
+        """A new signing key under a new `kid`; the JWKS publishes only it from now on."""
+        self.key = new_key()
+        self.kid = f"test-key-{secrets.token_hex(4)}"
+
+    def id_token(self, nonce: str, **claims: Any) -> str:
+        """An ID token as `/token` would sign it now, for `nonce`."""
+        now = int(time.time())
+        body = {"iss": self.issuer, "aud": self.client_id, "iat": now, "exp": now + 300, "nonce": nonce}
+        body = {**body, **self.person, **self.claims, **claims}
+        body = {k: v for k, v in body.items() if v is not None}
+        key = self.signing_key or self.key
+        return jwt.encode(body, key, algorithm="RS256", headers={"kid": self.kid})
 
     async def discovery(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -107,11 +124,12 @@ class IdentityProvider:
                 "code_challenge_methods_supported": ["S256"],
                 "token_endpoint_auth_methods_supported": ["client_secret_basic"],
             }
+            | self.discovery_overrides
         )
 
     async def jwks(self, request: web.Request) -> web.Response:
         public = jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
-        return web.json_response({"keys": [{**public, "kid": KID, "use": "sig", "alg": "RS256"}]})
+        return web.json_response({"keys": [{**public, "kid": self.kid, "use": "sig", "alg": "RS256"}]})
 
     async def authorize(self, request: web.Request) -> web.Response:
         query = dict(request.query)
@@ -143,17 +161,6 @@ class IdentityProvider:
         ).rstrip(b"=")
         if challenge.decode() != asked["code_challenge"] or form.get("redirect_uri") != asked["redirect_uri"]:
             return web.json_response({"error": "invalid_grant"}, status=400)
-        now = int(time.time())
-        claims = {
-            "iss": self.issuer,
-            "aud": self.client_id,
-            "iat": now,
-            "exp": now + 300,
-            "nonce": asked.get("nonce"),
-            **self.person,
-            **self.claims,
-        }
-        claims = {k: v for k, v in claims.items() if v is not None}
-        signed = jwt.encode(claims, self.signing_key or self.key, algorithm="RS256", headers={"kid": KID})
+        signed = self.id_token(asked.get("nonce", ""))
         access = "at-" + secrets.token_hex(8)  # unused by turnout: the ID token says who it is
         return web.json_response({"access_token": access, "token_type": "Bearer", "id_token": signed})

@@ -79,6 +79,7 @@ class ConsoleApp:
             self.sso = SingleSignOn(
                 settings.oidc,
                 self.root,
+                http=services.client,
                 database=services.database,
                 directory=services.directory,
                 signing_in=self.signing_in,

@@ -4,7 +4,7 @@ with PKCE (S256), `state` and `nonce`; the provider's endpoints read from its di
 signature, `iss`, `aud` (and `azp`), `exp`, `iat` and `nonce` checked with PyJWT, its times
 allowed `clock_skew` seconds of drift. Off the proxy's hot path: only signing in comes here.
 
-Every answer read from the provider is bounded (MAX_DOCUMENT bytes, TIMEOUT seconds); nothing
+Every answer read from the provider is bounded (MAX_DOCUMENT bytes, DEADLINES); nothing
 the provider sends reaches a page or the log but the error's kind (never a code or a token).
 """
 
@@ -20,14 +20,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import httpx
 import jwt
 import orjson
 
-from turnout.config.settings import OidcSettings
+from turnout.config.settings import OidcSettings, Timeouts
+from turnout.domain.errors import TurnoutError
+from turnout.providers.http.client import Endpoint, HttpClient
 
 MAX_DOCUMENT = 256 * 1024  # discovery, JWKS, the token answer
-TIMEOUT = 10.0
+DEADLINES = Timeouts(connect=5.0, first_byte=10.0, idle=10.0, total=15.0)
 DISCOVERY_TTL = 3600.0  # discovery and keys are read again after this long
 KEYS_REFRESH = 60.0  # an unknown `kid` makes the keys be read again at most this often
 # asymmetric algorithms only: `none` and the HMAC family (keyed with the client secret) never
@@ -78,13 +79,13 @@ class OidcClient:
     def __init__(
         self,
         settings: OidcSettings,
+        http: HttpClient,
         *,
         clock: Callable[[], float] = time.time,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = settings
+        self.http = http
         self.clock = clock
-        self.transport = transport
         self._discovery: tuple[float, Discovery] | None = None
         self._keys: tuple[float, jwt.PyJWKSet] | None = None
         self._lock = asyncio.Lock()
@@ -94,34 +95,29 @@ class OidcClient:
     async def _get_json(
         self, url: str, what: str, *, data: dict[str, str] | None = None, auth: tuple[str, str] | None = None
     ) -> dict[str, Any]:
-        """GET `url` (POST the form `data`, with HTTP Basic `auth`) and read its JSON object."""
+        """GET `url` (POST the form `data`, with HTTP Basic `auth`) through the process's shared
+        HTTP client, and read its JSON object."""
+        headers = [("accept", "application/json"), ("user-agent", "turnout/0.1"), ("connection", "close")]
+        body = b""
+        if data is not None:
+            body = urlencode(data).encode("ascii")
+            headers.append(("content-type", "application/x-www-form-urlencoded"))
+        if auth is not None:  # RFC 6749 2.3.1: each part form-encoded first
+            pair = f"{quote(auth[0], safe='')}:{quote(auth[1], safe='')}".encode()
+            headers.append(("authorization", "Basic " + base64.b64encode(pair).decode("ascii")))
         try:
-            async with httpx.AsyncClient(
-                timeout=TIMEOUT, transport=self.transport, follow_redirects=False
-            ) as client:
-                headers = {"accept": "application/json"}
-                if auth is not None:  # RFC 6749 2.3.1: each part form-encoded first
-                    pair = f"{quote(auth[0], safe='')}:{quote(auth[1], safe='')}".encode()
-                    headers["authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
-                request = client.build_request(
-                    "POST" if data is not None else "GET", url, data=data, headers=headers
-                )
-                response = await client.send(request, stream=True)
-                try:
-                    body = bytearray()
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > MAX_DOCUMENT:
-                            raise SignOnFailed(f"The sign-in provider's {what} is too large.")
-                finally:
-                    await response.aclose()
-        except httpx.HTTPError:
-            raise SignOnFailed(f"The sign-in provider did not answer ({what}); try again shortly.") from None
-        if response.status_code != 200:
-            raise SignOnFailed(f"The sign-in provider refused ({what}: HTTP {response.status_code}).")
-        try:
-            value = orjson.loads(bytes(body))
+            endpoint = Endpoint("POST" if data is not None else "GET", url, headers)
+            response = await self.http.send(endpoint, body, DEADLINES)
+            answer = await response.read(MAX_DOCUMENT)
         except ValueError:
+            raise SignOnFailed(f"The sign-in provider's {what} URL is not usable.") from None
+        except TurnoutError:
+            raise SignOnFailed(f"The sign-in provider did not answer ({what}); try again shortly.") from None
+        if response.status != 200:
+            raise SignOnFailed(f"The sign-in provider refused ({what}: HTTP {response.status}).")
+        try:
+            value = orjson.loads(answer)
+        except orjson.JSONDecodeError:
             raise SignOnFailed(f"The sign-in provider's {what} is not JSON.") from None
         if not isinstance(value, dict):
             raise SignOnFailed(f"The sign-in provider's {what} is not a JSON object.")

@@ -29,6 +29,7 @@ from turnout.console.web import Request, Response, cookie, redirect
 from turnout.domain.errors import TurnoutError
 from turnout.domain.principal import Role
 from turnout.governance.people import master_principal
+from turnout.providers.http.client import HttpClient
 from turnout.storage.database import Database
 from turnout.storage.tables import users
 from turnout.teams.directory import Directory
@@ -58,6 +59,7 @@ class SingleSignOn:
         settings: OidcSettings,
         root: str,
         *,
+        http: HttpClient,
         database: Database,
         directory: Directory,
         signing_in: SigningIn,
@@ -69,7 +71,7 @@ class SingleSignOn:
     ) -> None:
         self.settings = settings
         self.root = root
-        self.client = OidcClient(settings)
+        self.client = OidcClient(settings, http)
         self.database = database
         self.directory = directory
         self.signing_in = signing_in
