@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import html
 import secrets
 import threading
 import time
@@ -38,6 +39,9 @@ class IdentityProvider:
     claims: dict[str, Any] = field(default_factory=dict)  # laid over the next ID tokens
     signing_key: RSAPrivateKey | None = None  # signs instead of the published key
     discovery_overrides: dict[str, Any] = field(default_factory=dict)
+    # True: /authorize shows a page whose button signs in (as real providers do, so the way back
+    # starts at the provider's page); False: it signs in at once
+    login_page: bool = False
     authorize_requests: list[dict[str, str]] = field(default_factory=list)
     token_requests: list[dict[str, str]] = field(default_factory=list)
 
@@ -64,6 +68,7 @@ class IdentityProvider:
             app.router.add_get("/.well-known/openid-configuration", self.discovery)
             app.router.add_get("/jwks", self.jwks)
             app.router.add_get("/authorize", self.authorize)
+            app.router.add_post("/authorize", self.authorize)
             app.router.add_post("/token", self.token)
             self._runner = web.AppRunner(app)
             await self._runner.setup()
@@ -132,8 +137,13 @@ class IdentityProvider:
         return web.json_response({"keys": [{**public, "kid": self.kid, "use": "sig", "alg": "RS256"}]})
 
     async def authorize(self, request: web.Request) -> web.Response:
-        query = dict(request.query)
-        self.authorize_requests.append(query)
+        query = (
+            dict(request.query)
+            if request.method == "GET"
+            else {k: str(v) for k, v in (await request.post()).items()}
+        )
+        if request.method == "GET":
+            self.authorize_requests.append(query)
         if (
             query.get("client_id") != self.client_id
             or query.get("response_type") != "code"
@@ -142,10 +152,20 @@ class IdentityProvider:
             or "openid" not in query.get("scope", "").split()
         ):
             return web.Response(status=400, text="bad authorization request")
+        if self.login_page and request.method == "GET":
+            fields = "".join(
+                f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+                for k, v in query.items()
+            )
+            page = (
+                '<!doctype html><title>Sign in</title><link rel="icon" href="data:,">'
+                f'<form method="post">{fields}<button id="approve">Sign in</button></form>'
+            )
+            return web.Response(text=page, content_type="text/html")
         code = secrets.token_urlsafe(16)
         self._codes[code] = query
         back = {"code": code, "state": query.get("state", "")}
-        raise web.HTTPFound(query["redirect_uri"] + "?" + urlencode(back))
+        raise web.HTTPSeeOther(query["redirect_uri"] + "?" + urlencode(back))
 
     async def token(self, request: web.Request) -> web.Response:
         form = {k: str(v) for k, v in (await request.post()).items()}
