@@ -382,3 +382,33 @@ async def test_a_rotated_signing_key_is_read_again_at_most_once_a_minute() -> No
     finally:
         await http.aclose()
         idp.stop()
+
+
+def test_a_wrong_client_secret_is_named_by_the_providers_error_code(
+    idp: IdentityProvider, tmp_path: Path
+) -> None:
+    settings = settings_for(doc_for(idp), tmp_path, {SECRET_ENV: "not-the-provider-secret-0123456789"})
+    gateway = Gateway(settings).start()
+    try:
+        client, answer = sign_on(gateway)
+        with closing(client):
+            assert answer.status_code == 403 and "(token: HTTP 401, invalid_client)" in answer.text
+            assert "not-the-provider-secret" not in answer.text
+    finally:
+        gateway.stop()
+
+
+def test_a_team_admin_signed_in_by_sso_manages_their_team_only(
+    gateway: Gateway, idp: IdentityProvider
+) -> None:
+    red = admin(gateway, "POST", "/admin/teams", name="sso-red")["id"]
+    blue = admin(gateway, "POST", "/admin/teams", name="sso-blue")["id"]
+    tia = admin(gateway, "POST", "/admin/users", email="tia@example.com")["id"]
+    admin(gateway, "POST", f"/admin/teams/{red}/members", user_id=tia, role="admin")
+    idp.person = {"sub": "p-4", "email": "tia@example.com", "email_verified": True}
+    client, answer = sign_on(gateway)
+    with closing(client):
+        assert answer.status_code == 200, answer.text
+        assert client.get(f"/ui/teams/{red}").status_code == 200
+        assert client.get(f"/ui/teams/{blue}").status_code == 404
+        assert client.get("/ui/providers").status_code == 403  # the organisation's, not a team's

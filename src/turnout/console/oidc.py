@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from turnout.providers.http.client import Endpoint, HttpClient
 MAX_DOCUMENT = 256 * 1024  # discovery, JWKS, the token answer
 DEADLINES = Timeouts(connect=5.0, first_byte=10.0, idle=10.0, total=15.0)
 DISCOVERY_TTL = 3600.0  # discovery and keys are read again after this long
+OAUTH_ERROR = re.compile(r"[a-z_]{1,64}")
 KEYS_REFRESH = 60.0  # an unknown `kid` makes the keys be read again at most this often
 # asymmetric algorithms only: `none` and the HMAC family (keyed with the client secret) never
 SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
@@ -113,12 +115,17 @@ class OidcClient:
             raise SignOnFailed(f"The sign-in provider's {what} URL is not usable.") from None
         except TurnoutError:
             raise SignOnFailed(f"The sign-in provider did not answer ({what}); try again shortly.") from None
-        if response.status != 200:
-            raise SignOnFailed(f"The sign-in provider refused ({what}: HTTP {response.status}).")
         try:
             value = orjson.loads(answer)
         except orjson.JSONDecodeError:
-            raise SignOnFailed(f"The sign-in provider's {what} is not JSON.") from None
+            value = None
+        if response.status != 200:
+            # RFC 6749 5.2's error code (invalid_client: the secret is wrong), never its free text
+            code = value.get("error") if isinstance(value, dict) else None
+            named = f", {code}" if isinstance(code, str) and OAUTH_ERROR.fullmatch(code) else ""
+            raise SignOnFailed(f"The sign-in provider refused ({what}: HTTP {response.status}{named}).")
+        if value is None:
+            raise SignOnFailed(f"The sign-in provider's {what} is not JSON.")
         if not isinstance(value, dict):
             raise SignOnFailed(f"The sign-in provider's {what} is not a JSON object.")
         return value
