@@ -244,6 +244,8 @@ def test_with_signup_allowed_a_new_person_becomes_a_viewer_user_and_waits_for_an
             assert answer.status_code == 403 and "role is &#39;viewer&#39;" in answer.text
         made = [u for u in admin(gateway, "GET", "/admin/users")["data"] if u["email"] == "new@example.com"]
         assert len(made) == 1 and made[0]["role"] == "viewer" and made[0]["name"] == "New"
+        created = admin(gateway, "GET", "/admin/audit?action=user.create")["data"]
+        assert [e["actor"] for e in created if e["target_id"] == made[0]["id"]] == ["single sign-on"]
         admin(gateway, "PATCH", f"/admin/users/{made[0]['id']}", role="admin")
         client, answer = sign_on(gateway)
         with closing(client):
