@@ -9,6 +9,8 @@ flags; and the settings that cannot work refused at load."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -414,3 +416,11 @@ def test_a_team_admin_signed_in_by_sso_manages_their_team_only(
         assert client.get(f"/ui/teams/{red}").status_code == 200
         assert client.get(f"/ui/teams/{blue}").status_code == 404
         assert client.get("/ui/providers").status_code == 403  # the organisation's, not a team's
+
+
+def test_without_oidc_the_gateway_does_not_load_the_token_library() -> None:
+    """PyJWT and the parts of cryptography it loads cost ~8 MiB of memory: only `console.oidc`
+    brings them in."""
+    probe = "import sys, turnout.server.asgi, turnout.console.app; print('jwt' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "False"

@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 
 from turnout.app import Services
@@ -26,13 +27,15 @@ from turnout.console.pages import Pages, Visit
 from turnout.console.rendering import Renderer
 from turnout.console.request_log_pages import RequestLogPages
 from turnout.console.sessions import Sessions
-from turnout.console.signing_in import FailureGuard, SigningIn
-from turnout.console.single_sign_on import SignInRefused, SingleSignOn
+from turnout.console.signing_in import FailureGuard, SigningIn, SignInRefused
 from turnout.console.spend_pages import SpendPages
 from turnout.console.web import ClientLeft, Receive, Request, Response, Scope, Send, cookie, redirect
 from turnout.domain.errors import AuthenticationFailed, TurnoutError
 from turnout.domain.path_patterns import match_segments, path_segments
 from turnout.storage.database import unreachable
+
+if TYPE_CHECKING:
+    from turnout.console.single_sign_on import SingleSignOn
 
 log = logging.getLogger("turnout.console")
 
@@ -74,8 +77,11 @@ class ConsoleApp:
         self.signing_in = SigningIn(services.keys, services.key_service.people, self.sessions, guard)
         self.ttl = int(settings.session_ttl)
         self.proxies = services.settings.server.trusted_proxies
-        self.sso = None
+        self.sso: SingleSignOn | None = None
         if settings.oidc is not None:
+            # only when configured: PyJWT and the parts of cryptography it loads cost ~8 MiB
+            from turnout.console.single_sign_on import SingleSignOn
+
             self.sso = SingleSignOn(
                 settings.oidc,
                 self.root,

@@ -27,6 +27,17 @@ NOT_ADMIN = "The console is for owners and admins; this key's role is '{role}'."
 NO_KEY = bytes(32)  # the key_hash of a session that signed in through single sign-on
 
 
+class SignInRefused(Exception):
+    """Single sign-on (console/single_sign_on.py) ended without a session: the sign-in page is
+    shown with `status` and `message`, and `headers` (the spent attempt's cookie)."""
+
+    def __init__(self, status: int, message: str, *headers: tuple[bytes, bytes]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = list(headers)
+
+
 class SigningIn:
     def __init__(
         self, index: KeyIndex, people: People, sessions: Sessions, guard: FailureGuard | None

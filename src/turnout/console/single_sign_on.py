@@ -24,7 +24,7 @@ from turnout.config.settings import OidcSettings
 from turnout.console.oidc import Attempt, Identity, OidcClient, SignOnFailed
 from turnout.console.rendering import Renderer
 from turnout.console.sessions import Sessions
-from turnout.console.signing_in import FailureGuard, SigningIn
+from turnout.console.signing_in import FailureGuard, SigningIn, SignInRefused
 from turnout.console.web import Request, Response, cookie, redirect
 from turnout.domain.errors import TurnoutError
 from turnout.domain.principal import Role
@@ -41,16 +41,6 @@ ATTEMPT_TTL = 600  # seconds a person has at the provider
 HOST = re.compile(r"[A-Za-z0-9.\-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
 PROVIDER_ERROR = re.compile(r"[a-z_]{1,64}")
 SIGNUP_ROLE: Role = "viewer"
-
-
-class SignInRefused(Exception):
-    """Single sign-on ended without a session: shown on the sign-in page with `status`."""
-
-    def __init__(self, status: int, message: str, *headers: tuple[bytes, bytes]) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = list(headers)
 
 
 class SingleSignOn:
