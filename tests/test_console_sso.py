@@ -8,6 +8,7 @@ flags; and the settings that cannot work refused at load."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from turnout.config.settings import OidcSettings
 from turnout.console.oidc import Attempt, OidcClient, SignOnFailed
 from turnout.providers.http.client import HttpClient
 
+from support.databases import PG_HOST, PG_USER, create_postgres_database, drop_postgres_database
 from support.gateway import MASTER_KEY, Gateway, settings_for
 from support.identity_provider import IdentityProvider, new_key
 
@@ -424,3 +426,39 @@ def test_without_oidc_the_gateway_does_not_load_the_token_library() -> None:
     probe = "import sys, turnout.server.asgi, turnout.console.app; print('jwt' in sys.modules)"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "False"
+
+
+@pytest.mark.postgres
+def test_a_sign_in_begun_on_one_instance_finishes_on_another_and_ends_on_both(
+    idp: IdentityProvider, tmp_path: Path
+) -> None:
+    """Behind a load balancer the provider's redirect back may reach another instance: the attempt
+    travels in the browser's cookie, the session is in the shared database."""
+    database = asyncio.run(create_postgres_database())
+    doc = {
+        **doc_for(idp),
+        "storage": {"database_url": f"postgresql+asyncpg://{PG_USER}@{PG_HOST}/{database}"},
+    }
+    environ = {SECRET_ENV: idp.client_secret, "TURNOUT_KEY_HASH_SECRET": "sso-test-secret-shared-by-both"}
+    a = Gateway(settings_for(doc, tmp_path / "a", environ)).start()
+    b = Gateway(settings_for(doc, tmp_path / "b", environ)).start()
+    try:
+        user = admin(a, "POST", "/admin/users", email="ada@example.com", role="admin")
+        with httpx.Client(timeout=30) as browser:
+            away = browser.get(a.root_url + "/ui/login/oidc")
+            back = browser.get(away.headers["location"])
+            assert back.status_code == 303 and back.headers["location"].startswith(a.root_url)
+            host = a.root_url.removeprefix("http://")
+            landed = browser.get(
+                back.headers["location"].replace(a.root_url, b.root_url), headers={"host": host}
+            )
+            assert landed.status_code == 200, landed.text
+            cookie = {"turnout_session": browser.cookies["turnout_session"]}
+        assert httpx.get(a.root_url + "/ui/keys", cookies=cookie).status_code == 200
+        assert httpx.get(b.root_url + "/ui/keys", cookies=cookie).status_code == 200
+        admin(a, "DELETE", f"/admin/users/{user['id']}")
+        assert httpx.get(b.root_url + "/ui/keys", cookies=cookie).status_code == 303  # at once, no sync
+    finally:
+        a.stop()
+        b.stop()
+        asyncio.run(drop_postgres_database(database))
