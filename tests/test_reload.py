@@ -151,13 +151,19 @@ def test_an_invalid_file_keeps_the_running_configuration_and_says_why(
     with pytest.raises(openai.NotFoundError):
         answered_by(served, "fresh")
 
-    fixed = document(tmp_path, AFTER, server={"shutdown_grace": "25s"}, metrics={"team_label": True})
+    fixed = document(
+        tmp_path,
+        AFTER,
+        server={"shutdown_grace": "25s"},
+        metrics={"team_label": True},
+        console={"session_ttl": "4h"},
+    )
     config.write_text(yaml.safe_dump(fixed))
     applied = reload(served)
     assert applied.status_code == 200, applied.text
     assert applied.json()["changed"] == ["models"]
-    # the listener's settings and the metrics' labels wait for a restart
-    assert applied.json()["restart_needed"] == ["server", "metrics"]
+    # the listener's settings, the metrics' labels and the console (its sign-in) wait for a restart
+    assert applied.json()["restart_needed"] == ["server", "metrics", "console"]
     assert answered_by(served, "fresh") == "fresh-model"  # at once, on the next request
     assert answered_by(served, "story") == "after-reload"
     assert served.proc.poll() is None

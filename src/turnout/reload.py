@@ -3,7 +3,7 @@ models, routing and prices over without dropping a request. Requests in flight f
 configuration they began with; new ones use the new one. A configuration that does not load
 changes nothing: the running one is kept and every problem is logged and answered, with its dotted
 path (NGINX's semantics). Sections that only take effect at start (server, auth, storage,
-governance, request_logs, metrics, tracing) are reported as changed and left as they are until the
+governance, request_logs, metrics, tracing, console) are reported as changed and left as they are until the
 next restart.
 """
 
@@ -25,7 +25,7 @@ from turnout.domain.principal import Principal
 log = logging.getLogger("turnout.reload")
 
 APPLIED = ("providers", "models", "routing", "spend")
-AT_RESTART = ("server", "auth", "storage", "governance", "request_logs", "metrics", "tracing")
+AT_RESTART = ("server", "auth", "storage", "governance", "request_logs", "metrics", "tracing", "console")
 
 Load = Callable[[], Settings]
 

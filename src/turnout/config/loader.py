@@ -49,6 +49,7 @@ from turnout.config.settings import (
     MetricsSettings,
     MirrorSettings,
     ModelSettings,
+    OidcSettings,
     OverloadSettings,
     ProviderSettings,
     ProxySettings,
@@ -74,6 +75,8 @@ T = TypeVar("T")
 _ALIAS = re.compile(r"^[^\s*]+\*?$|^\*$")
 _DEPLOYMENT_NAME = re.compile(r"^[\x21-\x2b\x2d-\x7e]{1,128}$")
 CONSOLE_SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
+OIDC_SCOPE = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]{1,100}")  # RFC 6749 3.3
+MAX_CLOCK_SKEW = 300.0  # seconds an ID token's times may be off (console.oidc.clock_skew)
 # the first path segments the gateway serves itself: the console cannot be put under them
 RESERVED_PATHS = frozenset(
     {
@@ -392,7 +395,45 @@ class _Builder:
         elif path.split("/")[1] in RESERVED_PATHS:
             self.problem("console.path", f"{path} is the gateway's own (under /{path.split('/')[1]})")
         ttl = self.unit(cfg.session_ttl, parse_duration, "console.session_ttl", ConsoleSettings().session_ttl)
-        return ConsoleSettings(enabled=cfg.enabled, path=path, session_ttl=ttl)
+        oidc = None if cfg.oidc is None else self.oidc(cfg.oidc)
+        if oidc is not None and not cfg.enabled:
+            self.problem("console.oidc", "the console is disabled (console.enabled: false): remove it")
+        return ConsoleSettings(enabled=cfg.enabled, path=path, session_ttl=ttl, oidc=oidc)
+
+    def oidc(self, cfg: schema.OidcConfig) -> OidcSettings:
+        """Single sign-on: an issuer reached over https (http only on this machine's loopback, for
+        a test provider), the scopes that bring a verified email, a secret from env: or file:."""
+        issuer = urlsplit(cfg.issuer)
+        local = issuer.hostname in ("127.0.0.1", "::1", "localhost")
+        if not issuer.hostname or issuer.query or issuer.fragment or issuer.username:
+            self.problem("console.oidc.issuer", f"must be the provider's issuer URL, got {cfg.issuer!r}")
+        elif issuer.scheme != "https" and not (issuer.scheme == "http" and local):
+            self.problem("console.oidc.issuer", "must be an https:// URL (http:// only on the loopback)")
+        if not cfg.client_id.strip() or len(cfg.client_id) > 255:
+            self.problem(
+                "console.oidc.client_id", "must be the client id the provider gave (1-255 characters)"
+            )
+        secret = self.secret(cfg.client_secret, "console.oidc.client_secret")
+        scopes = ("openid", "email", "profile") if cfg.scopes is None else tuple(cfg.scopes)
+        if not all(OIDC_SCOPE.fullmatch(s) for s in scopes) or len(scopes) > 20:
+            self.problem("console.oidc.scopes", "must be at most 20 scope names (no spaces or quotes)")
+        missing = [s for s in ("openid", "email") if s not in scopes]
+        if missing:
+            self.problem(
+                "console.oidc.scopes",
+                f"must include {' and '.join(missing)}: a person is known by their verified email",
+            )
+        skew = self.unit(cfg.clock_skew, parse_duration, "console.oidc.clock_skew", 60.0)
+        if skew > MAX_CLOCK_SKEW:
+            self.problem("console.oidc.clock_skew", f"must be at most {MAX_CLOCK_SKEW:g}s, got {skew:g}s")
+        return OidcSettings(
+            issuer=cfg.issuer,
+            client_id=cfg.client_id.strip(),
+            client_secret=secret,
+            scopes=scopes,
+            allow_signup=cfg.allow_signup,
+            clock_skew=min(skew, MAX_CLOCK_SKEW),
+        )
 
     def metrics(self, cfg: schema.MetricsConfig) -> MetricsSettings:
         key = self.secret(cfg.key, "metrics.key")

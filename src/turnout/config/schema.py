@@ -305,10 +305,20 @@ class GovernanceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     piecewise_window: DurationValue = "1h"
 
 
+class OidcConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    issuer: str  # https://login.example.com/realms/main: discovery is read from its /.well-known
+    client_id: str
+    client_secret: str | None = None  # env:NAME or file:PATH; none: a public client (PKCE alone)
+    scopes: list[str] | None = None  # None: openid email profile
+    allow_signup: bool = False  # create a user (role viewer) for a verified email no user has
+    clock_skew: DurationValue = "60s"  # how far the ID token's times may be off turnout's clock
+
+
 class ConsoleConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     enabled: bool = True
     path: str = "/ui"  # where the console is served: one or more path segments
     session_ttl: DurationValue = "8h"
+    oidc: OidcConfig | None = None  # single sign-on through an OpenID Connect provider
 
 
 class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -172,13 +172,26 @@ class GovernanceSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OidcSettings:
+    """Signing in to the console through an OpenID Connect provider (console/oidc.py)."""
+
+    issuer: str  # without a trailing slash
+    client_id: str
+    client_secret: Secret | None = field(default=None, repr=False)
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+    allow_signup: bool = False
+    clock_skew: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class ConsoleSettings:
     """The web console (turnout.console): served under `path` unless `enabled` is false; a signed-in
-    browser's session ends `session_ttl` seconds after it began."""
+    browser's session ends `session_ttl` seconds after it began; `oidc` adds single sign-on."""
 
     enabled: bool = True
     path: str = "/ui"
     session_ttl: float = 8 * 3600.0
+    oidc: OidcSettings | None = None
 
 
 @dataclass(frozen=True, slots=True)

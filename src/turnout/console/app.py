@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 
 from turnout.app import Services
@@ -28,12 +29,15 @@ from turnout.console.pages import Pages, Visit
 from turnout.console.rendering import Renderer
 from turnout.console.request_log_pages import RequestLogPages
 from turnout.console.sessions import Sessions
-from turnout.console.signing_in import FailureGuard, SigningIn
+from turnout.console.signing_in import FailureGuard, SigningIn, SignInRefused
 from turnout.console.spend_pages import SpendPages
 from turnout.console.web import ClientLeft, Receive, Request, Response, Scope, Send, cookie, redirect
 from turnout.domain.errors import AuthenticationFailed, TurnoutError
 from turnout.domain.path_patterns import match_segments, path_segments
 from turnout.storage.database import unreachable
+
+if TYPE_CHECKING:
+    from turnout.console.single_sign_on import SingleSignOn
 
 log = logging.getLogger("turnout.console")
 
@@ -77,6 +81,24 @@ class ConsoleApp:
         self.signing_in = SigningIn(services.keys, services.key_service.people, self.sessions, guard)
         self.ttl = int(settings.session_ttl)
         self.proxies = services.settings.server.trusted_proxies
+        self.sso: SingleSignOn | None = None
+        if settings.oidc is not None:
+            # only when configured: PyJWT and the parts of cryptography it loads cost ~8 MiB
+            from turnout.console.single_sign_on import SingleSignOn
+
+            self.sso = SingleSignOn(
+                settings.oidc,
+                self.root,
+                http=services.client,
+                database=services.database,
+                directory=services.directory,
+                signing_in=self.signing_in,
+                sessions=self.sessions,
+                renderer=self.renderer,
+                guard=guard,
+                session_cookie=SESSION_COOKIE,
+                session_ttl=self.ttl,
+            )
         self.static = {
             f.name: f.read_bytes()
             for f in resources.files("turnout.console").joinpath("static").iterdir()
@@ -162,6 +184,8 @@ class ConsoleApp:
             ("POST", "/login"),
             ("POST", "/logout"),
             ("GET", "/static/{name}"),
+            ("GET", "/login/oidc"),  # single sign-on (console.oidc; 404 without it)
+            ("GET", "/login/oidc/callback"),
         ]
         return [(m, self.root + p) for m, p in fixed] + [(r.method, self.root + r.path) for r in self.routes]
 
@@ -192,6 +216,8 @@ class ConsoleApp:
             return await (self.sign_in(request) if method == "POST" else self.login_page(request))
         if path == "/logout" and method == "POST":
             return await self.sign_out(request)
+        if path in ("/login/oidc", "/login/oidc/callback") and method == "GET":
+            return await self.single_sign_on(request, path)
         allowed = []
         for route in self.routes:
             params = match_segments(route.segments, path_segments(path))
@@ -201,7 +227,7 @@ class ConsoleApp:
                 allowed.append(route.method)
                 continue
             return await self.run(route, request, params)
-        if allowed or path in ("/login", "/logout"):
+        if allowed or path in ("/login", "/logout", "/login/oidc", "/login/oidc/callback"):
             return self.renderer.page(
                 "error.html", 405, caller=None, message=f"{method} is not allowed here."
             )
@@ -244,7 +270,13 @@ class ConsoleApp:
         if not token or len(token) > 64:
             token = secrets.token_urlsafe(24)
         response = self.renderer.page(
-            "login.html", status, caller=None, login_csrf=token, message=message, next=self._next(request)
+            "login.html",
+            status,
+            caller=None,
+            login_csrf=token,
+            message=message,
+            next=self._next(request),
+            sso=None if self.sso is None else self.sso.start_path,
         )
         response.headers.append(cookie(LOGIN_COOKIE, token, self.root, secure=request.secure, max_age=3600))
         return response
@@ -274,6 +306,21 @@ class ConsoleApp:
         spent = cookie(LOGIN_COOKIE, "", self.root, secure=request.secure, max_age=0)
         return redirect(self._next(request), session, spent)
 
+    async def single_sign_on(self, request: Request, path: str) -> Response:
+        """Off to the OIDC provider, or back from it (console/single_sign_on.py)."""
+        if self.sso is None:
+            return self.renderer.page(
+                "error.html", 404, caller=None, message="Single sign-on is not set up (console.oidc)."
+            )
+        try:
+            if path == "/login/oidc":
+                return await self.sso.start(request, self._next(request))
+            return await self.sso.finish(request, self._safe_next)
+        except SignInRefused as refused:
+            response = await self.login_page(request, refused.status, refused.message)
+            response.headers += refused.headers
+            return response
+
     async def sign_out(self, request: Request) -> Response:
         session = await self.sessions.find(request.cookies.get(SESSION_COOKIE))
         if session is not None:
@@ -288,7 +335,9 @@ class ConsoleApp:
 
     def _next(self, request: Request) -> str:
         """Where to go once signed in: a page of the console, never elsewhere."""
-        wanted = unquote(request.text("next", 2000) or "")
+        return self._safe_next(unquote(request.text("next", 2000) or ""))
+
+    def _safe_next(self, wanted: str) -> str:
         if (
             wanted.startswith(self.root + "/")
             and not wanted.startswith(self.root + "//")

@@ -12,7 +12,7 @@ from turnout.console.sessions import Session, Sessions
 from turnout.domain.errors import AuthenticationFailed, PermissionDenied
 from turnout.domain.key_policy import reads_as_admin
 from turnout.domain.principal import Principal
-from turnout.governance.people import MASTER_KEY_ID, People
+from turnout.governance.people import MASTER_KEY_ID, PERSON_KEY_PREFIX, People
 from turnout.keys.index import KeyIndex
 
 
@@ -25,6 +25,18 @@ class FailureGuard(Protocol):
 
 
 NOT_ADMIN = "The console is for owners, admins and viewers; this key's role is '{role}'."
+NO_KEY = bytes(32)  # the key_hash of a session that signed in through single sign-on
+
+
+class SignInRefused(Exception):
+    """Single sign-on (console/single_sign_on.py) ended without a session: the sign-in page is
+    shown with `status` and `message`, and `headers` (the spent attempt's cookie)."""
+
+    def __init__(self, status: int, message: str, *headers: tuple[bytes, bytes]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = list(headers)
 
 
 class SigningIn:
@@ -53,8 +65,23 @@ class SigningIn:
         token, _ = await self.sessions.begin(principal.key_id, self.index.hash(key))
         return token, principal
 
+    async def sign_in_person(self, user_id: str) -> tuple[str, Principal]:
+        """A session for a person who signed in through single sign-on (console/single_sign_on.py):
+        it acts as the user with their rights as they are at each request; PermissionDenied if
+        they are no owner, admin or viewer now."""
+        principal = await self.people.person(user_id)
+        if principal is None:
+            raise AuthenticationFailed("This user has been deleted.", code="invalid_api_key")
+        if not reads_as_admin(principal):
+            raise PermissionDenied(NOT_ADMIN.replace("this key's", "your").format(role=principal.role))
+        token, _ = await self.sessions.begin(principal.key_id, NO_KEY)
+        return token, principal
+
     async def caller(self, session: Session) -> Principal | None:
-        """The session's key as it is now, if it may still use the console."""
+        """The session's key (or person) as it is now, if it may still use the console."""
+        if session.key_id.startswith(PERSON_KEY_PREFIX):
+            person = await self.people.person(session.key_id[len(PERSON_KEY_PREFIX) :])
+            return person if person is not None and reads_as_admin(person) else None
         known = self.index.get(session.key_hash)
         if session.key_id == MASTER_KEY_ID or (known is not None and known.kind == "master"):
             # the master key is in no table when configured: the index is its record

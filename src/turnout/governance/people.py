@@ -25,6 +25,15 @@ from turnout.storage.tables import api_keys, key_controllers, team_members, user
 from turnout.storage.times import unix_seconds
 
 MASTER_KEY_ID = "master"
+# A console session signed in through single sign-on acts as a person, not a key: its principal's
+# key_id is this prefix and the user's id (never an api_keys id), its rights the user's as they are.
+PERSON_KEY_PREFIX = "sso:"
+
+
+def person_key_id(user_id: str) -> str:
+    return PERSON_KEY_PREFIX + user_id
+
+
 MAX_ROTATIONS = 100  # how far a rotated key is followed to its replacement
 
 
@@ -79,6 +88,11 @@ class People:
         models), or 401 if it was revoked or expired meanwhile. The master key is the master."""
         if principal.kind == "master":
             return principal
+        if principal.key_id.startswith(PERSON_KEY_PREFIX):
+            person = await self.person(principal.key_id[len(PERSON_KEY_PREFIX) :])
+            if person is None:
+                raise AuthenticationFailed("This user has been deleted.", code="invalid_api_key")
+            return person
         async with self.database.engine.connect() as conn:
             row = (await conn.execute(sa.select(api_keys).where(api_keys.c.id == principal.key_id))).first()
         if row is None or not _active(row):
@@ -93,6 +107,8 @@ class People:
         person, whichever key holds the role now)."""
         if key_id == MASTER_KEY_ID:
             return master_principal("master key")
+        if key_id.startswith(PERSON_KEY_PREFIX):
+            return await self.person(key_id[len(PERSON_KEY_PREFIX) :])
         async with self.database.engine.connect() as conn:
             for _ in range(MAX_ROTATIONS):
                 row = (await conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id))).first()
@@ -103,6 +119,31 @@ class People:
                     continue
                 return principal_of(row) if _active(row) else None
         return None
+
+    async def person(self, user_id: str) -> Principal | None:
+        """The user `user_id` as a caller, with their rights as they are now (None: no such user, or
+        deleted): their organisation-wide role; a user who is no organisation admin but an owner or
+        admin of exactly one team acts as that team's. Their lineage is themselves alone."""
+        async with self.database.engine.connect() as conn:
+            user = (await conn.execute(sa.select(users).where(users.c.id == user_id))).first()
+            if user is None or user.deleted_at is not None:
+                return None
+            query = sa.select(team_members.c.team_id, team_members.c.role).where(
+                team_members.c.user_id == user_id, team_members.c.role.in_(ADMIN_ROLES)
+            )
+            led = (await conn.execute(query)).all()
+        role = cast("Role", user.role or "member")
+        team_id = None
+        if role not in ADMIN_ROLES and len(led) == 1:
+            team_id, role = led[0].team_id, cast("Role", led[0].role)
+        return Principal(
+            key_id=person_key_id(user_id),
+            name=user.name or user.email,
+            role=role,
+            team_id=team_id,
+            user_id=user_id,
+            person=user_id,
+        )
 
     async def lineage(self, conn: AsyncConnection, principal: Principal) -> Lineage:
         if principal.kind == "master":
