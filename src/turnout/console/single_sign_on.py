@@ -6,8 +6,9 @@ back is a navigation from another site, on which a Strict cookie is not sent). `
 <root>/login/oidc/callback` checks the `state` against that cookie, exchanges the code with the
 verifier, verifies the ID token (console/oidc.py) and finds the turnout user with that verified
 email (case-insensitively). A person no user has is refused, unless `allow_signup` is set: then a
-user with the role member is created (who cannot use the console until an admin raises the role). The session then acts as that user, with
-their rights as they are at each request (governance/people.py, `People.person`).
+user with the role member is created (who cannot use the console until an admin raises the
+role). The session then acts as that user, with their rights as they are at each request
+(governance/people.py, `People.person`).
 """
 
 from __future__ import annotations
