@@ -8,6 +8,9 @@ OpenAI's error shape."""
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import datetime as dt
 import json
 import re
 from collections.abc import Callable
@@ -314,6 +317,87 @@ def test_a_failing_reranker_fails_over_to_the_next_and_both_attempts_are_recorde
         (1, "co", 502, 0),  # an upstream failure, as turnout records it
         (2, "br", 200, 1),
     ]
+
+
+def test_search_units_are_in_the_spend_api_by_team_model_and_day_and_survive_a_restart(
+    upstream: Upstream, start_gateway: Callable[..., Gateway], data: Path
+) -> None:
+    """The reranks of two teams' keys: `GET /admin/spend` sums their search units exactly per team,
+    model and day, from the running totals, and a restarted gateway reads the same."""
+    gateway = start_gateway(doc(upstream, data), ENV)
+    admin = {"authorization": f"Bearer {MASTER_KEY}"}
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        answer = httpx.post(gateway.root_url + path, json=body, headers=admin, timeout=20)
+        assert answer.status_code == 200, answer.text
+        return answer.json()  # type: ignore[no-any-return]
+
+    red, blue = post("/admin/teams", {"name": "red"})["id"], post("/admin/teams", {"name": "blue"})["id"]
+    red_key = post("/admin/keys", {"name": "r", "role": "member", "team_id": red})["key"]
+    blue_key = post("/admin/keys", {"name": "b", "role": "member", "team_id": blue})["key"]
+    many = [f"Document {i} about nothing much." for i in range(150)]  # Bedrock: 2 search units
+    for key, model, documents, reply in [
+        (red_key, "rerank", DOCUMENTS, cohere_v2),  # Cohere bills 1 search unit each
+        (red_key, "rerank", DOCUMENTS, cohere_v2),
+        (red_key, "rerank-bedrock", many, bedrock_agent_runtime),
+        (blue_key, "rerank", DOCUMENTS, cohere_v2),
+    ]:
+        reply(upstream)
+        answer = rerank(gateway, {"model": model, "query": QUERY, "documents": documents}, key)
+        assert answer.status_code == 200, answer.text
+    # whole days: read from the running totals alone (no edge summed from the ledger's rows)
+    today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    span = (today - dt.timedelta(days=1), today + dt.timedelta(days=1))
+    query = {
+        "group_by": "team,model",
+        "interval": "day",
+        **dict(zip(("since", "until"), (repr(t.timestamp()) for t in span), strict=True)),
+    }
+    want = {
+        (red, "rerank-v3.5"): (2, 4000),  # $2.00 per 1,000 search units
+        (red, "amazon.rerank-v1:0"): (2, 2000),  # $1.00 per 1,000
+        (blue, "rerank-v3.5"): (1, 2000),
+    }
+
+    def spend() -> tuple[dict[tuple[str, str], tuple[int, int]], dict[str, Any]]:
+        answer = httpx.get(gateway.root_url + "/admin/spend", params=query, headers=admin, timeout=20)
+        assert answer.status_code == 200, answer.text
+        report = answer.json()
+        got = {
+            (i["group"]["team"], i["group"]["model"]): (i["search_units"], i["cost_micros"])
+            for i in report["data"]
+        }
+        return got, report["totals"]
+
+    assert gateway.loop is not None
+    asyncio.run_coroutine_threadsafe(gateway.services.spend.flush(), gateway.loop).result(10)
+    got, totals = spend()
+    assert got == want and totals["search_units"] == 5
+    gateway.stop()
+    gateway = start_gateway(doc(upstream, data), ENV)
+    got, totals = spend()
+    assert got == want and totals["search_units"] == 5
+
+    from click.testing import CliRunner
+
+    from turnout.cli.main import main
+
+    args = [
+        "spend",
+        "report",
+        "--url",
+        gateway.root_url,
+        "--key",
+        MASTER_KEY,
+        "--by",
+        "team",
+        "--format",
+        "csv",
+    ]
+    result = CliRunner().invoke(main, [*args, "--since", "1d"])
+    assert result.exit_code == 0, result.output
+    lines = list(csv.DictReader(result.output.splitlines()))
+    assert {line["team"]: line["search units"] for line in lines} == {red: "4", blue: "1", "total": "5"}
 
 
 def test_a_ranking_of_documents_never_sent_is_a_bad_gateway(upstream: Upstream, gateway: Gateway) -> None:
