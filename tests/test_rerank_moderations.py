@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cohere
 import httpx
 import openai
 import pytest
@@ -43,6 +44,7 @@ DOCUMENTS: list[Any] = [
     {"text": "Washington, D.C. is the capital of the United States.", "id": "dc"},
     "Capital punishment has existed in the United States since before it was a country.",
 ]
+TEXTS = [d if isinstance(d, str) else d["text"] for d in DOCUMENTS]
 
 
 def doc(upstream: Upstream, data: Path, **routing: Any) -> dict[str, Any]:
@@ -398,6 +400,52 @@ def test_search_units_are_in_the_spend_api_by_team_model_and_day_and_survive_a_r
     assert result.exit_code == 0, result.output
     lines = list(csv.DictReader(result.output.splitlines()))
     assert {line["team"]: line["search units"] for line in lines} == {red: "4", blue: "1", "total": "5"}
+
+
+def test_the_cohere_sdk_reranks_through_v2_and_gets_cohere_errors(
+    upstream: Upstream, gateway: Gateway, data: Path
+) -> None:
+    """The official Cohere SDK (`ClientV2.rerank`, `POST /v2/rerank`) pointed at turnout: its
+    answer in Cohere's v2 shape, billed and recorded as `/v1/rerank` is; refusals in Cohere's
+    error shape, raised as the SDK's own errors."""
+    cohere_v2(upstream)
+    bedrock_agent_runtime(upstream)
+    with httpx.Client(timeout=20) as http:  # (the SDK's own client would be left open)
+        ranked(cohere.ClientV2(api_key=MASTER_KEY, base_url=gateway.root_url, httpx_client=http), upstream)
+        with pytest.raises(cohere.errors.UnauthorizedError) as refused:
+            cohere.ClientV2(
+                api_key="sk-turnout-not-a-key", base_url=gateway.root_url, httpx_client=http
+            ).rerank(model="rerank", query=QUERY, documents=TEXTS)
+    assert "sk-turnout-not-a-key" not in str(refused.value.body)
+    assert len(upstream.requests) == 2
+    gateway.stop()
+    rows = [r for r in ledger_rows(data) if r["api"] == "rerank"]
+    assert [(r["model"], r["search_units"], r["status"]) for r in rows] == [
+        ("rerank-v3.5", 1, 200),
+        ("amazon.rerank-v1:0", 1, 200),
+    ]
+
+
+def ranked(client: cohere.ClientV2, upstream: Upstream) -> None:
+    """Two reranks through the SDK (Cohere, then Bedrock) and one refused (`priority`)."""
+    answer = client.rerank(model="rerank", query=QUERY, documents=TEXTS, top_n=2, max_tokens_per_doc=512)
+    assert [r.index for r in answer.results] == [1, 0]
+    assert answer.results[0].relevance_score > answer.results[1].relevance_score
+    assert answer.id == "07734bd2-2473-4f07-94e1-0d9f0e6843cf"
+    assert answer.meta is not None and answer.meta.billed_units is not None
+    assert answer.meta.billed_units.search_units == 1
+    sent = upstream.requests[-1]
+    assert (sent.path, sent.json["max_tokens_per_doc"]) == ("/v2/rerank", 512)
+    assert sent.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"  # turnout's key, not the client's
+
+    bedrock = client.with_raw_response.rerank(model="rerank-bedrock", query=QUERY, documents=TEXTS)
+    assert bedrock.data.meta.billed_units.search_units == 1  # type: ignore[union-attr]
+    assert set(bedrock.response.json()) == {"id", "results", "meta"}  # Cohere's v2 answer, no more
+
+    with pytest.raises(cohere.errors.BadRequestError) as bad:
+        client.rerank(model="rerank", query=QUERY, documents=TEXTS, priority=1)
+    assert isinstance(bad.value.body, dict) and "priority" in bad.value.body["message"]
+    assert set(bad.value.body) == {"id", "message"}
 
 
 def test_a_ranking_of_documents_never_sent_is_a_bad_gateway(upstream: Upstream, gateway: Gateway) -> None:

@@ -46,6 +46,7 @@ EXPECTED: dict[str, str] = {
     "POST /embeddings": "401 401 200 200 200 200 200 200 200",
     "POST /v1/rerank": "401 401 200 200 200 200 200 200 200",
     "POST /rerank": "401 401 200 200 200 200 200 200 200",
+    "POST /v2/rerank": "401 401 200 200 200 200 200 200 200",
     "POST /v1/moderations": "401 401 200 200 200 200 200 200 200",
     "POST /moderations": "401 401 200 200 200 200 200 200 200",
     "POST /v1/messages": "401 401 200 200 200 200 200 200 200",
@@ -294,6 +295,7 @@ class World:
             },
             "POST /v1/embeddings": lambda: {"model": "embed", "input": "hi"},
             "POST /v1/rerank": lambda: {"model": "rerank", "query": "hi", "documents": ["hi", "ho"]},
+            "POST /v2/rerank": lambda: {"model": "rerank", "query": "hi", "documents": ["hi", "ho"]},
             "POST /v1/moderations": lambda: {"model": "moderation", "input": "hi"},
             "POST /v1/completions": lambda: {"model": "chat", "prompt": "hi"},
             "POST /v1/messages": lambda: {
@@ -330,7 +332,7 @@ class World:
 
 
 def _v1(path: str) -> str:
-    return path if path.startswith("/v1/") or path == "/openapi.json" else "/v1" + path
+    return path if path.startswith(("/v1/", "/v2/")) or path == "/openapi.json" else "/v1" + path
 
 
 def observe(gateway: Gateway) -> dict[str, str]:

@@ -35,6 +35,7 @@ from turnout.server.admin_routes import AdminRouter
 from turnout.server.admin_spend import AdminSpend
 from turnout.server.admin_teams import AdminTeams, Membership, NewTeam, NewUser, TeamChange, UserChange
 from turnout.server.auth_guard import AuthGuard
+from turnout.server.cohere_rerank import cohere_errors
 from turnout.server.exchange import ClientGone, Exchange, Receive, Scope, Send
 from turnout.server.metrics_route import MetricsEndpoint
 from turnout.server.openapi import openapi_endpoint
@@ -75,6 +76,7 @@ class GatewayApp:
             "/v1/completions": {"POST": gated(gate, classes, e.completions)},
             "/v1/embeddings": {"POST": gated(gate, classes, e.embeddings)},
             "/v1/rerank": {"POST": gated(gate, classes, e.rerank)},
+            "/v2/rerank": {"POST": gated(gate, classes, e.cohere_rerank, errors=cohere_errors)},
             "/v1/moderations": {"POST": gated(gate, classes, e.moderations)},
             "/v1/messages": {"POST": gated(gate, classes, e.messages, anthropic=True)},
             "/v1/messages/count_tokens": {
