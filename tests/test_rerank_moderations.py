@@ -83,6 +83,21 @@ def doc(upstream: Upstream, data: Path, **routing: Any) -> dict[str, Any]:
                     {"provider": "br", "model": "amazon.rerank-v1:0", "supports": {"rerank": True}},
                 ],
             },
+            "rerank-mixed": {  # Bedrock and vLLM first, Cohere last
+                "attempts": 3,
+                "targets": [
+                    {"provider": "br", "model": "amazon.rerank-v1:0", "supports": {"rerank": True}},
+                    {"provider": "vl", "model": "BAAI/bge-reranker-v2-m3", "supports": {"rerank": True}},
+                    {"provider": "co", "model": "rerank-v3.5", "supports": {"rerank": True}},
+                ],
+            },
+            "rerank-no-cohere": {
+                "attempts": 2,
+                "targets": [
+                    {"provider": "br", "model": "amazon.rerank-v1:0", "supports": {"rerank": True}},
+                    {"provider": "vl", "model": "BAAI/bge-reranker-v2-m3", "supports": {"rerank": True}},
+                ],
+            },
             "mixed": {
                 "targets": [
                     {"provider": "co", "model": "rerank-v3.5", "supports": {"rerank": True}},
@@ -465,6 +480,37 @@ def test_cohere_alone_is_given_a_document_token_limit(upstream: Upstream, gatewa
     assert refused.status_code == 400
     assert refused.json()["error"]["param"] == "max_tokens_per_doc"
     assert len(upstream.requests) == 1
+
+
+def test_a_document_token_limit_skips_the_rerankers_that_cannot_take_it(
+    upstream: Upstream, gateway: Gateway, data: Path
+) -> None:
+    """In an alias whose first rerankers are Bedrock's and vLLM's and last Cohere's, a request with
+    `max_tokens_per_doc` goes straight to Cohere (one attempt, no 400); one without it to the first.
+    An alias with no Cohere reranker refuses it with a 400 naming it, reaching no provider."""
+    cohere_v2(upstream)
+    bedrock_agent_runtime(upstream)
+    body = {"query": QUERY, "documents": DOCUMENTS, "max_tokens_per_doc": 256}
+    limited = rerank(gateway, {"model": "rerank-mixed", **body})
+    assert limited.status_code == 200, limited.text
+    assert limited.headers["x-turnout-deployment"] == "co/rerank-v3.5"
+    assert [r.path for r in upstream.requests] == ["/v2/rerank"]
+    assert upstream.requests[0].json["max_tokens_per_doc"] == 256
+    unlimited = rerank(gateway, {"model": "rerank-mixed", "query": QUERY, "documents": DOCUMENTS})
+    assert unlimited.status_code == 200, unlimited.text
+    assert unlimited.headers["x-turnout-deployment"] == "br/amazon.rerank-v1:0"
+
+    for model in ("rerank-no-cohere", "rerank-bedrock"):
+        refused = rerank(gateway, {"model": model, **body})
+        assert refused.status_code == 400, refused.text
+        error = refused.json()["error"]
+        assert error["param"] == "max_tokens_per_doc" and "Cohere" in error["message"]
+    assert len(upstream.requests) == 2
+    request_id = limited.headers["x-request-id"]
+    gateway.stop()
+    assert [(r["provider"], r["status"]) for r in ledger_rows(data) if r["request_id"] == request_id] == [
+        ("co", 200)
+    ]
 
 
 def test_a_budget_reserves_the_searches_and_refuses_what_it_cannot_pay(

@@ -39,7 +39,10 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Literal, TypeVar
+
+import msgspec
 
 from turnout.config.settings import RoutingSettings
 from turnout.domain.chat import ChatRequest, counted_usage, parse_chat_request
@@ -50,6 +53,7 @@ from turnout.domain.errors import (
     NoUpstreamAvailable,
     Refusal,
     TurnoutError,
+    UnsupportedFeature,
     UpstreamAnswerCut,
     UpstreamAuthError,
     UpstreamError,
@@ -90,13 +94,18 @@ T = TypeVar("T")
 Task = Literal["chat", "embeddings", "rerank", "moderation"]  # what a request asks a deployment to do
 
 
-def _can(t: Target, caps: Capabilities, task: Task) -> bool:
+def _can(t: Target, caps: Capabilities, task: Task, request: object = None) -> bool:
     """Can the deployment do `task` (other than chat): embeddings on a chat model, rerank on a
-    declared reranker whose provider has a rerank API, moderation likewise?"""
+    declared reranker whose provider has a rerank API (and takes the request's document token
+    limit, if it sets one), moderation likewise?"""
     if task == "embeddings":
         return caps.embeddings and caps.chat
     if task == "rerank":
-        return caps.rerank and isinstance(t.adapter, Reranks)
+        adapter = t.adapter
+        if not (caps.rerank and isinstance(adapter, Reranks)):
+            return False
+        limited = isinstance(request, RerankRequest) and request.max_tokens_per_doc is not None
+        return adapter.limits_document_tokens or not limited
     return caps.moderation and isinstance(t.adapter, Moderates)
 
 
@@ -203,6 +212,15 @@ class Router:
             return result
 
         walk = self.plan(call, tally, task="rerank")
+        if not walk.stages and request.max_tokens_per_doc is not None:
+            # a 400 naming the limit only when it is what left no deployment (not one taken out)
+            unlimited = replace(call, request=msgspec.structs.replace(request, max_tokens_per_doc=None))
+            if self.plan(unlimited, [], task="rerank").stages:
+                raise UnsupportedFeature(
+                    f"'max_tokens_per_doc' is Cohere's: none of the rerankers of '{call.route.requested}' "
+                    "can be given it.",
+                    param="max_tokens_per_doc",
+                )
         result, served = await self._walk_drilled(call.route, walk, attempt)
         self.settle(served, result.usage.total_tokens)
         return result, served
@@ -370,7 +388,7 @@ class Router:
             return False
         caps = t.capabilities
         if task != "chat":
-            return _can(t, caps, task)
+            return _can(t, caps, task, call.request)
         if not caps.chat:
             return False  # a reranker or a moderation model
         request = call.request
