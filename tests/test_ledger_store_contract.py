@@ -51,6 +51,7 @@ async def test_inserts_are_idempotent_and_money_is_exact(backend: str, tmp_path:
                     "cost_micros": big,
                     "customer_price_micros": big * 2,  # what customers paid: beyond 32 bits too
                     "revenue_share_micros": 0,
+                    "search_units": 0,
                     "cost_unknown": 1,
                     "estimated": 0,
                 }

@@ -38,6 +38,7 @@ COMPATIBLE = {
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/embeddings"),
     ("POST", "/v1/rerank"),
+    ("POST", "/v2/rerank"),
     ("POST", "/v1/moderations"),
     ("POST", "/v1/images/generations"),
     ("POST", "/v1/audio/transcriptions"),

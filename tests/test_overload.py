@@ -161,6 +161,13 @@ def test_excess_requests_are_refused_with_retry_after_while_admitted_ones_comple
             assert anthropic.status_code == 503 and anthropic.headers["retry-after"] == "1"
             assert anthropic.json()["type"] == "error"
             assert anthropic.json()["error"]["type"] == "overloaded_error"
+            cohere = await http.post(  # Cohere's v2 rerank: Cohere's error shape
+                root(served) + "/v2/rerank",
+                headers=auth(),
+                json={"model": "gpt-4o", "query": "hi", "documents": ["hi"]},
+            )
+            assert cohere.status_code == 503 and cohere.headers["retry-after"] == "1"
+            assert set(cohere.json()) == {"id", "message"} and "Retry-After" in cohere.json()["message"]
 
             # health and admin always answer
             assert (await http.get(root(served) + "/health/live")).status_code == 200
@@ -168,7 +175,7 @@ def test_excess_requests_are_refused_with_retry_after_while_admitted_ones_comple
             assert (await http.get(root(served) + "/admin/keys", headers=auth())).status_code == 200
             shown = await state(http, served)
             assert shown["in_flight"] == 2 and shown["limit"] == 2
-            assert shown["refused"]["standard"] == 2
+            assert shown["refused"]["standard"] == 3
 
             held.release(2)
             answers = await asyncio.gather(*admitted)

@@ -8,12 +8,16 @@ OpenAI's error shape."""
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import datetime as dt
 import json
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cohere
 import httpx
 import openai
 import pytest
@@ -40,6 +44,7 @@ DOCUMENTS: list[Any] = [
     {"text": "Washington, D.C. is the capital of the United States.", "id": "dc"},
     "Capital punishment has existed in the United States since before it was a country.",
 ]
+TEXTS = [d if isinstance(d, str) else d["text"] for d in DOCUMENTS]
 
 
 def doc(upstream: Upstream, data: Path, **routing: Any) -> dict[str, Any]:
@@ -76,6 +81,21 @@ def doc(upstream: Upstream, data: Path, **routing: Any) -> dict[str, Any]:
                 "targets": [
                     {"provider": "co", "model": "rerank-v3.5", "supports": {"rerank": True}},
                     {"provider": "br", "model": "amazon.rerank-v1:0", "supports": {"rerank": True}},
+                ],
+            },
+            "rerank-mixed": {  # Bedrock and vLLM first, Cohere last
+                "attempts": 3,
+                "targets": [
+                    {"provider": "br", "model": "amazon.rerank-v1:0", "supports": {"rerank": True}},
+                    {"provider": "vl", "model": "BAAI/bge-reranker-v2-m3", "supports": {"rerank": True}},
+                    {"provider": "co", "model": "rerank-v3.5", "supports": {"rerank": True}},
+                ],
+            },
+            "rerank-no-cohere": {
+                "attempts": 2,
+                "targets": [
+                    {"provider": "br", "model": "amazon.rerank-v1:0", "supports": {"rerank": True}},
+                    {"provider": "vl", "model": "BAAI/bge-reranker-v2-m3", "supports": {"rerank": True}},
                 ],
             },
             "mixed": {
@@ -316,6 +336,133 @@ def test_a_failing_reranker_fails_over_to_the_next_and_both_attempts_are_recorde
     ]
 
 
+def test_search_units_are_in_the_spend_api_by_team_model_and_day_and_survive_a_restart(
+    upstream: Upstream, start_gateway: Callable[..., Gateway], data: Path
+) -> None:
+    """The reranks of two teams' keys: `GET /admin/spend` sums their search units exactly per team,
+    model and day, from the running totals, and a restarted gateway reads the same."""
+    gateway = start_gateway(doc(upstream, data), ENV)
+    admin = {"authorization": f"Bearer {MASTER_KEY}"}
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        answer = httpx.post(gateway.root_url + path, json=body, headers=admin, timeout=20)
+        assert answer.status_code == 200, answer.text
+        return answer.json()  # type: ignore[no-any-return]
+
+    red, blue = post("/admin/teams", {"name": "red"})["id"], post("/admin/teams", {"name": "blue"})["id"]
+    red_key = post("/admin/keys", {"name": "r", "role": "member", "team_id": red})["key"]
+    blue_key = post("/admin/keys", {"name": "b", "role": "member", "team_id": blue})["key"]
+    many = [f"Document {i} about nothing much." for i in range(150)]  # Bedrock: 2 search units
+    for key, model, documents, reply in [
+        (red_key, "rerank", DOCUMENTS, cohere_v2),  # Cohere bills 1 search unit each
+        (red_key, "rerank", DOCUMENTS, cohere_v2),
+        (red_key, "rerank-bedrock", many, bedrock_agent_runtime),
+        (blue_key, "rerank", DOCUMENTS, cohere_v2),
+    ]:
+        reply(upstream)
+        answer = rerank(gateway, {"model": model, "query": QUERY, "documents": documents}, key)
+        assert answer.status_code == 200, answer.text
+    # whole days: read from the running totals alone (no edge summed from the ledger's rows)
+    today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    span = (today - dt.timedelta(days=1), today + dt.timedelta(days=1))
+    query = {
+        "group_by": "team,model",
+        "interval": "day",
+        **dict(zip(("since", "until"), (repr(t.timestamp()) for t in span), strict=True)),
+    }
+    want = {
+        (red, "rerank-v3.5"): (2, 4000),  # $2.00 per 1,000 search units
+        (red, "amazon.rerank-v1:0"): (2, 2000),  # $1.00 per 1,000
+        (blue, "rerank-v3.5"): (1, 2000),
+    }
+
+    def spend() -> tuple[dict[tuple[str, str], tuple[int, int]], dict[str, Any]]:
+        answer = httpx.get(gateway.root_url + "/admin/spend", params=query, headers=admin, timeout=20)
+        assert answer.status_code == 200, answer.text
+        report = answer.json()
+        got = {
+            (i["group"]["team"], i["group"]["model"]): (i["search_units"], i["cost_micros"])
+            for i in report["data"]
+        }
+        return got, report["totals"]
+
+    assert gateway.loop is not None
+    asyncio.run_coroutine_threadsafe(gateway.services.spend.flush(), gateway.loop).result(10)
+    got, totals = spend()
+    assert got == want and totals["search_units"] == 5
+    gateway.stop()
+    gateway = start_gateway(doc(upstream, data), ENV)
+    got, totals = spend()
+    assert got == want and totals["search_units"] == 5
+
+    from click.testing import CliRunner
+
+    from turnout.cli.main import main
+
+    args = [
+        "spend",
+        "report",
+        "--url",
+        gateway.root_url,
+        "--key",
+        MASTER_KEY,
+        "--by",
+        "team",
+        "--format",
+        "csv",
+    ]
+    result = CliRunner().invoke(main, [*args, "--since", "1d"])
+    assert result.exit_code == 0, result.output
+    lines = list(csv.DictReader(result.output.splitlines()))
+    assert {line["team"]: line["search units"] for line in lines} == {red: "4", blue: "1", "total": "5"}
+
+
+def test_the_cohere_sdk_reranks_through_v2_and_gets_cohere_errors(
+    upstream: Upstream, gateway: Gateway, data: Path
+) -> None:
+    """The official Cohere SDK (`ClientV2.rerank`, `POST /v2/rerank`) pointed at turnout: its
+    answer in Cohere's v2 shape, billed and recorded as `/v1/rerank` is; refusals in Cohere's
+    error shape, raised as the SDK's own errors."""
+    cohere_v2(upstream)
+    bedrock_agent_runtime(upstream)
+    with httpx.Client(timeout=20) as http:  # (the SDK's own client would be left open)
+        ranked(cohere.ClientV2(api_key=MASTER_KEY, base_url=gateway.root_url, httpx_client=http), upstream)
+        with pytest.raises(cohere.errors.UnauthorizedError) as refused:
+            cohere.ClientV2(
+                api_key="sk-turnout-not-a-key", base_url=gateway.root_url, httpx_client=http
+            ).rerank(model="rerank", query=QUERY, documents=TEXTS)
+    assert "sk-turnout-not-a-key" not in str(refused.value.body)
+    assert len(upstream.requests) == 2
+    gateway.stop()
+    rows = [r for r in ledger_rows(data) if r["api"] == "rerank"]
+    assert [(r["model"], r["search_units"], r["status"]) for r in rows] == [
+        ("rerank-v3.5", 1, 200),
+        ("amazon.rerank-v1:0", 1, 200),
+    ]
+
+
+def ranked(client: cohere.ClientV2, upstream: Upstream) -> None:
+    """Two reranks through the SDK (Cohere, then Bedrock) and one refused (`priority`)."""
+    answer = client.rerank(model="rerank", query=QUERY, documents=TEXTS, top_n=2, max_tokens_per_doc=512)
+    assert [r.index for r in answer.results] == [1, 0]
+    assert answer.results[0].relevance_score > answer.results[1].relevance_score
+    assert answer.id == "07734bd2-2473-4f07-94e1-0d9f0e6843cf"
+    assert answer.meta is not None and answer.meta.billed_units is not None
+    assert answer.meta.billed_units.search_units == 1
+    sent = upstream.requests[-1]
+    assert (sent.path, sent.json["max_tokens_per_doc"]) == ("/v2/rerank", 512)
+    assert sent.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"  # turnout's key, not the client's
+
+    bedrock = client.with_raw_response.rerank(model="rerank-bedrock", query=QUERY, documents=TEXTS)
+    assert bedrock.data.meta.billed_units.search_units == 1  # type: ignore[union-attr]
+    assert set(bedrock.response.json()) == {"id", "results", "meta"}  # Cohere's v2 answer, no more
+
+    with pytest.raises(cohere.errors.BadRequestError) as bad:
+        client.rerank(model="rerank", query=QUERY, documents=TEXTS, priority=1)
+    assert isinstance(bad.value.body, dict) and "priority" in bad.value.body["message"]
+    assert set(bad.value.body) == {"id", "message"}
+
+
 def test_a_ranking_of_documents_never_sent_is_a_bad_gateway(upstream: Upstream, gateway: Gateway) -> None:
     upstream.reply_json({"id": "x", "results": [{"index": 7, "relevance_score": 0.5}], "meta": {}})
     answer = rerank(gateway, {"model": "rerank", "query": QUERY, "documents": DOCUMENTS})
@@ -333,6 +480,37 @@ def test_cohere_alone_is_given_a_document_token_limit(upstream: Upstream, gatewa
     assert refused.status_code == 400
     assert refused.json()["error"]["param"] == "max_tokens_per_doc"
     assert len(upstream.requests) == 1
+
+
+def test_a_document_token_limit_skips_the_rerankers_that_cannot_take_it(
+    upstream: Upstream, gateway: Gateway, data: Path
+) -> None:
+    """In an alias whose first rerankers are Bedrock's and vLLM's and last Cohere's, a request with
+    `max_tokens_per_doc` goes straight to Cohere (one attempt, no 400); one without it to the first.
+    An alias with no Cohere reranker refuses it with a 400 naming it, reaching no provider."""
+    cohere_v2(upstream)
+    bedrock_agent_runtime(upstream)
+    body = {"query": QUERY, "documents": DOCUMENTS, "max_tokens_per_doc": 256}
+    limited = rerank(gateway, {"model": "rerank-mixed", **body})
+    assert limited.status_code == 200, limited.text
+    assert limited.headers["x-turnout-deployment"] == "co/rerank-v3.5"
+    assert [r.path for r in upstream.requests] == ["/v2/rerank"]
+    assert upstream.requests[0].json["max_tokens_per_doc"] == 256
+    unlimited = rerank(gateway, {"model": "rerank-mixed", "query": QUERY, "documents": DOCUMENTS})
+    assert unlimited.status_code == 200, unlimited.text
+    assert unlimited.headers["x-turnout-deployment"] == "br/amazon.rerank-v1:0"
+
+    for model in ("rerank-no-cohere", "rerank-bedrock"):
+        refused = rerank(gateway, {"model": model, **body})
+        assert refused.status_code == 400, refused.text
+        error = refused.json()["error"]
+        assert error["param"] == "max_tokens_per_doc" and "Cohere" in error["message"]
+    assert len(upstream.requests) == 2
+    request_id = limited.headers["x-request-id"]
+    gateway.stop()
+    assert [(r["provider"], r["status"]) for r in ledger_rows(data) if r["request_id"] == request_id] == [
+        ("co", 200)
+    ]
 
 
 def test_a_budget_reserves_the_searches_and_refuses_what_it_cannot_pay(

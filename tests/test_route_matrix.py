@@ -48,6 +48,7 @@ EXPECTED: dict[str, str] = {
     # Prometheus metrics: the organisation's owners and admins (and the metrics key, tests/test_metrics.py)
     "GET /metrics": "401 401 403 403 403 403 200 200 200 200",
     # ------------------------------------------------------------------ health and the API
+<<<<<<< HEAD
     "GET /health/live": "200 200 200 200 200 200 200 200 200 200",
     "HEAD /health/live": "200 200 200 200 200 200 200 200 200 200",
     "GET /health/ready": "200 200 200 200 200 200 200 200 200 200",
@@ -79,6 +80,34 @@ EXPECTED: dict[str, str] = {
     "GET /models": "401 401 200 200 200 200 200 200 200 200",
     "GET /v1/models/{model}": "401 401 200 200 200 200 200 200 200 200",
     "GET /models/{model}": "401 401 200 200 200 200 200 200 200 200",
+=======
+    "GET /health/live": "200 200 200 200 200 200 200 200 200",
+    "HEAD /health/live": "200 200 200 200 200 200 200 200 200",
+    "GET /health/ready": "200 200 200 200 200 200 200 200 200",
+    "HEAD /health/ready": "200 200 200 200 200 200 200 200 200",
+    "GET /openapi.json": "200 200 200 200 200 200 200 200 200",
+    "POST /v1/chat/completions": "401 401 200 200 200 200 200 200 200",
+    "POST /chat/completions": "401 401 200 200 200 200 200 200 200",
+    "POST /v1/completions": "401 401 200 200 200 200 200 200 200",
+    "POST /completions": "401 401 200 200 200 200 200 200 200",
+    "POST /v1/embeddings": "401 401 200 200 200 200 200 200 200",
+    "POST /embeddings": "401 401 200 200 200 200 200 200 200",
+    "POST /v1/rerank": "401 401 200 200 200 200 200 200 200",
+    "POST /rerank": "401 401 200 200 200 200 200 200 200",
+    "POST /v2/rerank": "401 401 200 200 200 200 200 200 200",
+    "POST /v1/moderations": "401 401 200 200 200 200 200 200 200",
+    "POST /moderations": "401 401 200 200 200 200 200 200 200",
+    "POST /v1/messages": "401 401 200 200 200 200 200 200 200",
+    "POST /messages": "401 401 200 200 200 200 200 200 200",
+    "POST /v1/messages/count_tokens": "401 401 200 200 200 200 200 200 200",
+    "POST /messages/count_tokens": "401 401 200 200 200 200 200 200 200",
+    "POST /v1/responses": "401 401 200 200 200 200 200 200 200",
+    "POST /responses": "401 401 200 200 200 200 200 200 200",
+    "GET /v1/models": "401 401 200 200 200 200 200 200 200",
+    "GET /models": "401 401 200 200 200 200 200 200 200",
+    "GET /v1/models/{model}": "401 401 200 200 200 200 200 200 200",
+    "GET /models/{model}": "401 401 200 200 200 200 200 200 200",
+>>>>>>> search-units
     # a provider's own API, on the paths its configuration allows (the fake answers them all)
     "GET /passthrough/{provider}/{path}": "401 401 200 200 200 200 200 200 200 200",
     "POST /passthrough/{provider}/{path}": "401 401 200 200 200 200 200 200 200 200",
@@ -415,6 +444,7 @@ class World:
             },
             "POST /v1/embeddings": lambda: {"model": "embed", "input": "hi"},
             "POST /v1/rerank": lambda: {"model": "rerank", "query": "hi", "documents": ["hi", "ho"]},
+            "POST /v2/rerank": lambda: {"model": "rerank", "query": "hi", "documents": ["hi", "ho"]},
             "POST /v1/moderations": lambda: {"model": "moderation", "input": "hi"},
             "POST /v1/completions": lambda: {"model": "chat", "prompt": "hi"},
             "POST /v1/messages": lambda: {
@@ -459,7 +489,7 @@ class World:
 
 
 def _v1(path: str) -> str:
-    return path if path.startswith("/v1/") or path == "/openapi.json" else "/v1" + path
+    return path if path.startswith(("/v1/", "/v2/")) or path == "/openapi.json" else "/v1" + path
 
 
 def observe(gateway: Gateway) -> dict[str, str]:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -22,12 +23,14 @@ from turnout.spend.ledger_store import LedgerStore, as_row
 from turnout.spend.report import REPORT_BY, rows_report, spend_report
 from turnout.spend.retention import LedgerRetention
 from turnout.spend.totals import window_cost
+from turnout.storage.cube import backfill_cube
 from turnout.storage.database import Database
 from turnout.storage.migrate import upgrade_with_alembic
+from turnout.storage.rollups import SUMMED, backfill
 from turnout.storage.tables import ledger
 
 from support.databases import database_url, opened_database
-from support.totals import NOW, cells, insert_in_batches, recomputed, requests_over
+from support.totals import NOW, cells, cube_cells, insert_in_batches, recomputed, requests_over
 
 BACKENDS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -138,7 +141,11 @@ async def test_upgrading_computes_the_totals_of_the_rows_already_in_the_ledger(
 ) -> None:
     """A ledger written before migration 0012 gets the same totals as one written batch by batch
     since: start-up and the report read the same figures either way."""
-    requests = requests_over(20, 500, now=dt.datetime.now(dt.UTC))
+    # (a ledger of 0011 has no search units: 0024 added them)
+    requests = [
+        [msgspec.structs.replace(e, search_units=0) for e in rows]
+        for rows in requests_over(20, 500, now=dt.datetime.now(dt.UTC))
+    ]
     entries = [row for rows in requests for row in rows]
     (tmp_path / "old").mkdir()
     (tmp_path / "new").mkdir()
@@ -168,6 +175,43 @@ async def test_upgrading_computes_the_totals_of_the_rows_already_in_the_ledger(
                 await budgets.load(database)
                 loaded.append(budgets.key_spent)
             assert loaded[0] == loaded[1] and sum(loaded[0].values()) > 0
+        finally:
+            await upgraded.close()
+            await fresh.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_upgrading_adds_the_search_units_already_in_the_ledger_to_the_totals(
+    backend: str, tmp_path: Path
+) -> None:
+    """Reranks recorded before 0027 (their search units in the ledger's rows, not yet in the totals)
+    get their search units into every cell of both kinds of totals, as a ledger written batch by
+    batch since has them."""
+    requests = requests_over(20, 300, now=dt.datetime.now(dt.UTC))
+    entries = [row for rows in requests for row in rows]
+    assert sum(e.search_units for e in entries) > 0
+    then = tuple(s for s in SUMMED if s != "search_units")  # what the totals summed before 0027
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    async with (
+        database_url(backend, tmp_path / "old") as old_url,
+        database_url(backend, tmp_path / "new") as new_url,
+    ):
+        old = create_async_engine(old_url)
+        async with old.begin() as conn:
+            await conn.run_sync(lambda c: upgrade_with_alembic(c, "0026"))
+            await conn.execute(ledger.insert(), [as_row(e) for e in entries])
+            await conn.run_sync(lambda c: backfill(c, summed=then))
+            await conn.run_sync(lambda c: backfill_cube(c, summed=then))
+        await old.dispose()
+        upgraded = await Database.open(old_url)  # upgrades to the head
+        fresh = await Database.open(new_url)
+        try:
+            await insert_in_batches(LedgerStore(fresh), requests)
+            assert await cells(upgraded) == await cells(fresh)
+            assert await cube_cells(upgraded) == await cube_cells(fresh)
+            report = await spend_report(upgraded, "team", dt.datetime.now(dt.UTC) - dt.timedelta(days=40))
+            assert sum(g["search_units"] for g in report) == sum(e.search_units for e in entries)
         finally:
             await upgraded.close()
             await fresh.close()

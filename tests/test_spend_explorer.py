@@ -77,7 +77,7 @@ def expected(requests: list[list[LedgerEntry]], q: SpendQuery) -> dict[Any, dict
             if e.status < 400:
                 g["ok"].add(e.request_id)
             g["attempts"] += 1
-            for f in FIGURES[3:11]:
+            for f in FIGURES[3:-2]:  # summed as they are
                 g[f] += getattr(e, f) or 0
             g["cost_unknown"] += e.cost_micros is None
             g["estimated"] += e.estimated

@@ -95,9 +95,13 @@ class Inbound(Protocol):
         ...
 
 
-class Responder(Protocol):
+class Answerer(Protocol):
+    """Where an answer in one JSON body goes (embeddings, rerank, moderations)."""
+
     async def answer(self, body: bytes, served: Served) -> None: ...
 
+
+class Responder(Answerer, Protocol):
     async def answer_chat(self, result: ChatResult, served: Served) -> None:
         """A chat answer, written in the client's API (its typed form read, or its bytes sent)."""
         ...
@@ -370,7 +374,7 @@ class Pipeline:
             raise ModelNotFound(f"The model 'preset/{preset.name}' is not available.", param="model")
         return route
 
-    async def embeddings(self, inbound: Inbound, respond: Responder) -> None:
+    async def embeddings(self, inbound: Inbound, respond: Answerer) -> None:
         generation = self.current
         generation.enter()
         trace = None if self.tracer is None else self._trace("embeddings", inbound)
@@ -386,7 +390,7 @@ class Pipeline:
                 trace.end(failure)
 
     async def _embeddings(
-        self, generation: Generation, inbound: Inbound, respond: Responder, trace: RequestTrace | None
+        self, generation: Generation, inbound: Inbound, respond: Answerer, trace: RequestTrace | None
     ) -> None:
         principal = await self.keys.resolve(inbound.credential())
         body = await inbound.json()
@@ -446,18 +450,18 @@ class Pipeline:
             if trace is not None:
                 trace.end(failure)
 
-    async def rerank(self, inbound: Inbound, respond: Responder) -> None:
+    async def rerank(self, inbound: Inbound, respond: Answerer) -> None:
         await self._task("rerank", inbound, respond, self._rerank)
 
-    async def moderations(self, inbound: Inbound, respond: Responder) -> None:
+    async def moderations(self, inbound: Inbound, respond: Answerer) -> None:
         await self._task("moderations", inbound, respond, self._moderations)
 
     async def _task(
         self,
         operation: str,
         inbound: Inbound,
-        respond: Responder,
-        serve: Callable[[Generation, Inbound, Responder, RequestTrace | None], Awaitable[None]],
+        respond: Answerer,
+        serve: Callable[[Generation, Inbound, Answerer, RequestTrace | None], Awaitable[None]],
     ) -> None:
         """Serve a request of an API other than chat on the configuration it began with, traced."""
         generation = self.current
@@ -513,7 +517,7 @@ class Pipeline:
             self._settle(outcome, reservation, hold, ticket)
 
     async def _rerank(
-        self, generation: Generation, inbound: Inbound, respond: Responder, trace: RequestTrace | None
+        self, generation: Generation, inbound: Inbound, respond: Answerer, trace: RequestTrace | None
     ) -> None:
         principal = await self.keys.resolve(inbound.credential())
         body = await inbound.json()
@@ -529,7 +533,7 @@ class Pipeline:
         await self._serve(inbound, respond, principal, route, "rerank", trace, run, request.search_units)
 
     async def _moderations(
-        self, generation: Generation, inbound: Inbound, respond: Responder, trace: RequestTrace | None
+        self, generation: Generation, inbound: Inbound, respond: Answerer, trace: RequestTrace | None
     ) -> None:
         principal = await self.keys.resolve(inbound.credential())
         body = await inbound.json()
@@ -563,7 +567,7 @@ class Pipeline:
     async def _serve(
         self,
         inbound: Inbound,
-        respond: Responder,
+        respond: Answerer,
         principal: Principal,
         route: Route,
         api: str,

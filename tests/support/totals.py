@@ -13,7 +13,7 @@ from turnout.domain.ledger_entry import LedgerEntry
 from turnout.spend.ledger_store import LedgerStore
 from turnout.storage.database import Database
 from turnout.storage.rollups import backfill
-from turnout.storage.tables import spend_rollups
+from turnout.storage.tables import spend_cube, spend_rollups
 
 NOW = dt.datetime(2026, 12, 3, 14, 7, 31, 250000, tzinfo=dt.UTC)
 
@@ -59,6 +59,7 @@ def requests_over(days: float, count: int, seed: int = 13, now: dt.datetime = NO
                     preset="helper" if preset else None,
                     preset_team_id="green" if preset else None,
                     revenue_share_micros=rng.randrange(1000) if preset else None,
+                    search_units=i % 3,  # (not drawn from rng: the other figures stay as they were)
                     **common,
                 )
             )
@@ -74,6 +75,12 @@ async def insert_in_batches(store: LedgerStore, requests: list[list[LedgerEntry]
 async def cells(database: Database) -> list[tuple[Any, ...]]:
     async with database.engine.connect() as conn:
         rows = await conn.execute(sa.select(spend_rollups).order_by(*spend_rollups.primary_key.columns))
+        return [tuple(r) for r in rows]
+
+
+async def cube_cells(database: Database) -> list[tuple[Any, ...]]:
+    async with database.engine.connect() as conn:
+        rows = await conn.execute(sa.select(spend_cube).order_by(*spend_cube.primary_key.columns))
         return [tuple(r) for r in rows]
 
 

@@ -21,6 +21,10 @@ from turnout.storage.migrate import (
     upgrade_with_alembic,
 )
 
+from support.databases import database_url
+
+BACKENDS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
+
 
 def _schema(conn: sa.Connection) -> dict[str, Any]:
     inspector = sa.inspect(conn)
@@ -49,19 +53,26 @@ def test_head_is_the_newest_migration() -> None:
     assert ScriptDirectory.from_config(config).get_heads() == [HEAD]
 
 
-async def test_a_fresh_database_and_a_migrated_one_have_the_same_schema(tmp_path: Path) -> None:
-    fresh = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}")
-    await upgrade_if_needed(fresh)
-    migrated = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'migrated.db'}")
-    async with migrated.begin() as conn:
-        await conn.run_sync(upgrade_with_alembic)
-    async with fresh.connect() as a, migrated.connect() as b:
-        assert await a.run_sync(_schema) == await b.run_sync(_schema)
-    assert await current_revision(fresh) == HEAD
-    assert await current_revision(migrated) == HEAD
-    await upgrade_if_needed(migrated)  # already at head: nothing to do, nothing breaks
-    await fresh.dispose()
-    await migrated.dispose()
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_fresh_database_and_a_migrated_one_have_the_same_schema(backend: str, tmp_path: Path) -> None:
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "migrated").mkdir()
+    async with (
+        database_url(backend, tmp_path / "fresh") as fresh_url,
+        database_url(backend, tmp_path / "migrated") as migrated_url,
+    ):
+        fresh = create_async_engine(fresh_url)
+        await upgrade_if_needed(fresh)
+        migrated = create_async_engine(migrated_url)
+        async with migrated.begin() as conn:
+            await conn.run_sync(upgrade_with_alembic)
+        async with fresh.connect() as a, migrated.connect() as b:
+            assert await a.run_sync(_schema) == await b.run_sync(_schema)
+        assert await current_revision(fresh) == HEAD
+        assert await current_revision(migrated) == HEAD
+        await upgrade_if_needed(migrated)  # already at head: nothing to do, nothing breaks
+        await fresh.dispose()
+        await migrated.dispose()
 
 
 async def test_a_database_without_a_stamp_but_with_tables_goes_through_alembic(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ COLUMNS = (
     ("input_tokens", "input tokens"),
     ("cached_input_tokens", "cached"),
     ("output_tokens", "output tokens"),
+    ("search_units", "search units"),  # a reranker's searches
     ("cost_micros", "cost USD"),
     ("customer_price_micros", "charged USD"),
     ("cost_unknown", "unpriced"),

@@ -231,6 +231,10 @@ class Reranks(Protocol):
     """An adapter whose provider ranks documents against a query (Cohere's `/v2/rerank`, Bedrock's
     Agent Runtime `Rerank`, an OpenAI-compatible server's `/rerank`)."""
 
+    # whether its rerank API takes `max_tokens_per_doc` (Cohere's does): a request carrying it
+    # skips the deployments whose API does not
+    limits_document_tokens: bool
+
     async def rerank(self, call: RerankCall) -> RerankResult: ...
 
 

@@ -39,7 +39,10 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Literal, TypeVar
+
+import msgspec
 
 from turnout.config.settings import RoutingSettings
 from turnout.domain.chat import ChatRequest, counted_usage, parse_chat_request
@@ -50,6 +53,7 @@ from turnout.domain.errors import (
     NoUpstreamAvailable,
     Refusal,
     TurnoutError,
+    UnsupportedFeature,
     UpstreamAnswerCut,
     UpstreamAuthError,
     UpstreamError,
@@ -95,14 +99,19 @@ T = TypeVar("T")
 Task = Literal["chat", "embeddings", "rerank", "moderation", "image_generation", "transcription", "speech"]
 
 
-def _can(t: Target, caps: Capabilities, task: Task) -> bool:
+def _can(t: Target, caps: Capabilities, task: Task, request: object = None) -> bool:
     """Can the deployment do `task` (other than chat): embeddings on a chat model, rerank on a
-    declared reranker whose provider has a rerank API, moderation likewise, images and audio on a
-    model declared (or listed) as doing it whose provider serves OpenAI's endpoints for it?"""
+    declared reranker whose provider has a rerank API (and takes the request's document token
+    limit, if it sets one), moderation likewise, images and audio on a model declared (or listed)
+    as doing it whose provider serves OpenAI's endpoints for it?"""
     if task == "embeddings":
         return caps.embeddings and caps.chat
     if task == "rerank":
-        return caps.rerank and isinstance(t.adapter, Reranks)
+        adapter = t.adapter
+        if not (caps.rerank and isinstance(adapter, Reranks)):
+            return False
+        limited = isinstance(request, RerankRequest) and request.max_tokens_per_doc is not None
+        return adapter.limits_document_tokens or not limited
     if task == "moderation":
         return caps.moderation and isinstance(t.adapter, Moderates)
     return bool(getattr(caps, task)) and isinstance(t.adapter, MakesMedia)
@@ -231,6 +240,15 @@ class Router:
             return result
 
         walk = self.plan(call, tally, task="rerank")
+        if not walk.stages and request.max_tokens_per_doc is not None:
+            # a 400 naming the limit only when it is what left no deployment (not one taken out)
+            unlimited = replace(call, request=msgspec.structs.replace(request, max_tokens_per_doc=None))
+            if self.plan(unlimited, [], task="rerank").stages:
+                raise UnsupportedFeature(
+                    f"'max_tokens_per_doc' is Cohere's: none of the rerankers of '{call.route.requested}' "
+                    "can be given it.",
+                    param="max_tokens_per_doc",
+                )
         result, served = await self._walk_drilled(call.route, walk, attempt)
         self.settle(served, result.usage.total_tokens)
         return result, served
@@ -398,7 +416,7 @@ class Router:
             return False
         caps = t.capabilities
         if task != "chat":
-            return _can(t, caps, task)
+            return _can(t, caps, task, call.request)
         if not caps.chat:
             return False  # a reranker, a moderation model, an image or audio model
         request = call.request

@@ -36,6 +36,7 @@ from turnout.server.admin_spend import AdminSpend
 from turnout.server.admin_teams import AdminTeams, Membership, NewTeam, NewUser, TeamChange, UserChange
 from turnout.server.auth_guard import AuthGuard
 from turnout.server.batches import BatchEndpoints
+from turnout.server.cohere_rerank import cohere_errors
 from turnout.server.exchange import ClientGone, Exchange, Receive, Scope, Send
 from turnout.server.metrics_route import MetricsEndpoint
 from turnout.server.openapi import openapi_endpoint
@@ -76,6 +77,7 @@ class GatewayApp:
             "/v1/completions": {"POST": gated(gate, classes, e.completions)},
             "/v1/embeddings": {"POST": gated(gate, classes, e.embeddings)},
             "/v1/rerank": {"POST": gated(gate, classes, e.rerank)},
+            "/v2/rerank": {"POST": gated(gate, classes, e.cohere_rerank, errors=cohere_errors)},
             "/v1/moderations": {"POST": gated(gate, classes, e.moderations)},
             "/v1/images/generations": {"POST": gated(gate, classes, e.images)},
             "/v1/audio/transcriptions": {"POST": gated(gate, classes, e.transcriptions)},

@@ -170,6 +170,9 @@ PENDING_ACTION_SCHEMA: Json = {
 OPENAI_REFERENCE = "https://platform.openai.com/docs/api-reference"
 ANTHROPIC_REFERENCE = "https://docs.anthropic.com/en/api/messages"
 RERANK_REFERENCE = "https://docs.cohere.com/reference/rerank"
+COHERE_V2_REFERENCE = "https://docs.cohere.com/v2/reference/rerank"
+# the APIs whose errors are in their own format (the rest: OpenAI's)
+OWN_ERRORS = {ANTHROPIC_REFERENCE: "Anthropic's", COHERE_V2_REFERENCE: "Cohere's"}
 
 
 def _compatible(
@@ -184,17 +187,16 @@ def _compatible(
     content: Json = {JSON: {"schema": {"type": "object"}}}
     if stream:
         content["text/event-stream"] = {"schema": {"type": "string"}}
+    own = OWN_ERRORS.get(reference)
+    shape = own or "OpenAI's"
     operation: Json = {
         "summary": summary,
         "tags": [tag],
         "responses": {
             "200": {"description": "As the upstream API answers (see its reference).", "content": content},
             "default": {
-                "description": "An error, in "
-                + ("Anthropic's format." if reference == ANTHROPIC_REFERENCE else "OpenAI's format."),
-                "content": {
-                    JSON: {"schema": {"type": "object"} if reference == ANTHROPIC_REFERENCE else ERROR_REF}
-                },
+                "description": f"An error, in {shape} format.",
+                "content": {JSON: {"schema": {"type": "object"} if own else ERROR_REF}},
             },
         },
         "externalDocs": {"url": reference},
@@ -370,6 +372,15 @@ def compatible_paths() -> dict[str, Json]:
                 "`text`, top_n, return_documents) and response (results best first, "
                 "meta.billed_units.search_units)",
                 reference=RERANK_REFERENCE,
+            )
+        },
+        "/v2/rerank": {
+            "post": _compatible(
+                "Rank documents against a query (Cohere's v2 rerank, as the Cohere SDK calls it)",
+                "cohere",
+                body="Cohere's v2 rerank request (model, query, documents as strings, top_n, "
+                "max_tokens_per_doc) and response (id, results best first, meta.billed_units.search_units)",
+                reference=COHERE_V2_REFERENCE,
             )
         },
         **media_paths(),

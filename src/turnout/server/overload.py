@@ -12,7 +12,7 @@ capacity."""
 from __future__ import annotations
 
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from turnout.config.settings import OverloadSettings
@@ -75,6 +75,7 @@ def gated(
     handler: Handler,
     *,
     anthropic: bool = False,
+    errors: Callable[[Exchange], None] | None = None,
     measured: bool = True,
 ) -> Handler:
     """`handler`, run only once `gate` admits the request (unchanged without a gate). The latency of
@@ -92,6 +93,8 @@ def gated(
             except Overloaded:
                 if anthropic:
                     x.render_error = lambda error: error_json(error, x.request_id)
+                if errors is not None:
+                    errors(x)  # the API's own error shape
                 raise
         if not measured:
             try:

@@ -10,6 +10,7 @@ import orjson
 from turnout.app import Services
 from turnout.domain.errors import ModelNotFound, TurnoutError
 from turnout.limits.concurrency import ConcurrencyGate
+from turnout.server.cohere_rerank import CohereRerankExchange
 from turnout.server.completions import CompletionsExchange
 from turnout.server.count_tokens import count_message_tokens
 from turnout.server.exchange import Exchange
@@ -52,6 +53,10 @@ class Endpoints:
 
     async def rerank(self, x: Exchange) -> None:
         await self.pipeline.rerank(x, x)
+
+    async def cohere_rerank(self, x: Exchange) -> None:
+        inbound = CohereRerankExchange(x)
+        await self.pipeline.rerank(inbound, inbound)
 
     async def moderations(self, x: Exchange) -> None:
         await self.pipeline.moderations(x, x)

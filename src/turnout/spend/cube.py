@@ -20,6 +20,7 @@ from turnout.storage.rollups import bucket_of
 
 Counts = list[int]
 _MASKED = len(MASKS) - 1  # requests_1.. and failed_1.. after COUNTS' figures
+_REQUESTS_0 = CUBE_COUNTS.index("requests_1") - 1  # figures[_REQUESTS_0 + mask]: requests_<mask>
 _COLUMNS = tuple(CUBE_DIMS.values())
 assert _COLUMNS == ("key_id", "team_id", "user_id", "alias", "preset", "model", "deployment", "provider")
 
@@ -38,6 +39,7 @@ def _figures(e: LedgerEntry, requests: int, failed: int) -> Counts:
         e.cost_micros or 0,
         e.customer_price_micros or 0,
         e.revenue_share_micros or 0,
+        e.search_units,
         e.cost_micros is None,
         e.estimated,
         *([requests] * _MASKED),
@@ -50,8 +52,8 @@ def _count(figures: Counts, mask: int, failed: bool) -> None:
         figures[0] += 1
         figures[2] += failed
     else:
-        figures[12 + mask] += 1
-        figures[12 + _MASKED + mask] += failed
+        figures[_REQUESTS_0 + mask] += 1
+        figures[_REQUESTS_0 + _MASKED + mask] += failed
 
 
 def _request(rows: list[LedgerEntry]) -> list[tuple[LedgerEntry, Counts]]:

@@ -46,10 +46,11 @@ FIGURES = (
     "cost_micros",
     "customer_price_micros",
     "revenue_share_micros",
+    "search_units",
     "cost_unknown",
     "estimated",
 )
-_ADDED = FIGURES[3:11]  # summed as they are
+_ADDED = FIGURES[3:-2]  # summed as they are (not cost_unknown, estimated)
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ FIGURES = (
     "cost_micros",
     "customer_price_micros",
     "revenue_share_micros",
+    "search_units",
     "cost_unknown",
     "estimated",
 )
@@ -97,7 +98,7 @@ async def rows_report(conn: AsyncConnection, by: str, spans: list[Span]) -> list
             requests.label("requests"),
             sa.func.count().label("attempts"),
             (requests - answered).label("failed"),
-            *(sa.func.coalesce(sa.func.sum(ledger.c[f]), 0).label(f) for f in FIGURES[3:9]),
+            *(sa.func.coalesce(sa.func.sum(ledger.c[f]), 0).label(f) for f in FIGURES[3:-2]),
             sa.func.sum(sa.case((ledger.c.cost_micros.is_(None), 1), else_=0)).label("cost_unknown"),
             sa.func.sum(sa.case((ledger.c.estimated, 1), else_=0)).label("estimated"),
         )

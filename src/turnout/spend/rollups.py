@@ -42,6 +42,7 @@ def _counts(entry: LedgerEntry, requests: int, failed: int) -> Counts:
         entry.cost_micros or 0,
         entry.customer_price_micros or 0,
         entry.revenue_share_micros or 0,
+        entry.search_units,
         entry.cost_micros is None,
         entry.estimated,
     ]

@@ -19,7 +19,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from turnout.storage.rollups import COUNTS, GRAINS, SUMMED, _bucket_sql
+from turnout.storage.rollups import GRAINS, SUMMED, _bucket_sql, counts_of
 from turnout.storage.tables import ledger, spend_cube
 
 # dimension → the ledger's (and the cube's) column
@@ -36,7 +36,15 @@ CUBE_DIMS: dict[str, str] = {
 ATTEMPT_DIMS = ("model", "deployment", "provider")  # may differ between a request's rows
 MASKS = range(1 << len(ATTEMPT_DIMS))
 MASKED = tuple(f"requests_{m}" for m in MASKS[1:]) + tuple(f"failed_{m}" for m in MASKS[1:])
-CUBE_COUNTS = (*COUNTS, *MASKED)
+
+
+def cube_counts_of(summed: tuple[str, ...]) -> tuple[str, ...]:
+    """A cell's figures when the ledger's columns `summed` are summed (a migration names those of
+    its own revision)."""
+    return (*counts_of(summed), *MASKED)
+
+
+CUBE_COUNTS = cube_counts_of(SUMMED)
 CUBE_GRAINS = ("hour", "day")
 CUBE_KEY = ("grain", "bucket", *CUBE_DIMS.values())
 
@@ -54,7 +62,9 @@ def failed_column(mask: int) -> str:
     return "failed" if mask == 0 else f"failed_{mask}"
 
 
-def _hour_cells(dialect: str, since: dt.datetime | None = None) -> sa.Select[tuple[object, ...]]:
+def _hour_cells(
+    dialect: str, since: dt.datetime | None = None, summed: tuple[str, ...] = SUMMED
+) -> sa.Select[tuple[object, ...]]:
     """The hour cells as the ledger's rows make them, each row flagged per mask (window functions):
     the first row of its request with its mask's values, and whether one of those answered."""
     c = ledger.c
@@ -72,7 +82,7 @@ def _hour_cells(dialect: str, since: dt.datetime | None = None) -> sa.Select[tup
         sa.select(
             c.at,
             *(sa.func.coalesce(c[col], sa.literal_column("''")).label(col) for col in CUBE_DIMS.values()),
-            *(c[s] for s in SUMMED),
+            *(c[s] for s in summed),
             sa.case((c.cost_micros.is_(None), one), else_=zero).label("cost_unknown"),
             sa.case((c.estimated, one), else_=zero).label("estimated"),
             *flags,
@@ -94,7 +104,7 @@ def _hour_cells(dialect: str, since: dt.datetime | None = None) -> sa.Select[tup
         sa.func.sum(r.first_0).label("requests"),
         sa.func.count().label("attempts"),
         failed(0).label("failed"),
-        *(sa.func.coalesce(sa.func.sum(r[s]), 0).label(s) for s in SUMMED),
+        *(sa.func.coalesce(sa.func.sum(r[s]), 0).label(s) for s in summed),
         sa.func.sum(r.cost_unknown).label("cost_unknown"),
         sa.func.sum(r.estimated).label("estimated"),
         *(sa.func.sum(r[f"first_{m}"]).label(f"requests_{m}") for m in MASKS[1:]),
@@ -102,7 +112,7 @@ def _hour_cells(dialect: str, since: dt.datetime | None = None) -> sa.Select[tup
     ).group_by(bucket, *dims)
 
 
-def _day_cells(dialect: str) -> sa.Select[tuple[object, ...]]:
+def _day_cells(dialect: str, counts: tuple[str, ...] = CUBE_COUNTS) -> sa.Select[tuple[object, ...]]:
     """The day cells summed from the hour cells (a request lies in one hour)."""
     c = spend_cube.c
     bucket = _bucket_sql(dialect, "day", c.bucket)
@@ -112,19 +122,22 @@ def _day_cells(dialect: str) -> sa.Select[tuple[object, ...]]:
             sa.literal("day").label("grain"),
             bucket.label("bucket"),
             *dims,
-            *(sa.func.sum(c[n]).label(n) for n in CUBE_COUNTS),
+            *(sa.func.sum(c[n]).label(n) for n in counts),
         )
         .where(c.grain == "hour")
         .group_by(bucket, *dims)
     )
 
 
-def backfill_cube(conn: sa.Connection) -> None:
-    """Compute every cell from the ledger's rows into an empty spend_cube, run by the database."""
+def backfill_cube(conn: sa.Connection, summed: tuple[str, ...] = SUMMED) -> None:
+    """Compute every cell from the ledger's rows into an empty spend_cube, run by the database. A
+    migration passes the ledger columns its revision sums (`summed`), so that adding one here later
+    does not change what it does."""
     dialect = conn.dialect.name
     into = spend_cube.insert()
-    conn.execute(into.from_select([*CUBE_KEY, *CUBE_COUNTS], _hour_cells(dialect)))
-    conn.execute(into.from_select([*CUBE_KEY, *CUBE_COUNTS], _day_cells(dialect)))
+    counts = cube_counts_of(summed)
+    conn.execute(into.from_select([*CUBE_KEY, *counts], _hour_cells(dialect, summed=summed)))
+    conn.execute(into.from_select([*CUBE_KEY, *counts], _day_cells(dialect, counts)))
 
 
 assert set(CUBE_GRAINS) <= set(GRAINS)

@@ -49,8 +49,17 @@ SUMMED = (
     "cost_micros",
     "customer_price_micros",
     "revenue_share_micros",
+    "search_units",  # (0027)
 )
-COUNTS = ("requests", "attempts", "failed", *SUMMED, "cost_unknown", "estimated")
+
+
+def counts_of(summed: tuple[str, ...]) -> tuple[str, ...]:
+    """A cell's figures when the ledger's columns `summed` are summed (a migration names those of
+    its own revision)."""
+    return ("requests", "attempts", "failed", *summed, "cost_unknown", "estimated")
+
+
+COUNTS = counts_of(SUMMED)
 KEY = ("grain", "dim", "value", "bucket")
 
 
@@ -101,7 +110,7 @@ def _bucket_sql(
 
 
 def cells_query(
-    dialect: str, grain: str, dim: str, since: dt.datetime | None = None
+    dialect: str, grain: str, dim: str, since: dt.datetime | None = None, summed: tuple[str, ...] = SUMMED
 ) -> sa.Select[tuple[object, ...]]:
     """Every cell of (`grain`, `dim`) as the ledger's rows (from `since`) make them: each request's
     rows summed first (hashed, not sorted: a count of distinct ids sorts every row), then the
@@ -116,7 +125,7 @@ def cells_query(
             bucket.label("bucket"),
             sa.func.count().label("rows"),
             sa.func.max(sa.case((ledger.c.status < 400, one), else_=zero)).label("answered"),
-            *(sa.func.sum(ledger.c[c]).label(c) for c in SUMMED),
+            *(sa.func.sum(ledger.c[c]).label(c) for c in summed),
             sa.func.sum(sa.case((ledger.c.cost_micros.is_(None), one), else_=zero)).label("cost_unknown"),
             sa.func.sum(sa.case((ledger.c.estimated, one), else_=zero)).label("estimated"),
         )
@@ -133,13 +142,15 @@ def cells_query(
         sa.func.count().label("requests"),
         sa.func.sum(r.rows).label("attempts"),
         sa.func.sum(one - r.answered).label("failed"),
-        *(sa.func.coalesce(sa.func.sum(r[c]), 0).label(c) for c in SUMMED),
+        *(sa.func.coalesce(sa.func.sum(r[c]), 0).label(c) for c in summed),
         sa.func.sum(r.cost_unknown).label("cost_unknown"),
         sa.func.sum(r.estimated).label("estimated"),
     ).group_by(r.value, r.bucket)
 
 
-def coarser_query(dialect: str, grain: str, dim: str, finer: str) -> sa.Select[tuple[object, ...]]:
+def coarser_query(
+    dialect: str, grain: str, dim: str, finer: str, counts: tuple[str, ...] = COUNTS
+) -> sa.Select[tuple[object, ...]]:
     """The cells of (`grain`, `dim`) summed from those of a finer grain (exact: a request lies in
     one bucket of each grain)."""
     cells = spend_rollups.c
@@ -150,7 +161,7 @@ def coarser_query(dialect: str, grain: str, dim: str, finer: str) -> sa.Select[t
             sa.literal(dim).label("dim"),
             cells.value,
             bucket.label("bucket"),
-            *(sa.func.sum(cells[c]).label(c) for c in COUNTS),
+            *(sa.func.sum(cells[c]).label(c) for c in counts),
         )
         .where(cells.grain == finer, cells.dim == dim)
         .group_by(cells.value, *((bucket,) if GRAINS[grain] else ()))
@@ -158,17 +169,23 @@ def coarser_query(dialect: str, grain: str, dim: str, finer: str) -> sa.Select[t
 
 
 def backfill(
-    conn: sa.Connection, now: dt.datetime | None = None, dims: tuple[str, ...] = tuple(DIMS)
+    conn: sa.Connection,
+    now: dt.datetime | None = None,
+    dims: tuple[str, ...] = tuple(DIMS),
+    summed: tuple[str, ...] = SUMMED,
 ) -> None:
     """Compute every cell of `dims` from the ledger's rows into spend_rollups (empty of them), run
     by the database: per dimension, hours (and recent quarter-hours) from the rows, days from the
-    hours, all time from the days."""
+    hours, all time from the days. A migration passes the ledger columns its revision sums
+    (`summed`), so that adding one here later does not change what it does."""
     dialect = conn.dialect.name
     recent = (now or dt.datetime.now(dt.UTC)) - RECENT_QUARTERS
     into = spend_rollups.insert()
+    counts = counts_of(summed)
+    columns = [*KEY, *counts]
     for dim in dims:
-        conn.execute(into.from_select([*KEY, *COUNTS], cells_query(dialect, "hour", dim)))
-        conn.execute(into.from_select([*KEY, *COUNTS], coarser_query(dialect, "day", dim, "hour")))
-        conn.execute(into.from_select([*KEY, *COUNTS], coarser_query(dialect, "all", dim, "day")))
+        conn.execute(into.from_select(columns, cells_query(dialect, "hour", dim, summed=summed)))
+        conn.execute(into.from_select(columns, coarser_query(dialect, "day", dim, "hour", counts)))
+        conn.execute(into.from_select(columns, coarser_query(dialect, "all", dim, "day", counts)))
         if dim in FINE_DIMS:
-            conn.execute(into.from_select([*KEY, *COUNTS], cells_query(dialect, "quarter", dim, recent)))
+            conn.execute(into.from_select(columns, cells_query(dialect, "quarter", dim, recent, summed)))

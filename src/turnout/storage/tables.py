@@ -380,6 +380,8 @@ spend_rollups = sa.Table(
     sa.Column("revenue_share_micros", sa.BigInteger, nullable=False),
     sa.Column("cost_unknown", sa.BigInteger, nullable=False),  # rows without a price
     sa.Column("estimated", sa.BigInteger, nullable=False),  # rows whose tokens turnout counted
+    # (0027) a reranker's searches, as billed (rows before 0024 have none)
+    sa.Column("search_units", sa.BigInteger, nullable=False, server_default="0"),
     sa.Index("ix_spend_rollups_grain_dim_bucket", "grain", "dim", "bucket"),
 )
 
@@ -417,6 +419,7 @@ spend_cube = sa.Table(
     sa.Column("deployment", sa.String(256), primary_key=True),
     sa.Column("provider", sa.String(128), primary_key=True),
     *(sa.Column(name, sa.BigInteger, nullable=False) for name in _CUBE_COUNTS),
+    sa.Column("search_units", sa.BigInteger, nullable=False, server_default="0"),  # (0027)
     sa.Index("ix_spend_cube_grain_team_bucket", "grain", "team_id", "bucket"),
     sa.Index("ix_spend_cube_grain_key_bucket", "grain", "key_id", "bucket"),
 )

@@ -62,6 +62,8 @@ _models_decoder = msgspec.json.Decoder(_ModelList)
 
 
 class BedrockAdapter:
+    limits_document_tokens = False  # (Reranks: the Agent Runtime's Rerank has no such limit)
+
     def __init__(self, settings: ProviderSettings, client: HttpClient) -> None:
         self.name = settings.name
         self.settings = settings

@@ -34,6 +34,8 @@ RERANK_RESPONSE_BYTES = 16 * 1024 * 1024  # scores, never documents
 
 
 class CohereAdapter:
+    limits_document_tokens = True  # (Reranks: `max_tokens_per_doc` is Cohere's own)
+
     def __init__(self, settings: ProviderSettings, client: HttpClient) -> None:
         self.name = settings.name
         self.settings = settings

@@ -48,6 +48,8 @@ RERANK_RESPONSE_BYTES = 16 * 1024 * 1024  # a ranking or a moderation: scores, n
 
 
 class OpenAICompatibleAdapter:
+    limits_document_tokens = False  # (Reranks: vLLM's and Jina's /rerank have no such limit)
+
     def __init__(self, settings: ProviderSettings, client: HttpClient) -> None:
         self.name = settings.name
         self.capabilities = capabilities_for(settings)

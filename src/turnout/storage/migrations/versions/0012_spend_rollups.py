@@ -20,6 +20,20 @@ down_revision = "0011"
 branch_labels = None
 depends_on = None
 
+# The ledger's columns the totals of this revision sum, frozen here: later revisions add figures
+# (0025: search_units) with migrations of their own, while storage/rollups.py names today's.
+SUMMED = (
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_micros",
+    "customer_price_micros",
+    "revenue_share_micros",
+)
+COUNTS = ("requests", "attempts", "failed", *SUMMED, "cost_unknown", "estimated")
+
 
 def upgrade() -> None:
     stamp = sa.DateTime(timezone=True)
@@ -29,24 +43,7 @@ def upgrade() -> None:
         sa.Column("dim", sa.String(16), nullable=False),
         sa.Column("value", sa.String(256), nullable=False),
         sa.Column("bucket", stamp, nullable=False),
-        *(
-            sa.Column(name, sa.BigInteger(), nullable=False)
-            for name in (
-                "requests",
-                "attempts",
-                "failed",
-                "input_tokens",
-                "cached_input_tokens",
-                "output_tokens",
-                "cache_write_tokens",
-                "reasoning_tokens",
-                "cost_micros",
-                "customer_price_micros",
-                "revenue_share_micros",
-                "cost_unknown",
-                "estimated",
-            )
-        ),
+        *(sa.Column(name, sa.BigInteger(), nullable=False) for name in COUNTS),
         sa.PrimaryKeyConstraint("grain", "dim", "value", "bucket", name="pk_spend_rollups"),
     )
     op.create_index("ix_spend_rollups_grain_dim_bucket", "spend_rollups", ["grain", "dim", "bucket"])
@@ -58,7 +55,9 @@ def upgrade() -> None:
     )
     # the dimensions of this revision (0018 adds provider's cells)
     backfill(
-        op.get_bind(), dims=("key", "team", "user", "model", "alias", "deployment", "preset", "preset_team")
+        op.get_bind(),
+        dims=("key", "team", "user", "model", "alias", "deployment", "preset", "preset_team"),
+        summed=SUMMED,
     )
 
 

@@ -15,7 +15,7 @@ Revises: 0017
 import sqlalchemy as sa
 from alembic import op
 
-from turnout.storage.cube import CUBE_COUNTS, CUBE_DIMS, backfill_cube
+from turnout.storage.cube import backfill_cube
 from turnout.storage.rollups import backfill
 
 revision = "0018"
@@ -26,6 +26,29 @@ depends_on = None
 # totals (storage/migrate.py, OLDEST_READER).
 expansion = False
 
+# The cube's shape at this revision, frozen here: later revisions add figures (0025: search_units)
+# with migrations of their own, while storage/cube.py names today's.
+CUBE_COLUMNS = ("key_id", "team_id", "user_id", "alias", "preset", "model", "deployment", "provider")
+SUMMED = (
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_micros",
+    "customer_price_micros",
+    "revenue_share_micros",
+)
+CUBE_COUNTS = (
+    "requests",
+    "attempts",
+    "failed",
+    *SUMMED,
+    "cost_unknown",
+    "estimated",
+    *(f"requests_{m}" for m in range(1, 8)),
+    *(f"failed_{m}" for m in range(1, 8)),
+)
 LENGTHS = {"key_id": 40, "team_id": 40, "user_id": 40, "alias": 256, "preset": 128, "model": 256}
 
 
@@ -36,15 +59,15 @@ def upgrade() -> None:
         sa.Column("bucket", sa.DateTime(timezone=True), nullable=False),
         *(
             sa.Column(c, sa.String(LENGTHS.get(c, 256 if c == "deployment" else 128)), nullable=False)
-            for c in CUBE_DIMS.values()
+            for c in CUBE_COLUMNS
         ),
         *(sa.Column(name, sa.BigInteger(), nullable=False) for name in CUBE_COUNTS),
-        sa.PrimaryKeyConstraint("grain", "bucket", *CUBE_DIMS.values(), name="pk_spend_cube"),
+        sa.PrimaryKeyConstraint("grain", "bucket", *CUBE_COLUMNS, name="pk_spend_cube"),
     )
     op.create_index("ix_spend_cube_grain_team_bucket", "spend_cube", ["grain", "team_id", "bucket"])
     op.create_index("ix_spend_cube_grain_key_bucket", "spend_cube", ["grain", "key_id", "bucket"])
-    backfill_cube(op.get_bind())
-    backfill(op.get_bind(), dims=("provider",))
+    backfill_cube(op.get_bind(), summed=SUMMED)
+    backfill(op.get_bind(), dims=("provider",), summed=SUMMED)
 
 
 def downgrade() -> None:
