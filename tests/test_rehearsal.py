@@ -294,3 +294,22 @@ def test_a_failing_candidate_and_mistaken_invocations_are_told_plainly(tmp_path:
         history.stop()
         failing.stop()
         other.stop()
+
+
+def test_without_the_rehearse_extra_the_commands_say_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A gateway installed without `turnout[rehearse]` answers a rehearsal command with the
+    package to install, not an import traceback."""
+    import importlib.util
+
+    found = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wordllama" else found(name, *a)
+    )
+    state = tmp_path / "s.jsonl"
+    state.write_text("")
+    result = CliRunner().invoke(main, ["rehearse", "report", "--state", str(state)])
+    assert result.exit_code == 1, result.output
+    assert "needs wordllama: pip install 'turnout[rehearse]'" in result.output
+    assert "Traceback" not in result.output

@@ -5,6 +5,7 @@ report how its answers compare with what clients got: a table, JSON, or an HTML 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import re
 import secrets
@@ -72,6 +73,18 @@ def _when(value: str, name: str) -> datetime:
         raise click.BadParameter("an ISO date/time (UTC), or 7d, 24h, 30m back", param_hint=name) from None
 
 
+REHEARSE_EXTRA = ("wordllama", "jsonschema", "tqdm")  # pyproject's `rehearse` extra
+
+
+def _needs_extra() -> None:
+    """A plain message, not a traceback, when `turnout[rehearse]` is not installed."""
+    missing = [name for name in REHEARSE_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        raise click.ClickException(
+            f"turnout rehearse needs {', '.join(missing)}: pip install 'turnout[rehearse]'"
+        )
+
+
 @click.group("rehearse")
 def rehearse_group() -> None:
     """Rehearse moving traffic to another deployment: replay logged requests, compare the answers."""
@@ -124,6 +137,7 @@ def rehearse_group() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def replay_command(config: Path | None, until: str | None, rate: str, quiet: bool, **given: Any) -> None:
     """Replay logged requests against a candidate deployment; run it again to resume."""
+    _needs_extra()
     asked = Asked(
         source=given["source"],
         target=given["target"],
@@ -259,6 +273,7 @@ def _bar(total: int, done: int) -> Any:
 )
 def report_command(state: Path, fmt: str, output: Path | None) -> None:
     """Compare the candidate's answers with what clients got: latency, cost, agreement, the worst cases."""
+    _needs_extra()
     from turnout.rehearsal import render, similarity
     from turnout.rehearsal.state import StateError, load
     from turnout.rehearsal.summary import summarise
