@@ -52,6 +52,9 @@ async def test_inserts_are_idempotent_and_money_is_exact(backend: str, tmp_path:
                     "customer_price_micros": big * 2,  # what customers paid: beyond 32 bits too
                     "revenue_share_micros": 0,
                     "search_units": 0,
+                    "images": 0,
+                    "audio_seconds": 0,
+                    "characters": 0,
                     "cost_unknown": 1,
                     "estimated": 0,
                 }

@@ -137,7 +137,7 @@ def test_a_slower_candidate_agrees_on_everything_and_its_latency_shows(
     by_key = cli(
         "spend", "report", "-c", str(history.config), "--by", "key", "--since", "1d", "--format", "csv"
     )
-    assert "rehearsal,8,0,143,0,63,0,0.000350,0.000000,0,0" in by_key.splitlines()
+    assert "rehearsal,8,0,143,0,63,0,0,0,0,0.000350,0.000000,0,0" in by_key.splitlines()
     # nor is it the providers' traffic when the gateway weighs an exit
     gateway = history.gateway()
     try:

@@ -141,9 +141,9 @@ async def test_upgrading_computes_the_totals_of_the_rows_already_in_the_ledger(
 ) -> None:
     """A ledger written before migration 0012 gets the same totals as one written batch by batch
     since: start-up and the report read the same figures either way."""
-    # (a ledger of 0011 has no search units: 0024 added them)
+    # (a ledger of 0011 has no search units nor media units: 0024 and 0026 added them)
     requests = [
-        [msgspec.structs.replace(e, search_units=0) for e in rows]
+        [msgspec.structs.replace(e, search_units=0, images=0, audio_seconds=0, characters=0) for e in rows]
         for rows in requests_over(20, 500, now=dt.datetime.now(dt.UTC))
     ]
     entries = [row for rows in requests for row in rows]
@@ -180,17 +180,27 @@ async def test_upgrading_computes_the_totals_of_the_rows_already_in_the_ledger(
             await fresh.close()
 
 
+MEDIA_UNITS = ("images", "audio_seconds", "characters")
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-async def test_upgrading_adds_the_search_units_already_in_the_ledger_to_the_totals(
-    backend: str, tmp_path: Path
+@pytest.mark.parametrize(
+    ("revision", "added"),
+    [
+        pytest.param("0026", ("search_units", *MEDIA_UNITS), id="search-units-0027"),
+        pytest.param("0027", MEDIA_UNITS, id="media-units-0028"),
+    ],
+)
+async def test_upgrading_adds_the_units_already_in_the_ledger_to_the_totals(
+    backend: str, revision: str, added: tuple[str, ...], tmp_path: Path
 ) -> None:
-    """Reranks recorded before 0027 (their search units in the ledger's rows, not yet in the totals)
-    get their search units into every cell of both kinds of totals, as a ledger written batch by
-    batch since has them."""
+    """Reranks and image and audio requests recorded before 0027 and 0028 (their search units,
+    images, seconds of audio and characters in the ledger's rows, not yet in the totals) get them
+    into every cell of both kinds of totals, as a ledger written batch by batch since has them."""
     requests = requests_over(20, 300, now=dt.datetime.now(dt.UTC))
     entries = [row for rows in requests for row in rows]
-    assert sum(e.search_units for e in entries) > 0
-    then = tuple(s for s in SUMMED if s != "search_units")  # what the totals summed before 0027
+    assert all(sum(getattr(e, unit) for e in entries) > 0 for unit in added)
+    then = tuple(s for s in SUMMED if s not in added)  # what the totals summed at `revision`
     (tmp_path / "old").mkdir()
     (tmp_path / "new").mkdir()
     async with (
@@ -199,7 +209,7 @@ async def test_upgrading_adds_the_search_units_already_in_the_ledger_to_the_tota
     ):
         old = create_async_engine(old_url)
         async with old.begin() as conn:
-            await conn.run_sync(lambda c: upgrade_with_alembic(c, "0026"))
+            await conn.run_sync(lambda c: upgrade_with_alembic(c, revision))
             await conn.execute(ledger.insert(), [as_row(e) for e in entries])
             await conn.run_sync(lambda c: backfill(c, summed=then))
             await conn.run_sync(lambda c: backfill_cube(c, summed=then))
@@ -211,7 +221,8 @@ async def test_upgrading_adds_the_search_units_already_in_the_ledger_to_the_tota
             assert await cells(upgraded) == await cells(fresh)
             assert await cube_cells(upgraded) == await cube_cells(fresh)
             report = await spend_report(upgraded, "team", dt.datetime.now(dt.UTC) - dt.timedelta(days=40))
-            assert sum(g["search_units"] for g in report) == sum(e.search_units for e in entries)
+            for unit in added:
+                assert sum(g[unit] for g in report) == sum(getattr(e, unit) for e in entries)
         finally:
             await upgraded.close()
             await fresh.close()

@@ -274,13 +274,13 @@ def test_spend_report_groups_and_totals(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert lines[0] == (
-        "team,requests,failed,input tokens,cached,output tokens,search units,cost USD,charged USD,unpriced,"
-        "estimated"
+        "team,requests,failed,input tokens,cached,output tokens,search units,images,audio seconds,"
+        "characters,cost USD,charged USD,unpriced,estimated"
     )
     assert lines[1:] == [
-        "red,2,0,150,0,15,0,0.000525,0.000630,0,0",
-        "blue,2,1,10,0,0,0,0.000000,0.000000,1,0",
-        "total,4,1,160,0,15,0,0.000525,0.000630,1,0",
+        "red,2,0,150,0,15,0,0,0,0,0.000525,0.000630,0,0",
+        "blue,2,1,10,0,0,0,0,0,0,0.000000,0.000000,1,0",
+        "total,4,1,160,0,15,0,0,0,0,0.000525,0.000630,1,0",
     ]
     table = runner.invoke(
         main, ["spend", "report", "-c", str(config), "--by", "model", "--since", "1970-01-01"]

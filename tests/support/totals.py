@@ -60,6 +60,9 @@ def requests_over(days: float, count: int, seed: int = 13, now: dt.datetime = NO
                     preset_team_id="green" if preset else None,
                     revenue_share_micros=rng.randrange(1000) if preset else None,
                     search_units=i % 3,  # (not drawn from rng: the other figures stay as they were)
+                    images=i % 2,
+                    audio_seconds=i % 5 * 7,
+                    characters=i % 4 * 130,
                     **common,
                 )
             )

@@ -25,6 +25,9 @@ COLUMNS = (
     ("cached_input_tokens", "cached"),
     ("output_tokens", "output tokens"),
     ("search_units", "search units"),  # a reranker's searches
+    ("images", "images"),  # images generated
+    ("audio_seconds", "audio seconds"),  # seconds of audio transcribed
+    ("characters", "characters"),  # characters read aloud
     ("cost_micros", "cost USD"),
     ("customer_price_micros", "charged USD"),
     ("cost_unknown", "unpriced"),

@@ -47,6 +47,9 @@ FIGURES = (
     "customer_price_micros",
     "revenue_share_micros",
     "search_units",
+    "images",
+    "audio_seconds",
+    "characters",
     "cost_unknown",
     "estimated",
 )

@@ -43,6 +43,9 @@ def _counts(entry: LedgerEntry, requests: int, failed: int) -> Counts:
         entry.customer_price_micros or 0,
         entry.revenue_share_micros or 0,
         entry.search_units,
+        entry.images,
+        entry.audio_seconds,
+        entry.characters,
         entry.cost_micros is None,
         entry.estimated,
     ]

@@ -50,6 +50,9 @@ SUMMED = (
     "customer_price_micros",
     "revenue_share_micros",
     "search_units",  # (0027)
+    "images",  # (0028) images generated, seconds of audio transcribed, characters read aloud
+    "audio_seconds",
+    "characters",
 )
 
 

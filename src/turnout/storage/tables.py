@@ -353,6 +353,9 @@ instance_checks = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# (0028) the units image and audio requests are billed by, summed in both kinds of totals
+_MEDIA_UNITS = ("images", "audio_seconds", "characters")
+
 # (0012) Running totals of the ledger, by grain (`quarter`: 15 minutes, `hour`, `day`, all
 # UTC; `all`: one bucket for all time, at 1970-01-01), dimension (key, team, user, model, alias,
 # deployment, preset, preset_team) and value ('' for none). Updated in the transaction that inserts
@@ -382,6 +385,9 @@ spend_rollups = sa.Table(
     sa.Column("estimated", sa.BigInteger, nullable=False),  # rows whose tokens turnout counted
     # (0027) a reranker's searches, as billed (rows before 0024 have none)
     sa.Column("search_units", sa.BigInteger, nullable=False, server_default="0"),
+    # (0028) images generated, seconds of audio transcribed, characters read aloud (rows before
+    # 0026 have none)
+    *(sa.Column(n, sa.BigInteger, nullable=False, server_default="0") for n in _MEDIA_UNITS),
     sa.Index("ix_spend_rollups_grain_dim_bucket", "grain", "dim", "bucket"),
 )
 
@@ -420,6 +426,7 @@ spend_cube = sa.Table(
     sa.Column("provider", sa.String(128), primary_key=True),
     *(sa.Column(name, sa.BigInteger, nullable=False) for name in _CUBE_COUNTS),
     sa.Column("search_units", sa.BigInteger, nullable=False, server_default="0"),  # (0027)
+    *(sa.Column(n, sa.BigInteger, nullable=False, server_default="0") for n in _MEDIA_UNITS),  # (0028)
     sa.Index("ix_spend_cube_grain_team_bucket", "grain", "team_id", "bucket"),
     sa.Index("ix_spend_cube_grain_key_bucket", "grain", "key_id", "bucket"),
 )
