@@ -8,6 +8,8 @@ forms — none of which reaches the provider."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import datetime as dt
 import email.parser
 import email.policy
 import json
@@ -567,3 +569,85 @@ def test_a_plan_priced_per_token_charges_images_and_audio_what_they_cost(
             client.audio.speech.create(model="say", voice="alloy", input="Hello world").read()
     paid = [(r["cost_micros"], r["customer_price_micros"]) for r in rows(gateway, tmp_path / "data0")]
     assert paid == [(165, 165), (165, 248)]  # never free; a markup applies (165 x 1.5, rounded)
+
+
+# --------------------------------------------------------------------------- spend totals
+
+
+def test_media_units_are_in_the_spend_api_by_team_model_and_day_and_survive_a_restart(
+    upstream: Upstream, start_gateway: Callable[..., Gateway], tmp_path: Path
+) -> None:
+    """Two teams' images, transcriptions and speech: `GET /admin/spend` sums their images, seconds
+    of audio and characters exactly per team, model and day, from the running totals; a restarted
+    gateway reads the same, and so does `turnout spend report`."""
+    config = doc(upstream, storage={"data_dir": str(tmp_path / "data")})
+    gateway = start_gateway(config, {"UPSTREAM_KEY": UPSTREAM_KEY})
+    red, blue = (
+        admin(gateway, "POST", "/admin/teams", name="red")["id"],
+        admin(gateway, "POST", "/admin/teams", name="blue")["id"],
+    )
+    red_key = admin(gateway, "POST", "/admin/keys", name="r", role="member", team_id=red)["key"]
+    blue_key = admin(gateway, "POST", "/admin/keys", name="b", role="member", team_id=blue)["key"]
+    with sdk(gateway, red_key) as client:
+        upstream.reply_json(IMAGES)
+        client.images.generate(model="draw", prompt="a fox", n=2, size="1024x1792", quality="hd")
+        upstream.reply_json(VERBOSE)
+        client.audio.transcriptions.create(
+            model="listen", file=("a.wav", AUDIO), response_format="verbose_json"
+        )
+        upstream.reply_raw(b"ID3", content_type="audio/mpeg")
+        client.audio.speech.create(model="say", voice="alloy", input="Hello world").read()
+    with sdk(gateway, blue_key) as client:
+        upstream.reply_json({"created": 1, "data": [IMAGES["data"][0]]})
+        client.images.generate(model="draw", prompt="a fox", quality="hd")
+        upstream.reply_raw(b"ID3", content_type="audio/mpeg")
+        client.audio.speech.create(model="say", voice="alloy", input="Hi there").read()
+    # whole days: read from the running totals alone (no edge summed from the ledger's rows)
+    today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    span = (today - dt.timedelta(days=1), today + dt.timedelta(days=1))
+    query = {
+        "group_by": "team,model",
+        "interval": "day",
+        **dict(zip(("since", "until"), (repr(t.timestamp()) for t in span), strict=True)),
+    }
+    units = ("images", "audio_seconds", "characters", "cost_micros")
+    want = {
+        (red, "dall-e-3"): (2, 0, 0, 240_000),  # 2 HD 1024x1792 images at $0.12
+        (red, "whisper-1"): (0, 61, 0, 6100),  # 61 s at $0.006 a minute
+        (red, "tts-1"): (0, 0, 11, 165),  # 11 characters at $15 / 1M
+        (blue, "dall-e-3"): (1, 0, 0, 80_000),  # 1 HD 1024x1024 image at $0.08
+        (blue, "tts-1"): (0, 0, 8, 120),
+    }
+
+    def spend() -> tuple[dict[tuple[str, str], tuple[int, ...]], tuple[int, ...]]:
+        answer = httpx.get(
+            gateway.root_url + "/admin/spend",
+            params=query,
+            headers={"authorization": f"Bearer {MASTER_KEY}"},
+            timeout=20,
+        )
+        assert answer.status_code == 200, answer.text
+        report = answer.json()
+        got = {(i["group"]["team"], i["group"]["model"]): tuple(i[u] for u in units) for i in report["data"]}
+        return got, tuple(report["totals"][u] for u in units[:3])
+
+    assert gateway.loop is not None
+    asyncio.run_coroutine_threadsafe(gateway.services.spend.flush(), gateway.loop).result(30)
+    assert spend() == (want, (3, 61, 19))
+    gateway.stop()
+    gateway = start_gateway(config, {"UPSTREAM_KEY": UPSTREAM_KEY})
+    assert spend() == (want, (3, 61, 19))
+
+    from click.testing import CliRunner
+
+    from turnout.cli.main import main
+
+    args = ["spend", "report", "--url", gateway.root_url, "--key", MASTER_KEY, "--by", "team"]
+    result = CliRunner().invoke(main, [*args, "--format", "csv", "--since", "1d"])
+    assert result.exit_code == 0, result.output
+    lines = csv.DictReader(result.output.splitlines())
+    assert {line["team"]: (line["images"], line["audio seconds"], line["characters"]) for line in lines} == {
+        red: ("2", "61", "11"),
+        blue: ("1", "0", "8"),
+        "total": ("3", "61", "19"),
+    }
