@@ -124,10 +124,15 @@ def schema(gateway: Gateway) -> Any:
 
 
 def error_in_openai_format(ctx: CheckContext, response: Response, case: Case) -> bool | None:
-    """Every refusal is an OpenAI error (Anthropic's Messages API answers in Anthropic's own)."""
+    """Every refusal is an OpenAI error (Anthropic's Messages API answers in Anthropic's own, and
+    Cohere's v2 rerank in Cohere's: `{"id", "message"}`)."""
     if response.status_code < 400 or case.operation.path.startswith("/v1/messages"):
         return None
     body = orjson.loads(response.content)
+    if case.operation.path == "/v2/rerank":
+        assert isinstance(body, dict) and set(body) == {"id", "message"}, response.text[:300]
+        assert body["message"], response.text[:300]
+        return None
     assert isinstance(body, dict) and set(body.get("error", {})) >= ERROR_FIELDS, response.text[:300]
     return True
 
