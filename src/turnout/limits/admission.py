@@ -46,7 +46,7 @@ class Rule:
     """One limit of one subject, built once per subject and limits (cached by the admission):
     where it is counted."""
 
-    __slots__ = ("key", "limit", "measure", "scope", "window", "words")
+    __slots__ = ("key", "limit", "measure", "scope", "tail", "window", "words")
 
     def __init__(
         self, scope: LimitScope, subject: str, measure: Measure, limit: int, windows: dict[str, SlidingWindow]
@@ -56,15 +56,19 @@ class Rule:
         self.limit = limit
         self.key = key = f"{PREFIX}{scope}:{subject}:{measure}"
         self.window: SlidingWindow | None = None
+        # its words in the script's arguments (limits/shared.py): kind and limit, the amount, then
+        # `tail` (the slice's length in ms and the number of slices)
+        self.tail: tuple[int, int] = (0, 0)
         if measure == "parallel":
-            self.words = f"p {limit} 1 0 0"
+            self.words: tuple[str, int] = ("p", limit)
             return
         window = windows.get(key)  # shared by every rule counted there (limits changed, same window)
         if window is None:
             window = windows[key] = SlidingWindow(WINDOWS[measure], SLICES[measure])
         self.window = window
         slices = SLICES[measure]
-        self.words = f"w {limit} {{}} {int(WINDOWS[measure] * 1000) // slices} {slices}"
+        self.words = ("w", limit)
+        self.tail = (int(WINDOWS[measure] * 1000) // slices, slices)
 
 
 class Applied:
@@ -289,19 +293,21 @@ class Admission:
     def ask(self, ticket: Ticket) -> Ask:
         shared = self.shared
         assert shared is not None
-        words = [f"{len(ticket.applied)} {ticket.rid} {shared.lapse_ms}"]
+        words: list[str | int] = [len(ticket.applied), ticket.rid, shared.lapse_ms]
         keys = []
         for applied in ticket.applied:
             rule = applied.rule
             keys.append(rule.key)
-            words.append(rule.words if rule.window is None else rule.words.format(applied.amount))
+            words += rule.words
+            words.append(applied.amount)
+            words += rule.tail
         released = shared.take_released()
-        words.append(str(len(released)))
+        words.append(len(released))
         for key, rid in released:
             keys.append(key)
             words.append(rid)
         ticket.released = released
-        return Ask(keys, " ".join(words), len(ticket.applied), released)
+        return Ask(keys, words, len(ticket.applied), released)
 
     async def confirm(self, ticket: Ticket) -> None:
         """Decide a pending ticket alone (no budget reservation carried it): one round trip, or
@@ -350,8 +356,7 @@ class Admission:
                 running[rule.key] = running.get(rule.key, 0) + 1
                 holds_place = True
                 continue
-            applied.here = window.prune(here)
-            window.put(applied.here, applied.amount)
+            applied.here = window.add(here, applied.amount)
             if rule.measure == "tpm":
                 quota.note_tokens(rule.limit, rule.limit - used, reset_ms / 1000)
             else:

@@ -4,9 +4,13 @@ checks the limits and the budgets and takes both or neither — one round trip f
 
 A window limit (rpm, tpm, rpd) is a hash `turnout:limit:<scope>:<subject>:<measure>` holding a
 count per slice of time (by Redis's `TIME`), `sum` (the window's total) and `lo` (the oldest slice
-counted): the layout of limits/window.py, so a minute is 60 one-second slices and nothing doubles at
-a boundary. A concurrency limit is a sorted set of the requests running, each with a deadline its
-instance pushes back while the request runs: a killed instance's requests free their places.
+counted, always one that holds a count): the layout of limits/window.py, so a minute is 60
+one-second slices and nothing doubles at a boundary. A request admitted in a window costs Redis
+two commands there (read `sum`, `lo` and the current slice; write the slice and `sum`, the script
+being atomic); old slices are dropped, and the key's expiry pushed back, only when the window has
+moved on. A concurrency limit is a sorted set of the requests running, each with a deadline its
+instance pushes back while the request runs: a killed instance's requests free their places (the
+lapsed ones are dropped when a request would not fit without them).
 Settlements (a token reservation set to the actual, a finished request's place) are sent behind
 the requests, collected for `SETTLE_INTERVAL` seconds into one script run.
 """
@@ -29,9 +33,10 @@ PREFIX = "turnout:limit:"
 SETTLE_INTERVAL = 0.05
 RETRY_SECONDS = 5.0  # how long an unreachable Redis is left alone before it is tried again
 
-# A Lua fragment: `limits_check(words, base)` with the words of the limits' argument (count, request
-# id, lapse ms, then per limit: kind ('w' window, 'p' at once), limit, amount, slice ms, slices;
-# then the number of places given back and their request ids) and the index in KEYS before the
+# A Lua fragment: `limits_check(words, base)` with the limits' words, one argument each (count,
+# request id, lapse ms, then per limit: kind ('w' window, 'p' at once), limit, amount, slice ms,
+# slices; then the number of places given back and their request ids: Redis splits them, the
+# script parses no string) and the index in KEYS before the
 # first limit's key (the places' keys follow the limits'). `limits_release` gives those places back
 # first: a finished request's place rides with the instance's next script run, no round trip of
 # its own. Needs `now` (ms, Redis's TIME). Returns
@@ -55,20 +60,23 @@ local function limits_check(lw, base)
     local sl, ns = tonumber(lw[b + 4]), tonumber(lw[b + 5])
     local k = KEYS[base + j]
     if kind == 'p' then
-      redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
       local used = redis.call('ZCARD', k)
-      if used + 1 > limit then return j, 1000, nil end
+      if used + 1 > limit then
+        redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
+        used = redis.call('ZCARD', k)
+        if used + 1 > limit then return j, 1000, nil end
+      end
       res[j] = {used + 1, 0, 0}
     else
       local cur = math.floor(now / sl)
       local cutoff = cur - ns + 1
-      local v = redis.call('HMGET', k, 'sum', 'lo')
-      local total, lo = tonumber(v[1]) or 0, tonumber(v[2])
+      local v = redis.call('HMGET', k, 'sum', 'lo', cur)
+      local total, lo, here = tonumber(v[1]) or 0, tonumber(v[2]), tonumber(v[3])
+      local fresh = false
       if lo == nil or cutoff - lo > ns then
         if lo ~= nil then redis.call('DEL', k) end
-        total, lo = 0, cur
-      else
-        local moved = false
+        total, lo, here, fresh = 0, cur, nil, true
+      elseif lo < cutoff then
         while lo < cur and (lo < cutoff or redis.call('HEXISTS', k, lo) == 0) do
           local c = redis.call('HGET', k, lo)
           if c then
@@ -76,9 +84,8 @@ local function limits_check(lw, base)
             redis.call('HDEL', k, lo)
           end
           lo = lo + 1
-          moved = true
         end
-        if moved then redis.call('HSET', k, 'sum', total, 'lo', lo) end
+        redis.call('HSET', k, 'sum', total, 'lo', lo)
       end
       if amount > limit then return j, -1, nil end
       local excess = total + amount - limit
@@ -94,7 +101,7 @@ local function limits_check(lw, base)
       end
       local reset = (lo + ns) * sl - now
       if total == 0 then reset = (cur + ns) * sl - now end
-      res[j] = {total + amount, reset, cur}
+      res[j] = {total + amount, reset, cur, fresh or lo > cur, here}
     end
   end
   return 0, 0, res
@@ -109,13 +116,14 @@ local function limits_take(lw, base, res)
       redis.call('PEXPIRE', k, lapse * 2)
     else
       local amount, sl, ns = tonumber(lw[b + 3]), tonumber(lw[b + 4]), tonumber(lw[b + 5])
-      local cur = res[j][3]
-      redis.call('HINCRBY', k, cur, amount)
-      redis.call('HINCRBY', k, 'sum', amount)
-      if redis.call('HSETNX', k, 'lo', cur) == 0 and tonumber(redis.call('HGET', k, 'lo')) > cur then
-        redis.call('HSET', k, 'lo', cur)
+      local r = res[j]
+      local cur, here = r[3], r[5]
+      if r[4] then
+        redis.call('HSET', k, 'sum', r[1], cur, (here or 0) + amount, 'lo', cur)
+      else
+        redis.call('HSET', k, 'sum', r[1], cur, (here or 0) + amount)
       end
-      redis.call('PEXPIRE', k, sl * ns + sl)
+      if here == nil then redis.call('PEXPIRE', k, sl * ns + sl) end
     end
   end
 end
@@ -137,14 +145,13 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: the limits' keys. ARGV[1]: the limits' words. Returns {0, 0, now, used, reset, slice...}
+# KEYS: the limits' keys. ARGV: the limits' words. Returns {0, 0, now, used, reset, slice...}
 # when admitted in every limit, {j, wait ms, now} for the first limit j without room.
 ADMIT = (
     NOW
     + CHECK
     + """
-local lw = {}
-for w in string.gmatch(ARGV[1], '%S+') do lw[#lw + 1] = w end
+local lw = ARGV
 limits_release(lw, 0)
 local code, value, res = limits_check(lw, 0)
 if code ~= 0 then return limits_reply(code, value, nil, 0) end
@@ -165,11 +172,11 @@ for w in string.gmatch(ARGV[2], '%S+') do a[#a + 1] = w end
 for b = 1, #a, 4 do
   local k, op, what, amount = KEYS[tonumber(a[b])], a[b + 1], a[b + 2], tonumber(a[b + 3])
   if op == 't' then
-    local c = tonumber(redis.call('HGET', k, what))
+    local v = redis.call('HMGET', k, what, 'sum')
+    local c = tonumber(v[1])
     if c then
       local d = math.max(amount, -c)
-      redis.call('HINCRBY', k, what, d)
-      redis.call('HINCRBY', k, 'sum', d)
+      redis.call('HSET', k, what, c + d, 'sum', (tonumber(v[2]) or 0) + d)
     end
   elseif op == 'x' then
     redis.call('ZREM', k, what)
@@ -188,7 +195,7 @@ class Ask:
     places of finished requests it gives back on the way)."""
 
     keys: list[str]
-    words: str
+    words: list[str | int]
     count: int
     released: list[tuple[str, str]]
 
@@ -237,7 +244,7 @@ class SharedLimits:
     async def admit(self, ask: Ask) -> Answer | None:
         """One round trip; None when Redis cannot be reached."""
         try:
-            reply = await self._admit(keys=ask.keys, args=[ask.words])
+            reply = await self._admit(keys=ask.keys, args=ask.words)
         except RedisError:
             self.unreachable()
             return None

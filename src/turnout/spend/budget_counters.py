@@ -5,8 +5,9 @@ micro-dollars), `held` (the sum of the reservations) and one field `r:<reservati
 flight — and a sorted set `...:due` of those reservations by deadline (Redis's clock, in ms). A
 reservation lives `lapse` seconds unless its instance renews it, so the reservations of a killed
 instance lapse by themselves; the scripts prune lapsed ones (a bounded number per call) before
-they read a window. Reserving is one script run, one round trip: it reads Redis's `TIME`, checks the
-instance chose the window that holds that instant, and reserves in every budget or in none.
+they read a window, and a reservation does when the window would not have room without pruning.
+Reserving is one script run, one round trip: it reads Redis's `TIME`, checks the instance chose the
+window that holds that instant, and reserves in every budget or in none.
 
 A window without `spent` (a new window; a counter flushed or evicted) is never guessed at: the
 script says so and the instance seeds it from the ledger under a lock (spend/budgets.py).
@@ -58,9 +59,9 @@ end
 """
 
 # KEYS: one hash per budget (its sorted set is the hash's key + ':due'), then the rate limits' keys
-# (limits/shared.py) if any. ARGV[1], space-separated (one argument to encode rather than many):
-# amount, reservation id, lapse ms, then per budget: limit, window start ms, window end ms (0:
-# none); ARGV[2], when given: the rate limits' words. The limits are checked first, then the
+# (limits/shared.py) if any. ARGV: the rate limits' words if any (one argument each), then last,
+# space-separated: amount, reservation id, lapse ms, then per budget: limit, window start ms,
+# window end ms (0: none). The limits are checked first, then the
 # budgets; both are taken, or neither. Returns {code, value, now}, then the limits' reply when
 # they were given: {0, 0} reserved in all; {i, used} budget i has no room; {-1, i} budget i's
 # window has no counter (seed it); {-2, i} Redis's clock is outside budget i's window (the
@@ -70,12 +71,11 @@ RESERVE = (
     + LIMITS_CHECK
     + """
 local a = {}
-for w in string.gmatch(ARGV[1], '%S+') do a[#a + 1] = w end
+for w in string.gmatch(ARGV[#ARGV], '%S+') do a[#a + 1] = w end
 local amount, rid, lapse = tonumber(a[1]), a[2], tonumber(a[3])
-local nb, lw, lres = #KEYS, nil, nil
-if ARGV[2] then
-  lw = {}
-  for w in string.gmatch(ARGV[2], '%S+') do lw[#lw + 1] = w end
+local nb, lw, lres, held = #KEYS, nil, nil, {}
+if #ARGV > 1 then
+  lw = ARGV
   nb = #KEYS - tonumber(lw[1]) - (tonumber(lw[4 + tonumber(lw[1]) * 5]) or 0)
   limits_release(lw, nb)
   local lcode, lvalue
@@ -87,17 +87,22 @@ for i = 1, nb do
   local due, b = h .. ':due', 4 + (i - 1) * 3
   local start, stop = tonumber(a[b + 1]), tonumber(a[b + 2])
   if now < start or (stop > 0 and now >= stop) then return {-2, i, now} end
-  prune(h, due)
   local v = redis.call('HMGET', h, 'spent', 'held')
   if not v[1] then return {-1, i, now} end
   local u = tonumber(v[1]) + (tonumber(v[2]) or 0)
   local left = tonumber(a[b]) - u
-  if amount > left or left <= 0 then return {i, u, now} end
+  if amount > left or left <= 0 then
+    prune(h, due)
+    v = redis.call('HMGET', h, 'spent', 'held')
+    u = tonumber(v[1]) + (tonumber(v[2]) or 0)
+    left = tonumber(a[b]) - u
+    if amount > left or left <= 0 then return {i, u, now} end
+  end
+  held[i] = tonumber(v[2]) or 0
 end
 for i = 1, nb do
   local h = KEYS[i]
-  redis.call('HSET', h, 'r:' .. rid, amount)
-  redis.call('HINCRBY', h, 'held', amount)
+  redis.call('HSET', h, 'r:' .. rid, amount, 'held', held[i] + amount)
   redis.call('ZADD', h .. ':due', now + lapse, rid)
 end
 if not lw then return {0, 0, now} end
@@ -271,10 +276,10 @@ class BudgetCounters:
             f"{span.limit} {span.start_ms} {span.end_ms}" for span in spans
         )
         keys = [span.key for span in spans]
-        args = [packed]
+        args: list[str | int] = [packed]
         if limits is not None:
             keys += limits.keys
-            args.append(limits.words)
+            args = [*limits.words, packed]
         before = self.clock.local()
         reply = await self.shared.call(self._reserve, keys, args)
         if reply is None:
