@@ -7,23 +7,20 @@ its client, or by the periodic poll) is accounted (accounting.py)."""
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
-from turnout.batches.accounting import BatchAccountant, output_usage
-from turnout.batches.admitting import admit
+from turnout.batches.accounting import output_usage
+from turnout.batches.creation import BatchEndpoints, Creation
 from turnout.batches.form import Part, parse_form
 from turnout.batches.jsonl import BatchInput, read_batch_input, rewritten
-from turnout.batches.placement import BATCH_TIER, ID, Places, answered_id, most
+from turnout.batches.placement import BATCH_TIER, ID, answered_id, listing, most
 from turnout.batches.store import TERMINAL, BatchRecord, FileRecord, Owner, Placement
 from turnout.batches.upstream import BatchUpstream
 from turnout.domain.errors import InvalidRequest, UpstreamProtocolError
 from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
-from turnout.limits.admission import Admission
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.routing.catalog import Target
-from turnout.spend.budgets import Budgets
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # a batch file's upload, the whole multipart body
 COMPLETION_WINDOWS = ("24h",)
@@ -32,17 +29,8 @@ _BATCH_FIELDS = frozenset({"input_file_id", "endpoint", "completion_window", "me
 WIRE = "openai"
 
 
-class BatchService:
+class BatchService(BatchEndpoints):
     """OpenAI's files and batches endpoints."""
-
-    def __init__(
-        self, places: Places, admission: Admission, budgets: Budgets, accountant: BatchAccountant
-    ) -> None:
-        self.places = places
-        self.store = places.store
-        self.admission = admission
-        self.budgets = budgets
-        self.accountant = accountant
 
     # ------------------------------------------------------------------ files
 
@@ -99,13 +87,7 @@ class BatchService:
     ) -> dict[str, Any]:
         """The caller's team's files as turnout last saw them (newest first)."""
         records, more = await self.store.file_page(principal.key_id, principal.team_id, purpose, after, limit)
-        return {
-            "object": "list",
-            "data": [r.file for r in records],
-            "first_id": records[0].id if records else None,
-            "last_id": records[-1].id if records else None,
-            "has_more": more,
-        }
+        return {"object": "list", **listing(records, [r.file for r in records], more)}
 
     # ------------------------------------------------------------------ batches
 
@@ -146,37 +128,17 @@ class BatchService:
             )
         route = self.places.authorised(principal, file.place.alias)
         upstream, target = self.places.target(file.place, WIRE)
+        sent: dict[str, Any] = {
+            "input_file_id": file.id,
+            "endpoint": upstream.line_prefix + file.endpoint[len("/v1") :],
+            "completion_window": window,
+        }
+        if metadata is not None:
+            sent["metadata"] = metadata
         amount = most(target, file.max_input_tokens, file.max_output_tokens)
-        ticket, reservation = await admit(self.admission, self.budgets, principal, route, amount)
-        try:
-            sent: dict[str, Any] = {
-                "input_file_id": file.id,
-                "endpoint": upstream.line_prefix + file.endpoint[len("/v1") :],
-                "completion_window": window,
-            }
-            if metadata is not None:
-                sent["metadata"] = metadata
-            answer = await upstream.post("batches", sent)
-            batch_id = answered_id(answer, upstream)
-            record = BatchRecord(
-                batch_id,
-                "batches",
-                file.place,
-                Owner(principal.key_id, principal.team_id, principal.user_id),
-                time.time(),
-                amount,
-                str(answer.get("status") or "validating")[:32],
-                answer,
-                None,
-            )
-            await self.store.add_batch(record)
-        except BaseException:
-            self.budgets.release(reservation)
-            raise
-        finally:
-            ticket.settle(0)
-        self.accountant.reservations[batch_id] = reservation
-        return _shown(answer, record)
+        creation = Creation("batches", route, file.place, amount, "batches", sent, "status", "validating")
+        record = await self.created(principal, upstream, creation)
+        return _shown(record.batch, record)
 
     async def retrieve_batch(self, principal: Principal, batch_id: str) -> dict[str, Any]:
         record = await self.places.batch(principal, batch_id, "batches")
@@ -194,14 +156,7 @@ class BatchService:
 
     async def list_batches(self, principal: Principal, after: str | None, limit: int) -> dict[str, Any]:
         records, more = await self.store.page("batches", principal.key_id, principal.team_id, after, limit)
-        data = [_shown(r.batch, r) for r in records]
-        return {
-            "object": "list",
-            "data": data,
-            "first_id": records[0].id if records else None,
-            "last_id": records[-1].id if records else None,
-            "has_more": more,
-        }
+        return {"object": "list", **listing(records, [_shown(r.batch, r) for r in records], more)}
 
     async def observe(
         self, record: BatchRecord, answer: dict[str, Any], upstream: BatchUpstream, target: Target | None
