@@ -11,18 +11,20 @@ from typing import Any
 
 from turnout.batches.accounting import output_usage
 from turnout.batches.creation import BatchEndpoints, Creation
-from turnout.batches.form import Part, parse_form
 from turnout.batches.jsonl import BatchInput, read_batch_input, rewritten
 from turnout.batches.placement import BATCH_TIER, ID, answered_id, listing, most
 from turnout.batches.store import TERMINAL, BatchRecord, FileRecord, Owner, Placement
 from turnout.batches.upstream import BatchUpstream
 from turnout.domain.errors import InvalidRequest, UpstreamProtocolError
+from turnout.domain.media import Form, Upload
+from turnout.domain.multipart import form_boundary, parse_form
 from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.routing.catalog import Target
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # a batch file's upload, the whole multipart body
+MAX_UPLOAD_PARTS = 8  # its form's parts (it needs two)
 COMPLETION_WINDOWS = ("24h",)
 MAX_METADATA = 16
 _BATCH_FIELDS = frozenset({"input_file_id", "endpoint", "completion_window", "metadata"})
@@ -35,7 +37,8 @@ class BatchService(BatchEndpoints):
     # ------------------------------------------------------------------ files
 
     async def upload(self, principal: Principal, content_type: bytes | None, body: bytes) -> dict[str, Any]:
-        purpose, file = _upload_parts(parse_form(content_type, body))
+        form = parse_form(body, form_boundary(content_type), max_parts=MAX_UPLOAD_PARTS)
+        purpose, file = _upload_parts(form)
         if purpose != "batch":
             raise InvalidRequest(
                 f"turnout takes files for batches only ('purpose': 'batch'), not '{purpose[:40]}'.",
@@ -185,23 +188,26 @@ class BatchService(BatchEndpoints):
         await self.observe(record, await upstream.get(f"batches/{record.id}"), upstream, target)
 
 
-def _upload_parts(parts: list[Part]) -> tuple[str, Part]:
+def _upload_parts(form: Form) -> tuple[str, Upload]:
     """The form's `purpose` and `file`, each once, and nothing else."""
-    named: dict[str, Part] = {}
-    for part in parts:
-        if part.name not in ("purpose", "file"):
-            raise InvalidRequest(f"Unrecognized form field: '{part.name}'.", param=part.name)
-        if part.name in named:
-            raise InvalidRequest(f"The form field '{part.name}' is given twice.", param=part.name)
-        named[part.name] = part
-    if "file" not in named or named["file"].filename is None:
+    named: dict[str, bytes | Upload] = {}
+    parts = [(name, value.encode()) for name, value in form.fields] + [(f.name, f) for f in form.files]
+    for name, part in parts:
+        if name not in ("purpose", "file"):
+            raise InvalidRequest(f"Unrecognized form field: '{name[:100]}'.", param=name[:100])
+        if name in named:
+            raise InvalidRequest(f"The form field '{name}' is given twice.", param=name)
+        named[name] = part
+    file = named.get("file")
+    if not isinstance(file, Upload):
         raise InvalidRequest("The form needs a 'file' part with a filename.", param="file")
-    if "purpose" not in named:
+    purpose = named.get("purpose")
+    if purpose is None:
         raise InvalidRequest("The form needs a 'purpose' field.", param="purpose")
-    raw = named["purpose"].data
+    raw = purpose.data if isinstance(purpose, Upload) else purpose
     if len(raw) > 64:
         raise InvalidRequest("'purpose' is too long.", param="purpose")
-    return raw.decode("utf-8", "replace").strip(), named["file"]
+    return raw.decode("utf-8", "replace").strip(), file
 
 
 def _shown(answer: dict[str, Any], record: BatchRecord) -> dict[str, Any]:
