@@ -16,16 +16,15 @@ from turnout.batches.upstream import BatchUpstream
 from turnout.domain.pricing import Micros
 from turnout.domain.principal import Principal
 from turnout.limits.admission import Admission
-from turnout.routing.catalog import Route
+from turnout.routing.catalog import Route, Target
 from turnout.spend.budgets import Budgets
 
 
 @dataclass(frozen=True)
 class Creation:
-    """One batch to create: through which API and alias, where it lands, the most it can cost and
-    what the provider is sent."""
+    """One batch to create: through which alias, where it lands, the most it can cost and what the
+    provider is sent."""
 
-    api: str  # batches | messages (BatchRecord.api)
     route: Route
     place: Placement
     amount: Micros
@@ -36,7 +35,10 @@ class Creation:
 
 
 class BatchEndpoints:
-    """What both batch APIs' services hold, and how both create a batch."""
+    """What both batch APIs' services hold, how both create a batch and find one of the caller's."""
+
+    api: str  # the API its batches are recorded under (BatchRecord.api)
+    wire: str  # the format of the providers' batch API it calls (Places.first)
 
     def __init__(
         self, places: Places, admission: Admission, budgets: Budgets, accountant: BatchAccountant
@@ -57,7 +59,7 @@ class BatchEndpoints:
             answer = await upstream.post(creation.path, creation.body)
             record = BatchRecord(
                 answered_id(answer, upstream),
-                creation.api,
+                self.api,
                 creation.place,
                 Owner(principal.key_id, principal.team_id, principal.user_id),
                 time.time(),
@@ -74,3 +76,9 @@ class BatchEndpoints:
             ticket.settle(0)
         self.accountant.reservations[record.id] = reservation
         return record
+
+    async def _call(self, principal: Principal, batch_id: str) -> tuple[BatchRecord, BatchUpstream, Target]:
+        """A batch of this API the caller may see, and the deployment it lives on."""
+        record = await self.places.batch(principal, batch_id, self.api)
+        upstream, target = self.places.target(record.place, self.wire)
+        return record, upstream, target

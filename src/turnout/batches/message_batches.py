@@ -103,13 +103,15 @@ def read_message_batch(body: Any) -> MessageBatchInput:
 
 
 class MessageBatchService(BatchEndpoints):
+    api = API
+    wire = WIRE
+
     async def create(self, principal: Principal, body: Any) -> dict[str, Any]:
         checked = read_message_batch(body)
         route = self.places.authorised(principal, checked.model)
         upstream, target = self.places.first(route, checked.model, WIRE)
         sent = [{"custom_id": c, "params": {**p, "model": target.model}} for c, p in checked.requests]
         creation = Creation(
-            API,
             route,
             Placement(target.provider, target.label, target.model, route.alias),
             most(target, checked.max_input_tokens, checked.max_output_tokens),
@@ -119,11 +121,6 @@ class MessageBatchService(BatchEndpoints):
             "in_progress",
         )
         return (await self.created(principal, upstream, creation)).batch
-
-    async def _call(self, principal: Principal, batch_id: str) -> tuple[BatchRecord, BatchUpstream, Target]:
-        record = await self.places.batch(principal, batch_id, API)
-        upstream, target = self.places.target(record.place, WIRE)
-        return record, upstream, target
 
     async def retrieve(self, principal: Principal, batch_id: str) -> dict[str, Any]:
         record, upstream, target = await self._call(principal, batch_id)
@@ -146,7 +143,7 @@ class MessageBatchService(BatchEndpoints):
         return await upstream.get_stream(f"messages/batches/{record.id}/results")
 
     async def list(self, principal: Principal, after: str | None, limit: int) -> dict[str, Any]:
-        records, more = await self.store.page(API, principal.key_id, principal.team_id, after, limit)
+        records, more = await self.store.page(self.api, principal.key_id, principal.team_id, after, limit)
         return listing(records, [r.batch for r in records], more)
 
     async def observe(

@@ -34,6 +34,9 @@ WIRE = "openai"
 class BatchService(BatchEndpoints):
     """OpenAI's files and batches endpoints."""
 
+    api = "batches"
+    wire = WIRE
+
     # ------------------------------------------------------------------ files
 
     async def upload(self, principal: Principal, content_type: bytes | None, body: bytes) -> dict[str, Any]:
@@ -139,26 +142,24 @@ class BatchService(BatchEndpoints):
         if metadata is not None:
             sent["metadata"] = metadata
         amount = most(target, file.max_input_tokens, file.max_output_tokens)
-        creation = Creation("batches", route, file.place, amount, "batches", sent, "status", "validating")
+        creation = Creation(route, file.place, amount, "batches", sent, "status", "validating")
         record = await self.created(principal, upstream, creation)
         return _shown(record.batch, record)
 
     async def retrieve_batch(self, principal: Principal, batch_id: str) -> dict[str, Any]:
-        record = await self.places.batch(principal, batch_id, "batches")
-        upstream, target = self.places.target(record.place, WIRE)
+        record, upstream, target = await self._call(principal, batch_id)
         answer = await upstream.get(f"batches/{record.id}")
         await self.observe(record, answer, upstream, target)
         return _shown(answer, record)
 
     async def cancel_batch(self, principal: Principal, batch_id: str) -> dict[str, Any]:
-        record = await self.places.batch(principal, batch_id, "batches")
-        upstream, target = self.places.target(record.place, WIRE)
+        record, upstream, target = await self._call(principal, batch_id)
         answer = await upstream.post(f"batches/{record.id}/cancel")
         await self.observe(record, answer, upstream, target)
         return _shown(answer, record)
 
     async def list_batches(self, principal: Principal, after: str | None, limit: int) -> dict[str, Any]:
-        records, more = await self.store.page("batches", principal.key_id, principal.team_id, after, limit)
+        records, more = await self.store.page(self.api, principal.key_id, principal.team_id, after, limit)
         return {"object": "list", **listing(records, [_shown(r.batch, r) for r in records], more)}
 
     async def observe(
