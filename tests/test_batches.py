@@ -449,6 +449,22 @@ def test_a_batchs_reservation_holds_its_budget_until_it_finishes_then_gives_way_
     assert second.id != first.id and len(provider.batches) == 2
 
 
+def test_a_batch_the_provider_fails_to_create_holds_none_of_the_budget(
+    gateway: Gateway, provider: BatchUpstream
+) -> None:
+    # a batch reserves 1,287 micro-dollars: one fits in 2,000, two do not, so the second creation
+    # is accepted only if the failed one gave its reservation back
+    with _sdk(gateway, _key(gateway, max_budget="0.002")) as client:
+        uploaded = client.files.create(file=("tasks.jsonl", io.BytesIO(_jsonl())), purpose="batch")
+        asked = {"input_file_id": uploaded.id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+        provider.failed_creations = 1
+        with pytest.raises(openai.InternalServerError):
+            client.batches.create(**asked)
+        batch = client.batches.create(**asked)
+        assert [b.id for b in client.batches.list()] == [batch.id]  # the failed one was never recorded
+    assert list(provider.batches) == [batch.id]
+
+
 def test_a_gateway_stopped_while_it_reads_a_finished_batch_leaves_it_to_the_next_once(
     provider: BatchUpstream, tmp_path: Path
 ) -> None:

@@ -123,6 +123,21 @@ def test_a_message_batch_over_the_budget_is_refused_in_anthropics_error_shape(
     assert provider.requests == []
 
 
+def test_a_message_batch_the_provider_fails_to_create_holds_none_of_the_budget(
+    gateway: Gateway, provider: BatchUpstream
+) -> None:
+    # 2 x (at most 100 output tokens at 4 micro-dollars, and the prompt) reserve about 900
+    # micro-dollars: one fits in 1,000, two do not, so the second creation is accepted only if the
+    # failed one gave its reservation back
+    with _sdk(gateway, _key(gateway, max_budget="0.001")) as client:
+        provider.failed_creations = 1
+        with pytest.raises(anthropic.InternalServerError):
+            client.messages.batches.create(requests=_requests())  # type: ignore[arg-type]
+        batch = client.messages.batches.create(requests=_requests())  # type: ignore[arg-type]
+        assert [b.id for b in client.messages.batches.list()] == [batch.id]
+    assert list(provider.message_batches) == [batch.id]
+
+
 @pytest.mark.parametrize(
     ("requests", "says"),
     [

@@ -37,6 +37,7 @@ class BatchUpstream:
     files: dict[str, tuple[dict[str, Any], bytes]] = field(default_factory=dict)
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     message_batches: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = field(default_factory=dict)
+    failed_creations: int = 0  # how many of the next batch creations (either API) answer 500
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -275,6 +276,9 @@ class BatchUpstream:
 
     async def _route(self, request: web.Request, parts: list[str], body: bytes) -> web.StreamResponse:
         method = request.method
+        if method == "POST" and parts in (["batches"], ["messages", "batches"]) and self.failed_creations:
+            self.failed_creations -= 1
+            return self._error(500, "The server had an error while processing your request.")
         if parts[:2] == ["messages", "batches"]:
             return self._message_batch(parts, method, body)
         if parts == ["files"] and method == "POST":

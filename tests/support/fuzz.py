@@ -19,9 +19,9 @@ from typing import Any
 import msgspec
 import orjson
 
-from turnout.batches.form import parse_form
 from turnout.batches.jsonl import read_batch_input
 from turnout.batches.message_batches import read_message_batch
+from turnout.batches.service import MAX_UPLOAD_PARTS
 from turnout.domain import media, multipart
 from turnout.domain.chat import (
     counted_prompt_tokens,
@@ -396,10 +396,10 @@ def answer(chunks: Sequence[bytes]) -> object:
 
 def batch_form(chunks: Sequence[bytes]) -> object:
     try:
-        parts = parse_form(b"multipart/form-data; boundary=xx", b"".join(chunks))
+        form = multipart.parse_form(b"".join(chunks), b"xx", max_parts=MAX_UPLOAD_PARTS)
     except TurnoutError as error:
         return failure(error)
-    return [(p.name, p.filename, p.content_type, p.data) for p in parts]
+    return form.fields, [(f.name, f.filename, f.content_type, f.data) for f in form.files]
 
 
 def batch_file(chunks: Sequence[bytes]) -> object:

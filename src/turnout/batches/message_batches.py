@@ -6,24 +6,21 @@ its results' usage accounted once it has ended (accounting.py)."""
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from turnout.batches.accounting import BatchAccountant, results_usage
-from turnout.batches.admitting import admit
-from turnout.batches.placement import Places, answered_id, most
-from turnout.batches.store import BatchRecord, Owner, Placement
+from turnout.batches.accounting import results_usage
+from turnout.batches.creation import BatchEndpoints, Creation
+from turnout.batches.placement import listing, most
+from turnout.batches.store import BatchRecord, Placement
 from turnout.batches.upstream import BatchUpstream
 from turnout.domain.errors import InvalidRequest
 from turnout.domain.principal import Principal
 from turnout.domain.steering_fields import STEERING_FIELDS
-from turnout.limits.admission import Admission
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.routing.catalog import Target
-from turnout.spend.budgets import Budgets
 
 MAX_REQUESTS = 100_000  # Anthropic's documented limit of requests in one batch
 _CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -105,50 +102,25 @@ def read_message_batch(body: Any) -> MessageBatchInput:
     return MessageBatchInput(model, checked, input_tokens, output_tokens)
 
 
-class MessageBatchService:
-    def __init__(
-        self, places: Places, admission: Admission, budgets: Budgets, accountant: BatchAccountant
-    ) -> None:
-        self.places = places
-        self.store = places.store
-        self.admission = admission
-        self.budgets = budgets
-        self.accountant = accountant
+class MessageBatchService(BatchEndpoints):
+    api = API
+    wire = WIRE
 
     async def create(self, principal: Principal, body: Any) -> dict[str, Any]:
         checked = read_message_batch(body)
         route = self.places.authorised(principal, checked.model)
         upstream, target = self.places.first(route, checked.model, WIRE)
-        amount = most(target, checked.max_input_tokens, checked.max_output_tokens)
-        ticket, reservation = await admit(self.admission, self.budgets, principal, route, amount)
-        try:
-            sent = [{"custom_id": c, "params": {**p, "model": target.model}} for c, p in checked.requests]
-            answer = await upstream.post("messages/batches", {"requests": sent})
-            batch_id = answered_id(answer, upstream)
-            record = BatchRecord(
-                batch_id,
-                API,
-                Placement(target.provider, target.label, target.model, route.alias),
-                Owner(principal.key_id, principal.team_id, principal.user_id),
-                time.time(),
-                amount,
-                str(answer.get("processing_status") or "in_progress")[:32],
-                answer,
-                None,
-            )
-            await self.store.add_batch(record)
-        except BaseException:
-            self.budgets.release(reservation)
-            raise
-        finally:
-            ticket.settle(0)
-        self.accountant.reservations[batch_id] = reservation
-        return answer
-
-    async def _call(self, principal: Principal, batch_id: str) -> tuple[BatchRecord, BatchUpstream, Target]:
-        record = await self.places.batch(principal, batch_id, API)
-        upstream, target = self.places.target(record.place, WIRE)
-        return record, upstream, target
+        sent = [{"custom_id": c, "params": {**p, "model": target.model}} for c, p in checked.requests]
+        creation = Creation(
+            route,
+            Placement(target.provider, target.label, target.model, route.alias),
+            most(target, checked.max_input_tokens, checked.max_output_tokens),
+            "messages/batches",
+            {"requests": sent},
+            "processing_status",
+            "in_progress",
+        )
+        return (await self.created(principal, upstream, creation)).batch
 
     async def retrieve(self, principal: Principal, batch_id: str) -> dict[str, Any]:
         record, upstream, target = await self._call(principal, batch_id)
@@ -171,13 +143,8 @@ class MessageBatchService:
         return await upstream.get_stream(f"messages/batches/{record.id}/results")
 
     async def list(self, principal: Principal, after: str | None, limit: int) -> dict[str, Any]:
-        records, more = await self.store.page(API, principal.key_id, principal.team_id, after, limit)
-        return {
-            "data": [r.batch for r in records],
-            "first_id": records[0].id if records else None,
-            "last_id": records[-1].id if records else None,
-            "has_more": more,
-        }
+        records, more = await self.store.page(self.api, principal.key_id, principal.team_id, after, limit)
+        return listing(records, [r.batch for r in records], more)
 
     async def observe(
         self, record: BatchRecord, answer: dict[str, Any], upstream: BatchUpstream, target: Target | None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from turnout.batches.store import BatchRecord, BatchStore, FileRecord, Placement
@@ -41,6 +41,19 @@ def answered_id(answer: dict[str, Any], upstream: BatchUpstream) -> str:
     if not isinstance(value, str) or not ID.match(value):
         raise UpstreamProtocolError(f"The provider '{upstream.provider}' answered without a usable id.")
     return value
+
+
+def listing(
+    records: Sequence[BatchRecord | FileRecord], data: list[dict[str, Any]], more: bool
+) -> dict[str, Any]:
+    """A page of the caller's objects as the providers list them: `data`, and the page's first and
+    last ids."""
+    return {
+        "data": data,
+        "first_id": records[0].id if records else None,
+        "last_id": records[-1].id if records else None,
+        "has_more": more,
+    }
 
 
 _UNTIERED: set[str] = set()  # deployments warned of (once each) for a price without batch rates

@@ -7,47 +7,41 @@ its client, or by the periodic poll) is accounted (accounting.py)."""
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
-from turnout.batches.accounting import BatchAccountant, output_usage
-from turnout.batches.admitting import admit
-from turnout.batches.form import Part, parse_form
+from turnout.batches.accounting import output_usage
+from turnout.batches.creation import BatchEndpoints, Creation
 from turnout.batches.jsonl import BatchInput, read_batch_input, rewritten
-from turnout.batches.placement import BATCH_TIER, ID, Places, answered_id, most
+from turnout.batches.placement import BATCH_TIER, ID, answered_id, listing, most
 from turnout.batches.store import TERMINAL, BatchRecord, FileRecord, Owner, Placement
 from turnout.batches.upstream import BatchUpstream
 from turnout.domain.errors import InvalidRequest, UpstreamProtocolError
+from turnout.domain.media import Form, Upload
+from turnout.domain.multipart import form_boundary, parse_form
 from turnout.domain.principal import Principal
 from turnout.domain.usage import Usage
-from turnout.limits.admission import Admission
 from turnout.providers.http.connection import UpstreamResponse
 from turnout.routing.catalog import Target
-from turnout.spend.budgets import Budgets
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # a batch file's upload, the whole multipart body
+MAX_UPLOAD_PARTS = 8  # its form's parts (it needs two)
 COMPLETION_WINDOWS = ("24h",)
 MAX_METADATA = 16
 _BATCH_FIELDS = frozenset({"input_file_id", "endpoint", "completion_window", "metadata"})
 WIRE = "openai"
 
 
-class BatchService:
+class BatchService(BatchEndpoints):
     """OpenAI's files and batches endpoints."""
 
-    def __init__(
-        self, places: Places, admission: Admission, budgets: Budgets, accountant: BatchAccountant
-    ) -> None:
-        self.places = places
-        self.store = places.store
-        self.admission = admission
-        self.budgets = budgets
-        self.accountant = accountant
+    api = "batches"
+    wire = WIRE
 
     # ------------------------------------------------------------------ files
 
     async def upload(self, principal: Principal, content_type: bytes | None, body: bytes) -> dict[str, Any]:
-        purpose, file = _upload_parts(parse_form(content_type, body))
+        form = parse_form(body, form_boundary(content_type), max_parts=MAX_UPLOAD_PARTS)
+        purpose, file = _upload_parts(form)
         if purpose != "batch":
             raise InvalidRequest(
                 f"turnout takes files for batches only ('purpose': 'batch'), not '{purpose[:40]}'.",
@@ -99,13 +93,7 @@ class BatchService:
     ) -> dict[str, Any]:
         """The caller's team's files as turnout last saw them (newest first)."""
         records, more = await self.store.file_page(principal.key_id, principal.team_id, purpose, after, limit)
-        return {
-            "object": "list",
-            "data": [r.file for r in records],
-            "first_id": records[0].id if records else None,
-            "last_id": records[-1].id if records else None,
-            "has_more": more,
-        }
+        return {"object": "list", **listing(records, [r.file for r in records], more)}
 
     # ------------------------------------------------------------------ batches
 
@@ -146,62 +134,33 @@ class BatchService:
             )
         route = self.places.authorised(principal, file.place.alias)
         upstream, target = self.places.target(file.place, WIRE)
+        sent: dict[str, Any] = {
+            "input_file_id": file.id,
+            "endpoint": upstream.line_prefix + file.endpoint[len("/v1") :],
+            "completion_window": window,
+        }
+        if metadata is not None:
+            sent["metadata"] = metadata
         amount = most(target, file.max_input_tokens, file.max_output_tokens)
-        ticket, reservation = await admit(self.admission, self.budgets, principal, route, amount)
-        try:
-            sent: dict[str, Any] = {
-                "input_file_id": file.id,
-                "endpoint": upstream.line_prefix + file.endpoint[len("/v1") :],
-                "completion_window": window,
-            }
-            if metadata is not None:
-                sent["metadata"] = metadata
-            answer = await upstream.post("batches", sent)
-            batch_id = answered_id(answer, upstream)
-            record = BatchRecord(
-                batch_id,
-                "batches",
-                file.place,
-                Owner(principal.key_id, principal.team_id, principal.user_id),
-                time.time(),
-                amount,
-                str(answer.get("status") or "validating")[:32],
-                answer,
-                None,
-            )
-            await self.store.add_batch(record)
-        except BaseException:
-            self.budgets.release(reservation)
-            raise
-        finally:
-            ticket.settle(0)
-        self.accountant.reservations[batch_id] = reservation
-        return _shown(answer, record)
+        creation = Creation(route, file.place, amount, "batches", sent, "status", "validating")
+        record = await self.created(principal, upstream, creation)
+        return _shown(record.batch, record)
 
     async def retrieve_batch(self, principal: Principal, batch_id: str) -> dict[str, Any]:
-        record = await self.places.batch(principal, batch_id, "batches")
-        upstream, target = self.places.target(record.place, WIRE)
+        record, upstream, target = await self._call(principal, batch_id)
         answer = await upstream.get(f"batches/{record.id}")
         await self.observe(record, answer, upstream, target)
         return _shown(answer, record)
 
     async def cancel_batch(self, principal: Principal, batch_id: str) -> dict[str, Any]:
-        record = await self.places.batch(principal, batch_id, "batches")
-        upstream, target = self.places.target(record.place, WIRE)
+        record, upstream, target = await self._call(principal, batch_id)
         answer = await upstream.post(f"batches/{record.id}/cancel")
         await self.observe(record, answer, upstream, target)
         return _shown(answer, record)
 
     async def list_batches(self, principal: Principal, after: str | None, limit: int) -> dict[str, Any]:
-        records, more = await self.store.page("batches", principal.key_id, principal.team_id, after, limit)
-        data = [_shown(r.batch, r) for r in records]
-        return {
-            "object": "list",
-            "data": data,
-            "first_id": records[0].id if records else None,
-            "last_id": records[-1].id if records else None,
-            "has_more": more,
-        }
+        records, more = await self.store.page(self.api, principal.key_id, principal.team_id, after, limit)
+        return {"object": "list", **listing(records, [_shown(r.batch, r) for r in records], more)}
 
     async def observe(
         self, record: BatchRecord, answer: dict[str, Any], upstream: BatchUpstream, target: Target | None
@@ -230,23 +189,26 @@ class BatchService:
         await self.observe(record, await upstream.get(f"batches/{record.id}"), upstream, target)
 
 
-def _upload_parts(parts: list[Part]) -> tuple[str, Part]:
+def _upload_parts(form: Form) -> tuple[str, Upload]:
     """The form's `purpose` and `file`, each once, and nothing else."""
-    named: dict[str, Part] = {}
-    for part in parts:
-        if part.name not in ("purpose", "file"):
-            raise InvalidRequest(f"Unrecognized form field: '{part.name}'.", param=part.name)
-        if part.name in named:
-            raise InvalidRequest(f"The form field '{part.name}' is given twice.", param=part.name)
-        named[part.name] = part
-    if "file" not in named or named["file"].filename is None:
+    named: dict[str, bytes | Upload] = {}
+    parts = [(name, value.encode()) for name, value in form.fields] + [(f.name, f) for f in form.files]
+    for name, part in parts:
+        if name not in ("purpose", "file"):
+            raise InvalidRequest(f"Unrecognized form field: '{name[:100]}'.", param=name[:100])
+        if name in named:
+            raise InvalidRequest(f"The form field '{name}' is given twice.", param=name)
+        named[name] = part
+    file = named.get("file")
+    if not isinstance(file, Upload):
         raise InvalidRequest("The form needs a 'file' part with a filename.", param="file")
-    if "purpose" not in named:
+    purpose = named.get("purpose")
+    if purpose is None:
         raise InvalidRequest("The form needs a 'purpose' field.", param="purpose")
-    raw = named["purpose"].data
+    raw = purpose.data if isinstance(purpose, Upload) else purpose
     if len(raw) > 64:
         raise InvalidRequest("'purpose' is too long.", param="purpose")
-    return raw.decode("utf-8", "replace").strip(), named["file"]
+    return raw.decode("utf-8", "replace").strip(), file
 
 
 def _shown(answer: dict[str, Any], record: BatchRecord) -> dict[str, Any]:

@@ -19,8 +19,7 @@ import msgspec
 import orjson
 
 from turnout.config.settings import ProviderSettings, Timeouts
-from turnout.domain.errors import UpstreamProtocolError
-from turnout.domain.rerank import checked_ranking, refuse_document_limit, rerank_answer
+from turnout.domain.rerank import refuse_document_limit
 from turnout.domain.usage import Usage
 from turnout.providers.base import (
     ChatCall,
@@ -43,6 +42,7 @@ from turnout.providers.http.connection import UpstreamResponse
 from turnout.providers.link import LIST_TIMEOUTS, MAX_CACHED_ENDPOINTS, ProviderLink, request_headers
 from turnout.providers.parameters import apply_parameter_policy
 from turnout.providers.request_json import request_json
+from turnout.providers.rerank import ranked_result
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 RERANK_RESPONSE_BYTES = 16 * 1024 * 1024  # scores, never documents
@@ -162,20 +162,10 @@ class BedrockAdapter:
         response = await self._send(self._rerank, body, call.timeouts)
         data = await response.read(RERANK_RESPONSE_BYTES)
         answer = self.link.decode(ranking.rerank_decoder, data, "sent a malformed ranking")
-        ranked = checked_ranking(answer.ranking(), len(call.request.documents))
-        if ranked is None:
-            raise UpstreamProtocolError(f"The provider '{self.name}' ranked documents that were not sent.")
         usage = Usage(search_units=call.request.search_units, estimated=True)  # (Bedrock reports none)
         request_id = response.header(b"x-amzn-requestid")
-        out = rerank_answer(
-            call.request,
-            ranked,
-            answer_id=request_id.decode("latin-1") if request_id else call.request_id,
-            model=call.model,
-            search_units=usage.search_units,
-            tokens=None,
-        )
-        return RerankResult(orjson.dumps(out), usage)
+        answer_id = request_id.decode("latin-1") if request_id else call.request_id
+        return ranked_result(call, self.name, answer.ranking(), answer_id=answer_id, usage=usage)
 
     async def list_models(self) -> list[str]:
         response = await self._send(self._models, b"", LIST_TIMEOUTS, method="GET")

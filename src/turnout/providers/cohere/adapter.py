@@ -6,8 +6,6 @@ from __future__ import annotations
 import orjson
 
 from turnout.config.settings import ProviderSettings
-from turnout.domain.errors import UpstreamProtocolError
-from turnout.domain.rerank import checked_ranking, rerank_answer
 from turnout.domain.usage import Usage
 from turnout.providers.base import (
     ChatCall,
@@ -28,6 +26,7 @@ from turnout.providers.http.client import HttpClient
 from turnout.providers.link import LIST_TIMEOUTS, ProviderLink, request_headers
 from turnout.providers.parameters import apply_parameter_policy
 from turnout.providers.request_json import request_json
+from turnout.providers.rerank import ranked_result, rerank_decoder
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 RERANK_RESPONSE_BYTES = 16 * 1024 * 1024  # scores, never documents
@@ -98,20 +97,11 @@ class CohereAdapter:
         body = ranking.rerank_body(call.request, call.model)
         response = await self.link.send(self._rerank, body, call.timeouts)
         data = await response.read(RERANK_RESPONSE_BYTES)
-        answer = self.link.decode(ranking.rerank_decoder, data, "sent a malformed ranking")
-        ranked = checked_ranking(answer.ranking(), len(call.request.documents))
-        if ranked is None:
-            raise UpstreamProtocolError(f"The provider '{self.name}' ranked documents that were not sent.")
+        answer = self.link.decode(rerank_decoder, data, "sent a malformed ranking")
         usage = answer.usage_for(call.request)
-        out = rerank_answer(
-            call.request,
-            ranked,
-            answer_id=answer.id or call.request_id,
-            model=call.model,
-            search_units=usage.search_units,
-            tokens=None,
+        return ranked_result(
+            call, self.name, answer.ranking(), answer_id=answer.id or call.request_id, usage=usage
         )
-        return RerankResult(orjson.dumps(out), usage)
 
     async def list_models(self) -> list[str]:
         response = await self.link.send(self._models, b"", LIST_TIMEOUTS)

@@ -16,7 +16,7 @@ from turnout.config.settings import ProviderSettings, Timeouts
 from turnout.domain.errors import UpstreamProtocolError
 from turnout.domain.malformed import DECODE_ERRORS
 from turnout.domain.media import OPERATION, ImageRequest, SpeechRequest, TranscriptionRequest
-from turnout.domain.rerank import checked_ranking, refuse_document_limit, rerank_answer
+from turnout.domain.rerank import refuse_document_limit
 from turnout.providers.base import (
     ChatCall,
     ChatResult,
@@ -42,6 +42,7 @@ from turnout.providers.openai_compatible.errors import parse_error_body
 from turnout.providers.openai_compatible.stream import OpenAIStream
 from turnout.providers.openai_compatible.wire import completion_decoder, embeddings_decoder, models_decoder
 from turnout.providers.request_json import request_json
+from turnout.providers.rerank import ranked_result
 
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 RERANK_RESPONSE_BYTES = 16 * 1024 * 1024  # a ranking or a moderation: scores, never documents
@@ -235,19 +236,15 @@ class OpenAICompatibleAdapter:
         answer = self.link.decode(
             ranking.rerank_decoder, data, "answered with something that is not a ranking"
         )
-        ranked = checked_ranking(answer.ranking(), len(call.request.documents))
-        if ranked is None:
-            raise UpstreamProtocolError(f"The provider '{self.name}' ranked documents that were not sent.")
-        usage, tokens = answer.usage_for(call.request)
-        out = rerank_answer(
-            call.request,
-            ranked,
+        tokens = answer.tokens
+        return ranked_result(
+            call,
+            self.name,
+            answer.ranking(),
             answer_id=answer.id or call.request_id,
-            model=call.model,
-            search_units=usage.search_units,
+            usage=answer.usage_for(call.request, tokens),
             tokens=tokens,
         )
-        return RerankResult(orjson.dumps(out), usage)
 
     async def moderate(self, call: ModerationCall) -> ModerationResult:
         """OpenAI's `POST {base}/moderations`, passed on with the deployment's model."""

@@ -18,21 +18,9 @@ import msgspec
 import orjson
 
 from turnout.domain.rerank import RerankRequest
-from turnout.domain.usage import TokenCount, Usage
+from turnout.domain.usage import TokenCount
+from turnout.providers import rerank as shared
 from turnout.providers.request_json import request_json
-
-
-class _Result(msgspec.Struct, frozen=True):
-    index: int
-    relevance_score: float
-
-
-class _Units(msgspec.Struct, frozen=True):
-    search_units: TokenCount | None = None
-
-
-class _Meta(msgspec.Struct, frozen=True):
-    billed_units: _Units | None = None
 
 
 class _Usage(msgspec.Struct, frozen=True):
@@ -40,24 +28,14 @@ class _Usage(msgspec.Struct, frozen=True):
     prompt_tokens: TokenCount | None = None
 
 
-class RerankAnswer(msgspec.Struct, frozen=True):
-    results: list[_Result]
-    id: str | None = None
+class RerankAnswer(shared.RerankAnswer, frozen=True):
+    """Cohere's shape (providers/rerank.py) with the tokens vLLM and Jina count."""
+
     usage: _Usage | None = None
-    meta: _Meta | None = None
 
-    def ranking(self) -> list[tuple[int, float]]:
-        return [(r.index, r.relevance_score) for r in self.results]
-
-    def usage_for(self, request: RerankRequest) -> tuple[Usage, int | None]:
-        """What it used: the search units it reports (else one per 100 documents, counted by
-        turnout), and its tokens where it counts them."""
-        used = self.usage
-        tokens = None if used is None else (used.total_tokens or used.prompt_tokens)
-        billed = None if self.meta is None or self.meta.billed_units is None else self.meta.billed_units
-        reported = None if billed is None else billed.search_units
-        units = request.search_units if reported is None else reported
-        return Usage(input_tokens=tokens or 0, search_units=units, estimated=reported is None), tokens
+    @property
+    def tokens(self) -> int | None:
+        return None if self.usage is None else (self.usage.total_tokens or self.usage.prompt_tokens)
 
 
 class ModerationAnswer(msgspec.Struct, frozen=True):
@@ -71,14 +49,8 @@ moderation_decoder = msgspec.json.Decoder(ModerationAnswer)
 
 
 def rerank_body(request: RerankRequest, model: str) -> bytes:
-    body: dict[str, Any] = {
-        "model": model,
-        "query": request.query,
-        "documents": request.texts(),
-        "top_n": request.wanted,
-        "return_documents": False,  # turnout hands back the client's own documents
-    }
-    return orjson.dumps(body)
+    # turnout hands back the client's own documents
+    return orjson.dumps({**shared.rerank_fields(request, model), "return_documents": False})
 
 
 def moderation_body(body: dict[str, Any], model: str) -> bytes:
