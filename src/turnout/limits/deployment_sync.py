@@ -1,20 +1,24 @@
 """Deployments' capacity (a target's `rpm` / `tpm`) shared by the instances, so that together they
-move traffic to an alias's other deployments before a provider's own limit is hit.
+move traffic to an alias's other deployments before a provider's own limit is hit — and never
+send a deployment more than its capacity.
 
-The router decides in memory (routing/deployments.py: no round trip per attempt). Every
-`SYNC_SECONDS` this instance adds what it sent each capacity-limited deployment since the last
-sync to the deployment's shared sliding window in Redis (the layout of limits/shared.py, one
-script run for all of them) and reads back every instance's use: the others' part is what the
-router adds to its own count. Until the next sync each instance may add only its part of what was
-left (what remained ÷ the live instances: what it adds counts once for each of them), so a burst
-through every instance overshoots only by what the others sent since their own last sync (a burst
-through two instances at 20 rpm: 22 to 27 served, 40 before); what one idle instance leaves unused
-is taken at the next sync. Without Redis (or while it is unreachable) each instance takes its
-share: the limit ÷ the live instances. A deployment first used between two syncs takes its share
-until the next."""
+The router decides in memory (routing/deployments.py: no round trip per attempt) from grants. A
+deployment's shared sliding window in Redis (the layout of limits/shared.py) counts what every
+instance sent in the last minute, and what it was granted: a grant is counted in the window as if
+it were used, the moment Redis gives it, out of what the window leaves. An instance sends only
+within its grant. When the grant runs out, the next request asks Redis for more — twice what the
+last grant held, so a steady pace costs a few round trips a second, shared by every request
+waiting meanwhile — and if Redis has nothing left, the deployment is held back until the next
+sync. Every `SYNC_SECONDS` an instance gives back what it did not use of its grant (and adds what
+it used beyond it: tokens are known only when an answer ends), so an idle instance holds nothing
+the others could use. A killed instance's grant stays counted until its minute has passed: its
+deployments may be sent less for that minute, never more. Without Redis (or while it is
+unreachable) each instance takes its share: the limit ÷ the live instances.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -31,8 +35,11 @@ log = logging.getLogger("turnout.limits")
 SYNC_SECONDS = 1.0
 SLICES = 60
 
-# KEYS: the deployments' windows. ARGV[1]: slice ms, slices; then per key the amount to add now.
-# Returns each window's sum after the addition (slices older than the window dropped first).
+# KEYS: the deployments' windows. ARGV[1]: slice ms, slices; then per key: the amount to add now
+# (used beyond a grant), the amount to give back (a grant's unused part), the slice it was counted
+# in, the limit, the grant wanted. Returns per key the window's sum after the change (slices older
+# than the window dropped first, a give-back only if its slice is still counted), the grant (what
+# is wanted, within what the window leaves: counted in the window at once) and the current slice.
 SYNC = (
     NOW
     + """
@@ -43,7 +50,9 @@ local cur = math.floor(now / sl)
 local cutoff = cur - ns + 1
 local out = {}
 for i, k in ipairs(KEYS) do
-  local add = tonumber(a[2 + i])
+  local b = 2 + (i - 1) * 5
+  local add, back, slice = tonumber(a[b + 1]), tonumber(a[b + 2]), tonumber(a[b + 3])
+  local limit, want = tonumber(a[b + 4]), tonumber(a[b + 5])
   local v = redis.call('HMGET', k, 'sum', 'lo')
   local total, lo = tonumber(v[1]) or 0, tonumber(v[2])
   if lo == nil or cutoff - lo > ns then
@@ -60,11 +69,22 @@ for i, k in ipairs(KEYS) do
     end
   end
   if lo == nil or lo < cutoff then lo = cutoff end
-  if add > 0 then redis.call('HINCRBY', k, cur, add) end
-  total = total + add
+  if back > 0 and slice >= lo then
+    local c = tonumber(redis.call('HGET', k, slice))
+    if c then
+      local d = math.min(back, c)
+      redis.call('HINCRBY', k, slice, -d)
+      total = total - d
+    end
+  end
+  local grant = math.max(math.min(want, limit - total - add), 0)
+  if add + grant > 0 then redis.call('HINCRBY', k, cur, add + grant) end
+  total = total + add + grant
   redis.call('HSET', k, 'sum', total, 'lo', lo)
   redis.call('PEXPIRE', k, sl * ns + sl)
-  out[i] = total
+  out[3 * i - 2] = total
+  out[3 * i - 1] = grant
+  out[3 * i] = cur
 end
 return out
 """
@@ -82,8 +102,10 @@ class DeploymentSync:
         self.shared = shared
         self.peers = peers
         self._sync: Any = None if shared is None else shared.client.register_script(SYNC)
-        self._sent: dict[tuple[int, str], int] = {}  # by (state, measure): what was sent on
+        self._exchanging = asyncio.Lock()  # one exchange at a time: what was sent on is counted once
         self.periodic = Periodic(self.tick, SYNC_SECONDS, "sharing deployments' capacity")
+        if shared is not None:
+            registry().grants = self.top_up  # grants from the first request on
 
     def start(self) -> None:
         self.periodic.start()
@@ -91,49 +113,77 @@ class DeploymentSync:
     async def tick(self) -> None:
         registry = self.registry()
         peers = max(self.peers(), 1)
-        registry.share_of = peers  # what a deployment first used before the next sync takes
+        registry.share_of = peers  # what a deployment takes without Redis
         limited = [s for s in registry.all() if s.rpm is not None or s.tpm is not None]
-        if not limited:
-            return
         shared = self.shared
-        if shared is None or not shared.usable or not await self._exchange(limited, peers):
-            for state in limited:
-                state.share_of, state.growing = peers, 1
-                state.elsewhere_requests = state.elsewhere_tokens = 0
+        if shared is None or not shared.usable:
+            self._alone(registry, limited, peers)
+            return
+        registry.grants = self.top_up
+        if limited and not await self._exchange(limited, topping_up=False):
+            self._alone(registry, limited, peers)
 
-    async def _exchange(self, states: list[DeploymentState], peers: int) -> bool:
-        """Send this instance's use and read everyone's; False when Redis cannot be reached."""
-        keys: list[str] = []
-        adds: list[int] = []
-        sent: list[tuple[tuple[int, str], int]] = []
+    async def top_up(self, state: DeploymentState) -> None:
+        """A grant ran out before the next sync: ask Redis for more now. Nothing more to grant
+        holds the deployment back until the next sync."""
+        shared = self.shared
+        if shared is None or not shared.usable:
+            self._alone(self.registry(), [state], max(self.peers(), 1))
+            return
+        if not await self._exchange([state], topping_up=True):
+            self._alone(self.registry(), [state], max(self.peers(), 1))
+
+    def _alone(self, registry: DeploymentRegistry, states: list[DeploymentState], peers: int) -> None:
+        """Redis cannot be reached: each instance takes its share of every deployment's capacity."""
+        registry.grants = None
         for state in states:
-            for measure, total in (("rpm", state.sent_requests), ("tpm", state.sent_tokens)):
-                if (state.rpm if measure == "rpm" else state.tpm) is None:
-                    continue
-                mark = (id(state), measure)
-                keys.append(f"{PREFIX}deployment:{state.key[0]}/{state.key[1]}:{measure}")
-                adds.append(max(total - self._sent.get(mark, 0), 0))
-                sent.append((mark, total))
-        slice_ms = int(MINUTE * 1000) // SLICES
-        try:
-            sums = await self._sync(keys=keys, args=[f"{slice_ms} {SLICES} " + " ".join(map(str, adds))])
-        except RedisError:
-            log.warning("could not share deployments' capacity through Redis")
-            return False
-        self._sent.update(sent)
-        index = 0
-        now = self._now()
-        for state in states:
-            state.share_of, state.growing = 1, peers
-            mine_requests, mine_tokens = state.used(now)
-            state.synced_requests, state.synced_tokens = mine_requests, mine_tokens
-            if state.rpm is not None:
-                state.elsewhere_requests = max(int(sums[index]) - mine_requests, 0)
-                index += 1
-            if state.tpm is not None:
-                state.elsewhere_tokens = max(int(sums[index]) - mine_tokens, 0)
-                index += 1
-        return True
+            state.share_of, state.granted = peers, False
+            state.elsewhere_requests = state.elsewhere_tokens = 0
+
+    async def _exchange(self, states: list[DeploymentState], *, topping_up: bool) -> bool:
+        """Give back what is left of this instance's grants (adding what it used beyond them), take
+        fresh ones (when `topping_up`: twice what the last held) and read everyone's use; False
+        when Redis cannot be reached."""
+        async with self._exchanging:
+            now = self._now()
+            if topping_up:
+                states = [s for s in states if s.granted and not s.within_grant()]
+                if not states:  # granted meanwhile
+                    return True
+            keys: list[str] = []
+            words: list[int] = []
+            reported: list[int] = []
+            for state in states:
+                for measure, grant in state.grants():
+                    keys.append(f"{PREFIX}deployment:{state.key[0]}/{state.key[1]}:{measure}")
+                    used = grant.sent
+                    reported.append(used)
+                    # at least a second's worth at the limit's pace
+                    want = max(2 * grant.amount, grant.limit // 60, 1) if topping_up else 0
+                    words += (max(used - grant.amount, 0), max(grant.amount - used, 0), grant.slice)
+                    words += (grant.limit, want)
+            head = f"{int(MINUTE * 1000) // SLICES} {SLICES} "
+            try:
+                reply = await self._sync(keys=keys, args=[head + " ".join(map(str, words))])
+            except RedisError:
+                log.warning("could not share deployments' capacity through Redis")
+                return False
+            answers = iter(int(x) for x in reply)
+            sent = iter(reported)
+            for state in states:
+                state.granted, state.share_of = True, 1
+                mine_requests, mine_tokens = state.used(now)
+                for measure, grant in state.grants():
+                    total, amount, slice_index = next(answers), next(answers), next(answers)
+                    grant.renew(amount, slice_index, next(sent))
+                    mine = mine_requests if measure == "rpm" else mine_tokens
+                    if measure == "rpm":
+                        state.elsewhere_requests = max(total - mine, 0)
+                    else:
+                        state.elsewhere_tokens = max(total - mine, 0)
+                if topping_up and not state.within_grant():
+                    state.exhausted_until = now + SYNC_SECONDS
+            return True
 
     def _now(self) -> float:
         registry = self.registry()

@@ -5,8 +5,9 @@ deployments clients can name through wildcard aliases."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -20,6 +21,30 @@ MINUTE = 60.0
 MAX_REACHED = 1000  # states of deployments reached through wildcard aliases, kept at once
 IDLE_TTL = 600.0  # seconds unused after which such a state is dropped (unless it matters)
 EVICTION_SCAN = 32  # reached states looked at, least recently used first, to find one to drop
+
+
+class Grant:
+    """Capacity of one measure (rpm or tpm) of a deployment that Redis set aside for this instance
+    (limits/deployment_sync.py), counted in the deployment's shared window in slice `slice`, and
+    what this instance sent on it since."""
+
+    __slots__ = ("amount", "limit", "sent", "slice")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.amount = 0
+        self.sent = 0
+        self.slice = 0
+
+    @property
+    def spent(self) -> bool:
+        return self.sent >= self.amount
+
+    def renew(self, amount: int, slice_index: int, reported: int) -> None:
+        """A fresh grant, the last one settled with `reported` sent (what was sent since that
+        report counts against the fresh one)."""
+        self.amount, self.slice = amount, slice_index
+        self.sent -= reported
 
 
 @dataclass(slots=True)
@@ -38,44 +63,68 @@ class DeploymentState:
     last_used: float = 0.0  # (the loop clock) when a request last chose or finished on it
     _requests: WindowCounter = field(default_factory=lambda: WindowCounter(MINUTE, 12))
     _tokens: WindowCounter = field(default_factory=lambda: WindowCounter(MINUTE, 12))
-    # the capacity is shared by the instances (limits/deployment_sync.py): with Redis, what the
-    # others used in the last minute, this instance's own use then, and how many instances may grow
-    # theirs until the next sync (each takes its part of what was left); without Redis, how many
-    # share it equally
+    # the capacity is shared by the instances (limits/deployment_sync.py). With Redis, each
+    # instance sends only what Redis granted it (`request_grant`, `token_grant`) and asks for more
+    # when that runs out; what the others used in the last minute is shown in `elsewhere_*`.
+    # Without Redis, `share_of` instances share it equally.
     elsewhere_requests: int = 0
     elsewhere_tokens: int = 0
-    synced_requests: int = 0
-    synced_tokens: int = 0
-    growing: int = 1
     share_of: int = 1
-    sent_requests: int = 0  # ever, counted while it has an rpm (what the sync sends on)
-    sent_tokens: int = 0  # ever, counted while it has a tpm
+    granted: bool = False  # decided by grants (Redis answers), else by this instance's share
+    request_grant: Grant | None = None  # with an rpm
+    token_grant: Grant | None = None  # with a tpm
+    exhausted_until: float = 0.0  # Redis had nothing more to grant: not asked again before then
+
+    def __post_init__(self) -> None:
+        if self.rpm is not None:
+            self.request_grant = Grant(self.rpm)
+        if self.tpm is not None:
+            self.token_grant = Grant(self.tpm)
 
     def available(self, now: float) -> bool:
         """Could a request be sent here now (breaker, cool-down and capacity allowing)?"""
         return self.breaker.available() and now >= self.cooldown_until and self.has_capacity(now)
 
     def has_capacity(self, now: float) -> bool:
-        if self.rpm is not None and self._full(
-            self._requests.total(now), self.elsewhere_requests, self.synced_requests, self.rpm
-        ):
-            return False
-        return self.tpm is None or not self._full(
-            self._tokens.total(now), self.elsewhere_tokens, self.synced_tokens, self.tpm
-        )
+        """Could it take a request now as far as its capacity goes (with grants: within this
+        instance's grant, or Redis may be asked for more)?"""
+        if self.granted:
+            return self.within_grant() or now >= self.exhausted_until
+        return not self._requests_full(now) and not self._tokens_full(now)
 
-    def _full(self, mine: int, elsewhere: int, synced: int, limit: int) -> bool:
-        """Is a capacity used up: what this instance used, what the others had at the last sync,
-        and as much again as this instance added since for each other instance that may be
-        adding as much meanwhile (so that together they stay within the limit between syncs)?"""
-        grown = (self.growing - 1) * max(mine - synced, 0)
-        return mine + elsewhere + grown >= max(limit // self.share_of, 1)
+    def may_take(self, now: float) -> bool:
+        """Capacity-wise, may a request be sent now: within its grant, or (Redis away) its share?"""
+        return self.within_grant() if self.granted else self.has_capacity(now)
+
+    def within_grant(self) -> bool:
+        """Is what this instance sent since its grants still within them?"""
+        return not self._beyond_grant()
+
+    def grants(self) -> list[tuple[Literal["rpm", "tpm"], Grant]]:
+        out: list[tuple[Literal["rpm", "tpm"], Grant]] = []
+        if self.request_grant is not None:
+            out.append(("rpm", self.request_grant))
+        if self.token_grant is not None:
+            out.append(("tpm", self.token_grant))
+        return out
+
+    def _beyond_grant(self) -> Literal["rpm", "tpm", ""]:
+        if self.request_grant is not None and self.request_grant.spent:
+            return "rpm"
+        if self.token_grant is not None and self.token_grant.spent:
+            return "tpm"
+        return ""
+
+    def _requests_full(self, now: float) -> bool:
+        return self.rpm is not None and self._requests.total(now) >= max(self.rpm // self.share_of, 1)
+
+    def _tokens_full(self, now: float) -> bool:
+        return self.tpm is not None and self._tokens.total(now) >= max(self.tpm // self.share_of, 1)
 
     def limiting(self, now: float) -> tuple[Literal["rpm", "tpm"], int]:
         """The capacity limit that holds it back (rpm first)."""
-        if self.rpm is not None and self._full(
-            self._requests.total(now), self.elsewhere_requests, self.synced_requests, self.rpm
-        ):
+        rpm_held = self._beyond_grant() != "tpm" if self.granted else self._requests_full(now)
+        if rpm_held and self.rpm is not None:
             return "rpm", self.rpm
         return "tpm", self.tpm or 0
 
@@ -87,21 +136,22 @@ class DeploymentState:
         """The soonest time this deployment may take a request again (`now` if it can)."""
         when = max(self.cooldown_until, self.breaker.retry_at)
         if not self.has_capacity(now):
-            when = max(when, now + MINUTE / 12)  # the capacity window moves on in slices
+            # Redis granted nothing more until then; else the capacity window moves on in slices
+            when = max(when, self.exhausted_until if self.granted else now + MINUTE / 12)
         return max(now, when)
 
     def started(self, now: float) -> None:
         self.in_flight += 1
-        if self.rpm is not None:
+        if self.request_grant is not None:
             self._requests.add(now)
-            self.sent_requests += 1
+            self.request_grant.sent += 1
 
     def finished(self, now: float, tokens: int = 0) -> None:
         self.in_flight = max(0, self.in_flight - 1)
         self.last_used = now
-        if tokens and self.tpm is not None:
+        if tokens and self.token_grant is not None:
             self._tokens.add(now, tokens)
-            self.sent_tokens += tokens
+            self.token_grant.sent += tokens
 
     def succeeded(self, latency: float | None = None) -> None:
         """An answer came back whole: the breaker is told (and the latency noted, when given)."""
@@ -207,8 +257,11 @@ class DeploymentRegistry:
         self._configured = configured
         self.capacity = capacity
         self.idle_ttl = idle_ttl
-        # instances sharing capacity, as last known: a new state takes its share until it is synced
+        # instances sharing capacity, as last known (each takes its share, without Redis); with
+        # Redis, `grants` asks it for a state's grant when the one it holds runs out
         self.share_of = 1
+        self.grants: Callable[[DeploymentState], Awaitable[None]] | None = None
+        self._asking: dict[int, asyncio.Future[None]] = {}  # by id(state): grants being asked for
         self._states: dict[tuple[str, str], DeploymentState] = {}  # configured: kept for good
         self._reached: OrderedDict[tuple[str, str], DeploymentState] = OrderedDict()  # LRU first
 
@@ -228,6 +281,7 @@ class DeploymentRegistry:
         state = DeploymentState(key, label, CircuitBreaker(self._breaker, self._clock), rpm, tpm)
         state.last_used = now
         state.share_of = self.share_of
+        state.granted = self.grants is not None and (rpm is not None or tpm is not None)
         if key in self._configured:
             self._states[key] = state
             return state
@@ -240,6 +294,29 @@ class DeploymentRegistry:
     def now(self) -> float:
         """The clock the states are kept by."""
         return self._clock()
+
+    async def claim(self, state: DeploymentState) -> bool:
+        """May a request be sent to `state` now, capacity-wise? Without grants (no Redis), its
+        share decided that already. With grants: within this instance's, or once Redis granted
+        more (one round trip, shared by every request that found the grant spent meanwhile); when
+        Redis has nothing more to give, the state is held back until its next grant."""
+        if not state.granted or state.within_grant():
+            return True
+        grants = self.grants
+        if grants is None:
+            return True
+        asking = self._asking.get(id(state))
+        if asking is None:
+            asking = asyncio.get_running_loop().create_future()
+            self._asking[id(state)] = asking
+            try:
+                await grants(state)
+            finally:
+                del self._asking[id(state)]
+                asking.set_result(None)
+        else:
+            await asyncio.shield(asking)
+        return state.may_take(self._clock())
 
     def all(self) -> list[DeploymentState]:
         self._forget_idle(self._clock())

@@ -445,6 +445,8 @@ class Router:
                     candidate = _pick(stage, self.clock(), panic=panic)
                     if candidate is None:
                         break
+                    if not await self.deployments.claim(candidate.state):
+                        continue  # its capacity is spent: the next pick passes it by
                     if panic:
                         log.warning(
                             "%s: every deployment's breaker is open; trying %s, the likeliest to recover",
@@ -497,6 +499,8 @@ class Router:
         hedge_after = route.policy.hedge_after
         if hedge_after is not None and not panic:
             partner = _pick(stage, self.clock(), exclude=c)
+            if partner is not None and partner.state.granted and not partner.state.within_grant():
+                partner = None  # no hedge beyond what its deployment's grant leaves
             if partner is not None:
                 return await self._hedged(route, walk, stage, c, partner, attempt, hedge_after)
         lease, record = self._begin(walk, stage, c)
