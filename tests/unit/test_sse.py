@@ -68,3 +68,21 @@ def test_named_events_read_the_same_on_the_fast_path(block: bytes) -> None:
     general = _parse_block(block)
     assert SSEDecoder().feed(block + b"\n\n") == ([general] if general is not None else [])
     assert SSEDecoder().feed(b"data: first\n\n" + block + b"\n\n")[1:] == ([general] if general else [])
+
+
+DATA_ONLY = [b'data: {"n":%d}\n\n' % n for n in range(5)] + [b"data: \n\n", b"data: [DONE]\n\n"]
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [b"", b"data: one\ndata: two\n\n", b": comment\n\n", b"event: x\ndata: {}\n\n", b"\n", b"data:x\n\n"],
+)
+def test_many_events_in_one_read_are_the_events_read_one_by_one(odd: bytes) -> None:
+    """A read holding several events (an upstream ahead of turnout) decodes as its events fed
+    one at a time, whatever it mixes in, and keeps a partial last event for the next read."""
+    events = [*DATA_ONLY[:3], odd, *DATA_ONLY[3:]]
+    one_by_one = _decode(events)
+    assert _decode([b"".join(events)]) == one_by_one
+    whole = b"".join(events)
+    for cut in range(1, len(whole)):
+        assert _decode([whole[:cut], whole[cut:]]) == one_by_one, cut

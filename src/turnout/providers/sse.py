@@ -38,9 +38,13 @@ class SSEDecoder:
                 self._pending_cr = True
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         buffer = self._buffer + chunk if self._buffer else chunk
-        if b"\n\n" not in buffer:
+        end = buffer.rfind(b"\n\n")
+        if end < 0:
             self._buffer = buffer
             return []
+        if buffer[:6] == b"data: " and (lines := _data_lines(buffer[: end + 2])) is not None:
+            self._buffer = buffer[end + 2 :]
+            return lines  # the other common read: several events, each one data line
         *blocks, self._buffer = buffer.split(b"\n\n")
         events: list[Event] = []
         for block in blocks:
@@ -61,6 +65,15 @@ class SSEDecoder:
     @property
     def pending(self) -> bool:
         return bool(self._buffer.strip())
+
+
+def _data_lines(complete: bytes) -> list[Event] | None:
+    """Complete events that are each one `data: ...` line, taken in one split (they are exactly
+    that when the split leaves no other line break); None for any other mix."""
+    datas = complete[6:-2].split(b"\n\ndata: ")
+    if complete.count(b"\n") != 2 * len(datas):
+        return None
+    return [(data, None) for data in datas]
 
 
 def _named_data(block: bytes) -> Event | None:

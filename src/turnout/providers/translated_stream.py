@@ -15,7 +15,7 @@ import msgspec
 
 from turnout.domain.accumulator import StreamAccumulator
 from turnout.domain.completions import ChatCompletionChunk, Chunk, ChunkChoice, ChunkDelta
-from turnout.domain.errors import UpstreamConnectionError, UpstreamProtocolError
+from turnout.domain.errors import TurnoutError, UpstreamConnectionError, UpstreamProtocolError
 from turnout.domain.malformed import DECODE_ERRORS
 from turnout.domain.usage import Usage
 from turnout.providers.http.connection import UpstreamResponse
@@ -63,11 +63,17 @@ class TranslatedStream:
         try:
             while (raw := await self._response.next_chunk()) is not None:
                 batch: list[Chunk] = []
-                for data, name in decoder.feed(raw):
-                    if data != b"[DONE]" and not (finished and self.stops_at_finish):
-                        finished = self._named_event(data, name, batch) or finished
+                failed: TurnoutError | None = None
+                try:
+                    for data, name in decoder.feed(raw):
+                        if data != b"[DONE]" and not (finished and self.stops_at_finish):
+                            finished = self._named_event(data, name, batch) or finished
+                except TurnoutError as error:
+                    failed = error  # the chunks before it (in the same read) are relayed first
                 if batch:
                     yield batch
+                if failed is not None:
+                    raise failed
                 if finished and self.stops_at_finish:
                     break
         finally:

@@ -55,27 +55,33 @@ class OpenAIStream:
         try:
             while (raw := await next_chunk()) is not None:
                 batch: list[Chunk] = []
-                for data, name in decoder.feed(raw):
-                    if done:
-                        continue  # after [DONE]: read on so the connection can be reused
-                    if data == b"[DONE]":
-                        done = True
-                        continue
-                    try:
-                        view = decode(data)
-                    except DECODE_ERRORS:
-                        chunk = self._unread(data, name)
-                        if chunk is not None:
-                            batch.append(chunk)
-                        continue
-                    if (view.error is not UNSET and present(view.error)) or name == b"error":
-                        raise self._error(data)
-                    fold(view)
-                    if view.usage and drop_usage and not view.choices:
-                        continue  # the usage the client did not ask for: read, not sent
-                    batch.append(Chunk(view, data))
+                failed: TurnoutError | None = None
+                try:
+                    for data, name in decoder.feed(raw):
+                        if done:
+                            continue  # after [DONE]: read on so the connection can be reused
+                        if data == b"[DONE]":
+                            done = True
+                            continue
+                        try:
+                            view = decode(data)
+                        except DECODE_ERRORS:
+                            chunk = self._unread(data, name)
+                            if chunk is not None:
+                                batch.append(chunk)
+                            continue
+                        if (view.error is not UNSET and present(view.error)) or name == b"error":
+                            raise self._error(data)
+                        fold(view)
+                        if view.usage and drop_usage and not view.choices:
+                            continue  # the usage the client did not ask for: read, not sent
+                        batch.append(Chunk(view, data))
+                except TurnoutError as error:
+                    failed = error  # the chunks before it (in the same read) are relayed first
                 if batch:
                     yield batch
+                if failed is not None:
+                    raise failed
         finally:
             self._response.release()
         if not done:
