@@ -141,6 +141,8 @@ def _target(t: TargetSettings, index: int) -> str:
         details.append(f"price={t.price.input:g}/{t.price.output:g}")  # USD per 1M in/out
     elif "*" not in t.model:
         details.append("price=unknown")
+    if t.price is not None and t.price.unverified:
+        details.append(f"(unverified: {','.join(sorted(t.price.unverified))})")
     return "  ".join([text, " ".join(details)]) if details else text
 
 

@@ -190,6 +190,7 @@ class _Builder:
         self.sections = tuple(s for p in providers for s in p.sections)
         self.problems: list[str] = []
         self.warnings: list[str] = []
+        self.unverified_prices: list[str] = []  # deployments billed at figures no page backed
         self.spend = SpendSettings()
 
     # ------------------------------------------------------------------ helpers
@@ -297,6 +298,14 @@ class _Builder:
         self.check_moderation_model(routing, models)
         if self.problems:
             raise ConfigError(self.problems, self.source)
+        if self.unverified_prices:
+            named = sorted(set(self.unverified_prices))
+            shown = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
+            self.warnings.append(
+                f"{len(named)} deployment(s) are billed at shipped prices that no provider page "
+                f"available to turnout backed ({shown}): check them against your provider's price "
+                "list and set `price:` where they differ (docs/spend.md)"
+            )
         if not models:
             self.warnings.append(
                 "no models are configured: every request will get 404 model_not_found "
@@ -1215,6 +1224,8 @@ class _Builder:
                 "to serve it with its spend recorded as unknown",
             )
             return False
+        if known is not None and known.unverified:
+            self.unverified_prices.append(f"{provider.name}/{t.model}")
         return known
 
     def check_fallbacks(self, models: Mapping[str, ModelSettings], declared: Mapping[str, Any]) -> None:

@@ -161,10 +161,20 @@ def _version(entry: Any, where: str, effective: str | None, table: bool) -> Mode
             max_output_tokens=_tokens(entry.get("max_output_tokens"), "max_output_tokens"),
             capabilities=capabilities,
             units=_units(entry),
+            unverified=_unverified(entry) if table else frozenset(),
         )
     except ValueError as error:
         message = str(error)
         raise ValueError(message if message.startswith(where) else f"{where}: {message}") from None
+
+
+def _unverified(entry: dict[str, Any]) -> frozenset[str]:
+    """The figures of a table entry that no provider page backs: all of them for `source:
+    unverified`, else those its `unverified` list names."""
+    figures = {k for k in (*RATES, *UNITS, "search_units", "long_context", "service_tiers") if k in entry}
+    if entry.get("source") == "unverified":
+        return frozenset(figures)
+    return frozenset(figures & set(entry.get("unverified") or ()))
 
 
 def _priced(entry: dict[str, Any]) -> bool:

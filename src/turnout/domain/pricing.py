@@ -133,6 +133,9 @@ class ModelPrice:
     max_output_tokens: int | None = None  # the most tokens one answer may hold, when documented
     capabilities: frozenset[str] = frozenset()
     units: UnitPrices | None = None  # images, audio, characters (None: priced by tokens only)
+    # a shipped price's figures that no provider page backed (config/prices.yaml's `source`):
+    # shown by `turnout config check` and warned of at start, so an operator can set their own
+    unverified: frozenset[str] = frozenset()
 
     @property
     def blended(self) -> Decimal:
