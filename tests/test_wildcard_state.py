@@ -1,5 +1,5 @@
-"""Client-chosen names cannot grow the gateway's memory: 5,000 requests, each for a model name never
-seen before, through a wildcard alias leave at most `MAX_REACHED` deployment states behind (and a
+"""Client-chosen names cannot grow the gateway's memory: twice `MAX_REACHED` requests, each for a model
+name never seen before, through a wildcard alias leave at most `MAX_REACHED` deployment states behind (and a
 /health/ready detail of bounded size), while the states that matter survive the flood: a configured
 deployment's open breaker, a wildcard-reached deployment's open breaker, and a deployment with a
 request in flight."""
@@ -22,7 +22,7 @@ from turnout.routing.deployments import MAX_REACHED
 from support.gateway import MASTER_KEY, UPSTREAM_KEY, Gateway, openai_doc
 from support.upstream import Upstream, fixture_bytes, fixture_json
 
-NAMES = 5000
+NAMES = 2 * MAX_REACHED  # (1,000 kept at most: half the names must have been let go)
 CONCURRENCY = 32
 AUTH = {"authorization": f"Bearer {MASTER_KEY}"}
 FAILURE = {"error": {"message": "boom", "type": "server_error", "param": None, "code": None}}

@@ -445,7 +445,8 @@ class Router:
                     candidate = _pick(stage, self.clock(), panic=panic)
                     if candidate is None:
                         break
-                    if not await self.deployments.claim(candidate.state):
+                    state = candidate.state
+                    if state.granted and not state.within_grant() and not await self.deployments.claim(state):
                         continue  # its capacity is spent: the next pick passes it by
                     if panic:
                         log.warning(
