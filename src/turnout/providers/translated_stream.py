@@ -8,7 +8,7 @@ reported as such."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable
 from typing import Protocol, TypeVar
 
 import msgspec
@@ -27,7 +27,7 @@ T = TypeVar("T")
 class EventDecoder(Protocol):
     """Raw upstream bytes in, the events completed so far out: (data, name) pairs."""
 
-    def feed(self, chunk: bytes) -> Sequence[tuple[bytes, bytes | None]]: ...
+    def feed(self, chunk: bytes) -> Iterable[tuple[bytes, bytes | None]]: ...
 
 
 class TranslatedStream:

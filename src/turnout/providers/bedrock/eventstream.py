@@ -12,7 +12,7 @@ pair, the name prefixed with its message type: `event:contentBlockDelta`,
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
 import orjson
@@ -30,21 +30,27 @@ class EventStreamDecoder:
         self._buffer = EventStreamBuffer()
         self._provider = provider
 
-    def feed(self, chunk: bytes) -> list[Event]:
+    def feed(self, chunk: bytes) -> Iterator[Event]:
+        """The messages `chunk` completed, one at a time: those before a corrupt message are
+        handed on before its error is raised (so the client gets what came before it, however
+        the reads fell)."""
         self._buffer.add_data(chunk)
-        events: list[Event] = []
         # botocore raises ParserError for a CRC mismatch or a length out of bounds, but lets through
         # what its header parser meets in a message whose CRCs are right: a header of an unknown
         # type (KeyError), a string that is not UTF-8 (ValueError), a value cut short (struct.error)
-        try:
-            for message in self._buffer:
+        messages = iter(self._buffer)
+        while True:
+            try:
+                message = next(messages, None)
+                if message is None:
+                    return
                 # (botocore-stubs type `headers` as int; it is the decoded header dict)
-                events.append(_event(cast(Mapping[str, Any], message.headers), message.payload))
-        except (ParserError, KeyError, IndexError, ValueError, struct.error):
-            raise UpstreamProtocolError(
-                f"The provider '{self._provider}' sent a corrupt event-stream message."
-            ) from None
-        return events
+                event = _event(cast(Mapping[str, Any], message.headers), message.payload)
+            except (ParserError, KeyError, IndexError, ValueError, struct.error):
+                raise UpstreamProtocolError(
+                    f"The provider '{self._provider}' sent a corrupt event-stream message."
+                ) from None
+            yield event
 
 
 def _event(headers: Mapping[str, Any], payload: bytes) -> Event:
