@@ -127,10 +127,7 @@ class DeploymentSync:
         """A grant ran out before the next sync: ask Redis for more now. Nothing more to grant
         holds the deployment back until the next sync."""
         shared = self.shared
-        if shared is None or not shared.usable:
-            self._alone(self.registry(), [state], max(self.peers(), 1))
-            return
-        if not await self._exchange([state], topping_up=True):
+        if shared is None or not shared.usable or not await self._exchange([state], topping_up=True):
             self._alone(self.registry(), [state], max(self.peers(), 1))
 
     def _alone(self, registry: DeploymentRegistry, states: list[DeploymentState], peers: int) -> None:
@@ -147,7 +144,7 @@ class DeploymentSync:
         async with self._exchanging:
             now = self._now()
             if topping_up:
-                states = [s for s in states if s.granted and not s.within_grant()]
+                states = [s for s in states if s.out_of_grant()]
                 if not states:  # granted meanwhile
                     return True
             keys: list[str] = []
@@ -176,12 +173,11 @@ class DeploymentSync:
                 for measure, grant in state.grants():
                     total, amount, slice_index = next(answers), next(answers), next(answers)
                     grant.renew(amount, slice_index, next(sent))
-                    mine = mine_requests if measure == "rpm" else mine_tokens
                     if measure == "rpm":
-                        state.elsewhere_requests = max(total - mine, 0)
+                        state.elsewhere_requests = max(total - mine_requests, 0)
                     else:
-                        state.elsewhere_tokens = max(total - mine, 0)
-                if topping_up and not state.within_grant():
+                        state.elsewhere_tokens = max(total - mine_tokens, 0)
+                if topping_up and state.out_of_grant():
                     state.exhausted_until = now + SYNC_SECONDS
             return True
 

@@ -89,16 +89,17 @@ class DeploymentState:
         """Could it take a request now as far as its capacity goes (with grants: within this
         instance's grant, or Redis may be asked for more)?"""
         if self.granted:
-            return self.within_grant() or now >= self.exhausted_until
+            return not self.out_of_grant() or now >= self.exhausted_until
         return not self._requests_full(now) and not self._tokens_full(now)
 
     def may_take(self, now: float) -> bool:
         """Capacity-wise, may a request be sent now: within its grant, or (Redis away) its share?"""
-        return self.within_grant() if self.granted else self.has_capacity(now)
+        return not self.out_of_grant() if self.granted else self.has_capacity(now)
 
-    def within_grant(self) -> bool:
-        """Is what this instance sent since its grants still within them?"""
-        return not self._beyond_grant()
+    def out_of_grant(self) -> bool:
+        """Decided by grants, and has this instance sent all its grant of a measure allows? (A
+        request must then ask Redis for more: `DeploymentRegistry.claim`.)"""
+        return self.granted and self._beyond_grant() != ""
 
     def grants(self) -> list[tuple[Literal["rpm", "tpm"], Grant]]:
         out: list[tuple[Literal["rpm", "tpm"], Grant]] = []
@@ -300,7 +301,7 @@ class DeploymentRegistry:
         share decided that already. With grants: within this instance's, or once Redis granted
         more (one round trip, shared by every request that found the grant spent meanwhile); when
         Redis has nothing more to give, the state is held back until its next grant."""
-        if not state.granted or state.within_grant():
+        if not state.out_of_grant():
             return True
         grants = self.grants
         if grants is None:

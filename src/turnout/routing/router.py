@@ -445,8 +445,7 @@ class Router:
                     candidate = _pick(stage, self.clock(), panic=panic)
                     if candidate is None:
                         break
-                    state = candidate.state
-                    if state.granted and not state.within_grant() and not await self.deployments.claim(state):
+                    if candidate.state.out_of_grant() and not await self.deployments.claim(candidate.state):
                         continue  # its capacity is spent: the next pick passes it by
                     if panic:
                         log.warning(
@@ -500,7 +499,7 @@ class Router:
         hedge_after = route.policy.hedge_after
         if hedge_after is not None and not panic:
             partner = _pick(stage, self.clock(), exclude=c)
-            if partner is not None and partner.state.granted and not partner.state.within_grant():
+            if partner is not None and partner.state.out_of_grant():
                 partner = None  # no hedge beyond what its deployment's grant leaves
             if partner is not None:
                 return await self._hedged(route, walk, stage, c, partner, attempt, hedge_after)
