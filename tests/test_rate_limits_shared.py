@@ -57,6 +57,7 @@ def doc(database: str, data_dir: Path, *, redis: bool = True) -> dict[str, Any]:
             "single": {"targets": [{"provider": "fake", "model": f"m?reply={RUN}", "rpm": 4}]},
             "crowded": {"targets": [{"provider": "fake", "model": f"m?reply={RUN}-crowded", "rpm": 20}]},
             "granted": {"targets": [{"provider": "fake", "model": f"m?reply={RUN}-granted", "rpm": 10}]},
+            "cut-off": {"targets": [{"provider": "fake", "model": f"m?reply={RUN}-cut-off", "rpm": 6}]},
             **paid_models(),
         },
         "spend": {"unknown_prices": "record"},
@@ -272,9 +273,14 @@ def test_with_redis_unreachable_an_instance_enforces_the_limits_alone(tmp_path: 
     try:
         key = admin(gateway.root_url, "POST", "/admin/keys", name="k", limits={"rpm": 6})
         assert [ask(gateway, key["key"], "chat") for _ in range(2)] == ["ok", "ok"]  # through Redis
+        # a deployment's capacity too: two sent within grants from Redis
+        assert [ask(gateway, MASTER_KEY, "cut-off") for _ in range(2)] == ["ok", "ok"]
         forwarder.cut()
         served = [ask(gateway, key["key"], "chat") for _ in range(6)]
         # decided here, counting what this instance sent through Redis before it went away
+        assert served == ["ok"] * 4 + ["rate_limit_exceeded"] * 2
+        served = [ask(gateway, MASTER_KEY, "cut-off") for _ in range(6)]
+        # no grant to ask for: the instance's share of the deployment's 6 rpm, counting those 2
         assert served == ["ok"] * 4 + ["rate_limit_exceeded"] * 2
     finally:
         gateway.stop()
