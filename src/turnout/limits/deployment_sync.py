@@ -177,8 +177,8 @@ class DeploymentSync:
                         state.elsewhere_requests = max(total - mine_requests, 0)
                     else:
                         state.elsewhere_tokens = max(total - mine_tokens, 0)
-                if topping_up and state.out_of_grant():
-                    state.exhausted_until = now + SYNC_SECONDS
+                if topping_up and state.out_of_grant():  # a second from Redis's answer
+                    state.exhausted_until = self._now() + SYNC_SECONDS
             return True
 
     def _now(self) -> float:

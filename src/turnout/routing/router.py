@@ -446,7 +446,8 @@ class Router:
                     if candidate is None:
                         break
                     if candidate.state.out_of_grant() and not await self.deployments.claim(candidate.state):
-                        continue  # its capacity is spent: the next pick passes it by
+                        candidate.held = True  # its capacity is spent: the next pick passes it by
+                        continue
                     if panic:
                         log.warning(
                             "%s: every deployment's breaker is open; trying %s, the likeliest to recover",
@@ -707,10 +708,11 @@ class Router:
         """With every deployment held back by its own rpm/tpm (not a breaker or a cool-down), the
         request is refused like any other rate limit: 429 naming the deployment's limit."""
         now = self.clock()
-        states = [c.state for s in walk.stages for c in s.candidates]
-        if not states or any(s.has_capacity(now) for s in states):
+        candidates = [c for s in walk.stages for c in s.candidates]
+        # one found held back is at capacity, though its hold may have lapsed since (a moment ago)
+        if not candidates or not all(c.held or not c.state.has_capacity(now) for c in candidates):
             return None
-        state = min(states, key=lambda s: s.available_at(now))
+        state = min((c.state for c in candidates), key=lambda s: s.available_at(now))
         measure, limit = state.limiting(now)
         return RateLimited("deployment", measure, limit, max(1.0, state.available_at(now) - now))
 
@@ -775,6 +777,8 @@ def _pick(
                 best = c
             continue
         if not state.available(now):
+            if not state.has_capacity(now):
+                c.held = True
             continue
         if best is None or c.tries < best.tries:
             best = c

@@ -141,6 +141,7 @@ class Candidate:
     state: DeploymentState
     tries: int = 0
     spent: bool = False  # not to be tried again in this request (its credentials were refused)
+    held: bool = False  # found without capacity (its rpm/tpm) in this request: a refusal is a 429
 
     @property
     def priority(self) -> int:
