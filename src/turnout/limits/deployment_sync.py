@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -29,6 +28,7 @@ from turnout.domain.rate_limits import MINUTE
 from turnout.limits.shared import NOW, PREFIX, SharedLimits
 from turnout.periodic import Periodic
 from turnout.routing.deployments import DeploymentRegistry, DeploymentState
+from turnout.storage.redis_client import Script
 
 log = logging.getLogger("turnout.limits")
 
@@ -101,7 +101,7 @@ class DeploymentSync:
         self.registry = registry
         self.shared = shared
         self.peers = peers
-        self._sync: Any = None if shared is None else shared.client.register_script(SYNC)
+        self._sync: Script | None = None if shared is None else Script(shared.client, SYNC)
         self._exchanging = asyncio.Lock()  # one exchange at a time: what was sent on is counted once
         self.periodic = Periodic(self.tick, SYNC_SECONDS, "sharing deployments' capacity")
         if shared is not None:
@@ -141,6 +141,9 @@ class DeploymentSync:
         """Give back what is left of this instance's grants (adding what it used beyond them), take
         fresh ones (when `topping_up`: twice what the last held) and read everyone's use; False
         when Redis cannot be reached."""
+        sync = self._sync
+        if sync is None:
+            return False
         async with self._exchanging:
             now = self._now()
             if topping_up:
@@ -161,7 +164,7 @@ class DeploymentSync:
                     words += (grant.limit, want)
             head = f"{int(MINUTE * 1000) // SLICES} {SLICES} "
             try:
-                reply = await self._sync(keys=keys, args=[head + " ".join(map(str, words))])
+                reply = await sync(keys=keys, args=[head + " ".join(map(str, words))])
             except RedisError:
                 log.warning("could not share deployments' capacity through Redis")
                 return False

@@ -27,6 +27,8 @@ from typing import Any
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from turnout.storage.redis_client import Script
+
 log = logging.getLogger("turnout.limits")
 
 PREFIX = "turnout:limit:"
@@ -227,8 +229,8 @@ class SharedLimits:
     def __init__(self, client: redis.Redis, lapse: float) -> None:
         self.client = client
         self.lapse_ms = int(lapse * 1000)
-        self._admit: Any = client.register_script(ADMIT)
-        self._settle: Any = client.register_script(SETTLE)
+        self._admit: Script = Script(client, ADMIT)
+        self._settle: Script = Script(client, SETTLE)
         self.down = False
         self._retry_at = 0.0
         self._ops: list[tuple[str, str, str, int]] = []

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from turnout.limits.shared import CHECK as LIMITS_CHECK
 from turnout.limits.shared import Answer, Ask, answer_of
 from turnout.spend.shared_counters import RETRY_SECONDS, SETTLE_INTERVAL, SharedCounters
+from turnout.storage.redis_client import Script
 from turnout.storage.reference_clock import ReferenceClock
 
 log = logging.getLogger("turnout.spend")
@@ -260,12 +261,12 @@ class BudgetCounters:
         self.clock = clock
         self.lapse_ms = int(lapse * 1000)
         client = shared.client
-        self._reserve: Any = client.register_script(RESERVE)
-        self._apply: Any = client.register_script(APPLY)
-        self._seed: Any = client.register_script(SEED)
-        self._read: Any = client.register_script(READ)
-        self._correct: Any = client.register_script(CORRECT)
-        self._unlock: Any = client.register_script(RELEASE_LOCK)
+        self._reserve: Script = Script(client, RESERVE)
+        self._apply: Script = Script(client, APPLY)
+        self._seed: Script = Script(client, SEED)
+        self._read: Script = Script(client, READ)
+        self._correct: Script = Script(client, CORRECT)
+        self._unlock: Script = Script(client, RELEASE_LOCK)
 
     async def reserve(
         self, spans: Sequence[Span], rid: str, amount: int, limits: Ask | None = None

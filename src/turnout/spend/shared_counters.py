@@ -9,11 +9,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import hiredis
 import redis.asyncio as redis
-from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
-from redis.typing import EncodableT
+
+from turnout.storage.redis_client import Script, connect
 
 log = logging.getLogger("turnout.spend")
 
@@ -32,17 +31,15 @@ class SharedCounters:
 
     @classmethod
     def connect(cls, url: str) -> SharedCounters:
-        pool = redis.ConnectionPool.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
-        pool.connection_class = packing_in_one_call(pool.connection_class)
-        return cls(redis.Redis.from_pool(pool))  # the client closes the pool with it
+        return cls(connect(url))
 
-    async def call(self, script: Any, keys: Sequence[str], args: Sequence[int | str]) -> Any:
+    async def call(self, script: Script, keys: Sequence[str], args: Sequence[int | str]) -> Any:
         """Run a registered script; None (at once while Redis is known to be away) when Redis
         cannot be reached."""
         if self.down and time.monotonic() < self._retry_at:
             return None
         try:
-            reply = await script(keys=list(keys), args=list(args))
+            reply = await script(keys, args)
         except RedisError:
             if not self.down:
                 log.warning(
@@ -66,24 +63,3 @@ class SharedCounters:
 
     async def aclose(self) -> None:
         await self.client.aclose()
-
-
-def packing_in_one_call(base: type[AbstractConnection]) -> type[AbstractConnection]:
-    """`base` (a TCP, TLS or Unix socket connection) packing a command in one hiredis call: the
-    limits-and-budgets script's 50-80 arguments took redis-py 31 us to pack one at a time (8% of
-    a rate-limited request's CPU), 4 us so. What hiredis does not take (bytearray, bool, None, a
-    command name of two words) goes the usual way: the same bytes, or redis-py's own error."""
-
-    class Packing(base):  # type: ignore[valid-type, misc]
-        def pack_command(self, *args: EncodableT) -> list[bytes]:
-            name = args[0]
-            two_words = (isinstance(name, str) and " " in name) or (isinstance(name, bytes) and b" " in name)
-            if not two_words:
-                try:
-                    return [hiredis.pack_command(args)]  # type: ignore[arg-type]
-                except TypeError:
-                    pass
-            return super().pack_command(*args)  # type: ignore[no-any-return]
-
-    Packing.__name__ = Packing.__qualname__ = f"Packing{base.__name__}"
-    return Packing

@@ -1,13 +1,21 @@
 """The Redis connection packs a command in one hiredis call: byte for byte what redis-py would send,
-and redis-py's own error for what Redis cannot take."""
+and redis-py's own error for what Redis cannot take. A script Redis lost (a restart, SCRIPT FLUSH)
+is sent again in full."""
 
 from __future__ import annotations
+
+import asyncio
+import os
+import secrets
 
 import pytest
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import DataError
 
-from turnout.spend.shared_counters import SharedCounters, packing_in_one_call
+from turnout.spend.shared_counters import SharedCounters
+from turnout.storage.redis_client import Script, connect, packing_in_one_call
+
+REDIS_URL = f"redis://{os.environ.get('TURNOUT_TEST_REDIS_HOST', '127.0.0.1')}:6379/11"
 
 COMMANDS = [
     ("EVALSHA", "f" * 40, 2, "turnout:limits:key:1:rpm", b"budget:\xff", 30000, "1 abc 30000", -7, 0.1),
@@ -43,3 +51,21 @@ def test_each_kind_of_url_keeps_its_kind_of_connection(url: str, kind: type) -> 
     pool = SharedCounters.connect(url).client.connection_pool
     assert issubclass(pool.connection_class, kind)
     assert pool.connection_class is not kind  # and packs in one call
+
+
+def test_a_script_redis_lost_is_sent_again() -> None:
+    key = f"turnout:test:{secrets.token_hex(4)}"
+
+    async def run() -> list[int]:
+        client = connect(REDIS_URL)
+        counting = Script(client, "return redis.call('INCRBY', KEYS[1], ARGV[1])")
+        try:
+            first = await counting([key], [2])
+            await client.script_flush()  # as a restarted Redis without its scripts
+            second = await counting([key], [3])
+            return [first, second, int(await client.get(key))]
+        finally:
+            await client.delete(key)
+            await client.aclose()
+
+    assert asyncio.run(run()) == [2, 5, 5]  # run once each: nothing lost, nothing doubled
