@@ -67,6 +67,13 @@ def doc(database: str, data_dir: Path, *, redis: bool = True) -> dict[str, Any]:
             "crowded": {"targets": [{"provider": "fake", "model": f"m?reply={RUN}-crowded", "rpm": 20}]},
             "granted": {"targets": [{"provider": "fake", "model": f"m?reply={RUN}-granted", "rpm": 10}]},
             "cut-off": {"targets": [{"provider": "fake", "model": f"m?reply={RUN}-cut-off", "rpm": 6}]},
+            "hedged": {
+                "hedge_after": "100ms",
+                "targets": [
+                    {"provider": "fake", "model": "m?latency=8s", "name": "slow"},
+                    {"provider": "fake", "model": f"m?reply={RUN}-hedge", "rpm": 5, "name": "partner"},
+                ],
+            },
             **paid_models(),
         },
         "spend": {"unknown_prices": "record"},
@@ -337,6 +344,24 @@ def test_limits_and_budgets_are_one_round_trip(tmp_path: Path) -> None:
     finally:
         gateway.stop()
         forwarder.stop()
+
+
+def test_a_hedge_asks_redis_for_its_deployments_capacity(pair: list[Gateway]) -> None:
+    """The partner a slow attempt is hedged on has a capacity shared through Redis and, at first,
+    no grant: the hedge asks Redis for one and goes ahead (it was skipped, leaving the client to
+    wait for the slow deployment)."""
+    a = pair[0]
+    until(lambda: a.services.pipeline.router.deployments.grants is not None, 15, "no grants in use")
+    answer = httpx.post(
+        a.base_url + "/chat/completions",
+        headers={"authorization": f"Bearer {MASTER_KEY}"},
+        json={"model": "hedged", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    hedged = answer.headers["x-turnout-deployment"], answer.headers.get("x-turnout-hedged")
+    assert hedged == ("partner", "true")
+    assert answer.json()["choices"][0]["message"]["content"] == f"{RUN}-hedge"
 
 
 class SteppingClock:

@@ -38,7 +38,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any, Literal, TypeVar
 
@@ -500,8 +500,6 @@ class Router:
         hedge_after = route.policy.hedge_after
         if hedge_after is not None and not panic:
             partner = _pick(stage, self.clock(), exclude=c)
-            if partner is not None and partner.state.out_of_grant():
-                partner = None  # no hedge beyond what its deployment's grant leaves
             if partner is not None:
                 return await self._hedged(route, walk, stage, c, partner, attempt, hedge_after)
         lease, record = self._begin(walk, stage, c)
@@ -637,6 +635,7 @@ class Router:
             if (
                 not done
                 and second.state.available(self.clock())
+                and await self._may_hedge_on(second, running)
                 and self.budget.try_spend()
                 and second.state.breaker.allow()
             ):
@@ -674,6 +673,14 @@ class Router:
                     closer = getattr(result, "aclose", None)
                     if closer is not None:
                         await closer()
+
+    async def _may_hedge_on(self, second: Candidate, running: Mapping[asyncio.Task[Any], object]) -> bool:
+        """May the hedge start on `second` (the first attempt still running)? Within its deployment's
+        grant, or once Redis granted more: a hedge is a request to that deployment like any other."""
+        state = second.state
+        if not state.out_of_grant():
+            return True
+        return await self.deployments.claim(state) and not any(task.done() for task in running)
 
     # ------------------------------------------------------------------ giving up
 
