@@ -52,6 +52,7 @@ def gateway(upstreams: dict[str, Upstream], tmp_path_factory: pytest.TempPathFac
             "claude": {"provider": "claude", "model": "claude-sonnet-4-5-20250929"},
             "gemini": {"provider": "google", "model": "gemini-2.5-flash"},
             "real-gpt-4o": {"provider": "oai", "model": "gpt-4o-2024-08-06"},
+            "real-gpt-5.1": {"provider": "oai", "model": "gpt-5.1"},
             "short-and-long": {
                 "targets": [
                     {"provider": "fake", "model": "short", "name": "short", "max_output_tokens": 1000},
@@ -362,6 +363,21 @@ def test_max_tokens_beyond_the_price_tables_limit_is_a_400_naming_it(
     assert _sent(upstreams) == before
     upstreams["openai"].reply_fixture("chat_completion.json")
     done = client.chat.completions.create(model="real-gpt-4o", messages=USER, max_tokens=16_384)  # type: ignore[arg-type]
+    assert done.choices[0].message.content
+
+
+def test_gpt_5_1_answers_at_most_its_documented_128000_tokens(
+    client: openai.OpenAI, upstreams: dict[str, Upstream]
+) -> None:
+    """OpenAI's model page gives gpt-5.1 128,000 max output tokens: a request for more is refused
+    before the provider is asked; one for exactly that goes through."""
+    before = _sent(upstreams)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="real-gpt-5.1", messages=USER, max_completion_tokens=128_001)  # type: ignore[arg-type]
+    assert caught.value.param == "max_completion_tokens" and "128000" in caught.value.message
+    assert _sent(upstreams) == before
+    upstreams["openai"].reply_fixture("chat_completion.json")
+    done = client.chat.completions.create(model="real-gpt-5.1", messages=USER, max_completion_tokens=128_000)  # type: ignore[arg-type]
     assert done.choices[0].message.content
 
 
