@@ -350,34 +350,26 @@ def test_durations_in_the_configuration_are_bounded(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- answers too long for the model
 
 
+@pytest.mark.parametrize(
+    ("model", "limit"),
+    [
+        ("real-gpt-4o", 16_384),
+        ("real-gpt-5.1", 128_000),  # OpenAI's model page: 128,000 max output tokens
+    ],
+)
 def test_max_tokens_beyond_the_price_tables_limit_is_a_400_naming_it(
-    client: openai.OpenAI, upstreams: dict[str, Upstream]
+    client: openai.OpenAI, upstreams: dict[str, Upstream], model: str, limit: int
 ) -> None:
+    """A request for more than the model's documented output limit is refused before the provider
+    is asked, whichever parameter asks; one for exactly that goes through."""
     before = _sent(upstreams)
-    with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model="real-gpt-4o", messages=USER, max_tokens=20_000)  # type: ignore[arg-type]
-    assert caught.value.param == "max_tokens" and "16384" in caught.value.message
-    with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model="real-gpt-4o", messages=USER, max_completion_tokens=16_385)  # type: ignore[arg-type]
-    assert caught.value.param == "max_completion_tokens" and "16384" in caught.value.message
+    for param in ("max_tokens", "max_completion_tokens"):
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(model=model, messages=USER, **{param: limit + 1})  # type: ignore[call-overload]
+        assert caught.value.param == param and str(limit) in caught.value.message
     assert _sent(upstreams) == before
     upstreams["openai"].reply_fixture("chat_completion.json")
-    done = client.chat.completions.create(model="real-gpt-4o", messages=USER, max_tokens=16_384)  # type: ignore[arg-type]
-    assert done.choices[0].message.content
-
-
-def test_gpt_5_1_answers_at_most_its_documented_128000_tokens(
-    client: openai.OpenAI, upstreams: dict[str, Upstream]
-) -> None:
-    """OpenAI's model page gives gpt-5.1 128,000 max output tokens: a request for more is refused
-    before the provider is asked; one for exactly that goes through."""
-    before = _sent(upstreams)
-    with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model="real-gpt-5.1", messages=USER, max_completion_tokens=128_001)  # type: ignore[arg-type]
-    assert caught.value.param == "max_completion_tokens" and "128000" in caught.value.message
-    assert _sent(upstreams) == before
-    upstreams["openai"].reply_fixture("chat_completion.json")
-    done = client.chat.completions.create(model="real-gpt-5.1", messages=USER, max_completion_tokens=128_000)  # type: ignore[arg-type]
+    done = client.chat.completions.create(model=model, messages=USER, max_tokens=limit)  # type: ignore[arg-type]
     assert done.choices[0].message.content
 
 

@@ -677,10 +677,7 @@ class Router:
     async def _may_hedge_on(self, second: Candidate, running: Mapping[asyncio.Task[Any], object]) -> bool:
         """May the hedge start on `second` (the first attempt still running)? Within its deployment's
         grant, or once Redis granted more: a hedge is a request to that deployment like any other."""
-        state = second.state
-        if not state.out_of_grant():
-            return True
-        return await self.deployments.claim(state) and not any(task.done() for task in running)
+        return await self.deployments.claim(second.state) and not any(task.done() for task in running)
 
     # ------------------------------------------------------------------ giving up
 
