@@ -57,6 +57,22 @@ async def test_batches_add_what_the_rows_sum_to_and_a_replay_adds_nothing(databa
     assert len(first) > 100
 
 
+async def test_a_batch_mixing_rows_already_in_new_rows_and_a_row_twice_adds_each_new_row_once(
+    database: Database,
+) -> None:
+    store = LedgerStore(database)
+    requests = [rows for rows in requests_over(2, 300) if rows]
+    await insert_in_batches(store, requests[:150])
+    before = await store.count()
+    # a chunk whose new rows sit between rows already in (SQLite learns which were new from them)
+    mixed = [row for i in range(100, 200) for row in requests[i]]
+    twice = requests[199][-1]
+    inserted = await store.insert([*mixed, twice])
+    new = sum(len(rows) for rows in requests[150:200])
+    assert inserted == new and await store.count() == before + new
+    assert await cells(database) == await recomputed(database)
+
+
 async def test_the_report_from_totals_equals_the_report_from_rows_for_any_span(database: Database) -> None:
     await insert_in_batches(LedgerStore(database), requests_over(3, 600))
     rng = random.Random(7)
