@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from turnout.domain.ledger_entry import LedgerEntry
 from turnout.domain.periods import time_zone, window
 from turnout.spend.budgets import Budgets
 from turnout.spend.ledger_store import LedgerStore, as_row
@@ -71,6 +72,47 @@ async def test_a_batch_mixing_rows_already_in_new_rows_and_a_row_twice_adds_each
     new = sum(len(rows) for rows in requests[150:200])
     assert inserted == new and await store.count() == before + new
     assert await cells(database) == await recomputed(database)
+
+
+async def test_a_row_the_store_writes_is_stored_as_sqlalchemy_stores_it(database: Database) -> None:
+    # queries compare the stored text of `at` (SQLite): a row stored in another form falls into
+    # the wrong hour, day or budget window
+    fields: dict[str, Any] = {
+        "at": dt.datetime(2026, 1, 1, 11, tzinfo=dt.UTC).timestamp(),
+        "api": "chat",
+        "key_id": "k",
+        "team_id": "t",
+        "user_id": "u",
+        "alias": "a",
+        "deployment": "d",
+        "provider": "p",
+        "model": "m",
+        "stream": True,
+        "status": 499,
+        "input_tokens": 3,
+        "estimated": True,
+        "cost_micros": 7,
+        "service_tier": "flex",
+        "price_version": "2026-01-01",
+        "reason": "client_closed",
+        "customer_price_micros": 9,
+        "preset": "x",
+        "rehearsal": False,
+        "attempts": 2,
+        "features": 5,
+    }
+    ours = LedgerEntry(request_id="ours", attempt=2, **fields)
+    theirs = LedgerEntry(request_id="theirs", attempt=2, **fields)
+    await LedgerStore(database).insert([ours])
+    async with database.engine.begin() as conn:
+        await conn.execute(sa.insert(ledger), [as_row(theirs)])
+    columns = list(ledger.c.keys())
+    async with database.engine.connect() as conn:  # the driver's values, as stored
+        raw = f"SELECT {', '.join(columns)} FROM ledger ORDER BY request_id"
+        stored = [dict(zip(columns, row, strict=True)) for row in await conn.exec_driver_sql(raw)]
+    assert [row.pop("request_id") for row in stored] == ["ours", "theirs"]
+    assert stored[0] == stored[1]
+    assert "11:00:00" in str(stored[0]["at"])
 
 
 async def test_the_report_from_totals_equals_the_report_from_rows_for_any_span(database: Database) -> None:

@@ -376,9 +376,13 @@ class Services:
             self.health_checks,
             self.capacity,
         )
-        for task in background:  # the periodic work, stopped before the last writes
-            if task is not None:
-                await task.aclose()
+        for task in background:  # the periodic work, stopped before the last writes (a round in
+            if task is not None:  # progress may end, within the grace: turnout/periodic.py)
+                left = None if end is None else max(end - loop.time(), LAST_WRITES / 4)
+                try:
+                    await (task.aclose() if left is None else bounded(task.aclose(), left))
+                except TimeoutError:
+                    log.warning("shutdown: a round of %s outlasted the grace; cancelled", type(task).__name__)
         for registry in (*self.retired_registries, self.registry):
             await registry.aclose()
         await self.client.aclose()

@@ -41,10 +41,10 @@ from turnout.server.metrics_route import MetricsListener
 from turnout.server.protocol import edge_protocol
 
 # Objects a young collection may wait for. At CPython's 700, the objects of the requests in flight
-# (32 requests of a benchmark body hold ~3,000) were walked by a young collection every 8 requests
-# and pushed to the older generations, which walked them again: 5-7% of the gateway's CPU under
-# load. At 10,000 the requests' own objects are freed by their counts first, and the collector runs
-# every few seconds (docs/architecture.md, "Garbage collection").
+# (thousands, for 32 requests of the benchmark's body) were walked by a young collection every 8
+# requests and pushed to the older generations, which walked them again: 5-7% of the gateway's CPU
+# under load. At 10,000 the requests' own objects are freed by their counts first, and the
+# collector runs every several seconds (docs/architecture.md, "Garbage collection").
 YOUNG_GENERATION_THRESHOLD = 10_000
 
 log = logging.getLogger("turnout.server")

@@ -34,6 +34,13 @@ def as_row(entry: LedgerEntry) -> dict[str, Any]:
     return row
 
 
+def _bind_processor(column: sa.Column[Any], dialect: sa.Dialect) -> Callable[[Any], Any] | None:
+    """What the dialect does to a value of `column` before the driver sees it (on SQLite a
+    datetime becomes SQLAlchemy's own text form, the one every query compares against)."""
+    processor: Callable[[Any], Any] | None = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return processor
+
+
 class _SQLiteInsert:
     """The ledger's idempotent INSERT on SQLite, compiled once and run with each row as a tuple of
     the values SQLAlchemy would bind (its own type processors): moving the journal cost 45 µs of
@@ -49,11 +56,11 @@ class _SQLiteInsert:
         self.sql = compiled.string
         self._values = operator.attrgetter(*names)  # LedgerEntry's fields are the table's columns
         self._at = names.index("at")
-        processors = [(i, ledger.c[n].type.bind_processor(dialect)) for i, n in enumerate(names)]
+        processors = [(i, _bind_processor(ledger.c[n], dialect)) for i, n in enumerate(names)]
         self._processors: list[tuple[int, Callable[[Any], Any]]] = [
             (i, p) for i, p in processors if p is not None and i != self._at
         ]
-        at = ledger.c.at.type.bind_processor(dialect)
+        at = _bind_processor(ledger.c.at, dialect)
         self._at_value: Callable[[Any], Any] = at if at is not None else (lambda value: value)
 
     def row(self, entry: LedgerEntry) -> tuple[Any, ...]:

@@ -23,7 +23,7 @@ from turnout.domain.ledger_entry import LedgerEntry
 from turnout.observability.gauges import JournalSample
 from turnout.observability.metrics import RequestMetrics
 from turnout.observability.tracing import Answer, RequestTrace
-from turnout.periodic import Periodic
+from turnout.periodic import FINISH_WITHIN, Periodic
 from turnout.spend.journal import BATCH, Journal
 from turnout.spend.ledger_store import LedgerStore
 
@@ -210,7 +210,8 @@ class SpendRecorder:
     async def aclose(self) -> None:
         await self._watch.aclose()
         await self._mover.aclose()
-        if self._urgent is not None:  # what it was storing is still held: stored below
+        if self._urgent is not None:  # let it end (see periodic.py); what it holds is stored below
+            await asyncio.wait({self._urgent}, timeout=FINISH_WITHIN)
             self._urgent.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._urgent
