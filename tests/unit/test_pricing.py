@@ -63,7 +63,8 @@ LOOKUPS = [
     ("gemini", "models/gemini-2.5-pro", ("gemini", "gemini-2.5-pro")),
     ("gemini", "gemini-2.0-flash-001", ("gemini", "gemini-2.0-flash")),
     ("vertex", "gemini-2.5-flash", ("gemini", "gemini-2.5-flash")),
-    ("mistral", "mistral-large-2411", ("mistral", "mistral-large-latest")),
+    ("mistral", "mistral-medium-2508", ("mistral", "mistral-medium-latest")),
+    ("mistral", "mistral-large-2411", ("mistral", "mistral-large-2411")),  # its alias moved on
     (
         "bedrock",
         "us.anthropic.claude-sonnet-4-5-20250929-v1:0",

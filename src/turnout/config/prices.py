@@ -34,7 +34,7 @@ _SUFFIXES = (
     re.compile(r"-\d{8}$"),  # claude-sonnet-4-5-20250929
     re.compile(r"-(?:latest|\d{3})$"),  # claude-3-5-haiku-latest, gemini-2.0-flash-001
 )
-_MISTRAL_VERSION = re.compile(r"-\d{4}$")  # mistral-large-2411 is mistral-large-latest
+_MISTRAL_VERSION = re.compile(r"-\d{4}$")  # mistral-medium-2508 is mistral-medium-latest
 
 
 @dataclass(frozen=True, slots=True)
