@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 log = logging.getLogger("turnout")
 
@@ -48,12 +49,22 @@ class Periodic:
         if task is None:
             return
         self._closing = True
-        try:
-            if self._working:  # let it end: it leaves after this round
-                await asyncio.wait({task}, timeout=FINISH_WITHIN)
-                if not task.done():
-                    log.warning("%s did not end within %gs of closing; cancelled", self.what, FINISH_WITHIN)
-        finally:  # (closing itself cancelled: so is the round)
+        if self._working:  # let it end: it leaves after this round
+            await finish(task, self.what)
+        else:
             task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def finish(task: asyncio.Task[Any], what: str) -> None:
+    """Let `task` end, for up to FINISH_WITHIN, then cancel it (cancelled itself while waiting: at
+    once) and wait for it to unwind."""
+    try:
+        await asyncio.wait({task}, timeout=FINISH_WITHIN)
+        if not task.done():
+            log.warning("%s did not end within %gs of closing; cancelled", what, FINISH_WITHIN)
+    finally:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -57,15 +57,11 @@ class _SQLiteInsert:
         self._values = operator.attrgetter(*names)  # LedgerEntry's fields are the table's columns
         self._at = names.index("at")
         processors = [(i, _bind_processor(ledger.c[n], dialect)) for i, n in enumerate(names)]
-        self._processors: list[tuple[int, Callable[[Any], Any]]] = [
-            (i, p) for i, p in processors if p is not None and i != self._at
-        ]
-        at = _bind_processor(ledger.c.at, dialect)
-        self._at_value: Callable[[Any], Any] = at if at is not None else (lambda value: value)
+        self._processors: list[tuple[int, Callable[[Any], Any]]] = [(i, p) for i, p in processors if p]
 
     def row(self, entry: LedgerEntry) -> tuple[Any, ...]:
         values = list(self._values(entry))
-        values[self._at] = self._at_value(datetime.fromtimestamp(entry.at, UTC))
+        values[self._at] = datetime.fromtimestamp(entry.at, UTC)  # then SQLAlchemy's text form
         for i, process in self._processors:
             values[i] = process(values[i])
         return tuple(values)

@@ -11,7 +11,6 @@ both counts once). `admit` refuses a request while the journal cannot be written
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -23,7 +22,7 @@ from turnout.domain.ledger_entry import LedgerEntry
 from turnout.observability.gauges import JournalSample
 from turnout.observability.metrics import RequestMetrics
 from turnout.observability.tracing import Answer, RequestTrace
-from turnout.periodic import FINISH_WITHIN, Periodic
+from turnout.periodic import Periodic, finish
 from turnout.spend.journal import BATCH, Journal
 from turnout.spend.ledger_store import LedgerStore
 
@@ -211,10 +210,7 @@ class SpendRecorder:
         await self._watch.aclose()
         await self._mover.aclose()
         if self._urgent is not None:  # let it end (see periodic.py); what it holds is stored below
-            await asyncio.wait({self._urgent}, timeout=FINISH_WITHIN)
-            self._urgent.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._urgent
+            await finish(self._urgent, "storing held ledger entries")
         self.journal.recover()
         try:
             await self.flush()
