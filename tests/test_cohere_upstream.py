@@ -79,6 +79,22 @@ def test_a_plain_answer(upstream: Upstream, client: openai.OpenAI) -> None:
     }
 
 
+def test_an_answer_longer_than_command_a_gives_is_refused_before_cohere_is_asked(
+    upstream: Upstream, client: openai.OpenAI
+) -> None:
+    """Command A answers at most 8,000 tokens (Cohere's model card, in the shipped table): a request
+    for more is a 400 naming the limit and the parameter, and Cohere is not called; exactly the
+    limit is sent on."""
+    for param in ("max_tokens", "max_completion_tokens"):
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(model="command", messages=USER, **{param: 8001})  # type: ignore[call-overload]
+        assert caught.value.param == param and "8000" in caught.value.message
+    assert upstream.requests == []
+    reply(upstream, "chat.json")
+    client.chat.completions.create(model="command", messages=USER, max_tokens=8000)  # type: ignore[arg-type]
+    assert upstream.requests[-1].json["max_tokens"] == 8000
+
+
 def test_tool_calls_and_a_tool_round_trip(upstream: Upstream, client: openai.OpenAI) -> None:
     reply(upstream, "chat_tool_call.json")
     completion = client.chat.completions.create(

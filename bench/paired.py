@@ -1,0 +1,108 @@
+"""What a change costs in CPU per request, measured so that the machine's noise cancels out.
+
+Two gateways run at the same time on the same core (core 1), each driven by its own closed loop
+(16 clients) from core 0 against one mock upstream: this checkout's turnout, and turnout as
+committed at REF (or the bare Python proxy, `--against bare`). Whatever else the machine does
+slows both alike, so the ratio of their CPU time per request holds still where whole-process
+throughput does not: on 2026-12-07, with a pure-Python loop taking 1.8x its quiet time, the ratio
+of rounds within a run varied by about 1%, between runs by about 3%, and a run of a commit
+against itself read 0.99 to 1.02. Absolute figures
+are higher than alone (two processes share the core) and are not the gateway's throughput: read
+the ratio.
+
+    .venv/bin/python bench/paired.py main                    # this checkout against main, JSON
+    .venv/bin/python bench/paired.py 553bb99 --mode stream --rounds 5
+    .venv/bin/python bench/paired.py HEAD --against bare     # against the bare proxy
+
+REF is installed once into bench/.build/baseline-<commit>/ (as `bench/run.py --baseline` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+
+import targets
+
+import harness
+
+BODIES = harness.BENCH_DIR / "bodies"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("ref", help="a git ref: turnout as committed there is the other gateway")
+    parser.add_argument("--mode", choices=("json", "stream"), default="json")
+    parser.add_argument("--against", choices=("ref", "bare"), default="ref", help="the other gateway")
+    parser.add_argument("--rounds", type=int, default=4, help="measured rounds (after one warm-up)")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per round")
+    parser.add_argument("--concurrency", type=int, default=16, help="clients per gateway")
+    return parser.parse_args(argv)
+
+
+def one_round(
+    endpoints: dict[str, targets.Endpoint], mode: str, duration: float, concurrency: int
+) -> dict[str, tuple[float, float]]:
+    """Both loads at once: each gateway's (answered req/s, CPU ms per answered request)."""
+    body = BODIES / ("chat_10msg_2tools_stream.json" if mode == "stream" else "chat_10msg_2tools.json")
+    out: dict[str, tuple[float, float]] = {}
+
+    def drive(name: str, endpoint: targets.Endpoint) -> None:
+        assert endpoint.process is not None
+        before = endpoint.process.cpu_seconds()
+        report = harness.run_load(
+            endpoint.url,
+            body,
+            stream=mode == "stream",
+            duration=duration,
+            warmup=0,
+            concurrency=concurrency,
+            headers=[f"Authorization: Bearer {endpoint.key}"],
+        )
+        spent = endpoint.process.cpu_seconds() - before
+        answered = int(report["ok"])  # type: ignore[call-overload]
+        out[name] = (float(report["achieved_rps"]), 1000 * spent / max(answered, 1))  # type: ignore[arg-type]
+
+    threads = [threading.Thread(target=drive, args=item) for item in endpoints.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    targets.OPTIONS.baseline = args.ref
+    harness.build_loadgen()
+    other: targets.Target = targets.bare if args.against == "bare" else targets.turnout_baseline
+    ratios: list[float] = []
+    with (
+        targets.mock_upstream() as mock,
+        targets.turnout(mock, f"paired-new-{args.mode}") as mine,
+        other(mock, f"paired-{args.against}-{args.mode}") as theirs,
+    ):
+        endpoints = {"turnout": mine, args.against: theirs}
+        print(f"turnout ({mine.version}, this checkout) and {theirs.name} ({theirs.version}), both on core 1")
+        one_round(endpoints, args.mode, 3.0, args.concurrency)  # warm-up, not counted
+        for number in range(1, args.rounds + 1):
+            got = one_round(endpoints, args.mode, args.duration, args.concurrency)
+            (rps, cpu), (their_rps, their_cpu) = got["turnout"], got[args.against]
+            ratios.append(cpu / their_cpu)
+            print(
+                f"round {number}: turnout {rps:,.0f} req/s {cpu:.4f} ms/req | {args.against} "
+                f"{their_rps:,.0f} req/s {their_cpu:.4f} ms/req | ratio {ratios[-1]:.3f}",
+                flush=True,
+            )
+    print(
+        f"CPU per request, turnout / {args.against}: median {statistics.median(ratios):.3f} "
+        f"(rounds {min(ratios):.3f} to {max(ratios):.3f})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
