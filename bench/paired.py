@@ -2,7 +2,9 @@
 
 Two gateways run at the same time on the same core (core 1), each driven by its own closed loop
 (16 clients) from core 0 against one mock upstream: this checkout's turnout, and turnout as
-committed at REF (or the bare Python proxy, `--against bare`). Whatever else the machine does
+committed at REF, this checkout with `--config` YAML added to its configuration, or the bare
+Python proxy (`--against bare`); `--master-key` calls the other gateway with the master key (no
+budgets, no billing: what accounting costs). Whatever else the machine does
 slows both alike, so the ratio of their CPU time per request holds still where whole-process
 throughput does not: on 2026-12-07, with a pure-Python loop taking 1.8x its quiet time, the ratio
 of rounds within a run varied by about 1%, between runs by about 3%, and a run of a commit
@@ -13,6 +15,7 @@ the ratio.
     .venv/bin/python bench/paired.py main                    # this checkout against main, JSON
     .venv/bin/python bench/paired.py 553bb99 --mode stream --rounds 5
     .venv/bin/python bench/paired.py HEAD --against bare     # against the bare proxy
+    .venv/bin/python bench/paired.py --config 'metrics: {enabled: false}'    # what metrics cost
 
 REF is installed once into bench/.build/baseline-<commit>/ (as `bench/run.py --baseline` does).
 """
@@ -20,6 +23,7 @@ REF is installed once into bench/.build/baseline-<commit>/ (as `bench/run.py --b
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import threading
 
@@ -34,9 +38,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("ref", help="a git ref: turnout as committed there is the other gateway")
+    parser.add_argument("ref", nargs="?", help="a git ref: turnout as committed there is the other gateway")
     parser.add_argument("--mode", choices=("json", "stream"), default="json")
     parser.add_argument("--against", choices=("ref", "bare"), default="ref", help="the other gateway")
+    parser.add_argument(
+        "--config", metavar="YAML", help="the other is this checkout with YAML added to its config"
+    )
+    parser.add_argument("--master-key", action="store_true", help="call the other with the master key")
     parser.add_argument("--rounds", type=int, default=4, help="measured rounds (after one warm-up)")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per round")
     parser.add_argument("--concurrency", type=int, default=16, help="clients per gateway")
@@ -76,7 +84,10 @@ def one_round(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.against == "ref" and (args.ref is None) == (args.config is None):
+        raise SystemExit("give a git ref, or --config YAML (this checkout configured so), not both")
     targets.OPTIONS.baseline = args.ref
+    targets.OPTIONS.baseline_config = args.config
     harness.build_loadgen()
     other: targets.Target = targets.bare if args.against == "bare" else targets.turnout_baseline
     ratios: list[float] = []
@@ -85,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         targets.turnout(mock, f"paired-new-{args.mode}") as mine,
         other(mock, f"paired-{args.against}-{args.mode}") as theirs,
     ):
+        if args.master_key:
+            theirs = dataclasses.replace(
+                theirs, key=targets.MASTER_KEY, version=f"{theirs.version}, master key"
+            )
         endpoints = {"turnout": mine, args.against: theirs}
         print(f"turnout ({mine.version}, this checkout) and {theirs.name} ({theirs.version}), both on core 1")
         one_round(endpoints, args.mode, 3.0, args.concurrency)  # warm-up, not counted
