@@ -34,13 +34,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import targets
+from run import MODES  # the benchmark's request body for each mode
 
 from harness import BENCH_DIR, BUILD_DIR, build_loadgen
 
-BODIES = {
-    "json": BENCH_DIR / "bodies" / "chat_10msg_2tools.json",
-    "stream": BENCH_DIR / "bodies" / "chat_10msg_2tools_stream.json",
-}
 TARGETS: dict[str, Callable[[int, str], AbstractContextManager[targets.Endpoint]]] = {
     "turnout": targets.turnout,
     "turnout-baseline": targets.turnout_baseline,
@@ -82,7 +79,7 @@ def measure(name: str, mode: str, requests: int, warmup: int, mock_port: int) ->
         "--quiet",
     )
     targets.OPTIONS.start_timeout = 600.0
-    body = BODIES[mode].read_bytes()
+    body = MODES[mode].read_bytes()
     with TARGETS[name](mock_port, f"instructions-{name}-{mode}") as endpoint:
         assert endpoint.process is not None
         pid = endpoint.process.proc.pid

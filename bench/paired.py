@@ -4,13 +4,12 @@ Two gateways run at the same time on the same core (core 1), each driven by its 
 (16 clients) from core 0 against one mock upstream: this checkout's turnout, and turnout as
 committed at REF, this checkout with `--config` YAML added to its configuration, or the bare
 Python proxy (`--against bare`); `--master-key` calls the other gateway with the master key (no
-budgets, no billing: what accounting costs). Whatever else the machine does
-slows both alike, so the ratio of their CPU time per request holds still where whole-process
-throughput does not: on 2026-12-07, with a pure-Python loop taking 1.8x its quiet time, the ratio
-of rounds within a run varied by about 1%, between runs by about 3%, and a run of a commit
-against itself read 0.99 to 1.02. Absolute figures
-are higher than alone (two processes share the core) and are not the gateway's throughput: read
-the ratio.
+budgets, no billing: what accounting costs). Whatever else the machine does slows both alike, so
+the ratio of their CPU time per request holds still where whole-process throughput does not: on
+2026-12-07, with a pure-Python loop taking 1.8x its quiet time, the ratio of rounds within a run
+varied by about 1%, between runs by about 3%, and a run of a commit against itself read 0.99 to
+1.02. Absolute figures are higher than alone (two processes share the core) and are not the
+gateway's throughput: read the ratio.
 
     .venv/bin/python bench/paired.py main                    # this checkout against main, JSON
     .venv/bin/python bench/paired.py 553bb99 --mode stream --rounds 5
@@ -28,10 +27,9 @@ import statistics
 import threading
 
 import targets
+from run import MODES  # the benchmark's request body for each mode
 
 import harness
-
-BODIES = harness.BENCH_DIR / "bodies"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,7 +53,7 @@ def one_round(
     endpoints: dict[str, targets.Endpoint], mode: str, duration: float, concurrency: int
 ) -> dict[str, tuple[float, float]]:
     """Both loads at once: each gateway's (answered req/s, CPU ms per answered request)."""
-    body = BODIES / ("chat_10msg_2tools_stream.json" if mode == "stream" else "chat_10msg_2tools.json")
+    body = MODES[mode]
     out: dict[str, tuple[float, float]] = {}
 
     def drive(name: str, endpoint: targets.Endpoint) -> None:
