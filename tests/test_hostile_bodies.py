@@ -53,6 +53,7 @@ def gateway(upstreams: dict[str, Upstream], tmp_path_factory: pytest.TempPathFac
             "gemini": {"provider": "google", "model": "gemini-2.5-flash"},
             "real-gpt-4o": {"provider": "oai", "model": "gpt-4o-2024-08-06"},
             "real-gpt-5.1": {"provider": "oai", "model": "gpt-5.1"},
+            "real-gpt-3.5-turbo": {"provider": "oai", "model": "gpt-3.5-turbo"},
             "short-and-long": {
                 "targets": [
                     {"provider": "fake", "model": "short", "name": "short", "max_output_tokens": 1000},
@@ -355,6 +356,7 @@ def test_durations_in_the_configuration_are_bounded(tmp_path: Path) -> None:
     [
         ("real-gpt-4o", 16_384),
         ("real-gpt-5.1", 128_000),  # OpenAI's model page: 128,000 max output tokens
+        ("real-gpt-3.5-turbo", 4_096),  # OpenAI's model page: 4,096 max output tokens
     ],
 )
 def test_max_tokens_beyond_the_price_tables_limit_is_a_400_naming_it(
