@@ -163,8 +163,10 @@ def run_load(
     drain: float = 15,
     max_in_flight: int = 20000,
     request_timeout: float = 30,
+    keys: Path | None = None,
 ) -> dict[str, object]:
-    """Drive `url` with the load generator and return its JSON report.
+    """Drive `url` with the load generator and return its JSON report. With `keys` (a file of
+    bearer keys, one a line) the requests take the keys in turn.
 
     A target that cannot keep up is bounded: in the open loop, once `max_in_flight` requests are
     outstanding new ones count as errors, and answers later than `drain` after the end are dropped.
@@ -192,6 +194,8 @@ def run_load(
     cmd += ["--rate", str(rate)] if rate else ["--concurrency", str(concurrency)]
     for h in headers:
         cmd += ["--header", h]
+    if keys is not None:
+        cmd += ["--keys", str(keys)]
     if cpus:
         cmd = ["taskset", "-c", cpus, *cmd]
     out = subprocess.run(

@@ -15,6 +15,7 @@ gateway's throughput: read the ratio.
     .venv/bin/python bench/paired.py 553bb99 --mode stream --rounds 5
     .venv/bin/python bench/paired.py HEAD --against bare     # against the bare proxy
     .venv/bin/python bench/paired.py --config 'metrics: {enabled: false}'    # what metrics cost
+    .venv/bin/python bench/paired.py HEAD --keys 100          # traffic from 100 keys (and teams)
 
 REF is installed once into bench/.build/baseline-<commit>/ (as `bench/run.py --baseline` does).
 """
@@ -22,9 +23,12 @@ REF is installed once into bench/.build/baseline-<commit>/ (as `bench/run.py --b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import statistics
+import tempfile
 import threading
+from pathlib import Path
 
 import targets
 from run import MODES  # the benchmark's request body for each mode
@@ -46,13 +50,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=4, help="measured rounds (after one warm-up)")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per round")
     parser.add_argument("--concurrency", type=int, default=16, help="clients per gateway")
+    parser.add_argument(
+        "--keys", type=int, default=0, help="send from this many keys in turn, each in a team of its own"
+    )
     return parser.parse_args(argv)
 
 
 def one_round(
-    endpoints: dict[str, targets.Endpoint], mode: str, duration: float, concurrency: int
+    endpoints: dict[str, targets.Endpoint],
+    mode: str,
+    duration: float,
+    concurrency: int,
+    keys: dict[str, Path] | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """Both loads at once: each gateway's (answered req/s, CPU ms per answered request)."""
+    """Both loads at once: each gateway's (answered req/s, CPU ms per answered request); with
+    `keys`, each gateway's requests take the keys in its file in turn."""
     body = MODES[mode]
     out: dict[str, tuple[float, float]] = {}
 
@@ -67,6 +79,7 @@ def one_round(
             warmup=0,
             concurrency=concurrency,
             headers=[f"Authorization: Bearer {endpoint.key}"],
+            keys=None if keys is None else keys[name],
         )
         spent = endpoint.process.cpu_seconds() - before
         answered = int(report["ok"])  # type: ignore[call-overload]
@@ -80,6 +93,18 @@ def one_round(
     return out
 
 
+def spread(endpoints: dict[str, targets.Endpoint], count: int, tmp: str) -> dict[str, Path] | None:
+    """With `count`, that many keys on each gateway (each in a team of its own), in a file each."""
+    if not count:
+        return None
+    files = {}
+    for name, endpoint in endpoints.items():
+        files[name] = Path(tmp) / f"{name}.keys"
+        files[name].write_text("\n".join(targets.spread_keys(endpoint, count)) + "\n")
+    print(f"each gateway's requests come from {count} keys in turn, each in a team of its own")
+    return files
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.against == "ref" and (args.ref is None) == (args.config is None):
@@ -90,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     other: targets.Target = targets.bare if args.against == "bare" else targets.turnout_baseline
     ratios: list[float] = []
     with (
+        contextlib.ExitStack() as stack,
         targets.mock_upstream() as mock,
         targets.turnout(mock, f"paired-new-{args.mode}") as mine,
         other(mock, f"paired-{args.against}-{args.mode}") as theirs,
@@ -100,9 +126,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         endpoints = {"turnout": mine, args.against: theirs}
         print(f"turnout ({mine.version}, this checkout) and {theirs.name} ({theirs.version}), both on core 1")
-        one_round(endpoints, args.mode, 3.0, args.concurrency)  # warm-up, not counted
+        keys = spread(endpoints, args.keys, stack.enter_context(tempfile.TemporaryDirectory()))
+        one_round(endpoints, args.mode, 3.0, args.concurrency, keys)  # warm-up, not counted
         for number in range(1, args.rounds + 1):
-            got = one_round(endpoints, args.mode, args.duration, args.concurrency)
+            got = one_round(endpoints, args.mode, args.duration, args.concurrency, keys)
             (rps, cpu), (their_rps, their_cpu) = got["turnout"], got[args.against]
             ratios.append(cpu / their_cpu)
             print(

@@ -284,6 +284,17 @@ def accounted_key(root: str, *, limited: bool = False) -> str:
     return str(key["key"])
 
 
+def spread_keys(endpoint: Endpoint, count: int) -> list[str]:
+    """`count` more keys on the gateway, each in a team of its own (no budgets): traffic from many
+    keys, whose ledger rows add to cells of their own in the running totals."""
+    root = endpoint.url.removesuffix(CHAT_PATH)
+    keys = []
+    for i in range(count):
+        team = _admin(root, "/admin/teams", {"name": f"bench-spread-{i}"})["id"]
+        keys.append(str(_admin(root, "/admin/keys", {"name": f"bench-spread-{i}", "team_id": team})["key"]))
+    return keys
+
+
 def turnout(mock_port: int, log: str) -> AbstractContextManager[Endpoint]:
     """turnout with one deployment behind the model."""
     return _turnout("turnout", ONE_DEPLOYMENT, mock_port, log)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from turnout.domain.ledger_entry import LedgerEntry
 from turnout.domain.periods import time_zone, window
 from turnout.spend.budgets import Budgets
-from turnout.spend.ledger_store import LedgerStore, as_row
+from turnout.spend.ledger_store import CHUNK, LedgerStore, as_row
 from turnout.spend.report import REPORT_BY, rows_report, spend_report
 from turnout.spend.retention import LedgerRetention
 from turnout.spend.totals import window_cost
@@ -28,7 +28,7 @@ from turnout.storage.cube import backfill_cube
 from turnout.storage.database import Database
 from turnout.storage.migrate import upgrade_with_alembic
 from turnout.storage.rollups import SUMMED, backfill
-from turnout.storage.tables import ledger
+from turnout.storage.tables import ledger, spend_cube
 
 from support.databases import database_url, opened_database
 from support.totals import NOW, cells, cube_cells, insert_in_batches, recomputed, requests_over
@@ -72,6 +72,25 @@ async def test_a_batch_mixing_rows_already_in_new_rows_and_a_row_twice_adds_each
     new = sum(len(rows) for rows in requests[150:200])
     assert inserted == new and await store.count() == before + new
     assert await cells(database) == await recomputed(database)
+
+
+async def test_one_batch_from_many_keys_adds_what_its_rows_sum_to(database: Database) -> None:
+    """A second's rows from as many keys and teams as rows: each adds to cells of its own (about
+    ten), so one batch writes several statements' worth of cells (spend/ledger_store.py binds
+    them by position, CHUNK at a time): the totals and the cube still equal the rows' sums."""
+    store = LedgerStore(database)
+    spread = [
+        [msgspec.structs.replace(row, key_id=f"key-{i}", team_id=f"team-{i}") for row in rows]
+        for i, rows in enumerate(requests_over(0.01, 500))
+    ]
+    assert await store.insert([row for rows in spread for row in rows]) == sum(map(len, spread))
+    written, written_cube = await cells(database), await cube_cells(database)
+    assert len(written) > 10 * CHUNK and len(written_cube) > 10 * CHUNK
+    assert written == await recomputed(database)
+    async with database.engine.begin() as conn:
+        await conn.execute(spend_cube.delete())
+        await conn.run_sync(backfill_cube)
+    assert written_cube == await cube_cells(database)
 
 
 async def test_a_row_the_store_writes_is_stored_as_sqlalchemy_stores_it(database: Database) -> None:

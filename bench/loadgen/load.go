@@ -66,6 +66,8 @@ type loader struct {
 	body    []byte
 	headers http.Header
 	stream  bool
+	keys    []string // when set, each request is sent with the next of these as its bearer key
+	next    atomic.Uint64
 }
 
 // do sends one request; sendLag is how late the generator itself was in sending it.
@@ -82,6 +84,9 @@ func (l *loader) exchange(ctx context.Context, intended time.Time) sample {
 		return sample{err: "build: " + err.Error()}
 	}
 	req.Header = l.headers.Clone()
+	if len(l.keys) > 0 {
+		req.Header.Set("Authorization", "Bearer "+l.keys[(l.next.Add(1)-1)%uint64(len(l.keys))])
+	}
 	resp, err := l.client.Do(req)
 	if err != nil {
 		return sample{err: classify(err)}
@@ -267,7 +272,17 @@ func runLoad(args []string) {
 	maxInFlight := fs.Int64("max-in-flight", 20000, "open loop: requests outstanding before new ones count as errors")
 	var headers headerList
 	fs.Var(&headers, "header", "extra header 'Name: value' (repeatable)")
+	keysPath := fs.String("keys", "", "file of bearer keys, one a line: requests take them in turn")
 	_ = fs.Parse(args)
+	var keys []string
+	if *keysPath != "" {
+		raw, err := os.ReadFile(*keysPath)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "cannot read keys:", err)
+			os.Exit(2)
+		}
+		keys = strings.Fields(string(raw))
+	}
 
 	body, err := os.ReadFile(*bodyPath)
 	if err != nil {
@@ -292,7 +307,7 @@ func runLoad(args []string) {
 		DisableCompression:  true,
 		ForceAttemptHTTP2:   false,
 	}
-	l := &loader{client: &http.Client{Transport: transport, Timeout: *timeout}, url: *url, body: body, headers: h, stream: *stream}
+	l := &loader{client: &http.Client{Transport: transport, Timeout: *timeout}, url: *url, body: body, headers: h, stream: *stream, keys: keys}
 
 	var samples []sample
 	var measured time.Duration

@@ -43,8 +43,8 @@ def _figures(e: LedgerEntry, requests: int, failed: int) -> Counts:
         e.images,
         e.audio_seconds,
         e.characters,
-        e.cost_micros is None,
-        e.estimated,
+        int(e.cost_micros is None),
+        int(e.estimated),
         *([requests] * _MASKED),
         *([failed] * _MASKED),
     ]
@@ -131,6 +131,10 @@ class CubeBuilder:
             dict(zip(_NAMES, (*key, *map(int, counts)), strict=True))
             for key, counts in self._sorted[start:end]
         ]
+
+    def values(self, start: int, end: int) -> list[tuple[Any, ...]]:
+        """Cells `start` to `end` as tuples of spend_cube's CUBE_KEY and CUBE_COUNTS columns."""
+        return [(*key, *counts) for key, counts in self._sorted[start:end]]
 
 
 def cube_cells(entries: Iterable[LedgerEntry]) -> list[dict[str, Any]]:

@@ -46,8 +46,8 @@ def _counts(entry: LedgerEntry, requests: int, failed: int) -> Counts:
         entry.images,
         entry.audio_seconds,
         entry.characters,
-        entry.cost_micros is None,
-        entry.estimated,
+        int(entry.cost_micros is None),
+        int(entry.estimated),
     ]
 
 
@@ -145,6 +145,11 @@ def as_rows(cells: list[Cell]) -> list[dict[str, Any]]:
         {"grain": g, "dim": d, "value": v, "bucket": b, **dict(zip(COUNTS, map(int, counts), strict=True))}
         for (g, d, v, b), counts in cells
     ]
+
+
+def as_values(cells: list[Cell]) -> list[tuple[Any, ...]]:
+    """Cells as tuples of spend_rollups' KEY and COUNTS columns, in that order."""
+    return [(*key, *counts) for key, counts in cells]
 
 
 def _whole(rows: list[LedgerEntry]) -> bool:
