@@ -421,3 +421,31 @@ def test_a_deployment_redis_has_nothing_more_for_is_refused_429_though_its_hold_
     answer = asyncio.run(refusal())
     assert isinstance(answer, RateLimited), answer
     assert (answer.status, answer.scope, answer.measure, answer.limit) == (429, "deployment", "rpm", 2)
+
+
+def test_a_grants_unused_part_is_not_sent_on_while_it_is_given_back() -> None:
+    """Each second an instance gives Redis back what it did not use of its grant. While Redis
+    answers, that part may already be another instance's, so no request may be sent on it
+    meanwhile: a request then waits for the exchange's own grant. (Sent on, under load two instances
+    admitted 21 to 25 of a deployment's 20 rpm.)"""
+    model = f"m-{secrets.token_hex(4)}"
+
+    async def may_take_before_and_during() -> tuple[bool, bool]:
+        client = Redis.from_url(REDIS_URL)
+        router = Router(Catalog({}, ProviderRegistry({}, {})), RoutingSettings())
+        sync = DeploymentSync(lambda: router.deployments, SharedLimits(client, 30.0), lambda: 2)
+        try:
+            state = router.deployments.get("fake", model, f"fake/{model}", rpm=20)
+            await sync.top_up(state)  # a grant of 1, none of it sent
+            before = state.may_take(router.deployments.now())
+            giving_back = asyncio.create_task(sync.tick())
+            await asyncio.sleep(0)  # the tick has sent its exchange and waits for Redis's answer
+            during = state.may_take(router.deployments.now())
+            await giving_back
+            return before, during
+        finally:
+            await sync.aclose()
+            await client.delete(f"{PREFIX}deployment:fake/{model}:rpm")
+            await client.aclose()
+
+    assert asyncio.run(may_take_before_and_during()) == (True, False)

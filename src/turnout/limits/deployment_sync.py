@@ -4,16 +4,17 @@ send a deployment more than its capacity.
 
 The router decides in memory (routing/deployments.py: no round trip per attempt) from grants. A
 deployment's shared sliding window in Redis (the layout of limits/shared.py) counts what every
-instance sent in the last minute, and what it was granted: a grant is counted in the window as if
-it were used, the moment Redis gives it, out of what the window leaves. An instance sends only
-within its grant. When the grant runs out, the next request asks Redis for more — twice what the
-last grant held, so a steady pace costs a few round trips a second, shared by every request
-waiting meanwhile — and if Redis has nothing left, the deployment is held back until the next
-sync. Every `SYNC_SECONDS` an instance gives back what it did not use of its grant (and adds what
-it used beyond it: tokens are known only when an answer ends), so an idle instance holds nothing
-the others could use. A killed instance's grant stays counted until its minute has passed: its
-deployments may be sent less for that minute, never more. Without Redis (or while it is
-unreachable) each instance takes its share: the limit ÷ the live instances.
+instance sent in the last minute, and what it was granted: a grant is counted in the window as if it
+were used, the moment Redis gives it, out of what the window leaves. An instance sends only within
+its grant. When the grant runs out, the next request asks Redis for more — twice what the last grant
+held, so a steady pace costs a few round trips a second, shared by every request waiting meanwhile —
+and if Redis has nothing left, the deployment is held back until the next sync. Every `SYNC_SECONDS`
+an instance gives back what it did not use of its grant (and adds what it used beyond it: tokens are
+known only when an answer ends), so an idle instance holds nothing the others could use; what it
+gives back is no longer its own from the moment it is offered (a request meanwhile waits for the
+exchange's answer). A killed instance's grant stays counted until its minute has passed: its
+deployments may be sent less for that minute, never more. Without Redis (or while it is unreachable)
+each instance takes its share: the limit ÷ the live instances.
 """
 
 from __future__ import annotations
@@ -162,6 +163,9 @@ class DeploymentSync:
                     want = max(2 * grant.amount, grant.limit // 60, 1) if topping_up else 0
                     words += (max(used - grant.amount, 0), max(grant.amount - used, 0), grant.slice)
                     words += (grant.limit, want)
+                    # its unused part is given back: not to be sent on while Redis answers (it may
+                    # go to another instance); a request meanwhile waits for this exchange's grant
+                    grant.amount = min(grant.amount, used)
             head = f"{int(MINUTE * 1000) // SLICES} {SLICES} "
             try:
                 reply = await sync(keys=keys, args=[head + " ".join(map(str, words))])
