@@ -73,12 +73,9 @@ def _request(rows: list[LedgerEntry]) -> list[tuple[LedgerEntry, Counts]]:
     return figures
 
 
-_NAMES = ("grain", "bucket", *_COLUMNS, *CUBE_COUNTS)
-
-
 class CubeBuilder:
     """Fed the inserted rows a chunk at a time (`add`, between which the event loop runs), then
-    read as spend_cube rows a chunk at a time (`rows`). A request's rows are counted once they are
+    read as spend_cube rows a chunk at a time (`values`). A request's rows are counted once they are
     all there (they may straddle two chunks; `cells` counts what is left)."""
 
     def __init__(self) -> None:
@@ -125,20 +122,6 @@ class CubeBuilder:
         self._sorted = sorted(self._cells.items())
         return len(self._sorted)
 
-    def rows(self, start: int, end: int) -> list[dict[str, Any]]:
-        """Cells `start` to `end` (of `cells`' order) as spend_cube rows."""
-        return [
-            dict(zip(_NAMES, (*key, *map(int, counts)), strict=True))
-            for key, counts in self._sorted[start:end]
-        ]
-
     def values(self, start: int, end: int) -> list[tuple[Any, ...]]:
         """Cells `start` to `end` as tuples of spend_cube's CUBE_KEY and CUBE_COUNTS columns."""
         return [(*key, *counts) for key, counts in self._sorted[start:end]]
-
-
-def cube_cells(entries: Iterable[LedgerEntry]) -> list[dict[str, Any]]:
-    """The spend_cube rows (cells to add to) for these inserted rows, in key order."""
-    builder = CubeBuilder()
-    builder.add(entries)
-    return builder.rows(0, builder.cells())

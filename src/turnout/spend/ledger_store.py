@@ -5,7 +5,7 @@ replaying a journal never counts twice), each adding the rows it inserted to the
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,43 +43,40 @@ def _bind_processor(column: sa.Column[Any], dialect: sa.Dialect) -> Callable[[An
     return processor
 
 
+def _compiled(
+    statement: Any, table: sa.Table, names: Sequence[str], dialect: sa.Dialect
+) -> tuple[str, tuple[str, ...], list[tuple[int, Callable[[Any], Any]]]]:
+    """`statement` compiled for the dialect with a parameter for each of `names`: its SQL, the
+    parameters' order, and where that order needs one the dialect's type processor."""
+    compiled = statement.compile(dialect=dialect, column_keys=list(names))
+    order: tuple[str, ...] = tuple(compiled.positiontup or ())
+    processors = [(i, _bind_processor(table.c[n], dialect)) for i, n in enumerate(order)]
+    return compiled.string, order, [(i, p) for i, p in processors if p]
+
+
 class _Positional:
     """A statement compiled once for the dialect and run with each row a tuple of `names`' values,
     put in the statement's parameter order through the dialect's own type processors, as
     SQLAlchemy's executemany would bind them from dicts. Those cost it about 9 µs a row: for the
     running totals' upserts, up to ten a ledger row when a batch's rows come from many keys, moving
     the journal cost 118 µs a row from 100 keys and 335 µs from 1,000 on SQLite, 114 and 274 µs on
-    PostgreSQL (bench/ledger_move.py; so bound: 71, 183, 57 and 133). The processed values of the
-    `repeated` columns are kept within a run (a run's cells share a few buckets), by value and time
+    PostgreSQL (bench/ledger_move.py; so bound: 71, 183, 57 and 133). A processed value is kept
+    within a run (the only one processed, a cell's bucket, is shared by many), by value and time
     zone: equal instants in two zones are equal datetimes, but not the same text."""
 
-    def __init__(
-        self,
-        statement: Any,
-        table: sa.Table,
-        names: Sequence[str],
-        dialect: sa.Dialect,
-        repeated: Collection[str] = (),
-    ) -> None:
-        compiled = statement.compile(dialect=dialect, column_keys=list(names))
-        order: tuple[str, ...] = tuple(compiled.positiontup or ())
-        self.sql = compiled.string
+    def __init__(self, statement: Any, table: sa.Table, names: Sequence[str], dialect: sa.Dialect) -> None:
+        self.sql, order, self._processors = _compiled(statement, table, names, dialect)
         self._pick = operator.itemgetter(*(names.index(n) for n in order))
-        processors = [(i, n, _bind_processor(table.c[n], dialect)) for i, n in enumerate(order)]
-        self._each = [(i, p) for i, n, p in processors if p is not None and n not in repeated]
-        self._kept = [(i, p) for i, n, p in processors if p is not None and n in repeated]
 
     def rows(self, rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
-        pick, each, kept = self._pick, self._each, self._kept
-        if not each and not kept:
+        pick, processors = self._pick, self._processors
+        if not processors:
             return [pick(row) for row in rows]
-        done: list[dict[Any, Any]] = [{} for _ in kept]
+        done: list[dict[Any, Any]] = [{} for _ in processors]
         out = []
         for row in rows:
             values = list(pick(row))
-            for i, process in each:
-                values[i] = process(values[i])
-            for (i, process), processed in zip(kept, done, strict=True):
+            for (i, process), processed in zip(processors, done, strict=True):
                 value = values[i]
                 key = (value, getattr(value, "tzinfo", None))
                 known = processed.get(key)
@@ -96,15 +93,11 @@ class _SQLiteInsert:
     transaction, SQLite gives the rows a statement inserts the rowids after the largest."""
 
     def __init__(self, database: Database) -> None:
-        dialect = database.engine.dialect
         statement = database.insert_new(ledger, "request_id", "attempt")
-        compiled = statement.compile(dialect=dialect, column_keys=[c.name for c in ledger.c])
-        names: tuple[str, ...] = tuple(compiled.positiontup or ())
-        self.sql = compiled.string
+        columns = [c.name for c in ledger.c]
+        self.sql, names, self._processors = _compiled(statement, ledger, columns, database.engine.dialect)
         self._values = operator.attrgetter(*names)  # LedgerEntry's fields are the table's columns
         self._at = names.index("at")
-        processors = [(i, _bind_processor(ledger.c[n], dialect)) for i, n in enumerate(names)]
-        self._processors: list[tuple[int, Callable[[Any], Any]]] = [(i, p) for i, p in processors if p]
 
     def row(self, entry: LedgerEntry) -> tuple[Any, ...]:
         values = list(self._values(entry))
@@ -130,15 +123,11 @@ class LedgerStore:
         self._insert = database.insert_new(ledger, "request_id", "attempt").returning(
             ledger.c.request_id, ledger.c.attempt
         )
-        self._add = database.insert_adding(spend_rollups, KEY, COUNTS)
-        self._add_cube = database.insert_adding(spend_cube, CUBE_KEY, CUBE_COUNTS)
-        dialect = database.engine.dialect
-        sqlite = dialect.name == "sqlite"
-        self._sqlite = _SQLiteInsert(database) if sqlite else None
-        self._add_bound = _Positional(self._add, spend_rollups, (*KEY, *COUNTS), dialect, ("bucket",))
-        self._add_cube_bound = _Positional(
-            self._add_cube, spend_cube, (*CUBE_KEY, *CUBE_COUNTS), dialect, ("bucket",)
-        )
+        self._sqlite = _SQLiteInsert(database) if database.engine.dialect.name == "sqlite" else None
+        adding = database.insert_adding(spend_rollups, KEY, COUNTS)
+        self._add = _Positional(adding, spend_rollups, (*KEY, *COUNTS), database.engine.dialect)
+        adding = database.insert_adding(spend_cube, CUBE_KEY, CUBE_COUNTS)
+        self._add_cube = _Positional(adding, spend_cube, (*CUBE_KEY, *CUBE_COUNTS), database.engine.dialect)
 
     async def insert(self, entries: list[LedgerEntry]) -> int:
         """Insert the entries not already there and add them to the totals, in one transaction;
@@ -156,10 +145,10 @@ class LedgerStore:
                 cube.add(added)
                 inserted += len(added)
             cells = totals.cells()
-            add = self._add_bound
+            add = self._add
             for start in range(0, len(cells), CHUNK):
                 await conn.exec_driver_sql(add.sql, add.rows(as_values(cells[start : start + CHUNK])))
-            add = self._add_cube_bound
+            add = self._add_cube
             for start in range(0, cube.cells(), CHUNK):
                 await conn.exec_driver_sql(add.sql, add.rows(cube.values(start, start + CHUNK)))
         return inserted

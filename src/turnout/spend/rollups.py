@@ -19,7 +19,7 @@ from operator import add, sub
 from typing import Any
 
 from turnout.domain.ledger_entry import LedgerEntry
-from turnout.storage.rollups import COUNTS, DIMS, FINE_DIMS, GRAINS, bucket_of
+from turnout.storage.rollups import DIMS, FINE_DIMS, GRAINS, bucket_of
 
 _QUARTER = GRAINS["quarter"]
 _COARSE = ("hour", "day", "all")
@@ -139,14 +139,6 @@ class RollupBuilder:
         return sorted(cells.items())
 
 
-def as_rows(cells: list[Cell]) -> list[dict[str, Any]]:
-    """Cells as spend_rollups rows."""
-    return [
-        {"grain": g, "dim": d, "value": v, "bucket": b, **dict(zip(COUNTS, map(int, counts), strict=True))}
-        for (g, d, v, b), counts in cells
-    ]
-
-
 def as_values(cells: list[Cell]) -> list[tuple[Any, ...]]:
     """Cells as tuples of spend_rollups' KEY and COUNTS columns, in that order."""
     return [(*key, *counts) for key, counts in cells]
@@ -180,9 +172,3 @@ def _spread(rows: list[LedgerEntry], by_value: dict[tuple[str, str, int], Counts
                 answered.add(value)
         for value, counts in values.items():
             _add(by_value, (dim, value, quarter), [1, counts[1], int(value not in answered), *counts[3:]])
-
-
-def rollup_cells(entries: Iterable[LedgerEntry]) -> list[dict[str, Any]]:
-    builder = RollupBuilder()
-    builder.add(entries)
-    return as_rows(builder.cells())
