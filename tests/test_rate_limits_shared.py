@@ -25,7 +25,7 @@ import yaml
 from redis.asyncio import Redis
 
 from turnout.config.settings import ModelSettings, RoutingSettings, Timeouts
-from turnout.domain.errors import TurnoutError
+from turnout.domain.errors import TurnoutError, UpstreamServerError
 from turnout.domain.rate_limits import RateLimited
 from turnout.limits.deployment_sync import DeploymentSync
 from turnout.limits.shared import ADMIT, PREFIX, SharedLimits
@@ -449,3 +449,59 @@ def test_a_grants_unused_part_is_not_sent_on_while_it_is_given_back() -> None:
             await client.aclose()
 
     assert asyncio.run(may_take_before_and_during()) == (True, False)
+
+
+def test_a_retry_waiting_out_its_backoff_sends_only_on_capacity_still_its_own() -> None:
+    """A retry is admitted by the deployment's grant, then waits out its backoff. If the grant's
+    unused part is given back meanwhile (the once-a-second exchange) and another instance takes it,
+    the retry must ask for capacity again, not send on what is now the other's: the deployment's
+    2 rpm are never exceeded between the two instances."""
+    model = f"m-{secrets.token_hex(4)}"
+
+    async def walk_with_a_backoff_that_spans_an_exchange() -> tuple[BaseException | None, int]:
+        client = Redis.from_url(REDIS_URL)
+        sent = 0
+        syncs: list[DeploymentSync] = []
+        target = Target("fake", model, Timeouts(), adapter=None, rpm=2)  # type: ignore[arg-type]
+
+        async def backoff_spanning_an_exchange(_: float) -> None:
+            await syncs[0].tick()  # this instance gives back its grant's unused part (1)
+            taker = there.deployments.get("fake", model, target.label, rpm=2)
+            await syncs[1].top_up(taker)  # ... and the other instance is granted it
+            assert taker.request_grant is not None and taker.request_grant.amount == 1
+
+        here = Router(
+            Catalog({}, ProviderRegistry({}, {})), RoutingSettings(), sleep=backoff_spanning_an_exchange
+        )
+        there = Router(Catalog({}, ProviderRegistry({}, {})), RoutingSettings())
+        syncs += [
+            DeploymentSync(lambda r=r: r.deployments, SharedLimits(client, 30.0), lambda: 2)
+            for r in (here, there)
+        ]
+        try:
+            state = here.deployments.get("fake", model, target.label, rpm=2)
+            await syncs[0].top_up(state)  # a grant of 1
+            route = Route("crowded", "crowded", (target,), ModelSettings("crowded", ()))
+
+            async def attempt(*_: object) -> object:
+                nonlocal sent
+                sent += 1
+                if sent == 1:  # the first attempt fails: the request is retried after a backoff
+                    raise UpstreamServerError("overloaded", upstream_status=500)
+                return "answered"
+
+            try:
+                await here.walk(route, Walk([Stage("crowded", [Candidate(target, state)], 3)]), attempt)
+            except TurnoutError as error:
+                return error, sent
+            return None, sent
+        finally:
+            for sync in syncs:
+                await sync.aclose()
+            await client.delete(f"{PREFIX}deployment:fake/{model}:rpm")
+            await client.aclose()
+
+    answer, sent = asyncio.run(walk_with_a_backoff_that_spans_an_exchange())
+    assert sent == 1, "the retry was sent on capacity the other instance had been granted"
+    # with no capacity left for a retry, the client gets the first attempt's failure
+    assert isinstance(answer, UpstreamServerError), answer

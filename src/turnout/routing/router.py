@@ -445,8 +445,7 @@ class Router:
                     candidate = _pick(stage, self.clock(), panic=panic)
                     if candidate is None:
                         break
-                    if candidate.state.out_of_grant() and not await self.deployments.claim(candidate.state):
-                        candidate.held = True  # its capacity is spent: the next pick passes it by
+                    if not await self._claimed(candidate):
                         continue
                     if panic:
                         log.warning(
@@ -463,6 +462,10 @@ class Router:
                         raise self._give_up(route, walk)
                     if candidate.tries:
                         await self._sleep(backoff(candidate.tries, self.settings.retries, self._draw))
+                        # what was left of its grant may have been given back meanwhile (and be
+                        # another instance's now): the capacity is claimed again
+                        if not await self._claimed(candidate):
+                            continue
                     outcome = await self._try(route, walk, stage, candidate, attempt, panic)
                     if outcome is not None:
                         return outcome
@@ -475,6 +478,14 @@ class Router:
             await self._sleep(wait + TIMER_SLACK)
             return await self.walk(route, walk, attempt, retry=True)
         raise self._give_up(route, walk)
+
+    async def _claimed(self, c: Candidate) -> bool:
+        """May a request be sent on `c` now, capacity-wise (within this instance's grant, or once
+        Redis granted more)? If not, it is marked held: the next pick passes it by."""
+        if not c.state.out_of_grant() or await self.deployments.claim(c.state):
+            return True
+        c.held = True
+        return False
 
     def _begin(self, walk: Walk, stage: Stage, c: Candidate) -> tuple[Lease, AttemptRecord]:
         """An attempt starts: counted in the stage, the walk and the tally; its deployment leased."""
