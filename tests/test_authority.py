@@ -6,6 +6,7 @@ rule as shipped (on)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +21,19 @@ from support.gateway import MASTER_KEY, Gateway, settings_for
 Admin = Callable[..., httpx.Response]
 
 
+# $100 a million tokens: a request may cost up to $0.41 (its bound), and costs a few thousandths
+PRICEY = {"provider": "fake", "model": "m", "price": {"input": "100", "output": "100"}}
+
+
 def start(tmp_path: Path, **governance: Any) -> Gateway:
     doc: dict[str, Any] = {
         "storage": {"data_dir": str(tmp_path / "data")},
         "providers": {"fake": {"type": "fake"}},
-        "models": {"chat": {"provider": "fake", "model": "m"}, "other": {"provider": "fake", "model": "o"}},
+        "models": {
+            "chat": {"provider": "fake", "model": "m"},
+            "other": {"provider": "fake", "model": "o"},
+            "pricey": PRICEY,
+        },
     }
     if governance:
         doc["governance"] = governance
@@ -198,6 +207,31 @@ def test_a_proposal_never_runs_once_its_proposer_lost_authority(
     refused(admin("POST", f"/admin/approvals/{pending['id']}/approve"), 409)  # and stays so
 
 
+def test_an_approved_action_runs_only_as_far_as_its_proposer_may_now(gateway: Gateway, admin: Admin) -> None:
+    """Alice (an admin) proposes lowering Bob; Bob is meanwhile made an owner. An admin cannot
+    change an owner's role, so the approved proposal is refused, as Alice's own call would be.
+    The same for a team owner who proposed deleting the team and is now its admin only."""
+    o = org(admin)
+    lower_bob = ok(admin("PATCH", f"/admin/users/{o.users['bob']}", o.keys["alice"], role="member"), 202)
+    raise_bob = ok(admin("PATCH", f"/admin/users/{o.users['bob']}", role="owner"), 202)
+    ok(admin("POST", f"/admin/approvals/{raise_bob['id']}/approve", o.keys["alice"]))
+    refused(admin("POST", f"/admin/approvals/{lower_bob['id']}/approve"), 403)
+    assert ok(admin("GET", f"/admin/users/{o.users['bob']}"))["role"] == "owner"
+    # a team's deletion, proposed by its owner, who is its admin only when it is approved
+    tara_owner = ok(
+        admin("POST", f"/admin/teams/{o.red}/members", user_id=o.users["tara"], role="owner"), 202
+    )
+    ok(admin("POST", f"/admin/approvals/{tara_owner['id']}/approve", o.keys["alice"]))
+    owners_key = ok(
+        admin("POST", "/admin/keys", name="tara owner", role="owner", team_id=o.red, user_id=o.users["tara"])
+    )["key"]
+    delete_red = ok(admin("DELETE", f"/admin/teams/{o.red}", owners_key), 202)
+    back = ok(admin("POST", f"/admin/teams/{o.red}/members", user_id=o.users["tara"], role="admin"), 202)
+    ok(admin("POST", f"/admin/approvals/{back['id']}/approve", o.keys["alice"]))
+    refused(admin("POST", f"/admin/approvals/{delete_red['id']}/approve", o.keys["alice"]), 403)
+    assert ok(admin("GET", f"/admin/teams/{o.red}"))["name"] == "red"
+
+
 def test_an_approval_is_checked_against_the_approvers_rights_in_the_store(tmp_path: Path) -> None:
     """Bob's key is revoked through one instance; at once, another instance (which still holds
     it in its cache) does not let him approve."""
@@ -256,7 +290,107 @@ def test_demotion_and_deletion_reach_every_key_a_person_issued(gateway: Gateway,
     assert chat(gateway, bobs_own)
 
 
+def test_a_rotated_key_acts_for_the_same_person(gateway: Gateway, admin: Admin) -> None:
+    """The replacement of Alice's key is Alice's, whoever rotated it: it never approves her
+    proposals, and her demotion reaches it."""
+    o = org(admin)
+    _, spare_id = mint(admin, o.keys["alice"], name="alice spare", role="admin")
+    by_master = ok(admin("POST", f"/admin/keys/{spare_id}/rotate"))
+    assert by_master["person"] == o.users["alice"]
+    _, other_id = mint(admin, o.keys["alice"], name="alice other", role="admin")
+    by_bob = ok(admin("POST", f"/admin/keys/{other_id}/rotate", o.keys["bob"]))
+    assert by_bob["person"] == o.users["alice"]
+    pending = ok(admin("DELETE", f"/admin/teams/{o.blue}", o.keys["alice"]), 202)
+    for replacement in (by_master, by_bob):
+        refused(
+            admin("POST", f"/admin/approvals/{pending['id']}/approve", replacement["key"]),
+            403,
+            "self_approval",
+        )
+    # Bob saw the key he rotated: it is no second person to him either
+    bobs = ok(admin("DELETE", f"/admin/teams/{o.red}", o.keys["bob"]), 202)
+    refused(admin("POST", f"/admin/approvals/{bobs['id']}/approve", by_bob["key"]), 403, "self_approval")
+    demote = ok(admin("PATCH", f"/admin/users/{o.users['alice']}", o.keys["bob"], role="member"), 202)
+    ok(admin("POST", f"/admin/approvals/{demote['id']}/approve"))
+    for replacement in (by_master, by_bob):
+        assert ok(admin("GET", f"/admin/keys/{replacement['id']}"))["role"] == "member"
+
+
+def test_a_key_is_never_raised_above_what_its_person_holds_now(gateway: Gateway, admin: Admin) -> None:
+    """Alice, demoted, keeps the key she minted without a user, lowered to member. Raising it back
+    to admin would give her back the role she lost, without the second person that needs."""
+    o = org(admin)
+    _, spare_id = mint(admin, o.keys["alice"], name="alice spare", role="admin")
+    demote = ok(admin("PATCH", f"/admin/users/{o.users['alice']}", o.keys["bob"], role="member"), 202)
+    ok(admin("POST", f"/admin/approvals/{demote['id']}/approve"))
+    assert ok(admin("GET", f"/admin/keys/{spare_id}"))["role"] == "member"
+    for key in (o.keys["bob"], MASTER_KEY):
+        denied = refused(admin("PATCH", f"/admin/keys/{spare_id}", key, role="admin"), 403)
+        assert denied["param"] == "role" and "at most 'member'" in denied["message"]
+    assert ok(admin("GET", f"/admin/keys/{spare_id}"))["role"] == "member"
+    # within what she holds, it may change
+    assert ok(admin("PATCH", f"/admin/keys/{spare_id}", o.keys["bob"], role="viewer"))["role"] == "viewer"
+    assert ok(admin("PATCH", f"/admin/keys/{spare_id}", o.keys["bob"], role="member"))["role"] == "member"
+
+
 # ------------------------------------------------------------------ 4. not piecewise
+
+
+def test_deleting_a_team_admin_needs_a_second_person_as_taking_their_role_would(
+    gateway: Gateway, admin: Admin
+) -> None:
+    o = org(admin)
+    for name in ("tom", "tara"):
+        denied = refused(
+            admin("DELETE", f"/admin/users/{o.users[name]}", o.keys["alice"]), 403, "approval_required"
+        )
+        assert f"admin of the team '{o.red}'" in denied["message"]
+    assert [k["id"] for k in ok(admin("GET", "/admin/keys", o.keys["tara"]))["data"] if k["role"] == "admin"]
+    # once a second person took the role away, the user may go
+    taken = ok(admin("DELETE", f"/admin/teams/{o.red}/members/{o.users['tom']}", o.keys["alice"]), 202)
+    ok(admin("POST", f"/admin/approvals/{taken['id']}/approve", o.keys["bob"]))
+    assert ok(admin("DELETE", f"/admin/users/{o.users['tom']}", o.keys["alice"]))["deleted_at"]
+
+
+def test_bringing_keys_expiry_forward_is_revoking_them(tmp_path: Path) -> None:
+    """An expiry brought forward ends a key as a revocation does: it counts towards the piecewise
+    limit, and a team's last admin key's needs a second person."""
+    gateway = start(tmp_path, piecewise_revocations=2, piecewise_window="1h")
+    try:
+        with httpx.Client(base_url=gateway.root_url, timeout=20) as http:
+
+            def admin(method: str, path: str, key: str = MASTER_KEY, **body: Any) -> httpx.Response:
+                return http.request(
+                    method, path, headers={"authorization": f"Bearer {key}"}, json=body or None
+                )
+
+            o = org(admin)
+            apps = [mint(admin, o.keys["tara"], name=f"app {i}")[1] for i in range(4)]
+            ok(admin("POST", f"/admin/keys/{apps[0]}/revoke", o.keys["tara"]))
+            ok(admin("PATCH", f"/admin/keys/{apps[1]}", o.keys["tara"], expires_in="1s"))  # the second
+            for key_id in (apps[2], o.key_ids["mia"]):
+                pending = ok(admin("PATCH", f"/admin/keys/{key_id}", o.keys["tara"], expires_in="1s"), 202)
+                assert pending["action"] == "change_key" and "2 keys of the team" in pending["reason"]
+                assert ok(admin("GET", f"/admin/keys/{key_id}"))["expires_at"] is None
+            assert (
+                ok(admin("POST", f"/admin/keys/{apps[3]}/revoke", o.keys["tara"]), 202)["action"]
+                == "revoke_key"
+            )
+            [expired] = ok(admin("GET", f"/admin/audit?action=key.expire&target_id={apps[1]}"))["data"]
+            assert expired["actor_person"] == o.users["tara"]
+            # pushing an expiry later is no revocation
+            later = mint(admin, o.keys["tara"], name="app with an end", expires_in="30d")[1]
+            assert ok(admin("PATCH", f"/admin/keys/{later}", o.keys["tara"], expires_in="60d"))["expires_at"]
+    finally:
+        gateway.stop()
+
+
+def test_a_teams_last_admin_key_does_not_expire_by_one_person(gateway: Gateway, admin: Admin) -> None:
+    o = org(admin)
+    ok(admin("POST", f"/admin/keys/{o.key_ids['tom']}/revoke", o.keys["tara"]))  # red keeps Tara's
+    pending = ok(admin("PATCH", f"/admin/keys/{o.key_ids['tara']}", o.keys["alice"], expires_in="1s"), 202)
+    assert "last owner or admin key" in pending["reason"]
+    assert ok(admin("GET", f"/admin/keys/{o.key_ids['tara']}"))["expires_at"] is None
 
 
 def test_a_teams_last_admin_key_is_not_revoked_by_one_person(gateway: Gateway, admin: Admin) -> None:
@@ -344,6 +478,33 @@ def test_a_budget_the_organisation_set_cannot_be_lifted_by_a_team_admin(
     ok(admin("DELETE", f"/admin/budgets/{mias['id']}", o.keys["tom"]))
 
 
+def test_rotating_a_key_sheds_none_of_its_budgets(gateway: Gateway, admin: Admin) -> None:
+    """The organisation's daily budget on Tara's key, and what is left of its lifetime budget,
+    hold on the key that replaces it (and on the old key for its grace)."""
+    o = org(admin)
+    tara = o.key_ids["tara"]
+    ok(admin("PATCH", f"/admin/keys/{tara}", max_budget="10.00"))
+    assert chat(gateway, o.keys["tara"], "pricey")  # spends from the lifetime budget
+    deadline = time.monotonic() + 20
+    while ok(admin("GET", f"/admin/spend?key={tara}&since=1h"))["totals"]["requests"] < 1:
+        assert time.monotonic() < deadline, "the request never reached the ledger"
+        time.sleep(0.2)
+    # a request to `pricey` may cost up to $0.41: a daily budget of $0.30 refuses every one
+    budget = ok(admin("POST", "/admin/budgets", scope="key", subject_id=tara, limit="0.3", period="daily"))
+    with pytest.raises(openai.RateLimitError):
+        chat(gateway, o.keys["tara"], "pricey")
+    new = ok(admin("POST", f"/admin/keys/{tara}/rotate", o.keys["tara"], grace="1h"))
+    for key in (new["key"], o.keys["tara"]):
+        with pytest.raises(openai.RateLimitError):
+            chat(gateway, key, "pricey")
+    assert ok(admin("GET", f"/admin/budgets/{budget['id']}"))["subject_id"] == new["id"]
+    assert 0 < new["max_budget_micros"] < 10_000_000  # what the old key left of its lifetime budget
+    # rotated again, the key the first rotation replaced stops working: none is left out of reach
+    ok(admin("POST", f"/admin/keys/{new['id']}/rotate", MASTER_KEY, grace="1h"))
+    with pytest.raises(openai.AuthenticationError):
+        chat(gateway, o.keys["tara"])
+
+
 # ------------------------------------------------------------------ 6. presets
 
 
@@ -375,6 +536,21 @@ def test_presets_are_their_teams_and_others_see_only_what_they_are(gateway: Gate
         admin("POST", "/admin/presets", narrow, name="sneaky", team_id=o.red, model="other"), 403
     )
     assert denied["param"] == "model"
+    # nor steer the upstream through its parameters
+    steering = refused(
+        admin(
+            "POST",
+            "/admin/presets",
+            o.keys["tara"],
+            name="steer",
+            team_id=o.red,
+            model="chat",
+            params={"temperature": 0.1, "api_base": "http://169.254.169.254/"},
+        ),
+        400,
+        "forbidden_parameter",
+    )
+    assert steering["param"] == "params.api_base"
 
 
 # ------------------------------------------------------------------ 7. fallbacks and the allow-list

@@ -216,6 +216,7 @@ class Services:
             checks.start()
         approvals = Approvals(database, audit, ttl=settings.governance.approval_ttl)
         key_service = KeyService(database, keys, audit, approvals, settings.governance, limit_book)
+        key_service.budgets_moved = budgets.refresh  # a rotation moves a key's budgets: here at once
         limit_settings = LimitSettings(database, limit_book, audit)
         keys.lookup = key_service.find  # keys issued elsewhere work here at once
         key_sync = KeySync(database, keys, configured_master=settings.auth.master_key is not None)

@@ -49,6 +49,15 @@ def lineage_of_new_key(issuer: Lineage, user_id: str | None) -> Lineage:
     return Lineage(person, issuer.controllers | {person})
 
 
+def lineage_of_rotated_key(old: Lineage, rotator: Lineage) -> Lineage:
+    """The lineage of the key that replaces one of lineage `old`, issued by a key of `rotator`'s:
+    it acts for the old key's person, and whoever rotated it saw it in full, so could use it too
+    (the break-glass master hands it over, as it hands over the keys it issues for people)."""
+    if rotator.person == MASTER_PERSON:
+        return old
+    return Lineage(old.person, old.controllers | rotator.controllers)
+
+
 def one_person(a: Lineage, b: Lineage) -> bool:
     """Could one person act through both keys (the same person, or one who could use the other's
     key)? Two such keys are never two people for the two-person rule."""

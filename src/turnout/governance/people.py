@@ -52,6 +52,7 @@ def principal_of(row: Any) -> Principal:
         person=row.person or row.user_id,
         priority=priority_of(orjson.loads(row.metadata)) if row.metadata else None,
         limits=stored_limits(row.limits),
+        replaced_by=row.rotated_to,
     )
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, cast
 
 import msgspec
@@ -38,6 +38,7 @@ from turnout.domain.key_policy import (
     check_budget_level,
     check_issue,
     lineage_of_new_key,
+    lineage_of_rotated_key,
     may_manage,
     may_oversee,
     outranks,
@@ -53,11 +54,40 @@ from turnout.limits.book import LimitBook
 from turnout.limits.priority import check_grantable, grantable, priority_of
 from turnout.storage.database import Database
 from turnout.storage.paging import FIRST, Keyset, Page, Paging
-from turnout.storage.tables import api_keys, audit_log, key_controllers, team_members, teams, users
+from turnout.storage.tables import (
+    api_keys,
+    audit_log,
+    budgets,
+    key_controllers,
+    spend_rollups,
+    team_members,
+    teams,
+    users,
+)
 from turnout.storage.times import from_unix, unix_seconds
 
 GATE = "revoke_team_keys"  # the two-person rule's name for what revoking piecewise would reach
 KEYS_ORDER = Keyset(api_keys.c.created_at, api_keys.c.id)  # how /admin/keys is paged
+
+
+# What ends a key, counted against `governance.piecewise_revocations`: revoking it, or bringing its
+# expiry forward (audited as `key.expire`; the key stops working then, as if revoked).
+ENDINGS = ("key.revoke", "key.expire")
+
+
+def _brings_expiry_forward(row: Any, changes: dict[str, Any]) -> bool:
+    if "expires_at" not in changes or changes["expires_at"] is None:
+        return False
+    current = unix_seconds(row.expires_at)
+    return current is None or changes["expires_at"] < current
+
+
+async def _lifetime_spend(conn: AsyncConnection, key_id: str) -> int:
+    """What the key has spent over its life (the ledger's all-time running total)."""
+    query = sa.select(sa.func.coalesce(sa.func.sum(spend_rollups.c.cost_micros), 0)).where(
+        spend_rollups.c.grain == "all", spend_rollups.c.dim == "key", spend_rollups.c.value == key_id
+    )
+    return int((await conn.execute(query)).scalar_one())
 
 
 def describe(row: Any) -> dict[str, Any]:
@@ -141,9 +171,16 @@ class KeyService:
         self.people = People(database)
         self.approvals = approvals
         self.governance = governance or GovernanceSettings()
+        # told when a rotation moved a key's stored budgets to its replacement (spend.budgets reads
+        # them again; other instances within their next read)
+        self.budgets_moved: Callable[[], Awaitable[None]] | None = None
         if approvals is not None:
             approvals.register("revoke_key", self._revoke_approved, "revoke a key")
-            approvals.register("change_key", self._change_approved, "take a key's admin role away")
+            approvals.register(
+                "change_key",
+                self._change_approved,
+                "take a key's admin role away or bring its expiry forward",
+            )
 
     async def issue(
         self,
@@ -155,11 +192,13 @@ class KeyService:
         request_id: str | None = None,
         action: str = "key.create",
         budget_set_level: str | None = None,
+        replacing: Principal | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """A new key (its plaintext, shown this once) and its description. Its budget counts as
         set at the issuer's level (`budget_set_level`: at that one, for a rotation's new key); its
         rate limits as asked, what they leave open filled from its team's defaults for new keys
-        and from the issuer's own limits, never looser than either's (`_limits`)."""
+        and from the issuer's own limits, never looser than either's (`_limits`). A key `replacing`
+        another (a rotation) acts for the same person as that one."""
         spec = check_issue(issuer, spec)
         limits = self._limits(issuer, spec.team_id, limits, new=True)
         if action != "key.rotate":  # a rotation's new key keeps the class the old one had
@@ -193,7 +232,12 @@ class KeyService:
         }
         async with self.database.engine.begin() as conn:
             await check_owner(conn, spec)
-            lineage = lineage_of_new_key(await self.people.lineage(conn, issuer), spec.user_id)
+            issuer_lineage = await self.people.lineage(conn, issuer)
+            lineage = (
+                lineage_of_new_key(issuer_lineage, spec.user_id)
+                if replacing is None
+                else lineage_of_rotated_key(await self.people.lineage(conn, replacing), issuer_lineage)
+            )
             await conn.execute(sa.insert(api_keys).values(**row, person=lineage.person))
             await conn.execute(
                 sa.insert(key_controllers),
@@ -332,9 +376,10 @@ class KeyService:
         return await self._revoke(requester, row, None)
 
     async def _gated(self, actor: Principal, row: Any, *, revoking: bool) -> str | None:
-        """Why revoking `row` (or taking its admin role away) needs a second person, or None:
-        it is its team's last owner or admin key, or the team has had `piecewise_revocations`
-        keys revoked within `piecewise_window` — what `revoke_team_keys` would need one for."""
+        """Why revoking `row` (or taking its admin role away, or bringing its expiry forward) needs a
+        second person, or None: it is its team's last owner or admin key, or the team has had
+        `piecewise_revocations` keys revoked (or their expiry brought forward) within
+        `piecewise_window` — what `revoke_team_keys` would need one for."""
         if self.approvals is None or GATE not in self.governance.two_person_rule:
             return None
         now = dt.datetime.now(dt.UTC)
@@ -350,7 +395,7 @@ class KeyService:
             if why is None and revoking:
                 since = now - dt.timedelta(seconds=self.governance.piecewise_window)
                 recent = sa.select(sa.func.count()).where(
-                    audit_log.c.action == "key.revoke",
+                    audit_log.c.action.in_(ENDINGS),
                     audit_log.c.at >= since,
                     in_scope(audit_log.c.team_id, row.team_id),
                 )
@@ -462,8 +507,9 @@ class KeyService:
             raise InvalidRequest("A revoked key cannot be changed.", param="id")
         check_act_on(issuer, row.role)
         new_role = changes.get("role", row.role)
-        if row.role in ADMIN_ROLES and new_role not in ADMIN_ROLES:
-            why = await self._gated(issuer, row, revoking=False)
+        ending = _brings_expiry_forward(row, changes)  # a revocation, later: gated as one
+        if ending or (row.role in ADMIN_ROLES and new_role not in ADMIN_ROLES):
+            why = await self._gated(issuer, row, revoking=ending)
             if why is not None:
                 params: dict[str, Any] = {"key_id": key_id, "changes": msgspec.to_builtins(changes)}
                 if limits is not msgspec.UNSET:
@@ -533,13 +579,15 @@ class KeyService:
         self.index.touch(row.key_hash)  # a read in flight now must not undo this change
         async with self.database.engine.begin() as conn:
             await check_owner(conn, spec)
+            if outranks(spec.role, current.role):
+                await self._check_ceiling(conn, row, spec.role)
             await conn.execute(sa.update(api_keys).where(api_keys.c.id == key_id).values(**values))
             stored = (await conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id))).one()
             described = describe(stored)
             await self.audit.record(
                 conn,
                 issuer,
-                "key.update",
+                "key.expire" if _brings_expiry_forward(row, changes) else "key.update",
                 "key",
                 key_id,
                 team_id=row.team_id,
@@ -549,6 +597,18 @@ class KeyService:
             )
         self._apply(stored)
         return described
+
+    async def _check_ceiling(self, conn: AsyncConnection, row: Any, role: Role) -> None:
+        """A key's role is never above what every person who could use it may hold there now (a
+        key without a user acts for the person who issued it: raising it must not give that
+        person back a role they lost)."""
+        ceiling = await self.people.ceiling(conn, row)
+        if ceiling is None or outranks(role, ceiling):
+            raise PermissionDenied(
+                f"This key cannot have the role '{role}': a person who could use it "
+                f"{'has no authority there' if ceiling is None else f'holds at most {ceiling!r} there'}.",
+                param="role",
+            )
 
     async def rotate(
         self, issuer: Principal, key_id: str, grace: float, request_id: str | None = None
@@ -562,6 +622,10 @@ class KeyService:
             raise InvalidRequest("'grace' cannot be negative.", param="grace")
         now = dt.datetime.now(dt.UTC)
         current = principal_of(old)  # its spec, with which the new key is issued
+        max_budget = old.max_budget_micros
+        if max_budget is not None:  # a lifetime budget: the new key has what the old one left
+            async with self.database.engine.connect() as conn:
+                max_budget = max(max_budget - await _lifetime_spend(conn, key_id), 0)
         spec = KeySpec(
             name=old.name,
             role=current.role,
@@ -569,7 +633,7 @@ class KeyService:
             user_id=old.user_id,
             allowed_models=current.allowed_models,
             expires_at=current.expires_at,
-            max_budget_micros=old.max_budget_micros,
+            max_budget_micros=max_budget,
         )
         key, new = await self.issue(
             issuer,
@@ -579,6 +643,7 @@ class KeyService:
             request_id=request_id,
             action="key.rotate",
             budget_set_level=old.budget_set_level,
+            replacing=current,
         )
         until = now.timestamp() + grace
         if current.expires_at is not None:
@@ -589,6 +654,30 @@ class KeyService:
                 sa.update(api_keys)
                 .where(api_keys.c.id == key_id)
                 .values(expires_at=from_unix(until), rotated_to=new["id"], updated_at=dt.datetime.now(dt.UTC))
+            )
+            # the budgets stored on the key move to its replacement (they cover the old key through
+            # `rotated_to` for its grace); a key it replaced itself stops working now, so no key
+            # works on out of their reach
+            await conn.execute(
+                sa.update(budgets)
+                .where(budgets.c.scope == "key", budgets.c.subject_id == key_id)
+                .values(subject_id=new["id"])
+            )
+            ended = (
+                (
+                    await conn.execute(
+                        sa.update(api_keys)
+                        .where(
+                            api_keys.c.rotated_to == key_id,
+                            api_keys.c.revoked_at.is_(None),
+                            sa.or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > now),
+                        )
+                        .values(expires_at=now, updated_at=now)
+                        .returning(api_keys.c.id)
+                    )
+                )
+                .scalars()
+                .all()
             )
             rotated_out = (await conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id))).one()
             after = describe(rotated_out)
@@ -604,4 +693,7 @@ class KeyService:
                 request_id=request_id,
             )
         self._apply(rotated_out)
+        await self.refresh(ended)
+        if self.budgets_moved is not None:
+            await self.budgets_moved()
         return key, new

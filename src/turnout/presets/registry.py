@@ -17,6 +17,7 @@ import orjson
 import sqlalchemy as sa
 
 from turnout.domain.billing import RevenueShare
+from turnout.domain.steering_fields import STEERING_FIELDS
 from turnout.periodic import Periodic
 from turnout.storage.database import Database
 from turnout.storage.tables import presets
@@ -46,12 +47,15 @@ class Preset:
 
 
 def preset_of(row: Any) -> Preset:
+    """A stored preset, without any parameter that would steer the upstream (refused when a preset
+    is published; one stored before that was refused is never sent on)."""
+    params = orjson.loads(row.params) if row.params else {}
     return Preset(
         name=row.name,
         team_id=row.team_id,
         alias=row.alias,
         system_prompt=row.system_prompt,
-        params=orjson.loads(row.params) if row.params else {},
+        params={k: v for k, v in params.items() if k not in STEERING_FIELDS},
         share=RevenueShare(Decimal(row.revenue_share), row.share_cap_micros),
     )
 

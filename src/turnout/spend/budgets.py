@@ -234,6 +234,8 @@ class Budgets:
         rules = self.rules
         if rules:
             found += rules.get(("key", principal.key_id), ())
+            if principal.replaced_by is not None:  # its budgets moved to its replacement
+                found += rules.get(("key", principal.replaced_by), ())
             if principal.team_id is not None:
                 found += rules.get(("team", principal.team_id), ())
             if principal.user_id is not None:

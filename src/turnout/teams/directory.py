@@ -88,6 +88,25 @@ def _is_admin_role(role: str | None) -> bool:
     return role in ADMIN_ROLES
 
 
+def _check_may_delete_team(actor: Principal) -> None:
+    if actor.team_id is not None and actor.role != "owner":
+        raise PermissionDenied("Only the team's owners and organisation admins may delete a team.")
+
+
+def _check_may_grant(actor: Principal, role: Role | None, team_id: str | None) -> None:
+    """May `actor` give `role` in `team_id` (None: take them out of the team)?"""
+    if role is not None:
+        check_grant(actor, role, team_id)
+    elif not may_manage(actor, team_id):
+        raise PermissionDenied("A team admin may manage their own team only.", param="team_id")
+
+
+def _check_may_change(actor: Principal, current: Role | None) -> None:
+    """Nobody changes the role of someone above them."""
+    if current is not None and actor.kind != "master" and ROLE_RANK[current] > ROLE_RANK[actor.role]:
+        raise PermissionDenied(f"A key with role '{actor.role}' cannot change the role of an '{current}'.")
+
+
 class Directory:
     def __init__(
         self,
@@ -195,8 +214,7 @@ class Directory:
         """Deletes the team and revokes its keys; under the two-person rule, proposes it."""
         async with self.database.engine.connect() as conn:
             await self._team(conn, actor, team_id, manage=True)
-        if actor.team_id is not None and actor.role != "owner":
-            raise PermissionDenied("Only the team's owners and organisation admins may delete a team.")
+        _check_may_delete_team(actor)
         params = {"team_id": team_id}
         if await self._needs_approval(actor, "delete_team", team_id):
             return await self.approvals.propose(
@@ -208,6 +226,7 @@ class Directory:
         self, actor: Principal, params: dict[str, Any], request_id: str | None = None
     ) -> dict[str, Any]:
         team_id = str(params["team_id"])
+        _check_may_delete_team(actor)  # an approved deletion: its proposer's authority as it is now
         async with self.database.engine.begin() as conn:
             row = await self._team(conn, actor, team_id, manage=True)
             before = describe_team(row, await self._members(conn, team_id))
@@ -370,10 +389,7 @@ class Directory:
         if team_id is not None:  # a team the actor may not see is absent (404), not forbidden
             async with self.database.engine.connect() as conn:
                 await self._team(conn, actor, team_id, manage=False)
-        if role is not None:
-            check_grant(actor, role, team_id)
-        elif not may_manage(actor, team_id):
-            raise PermissionDenied("A team admin may manage their own team only.", param="team_id")
+        _check_may_grant(actor, role, team_id)
         async with self.database.engine.connect() as conn:
             await self._user(conn, actor, user_id, any_team=team_id is not None)
             if team_id is not None:
@@ -381,10 +397,7 @@ class Directory:
             current = await self._current_role(conn, user_id, team_id)
         if role is None and current is None:
             raise ResourceNotFound(f"The user '{user_id}' is not a member of '{team_id}'.", param="user_id")
-        if current is not None and actor.kind != "master" and ROLE_RANK[current] > ROLE_RANK[actor.role]:
-            raise PermissionDenied(
-                f"A key with role '{actor.role}' cannot change the role of an '{current}'."
-            )
+        _check_may_change(actor, current)
         params = {"user_id": user_id, "team_id": team_id, "role": role}
         admin_change = _is_admin_role(current) or _is_admin_role(role)
         if admin_change and await self._needs_approval(actor, "change_admin_role", team_id):
@@ -414,11 +427,13 @@ class Directory:
         user_id = str(params["user_id"])
         team_id = params.get("team_id")
         role: Role | None = params.get("role")
+        _check_may_grant(actor, role, team_id)  # approved: its proposer's authority as it is now
         async with self.database.engine.begin() as conn:
             await self._user(conn, actor, user_id, any_team=team_id is not None)
             if team_id is not None:
                 await self._team(conn, actor, team_id, manage=True)
             before = await self._current_role(conn, user_id, team_id)
+            _check_may_change(actor, before)  # and the user's role as it is now
             if team_id is None:
                 await conn.execute(sa.update(users).where(users.c.id == user_id).values(role=role))
             elif role is None:
@@ -472,7 +487,17 @@ class Directory:
                     "This user is an admin: take their admin role away first (a second admin approves).",
                     code="approval_required",
                 )
-            before = describe_user(row, await self._teams_of(conn, user_id))
+            memberships = await self._teams_of(conn, user_id)
+            for m in memberships:  # deleting them takes these roles away as removing them would
+                if _is_admin_role(m["role"]) and await self._needs_approval(
+                    actor, "change_admin_role", m["team_id"]
+                ):
+                    raise PermissionDenied(
+                        f"This user is an {m['role']} of the team '{m['team_id']}': take that role away "
+                        "first (a second admin approves).",
+                        code="approval_required",
+                    )
+            before = describe_user(row, memberships)
             await conn.execute(sa.update(users).where(users.c.id == user_id).values(deleted_at=self.clock()))
             await conn.execute(sa.delete(team_members).where(team_members.c.user_id == user_id))
             revoked, _ = await self.keys.enforce_people(conn, [user_id])  # theirs, and what they issued
