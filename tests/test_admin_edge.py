@@ -81,3 +81,25 @@ def test_an_admin_body_is_small(gateway: Gateway) -> None:
             "/admin/teams", headers={"authorization": f"Bearer {MASTER_KEY}"}, json={"name": "x"}
         )
         assert fine.status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/admin/teams"])
+def test_a_stranger_asking_to_send_its_body_is_refused_without_being_invited_to(
+    gateway: Gateway, path: str
+) -> None:
+    """A client that waits for `100 Continue` before its body gets the 401 alone: the gateway
+    never asks a stranger for its upload."""
+    assert gateway.server is not None
+    with socket.create_connection(("127.0.0.1", gateway.server.port), timeout=10) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            "expect: 100-continue\r\ncontent-length: 60000\r\n\r\n".encode()
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    assert b"connection: close" in answer.lower()

@@ -292,6 +292,20 @@ def test_a_priority_must_be_a_class(serve: Any, upstream: Upstream) -> None:
                 root(served) + f"/admin/keys/{key_id}", headers=auth(), json={"metadata": {"priority": 3}}
             )
             assert patched.status_code == 400 and patched.json()["error"]["param"] == "metadata.priority"
+            for shape in (["critical"], {"class": "critical"}):  # not a name at all: 400, not 500
+                for wrong in (
+                    await http.post(
+                        root(served) + "/admin/keys",
+                        headers=auth(),
+                        json={"name": "x", "metadata": {"priority": shape}},
+                    ),
+                    await http.patch(
+                        root(served) + f"/admin/keys/{key_id}",
+                        headers=auth(),
+                        json={"metadata": {"priority": shape}},
+                    ),
+                ):
+                    assert wrong.status_code == 400 and wrong.json()["error"]["code"] == "invalid_priority"
             patched = await http.patch(
                 root(served) + f"/admin/keys/{key_id}",
                 headers=auth(),

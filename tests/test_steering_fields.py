@@ -80,6 +80,35 @@ def test_every_listed_field_is_refused(client: openai.OpenAI, upstream: Upstream
     assert upstream.requests == []
 
 
+@pytest.mark.parametrize(
+    "field",
+    [
+        "API_BASE",
+        "Api_Key",
+        "aws_bedrock_endpoint",
+        "aws_external_id",
+        "vertex_region",
+        "azure_username",
+        "user_config",
+        "litellm_params",
+        "client_secret",
+        "tenant_id",
+    ],
+)
+def test_fields_are_refused_in_any_case_and_by_family(
+    client: openai.OpenAI, upstream: Upstream, field: str
+) -> None:
+    """Not only the listed names: any case of them (an upstream gateway may read them so), every
+    `aws_*`, `vertex_*` and `azure_*` setting, and a whole deployment's settings (`user_config`)."""
+    _refused(
+        lambda: client.chat.completions.create(
+            model="gpt-4o", messages=USER, extra_body={field: "http://10.1.2.3"}
+        ),
+        field,
+    )
+    assert upstream.requests == []
+
+
 def test_vendor_fields_for_the_provider_still_pass(client: openai.OpenAI, upstream: Upstream) -> None:
     vendor = {
         "top_k": 40,

@@ -77,6 +77,36 @@ def test_an_upstream_400_reaches_the_sdk_without_internal_addresses(
     _logged(caplog, caught.value.response.headers["x-request-id"])
 
 
+def test_the_type_param_and_code_an_upstream_names_are_cleaned_too(
+    client: openai.OpenAI, upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    leaky = "http://10.0.3.7:8000/v1"
+    body = {
+        "error": {"message": LEAKY, "type": leaky, "param": leaky, "code": "vllm-gpu-3.corp.internal:8000"}
+    }
+    upstream.reply_json(body, status=400)
+    with caplog.at_level(logging.INFO), pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="gpt-4o", messages=USER)
+    _clean(caught.value.response.text)
+    error = caught.value.response.json()["error"]
+    assert (error["type"], error["param"], error["code"]) == (HIDDEN, HIDDEN, HIDDEN)
+    _logged(caplog, caught.value.response.headers["x-request-id"])
+    # and in a stream
+    upstream.reply_sse([*sse_events("chat_stream.sse")[:2], f"data: {json.dumps(body)}\n\n".encode()])
+    with httpx.Client(timeout=20) as http:
+        response = http.post(
+            gateway_url(client) + "/chat/completions",
+            json={"model": "gpt-4o", "messages": USER, "stream": True},
+            headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        )
+    assert response.status_code == 200
+    _clean(response.text)
+
+
+def gateway_url(client: openai.OpenAI) -> str:
+    return str(client.base_url).rstrip("/")
+
+
 def test_the_configured_upstreams_own_address_is_hidden(client: openai.OpenAI, upstream: Upstream) -> None:
     own = f"upstream at 127.0.0.1:{upstream.port} and [::1]:{upstream.port} is not serving 'x'; see localhost"
     upstream.reply_json(_openai_error(own), status=404)

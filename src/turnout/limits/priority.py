@@ -23,7 +23,7 @@ def checked_metadata(metadata: dict[str, Any] | None) -> None:
     if metadata is None or METADATA_FIELD not in metadata:
         return
     value = metadata[METADATA_FIELD]
-    if value not in RANK:
+    if not isinstance(value, str) or value not in RANK:
         shown = value if isinstance(value, str) and len(value) <= 40 else type(value).__name__
         raise InvalidRequest(
             f"'metadata.priority' must be one of {', '.join(PRIORITIES)} (got {shown!r}).",

@@ -234,6 +234,8 @@ class Exchange:
         length = self.header(b"content-length")
         if self.header(b"transfer-encoding") is not None or length is None or not length.isdigit():
             return False
+        if self.header(b"expect") is not None:  # reading it would ask the client for it (100 Continue)
+            return False
         if int(length) > KEEP_ALIVE_BODY:
             return False
         self._body_read = True
@@ -420,13 +422,21 @@ def is_json_type(content_type: bytes) -> bool:
 
 
 def _for_client(error: TurnoutError, request_id: str) -> TurnoutError:
-    """An upstream's error with the addresses of upstreams removed from its message; the message
-    as it came (its credentials already redacted) goes to the log with the request id."""
+    """An upstream's error with the addresses of upstreams removed from what it relays (its message,
+    and the type, param and code it named); the error as it came (its credentials already
+    redacted) goes to the log with the request id."""
     if isinstance(error, UpstreamError | UpstreamRejected):
-        shown = hide_addresses(error.message)
-        if shown != error.message:
-            log.warning("request %s: upstream error (its addresses hidden): %s", request_id, error.message)
-            error.message = shown
+        relayed = (error.message, error.error_type, error.param, error.code)
+        message, error_type = hide_addresses(error.message), hide_addresses(error.error_type)
+        param = None if error.param is None else hide_addresses(error.param)
+        code = None if error.code is None else hide_addresses(error.code)
+        if (message, error_type, param, code) != relayed:
+            log.warning(
+                "request %s: upstream error (its addresses hidden): %s (type %s, param %s, code %s)",
+                request_id,
+                *relayed,
+            )
+            error.message, error.error_type, error.param, error.code = message, error_type, param, code
     return error
 
 
