@@ -181,6 +181,27 @@ def test_what_only_anthropic_can_carry_goes_through_whole(
     assert raw.headers["x-turnout-deployment"] == "claude/claude-sonnet-4-5-20250929"
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        {"type": "text", "media_type": "text/plain", "data": "Rails."},
+        {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"},
+    ],
+)
+def test_a_message_of_a_document_alone_goes_through_whole(
+    upstream: Upstream, client: anthropic.Anthropic, source: dict[str, Any]
+) -> None:
+    """A user turn holding only a document (nothing the chat format carries) is a message all the
+    same: it goes to the Anthropic deployment as written (it was refused as having no message)."""
+    upstream.reply_json(fixture_bytes("message_thinking.json", "anthropic"))
+    only = {"role": "user", "content": [{"type": "document", "source": source}]}
+    client.messages.create(model="claude", max_tokens=100, messages=[only])  # type: ignore[list-item]
+    assert upstream.requests[-1].json["messages"] == [only]
+    with pytest.raises(anthropic.BadRequestError) as refused:  # no deployment of its format: named
+        client.messages.create(model="chat", max_tokens=100, messages=[only])  # type: ignore[list-item]
+    assert "messages[0].content[0] (document)" in refused.value.message
+
+
 def test_a_native_stream_is_passed_on_event_for_event(upstream: Upstream, gateway: Gateway) -> None:
     upstream.reply_sse(sse_events("stream_thinking.sse", "anthropic"))
     with httpx.Client(timeout=20) as http:

@@ -233,8 +233,9 @@ def _message(m: object, where: str, native_only: list[str]) -> Iterator[dict[str
             results.append({"role": "tool", "tool_call_id": block["tool_use_id"], "content": text})
         elif kind in ("thinking", "redacted_thinking") and role == "assistant":
             continue  # earlier reasoning: no provider but the one that wrote it can read it
-        else:
+        else:  # only a deployment of Anthropic's format carries it (the request goes to no other)
             native_only.append(f"{at} ({kind})")
+            parts.append({"type": "text", "text": _stand_in(block)})  # counted in the prompt's bound
     yield from results  # tool results answer the previous assistant turn: they come first
     if role == "assistant":
         text = "".join(p["text"] for p in parts)
@@ -245,6 +246,16 @@ def _message(m: object, where: str, native_only: list[str]) -> Iterator[dict[str
             yield message
     elif parts:
         yield {"role": "user", "content": parts}
+
+
+def _stand_in(block: dict[str, Any]) -> str:
+    """What stands for a block only Anthropic's format carries in the translated request, which no
+    other deployment receives but whose prompt is bounded and estimated: a text document's text,
+    else the block as written."""
+    source = block.get("source")
+    if isinstance(source, dict) and source.get("type") == "text" and isinstance(source.get("data"), str):
+        return str(source["data"])
+    return orjson.dumps(block).decode()
 
 
 def _image_url(source: object, where: str) -> str:
