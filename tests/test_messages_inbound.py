@@ -266,6 +266,11 @@ def test_errors_come_in_anthropics_format(client: anthropic.Anthropic, gateway: 
     body = json.loads(response.content)
     validate_anthropic("ErrorResponse", body)
     assert body["type"] == "error" and "max_tokens" in body["error"]["message"]
+    with httpx.Client(timeout=10) as http:  # a method the route does not take, too
+        for path in ("/v1/messages", "/v1/messages/count_tokens", "/messages", "/v1/messages/"):
+            response = http.get(gateway.root_url + path, headers={"x-api-key": MASTER_KEY})
+            assert response.status_code == 405, path
+            validate_anthropic("ErrorResponse", response.json())
 
 
 def test_what_claude_code_sends_is_translated_without_a_400(upstream: Upstream, gateway: Gateway) -> None:

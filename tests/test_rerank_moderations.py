@@ -433,6 +433,10 @@ def test_the_cohere_sdk_reranks_through_v2_and_gets_cohere_errors(
             ).rerank(model="rerank", query=QUERY, documents=TEXTS)
     assert "sk-turnout-not-a-key" not in str(refused.value.body)
     assert len(upstream.requests) == 2
+    with httpx.Client(timeout=20) as http:  # a method the route does not take: Cohere's shape too
+        for path in ("/v2/rerank", "/v2/rerank/"):
+            wrong = http.get(gateway.root_url + path, headers={"authorization": f"Bearer {MASTER_KEY}"})
+            assert wrong.status_code == 405 and set(wrong.json()) == {"id", "message"}, wrong.text
     gateway.stop()
     rows = [r for r in ledger_rows(data) if r["api"] == "rerank"]
     assert [(r["model"], r["search_units"], r["status"]) for r in rows] == [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import orjson
 
@@ -40,7 +41,7 @@ from turnout.server.cohere_rerank import cohere_errors
 from turnout.server.exchange import ClientGone, Exchange, Receive, Scope, Send
 from turnout.server.metrics_route import MetricsEndpoint
 from turnout.server.openapi import openapi_endpoint
-from turnout.server.overload import Classes, concurrency_gate, gated
+from turnout.server.overload import Classes, anthropic_errors, concurrency_gate, gated
 from turnout.server.passthrough import METHODS as PASSTHROUGH_METHODS
 from turnout.server.passthrough import PREFIX as PASSTHROUGH_PREFIX
 from turnout.server.passthrough import passthrough
@@ -119,6 +120,16 @@ class GatewayApp:
         ):
             routes[path[3:]] = routes[path]
         self.routes = routes
+        # routes of APIs with their own error shape: a method they do not take is refused in it too
+        self.error_shapes: dict[str, Callable[[Exchange], None]] = {
+            path: shape
+            for base, shape in (
+                ("/v1/messages", anthropic_errors),
+                ("/v1/messages/count_tokens", anthropic_errors),
+                ("/v2/rerank", cohere_errors),
+            )
+            for path in (base, base[3:] if base.startswith("/v1/") else base)
+        }
         # the web console: reached only by paths no API route matched (nothing on the API's way)
         self.console = (
             ConsoleApp(services, self.guard, e.deployment_states)
@@ -194,6 +205,9 @@ class GatewayApp:
         if methods is not None:
             handler = methods.get(method)
             if handler is None:
+                shape = self.error_shapes.get(path.rstrip("/") if len(path) > 1 else path)
+                if shape is not None:
+                    shape(x)
                 raise MethodNotAllowed(f"{method} is not allowed on {path}.", allowed=tuple(methods))
             await handler(x)
             return

@@ -69,6 +69,11 @@ class Classes:
         return class_of(principal.priority, self.book.team_priority(principal.team_id))
 
 
+def anthropic_errors(x: Exchange) -> None:
+    """Errors of this exchange in Anthropic's shape (as /v1/messages answers them)."""
+    x.render_error = lambda error: error_json(error, x.request_id)
+
+
 def gated(
     gate: ConcurrencyGate | None,
     classes: Classes,
@@ -92,7 +97,7 @@ def gated(
                 await gate.enter(rank)
             except Overloaded:
                 if anthropic:
-                    x.render_error = lambda error: error_json(error, x.request_id)
+                    anthropic_errors(x)
                 if errors is not None:
                     errors(x)  # the API's own error shape
                 raise
