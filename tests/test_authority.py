@@ -505,6 +505,25 @@ def test_rotating_a_key_sheds_none_of_its_budgets(gateway: Gateway, admin: Admin
         chat(gateway, o.keys["tara"])
 
 
+def test_a_users_budget_covers_the_keys_they_mint_without_a_user(gateway: Gateway, admin: Admin) -> None:
+    """A key without a user acts for the person who issued it: the organisation's budget on Tara
+    (a user budget) holds on such a key she mints, and its spend is hers in the ledger."""
+    o = org(admin)
+    ok(admin("POST", "/admin/budgets", scope="user", subject_id=o.users["tara"], limit="0.3", period="daily"))
+    mine, mine_id = mint(admin, o.keys["tara"], name="tara's script")
+    with pytest.raises(openai.RateLimitError):  # a request may cost up to $0.41
+        chat(gateway, mine, "pricey")
+    assert chat(gateway, mine)  # an unpriced model is not held back
+    deadline = time.monotonic() + 20
+    while not (spend := ok(admin("GET", f"/admin/spend?key={mine_id}&since=1h&group_by=user")))["data"]:
+        assert time.monotonic() < deadline, "the request never reached the ledger"
+        time.sleep(0.2)
+    assert [row["group"]["user"] for row in spend["data"]] == [o.users["tara"]]
+    # a key the master key issues without a user is no one's: no user's budget holds on it
+    ownerless, _ = mint(admin, MASTER_KEY, name="service")
+    assert chat(gateway, ownerless, "pricey")
+
+
 # ------------------------------------------------------------------ 6. presets
 
 

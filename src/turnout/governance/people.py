@@ -34,6 +34,7 @@ def person_key_id(user_id: str) -> str:
     return PERSON_KEY_PREFIX + user_id
 
 
+UNKNOWN_PERSON = "key:"  # the person of a key with no record of who issued it: itself
 MAX_ROTATIONS = 100  # how far a rotated key is followed to its replacement
 
 
@@ -53,7 +54,15 @@ def principal_of(row: Any) -> Principal:
         priority=priority_of(orjson.loads(row.metadata)) if row.metadata else None,
         limits=stored_limits(row.limits),
         replaced_by=row.rotated_to,
+        spender=row.user_id or _a_user(row.person),
     )
+
+
+def _a_user(person: str | None) -> str | None:
+    """`person` if it is a user (not the master key, nor a key of unknown issuer)."""
+    if person is None or person == MASTER_PERSON or person.startswith(UNKNOWN_PERSON):
+        return None
+    return person
 
 
 def master_principal(name: str) -> Principal:
@@ -144,6 +153,7 @@ class People:
             team_id=team_id,
             user_id=user_id,
             person=user_id,
+            spender=user_id,
         )
 
     async def lineage(self, conn: AsyncConnection, principal: Principal) -> Lineage:
@@ -154,7 +164,7 @@ class People:
         stored = sa.select(api_keys.c.person).where(api_keys.c.id == principal.key_id)
         person = (await conn.execute(stored)).scalar() or principal.person or principal.user_id
         if person is None:  # no record of who issued it: it stands for no one but itself
-            person = "key:" + principal.key_id
+            person = UNKNOWN_PERSON + principal.key_id
         return Lineage(person, controllers | {person})
 
     async def one_person(self, a: Principal, b: Principal) -> bool:

@@ -193,10 +193,10 @@ class Admission:
             team = book.teams.get(principal.team_id)
             if team is not None:
                 found.append(("team", principal.team_id, team))
-        if book.users and principal.user_id is not None:
-            user = book.users.get(principal.user_id)
+        if book.users and principal.spender is not None:  # its user, or who issued a user-less key
+            user = book.users.get(principal.spender)
             if user is not None:
-                found.append(("user", principal.user_id, user))
+                found.append(("user", principal.spender, user))
         alias = route.policy.limits
         if alias is not None:
             found.append(("alias", route.alias, alias))

@@ -145,7 +145,7 @@ class Pipeline(Tasks):
                 api=inbound.api,
                 key_id=principal.key_id,
                 team_id=principal.team_id,
-                user_id=principal.user_id,
+                user_id=principal.spender,
                 alias=route.alias,
                 model=None if target is None else target.model,
                 deployment=None if target is None else target.label,

@@ -158,7 +158,7 @@ class _Entries:
             api=self.api,
             key_id=principal.key_id,
             team_id=principal.team_id,
-            user_id=principal.user_id,
+            user_id=principal.spender,
             alias=self.route.alias,
             deployment=None if target is None else target.label,
             provider=None if target is None else target.provider,
