@@ -376,21 +376,35 @@ def test_bringing_keys_expiry_forward_is_revoking_them(tmp_path: Path) -> None:
                 ok(admin("POST", f"/admin/keys/{apps[3]}/revoke", o.keys["tara"]), 202)["action"]
                 == "revoke_key"
             )
+            # rotating another person's key takes it from them: refused past the limit too
+            refused(
+                admin("POST", f"/admin/keys/{o.key_ids['mia']}/rotate", o.keys["tara"]),
+                403,
+                "approval_required",
+            )
             [expired] = ok(admin("GET", f"/admin/audit?action=key.expire&target_id={apps[1]}"))["data"]
             assert expired["actor_person"] == o.users["tara"]
             # pushing an expiry later is no revocation
             later = mint(admin, o.keys["tara"], name="app with an end", expires_in="30d")[1]
             assert ok(admin("PATCH", f"/admin/keys/{later}", o.keys["tara"], expires_in="60d"))["expires_at"]
+            # her own key, rotated, stays hers: not gated
+            own = ok(admin("POST", f"/admin/keys/{o.key_ids['tara']}/rotate", o.keys["tara"], grace="1h"))
+            assert own["person"] == o.users["tara"]
     finally:
         gateway.stop()
 
 
-def test_a_teams_last_admin_key_does_not_expire_by_one_person(gateway: Gateway, admin: Admin) -> None:
+def test_a_teams_last_admin_key_does_not_expire_or_change_hands_by_one_person(gateway: Gateway, admin: Admin) -> None:
     o = org(admin)
     ok(admin("POST", f"/admin/keys/{o.key_ids['tom']}/revoke", o.keys["tara"]))  # red keeps Tara's
     pending = ok(admin("PATCH", f"/admin/keys/{o.key_ids['tara']}", o.keys["alice"], expires_in="1s"), 202)
     assert "last owner or admin key" in pending["reason"]
     assert ok(admin("GET", f"/admin/keys/{o.key_ids['tara']}"))["expires_at"] is None
+    # rotating it takes it from Tara (its replacement is Alice's to hand over): the same
+    denied = refused(admin("POST", f"/admin/keys/{o.key_ids['tara']}/rotate", o.keys["alice"]), 403)
+    assert denied["code"] == "approval_required" and "last owner or admin key" in denied["message"]
+    assert ok(admin("GET", f"/admin/keys/{o.key_ids['tara']}"))["rotated_to"] is None
+    assert ok(admin("POST", f"/admin/keys/{o.key_ids['tara']}/rotate", o.keys["tara"], grace="1h"))["key"]
 
 
 def test_a_teams_last_admin_key_is_not_revoked_by_one_person(gateway: Gateway, admin: Admin) -> None:

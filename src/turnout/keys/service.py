@@ -41,6 +41,7 @@ from turnout.domain.key_policy import (
     lineage_of_rotated_key,
     may_manage,
     may_oversee,
+    one_person,
     outranks,
 )
 from turnout.domain.principal import Principal, Priority, Role
@@ -70,9 +71,10 @@ GATE = "revoke_team_keys"  # the two-person rule's name for what revoking piecew
 KEYS_ORDER = Keyset(api_keys.c.created_at, api_keys.c.id)  # how /admin/keys is paged
 
 
-# What ends a key, counted against `governance.piecewise_revocations`: revoking it, or bringing its
-# expiry forward (audited as `key.expire`; the key stops working then, as if revoked).
-ENDINGS = ("key.revoke", "key.expire")
+# What ends a key, counted against `governance.piecewise_revocations`: revoking it, bringing its
+# expiry forward (audited as `key.expire`: the key stops working then, as if revoked), or rotating
+# another person's key (`key.replace`: its replacement is the rotator's to hand over).
+ENDINGS = ("key.revoke", "key.expire", "key.replace")
 
 
 def _brings_expiry_forward(row: Any, changes: dict[str, Any]) -> bool:
@@ -623,9 +625,21 @@ class KeyService:
         now = dt.datetime.now(dt.UTC)
         current = principal_of(old)  # its spec, with which the new key is issued
         max_budget = old.max_budget_micros
-        if max_budget is not None:  # a lifetime budget: the new key has what the old one left
-            async with self.database.engine.connect() as conn:
+        async with self.database.engine.connect() as conn:
+            if max_budget is not None:  # a lifetime budget: the new key has what the old one left
                 max_budget = max(max_budget - await _lifetime_spend(conn, key_id), 0)
+            # another person's key, rotated, is taken from them (the new one is the rotator's to
+            # hand over): a revocation for the two-person rule
+            mine, theirs = await self.people.lineage(conn, issuer), await self.people.lineage(conn, current)
+            taken = not one_person(mine, theirs)
+        if taken:
+            why = await self._gated(issuer, old, revoking=True)
+            if why is not None:
+                raise PermissionDenied(
+                    f"Rotating another person's key takes it from them, and that needs a second admin: "
+                    f"{why}. Revoke it instead (proposed for approval), or let its person rotate it.",
+                    code="approval_required",
+                )
         spec = KeySpec(
             name=old.name,
             role=current.role,
@@ -684,7 +698,7 @@ class KeyService:
             await self.audit.record(
                 conn,
                 issuer,
-                "key.rotate_out",
+                "key.replace" if taken else "key.rotate_out",
                 "key",
                 key_id,
                 team_id=old.team_id,
