@@ -394,7 +394,9 @@ def test_bringing_keys_expiry_forward_is_revoking_them(tmp_path: Path) -> None:
         gateway.stop()
 
 
-def test_a_teams_last_admin_key_does_not_expire_or_change_hands_by_one_person(gateway: Gateway, admin: Admin) -> None:
+def test_a_teams_last_admin_key_does_not_expire_or_change_hands_by_one_person(
+    gateway: Gateway, admin: Admin
+) -> None:
     o = org(admin)
     ok(admin("POST", f"/admin/keys/{o.key_ids['tom']}/revoke", o.keys["tara"]))  # red keeps Tara's
     pending = ok(admin("PATCH", f"/admin/keys/{o.key_ids['tara']}", o.keys["alice"], expires_in="1s"), 202)
