@@ -177,7 +177,6 @@ class BatchAccountant:
             role="member",
             team_id=owner.team_id,
             user_id=owner.user_id,
-            spender=owner.user_id,
         )
 
     async def account(

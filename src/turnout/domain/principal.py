@@ -30,12 +30,18 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     person: str | None = None
     priority: Priority | None = None  # the key's metadata.priority (None: server.overload's default)
     limits: RateLimits | None = None  # the key's own rate limits
-    # the user whose budgets, rate limits and spend the key's use counts to: its user, else (a key
-    # without one) the person who issued it when that person is a user (not the master key)
-    spender: str | None = None
+    # a key without a user: the user who issued it (not the master key), whose budgets, rate limits
+    # and spend its use counts to (`spender`)
+    issuer_user: str | None = None
     # a rotated-out key (working out its grace): the key that replaced it, whose stored key budgets
     # (moved to it by the rotation) cover this one too
     replaced_by: str | None = None
+
+    @property
+    def spender(self) -> str | None:
+        """The user whose budgets, rate limits and spend this key's use counts to: its user, else
+        the user who issued it."""
+        return self.user_id or self.issuer_user
 
     @property
     def is_admin(self) -> bool:

@@ -54,7 +54,7 @@ def principal_of(row: Any) -> Principal:
         priority=priority_of(orjson.loads(row.metadata)) if row.metadata else None,
         limits=stored_limits(row.limits),
         replaced_by=row.rotated_to,
-        spender=row.user_id or _a_user(row.person),
+        issuer_user=None if row.user_id else _a_user(row.person),
     )
 
 
@@ -153,7 +153,6 @@ class People:
             team_id=team_id,
             user_id=user_id,
             person=user_id,
-            spender=user_id,
         )
 
     async def lineage(self, conn: AsyncConnection, principal: Principal) -> Lineage:

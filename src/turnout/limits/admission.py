@@ -193,10 +193,11 @@ class Admission:
             team = book.teams.get(principal.team_id)
             if team is not None:
                 found.append(("team", principal.team_id, team))
-        if book.users and principal.spender is not None:  # its user, or who issued a user-less key
-            user = book.users.get(principal.spender)
+        spender = principal.spender if book.users else None  # its user, or who issued a user-less key
+        if spender is not None:
+            user = book.users.get(spender)
             if user is not None:
-                found.append(("user", principal.spender, user))
+                found.append(("user", spender, user))
         alias = route.policy.limits
         if alias is not None:
             found.append(("alias", route.alias, alias))

@@ -238,8 +238,9 @@ class Budgets:
                 found += rules.get(("key", principal.replaced_by), ())
             if principal.team_id is not None:
                 found += rules.get(("team", principal.team_id), ())
-            if principal.spender is not None:  # its user, or the user who issued a key without one
-                found += rules.get(("user", principal.spender), ())
+            spender = principal.spender  # its user, or the user who issued a key without one
+            if spender is not None:
+                found += rules.get(("user", spender), ())
         if principal.max_budget_micros is not None:
             found.append(
                 BudgetRule(
