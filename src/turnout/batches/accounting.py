@@ -172,11 +172,7 @@ class BatchAccountant:
                 return known
         owner = record.owner
         return Principal(
-            key_id=owner.key_id,
-            name="",
-            role="member",
-            team_id=owner.team_id,
-            user_id=owner.user_id,
+            key_id=owner.key_id, name="", role="member", team_id=owner.team_id, user_id=owner.user_id
         )
 
     async def account(

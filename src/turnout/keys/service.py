@@ -33,6 +33,7 @@ from turnout.domain.errors import InvalidRequest, PermissionDenied, ResourceNotF
 from turnout.domain.key_policy import (
     ADMIN_ROLES,
     KeySpec,
+    Lineage,
     budget_level,
     check_act_on,
     check_budget_level,
@@ -194,13 +195,13 @@ class KeyService:
         request_id: str | None = None,
         action: str = "key.create",
         budget_set_level: str | None = None,
-        replacing: Principal | None = None,
+        lineage: Lineage | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """A new key (its plaintext, shown this once) and its description. Its budget counts as
         set at the issuer's level (`budget_set_level`: at that one, for a rotation's new key); its
         rate limits as asked, what they leave open filled from its team's defaults for new keys
-        and from the issuer's own limits, never looser than either's (`_limits`). A key `replacing`
-        another (a rotation) acts for the same person as that one."""
+        and from the issuer's own limits, never looser than either's (`_limits`). Its `lineage` is
+        the issuer's (`lineage_of_new_key`) unless given (a rotation's: the replaced key's)."""
         spec = check_issue(issuer, spec)
         limits = self._limits(issuer, spec.team_id, limits, new=True)
         if action != "key.rotate":  # a rotation's new key keeps the class the old one had
@@ -234,12 +235,8 @@ class KeyService:
         }
         async with self.database.engine.begin() as conn:
             await check_owner(conn, spec)
-            issuer_lineage = await self.people.lineage(conn, issuer)
-            lineage = (
-                lineage_of_new_key(issuer_lineage, spec.user_id)
-                if replacing is None
-                else lineage_of_rotated_key(await self.people.lineage(conn, replacing), issuer_lineage)
-            )
+            if lineage is None:
+                lineage = lineage_of_new_key(await self.people.lineage(conn, issuer), spec.user_id)
             await conn.execute(sa.insert(api_keys).values(**row, person=lineage.person))
             await conn.execute(
                 sa.insert(key_controllers),
@@ -657,7 +654,7 @@ class KeyService:
             request_id=request_id,
             action="key.rotate",
             budget_set_level=old.budget_set_level,
-            replacing=current,
+            lineage=lineage_of_rotated_key(theirs, mine),
         )
         until = now.timestamp() + grace
         if current.expires_at is not None:

@@ -122,13 +122,11 @@ class GatewayApp:
         self.routes = routes
         # routes of APIs with their own error shape: a method they do not take is refused in it too
         self.error_shapes: dict[str, Callable[[Exchange], None]] = {
-            path: shape
-            for base, shape in (
-                ("/v1/messages", anthropic_errors),
-                ("/v1/messages/count_tokens", anthropic_errors),
-                ("/v2/rerank", cohere_errors),
-            )
-            for path in (base, base[3:] if base.startswith("/v1/") else base)
+            "/v1/messages": anthropic_errors,
+            "/messages": anthropic_errors,
+            "/v1/messages/count_tokens": anthropic_errors,
+            "/messages/count_tokens": anthropic_errors,
+            "/v2/rerank": cohere_errors,
         }
         # the web console: reached only by paths no API route matched (nothing on the API's way)
         self.console = (
