@@ -586,6 +586,20 @@ def test_presets_are_their_teams_and_others_see_only_what_they_are(gateway: Gate
         "forbidden_parameter",
     )
     assert steering["param"] == "params.api_base"
+    for name in ("API_KEY", "aws_region", "Azure_Endpoint"):  # any case, and the families whole
+        refused(
+            admin(
+                "POST",
+                "/admin/presets",
+                o.keys["tara"],
+                name="steer",
+                team_id=o.red,
+                model="chat",
+                params={name: "x"},
+            ),
+            400,
+            "forbidden_parameter",
+        )
 
 
 # ------------------------------------------------------------------ 7. fallbacks and the allow-list

@@ -17,7 +17,7 @@ import orjson
 import sqlalchemy as sa
 
 from turnout.domain.billing import RevenueShare
-from turnout.domain.steering_fields import STEERING_FIELDS
+from turnout.domain.steering_fields import steers
 from turnout.periodic import Periodic
 from turnout.storage.database import Database
 from turnout.storage.tables import presets
@@ -55,7 +55,7 @@ def preset_of(row: Any) -> Preset:
         team_id=row.team_id,
         alias=row.alias,
         system_prompt=row.system_prompt,
-        params={k: v for k, v in params.items() if k not in STEERING_FIELDS},
+        params={k: v for k, v in params.items() if not steers(k)},
         share=RevenueShare(Decimal(row.revenue_share), row.share_cap_micros),
     )
 

@@ -15,7 +15,7 @@ from turnout.domain.amounts import usd
 from turnout.domain.chat import parse_chat_request
 from turnout.domain.errors import InvalidRequest, TurnoutError
 from turnout.domain.pricing import Micros, decimal_price
-from turnout.domain.steering_fields import STEERING_FIELDS
+from turnout.domain.steering_fields import steers
 from turnout.routing.catalog import Catalog
 
 PRESET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -100,7 +100,7 @@ def preset_values(
     fixed = [p for p in PRESET_FIXED if p in params]
     if fixed:
         raise InvalidRequest(f"A preset cannot set '{fixed[0]}'.", param=f"params.{fixed[0]}")
-    steering = [p for p in params if p in STEERING_FIELDS]
+    steering = [p for p in params if steers(p)]
     if steering:  # a preset's parameters reach the upstream as a request's own would
         raise InvalidRequest(
             f"A preset cannot set '{steering[0]}': turnout chooses the upstream, its address and its "
