@@ -35,13 +35,18 @@ def upload_without_the_rest(gateway: Gateway, method: str, path: str, key: str |
             head += f"authorization: Bearer {key}\r\n"
         head += f"content-length: {DECLARED}\r\n\r\n"
         sock.sendall(head.encode() + b"{" + b" " * (SENT - 1))
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-        return answer
+        return answer_head(sock)
+
+
+def answer_head(sock: socket.socket) -> bytes:
+    """What the gateway answers, read up to the end of its head (or until it closes)."""
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+    return answer
 
 
 @pytest.mark.parametrize(
@@ -95,11 +100,6 @@ def test_a_stranger_asking_to_send_its_body_is_refused_without_being_invited_to(
             f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
             "expect: 100-continue\r\ncontent-length: 60000\r\n\r\n".encode()
         )
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
+        answer = answer_head(sock)
     assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
     assert b"connection: close" in answer.lower()

@@ -6,6 +6,7 @@ rule as shipped (on)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -47,13 +48,31 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
     gateway.stop()
 
 
-@pytest.fixture
-def admin(gateway: Gateway) -> Iterator[Admin]:
+@contextlib.contextmanager
+def calling(gateway: Gateway) -> Iterator[Admin]:
+    """The admin API of `gateway`, called with a key (the master key unless given)."""
     with httpx.Client(base_url=gateway.root_url, timeout=20) as http:
 
         def call(method: str, path: str, key: str = MASTER_KEY, **body: Any) -> httpx.Response:
             return http.request(method, path, headers={"authorization": f"Bearer {key}"}, json=body or None)
 
+        yield call
+
+
+@contextlib.contextmanager
+def governed(tmp_path: Path, **governance: Any) -> Iterator[Admin]:
+    """The admin API of a gateway started with these `governance` settings (stopped after)."""
+    gateway = start(tmp_path, **governance)
+    try:
+        with calling(gateway) as call:
+            yield call
+    finally:
+        gateway.stop()
+
+
+@pytest.fixture
+def admin(gateway: Gateway) -> Iterator[Admin]:
+    with calling(gateway) as call:
         yield call
 
 
@@ -355,43 +374,32 @@ def test_deleting_a_team_admin_needs_a_second_person_as_taking_their_role_would(
 def test_bringing_keys_expiry_forward_is_revoking_them(tmp_path: Path) -> None:
     """An expiry brought forward ends a key as a revocation does: it counts towards the piecewise
     limit, and a team's last admin key's needs a second person."""
-    gateway = start(tmp_path, piecewise_revocations=2, piecewise_window="1h")
-    try:
-        with httpx.Client(base_url=gateway.root_url, timeout=20) as http:
-
-            def admin(method: str, path: str, key: str = MASTER_KEY, **body: Any) -> httpx.Response:
-                return http.request(
-                    method, path, headers={"authorization": f"Bearer {key}"}, json=body or None
-                )
-
-            o = org(admin)
-            apps = [mint(admin, o.keys["tara"], name=f"app {i}")[1] for i in range(4)]
-            ok(admin("POST", f"/admin/keys/{apps[0]}/revoke", o.keys["tara"]))
-            ok(admin("PATCH", f"/admin/keys/{apps[1]}", o.keys["tara"], expires_in="1s"))  # the second
-            for key_id in (apps[2], o.key_ids["mia"]):
-                pending = ok(admin("PATCH", f"/admin/keys/{key_id}", o.keys["tara"], expires_in="1s"), 202)
-                assert pending["action"] == "change_key" and "2 keys of the team" in pending["reason"]
-                assert ok(admin("GET", f"/admin/keys/{key_id}"))["expires_at"] is None
-            assert (
-                ok(admin("POST", f"/admin/keys/{apps[3]}/revoke", o.keys["tara"]), 202)["action"]
-                == "revoke_key"
-            )
-            # rotating another person's key takes it from them: refused past the limit too
-            refused(
-                admin("POST", f"/admin/keys/{o.key_ids['mia']}/rotate", o.keys["tara"]),
-                403,
-                "approval_required",
-            )
-            [expired] = ok(admin("GET", f"/admin/audit?action=key.expire&target_id={apps[1]}"))["data"]
-            assert expired["actor_person"] == o.users["tara"]
-            # pushing an expiry later is no revocation
-            later = mint(admin, o.keys["tara"], name="app with an end", expires_in="30d")[1]
-            assert ok(admin("PATCH", f"/admin/keys/{later}", o.keys["tara"], expires_in="60d"))["expires_at"]
-            # her own key, rotated, stays hers: not gated
-            own = ok(admin("POST", f"/admin/keys/{o.key_ids['tara']}/rotate", o.keys["tara"], grace="1h"))
-            assert own["person"] == o.users["tara"]
-    finally:
-        gateway.stop()
+    with governed(tmp_path, piecewise_revocations=2, piecewise_window="1h") as admin:
+        o = org(admin)
+        apps = [mint(admin, o.keys["tara"], name=f"app {i}")[1] for i in range(4)]
+        ok(admin("POST", f"/admin/keys/{apps[0]}/revoke", o.keys["tara"]))
+        ok(admin("PATCH", f"/admin/keys/{apps[1]}", o.keys["tara"], expires_in="1s"))  # the second
+        for key_id in (apps[2], o.key_ids["mia"]):
+            pending = ok(admin("PATCH", f"/admin/keys/{key_id}", o.keys["tara"], expires_in="1s"), 202)
+            assert pending["action"] == "change_key" and "2 keys of the team" in pending["reason"]
+            assert ok(admin("GET", f"/admin/keys/{key_id}"))["expires_at"] is None
+        assert (
+            ok(admin("POST", f"/admin/keys/{apps[3]}/revoke", o.keys["tara"]), 202)["action"] == "revoke_key"
+        )
+        # rotating another person's key takes it from them: refused past the limit too
+        refused(
+            admin("POST", f"/admin/keys/{o.key_ids['mia']}/rotate", o.keys["tara"]),
+            403,
+            "approval_required",
+        )
+        [expired] = ok(admin("GET", f"/admin/audit?action=key.expire&target_id={apps[1]}"))["data"]
+        assert expired["actor_person"] == o.users["tara"]
+        # pushing an expiry later is no revocation
+        later = mint(admin, o.keys["tara"], name="app with an end", expires_in="30d")[1]
+        assert ok(admin("PATCH", f"/admin/keys/{later}", o.keys["tara"], expires_in="60d"))["expires_at"]
+        # her own key, rotated, stays hers: not gated
+        own = ok(admin("POST", f"/admin/keys/{o.key_ids['tara']}/rotate", o.keys["tara"], grace="1h"))
+        assert own["person"] == o.users["tara"]
 
 
 def test_a_teams_last_admin_key_does_not_expire_or_change_hands_by_one_person(
@@ -423,32 +431,22 @@ def test_a_teams_last_admin_key_is_not_revoked_by_one_person(gateway: Gateway, a
 
 
 def test_revoking_a_teams_keys_one_by_one_needs_a_second_person_past_the_limit(tmp_path: Path) -> None:
-    gateway = start(tmp_path, piecewise_revocations=3, piecewise_window="1h")
-    try:
-        with httpx.Client(base_url=gateway.root_url, timeout=20) as http:
-
-            def admin(method: str, path: str, key: str = MASTER_KEY, **body: Any) -> httpx.Response:
-                return http.request(
-                    method, path, headers={"authorization": f"Bearer {key}"}, json=body or None
-                )
-
-            o = org(admin)
-            members = [mint(admin, o.keys["tara"], name=f"app {i}")[1] for i in range(5)]
-            for key_id in members[:3]:
-                ok(admin("POST", f"/admin/keys/{key_id}/revoke", o.keys["tara"]))
-            pending = ok(admin("POST", f"/admin/keys/{members[3]}/revoke", o.keys["tara"]), 202)
-            assert "3 keys of the team" in pending["reason"]
-            assert ok(admin("GET", f"/admin/keys/{members[3]}"))["revoked_at"] is None
-            assert (
-                ok(admin("POST", f"/admin/approvals/{pending['id']}/approve", o.keys["tom"]))["status"]
-                == "approved"
-            )
-            assert ok(admin("GET", f"/admin/keys/{members[3]}"))["revoked_at"] is not None
-            # another team's keys are counted apart
-            blue_key = mint(admin, MASTER_KEY, name="blue app", team_id=o.blue)[1]
-            assert ok(admin("POST", f"/admin/keys/{blue_key}/revoke", o.keys["alice"]))["revoked_at"]
-    finally:
-        gateway.stop()
+    with governed(tmp_path, piecewise_revocations=3, piecewise_window="1h") as admin:
+        o = org(admin)
+        members = [mint(admin, o.keys["tara"], name=f"app {i}")[1] for i in range(5)]
+        for key_id in members[:3]:
+            ok(admin("POST", f"/admin/keys/{key_id}/revoke", o.keys["tara"]))
+        pending = ok(admin("POST", f"/admin/keys/{members[3]}/revoke", o.keys["tara"]), 202)
+        assert "3 keys of the team" in pending["reason"]
+        assert ok(admin("GET", f"/admin/keys/{members[3]}"))["revoked_at"] is None
+        assert (
+            ok(admin("POST", f"/admin/approvals/{pending['id']}/approve", o.keys["tom"]))["status"]
+            == "approved"
+        )
+        assert ok(admin("GET", f"/admin/keys/{members[3]}"))["revoked_at"] is not None
+        # another team's keys are counted apart
+        blue_key = mint(admin, MASTER_KEY, name="blue app", team_id=o.blue)[1]
+        assert ok(admin("POST", f"/admin/keys/{blue_key}/revoke", o.keys["alice"]))["revoked_at"]
 
 
 def test_nobody_acts_on_a_key_whose_role_is_above_their_own(gateway: Gateway, admin: Admin) -> None:
